@@ -1,0 +1,69 @@
+# agentmedic — developer entry points.
+#   make test   install everything the tests need (apt + virtualenv), then lint and test
+#   make demo   install what the demo needs, then run the embedded sandbox demo
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: test demo deps system-deps venv lint typecheck imports crd-check unit integration chart bench crd docs clean
+
+test: deps lint typecheck imports crd-check
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+demo: deps
+	$(BIN)/agentmedic demo
+
+deps: system-deps venv
+
+# Debian's prometheus (server + promtool) for the integration tests and the demo.
+# The packaged service is disabled where systemd runs: the tests start their own servers.
+system-deps:
+	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then \
+	  echo "installing prometheus from apt"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  if [ -d /run/systemd/system ]; then $(SUDO) systemctl disable --now prometheus || true; fi; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+typecheck: venv
+	$(BIN)/mypy src
+
+imports: venv
+	$(BIN)/lint-imports
+
+# The CRD and the policy reference are generated from the API models; fail on drift.
+crd-check: venv
+	@$(BIN)/agentmedic crd | diff -u crds/agentpolicy.yaml - \
+	  || { echo "crds/agentpolicy.yaml drifted from the models: run 'make crd'"; exit 1; }
+
+crd: venv
+	$(BIN)/agentmedic crd > crds/agentpolicy.yaml
+	cp crds/agentpolicy.yaml charts/agentmedic/crds/agentpolicy.yaml 2>/dev/null || true
+
+unit: venv
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+integration: deps
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+bench: deps
+	@for f in tests/bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

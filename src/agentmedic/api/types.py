@@ -1,0 +1,551 @@
+"""The ``AgentPolicy`` resource (``agentmedic.io/v1alpha1``): spec and status.
+
+Data only. Attribute docstrings become the CRD's descriptions and so reach
+``kubectl explain``; camelCase on the wire, snake_case in Python. Cross-field checks
+live in :mod:`agentmedic.api.validation` so that one policy reports every problem
+at once, each with the field path and the fix.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from agentmedic.api.durations import Duration
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "KIND",
+    "PLURAL",
+    "VERSION",
+    "Action",
+    "ActionOutcome",
+    "AgentCounts",
+    "AgentPolicy",
+    "AgentPolicySpec",
+    "AgentPolicyStatus",
+    "Budget",
+    "BudgetScope",
+    "Condition",
+    "ConditionStatus",
+    "ConfigMapKeyRef",
+    "EnvRef",
+    "Guardrails",
+    "HardLimit",
+    "LabelSelector",
+    "LabelSelectorRequirement",
+    "Model",
+    "ModelSpec",
+    "NoData",
+    "NoDataMode",
+    "NotificationChannel",
+    "Notifications",
+    "NotifyAction",
+    "OnDelete",
+    "OnNewPeriod",
+    "Op",
+    "PagerDutyChannel",
+    "PromptOptimizationAction",
+    "QuietHours",
+    "RecentAction",
+    "Recovery",
+    "RecoveryMode",
+    "Rule",
+    "ScaleToZeroAction",
+    "SecretKeyRef",
+    "Severity",
+    "SlackChannel",
+    "SoftLimit",
+    "Spend",
+    "StatusCondition",
+    "SwitchModelAction",
+    "WebhookChannel",
+]
+
+GROUP = "agentmedic.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "AgentPolicy"
+PLURAL = "agentpolicies"
+
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class Model(BaseModel):
+    """Base of every API type: camelCase aliases, docstrings as descriptions, no unknown keys."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+# --------------------------------------------------------------------------- selection
+
+
+class LabelSelectorRequirement(Model):
+    key: str = Field(min_length=1)
+    """The label key the requirement applies to."""
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    """How the key relates to the values: In, NotIn, Exists or DoesNotExist."""
+    values: list[str] = Field(default_factory=list)
+    """Values for In and NotIn; must be empty for Exists and DoesNotExist."""
+
+
+class LabelSelector(Model):
+    match_labels: dict[str, str] = Field(default_factory=dict)
+    """Labels a workload must carry, all of them, to be one of this policy's agents."""
+    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list)
+    """Set-based requirements, all of which must hold."""
+
+
+# --------------------------------------------------------------------------- rules
+
+
+class Op(StrEnum):
+    GT = ">"
+    GE = ">="
+    LT = "<"
+    LE = "<="
+    EQ = "=="
+    NE = "!="
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class Condition(Model):
+    metric: str | None = None
+    """A built-in metric (see `agentmedic validate --help` for the list), e.g. error_rate,
+    latency_p95_ms, cost_usd. Set exactly one of metric and query."""
+    query: str | None = None
+    """Raw PromQL returning one sample per agent, labelled with the agent label.
+    `{{window}}` is replaced by the window and `{{agents}}` by a label matcher selecting
+    this policy's agents. Set exactly one of metric and query."""
+    window: Duration = timedelta(minutes=5)
+    """The range the metric is computed over, e.g. 5m. Defaults to 5m."""
+    op: Op
+    """Comparison of the measured value with `value`: >, >=, <, <=, == or !=."""
+    value: float
+    """The threshold. Ratios are 0..1 (0.15 means 15%), latencies in milliseconds."""
+    min_samples: int | None = Field(default=None, ge=1)
+    """Fewer executions than this in the window means insufficient data, neither healthy nor
+    breaching. Recommended for ratios and quantiles."""
+    recover_value: float | None = None
+    """Hysteresis: once firing, the condition counts as recovered only when the value is on
+    the healthy side of this threshold (for op > it must drop below recoverValue). Defaults
+    to `value`."""
+
+
+class ScaleToZeroAction(Model):
+    """Scale the agent's workload to zero replicas pending review (KEDA: pause it)."""
+
+
+class SwitchModelAction(Model):
+    to: str | None = None
+    """A specific tier from spec.model.tiers to move to. Defaults to one tier cheaper than
+    the agent's current model."""
+
+
+class PromptOptimizationAction(Model):
+    from_cron_job: str | None = None
+    """Create the Job from this CronJob's jobTemplate in the agent's namespace, like
+    `kubectl create job --from=cronjob/NAME`. Set exactly one of fromCronJob and jobTemplate."""
+    job_template: dict[str, Any] | None = None
+    """An inline Job template: {metadata, spec} as in a CronJob's jobTemplate. Set exactly
+    one of fromCronJob and jobTemplate."""
+    ttl_seconds_after_finished: int = Field(default=86_400, ge=0)
+    """How long a finished Job is kept before Kubernetes deletes it. Defaults to one day."""
+
+
+class NotifyAction(Model):
+    channels: list[str] = Field(min_length=1)
+    """Names of channels defined in spec.notifications.channels."""
+
+
+class Action(Model):
+    """One remediation. Set exactly one of its fields."""
+
+    scale_to_zero: ScaleToZeroAction | None = None
+    """Scale the workload to zero replicas pending review; the previous count is recorded."""
+    switch_model: SwitchModelAction | None = None
+    """Move the agent one model tier cheaper (needs spec.model)."""
+    prompt_optimization: PromptOptimizationAction | None = None
+    """Start a prompt-optimization Job for the agent, once per episode."""
+    notify: NotifyAction | None = None
+    """Tell people on the named channels, deduplicated per episode."""
+
+    @property
+    def kind(self) -> str:
+        """The wire name of the action that is set (``scaleToZero``, ``notify``, …)."""
+        for field, value in self:
+            if value is not None:
+                return to_camel(field)
+        return ""
+
+
+class Rule(Model):
+    name: str = Field(pattern=NAME_PATTERN, max_length=63)
+    """A name unique in this policy (lowercase letters, digits and dashes)."""
+    all_of: list[Condition] = Field(default_factory=list, alias="all")
+    """Conditions that must all hold (AND). Set all or any."""
+    any_of: list[Condition] = Field(default_factory=list, alias="any")
+    """Conditions of which one must hold (OR). Set all or any."""
+    for_: Duration = Field(default=timedelta(0), alias="for")
+    """How long the conditions must hold before the rule fires, e.g. 5m. Zero fires on the
+    first breaching evaluation. Must be 0 or at least spec.interval."""
+    recover_for: Duration = timedelta(0)
+    """How long the conditions must stay clear before a firing rule resolves, so that it
+    does not flap. Defaults to 0 (resolve on the first clear evaluation)."""
+    severity: Severity = Severity.MEDIUM
+    """info, low, medium, high or critical; mapped onto PagerDuty's severities."""
+    actions: list[Action] = Field(default_factory=list)
+    """What to do when the rule fires. Without actions the rule only appears in status."""
+
+
+# --------------------------------------------------------------------------- budget
+
+
+class BudgetScope(StrEnum):
+    AGENT = "agent"
+    POLICY = "policy"
+
+
+class OnNewPeriod(StrEnum):
+    RESTORE = "restore"
+    KEEP = "keep"
+
+
+class SoftLimit(Model):
+    at_percent: float = Field(default=80, gt=0, le=100)
+    """Fire when spend reaches this share of limitUSD. Defaults to 80."""
+    forecast: bool = False
+    """Also fire when spend so far plus the recent burn rate, projected to the period's end,
+    reaches the limit."""
+    actions: list[Action] = Field(default_factory=list)
+    """What to do at the soft limit, typically switchModel and notify."""
+
+
+class HardLimit(Model):
+    actions: list[Action] = Field(default_factory=list)
+    """What to do when spend reaches limitUSD, typically scaleToZero and notify."""
+
+
+class Budget(Model):
+    period: str = "day"
+    """day, week (from Monday) or month, calendar periods in UTC; or a rolling duration
+    such as 24h or 7d. Defaults to day."""
+    limit_usd: float = Field(alias="limitUSD", gt=0)
+    """The ceiling in US dollars for one period."""
+    scope: BudgetScope = BudgetScope.AGENT
+    """agent: each agent has its own ceiling; policy: the selected agents share it."""
+    soft: SoftLimit | None = None
+    """An early warning below the limit."""
+    hard: HardLimit | None = None
+    """What happens at the limit."""
+    forecast_window: Duration = timedelta(hours=1)
+    """The recent window whose burn rate the forecast projects. Defaults to 1h."""
+    on_new_period: OnNewPeriod = OnNewPeriod.RESTORE
+    """restore: agents paused or downgraded by the budget are restored when a new period
+    starts; keep: they stay until a person restores them."""
+
+
+# --------------------------------------------------------------------------- model tiers
+
+
+class EnvRef(Model):
+    container: str = Field(min_length=1)
+    """The container in the pod template whose environment sets the model."""
+    name: str = Field(min_length=1)
+    """The environment variable holding the model name, e.g. OPENAI_MODEL."""
+
+
+class ConfigMapKeyRef(Model):
+    name: str = Field(min_length=1)
+    """The ConfigMap, in the agent's namespace."""
+    key: str = Field(min_length=1)
+    """The key holding the model name."""
+
+
+class ModelSpec(Model):
+    env: EnvRef | None = None
+    """The model is set by an environment variable of a container. Set env or configMapKey."""
+    config_map_key: ConfigMapKeyRef | None = None
+    """The model is set by a ConfigMap key. Set env or configMapKey."""
+    tiers: list[str] = Field(min_length=1)
+    """Model names, dearest first; switchModel steps one tier towards the end."""
+
+
+# --------------------------------------------------------------------------- guardrails
+
+
+class QuietHours(Model):
+    start: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    """Start of the window, HH:MM in timeZone."""
+    end: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    """End of the window, HH:MM in timeZone; earlier than start means it ends the next day."""
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+        default_factory=list
+    )
+    """Days on which the window starts; empty means every day."""
+    time_zone: str = "UTC"
+    """An IANA time zone such as Europe/Berlin. Defaults to UTC."""
+
+
+class Guardrails(Model):
+    cooldown: Duration = timedelta(minutes=15)
+    """No second action on the same agent and rule within this. Defaults to 15m."""
+    max_disabled_percent: float = Field(default=50, ge=0, le=100)
+    """Never disable more than this share of the policy's agents; the worst go first and the
+    rest are notified. Defaults to 50."""
+    systemic_percent: float = Field(default=60, gt=0, le=100)
+    """When at least this share of agents breach the same rule at once, treat it as an outage
+    of a shared dependency: page once for the fleet and disable nobody. Defaults to 60."""
+    systemic_min_agents: int = Field(default=3, ge=1)
+    """Systemic detection applies only to fleets of at least this many agents. Defaults to 3."""
+    max_actions_per_hour: int = Field(default=20, ge=0)
+    """Workload changes this policy may make per hour across all agents. Defaults to 20."""
+    dry_run: bool = False
+    """Decide and record what would happen; change nothing and send only notifications
+    marked as dry run."""
+    quiet_hours: list[QuietHours] = Field(default_factory=list)
+    """Windows in which only notifications happen; workload changes wait."""
+
+
+class RecoveryMode(StrEnum):
+    MANUAL = "manual"
+    AUTO = "auto"
+
+
+class OnDelete(StrEnum):
+    KEEP = "keep"
+    RESTORE = "restore"
+
+
+class Recovery(Model):
+    mode: RecoveryMode = RecoveryMode.MANUAL
+    """manual: disabled agents stay down until a person restores them; auto: restore an agent
+    (or step its model back up) once it has been healthy for healthyFor."""
+    healthy_for: Duration = timedelta(minutes=30)
+    """How long an agent must stay healthy before auto recovery. Defaults to 30m."""
+    on_delete: OnDelete = OnDelete.KEEP
+    """When the policy is deleted: keep agents as they are (annotated), or restore them."""
+
+
+class NoDataMode(StrEnum):
+    KEEP = "keep"
+    BREACH = "breach"
+    NOTIFY = "notify"
+
+
+class NoData(Model):
+    mode: NoDataMode = NoDataMode.KEEP
+    """What missing metrics mean. keep: hold every rule's state, act on nothing; breach: after
+    `after`, count the missing condition as breaching; notify: after `after`, notify the
+    channels and act on nothing. Defaults to keep."""
+    after: Duration = timedelta(minutes=10)
+    """How long data must be missing (or the backend unavailable) before breach or notify
+    applies. Defaults to 10m."""
+    channels: list[str] = Field(default_factory=list)
+    """Channels told when data is missing for longer than `after`, or when the metrics backend
+    is unavailable for that long."""
+
+
+# --------------------------------------------------------------------------- notifications
+
+
+class SecretKeyRef(Model):
+    name: str = Field(min_length=1)
+    """The Secret, in the policy's namespace."""
+    key: str = Field(min_length=1)
+    """The key within the Secret."""
+
+
+class SlackChannel(Model):
+    webhook_secret_ref: SecretKeyRef
+    """The Secret key holding the Slack incoming-webhook URL."""
+
+
+class PagerDutyChannel(Model):
+    routing_key_secret_ref: SecretKeyRef
+    """The Secret key holding the Events API v2 integration (routing) key."""
+    url: str = "https://events.pagerduty.com/v2/enqueue"
+    """The Events API v2 endpoint. Defaults to PagerDuty's (EU accounts use events.eu...)."""
+
+
+class WebhookChannel(Model):
+    url_secret_ref: SecretKeyRef
+    """The Secret key holding the URL to POST JSON to."""
+    hmac_secret_ref: SecretKeyRef | None = None
+    """When set, the body is signed with HMAC-SHA256 using this key and the hex digest is
+    sent in the X-Agentmedic-Signature header as sha256=<digest>."""
+
+
+class NotificationChannel(Model):
+    name: str = Field(pattern=NAME_PATTERN, max_length=63)
+    """A name rules refer to, unique in this policy."""
+    slack: SlackChannel | None = None
+    """A Slack incoming webhook. Set exactly one of slack, pagerduty and webhook."""
+    pagerduty: PagerDutyChannel | None = None
+    """PagerDuty Events API v2. Set exactly one of slack, pagerduty and webhook."""
+    webhook: WebhookChannel | None = None
+    """A generic JSON webhook. Set exactly one of slack, pagerduty and webhook."""
+    max_per_hour: int = Field(default=30, ge=1)
+    """At most this many messages per hour on this channel; the rest are counted and
+    summarised. Defaults to 30."""
+    renotify_after: Duration = timedelta(hours=4)
+    """Repeat a still-firing episode after this long. Defaults to 4h."""
+    min_severity: Severity = Severity.INFO
+    """Only episodes at or above this severity reach the channel. Defaults to info."""
+
+
+class Notifications(Model):
+    channels: list[NotificationChannel] = Field(default_factory=list)
+    """Where messages go; rules and budgets refer to these by name."""
+
+
+# --------------------------------------------------------------------------- spec
+
+
+class AgentPolicySpec(Model):
+    selector: LabelSelector
+    """Which Deployments and StatefulSets in the policy's namespace are agents."""
+    agent_label: str = Field(default="agent", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+    """The metrics label carrying the agent name (the workload's name, or the value of its
+    agentmedic.io/agent label). Defaults to agent."""
+    interval: Duration = timedelta(seconds=30)
+    """How often to evaluate. Defaults to 30s."""
+    rules: list[Rule] = Field(default_factory=list)
+    """Health rules, evaluated per agent."""
+    budget: Budget | None = None
+    """Cost ceilings (finance)."""
+    model: ModelSpec | None = None
+    """Where the agent's model is set and the tiers switchModel moves between."""
+    guardrails: Guardrails = Field(default_factory=Guardrails)
+    """Limits on what the operator may do."""
+    recovery: Recovery = Field(default_factory=Recovery)
+    """How remediated agents come back."""
+    no_data: NoData = Field(default_factory=NoData)
+    """What missing metrics mean."""
+    notifications: Notifications = Field(default_factory=Notifications)
+    """Notification channels."""
+
+
+# --------------------------------------------------------------------------- status
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class StatusCondition(Model):
+    type: str
+    """Ready, MetricsAvailable or Remediating."""
+    status: ConditionStatus
+    """True, False or Unknown."""
+    reason: str
+    """A CamelCase reason."""
+    message: str = ""
+    """A human-readable explanation."""
+    last_transition_time: datetime
+    """When status last changed."""
+    observed_generation: int | None = None
+    """The spec generation the condition was computed for."""
+
+
+class AgentCounts(Model):
+    total: int = 0
+    """Agents selected by the policy."""
+    healthy: int = 0
+    """Agents with no rule pending or firing."""
+    pending: int = 0
+    """Agents with a rule breaching but not yet for long enough."""
+    breaching: int = 0
+    """Agents with a rule firing."""
+    disabled: int = 0
+    """Agents scaled to zero by the operator."""
+    downgraded: int = 0
+    """Agents moved to a cheaper model by the operator."""
+    no_data: int = 0
+    """Agents without enough data to judge."""
+
+
+class Spend(Model):
+    period_start: datetime
+    """Start of the current budget period."""
+    usd: float
+    """Spend so far in the period (policy scope: all agents; agent scope: the sum)."""
+    forecast_usd: float | None = None
+    """Projected spend at the period's end from the recent burn rate."""
+    limit_usd: float = Field(alias="limitUSD")
+    """The limit for the period."""
+
+
+class ActionOutcome(StrEnum):
+    APPLIED = "Applied"
+    DRY_RUN = "DryRun"
+    SUPPRESSED = "Suppressed"
+    FAILED = "Failed"
+    RESTORED = "Restored"
+
+
+class RecentAction(Model):
+    time: datetime
+    """When the action was decided."""
+    agent: str
+    """namespace/name of the agent's workload."""
+    rule: str
+    """The rule (or budget.soft / budget.hard / systemic) that caused it."""
+    action: str
+    """scaleToZero, switchModel, promptOptimization, notify or restore."""
+    outcome: ActionOutcome
+    """Applied, DryRun, Suppressed (by a guardrail), Failed or Restored."""
+    reason: str
+    """Why, with the evidence in short."""
+    episode: str = ""
+    """The episode key that makes the action idempotent."""
+
+
+class AgentPolicyStatus(Model):
+    observed_generation: int | None = None
+    """The spec generation last evaluated."""
+    conditions: list[StatusCondition] = Field(default_factory=list)
+    """Ready, MetricsAvailable and Remediating."""
+    agents: AgentCounts = Field(default_factory=AgentCounts)
+    """Agents by state."""
+    spend: Spend | None = None
+    """Spend in the current budget period, when spec.budget is set."""
+    recent_actions: list[RecentAction] = Field(default_factory=list, max_length=20)
+    """The last actions, newest first (at most 20)."""
+    last_evaluation_time: datetime | None = None
+    """When the policy was last evaluated."""
+
+
+class AgentPolicy(Model):
+    """Heal and budget a fleet of AI agents: rules over their metrics and what to do."""
+
+    api_version: Literal["agentmedic.io/v1alpha1"] = "agentmedic.io/v1alpha1"
+    """agentmedic.io/v1alpha1"""
+    kind: Literal["AgentPolicy"] = "AgentPolicy"
+    """AgentPolicy"""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    """Standard object metadata."""
+    spec: AgentPolicySpec
+    """What to watch and what to do."""
+    status: AgentPolicyStatus | None = None
+    """Written by the operator."""

@@ -1,0 +1,336 @@
+"""Validation of AgentPolicy documents: every problem, each with its field path and the fix.
+
+Two passes. The pydantic models check types, ranges and patterns; then
+:func:`check_spec` checks what spans fields (references between rules and
+channels, tiers, ``for`` against ``interval``, PromQL shape). Both report
+:class:`Problem` values; nothing here raises on bad input.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from agentmedic.api.durations import format_duration, parse_duration
+from agentmedic.api.metric_names import BUILTIN_METRICS
+from agentmedic.api.types import (
+    API_VERSION,
+    KIND,
+    Action,
+    AgentPolicy,
+    AgentPolicySpec,
+    Condition,
+    Op,
+)
+
+__all__ = ["PLACEHOLDERS", "Problem", "check_promql", "check_spec", "validate_policy"]
+
+PLACEHOLDERS = ("window", "agents", "agent_label")
+"""Placeholders a raw PromQL condition may contain, written ``{{name}}``."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a policy: where (``spec.rules[0].for``) and what to do."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+def validate_policy(document: Any) -> tuple[AgentPolicy | None, list[Problem]]:
+    """Parse and check one document; return the policy (if it parsed) and all problems."""
+    if not isinstance(document, Mapping):
+        kind = type(document).__name__ if document is not None else "an empty document"
+        return None, [Problem("", f"expected an AgentPolicy object, found {kind}")]
+    problems: list[Problem] = []
+    if document.get("apiVersion") != API_VERSION:
+        problems.append(
+            Problem("apiVersion", f"is {document.get('apiVersion')!r}; set it to {API_VERSION}")
+        )
+    if document.get("kind") != KIND:
+        problems.append(Problem("kind", f"is {document.get('kind')!r}; set it to {KIND}"))
+    if problems:
+        return None, problems
+    try:
+        policy = AgentPolicy.model_validate(document)
+    except ValidationError as exc:
+        return None, list(_from_pydantic(exc))
+    return policy, check_spec(policy.spec)
+
+
+def _from_pydantic(exc: ValidationError) -> Iterator[Problem]:
+    for error in exc.errors(include_url=False):
+        path = _path(error["loc"])
+        kind = error["type"]
+        msg = error["msg"]
+        if kind == "extra_forbidden":
+            yield Problem(path, "is not a known field; check its spelling (fields are camelCase)")
+        elif kind == "missing":
+            yield Problem(path, "is required")
+        elif kind == "literal_error":
+            expected = error.get("ctx", {}).get("expected", "")
+            yield Problem(path, f"is {error.get('input')!r}; use {expected}")
+        elif kind == "enum":
+            expected = error.get("ctx", {}).get("expected", "")
+            yield Problem(path, f"is {error.get('input')!r}; use one of {expected}")
+        elif kind == "string_pattern_mismatch" and path.endswith("name"):
+            yield Problem(
+                path,
+                f"{error.get('input')!r} is not a valid name; use lowercase letters, digits and "
+                "dashes, starting and ending with a letter or digit",
+            )
+        elif kind == "value_error":
+            yield Problem(path, msg.removeprefix("Value error, "))
+        else:
+            yield Problem(path, f"{msg} (got {error.get('input')!r})")
+
+
+def _path(loc: Iterable[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def check_spec(spec: AgentPolicySpec) -> list[Problem]:
+    """Cross-field checks of a structurally valid spec."""
+    return list(_check_spec(spec))
+
+
+def _check_spec(spec: AgentPolicySpec) -> Iterator[Problem]:
+    sel = spec.selector
+    if not sel.match_labels and not sel.match_expressions:
+        yield Problem(
+            "spec.selector",
+            "is empty and would select every workload in the namespace; set matchLabels",
+        )
+    for i, req in enumerate(sel.match_expressions):
+        p = f"spec.selector.matchExpressions[{i}]"
+        if req.operator in ("In", "NotIn") and not req.values:
+            yield Problem(f"{p}.values", f"must not be empty for operator {req.operator}")
+        if req.operator in ("Exists", "DoesNotExist") and req.values:
+            yield Problem(f"{p}.values", f"must be empty for operator {req.operator}")
+
+    channels = [c.name for c in spec.notifications.channels]
+    yield from _duplicates("spec.notifications.channels", channels, "channel")
+    for i, ch in enumerate(spec.notifications.channels):
+        kinds = [k for k in ("slack", "pagerduty", "webhook") if getattr(ch, k) is not None]
+        if len(kinds) != 1:
+            found = ", ".join(kinds) if kinds else "none"
+            yield Problem(
+                f"spec.notifications.channels[{i}]",
+                f"set exactly one of slack, pagerduty, webhook (found {found})",
+            )
+    known_channels = set(channels)
+
+    yield from _duplicates("spec.rules", [r.name for r in spec.rules], "rule")
+    for i, rule in enumerate(spec.rules):
+        p = f"spec.rules[{i}]"
+        if not rule.all_of and not rule.any_of:
+            yield Problem(f"{p}.all", "the rule has no conditions; add at least one to all or any")
+        if rule.all_of and rule.any_of:
+            yield Problem(p, "set either all (AND) or any (OR), not both")
+        if rule.for_ and rule.for_ < spec.interval:
+            yield Problem(
+                f"{p}.for",
+                f"is shorter than spec.interval ({_fmt(rule.for_)} < {_fmt(spec.interval)}); "
+                "use 0s to fire at once or at least the interval",
+            )
+        for key, conds in (("all", rule.all_of), ("any", rule.any_of)):
+            for j, cond in enumerate(conds):
+                yield from _check_condition(f"{p}.{key}[{j}]", cond)
+        yield from _check_actions(f"{p}.actions", rule.actions, spec, known_channels)
+
+    if spec.budget is not None:
+        b = spec.budget
+        if b.period not in ("day", "week", "month"):
+            try:
+                if parse_duration(b.period).total_seconds() < 60:
+                    yield Problem("spec.budget.period", "must be at least 1m")
+            except ValueError:
+                yield Problem(
+                    "spec.budget.period",
+                    f"{b.period!r} is neither day, week, month nor a duration such as 24h or 7d",
+                )
+        if b.soft is None and b.hard is None:
+            yield Problem("spec.budget", "has neither soft nor hard; add at least one")
+        if b.soft is not None:
+            yield from _check_actions(
+                "spec.budget.soft.actions", b.soft.actions, spec, known_channels
+            )
+        if b.hard is not None:
+            yield from _check_actions(
+                "spec.budget.hard.actions", b.hard.actions, spec, known_channels
+            )
+
+    if spec.model is not None:
+        m = spec.model
+        if (m.env is None) == (m.config_map_key is None):
+            yield Problem("spec.model", "set exactly one of env and configMapKey")
+        yield from _duplicates("spec.model.tiers", m.tiers, "tier")
+
+    for i, qh in enumerate(spec.guardrails.quiet_hours):
+        try:
+            zoneinfo.ZoneInfo(qh.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            yield Problem(
+                f"spec.guardrails.quietHours[{i}].timeZone",
+                f"{qh.time_zone!r} is not an IANA time zone; use e.g. UTC or Europe/Berlin",
+            )
+        if qh.start == qh.end:
+            yield Problem(
+                f"spec.guardrails.quietHours[{i}].end", "equals start; the window is empty"
+            )
+
+    for j, name in enumerate(spec.no_data.channels):
+        if name not in known_channels:
+            yield _unknown_channel(f"spec.noData.channels[{j}]", name, known_channels)
+
+
+def _check_condition(p: str, cond: Condition) -> Iterator[Problem]:
+    if (cond.metric is None) == (cond.query is None):
+        yield Problem(p, "set exactly one of metric (a built-in name) and query (raw PromQL)")
+        return
+    if cond.metric is not None and cond.metric not in BUILTIN_METRICS:
+        known = ", ".join(sorted(BUILTIN_METRICS))
+        yield Problem(f"{p}.metric", f"unknown metric {cond.metric!r}; known metrics: {known}")
+    if cond.query is not None:
+        for message in check_promql(cond.query):
+            yield Problem(f"{p}.query", message)
+    if cond.window.total_seconds() < 1:
+        yield Problem(f"{p}.window", "must be at least 1s")
+    if cond.recover_value is not None:
+        wrong_side = {
+            Op.GT: cond.recover_value > cond.value,
+            Op.GE: cond.recover_value > cond.value,
+            Op.LT: cond.recover_value < cond.value,
+            Op.LE: cond.recover_value < cond.value,
+        }.get(cond.op, False)
+        if wrong_side:
+            yield Problem(
+                f"{p}.recoverValue",
+                f"is on the breaching side of value ({cond.recover_value} vs {cond.op} "
+                f"{cond.value}); it must be on the healthy side",
+            )
+        if cond.op in (Op.EQ, Op.NE):
+            yield Problem(f"{p}.recoverValue", f"has no meaning with op {cond.op}; remove it")
+
+
+def _check_actions(
+    p: str, actions: list[Action], spec: AgentPolicySpec, channels: set[str]
+) -> Iterator[Problem]:
+    for i, action in enumerate(actions):
+        set_fields = [name for name, value in action if value is not None]
+        if len(set_fields) != 1:
+            yield Problem(
+                f"{p}[{i}]",
+                "set exactly one of scaleToZero, switchModel, promptOptimization, notify",
+            )
+            continue
+        if action.switch_model is not None:
+            if spec.model is None:
+                yield Problem(
+                    f"{p}[{i}].switchModel",
+                    "needs spec.model (where the model is set and its tiers); add it",
+                )
+            elif (
+                action.switch_model.to is not None
+                and action.switch_model.to not in spec.model.tiers
+            ):
+                yield Problem(
+                    f"{p}[{i}].switchModel.to",
+                    f"{action.switch_model.to!r} is not one of spec.model.tiers "
+                    f"({', '.join(spec.model.tiers)})",
+                )
+        if action.prompt_optimization is not None:
+            po = action.prompt_optimization
+            if (po.from_cron_job is None) == (po.job_template is None):
+                yield Problem(
+                    f"{p}[{i}].promptOptimization", "set exactly one of fromCronJob and jobTemplate"
+                )
+            if po.job_template is not None and not isinstance(po.job_template.get("spec"), dict):
+                yield Problem(
+                    f"{p}[{i}].promptOptimization.jobTemplate.spec",
+                    "is required: the Job's spec with template.spec.containers",
+                )
+        if action.notify is not None:
+            for j, name in enumerate(action.notify.channels):
+                if name not in channels:
+                    yield _unknown_channel(f"{p}[{i}].notify.channels[{j}]", name, channels)
+
+
+def _unknown_channel(path: str, name: str, channels: set[str]) -> Problem:
+    defined = ", ".join(sorted(channels)) if channels else "none are defined"
+    return Problem(
+        path,
+        f"channel {name!r} is not defined in spec.notifications.channels (defined: {defined})",
+    )
+
+
+def _duplicates(path: str, names: list[str], what: str) -> Iterator[Problem]:
+    for name, count in Counter(names).items():
+        if count > 1:
+            yield Problem(path, f"{what} name {name!r} is used {count} times; names must be unique")
+
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
+_PAIRS = {")": "(", "]": "[", "}": "{"}
+
+
+def check_promql(query: str) -> list[str]:
+    """Detect what is knowably wrong in a PromQL expression without a server."""
+    if not query.strip():
+        return ["is empty; write a PromQL expression"]
+    problems = [
+        f"unknown placeholder {{{{{name}}}}}; known: "
+        + ", ".join(f"{{{{{p}}}}}" for p in PLACEHOLDERS)
+        for name in _PLACEHOLDER.findall(query)
+        if name not in PLACEHOLDERS
+    ]
+    text = _PLACEHOLDER.sub("x", query)
+    stack: list[tuple[str, int]] = []
+    quote: str | None = None
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\" and quote != "`":
+                i += 2
+                continue
+            if ch == quote:
+                quote = None
+        elif ch in "\"'`":
+            quote = ch
+        elif ch == "#":
+            while i < len(text) and text[i] != "\n":
+                i += 1
+        elif ch in "([{":
+            stack.append((ch, i))
+        elif ch in ")]}":
+            if not stack or stack[-1][0] != _PAIRS[ch]:
+                problems.append(f"unbalanced {ch!r} at character {i + 1}")
+                return problems
+            stack.pop()
+        i += 1
+    if quote:
+        problems.append(f"unterminated string literal (missing {quote})")
+    elif stack:
+        ch, pos = stack[-1]
+        problems.append(f"unclosed {ch!r} opened at character {pos + 1}")
+    return problems
+
+
+def _fmt(value: Any) -> str:
+    return format_duration(value)

@@ -1,0 +1,5 @@
+import sys
+
+from agentmedic.cli.main import main
+
+sys.exit(main())
