@@ -125,6 +125,11 @@ def _clean(node: Any, defs: dict[str, Any], path: tuple[str, ...]) -> Any:
             node["x-kubernetes-preserve-unknown-fields"] = True
     else:
         node.pop("additionalProperties", None)
+    # OpenAPI 3.0 (what Kubernetes speaks) writes exclusive bounds as booleans.
+    for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(node.get(bound), int | float) and not isinstance(node[bound], bool):
+            node[plain] = node.pop(bound)
+            node[bound] = True
     if "const" in node:
         node["enum"] = [node.pop("const")]
     out: dict[str, Any] = {}

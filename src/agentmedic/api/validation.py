@@ -88,6 +88,8 @@ def _from_pydantic(exc: ValidationError) -> Iterator[Problem]:
                 f"{error.get('input')!r} is not a valid name; use lowercase letters, digits and "
                 "dashes, starting and ending with a letter or digit",
             )
+        elif kind == "string_pattern_mismatch" and path.endswith(("start", "end")):
+            yield Problem(path, f"{error.get('input')!r} is not a time; write HH:MM (00:00-23:59)")
         elif kind == "value_error":
             yield Problem(path, msg.removeprefix("Value error, "))
         else:

@@ -1,0 +1,321 @@
+"""The AgentPolicy API: examples, broken policies, durations and the CRD as Kubernetes sees it."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import celpy
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agentmedic.api.crd import crd_manifest
+from agentmedic.api.durations import format_duration, parse_duration
+from agentmedic.api.types import AgentPolicy
+from agentmedic.api.validation import check_promql, validate_policy
+from agentmedic.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "crds" / "examples").glob("*.yaml"))
+BROKEN = sorted((ROOT / "tests" / "data" / "broken_policies").glob("*.yaml"))
+
+
+def agentmedic(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in-process (fast); one test below runs the real console entry point."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def test_the_console_entry_point_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "agentmedic.cli", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("agentmedic ")
+
+
+def policies(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d and d.get("kind") == "AgentPolicy"]
+
+
+# --------------------------------------------------------------------------- examples
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_example_policy_is_valid(path: Path) -> None:
+    docs = policies(path)
+    assert docs, f"{path} holds no AgentPolicy"
+    for doc in docs:
+        policy, problems = validate_policy(doc)
+        assert problems == []
+        assert policy is not None
+
+
+def test_examples_cover_the_documented_scenarios() -> None:
+    specs = [AgentPolicy.model_validate(d).spec for p in EXAMPLES for d in policies(p)]
+    actions = {a.kind for s in specs for r in s.rules for a in r.actions}
+    assert {"scaleToZero", "notify", "promptOptimization"} <= actions
+    assert any(s.budget and s.budget.soft and s.budget.hard for s in specs)
+    assert any(s.guardrails.dry_run for s in specs)
+    classic = [
+        r
+        for s in specs
+        for r in s.rules
+        if {c.metric for c in r.all_of} == {"error_rate", "latency_p95_ms"}
+    ]
+    assert classic
+    assert classic[0].severity == "high"
+
+
+def test_validate_cli_accepts_the_examples() -> None:
+    result = agentmedic("validate", str(ROOT / "crds" / "examples"))
+    assert result.returncode == 0, result.stderr
+    assert f"{len(EXAMPLES)} policy document(s) valid" in result.stdout
+
+
+def test_policy_round_trips_through_the_wire_format() -> None:
+    doc = policies(ROOT / "crds" / "examples" / "finance-budget.yaml")[0]
+    policy = AgentPolicy.model_validate(doc)
+    again = AgentPolicy.model_validate(policy.model_dump(mode="json", by_alias=True))
+    assert again == policy
+    wire = policy.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    assert wire["spec"]["budget"]["limitUSD"] == 50
+    assert wire["spec"]["interval"] == "1m"
+
+
+# --------------------------------------------------------------------------- broken policies
+
+
+def _expectation(path: Path) -> str:
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# expect: "), f"{path.name} must start with '# expect: ...'"
+    return first.removeprefix("# expect: ")
+
+
+def test_there_are_at_least_25_kinds_of_mistake() -> None:
+    assert len(BROKEN) >= 25
+
+
+@pytest.mark.parametrize("path", BROKEN, ids=lambda p: p.stem)
+def test_each_broken_policy_yields_one_precise_message(path: Path) -> None:
+    result = agentmedic("validate", "--quiet", str(path))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if not ln.endswith("policy document(s)")]
+    assert len(lines) == 1, result.stderr
+    where, what = _expectation(path).split(": ", 1)
+    assert f"{where}: " in lines[0], f"expected the field {where!r} in {lines[0]!r}"
+    assert what in lines[0], f"expected {what!r} in {lines[0]!r}"
+
+
+def test_validate_cli_reports_every_broken_file_and_exits_nonzero() -> None:
+    result = agentmedic("validate", str(ROOT / "tests" / "data" / "broken_policies"))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    for path in BROKEN:
+        assert path.name in result.stderr
+
+
+def test_validate_cli_names_a_missing_path() -> None:
+    result = agentmedic("validate", "/nonexistent/policies")
+    assert result.returncode == 1
+    assert "no such file or directory" in result.stderr
+
+
+def test_a_multi_document_file_reports_the_document_index(tmp_path: Path) -> None:
+    good = policies(EXAMPLES[0])[0]
+    bad = copy.deepcopy(good)
+    bad["spec"]["interval"] = "soon"
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}
+    target = tmp_path / "bundle.yaml"
+    target.write_text(yaml.safe_dump_all([secret, good, bad]))
+    result = agentmedic("validate", str(target))
+    assert result.returncode == 1
+    assert "bundle.yaml#2" in result.stderr
+    assert "spec.interval" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        ("sum(rate(x[5m])", "unclosed '('"),
+        ("sum(rate(x[5m])))", "unbalanced ')'"),
+        ('x{a="b}', "unterminated string"),
+        ("   ", "is empty"),
+        ("rate(x[{{ windw }}])", "unknown placeholder"),
+    ],
+)
+def test_malformed_promql_is_detected(query: str, fragment: str) -> None:
+    assert any(fragment in p for p in check_promql(query))
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "sum by ({{agent_label}}) (rate(x_total{ {{agents}} }[{{window}}]))",
+        'sum(rate(x{path=~"/a\\\\(b"}[5m])) # a comment with ( in it',
+        "histogram_quantile(0.95, sum by (le, agent) (rate(h_bucket[5m])))",
+    ],
+)
+def test_wellformed_promql_passes(query: str) -> None:
+    assert check_promql(query) == []
+
+
+# --------------------------------------------------------------------------- durations
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30s", timedelta(seconds=30)),
+        ("5m", timedelta(minutes=5)),
+        ("1h30m", timedelta(minutes=90)),
+        ("1d", timedelta(days=1)),
+        ("2w", timedelta(weeks=2)),
+        ("250ms", timedelta(milliseconds=250)),
+    ],
+)
+def test_durations_read_as_written(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "5", "m5", "5 m", "-5m", "5y", "1.5h"])
+def test_malformed_durations_are_refused_with_a_hint(text: str) -> None:
+    with pytest.raises(ValueError, match=r"e\.g\. 30s"):
+        parse_duration(text)
+
+
+@given(st.integers(min_value=0, max_value=10**10))
+def test_duration_formatting_round_trips(ms: int) -> None:
+    value = timedelta(milliseconds=ms)
+    assert parse_duration(format_duration(value)) == value
+
+
+# --------------------------------------------------------------------------- the CRD
+
+
+def test_crd_passes_kubernetes_schema_validation() -> None:
+    version = kubernetes_validate.latest_version()
+    kubernetes_validate.validate(crd_manifest(), version, strict=True)
+
+
+def _walk(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    yield path, schema
+    for name, sub in schema.get("properties", {}).items():
+        yield from _walk(sub, f"{path}.{name}")
+    if "items" in schema:
+        yield from _walk(schema["items"], f"{path}[]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        yield from _walk(schema["additionalProperties"], f"{path}{{}}")
+
+
+def _openapi_schema() -> dict[str, Any]:
+    return crd_manifest()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]  # type: ignore[no-any-return]
+
+
+def test_every_field_has_a_description_for_kubectl_explain() -> None:
+    spec = _openapi_schema()["properties"]["spec"]
+    missing = [
+        p
+        for p, node in _walk(spec, "spec")
+        if not p.endswith(("[]", "{}")) and p != "spec" and "description" not in node
+    ]
+    assert missing == []
+
+
+def test_crd_schema_is_structural() -> None:
+    for path, node in _walk(_openapi_schema()):
+        assert "$ref" not in node, path
+        assert "anyOf" not in node, path
+        assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), path
+        assert not ("properties" in node and "additionalProperties" in node), path
+
+
+def test_conditions_are_a_list_map_keyed_by_type() -> None:
+    conditions = _openapi_schema()["properties"]["status"]["properties"]["conditions"]
+    assert conditions["x-kubernetes-list-type"] == "map"
+    assert conditions["x-kubernetes-list-map-keys"] == ["type"]
+
+
+def test_printer_columns_show_the_fleet_at_a_glance() -> None:
+    columns = crd_manifest()["spec"]["versions"][0]["additionalPrinterColumns"]
+    assert [c["name"] for c in columns] == [
+        "Agents",
+        "Breaching",
+        "Disabled",
+        "Spend",
+        "Ready",
+        "Age",
+    ]
+
+
+def _as_jsonschema(node: Any) -> Any:
+    """OpenAPI 3.0 as Kubernetes reads it → JSON Schema draft 4 (nullable → null type)."""
+    if isinstance(node, list):
+        return [_as_jsonschema(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _as_jsonschema(v) for k, v in node.items() if not k.startswith("x-kubernetes")}
+    if node.get("nullable"):
+        out.pop("nullable")
+        out["type"] = [node["type"], "null"]
+    return out
+
+
+def _cel_failures(schema: dict[str, Any], value: Any, path: str = "") -> Iterator[str]:
+    """Evaluate the CRD's CEL rules over an object, as the API server does at admission."""
+    if value is None:
+        return
+    for rule in schema.get("x-kubernetes-validations", []):
+        env = celpy.Environment()
+        program = env.program(env.compile(rule["rule"]))
+        if not program.evaluate({"self": celpy.json_to_cel(value)}):
+            yield f"{path}: {rule['message']}"
+    if isinstance(value, dict):
+        for name, sub in schema.get("properties", {}).items():
+            if name in value:
+                yield from _cel_failures(sub, value[name], f"{path}.{name}")
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            yield from _cel_failures(schema["items"], item, f"{path}[{i}]")
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_examples_pass_the_crd_schema_and_its_cel_rules(path: Path) -> None:
+    schema = _openapi_schema()
+    for doc in policies(path):
+        jsonschema.Draft4Validator(_as_jsonschema(schema)).validate(doc)
+        assert list(_cel_failures(schema, doc)) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("01-no-conditions", "exactly one of all (AND) and any (OR)"),
+        ("13-metric-and-query", "exactly one of metric and query"),
+        ("16-empty-selector", "spec.selector must not be empty"),
+        ("19-two-action-kinds", "exactly one of scaleToZero"),
+        ("20-prompt-opt-without-source", "exactly one of fromCronJob and jobTemplate"),
+        ("21-channel-without-kind", "exactly one of slack, pagerduty and webhook"),
+        ("25-model-both-locations", "exactly one of env and configMapKey"),
+        ("34-both-all-and-any", "exactly one of all (AND) and any (OR)"),
+        ("06-duplicate-rule", "rule names must be unique"),
+    ],
+)
+def test_admission_cel_rules_refuse_structural_mistakes(name: str, message: str) -> None:
+    doc = policies(ROOT / "tests" / "data" / "broken_policies" / f"{name}.yaml")[0]
+    failures = list(_cel_failures(_openapi_schema(), doc))
+    assert any(message in f for f in failures), failures
