@@ -1,0 +1,217 @@
+"""Operator configuration: one model, three sources.
+
+Every setting has one name in three spellings, with this precedence (highest first):
+
+1. a command-line flag of ``agentmedic run`` (``--prometheus-url``),
+2. an environment variable (``AGENTMEDIC_PROMETHEUS_URL``),
+3. a YAML config file (``--config FILE`` or ``AGENTMEDIC_CONFIG``; key ``prometheusUrl``),
+4. the default below.
+
+Lists in the environment are comma-separated (``AGENTMEDIC_NAMESPACES=agents,research``);
+mappings are JSON (``AGENTMEDIC_EXTRA_HEADERS='{"X-Team": "ml"}'``). Secrets (bearer
+token, basic-auth password) are never values here: they are file paths, mounted from
+Kubernetes Secrets, and are read when the backend is built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+__all__ = ["LogFormat", "OperatorSettings", "SettingsError", "Shard", "load_settings"]
+
+ENV_PREFIX = "AGENTMEDIC_"
+
+
+class SettingsError(ValueError):
+    """A setting is wrong; the message names it in all three spellings."""
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    TEXT = "text"
+
+
+class Shard(BaseModel):
+    """This replica evaluates the policies whose UID hashes to ``index`` modulo ``count``."""
+
+    model_config = ConfigDict(frozen=True)
+    index: int = Field(ge=0)
+    count: int = Field(ge=1)
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        try:
+            index, count = (int(p) for p in text.split("/"))
+        except ValueError:
+            raise ValueError(f"{text!r} is not a shard; write INDEX/COUNT such as 0/3") from None
+        if not 0 <= index < count:
+            raise ValueError(f"{text!r}: INDEX must be in 0..COUNT-1")
+        return cls(index=index, count=count)
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+class OperatorSettings(BaseModel):
+    """Everything the operator can be told. Field docstrings are the reference."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+    prometheus_url: str = ""
+    """Base URL of the Prometheus-compatible API, including any path prefix (e.g.
+    http://vmselect:8481/select/0/prometheus). Required."""
+    bearer_token_file: Path | None = None
+    """File holding a bearer token sent as `Authorization: Bearer`; re-read on change."""
+    basic_auth_username: str | None = None
+    """Username for HTTP basic auth."""
+    basic_auth_password_file: Path | None = None
+    """File holding the basic-auth password."""
+    ca_file: Path | None = None
+    """PEM bundle to verify the backend's TLS certificate."""
+    insecure_skip_verify: bool = False
+    """Skip TLS verification. Never in production."""
+    tenant: str | None = None
+    """Tenant sent as X-Scope-OrgID (Mimir, Cortex, Loki-style multi-tenancy)."""
+    extra_headers: dict[str, str] = Field(default_factory=dict)
+    """More headers for every query (JSON object in the environment)."""
+    query_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Timeout of one query."""
+    namespaces: list[str] = Field(default_factory=list)
+    """Namespaces to watch; empty means cluster-wide."""
+    namespace_label: str = "namespace"
+    """The metrics label carrying the agent's namespace, used when agents in several namespaces
+    share a name."""
+    catalog_overrides_file: Path | None = None
+    """YAML mapping of built-in metric names to PromQL templates replacing the defaults."""
+    log_format: LogFormat = LogFormat.JSON
+    """json (one object per line, the default in-cluster) or text."""
+    log_level: str = "INFO"
+    """DEBUG, INFO, WARNING or ERROR."""
+    dry_run: bool = False
+    """Decide and record for every policy; change no workload."""
+    shard: Shard | None = None
+    """INDEX/COUNT: evaluate only the policies whose UID hashes to this shard."""
+    metrics_port: int = Field(default=8080, ge=0, le=65535)
+    """Port of the operator's own /metrics endpoint (0 disables it)."""
+    health_port: int = Field(default=8081, ge=0, le=65535)
+    """Port of the liveness endpoint /healthz (0 disables it)."""
+    peering: str | None = "agentmedic"
+    """kopf peering name for HA: replicas with the same name elect one active. Empty for
+    standalone."""
+    max_concurrent_queries: int = Field(default=8, ge=1)
+    """Queries in flight at once per cycle."""
+    status_recent_actions: int = Field(default=10, ge=0, le=20)
+    """How many recent actions status keeps."""
+
+    @field_validator("shard", mode="before")
+    @classmethod
+    def _shard(cls, value: Any) -> Any:
+        return Shard.parse(value) if isinstance(value, str) and value else value or None
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError(f"{value!r} is not a log level; use DEBUG, INFO, WARNING or ERROR")
+        return upper
+
+    def owns(self, uid: str) -> bool:
+        """Whether this replica's shard evaluates the policy with this UID."""
+        if self.shard is None:
+            return True
+        import zlib
+
+        return zlib.crc32(uid.encode()) % self.shard.count == self.shard.index
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, info in OperatorSettings.model_fields.items():
+        raw = environ.get(env_name(name))
+        if raw is None:
+            continue
+        annotation = str(info.annotation)
+        if "list" in annotation:
+            out[name] = [p.strip() for p in raw.split(",") if p.strip()]
+        elif "dict" in annotation:
+            try:
+                out[name] = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise SettingsError(f"{env_name(name)}: not a JSON object ({exc.msg})") from None
+        else:
+            out[name] = raw
+    return out
+
+
+def load_settings(
+    *,
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+    require_backend: bool = True,
+) -> OperatorSettings:
+    """Merge the sources (flags > environment > file > defaults) and validate."""
+    environ = os.environ if environ is None else environ
+    merged: dict[str, Any] = {}
+    path = config_file or (
+        Path(environ[f"{ENV_PREFIX}CONFIG"]) if f"{ENV_PREFIX}CONFIG" in environ else None
+    )
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise SettingsError(f"config file {path}: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise SettingsError(f"config file {path}: expected a mapping of settings")
+        by_alias = {(info.alias or n): n for n, info in OperatorSettings.model_fields.items()}
+        for key, value in loaded.items():
+            merged[by_alias.get(str(key), str(key))] = value
+    merged.update(_from_env(environ))
+    merged.update({k: v for k, v in (flags or {}).items() if v is not None})
+    try:
+        settings = OperatorSettings.model_validate(merged)
+    except ValidationError as exc:
+        raise SettingsError(_explain(exc)) from None
+    if require_backend and not settings.prometheus_url:
+        raise SettingsError(
+            "prometheusUrl is required: pass --prometheus-url, set AGENTMEDIC_PROMETHEUS_URL, "
+            "or put prometheusUrl in the config file"
+        )
+    return settings
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors(include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        info = OperatorSettings.model_fields.get(field)
+        names = f"{flag_name(field)} / {env_name(field)} / {info.alias or field}" if info else field
+        if error["type"] == "extra_forbidden":
+            lines.append(f"{field}: unknown setting")
+        else:
+            lines.append(f"{names}: {error['msg'].removeprefix('Value error, ')}")
+    return "; ".join(lines)
