@@ -1,0 +1,153 @@
+"""Channels with their secrets resolved: what a sender needs to reach Slack, PagerDuty, a webhook.
+
+The policy names Secret keys (:class:`agentmedic.api.types.NotificationChannel`); the
+operator reads them and :func:`resolve_channel` turns the pair into a
+:class:`ResolvedChannel` whose credentials are :class:`~agentmedic.notify.secrets.Secret`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+import httpx
+
+from agentmedic.api.types import NotificationChannel, SecretKeyRef, Severity
+from agentmedic.notify.errors import ChannelConfigError
+from agentmedic.notify.secrets import Secret
+
+__all__ = ["ChannelKind", "ResolvedChannel", "SecretLookup", "resolve_channel"]
+
+SecretLookup = Callable[[str, str], str]
+"""``lookup(secret_name, key) -> value``: reads a key of a Secret in the policy's namespace.
+Raises (any exception) when the Secret or the key does not exist."""
+
+# Errors from a lookup are quoted in ChannelConfigError up to this length.
+_MAX_LOOKUP_ERROR = 200
+
+
+class ChannelKind(StrEnum):
+    """Where a channel delivers."""
+
+    SLACK = "slack"
+    PAGERDUTY = "pagerduty"
+    WEBHOOK = "webhook"
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedChannel:
+    """A channel ready to send: its kind, its credentials and its delivery limits.
+
+    ``url`` is where messages are POSTed: the Slack incoming-webhook URL, the PagerDuty
+    Events API v2 endpoint, or the webhook URL. ``routing_key`` is set for PagerDuty
+    only, ``hmac_key`` for a signed webhook only.
+    """
+
+    name: str
+    """The channel's name in the policy."""
+    kind: ChannelKind
+    """slack, pagerduty or webhook."""
+    url: Secret
+    """Where messages are POSTed (a credential for Slack and webhooks)."""
+    routing_key: Secret | None = None
+    """PagerDuty's integration (routing) key."""
+    hmac_key: Secret | None = None
+    """The key a webhook body is signed with (HMAC-SHA256)."""
+    max_per_hour: int = 30
+    """At most this many firing messages per hour; the rest are counted and summarised."""
+    renotify_after: timedelta = timedelta(hours=4)
+    """A still-firing episode is repeated after this long."""
+    min_severity: Severity = Severity.INFO
+    """Messages below this severity are not sent."""
+
+    def __post_init__(self) -> None:
+        if self.kind is ChannelKind.PAGERDUTY and self.routing_key is None:
+            raise ChannelConfigError(self.name, "a PagerDuty channel needs a routing key")
+        if self.max_per_hour < 1:
+            raise ChannelConfigError(self.name, "maxPerHour must be at least 1")
+
+    def secret_fragments(self) -> Iterator[str]:
+        """Every string that must never appear in a log: the credentials and the URL's parts."""
+        for secret in (self.url, self.routing_key, self.hmac_key):
+            if secret is None:
+                continue
+            value = secret.reveal()
+            yield value
+            # httpx prints its normalised form of a URL; its path alone is the Slack token.
+            try:
+                parsed = httpx.URL(value)
+            except (httpx.InvalidURL, TypeError):
+                continue
+            yield str(parsed)
+            yield parsed.raw_path.decode("ascii", "replace")
+            if parsed.path != "/":
+                yield parsed.path
+
+
+def resolve_channel(channel: NotificationChannel, secret_lookup: SecretLookup) -> ResolvedChannel:
+    """Read the channel's Secret keys through ``secret_lookup`` and check them.
+
+    Raises :class:`ChannelConfigError` naming the Secret and key when a value is missing,
+    empty or not an http(s) URL; the message never contains the value.
+    """
+
+    def read(ref: SecretKeyRef, what: str) -> Secret:
+        try:
+            value = secret_lookup(ref.name, ref.key)
+        except Exception as exc:
+            detail = str(exc)[:_MAX_LOOKUP_ERROR]
+            raise ChannelConfigError(
+                channel.name,
+                f"cannot read {what} from key {ref.key!r} of Secret {ref.name!r}: "
+                f"{type(exc).__name__}{': ' + detail if detail else ''}",
+            ) from None
+        # Secrets written with `echo` end in a newline; a URL or key never does.
+        value = value.strip() if isinstance(value, str) else ""
+        if not value:
+            raise ChannelConfigError(
+                channel.name, f"key {ref.key!r} of Secret {ref.name!r} ({what}) is empty"
+            )
+        return Secret(value)
+
+    def check_url(secret: Secret, where: str) -> Secret:
+        try:
+            url = httpx.URL(secret.reveal())
+        except (httpx.InvalidURL, TypeError):
+            url = None
+        if url is None or url.scheme not in ("http", "https") or not url.host:
+            raise ChannelConfigError(
+                channel.name, f"{where} is not an http(s) URL with a host (value not shown)"
+            )
+        return secret
+
+    routing_key: Secret | None = None
+    hmac_key: Secret | None = None
+    if channel.slack is not None:
+        kind = ChannelKind.SLACK
+        ref = channel.slack.webhook_secret_ref
+        where = f"key {ref.key!r} of Secret {ref.name!r}"
+        url = check_url(read(ref, "the Slack webhook URL"), where)
+    elif channel.pagerduty is not None:
+        kind = ChannelKind.PAGERDUTY
+        routing_key = read(channel.pagerduty.routing_key_secret_ref, "the PagerDuty routing key")
+        url = check_url(Secret(channel.pagerduty.url), "pagerduty.url")
+    elif channel.webhook is not None:
+        kind = ChannelKind.WEBHOOK
+        ref = channel.webhook.url_secret_ref
+        url = check_url(read(ref, "the webhook URL"), f"key {ref.key!r} of Secret {ref.name!r}")
+        if channel.webhook.hmac_secret_ref is not None:
+            hmac_key = read(channel.webhook.hmac_secret_ref, "the webhook HMAC key")
+    else:
+        raise ChannelConfigError(channel.name, "set exactly one of slack, pagerduty and webhook")
+    return ResolvedChannel(
+        name=channel.name,
+        kind=kind,
+        url=url,
+        routing_key=routing_key,
+        hmac_key=hmac_key,
+        max_per_hour=channel.max_per_hour,
+        renotify_after=channel.renotify_after,
+        min_severity=channel.min_severity,
+    )

@@ -1,0 +1,175 @@
+"""What is said, independent of where it is said: :class:`Message` and its parts.
+
+The operator builds one :class:`Message` per episode transition (firing, resolved);
+each channel renders it in its own format. The dispatcher adds a :class:`Delivery`
+(is this a reminder, were messages held back by the rate limit) that depends on what
+the channel was told before.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from agentmedic.api.durations import format_duration
+from agentmedic.api.types import Severity
+from agentmedic.engine.series import AgentId
+
+__all__ = [
+    "SEVERITY_ORDER",
+    "Delivery",
+    "Evidence",
+    "Message",
+    "MessageState",
+    "Overflow",
+    "format_time",
+    "severity_at_least",
+]
+
+SEVERITY_ORDER: tuple[Severity, ...] = (
+    Severity.INFO,
+    Severity.LOW,
+    Severity.MEDIUM,
+    Severity.HIGH,
+    Severity.CRITICAL,
+)
+"""Severities from least to most severe."""
+
+
+def severity_at_least(severity: Severity, minimum: Severity) -> bool:
+    """Whether ``severity`` is ``minimum`` or more severe."""
+    return SEVERITY_ORDER.index(severity) >= SEVERITY_ORDER.index(minimum)
+
+
+def format_time(moment: datetime) -> str:
+    """ISO 8601 in UTC with a ``Z``, to the second: ``2024-05-01T10:02:03Z``."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class MessageState(StrEnum):
+    """Whether an episode has started (firing) or ended (resolved)."""
+
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One condition of the rule and what was measured: ``error_rate > 0.15``, 0.31 over 5m."""
+
+    condition: str
+    """The condition as written, e.g. ``error_rate > 0.15``."""
+    value: float | None
+    """The measured value; ``None`` when there was no data."""
+    threshold: float | None = None
+    """The threshold the value was compared with."""
+    window: timedelta | None = None
+    """The range the value was computed over."""
+
+    def __str__(self) -> str:
+        if self.value is None:
+            measured = "no data"
+        elif math.isfinite(self.value):
+            measured = f"{self.value:.4g}"
+        else:
+            measured = str(self.value)
+        extras = []
+        if self.threshold is not None:
+            extras.append(f"threshold {self.threshold:g}")
+        if self.window is not None:
+            extras.append(f"over {format_duration(self.window)}")
+        suffix = f" ({', '.join(extras)})" if extras else ""
+        return f"{self.condition}: {measured}{suffix}"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One episode transition to tell people about, in no channel's format."""
+
+    episode: str
+    """The episode key (policy, agent, rule, breach start): PagerDuty's dedup_key and the
+    unit of deduplication on every channel."""
+    policy_namespace: str
+    """Namespace of the AgentPolicy."""
+    policy_name: str
+    """Name of the AgentPolicy."""
+    agent: AgentId | None
+    """The agent concerned; ``None`` for a fleet-wide message (systemic breach, budget of
+    the whole policy, metrics backend down)."""
+    rule: str
+    """The rule, or ``budget.soft``, ``budget.hard``, ``systemic``, ``noData``."""
+    severity: Severity
+    """How bad it is; channels below their minSeverity do not get it."""
+    state: MessageState
+    """firing or resolved."""
+    summary: str
+    """One or two sentences for a person, e.g. "error rate 31% and p95 latency 12.4 s for 6m"."""
+    time: datetime
+    """When the episode changed state (breach start, or recovery)."""
+    evidence: tuple[Evidence, ...] = ()
+    """The conditions and their measured values."""
+    action: str | None = None
+    """What agentmedic did about it, e.g. "scaled deployment agents/support-bot to 0 (was 3)"."""
+    undo: str | None = None
+    """The exact command that undoes the action, e.g. ``agentmedic restore agents/support-bot``."""
+    dry_run: bool = False
+    """The policy is in dry run: the action was only recorded, nothing was changed."""
+
+    @property
+    def subject(self) -> str:
+        """What the message is about: ``agents/support-bot`` or ``policy agents/fleet``."""
+        if self.agent is not None:
+            return str(self.agent)
+        return f"policy {self.policy_namespace}/{self.policy_name}"
+
+    @property
+    def policy(self) -> str:
+        """``namespace/name`` of the AgentPolicy."""
+        return f"{self.policy_namespace}/{self.policy_name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Overflow:
+    """Messages a channel's rate limit held back since the last one it was sent."""
+
+    count: int
+    """How many were held back."""
+    since: datetime
+    """When the first of them was held back."""
+
+    def __str__(self) -> str:
+        noun = "message was" if self.count == 1 else "messages were"
+        return (
+            f"{self.count} more {noun} held back by this channel's rate limit "
+            f"since {format_time(self.since)}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What depends on the channel's history: added to a message as it is rendered."""
+
+    sent_at: datetime
+    """When the message is sent."""
+    repeat: bool = False
+    """The episode is still firing and this channel was told before: a reminder."""
+    overflow: Overflow | None = None
+    """Messages held back by the rate limit since the last message this channel got."""
+    notes: tuple[str, ...] = field(default=())
+    """Lines to show under the message, derived from ``repeat`` and ``overflow``."""
+
+    @classmethod
+    def build(
+        cls, sent_at: datetime, *, repeat: bool = False, overflow: Overflow | None = None
+    ) -> Delivery:
+        """A :class:`Delivery` with its notes worded from ``repeat`` and ``overflow``."""
+        notes: list[str] = []
+        if repeat:
+            notes.append("Reminder: this episode is still firing.")
+        if overflow is not None:
+            notes.append(f"{overflow}.")
+        return cls(sent_at=sent_at, repeat=repeat, overflow=overflow, notes=tuple(notes))

@@ -1,0 +1,122 @@
+"""Secret values that do not leak: an opaque holder and a redactor for log records.
+
+A Slack incoming-webhook URL is a credential (its path is the token), so is a webhook
+URL, a PagerDuty routing key and an HMAC key. They travel as :class:`Secret`, whose
+``repr`` and ``str`` hide the value, and are revealed only at the moment a request is
+built. httpx logs every request's full URL at INFO on the ``httpx`` logger; the
+:func:`guard_http_logs` filter rewrites such records when they contain a registered
+secret, so an operator running with INFO logging does not print webhook tokens.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+
+__all__ = ["REDACTED", "Secret", "guard_http_logs", "redact"]
+
+REDACTED = "***"
+"""What a secret value is replaced with in any text the notify layer emits."""
+
+# Fragments shorter than this are too likely to match innocent text (a path of "/").
+_MIN_FRAGMENT = 8
+# Enough for every channel of a large installation; the oldest are forgotten first.
+_MAX_REGISTERED = 4096
+# httpx logs "HTTP Request: POST <url> ..." here. httpcore's debug traces show only the
+# method, host and port, and a filter on a parent logger would not see its children's records.
+_HTTP_LOGGERS = ("httpx",)
+
+
+class Secret:
+    """A credential. ``repr``/``str`` never show it; :meth:`reveal` does, on purpose."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The value itself; call it only where a request is built."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret('{REDACTED}')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickling would write the value out; nothing in agentmedic needs it.
+        raise TypeError("a Secret cannot be pickled")
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace every occurrence of each secret fragment in ``text`` with ``***``."""
+    # Longest first, so a URL is replaced whole before its path would be.
+    for fragment in sorted({s for s in secrets if len(s) >= _MIN_FRAGMENT}, key=len, reverse=True):
+        if fragment in text:
+            text = text.replace(fragment, REDACTED)
+    return text
+
+
+class _RedactingFilter(logging.Filter):
+    """Rewrites log records of the HTTP stack that contain a registered secret fragment."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._fragments: OrderedDict[str, None] = OrderedDict()
+
+    def register(self, fragments: Iterable[str]) -> None:
+        with self._lock:
+            for fragment in fragments:
+                if len(fragment) < _MIN_FRAGMENT:
+                    continue
+                self._fragments[fragment] = None
+                self._fragments.move_to_end(fragment)
+            while len(self._fragments) > _MAX_REGISTERED:
+                self._fragments.popitem(last=False)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with self._lock:
+            fragments = list(self._fragments)
+        if not fragments:
+            return True
+        try:
+            text = record.getMessage()
+        except Exception:  # a malformed record is not ours to fix; let logging report it
+            return True
+        cleaned = redact(text, fragments)
+        if cleaned != text:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+_FILTER = _RedactingFilter()
+_installed = False
+_install_lock = threading.Lock()
+
+
+def guard_http_logs(fragments: Iterable[str]) -> None:
+    """Keep these secret fragments out of the records httpx logs.
+
+    Installs one filter on the ``httpx`` logger the first time it is called (it stays for the
+    life of the process) and adds the fragments to what it redacts.
+    """
+    global _installed
+    with _install_lock:
+        if not _installed:
+            for name in _HTTP_LOGGERS:
+                logging.getLogger(name).addFilter(_FILTER)
+            _installed = True
+    _FILTER.register(fragments)
