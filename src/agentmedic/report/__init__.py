@@ -1,0 +1,1 @@
+"""The fleet report: cost, reliability and speed of every agent, side by side."""
