@@ -1,1 +1,68 @@
-"""agentmedic.metrics."""
+"""The metrics layer: agents' health and spend from a Prometheus-compatible backend.
+
+- :mod:`~agentmedic.metrics.backend`: the :class:`MetricsBackend` protocol and its results.
+- :mod:`~agentmedic.metrics.prometheus`: :class:`PrometheusBackend` over httpx.
+- :mod:`~agentmedic.metrics.catalog`: built-in metric names → PromQL templates.
+- :mod:`~agentmedic.metrics.promql`: escaping and matchers, so names never become syntax.
+- :mod:`~agentmedic.metrics.batch`: one query per series per cycle, joined per agent.
+- :mod:`~agentmedic.metrics.errors`: ``MetricsError`` and its two kinds.
+"""
+
+from agentmedic.metrics.backend import (
+    MetricsBackend,
+    QueryResult,
+    RangeResult,
+    RangeSeries,
+    Sample,
+    Timing,
+)
+from agentmedic.metrics.batch import (
+    FetchStats,
+    RangeTable,
+    SampleTable,
+    build_query,
+    fetch_range,
+    fetch_samples,
+    merge_needs,
+)
+from agentmedic.metrics.catalog import (
+    DEFAULT_CATALOG,
+    EXECUTIONS,
+    SERIES,
+    Catalog,
+    executions_key,
+)
+from agentmedic.metrics.errors import (
+    MetricsError,
+    MetricsUnavailable,
+    QueryError,
+    UnavailableReason,
+)
+from agentmedic.metrics.prometheus import BackendConfig, PrometheusBackend
+
+__all__ = [
+    "DEFAULT_CATALOG",
+    "EXECUTIONS",
+    "SERIES",
+    "BackendConfig",
+    "Catalog",
+    "FetchStats",
+    "MetricsBackend",
+    "MetricsError",
+    "MetricsUnavailable",
+    "PrometheusBackend",
+    "QueryError",
+    "QueryResult",
+    "RangeResult",
+    "RangeSeries",
+    "RangeTable",
+    "Sample",
+    "SampleTable",
+    "Timing",
+    "UnavailableReason",
+    "build_query",
+    "executions_key",
+    "fetch_range",
+    "fetch_samples",
+    "merge_needs",
+]

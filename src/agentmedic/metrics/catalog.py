@@ -1,0 +1,182 @@
+"""Built-in metric names → PromQL templates over the series ``agentmedic.instrument`` exports.
+
+The catalog is data. Each template computes one value per agent and may use:
+
+``{{window}}``       the condition's window as a PromQL duration (``5m``)
+``{{agents}}``       a label matcher selecting the cycle's agents (``agent=~"a|b"``)
+``{{agent_label}}``  the label carrying the agent name (``agent``)
+``{{by}}``           the grouping labels: the agent label, plus the namespace label when
+                     namespaces are matched (``agent, namespace``)
+
+Operators override templates with :meth:`Catalog.with_overrides`, e.g. to take spend from
+LiteLLM's proxy, whose series carry the proxy's namespace rather than the agent's, hence
+a grouping by the agent label alone::
+
+    catalog = DEFAULT_CATALOG.with_overrides({
+        "cost_usd": 'sum by ({{agent_label}}) '
+                    '(increase(litellm_spend_metric_total{ {{agents}} }[{{window}}]))',
+    })
+
+Conventions of the built-in templates: latencies are in milliseconds; ratios are 0..1 and
+are NaN (no data) when nothing happened in the window; an agent that ran but never failed
+has an error rate of 0, not "no data" (a labelled child that was never incremented is never
+exported, hence the ``or 0 * ...`` terms); ``error_rate`` counts every status other than
+``success``, so ``success_rate + error_rate = 1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from types import MappingProxyType
+
+from agentmedic.api.metric_names import BUILTIN_METRICS
+from agentmedic.api.validation import check_promql
+from agentmedic.engine.series import SeriesKey
+from agentmedic.metrics import promql
+
+__all__ = [
+    "DEFAULT_CATALOG",
+    "EXECUTIONS",
+    "SERIES",
+    "TEMPLATE_PLACEHOLDERS",
+    "Catalog",
+    "executions_key",
+]
+
+SERIES = MappingProxyType(
+    {
+        "executions": "agent_executions_total",
+        "execution_duration": "agent_execution_duration_seconds",
+        "tokens": "agent_tokens_total",
+        "cost": "agent_cost_usd_total",
+        "tool_calls": "agent_tool_calls_total",
+        "tool_duration": "agent_tool_duration_seconds",
+    }
+)
+"""The series the built-in templates read; ``agentmedic.instrument`` exports exactly these
+(DESIGN.md §4). Counters are named as queried (with ``_total``), histograms by their base."""
+
+TEMPLATE_PLACEHOLDERS = ("window", "agents", "agent_label", "by")
+"""Placeholders a catalog template may use."""
+
+EXECUTIONS = "executions"
+"""The metric counting executions in a window: the denominator ``minSamples`` is checked on."""
+
+_EXEC = SERIES["executions"]
+
+
+def _increase(series: str, extra: str = "") -> str:
+    return f"sum by ({{{{by}}}}) (increase({series}{{ {{{{agents}}}}{extra} }}[{{{{window}}}}]))"
+
+
+def _ratio_of(series: str, extra: str) -> str:
+    # part / all, where "part" is 0 (not absent) for agents that never had such an event.
+    part, whole = _increase(series, extra), _increase(series)
+    return f"({part} or 0 * {whole}) / {whole}"
+
+
+def _quantile(q: float, histogram: str) -> str:
+    return (
+        f"1000 * histogram_quantile({q}, sum by ({{{{by}}}}, le) "
+        f"(rate({histogram}_bucket{{ {{{{agents}}}} }}[{{{{window}}}}])))"
+    )
+
+
+def _total_or_zero(series: str, extra: str = "") -> str:
+    # Zero, not absent, for an agent that ran without ever touching this counter.
+    return f"({_increase(series, extra)} or 0 * {_increase(_EXEC)})"
+
+
+_TOKENS = _total_or_zero(SERIES["tokens"], ', type=~"input|output"')
+_COST = _total_or_zero(SERIES["cost"])
+
+DEFAULT_TEMPLATES: Mapping[str, str] = MappingProxyType(
+    {
+        "executions": _increase(_EXEC),
+        "success_rate": _ratio_of(_EXEC, ', status="success"'),
+        "error_rate": _ratio_of(_EXEC, ', status!="success"'),
+        "latency_p50_ms": _quantile(0.5, SERIES["execution_duration"]),
+        "latency_p95_ms": _quantile(0.95, SERIES["execution_duration"]),
+        "latency_p99_ms": _quantile(0.99, SERIES["execution_duration"]),
+        "tokens": _TOKENS,
+        "tokens_per_execution": f"{_TOKENS} / {_increase(_EXEC)}",
+        "cost_usd": _COST,
+        "cost_per_execution": f"{_COST} / {_increase(_EXEC)}",
+        "tool_error_rate": _ratio_of(SERIES["tool_calls"], ', status!="success"'),
+        "tool_latency_p95_ms": _quantile(0.95, SERIES["tool_duration"]),
+    }
+)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Metric name → PromQL template. Build variants with :meth:`with_overrides`."""
+
+    templates: Mapping[str, str]
+
+    def __post_init__(self) -> None:
+        for name, template in self.templates.items():
+            _check_template(name, template)
+
+    def with_overrides(self, overrides: Mapping[str, str]) -> Catalog:
+        """A catalog with some templates replaced; each name must be a built-in metric.
+
+        Raises ``ValueError`` naming the metric and the problem (unknown name, unknown
+        placeholder, unbalanced brackets).
+        """
+        unknown = sorted(set(overrides) - set(BUILTIN_METRICS))
+        if unknown:
+            known = ", ".join(sorted(BUILTIN_METRICS))
+            raise ValueError(
+                f"cannot override unknown metric(s) {', '.join(unknown)}; known: {known}"
+            )
+        return Catalog(MappingProxyType({**self.templates, **overrides}))
+
+    def render(
+        self,
+        metric: str,
+        *,
+        window: timedelta,
+        agents: str,
+        agent_label: str = "agent",
+        by: str | None = None,
+    ) -> str:
+        """The PromQL for ``metric``; ``agents`` is a matcher from :func:`promql.agent_matcher`.
+
+        ``by`` defaults to the agent label alone.
+        """
+        try:
+            template = self.templates[metric]
+        except KeyError:
+            known = ", ".join(sorted(self.templates))
+            raise KeyError(f"unknown metric {metric!r}; known: {known}") from None
+        return promql.substitute(
+            template,
+            {
+                "window": promql.duration(window),
+                "agents": agents,
+                "agent_label": promql.check_label_name(agent_label, "agent label"),
+                "by": by if by is not None else agent_label,
+            },
+        )
+
+
+def _check_template(name: str, template: str) -> None:
+    try:
+        text = promql.substitute(template, {p: "x" for p in TEMPLATE_PLACEHOLDERS})
+    except ValueError as exc:
+        raise ValueError(f"metric {name!r}: {exc}") from None
+    problems = check_promql(text)
+    if problems:
+        raise ValueError(f"metric {name!r}: template {'; '.join(problems)}")
+
+
+DEFAULT_CATALOG = Catalog(DEFAULT_TEMPLATES)
+"""The built-in templates over :data:`SERIES`."""
+
+
+def executions_key(window: timedelta, agent_label: str = "agent") -> SeriesKey:
+    """The series holding executions in ``window``, against which ``minSamples`` is checked."""
+    return SeriesKey(metric=EXECUTIONS, query=None, window=window, agent_label=agent_label)
