@@ -1,0 +1,279 @@
+"""The resources the emulator serves, and the discovery documents that describe them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["BUILTIN_RESOURCES", "Resource", "resources_from_crd"]
+
+VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+
+# Field selectors the API server accepts per resource, beyond metadata.name/metadata.namespace.
+_EVENT_FIELDS = (
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+    "reason",
+    "reportingComponent",
+    "source",
+    "type",
+)
+_NEW_EVENT_FIELDS = (
+    "regarding.kind",
+    "regarding.namespace",
+    "regarding.name",
+    "regarding.uid",
+    "regarding.apiVersion",
+    "regarding.resourceVersion",
+    "regarding.fieldPath",
+    "reason",
+    "reportingController",
+    "type",
+)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One served resource (a group/version/plural) and how the server treats it."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+    singular: str = ""
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    status: bool = False  # a status subresource: main writes ignore status
+    scale: bool = False  # a scale subresource on spec.replicas
+    generation: bool = True  # metadata.generation maintained
+    custom: bool = False  # a custom resource: no strategic merge, PUT needs resourceVersion
+    field_selectors: tuple[str, ...] = ()
+    schema: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+
+    @property
+    def api_version(self) -> str:
+        """``group/version``, or ``version`` for the core group."""
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(group, version, plural): the identity used in URLs and stores."""
+        return (self.group, self.version, self.plural)
+
+    @property
+    def group_resource(self) -> str:
+        """``plural.group`` as in API messages (``deployments.apps``)."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def discovery_entries(self) -> list[dict[str, Any]]:
+        """The APIResourceList entries for this resource and its subresources."""
+        entries: list[dict[str, Any]] = [
+            {
+                "name": self.plural,
+                "singularName": self.singular or self.kind.lower(),
+                "namespaced": self.namespaced,
+                "kind": self.kind,
+                "verbs": VERBS,
+                **({"shortNames": list(self.short_names)} if self.short_names else {}),
+                **({"categories": list(self.categories)} if self.categories else {}),
+            }
+        ]
+        if self.status:
+            entries.append(
+                {
+                    "name": f"{self.plural}/status",
+                    "singularName": "",
+                    "namespaced": self.namespaced,
+                    "kind": self.kind,
+                    "verbs": ["get", "patch", "update"],
+                }
+            )
+        if self.scale:
+            entries.append(
+                {
+                    "name": f"{self.plural}/scale",
+                    "singularName": "",
+                    "namespaced": self.namespaced,
+                    "group": "autoscaling",
+                    "version": "v1",
+                    "kind": "Scale",
+                    "verbs": ["get", "patch", "update"],
+                }
+            )
+        return entries
+
+
+def _r(group: str, version: str, plural: str, kind: str, **kwargs: Any) -> Resource:
+    return Resource(group, version, plural, kind, **kwargs)
+
+
+BUILTIN_RESOURCES: tuple[Resource, ...] = (
+    _r(
+        "",
+        "v1",
+        "namespaces",
+        "Namespace",
+        namespaced=False,
+        short_names=("ns",),
+        status=True,
+        generation=False,
+        field_selectors=("status.phase",),
+    ),
+    _r(
+        "",
+        "v1",
+        "pods",
+        "Pod",
+        short_names=("po",),
+        status=True,
+        generation=False,
+        categories=("all",),
+        field_selectors=(
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ),
+    ),
+    _r("", "v1", "configmaps", "ConfigMap", short_names=("cm",), generation=False),
+    _r("", "v1", "secrets", "Secret", generation=False, field_selectors=("type",)),
+    _r(
+        "",
+        "v1",
+        "events",
+        "Event",
+        short_names=("ev",),
+        generation=False,
+        field_selectors=_EVENT_FIELDS,
+    ),
+    _r(
+        "",
+        "v1",
+        "services",
+        "Service",
+        short_names=("svc",),
+        status=True,
+        generation=False,
+        categories=("all",),
+    ),
+    _r("", "v1", "serviceaccounts", "ServiceAccount", short_names=("sa",), generation=False),
+    _r(
+        "apps",
+        "v1",
+        "deployments",
+        "Deployment",
+        short_names=("deploy",),
+        status=True,
+        scale=True,
+        categories=("all",),
+    ),
+    _r(
+        "apps",
+        "v1",
+        "statefulsets",
+        "StatefulSet",
+        short_names=("sts",),
+        status=True,
+        scale=True,
+        categories=("all",),
+    ),
+    _r(
+        "apps",
+        "v1",
+        "replicasets",
+        "ReplicaSet",
+        short_names=("rs",),
+        status=True,
+        scale=True,
+        categories=("all",),
+    ),
+    _r(
+        "batch",
+        "v1",
+        "jobs",
+        "Job",
+        status=True,
+        categories=("all",),
+        field_selectors=("status.successful",),
+    ),
+    _r("batch", "v1", "cronjobs", "CronJob", short_names=("cj",), status=True, categories=("all",)),
+    _r(
+        "autoscaling",
+        "v2",
+        "horizontalpodautoscalers",
+        "HorizontalPodAutoscaler",
+        short_names=("hpa",),
+        status=True,
+        categories=("all",),
+    ),
+    _r(
+        "keda.sh",
+        "v1alpha1",
+        "scaledobjects",
+        "ScaledObject",
+        short_names=("so",),
+        status=True,
+        custom=True,
+    ),
+    _r(
+        "events.k8s.io",
+        "v1",
+        "events",
+        "Event",
+        short_names=("ev",),
+        generation=False,
+        field_selectors=_NEW_EVENT_FIELDS,
+    ),
+    _r("coordination.k8s.io", "v1", "leases", "Lease", generation=False),
+    _r(
+        "kopf.dev", "v1", "clusterkopfpeerings", "ClusterKopfPeering", namespaced=False, custom=True
+    ),
+    _r("kopf.dev", "v1", "kopfpeerings", "KopfPeering", custom=True),
+    _r(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        namespaced=False,
+        short_names=("crd", "crds"),
+        status=True,
+    ),
+)
+
+
+def resources_from_crd(crd: dict[str, Any]) -> list[Resource]:
+    """The resources a CustomResourceDefinition serves, one per served version."""
+    spec = crd.get("spec") or {}
+    names = spec.get("names") or {}
+    result = []
+    for version in spec.get("versions") or []:
+        if not version.get("served", True):
+            continue
+        subresources = version.get("subresources") or {}
+        schema = ((version.get("schema") or {}).get("openAPIV3Schema")) or None
+        result.append(
+            Resource(
+                group=spec["group"],
+                version=version["name"],
+                plural=names["plural"],
+                kind=names["kind"],
+                namespaced=spec.get("scope", "Namespaced") == "Namespaced",
+                singular=names.get("singular", ""),
+                short_names=tuple(names.get("shortNames") or ()),
+                categories=tuple(names.get("categories") or ()),
+                status="status" in subresources,
+                scale="scale" in subresources,
+                custom=True,
+                schema=schema,
+            )
+        )
+    return result
