@@ -1,0 +1,127 @@
+"""``agentmedic restore NAMESPACE/NAME``: put back what agentmedic changed on an agent.
+
+Reads the ``agentmedic.io/*`` record on the workload, restores the replica count, the
+model and any KEDA pause it lists, clears the record (keeping an
+``agentmedic.io/last-restore`` note) and prints what it put back. With ``--dry-run`` it
+only reads and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import kubernetes.client
+
+EPILOG = """\
+examples:
+  agentmedic restore agents/support-bot
+  agentmedic restore agents/indexer --kind statefulset --dry-run
+  agentmedic restore agents/support-bot --context prod --kubeconfig ~/.kube/prod
+
+The same restore happens when the workload is annotated agentmedic.io/restore=true:
+  kubectl annotate deployment/support-bot -n agents agentmedic.io/restore=true
+
+exit status: 0 restored (or nothing to restore), 1 the workload or the cluster could not
+be reached or the API refused the change, 2 usage error.
+"""
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "restore",
+        help="restore an agent that agentmedic scaled down or downgraded",
+        description="Put back the replica count, model and KEDA pause recorded in the "
+        "workload's agentmedic.io/* annotations, clear the record and print what was put "
+        "back. Values changed by someone since agentmedic acted are left as they are.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("target", metavar="NAMESPACE/NAME", help="the agent's workload")
+    p.add_argument(
+        "--kind",
+        choices=["deployment", "statefulset"],
+        default="deployment",
+        help="the workload's kind (default: deployment)",
+    )
+    p.add_argument("--kubeconfig", help="path to a kubeconfig (default: $KUBECONFIG or ~/.kube)")
+    p.add_argument("--context", help="the kubeconfig context to use (default: current)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print what would be restored; change nothing"
+    )
+    p.set_defaults(func=run)
+
+
+def _configuration(kubeconfig: str | None, context: str | None) -> kubernetes.client.Configuration:
+    """Client configuration from a kubeconfig, or in-cluster when there is none."""
+    import kubernetes.client
+    import kubernetes.config
+
+    configuration = kubernetes.client.Configuration()
+    explicit = kubeconfig or os.environ.get("KUBECONFIG")
+    default = os.path.expanduser("~/.kube/config")
+    if not explicit and not os.path.exists(default) and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        return configuration
+    kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=kubeconfig, context=context, client_configuration=configuration
+    )
+    return configuration
+
+
+def run(args: argparse.Namespace) -> int:
+    from kubernetes.config.config_exception import ConfigException
+
+    from agentmedic.actions import ActionError, ActionExecutor, Kube, Outcome, WorkloadRef
+
+    namespace, sep, name = args.target.partition("/")
+    if not sep or not namespace or not name or "/" in name:
+        print(
+            f"agentmedic restore: {args.target!r} is not NAMESPACE/NAME, e.g. agents/support-bot",
+            file=sys.stderr,
+        )
+        return 2
+    ref = WorkloadRef(
+        "StatefulSet" if args.kind == "statefulset" else "Deployment", namespace, name
+    )
+    try:
+        configuration = _configuration(args.kubeconfig, args.context)
+    except (ConfigException, OSError) as exc:
+        print(
+            f"agentmedic restore: cannot load the cluster configuration: {exc}; pass "
+            "--kubeconfig/--context or set KUBECONFIG",
+            file=sys.stderr,
+        )
+        return 1
+    kube = Kube.from_configuration(configuration)
+    executor = ActionExecutor(kube)
+    try:
+        if args.dry_run:
+            plan = executor.plan_restore(ref)
+            if not plan.recorded:
+                print(f"nothing to restore: {ref} carries no agentmedic record")
+            else:
+                print(f"would restore {ref}: {plan.describe()}")
+            return 0
+        result = executor.restore(ref, by=f"cli:{_user()}")
+    except ActionError as exc:
+        print(f"agentmedic restore: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        kube.close()
+    if result.outcome in (Outcome.NOT_FOUND, Outcome.FAILED):
+        print(f"agentmedic restore: {result.message}", file=sys.stderr)
+        return 1
+    print(result.message)
+    return 0
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "unknown"
