@@ -70,7 +70,9 @@ class ResolvedChannel:
 
     def secret_fragments(self) -> Iterator[str]:
         """Every string that must never appear in a log: the credentials and the URL's parts."""
-        for secret in (self.url, self.routing_key, self.hmac_key):
+        # PagerDuty's events URL is public configuration (spec.notifications), not a secret.
+        url = None if self.kind is ChannelKind.PAGERDUTY else self.url
+        for secret in (url, self.routing_key, self.hmac_key):
             if secret is None:
                 continue
             value = secret.reveal()

@@ -74,7 +74,9 @@ class Evidence:
         if self.value is None:
             measured = "no data"
         elif math.isfinite(self.value):
-            measured = f"{self.value:.4g}"
+            # Four significant digits read well for ratios; big numbers (latency in ms,
+            # token counts) read better whole than as 1.24e+04.
+            measured = f"{self.value:.4g}" if abs(self.value) < 1e4 else f"{self.value:.0f}"
         else:
             measured = str(self.value)
         extras = []

@@ -42,6 +42,8 @@ TEXT_MAX_CHARS: Final = 3000
 
 # Evidence lines beyond this are counted, not listed: the message is read on a phone.
 _MAX_EVIDENCE_LINES = 10
+# Ten lines of this length and the "…and N more" line fit in one section's 3000 characters.
+_MAX_EVIDENCE_CHARS = 280
 
 _ICON = {MessageState.FIRING: ":rotating_light:", MessageState.RESOLVED: ":white_check_mark:"}
 
@@ -99,7 +101,10 @@ def slack_payload(message: Message, delivery: Delivery) -> dict[str, Any]:
         },
     ]
     if message.evidence:
-        lines = [f"• {escape(str(e))}" for e in message.evidence[:_MAX_EVIDENCE_LINES]]
+        lines = [
+            f"• {clip(escape(str(e)), _MAX_EVIDENCE_CHARS)}"
+            for e in message.evidence[:_MAX_EVIDENCE_LINES]
+        ]
         if len(message.evidence) > _MAX_EVIDENCE_LINES:
             lines.append(f"• …and {len(message.evidence) - _MAX_EVIDENCE_LINES} more")
         blocks.append(_section("*Evidence*\n" + "\n".join(lines)))
