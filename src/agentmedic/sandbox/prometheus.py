@@ -308,6 +308,7 @@ class PrometheusServer:
         self._dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize[..., PrometheusServer] | None = None
+        self._http: httpx.Client | None = None
 
     # -- properties
 
@@ -385,7 +386,7 @@ class PrometheusServer:
             )
         self._finalizer = weakref.finalize(self, _terminate, self._proc)
         deadline = time.monotonic() + self.ready_timeout
-        with httpx.Client(timeout=2.0) as client:
+        with httpx.Client(timeout=2.0, verify=False) as client:
             while True:
                 if self._proc.poll() is not None:
                     raise PrometheusStartError(
@@ -410,6 +411,9 @@ class PrometheusServer:
         self._cleanup_dir()
 
     def _kill(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
         if self._finalizer is not None:
             self._finalizer()
             self._finalizer = None
@@ -457,7 +461,10 @@ class PrometheusServer:
         """Push samples through ``/api/v1/write``; needs ``remote_write_receiver=True``."""
         if not self.remote_write_receiver:
             raise RuntimeError("start PrometheusServer with remote_write_receiver=True first")
-        response = httpx.post(
+        if self._http is None:
+            # One client for all pushes: building one loads a CA bundle (~50 ms).
+            self._http = httpx.Client(verify=False)
+        response = self._http.post(
             f"{self.url}/api/v1/write",
             content=encode_remote_write(series),
             headers={
@@ -475,7 +482,7 @@ class PrometheusServer:
         want = {t.address for t in self.scrape_targets}
         deadline = time.monotonic() + timeout
         last: object = None
-        with httpx.Client(timeout=2.0) as client:
+        with httpx.Client(timeout=2.0, verify=False) as client:
             while time.monotonic() < deadline:
                 active = client.get(f"{self.url}/api/v1/targets").json()["data"]["activeTargets"]
                 up = {t["labels"].get("instance") for t in active if t.get("health") == "up"}
