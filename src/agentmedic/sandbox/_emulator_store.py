@@ -522,8 +522,9 @@ class Store:
         since: str | None,
         *,
         send_initial: bool,
-    ) -> list[bytes]:
-        """Register ``watcher``; return the lines it must send first.
+    ) -> tuple[list[bytes], bool]:
+        """Register ``watcher``; return the lines it must send first, and whether it is
+        registered (False after an error line: the stream ends there).
 
         Without a resourceVersion (or with "0"), every selected object is sent as ADDED, as
         the API server does; with one, the logged events after it; if the log no longer
@@ -541,22 +542,26 @@ class Store:
                 except ValueError as exc:
                     raise ApiError(400, f'invalid resource version "{since}"') from exc
                 if rv < self.evicted_rv:
-                    return [
-                        error_line(
-                            ApiError(
-                                410,
-                                f"too old resource version: {rv} ({self.evicted_rv + 1})",
-                                reason="Expired",
+                    # Not registered: the stream ends after this line, as the server's does.
+                    return (
+                        [
+                            error_line(
+                                ApiError(
+                                    410,
+                                    f"too old resource version: {rv} ({self.evicted_rv + 1})",
+                                    reason="Expired",
+                                )
                             )
-                        )
-                    ]
+                        ],
+                        False,
+                    )
                 lines = []
                 for event in itertools.dropwhile(lambda e: e.rv <= rv, self.events):
                     line = watcher.translate(event)
                     if line is not None:
                         lines.append(line)
             self.watchers.add(watcher)
-            return lines
+            return lines, True
 
     def unwatch(self, watcher: Watcher) -> None:
         """Stop feeding ``watcher``."""

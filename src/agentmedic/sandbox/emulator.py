@@ -139,6 +139,19 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     )
 
 
+_VERSION = {
+    "major": "1",
+    "minor": "30",
+    "gitVersion": "v1.30.0+agentmedic-emulator",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2024-04-17T00:00:00Z",
+    "goVersion": "go1.22.2",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+
 def _list_kind(res: Resource) -> str:
     return f"{res.kind}List"
 
@@ -175,7 +188,7 @@ class ApiEmulator:
         self._runner: web.AppRunner | None = None
         self._stopping: asyncio.Event | None = None
         self._port: int | None = None
-        self._open_streams: set[web.StreamResponse] = set()
+        self._watch_tasks: set[asyncio.Task[Any]] = set()
         if install_crd:
             self.apply_crd()
 
@@ -224,7 +237,12 @@ class ApiEmulator:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(
-            app, access_log=None, shutdown_timeout=1.0, handle_signals=False
+            app,
+            access_log=None,
+            shutdown_timeout=1.0,
+            handle_signals=False,
+            # A client that hangs up cancels its handler, so a dropped watch unregisters.
+            handler_cancellation=True,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -235,10 +253,10 @@ class ApiEmulator:
         self._stopping = asyncio.Event()
         self._ready.set()
         await self._stopping.wait()
+        # End the watch streams cleanly before the runner cancels what is left.
         self._store.close_watches()
-        for stream in list(self._open_streams):
-            with contextlib.suppress(Exception):
-                await stream.write_eof()
+        if self._watch_tasks:
+            await asyncio.wait(self._watch_tasks, timeout=2)
 
     def stop(self) -> None:
         """End watch streams, close the port and join the thread (idempotent)."""
@@ -685,45 +703,60 @@ class ApiEmulator:
         bookmarks = query.get("allowWatchBookmarks") == "true"
         send_initial = query.get("sendInitialEvents") == "true" and bookmarks
         try:
-            first = store.watch(watcher, query.get("resourceVersion"), send_initial=send_initial)
+            first, registered = store.watch(
+                watcher, query.get("resourceVersion"), send_initial=send_initial
+            )
         except ApiError as exc:
             self._record(request, exc.code, "watch", None)
             return _json(exc.status(), exc.code)
         self._record(request, 200, "watch", None)
-        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        self._open_streams.add(response)
-        deadline = loop.time() + timeout if timeout is not None else None
-        next_bookmark = loop.time() + self._bookmark_interval
+        task = asyncio.current_task()
+        assert task is not None
+        self._watch_tasks.add(task)
         try:
+            response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+            response.enable_chunked_encoding()
+            await response.prepare(request)
             for initial in first:
                 await response.write(initial)
-            while True:
-                now = loop.time()
-                if deadline is not None and now >= deadline:
-                    break
-                if bookmarks and now >= next_bookmark:
-                    store.bookmark(watcher)
-                    next_bookmark = now + self._bookmark_interval
-                wait = next_bookmark - now if bookmarks else None
-                if deadline is not None:
-                    wait = min(wait, deadline - now) if wait is not None else deadline - now
-                try:
-                    line = await asyncio.wait_for(watcher.queue.get(), timeout=wait)
-                except TimeoutError:
-                    continue
-                if line is None:
-                    break
-                await response.write(line)
-        except (ConnectionResetError, asyncio.CancelledError):
+            if registered:
+                await self._stream(response, watcher, timeout, bookmarks)
+            await response.write_eof()
+        except ConnectionResetError:
             pass
         finally:
             store.unwatch(watcher)
-            self._open_streams.discard(response)
-        with contextlib.suppress(ConnectionResetError, RuntimeError):
-            await response.write_eof()
+            self._watch_tasks.discard(task)
         return response
+
+    async def _stream(
+        self,
+        response: web.StreamResponse,
+        watcher: Watcher,
+        seconds: float | None,
+        bookmarks: bool,
+    ) -> None:
+        """Write the watcher's lines until ``seconds`` pass or the emulator stops."""
+        loop = watcher.loop
+        deadline = loop.time() + seconds if seconds is not None else None
+        next_bookmark = loop.time() + self._bookmark_interval
+        while True:
+            now = loop.time()
+            if deadline is not None and now >= deadline:
+                return
+            if bookmarks and now >= next_bookmark:
+                self._store.bookmark(watcher)
+                next_bookmark = now + self._bookmark_interval
+            wait = next_bookmark - now if bookmarks else None
+            if deadline is not None:
+                wait = min(wait, deadline - now) if wait is not None else deadline - now
+            try:
+                line = await asyncio.wait_for(watcher.queue.get(), timeout=wait)
+            except TimeoutError:
+                continue
+            if line is None:
+                return
+            await response.write(line)
 
     def _discovery(self, path: str) -> web.Response:
         store = self._store
@@ -744,15 +777,7 @@ class ApiEmulator:
         if path in ("/healthz", "/livez", "/readyz"):
             return web.Response(text="ok")
         if path == "/version":
-            return _json(
-                {
-                    "major": "1",
-                    "minor": "30",
-                    "gitVersion": "v1.30.0-agentmedic",
-                    "platform": "linux/amd64",
-                    "compiler": "gc",
-                }
-            )
+            return _json(_VERSION)
         if path == "/api":
             return _json(
                 {
