@@ -168,3 +168,17 @@ def test_public_api_is_exactly_what_all_lists() -> None:
 
     assert all(hasattr(notify, name) for name in exported)
     assert public - exported == set()
+
+
+def test_a_token_echoed_alone_or_passed_as_a_query_parameter_is_redacted_too() -> None:
+    resolved = ResolvedChannel(
+        "hook",
+        ChannelKind.WEBHOOK,
+        Secret("https://chat.example/v1/spaces/AAA/messages?key=KEYvalue42&token=TOKvalue42"),
+    )
+    slack = ResolvedChannel("s", ChannelKind.SLACK, Secret(SLACK_URL))
+
+    assert redact("bad key KEYvalue42, token TOKvalue42", resolved.secret_fragments()) == (
+        "bad key ***, token ***"
+    )
+    assert redact("no_service xoxSLACKtoken123", slack.secret_fragments()) == "no_service ***"

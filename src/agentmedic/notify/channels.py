@@ -86,6 +86,12 @@ class ResolvedChannel:
             yield parsed.raw_path.decode("ascii", "replace")
             if parsed.path != "/":
                 yield parsed.path
+            # A receiver may echo just the token: Slack's and Discord's are the last path
+            # segment, others travel as a query parameter or a password.
+            yield parsed.path.rstrip("/").rsplit("/", 1)[-1]
+            yield from (value for _, value in parsed.params.multi_items())
+            if parsed.password:
+                yield parsed.password
 
 
 def resolve_channel(channel: NotificationChannel, secret_lookup: SecretLookup) -> ResolvedChannel:

@@ -290,6 +290,8 @@ class NotificationReceivers:
     ) -> None:
         """Answer ``status`` to the next ``times`` requests of ``kind`` (queued after earlier
         injections), with a Retry-After header when given."""
+        if times < 1:
+            raise ValueError("times must be at least 1")
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         text = body if body is not None else HTTPStatus(status).phrase
         with self._lock:
