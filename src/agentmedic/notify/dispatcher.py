@@ -185,7 +185,24 @@ class Notifier:
         """Deliver ``message`` to each of ``channels``; never raises for a channel's failure."""
         for channel in channels:
             guard_http_logs(channel.secret_fragments())
-        results = await asyncio.gather(*(self._deliver(c, message) for c in channels))
+        outcomes = await asyncio.gather(
+            *(self._deliver(c, message) for c in channels), return_exceptions=True
+        )
+        results = []
+        for channel, outcome in zip(channels, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                if not isinstance(outcome, Exception):
+                    raise outcome  # cancellation and interpreter exits are not ours to hide
+                # _deliver reports its own failures; this is a bug outside its guard.
+                detail = redact(f"{type(outcome).__name__}: {outcome}", channel.secret_fragments())
+                logger.error("notifying channel %s failed unexpectedly: %s", channel.name, detail)
+                outcome = ChannelResult(
+                    channel.name,
+                    Outcome.FAILED,
+                    Reason.INTERNAL_ERROR,
+                    detail[:_MAX_BODY_IN_REASON],
+                )
+            results.append(outcome)
         return DeliveryReport(message.episode, message.state, tuple(results))
 
     async def _deliver(self, channel: ResolvedChannel, message: Message) -> ChannelResult:
