@@ -14,12 +14,12 @@ All functions are pure: they never modify their arguments and return new structu
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "PatchError",
+    "clone",
     "json_merge_patch",
     "json_patch",
     "strategic_merge_key",
@@ -27,7 +27,20 @@ __all__ = [
 ]
 
 JSON = Any
+_T = TypeVar("_T")
 MergeKeyFn = Callable[[tuple[str, ...]], str | None]
+
+
+def clone(value: _T) -> _T:
+    """A deep copy of JSON data (dicts, lists, scalars), several times faster than
+    ``copy.deepcopy``, which matters when the store holds ten thousand objects."""
+    if isinstance(value, dict):
+        return {  # type: ignore[return-value]
+            k: clone(v) if isinstance(v, dict | list) else v for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [clone(v) if isinstance(v, dict | list) else v for v in value]  # type: ignore[return-value]
+    return value
 
 
 class PatchError(Exception):
@@ -45,8 +58,8 @@ class PatchError(Exception):
 def json_merge_patch(target: JSON, patch: JSON) -> JSON:
     """Apply an RFC 7386 merge patch to ``target`` and return the result."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result: dict[str, Any] = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return clone(patch)
+    result: dict[str, Any] = clone(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
@@ -120,7 +133,7 @@ def _smp_map(
         return {}
     if directive not in (None, "merge"):
         raise PatchError(400, f"unknown patch directive {directive!r} at {'.'.join(path)}")
-    result = copy.deepcopy(target)
+    result = clone(target)
     deletions: dict[str, list[Any]] = {}
     for key, value in patch.items():
         if key.startswith("$deleteFromPrimitiveList/"):
@@ -144,7 +157,7 @@ def _smp_map(
                 current if isinstance(current, list) else [], value, sub, merge_key
             )
         else:
-            result[key] = copy.deepcopy(value)
+            result[key] = clone(value)
     for key, removed in deletions.items():
         if isinstance(result.get(key), list):
             result[key] = [v for v in result[key] if v not in removed]
@@ -168,9 +181,9 @@ def _smp_list(
         result = list(target)
         for item in patch:
             if item not in result:
-                result.append(copy.deepcopy(item))
+                result.append(clone(item))
         return result
-    merged = [copy.deepcopy(t) for t in target]
+    merged = [clone(t) for t in target]
     for item in patch:
         if not isinstance(item, dict) or key not in item:
             raise PatchError(
@@ -197,7 +210,7 @@ def _strip_directives(value: JSON) -> JSON:
         return {k: _strip_directives(v) for k, v in value.items() if not k.startswith("$")}
     if isinstance(value, list):
         return [_strip_directives(v) for v in value]
-    return copy.deepcopy(value)
+    return clone(value)
 
 
 # --- RFC 6902 -------------------------------------------------------------------------------
@@ -211,20 +224,20 @@ def json_patch(target: JSON, ops: JSON) -> JSON:
     """
     if not isinstance(ops, list):
         raise PatchError(400, "a JSON patch must be a list of operations")
-    doc = copy.deepcopy(target)
+    doc = clone(target)
     for number, op in enumerate(ops):
         if not isinstance(op, dict) or "op" not in op or "path" not in op:
             raise PatchError(400, f"operation {number} needs 'op' and 'path'")
         name = op["op"]
         path = _pointer(op["path"])
         if name == "add":
-            doc = _add(doc, path, copy.deepcopy(_need(op, "value")))
+            doc = _add(doc, path, clone(_need(op, "value")))
         elif name == "remove":
             doc, _ = _remove(doc, path)
         elif name == "replace":
             _get(doc, path)
             doc, _ = _remove(doc, path)
-            doc = _add(doc, path, copy.deepcopy(_need(op, "value")))
+            doc = _add(doc, path, clone(_need(op, "value")))
         elif name == "move":
             source = _pointer(_need(op, "from"))
             if path[: len(source)] == source and len(path) > len(source):
@@ -232,7 +245,7 @@ def json_patch(target: JSON, ops: JSON) -> JSON:
             doc, value = _remove(doc, source)
             doc = _add(doc, path, value)
         elif name == "copy":
-            value = copy.deepcopy(_get(doc, _pointer(_need(op, "from"))))
+            value = clone(_get(doc, _pointer(_need(op, "from"))))
             doc = _add(doc, path, value)
         elif name == "test":
             expected = _need(op, "value")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import copy
 import itertools
 import json
 import random
@@ -26,6 +25,7 @@ from typing import Any
 
 from agentmedic.sandbox._emulator_patch import (
     PatchError,
+    clone,
     json_merge_patch,
     json_patch,
     strategic_merge_patch,
@@ -651,7 +651,7 @@ class Store:
         ``generateName``. ``keep_status`` lets tests seed status through the direct API."""
         if not isinstance(body, dict):
             raise ApiError(400, "the body of the request must be a JSON object")
-        obj = copy.deepcopy(body)
+        obj = clone(body)
         obj.setdefault("apiVersion", res.api_version)
         obj.setdefault("kind", res.kind)
         if obj["apiVersion"] != res.api_version or obj["kind"] != res.kind:
@@ -848,7 +848,7 @@ class Store:
                         )
                     ],
                 )
-            return self._write(res, old, copy.deepcopy(body), subresource, dry_run=dry_run)
+            return self._write(res, old, clone(body), subresource, dry_run=dry_run)
 
     def patch(
         self,
@@ -1052,7 +1052,7 @@ class Store:
                     "than or equal to 0",
                     reason="Invalid",
                 )
-            candidate = copy.deepcopy(old)
+            candidate = clone(old)
             candidate.setdefault("spec", {})["replicas"] = replicas
             return self.scale_of(res, self._write(res, old, candidate, None, dry_run=dry_run))
 
@@ -1113,7 +1113,7 @@ class Store:
         if meta.get("finalizers"):
             if meta.get("deletionTimestamp"):
                 return old
-            new = copy.deepcopy(old)
+            new = clone(old)
             new["metadata"]["deletionTimestamp"] = self._timestamp()
             new["metadata"]["deletionGracePeriodSeconds"] = 0
             if res.generation:
@@ -1121,7 +1121,7 @@ class Store:
             if res.plural == "namespaces" and not res.group:
                 new["status"] = {"phase": "Terminating"}
             return self._commit(res, "MODIFIED", new, old)
-        removed = self._commit(res, "DELETED", copy.deepcopy(old), old)
+        removed = self._commit(res, "DELETED", clone(old), old)
         self._after_removal(res, removed, orphan=orphan)
         return removed
 
@@ -1139,7 +1139,7 @@ class Store:
             if dep_res is None or dependent is None:
                 continue
             if orphan:
-                new = copy.deepcopy(dependent)
+                new = clone(dependent)
                 new["metadata"]["ownerReferences"] = [
                     r for r in new["metadata"].get("ownerReferences") or [] if r.get("uid") != uid
                 ]

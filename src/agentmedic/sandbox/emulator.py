@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import copy
 import json
 import re
 import threading
@@ -41,6 +40,7 @@ from urllib.parse import unquote
 import yaml
 from aiohttp import web
 
+from agentmedic.sandbox._emulator_patch import clone
 from agentmedic.sandbox._emulator_resources import Resource
 from agentmedic.sandbox._emulator_store import (
     JSON_PATCH,
@@ -356,7 +356,7 @@ class ApiEmulator:
             existing = self._store.find(res, meta.get("namespace"), meta.get("name", ""))
             if existing is None:
                 return self.create(obj)
-            body = copy.deepcopy(obj)
+            body = clone(obj)
             body.setdefault("metadata", {})["resourceVersion"] = existing["metadata"][
                 "resourceVersion"
             ]
@@ -369,7 +369,7 @@ class ApiEmulator:
                     {**body, "metadata": result["metadata"]},
                     subresource="status",
                 )
-            return copy.deepcopy(result)
+            return clone(result)
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Create ``obj`` (its apiVersion and kind pick the resource) and return it as
@@ -378,7 +378,7 @@ class ApiEmulator:
         created = self._store.create(
             res, (obj.get("metadata") or {}).get("namespace"), obj, keep_status=True
         )
-        return copy.deepcopy(created)
+        return clone(created)
 
     def get(
         self, api_version: str, kind: str, namespace: str | None, name: str
@@ -386,7 +386,7 @@ class ApiEmulator:
         """The object, or None."""
         res = self._store.resource_for(api_version, kind)
         found = self._store.find(res, namespace, name)
-        return copy.deepcopy(found) if found is not None else None
+        return clone(found) if found is not None else None
 
     def list(
         self,
@@ -399,7 +399,7 @@ class ApiEmulator:
         """Objects of a kind (in a namespace, or everywhere), sorted by namespace and name."""
         res = self._store.resource_for(api_version, kind)
         page = self._store.list_objects(res, namespace, labels=label_selector)
-        return copy.deepcopy(page.items)
+        return clone(page.items)
 
     def patch(
         self,
@@ -415,7 +415,7 @@ class ApiEmulator:
         """Patch an object (``patch_type``: merge, strategic or json), e.g. to play a
         controller: ``patch(..., {"status": {...}}, subresource="status")``."""
         res = self._store.resource_for(api_version, kind)
-        return copy.deepcopy(
+        return clone(
             self._store.patch(
                 res, namespace, name, patch, _PATCH_TYPES[patch_type], subresource=subresource
             )
@@ -435,7 +435,7 @@ class ApiEmulator:
         with self._store.lock:
             if self._store.find(res, namespace, name) is None:
                 return None
-            return copy.deepcopy(
+            return clone(
                 self._store.delete(res, namespace, name, {"propagationPolicy": propagation_policy})
             )
 
