@@ -1,1 +1,145 @@
-"""agentmedic.engine."""
+"""The decision engine: pure decisions about a policy's agents, with time as a parameter.
+
+No I/O, no clock, no asyncio: the operator gathers, the engine decides, the actions
+layer acts. Typical cycle::
+
+    keys = requirements(spec, now)                     # what to fetch
+    samples = await backend.fetch(keys, agents)        # metrics layer
+    outcome = evaluate(policy_input, samples, state, now)
+    for d in outcome.workload_changes: actions.apply(d)
+    notify(outcome.notifications)
+    store(outcome.state)   # only what changed: state.changed_agents(prior), policy_changed
+
+Public API
+----------
+``requirements(spec, now) -> set[SeriesKey]``
+    Every series the policy needs this cycle: each condition's (metric|query, window,
+    agent label); ``executions`` over the window of each condition with minSamples; with
+    a budget, ``cost_usd`` over the elapsed period (rounded up to whole seconds) and over
+    budget.forecastWindow.
+``evaluate(policy: PolicyInput, samples: Samples, prior: PolicyState | None, now) -> Outcome``
+    One cycle. :class:`Outcome` holds the new state, the decisions (ranked strongest
+    first; ``applies`` says which to carry out), the notifications (firing when an
+    episode starts, resolved when it ends), each agent's :class:`AgentStatus`, the
+    counts for status and the spend.
+``replay(policy, timeline, initial_state=None, apply=True) -> list[TimelineEntry]``
+    ``evaluate`` over timestamped samples, feeding state (and, with ``apply``, the
+    effect of the decisions via :func:`apply_decisions`) into the next step.
+``strongest_per_agent(decisions) -> list[Decision]``
+    Across several policies selecting the same agent, the one change to apply per agent.
+
+How the engine learns what was applied
+--------------------------------------
+By observation, not by being told: each cycle the operator describes every agent's
+:class:`Workload` (replicas, model, and the record the actions layer wrote in its
+``agentmedic.io/*`` annotations). A scale-to-zero or model switch is remembered as a
+:class:`~agentmedic.engine.state.Mark` until the record shows it (confirmed); a change
+not observed after two intervals is decided again with the same episode key, which the
+actions layer turns into a no-op if it did land. A confirmed change whose record
+disappears was restored, by a person or by the engine's own restore decision. So the
+same inputs after an action was applied yield no new decision, and a crash between
+deciding and applying is repaired on the next cycle.
+
+Behaviour in short
+------------------
+- Conditions are BREACH, CLEAR or UNKNOWN (no data, or fewer executions than
+  minSamples); ``all``/``any`` use three-valued logic; UNKNOWN never fires and never
+  resolves a rule. While firing, conditions compare with recoverValue (hysteresis) and
+  a rule resolves only after recoverFor of clear evaluations.
+- A rule is idle → pending (breaching, not yet for ``for``) → firing (an episode, keyed
+  by policy uid, agent, rule and breach start) → idle. Each firing episode owes its
+  workload actions once; notify actions send a firing message when it starts and a
+  resolved one when it ends.
+- noData: keep holds every rule; breach counts missing conditions as breaching once data
+  has been missing for noData.after; notify (and any mode with noData.channels) sends a
+  message after noData.after. Fleet-wide missing data is one message.
+- Disabled agents (scaled to zero by any policy) are frozen: they have no executions,
+  so their rules are held as they were, they do not count as missing data, and their
+  episodes neither resolve nor count against them. A workload at zero replicas without
+  a record (scaled down by a person, or idled by KEDA) is held the same way and shows as
+  no_data. A person's restore ends nothing: the episode goes on, acted, until it clears.
+  The engine's own restore (auto recovery) ends the episode, so a relapse is new.
+- Strength: scaleToZero > switchModel > promptOptimization > notify. At most one
+  workload change per agent per cycle; candidates go strongest, most severe and worst
+  (furthest past the thresholds) first, across all rules and budget stages.
+- Guardrails (a chain of named checks, :mod:`agentmedic.engine.guardrails`): systemic
+  outage, quiet hours, cooldown per agent and rule, maxDisabledPercent (counting every
+  disabled agent of the policy, dry-run ones included), maxActionsPerHour (restores are
+  not counted). A suppressed change is reported once per episode and reason, and tried
+  again while the episode lasts and the evidence still holds.
+- Systemic: when at least systemicPercent of at least systemicMinAgents non-disabled
+  agents breach the same rule in a cycle, one fleet message goes to the rule's notify
+  channels; every breach in it is flagged and acts on nobody. When the outage ends, the
+  flagged breaches start over and need a fresh ``for``.
+- Model tiers: switchModel steps one tier cheaper (or to ``to``); on the cheapest tier
+  or with an unknown current model there is no change and the notification escalates.
+- Budgets: calendar UTC day/week (Monday)/month or a rolling duration; scope agent or
+  policy; soft at atPercent (or on forecast, with the crossing time), hard at the
+  limit; budget changes are restored when the period (or the rolling overspend) ends,
+  unless onNewPeriod is keep. Budget stages apply the same guardrails as rules.
+- Recovery: manual leaves disabled and downgraded agents to people; auto restores a
+  disabled agent after healthyFor down (a probe: a relapse is a new episode) and steps
+  a downgraded agent one tier back up after each healthyFor of health.
+- Dry run: decisions are marked ``dry_run`` and change nothing; guardrails, cooldown
+  and the blast-radius cap still apply as if they had, so the record is realistic.
+- Quiet hours: every workload change (restores included) waits; notifications go out.
+- Across policies: :attr:`Decision.precedence` ranks changes; the operator applies the
+  strongest per agent (:func:`strongest_per_agent`).
+"""
+
+from agentmedic.engine.conditions import ConditionEvidence, Evidence
+from agentmedic.engine.evaluate import NO_DATA_RULE, evaluate
+from agentmedic.engine.inputs import (
+    DisabledRecord,
+    DowngradedRecord,
+    PolicyInput,
+    Workload,
+    episode_key,
+)
+from agentmedic.engine.outcome import (
+    AgentStatus,
+    Decision,
+    DecisionKind,
+    Notification,
+    Outcome,
+    Restore,
+    SpendReport,
+    strongest_per_agent,
+)
+from agentmedic.engine.reasons import Reason
+from agentmedic.engine.replay import TimelineEntry, apply_decisions, replay
+from agentmedic.engine.requirements import requirements
+from agentmedic.engine.series import AgentId, Samples, SeriesKey
+from agentmedic.engine.state import AgentState, Mark, PolicyState, RuleState
+
+__all__ = [
+    "NO_DATA_RULE",
+    "AgentId",
+    "AgentState",
+    "AgentStatus",
+    "ConditionEvidence",
+    "Decision",
+    "DecisionKind",
+    "DisabledRecord",
+    "DowngradedRecord",
+    "Evidence",
+    "Mark",
+    "Notification",
+    "Outcome",
+    "PolicyInput",
+    "PolicyState",
+    "Reason",
+    "Restore",
+    "RuleState",
+    "Samples",
+    "SeriesKey",
+    "SpendReport",
+    "TimelineEntry",
+    "Workload",
+    "apply_decisions",
+    "episode_key",
+    "evaluate",
+    "replay",
+    "requirements",
+    "strongest_per_agent",
+]

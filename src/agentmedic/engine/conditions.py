@@ -1,0 +1,352 @@
+"""Conditions and rules: the comparison, three-valued logic, hysteresis and the evidence.
+
+A condition is BREACH, CLEAR or UNKNOWN (no data, or fewer executions than minSamples).
+``all`` and ``any`` combine them with Kleene's three-valued logic, so a rule is only as
+certain as its data allows: ``all`` is CLEAR as soon as one condition is clear, ``any``
+is BREACH as soon as one breaches, and anything else undecided is UNKNOWN, which is
+never read as health.
+
+While a rule fires, each condition is compared with its ``recoverValue`` instead of
+``value`` (hysteresis): for ``op: ">"`` the condition keeps breaching while the value is
+above recoverValue and counts as clear once it is at or below it.
+
+:class:`Evidence` carries everything a decision was based on, and
+:meth:`Evidence.holds` re-derives the verdict from it alone, so anyone (a test, a
+reviewer reading status) can check the decision.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from agentmedic.api.durations import format_duration
+from agentmedic.api.types import Action, Condition, Op, Rule, Severity
+from agentmedic.engine.series import SeriesKey
+
+__all__ = [
+    "BREACH",
+    "CLEAR",
+    "OPS",
+    "UNKNOWN",
+    "CompiledCondition",
+    "CompiledRule",
+    "ConditionEvidence",
+    "Evidence",
+    "compile_rule",
+    "executions_key",
+]
+
+# Verdicts are small ints: they are computed ~50,000 times per cycle for a large fleet.
+CLEAR: Final = 0
+BREACH: Final = 1
+UNKNOWN: Final = 2
+
+OPS: Mapping[Op, Callable[[float, float], bool]] = {
+    Op.GT: operator.gt,
+    Op.GE: operator.ge,
+    Op.LT: operator.lt,
+    Op.LE: operator.le,
+    Op.EQ: operator.eq,
+    Op.NE: operator.ne,
+}
+"""The comparison behind each ``op``: ``OPS[op](observed, threshold)`` is True on breach."""
+
+_SEVERITY_RANK = {s: i for i, s in enumerate(Severity)}
+_STRENGTH = {"scaleToZero": 3, "switchModel": 2, "promptOptimization": 1, "notify": 0}
+
+
+def executions_key(window: timedelta, agent_label: str) -> SeriesKey:
+    """The ``executions`` series a condition with ``minSamples`` is gated on."""
+    return SeriesKey("executions", None, window, agent_label)
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionEvidence:
+    """One condition as evaluated: what was compared with what, and the verdict."""
+
+    metric: str | None
+    """The built-in metric, or None for a raw query."""
+    query: str | None
+    """The raw PromQL, or None for a built-in metric."""
+    window: timedelta
+    """The range the value was computed over."""
+    op: Op
+    """The comparison."""
+    threshold: float
+    """The threshold compared with: ``value``, or ``recoverValue`` while the rule fires."""
+    observed: float | None
+    """The observed value; None when there was none."""
+    executions: float | None = None
+    """Executions in the window, when minSamples applies."""
+    min_samples: int | None = None
+    """The condition's minSamples."""
+    hysteresis: bool = False
+    """True when ``threshold`` is the recoverValue because the rule was already firing."""
+    assumed_breach: bool = False
+    """True when missing data counted as a breach (noData.mode breach, after noData.after)."""
+
+    def verdict(self) -> int:
+        """Re-derive BREACH, CLEAR or UNKNOWN from the fields alone."""
+        if self.assumed_breach:
+            return BREACH
+        if self.min_samples is not None and (
+            self.executions is None or self.executions < self.min_samples
+        ):
+            return UNKNOWN
+        if self.observed is None or math.isnan(self.observed):
+            return UNKNOWN
+        return BREACH if OPS[self.op](self.observed, self.threshold) else CLEAR
+
+    def describe(self) -> str:
+        """``error_rate[5m] = 0.31 > 0.15 (n=120)``: the condition in one line."""
+        what = self.metric if self.metric is not None else f"query({self.query})"
+        head = f"{what}[{format_duration(self.window)}]"
+        if self.assumed_breach:
+            return f"{head}: no data, counted as breaching (noData.mode breach)"
+        if self.min_samples is not None and (
+            self.executions is None or self.executions < self.min_samples
+        ):
+            n = "none" if self.executions is None else f"{self.executions:g}"
+            return f"{head}: {n} executions, fewer than minSamples {self.min_samples}"
+        if self.observed is None or math.isnan(self.observed):
+            return f"{head}: no data"
+        text = f"{head} = {self.observed:.4g} {self.op.value} {self.threshold:g}"
+        if not OPS[self.op](self.observed, self.threshold):
+            text = f"{head} = {self.observed:.4g}, not {self.op.value} {self.threshold:g}"
+        if self.hysteresis:
+            text += " (recoverValue)"
+        if self.executions is not None:
+            text += f" (n={self.executions:g})"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What a decision rests on: the conditions, how they combine and for how long they held.
+
+    :meth:`holds` is True exactly when the decision was warranted by this evidence: the
+    conditions combine to BREACH and ``at - held_since >= for_``. A restore's evidence has
+    no conditions (an empty ``all`` holds) and only the duration.
+    """
+
+    match: str
+    """``all`` or ``any``."""
+    conditions: tuple[ConditionEvidence, ...]
+    """Every condition of the rule, in spec order."""
+    held_since: datetime | None
+    """When the breach (or, for a restore, the healthy or disabled spell) began."""
+    for_: timedelta
+    """How long it had to hold."""
+    at: datetime
+    """When it was evaluated."""
+
+    def verdict(self) -> int:
+        """Combine the conditions' verdicts with Kleene's logic."""
+        return combine(self.match == "all", [c.verdict() for c in self.conditions])
+
+    def holds(self) -> bool:
+        """True when the conditions breach and have held for ``for_`` (the decision stands)."""
+        if self.verdict() != BREACH:
+            return False
+        if self.held_since is None:
+            return self.for_ <= timedelta(0)
+        return self.at - self.held_since >= self.for_
+
+    def describe(self) -> str:
+        """The conditions in one line, joined by AND/OR, with how long the breach held."""
+        joiner = " AND " if self.match == "all" else " OR "
+        text = joiner.join(c.describe() for c in self.conditions)
+        if self.held_since is not None and self.for_ > timedelta(0):
+            held = format_duration(self.at - self.held_since)
+            text += f"; held {held} (for {format_duration(self.for_)})"
+        return text
+
+
+def combine(all_of: bool, verdicts: list[int]) -> int:
+    """Kleene AND (``all``) or OR (``any``) over BREACH/CLEAR/UNKNOWN."""
+    if all_of:
+        if CLEAR in verdicts:
+            return CLEAR
+        return UNKNOWN if UNKNOWN in verdicts else BREACH
+    if BREACH in verdicts:
+        return BREACH
+    return UNKNOWN if UNKNOWN in verdicts else CLEAR
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledCondition:
+    """A condition with its series keys resolved and its comparison picked once per cycle."""
+
+    condition: Condition
+    key: SeriesKey
+    exec_key: SeriesKey | None
+    min_samples: int
+    compare: Callable[[float, float], bool]
+    threshold: float
+    recover: float
+
+    def verdict(self, values: Mapping[SeriesKey, float | None], firing: bool) -> int:
+        """BREACH, CLEAR or UNKNOWN for one agent's values."""
+        if self.exec_key is not None:
+            n = values.get(self.exec_key)
+            if n is None or n < self.min_samples:
+                return UNKNOWN
+        v = values.get(self.key)
+        if v is None or v != v:  # NaN (0/0 in PromQL) is no data, not a value
+            return UNKNOWN
+        return BREACH if self.compare(v, self.recover if firing else self.threshold) else CLEAR
+
+    def evidence(
+        self, values: Mapping[SeriesKey, float | None], firing: bool, assume_breach: bool
+    ) -> ConditionEvidence:
+        """The evidence for this condition; ``assume_breach`` marks missing data as breaching."""
+        c = self.condition
+        n = values.get(self.exec_key) if self.exec_key is not None else None
+        observed = values.get(self.key)
+        ev = ConditionEvidence(
+            metric=c.metric,
+            query=c.query,
+            window=c.window,
+            op=c.op,
+            threshold=self.recover if firing else self.threshold,
+            observed=observed,
+            executions=n,
+            min_samples=c.min_samples,
+            hysteresis=firing and self.recover != self.threshold,
+        )
+        if assume_breach and ev.verdict() == UNKNOWN:
+            return ConditionEvidence(
+                metric=ev.metric,
+                query=ev.query,
+                window=ev.window,
+                op=ev.op,
+                threshold=ev.threshold,
+                observed=ev.observed,
+                executions=ev.executions,
+                min_samples=ev.min_samples,
+                hysteresis=ev.hysteresis,
+                assumed_breach=True,
+            )
+        return ev
+
+    def badness(self, values: Mapping[SeriesKey, float | None]) -> float:
+        """How far past the threshold the value is, relative to the threshold (0 if not)."""
+        v = values.get(self.key)
+        if v is None or v != v or not self.compare(v, self.threshold):
+            return 0.0
+        return min(abs(v - self.threshold) / max(abs(self.threshold), 1e-9), 1e6)
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    """A rule ready for the hot loop: conditions compiled, actions ranked, channels gathered."""
+
+    rule: Rule
+    name: str
+    match_all: bool
+    conditions: tuple[CompiledCondition, ...]
+    for_: timedelta
+    recover_for: timedelta
+    severity: Severity
+    severity_rank: int
+    workload_actions: tuple[Action, ...]
+    """scaleToZero, switchModel and promptOptimization actions, strongest first."""
+    channels: tuple[str, ...]
+    """The channels of the rule's notify actions, in order, without repeats."""
+
+    def verdict(self, values: Mapping[SeriesKey, float | None], firing: bool) -> int:
+        """The rule's verdict for one agent (Kleene AND/OR of its conditions)."""
+        if self.match_all:
+            unknown = False
+            for c in self.conditions:
+                v = c.verdict(values, firing)
+                if v == CLEAR:
+                    return CLEAR
+                if v == UNKNOWN:
+                    unknown = True
+            return UNKNOWN if unknown else BREACH
+        unknown = False
+        for c in self.conditions:
+            v = c.verdict(values, firing)
+            if v == BREACH:
+                return BREACH
+            if v == UNKNOWN:
+                unknown = True
+        return UNKNOWN if unknown else CLEAR
+
+    def evidence(
+        self,
+        values: Mapping[SeriesKey, float | None],
+        firing: bool,
+        assume_breach: bool,
+        held_since: datetime | None,
+        at: datetime,
+    ) -> Evidence:
+        """The evidence behind this cycle's verdict for one agent."""
+        return Evidence(
+            match="all" if self.match_all else "any",
+            conditions=tuple(c.evidence(values, firing, assume_breach) for c in self.conditions),
+            held_since=held_since,
+            for_=self.for_,
+            at=at,
+        )
+
+    def badness(self, values: Mapping[SeriesKey, float | None]) -> float:
+        """Sum of the conditions' relative exceedances: ranks agents, worst first."""
+        return sum(c.badness(values) for c in self.conditions)
+
+
+def compile_rule(rule: Rule, agent_label: str) -> CompiledRule:
+    """Resolve a rule's series keys and comparisons once, for every agent of a cycle."""
+    conditions = rule.all_of or rule.any_of
+    compiled = tuple(
+        CompiledCondition(
+            condition=c,
+            key=SeriesKey(c.metric, c.query, c.window, agent_label),
+            exec_key=executions_key(c.window, agent_label) if c.min_samples else None,
+            min_samples=c.min_samples or 0,
+            compare=OPS[c.op],
+            threshold=c.value,
+            recover=(
+                c.recover_value
+                if c.recover_value is not None and c.op not in (Op.EQ, Op.NE)
+                else c.value
+            ),
+        )
+        for c in conditions
+    )
+    workload = sorted(
+        (a for a in rule.actions if a.kind in ("scaleToZero", "switchModel", "promptOptimization")),
+        key=lambda a: -_STRENGTH[a.kind],
+    )
+    channels: list[str] = []
+    for a in rule.actions:
+        if a.notify is not None:
+            channels.extend(ch for ch in a.notify.channels if ch not in channels)
+    return CompiledRule(
+        rule=rule,
+        name=rule.name,
+        match_all=bool(rule.all_of) or not rule.any_of,
+        conditions=compiled,
+        for_=rule.for_,
+        recover_for=rule.recover_for,
+        severity=rule.severity,
+        severity_rank=_SEVERITY_RANK[rule.severity],
+        workload_actions=tuple(workload),
+        channels=tuple(channels),
+    )
+
+
+def strength(kind: str) -> int:
+    """scaleToZero 3 > switchModel 2 > promptOptimization 1 > notify 0 (restore: 0)."""
+    return _STRENGTH.get(kind, 0)
+
+
+def severity_rank(severity: Severity) -> int:
+    """info 0 < low < medium < high < critical 4."""
+    return _SEVERITY_RANK[severity]

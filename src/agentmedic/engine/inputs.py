@@ -1,0 +1,104 @@
+"""What the operator gathers for one evaluation: the policy and what it knows of each agent.
+
+The engine never assumes its decisions were applied. It learns what happened from the
+:class:`Workload` the operator describes each cycle: the replica count, the model, and
+the record the actions layer wrote on the workload (``agentmedic.io/*`` annotations)
+when it disabled or downgraded the agent. A restarted operator rebuilds these from the
+annotations, so the engine picks up exactly where it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from agentmedic.api.types import AgentPolicySpec
+from agentmedic.engine.series import AgentId
+
+__all__ = [
+    "DisabledRecord",
+    "DowngradedRecord",
+    "PolicyInput",
+    "Workload",
+    "episode_key",
+    "episode_policy_uid",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DisabledRecord:
+    """The operator's record that it scaled the workload to zero (or paused it in KEDA)."""
+
+    episode: str
+    """The episode key of the decision that disabled it."""
+    rule: str
+    """The rule (or budget.hard / budget.soft) behind it."""
+    at: datetime
+    """When it was disabled."""
+    previous_replicas: int | None = None
+    """The replica count restore puts back."""
+
+
+@dataclass(frozen=True, slots=True)
+class DowngradedRecord:
+    """The operator's record that it moved the workload to a cheaper model."""
+
+    episode: str
+    """The episode key of the latest switch."""
+    rule: str
+    """The rule (or budget.soft) behind the latest switch."""
+    at: datetime
+    """When the latest switch happened."""
+    previous_model: str
+    """The model before agentmedic first changed it: what a full restore puts back."""
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """What the operator knows of one agent's workload this cycle."""
+
+    kind: str = "Deployment"
+    """Deployment or StatefulSet."""
+    name: str = ""
+    """The workload's name (the agent's name in the metrics may differ)."""
+    replicas: int | None = None
+    """Desired replicas (spec.replicas); 0 means not running; None when unknown."""
+    model: str | None = None
+    """The model the workload is configured with, when known."""
+    disabled: DisabledRecord | None = None
+    """Set while the operator's scale-to-zero record is on the workload."""
+    downgraded: DowngradedRecord | None = None
+    """Set while the operator's model-switch record is on the workload."""
+
+
+@dataclass(frozen=True)
+class PolicyInput:
+    """One policy and its agents, as gathered by the operator for one cycle."""
+
+    spec: AgentPolicySpec
+    """The policy's spec."""
+    namespace: str
+    """The policy's namespace."""
+    name: str
+    """The policy's name."""
+    uid: str
+    """The policy's metadata.uid: part of every episode key, so keys never collide across
+    policies or across a delete and re-create."""
+    agents: Mapping[AgentId, Workload] = field(default_factory=dict)
+    """The agents the selector matched this cycle, with their workloads."""
+
+
+def episode_key(uid: str, agent: AgentId | None, rule: str, start: datetime) -> str:
+    """``<policy uid>:<namespace>/<agent>:<rule>:<start, unix seconds>``; ``*`` for the fleet.
+
+    The key names everything an episode causes (Jobs, pages, records), so repeating a
+    decision with the same key is a no-op downstream.
+    """
+    who = "*" if agent is None else f"{agent.namespace}/{agent.name}"
+    return f"{uid}:{who}:{rule}:{int(start.timestamp())}"
+
+
+def episode_policy_uid(key: str) -> str:
+    """The policy uid an episode key belongs to."""
+    return key.split(":", 1)[0]

@@ -1,0 +1,104 @@
+"""Run the engine over history: the backtest, the benchmark and many tests use this.
+
+:func:`apply_decisions` is the engine's model of what the actions layer does to a
+workload (scale to zero with a record, switch the model with a record, restore), so a
+replay can feed each cycle's effects into the next, exactly as the live operator does
+through its watch of the workloads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from agentmedic.api.types import AgentCounts
+from agentmedic.engine.evaluate import evaluate
+from agentmedic.engine.inputs import DisabledRecord, DowngradedRecord, PolicyInput, Workload
+from agentmedic.engine.outcome import Decision, DecisionKind, Notification, SpendReport
+from agentmedic.engine.series import AgentId, Samples
+from agentmedic.engine.state import PolicyState
+
+__all__ = ["TimelineEntry", "apply_decisions", "replay"]
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One step of a replay."""
+
+    time: datetime
+    decisions: list[Decision]
+    """Everything decided at this step (including suppressed and dry-run decisions)."""
+    notifications: list[Notification]
+    counts: AgentCounts
+    spend: SpendReport | None
+
+
+def apply_decisions(policy: PolicyInput, decisions: Iterable[Decision]) -> PolicyInput:
+    """The policy input after the actions layer carried out ``decisions``.
+
+    Only decisions that apply (neither suppressed nor dry run) change anything; a
+    promptOptimization starts a Job and leaves the workload as it is. Returns ``policy``
+    itself when nothing changed.
+    """
+    agents: dict[AgentId, Workload] | None = None
+    for d in decisions:
+        if not d.applies or d.agent not in policy.agents:
+            continue
+        if agents is None:
+            agents = dict(policy.agents)
+        agents[d.agent] = _apply(agents[d.agent], d)
+    if agents is None:
+        return policy
+    return replace(policy, agents=agents)
+
+
+def _apply(w: Workload, d: Decision) -> Workload:
+    if d.kind == DecisionKind.SCALE_TO_ZERO:
+        if w.disabled is not None:
+            return w
+        disabled = DisabledRecord(d.episode, d.rule, d.at, previous_replicas=w.replicas)
+        return replace(w, replicas=0, disabled=disabled)
+    if d.kind == DecisionKind.SWITCH_MODEL:
+        assert d.to_model is not None
+        original = w.downgraded.previous_model if w.downgraded is not None else w.model
+        downgraded = DowngradedRecord(d.episode, d.rule, d.at, previous_model=original or "")
+        return replace(w, model=d.to_model, downgraded=downgraded)
+    if d.kind == DecisionKind.RESTORE and d.restore is not None:
+        if d.restore.replicas and w.disabled is not None:
+            w = replace(w, replicas=w.disabled.previous_replicas, disabled=None)
+        if d.restore.model is not None and w.downgraded is not None:
+            w = replace(
+                w,
+                model=d.restore.model,
+                downgraded=None if d.restore.complete else w.downgraded,
+            )
+    return w
+
+
+def replay(
+    policy: PolicyInput,
+    timeline: Iterable[tuple[datetime, Samples]],
+    initial_state: PolicyState | None = None,
+    apply: bool = True,
+) -> list[TimelineEntry]:
+    """Evaluate ``policy`` at each ``(time, samples)`` in order and return what happened.
+
+    Each step's state feeds the next. With ``apply`` (the default) each step's decisions
+    are carried out on the policy input (:func:`apply_decisions`) before the next step, as
+    the operator would; without it the workloads never change, as when the operator fails
+    every action (the engine then decides unapplied changes again after two intervals).
+    """
+    state = initial_state
+    out: list[TimelineEntry] = []
+    for now, samples in timeline:
+        outcome = evaluate(policy, samples, state, now)
+        state = outcome.state
+        if apply:
+            policy = apply_decisions(policy, outcome.decisions)
+        out.append(
+            TimelineEntry(
+                now, outcome.decisions, outcome.notifications, outcome.counts, outcome.spend
+            )
+        )
+    return out
