@@ -159,7 +159,13 @@ def ref(namespace: str, name: str = "bot", kind: str = "Deployment") -> Workload
 
 
 def get(api: ApiEmulator, namespace: str, name: str = "bot", kind: str = "Deployment") -> Any:
-    obj = api.get("apps/v1", kind, namespace, name)
+    """The agent's workload as stored (it must exist)."""
+    return fetch(api, "apps/v1", kind, namespace, name)
+
+
+def fetch(api: ApiEmulator, api_version: str, kind: str, namespace: str, name: str) -> Any:
+    """Any object as stored (it must exist)."""
+    obj = api.get(api_version, kind, namespace, name)
     assert obj is not None, f"{kind} {namespace}/{name} is gone"
     return obj
 

@@ -14,6 +14,7 @@ from tests.integration import actions_support as support
 from tests.integration.actions_support import (
     POLICY_UID,
     events,
+    fetch,
     policy_ref,
     record,
     ref,
@@ -125,7 +126,7 @@ def test_a_job_from_a_cron_job_has_the_kubectl_create_job_from_shape(
     optimizer_env = pod["spec"]["containers"][0]["env"]
     assert optimizer_env[0] == {"name": "MODE", "value": "nightly"}
     # the CronJob itself is untouched
-    cron = api.get("batch/v1", "CronJob", ns, "prompt-optimizer")
+    cron = fetch(api, "batch/v1", "CronJob", ns, "prompt-optimizer")
     assert "AGENTMEDIC_AGENT" not in json.dumps(cron)
 
 

@@ -15,6 +15,7 @@ from tests.integration import actions_support as support
 from tests.integration.actions_support import (
     container,
     events,
+    fetch,
     get,
     make_executor,
     record,
@@ -278,7 +279,7 @@ def test_a_config_map_model_is_switched_and_the_pods_are_restarted(
     result = executor.switch_model(ref(ns), CM_SPEC, "gpt-4o-mini", record(ns))
 
     assert result.outcome is Outcome.APPLIED
-    cm = api.get("v1", "ConfigMap", ns, "bot-config")
+    cm = fetch(api, "v1", "ConfigMap", ns, "bot-config")
     assert cm["data"] == {"model": "gpt-4o-mini", "temperature": "0.2"}
     obj = get(api, ns)
     template_annotations = obj["spec"]["template"]["metadata"]["annotations"]
@@ -301,7 +302,7 @@ def test_a_config_map_model_is_restored(
     result = executor.restore(ref(ns), by="test")
 
     assert result.outcome is Outcome.APPLIED
-    cm = api.get("v1", "ConfigMap", ns, "bot-config")
+    cm = fetch(api, "v1", "ConfigMap", ns, "bot-config")
     assert cm["data"] == {"model": "gpt-4o", "temperature": "0.2"}
     obj = get(api, ns)
     assert obj["spec"]["template"]["metadata"]["annotations"][rec.MODEL_TEMPLATE_ANNOTATION] == (
@@ -324,7 +325,7 @@ def test_an_interrupted_config_map_switch_is_finished_by_the_repeated_decision(
     result = executor.switch_model(ref(ns), CM_SPEC, "gpt-4o-mini", record(ns))
 
     assert result.outcome is Outcome.APPLIED
-    assert api.get("v1", "ConfigMap", ns, "bot-config")["data"]["model"] == "gpt-4o-mini"
+    assert fetch(api, "v1", "ConfigMap", ns, "bot-config")["data"]["model"] == "gpt-4o-mini"
     down = parse_downgraded(get(api, ns)["metadata"]["annotations"])
     assert down is not None
     assert down.model == "gpt-4o"

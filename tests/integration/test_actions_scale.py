@@ -25,6 +25,7 @@ from tests.integration.actions_support import (
     Sleeps,
     event_reasons,
     events,
+    fetch,
     get,
     make_executor,
     record,
@@ -365,7 +366,8 @@ def test_an_hpa_targeting_the_agent_is_recorded_and_left_alone(
     assert disabled is not None
     assert disabled.hpas == ("bot",)
     assert (
-        api.get("autoscaling/v2", "HorizontalPodAutoscaler", ns, "bot")["spec"]["minReplicas"] == 2
+        fetch(api, "autoscaling/v2", "HorizontalPodAutoscaler", ns, "bot")["spec"]["minReplicas"]
+        == 2
     )
 
 
@@ -411,7 +413,7 @@ def test_keda_scaled_agents_are_paused_and_unpaused_on_restore(
 
     assert result.outcome is Outcome.APPLIED
     assert result.details["scaledObject"] == "bot-scaler"
-    so = api.get("keda.sh/v1alpha1", "ScaledObject", ns, "bot-scaler")
+    so = fetch(api, "keda.sh/v1alpha1", "ScaledObject", ns, "bot-scaler")
     assert so["metadata"]["annotations"][KEDA_PAUSED_REPLICAS] == "0"
     assert get(api, ns)["spec"]["replicas"] == 0
     disabled = parse_disabled(get(api, ns)["metadata"]["annotations"])
@@ -421,7 +423,7 @@ def test_keda_scaled_agents_are_paused_and_unpaused_on_restore(
 
     executor.restore(ref(ns), by="test")
 
-    so = api.get("keda.sh/v1alpha1", "ScaledObject", ns, "bot-scaler")
+    so = fetch(api, "keda.sh/v1alpha1", "ScaledObject", ns, "bot-scaler")
     assert KEDA_PAUSED_REPLICAS not in (so["metadata"].get("annotations") or {})
     assert get(api, ns)["spec"]["replicas"] == 4
 
@@ -435,7 +437,7 @@ def test_a_previous_keda_pause_value_is_put_back(
     executor.scale_to_zero(ref(ns), record(ns))
     executor.restore(ref(ns), by="test")
 
-    annotations = api.get("keda.sh/v1alpha1", "ScaledObject", ns, "bot-scaler")["metadata"][
+    annotations = fetch(api, "keda.sh/v1alpha1", "ScaledObject", ns, "bot-scaler")["metadata"][
         "annotations"
     ]
     assert annotations == {KEDA_PAUSED_REPLICAS: "2", "owner": "team-a"}
@@ -451,11 +453,11 @@ def test_an_interrupted_keda_pause_is_completed_by_the_repeated_decision(
     with pytest.raises(Transient, match="patch ScaledObject"):
         executor.scale_to_zero(ref(ns), record(ns))
     api.clear_faults()
-    so = api.get("keda.sh/v1alpha1", "ScaledObject", ns, "bot-scaler")
+    so = fetch(api, "keda.sh/v1alpha1", "ScaledObject", ns, "bot-scaler")
     assert KEDA_PAUSED_REPLICAS not in (so["metadata"].get("annotations") or {})
 
     again = executor.scale_to_zero(ref(ns), record(ns))
 
     assert again.outcome is Outcome.UNCHANGED
-    so = api.get("keda.sh/v1alpha1", "ScaledObject", ns, "bot-scaler")
+    so = fetch(api, "keda.sh/v1alpha1", "ScaledObject", ns, "bot-scaler")
     assert so["metadata"]["annotations"][KEDA_PAUSED_REPLICAS] == "0"
