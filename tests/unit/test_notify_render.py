@@ -58,7 +58,7 @@ def message(**changes: object) -> Message:
 
 
 def delivery(**changes: object) -> Delivery:
-    return Delivery.build(T0 + timedelta(seconds=5), **changes)  # type: ignore[arg-type]
+    return Delivery(T0 + timedelta(seconds=5), **changes)  # type: ignore[arg-type]
 
 
 def huge() -> Message:

@@ -204,7 +204,7 @@ class DeliveryLedger:
             key=key,
             episode=message.episode,
             state=message.state,
-            delivery=Delivery.build(now, repeat=repeat, overflow=overflow),
+            delivery=Delivery(now, repeat=repeat, overflow=overflow),
             sent_ts=t,
             previous=previous,
             overflow=overflow,

@@ -9,7 +9,7 @@ the channel was told before.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -161,17 +161,13 @@ class Delivery:
     """The episode is still firing and this channel was told before: a reminder."""
     overflow: Overflow | None = None
     """Messages held back by the rate limit since the last message this channel got."""
-    notes: tuple[str, ...] = field(default=())
-    """Lines to show under the message, derived from ``repeat`` and ``overflow``."""
 
-    @classmethod
-    def build(
-        cls, sent_at: datetime, *, repeat: bool = False, overflow: Overflow | None = None
-    ) -> Delivery:
-        """A :class:`Delivery` with its notes worded from ``repeat`` and ``overflow``."""
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Lines to show under the message, worded from ``repeat`` and ``overflow``."""
         notes: list[str] = []
-        if repeat:
+        if self.repeat:
             notes.append("Reminder: this episode is still firing.")
-        if overflow is not None:
-            notes.append(f"{overflow}.")
-        return cls(sent_at=sent_at, repeat=repeat, overflow=overflow, notes=tuple(notes))
+        if self.overflow is not None:
+            notes.append(f"{self.overflow}.")
+        return tuple(notes)
