@@ -47,8 +47,8 @@ class Telemetry:
         )
         self.notifications = Counter(
             "agentmedic_notifications_total",
-            "Notifications by channel kind and result (sent, suppressed, failed).",
-            ["kind", "result"],
+            "Notifications by channel and result (Sent, Suppressed, Failed).",
+            ["channel", "result"],
             registry=r,
         )
         self.errors = Counter(

@@ -1,0 +1,999 @@
+"""The control loop: gather → fetch (batched) → evaluate (pure) → act → notify → record.
+
+One :class:`Operator` per process. kopf's handlers call :meth:`Operator.register` and
+:meth:`Operator.unregister`; APScheduler calls :meth:`Operator.run_cycle` once per
+distinct interval, evaluating every policy with that interval together so identical
+queries are sent once.
+
+Where state lives (so a restarted operator neither forgets nor repeats):
+
+- what was changed on a workload and from what: the actions layer's ``agentmedic.io/*``
+  record on the workload;
+- the engine's per-agent memory (pending since, episodes, cooldowns): the annotation
+  ``agentmedic.io/state.<policy>`` on the agent's workload, written only when it changed;
+- the engine's per-policy memory (actions in the last hour, systemic episodes, budget
+  stages, notifications sent): the annotation ``agentmedic.io/state`` on the AgentPolicy;
+- what people read: ``status`` of the AgentPolicy and Events, written only on change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import kubernetes
+
+from agentmedic.actions import (
+    ActionError,
+    ActionExecutor,
+    ActionRecord,
+    ActionResult,
+    Kube,
+    PolicyRef,
+    WorkloadRef,
+    label_selector_string,
+    parse_disabled,
+    parse_downgraded,
+)
+from agentmedic.actions import Outcome as ActionOutcome
+from agentmedic.actions import record as rec
+from agentmedic.api.durations import format_duration
+from agentmedic.api.types import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    AgentPolicy,
+    AgentPolicySpec,
+    AgentPolicyStatus,
+    ConditionStatus,
+    OnDelete,
+    RecentAction,
+    Severity,
+)
+from agentmedic.api.types import (
+    ActionOutcome as StatusOutcome,
+)
+from agentmedic.api.validation import validate_policy
+from agentmedic.engine import (
+    AgentId,
+    Decision,
+    DecisionKind,
+    Notification,
+    Outcome,
+    PolicyInput,
+    PolicyState,
+    evaluate,
+    requirements,
+    strongest_per_agent,
+)
+from agentmedic.engine import DisabledRecord as EngineDisabled
+from agentmedic.engine import DowngradedRecord as EngineDowngraded
+from agentmedic.engine import Workload as EngineWorkload
+from agentmedic.metrics import (
+    DEFAULT_CATALOG,
+    BackendConfig,
+    Catalog,
+    FetchStats,
+    MetricsBackend,
+    MetricsError,
+    MetricsUnavailable,
+    PrometheusBackend,
+    UnavailableReason,
+    fetch_samples,
+    merge_needs,
+)
+from agentmedic.notify import (
+    ChannelConfigError,
+    Evidence,
+    Message,
+    MessageState,
+    Notifier,
+    ResolvedChannel,
+    resolve_channel,
+)
+from agentmedic.operator.scheduler import CycleScheduler
+from agentmedic.operator.settings import OperatorSettings
+from agentmedic.operator.status import ConditionType, Reason, build_status, status_patch
+from agentmedic.operator.telemetry import Telemetry
+from agentmedic.operator.watch import KubeHttp, Workload, WorkloadCache
+
+__all__ = ["POLICY_STATE_ANNOTATION", "Operator", "PolicyEntry"]
+
+log = logging.getLogger(__name__)
+
+POLICY_STATE_ANNOTATION = f"{GROUP}/state"
+METRICS_RULE = "metricsUnavailable"
+
+
+@dataclass
+class PolicyEntry:
+    """What the operator holds for one AgentPolicy."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    policy: AgentPolicy | None
+    problems: list[str]
+    selector: str = ""
+    status: AgentPolicyStatus | None = None
+    """The status last written (or read at registration)."""
+    stored_policy_state: dict[str, Any] | None = None
+    """The policy part of the engine state as last written (or read at registration)."""
+    state: PolicyState | None = None
+    """The engine's memory; None until the first cycle rebuilds it from annotations."""
+    metrics_down_since: datetime | None = None
+    metrics_down_notified: bool = False
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    @property
+    def ref(self) -> PolicyRef:
+        return PolicyRef(self.namespace, self.name, self.uid)
+
+    @property
+    def spec(self) -> AgentPolicySpec:
+        assert self.policy is not None
+        return self.policy.spec
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Operator:
+    """The running control plane: policies, the workload cache, the loop."""
+
+    settings: OperatorSettings
+    kube_configuration: kubernetes.client.Configuration
+    telemetry: Telemetry = field(default_factory=Telemetry)
+    clock: Callable[[], datetime] = _now
+    backend: MetricsBackend | None = None
+    """Injected in tests; built from settings otherwise."""
+    entries: dict[tuple[str, str], PolicyEntry] = field(default_factory=dict)
+    identity: str = field(default_factory=lambda: f"{socket.gethostname()}@{os.getpid()}")
+    peering_priority: int = 0
+
+    def __post_init__(self) -> None:
+        self.catalog: Catalog = DEFAULT_CATALOG
+        self.kube: Kube | None = None
+        self.executor: ActionExecutor | None = None
+        self.http: KubeHttp | None = None
+        self.cache: WorkloadCache | None = None
+        self.notifier: Notifier | None = None
+        self.scheduler = CycleScheduler(self.run_cycle, self.telemetry)
+        self.cycles_completed = 0
+        self.last_cycle_at: datetime | None = None
+        self._custom: Any = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self.catalog = _load_catalog(self.settings)
+        self.kube = Kube.from_configuration(self.kube_configuration)
+        self.executor = ActionExecutor(self.kube)
+        self.http = KubeHttp(self.kube_configuration)
+        self.cache = WorkloadCache(self.http)
+        self.notifier = Notifier()
+        if self.backend is None:
+            self.backend = PrometheusBackend(_backend_config(self.settings))
+        self._custom = kubernetes.client.CustomObjectsApi(self.kube.api_client)
+        self.scheduler.start()
+        log.info("operator started", extra={"identity": self.identity})
+
+    async def stop(self) -> None:
+        self.scheduler.shutdown()
+        if self.cache is not None:
+            await self.cache.aclose()
+        if self.http is not None:
+            await self.http.aclose()
+        if self.notifier is not None:
+            await self.notifier.aclose()
+        if self.backend is not None:
+            await self.backend.aclose()
+        if self.kube is not None:
+            self.kube.close()
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "policies": len(self.entries),
+            "cyclesCompleted": self.cycles_completed,
+            "lastCycle": self.last_cycle_at.isoformat() if self.last_cycle_at else None,
+        }
+
+    # ------------------------------------------------------------------ registration
+
+    async def register(self, body: Mapping[str, Any]) -> None:
+        """A policy was created, changed or seen at start: validate, (re)schedule."""
+        meta = body.get("metadata", {})
+        namespace, name = meta.get("namespace", ""), meta.get("name", "")
+        uid, generation = meta.get("uid", ""), int(meta.get("generation") or 0)
+        old = self.entries.get((namespace, name))
+        policy, problems = validate_policy(_without_runtime_fields(body))
+        status = _parse_status(body.get("status"))
+        entry = PolicyEntry(
+            namespace=namespace,
+            name=name,
+            uid=uid,
+            generation=generation,
+            policy=policy if not problems else None,
+            problems=[str(p) for p in problems],
+            status=old.status if old is not None else status,
+        )
+        if old is not None and old.uid == uid:
+            entry.state = old.state
+            entry.stored_policy_state = old.stored_policy_state
+        else:
+            raw = (meta.get("annotations") or {}).get(POLICY_STATE_ANNOTATION)
+            entry.stored_policy_state = _loads(raw)
+        self.entries[entry.key] = entry
+        assert self.cache is not None
+        self.cache.unsubscribe(_user(entry))
+        if entry.policy is None:
+            self.telemetry.errors.labels("invalid_policy").inc()
+            message = "; ".join(entry.problems[:5])
+            if len(entry.problems) > 5:
+                message += f"; and {len(entry.problems) - 5} more (agentmedic validate shows all)"
+            log.warning("policy %s/%s is invalid: %s", namespace, name, message)
+            if self.settings.owns(uid):
+                await self._write_status(
+                    entry,
+                    conditions=[
+                        (ConditionType.READY, ConditionStatus.FALSE, Reason.INVALID_SPEC, message)
+                    ],
+                )
+                await self._policy_event(entry, Reason.INVALID_SPEC, message, warning=True)
+        else:
+            entry.selector = label_selector_string(entry.spec.selector)
+            env_names = (
+                [entry.spec.model.env.name] if entry.spec.model and entry.spec.model.env else []
+            )
+            if self.settings.owns(uid):
+                self.cache.subscribe(_user(entry), namespace, entry.selector, env_names)
+        self._sync_schedule()
+        if entry.policy is not None and self.settings.owns(uid):
+            self.scheduler.trigger_now(entry.spec.interval)
+        self._policy_gauge()
+
+    async def unregister(self, body: Mapping[str, Any]) -> None:
+        """A policy is being deleted: keep (annotated) or restore what it changed."""
+        meta = body.get("metadata", {})
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        entry = self.entries.pop(key, None)
+        if entry is None:
+            return
+        assert self.cache is not None
+        assert self.executor is not None
+        workloads = (
+            self.cache.workloads(entry.namespace, entry.selector) if entry.selector else None
+        )
+        self.cache.unsubscribe(_user(entry))
+        self._sync_schedule()
+        self._policy_gauge()
+        if workloads is None or entry.policy is None or not self.settings.owns(entry.uid):
+            return
+        restore = entry.spec.recovery.on_delete is OnDelete.RESTORE
+        for w in workloads:
+            changed_by_us = w.annotations.get(rec.POLICY) == f"{entry.namespace}/{entry.name}"
+            ref = WorkloadRef(w.kind, w.namespace, w.name)  # type: ignore[arg-type]
+            try:
+                if changed_by_us and restore:
+                    await asyncio.to_thread(
+                        self.executor.restore, ref, f"policy {entry.namespace}/{entry.name} deleted"
+                    )
+                elif changed_by_us:
+                    await asyncio.to_thread(self.executor.mark_policy_deleted, ref, entry.ref)
+                if rec.state_key(entry.name) in w.annotations:
+                    await asyncio.to_thread(self.executor.write_agent_state, ref, entry.name, None)
+            except ActionError as exc:
+                log.warning("cleaning up %s after policy deletion failed: %s", ref, exc)
+
+    def _sync_schedule(self) -> None:
+        intervals = {
+            e.spec.interval
+            for e in self.entries.values()
+            if e.policy is not None and self.settings.owns(e.uid)
+        }
+        self.scheduler.sync(intervals)
+
+    def _policy_gauge(self) -> None:
+        valid = sum(1 for e in self.entries.values() if e.policy is not None)
+        self.telemetry.policies.labels("true").set(valid)
+        self.telemetry.policies.labels("false").set(len(self.entries) - valid)
+
+    # ------------------------------------------------------------------ the cycle
+
+    async def run_cycle(self, interval: timedelta) -> None:
+        """Evaluate every policy with this interval; never raises (errors are counted)."""
+        label = format_duration(interval)
+        started = time.monotonic()
+        try:
+            if await self._active():
+                await self._cycle(interval)
+        except Exception:
+            self.telemetry.errors.labels("cycle").inc()
+            log.exception("evaluation cycle %s failed", label)
+        finally:
+            self.telemetry.cycles.labels(label).inc()
+            self.telemetry.cycle_duration.labels(label).observe(time.monotonic() - started)
+            self.cycles_completed += 1
+            self.last_cycle_at = self.clock()
+
+    async def _active(self) -> bool:
+        """With peering, only the highest-priority live replica acts (kopf pauses handlers on
+        the others, but not our scheduler, so we look at the peering object ourselves)."""
+        if not self.settings.peering or self.http is None:
+            return True
+        if self.settings.namespaces:
+            path = (
+                f"/apis/kopf.dev/v1/namespaces/{self.settings.namespaces[0]}"
+                f"/kopfpeerings/{self.settings.peering}"
+            )
+        else:
+            path = f"/apis/kopf.dev/v1/clusterkopfpeerings/{self.settings.peering}"
+        try:
+            body = await self.http.get_json(path, {})
+        except Exception as exc:
+            log.warning("cannot read peering %s (%s); not acting this cycle", path, exc)
+            return False
+        now = self.clock()
+        for identity, info in (body.get("status") or {}).items():
+            if identity == self.identity or not isinstance(info, dict):
+                continue
+            try:
+                seen = datetime.fromisoformat(str(info.get("lastseen")).replace("Z", "+00:00"))
+                alive = seen + timedelta(seconds=int(info.get("lifetime", 60))) > now
+            except ValueError:
+                alive = False
+            if alive and int(info.get("priority", 0)) >= self.peering_priority:
+                return False
+        return True
+
+    async def _cycle(self, interval: timedelta) -> None:
+        assert self.cache is not None
+        assert self.backend is not None
+        now = self.clock()
+        prepared: list[tuple[PolicyEntry, PolicyInput, dict[AgentId, Workload]]] = []
+        needs = []
+        for entry in list(self.entries.values()):
+            if entry.policy is None or entry.spec.interval != interval:
+                continue
+            if not self.settings.owns(entry.uid):
+                continue
+            workloads = self.cache.workloads(entry.namespace, entry.selector)
+            if workloads is None:
+                continue  # the watch has not listed yet
+            workloads = await self._handle_restore_requests(entry, workloads)
+            agents: dict[AgentId, Workload] = {}
+            for w in workloads:
+                agents.setdefault(AgentId(entry.namespace, w.agent), w)
+            if entry.state is None:
+                entry.state = _rebuild_state(entry, agents)
+            spec = entry.spec
+            if self.settings.dry_run and not spec.guardrails.dry_run:
+                spec = spec.model_copy(
+                    update={"guardrails": spec.guardrails.model_copy(update={"dry_run": True})}
+                )
+            policy_input = PolicyInput(
+                spec=spec,
+                namespace=entry.namespace,
+                name=entry.name,
+                uid=entry.uid,
+                agents={a: await self._engine_workload(w, spec) for a, w in agents.items()},
+            )
+            prepared.append((entry, policy_input, agents))
+            needs.append({key: set(agents) for key in requirements(spec, now)})
+
+        if not prepared:
+            return
+        merged = merge_needs(*needs)
+        stats = FetchStats()
+        unavailable: MetricsUnavailable | None = None
+        samples: dict[AgentId, dict[Any, float | None]] = {}
+        if merged:
+            try:
+                samples, stats = await fetch_samples(
+                    self.backend,
+                    merged,
+                    now,
+                    self.catalog,
+                    namespace_label=self.settings.namespace_label,
+                    max_concurrency=self.settings.max_concurrent_queries,
+                )
+            except MetricsUnavailable as exc:
+                unavailable = exc
+            except MetricsError as exc:  # e.g. a malformed catalog override
+                unavailable = MetricsUnavailable(UnavailableReason.INVALID_RESPONSE, str(exc))
+        self.telemetry.queries.inc(stats.queries)
+        self.telemetry.metrics_available.set(0 if unavailable else 1)
+
+        outcomes: list[tuple[PolicyEntry, PolicyInput, dict[AgentId, Workload], Outcome]] = []
+        for entry, policy_input, agents in prepared:
+            if unavailable is not None:
+                await self._metrics_unavailable(entry, unavailable, now)
+                continue
+            await self._metrics_back(entry, now)
+            assert entry.state is not None
+            outcome = evaluate(policy_input, samples, entry.state, now)
+            outcomes.append((entry, policy_input, agents, outcome))
+
+        # One workload change per agent per cycle, across every policy that selects it.
+        winners = {id(d) for d in strongest_per_agent(d for *_, o in outcomes for d in o.decisions)}
+        for entry, policy_input, agents, outcome in outcomes:
+            recent: list[RecentAction] = []
+            for decision in outcome.decisions:
+                overruled = decision.applies and id(decision) not in winners
+                recent.append(
+                    await self._carry_out(entry, policy_input.spec, decision, agents, overruled)
+                )
+            await self._notify(entry, outcome.notifications, now)
+            await self._persist(entry, outcome.state, agents)
+            errors = [f"{k}: {e}" for k, e in stats.errors.items() if _needed(k, policy_input, now)]
+            await self._report(entry, outcome, recent, errors, len(agents), now)
+
+    async def _handle_restore_requests(
+        self, entry: PolicyEntry, workloads: list[Workload]
+    ) -> list[Workload]:
+        """``agentmedic.io/restore: "true"`` on a workload: a person asks to put it back."""
+        assert self.executor is not None
+        for w in workloads:
+            if w.annotations.get(rec.RESTORE_REQUEST, "").lower() != "true":
+                continue
+            ref = WorkloadRef(w.kind, w.namespace, w.name)  # type: ignore[arg-type]
+            try:
+                result = await asyncio.to_thread(self.executor.restore, ref, "annotation")
+                self.telemetry.decisions.labels("restore", str(result.outcome)).inc()
+                log.info("restored %s on request: %s", ref, result.message)
+            except ActionError as exc:
+                log.warning("restore of %s on request failed: %s", ref, exc)
+        return workloads
+
+    async def _engine_workload(self, w: Workload, spec: AgentPolicySpec) -> EngineWorkload:
+        disabled = parse_disabled(w.annotations)
+        downgraded = parse_downgraded(w.annotations)
+        model: str | None = None
+        if spec.model is not None and spec.model.env is not None:
+            model = w.env.get((spec.model.env.container, spec.model.env.name))
+        elif spec.model is not None and spec.model.config_map_key is not None:
+            assert self.executor is not None
+            try:
+                model = await asyncio.to_thread(
+                    self.executor.current_model,
+                    {"metadata": {"namespace": w.namespace, "name": w.name}},
+                    spec.model,
+                )
+            except ActionError:
+                model = None
+        return EngineWorkload(
+            kind=w.kind,
+            name=w.name,
+            replicas=w.replicas,
+            model=model,
+            disabled=None
+            if disabled is None
+            else EngineDisabled(
+                episode=disabled.episode,
+                rule=disabled.rule,
+                at=_parse_time(disabled.at),
+                previous_replicas=disabled.replicas,
+            ),
+            downgraded=None
+            if downgraded is None
+            else EngineDowngraded(
+                episode=downgraded.episode,
+                rule=downgraded.rule,
+                at=_parse_time(downgraded.at),
+                previous_model=downgraded.model,
+            ),
+        )
+
+    async def _carry_out(
+        self,
+        entry: PolicyEntry,
+        spec: AgentPolicySpec,
+        d: Decision,
+        agents: Mapping[AgentId, Workload],
+        overruled: bool,
+    ) -> RecentAction:
+        """Apply one decision (or record why not) and describe it for status."""
+        assert self.executor is not None
+        kind = str(d.kind)
+        w = agents.get(d.agent)
+        if d.suppressed_by is not None or overruled:
+            why = "another policy acts on this agent this cycle" if overruled else d.suppressed_by
+            self.telemetry.decisions.labels(kind, "Suppressed").inc()
+            await self._policy_event(
+                entry, "ActionSuppressed", f"{kind} on {d.agent} suppressed ({why}): {d.reason}"
+            )
+            return _recent(d, StatusOutcome.SUPPRESSED, f"suppressed ({why}): {d.reason}")
+        if w is None:
+            return _recent(d, StatusOutcome.FAILED, "the agent's workload is gone")
+        ref = WorkloadRef(w.kind, w.namespace, w.name)  # type: ignore[arg-type]
+        record = ActionRecord(
+            policy=entry.ref,
+            rule=d.rule,
+            episode=d.episode,
+            reason=d.reason,
+            evidence=d.evidence.describe(),
+            at=d.at,
+            dry_run=d.dry_run,
+        )
+        try:
+            result = await asyncio.to_thread(self._execute, spec, d, ref, record)
+        except ActionError as exc:  # transient or a lost race: the engine decides it again
+            self.telemetry.errors.labels("kubernetes").inc()
+            self.telemetry.decisions.labels(kind, "Failed").inc()
+            log.warning("%s on %s failed, will retry: %s", kind, ref, exc)
+            return _recent(d, StatusOutcome.FAILED, f"{exc}; retried next cycle")
+        outcome = _status_outcome(result, d)
+        self.telemetry.decisions.labels(kind, str(outcome)).inc()
+        return _recent(d, outcome, result.message or d.reason)
+
+    def _execute(
+        self, spec: AgentPolicySpec, d: Decision, ref: WorkloadRef, record: ActionRecord
+    ) -> ActionResult:
+        assert self.executor is not None
+        if d.kind is DecisionKind.SCALE_TO_ZERO:
+            return self.executor.scale_to_zero(ref, record)
+        if d.kind is DecisionKind.SWITCH_MODEL:
+            assert spec.model is not None
+            assert d.to_model is not None
+            return self.executor.switch_model(ref, spec.model, d.to_model, record)
+        if d.kind is DecisionKind.PROMPT_OPTIMIZATION:
+            assert d.prompt_optimization is not None
+            evidence = {
+                "rule": d.rule,
+                "summary": d.evidence.describe(),
+                "conditions": [
+                    {
+                        "metric": c.metric,
+                        "query": c.query,
+                        "window": format_duration(c.window),
+                        "op": str(c.op),
+                        "threshold": c.threshold,
+                        "observed": c.observed,
+                    }
+                    for c in d.evidence.conditions
+                ],
+            }
+            return self.executor.start_prompt_job(
+                ref, record.policy, d.prompt_optimization, record, evidence
+            )
+        restore = d.restore
+        assert restore is not None
+        by = "auto-recovery" if not d.rule.startswith("budget") else "budget period ended"
+        if restore.model is not None and not restore.complete and spec.model is not None:
+            return self.executor.switch_model(ref, spec.model, restore.model, record)
+        return self.executor.restore(
+            ref,
+            by,
+            replicas=restore.replicas,
+            model=restore.complete,
+            dry_run=d.dry_run,
+        )
+
+    # ------------------------------------------------------------------ notifications
+
+    async def _channels(self, entry: PolicyEntry, names: set[str]) -> list[ResolvedChannel]:
+        assert self.executor is not None
+        out = []
+        for channel in entry.spec.notifications.channels:
+            if channel.name not in names:
+                continue
+
+            def lookup(secret: str, key: str) -> str:
+                assert self.executor is not None
+                return self.executor.read_secret_value(entry.namespace, secret, key)
+
+            try:
+                out.append(await asyncio.to_thread(resolve_channel, channel, lookup))
+            except ChannelConfigError as exc:
+                self.telemetry.errors.labels("notify").inc()
+                await self._policy_event(entry, "ChannelMisconfigured", str(exc), warning=True)
+        return out
+
+    async def _notify(
+        self, entry: PolicyEntry, notifications: list[Notification], now: datetime
+    ) -> None:
+        if not notifications:
+            return
+        assert self.notifier is not None
+        names = {c for n in notifications for c in n.channels}
+        channels = await self._channels(entry, names)
+        for n in notifications:
+            targets = [c for c in channels if c.name in n.channels]
+            if not targets:
+                continue
+            report = await self.notifier.notify(_message(entry, n, now), targets)
+            for result in report.results:
+                self.telemetry.notifications.labels(result.channel, str(result.outcome)).inc()
+
+    async def _fleet_message(
+        self, entry: PolicyEntry, state: MessageState, summary: str, since: datetime, now: datetime
+    ) -> None:
+        if not entry.spec.no_data.channels:
+            return
+        assert self.notifier is not None
+        channels = await self._channels(entry, set(entry.spec.no_data.channels))
+        if not channels:
+            return
+        message = Message(
+            episode=f"{entry.uid}:*:{METRICS_RULE}:{int(since.timestamp())}",
+            policy_namespace=entry.namespace,
+            policy_name=entry.name,
+            agent=None,
+            rule=METRICS_RULE,
+            severity=Severity.HIGH,
+            state=state,
+            summary=summary,
+            time=now,
+        )
+        await self.notifier.notify(message, channels)
+
+    # ------------------------------------------------------------------ metrics outage
+
+    async def _metrics_unavailable(
+        self, entry: PolicyEntry, exc: MetricsUnavailable, now: datetime
+    ) -> None:
+        """No metrics: no remediation, a condition that says why, a message if it lasts."""
+        self.telemetry.errors.labels("metrics").inc()
+        if entry.metrics_down_since is None:
+            entry.metrics_down_since = now
+        since = entry.metrics_down_since
+        if not entry.metrics_down_notified and now - since >= entry.spec.no_data.after:
+            entry.metrics_down_notified = True
+            await self._fleet_message(
+                entry,
+                MessageState.FIRING,
+                f"metrics backend unavailable for {format_duration(now - since)}: {exc}; "
+                "agentmedic takes no action until it returns",
+                since,
+                now,
+            )
+        await self._write_status(
+            entry,
+            conditions=[
+                (ConditionType.READY, ConditionStatus.TRUE, Reason.EVALUATING, "policy accepted"),
+                (
+                    ConditionType.METRICS_AVAILABLE,
+                    ConditionStatus.FALSE,
+                    Reason.METRICS_UNAVAILABLE,
+                    f"{exc} (since {since.isoformat(timespec='seconds')}); no remediation "
+                    "until metrics return",
+                ),
+            ],
+        )
+
+    async def _metrics_back(self, entry: PolicyEntry, now: datetime) -> None:
+        since = entry.metrics_down_since
+        if since is None:
+            return
+        entry.metrics_down_since = None
+        if entry.metrics_down_notified:
+            entry.metrics_down_notified = False
+            await self._fleet_message(
+                entry,
+                MessageState.RESOLVED,
+                f"metrics backend available again after {format_duration(now - since)}",
+                since,
+                now,
+            )
+
+    # ------------------------------------------------------------------ persistence
+
+    async def _persist(
+        self, entry: PolicyEntry, state: PolicyState, agents: Mapping[AgentId, Workload]
+    ) -> None:
+        """Write the engine's memory where it belongs, only the parts that changed."""
+        assert self.executor is not None
+        prior = entry.state or PolicyState()
+        entry.state = state
+        for agent in state.changed_agents(prior):
+            w = agents.get(agent)
+            if w is None:
+                continue
+            ref = WorkloadRef(w.kind, w.namespace, w.name)  # type: ignore[arg-type]
+            agent_state = state.agents.get(agent)
+            payload = None if agent_state is None or agent_state.empty else agent_state.to_dict()
+            try:
+                await asyncio.to_thread(
+                    self.executor.write_agent_state,
+                    ref,
+                    entry.name,
+                    payload,
+                    annotations=w.annotations,
+                )
+            except ActionError as exc:
+                log.warning("cannot store state on %s: %s", ref, exc)
+        policy_part = state.policy_to_dict()
+        if policy_part != entry.stored_policy_state:
+            body = {"metadata": {"annotations": {POLICY_STATE_ANNOTATION: _dumps(policy_part)}}}
+            try:
+                await asyncio.to_thread(
+                    self._custom.patch_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    entry.namespace,
+                    PLURAL,
+                    entry.name,
+                    body,
+                )
+                entry.stored_policy_state = policy_part
+            except kubernetes.client.ApiException as exc:
+                log.warning(
+                    "cannot store policy state on %s/%s: %s",
+                    entry.namespace,
+                    entry.name,
+                    exc.reason,
+                )
+
+    async def _report(
+        self,
+        entry: PolicyEntry,
+        outcome: Outcome,
+        recent: list[RecentAction],
+        query_errors: list[str],
+        selected: int,
+        now: datetime,
+    ) -> None:
+        counts = outcome.counts
+        for state_name, value in counts.model_dump().items():
+            if state_name != "total":
+                self.telemetry.agents.labels(entry.namespace, entry.name, state_name).set(value)
+        if selected == 0:
+            ready = (
+                ConditionType.READY,
+                ConditionStatus.TRUE,
+                Reason.NO_AGENTS,
+                f"no Deployment or StatefulSet matches {entry.selector}",
+            )
+        else:
+            ready = (
+                ConditionType.READY,
+                ConditionStatus.TRUE,
+                Reason.EVALUATING,
+                f"evaluating {selected} agent(s) every {format_duration(entry.spec.interval)}",
+            )
+        if query_errors:
+            metrics = (
+                ConditionType.METRICS_AVAILABLE,
+                ConditionStatus.FALSE,
+                Reason.QUERY_ERROR,
+                "; ".join(query_errors)[:1000],
+            )
+        else:
+            metrics = (
+                ConditionType.METRICS_AVAILABLE,
+                ConditionStatus.TRUE,
+                Reason.METRICS_OK,
+                "all queries answered",
+            )
+        acted = counts.disabled + counts.downgraded
+        if acted:
+            remediating = (
+                ConditionType.REMEDIATING,
+                ConditionStatus.TRUE,
+                Reason.AGENTS_REMEDIATED,
+                f"{counts.disabled} disabled, {counts.downgraded} on a cheaper model",
+            )
+        elif counts.breaching:
+            remediating = (
+                ConditionType.REMEDIATING,
+                ConditionStatus.TRUE,
+                Reason.AGENTS_BREACHING,
+                f"{counts.breaching} agent(s) breaching a rule",
+            )
+        else:
+            remediating = (
+                ConditionType.REMEDIATING,
+                ConditionStatus.FALSE,
+                Reason.AGENTS_HEALTHY,
+                "no agent is being remediated",
+            )
+        await self._write_status(
+            entry,
+            conditions=[ready, metrics, remediating],
+            counts=counts,
+            spend=outcome.spend.to_status() if outcome.spend is not None else None,
+            recent=recent,
+        )
+
+    async def _write_status(
+        self,
+        entry: PolicyEntry,
+        *,
+        conditions: list[tuple[str, ConditionStatus, str, str]],
+        counts: Any = None,
+        spend: Any = None,
+        recent: list[RecentAction] | None = None,
+    ) -> None:
+        now = self.clock()
+        new = build_status(
+            entry.status,
+            now=now,
+            generation=entry.generation,
+            conditions=conditions,
+            agents=counts,
+            spend=spend,
+            new_actions=recent or [],
+            max_actions=self.settings.status_recent_actions,
+        )
+        patch = status_patch(entry.status, new, now=now)
+        if patch is None or self._custom is None:
+            return
+        try:
+            await asyncio.to_thread(
+                self._custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                entry.namespace,
+                PLURAL,
+                entry.name,
+                {"status": patch},
+            )
+            entry.status = AgentPolicyStatus.model_validate(patch)
+        except kubernetes.client.ApiException as exc:
+            self.telemetry.errors.labels("status").inc()
+            log.warning("cannot write status of %s/%s: %s", entry.namespace, entry.name, exc.reason)
+
+    async def _policy_event(
+        self, entry: PolicyEntry, reason: str, message: str, *, warning: bool = False
+    ) -> None:
+        if self.executor is None:
+            return
+        try:
+            await asyncio.to_thread(
+                self.executor.emit_event,
+                entry.ref.object_reference(),
+                reason,
+                message,
+                "Warning" if warning else "Normal",
+            )
+        except ActionError as exc:
+            log.warning("cannot post Event on %s/%s: %s", entry.namespace, entry.name, exc)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _user(entry: PolicyEntry) -> str:
+    return f"{entry.namespace}/{entry.name}"
+
+
+def _without_runtime_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k != "status"}
+
+
+def _parse_status(raw: Any) -> AgentPolicyStatus | None:
+    if not isinstance(raw, dict) or not raw:
+        return None
+    try:
+        return AgentPolicyStatus.model_validate(raw)
+    except ValueError:
+        return None  # written by another version: rewrite it
+
+
+def _loads(raw: str | None) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _dumps(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.fromtimestamp(0, UTC)
+
+
+def _rebuild_state(entry: PolicyEntry, agents: Mapping[AgentId, Workload]) -> PolicyState:
+    """The engine's memory after a restart: the policy's annotation plus each workload's."""
+    key = rec.state_key(entry.name)
+    parts = {a: v for a, w in agents.items() if (v := _loads(w.annotations.get(key))) is not None}
+    return PolicyState.from_parts(entry.stored_policy_state, parts)
+
+
+def _needed(key: Any, policy_input: PolicyInput, now: datetime) -> bool:
+    return key in requirements(policy_input.spec, now)
+
+
+def _recent(d: Decision, outcome: StatusOutcome, reason: str) -> RecentAction:
+    if d.dry_run and outcome is StatusOutcome.APPLIED:
+        outcome = StatusOutcome.DRY_RUN
+    return RecentAction(
+        time=d.at,
+        agent=str(d.agent),
+        rule=d.rule,
+        action=str(d.kind),
+        outcome=outcome,
+        reason=reason[:500],
+        episode=d.episode,
+    )
+
+
+def _status_outcome(result: ActionResult, d: Decision) -> StatusOutcome:
+    if result.outcome is ActionOutcome.DRY_RUN or d.dry_run:
+        return StatusOutcome.DRY_RUN
+    if result.outcome in (ActionOutcome.APPLIED, ActionOutcome.UNCHANGED):
+        return StatusOutcome.RESTORED if d.kind is DecisionKind.RESTORE else StatusOutcome.APPLIED
+    if result.outcome is ActionOutcome.REFUSED:
+        return StatusOutcome.SUPPRESSED
+    return StatusOutcome.FAILED
+
+
+def _message(entry: PolicyEntry, n: Notification, now: datetime) -> Message:
+    evidence: tuple[Evidence, ...] = ()
+    if n.evidence is not None:
+        evidence = tuple(
+            Evidence(
+                condition=f"{c.metric or 'query'} {c.op.value} {c.threshold:g}",
+                value=c.observed,
+                threshold=c.threshold,
+                window=c.window,
+            )
+            for c in n.evidence.conditions
+        )
+    return Message(
+        episode=n.episode,
+        policy_namespace=entry.namespace,
+        policy_name=entry.name,
+        agent=n.agent,
+        rule=n.rule,
+        severity=n.severity,
+        state=MessageState(n.state),
+        summary=n.summary,
+        time=n.at or now,
+        evidence=evidence,
+        action=n.action,
+        undo=n.undo,
+        dry_run=n.dry_run,
+    )
+
+
+def _backend_config(settings: OperatorSettings) -> BackendConfig:
+    password = None
+    if settings.basic_auth_password_file is not None:
+        password = settings.basic_auth_password_file.read_text().strip()
+    return BackendConfig(
+        url=settings.prometheus_url,
+        bearer_token_file=settings.bearer_token_file,
+        basic_auth_username=settings.basic_auth_username,
+        basic_auth_password=password,
+        ca_file=settings.ca_file,
+        insecure_skip_verify=settings.insecure_skip_verify,
+        tenant=settings.tenant,
+        headers=settings.extra_headers,
+        timeout=settings.query_timeout_seconds,
+    )
+
+
+def _load_catalog(settings: OperatorSettings) -> Catalog:
+    if settings.catalog_overrides_file is None:
+        return DEFAULT_CATALOG
+    import yaml
+
+    overrides = yaml.safe_load(settings.catalog_overrides_file.read_text()) or {}
+    if not isinstance(overrides, dict):
+        raise ValueError(
+            f"{settings.catalog_overrides_file}: expected a mapping of metric name to PromQL"
+        )
+    return DEFAULT_CATALOG.with_overrides({str(k): str(v) for k, v in overrides.items()})
