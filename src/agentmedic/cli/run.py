@@ -17,7 +17,7 @@ def register(sub: Any) -> None:
         description="Run the agentmedic operator. Every setting can be a flag, an environment "
         "variable (AGENTMEDIC_<NAME>) or a key in the YAML file given by --config; flags win "
         "over the environment, which wins over the file.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", type=Path, help="YAML settings file (also AGENTMEDIC_CONFIG)")
     p.add_argument(
