@@ -863,6 +863,20 @@ def test_an_invalid_agent_policy_is_refused_with_422_naming_the_field(
     assert [c["field"] for c in body["details"]["causes"]] == [field]
 
 
+def test_a_policy_breaking_a_cel_rule_of_the_crd_is_refused_naming_the_field(
+    custom: client.CustomObjectsApi, ns: str
+) -> None:
+    both = {"metric": "error_rate", "query": "up", "op": ">", "value": 1}
+    with pytest.raises(ApiException) as err:
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, ns, PLURAL, policy("p", rules=[{"name": "r", "all": [both]}])
+        )
+    assert err.value.status == 422
+    body = error_body(err.value)
+    assert [c["field"] for c in body["details"]["causes"]] == ["spec.rules[0].all[0]"]
+    assert "set exactly one of metric and query" in body["message"]
+
+
 def test_a_policy_without_a_selector_is_refused_and_unknown_fields_are_pruned(
     custom: client.CustomObjectsApi, ns: str
 ) -> None:

@@ -4,7 +4,9 @@ Given a CRD version's ``openAPIV3Schema`` this checks types, ``required``, ``enu
 ``pattern``, ``format: date-time``, length/size/number bounds, ``anyOf`` and the
 uniqueness of ``x-kubernetes-list-type: map|set`` lists; it prunes fields the schema does
 not declare (unless ``x-kubernetes-preserve-unknown-fields``) and drops ``null`` values of
-non-nullable fields. Messages follow the API server's wording so that a test asserting on
+non-nullable fields. When the object is structurally valid, the CEL rules of
+``x-kubernetes-validations`` are evaluated with cel-python (transition rules that use
+``oldSelf`` are skipped). Messages follow the API server's wording so that a test asserting on
 a field path holds against both.
 """
 
@@ -262,13 +264,66 @@ class _Drop:
 _DROP: Any = _Drop()
 
 
+@lru_cache(maxsize=256)
+def _cel_program(rule: str) -> Any:
+    import celpy
+
+    env = celpy.Environment()
+    return env.program(env.compile(rule))
+
+
+def _cel_causes(value: Any, schema: dict[str, Any], path: str, old: Any) -> list[Cause]:
+    """Evaluate every CEL rule in ``schema`` over ``value``, depth first, skipping subtrees
+    equal to ``old`` (validation ratcheting, on by default since Kubernetes 1.30)."""
+    from celpy.adapter import json_to_cel
+
+    causes: list[Cause] = []
+    if value is None or (old is not _DROP and value == old):
+        return causes
+    for rule in schema.get("x-kubernetes-validations") or []:
+        text = rule.get("rule", "")
+        if "oldSelf" in text:
+            continue  # transition rules need the old object; not evaluated
+        field = path + (rule.get("fieldPath") or "")
+        try:
+            result = _cel_program(text).evaluate({"self": json_to_cel(value)})
+            failed = isinstance(result, Exception) or not bool(result)
+        except Exception:  # an evaluation error fails the rule, as in the API server
+            failed = True
+        if failed:
+            message = rule.get("message") or f"failed rule: {text}"
+            causes.append(
+                Cause(
+                    field,
+                    rule.get("reason") or "FieldValueInvalid",
+                    f"{field}: Invalid value: {_fmt(_json_type(value))}: {message}",
+                )
+            )
+    if isinstance(value, dict):
+        properties = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        old_map = old if isinstance(old, dict) else {}
+        for key, item in value.items():
+            before = old_map.get(key, _DROP)
+            if key in properties:
+                sub = f"{path}.{key}" if path else key
+                causes += _cel_causes(item, properties[key], sub, before)
+            elif isinstance(extra, dict):
+                causes += _cel_causes(item, extra, f"{path}[{key}]", before)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            causes += _cel_causes(item, schema["items"], f"{path}[{index}]", _DROP)
+    return causes
+
+
 def validate_and_prune(
-    obj: dict[str, Any], schema: dict[str, Any]
+    obj: dict[str, Any], schema: dict[str, Any], old: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any], list[Cause]]:
     """Validate a custom resource against its version's ``openAPIV3Schema``.
 
     Returns the object with undeclared fields pruned, and the field errors (empty when
     valid). ``metadata`` is left to the caller (the API server validates it as ObjectMeta).
+    ``old`` is the stored object on updates: CEL rules are not re-run on unchanged parts.
     """
     validator = _Validator()
     metadata = obj.get("metadata")
@@ -281,6 +336,14 @@ def validate_and_prune(
     top["properties"] = props
     pruned = validator.node(body, top, "")
     result: dict[str, Any] = pruned if isinstance(pruned, dict) else {}
+    if not validator.causes:
+        before = {k: v for k, v in old.items() if k != "metadata"} if old is not None else _DROP
+        body_now = {k: v for k, v in result.items() if k != "metadata"}
+        return _with_metadata(result, metadata), _cel_causes(body_now, top, "", before)
+    return _with_metadata(result, metadata), validator.causes
+
+
+def _with_metadata(result: dict[str, Any], metadata: Any) -> dict[str, Any]:
     if metadata is not None:
         result["metadata"] = metadata
-    return result, validator.causes
+    return result

@@ -781,10 +781,10 @@ class Store:
             }
         return obj
 
-    def _validate(self, res: Resource, obj: Obj) -> Obj:
+    def _validate(self, res: Resource, obj: Obj, old: Obj | None = None) -> Obj:
         name = obj["metadata"].get("name", "")
         if res.schema is not None:
-            pruned, causes = validate_and_prune(obj, res.schema)
+            pruned, causes = validate_and_prune(obj, res.schema, old)
             if causes:
                 raise invalid(res, name, causes)
             return pruned
@@ -973,7 +973,7 @@ class Store:
                         )
                     ],
                 )
-        new = self._validate(res, new)
+        new = self._validate(res, new, old)
         if res.generation and self._spec_changed(res, old, new):
             new["metadata"]["generation"] = int(old["metadata"].get("generation", 0)) + 1
         if new == old:
