@@ -141,13 +141,14 @@ peering resource kopf uses in this mode: clusterkopfpeerings for a cluster-wide 
 - apiGroups: ["batch"]
   resources: ["cronjobs"]
   verbs: ["get"]
-# scaleToZero: find the HPAs and pause the KEDA ScaledObjects that target the agent.
+# scaleToZero: find the HPAs and pause (and later resume) the KEDA ScaledObjects that
+# target the agent.
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["list"]
 - apiGroups: ["keda.sh"]
   resources: ["scaledobjects"]
-  verbs: ["list", "patch"]
+  verbs: ["get", "list", "patch"]
 {{- if .peering }}
 # kopf peering: keep-alives of the replicas, one active.
 - apiGroups: ["kopf.dev"]

@@ -1,0 +1,157 @@
+"""The chart grants exactly the permissions the operator's code declares, no more, no less.
+
+The lists come from the code: ``agentmedic.operator.permissions`` (kopf, the watch cache,
+status) and ``agentmedic.actions.permissions`` (scale, model switch, Jobs, Events,
+Secrets). The integration tests check that every request the operator sends is in those
+lists; this test checks that the rendered RBAC is those lists.
+
+One refinement, taken from kopf itself: the lists name both peering resources, but a
+cluster-wide kopf operator peers only through ClusterKopfPeerings and a namespaced one only
+through KopfPeerings (kopf's ``guess_selectors``), so each mode is granted only the one it
+uses, and none when peering is off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+import kopf
+import pytest
+from kopf._core.engines.peering import guess_selectors  # which peering CRD kopf uses
+
+from agentmedic.actions.permissions import REQUIRED_PERMISSIONS as ACTION_PERMISSIONS
+from agentmedic.operator.permissions import REQUIRED_PERMISSIONS as OPERATOR_PERMISSIONS
+
+from .support import NAMESPACE, VALUE_SETS, Rendered, merged, render_set, render_values
+
+
+class Grant(NamedTuple):
+    group: str
+    resource: str
+    verb: str
+
+    def __str__(self) -> str:
+        return f"{self.verb} {self.resource}.{self.group or 'core'}"
+
+
+def required_by_code() -> frozenset[Grant]:
+    operator = {Grant(g, r, v) for g, r, v in OPERATOR_PERMISSIONS}
+    actions = {Grant(p.group, p.resource, p.verb) for p in ACTION_PERMISSIONS}
+    return frozenset(operator | actions)
+
+
+def kopf_peering_resources(clusterwide: bool) -> set[str]:
+    settings = kopf.OperatorSettings()
+    settings.peering.clusterwide = clusterwide
+    # zalando.org is kopf's legacy group, used only where those old CRDs are installed.
+    return {s.any_name for s in guess_selectors(settings) if s.group == "kopf.dev"}  # type: ignore[misc]
+
+
+def expected(values: dict[str, Any]) -> frozenset[Grant]:
+    required = required_by_code()
+    peering_on = values.get("peering", {}).get("enabled", True)
+    uses = kopf_peering_resources(clusterwide=not values.get("namespaces")) if peering_on else set()
+    return frozenset(g for g in required if g.group != "kopf.dev" or g.resource in uses)
+
+
+def grants(rules: Iterable[dict[str, Any]]) -> list[Grant]:
+    out = []
+    for rule in rules:
+        assert set(rule) <= {"apiGroups", "resources", "verbs"}, (
+            f"unexpected rule fields (resourceNames, nonResourceURLs?): {rule}"
+        )
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    out.append(Grant(group, resource, verb))
+    return out
+
+
+def roles(rendered: Rendered) -> list[dict[str, Any]]:
+    return rendered.of_kind("ClusterRole") + rendered.of_kind("Role")
+
+
+def test_the_code_declares_the_peering_resources_kopf_uses() -> None:
+    declared = {g.resource for g in required_by_code() if g.group == "kopf.dev"}
+    assert kopf_peering_resources(True) | kopf_peering_resources(False) <= declared
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_rbac_has_no_wildcards(value_set: str) -> None:
+    for role in roles(render_set(value_set)):
+        for grant in grants(role["rules"]):
+            assert "*" not in grant.group + grant.resource + grant.verb, (
+                f"{role['kind']}/{role['metadata']['name']} grants a wildcard: {grant}"
+            )
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_each_role_grants_exactly_what_the_code_uses(value_set: str) -> None:
+    rendered = render_set(value_set)
+    want = expected(VALUE_SETS[value_set])
+    all_roles = roles(rendered)
+    assert all_roles, "no RBAC rendered"
+    for role in all_roles:
+        granted = grants(role["rules"])
+        where = f"{role['kind']}/{role['metadata']['name']}"
+        duplicates = {g for g in granted if granted.count(g) > 1}
+        assert not duplicates, f"{where} grants twice: {sorted(map(str, duplicates))}"
+        missing = want - set(granted)
+        extra = set(granted) - want
+        assert not missing, f"{where} lacks what the code uses: {sorted(map(str, missing))}"
+        assert not extra, f"{where} grants what no code uses: {sorted(map(str, extra))}"
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_secrets_are_only_readable_one_by_one(value_set: str) -> None:
+    for role in roles(render_set(value_set)):
+        on_secrets = {g.verb for g in grants(role["rules"]) if g.resource.startswith("secrets")}
+        assert on_secrets == {"get"}
+
+
+def test_cluster_mode_uses_one_clusterrole_and_no_namespaced_roles() -> None:
+    rendered = render_set("default")
+    assert len(rendered.of_kind("ClusterRole")) == 1
+    assert not rendered.of_kind("Role")
+    assert not rendered.of_kind("RoleBinding")
+
+
+@pytest.mark.parametrize("value_set", ["namespaced", "basic-auth-standalone"])
+def test_namespaced_mode_grants_nothing_cluster_wide(value_set: str) -> None:
+    rendered = render_set(value_set)
+    assert not rendered.of_kind("ClusterRole")
+    assert not rendered.of_kind("ClusterRoleBinding")
+    watched = VALUE_SETS[value_set]["namespaces"]
+    assert sorted(r["metadata"]["namespace"] for r in rendered.of_kind("Role")) == sorted(watched)
+    bound = sorted(b["metadata"]["namespace"] for b in rendered.of_kind("RoleBinding"))
+    assert bound == sorted(watched)
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_bindings_give_the_roles_to_the_operators_service_account(value_set: str) -> None:
+    rendered = render_set(value_set)
+    accounts = {
+        d["spec"]["template"]["spec"]["serviceAccountName"] for d in rendered.of_kind("Deployment")
+    }
+    assert len(accounts) == 1
+    (account,) = accounts
+    assert rendered.one("ServiceAccount", account)
+    role_names = {
+        (r["kind"], r["metadata"]["name"], r["metadata"].get("namespace")) for r in roles(rendered)
+    }
+    bindings = rendered.of_kind("ClusterRoleBinding") + rendered.of_kind("RoleBinding")
+    assert len(bindings) == len(role_names)
+    for binding in bindings:
+        ref = binding["roleRef"]
+        namespace = binding["metadata"].get("namespace")
+        assert (ref["kind"], ref["name"], namespace) in role_names
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}
+        ]
+
+
+def test_rbac_can_be_left_to_the_platform_team() -> None:
+    rendered = render_values(merged("default", rbac={"create": False}))
+    assert not roles(rendered)
+    assert not rendered.of_kind("ClusterRoleBinding") + rendered.of_kind("RoleBinding")
