@@ -230,7 +230,9 @@ def keys(window: timedelta) -> list[SeriesKey]:
 ALL_AGENTS = [a.id for a in CHECKED] + [IDLE, GHOST, ELSEWHERE]
 
 
-@pytest.mark.parametrize("window", [timedelta(minutes=5), timedelta(minutes=10)])
+@pytest.mark.parametrize(
+    "window", [timedelta(minutes=5), timedelta(minutes=10), timedelta(seconds=90)]
+)
 async def test_every_catalog_metric_equals_the_known_value_for_every_agent(backend, window):
     needs = {k: ALL_AGENTS for k in keys(window)}
     table, stats = await fetch_samples(backend, needs, AT)
