@@ -60,6 +60,9 @@ _SEVERITY_RANK = {s: i for i, s in enumerate(Severity)}
 _STRENGTH = {"scaleToZero": 3, "switchModel": 2, "promptOptimization": 1, "notify": 0}
 
 
+_Flat = tuple[SeriesKey, SeriesKey | None, int, Callable[[float, float], bool], float, float]
+
+
 def executions_key(window: timedelta, agent_label: str) -> SeriesKey:
     """The ``executions`` series a condition with ``minSamples`` is gated on."""
     return SeriesKey("executions", None, window, agent_label)
@@ -258,25 +261,41 @@ class CompiledRule:
     """scaleToZero, switchModel and promptOptimization actions, strongest first."""
     channels: tuple[str, ...]
     """The channels of the rule's notify actions, in order, without repeats."""
+    flat: tuple[_Flat, ...]
+    """The conditions as plain tuples for the hot loop."""
 
     def verdict(self, values: Mapping[SeriesKey, float | None], firing: bool) -> int:
-        """The rule's verdict for one agent (Kleene AND/OR of its conditions)."""
-        if self.match_all:
-            unknown = False
-            for c in self.conditions:
-                v = c.verdict(values, firing)
-                if v == CLEAR:
-                    return CLEAR
-                if v == UNKNOWN:
-                    unknown = True
-            return UNKNOWN if unknown else BREACH
+        """The rule's verdict for one agent (Kleene AND/OR of its conditions).
+
+        The same logic as combining :meth:`CompiledCondition.verdict`, inlined: this runs
+        for every agent and rule of every cycle.
+        """
+        get = values.get
         unknown = False
-        for c in self.conditions:
-            v = c.verdict(values, firing)
-            if v == BREACH:
-                return BREACH
-            if v == UNKNOWN:
+        if self.match_all:
+            for key, exec_key, min_samples, compare, threshold, recover in self.flat:
+                if exec_key is not None:
+                    n = get(exec_key)
+                    if n is None or n < min_samples:
+                        unknown = True
+                        continue
+                v = get(key)
+                if v is None or v != v:
+                    unknown = True
+                elif not compare(v, recover if firing else threshold):
+                    return CLEAR
+            return UNKNOWN if unknown else BREACH
+        for key, exec_key, min_samples, compare, threshold, recover in self.flat:
+            if exec_key is not None:
+                n = get(exec_key)
+                if n is None or n < min_samples:
+                    unknown = True
+                    continue
+            v = get(key)
+            if v is None or v != v:
                 unknown = True
+            elif compare(v, recover if firing else threshold):
+                return BREACH
         return UNKNOWN if unknown else CLEAR
 
     def evidence(
@@ -301,14 +320,25 @@ class CompiledRule:
         return sum(c.badness(values) for c in self.conditions)
 
 
-def compile_rule(rule: Rule, agent_label: str) -> CompiledRule:
-    """Resolve a rule's series keys and comparisons once, for every agent of a cycle."""
+def compile_rule(
+    rule: Rule, agent_label: str, canon: Mapping[SeriesKey, SeriesKey] | None = None
+) -> CompiledRule:
+    """Resolve a rule's series keys and comparisons once, for every agent of a cycle.
+
+    ``canon`` maps keys to the very key objects the samples use, so that lookups hit on
+    identity and never compare field by field.
+    """
+    canon = canon or {}
     conditions = rule.all_of or rule.any_of
+
+    def key(k: SeriesKey) -> SeriesKey:
+        return canon.get(k, k)
+
     compiled = tuple(
         CompiledCondition(
             condition=c,
-            key=SeriesKey(c.metric, c.query, c.window, agent_label),
-            exec_key=executions_key(c.window, agent_label) if c.min_samples else None,
+            key=key(SeriesKey(c.metric, c.query, c.window, agent_label)),
+            exec_key=key(executions_key(c.window, agent_label)) if c.min_samples else None,
             min_samples=c.min_samples or 0,
             compare=OPS[c.op],
             threshold=c.value,
@@ -339,6 +369,9 @@ def compile_rule(rule: Rule, agent_label: str) -> CompiledRule:
         severity_rank=_SEVERITY_RANK[rule.severity],
         workload_actions=tuple(workload),
         channels=tuple(channels),
+        flat=tuple(
+            (c.key, c.exec_key, c.min_samples, c.compare, c.threshold, c.recover) for c in compiled
+        ),
     )
 
 

@@ -119,6 +119,7 @@ class _Agent:
         "disabled",
         "downgraded",
         "external_zero",
+        "figures",
         "frozen",
         "healthy_since",
         "lacks_data",
@@ -126,6 +127,7 @@ class _Agent:
         "prior",
         "retry",
         "rules",
+        "stage_v",
         "status",
         "values",
         "verdicts",
@@ -155,6 +157,8 @@ class _Agent:
         self.verdicts: list[int] = []
         self.retry: set[tuple[str, str]] = set()
         self.status = AgentStatus.HEALTHY
+        self.figures: StageInput | None = None
+        self.stage_v: tuple[int, int] = (UNKNOWN, UNKNOWN)
 
     def set_rule(self, name: str, rs: RuleState | None) -> None:
         if self.rules.get(name) is rs:
@@ -196,7 +200,15 @@ class _Cycle:
         self.prior = prior
         self.now = now
         self.uid = policy.uid
-        self.rules: list[CompiledRule] = [compile_rule(r, spec.agent_label) for r in spec.rules]
+        canon: dict[SeriesKey, SeriesKey] = {}
+        for inner in samples.values():
+            if inner:
+                canon = {k: k for k in inner}
+                break
+        self.canon = canon
+        self.rules: list[CompiledRule] = [
+            compile_rule(r, spec.agent_label, canon) for r in spec.rules
+        ]
         self.retry_after = max(2 * spec.interval, timedelta(seconds=1))
         self.dry_run = spec.guardrails.dry_run
         self.quiet = in_quiet_hours(spec.guardrails.quiet_hours, now)
@@ -214,8 +226,8 @@ class _Cycle:
         # budget
         self.period: Period | None = None
         self.budget_states: dict[str, RuleState] = dict(prior.budget)
-        self.stage_inputs: dict[AgentId | None, StageInput] = {}
-        self.stage_verdicts: dict[tuple[AgentId | None, str], int] = {}
+        self.policy_figures: StageInput | None = None
+        self.policy_stage_v: tuple[int, int] = (UNKNOWN, UNKNOWN)
         self.spend: SpendReport | None = None
         self.notices: dict[str, NoticeRecord] = dict(prior.notices)
         self.no_data_channels: tuple[str, ...] = ()
@@ -353,12 +365,17 @@ class _Cycle:
         values, rules_state = a.values, a.rules
         verdicts = a.verdicts
         lacks = False
-        for r in self.rules:
-            rs = rules_state.get(r.name)
-            v = r.verdict(values, rs is not None and rs.firing_since is not None)
-            if v == UNKNOWN:
-                lacks = True
-            verdicts.append(v)
+        if rules_state:
+            for r in self.rules:
+                rs = rules_state.get(r.name)
+                v = r.verdict(values, rs is not None and rs.firing_since is not None)
+                lacks = lacks or v == UNKNOWN
+                verdicts.append(v)
+        else:
+            for r in self.rules:
+                v = r.verdict(values, False)
+                lacks = lacks or v == UNKNOWN
+                verdicts.append(v)
         now = self.now
         if lacks:
             a.lacks_data = True
@@ -366,8 +383,10 @@ class _Cycle:
                 a.no_data_since = now
             nd = self.spec.no_data
             a.assume = nd.mode == NoDataMode.BREACH and now - a.no_data_since >= nd.after
-        else:
+        elif a.no_data_since is not None:
             a.no_data_since = None
+        if not rules_state and BREACH not in verdicts and not a.assume:
+            return  # the common case: nothing pending, nothing breaching
         for i, r in enumerate(self.rules):
             v = verdicts[i]
             if v == UNKNOWN and a.assume:
@@ -436,77 +455,118 @@ class _Cycle:
         skey, bkey = spend_key(self.spec, now), burn_key(self.spec)
         assert skey is not None
         assert bkey is not None
+        skey, bkey = self.canon.get(skey, skey), self.canon.get(bkey, bkey)
         new_period = not period.rolling and self.prior.budget_period_start != period.start
         if new_period:
             for old in self.budget_states.values():
                 if old.episode is not None:
                     self.ended[old.episode] = Reason.PERIOD_ENDED
             self.budget_states = {}
+        # The forecast and crossing arithmetic of budget.forecast(), inlined for the fleet.
+        fw = budget.forecast_window.total_seconds()
+        per_second = 1 / fw if fw > 0 else 0.0
+        if period.rolling:
+            horizon = period.length.total_seconds()
+            spent_counts = 0.0
+        else:
+            horizon = max(0.0, (period.end - now).total_seconds())
+            spent_counts = 1.0
+        limit = budget.limit_usd
+        soft_at = limit * budget.soft.at_percent / 100 if budget.soft is not None else math.inf
+        soft_forecast = budget.soft is not None and budget.soft.forecast
         total: float | None = None
         total_burn: float | None = None
         per_agent: dict[AgentId, float] = {}
         sum_forecast: float | None = None
-        earliest: datetime | None = None
-        rs: RuleState | None
+        earliest: float | None = None
+        agent_scope = budget.scope == BudgetScope.AGENT
+        has_soft, has_hard = budget.soft is not None, budget.hard is not None
         for a in self.work.values():
-            spent, burn = a.values.get(skey), a.values.get(bkey)
+            get = a.values.get
+            spent, burn = get(skey), get(bkey)
             if spent is not None and spent == spent:
                 per_agent[a.agent] = spent
                 total = spent + (total or 0.0)
             else:
                 spent = None
+            fc: float | None = None
             if burn is not None and burn == burn:
                 total_burn = burn + (total_burn or 0.0)
+                if spent is not None:
+                    rate = burn * per_second
+                    fc = spent * spent_counts + rate * horizon
+                    sum_forecast = fc + (sum_forecast or 0.0)
+                    if spent < limit and rate > 0:
+                        seconds = (limit - spent) / rate
+                        if seconds <= horizon and (earliest is None or seconds < earliest):
+                            earliest = seconds
             else:
                 burn = None
-            fc, crosses = forecast(budget, period, now, spent, burn)
-            if fc is not None:
-                sum_forecast = fc + (sum_forecast or 0.0)
-            if crosses is not None and (earliest is None or crosses < earliest):
-                earliest = crosses
-            self.stage_inputs[a.agent] = StageInput(spent, burn, fc, window)
+            a.figures = StageInput(spent, burn, fc, window)
             if new_period:
                 for stage in (SOFT, HARD):
                     rs = a.rules.get(stage)
                     if rs is not None and rs.episode is not None:
                         self.ended[rs.episode] = Reason.PERIOD_ENDED
                         a.set_rule(stage, rs.idle())
-        stages = [s for s, on in ((SOFT, budget.soft), (HARD, budget.hard)) if on is not None]
-        if budget.scope == BudgetScope.POLICY:
-            fc, crosses = forecast(budget, period, now, total, total_burn)
-            figures = StageInput(total, total_burn, fc, window)
-            self.stage_inputs[None] = figures
-            self.spend = SpendReport(
-                period.start, period.end, total or 0.0, budget.limit_usd, fc, crosses, per_agent
-            )
-            for stage in stages:
-                v = stage_verdict(budget, stage, figures)
-                self.stage_verdicts[(None, stage)] = v
-                rs = self._advance_stage(None, stage, self.budget_states.get(stage), v, period)
-                if rs is None:
-                    self.budget_states.pop(stage, None)
-                else:
-                    self.budget_states[stage] = rs
-                for a in self.work.values():
-                    self._mirror_stage(a, stage, rs, v)
-        else:
+            if not agent_scope:
+                continue
+            if spent is None:
+                soft_v = hard_v = UNKNOWN
+            else:
+                hard_v = BREACH if has_hard and spent >= limit else CLEAR
+                soft_v = (
+                    BREACH
+                    if has_soft
+                    and (spent >= soft_at or (soft_forecast and fc is not None and fc >= limit))
+                    else CLEAR
+                )
+            a.stage_v = (soft_v, hard_v)
+            rules = a.rules
+            for stage, v, on in ((SOFT, soft_v, has_soft), (HARD, hard_v, has_hard)):
+                if not on:
+                    continue
+                rs = rules.get(stage)
+                if rs is None and v != BREACH:
+                    continue
+                new = self._advance_stage(a.agent, stage, rs, v, period)
+                if new is not rs:
+                    a.set_rule(stage, new)
+        crosses = None if earliest is None else now + timedelta(seconds=earliest)
+        if agent_scope:
             self.spend = SpendReport(
                 period.start,
                 period.end,
                 total or 0.0,
-                budget.limit_usd,
+                limit,
                 sum_forecast,
-                earliest,
+                crosses,
                 per_agent,
             )
+            return
+        fc, crosses = forecast(budget, period, now, total, total_burn)
+        figures = StageInput(total, total_burn, fc, window)
+        self.policy_figures = figures
+        self.spend = SpendReport(
+            period.start, period.end, total or 0.0, limit, fc, crosses, per_agent
+        )
+        verdicts = []
+        for stage, on in ((SOFT, has_soft), (HARD, has_hard)):
+            if not on:
+                verdicts.append(CLEAR)
+                continue
+            v = stage_verdict(budget, stage, figures)
+            verdicts.append(v)
+            policy_rs = self._advance_stage(None, stage, self.budget_states.get(stage), v, period)
+            if policy_rs is None:
+                self.budget_states.pop(stage, None)
+            else:
+                self.budget_states[stage] = policy_rs
             for a in self.work.values():
-                for stage in stages:
-                    v = stage_verdict(budget, stage, self.stage_inputs[a.agent])
-                    self.stage_verdicts[(a.agent, stage)] = v
-                    rs = a.rules.get(stage)
-                    new = self._advance_stage(a.agent, stage, rs, v, period)
-                    if new is not rs:
-                        a.set_rule(stage, new)
+                self._mirror_stage(a, stage, policy_rs)
+        self.policy_stage_v = (verdicts[0], verdicts[1])
+        for a in self.work.values():
+            a.stage_v = self.policy_stage_v
 
     def _advance_stage(
         self, agent: AgentId | None, stage: str, rs: RuleState | None, v: int, period: Period
@@ -530,7 +590,7 @@ class _Cycle:
             return rs.idle()
         return rs
 
-    def _mirror_stage(self, a: _Agent, stage: str, policy_rs: RuleState | None, v: int) -> None:
+    def _mirror_stage(self, a: _Agent, stage: str, policy_rs: RuleState | None) -> None:
         """Policy scope: each agent follows the policy's stage, with its own episode key."""
         rs = a.rules.get(stage)
         firing = policy_rs is not None and policy_rs.firing_since is not None
@@ -605,8 +665,8 @@ class _Cycle:
         out: list[Candidate] = []
         budget = self.spec.budget
         for a in self.work.values():
-            if a.frozen or a.disabled is not None:
-                continue  # disabled (or, in dry run, would be): nothing more to change
+            if not a.rules or a.frozen or a.disabled is not None:
+                continue  # nothing firing; or disabled (or in dry run would be): nothing to change
             for i, r in enumerate(self.rules):
                 rs = a.rules.get(r.name)
                 if rs is None or rs.firing_since is None or rs.systemic or not r.workload_actions:
@@ -627,16 +687,16 @@ class _Cycle:
                     out[-1].badness = r.badness(a.values)
             if budget is None:
                 continue
-            for stage, limit in ((SOFT, budget.soft), (HARD, budget.hard)):
+            for index, (stage, limit) in enumerate(((SOFT, budget.soft), (HARD, budget.hard))):
                 rs = a.rules.get(stage)
                 if limit is None or rs is None or rs.firing_since is None:
                     continue
-                scope_key = None if budget.scope == BudgetScope.POLICY else a.agent
-                if self.stage_verdicts.get((scope_key, stage)) != BREACH:
+                if a.stage_v[index] != BREACH:
                     continue
-                figures = self.stage_inputs[scope_key]
+                figures = a.figures if budget.scope == BudgetScope.AGENT else self.policy_figures
+                assert figures is not None
                 evidence = stage_evidence(budget, stage, figures, rs.pending_since, self.now)
-                mine = self.stage_inputs[a.agent].spent or 0.0
+                mine = (a.figures.spent if a.figures is not None else None) or 0.0
                 for action in limit.actions:
                     if action.kind not in _WORKLOAD_KINDS or action.kind in rs.done:
                         continue
@@ -1137,8 +1197,7 @@ class _Cycle:
             assert isinstance(ref, str)
             budget = self.spec.budget
             assert budget is not None
-            scope = None if a is None else a.agent
-            figures = self.stage_inputs.get(scope)
+            figures = self.policy_figures if a is None else a.figures
             if figures is None:
                 return None
             rs = self.budget_states.get(ref) if a is None else a.rules.get(ref)

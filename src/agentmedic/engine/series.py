@@ -21,6 +21,19 @@ class AgentId:
     namespace: str
     name: str
 
+    # Agent ids and series keys are hashed hundreds of thousands of times per cycle (every
+    # samples lookup); the generated dataclass hash rebuilds a tuple each time, so compute
+    # it once. Pickling rebuilds the object, so a hash never crosses processes.
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.namespace, self.name)))
+
+    def __hash__(self) -> int:
+        h: int = self.__dict__["_hash"]
+        return h
+
+    def __reduce__(self) -> tuple[type[AgentId], tuple[str, str]]:
+        return (AgentId, (self.namespace, self.name))
+
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
 
@@ -37,6 +50,17 @@ class SeriesKey:
     query: str | None
     window: timedelta
     agent_label: str = "agent"
+
+    def __post_init__(self) -> None:
+        key = (self.metric, self.query, self.window, self.agent_label)
+        object.__setattr__(self, "_hash", hash(key))
+
+    def __hash__(self) -> int:
+        h: int = self.__dict__["_hash"]
+        return h
+
+    def __reduce__(self) -> tuple[type[SeriesKey], tuple[str | None, str | None, timedelta, str]]:
+        return (SeriesKey, (self.metric, self.query, self.window, self.agent_label))
 
     def __str__(self) -> str:
         what = self.metric if self.metric is not None else f"query({self.query})"
