@@ -935,6 +935,88 @@ def test_discovery_serves_the_groups_and_subresources_agentmedic_and_kopf_use(
     assert {r.name for r in policies} == {"agentpolicies", "agentpolicies/status"}
 
 
+def test_a_crd_created_through_the_api_is_served_and_deleting_it_stops_serving(
+    api_client: client.ApiClient, custom: client.CustomObjectsApi, ns: str
+) -> None:
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {"kind": "Widget", "plural": "widgets", "singular": "widget"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {
+                                    "type": "object",
+                                    "properties": {"size": {"type": "integer"}},
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    extensions = client.ApiextensionsV1Api(api_client)
+    extensions.create_custom_resource_definition(crd)
+    widget = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w"},
+        "spec": {"size": 3},
+    }
+    assert custom.create_namespaced_custom_object("example.com", "v1", ns, "widgets", widget)[
+        "spec"
+    ] == {"size": 3}
+    with pytest.raises(ApiException) as err:
+        custom.create_namespaced_custom_object(
+            "example.com",
+            "v1",
+            ns,
+            "widgets",
+            {**widget, "metadata": {"name": "x"}, "spec": {"size": "big"}},
+        )
+    assert err.value.status == 422
+    extensions.delete_custom_resource_definition("widgets.example.com")
+    with pytest.raises(ApiException) as err:
+        custom.list_namespaced_custom_object("example.com", "v1", ns, "widgets")
+    assert err.value.status == 404
+
+
+def test_dry_run_writes_answer_as_if_applied_but_store_nothing(
+    apps: client.AppsV1Api, emulator: ApiEmulator, ns: str
+) -> None:
+    created = apps.create_namespaced_deployment(ns, deployment("bot"))
+    answer = apps.patch_namespaced_deployment("bot", ns, {"spec": {"replicas": 0}}, dry_run="All")
+    assert answer.spec.replicas == 0
+    stored = emulator.get("apps/v1", "Deployment", ns, "bot")
+    assert stored is not None
+    assert stored["spec"]["replicas"] == 1
+    assert stored["metadata"]["resourceVersion"] == created.metadata.resource_version
+    apps.delete_namespaced_deployment("bot", ns, dry_run="All")
+    assert emulator.get("apps/v1", "Deployment", ns, "bot") is not None
+
+
+def test_deleting_a_namespace_deletes_what_it_contains(
+    core: client.CoreV1Api, emulator: ApiEmulator, ns: str
+) -> None:
+    core.create_namespaced_config_map(ns, configmap("cm"))
+    core.delete_namespace(ns)
+    assert emulator.list("v1", "ConfigMap", ns) == []
+    with pytest.raises(ApiException) as err:
+        core.read_namespace(ns)
+    assert err.value.status == 404
+
+
 # --- faults and history ---------------------------------------------------------------------
 
 
