@@ -57,6 +57,8 @@ UNKNOWN_MODEL = "unknown"
 _current: ContextVar[Execution | None] = ContextVar("agentmedic_execution", default=None)
 
 _default_prices: PriceTable | None = None
+# Built once: json.dumps with options constructs a new encoder on every call.
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def current_execution() -> Execution | None:
@@ -72,12 +74,22 @@ def _shared_default_prices() -> PriceTable:
     return _default_prices
 
 
+# The second-resolution part of the timestamp, cached: executions arrive many per second
+# and strftime is a measurable share of the per-execution cost. A tuple read and replaced
+# whole, so concurrent threads never pair one second with another's text.
+_last_second: tuple[int, str] = (-1, "")
+
+
 def _rfc3339(epoch: float) -> str:
+    global _last_second
     seconds = int(epoch)
     micros = round((epoch - seconds) * 1_000_000)
     if micros == 1_000_000:
         seconds, micros = seconds + 1, 0
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
+    cached = _last_second
+    if cached[0] != seconds:
+        cached = _last_second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return f"{cached[1]}.{micros:06d}Z"
 
 
 class _ModelSeries:
@@ -343,10 +355,20 @@ class AgentMonitor:
         }
         logger = self.logger
         if logger.isEnabledFor(logging.INFO):
-            logger.info(
-                json.dumps(record, separators=(",", ":"), ensure_ascii=False),
+            # makeRecord + handle instead of logger.info: the same filters and handlers, but
+            # without the stack walk that finds the caller's file and line (here, always this
+            # function), a fifth of the SDK's per-execution cost.
+            log_record = logger.makeRecord(
+                logger.name,
+                logging.INFO,
+                __file__,
+                0,
+                _encode_json(record),
+                None,
+                None,
                 extra={"execution": record},
             )
+            logger.handle(log_record)
         if self.on_record is not None:
             try:
                 self.on_record(record)

@@ -79,7 +79,8 @@ def instrument_openai(client: ClientT, monitor: AgentMonitor) -> ClientT:
         original = getattr(resource, method)
         if getattr(original, _MARK, False):
             continue
-        if inspect.iscoroutinefunction(original):
+        # The SDK decorates its async methods with sync wrappers: look beneath them.
+        if inspect.iscoroutinefunction(inspect.unwrap(original)):
             wrapper: Callable[..., Any] = _wrap_async(original, monitor, api, stream_types)
         else:
             wrapper = _wrap_sync(original, monitor, api, stream_types)

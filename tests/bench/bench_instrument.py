@@ -1,0 +1,101 @@
+"""What the SDK costs an agent per execution, without the LLM call itself.
+
+A typical execution: two tool calls, two decisions, one usage report, success. Measured
+three ways: with the JSON record going to a real log handler (the production setup),
+with the record logger disabled, and as ``async with``. Goal: under 50 µs per execution.
+
+Run: ``.venv/bin/python tests/bench/bench_instrument.py``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import time
+
+from prometheus_client import CollectorRegistry
+
+from agentmedic.instrument import AgentMonitor
+
+GOAL_US = 50.0
+N = 20_000
+ROUNDS = 5
+
+
+def one(monitor: AgentMonitor, i: int) -> None:
+    with monitor.execution(session_id="bench") as ex:
+        ex.decision(1, "look up the order", "orders_api")
+        with ex.tool("orders_api"):
+            pass
+        ex.decision(2, "check the refund policy", "search_knowledge_base")
+        with ex.tool("search_knowledge_base"):
+            pass
+        ex.usage(input_tokens=1_200 + i % 50, output_tokens=180, cached_input_tokens=256)
+
+
+async def one_async(monitor: AgentMonitor, i: int) -> None:
+    async with monitor.execution(session_id="bench") as ex:
+        async with ex.tool("orders_api"):
+            pass
+        async with ex.tool("search_knowledge_base"):
+            pass
+        ex.usage(input_tokens=1_200 + i % 50, output_tokens=180)
+
+
+def measure_sync(monitor: AgentMonitor) -> float:
+    per_round = []
+    for _ in range(ROUNDS):
+        start = time.perf_counter()
+        for i in range(N):
+            one(monitor, i)
+        per_round.append((time.perf_counter() - start) / N * 1e6)
+    return min(per_round)
+
+
+def measure_async(monitor: AgentMonitor) -> float:
+    async def run() -> float:
+        per_round = []
+        for _ in range(ROUNDS):
+            start = time.perf_counter()
+            for i in range(N):
+                await one_async(monitor, i)
+            per_round.append((time.perf_counter() - start) / N * 1e6)
+        return min(per_round)
+
+    return asyncio.run(run())
+
+
+def main() -> None:
+    record_logger = logging.getLogger("agentmedic.execution")
+    # A real file, as a log shipper would tail: memory sinks grow and distort the figures.
+    sink = tempfile.NamedTemporaryFile("w+", suffix=".jsonl", encoding="utf-8")  # noqa: SIM115
+    handler = logging.StreamHandler(sink)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    record_logger.addHandler(handler)
+    record_logger.propagate = False
+
+    monitor = AgentMonitor("bench-agent", CollectorRegistry(), model="gpt-4o-mini")
+    one(monitor, 0)  # warm the label caches
+
+    record_logger.setLevel(logging.INFO)
+    with_log = measure_sync(monitor)
+    sink.flush()
+    sink.seek(0)
+    lines = sum(1 for _ in sink)
+    record_logger.setLevel(logging.WARNING)
+    without_log = measure_sync(monitor)
+    record_logger.setLevel(logging.INFO)
+    async_with_log = measure_async(monitor)
+
+    print(f"executions per round: {N}, rounds: {ROUNDS} (best round shown: the least disturbed by other load)")
+    print(f"sync,  JSON record logged : {with_log:6.1f} µs/execution ({lines} lines written)")
+    print(f"sync,  record logger off  : {without_log:6.1f} µs/execution")
+    print(f"async, JSON record logged : {async_with_log:6.1f} µs/execution")
+    worst = max(with_log, without_log, async_with_log)
+    verdict = "OK" if worst < GOAL_US else "OVER GOAL"
+    print(f"goal < {GOAL_US:.0f} µs: {verdict} (worst {worst:.1f} µs)")
+
+
+if __name__ == "__main__":
+    main()
