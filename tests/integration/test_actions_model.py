@@ -340,3 +340,15 @@ def test_a_missing_config_map_is_refused_with_the_field_to_fix(
 
     assert result.outcome is Outcome.REFUSED
     assert "spec.model.configMapKey.name" in result.message
+
+
+def test_a_dry_run_refusal_also_speaks_in_the_conditional(
+    api: ApiEmulator, ns: str, executor: ActionExecutor
+) -> None:
+    api.create(workload(ns, containers=[container("worker", {"OPENAI_MODEL": "gpt-4o"})]))
+
+    result = executor.switch_model(ref(ns), ENV_SPEC, "gpt-4o-mini", record(ns, dry_run=True))
+
+    assert result.outcome is Outcome.REFUSED
+    assert result.message.startswith("would refuse: ")
+    assert all(e["message"].startswith("would ") for e in events(api, ns))

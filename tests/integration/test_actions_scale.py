@@ -461,3 +461,24 @@ def test_an_interrupted_keda_pause_is_completed_by_the_repeated_decision(
     assert again.outcome is Outcome.UNCHANGED
     so = fetch(api, "keda.sh/v1alpha1", "ScaledObject", ns, "bot-scaler")
     assert so["metadata"]["annotations"][KEDA_PAUSED_REPLICAS] == "0"
+
+
+def test_an_idle_keda_agent_at_zero_is_still_paused(
+    api: ApiEmulator, ns: str, executor: ActionExecutor
+) -> None:
+    api.create(workload(ns, replicas=0))  # KEDA scaled it to zero while idle
+    api.create(_scaled_object(ns))
+
+    result = executor.scale_to_zero(ref(ns), record(ns))
+
+    assert result.outcome is Outcome.APPLIED
+    so = fetch(api, "keda.sh/v1alpha1", "ScaledObject", ns, "bot-scaler")
+    assert so["metadata"]["annotations"][KEDA_PAUSED_REPLICAS] == "0"
+    disabled = parse_disabled(get(api, ns)["metadata"]["annotations"])
+    assert disabled is not None
+    assert disabled.replicas == 0
+
+    executor.restore(ref(ns), by="test")
+
+    so = fetch(api, "keda.sh/v1alpha1", "ScaledObject", ns, "bot-scaler")
+    assert KEDA_PAUSED_REPLICAS not in (so["metadata"].get("annotations") or {})

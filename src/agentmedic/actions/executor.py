@@ -246,8 +246,17 @@ class ActionExecutor:
         uid: str = "",
         details: Mapping[str, Any] | None = None,
         event: bool = True,
+        dry_run: bool = False,
     ) -> ActionResult:
-        """Build a result and write its Event(s); Warning for refusals and failures."""
+        """Build a result and write its Event(s); Warning for refusals and failures.
+
+        In a dry run every message starts with "would", refusals and failures included.
+        """
+        if dry_run and not message.startswith("would"):
+            if outcome is Outcome.REFUSED:
+                message = f"would refuse: {message}"
+            elif outcome in (Outcome.NOT_FOUND, Outcome.FAILED):
+                message = f"would fail: {message}"
         if not reason:
             reason = {
                 Outcome.REFUSED: ev.EventReason.REFUSED,
@@ -276,9 +285,8 @@ class ActionExecutor:
         dry_run: bool = False,
     ) -> ActionResult:
         outcome = Outcome.NOT_FOUND if isinstance(exc, NotFound) else Outcome.FAILED
-        verb = "would fail" if dry_run else "failed"
-        message = f"{action} on {ref} {verb}: {exc.message}"
-        return self._result(action, ref, outcome, message, policy=policy)
+        message = f"{action} on {ref} failed: {exc.message}"
+        return self._result(action, ref, outcome, message, policy=policy, dry_run=dry_run)
 
     # ------------------------------------------------------------------ the guarded write
 
@@ -330,7 +338,9 @@ class ActionExecutor:
 
         Idempotent: a workload already disabled by agentmedic is not written again (only
         an interrupted KEDA pause is completed). A workload already at 0 that agentmedic
-        did not disable is left alone, with nothing recorded (there is nothing to restore).
+        did not disable is left alone, with nothing recorded (there is nothing to restore),
+        unless a KEDA ScaledObject targets it: KEDA would scale it up again, so it is paused
+        and the record says 0.
         """
         kind = ActionKind.SCALE_TO_ZERO
         policy = record.policy
@@ -343,7 +353,7 @@ class ActionExecutor:
         kind = ActionKind.SCALE_TO_ZERO
         policy = record.policy
         planned: dict[str, Any] = {}
-        # Autoscalers are looked up only when there is something to do, once.
+        # Autoscalers are looked up only when the workload is not disabled yet, and once.
         found: dict[str, Any] = {}
 
         def autoscalers() -> tuple[dict[str, Any] | None, list[str], list[str]]:
@@ -365,7 +375,10 @@ class ActionExecutor:
                     details={"previousReplicas": existing.replicas, "episode": existing.episode},
                 )
             replicas = _replicas(obj)
-            if replicas == 0:
+            keda, hpas, _ = autoscalers()
+            # KEDA may have scaled an idle agent to 0 and would scale it up on the next
+            # trigger: it still needs pausing. Anything else at 0 needs nothing.
+            if replicas == 0 and keda is None:
                 return ActionResult(
                     kind,
                     ref,
@@ -374,7 +387,6 @@ class ActionExecutor:
                     details={"previousReplicas": 0},
                 )
             planned["replicas"] = replicas
-            keda, hpas, _ = autoscalers()
             if record.dry_run:
                 return ActionResult(kind, ref, Outcome.DRY_RUN, "")
             keda_record = None
@@ -554,6 +566,7 @@ class ActionExecutor:
             f"cannot switch the model of {ref}: the policy sets neither spec.model.env nor "
             "spec.model.configMapKey; set one of them",
             policy=record.policy,
+            dry_run=record.dry_run,
         )
 
     def _switch_env(
@@ -634,6 +647,7 @@ class ActionExecutor:
                 f"ConfigMap {ref.namespace}/{cm_name} not found; create it or fix "
                 "spec.model.configMapKey.name",
                 policy=record.policy,
+                dry_run=record.dry_run,
             )
         current = (cm.get("data") or {}).get(key)
         if current is None:
@@ -644,6 +658,7 @@ class ActionExecutor:
                 f"ConfigMap {ref.namespace}/{cm_name} has no key {key!r}; add it or fix "
                 "spec.model.configMapKey.key",
                 policy=record.policy,
+                dry_run=record.dry_run,
             )
         current = str(current)
 
@@ -734,7 +749,13 @@ class ActionExecutor:
         if early is not None and early.outcome is not Outcome.DRY_RUN:
             if early.outcome is Outcome.REFUSED:
                 return self._result(
-                    kind, ref, Outcome.REFUSED, early.message, policy=record.policy, uid=_uid(obj)
+                    kind,
+                    ref,
+                    Outcome.REFUSED,
+                    early.message,
+                    policy=record.policy,
+                    uid=_uid(obj),
+                    dry_run=record.dry_run,
                 )
             return early
         details = {"from": current, "to": to_model}
@@ -799,21 +820,27 @@ class ActionExecutor:
                 str(j["metadata"]["name"]) for j in existing if not jobs_mod.job_finished(j)
             )
             if running:
-                would = "would refuse: " if record.dry_run else ""
                 return self._result(
                     kind,
                     ref,
                     Outcome.REFUSED,
-                    f"{would}prompt-optimization Job {running[0]} for agent {agent} is still "
+                    f"prompt-optimization Job {running[0]} for agent {agent} is still "
                     "running; at most one runs per agent, the next starts after it finishes",
                     policy=policy,
                     uid=_uid(obj),
                     details={**details, "running": running},
+                    dry_run=record.dry_run,
                 )
             template, source = self._job_template(ref, action)
             if template is None:
                 return self._result(
-                    kind, ref, Outcome.REFUSED, source, policy=policy, uid=_uid(obj)
+                    kind,
+                    ref,
+                    Outcome.REFUSED,
+                    source,
+                    policy=policy,
+                    uid=_uid(obj),
+                    dry_run=record.dry_run,
                 )
             job = jobs_mod.build_job(
                 template=template,

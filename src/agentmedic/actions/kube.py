@@ -18,6 +18,7 @@ sleeping between retries therefore blocks only the worker thread.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import random
@@ -144,7 +145,8 @@ class Kube:
     """A thin, retrying, error-translating facade over the ``kubernetes`` sync client.
 
     Methods return the API's JSON as dicts. ``sleep`` and ``rng`` are parameters so tests
-    can observe backoff without waiting for it.
+    can observe backoff without waiting for it. Prefer :meth:`from_configuration`; an
+    ``api_client`` built elsewhere should have ``configuration.retries = False``.
     """
 
     def __init__(
@@ -164,7 +166,14 @@ class Kube:
 
     @classmethod
     def from_configuration(cls, configuration: k8s.Configuration, **kwargs: Any) -> Kube:
-        """A client for a ``kubernetes.client.Configuration`` (kubeconfig, in-cluster, test)."""
+        """A client for a ``kubernetes.client.Configuration`` (kubeconfig, in-cluster, test).
+
+        The configuration is copied with urllib3's own retries switched off: by default
+        urllib3 retries connection errors and sleeps through ``Retry-After`` on 429/503 by
+        itself, unbounded by and invisible to :class:`RetryPolicy`.
+        """
+        configuration = copy.deepcopy(configuration)
+        configuration.retries = False
         return cls(k8s.ApiClient(configuration), **kwargs)
 
     def close(self) -> None:
