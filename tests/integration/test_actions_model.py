@@ -352,3 +352,20 @@ def test_a_dry_run_refusal_also_speaks_in_the_conditional(
     assert result.outcome is Outcome.REFUSED
     assert result.message.startswith("would refuse: ")
     assert all(e["message"].startswith("would ") for e in events(api, ns))
+
+
+def test_stepping_back_up_to_the_original_model_clears_the_record(
+    api: ApiEmulator, ns: str, executor: ActionExecutor
+) -> None:
+    api.create(workload(ns))
+    executor.switch_model(ref(ns), ENV_SPEC, "gpt-4.1-nano", record(ns, episode="e1"))
+    executor.switch_model(ref(ns), ENV_SPEC, "gpt-4o-mini", record(ns, episode="e2"))
+    assert parse_downgraded(get(api, ns)["metadata"]["annotations"]) is not None
+
+    result = executor.switch_model(ref(ns), ENV_SPEC, "gpt-4o", record(ns, episode="e3"))
+
+    assert result.outcome is Outcome.APPLIED
+    obj = get(api, ns)
+    assert {e["name"]: e["value"] for e in _containers(obj)[0]["env"]}["OPENAI_MODEL"] == "gpt-4o"
+    assert rec.DOWNGRADED not in obj["metadata"]["annotations"]
+    assert rec.LAST_RESTORE in obj["metadata"]["annotations"]

@@ -549,10 +549,22 @@ class ActionExecutor:
         annotation ``agentmedic.io/model`` so that pods restart and read the new value.
 
         The record keeps the FIRST model agentmedic replaced, so after several steps down
-        restore returns to where the agent started. Idempotent per episode.
+        restore returns to where the agent started; switching to that first model is a
+        restore of the model (the record is cleared). Idempotent per episode.
         """
         kind = ActionKind.SWITCH_MODEL
         try:
+            obj = self.kube.get_workload(ref.kind, ref.namespace, ref.name)
+            existing = parse_downgraded(_annotations(obj))
+            if existing is not None and existing.model == to_model:
+                # Back to where agentmedic found it: that is a restore of the model, and
+                # must clear the record rather than record "downgraded" to the original.
+                return self.restore(
+                    ref,
+                    by=f"switchModel back to {to_model} ({record.rule})",
+                    replicas=False,
+                    dry_run=record.dry_run,
+                )
             if model_spec.env is not None:
                 return self._switch_env(ref, model_spec, to_model, record)
             if model_spec.config_map_key is not None:
