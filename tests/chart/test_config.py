@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from agentmedic.api.metric_names import BUILTIN_METRICS
+from agentmedic.metrics.catalog import DEFAULT_CATALOG
 from agentmedic.operator.settings import OperatorSettings, Shard, load_settings
 
 from .support import (
@@ -164,6 +165,8 @@ def test_catalog_overrides_are_mounted_where_the_config_points(tmp_path: Path) -
     assert (kind, name) == ("configMap", RELEASE)
     overrides = yaml.safe_load(rendered.one("ConfigMap", RELEASE)["data"][key])
     assert overrides == VALUE_SETS["all-optional"]["catalogOverrides"]
+    catalog = DEFAULT_CATALOG.with_overrides(overrides)  # what the operator does with it
+    assert catalog.templates["cost_usd"] == overrides["cost_usd"]
     assert settings.dry_run is True
     assert settings.log_format == "text"
     assert settings.log_level == "DEBUG"

@@ -6,12 +6,13 @@ template, lint); the tests render with Helm's engine and read its message.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import helm_python as helm
 import pytest
 
-from .support import CHART_DIR, NAMESPACE, merged, render_values
+from .support import CHART_DIR, NAMESPACE, chart, merged, render_values
 
 
 def rejection(values: dict[str, Any] | None) -> str:
@@ -128,3 +129,32 @@ def test_equal_metrics_and_health_ports_are_refused_by_the_templates() -> None:
 def test_every_default_value_passes_the_schema() -> None:
     # The defaults of values.yaml plus the one required value render.
     assert render_values(merged("default")).manifests
+
+
+# Kubernetes objects passed through verbatim; their block comment names the object type.
+PASSTHROUGH = {"resources", "podSecurityContext", "securityContext"}
+
+
+def test_values_yaml_documents_every_chart_field() -> None:
+    lines = (CHART_DIR / "values.yaml").read_text().splitlines()
+    parent = ""
+    undocumented = []
+    for number, line in enumerate(lines, start=1):
+        match = re.match(r"^( *)([A-Za-z]\w*):", line)
+        if not match:
+            continue
+        depth = len(match.group(1)) // 2
+        if depth == 0:
+            parent = match.group(2)
+        elif depth > 1 or parent in PASSTHROUGH:
+            continue
+        if not lines[number - 2].lstrip().startswith("#"):
+            undocumented.append(f"values.yaml:{number}: {line.strip()}")
+    assert not undocumented, "fields without a comment:\n" + "\n".join(undocumented)
+
+
+def test_the_schema_describes_exactly_the_values_fields() -> None:
+    schema = chart().schema
+    assert schema is not None
+    assert schema["additionalProperties"] is False
+    assert set(schema["properties"]) - {"global"} == set(chart().values)

@@ -69,13 +69,12 @@ def test_the_container_has_requests_limits_and_health_probes() -> None:
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
 
 
-def test_the_operator_runs_agentmedic_run_with_its_config_and_pod_identity() -> None:
+def test_the_operator_runs_agentmedic_run_configured_by_its_config_file() -> None:
     container = operator_container(render_set("default").one("Deployment"))
     assert container["command"] == ["agentmedic", "run"]
     assert "args" not in container
-    env = env_of(container)
-    # kopf names each replica in the peering object by POD_ID.
-    assert env["POD_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    settings_env = {k for k in env_of(container) if k.startswith("AGENTMEDIC_")}
+    assert settings_env == {"AGENTMEDIC_CONFIG"}
     assert container["image"] == "ghcr.io/agentmedic/agentmedic:0.1.0"
 
 
