@@ -253,3 +253,12 @@ def test_the_restore_command_rejects_a_target_without_namespace(
 ) -> None:
     assert cli(["restore", "support-bot"]) == 2
     assert "NAMESPACE/NAME" in capsys.readouterr().err
+
+
+def test_the_restore_command_names_a_missing_kubeconfig(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope"
+
+    assert cli(["restore", "agents/bot", "--kubeconfig", str(missing)]) == 1
+    assert f"--kubeconfig {missing}: no such file" in capsys.readouterr().err

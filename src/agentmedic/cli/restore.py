@@ -60,8 +60,11 @@ def _configuration(kubeconfig: str | None, context: str | None) -> kubernetes.cl
     """Client configuration from a kubeconfig, or in-cluster when there is none."""
     import kubernetes.client
     import kubernetes.config
+    from kubernetes.config.config_exception import ConfigException
 
     configuration = kubernetes.client.Configuration()
+    if kubeconfig and not os.path.exists(kubeconfig):
+        raise ConfigException(f"--kubeconfig {kubeconfig}: no such file")
     explicit = kubeconfig or os.environ.get("KUBECONFIG")
     default = os.path.expanduser("~/.kube/config")
     if not explicit and not os.path.exists(default) and os.environ.get("KUBERNETES_SERVICE_HOST"):
