@@ -773,6 +773,18 @@ def test_watch_sends_bookmarks_and_marks_the_end_of_initial_events() -> None:
     assert seen[2]["object"]["metadata"]["resourceVersion"] == rv
 
 
+def test_a_watch_the_client_abandons_is_unregistered(emulator: ApiEmulator, ns: str) -> None:
+    before = emulator.open_watches
+    url = f"{emulator.url}/api/v1/namespaces/{ns}/configmaps"
+    with httpx.stream("GET", url, params={"watch": "true"}, timeout=5) as response:
+        assert response.status_code == 200
+        assert emulator.open_watches == before + 1
+    deadline = time.monotonic() + 5
+    while emulator.open_watches > before and time.monotonic() < deadline:
+        time.sleep(0.01)  # polled with a deadline: the server notices the hang-up async
+    assert emulator.open_watches == before
+
+
 # --- deletion -------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import itertools
 import json
 import random
@@ -331,7 +332,8 @@ class Watcher:
 
     def push(self, line: bytes | None) -> None:
         """Queue a line from any thread, in commit order."""
-        if not self.loop.is_closed():
+        # The loop may close under us while the emulator stops; the stream is gone then.
+        with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(self.queue.put_nowait, line)
 
 
@@ -914,6 +916,10 @@ class Store:
         """The shared tail of PUT and PATCH: preconditions, subresource separation,
         server-owned metadata, validation, generation, no-op detection, commit."""
         name = old["metadata"]["name"]
+        if subresource == "status" and not res.status:
+            raise ApiError(
+                404, f"the server could not find the requested resource ({res.plural}/status)"
+            )
         wanted_rv = (candidate.get("metadata") or {}).get("resourceVersion")
         if wanted_rv and wanted_rv != old["metadata"]["resourceVersion"]:
             raise conflict(res, name)

@@ -25,9 +25,9 @@ import asyncio
 import builtins
 import contextlib
 import json
+import logging
 import re
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ApiEmulator", "ApiError", "RecordedRequest"]
 
+_log = logging.getLogger(__name__)
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _PATCH_TYPES = {"merge": MERGE_PATCH, "strategic": STRATEGIC_PATCH, "json": JSON_PATCH}
 
@@ -189,6 +190,7 @@ class ApiEmulator:
         self._stopping: asyncio.Event | None = None
         self._port: int | None = None
         self._watch_tasks: set[asyncio.Task[Any]] = set()
+        self._ready = threading.Event()
         if install_crd:
             self.apply_crd()
 
@@ -205,7 +207,7 @@ class ApiEmulator:
         """Bind a free loopback port and serve from a daemon thread; return once serving."""
         if self._thread is not None:
             raise RuntimeError("the emulator is already started")
-        ready = threading.Event()
+        ready = self._ready = threading.Event()
         failure: list[BaseException] = []
 
         def run() -> None:
@@ -223,7 +225,6 @@ class ApiEmulator:
                 loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.close()
 
-        self._ready = ready
         self._thread = threading.Thread(target=run, name="agentmedic-api-emulator", daemon=True)
         self._thread.start()
         if not ready.wait(timeout=30):
@@ -445,6 +446,12 @@ class ApiEmulator:
         with self._store.lock:
             return str(self._store.rv)
 
+    @property
+    def open_watches(self) -> int:
+        """How many watch streams are being served (a leak check for tests)."""
+        with self._store.lock:
+            return len(self._store.watchers)
+
     def _resource_of(self, obj: dict[str, Any]) -> Resource:
         return self._store.resource_for(str(obj.get("apiVersion")), str(obj.get("kind")))
 
@@ -558,6 +565,11 @@ class ApiEmulator:
                 response = self._resource_request(request, target, verb, body)
         except ApiError as exc:
             response = _json(exc.status(), exc.code)
+        except Exception as exc:
+            # A bug in the emulator must reach the client as a Status it can parse (and the
+            # test log), not as a dropped connection.
+            _log.exception("API emulator failed on %s %s", request.method, request.path)
+            response = _json(ApiError(500, f"emulator error: {exc!r}").status(), 500)
         self._record(request, response.status, verb, body)
         return response
 
@@ -834,14 +846,3 @@ class ApiEmulator:
                 "resources": entries,
             }
         )
-
-    # Kept for tests and tools that need to wait on the emulator's state without sleeping.
-    def wait_for(
-        self, predicate: Callable[[], bool], *, timeout: float = 5.0, interval: float = 0.005
-    ) -> None:
-        """Poll ``predicate`` until it holds; raise TimeoutError after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"condition not met within {timeout} s")
-            time.sleep(interval)
