@@ -221,7 +221,7 @@ def values(result: list[dict[str, Any]]) -> dict[str, float]:
 
 def by_title(title: str) -> str:
     (expr,) = [t["expr"] for panel_title, t in panel_targets() if panel_title == title]
-    return expr
+    return str(expr)
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,11 @@ def _with_prometheus(**fields: Any) -> dict[str, Any]:
 INVALID = [
     pytest.param(_with_prometheus(url="prometheus:9090"), "at '/prometheus/url'", id="not a URL"),
     pytest.param(
+        _with_prometheus(url="https://user:pw@mimir.example.com/prometheus"),
+        "at '/prometheus/url'",
+        id="credentials in the URL",
+    ),
+    pytest.param(
         _with_prometheus(queryTimeoutSeconds=-5), "queryTimeoutSeconds", id="negative query timeout"
     ),
     pytest.param(
