@@ -56,6 +56,10 @@ crd: venv
 	$(BIN)/agentmedic crd > crds/agentpolicy.yaml
 	cp crds/agentpolicy.yaml charts/agentmedic/crds/agentpolicy.yaml 2>/dev/null || true
 
+docs: venv
+	$(BIN)/agentmedic docs reference > docs/policy-reference.md
+	$(BIN)/agentmedic docs configuration > docs/configuration.md
+
 unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
