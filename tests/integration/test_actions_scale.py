@@ -482,3 +482,18 @@ def test_an_idle_keda_agent_at_zero_is_still_paused(
 
     so = fetch(api, "keda.sh/v1alpha1", "ScaledObject", ns, "bot-scaler")
     assert KEDA_PAUSED_REPLICAS not in (so["metadata"].get("annotations") or {})
+
+
+def test_a_cluster_without_keda_or_hpa_apis_is_scaled_all_the_same(
+    api: ApiEmulator, ns: str, executor: ActionExecutor
+) -> None:
+    api.create(workload(ns))
+    # What a cluster without KEDA's CRD (404) and a restricted HPA list (403) answers
+    api.inject(method="GET", path_regex=f"/namespaces/{ns}/scaledobjects$", status=404)
+    api.inject(method="GET", path_regex=f"/namespaces/{ns}/horizontalpodautoscalers$", status=403)
+
+    result = executor.scale_to_zero(ref(ns), record(ns))
+
+    assert result.outcome is Outcome.APPLIED
+    assert "scaledObject" not in result.details
+    assert get(api, ns)["spec"]["replicas"] == 0
