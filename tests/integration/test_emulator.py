@@ -1184,6 +1184,38 @@ async def test_kopf_sees_an_agent_policy_created_and_its_handler_runs() -> None:
         assert handled.empty(), "the handler ran once"
 
 
+async def test_kopf_with_namespace_scanning_handles_policies_in_namespaces_that_appear_later() -> (
+    None
+):
+    async with ApiEmulator() as emu:
+        registry = kopf.OperatorRegistry()
+        handled: asyncio.Queue[str] = asyncio.Queue()
+
+        @kopf.on.login(registry=registry)
+        def login(**_: Any) -> kopf.ConnectionInfo:
+            return emu.login_kopf()
+
+        @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
+        def created(name: str, namespace: str, **_: Any) -> None:
+            handled.put_nowait(f"{namespace}/{name}")
+
+        stop = asyncio.Event()
+        tasks = await kopf.spawn_tasks(
+            registry=registry, namespaces=["agents-*"], standalone=True, stop_flag=stop
+        )
+        operator = asyncio.create_task(kopf.run_tasks(tasks, ignored={asyncio.current_task()}))
+        try:
+            for namespace in ("agents-a", "elsewhere", "agents-b"):
+                body = {**policy("p"), "metadata": {"name": "p", "namespace": namespace}}
+                await asyncio.to_thread(emu.create, body)  # the namespace is created too
+            got = {await asyncio.wait_for(handled.get(), timeout=10) for _ in range(2)}
+            assert got == {"agents-a/p", "agents-b/p"}
+        finally:
+            stop.set()
+            await asyncio.wait_for(operator, timeout=10)
+        assert handled.empty(), "the policy outside the glob was not handled"
+
+
 async def _watch_until_annotated(emu: ApiEmulator, key: str) -> dict[str, Any]:
     """The policy "agents/p" as soon as it carries annotation ``key`` (watched, not polled)."""
     url = f"{emu.url}/apis/{GROUP}/{VERSION}/namespaces/agents/{PLURAL}"
