@@ -26,8 +26,12 @@ __all__ = [
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
-_REGEX_META = frozenset("\\.+*?()|[]{}^$")
 _STRING_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# Other control characters as \uXXXX: PromQL accepts most raw, but escaped they stay visible.
+_STRING_TABLE = str.maketrans(
+    {chr(c): f"\\u{c:04x}" for c in [*range(0x20), 0x7F]} | _STRING_ESCAPES
+)
+_REGEX_TABLE = str.maketrans({ch: "\\" + ch for ch in "\\.+*?()|[]{}^$"})
 
 
 def quote_string(value: str) -> str:
@@ -41,21 +45,12 @@ def quote_string(value: str) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError(f"{value!r} is not valid Unicode text") from None
-    out = []
-    for ch in value:
-        escaped = _STRING_ESCAPES.get(ch)
-        if escaped is not None:
-            out.append(escaped)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
+    return '"' + value.translate(_STRING_TABLE) + '"'
 
 
 def escape_regex(value: str) -> str:
     """An RE2 pattern matching exactly ``value`` (Go's ``regexp.QuoteMeta``)."""
-    return "".join("\\" + ch if ch in _REGEX_META else ch for ch in value)
+    return value.translate(_REGEX_TABLE)
 
 
 def check_label_name(name: str, what: str = "label name") -> str:
