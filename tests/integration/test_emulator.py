@@ -1132,6 +1132,17 @@ def test_direct_access_is_consistent_with_http_and_safe_across_threads(
     assert err.value.code == 422
 
 
+def test_a_restarted_emulator_keeps_its_objects_and_its_url() -> None:
+    emu = ApiEmulator(install_crd=False)
+    with emu, client.ApiClient(emu.client_configuration()) as api:
+        client.CoreV1Api(api).create_namespaced_config_map("default", configmap("cm"))
+        url = emu.url
+        emu.stop()
+        emu.start()
+        assert emu.url == url
+        assert client.CoreV1Api(api).read_namespaced_config_map("cm", "default").data == {"k": "v"}
+
+
 def test_kubeconfig_loads_into_the_kubernetes_client(emulator: ApiEmulator, tmp_path: Any) -> None:
     from kubernetes import config
 

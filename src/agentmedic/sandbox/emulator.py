@@ -27,6 +27,7 @@ import contextlib
 import json
 import logging
 import re
+import socket
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -189,6 +190,7 @@ class ApiEmulator:
         self._runner: web.AppRunner | None = None
         self._stopping: asyncio.Event | None = None
         self._port: int | None = None
+        self._port_hint = 0
         self._watch_tasks: set[asyncio.Task[Any]] = set()
         self._ready = threading.Event()
         if install_crd:
@@ -246,11 +248,9 @@ class ApiEmulator:
             handler_cancellation=True,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.base_events.Server)
-        self._port = int(server.sockets[0].getsockname()[1])
+        sock = self._bind()
+        await web.SockSite(self._runner, sock).start()
+        self._port = int(sock.getsockname()[1])
         self._stopping = asyncio.Event()
         self._ready.set()
         await self._stopping.wait()
@@ -258,6 +258,22 @@ class ApiEmulator:
         self._store.close_watches()
         if self._watch_tasks:
             await asyncio.wait(self._watch_tasks, timeout=2)
+
+    def _bind(self) -> socket.socket:
+        # A restarted emulator keeps its URL when it can, so clients configured before a
+        # stop() reconnect after start().
+        for port in (self._port_hint, 0) if self._port_hint else (0,):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                sock.close()
+                continue
+            sock.listen(128)
+            self._port_hint = int(sock.getsockname()[1])
+            return sock
+        raise RuntimeError("no free loopback port")
 
     def stop(self) -> None:
         """End watch streams, close the port and join the thread (idempotent)."""
