@@ -17,6 +17,7 @@ import pytest
 from agentmedic.api.metric_names import BUILTIN_METRICS
 from agentmedic.engine.series import AgentId, SeriesKey
 from agentmedic.metrics import (
+    DEFAULT_CATALOG,
     BackendConfig,
     PrometheusBackend,
     QueryError,
@@ -151,6 +152,14 @@ def history() -> list[Series]:
         out += _histogram(
             "agent_tool_duration_seconds", lab | {"tool": "search"}, TOOL_BOUNDS, a.tool_latency
         )
+    # Spend as LiteLLM's proxy exports it: its own label for the caller, its own namespace.
+    out.append(
+        _counter(
+            "litellm_spend_metric_total",
+            {"end_user": "bot-01", "namespace": "litellm", "model": "gpt-4o"},
+            0.25,
+        )
+    )
     # An idle agent: its counters exist but do not move.
     idle = {"agent": IDLE.name, "namespace": NS, "model": "gpt-4o"}
     out.append(_counter("agent_executions_total", idle | {"status": "success"}, 0.0))
@@ -380,3 +389,17 @@ async def test_range_fetch_returns_each_agents_points_over_time(backend):
             v == pytest.approx(a.error / (a.success + a.error)) for _, v in table[a.id][error_rate]
         )
     assert table[GHOST][executions] == []
+
+
+async def test_an_overridden_template_reads_another_teams_metric_names(backend):
+    catalog = DEFAULT_CATALOG.with_overrides(
+        {
+            "cost_usd": "sum by ({{agent_label}}) "
+            "(increase(litellm_spend_metric_total{ {{agents}} }[{{window}}]))"
+        }
+    )
+    key = SeriesKey("cost_usd", None, timedelta(minutes=5), agent_label="end_user")
+    agent = AgentId(NS, "bot-01")
+    table, stats = await fetch_samples(backend, {key: [agent]}, AT, catalog)
+    assert not stats.errors
+    assert table[agent][key] == pytest.approx(0.25 * 300)

@@ -9,8 +9,9 @@ The catalog is data. Each template computes one value per agent and may use:
                      namespaces are matched (``agent, namespace``)
 
 Operators override templates with :meth:`Catalog.with_overrides`, e.g. to take spend from
-LiteLLM's proxy, whose series carry the proxy's namespace rather than the agent's, hence
-a grouping by the agent label alone::
+LiteLLM's proxy (with the policies' ``agentLabel`` set to the LiteLLM label that names the
+agent, such as ``end_user``). Its series carry the proxy's namespace rather than the
+agent's, hence a grouping by the agent label alone::
 
     catalog = DEFAULT_CATALOG.with_overrides({
         "cost_usd": 'sum by ({{agent_label}}) '

@@ -351,7 +351,11 @@ class PrometheusServer:
         config = self._dir / "prometheus.yml"
         config.write_text(self._config_yaml())
         if self.backfill is not None:
-            self._run_backfill(data)
+            try:
+                self._run_backfill(data)
+            except BaseException:
+                self._cleanup_dir()
+                raise
         attempts = 1 if self._requested_port else 3
         for attempt in range(attempts):
             self._port = self._requested_port or _free_port()
@@ -374,7 +378,6 @@ class PrometheusServer:
             f"--storage.tsdb.path={data}",
             f"--storage.tsdb.retention.time={self.retention}",
             f"--web.listen-address=127.0.0.1:{self.port}",
-            "--web.enable-lifecycle",
             "--log.level=info",
         ]
         if self.remote_write_receiver:
@@ -458,7 +461,11 @@ class PrometheusServer:
             )
 
     def remote_write(self, series: Iterable[Series], timeout: float = 10.0) -> None:
-        """Push samples through ``/api/v1/write``; needs ``remote_write_receiver=True``."""
+        """Push samples through ``/api/v1/write``; needs ``remote_write_receiver=True``.
+
+        Blocking; from async code call it through ``asyncio.to_thread``. Samples older than
+        the newest one of their series need ``out_of_order_window``.
+        """
         if not self.remote_write_receiver:
             raise RuntimeError("start PrometheusServer with remote_write_receiver=True first")
         if self._http is None:
