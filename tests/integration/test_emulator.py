@@ -402,6 +402,28 @@ def test_strategic_merge_delete_directive_removes_one_entry_and_appends_new_ones
     assert [e["name"] for e in c1["env"]] == ["VAR_1_0", "VAR_1_1", "VAR_1_2"]
 
 
+def test_strategic_merge_directives_replace_a_list_and_merge_finalizers_as_a_set(
+    apps: client.AppsV1Api, emulator: ApiEmulator, ns: str
+) -> None:
+    body = deployment("bot", containers=2)
+    body["metadata"]["finalizers"] = ["a.example/x", "a.example/y"]
+    apps.create_namespaced_deployment(ns, body)
+    patch = {
+        "metadata": {
+            "finalizers": ["a.example/z"],
+            "$deleteFromPrimitiveList/finalizers": ["a.example/x"],
+        },
+        "spec": {
+            "template": {
+                "spec": {"containers": [{"$patch": "replace"}, {"name": "only", "image": "i"}]}
+            }
+        },
+    }
+    patched = emulator.patch("apps/v1", "Deployment", ns, "bot", patch, patch_type="strategic")
+    assert patched["metadata"]["finalizers"] == ["a.example/y", "a.example/z"]
+    assert [c["name"] for c in patched["spec"]["template"]["spec"]["containers"]] == ["only"]
+
+
 def test_strategic_merge_replaces_lists_without_a_merge_key(
     core: client.CoreV1Api, ns: str
 ) -> None:

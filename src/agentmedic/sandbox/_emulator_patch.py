@@ -143,7 +143,7 @@ def _smp_map(
     for key, value in patch.items():
         if key.startswith("$"):
             continue  # $patch, $retainKeys, $setElementOrder/..., $deleteFromPrimitiveList/...
-        if value is None:
+        if value is None or (isinstance(value, dict) and value.get("$patch") == "delete"):
             result.pop(key, None)
             continue
         sub = (*path, key)
