@@ -1,0 +1,1 @@
+"""Backtest: a policy tried on history before it is trusted."""

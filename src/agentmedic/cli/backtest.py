@@ -1,0 +1,344 @@
+"""``agentmedic backtest POLICY.yaml``: what a policy would have done over past metrics."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentmedic.api.types import AgentPolicy
+    from agentmedic.backtest.history import OnQuery
+    from agentmedic.metrics import BackendConfig, Catalog
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+"""No data in the range, the backend failed, or the plot could not be written."""
+EXIT_USAGE = 2
+"""An invalid policy or invalid arguments."""
+
+DESCRIPTION = """\
+Try a policy on history before trusting it. The policy's rules and budget are
+replayed over the agents' metrics between --from and --to, every --step, with the
+same engine the operator runs, and every decision it would have made is reported
+with its time, agent, rule, evidence and action, with totals (agents disabled,
+model downgrades, jobs, notifications and pages, and what the guardrails
+suppressed).
+
+The history is fetched with range queries, one per distinct metric and window for
+all agents (batched like the live loop, split in chunks of 11,000 points). A
+calendar budget's spend so far is the exact query at each period's first step
+plus the per-step spend after it (see the JSON's history.spendCheck for how close
+that came to the exact query). The policy's own decisions count as applied for
+cooldowns, rate limits and maxDisabledPercent, but the history is what it was:
+the backtest shows what the policy would have decided, not what the fleet would
+have done under it.
+"""
+
+EPILOG = """\
+times: now, now-7d, now-1h30m, 2024-03-05 (00:00 UTC), 2024-03-05T06:00:00Z, unix seconds
+exit codes: 0 done; 1 no data in the range, backend or plot failure; 2 invalid policy/arguments
+--format json follows a JSON Schema (schemaVersion 1): print it with --print-schema
+
+examples:
+  agentmedic backtest policy.yaml --prometheus http://prometheus:9090 --from now-7d --to now
+  agentmedic backtest policy.yaml --prometheus https://mimir/prometheus --tenant team-a \\
+      --bearer-token-file /var/run/secrets/token --from 2024-03-01 --to 2024-03-08 \\
+      --format json --plot backtest.html
+"""
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "backtest",
+        help="replay a policy over past metrics and report what it would have done",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("policy", nargs="?", metavar="POLICY.yaml", help="the AgentPolicy manifest")
+    p.add_argument(
+        "--prometheus",
+        metavar="URL",
+        default=os.environ.get("AGENTMEDIC_PROMETHEUS_URL"),
+        help="base URL of the Prometheus-compatible API, with any path prefix "
+        "[AGENTMEDIC_PROMETHEUS_URL]",
+    )
+    p.add_argument("--from", dest="start", metavar="T", help="start of the range (required)")
+    p.add_argument("--to", dest="end", metavar="T", default="now", help="end (default: now)")
+    p.add_argument("--step", default="1m", help="time between evaluations (default: 1m)")
+    p.add_argument("--namespace", "-n", help="the agents' namespace (default: the policy's)")
+    p.add_argument(
+        "--agents",
+        type=lambda v: [s.strip() for s in v.split(",") if s.strip()],
+        help="comma-separated agent names (default: every agent with history in the namespace)",
+    )
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--plot", type=Path, metavar="FILE", help="also draw FILE.png or FILE.html")
+    p.add_argument("--policy-name", help="the AgentPolicy to use when the file holds several")
+    p.add_argument(
+        "--respect-dry-run",
+        action="store_true",
+        help="replay a dryRun policy as dry run (by default it is replayed as if enabled)",
+    )
+    p.add_argument(
+        "--namespace-label",
+        default="namespace",
+        help="the metrics label with the agent's namespace; '' when the metrics have none",
+    )
+    p.add_argument(
+        "--catalog-overrides-file",
+        type=Path,
+        help="YAML mapping of built-in metric names to PromQL templates (as for `run`)",
+    )
+    auth = p.add_argument_group("backend access (as for `agentmedic run`)")
+    auth.add_argument("--bearer-token-file", type=Path, help="file holding a bearer token")
+    auth.add_argument("--basic-auth-username", help="HTTP basic auth user")
+    auth.add_argument("--basic-auth-password-file", type=Path, help="file holding its password")
+    auth.add_argument("--tenant", help="tenant or org id (Mimir, Cortex)")
+    auth.add_argument("--tenant-header", default="X-Scope-OrgID", help="default: X-Scope-OrgID")
+    auth.add_argument("--ca-file", type=Path, help="PEM bundle of the backend's CAs")
+    auth.add_argument("--insecure-skip-verify", action="store_true", help="skip TLS checks")
+    auth.add_argument(
+        "--query-timeout-seconds", type=float, default=60.0, help="per query (default: 60)"
+    )
+    p.add_argument("--print-schema", action="store_true", help="print the JSON Schema and exit")
+    p.set_defaults(func=run)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"agentmedic backtest: {message}", file=sys.stderr)
+    return code
+
+
+def _load_policy(path: Path, name: str | None) -> tuple[AgentPolicy | None, list[str]]:
+    import yaml
+
+    from agentmedic.api.validation import validate_policy
+
+    try:
+        documents = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+    except OSError as exc:
+        return None, [f"{path}: cannot read: {exc.strerror or exc}"]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        return None, [f"{where}: YAML syntax error: {getattr(exc, 'problem', None) or exc}"]
+    policies = [d for d in documents if isinstance(d, dict) and d.get("kind") == "AgentPolicy"]
+    if name is not None:
+        policies = [d for d in policies if (d.get("metadata") or {}).get("name") == name]
+    if not policies:
+        which = f" named {name!r}" if name else ""
+        return None, [f"{path}: no AgentPolicy{which} in the file"]
+    if len(policies) > 1:
+        names = ", ".join(str((d.get("metadata") or {}).get("name")) for d in policies)
+        return None, [
+            f"{path}: {len(policies)} AgentPolicies ({names}); pick one with --policy-name"
+        ]
+    policy, problems = validate_policy(policies[0])
+    label = f"{path} ({(policies[0].get('metadata') or {}).get('name')})"
+    return (policy if not problems else None), [f"{label}: {p}" for p in problems]
+
+
+def _backend_config(args: argparse.Namespace) -> BackendConfig:
+    from pydantic import SecretStr
+
+    from agentmedic.metrics import BackendConfig
+
+    password = None
+    if args.basic_auth_password_file is not None:
+        password = SecretStr(args.basic_auth_password_file.read_text().strip())
+    return BackendConfig(
+        url=args.prometheus,
+        bearer_token_file=args.bearer_token_file,
+        basic_auth_username=args.basic_auth_username,
+        basic_auth_password=password,
+        ca_file=args.ca_file,
+        insecure_skip_verify=args.insecure_skip_verify,
+        tenant=args.tenant,
+        tenant_header=args.tenant_header,
+        timeout=args.query_timeout_seconds,
+        deadline=3 * args.query_timeout_seconds,
+    )
+
+
+def _catalog(path: Path | None) -> Catalog:
+    from agentmedic.metrics import DEFAULT_CATALOG
+
+    if path is None:
+        return DEFAULT_CATALOG
+    import yaml
+
+    overrides = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(overrides, dict):
+        raise ValueError(f"{path}: expected a mapping of metric names to PromQL templates")
+    return DEFAULT_CATALOG.with_overrides({str(k): str(v) for k, v in overrides.items()})
+
+
+class _Progress:
+    """A rich progress bar on a terminal, plain lines otherwise (CI logs, pipes)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.tty = sys.stderr.isatty()
+        self.enabled = enabled
+        self._bar: Any = None
+        self._task: Any = None
+        self._started = time.monotonic()
+
+    def __enter__(self) -> _Progress:
+        if self.enabled and self.tty:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("fetching history"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task("", total=None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+    def phase(self, what: str) -> None:
+        if self.enabled and not self.tty:
+            print(f"{what} ({time.monotonic() - self._started:.1f}s)", file=sys.stderr, flush=True)
+
+    def query(self, done: int, total: int, what: str) -> None:
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, total=total, description=what)
+        else:
+            print(f"fetched {done}/{total}: {what}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.print_schema:
+        from agentmedic.backtest.report import json_schema
+
+        print(json.dumps(json_schema(), indent=2))
+        return EXIT_OK
+    if not args.policy:
+        return _fail("name the policy file: agentmedic backtest POLICY.yaml ...", EXIT_USAGE)
+    if not args.prometheus:
+        return _fail("--prometheus URL is required (or set AGENTMEDIC_PROMETHEUS_URL)", EXIT_USAGE)
+    if not args.start:
+        return _fail("--from is required, e.g. --from now-7d", EXIT_USAGE)
+    if args.plot is not None and args.plot.suffix.lower() not in (".png", ".html", ".htm"):
+        return _fail(f"--plot {args.plot}: use a file name ending in .png or .html", EXIT_USAGE)
+
+    from agentmedic.api.durations import parse_duration
+    from agentmedic.backtest.timeparse import parse_time
+
+    now = datetime.now(UTC)
+    try:
+        start = parse_time(args.start, now)
+        end = parse_time(args.end, now)
+        step = parse_duration(args.step)
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    if step <= timedelta(0):
+        return _fail("--step must be positive, e.g. 1m", EXIT_USAGE)
+    if end <= start:
+        return _fail(
+            f"--to ({end.isoformat()}) must be after --from ({start.isoformat()})", EXIT_USAGE
+        )
+
+    policy, problems = _load_policy(Path(args.policy), args.policy_name)
+    if policy is None:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return _fail(
+            f"{len(problems)} problem(s) in the policy; `agentmedic validate {args.policy}` "
+            "checks it",
+            EXIT_USAGE,
+        )
+    try:
+        config = _backend_config(args)
+        catalog = _catalog(args.catalog_overrides_file)
+    except (ValueError, OSError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+
+    from agentmedic.backtest.runner import BacktestOptions
+
+    options = BacktestOptions(
+        start=start,
+        end=end,
+        step=step,
+        namespace=args.namespace,
+        agents=args.agents,
+        namespace_label=args.namespace_label or None,
+        respect_dry_run=args.respect_dry_run,
+        catalog=catalog,
+    )
+    return _execute(policy, config, options, args)
+
+
+def _execute(
+    policy: AgentPolicy, config: BackendConfig, options: Any, args: argparse.Namespace
+) -> int:
+    from agentmedic.backtest.history import BacktestDataError
+    from agentmedic.backtest.runner import run_backtest
+    from agentmedic.metrics import PrometheusBackend
+
+    async def go(progress: OnQuery) -> Any:
+        async with PrometheusBackend(config) as backend:
+            return await run_backtest(
+                policy, backend, options, backend_url=config.url, on_query=progress
+            )
+
+    with _Progress(enabled=True) as progress:
+        try:
+            result = asyncio.run(go(progress.query))
+        except BacktestDataError as exc:
+            return _fail(str(exc), EXIT_FAILED)
+        progress.phase(
+            f"replayed {result.history.grid.size} evaluations of {len(result.history.agents)} "
+            "agents"
+        )
+    return _render(result, args)
+
+
+def _render(result: Any, args: argparse.Namespace) -> int:
+    from agentmedic.backtest.plot import PlotError, write_plot
+    from agentmedic.backtest.report import to_json
+
+    started = time.perf_counter()
+    code = EXIT_OK
+    if args.plot is not None:
+        try:
+            write_plot(result, args.plot)
+            print(f"plot written to {args.plot}", file=sys.stderr)
+        except PlotError as exc:
+            code = _fail(str(exc), EXIT_FAILED)
+    result.timings.render = time.perf_counter() - started
+    if args.format == "json":
+        json.dump(to_json(result), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        from rich.console import Console
+
+        from agentmedic.backtest.table import render_table
+
+        render_table(result, Console())
+    return code
