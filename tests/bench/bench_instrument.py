@@ -88,7 +88,8 @@ def main() -> None:
     record_logger.setLevel(logging.INFO)
     async_with_log = measure_async(monitor)
 
-    print(f"executions per round: {N}, rounds: {ROUNDS} (best round shown: the least disturbed by other load)")
+    print(f"executions per round: {N}, rounds: {ROUNDS}")
+    print("(best round shown: the one least disturbed by other load on the machine)")
     print(f"sync,  JSON record logged : {with_log:6.1f} µs/execution ({lines} lines written)")
     print(f"sync,  record logger off  : {without_log:6.1f} µs/execution")
     print(f"async, JSON record logged : {async_with_log:6.1f} µs/execution")

@@ -1,0 +1,255 @@
+"""``agentmedic fleet``: which agents are expensive, unreliable, slow or stuck on a slow tool."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentmedic.metrics import BackendConfig, Catalog
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+"""The backend could not answer, or no agent has metrics in the window."""
+EXIT_USAGE = 2
+
+DESCRIPTION = """\
+A report on every agent with metrics in the window: its spend and share of the
+fleet's, executions, success rate, p95 latency, tokens per execution, current model,
+a performance tier (fast / normal / slow: its p95 against the fleet's 25th and 75th
+percentiles), its slowest and most error-prone tools, and flags for agents far above
+the fleet in cost per execution, error rate, latency or tokens (modified z-score over
+median and MAD above 3.5; agents with fewer than --min-executions executions are not
+ranked).
+
+Ten instant queries answer it for the whole fleet, whatever its size: the metric
+catalog's built-in metrics grouped by agent and namespace, agent_info for the model,
+and the tool series grouped by tool.
+"""
+
+EPILOG = """\
+times (--at): now, now-1h, 2024-03-05T06:00:00Z or unix seconds
+exit codes: 0 done; 1 backend failure or no agents; 2 invalid arguments
+--format json: schema agentmedic.io/fleet-report/v1, documented in agentmedic.report.render
+
+examples:
+  agentmedic fleet --prometheus http://prometheus:9090
+  agentmedic fleet --prometheus https://mimir/prometheus --tenant team-a \\
+      --bearer-token-file /var/run/secrets/token -n agents --window 7d --format json
+"""
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "fleet",
+        help="report cost, reliability and speed of every agent",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--prometheus",
+        metavar="URL",
+        default=os.environ.get("AGENTMEDIC_PROMETHEUS_URL"),
+        help="base URL of the Prometheus-compatible API, with any path prefix "
+        "[AGENTMEDIC_PROMETHEUS_URL]",
+    )
+    p.add_argument("--namespace", "-n", help="only agents in this namespace (default: all)")
+    p.add_argument("--window", default="24h", help="the period reported on (default: 24h)")
+    p.add_argument("--at", default="now", metavar="T", help="end of the window (default: now)")
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p.add_argument(
+        "--sort",
+        choices=["cost", "executions", "errors", "latency", "name"],
+        default="cost",
+        help="table order (default: cost); JSON and CSV are always dearest first",
+    )
+    p.add_argument("--limit", type=int, default=0, help="table rows to show (default: all)")
+    p.add_argument(
+        "--min-executions",
+        type=int,
+        default=20,
+        help="executions an agent needs to get a tier and anomaly flags (default: 20)",
+    )
+    p.add_argument(
+        "--min-tool-calls",
+        type=int,
+        default=10,
+        help="calls a tool needs to appear in the fleet's tool rankings (default: 10)",
+    )
+    p.add_argument("--top", type=int, default=5, help="tools per ranking (default: 5)")
+    p.add_argument("--agent-label", default="agent", help="the metrics label with the agent")
+    p.add_argument(
+        "--namespace-label",
+        default="namespace",
+        help="the metrics label with the agent's namespace; '' when the metrics have none",
+    )
+    p.add_argument(
+        "--catalog-overrides-file",
+        type=Path,
+        help="YAML mapping of built-in metric names to PromQL templates (as for `run`)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    auth = p.add_argument_group("backend access (as for `agentmedic run`)")
+    auth.add_argument("--bearer-token-file", type=Path, help="file holding a bearer token")
+    auth.add_argument("--basic-auth-username", help="HTTP basic auth user")
+    auth.add_argument("--basic-auth-password-file", type=Path, help="file holding its password")
+    auth.add_argument("--tenant", help="tenant or org id (Mimir, Cortex)")
+    auth.add_argument("--tenant-header", default="X-Scope-OrgID", help="default: X-Scope-OrgID")
+    auth.add_argument("--ca-file", type=Path, help="PEM bundle of the backend's CAs")
+    auth.add_argument("--insecure-skip-verify", action="store_true", help="skip TLS checks")
+    auth.add_argument(
+        "--query-timeout-seconds", type=float, default=60.0, help="per query (default: 60)"
+    )
+    p.set_defaults(func=run)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"agentmedic fleet: {message}", file=sys.stderr)
+    return code
+
+
+def _backend_config(args: argparse.Namespace) -> BackendConfig:
+    from pydantic import SecretStr
+
+    from agentmedic.metrics import BackendConfig
+
+    password = None
+    if args.basic_auth_password_file is not None:
+        password = SecretStr(args.basic_auth_password_file.read_text().strip())
+    return BackendConfig(
+        url=args.prometheus,
+        bearer_token_file=args.bearer_token_file,
+        basic_auth_username=args.basic_auth_username,
+        basic_auth_password=password,
+        ca_file=args.ca_file,
+        insecure_skip_verify=args.insecure_skip_verify,
+        tenant=args.tenant,
+        tenant_header=args.tenant_header,
+        timeout=args.query_timeout_seconds,
+        deadline=3 * args.query_timeout_seconds,
+    )
+
+
+def _catalog(path: Path | None) -> Catalog:
+    from agentmedic.metrics import DEFAULT_CATALOG
+
+    if path is None:
+        return DEFAULT_CATALOG
+    import yaml
+
+    overrides = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(overrides, dict):
+        raise ValueError(f"{path}: expected a mapping of metric names to PromQL templates")
+    return DEFAULT_CATALOG.with_overrides({str(k): str(v) for k, v in overrides.items()})
+
+
+class _Progress:
+    """A transient rich progress bar on a terminal's stderr; silent elsewhere, so piped
+    JSON or CSV and CI logs stay clean."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._bar: Any = None
+        self._task: Any = None
+        self.enabled = enabled and sys.stderr.isatty()
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self._bar = Progress(
+                TextColumn("querying the fleet"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.description}"),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task("", total=None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, total=total, description=what)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.prometheus:
+        return _fail("--prometheus URL is required (or set AGENTMEDIC_PROMETHEUS_URL)", EXIT_USAGE)
+    from pydantic import ValidationError
+
+    from agentmedic.api.durations import parse_duration
+    from agentmedic.backtest.timeparse import parse_time
+    from agentmedic.metrics import MetricsError, PrometheusBackend
+    from agentmedic.report.fleet import FleetQuery, analyse, gather, sort_rows
+    from agentmedic.report.render import to_csv, to_json_dict, to_table
+
+    try:
+        window = parse_duration(args.window)
+        at = parse_time(args.at, datetime.now(UTC))
+        catalog = _catalog(args.catalog_overrides_file)
+        config = _backend_config(args)
+        query = FleetQuery(
+            at=at,
+            window=window,
+            namespace=args.namespace,
+            agent_label=args.agent_label,
+            namespace_label=args.namespace_label or None,
+            catalog=catalog,
+        )
+        query.queries()  # label names and templates checked before any request
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'backend'}: {e['msg']}" for e in exc.errors()
+        )
+        return _fail(problems, EXIT_USAGE)
+    except (OSError, ValueError, KeyError) as exc:
+        return _fail(str(exc.args[0] if exc.args else exc), EXIT_USAGE)
+    if args.limit < 0 or args.min_executions < 0 or args.min_tool_calls < 0 or args.top < 0:
+        return _fail("--limit, --min-executions, --min-tool-calls and --top cannot be negative", 2)
+
+    async def fetch() -> Any:
+        async with PrometheusBackend(config) as backend:
+            with _Progress(not args.no_progress) as progress:
+                return await gather(backend, query, on_progress=progress)
+
+    try:
+        data = asyncio.run(fetch())
+    except MetricsError as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    report = analyse(
+        data,
+        query,
+        min_executions=args.min_executions,
+        min_tool_calls=args.min_tool_calls,
+        top=args.top,
+    )
+    if not report.agents:
+        where = f" in namespace {args.namespace}" if args.namespace else ""
+        return _fail(
+            f"no agent has metrics{where} in the {args.window} before {at.isoformat()} "
+            f"(looked for agent_executions_total with a {args.agent_label!r} label)",
+            EXIT_FAILED,
+        )
+    if args.format == "json":
+        print(json.dumps(to_json_dict(report), indent=2))
+    elif args.format == "csv":
+        sys.stdout.write(to_csv(report))
+    else:
+        from rich.console import Console
+
+        rows = sort_rows(report.agents, args.sort)
+        Console().print(to_table(report, rows=rows, limit=args.limit))
+    return EXIT_OK
