@@ -489,9 +489,10 @@ class Spend(Model):
     period_start: datetime
     """Start of the current budget period."""
     usd: float
-    """Spend so far in the period (policy scope: all agents; agent scope: the sum)."""
+    """Spend so far in the period (policy scope: all agents; agent scope: the sum), in steps
+    of 0.5% of the limit so that status is not rewritten on every evaluation."""
     forecast_usd: float | None = None
-    """Projected spend at the period's end from the recent burn rate."""
+    """Projected spend at the period's end from the recent burn rate (same steps)."""
     limit_usd: float = Field(alias="limitUSD")
     """The limit for the period."""
 

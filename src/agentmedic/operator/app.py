@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import socket
 import time
@@ -57,6 +58,7 @@ from agentmedic.api.types import (
     OnDelete,
     RecentAction,
     Severity,
+    Spend,
 )
 from agentmedic.api.types import (
     ActionOutcome as StatusOutcome,
@@ -176,6 +178,7 @@ class Operator:
         self.cycles_completed = 0
         self.last_cycle_at: datetime | None = None
         self._custom: Any = None
+        self._notify_tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -194,6 +197,8 @@ class Operator:
 
     async def stop(self) -> None:
         self.scheduler.shutdown()
+        if self._notify_tasks:  # let messages in flight finish, within reason
+            await asyncio.wait(set(self._notify_tasks), timeout=10)
         if self.cache is not None:
             await self.cache.aclose()
         if self.http is not None:
@@ -437,7 +442,7 @@ class Operator:
                 recent.append(
                     await self._carry_out(entry, policy_input.spec, decision, agents, overruled)
                 )
-            await self._notify(entry, outcome.notifications, now)
+            self._spawn_notifications(entry, outcome.notifications, now)
             await self._persist(entry, outcome.state, agents)
             errors = [f"{k}: {e}" for k, e in stats.errors.items() if _needed(k, policy_input, now)]
             await self._report(entry, outcome, recent, errors, len(agents), now)
@@ -602,6 +607,18 @@ class Operator:
                 self.telemetry.errors.labels("notify").inc()
                 await self._policy_event(entry, "ChannelMisconfigured", str(exc), warning=True)
         return out
+
+    def _spawn_notifications(
+        self, entry: PolicyEntry, notifications: list[Notification], now: datetime
+    ) -> None:
+        """Deliver in the background: a slow or failing channel (retries, timeouts) must not
+        hold up the cycle, and never blocks actions (the engine has already recorded that
+        the episode's message is due)."""
+        if not notifications:
+            return
+        task = asyncio.get_running_loop().create_task(self._notify(entry, notifications, now))
+        self._notify_tasks.add(task)
+        task.add_done_callback(self._notify_tasks.discard)
 
     async def _notify(
         self, entry: PolicyEntry, notifications: list[Notification], now: datetime
@@ -805,7 +822,7 @@ class Operator:
             entry,
             conditions=[ready, metrics, remediating],
             counts=counts,
-            spend=outcome.spend.to_status() if outcome.spend is not None else None,
+            spend=_coarse_spend(outcome.spend.to_status()) if outcome.spend is not None else None,
             recent=recent,
         )
 
@@ -938,6 +955,16 @@ def _status_outcome(result: ActionResult, d: Decision) -> StatusOutcome:
     if result.outcome is ActionOutcome.REFUSED:
         return StatusOutcome.SUPPRESSED
     return StatusOutcome.FAILED
+
+
+def _coarse_spend(spend: Spend) -> Spend:
+    """Spend in steps of 0.5% of the limit: a live number would rewrite status every cycle."""
+    step = max(spend.limit_usd / 200, 0.01)
+
+    def q(value: float | None) -> float | None:
+        return None if value is None else round(math.floor(value / step) * step, 4)
+
+    return spend.model_copy(update={"usd": q(spend.usd), "forecast_usd": q(spend.forecast_usd)})
 
 
 def _message(entry: PolicyEntry, n: Notification, now: datetime) -> Message:

@@ -57,6 +57,9 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         prefix=GROUP, key="last-handled-configuration"
     )
     settings.watching.server_timeout = 300
+    # The CRD is installed before the operator (Helm's crds/); the namespaces are named, not
+    # globbed: kopf need not list namespaces or CRDs (which narrows its RBAC too).
+    settings.scanning.disabled = True
     settings.networking.request_timeout = 30
     op = Operator(
         memo.settings,

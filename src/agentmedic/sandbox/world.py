@@ -1,0 +1,566 @@
+"""A whole agentmedic installation on loopback: the sandbox ``agentmedic demo`` runs.
+
+Only the cluster and the agents are simulated; everything else is the product's real code:
+
+- an in-process Kubernetes API emulator (:mod:`agentmedic.sandbox.emulator`) holding the
+  agents' Deployments, Secrets, a CronJob and the AgentPolicies;
+- a simulated fleet recording executions through :mod:`agentmedic.instrument`
+  (:mod:`agentmedic.sandbox.fleet_sim`), each agent serving ``/metrics``;
+- a real Prometheus (Debian's ``prometheus``) scraping them every second;
+- Slack- and PagerDuty-shaped receivers (:mod:`agentmedic.sandbox.receivers`);
+- the real operator (kopf, APScheduler, the engine, actions, notifications), in a thread of
+  this process or as an ``agentmedic run`` subprocess.
+
+The policies are the examples in ``crds/examples/`` with time compressed
+(:func:`compress_policy`): a window of 5m becomes 10s, so a scenario that takes hours in a
+real fleet plays out in two minutes. The end-to-end tests drive the same world.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agentmedic.api.durations import format_duration, parse_duration
+from agentmedic.sandbox.emulator import ApiEmulator
+from agentmedic.sandbox.fleet_sim import (
+    AgentSpec,
+    AgentState,
+    Behaviour,
+    BudgetBurn,
+    ErrorRamp,
+    FleetSimulator,
+    LatencySpike,
+    Outage,
+    ToolProfile,
+)
+from agentmedic.sandbox.prometheus import PrometheusServer
+from agentmedic.sandbox.receivers import NotificationReceivers, ReceiverKind
+
+__all__ = [
+    "ROLES",
+    "Scenario",
+    "World",
+    "compress_policy",
+    "demo_scenario",
+    "example_policies",
+]
+
+NAMESPACE = "agents"
+MODEL_ENV = "OPENAI_MODEL"
+CONTAINER = "agent"
+AGENT_LABELS = {
+    "app.kubernetes.io/part-of": "support-bot",
+    "agentmedic.io/managed": "true",
+    "agentmedic.io/tier": "interactive",
+}
+
+ROLES = {
+    "flaky": "error rate climbs until success collapses: scaled to zero pending review",
+    "slow": "p95 latency spikes: one prompt-optimization Job",
+    "spendy": "burns its budget on the dearest model: moved one tier cheaper",
+    "healthy": "healthy",
+}
+
+
+# ---------------------------------------------------------------------- policies
+
+
+def _examples_dir() -> Path:
+    """crds/examples in a source checkout; the copy shipped in the package otherwise."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent / "crds" / "examples"
+        if candidate.is_dir():
+            return candidate
+    return Path(str(resources.files("agentmedic.sandbox") / "examples"))
+
+
+def example_policies() -> dict[str, dict[str, Any]]:
+    """The AgentPolicies of ``crds/examples/``, by file stem."""
+    out = {}
+    for path in sorted(_examples_dir().glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if isinstance(doc, dict) and doc.get("kind") == "AgentPolicy":
+                out[path.stem] = doc
+    return out
+
+
+_DURATION_KEYS = {
+    "window",
+    "for",
+    "recoverFor",
+    "interval",
+    "cooldown",
+    "healthyFor",
+    "after",
+    "forecastWindow",
+    "renotifyAfter",
+}
+
+
+def compress_policy(
+    doc: dict[str, Any],
+    factor: float,
+    *,
+    min_duration: timedelta = timedelta(seconds=1),
+    budget_limit_usd: float | None = None,
+    pagerduty_url: str | None = None,
+) -> dict[str, Any]:
+    """A copy of ``doc`` with every duration divided by ``factor`` (not below 1s).
+
+    A calendar budget period becomes a rolling period of the same compressed length and
+    forecasting is switched off (a forecast to midnight would be meaningless at this speed);
+    ``budget_limit_usd`` replaces the limit; ``pagerduty_url`` points PagerDuty channels at
+    a local receiver.
+    """
+    out = copy.deepcopy(doc)
+
+    def shrink(text: str) -> str:
+        value = parse_duration(text) / factor
+        if value and value < min_duration:
+            value = min_duration
+        return format_duration(timedelta(seconds=round(value.total_seconds())))
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in _DURATION_KEYS and isinstance(value, str):
+                    node[key] = shrink(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(out["spec"])
+    budget = out["spec"].get("budget")
+    if budget is not None:
+        period = {"day": "1d", "week": "7d", "month": "30d"}.get(budget.get("period", "day"))
+        budget["period"] = shrink(period or budget["period"])
+        if budget.get("soft"):
+            budget["soft"]["forecast"] = False
+        if budget_limit_usd is not None:
+            budget["limitUSD"] = budget_limit_usd
+    if pagerduty_url:
+        for channel in out["spec"].get("notifications", {}).get("channels", []):
+            if "pagerduty" in channel:
+                channel["pagerduty"]["url"] = pagerduty_url
+    # Every policy interval becomes the same, so one cycle evaluates them all.
+    out["spec"]["interval"] = "1s" if factor >= 10 else out["spec"].get("interval", "30s")
+    for rule in out["spec"].get("rules", []):
+        if rule.get("for") and parse_duration(rule["for"]) < parse_duration(
+            out["spec"]["interval"]
+        ):
+            rule["for"] = out["spec"]["interval"]
+    return out
+
+
+# ---------------------------------------------------------------------- the scenario
+
+
+@dataclass
+class Scenario:
+    """Agents, their scripted behaviour, and the policies to apply."""
+
+    agents: list[AgentSpec]
+    roles: dict[str, str]
+    policies: list[dict[str, Any]]
+    fleet_effects: list[Any] = field(default_factory=list)
+    duration: float = 150.0
+    """Simulated seconds the scenario needs to play out."""
+    outage: tuple[float, float] | None = None
+
+
+def demo_scenario(
+    *,
+    agents: int = 10,
+    duration: float = 150.0,
+    factor: float = 30.0,
+    pagerduty_url: str | None = None,
+) -> Scenario:
+    """The demo's fleet: one agent failing, one slow, one burning money, the rest healthy;
+    a provider outage for everyone near the end, then recovery.
+
+    Times are simulated seconds; the policies are the examples compressed ``factor`` times
+    (5m → 10s). ``duration`` stretches or shrinks the script proportionally.
+    """
+    if agents < 4:
+        raise ValueError("the demo needs at least 4 agents (one of each role and one healthy)")
+    k = duration / 150.0
+    tools = (ToolProfile("search_knowledge_base", latency_s=0.3), ToolProfile("crm", latency_s=0.6))
+    base = Behaviour(
+        latency_s=2.0, error_rate=0.02, tools=tools, model_latency={"gpt-4o-mini": 0.7}
+    )
+    specs: list[AgentSpec] = []
+    roles: dict[str, str] = {}
+
+    def add(name: str, role: str, model: str = "gpt-4o-mini", effects: Iterable[Any] = ()) -> None:
+        specs.append(
+            AgentSpec(
+                name, NAMESPACE, model, rate=10.0, base=base, effects=list(effects), replicas=2
+            )
+        )
+        roles[name] = role
+
+    add("flaky-bot", "flaky", "gpt-4o", [ErrorRamp(start=8 * k, ramp=8 * k, to=0.7)])
+    add("slow-bot", "slow", "gpt-4o", [LatencySpike(start=8 * k, end=70 * k, latency_s=14.0)])
+    add("spendy-bot", "spendy", "gpt-4o", [BudgetBurn(start=0, token_factor=8.0)])
+    for i in range(agents - 3):
+        add(f"helper-{i + 1}", "healthy")
+    outage = (80 * k, 100 * k)
+    examples = example_policies()
+    policies = [
+        compress_policy(examples["auto-disable"], factor),
+        compress_policy(examples["latency-prompt-optimization"], factor),
+        compress_policy(examples["finance-budget"], factor, budget_limit_usd=20.0),
+        compress_policy(examples["quality-degradation"], factor, pagerduty_url=pagerduty_url),
+    ]
+    return Scenario(
+        agents=specs,
+        roles=roles,
+        policies=policies,
+        fleet_effects=[Outage(start=outage[0], end=outage[1])],
+        duration=duration,
+        outage=outage,
+    )
+
+
+# ---------------------------------------------------------------------- the world
+
+
+def _deployment(spec: AgentSpec) -> dict[str, Any]:
+    labels = {"app": spec.name, "agent": spec.name, **AGENT_LABELS}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": labels},
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": {"app": spec.name}},
+            "template": {
+                "metadata": {"labels": {"app": spec.name}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": CONTAINER,
+                            "image": "ghcr.io/example/agent:1.0",
+                            "env": [
+                                {"name": MODEL_ENV, "value": spec.model},
+                                {"name": "AGENT_NAME", "value": spec.name},
+                                {"name": "LOG_LEVEL", "value": "info"},
+                            ],
+                        },
+                        {"name": "log-shipper", "image": "fluent/fluent-bit:3"},
+                    ]
+                },
+            },
+        },
+    }
+
+
+def _cron_job(namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "prompt-optimizer", "namespace": namespace},
+        "spec": {
+            "schedule": "0 3 * * *",
+            "jobTemplate": {
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "containers": [
+                                {"name": "optimize", "image": "ghcr.io/example/prompt-optimizer:1"}
+                            ],
+                        }
+                    }
+                }
+            },
+        },
+    }
+
+
+def _secrets(namespace: str, receivers: NotificationReceivers) -> list[dict[str, Any]]:
+    data = receivers.secret_data()
+
+    def secret(name: str, values: dict[str, str]) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace},
+            "type": "Opaque",
+            "data": {k: _b64(v) for k, v in values.items()},
+        }
+
+    return [
+        secret("slack-webhook", {"url": data["slack-url"]}),
+        secret("pagerduty", {"routing-key": data["pagerduty-routing-key"]}),
+        secret("finance-hook", {"url": data["webhook-url"]}),
+        secret("team-hook", {"url": data["webhook-url"], "hmac": "sandbox-hmac-key"}),
+    ]
+
+
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode()).decode()
+
+
+class World:
+    """Everything of :mod:`agentmedic.sandbox.world` started together; :meth:`stop` ends it.
+
+    ``operator`` is ``"thread"`` (the operator in this process), ``"process"`` (an
+    ``agentmedic run`` subprocess that :meth:`kill_operator` can SIGKILL and
+    :meth:`start_operator` start again) or ``"none"``.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        operator: str = "thread",
+        speed: float = 1.0,
+        seed: int = 7,
+        scrape_interval: timedelta = timedelta(seconds=1),
+        operator_env: dict[str, str] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.operator_mode = operator
+        self.speed = speed
+        self.seed = seed
+        self.scrape_interval = scrape_interval
+        self.operator_env = operator_env or {}
+        self.log = log or (lambda _msg: None)
+        self.emulator = ApiEmulator(history_limit=2000)
+        self.receivers = NotificationReceivers()
+        self.prometheus: PrometheusServer | None = None
+        self.sim: FleetSimulator | None = None
+        self._operator_thread: Any = None
+        self._operator_proc: subprocess.Popen[bytes] | None = None
+        self._tmp = tempfile.TemporaryDirectory(prefix="agentmedic-sandbox-")
+        self.operator_log = Path(self._tmp.name) / "operator.log"
+        self.started_at: float | None = None
+        self._stopped = threading.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> World:
+        self.emulator.start()
+        self.receivers.start()
+        namespaces = sorted(
+            {a.namespace for a in self.scenario.agents}
+            | {p["metadata"]["namespace"] for p in self.scenario.policies}
+        )
+        for ns in namespaces:
+            for obj in _secrets(ns, self.receivers):
+                self.emulator.create(obj)
+            self.emulator.create(_cron_job(ns))
+        for spec in self.scenario.agents:
+            self.emulator.create(_deployment(spec))
+        self.log(
+            f"API emulator on {self.emulator.url}: {len(self.scenario.agents)} agent Deployments"
+        )
+        self.sim = FleetSimulator(
+            self.scenario.agents,
+            seed=self.seed,
+            fleet_effects=self.scenario.fleet_effects,
+            state=self._agent_state,
+        )
+        targets = self.sim.scrape_targets()
+        self.prometheus = PrometheusServer(
+            scrape_targets=targets, scrape_interval=self.scrape_interval
+        ).start()
+        self.log(
+            f"Prometheus {self.prometheus.url} scraping {len(targets)} agents every "
+            f"{format_duration(self.scrape_interval)}"
+        )
+        self.sim.start(speed=self.speed)
+        self.started_at = time.monotonic()
+        if self.operator_mode != "none":
+            self.start_operator()
+        for policy in self.scenario.policies:
+            self.emulator.create(self._local_channels(policy))
+        self.log(f"applied {len(self.scenario.policies)} AgentPolicies")
+        return self
+
+    def _local_channels(self, policy: dict[str, Any]) -> dict[str, Any]:
+        """Point every PagerDuty channel at the local receiver: nothing leaves loopback."""
+        out = copy.deepcopy(policy)
+        for channel in out["spec"].get("notifications", {}).get("channels", []):
+            if "pagerduty" in channel:
+                channel["pagerduty"]["url"] = self.receivers.url_for(ReceiverKind.PAGERDUTY)
+        return out
+
+    def stop(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.stop_operator()
+        if self.sim is not None:
+            self.sim.close()
+        if self.prometheus is not None:
+            self.prometheus.stop()
+        self.receivers.stop()
+        self.emulator.stop()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> World:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ the operator
+
+    def operator_settings(self) -> dict[str, Any]:
+        assert self.prometheus is not None
+        namespaces = sorted({p["metadata"]["namespace"] for p in self.scenario.policies})
+        return {
+            "prometheus_url": self.prometheus.url,
+            "namespaces": namespaces,
+            "peering": "",
+            "metrics_port": 0,
+            "health_port": 0,
+            "log_format": "text",
+        }
+
+    def start_operator(self) -> None:
+        from agentmedic.operator.settings import load_settings
+
+        flags = self.operator_settings()
+        if self.operator_mode == "thread":
+            from agentmedic.operator.main import OperatorThread
+
+            settings = load_settings(flags=flags, environ=self.operator_env)
+            self._operator_thread = OperatorThread(settings, self.emulator.client_configuration())
+            self._operator_thread.start()
+        elif self.operator_mode == "process":
+            kubeconfig = self.emulator.write_kubeconfig(Path(self._tmp.name) / "kubeconfig")
+            args = [
+                sys.executable,
+                "-m",
+                "agentmedic.cli",
+                "run",
+                "--kubeconfig",
+                str(kubeconfig),
+                "--prometheus-url",
+                flags["prometheus_url"],
+                "--namespaces",
+                ",".join(flags["namespaces"]),
+                "--peering",
+                "",
+                "--metrics-port",
+                "0",
+                "--health-port",
+                "0",
+                "--log-format",
+                "text",
+            ]
+            env = {**os.environ, **self.operator_env}
+            with self.operator_log.open("ab") as out:
+                self._operator_proc = subprocess.Popen(args, stdout=out, stderr=out, env=env)
+        self.log(f"operator started ({self.operator_mode})")
+
+    def kill_operator(self) -> None:
+        """SIGKILL the operator subprocess (crash tests)."""
+        if self._operator_proc is not None:
+            self._operator_proc.kill()
+            self._operator_proc.wait()
+            self._operator_proc = None
+
+    def stop_operator(self) -> None:
+        if self._operator_thread is not None:
+            self._operator_thread.stop()
+            self._operator_thread = None
+        if self._operator_proc is not None:
+            self._operator_proc.terminate()
+            try:
+                self._operator_proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._operator_proc.kill()
+                self._operator_proc.wait()
+            self._operator_proc = None
+
+    @property
+    def operator(self) -> Any:
+        """The in-process :class:`~agentmedic.operator.app.Operator` (thread mode)."""
+        return None if self._operator_thread is None else self._operator_thread.operator
+
+    # ------------------------------------------------------------------ what is there
+
+    def elapsed(self) -> float:
+        return 0.0 if self.started_at is None else (time.monotonic() - self.started_at) * self.speed
+
+    def deployment(self, name: str, namespace: str = NAMESPACE) -> dict[str, Any]:
+        obj = self.emulator.get("apps/v1", "Deployment", namespace, name)
+        assert obj is not None, f"deployment {namespace}/{name} is gone"
+        return obj
+
+    def replicas(self, name: str, namespace: str = NAMESPACE) -> int:
+        return int(self.deployment(name, namespace)["spec"].get("replicas", 1))
+
+    def model(self, name: str, namespace: str = NAMESPACE) -> str | None:
+        for container in self.deployment(name, namespace)["spec"]["template"]["spec"]["containers"]:
+            if container["name"] == CONTAINER:
+                for var in container.get("env", []):
+                    if var["name"] == MODEL_ENV:
+                        return str(var.get("value"))
+        return None
+
+    def jobs(self, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
+        return self.emulator.list("batch/v1", "Job", namespace)
+
+    def events(self, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
+        return self.emulator.list("v1", "Event", namespace)
+
+    def policy(self, name: str, namespace: str = NAMESPACE) -> dict[str, Any]:
+        obj = self.emulator.get("agentmedic.io/v1alpha1", "AgentPolicy", namespace, name)
+        assert obj is not None
+        return obj
+
+    def pages(self, state: str | None = None) -> list[dict[str, Any]]:
+        """PagerDuty events received (``trigger``/``resolve``)."""
+        out = [r.json() for r in self.receivers.accepted(ReceiverKind.PAGERDUTY)]
+        return [e for e in out if state is None or e.get("event_action") == state]
+
+    def slack_messages(self) -> list[dict[str, Any]]:
+        return [r.json() for r in self.receivers.accepted(ReceiverKind.SLACK)]
+
+    def wait_until(
+        self, predicate: Callable[[], bool], *, timeout: float, what: str, poll: float = 0.5
+    ) -> None:
+        """Poll ``predicate`` until true; raise ``TimeoutError`` naming ``what`` otherwise."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(poll)
+        raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+    def _agent_state(self, namespace: str, name: str) -> AgentState | None:
+        obj = self.emulator.get("apps/v1", "Deployment", namespace, name)
+        if obj is None:
+            return AgentState(model="", replicas=0)
+        model = None
+        for container in obj["spec"]["template"]["spec"]["containers"]:
+            if container["name"] == CONTAINER:
+                for var in container.get("env", []):
+                    if var["name"] == MODEL_ENV:
+                        model = var.get("value")
+        return AgentState(model=str(model or ""), replicas=int(obj["spec"].get("replicas", 1)))
