@@ -172,3 +172,11 @@ def test_a_workload_scaled_to_zero_by_someone_else_is_held_quietly() -> None:
     outcomes = Sim(spec, agents).steps(10, a0=NO_DATA)
     assert all(not o.decisions and not o.notifications for o in outcomes)
     assert outcomes[-1].agents[agent("a0")] == AgentStatus.NO_DATA
+
+
+def test_auto_restore_waits_at_least_the_longest_window_so_stale_data_never_judges() -> None:
+    sim = _disabled_sim({"mode": "auto", "healthyFor": "1m"})  # the rule's window is 5m
+    assert not sim.step(a0=NO_DATA, after=timedelta(minutes=4)).decisions
+    (d,) = sim.step(a0=NO_DATA, after=timedelta(minutes=1)).decisions
+    assert d.evidence.for_ == timedelta(minutes=5)
+    assert "longest window 5m" in d.reason

@@ -81,7 +81,7 @@ def test_apply_decisions_records_what_restore_needs() -> None:
     assert w.disabled is not None
     assert (w.disabled.previous_replicas, w.disabled.episode) == (3, down.episode)
     sim.step(a0={"error_rate": None})
-    (up,) = sim.step(a0={"error_rate": None}, after=timedelta(minutes=1)).decisions
+    (up,) = sim.step(a0={"error_rate": None}, after=timedelta(minutes=5)).decisions
     assert up.kind == DecisionKind.RESTORE
     assert (sim.workload("a0").replicas, sim.workload("a0").disabled) == (3, None)
 

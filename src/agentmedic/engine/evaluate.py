@@ -116,6 +116,7 @@ class _Agent:
     __slots__ = (
         "agent",
         "assume",
+        "changed_at",
         "disabled",
         "downgraded",
         "external_zero",
@@ -125,6 +126,7 @@ class _Agent:
         "lacks_data",
         "no_data_since",
         "prior",
+        "restored_at",
         "retry",
         "rules",
         "stage_v",
@@ -150,6 +152,8 @@ class _Agent:
         self.healthy_since = prior.healthy_since
         self.disabled = prior.disabled
         self.downgraded = prior.downgraded
+        self.changed_at = prior.changed_at
+        self.restored_at = prior.restored_at
         self.frozen = False
         self.external_zero = False
         self.lacks_data = False
@@ -179,6 +183,8 @@ class _Agent:
             and self.downgraded is p.downgraded
             and self.no_data_since == p.no_data_since
             and self.healthy_since == p.healthy_since
+            and self.changed_at == p.changed_at
+            and self.restored_at == p.restored_at
         ):
             return p
         return AgentState(
@@ -187,6 +193,8 @@ class _Agent:
             healthy_since=self.healthy_since,
             disabled=self.disabled,
             downgraded=self.downgraded,
+            changed_at=self.changed_at,
+            restored_at=self.restored_at,
         )
 
 
@@ -210,6 +218,9 @@ class _Cycle:
             compile_rule(r, spec.agent_label, canon) for r in spec.rules
         ]
         self.retry_after = max(2 * spec.interval, timedelta(seconds=1))
+        self.longest_window = max(
+            (c.window for r in spec.rules for c in (*r.all_of, *r.any_of)), default=timedelta(0)
+        )
         self.dry_run = spec.guardrails.dry_run
         self.quiet = in_quiet_hours(spec.guardrails.quiet_hours, now)
         self.work: dict[AgentId, _Agent] = {}
@@ -218,7 +229,6 @@ class _Cycle:
         self.considered = 0
         self.decisions: list[Decision] = []
         self.stamps: list[ActionStamp] = []
-        self.changed: set[AgentId] = set()
         self.ended: dict[str, str] = {}
         self.escalations: dict[tuple[AgentId, str], tuple[str, str]] = {}
         self.decided: dict[tuple[AgentId, str], Decision] = {}
@@ -277,7 +287,7 @@ class _Cycle:
         self._reconcile_disabled(a)
         self._reconcile_downgraded(a)
         w = a.workload
-        if a.disabled is not None and not a.disabled.dry_run:
+        if a.restored_at == self.now or (a.disabled is not None and not a.disabled.dry_run):
             # A disabled agent has no executions: its rules would see no data, which must
             # neither resolve its episode nor count against it. Hold every rule as it is.
             a.frozen = True
@@ -635,7 +645,7 @@ class _Cycle:
             elif prior is not None:
                 self.ended[prior.episode] = Reason.OUTAGE_OVER
         # When an outage ends, the breaches it covered start over: an agent still breaching
-        # needs a fresh `for` before anything is done to it.
+        # begins a new breach now and needs a fresh `for` before anything is done to it.
         ended = {name for name in self.prior.systemic if name not in self.systemic}
         if not ended:
             return
@@ -647,17 +657,10 @@ class _Cycle:
                 rs = a.rules.get(r.name)
                 if rs is None or not rs.systemic:
                     continue
+                fresh = rs.idle()
                 if a.agent in breaching:
-                    a.set_rule(
-                        r.name,
-                        RuleState(
-                            pending_since=self.now,
-                            last_action_at=rs.last_action_at,
-                            last_action_episode=rs.last_action_episode,
-                        ),
-                    )
-                else:
-                    a.set_rule(r.name, rs.idle())
+                    fresh = self._advance(a, r, fresh, BREACH)
+                a.set_rule(r.name, fresh)
 
     # ------------------------------------------------------------------ 5. remediation
 
@@ -749,9 +752,9 @@ class _Cycle:
             systemic_rules=frozenset(self.systemic),
         )
         for c in candidates:
-            if c.agent in self.changed:
-                continue  # one workload change per agent per cycle; the rest wait
             a = self.work[c.agent]
+            if a.changed_at == self.now:
+                continue  # one workload change per agent per cycle; the rest wait
             if a.disabled is not None:
                 continue
             rs = a.rules[c.rule]
@@ -800,7 +803,7 @@ class _Cycle:
                     from_model=prev.from_model if prev is not None else a.workload.model,
                     to_model=target,
                 )
-            self.changed.add(c.agent)
+            a.changed_at = self.now
 
     def _switch_target(
         self, a: _Agent, action: Action
@@ -884,7 +887,7 @@ class _Cycle:
 
     def _restore(self) -> None:
         for a in self.work.values():
-            if a.agent in self.changed:
+            if a.changed_at == self.now:
                 continue
             if a.disabled is not None:
                 self._restore_disabled(a)
@@ -919,13 +922,17 @@ class _Cycle:
             code = Reason.BUDGET_PERIOD_ENDED
             why = f"the budget episode that disabled it ({m.rule}) is over"
         else:
+            # Down for healthyFor, and at least for the longest window of the rules: a
+            # restored agent must never be judged again on data from before it was disabled.
+            wait = max(recovery.healthy_for, self.longest_window)
             evidence = None
-            if recovery.mode == RecoveryMode.AUTO and self.now - m.at >= recovery.healthy_for:
-                evidence = Evidence("all", (), m.at, recovery.healthy_for, self.now)
+            if recovery.mode == RecoveryMode.AUTO and self.now - m.at >= wait:
+                evidence = Evidence("all", (), m.at, wait, self.now)
             code = Reason.AUTO_RECOVERY
             why = (
                 f"disabled by {m.rule} for {format_duration(self.now - m.at)} "
-                f"(recovery.healthyFor {format_duration(recovery.healthy_for)}); "
+                f"(recovery.healthyFor {format_duration(recovery.healthy_for)}, longest "
+                f"window {format_duration(self.longest_window)}); "
                 "restoring to see whether it recovered"
             )
         if evidence is None:
@@ -1017,7 +1024,11 @@ class _Cycle:
             new = replace(m, suppressed=marker)
         else:
             new = replace(m, restoring_at=self.now, restore_to=restore.model, suppressed=None)
-            self.changed.add(a.agent)
+            a.changed_at = self.now
+            if restore.replicas:
+                # Evaluated again in this same cycle, the agent must not be judged on samples
+                # taken while it was down.
+                a.restored_at = self.now
         if disabled:
             a.disabled = new
         else:

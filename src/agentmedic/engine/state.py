@@ -208,6 +208,12 @@ class AgentState:
     """Set while the agent is (or is being, or in dry run would be) scaled to zero."""
     downgraded: Mark | None = None
     """Set while the agent is (or is being, or in dry run would be) on a cheaper model."""
+    changed_at: datetime | None = None
+    """When the last workload change (restores included) was decided: one per cycle, even
+    when a cycle is evaluated twice."""
+    restored_at: datetime | None = None
+    """When the agent was last brought back from zero replicas by the engine: it is not
+    judged in that cycle (its samples predate the restore)."""
 
     @property
     def empty(self) -> bool:
@@ -218,6 +224,8 @@ class AgentState:
             and self.healthy_since is None
             and self.disabled is None
             and self.downgraded is None
+            and self.changed_at is None
+            and self.restored_at is None
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -233,6 +241,10 @@ class AgentState:
             out["disabled"] = self.disabled.to_dict()
         if self.downgraded is not None:
             out["downgraded"] = self.downgraded.to_dict()
+        if self.changed_at is not None:
+            out["changedAt"] = _t(self.changed_at)
+        if self.restored_at is not None:
+            out["restoredAt"] = _t(self.restored_at)
         return out
 
     @classmethod
@@ -246,6 +258,8 @@ class AgentState:
             healthy_since=_p(d.get("healthySince")),
             disabled=Mark.from_dict(d["disabled"]) if "disabled" in d else None,
             downgraded=Mark.from_dict(d["downgraded"]) if "downgraded" in d else None,
+            changed_at=_p(d.get("changedAt")),
+            restored_at=_p(d.get("restoredAt")),
         )
 
 
