@@ -241,3 +241,14 @@ def test_counts_put_each_agent_in_one_state() -> None:
         "downgraded": 0,
         "no_data": 2,
     }
+
+
+def test_a_rule_removed_from_the_spec_is_forgotten_and_its_message_resolved() -> None:
+    sim = Sim(policy(rule("r"), rule("gone", cond("latency_p95_ms", ">", 5000))), fleet(4))
+    sim.step(a0={"latency_p95_ms": 9000.0})
+    sim.spec = policy(rule("r"))
+    sim.input = type(sim.input)(sim.spec, "agents", "p", UID, sim.input.agents)
+    o = sim.step(a0={"latency_p95_ms": 9000.0})
+    assert [(n.rule, n.state) for n in o.notifications] == [("gone", "resolved")]
+    assert sim.state is not None
+    assert agent("a0") not in sim.state.agents

@@ -38,7 +38,11 @@ not observed after two intervals is decided again with the same episode key, whi
 actions layer turns into a no-op if it did land. A confirmed change whose record
 disappears was restored, by a person or by the engine's own restore decision. So the
 same inputs after an action was applied yield no new decision, and a crash between
-deciding and applying is repaired on the next cycle.
+deciding and applying is repaired on the next cycle. A decision the operator chose not
+to apply (another policy's change won, see ``strongest_per_agent``) is simply not
+observed and comes back after two intervals if it is still warranted. Evaluating the same
+cycle twice (same ``now``) decides nothing new: each agent gets at most one change per
+``now`` (``AgentState.changed_at``).
 
 Behaviour in short
 ------------------
@@ -78,8 +82,10 @@ Behaviour in short
   limit; budget changes are restored when the period (or the rolling overspend) ends,
   unless onNewPeriod is keep. Budget stages apply the same guardrails as rules.
 - Recovery: manual leaves disabled and downgraded agents to people; auto restores a
-  disabled agent after healthyFor down (a probe: a relapse is a new episode) and steps
-  a downgraded agent one tier back up after each healthyFor of health.
+  disabled agent after healthyFor down, and at least the longest rule window so it is
+  never judged on data from before it went down (a probe: a relapse is a new episode),
+  and steps a downgraded agent one tier back up after each healthyFor of health (not
+  while a budget stage holds it down). Only this policy's changes are restored.
 - Dry run: decisions are marked ``dry_run`` and change nothing; guardrails, cooldown
   and the blast-radius cap still apply as if they had, so the record is realistic.
 - Quiet hours: every workload change (restores included) waits; notifications go out.

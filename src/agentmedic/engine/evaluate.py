@@ -217,6 +217,9 @@ class _Cycle:
         self.rules: list[CompiledRule] = [
             compile_rule(r, spec.agent_label, canon) for r in spec.rules
         ]
+        self.known_rules = frozenset(
+            [r.name for r in spec.rules] + ([SOFT, HARD] if spec.budget is not None else [])
+        )
         self.retry_after = max(2 * spec.interval, timedelta(seconds=1))
         self.longest_window = max(
             (c.window for r in spec.rules for c in (*r.all_of, *r.any_of)), default=timedelta(0)
@@ -225,7 +228,6 @@ class _Cycle:
         self.quiet = in_quiet_hours(spec.guardrails.quiet_hours, now)
         self.work: dict[AgentId, _Agent] = {}
         self.breaching: list[list[_Agent]] = [[] for _ in self.rules]
-        self.flagged: list[list[_Agent]] = [[] for _ in self.rules]
         self.considered = 0
         self.decisions: list[Decision] = []
         self.stamps: list[ActionStamp] = []
@@ -284,6 +286,10 @@ class _Cycle:
     # ------------------------------------------------------------------ 1. reconcile
 
     def _reconcile(self, a: _Agent) -> None:
+        if a.rules and not self.known_rules.issuperset(a.rules):
+            # Rules removed from the spec: forget them (their messages resolve).
+            for name in [n for n in a.rules if n not in self.known_rules]:
+                a.set_rule(name, None)
         self._reconcile_disabled(a)
         self._reconcile_downgraded(a)
         w = a.workload
