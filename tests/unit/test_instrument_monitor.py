@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -450,3 +451,68 @@ def test_importing_the_sdk_pulls_in_neither_openai_nor_the_operator() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def _scripted(monitor: AgentMonitor) -> None:
+    # Explicit durations everywhere: the two runs must be identical, wall clock aside.
+    for i in range(30):
+        monitor.record_execution(
+            latency_s=[0.05, 0.1, 2.5, 7.0, 119.0, 200.0][i % 6],
+            status="error" if i % 7 == 0 else "success",
+            model="gpt-4o" if i % 3 else "gpt-4o-mini",
+            llm_calls=[
+                LLMCall(
+                    request_model="gpt-4o",
+                    input_tokens=100 * i,
+                    output_tokens=i,
+                    duration_s=0.01 * i,
+                    error_type="Timeout" if i % 5 == 0 else None,
+                )
+            ],
+            tools=[ToolCallRecord("search", 0.005 * i, success=i % 4 != 0)],
+        )
+
+
+def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in registry.collect()
+        for s in family.samples
+        if not s.name.endswith("_created")
+    }
+
+
+def test_fast_series_store_exposes_what_prometheus_client_objects_would() -> None:
+    from agentmedic.instrument import series
+
+    fast_registry, client_registry = CollectorRegistry(), CollectorRegistry()
+    series._by_registry[client_registry] = series._ClientStore(client_registry)
+    _scripted(AgentMonitor("twin", fast_registry, model="gpt-4o"))
+    _scripted(AgentMonitor("twin", client_registry, model="gpt-4o"))
+    fast, client = _samples(fast_registry), _samples(client_registry)
+    assert fast.keys() == client.keys()
+    for key, v in fast.items():
+        assert v == pytest.approx(client[key], rel=1e-12), key
+    assert ("agent_execution_duration_seconds_bucket", (("agent", "twin"), ("le", "+Inf"),
+            ("model", "gpt-4o"))) in fast  # fmt: skip
+
+
+def test_multiprocess_mode_records_into_prometheus_client_shared_files(tmp_path: Any) -> None:
+    code = (
+        "from prometheus_client import CollectorRegistry, multiprocess\n"
+        "from agentmedic.instrument import AgentMonitor\n"
+        "m = AgentMonitor('worker-bot', model='gpt-4o')\n"
+        "with m.execution() as ex:\n"
+        "    ex.usage(1000, 10)\n"
+        "r = CollectorRegistry()\n"
+        "multiprocess.MultiProcessCollector(r)\n"
+        "print(r.get_sample_value('agent_executions_total',"
+        " {'agent': 'worker-bot', 'model': 'gpt-4o', 'status': 'success'}))\n"
+        "print(r.get_sample_value('agent_info', {'agent': 'worker-bot', 'model': 'gpt-4o'}))\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.split() == ["1.0", "1.0"]
+    assert any(tmp_path.iterdir())  # the values live in the shared files

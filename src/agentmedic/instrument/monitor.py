@@ -25,7 +25,6 @@ along (``loop.run_in_executor`` does not, ``asyncio.to_thread`` does).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
@@ -46,7 +45,19 @@ from agentmedic.instrument.record import (
     ToolCallEntry,
     ToolCallRecord,
 )
-from agentmedic.instrument.series import families_for
+from agentmedic.instrument.series import (
+    AGENT_INFO,
+    COST_USD_TOTAL,
+    EXECUTION_DURATION_SECONDS,
+    EXECUTIONS_TOTAL,
+    GEN_AI_OPERATION_DURATION,
+    GEN_AI_TOKEN_USAGE,
+    TOKENS_TOTAL,
+    TOOL_CALLS_TOTAL,
+    TOOL_DURATION_SECONDS,
+    SeriesStore,
+    store_for,
+)
 
 __all__ = ["AgentMonitor", "Execution", "ToolSpan", "current_execution"]
 
@@ -93,18 +104,16 @@ def _rfc3339(epoch: float) -> str:
 
 
 class _ModelSeries:
-    """Label children for one (agent, model), resolved once: ``labels()`` costs more than
-    the increment itself."""
+    """The cells of one (agent, model), resolved once per model rather than per execution."""
 
-    __slots__ = ("_monitor", "cost", "duration", "error", "success", "tokens_in", "tokens_out")
+    __slots__ = ("cost", "duration", "error", "success", "tokens_in", "tokens_out")
 
-    def __init__(self, monitor: AgentMonitor, model: str) -> None:
-        f, agent = monitor._families, monitor.agent
-        self.success = f.executions.labels(agent, model, "success")
-        self.error = f.executions.labels(agent, model, "error")
-        self.duration = f.execution_duration.labels(agent, model)
-        self.tokens_in = f.tokens.labels(agent, model, "input")
-        self.tokens_out = f.tokens.labels(agent, model, "output")
+    def __init__(self, store: SeriesStore, agent: str, model: str) -> None:
+        self.success = store.counter(EXECUTIONS_TOTAL, (agent, model, "success"))
+        self.error = store.counter(EXECUTIONS_TOTAL, (agent, model, "error"))
+        self.duration = store.histogram(EXECUTION_DURATION_SECONDS, (agent, model))
+        self.tokens_in = store.counter(TOKENS_TOTAL, (agent, model, "input"))
+        self.tokens_out = store.counter(TOKENS_TOTAL, (agent, model, "output"))
         # Created on the first priced execution: a model without a price must show no cost
         # series at all (unknown), not a cost of 0.
         self.cost: Any = None
@@ -113,11 +122,31 @@ class _ModelSeries:
 class _ToolSeries:
     __slots__ = ("duration", "error", "success")
 
-    def __init__(self, monitor: AgentMonitor, tool: str) -> None:
-        f, agent = monitor._families, monitor.agent
-        self.success = f.tool_calls.labels(agent, tool, "success")
-        self.error = f.tool_calls.labels(agent, tool, "error")
-        self.duration = f.tool_duration.labels(agent, tool)
+    def __init__(self, store: SeriesStore, agent: str, tool: str) -> None:
+        self.success = store.counter(TOOL_CALLS_TOTAL, (agent, tool, "success"))
+        self.error = store.counter(TOOL_CALLS_TOTAL, (agent, tool, "error"))
+        self.duration = store.histogram(TOOL_DURATION_SECONDS, (agent, tool))
+
+
+class _CallSeries:
+    """The GenAI histograms of one (operation, provider, request model, response model)."""
+
+    __slots__ = ("_labels", "_store", "durations", "input", "output")
+
+    def __init__(self, store: SeriesStore, labels: tuple[str, ...]) -> None:
+        self._store = store
+        self._labels = labels
+        self.input = store.histogram(GEN_AI_TOKEN_USAGE, (*labels, "input"))
+        self.output = store.histogram(GEN_AI_TOKEN_USAGE, (*labels, "output"))
+        self.durations: dict[str, Any] = {}
+
+    def duration(self, error_type: str) -> Any:
+        cell = self.durations.get(error_type)
+        if cell is None:
+            cell = self.durations[error_type] = self._store.histogram(
+                GEN_AI_OPERATION_DURATION, (*self._labels, error_type)
+            )
+        return cell
 
 
 class AgentMonitor:
@@ -125,7 +154,7 @@ class AgentMonitor:
 
     :param agent: the agent's name, the ``agent`` label of every series.
     :param registry: the prometheus_client registry to register in; the default
-        registry when ``None``. Monitors sharing a registry share the metric families.
+        registry when ``None``. Monitors sharing a registry share its series store.
     :param model: the model the agent runs with, used when an execution names none;
         exported as ``agent_info{agent, model} 1``.
     :param provider: ``gen_ai.provider.name`` for LLM calls (``openai``, ``azure.ai.openai``…).
@@ -154,10 +183,10 @@ class AgentMonitor:
         self.prices = _shared_default_prices() if prices is None else prices
         self.logger = logging.getLogger(EXECUTION_LOGGER) if logger is None else logger
         self.on_record = on_record
-        self._families = families_for(registry)
+        self._store = store_for(registry)
         self._models: dict[str, _ModelSeries] = {}
         self._tools: dict[str, _ToolSeries] = {}
-        self._gen_ai: dict[tuple[str, ...], Any] = {}
+        self._calls: dict[tuple[str, str, str, str], _CallSeries] = {}
         self._info_model: str | None = None
         self._info_lock = threading.Lock()
         self._model: str | None = None
@@ -226,61 +255,56 @@ class AgentMonitor:
             return
         with self._info_lock:
             previous, self._info_model = self._info_model, model
-            info = self._families.info
             if previous is not None:
-                with contextlib.suppress(KeyError):
-                    info.remove(self.agent, previous)
-            info.labels(self.agent, model).set(1)
+                self._store.set_gauge(AGENT_INFO, (self.agent, previous), None)
+            self._store.set_gauge(AGENT_INFO, (self.agent, model), 1.0)
 
     def _model_series(self, model: str) -> _ModelSeries:
         series = self._models.get(model)
         if series is None:
-            series = self._models[model] = _ModelSeries(self, model)
+            series = self._models[model] = _ModelSeries(self._store, self.agent, model)
         return series
 
     def _observe_tool(self, name: str, duration_s: float, success: bool) -> None:
         series = self._tools.get(name)
         if series is None:
-            series = self._tools[name] = _ToolSeries(self, name)
-        (series.success if success else series.error).inc()
-        series.duration.observe(duration_s)
-
-    def _gen_ai_child(self, histogram: Any, key: tuple[str, ...]) -> Any:
-        child = self._gen_ai.get(key)
-        if child is None:
-            child = self._gen_ai[key] = histogram.labels(*key[1:])
-        return child
+            series = self._tools[name] = _ToolSeries(self._store, self.agent, name)
+        with self._store.lock:
+            (series.success if success else series.error).add(1)
+            series.duration.observe(duration_s)
 
     def _observe_llm_call(self, call: LLMCall, fallback_model: str | None) -> None:
-        f = self._families
-        operation = call.operation
-        provider = call.provider or self.provider
-        request_model = call.request_model or fallback_model or ""
-        response_model = call.response_model or ""
-        base = (self.agent, operation, provider, request_model, response_model)
-        if call.input_tokens is not None:
-            key = ("t", *base, "input")
-            self._gen_ai_child(f.gen_ai_token_usage, key).observe(call.input_tokens)
-        if call.output_tokens is not None:
-            key = ("t", *base, "output")
-            self._gen_ai_child(f.gen_ai_token_usage, key).observe(call.output_tokens)
-        if call.duration_s is not None:
-            key = ("d", *base, call.error_type or "")
-            self._gen_ai_child(f.gen_ai_operation_duration, key).observe(call.duration_s)
+        key = (
+            call.operation,
+            call.provider or self.provider,
+            call.request_model or fallback_model or "",
+            call.response_model or "",
+        )
+        series = self._calls.get(key)
+        if series is None:
+            series = self._calls[key] = _CallSeries(self._store, (self.agent, *key))
+        duration = series.duration(call.error_type or "") if call.duration_s is not None else None
+        with self._store.lock:
+            if call.input_tokens is not None:
+                series.input.observe(call.input_tokens)
+            if call.output_tokens is not None:
+                series.output.observe(call.output_tokens)
+            if duration is not None:
+                duration.observe(call.duration_s)
 
     def _price(self, call: LLMCall, model: str) -> float | None:
         # The response model is what was billed; the request model is the fallback (an
         # alias the table knows when the dated response model is new); calls that name no
         # model (ex.usage) are priced at the execution's model.
-        names = [n for n in (call.response_model, call.request_model) if n] or [model]
-        prices = self.prices
-        for name in names:
-            if prices.lookup(name) is not None:
-                return prices.cost(
-                    name, call.input_tokens or 0, call.output_tokens or 0, call.cached_input_tokens
-                )
-        prices.warn_unknown(names[0])
-        return None
+        lookup = self.prices.lookup
+        name = call.response_model or call.request_model or model
+        price = lookup(name)
+        if price is None and call.response_model and call.request_model:
+            price = lookup(call.request_model)
+        if price is None:
+            self.prices.warn_unknown(name)
+            return None
+        return price.cost(call.input_tokens or 0, call.output_tokens or 0, call.cached_input_tokens)
 
     def _finish(
         self,
@@ -315,18 +339,19 @@ class AgentMonitor:
                 spent += cost
 
         series = self._model_series(model)
-        (series.success if status == "success" else series.error).inc()
-        series.duration.observe(latency_s)
-        if input_tokens:
-            series.tokens_in.inc(input_tokens)
-        if output_tokens:
-            series.tokens_out.inc(output_tokens)
-        if spent > 0:
-            # Known spend is counted even when part of the execution is unpriced: budgets
-            # must not lose real spend, and the warning already says what is missing.
-            if series.cost is None:
-                series.cost = self._families.cost.labels(self.agent, model)
-            series.cost.inc(spent)
+        if spent > 0 and series.cost is None:
+            series.cost = self._store.counter(COST_USD_TOTAL, (self.agent, model))
+        with self._store.lock:
+            (series.success if status == "success" else series.error).add(1)
+            series.duration.observe(latency_s)
+            if input_tokens:
+                series.tokens_in.add(input_tokens)
+            if output_tokens:
+                series.tokens_out.add(output_tokens)
+            if spent > 0:
+                # Known spend is counted even when part of the execution is unpriced:
+                # budgets must not lose real spend, and the warning says what is missing.
+                series.cost.add(spent)
         if model != self._info_model and model != UNKNOWN_MODEL:
             self._update_info(model)
 
@@ -364,7 +389,7 @@ class AgentMonitor:
                 __file__,
                 0,
                 _encode_json(record),
-                None,
+                (),
                 None,
                 extra={"execution": record},
             )

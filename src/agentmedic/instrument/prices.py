@@ -49,11 +49,12 @@ class ModelPrice:
         """Cost in USD. ``cached_input_tokens`` is the part of ``input_tokens`` that was
         served from cache (OpenAI reports it that way: cached tokens are included in
         ``prompt_tokens``/``input_tokens``)."""
-        cached = min(max(cached_input_tokens, 0), input_tokens)
-        cached_price = self.input if self.cached_input is None else self.cached_input
+        if cached_input_tokens <= 0 or self.cached_input is None:
+            return (input_tokens * self.input + output_tokens * self.output) / 1_000_000
+        cached = min(cached_input_tokens, input_tokens)
         return (
             (input_tokens - cached) * self.input
-            + cached * cached_price
+            + cached * self.cached_input
             + output_tokens * self.output
         ) / 1_000_000
 

@@ -27,7 +27,7 @@ Schema (keys always present, in this order)::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, TypedDict
+from typing import Literal, NamedTuple, TypedDict
 
 __all__ = [
     "DecisionEntry",
@@ -66,9 +66,9 @@ class LLMCall:
     """``gen_ai.provider.name``; ``None`` means the monitor's provider."""
 
 
-@dataclass(frozen=True, slots=True)
-class ToolCallRecord:
-    """One finished tool call."""
+class ToolCallRecord(NamedTuple):
+    """One finished tool call. (A named tuple: one is built per tool call, and a tuple is
+    the cheapest immutable record Python has.)"""
 
     name: str
     duration_s: float
