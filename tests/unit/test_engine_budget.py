@@ -136,15 +136,20 @@ def test_hard_after_soft_disables_the_downgraded_agent() -> None:
 
 
 def test_forecast_fires_the_soft_stage_early_with_the_crossing_time() -> None:
-    sim = Sim(_spec(soft={"atPercent": 80, "forecast": True, "actions": []}), fleet(4))
+    soft = {"atPercent": 80, "forecast": True, "actions": [{"notify": {"channels": ["finance"]}}]}
+    sim = Sim(_spec(soft=soft), fleet(4))
     # 12:00, 20 USD so far, 5 USD in the last hour: 20 + 5 * 12 h = 80 by midnight.
     o = sim.step(a0={"spend": 20.0, "burn": 5.0})
     assert o.spend is not None
     assert o.spend.forecast_usd == pytest.approx(80.0)
     assert o.spend.crosses_at == T0 + timedelta(hours=6)
-    assert not o.notifications, "soft has no notify action here"
-    assert sim.state is not None
-    assert sim.state.agent(agent("a0")).rules["budget.soft"].firing
+    (n,) = o.notifications
+    assert n.rule == "budget.soft"
+    assert n.summary.endswith(
+        "cost_usd_forecast[1h] = 80 >= 50; projected to reach 50 USD at 2025-03-03T18:00:00Z"
+    )
+    assert n.evidence is not None
+    assert n.evidence.holds()
 
 
 def test_no_crossing_time_when_the_limit_is_not_reached_this_period() -> None:

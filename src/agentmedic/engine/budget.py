@@ -15,7 +15,7 @@ the period's end; for a rolling period it is the burn rate over a whole period.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from agentmedic.api.types import Budget, Op
 from agentmedic.engine.conditions import BREACH, CLEAR, UNKNOWN, ConditionEvidence, Evidence
@@ -39,6 +39,15 @@ class StageInput:
     """Projected spend at the period's end."""
     spend_window: timedelta
     """The window spend was queried over."""
+    crosses_at: datetime | None = None
+    """When spend would reach limitUSD at the recent burn rate, if within the period."""
+
+    def describe_crossing(self, limit_usd: float) -> str:
+        """``; projected to reach 50 USD at 2025-03-03T18:00:00Z`` or nothing."""
+        if self.crosses_at is None:
+            return ""
+        when = self.crosses_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"; projected to reach {limit_usd:g} USD at {when}"
 
 
 def forecast(

@@ -26,6 +26,7 @@ from typing import Final
 
 from agentmedic.api.durations import format_duration
 from agentmedic.api.types import Action, Condition, Op, Rule, Severity
+from agentmedic.engine.reasons import Reason
 from agentmedic.engine.series import SeriesKey
 
 __all__ = [
@@ -104,6 +105,20 @@ class ConditionEvidence:
         if self.observed is None or math.isnan(self.observed):
             return UNKNOWN
         return BREACH if OPS[self.op](self.observed, self.threshold) else CLEAR
+
+    @property
+    def reason(self) -> str:
+        """The verdict as a Reason: Breaching, Healthy, InsufficientSamples, NoData or
+        NoDataBreach."""
+        if self.assumed_breach:
+            return Reason.NO_DATA_BREACH
+        if self.min_samples is not None and (
+            self.executions is None or self.executions < self.min_samples
+        ):
+            return Reason.INSUFFICIENT_SAMPLES
+        if self.observed is None or math.isnan(self.observed):
+            return Reason.NO_DATA
+        return Reason.BREACHING if self.verdict() == BREACH else Reason.HEALTHY
 
     def describe(self) -> str:
         """``error_rate[5m] = 0.31 > 0.15 (n=120)``: the condition in one line."""

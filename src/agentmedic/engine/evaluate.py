@@ -506,6 +506,7 @@ class _Cycle:
             else:
                 spent = None
             fc: float | None = None
+            crossing: datetime | None = None
             if burn is not None and burn == burn:
                 total_burn = burn + (total_burn or 0.0)
                 if spent is not None:
@@ -514,11 +515,13 @@ class _Cycle:
                     sum_forecast = fc + (sum_forecast or 0.0)
                     if spent < limit and rate > 0:
                         seconds = (limit - spent) / rate
-                        if seconds <= horizon and (earliest is None or seconds < earliest):
-                            earliest = seconds
+                        if seconds <= horizon:
+                            crossing = now + timedelta(seconds=seconds)
+                            if earliest is None or seconds < earliest:
+                                earliest = seconds
             else:
                 burn = None
-            a.figures = StageInput(spent, burn, fc, window)
+            a.figures = StageInput(spent, burn, fc, window, crossing)
             if new_period:
                 for stage in (SOFT, HARD):
                     rs = a.rules.get(stage)
@@ -561,7 +564,7 @@ class _Cycle:
             )
             return
         fc, crosses = forecast(budget, period, now, total, total_burn)
-        figures = StageInput(total, total_burn, fc, window)
+        figures = StageInput(total, total_burn, fc, window, crosses)
         self.policy_figures = figures
         self.spend = SpendReport(
             period.start, period.end, total or 0.0, limit, fc, crosses, per_agent
@@ -711,6 +714,8 @@ class _Cycle:
                         continue
                     c = self._candidate(a, stage, action, _STAGE_SEVERITY[stage], rs, evidence)
                     c.reason_code = _STAGE_REASON[stage]
+                    if stage == SOFT:
+                        c.note = figures.describe_crossing(budget.limit_usd)
                     c.badness = mine / budget.limit_usd
                     out.append(c)
         out.sort(key=lambda c: (-c.strength, -c.severity_rank, -c.badness, c.agent, c.rule))
@@ -753,7 +758,11 @@ class _Cycle:
             cooldown=g.cooldown,
             max_per_hour=g.max_actions_per_hour,
             max_disabled=math.floor(len(self.work) * g.max_disabled_percent / 100),
-            disabled=sum(1 for a in self.work.values() if a.disabled is not None),
+            # An agent restored in this very cycle frees its slot from the next cycle on,
+            # so evaluating the cycle again after the restore landed decides the same.
+            disabled=sum(
+                1 for a in self.work.values() if a.disabled is not None or a.restored_at == self.now
+            ),
             recent=recent,
             systemic_rules=frozenset(self.systemic),
         )
@@ -859,7 +868,7 @@ class _Cycle:
             DecisionKind.PROMPT_OPTIMIZATION: "start a prompt-optimization Job",
         }[kind]
         head = "rule" if not c.rule.startswith("budget.") else "budget stage"
-        reason = f"{head} {c.rule} firing: {c.evidence.describe()}; {what}"
+        reason = f"{head} {c.rule} firing: {c.evidence.describe()}{c.note}; {what}"
         if c.retry:
             reason += " (again: the earlier decision was not observed on the workload)"
         if suppressed is not None:
@@ -1221,9 +1230,10 @@ class _Cycle:
             evidence = stage_evidence(
                 budget, ref, figures, None if rs is None else rs.pending_since, now
             )
+            note = figures.describe_crossing(budget.limit_usd) if ref == SOFT else ""
             if a is not None:
                 return self._agent_notice(
-                    key, a, ref, _STAGE_SEVERITY[ref], stage_channels[ref], evidence
+                    key, a, ref, _STAGE_SEVERITY[ref], stage_channels[ref], evidence, note
                 )
             return Notification(
                 channels=stage_channels[ref],
@@ -1233,7 +1243,7 @@ class _Cycle:
                 severity=_STAGE_SEVERITY[ref],
                 state="firing",
                 summary=f"policy {self.policy.namespace}/{self.policy.name}: {ref} reached — "
-                f"{evidence.describe()}; applies to all {len(self.work)} agents",
+                f"{evidence.describe()}{note}; applies to all {len(self.work)} agents",
                 reason_code=_STAGE_REASON[ref],
                 evidence=evidence,
                 dry_run=self.dry_run,
@@ -1296,6 +1306,7 @@ class _Cycle:
         severity: Severity,
         channels: tuple[str, ...],
         evidence: Evidence,
+        note: str = "",
     ) -> Notification:
         decision = self.decided.get((a.agent, rule))
         escalation = self.escalations.get((a.agent, rule))
@@ -1321,7 +1332,7 @@ class _Cycle:
             action = f"{suppressed.kind.value} not done ({suppressed.suppressed_by})"
         elif a.disabled is not None and not a.disabled.dry_run:
             action = "none: the agent is already disabled"
-        text = f"{a.agent}: {rule} firing — {evidence.describe()}"
+        text = f"{a.agent}: {rule} firing — {evidence.describe()}{note}"
         if action:
             text += f"; {action}"
         if escalation is not None:

@@ -57,6 +57,8 @@ class Candidate:
     """RuleFiring, BudgetSoftLimit, BudgetHardLimit."""
     retry: bool = False
     """The same change was decided earlier in this episode but never observed."""
+    note: str = ""
+    """Appended to the decision's reason (e.g. the budget's projected crossing time)."""
 
     @property
     def strength(self) -> int:
