@@ -198,8 +198,8 @@ def expected(a: Agent, metric: str, window: float) -> float | None:
         "latency_p99_ms": 1000 * bucket_quantile(0.99, LATENCY_BOUNDS, a.latency),
         "tokens": tokens * window,
         "tokens_per_execution": tokens / execs,
-        "cost_usd": a.cost * window,
-        "cost_per_execution": a.cost / execs,
+        "cost_usd": a.cost * window if a.cost else None,
+        "cost_per_execution": a.cost / execs if a.cost else None,
         "tool_error_rate": a.tool_err / tools,
         "tool_latency_p95_ms": 1000 * bucket_quantile(0.95, TOOL_BOUNDS, a.tool_latency),
     }[metric]
@@ -214,7 +214,7 @@ IDLE_EXPECTED: dict[str, float | None] = {
     "latency_p99_ms": None,
     "tokens": 0.0,
     "tokens_per_execution": None,
-    "cost_usd": 0.0,
+    "cost_usd": None,
     "cost_per_execution": None,
     "tool_error_rate": None,
     "tool_latency_p95_ms": None,
@@ -254,18 +254,26 @@ async def test_every_catalog_metric_equals_the_known_value_for_every_agent(backe
         for key in keys(window):
             want = expected(a, key.metric, window.total_seconds())
             got = table[a.id][key]
-            assert got == pytest.approx(want, rel=1e-9), f"{a.id} {key}: {got} != {want}"
+            if want is None:
+                assert got is None, f"{a.id} {key}: {got} != no data"
+            else:
+                assert got == pytest.approx(want, rel=1e-9), f"{a.id} {key}: {got} != {want}"
 
 
 async def test_an_agent_that_never_failed_has_error_rate_zero_not_no_data(backend):
     never_failed = AgentId(NS, "bot-07")
-    no_cost_series = AgentId(NS, "bot-11")
     table, _ = await fetch_samples(
-        backend, {k: [never_failed, no_cost_series] for k in keys(timedelta(minutes=5))}, AT
+        backend, {k: [never_failed] for k in keys(timedelta(minutes=5))}, AT
     )
     assert table[never_failed][SeriesKey("error_rate", None, timedelta(minutes=5))] == 0.0
-    assert table[no_cost_series][SeriesKey("cost_usd", None, timedelta(minutes=5))] == 0.0
-    assert table[no_cost_series][SeriesKey("cost_per_execution", None, timedelta(minutes=5))] == 0.0
+
+
+async def test_an_agent_without_cost_series_has_no_spend_data_rather_than_zero(backend):
+    unpriced = AgentId(NS, "bot-11")  # its model has no price: the SDK exports no cost
+    table, _ = await fetch_samples(backend, {k: [unpriced] for k in keys(timedelta(minutes=5))}, AT)
+    assert table[unpriced][SeriesKey("cost_usd", None, timedelta(minutes=5))] is None
+    assert table[unpriced][SeriesKey("cost_per_execution", None, timedelta(minutes=5))] is None
+    assert table[unpriced][SeriesKey("tokens", None, timedelta(minutes=5))] is not None
 
 
 async def test_idle_agent_has_zero_counts_and_no_ratios(backend):

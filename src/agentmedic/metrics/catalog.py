@@ -21,8 +21,10 @@ agent's, hence a grouping by the agent label alone::
 Conventions of the built-in templates: latencies are in milliseconds; ratios are 0..1 and
 are NaN (no data) when nothing happened in the window; an agent that ran but never failed
 has an error rate of 0, not "no data" (a labelled child that was never incremented is never
-exported, hence the ``or 0 * ...`` terms); ``error_rate`` counts every status other than
-``success``, so ``success_rate + error_rate = 1``.
+exported, hence the ``or 0 * ...`` terms), and likewise 0 tokens when it ran without LLM
+calls; ``error_rate`` counts every status other than ``success``, so ``success_rate +
+error_rate = 1``. Spend has no such default: an agent without a cost series (its model has
+no price in the SDK's table) has no data for ``cost_usd``, because an unknown cost is not 0.
 """
 
 from __future__ import annotations
@@ -91,7 +93,9 @@ def _total_or_zero(series: str, extra: str = "") -> str:
 
 
 _TOKENS = _total_or_zero(SERIES["tokens"], ', type=~"input|output"')
-_COST = _total_or_zero(SERIES["cost"])
+# No "or 0" for spend: the SDK exports no cost series for a model without a price, and an
+# unknown cost must read as no data, never as a spend of 0 that keeps a budget quiet.
+_COST = _increase(SERIES["cost"])
 
 DEFAULT_TEMPLATES: Mapping[str, str] = MappingProxyType(
     {
