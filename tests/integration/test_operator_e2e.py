@@ -180,9 +180,12 @@ def _calm_scenario() -> Scenario:
     ]
     examples = example_policies()
     policies = [
-        compress_policy(examples[name], 30.0, budget_limit_usd=1000.0)
+        compress_policy(examples[name], 30.0, budget_limit_usd=1000.0, calendar_budget=True)
         for name in ("auto-disable", "finance-budget", "quality-degradation")
     ]
+    for policy in policies:  # a forecast settles once its burn-rate window has filled
+        if "budget" in policy["spec"]:
+            policy["spec"]["budget"]["forecastWindow"] = "10s"
     roles = {a.name: "healthy" for a in agents}
     return Scenario(agents=agents, roles=roles, policies=policies, duration=60.0)
 

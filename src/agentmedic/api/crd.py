@@ -10,6 +10,7 @@ checks that belong at admission.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import yaml
@@ -116,7 +117,8 @@ def _clean(node: Any, defs: dict[str, Any], path: tuple[str, ...]) -> Any:
         and default not in (None, [], {})
         and "Defaults to" not in node["description"]
     ):
-        node["description"] = node["description"].rstrip() + f" Defaults to {default}."
+        shown = json.dumps(default) if isinstance(default, bool | int | float) else default
+        node["description"] = node["description"].rstrip() + f" Defaults to {shown}."
     if node.get("type") == "object" and "properties" not in node:
         extra = node.pop("additionalProperties", None)
         if isinstance(extra, dict) and extra:

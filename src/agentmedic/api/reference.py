@@ -548,7 +548,7 @@ conditions:
     lastTransitionTime: "2025-06-02T09:14:30Z"
     observedGeneration: 4
 agents: {total: 12, healthy: 10, pending: 0, breaching: 1, disabled: 1, downgraded: 0, noData: 0}
-spend: {periodStart: "2025-06-02T00:00:00Z", usd: 31.2, forecastUsd: 48.0, limitUSD: 50}
+spend: {periodStart: "2025-06-02T00:00:00Z", usd: 31.2, forecastUSD: 48.0, limitUSD: 50}
 recentActions:
   - time: "2025-06-02T09:14:30Z"
     agent: agents/billing-bot

@@ -491,8 +491,9 @@ class Spend(Model):
     usd: float
     """Spend so far in the period (policy scope: all agents; agent scope: the sum), in steps
     of 0.5% of the limit so that status is not rewritten on every evaluation."""
-    forecast_usd: float | None = None
-    """Projected spend at the period's end from the recent burn rate (same steps)."""
+    forecast_usd: float | None = Field(default=None, alias="forecastUSD")
+    """Projected spend at the period's end from the recent burn rate, in steps of 5% of the
+    limit."""
     limit_usd: float = Field(alias="limitUSD")
     """The limit for the period."""
 

@@ -958,13 +958,22 @@ def _status_outcome(result: ActionResult, d: Decision) -> StatusOutcome:
 
 
 def _coarse_spend(spend: Spend) -> Spend:
-    """Spend in steps of 0.5% of the limit: a live number would rewrite status every cycle."""
-    step = max(spend.limit_usd / 200, 0.01)
+    """Spend in steps of 0.5% of the limit, the forecast (an estimate that moves with every
+    sample) in steps of 5%, a rolling period's start to the minute: live numbers would
+    otherwise rewrite status on every cycle."""
 
-    def q(value: float | None) -> float | None:
+    def q(value: float | None, step: float) -> float | None:
+        step = max(step, 0.01)
         return None if value is None else round(math.floor(value / step) * step, 4)
 
-    return spend.model_copy(update={"usd": q(spend.usd), "forecast_usd": q(spend.forecast_usd)})
+    start = spend.period_start.replace(second=0, microsecond=0)
+    return spend.model_copy(
+        update={
+            "usd": q(spend.usd, spend.limit_usd / 200),
+            "forecast_usd": q(spend.forecast_usd, spend.limit_usd / 20),
+            "period_start": start,
+        }
+    )
 
 
 def _message(entry: PolicyEntry, n: Notification, now: datetime) -> Message:

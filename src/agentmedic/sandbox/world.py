@@ -119,11 +119,13 @@ def compress_policy(
     min_duration: timedelta = timedelta(seconds=1),
     budget_limit_usd: float | None = None,
     pagerduty_url: str | None = None,
+    calendar_budget: bool = False,
 ) -> dict[str, Any]:
     """A copy of ``doc`` with every duration divided by ``factor`` (not below 1s).
 
-    A calendar budget period becomes a rolling period of the same compressed length and
-    forecasting is switched off (a forecast to midnight would be meaningless at this speed);
+    A calendar budget period becomes a rolling period of the same compressed length (unless
+    ``calendar_budget``) and forecasting is switched off (a forecast to midnight would be
+    meaningless at this speed);
     ``budget_limit_usd`` replaces the limit; ``pagerduty_url`` points PagerDuty channels at
     a local receiver.
     """
@@ -148,13 +150,13 @@ def compress_policy(
 
     walk(out["spec"])
     budget = out["spec"].get("budget")
-    if budget is not None:
+    if budget is not None and not calendar_budget:
         period = {"day": "1d", "week": "7d", "month": "30d"}.get(budget.get("period", "day"))
         budget["period"] = shrink(period or budget["period"])
         if budget.get("soft"):
             budget["soft"]["forecast"] = False
-        if budget_limit_usd is not None:
-            budget["limitUSD"] = budget_limit_usd
+    if budget is not None and budget_limit_usd is not None:
+        budget["limitUSD"] = budget_limit_usd
     if pagerduty_url:
         for channel in out["spec"].get("notifications", {}).get("channels", []):
             if "pagerduty" in channel:
