@@ -516,3 +516,27 @@ def test_multiprocess_mode_records_into_prometheus_client_shared_files(tmp_path:
     )
     assert out.stdout.split() == ["1.0", "1.0"]
     assert any(tmp_path.iterdir())  # the values live in the shared files
+
+
+def test_public_api_is_exported_from_the_package() -> None:
+    import agentmedic.instrument as sdk
+
+    assert sorted(sdk.__all__) == sorted(
+        [
+            "DEFAULT_PRICES",
+            "PRICES_AS_OF",
+            "AgentMonitor",
+            "Execution",
+            "ExecutionRecord",
+            "LLMCall",
+            "ModelPrice",
+            "PriceTable",
+            "Status",
+            "ToolCallRecord",
+            "ToolSpan",
+            "current_execution",
+            "instrument_openai",
+        ]
+    )
+    for name in sdk.__all__:
+        assert getattr(sdk, name) is not None
