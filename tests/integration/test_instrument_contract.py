@@ -115,6 +115,8 @@ def run_script() -> tuple[list[Series], dict[str, list[Done]]]:
             if p.idle_from is not None and t - T0 >= p.idle_from:
                 continue
             model = p.switch_to if p.switch_to and t - T0 >= 300 else p.model
+            if model != monitors[p.name].model:
+                monitors[p.name].set_model(model)  # as the agent does when told its tier
             for _ in range(p.per_step):
                 n = len(done[p.name])
                 ok = not (p.error_every and n % p.error_every == p.error_every - 1)

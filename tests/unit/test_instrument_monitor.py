@@ -345,6 +345,22 @@ def test_agent_info_follows_the_current_model(
         pass
     assert value(registry, "agent_executions_total", agent="support-bot", model="gpt-4o-mini",
                  status="success") == 1  # fmt: skip
+    # A side call on another model does not change what the agent runs with.
+    with monitor.execution(model="gpt-4.1-nano"):
+        pass
+    assert value(registry, "agent_info", agent="support-bot", model="gpt-4.1-nano") is None
+    assert value(registry, "agent_info", agent="support-bot", model="gpt-4o-mini") == 1
+
+
+def test_without_a_model_of_its_own_agent_info_shows_the_latest_executions(
+    registry: CollectorRegistry,
+) -> None:
+    monitor = AgentMonitor("configless", registry)
+    for model in ("gpt-4o", "o3"):
+        with monitor.execution(model=model):
+            pass
+    assert value(registry, "agent_info", agent="configless", model="o3") == 1
+    assert value(registry, "agent_info", agent="configless", model="gpt-4o") is None
 
 
 def test_record_is_one_json_line_on_the_execution_logger(

@@ -156,7 +156,8 @@ class AgentMonitor:
     :param registry: the prometheus_client registry to register in; the default
         registry when ``None``. Monitors sharing a registry share its series store.
     :param model: the model the agent runs with, used when an execution names none;
-        exported as ``agent_info{agent, model} 1``.
+        exported as ``agent_info{agent, model} 1``. Call :meth:`set_model` when it changes.
+        Without one, ``agent_info`` shows the model of the latest execution.
     :param provider: ``gen_ai.provider.name`` for LLM calls (``openai``, ``azure.ai.openai``…).
     :param prices: the price table; the defaults of :mod:`agentmedic.instrument.prices`
         when ``None``.
@@ -352,7 +353,10 @@ class AgentMonitor:
                 # Known spend is counted even when part of the execution is unpriced:
                 # budgets must not lose real spend, and the warning says what is missing.
                 series.cost.add(spent)
-        if model != self._info_model and model != UNKNOWN_MODEL:
+        if self._model is None and model != self._info_model and model != UNKNOWN_MODEL:
+            # Without a model of its own the monitor takes the latest execution's as the
+            # agent's current one; with one, a side call on another model (a cheap
+            # classifier, say) must not make agent_info flicker.
             self._update_info(model)
 
         tools_called: list[ToolCallEntry] = [
@@ -381,8 +385,8 @@ class AgentMonitor:
         logger = self.logger
         if logger.isEnabledFor(logging.INFO):
             # makeRecord + handle instead of logger.info: the same filters and handlers, but
-            # without the stack walk that finds the caller's file and line (here, always this
-            # function), a fifth of the SDK's per-execution cost.
+            # without the stack walk that finds the caller's file and line (always this
+            # function here), which costs as much as updating all the metrics.
             log_record = logger.makeRecord(
                 logger.name,
                 logging.INFO,
