@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from agentmedic import __version__
 
 # Subcommands in the order --help lists them.
-COMMANDS = ["run", "status", "restore", "validate", "crd", "backtest", "fleet", "docs"]
+COMMANDS = ["demo", "run", "status", "restore", "validate", "crd", "fleet", "backtest", "docs"]
 
 DESCRIPTION = """\
 agentmedic heals and budgets AI agents on Kubernetes. AgentPolicy resources say
