@@ -3,6 +3,8 @@
 Prints the median over several cycles for three situations:
 - steady: a healthy fleet with a few agents pending, evaluated with the previous state;
 - incident: 5% of the agents breach two rules and fire (decisions, notifications);
+- outbreak: 30% of the agents breach (below systemicPercent); most are held back by
+  maxDisabledPercent and stay firing, so every later cycle re-checks their guardrails;
 - budget: as steady, plus a per-agent budget with forecast.
 
 Run: .venv/bin/python tests/bench/bench_engine.py [AGENTS]
@@ -181,7 +183,8 @@ def run(label: str, n: int, budget: bool, sick_share: float) -> None:
     median = statistics.median(times)
     print(
         f"{label:<9} {n:>6} agents x {len(s.rules)} rules: median {median * 1000:7.1f} ms/cycle, "
-        f"{median / n * 1e6:5.2f} µs/agent (min {min(times) / n * 1e6:5.2f}); "
+        f"{median / n * 1e6:5.2f} µs/agent (min {min(times) / n * 1e6:5.2f}, "
+        f"max {max(times) / n * 1e6:5.2f}); "
         f"{decisions} decisions, {notifications} notifications over {CYCLES} cycles"
     )
 
@@ -190,6 +193,7 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
     run("steady", n, budget=False, sick_share=0.0)
     run("incident", n, budget=False, sick_share=0.05)
+    run("outbreak", n, budget=False, sick_share=0.30)
     run("budget", n, budget=True, sick_share=0.0)
 
 

@@ -272,8 +272,9 @@ class CompiledRule:
     recover_for: timedelta
     severity: Severity
     severity_rank: int
-    workload_actions: tuple[Action, ...]
-    """scaleToZero, switchModel and promptOptimization actions, strongest first."""
+    workload_actions: tuple[tuple[str, Action], ...]
+    """(kind, action) of the scaleToZero, switchModel and promptOptimization actions,
+    strongest first."""
     channels: tuple[str, ...]
     """The channels of the rule's notify actions, in order, without repeats."""
     flat: tuple[_Flat, ...]
@@ -382,7 +383,7 @@ def compile_rule(
         recover_for=rule.recover_for,
         severity=rule.severity,
         severity_rank=_SEVERITY_RANK[rule.severity],
-        workload_actions=tuple(workload),
+        workload_actions=tuple((a.kind, a) for a in workload),
         channels=tuple(channels),
         flat=tuple(
             (c.key, c.exec_key, c.min_samples, c.compare, c.threshold, c.recover) for c in compiled

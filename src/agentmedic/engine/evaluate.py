@@ -19,7 +19,7 @@ The cycle reads top to bottom:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -50,6 +50,7 @@ from agentmedic.engine.conditions import (
     Evidence,
     compile_rule,
     severity_rank,
+    strength,
 )
 from agentmedic.engine.guardrails import Candidate, Guard, evaluate_chain
 from agentmedic.engine.inputs import PolicyInput, Workload, episode_key, episode_policy_uid
@@ -217,6 +218,13 @@ class _Cycle:
         self.rules: list[CompiledRule] = [
             compile_rule(r, spec.agent_label, canon) for r in spec.rules
         ]
+        self.stage_actions: dict[str, list[tuple[str, Action]]] = {SOFT: [], HARD: []}
+        if spec.budget is not None:
+            for stage, limit in ((SOFT, spec.budget.soft), (HARD, spec.budget.hard)):
+                if limit is not None:
+                    acts = [(x.kind, x) for x in limit.actions if x.kind in _WORKLOAD_KINDS]
+                    acts.sort(key=lambda ka: -strength(ka[0]))
+                    self.stage_actions[stage] = acts
         self.known_rules = frozenset(
             [r.name for r in spec.rules] + ([SOFT, HARD] if spec.budget is not None else [])
         )
@@ -234,6 +242,7 @@ class _Cycle:
         self.ended: dict[str, str] = {}
         self.escalations: dict[tuple[AgentId, str], tuple[str, str]] = {}
         self.decided: dict[tuple[AgentId, str], Decision] = {}
+        self.held: dict[tuple[AgentId, str], Decision] = {}
         self.systemic: dict[str, SystemicEpisode] = {}
         # budget
         self.period: Period | None = None
@@ -676,6 +685,7 @@ class _Cycle:
     def _candidates(self) -> list[Candidate]:
         out: list[Candidate] = []
         budget = self.spec.budget
+        now = self.now
         for a in self.work.values():
             if not a.rules or a.frozen or a.disabled is not None:
                 continue  # nothing firing; or disabled (or in dry run would be): nothing to change
@@ -685,34 +695,42 @@ class _Cycle:
                     continue
                 if a.verdicts[i] != BREACH:
                     continue  # act only on present evidence, never on a held state
-                for action in r.workload_actions:
-                    if action.kind in rs.done:
+                badness = -1.0
+                for kind, action in r.workload_actions:
+                    if kind in rs.done:
                         continue
-                    evidence = r.evidence(
-                        a.values,
-                        rs.firing_since != self.now,
-                        a.assume,
-                        rs.pending_since,
-                        self.now,
-                    )
-                    out.append(self._candidate(a, r.name, action, r.severity, rs, evidence))
-                    out[-1].badness = r.badness(a.values)
+                    if badness < 0:
+                        badness = r.badness(a.values)
+
+                    def build(a: _Agent = a, r: CompiledRule = r, rs: RuleState = rs) -> Evidence:
+                        # hysteresis applies unless the rule fired in this very cycle
+                        firing = rs.firing_since != now
+                        return r.evidence(a.values, firing, a.assume, rs.pending_since, now)
+
+                    c = self._candidate(a, r.name, kind, action, r.severity, rs, build)
+                    c.badness = badness
+                    out.append(c)
             if budget is None:
                 continue
-            for index, (stage, limit) in enumerate(((SOFT, budget.soft), (HARD, budget.hard))):
+            for index, stage in enumerate((SOFT, HARD)):
                 rs = a.rules.get(stage)
-                if limit is None or rs is None or rs.firing_since is None:
-                    continue
-                if a.stage_v[index] != BREACH:
+                if rs is None or rs.firing_since is None or a.stage_v[index] != BREACH:
                     continue
                 figures = a.figures if budget.scope == BudgetScope.AGENT else self.policy_figures
                 assert figures is not None
-                evidence = stage_evidence(budget, stage, figures, rs.pending_since, self.now)
                 mine = (a.figures.spent if a.figures is not None else None) or 0.0
-                for action in limit.actions:
-                    if action.kind not in _WORKLOAD_KINDS or action.kind in rs.done:
+
+                def build_stage(
+                    stage: str = stage, figures: StageInput = figures, rs: RuleState = rs
+                ) -> Evidence:
+                    return stage_evidence(budget, stage, figures, rs.pending_since, now)
+
+                for kind, action in self.stage_actions[stage]:
+                    if kind in rs.done:
                         continue
-                    c = self._candidate(a, stage, action, _STAGE_SEVERITY[stage], rs, evidence)
+                    c = self._candidate(
+                        a, stage, kind, action, _STAGE_SEVERITY[stage], rs, build_stage
+                    )
                     c.reason_code = _STAGE_REASON[stage]
                     if stage == SOFT:
                         c.note = figures.describe_crossing(budget.limit_usd)
@@ -725,25 +743,26 @@ class _Cycle:
         self,
         a: _Agent,
         rule: str,
+        kind: str,
         action: Action,
         severity: Severity,
         rs: RuleState,
-        evidence: Evidence,
+        build: Callable[[], Evidence],
     ) -> Candidate:
         assert rs.episode is not None
         return Candidate(
             agent=a.agent,
             rule=rule,
-            kind=action.kind,
+            kind=kind,
             action=action,
             severity=severity,
             severity_rank=severity_rank(severity),
             episode=rs.episode,
             badness=0.0,
-            evidence=evidence,
+            build_evidence=build,
             rule_state=rs,
             reason_code=Reason.RULE_FIRING,
-            retry=(rule, action.kind) in a.retry,
+            retry=(rule, kind) in a.retry,
         )
 
     def _remediate(self) -> None:
@@ -896,6 +915,8 @@ class _Cycle:
             badness=c.badness,
         )
         self.decisions.append(decision)
+        if suppressed is not None:
+            self.held.setdefault((c.agent, c.rule), decision)
         return decision
 
     # ------------------------------------------------------------------ 6. restore
@@ -1310,14 +1331,7 @@ class _Cycle:
     ) -> Notification:
         decision = self.decided.get((a.agent, rule))
         escalation = self.escalations.get((a.agent, rule))
-        suppressed = next(
-            (
-                d
-                for d in self.decisions
-                if d.agent == a.agent and d.rule == rule and d.suppressed_by is not None
-            ),
-            None,
-        )
+        suppressed = self.held.get((a.agent, rule))
         action: str | None = None
         undo: str | None = None
         if decision is not None:

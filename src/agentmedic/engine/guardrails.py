@@ -51,7 +51,8 @@ class Candidate:
     severity_rank: int
     episode: str
     badness: float
-    evidence: Evidence
+    build_evidence: Callable[[], Evidence]
+    """Builds the evidence; only changes that are decided or reported need it."""
     rule_state: RuleState
     reason_code: str
     """RuleFiring, BudgetSoftLimit, BudgetHardLimit."""
@@ -59,6 +60,14 @@ class Candidate:
     """The same change was decided earlier in this episode but never observed."""
     note: str = ""
     """Appended to the decision's reason (e.g. the budget's projected crossing time)."""
+    _evidence: Evidence | None = None
+
+    @property
+    def evidence(self) -> Evidence:
+        """What the change rests on (built on first use)."""
+        if self._evidence is None:
+            self._evidence = self.build_evidence()
+        return self._evidence
 
     @property
     def strength(self) -> int:
