@@ -285,3 +285,13 @@ def test_quiet_hours_are_reported_before_the_rate_limit() -> None:
     )
     o = Sim(spec, fleet(4)).step(a0=SICK)
     assert [d.suppressed_by for d in o.decisions] == [Reason.QUIET_HOURS]
+
+
+def test_systemic_outage_of_a_rule_without_notify_channels_is_silent_but_still_acts_on_nobody() -> (
+    None
+):
+    spec = policy(rule("r", actions=["scaleToZero"], notify=()))
+    o = Sim(spec, fleet(10)).step(**{f"a{i}": SICK for i in range(8)})
+    assert not o.notifications
+    assert not o.decisions
+    assert o.counts.breaching == 8
