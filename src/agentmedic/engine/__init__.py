@@ -28,6 +28,15 @@ Public API
 ``strongest_per_agent(decisions) -> list[Decision]``
     Across several policies selecting the same agent, the one change to apply per agent.
 
+State
+-----
+:class:`PolicyState` is immutable and JSON-compatible (``to_dict``/``from_dict``). Its
+per-agent part (:class:`AgentState`) belongs in an annotation on the agent's workload,
+the rest with the policy (``policy_to_dict``; reassemble with ``from_parts``).
+Unchanged agents keep the very same object across cycles, so ``changed_agents(prior)``
+and ``policy_changed(prior)`` tell the operator, cheaply, what to write (nothing in a
+steady state).
+
 How the engine learns what was applied
 --------------------------------------
 By observation, not by being told: each cycle the operator describes every agent's
@@ -51,9 +60,10 @@ Behaviour in short
   resolves a rule. While firing, conditions compare with recoverValue (hysteresis) and
   a rule resolves only after recoverFor of clear evaluations.
 - A rule is idle → pending (breaching, not yet for ``for``) → firing (an episode, keyed
-  by policy uid, agent, rule and breach start) → idle. Each firing episode owes its
-  workload actions once; notify actions send a firing message when it starts and a
-  resolved one when it ends.
+  by policy uid, agent, rule and breach start) → idle. Each firing episode owes each of
+  its workload actions once (a scale to zero makes the weaker ones moot); notify actions
+  send a firing message when it starts and a resolved one when it ends. Re-notifying a
+  long episode is the notify layer's job (per-channel renotifyAfter).
 - noData: keep holds every rule; breach counts missing conditions as breaching once data
   has been missing for noData.after; notify (and any mode with noData.channels) sends a
   message after noData.after. Fleet-wide missing data is one message.
@@ -72,9 +82,10 @@ Behaviour in short
   not counted). A suppressed change is reported once per episode and reason, and tried
   again while the episode lasts and the evidence still holds.
 - Systemic: when at least systemicPercent of at least systemicMinAgents non-disabled
-  agents breach the same rule in a cycle, one fleet message goes to the rule's notify
-  channels; every breach in it is flagged and acts on nobody. When the outage ends, the
-  flagged breaches start over and need a fresh ``for``.
+  agents breach the same rule in a cycle, one fleet message (severity at least high)
+  goes to the rule's notify channels; every breach in it is flagged and acts on nobody,
+  and no per-agent message is sent for it. When the outage ends the fleet message
+  resolves, and the flagged breaches start over and need a fresh ``for``.
 - Model tiers: switchModel steps one tier cheaper (or to ``to``); on the cheapest tier
   or with an unknown current model there is no change and the notification escalates.
 - Budgets: calendar UTC day/week (Monday)/month or a rolling duration; scope agent or
