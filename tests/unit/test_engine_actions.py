@@ -309,8 +309,8 @@ def test_workload_changes_are_the_applicable_decisions_in_rank_order() -> None:
     assert [d.agent.name for d in o.workload_changes] == ["a1"]
 
 
-def test_workload_name_may_differ_from_the_agent_name() -> None:
+def test_workload_name_may_differ_from_the_agent_name_and_undo_names_the_kind() -> None:
     agents = {agent("bot"): Workload(kind="StatefulSet", name="bot-sts", replicas=3, model=None)}
     o = Sim(policy(rule("r", actions=["scaleToZero"])), agents).step(bot=SICK)
     assert o.decisions[0].workload == "StatefulSet/bot-sts"
-    assert o.decisions[0].undo == "agentmedic restore agents/bot-sts"
+    assert o.decisions[0].undo == "agentmedic restore agents/bot-sts --kind statefulset"

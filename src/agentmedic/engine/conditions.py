@@ -180,7 +180,9 @@ class Evidence:
         joiner = " AND " if self.match == "all" else " OR "
         text = joiner.join(c.describe() for c in self.conditions)
         if self.held_since is not None and self.for_ > timedelta(0):
-            held = format_duration(self.at - self.held_since)
+            held = format_duration(
+                timedelta(seconds=round((self.at - self.held_since).total_seconds()))
+            )
             text += f"; held {held} (for {format_duration(self.for_)})"
         return text
 

@@ -117,7 +117,9 @@ class Decision:
     def undo(self) -> str | None:
         """The command that undoes the change, for notifications."""
         if self.kind in (DecisionKind.SCALE_TO_ZERO, DecisionKind.SWITCH_MODEL):
-            return f"agentmedic restore {self.agent.namespace}/{self.workload.split('/')[-1]}"
+            kind, _, name = self.workload.rpartition("/")
+            flag = " --kind statefulset" if kind.lower() == "statefulset" else ""
+            return f"agentmedic restore {self.agent.namespace}/{name}{flag}"
         return None
 
 
