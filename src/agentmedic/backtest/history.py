@@ -10,8 +10,9 @@ requirements`). Over a backtest's grid (``start + i * step``) those needs split 
   ``executions`` behind ``minSamples``, the budget's burn window, a rolling budget's
   window): ONE ``query_range`` per distinct key for all agents, grouped by agent and
   namespace exactly as :func:`agentmedic.metrics.fetch_range` groups the live instant
-  queries, split into consecutive chunks of at most ``max_points`` points (11,000 is
-  Prometheus' per-series limit for a range query).
+  queries, split into consecutive time chunks of ``max_points`` points (by default
+  :data:`CHUNK_POINTS`, a day at one minute; never more than 11,000, Prometheus'
+  per-series limit for a range query).
 - **Period-to-date spend of a calendar budget** (``cost_usd`` over the elapsed part of
   the day, week or month: a different window at every step, so no single range query
   can ask for it). It is assembled from three kinds of query:
@@ -43,11 +44,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 import time
 from array import array
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from agentmedic.api.types import AgentPolicySpec
 from agentmedic.engine.periods import budget_period
@@ -60,17 +63,23 @@ from agentmedic.metrics import (
     FetchStats,
     MetricsBackend,
     MetricsError,
+    QueryResult,
+    RangeResult,
+    RangeSeries,
     fetch_range,
     fetch_samples,
     promql,
 )
 
 __all__ = [
+    "CHUNK_POINTS",
     "MAX_POINTS",
     "MODEL_LABEL",
+    "Abandoned",
     "BacktestDataError",
     "Grid",
     "History",
+    "HistoryFetch",
     "NoHistoryError",
     "OnQuery",
     "SpendCheck",
@@ -80,6 +89,11 @@ __all__ = [
 
 MAX_POINTS = 11_000
 """Prometheus refuses range queries of more than 11,000 points per series."""
+CHUNK_POINTS = 1_440
+"""Points per range query by default (a day at a one-minute step): well under
+:data:`MAX_POINTS`, it keeps each query's evaluation time far from the query timeout on a
+large fleet, lets the answers be decoded while the backend evaluates the next ones, and
+moves the progress bar. The queries add up to the same work."""
 MODEL_LABEL = "model"
 """The SDK's label for the model an agent runs (``agent_info``, ``agent_executions_total``)."""
 SPEND_WARN = 0.02
@@ -91,6 +105,7 @@ OnQuery = Callable[[int, int, str], None]
 """Progress callback: ``(queries done, queries planned, what just finished)``."""
 
 _NAN = math.nan
+_T = TypeVar("_T")
 
 
 class BacktestDataError(RuntimeError):
@@ -185,17 +200,6 @@ class History:
     stats: FetchStats = field(default_factory=FetchStats)
     warnings: list[str] = field(default_factory=list)
 
-    def value(self, key: SeriesKey, agent: AgentId, i: int) -> float | None:
-        """The value the engine sees for ``key`` and ``agent`` at grid index ``i``."""
-        col = self.columns.get(key)
-        if col is not None:
-            v = col[agent][i] if agent in col else _NAN
-        elif self.spend is not None and key == spend_key(self.spec, self.grid.at(i)):
-            v = self.spend[agent][i] if agent in self.spend else _NAN
-        else:
-            return None
-        return None if v != v else v
-
     def series(self, key: SeriesKey, agent: AgentId) -> list[float]:
         """One agent's values of a fixed key over the grid (NaN: no data)."""
         col = self.columns.get(key, {})
@@ -210,42 +214,59 @@ class History:
 
     def samples_at(self, i: int) -> Samples:
         """What the live loop would have fetched at grid index ``i``."""
-        now = self.grid.at(i)
-        fixed = [(k, self.columns[k]) for k in self.columns]
-        skey = spend_key(self.spec, now) if self.spend is not None else None
-        if skey is not None and skey in self.columns:
-            skey = None  # the same window is fetched exactly; keep that
-        out: dict[AgentId, dict[SeriesKey, float | None]] = {}
-        for agent in self.agents:
-            values: dict[SeriesKey, float | None] = {}
-            for key, col in fixed:
-                column = col.get(agent)
-                v = column[i] if column is not None else _NAN
-                values[key] = None if v != v else v
-            if skey is not None and self.spend is not None:
-                column = self.spend.get(agent)
-                v = column[i] if column is not None else _NAN
-                values[skey] = None if v != v else v
-            out[agent] = values
-        return out
+        return self.sampler()(i)
 
-    def timeline(self) -> Iterator[tuple[datetime, Samples]]:
+    def timeline(
+        self, wait: Callable[[int], None] | None = None
+    ) -> Iterator[tuple[datetime, Samples]]:
         """``(moment, samples)`` for every grid moment, built lazily (a week of a hundred
-        agents never sits in memory as dicts)."""
+        agents never sits in memory as dicts). ``wait(i)``, when given, is called before
+        index ``i`` is read (:meth:`HistoryFetch.wait`: the history is still arriving)."""
+        sample = self.sampler()
         for i in range(self.grid.size):
-            yield self.grid.at(i), self.samples_at(i)
+            if wait is not None:
+                wait(i)
+            yield self.grid.at(i), sample(i)
 
-    def has_data(self, keys: Sequence[SeriesKey] | None = None) -> bool:
-        """True when some agent has a value of some key (default: every fetched key)."""
-        for key, col in self.columns.items():
-            if keys is not None and key not in keys:
-                continue
-            for column in col.values():
-                if any(v == v for v in column):
-                    return True
-        if self.spend is not None and keys is None:
-            return any(any(v == v for v in column) for column in self.spend.values())
-        return False
+    def sampler(self) -> Callable[[int], Samples]:
+        """A function from a grid index to that moment's samples."""
+        # The replay builds ~a million of these dicts for a week of a hundred agents: the
+        # columns are looked up once per agent here, not once per step.
+        keys = list(self.columns)
+        missing = array("d", [_NAN]) * self.grid.size
+        rows = [
+            (
+                agent,
+                [self.columns[k].get(agent, missing) for k in keys],
+                self.spend.get(agent, missing) if self.spend is not None else missing,
+            )
+            for agent in self.agents
+        ]
+        spec, grid, calendar = self.spec, self.grid, self.spend is not None
+
+        def sample(i: int) -> Samples:
+            skey = spend_key(spec, grid.at(i)) if calendar else None
+            if skey is not None and skey in self.columns:
+                skey = None  # the same window is fetched exactly; keep that
+            out: dict[AgentId, dict[SeriesKey, float | None]] = {}
+            for agent, columns, spend in rows:
+                values: dict[SeriesKey, float | None] = {
+                    k: (v if (v := c[i]) == v else None)
+                    for k, c in zip(keys, columns, strict=False)
+                }
+                if skey is not None:
+                    v = spend[i]
+                    values[skey] = v if v == v else None
+                out[agent] = values
+            return out
+
+        return sample
+
+    def has_data(self) -> bool:
+        """True when some agent has a value of some series (or spend) at some moment."""
+        columns = [c for col in self.columns.values() for c in col.values()]
+        columns += list(self.spend.values()) if self.spend is not None else []
+        return any(v == v for column in columns for v in column)
 
 
 # --------------------------------------------------------------------------- planning
@@ -386,148 +407,310 @@ async def fetch_history(
     *,
     catalog: Catalog = DEFAULT_CATALOG,
     namespace_label: str | None = "namespace",
-    max_points: int = MAX_POINTS,
+    max_points: int = CHUNK_POINTS,
     max_concurrency: int = 4,
     on_query: OnQuery | None = None,
 ) -> History:
     """Fetch everything ``spec`` needs for ``agents`` over ``grid`` (see the module doc).
 
     Raises :class:`BacktestDataError` when the backend is unavailable or refuses a query
-    (naming the series and the query), :class:`NoHistoryError` when nothing came back.
+    (naming the series and the query).
     """
-    started = time.perf_counter()
-    the_plan = plan(spec, grid)
-    chunks = grid.chunks(max_points)
-    range_keys = list(the_plan.range_keys)
-    if the_plan.increment_key is not None and the_plan.increment_key not in range_keys:
-        range_keys.append(the_plan.increment_key)
-    total = len(range_keys) * len(chunks) + 2 * len(the_plan.period_starts)
-    done = 0
-    agent_set = frozenset(agents)
-    stats = FetchStats()
-    semaphore = asyncio.Semaphore(max_concurrency)
-
-    def progress(what: str) -> None:
-        nonlocal done
-        done += 1
-        if on_query is not None:
-            on_query(done, total, what)
-
-    async def bounded(
-        make: Callable[[], Awaitable[tuple[object, FetchStats]]], what: str
-    ) -> object:
-        async with semaphore:
-            try:
-                result, st = await make()
-            except MetricsError as exc:
-                raise BacktestDataError(f"{what}: {exc}") from exc
-        _merge(stats, st, what)
-        progress(what)
-        return result
-
-    columns: dict[SeriesKey, dict[AgentId, array[float]]] = {
-        key: {a: array("d", [_NAN]) * grid.size for a in agents} for key in range_keys
-    }
-    t0 = grid.start.timestamp()
-    step_s = grid.step.total_seconds()
-
-    async def one_range(key: SeriesKey, lo: int, hi: int) -> None:
-        what = f"{key} [{lo + 1}-{hi + 1}/{grid.size}]" if len(chunks) > 1 else str(key)
-        table = await bounded(
-            lambda: fetch_range(
-                backend,
-                {key: agent_set},
-                grid.at(lo),
-                grid.at(hi),
-                grid.step,
-                catalog,
-                namespace_label=namespace_label,
-                max_concurrency=1,
-            ),
-            what,
-        )
-        assert isinstance(table, dict)
-        col = columns[key]
-        for agent, per_key in table.items():
-            column = col[agent]
-            for moment, value in per_key.get(key, ()):
-                j = round((moment.timestamp() - t0) / step_s)
-                if lo <= j <= hi:
-                    column[j] = value
-
-    async def one_instant(key: SeriesKey, i: int, what: str) -> dict[AgentId, float | None]:
-        table = await bounded(
-            lambda: fetch_samples(
-                backend,
-                {key: agent_set},
-                grid.at(i),
-                catalog,
-                namespace_label=namespace_label,
-                max_concurrency=1,
-            ),
-            what,
-        )
-        assert isinstance(table, dict)
-        return {a: table.get(a, {}).get(key) for a in agents}
-
-    tasks: list[Awaitable[object]] = [
-        one_range(key, lo, hi) for key in range_keys for lo, hi in chunks
-    ]
-    bases: list[Awaitable[dict[AgentId, float | None]]] = []
-    checks: list[Awaitable[dict[AgentId, float | None]]] = []
-    if the_plan.calendar_spend:
-        for i in the_plan.period_starts:
-            key = spend_key(spec, grid.at(i))
-            assert key is not None
-            bases.append(one_instant(key, i, f"spend so far at {grid.at(i):%Y-%m-%d %H:%M}"))
-        for i in the_plan.period_ends:
-            key = spend_key(spec, grid.at(i))
-            assert key is not None
-            checks.append(one_instant(key, i, f"spend check at {grid.at(i):%Y-%m-%d %H:%M}"))
-    gathered = await asyncio.gather(*tasks, *bases, *checks)
-    base_values = gathered[len(tasks) : len(tasks) + len(bases)]
-    check_values = gathered[len(tasks) + len(bases) :]
-    if stats.errors:
-        key, error = next(iter(stats.errors.items()))
-        query = getattr(error, "query", None)
-        raise BacktestDataError(
-            f"the query for {key} failed: {error}" + (f"\n  query: {query}" if query else "")
-        )
-
-    history = History(
-        spec=spec,
-        grid=grid,
-        agents=list(agents),
-        models=dict(models or {}),
-        columns={k: v for k, v in columns.items() if k in the_plan.range_keys},
-        queries=stats.queries,
-        stats=stats,
-        warnings=list(stats.warnings),
+    fetch = HistoryFetch(
+        backend,
+        spec,
+        grid,
+        agents,
+        models,
+        catalog=catalog,
+        namespace_label=namespace_label,
+        max_points=max_points,
+        max_concurrency=max_concurrency,
+        on_query=on_query,
     )
-    if the_plan.calendar_spend:
-        assert the_plan.increment_key is not None
-        increments = columns[the_plan.increment_key]
-        history.spend = _accumulate(
-            agents,
-            grid.size,
-            increments,
-            list(zip(the_plan.period_starts, base_values, strict=True)),  # type: ignore[arg-type]
+    return await fetch.run()
+
+
+class Abandoned(Exception):  # noqa: N818 - it is a signal, not an error
+    """Raised in a consumer waiting for a chunk when the fetch was abandoned."""
+
+
+class HistoryFetch:
+    """Fills a :class:`History` in time chunks, so a replay can start on the first day
+    while the backend evaluates the next ones.
+
+    :attr:`history` exists (full of "no data") from the start; :meth:`run` fetches, and
+    chunks become ready in time order. A consumer in another thread calls :meth:`wait`
+    before reading grid index ``i``; it returns once ``i``'s chunk is complete (every
+    series, and the budget's spend up to it) and raises the fetch's error if it failed
+    (or :class:`Abandoned` after :meth:`abandon`).
+    """
+
+    def __init__(
+        self,
+        backend: MetricsBackend,
+        spec: AgentPolicySpec,
+        grid: Grid,
+        agents: Sequence[AgentId],
+        models: Mapping[AgentId, str | None] | None = None,
+        *,
+        catalog: Catalog = DEFAULT_CATALOG,
+        namespace_label: str | None = "namespace",
+        max_points: int = CHUNK_POINTS,
+        max_concurrency: int = 4,
+        on_query: OnQuery | None = None,
+    ) -> None:
+        if not 1 <= max_points <= MAX_POINTS:
+            raise ValueError(f"max_points must be between 1 and {MAX_POINTS}, got {max_points}")
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        self.backend = backend
+        self.grid = grid
+        self.agents = list(agents)
+        self.catalog = catalog
+        self.namespace_label = namespace_label
+        self.max_concurrency = max_concurrency
+        self.on_query = on_query
+        self.plan = plan(spec, grid)
+        self.chunk = max_points
+        self.chunks = grid.chunks(max_points)
+        self.range_keys = list(self.plan.range_keys)
+        increment = self.plan.increment_key
+        if increment is not None and increment not in self.range_keys:
+            self.range_keys.append(increment)
+        size = grid.size
+        self.columns: dict[SeriesKey, dict[AgentId, array[float]]] = {
+            key: {a: array("d", [_NAN]) * size for a in self.agents} for key in self.range_keys
+        }
+        calendar = self.plan.calendar_spend
+        self.history = History(
+            spec=spec,
+            grid=grid,
+            agents=self.agents,
+            models=dict(models or {}),
+            columns={k: v for k, v in self.columns.items() if k in self.plan.range_keys},
+            spend={a: array("d", [_NAN]) * size for a in self.agents} if calendar else None,
         )
-        for i, exact in zip(the_plan.period_ends, check_values, strict=True):
-            assert isinstance(exact, dict)
-            acc = sum(v for a in agents if (v := history.spend[a][i]) == v)
-            ex = sum(v for v in exact.values() if v is not None)
-            history.spend_check.append(SpendCheck(grid.at(i), acc, ex))
-        worst = max(history.spend_check, key=lambda c: c.relative_error, default=None)
+        self.total = len(self.range_keys) * len(self.chunks) + 2 * len(self.plan.period_starts)
+        self._done = 0
+        self._left = [len(self.range_keys)] * len(self.chunks)
+        self._ready = [threading.Event() for _ in self.chunks]
+        self._published = 0
+        self._bases: dict[int, dict[AgentId, float | None]] = {}
+        self._running: dict[AgentId, float] = dict.fromkeys(self.agents, _NAN)
+        self._error: BaseException | None = None
+
+    # -- the consumer's side (any thread)
+
+    def wait(self, i: int) -> None:
+        """Return once grid index ``i`` is filled; raise if the fetch failed."""
+        c = i // self.chunk
+        if c >= self._published:
+            self._ready[c].wait()
+        if self._error is not None:
+            raise self._error
+
+    def abandon(self) -> None:
+        """Stop consumers at their next :meth:`wait` (the fetch is not needed any more)."""
+        if self._error is None:
+            self._error = Abandoned()
+        for event in self._ready:
+            event.set()
+
+    # -- the fetch (the event loop's side)
+
+    async def run(self) -> History:
+        """Fetch every chunk; return the filled history."""
+        started = time.perf_counter()
+        try:
+            await self._run()
+        except BaseException as exc:
+            if self._error is None:
+                self._error = exc
+            for event in self._ready:
+                event.set()
+            raise
+        self.history.fetch_seconds = time.perf_counter() - started
+        return self.history
+
+    async def _run(self) -> None:
+        grid, the_plan, h = self.grid, self.plan, self.history
+        semaphore = asyncio.Semaphore(self.max_concurrency)
+        spec = h.spec
+
+        async def bounded(make: Callable[[], Awaitable[tuple[_T, FetchStats]]], what: str) -> _T:
+            async with semaphore:
+                try:
+                    result, st = await make()
+                except MetricsError as exc:
+                    raise BacktestDataError(f"{what}: {exc}") from exc
+            for key, error in st.errors.items():
+                query = getattr(error, "query", None)
+                raise BacktestDataError(
+                    f"the query for {key} failed: {error}"
+                    + (f"\n  query: {query}" if query else "")
+                )
+            _merge(h.stats, st)
+            self._done += 1
+            if self.on_query is not None:
+                self.on_query(self._done, self.total, what)
+            return result
+
+        async def one_range(key: SeriesKey, c: int) -> None:
+            lo, hi = self.chunks[c]
+            what = f"{key} [{lo + 1}-{hi + 1}/{grid.size}]" if len(self.chunks) > 1 else str(key)
+            keeper = _KeepPoints(self.backend)
+            agent_set = frozenset(self.agents)
+            table = await bounded(
+                lambda: fetch_range(
+                    keeper,
+                    {key: agent_set},
+                    grid.at(lo),
+                    grid.at(hi),
+                    grid.step,
+                    self.catalog,
+                    namespace_label=self.namespace_label,
+                    max_concurrency=1,
+                ),
+                what,
+            )
+            self._fill(self.columns[key], table, key, keeper, lo, hi)
+            self._left[c] -= 1
+            self._publish()
+
+        async def one_instant(i: int, what: str) -> dict[AgentId, float | None]:
+            key = spend_key(spec, grid.at(i))
+            assert key is not None
+            agent_set = frozenset(self.agents)
+            table = await bounded(
+                lambda: fetch_samples(
+                    self.backend,
+                    {key: agent_set},
+                    grid.at(i),
+                    self.catalog,
+                    namespace_label=self.namespace_label,
+                    max_concurrency=1,
+                ),
+                what,
+            )
+            return {a: table.get(a, {}).get(key) for a in self.agents}
+
+        async def base(i: int) -> None:
+            self._bases[i] = await one_instant(i, f"spend so far at {grid.at(i):%Y-%m-%d %H:%M}")
+            self._publish()
+
+        async def check(i: int) -> float:
+            exact = await one_instant(i, f"spend check at {grid.at(i):%Y-%m-%d %H:%M}")
+            return sum(v for v in exact.values() if v is not None)
+
+        # Queued in the order they are needed: the period starts' spend first, then every
+        # series of the first chunk, of the second, ...; the checks last.
+        bases = [base(i) for i in the_plan.period_starts] if the_plan.calendar_spend else []
+        ranges = [one_range(key, c) for c in range(len(self.chunks)) for key in self.range_keys]
+        checks = [check(i) for i in the_plan.period_ends] if the_plan.calendar_spend else []
+        gathered = await asyncio.gather(*bases, *ranges, *checks)
+        if h.spend is not None:
+            spend = h.spend  # complete: every chunk is published once every query is in
+            exact = gathered[len(bases) + len(ranges) :]
+            h.spend_check = [
+                SpendCheck(
+                    grid.at(i),
+                    sum(v for a in self.agents if (v := spend[a][i]) == v),
+                    float(e),  # type: ignore[arg-type]
+                )
+                for i, e in zip(the_plan.period_ends, exact, strict=True)
+            ]
+        h.queries = h.stats.queries
+        h.warnings = list(h.stats.warnings)
+        worst = max(h.spend_check, key=lambda c: c.relative_error, default=None)
         if worst is not None and worst.relative_error > SPEND_WARN:
-            history.warnings.append(
+            h.warnings.append(
                 f"budget spend is reconstructed from per-step increases; at "
                 f"{worst.at.isoformat()} it is ${worst.accumulated_usd:.4g} against "
                 f"${worst.exact_usd:.4g} from the exact query ({worst.relative_error:.1%} off). "
                 "A step shorter than twice the scrape interval loses spend; try a longer --step"
             )
-    history.fetch_seconds = time.perf_counter() - started
-    return history
+
+    def _fill(
+        self,
+        col: dict[AgentId, array[float]],
+        table: Mapping[AgentId, Mapping[SeriesKey, list[tuple[datetime, float]]]],
+        key: SeriesKey,
+        keeper: _KeepPoints,
+        lo: int,
+        hi: int,
+    ) -> None:
+        t0 = self.grid.start.timestamp()
+        step_s = self.grid.step.total_seconds()
+        first_ts = t0 + lo * step_s
+        for agent, per_key in table.items():
+            stand_in = per_key.get(key)
+            if not stand_in:
+                continue
+            points = keeper.answers[round(stand_in[0][0].timestamp())].points
+            column = col[agent]
+            if len(points) == hi - lo + 1 and points[0][0] == first_ts:
+                column[lo : hi + 1] = array("d", [v for _, v in points])  # complete, in order
+                continue
+            for ts, value in points:
+                j = round((ts - t0) / step_s)
+                if lo <= j <= hi:
+                    column[j] = value
+
+    def _publish(self) -> None:
+        """Mark the chunks whose series are all in (and, for a calendar budget, whose
+        periods' starting spend is known) ready, in time order."""
+        if self.plan.calendar_spend and len(self._bases) < len(self.plan.period_starts):
+            return
+        while self._published < len(self.chunks) and self._left[self._published] == 0:
+            lo, hi = self.chunks[self._published]
+            if self.plan.calendar_spend:
+                assert self.plan.increment_key is not None
+                assert self.history.spend is not None
+                _accumulate_into(
+                    self.history.spend,
+                    self._running,
+                    self.columns[self.plan.increment_key],
+                    self._bases,
+                    lo,
+                    hi,
+                )
+            self._ready[self._published].set()
+            self._published += 1
+
+
+class _KeepPoints:
+    """A backend wrapper that lets ``fetch_range`` join series to agents without touching
+    their points.
+
+    ``fetch_range`` turns every point into a ``(datetime, value)`` pair before it joins
+    series to agents: about a microsecond a point, and a week of a hundred agents at a
+    one-minute step is a million points per series. This wrapper answers it with one
+    stand-in point per series whose time is the series' position in :attr:`answers`, so
+    the join (agent and namespace labels, ambiguous names, malformed results) stays
+    ``fetch_range``'s own and the points are read from the stored answer afterwards.
+    """
+
+    def __init__(self, backend: MetricsBackend) -> None:
+        self.backend = backend
+        self.answers: list[RangeSeries] = []
+
+    async def query(self, promql: str, at: datetime) -> QueryResult:
+        return await self.backend.query(promql, at)
+
+    async def query_range(
+        self, promql: str, start: datetime, end: datetime, step: timedelta
+    ) -> RangeResult:
+        result = await self.backend.query_range(promql, start, end, step)
+        first = len(self.answers)
+        self.answers.extend(result.series)
+        stand_ins = tuple(
+            RangeSeries(s.labels, ((float(first + k), 0.0),)) for k, s in enumerate(result.series)
+        )
+        return RangeResult(series=stand_ins, warnings=result.warnings, timing=result.timing)
+
+    async def aclose(self) -> None:
+        """The wrapped backend belongs to the caller, who closes it."""
 
 
 def _accumulate(
@@ -538,27 +721,38 @@ def _accumulate(
 ) -> dict[AgentId, array[float]]:
     """Period-to-date spend: the exact value at each period's first moment, then that plus
     each later step's increase. No data stays NaN until the first value."""
-    starts = {i: base for i, base in bases}
-    out: dict[AgentId, array[float]] = {}
-    for agent in agents:
-        inc = increments.get(agent)
-        column = array("d", [_NAN]) * size
-        running = _NAN
-        for i in range(size):
-            base = starts.get(i)
-            if base is not None:
-                v = base.get(agent)
-                running = _NAN if v is None else v
-            elif inc is not None:
-                d = inc[i]
-                if d == d:
-                    running = d if running != running else running + d
-            column[i] = running
-        out[agent] = column
+    out = {a: array("d", [_NAN]) * size for a in agents}
+    _accumulate_into(out, dict.fromkeys(agents, _NAN), increments, dict(bases), 0, size - 1)
     return out
 
 
-def _merge(into: FetchStats, st: FetchStats, what: str) -> None:
+def _accumulate_into(
+    out: Mapping[AgentId, array[float]],
+    running: dict[AgentId, float],
+    increments: Mapping[AgentId, array[float]],
+    bases: Mapping[int, Mapping[AgentId, float | None]],
+    lo: int,
+    hi: int,
+) -> None:
+    """:func:`_accumulate` for grid indexes ``lo..hi``, continuing from ``running`` (each
+    agent's spend at ``lo - 1``, updated to ``hi``)."""
+    for agent, column in out.items():
+        inc = increments.get(agent)
+        total = running[agent]
+        for i in range(lo, hi + 1):
+            base = bases.get(i)
+            if base is not None:
+                v = base.get(agent)
+                total = _NAN if v is None else v
+            elif inc is not None:
+                d = inc[i]
+                if d == d:
+                    total = d if total != total else total + d
+            column[i] = total
+        running[agent] = total
+
+
+def _merge(into: FetchStats, st: FetchStats) -> None:
     into.queries += st.queries
     into.request_seconds += st.request_seconds
     into.parse_seconds += st.parse_seconds

@@ -32,6 +32,8 @@ __all__ = ["MAX_LINES", "Panel", "PlotError", "panels", "write_plot"]
 
 MAX_LINES = 8
 """Agents drawn per panel; the rest are named in the legend as "+N more"."""
+MAX_POINTS_DRAWN = 2000
+"""Points drawn per line (see :func:`decimate`); a week at one minute is 10,080."""
 _SVG_MAX_POINTS = 200_000
 _HIGHER_IS_WORSE = {Op.GT, Op.GE, Op.NE}
 _MARKERS = {
@@ -71,6 +73,33 @@ def _closest(values: dict[AgentId, list[float]], cond: Condition, n: int) -> lis
 
     ranked = sorted(values, key=lambda a: (-score(a), a))
     return [a for a in ranked if score(a) > -math.inf][:n]
+
+
+def decimate(
+    times: Sequence[datetime], values: Sequence[float], target: int = MAX_POINTS_DRAWN
+) -> tuple[list[datetime], list[float]]:
+    """At most about ``target`` points that draw like all of them: each bucket of
+    consecutive points keeps its lowest and highest value, in time order (a one-minute
+    spike in a week stays visible); a bucket without data keeps one gap (NaN)."""
+    n = len(values)
+    if n <= target:
+        return list(times), list(values)
+    size = math.ceil(n / (target // 2))
+    xs: list[datetime] = []
+    ys: list[float] = []
+    for lo in range(0, n, size):
+        hi = min(lo + size, n)
+        finite = [i for i in range(lo, hi) if values[i] == values[i]]
+        if not finite:
+            xs.append(times[lo])
+            ys.append(math.nan)
+            continue
+        low = min(finite, key=values.__getitem__)
+        high = max(finite, key=values.__getitem__)
+        for i in sorted({low, high}):
+            xs.append(times[i])
+            ys.append(values[i])
+    return xs, ys
 
 
 def panels(result: BacktestResult) -> list[Panel]:
@@ -178,8 +207,9 @@ def _figure(result: BacktestResult) -> tuple[Any, int]:
     episodes = [(ep.rule, ep.start, ep.end or h.grid.last) for ep in result.systemic]
     for ax, panel in zip(axes[:, 0], items, strict=False):
         for agent, values in panel.lines.items():
-            ax.plot(times, values, linewidth=1.0, label=str(agent.name))
-            points += len(values)
+            xs, ys = decimate(times, values)
+            ax.plot(xs, ys, linewidth=1.0, label=str(agent.name))
+            points += len(xs)
         for value, label in panel.thresholds:
             ax.axhline(value, linestyle="--", color="black", linewidth=0.9, alpha=0.7)
             ax.annotate(
@@ -205,10 +235,11 @@ def _figure(result: BacktestResult) -> tuple[Any, int]:
                 edgecolors="black", linewidths=0.5,
                 label=label if outcome not in seen else None,
             )  # fmt: skip
-            ax.annotate(
-                d.kind.value, xy=(d.at, y), xytext=(0, 7), textcoords="offset points",
-                ha="center", fontsize=6,
-            )  # fmt: skip
+            if len(panel.decisions) <= 20:  # beyond that, labels only hide each other
+                ax.annotate(
+                    d.kind.value, xy=(d.at, y), xytext=(0, 7), textcoords="offset points",
+                    ha="center", fontsize=6,
+                )  # fmt: skip
             seen.add(outcome)
         first = True
         for at, who in panel.fired:

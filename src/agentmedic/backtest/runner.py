@@ -13,20 +13,22 @@ under it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from agentmedic.api.types import AgentPolicy, AgentPolicySpec
 from agentmedic.backtest.history import (
-    MAX_POINTS,
+    CHUNK_POINTS,
     Grid,
     History,
+    HistoryFetch,
     NoHistoryError,
     OnQuery,
     discover_agents,
-    fetch_history,
 )
 from agentmedic.backtest.report import BacktestResult, SystemicEpisodeReport, Timings
 from agentmedic.engine.conditions import BREACH, compile_rule
@@ -57,7 +59,8 @@ class BacktestOptions:
     respect_dry_run: bool = False
     """Replay a dryRun policy as dry run (every decision DryRun) instead of as enabled."""
     catalog: Catalog = DEFAULT_CATALOG
-    max_points: int = MAX_POINTS
+    max_points: int = CHUNK_POINTS
+    """Points per range query (at most 11,000, Prometheus' limit per series)."""
     max_concurrency: int = 4
 
 
@@ -90,12 +93,18 @@ def policy_input(
 
 
 def replay_history(
-    policy: AgentPolicy, history: History, *, dry_run_ignored: bool = False, backend_url: str = ""
+    policy: AgentPolicy,
+    history: History,
+    *,
+    dry_run_ignored: bool = False,
+    backend_url: str = "",
+    wait: Callable[[int], None] | None = None,
 ) -> BacktestResult:
-    """Replay the engine over a fetched history and gather the result."""
+    """Replay the engine over a history and gather the result; with ``wait`` (see
+    :meth:`History.timeline`) while the history is still being fetched."""
     started = time.perf_counter()
     the_input = policy_input(policy, history.spec, history.agents, history.models)
-    timeline = replay(the_input, history.timeline(), apply=True)
+    timeline = replay(the_input, history.timeline(wait), apply=True)
     systemic = systemic_episodes(history, timeline)
     result = BacktestResult(
         policy=policy,
@@ -138,6 +147,7 @@ def systemic_episodes(
     # A rule without notify channels never announces its systemic episodes; its workload
     # changes are still suppressed (counted under SystemicOutage), but the span is unknown.
     out: list[SystemicEpisodeReport] = []
+    sample = history.sampler()
     for rule, lo, hi, t0, t1 in sorted(spans, key=lambda s: s[3]):
         compiled = rules[rule]
         last = hi if hi is not None else history.grid.size
@@ -146,7 +156,7 @@ def systemic_episodes(
         for i in range(lo, last):
             if i > lo:
                 down = _disabled_before(timeline, i - 1, i, down)
-            for agent, values in history.samples_at(i).items():
+            for agent, values in sample(i).items():
                 if agent in agents or agent in down:
                     continue  # a disabled agent is not judged, so it is not in the outage
                 if compiled.verdict(values, False) == BREACH:
@@ -181,6 +191,9 @@ async def run_backtest(
 ) -> BacktestResult:
     """Discover the agents, fetch the history, replay the policy over it.
 
+    The replay runs in a worker thread and starts on the first chunk of history while the
+    backend evaluates the next ones (the backend's work and the engine's overlap).
+
     Raises :class:`~agentmedic.backtest.history.NoHistoryError` when the range holds no
     agents or no data for the policy's metrics, and
     :class:`~agentmedic.backtest.history.BacktestDataError` when the backend fails.
@@ -213,7 +226,7 @@ async def run_backtest(
             f"samples {where}{' at ' + backend_url if backend_url else ''}; check --from/--to "
             "and --namespace (default: the policy's namespace), or name the agents with --agents"
         )
-    history = await fetch_history(
+    fetch = HistoryFetch(
         backend,
         spec,
         grid,
@@ -225,12 +238,32 @@ async def run_backtest(
         max_concurrency=options.max_concurrency,
         on_query=on_query,
     )
-    if not history.has_data():
-        keys = ", ".join(sorted(str(k) for k in requirements(spec, grid.start)))
-        raise NoHistoryError(
-            f"the range {where} holds no data for the policy's metrics ({keys}) for "
-            f"{len(agents)} agent(s) in namespace {namespace!r}; check --from/--to and that "
-            "the agents export the agent_* series"
+    replaying = asyncio.ensure_future(
+        asyncio.to_thread(
+            replay_history,
+            policy,
+            fetch.history,
+            dry_run_ignored=ignored,
+            backend_url=backend_url,
+            wait=fetch.wait,
         )
-    history.fetch_seconds = time.perf_counter() - started
-    return replay_history(policy, history, dry_run_ignored=ignored, backend_url=backend_url)
+    )
+    try:
+        history = await fetch.run()
+        if not history.has_data():
+            keys = ", ".join(sorted(str(k) for k in requirements(spec, grid.start)))
+            raise NoHistoryError(
+                f"the range {where} holds no data for the policy's metrics ({keys}) for "
+                f"{len(agents)} agent(s) in namespace {namespace!r}; check --from/--to and "
+                "that the agents export the agent_* series"
+            )
+        history.fetch_seconds = time.perf_counter() - started
+        result = await replaying
+        result.timings.fetch = history.fetch_seconds
+        return result
+    except BaseException:
+        # Stop the replay thread at its next step, and let it finish before going on.
+        fetch.abandon()
+        with contextlib.suppress(BaseException):
+            await replaying
+        raise

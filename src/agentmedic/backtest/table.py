@@ -23,7 +23,10 @@ _OUTCOME_STYLE = {
 
 
 def _t(moment: datetime | None) -> str:
-    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    if moment is None:
+        return ""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M" + (":%S" if moment.second else ""))
 
 
 def render_table(result: BacktestResult, console: Console) -> None:
@@ -31,10 +34,11 @@ def render_table(result: BacktestResult, console: Console) -> None:
     h = result.history
     t = totals(result)
     head = Text()
+    namespaces = sorted({a.namespace for a in h.agents})
     head.append(f"policy {result.namespace}/{result.name}", style="bold")
     head.append(
         f"  {_t(h.grid.start)} → {_t(h.grid.last)} UTC, every {format_duration(h.grid.step)} "
-        f"({h.grid.size} evaluations), {len(h.agents)} agents"
+        f"({h.grid.size} evaluations), {len(h.agents)} agents in {', '.join(namespaces)}"
     )
     if result.backend_url:
         head.append(f"\nhistory from {result.backend_url} ({h.queries} queries)")
@@ -52,8 +56,9 @@ def render_table(result: BacktestResult, console: Console) -> None:
 
     if result.decisions:
         table = Table(title="Decisions", title_justify="left", show_lines=False)
-        for col in ("time (UTC)", "agent", "rule", "action", "outcome", "evidence"):
-            table.add_column(col, overflow="fold")
+        for col in ("time (UTC)", "agent", "rule", "action", "outcome"):
+            table.add_column(col, no_wrap=True)
+        table.add_column("evidence", overflow="fold")
         for d in result.decisions:
             outcome = outcome_of(d)
             shown = Text(outcome.value, style=_OUTCOME_STYLE[outcome])
@@ -62,20 +67,21 @@ def render_table(result: BacktestResult, console: Console) -> None:
             action = d.kind.value
             if d.to_model:
                 action += f" → {d.to_model}"
-            table.add_row(_t(d.at), str(d.agent), d.rule, action, shown, d.evidence.describe())
+            table.add_row(_t(d.at), d.agent.name, d.rule, action, shown, d.evidence.describe())
         console.print(table)
     else:
         console.print("No workload changes would have been decided.", style="bold")
 
     if result.notifications:
         table = Table(title="Notifications", title_justify="left")
-        for col in ("time (UTC)", "agent", "rule", "state", "channels", "summary"):
-            table.add_column(col, overflow="fold")
+        for col in ("time (UTC)", "agent", "rule", "state", "channels"):
+            table.add_column(col, no_wrap=True)
+        table.add_column("summary", overflow="fold")
         for n in result.notifications:
             state = Text(n.state, style="red" if n.state == "firing" else "green")
             table.add_row(
                 _t(n.at),
-                "(fleet)" if n.agent is None else str(n.agent),
+                "(fleet)" if n.agent is None else n.agent.name,
                 n.rule,
                 state,
                 ", ".join(n.channels),

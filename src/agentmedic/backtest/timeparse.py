@@ -15,7 +15,7 @@ The result is always a timezone-aware UTC :class:`~datetime.datetime`.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 from agentmedic.api.durations import parse_duration
 
@@ -64,12 +64,3 @@ def parse_time(text: str, now: datetime) -> datetime:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
-
-
-def floor_to(moment: datetime, step: timedelta) -> datetime:
-    """``moment`` rounded down to a whole multiple of ``step`` since the epoch."""
-    seconds = step.total_seconds()
-    if seconds <= 0:
-        raise ValueError(f"step must be positive, got {step}")
-    ts = moment.timestamp()
-    return datetime.fromtimestamp(ts - (ts % seconds), UTC)

@@ -340,5 +340,7 @@ def _render(result: Any, args: argparse.Namespace) -> int:
 
         from agentmedic.backtest.table import render_table
 
-        render_table(result, Console())
+        # Piped or in CI, rich would fold the table to 80 columns; logs read better wider.
+        width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 160)
+        render_table(result, Console(width=width))
     return code
