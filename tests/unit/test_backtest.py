@@ -3,6 +3,7 @@ replay over a hand-made history, the JSON document and its schema, the command's
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from array import array
@@ -18,21 +19,35 @@ import yaml
 from agentmedic.api.types import AgentPolicy
 from agentmedic.api.validation import validate_policy
 from agentmedic.backtest.history import (
+    Abandoned,
+    BacktestDataError,
     Grid,
     History,
+    HistoryFetch,
     _accumulate,
     discover_agents,
     plan,
 )
 from agentmedic.backtest.plot import panels
 from agentmedic.backtest.report import json_schema, to_json, totals
-from agentmedic.backtest.runner import effective_spec, replay_history
+from agentmedic.backtest.runner import (
+    BacktestOptions,
+    effective_spec,
+    replay_history,
+    run_backtest,
+)
 from agentmedic.backtest.scenario import Phase, Scenario, ScriptedAgent, splice
 from agentmedic.backtest.timeparse import parse_time
 from agentmedic.cli.main import main
 from agentmedic.engine.requirements import spend_key
 from agentmedic.engine.series import AgentId, SeriesKey
-from agentmedic.metrics import QueryResult, RangeResult, RangeSeries
+from agentmedic.metrics import (
+    MetricsUnavailable,
+    QueryResult,
+    RangeResult,
+    RangeSeries,
+    UnavailableReason,
+)
 
 NOW = datetime(2024, 3, 5, 12, 30, tzinfo=UTC)
 NS = "agents"
@@ -498,3 +513,105 @@ def test_spend_key_changes_every_step_of_a_calendar_period() -> None:
     assert first is not None
     assert later is not None
     assert first.window + timedelta(minutes=1) == later.window
+
+
+# --------------------------------------------------------------------------- pipelined fetch
+
+
+class GatedBackend:
+    """Answers each range query only once its chunk (by start time) is released; every
+    agent has the value 1.0 at every step."""
+
+    def __init__(self, agents: Sequence[str]) -> None:
+        self.agents = agents
+        self.gates: dict[datetime, asyncio.Event] = {}
+        self.fail: str | None = None
+
+    def gate(self, start: datetime) -> asyncio.Event:
+        return self.gates.setdefault(start, asyncio.Event())
+
+    async def query(self, promql: str, at: datetime) -> QueryResult:
+        raise AssertionError("no instant queries expected")
+
+    async def query_range(
+        self, promql: str, start: datetime, end: datetime, step: timedelta
+    ) -> RangeResult:
+        await self.gate(start).wait()
+        if self.fail is not None and self.fail in promql:
+            raise MetricsUnavailable(UnavailableReason.SERVER_ERROR, "HTTP 503: overloaded")
+        n = round((end - start) / step) + 1
+        times = [start.timestamp() + k * step.total_seconds() for k in range(n)]
+        return RangeResult(
+            series=tuple(
+                RangeSeries({"agent": a, "namespace": NS}, tuple((t, 1.0) for t in times))
+                for a in self.agents
+            )
+        )
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_chunks_become_ready_in_time_order_whatever_order_answers_arrive_in() -> None:
+    spec = _policy().spec  # two series: error_rate[5m] and executions[5m]
+    grid = Grid(NOW, NOW + timedelta(minutes=3), timedelta(minutes=1))  # 4 steps
+    backend = GatedBackend(["a"])
+    answered: list[str] = []
+    second_chunk_in = asyncio.Event()
+
+    def on_query(done: int, total: int, what: str) -> None:
+        answered.append(what)
+        if len(answered) == 2:
+            second_chunk_in.set()
+
+    fetch = HistoryFetch(backend, spec, grid, [AgentId(NS, "a")], max_points=2, on_query=on_query)
+    running = asyncio.ensure_future(fetch.run())
+    backend.gate(grid.at(2)).set()  # the later chunk answers first
+    await second_chunk_in.wait()
+    assert all("[3-4/4]" in what for what in answered)
+    assert not fetch._ready[1].is_set()  # complete, but its predecessor is not
+
+    backend.gate(grid.at(0)).set()
+    history = await running
+    assert all(event.is_set() for event in fetch._ready)
+    fetch.wait(3)  # returns at once
+    assert list(history.series(next(iter(history.columns)), AgentId(NS, "a"))) == [1.0] * 4
+
+
+async def test_a_backend_failure_stops_the_replay_and_names_the_series() -> None:
+    policy = _policy()
+    backend = GatedBackend(["a", "b"])
+    backend.fail = "status!="  # error_rate's query
+    for day in range(3):
+        backend.gate(NOW + timedelta(days=day)).set()
+
+    async def discovery(promql: str, *args: Any) -> RangeResult:
+        return RangeResult(
+            series=tuple(
+                RangeSeries(
+                    {"agent": a, "namespace": NS, "model": "gpt-4o"}, ((NOW.timestamp(), 1.0),)
+                )
+                for a in ("a", "b")
+            )
+        )
+
+    original = backend.query_range
+
+    async def answer(promql: str, start: datetime, end: datetime, step: timedelta) -> RangeResult:
+        if promql.startswith("group by"):
+            return await discovery(promql)
+        return await original(promql, start, end, step)
+
+    backend.query_range = answer  # type: ignore[method-assign]
+    options = BacktestOptions(start=NOW, end=NOW + timedelta(days=2), max_points=1440)
+    with pytest.raises(BacktestDataError, match=r"error_rate\[300s\].*HTTP 503: overloaded"):
+        await run_backtest(policy, backend, options)
+
+
+def test_an_abandoned_fetch_releases_a_waiting_consumer() -> None:
+    spec = _policy().spec
+    grid = Grid(NOW, NOW + timedelta(minutes=3), timedelta(minutes=1))
+    fetch = HistoryFetch(GatedBackend([]), spec, grid, [AgentId(NS, "a")], max_points=2)
+    fetch.abandon()
+    with pytest.raises(Abandoned):
+        fetch.wait(3)

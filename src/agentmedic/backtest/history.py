@@ -642,15 +642,19 @@ class HistoryFetch:
     ) -> None:
         t0 = self.grid.start.timestamp()
         step_s = self.grid.step.total_seconds()
-        first_ts = t0 + lo * step_s
         for agent, per_key in table.items():
             stand_in = per_key.get(key)
             if not stand_in:
                 continue
             points = keeper.answers[round(stand_in[0][0].timestamp())].points
+            if not points:
+                continue
             column = col[agent]
-            if len(points) == hi - lo + 1 and points[0][0] == first_ts:
-                column[lo : hi + 1] = array("d", [v for _, v in points])  # complete, in order
+            first = round((points[0][0] - t0) / step_s)
+            last = round((points[-1][0] - t0) / step_s)
+            if last - first + 1 == len(points) and lo <= first and last <= hi:
+                # One unbroken run of steps (the usual case): copied in one go.
+                column[first : last + 1] = array("d", [v for _, v in points])
                 continue
             for ts, value in points:
                 j = round((ts - t0) / step_s)
