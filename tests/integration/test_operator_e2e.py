@@ -185,7 +185,7 @@ def _calm_scenario() -> Scenario:
     ]
     for policy in policies:  # a forecast settles once its burn-rate window has filled
         if "budget" in policy["spec"]:
-            policy["spec"]["budget"]["forecastWindow"] = "10s"
+            policy["spec"]["budget"]["forecastWindow"] = "30s"
     roles = {a.name: "healthy" for a in agents}
     return Scenario(agents=agents, roles=roles, policies=policies, duration=60.0)
 
@@ -202,7 +202,7 @@ def test_steady_state_costs_no_api_writes() -> None:
             timeout=60,
             what="every policy's first status",
         )
-        time.sleep(12)  # windows fill; the first transitions settle
+        time.sleep(35)  # the 30s windows fill; the first transitions settle
         world.emulator.clear_requests()
         op = world.operator
         before = op.cycles_completed

@@ -822,7 +822,11 @@ class Operator:
             entry,
             conditions=[ready, metrics, remediating],
             counts=counts,
-            spend=_coarse_spend(outcome.spend.to_status()) if outcome.spend is not None else None,
+            spend=_coarse_spend(
+                outcome.spend.to_status(), entry.status.spend if entry.status else None
+            )
+            if outcome.spend is not None
+            else None,
             recent=recent,
         )
 
@@ -957,20 +961,30 @@ def _status_outcome(result: ActionResult, d: Decision) -> StatusOutcome:
     return StatusOutcome.FAILED
 
 
-def _coarse_spend(spend: Spend) -> Spend:
+def _coarse_spend(spend: Spend, shown: Spend | None = None) -> Spend:
     """Spend in steps of 0.5% of the limit, the forecast (an estimate that moves with every
-    sample) in steps of 5%, a rolling period's start to the minute: live numbers would
-    otherwise rewrite status on every cycle."""
+    sample) in steps of 5% and only once it has moved by more than a step from what status
+    shows, a rolling period's start to the minute: live numbers would otherwise rewrite
+    status on every cycle."""
 
     def q(value: float | None, step: float) -> float | None:
         step = max(step, 0.01)
         return None if value is None else round(math.floor(value / step) * step, 4)
 
     start = spend.period_start.replace(second=0, microsecond=0)
+    forecast = q(spend.forecast_usd, spend.limit_usd / 20)
+    if (
+        shown is not None
+        and forecast is not None
+        and shown.forecast_usd is not None
+        and spend.forecast_usd is not None
+        and abs(spend.forecast_usd - shown.forecast_usd) <= spend.limit_usd / 20
+    ):
+        forecast = shown.forecast_usd
     return spend.model_copy(
         update={
             "usd": q(spend.usd, spend.limit_usd / 200),
-            "forecast_usd": q(spend.forecast_usd, spend.limit_usd / 20),
+            "forecast_usd": forecast,
             "period_start": start,
         }
     )
