@@ -231,6 +231,7 @@ def main() -> int:
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "agentmedic-bench"
     )
     parser.add_argument("--budget", action="store_true", help="add a daily budget per agent")
+    parser.add_argument("--concurrency", type=int, default=4, help="range queries in flight")
     parser.add_argument("--keep-going", action="store_true", help="exit 0 even over the goal")
     args = parser.parse_args()
 
@@ -249,7 +250,11 @@ def main() -> int:
     print(f"setup (not counted): {how} ({time.perf_counter() - t0:.1f}s)")
 
     options = BacktestOptions(
-        start=START, end=START + timedelta(days=args.days) - step, step=step, namespace="fleet"
+        start=START,
+        end=START + timedelta(days=args.days) - step,
+        step=step,
+        namespace="fleet",
+        max_concurrency=args.concurrency,
     )
     with PrometheusServer(data_dir=home) as prom:
         assert prom.pid is not None

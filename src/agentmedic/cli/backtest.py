@@ -108,6 +108,12 @@ def register(sub: Any) -> None:
     auth.add_argument(
         "--query-timeout-seconds", type=float, default=60.0, help="per query (default: 60)"
     )
+    auth.add_argument(
+        "--concurrency",
+        type=int,
+        default=4,
+        help="range queries in flight at once (default: 4; lower it for a small backend)",
+    )
     p.add_argument("--print-schema", action="store_true", help="print the JSON Schema and exit")
     p.set_defaults(func=run)
 
@@ -259,6 +265,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(exc), EXIT_USAGE)
     if step <= timedelta(0):
         return _fail("--step must be positive, e.g. 1m", EXIT_USAGE)
+    if args.concurrency < 1:
+        return _fail("--concurrency must be at least 1", EXIT_USAGE)
     if end <= start:
         return _fail(
             f"--to ({end.isoformat()}) must be after --from ({start.isoformat()})", EXIT_USAGE
@@ -290,6 +298,7 @@ def run(args: argparse.Namespace) -> int:
         namespace_label=args.namespace_label or None,
         respect_dry_run=args.respect_dry_run,
         catalog=catalog,
+        max_concurrency=args.concurrency,
     )
     return _execute(policy, config, options, args)
 
