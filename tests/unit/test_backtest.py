@@ -19,13 +19,12 @@ import yaml
 from agentmedic.api.types import AgentPolicy
 from agentmedic.api.validation import validate_policy
 from agentmedic.backtest.history import (
-    Abandoned,
     BacktestDataError,
     Grid,
     History,
-    HistoryFetch,
     _accumulate,
     discover_agents,
+    fetch_history,
     plan,
 )
 from agentmedic.backtest.plot import panels
@@ -552,10 +551,10 @@ class GatedBackend:
         pass
 
 
-async def test_chunks_become_ready_in_time_order_whatever_order_answers_arrive_in() -> None:
+async def test_a_range_split_in_chunks_is_filled_whatever_order_the_answers_arrive_in() -> None:
     spec = _policy().spec  # two series: error_rate[5m] and executions[5m]
-    grid = Grid(NOW, NOW + timedelta(minutes=3), timedelta(minutes=1))  # 4 steps
-    backend = GatedBackend(["a"])
+    grid = Grid(NOW, NOW + timedelta(minutes=4), timedelta(minutes=1))  # 5 steps
+    backend = GatedBackend(["a", "b"])
     answered: list[str] = []
     second_chunk_in = asyncio.Event()
 
@@ -564,21 +563,27 @@ async def test_chunks_become_ready_in_time_order_whatever_order_answers_arrive_i
         if len(answered) == 2:
             second_chunk_in.set()
 
-    fetch = HistoryFetch(backend, spec, grid, [AgentId(NS, "a")], max_points=2, on_query=on_query)
-    running = asyncio.ensure_future(fetch.run())
-    backend.gate(grid.at(2)).set()  # the later chunk answers first
+    agents = [AgentId(NS, "a"), AgentId(NS, "b")]
+    running = asyncio.ensure_future(
+        fetch_history(
+            backend, spec, grid, agents, max_points=2, max_concurrency=4, on_query=on_query
+        )
+    )
+    # Four queries are in flight (the first two chunks); the second chunk answers first.
+    backend.gate(grid.at(2)).set()
     await second_chunk_in.wait()
-    assert all("[3-4/4]" in what for what in answered)
-    assert not fetch._ready[1].is_set()  # complete, but its predecessor is not
-
+    assert all("[3-4/5]" in what for what in answered)
     backend.gate(grid.at(0)).set()
+    backend.gate(grid.at(4)).set()
     history = await running
-    assert all(event.is_set() for event in fetch._ready)
-    fetch.wait(3)  # returns at once
-    assert list(history.series(next(iter(history.columns)), AgentId(NS, "a"))) == [1.0] * 4
+
+    assert history.queries == 6  # two series, three chunks each
+    for key in history.columns:
+        for agent in agents:
+            assert history.series(key, agent) == [1.0] * 5
 
 
-async def test_a_backend_failure_stops_the_replay_and_names_the_series() -> None:
+async def test_a_backend_failure_stops_the_backtest_and_names_the_series() -> None:
     policy = _policy()
     backend = GatedBackend(["a", "b"])
     backend.fail = "status!="  # error_rate's query
@@ -606,12 +611,3 @@ async def test_a_backend_failure_stops_the_replay_and_names_the_series() -> None
     options = BacktestOptions(start=NOW, end=NOW + timedelta(days=2), max_points=1440)
     with pytest.raises(BacktestDataError, match=r"error_rate\[300s\].*HTTP 503: overloaded"):
         await run_backtest(policy, backend, options)
-
-
-def test_an_abandoned_fetch_releases_a_waiting_consumer() -> None:
-    spec = _policy().spec
-    grid = Grid(NOW, NOW + timedelta(minutes=3), timedelta(minutes=1))
-    fetch = HistoryFetch(GatedBackend([]), spec, grid, [AgentId(NS, "a")], max_points=2)
-    fetch.abandon()
-    with pytest.raises(Abandoned):
-        fetch.wait(3)

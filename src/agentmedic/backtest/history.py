@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import threading
 import time
 from array import array
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -75,11 +74,9 @@ __all__ = [
     "CHUNK_POINTS",
     "MAX_POINTS",
     "MODEL_LABEL",
-    "Abandoned",
     "BacktestDataError",
     "Grid",
     "History",
-    "HistoryFetch",
     "NoHistoryError",
     "OnQuery",
     "SpendCheck",
@@ -216,16 +213,11 @@ class History:
         """What the live loop would have fetched at grid index ``i``."""
         return self.sampler()(i)
 
-    def timeline(
-        self, wait: Callable[[int], None] | None = None
-    ) -> Iterator[tuple[datetime, Samples]]:
+    def timeline(self) -> Iterator[tuple[datetime, Samples]]:
         """``(moment, samples)`` for every grid moment, built lazily (a week of a hundred
-        agents never sits in memory as dicts). ``wait(i)``, when given, is called before
-        index ``i`` is read (:meth:`HistoryFetch.wait`: the history is still arriving)."""
+        agents never sits in memory as dicts)."""
         sample = self.sampler()
         for i in range(self.grid.size):
-            if wait is not None:
-                wait(i)
             yield self.grid.at(i), sample(i)
 
     def sampler(self) -> Callable[[int], Samples]:
@@ -416,35 +408,19 @@ async def fetch_history(
     Raises :class:`BacktestDataError` when the backend is unavailable or refuses a query
     (naming the series and the query).
     """
-    fetch = HistoryFetch(
-        backend,
-        spec,
-        grid,
-        agents,
-        models,
-        catalog=catalog,
-        namespace_label=namespace_label,
-        max_points=max_points,
-        max_concurrency=max_concurrency,
-        on_query=on_query,
-    )
-    return await fetch.run()
+    if not 1 <= max_points <= MAX_POINTS:
+        raise ValueError(f"max_points must be between 1 and {MAX_POINTS}, got {max_points}")
+    if max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+    started = time.perf_counter()
+    fetch = _Fetch(backend, spec, grid, agents, models, catalog, namespace_label, on_query)
+    await fetch.run(grid.chunks(max_points), max_concurrency)
+    fetch.history.fetch_seconds = time.perf_counter() - started
+    return fetch.history
 
 
-class Abandoned(Exception):  # noqa: N818 - it is a signal, not an error
-    """Raised in a consumer waiting for a chunk when the fetch was abandoned."""
-
-
-class HistoryFetch:
-    """Fills a :class:`History` in time chunks, so a replay can start on the first day
-    while the backend evaluates the next ones.
-
-    :attr:`history` exists (full of "no data") from the start; :meth:`run` fetches, and
-    chunks become ready in time order. A consumer in another thread calls :meth:`wait`
-    before reading grid index ``i``; it returns once ``i``'s chunk is complete (every
-    series, and the budget's spend up to it) and raises the fetch's error if it failed
-    (or :class:`Abandoned` after :meth:`abandon`).
-    """
+class _Fetch:
+    """The queries of one :func:`fetch_history` and the history they fill."""
 
     def __init__(
         self,
@@ -452,91 +428,43 @@ class HistoryFetch:
         spec: AgentPolicySpec,
         grid: Grid,
         agents: Sequence[AgentId],
-        models: Mapping[AgentId, str | None] | None = None,
-        *,
-        catalog: Catalog = DEFAULT_CATALOG,
-        namespace_label: str | None = "namespace",
-        max_points: int = CHUNK_POINTS,
-        max_concurrency: int = 4,
-        on_query: OnQuery | None = None,
+        models: Mapping[AgentId, str | None] | None,
+        catalog: Catalog,
+        namespace_label: str | None,
+        on_query: OnQuery | None,
     ) -> None:
-        if not 1 <= max_points <= MAX_POINTS:
-            raise ValueError(f"max_points must be between 1 and {MAX_POINTS}, got {max_points}")
-        if max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
         self.backend = backend
         self.grid = grid
         self.agents = list(agents)
+        self.agent_set = frozenset(agents)
         self.catalog = catalog
         self.namespace_label = namespace_label
-        self.max_concurrency = max_concurrency
         self.on_query = on_query
         self.plan = plan(spec, grid)
-        self.chunk = max_points
-        self.chunks = grid.chunks(max_points)
         self.range_keys = list(self.plan.range_keys)
         increment = self.plan.increment_key
         if increment is not None and increment not in self.range_keys:
             self.range_keys.append(increment)
-        size = grid.size
         self.columns: dict[SeriesKey, dict[AgentId, array[float]]] = {
-            key: {a: array("d", [_NAN]) * size for a in self.agents} for key in self.range_keys
+            key: {a: array("d", [_NAN]) * grid.size for a in self.agents} for key in self.range_keys
         }
-        calendar = self.plan.calendar_spend
         self.history = History(
             spec=spec,
             grid=grid,
             agents=self.agents,
             models=dict(models or {}),
             columns={k: v for k, v in self.columns.items() if k in self.plan.range_keys},
-            spend={a: array("d", [_NAN]) * size for a in self.agents} if calendar else None,
         )
-        self.total = len(self.range_keys) * len(self.chunks) + 2 * len(self.plan.period_starts)
-        self._done = 0
-        self._left = [len(self.range_keys)] * len(self.chunks)
-        self._ready = [threading.Event() for _ in self.chunks]
-        self._published = 0
-        self._bases: dict[int, dict[AgentId, float | None]] = {}
-        self._running: dict[AgentId, float] = dict.fromkeys(self.agents, _NAN)
-        self._error: BaseException | None = None
+        self.done = 0
+        self.total = 0
 
-    # -- the consumer's side (any thread)
-
-    def wait(self, i: int) -> None:
-        """Return once grid index ``i`` is filled; raise if the fetch failed."""
-        c = i // self.chunk
-        if c >= self._published:
-            self._ready[c].wait()
-        if self._error is not None:
-            raise self._error
-
-    def abandon(self) -> None:
-        """Stop consumers at their next :meth:`wait` (the fetch is not needed any more)."""
-        if self._error is None:
-            self._error = Abandoned()
-        for event in self._ready:
-            event.set()
-
-    # -- the fetch (the event loop's side)
-
-    async def run(self) -> History:
-        """Fetch every chunk; return the filled history."""
-        started = time.perf_counter()
-        try:
-            await self._run()
-        except BaseException as exc:
-            if self._error is None:
-                self._error = exc
-            for event in self._ready:
-                event.set()
-            raise
-        self.history.fetch_seconds = time.perf_counter() - started
-        return self.history
-
-    async def _run(self) -> None:
+    async def run(self, chunks: list[tuple[int, int]], max_concurrency: int) -> None:
         grid, the_plan, h = self.grid, self.plan, self.history
-        semaphore = asyncio.Semaphore(self.max_concurrency)
-        spec = h.spec
+        semaphore = asyncio.Semaphore(max_concurrency)
+        calendar = the_plan.calendar_spend
+        starts = the_plan.period_starts if calendar else []
+        ends = the_plan.period_ends if calendar else []
+        self.total = len(self.range_keys) * len(chunks) + len(starts) + len(ends)
 
         async def bounded(make: Callable[[], Awaitable[tuple[_T, FetchStats]]], what: str) -> _T:
             async with semaphore:
@@ -551,20 +479,18 @@ class HistoryFetch:
                     + (f"\n  query: {query}" if query else "")
                 )
             _merge(h.stats, st)
-            self._done += 1
+            self.done += 1
             if self.on_query is not None:
-                self.on_query(self._done, self.total, what)
+                self.on_query(self.done, self.total, what)
             return result
 
-        async def one_range(key: SeriesKey, c: int) -> None:
-            lo, hi = self.chunks[c]
-            what = f"{key} [{lo + 1}-{hi + 1}/{grid.size}]" if len(self.chunks) > 1 else str(key)
+        async def one_range(key: SeriesKey, lo: int, hi: int) -> None:
+            what = f"{key} [{lo + 1}-{hi + 1}/{grid.size}]" if len(chunks) > 1 else str(key)
             keeper = _KeepPoints(self.backend)
-            agent_set = frozenset(self.agents)
             table = await bounded(
                 lambda: fetch_range(
                     keeper,
-                    {key: agent_set},
+                    {key: self.agent_set},
                     grid.at(lo),
                     grid.at(hi),
                     grid.step,
@@ -575,53 +501,51 @@ class HistoryFetch:
                 what,
             )
             self._fill(self.columns[key], table, key, keeper, lo, hi)
-            self._left[c] -= 1
-            self._publish()
 
-        async def one_instant(i: int, what: str) -> dict[AgentId, float | None]:
-            key = spend_key(spec, grid.at(i))
+        async def spent(i: int, what: str) -> dict[AgentId, float | None]:
+            key = spend_key(h.spec, grid.at(i))
             assert key is not None
-            agent_set = frozenset(self.agents)
             table = await bounded(
                 lambda: fetch_samples(
                     self.backend,
-                    {key: agent_set},
+                    {key: self.agent_set},
                     grid.at(i),
                     self.catalog,
                     namespace_label=self.namespace_label,
                     max_concurrency=1,
                 ),
-                what,
+                f"{what} at {grid.at(i):%Y-%m-%d %H:%M}",
             )
             return {a: table.get(a, {}).get(key) for a in self.agents}
 
-        async def base(i: int) -> None:
-            self._bases[i] = await one_instant(i, f"spend so far at {grid.at(i):%Y-%m-%d %H:%M}")
-            self._publish()
-
-        async def check(i: int) -> float:
-            exact = await one_instant(i, f"spend check at {grid.at(i):%Y-%m-%d %H:%M}")
-            return sum(v for v in exact.values() if v is not None)
-
-        # Queued in the order they are needed: the period starts' spend first, then every
-        # series of the first chunk, of the second, ...; the checks last.
-        bases = [base(i) for i in the_plan.period_starts] if the_plan.calendar_spend else []
-        ranges = [one_range(key, c) for c in range(len(self.chunks)) for key in self.range_keys]
-        checks = [check(i) for i in the_plan.period_ends] if the_plan.calendar_spend else []
-        gathered = await asyncio.gather(*bases, *ranges, *checks)
-        if h.spend is not None:
-            spend = h.spend  # complete: every chunk is published once every query is in
-            exact = gathered[len(bases) + len(ranges) :]
-            h.spend_check = [
+        # In time order, so the progress bar means something: each chunk's series, then the
+        # spend queries of a calendar budget.
+        ranges = [one_range(key, lo, hi) for lo, hi in chunks for key in self.range_keys]
+        bases = [spent(i, "spend so far") for i in starts]
+        checks = [spent(i, "spend check") for i in ends]
+        gathered = await asyncio.gather(*ranges, *bases, *checks)
+        h.queries = h.stats.queries
+        h.warnings = list(h.stats.warnings)
+        if not calendar:
+            return
+        assert the_plan.increment_key is not None
+        base_values = gathered[len(ranges) : len(ranges) + len(bases)]
+        check_values = gathered[len(ranges) + len(bases) :]
+        h.spend = spend = _accumulate(
+            self.agents,
+            grid.size,
+            self.columns[the_plan.increment_key],
+            list(zip(starts, base_values, strict=True)),  # type: ignore[arg-type]
+        )
+        for i, exact in zip(ends, check_values, strict=True):
+            assert isinstance(exact, dict)
+            h.spend_check.append(
                 SpendCheck(
                     grid.at(i),
                     sum(v for a in self.agents if (v := spend[a][i]) == v),
-                    float(e),  # type: ignore[arg-type]
+                    sum(v for v in exact.values() if v is not None),
                 )
-                for i, e in zip(the_plan.period_ends, exact, strict=True)
-            ]
-        h.queries = h.stats.queries
-        h.warnings = list(h.stats.warnings)
+            )
         worst = max(h.spend_check, key=lambda c: c.relative_error, default=None)
         if worst is not None and worst.relative_error > SPEND_WARN:
             h.warnings.append(
@@ -660,27 +584,6 @@ class HistoryFetch:
                 j = round((ts - t0) / step_s)
                 if lo <= j <= hi:
                     column[j] = value
-
-    def _publish(self) -> None:
-        """Mark the chunks whose series are all in (and, for a calendar budget, whose
-        periods' starting spend is known) ready, in time order."""
-        if self.plan.calendar_spend and len(self._bases) < len(self.plan.period_starts):
-            return
-        while self._published < len(self.chunks) and self._left[self._published] == 0:
-            lo, hi = self.chunks[self._published]
-            if self.plan.calendar_spend:
-                assert self.plan.increment_key is not None
-                assert self.history.spend is not None
-                _accumulate_into(
-                    self.history.spend,
-                    self._running,
-                    self.columns[self.plan.increment_key],
-                    self._bases,
-                    lo,
-                    hi,
-                )
-            self._ready[self._published].set()
-            self._published += 1
 
 
 class _KeepPoints:
@@ -725,26 +628,14 @@ def _accumulate(
 ) -> dict[AgentId, array[float]]:
     """Period-to-date spend: the exact value at each period's first moment, then that plus
     each later step's increase. No data stays NaN until the first value."""
-    out = {a: array("d", [_NAN]) * size for a in agents}
-    _accumulate_into(out, dict.fromkeys(agents, _NAN), increments, dict(bases), 0, size - 1)
-    return out
-
-
-def _accumulate_into(
-    out: Mapping[AgentId, array[float]],
-    running: dict[AgentId, float],
-    increments: Mapping[AgentId, array[float]],
-    bases: Mapping[int, Mapping[AgentId, float | None]],
-    lo: int,
-    hi: int,
-) -> None:
-    """:func:`_accumulate` for grid indexes ``lo..hi``, continuing from ``running`` (each
-    agent's spend at ``lo - 1``, updated to ``hi``)."""
-    for agent, column in out.items():
+    starts = dict(bases)
+    out: dict[AgentId, array[float]] = {}
+    for agent in agents:
         inc = increments.get(agent)
-        total = running[agent]
-        for i in range(lo, hi + 1):
-            base = bases.get(i)
+        column = array("d", [_NAN]) * size
+        total = _NAN
+        for i in range(size):
+            base = starts.get(i)
             if base is not None:
                 v = base.get(agent)
                 total = _NAN if v is None else v
@@ -753,7 +644,8 @@ def _accumulate_into(
                 if d == d:
                     total = d if total != total else total + d
             column[i] = total
-        running[agent] = total
+        out[agent] = column
+    return out
 
 
 def _merge(into: FetchStats, st: FetchStats) -> None:

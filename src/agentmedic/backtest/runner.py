@@ -13,10 +13,8 @@ under it.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,10 +23,10 @@ from agentmedic.backtest.history import (
     CHUNK_POINTS,
     Grid,
     History,
-    HistoryFetch,
     NoHistoryError,
     OnQuery,
     discover_agents,
+    fetch_history,
 )
 from agentmedic.backtest.report import BacktestResult, SystemicEpisodeReport, Timings
 from agentmedic.engine.conditions import BREACH, compile_rule
@@ -93,18 +91,12 @@ def policy_input(
 
 
 def replay_history(
-    policy: AgentPolicy,
-    history: History,
-    *,
-    dry_run_ignored: bool = False,
-    backend_url: str = "",
-    wait: Callable[[int], None] | None = None,
+    policy: AgentPolicy, history: History, *, dry_run_ignored: bool = False, backend_url: str = ""
 ) -> BacktestResult:
-    """Replay the engine over a history and gather the result; with ``wait`` (see
-    :meth:`History.timeline`) while the history is still being fetched."""
+    """Replay the engine over a fetched history and gather the result."""
     started = time.perf_counter()
     the_input = policy_input(policy, history.spec, history.agents, history.models)
-    timeline = replay(the_input, history.timeline(wait), apply=True)
+    timeline = replay(the_input, history.timeline(), apply=True)
     systemic = systemic_episodes(history, timeline)
     result = BacktestResult(
         policy=policy,
@@ -191,9 +183,6 @@ async def run_backtest(
 ) -> BacktestResult:
     """Discover the agents, fetch the history, replay the policy over it.
 
-    The replay runs in a worker thread and starts on the first chunk of history while the
-    backend evaluates the next ones (the backend's work and the engine's overlap).
-
     Raises :class:`~agentmedic.backtest.history.NoHistoryError` when the range holds no
     agents or no data for the policy's metrics, and
     :class:`~agentmedic.backtest.history.BacktestDataError` when the backend fails.
@@ -226,7 +215,7 @@ async def run_backtest(
             f"samples {where}{' at ' + backend_url if backend_url else ''}; check --from/--to "
             "and --namespace (default: the policy's namespace), or name the agents with --agents"
         )
-    fetch = HistoryFetch(
+    history = await fetch_history(
         backend,
         spec,
         grid,
@@ -238,32 +227,12 @@ async def run_backtest(
         max_concurrency=options.max_concurrency,
         on_query=on_query,
     )
-    replaying = asyncio.ensure_future(
-        asyncio.to_thread(
-            replay_history,
-            policy,
-            fetch.history,
-            dry_run_ignored=ignored,
-            backend_url=backend_url,
-            wait=fetch.wait,
+    if not history.has_data():
+        keys = ", ".join(sorted(str(k) for k in requirements(spec, grid.start)))
+        raise NoHistoryError(
+            f"the range {where} holds no data for the policy's metrics ({keys}) for "
+            f"{len(agents)} agent(s) in namespace {namespace!r}; check --from/--to and that "
+            "the agents export the agent_* series"
         )
-    )
-    try:
-        history = await fetch.run()
-        if not history.has_data():
-            keys = ", ".join(sorted(str(k) for k in requirements(spec, grid.start)))
-            raise NoHistoryError(
-                f"the range {where} holds no data for the policy's metrics ({keys}) for "
-                f"{len(agents)} agent(s) in namespace {namespace!r}; check --from/--to and "
-                "that the agents export the agent_* series"
-            )
-        history.fetch_seconds = time.perf_counter() - started
-        result = await replaying
-        result.timings.fetch = history.fetch_seconds
-        return result
-    except BaseException:
-        # Stop the replay thread at its next step, and let it finish before going on.
-        fetch.abandon()
-        with contextlib.suppress(BaseException):
-            await replaying
-        raise
+    history.fetch_seconds = time.perf_counter() - started
+    return replay_history(policy, history, dry_run_ignored=ignored, backend_url=backend_url)
