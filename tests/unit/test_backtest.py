@@ -611,3 +611,15 @@ async def test_a_backend_failure_stops_the_backtest_and_names_the_series() -> No
     options = BacktestOptions(start=NOW, end=NOW + timedelta(days=2), max_points=1440)
     with pytest.raises(BacktestDataError, match=r"error_rate\[300s\].*HTTP 503: overloaded"):
         await run_backtest(policy, backend, options)
+
+
+def test_plot_panels_draw_the_agents_acted_on_before_those_only_in_an_outage() -> None:
+    policy = _policy()
+    outage_for_all = {f"a{i}": erring_from(20) for i in range(9)}
+    outage_for_all["z"] = lambda i: (0.5 if 5 <= i < 12 or i >= 20 else 0.01, 100.0)
+    result = replay_history(policy, _history(policy, outage_for_all, 30))
+    assert [d.agent.name for d in result.decisions] == ["z"]
+    assert result.systemic  # the other nine (and z) breach together from +20m
+    [panel] = panels(result)
+    assert next(iter(panel.lines)).name == "z"
+    assert (len(panel.lines), panel.more) == (8, 2)

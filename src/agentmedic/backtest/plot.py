@@ -16,6 +16,7 @@ import base64
 import html
 import io
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -112,7 +113,13 @@ def panels(result: BacktestResult) -> list[Panel]:
         decisions_of.setdefault(d.rule, []).append(d)
     out: list[Panel] = []
     for rule in spec.rules:
-        agents = involved.get(rule.name, [])
+        # Agents acted on first, then those notified about, then those only in a systemic
+        # episode: with more than MAX_LINES, the lines drawn are the telling ones.
+        acted = Counter(d.agent for d in decisions_of.get(rule.name, []))
+        notified = {n.agent for n in result.notifications if n.rule == rule.name}
+        agents = sorted(
+            involved.get(rule.name, []), key=lambda a: (-acted[a], a not in notified, a)
+        )
         fired = [
             (n.at, n.agent)
             for n in result.notifications
@@ -150,8 +157,10 @@ def panels(result: BacktestResult) -> list[Panel]:
             )
     budget = spec.budget
     if budget is not None:
+        stages = ("budget.soft", "budget.hard")
+        acted = Counter(d.agent for stage in stages for d in decisions_of.get(stage, []))
         agents = sorted(
-            {a for stage in ("budget.soft", "budget.hard") for a in involved.get(stage, [])}
+            {a for stage in stages for a in involved.get(stage, [])}, key=lambda a: (-acted[a], a)
         )
         note = ""
         if not agents:
