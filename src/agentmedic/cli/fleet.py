@@ -9,10 +9,9 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from agentmedic.metrics import BackendConfig, Catalog
+from agentmedic.cli._backend import add_backend_arguments, backend_config
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -96,58 +95,13 @@ def register(sub: Any) -> None:
         help="YAML mapping of built-in metric names to PromQL templates (as for `run`)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    auth = p.add_argument_group("backend access (as for `agentmedic run`)")
-    auth.add_argument("--bearer-token-file", type=Path, help="file holding a bearer token")
-    auth.add_argument("--basic-auth-username", help="HTTP basic auth user")
-    auth.add_argument("--basic-auth-password-file", type=Path, help="file holding its password")
-    auth.add_argument("--tenant", help="tenant or org id (Mimir, Cortex)")
-    auth.add_argument("--tenant-header", default="X-Scope-OrgID", help="default: X-Scope-OrgID")
-    auth.add_argument("--ca-file", type=Path, help="PEM bundle of the backend's CAs")
-    auth.add_argument("--insecure-skip-verify", action="store_true", help="skip TLS checks")
-    auth.add_argument(
-        "--query-timeout-seconds", type=float, default=60.0, help="per query (default: 60)"
-    )
+    add_backend_arguments(p)
     p.set_defaults(func=run)
 
 
 def _fail(message: str, code: int) -> int:
     print(f"agentmedic fleet: {message}", file=sys.stderr)
     return code
-
-
-def _backend_config(args: argparse.Namespace) -> BackendConfig:
-    from pydantic import SecretStr
-
-    from agentmedic.metrics import BackendConfig
-
-    password = None
-    if args.basic_auth_password_file is not None:
-        password = SecretStr(args.basic_auth_password_file.read_text().strip())
-    return BackendConfig(
-        url=args.prometheus,
-        bearer_token_file=args.bearer_token_file,
-        basic_auth_username=args.basic_auth_username,
-        basic_auth_password=password,
-        ca_file=args.ca_file,
-        insecure_skip_verify=args.insecure_skip_verify,
-        tenant=args.tenant,
-        tenant_header=args.tenant_header,
-        timeout=args.query_timeout_seconds,
-        deadline=3 * args.query_timeout_seconds,
-    )
-
-
-def _catalog(path: Path | None) -> Catalog:
-    from agentmedic.metrics import DEFAULT_CATALOG
-
-    if path is None:
-        return DEFAULT_CATALOG
-    import yaml
-
-    overrides = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(overrides, dict):
-        raise ValueError(f"{path}: expected a mapping of metric names to PromQL templates")
-    return DEFAULT_CATALOG.with_overrides({str(k): str(v) for k, v in overrides.items()})
 
 
 class _Progress:
@@ -192,15 +146,15 @@ def run(args: argparse.Namespace) -> int:
 
     from agentmedic.api.durations import parse_duration
     from agentmedic.backtest.timeparse import parse_time
-    from agentmedic.metrics import MetricsError, PrometheusBackend
+    from agentmedic.metrics import MetricsError, PrometheusBackend, load_catalog
     from agentmedic.report.fleet import FleetQuery, analyse, gather, sort_rows
     from agentmedic.report.render import to_csv, to_json_dict, to_table
 
     try:
         window = parse_duration(args.window)
         at = parse_time(args.at, datetime.now(UTC))
-        catalog = _catalog(args.catalog_overrides_file)
-        config = _backend_config(args)
+        catalog = load_catalog(args.catalog_overrides_file)
+        config = backend_config(args)
         query = FleetQuery(
             at=at,
             window=window,

@@ -31,6 +31,7 @@ from agentmedic.metrics.catalog import (
     SERIES,
     Catalog,
     executions_key,
+    load_catalog,
 )
 from agentmedic.metrics.errors import (
     MetricsError,
@@ -38,7 +39,11 @@ from agentmedic.metrics.errors import (
     QueryError,
     UnavailableReason,
 )
-from agentmedic.metrics.prometheus import BackendConfig, PrometheusBackend
+from agentmedic.metrics.prometheus import (
+    BackendConfig,
+    PrometheusBackend,
+    backend_config_from_files,
+)
 
 __all__ = [
     "DEFAULT_CATALOG",
@@ -60,9 +65,11 @@ __all__ = [
     "SampleTable",
     "Timing",
     "UnavailableReason",
+    "backend_config_from_files",
     "build_query",
     "executions_key",
     "fetch_range",
     "fetch_samples",
+    "load_catalog",
     "merge_needs",
 ]

@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from types import MappingProxyType
 
 from agentmedic.api.metric_names import BUILTIN_METRICS
@@ -185,3 +186,28 @@ DEFAULT_CATALOG = Catalog(DEFAULT_TEMPLATES)
 def executions_key(window: timedelta, agent_label: str = "agent") -> SeriesKey:
     """The series holding executions in ``window``, against which ``minSamples`` is checked."""
     return SeriesKey(metric=EXECUTIONS, query=None, window=window, agent_label=agent_label)
+
+
+def load_catalog(overrides_file: Path | None) -> Catalog:
+    """The default catalog, with the templates of a YAML overrides file (``run``'s
+    ``catalogOverridesFile``, ``fleet``'s and ``backtest``'s ``--catalog-overrides-file``).
+
+    Raises ``ValueError`` naming the file when it is not a mapping of metric names to PromQL,
+    or an override is wrong (see :meth:`Catalog.with_overrides`).
+    """
+    if overrides_file is None:
+        return DEFAULT_CATALOG
+    import yaml
+
+    try:
+        overrides = yaml.safe_load(overrides_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{overrides_file}: {exc}") from None
+    if not isinstance(overrides, dict):
+        raise ValueError(
+            f"{overrides_file}: expected a mapping of metric names to PromQL templates"
+        )
+    try:
+        return DEFAULT_CATALOG.with_overrides({str(k): str(v) for k, v in overrides.items()})
+    except ValueError as exc:
+        raise ValueError(f"{overrides_file}: {exc}") from None

@@ -512,3 +512,38 @@ def _parse_query(data: Mapping[str, Any], promql: str) -> _Parsed:
             f"the {kind} result is malformed ({type(exc).__name__}: {exc})", query=promql
         ) from None
     raise QueryError(f"unknown resultType {kind!r}", query=promql)
+
+
+def backend_config_from_files(
+    url: str,
+    *,
+    bearer_token_file: Path | None = None,
+    basic_auth_username: str | None = None,
+    basic_auth_password_file: Path | None = None,
+    ca_file: Path | None = None,
+    insecure_skip_verify: bool = False,
+    tenant: str | None = None,
+    tenant_header: str = "X-Scope-OrgID",
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 10.0,
+    deadline: float | None = None,
+) -> BackendConfig:
+    """A :class:`BackendConfig` whose secrets live in files (mounted Secrets), as the operator's
+    settings and the ``fleet``/``backtest`` flags give them. The password file is read here;
+    the bearer-token file is re-read by the backend when it changes."""
+    password = None
+    if basic_auth_password_file is not None:
+        password = SecretStr(basic_auth_password_file.read_text(encoding="utf-8").strip())
+    return BackendConfig(
+        url=url,
+        bearer_token_file=bearer_token_file,
+        basic_auth_username=basic_auth_username,
+        basic_auth_password=password,
+        ca_file=ca_file,
+        insecure_skip_verify=insecure_skip_verify,
+        tenant=tenant,
+        tenant_header=tenant_header,
+        headers={k: SecretStr(v) for k, v in (headers or {}).items()},
+        timeout=timeout,
+        deadline=deadline if deadline is not None else 3 * timeout,
+    )

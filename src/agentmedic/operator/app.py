@@ -89,7 +89,9 @@ from agentmedic.metrics import (
     MetricsUnavailable,
     PrometheusBackend,
     UnavailableReason,
+    backend_config_from_files,
     fetch_samples,
+    load_catalog,
     merge_needs,
 )
 from agentmedic.notify import (
@@ -183,7 +185,7 @@ class Operator:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        self.catalog = _load_catalog(self.settings)
+        self.catalog = load_catalog(self.settings.catalog_overrides_file)
         self.kube = Kube.from_configuration(self.kube_configuration)
         self.executor = ActionExecutor(self.kube)
         self.http = KubeHttp(self.kube_configuration)
@@ -1020,30 +1022,14 @@ def _message(entry: PolicyEntry, n: Notification, now: datetime) -> Message:
 
 
 def _backend_config(settings: OperatorSettings) -> BackendConfig:
-    password = None
-    if settings.basic_auth_password_file is not None:
-        password = settings.basic_auth_password_file.read_text().strip()
-    return BackendConfig(
-        url=settings.prometheus_url,
+    return backend_config_from_files(
+        settings.prometheus_url,
         bearer_token_file=settings.bearer_token_file,
         basic_auth_username=settings.basic_auth_username,
-        basic_auth_password=password,
+        basic_auth_password_file=settings.basic_auth_password_file,
         ca_file=settings.ca_file,
         insecure_skip_verify=settings.insecure_skip_verify,
         tenant=settings.tenant,
         headers=settings.extra_headers,
         timeout=settings.query_timeout_seconds,
     )
-
-
-def _load_catalog(settings: OperatorSettings) -> Catalog:
-    if settings.catalog_overrides_file is None:
-        return DEFAULT_CATALOG
-    import yaml
-
-    overrides = yaml.safe_load(settings.catalog_overrides_file.read_text()) or {}
-    if not isinstance(overrides, dict):
-        raise ValueError(
-            f"{settings.catalog_overrides_file}: expected a mapping of metric name to PromQL"
-        )
-    return DEFAULT_CATALOG.with_overrides({str(k): str(v) for k, v in overrides.items()})
