@@ -12,10 +12,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentmedic.cli._backend import add_backend_arguments, backend_config
+
 if TYPE_CHECKING:
     from agentmedic.api.types import AgentPolicy
     from agentmedic.backtest.history import OnQuery
-    from agentmedic.metrics import BackendConfig, Catalog
+    from agentmedic.metrics import BackendConfig
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -97,18 +99,8 @@ def register(sub: Any) -> None:
         type=Path,
         help="YAML mapping of built-in metric names to PromQL templates (as for `run`)",
     )
-    auth = p.add_argument_group("backend access (as for `agentmedic run`)")
-    auth.add_argument("--bearer-token-file", type=Path, help="file holding a bearer token")
-    auth.add_argument("--basic-auth-username", help="HTTP basic auth user")
-    auth.add_argument("--basic-auth-password-file", type=Path, help="file holding its password")
-    auth.add_argument("--tenant", help="tenant or org id (Mimir, Cortex)")
-    auth.add_argument("--tenant-header", default="X-Scope-OrgID", help="default: X-Scope-OrgID")
-    auth.add_argument("--ca-file", type=Path, help="PEM bundle of the backend's CAs")
-    auth.add_argument("--insecure-skip-verify", action="store_true", help="skip TLS checks")
-    auth.add_argument(
-        "--query-timeout-seconds", type=float, default=60.0, help="per query (default: 60)"
-    )
-    auth.add_argument(
+    add_backend_arguments(p, timeout=60.0)
+    p.add_argument(
         "--concurrency",
         type=int,
         default=4,
@@ -150,41 +142,6 @@ def _load_policy(path: Path, name: str | None) -> tuple[AgentPolicy | None, list
     policy, problems = validate_policy(policies[0])
     label = f"{path} ({(policies[0].get('metadata') or {}).get('name')})"
     return (policy if not problems else None), [f"{label}: {p}" for p in problems]
-
-
-def _backend_config(args: argparse.Namespace) -> BackendConfig:
-    from pydantic import SecretStr
-
-    from agentmedic.metrics import BackendConfig
-
-    password = None
-    if args.basic_auth_password_file is not None:
-        password = SecretStr(args.basic_auth_password_file.read_text().strip())
-    return BackendConfig(
-        url=args.prometheus,
-        bearer_token_file=args.bearer_token_file,
-        basic_auth_username=args.basic_auth_username,
-        basic_auth_password=password,
-        ca_file=args.ca_file,
-        insecure_skip_verify=args.insecure_skip_verify,
-        tenant=args.tenant,
-        tenant_header=args.tenant_header,
-        timeout=args.query_timeout_seconds,
-        deadline=3 * args.query_timeout_seconds,
-    )
-
-
-def _catalog(path: Path | None) -> Catalog:
-    from agentmedic.metrics import DEFAULT_CATALOG
-
-    if path is None:
-        return DEFAULT_CATALOG
-    import yaml
-
-    overrides = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(overrides, dict):
-        raise ValueError(f"{path}: expected a mapping of metric names to PromQL templates")
-    return DEFAULT_CATALOG.with_overrides({str(k): str(v) for k, v in overrides.items()})
 
 
 class _Progress:
@@ -281,9 +238,11 @@ def run(args: argparse.Namespace) -> int:
             "checks it",
             EXIT_USAGE,
         )
+    from agentmedic.metrics import load_catalog
+
     try:
-        config = _backend_config(args)
-        catalog = _catalog(args.catalog_overrides_file)
+        config = backend_config(args)
+        catalog = load_catalog(args.catalog_overrides_file)
     except (ValueError, OSError) as exc:
         return _fail(str(exc), EXIT_USAGE)
 
