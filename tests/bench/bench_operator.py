@@ -1,0 +1,1005 @@
+"""The whole operator at 1,000 and 10,000 agents under 100 policies (issue 6).
+
+For each size this builds an installation on loopback and measures the real operator:
+
+- the API emulator (in this process) holding N agent Deployments and P AgentPolicies, each
+  policy selecting its share of the agents by a label (``bench.agentmedic.io/team``), all
+  with the same interval, four rules over built-in metrics and a per-agent daily budget;
+- a real Prometheus backfilled (before it starts) with SDK-shaped series for every agent:
+  execution counters by status, the execution-duration histogram with the SDK's 20
+  buckets, tokens by type, cost, ``agent_info``; one sample a minute from 16 minutes
+  before now to several minutes ahead (promtool accepts future timestamps, and an instant
+  query at the current time reads only the samples up to it, so windows stay full for the
+  whole run while nothing is written during it); healthy values, so a cycle runs every
+  query and evaluates every agent but remedies nothing;
+- the operator as a subprocess, ``agentmedic run --kubeconfig ...``, so that its CPU time
+  (``/proc/<pid>/stat``) and peak RSS (``VmHWM``) are its own.
+
+It prints, per size: time from process start to the first cycle that evaluated every
+policy (all statuses written) and the CPU spent until then; then, over ``--cycles``
+steady-state cycles after ``--warmup`` more: API requests per cycle (reads and writes, from
+the emulator's request log, with the writes explained), PromQL queries per cycle (the
+operator's counter, checked against Prometheus' own request count), operator CPU and wall
+time per cycle, CPU of the emulator and of Prometheus per cycle, peak RSS, the watch
+streams open, and the operator's warnings. Then a reading of the figures.
+
+The interval is 10 s at 1,000 agents and 30 s at 10,000 by default: at 10,000 agents
+Prometheus alone needs 9 to 25 CPU-seconds per cycle (the two ``histogram_quantile``
+queries over 210,000 bucket series take ~2.5 s each), which two cores cannot serve every
+10 s next to the operator; cycles then overrun and queries time out. Figures are per
+cycle, so sizes compare; ``--interval 10`` shows the overload. Both sizes take about
+8 minutes on 2 cores.
+
+``--fix-watch-pool`` runs the operator with its workload-watch HTTP client uncapped (a
+what-if for the 100-connection limit of httpx that leaves half the watches of 100
+policies without a connection); ``--profile DIR`` runs it under cProfile.
+
+    .venv/bin/python tests/bench/bench_operator.py [--agents 1000,10000] [--policies 100]
+        [--cycles 5] [--warmup 2] [--interval 10,30] [--fix-watch-pool] [--profile DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from agentmedic.api.validation import validate_policy
+from agentmedic.instrument.series import EXECUTION_DURATION_BUCKETS
+from agentmedic.metrics.catalog import SERIES
+from agentmedic.sandbox.emulator import ApiEmulator, RecordedRequest
+from agentmedic.sandbox.prometheus import PrometheusServer
+
+NS = "agents"
+API_VERSION = "agentmedic.io/v1alpha1"
+TEAM_LABEL = "bench.agentmedic.io/team"
+MODEL = "gpt-4o-mini"
+TIERS = ["gpt-4o", "gpt-4o-mini", "gpt-4.1-nano"]
+HISTORY_S = 16 * 60
+"""History before start: the longest window any policy reads (forecastWindow 15m)."""
+STEP_S = 60
+"""One sample a minute, a common scrape interval."""
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+EMULATOR_THREAD = "agentmedic-api-emulator"
+
+
+# ---------------------------------------------------------------------- the installation
+
+
+def agent_name(i: int) -> str:
+    return f"agent-{i:05d}"
+
+
+def team(k: int) -> str:
+    return f"team-{k:03d}"
+
+
+def deployment(i: int, policies: int) -> dict[str, Any]:
+    name = agent_name(i)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "labels": {
+                "app": name,
+                "app.kubernetes.io/part-of": "agentmedic-bench",
+                TEAM_LABEL: team(i % policies),
+            },
+        },
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "agent",
+                            "image": "ghcr.io/example/agent:1.0",
+                            "env": [
+                                {"name": "OPENAI_MODEL", "value": MODEL},
+                                {"name": "AGENT_NAME", "value": name},
+                            ],
+                        }
+                    ]
+                },
+            },
+        },
+    }
+
+
+def policy(k: int, interval: int) -> dict[str, Any]:
+    """Four rules (nine distinct (metric, window) series with the budget's two) and a
+    per-agent daily budget; the same for every policy but the selector."""
+
+    def cond(metric: str, window: str, op: str, value: float, **extra: Any) -> dict[str, Any]:
+        return {"metric": metric, "window": window, "op": op, "value": value, **extra}
+
+    notify = {"notify": {"channels": ["oncall"]}}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "AgentPolicy",
+        "metadata": {"name": f"bench-{k:03d}", "namespace": NS},
+        "spec": {
+            "selector": {"matchLabels": {TEAM_LABEL: team(k)}},
+            "interval": f"{interval}s",
+            "rules": [
+                {
+                    "name": "quality-degradation",
+                    "all": [
+                        cond("error_rate", "5m", ">", 0.15, minSamples=20),
+                        cond("latency_p95_ms", "5m", ">", 10000),
+                    ],
+                    "for": "5m",
+                    "severity": "high",
+                    "actions": [notify],
+                },
+                {
+                    "name": "low-success",
+                    "all": [cond("success_rate", "10m", "<", 0.8, minSamples=50)],
+                    "for": "5m",
+                    "severity": "critical",
+                    "actions": [{"scaleToZero": {}}, notify],
+                },
+                {
+                    "name": "latency-tail",
+                    "all": [cond("latency_p99_ms", "10m", ">", 30000)],
+                    "for": "10m",
+                    "actions": [notify],
+                },
+                {
+                    "name": "token-burn",
+                    "all": [cond("tokens_per_execution", "5m", ">", 20000)],
+                    "for": "10m",
+                    "actions": [{"switchModel": {}}, notify],
+                },
+            ],
+            "budget": {
+                "period": "day",
+                "limitUSD": 50,
+                "scope": "agent",
+                "forecastWindow": "15m",
+                "soft": {"atPercent": 80, "forecast": True, "actions": [{"switchModel": {}}]},
+                "hard": {"actions": [{"scaleToZero": {}}, notify]},
+            },
+            "model": {"env": {"container": "agent", "name": "OPENAI_MODEL"}, "tiers": TIERS},
+            "guardrails": {"cooldown": "15m", "maxDisabledPercent": 25},
+            "notifications": {
+                "channels": [
+                    {"name": "oncall", "webhook": {"urlSecretRef": {"name": "hook", "key": "url"}}}
+                ]
+            },
+        },
+    }
+
+
+def hook_secret() -> dict[str, Any]:
+    import base64
+
+    url = base64.b64encode(b"http://127.0.0.1:9/never-called").decode()
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "hook", "namespace": NS},
+        "type": "Opaque",
+        "data": {"url": url},
+    }
+
+
+# ---------------------------------------------------------------------- the metrics
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One healthy agent's steady behaviour."""
+
+    rate: float  # executions per second
+    error_share: float
+    median_s: float  # latency: log-logistic with shape 3 (p95 = 2.67 x median)
+    tokens_in: float
+    tokens_out: float
+    usd_per_execution: float
+
+    def latency_cdf(self, le: float) -> float:
+        return 1.0 / (1.0 + (self.median_s / le) ** 3)
+
+
+def profile(i: int) -> Profile:
+    return Profile(
+        rate=0.2 + 0.1 * (i % 5),
+        error_share=0.01 + 0.01 * (i % 3),
+        median_s=1.5 + 0.5 * (i % 4),
+        tokens_in=1500.0,
+        tokens_out=300.0,
+        usd_per_execution=0.0005,
+    )
+
+
+def write_backfill(out: TextIO, n: int, start: int, end: int) -> int:
+    """OpenMetrics for ``n`` agents, one sample per STEP_S in [start, end]; returns lines.
+
+    Written family by family (promtool wants each metric's samples together), each series'
+    samples in time order, counters as if the agent had run for an hour before ``start``.
+    """
+    times = list(range(start, end + 1, STEP_S))
+    base = start - 3600
+    elapsed = [t - base for t in times]
+    les = [f"{b:g}" for b in EXECUTION_DURATION_BUCKETS] + ["+Inf"]
+    cdf_points = [float(b) for b in EXECUTION_DURATION_BUCKETS]
+    written = 0
+
+    def series(name: str, labels: str, per_second: float) -> None:
+        nonlocal written
+        out.write(
+            "".join(
+                f"{name}{{{labels}}} {per_second * e:.4f} {t}\n"
+                for t, e in zip(times, elapsed, strict=True)
+            )
+        )
+        written += len(times)
+
+    def labels(i: int) -> str:
+        return f'agent="{agent_name(i)}",model="{MODEL}",namespace="{NS}"'
+
+    executions = SERIES["executions"]
+    duration = SERIES["execution_duration"]
+    for i in range(n):
+        p, lab = profile(i), labels(i)
+        series(executions, f'{lab},status="success"', p.rate * (1 - p.error_share))
+        series(executions, f'{lab},status="error"', p.rate * p.error_share)
+    for i in range(n):
+        p, lab = profile(i), labels(i)
+        for le, bound in zip(les, [*cdf_points, math.inf], strict=True):
+            share = 1.0 if bound == math.inf else p.latency_cdf(bound)
+            series(f"{duration}_bucket", f'{lab},le="{le}"', p.rate * share)
+    mean_factor = (math.pi / 3) / math.sin(math.pi / 3)  # log-logistic mean / median
+    for i in range(n):
+        p, lab = profile(i), labels(i)
+        series(f"{duration}_sum", lab, p.rate * p.median_s * mean_factor)
+    for i in range(n):
+        p, lab = profile(i), labels(i)
+        series(f"{duration}_count", lab, p.rate)
+    for i in range(n):
+        p, lab = profile(i), labels(i)
+        series(SERIES["tokens"], f'{lab},type="input"', p.rate * p.tokens_in)
+        series(SERIES["tokens"], f'{lab},type="output"', p.rate * p.tokens_out)
+    for i in range(n):
+        p, lab = profile(i), labels(i)
+        series(SERIES["cost"], lab, p.rate * p.usd_per_execution)
+    for i in range(n):
+        out.write(
+            "".join(f'agent_info{{agent="{agent_name(i)}",model="{MODEL}"}} 1 {t}\n' for t in times)
+        )
+        written += len(times)
+    out.write("# EOF\n")
+    return written
+
+
+# ---------------------------------------------------------------------- measuring
+# ---------------------------------------------------------------------- measuring
+
+
+def proc_cpu(pid: int, tid: int | None = None) -> float:
+    """User + system CPU seconds of a process (all its threads) or of one of its threads."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    text = Path(path).read_text()
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def thread_cpu(name: str) -> float:
+    """CPU seconds of this process' thread called ``name`` (the API emulator's server)."""
+    for thread in threading.enumerate():
+        if thread.name == name and thread.native_id is not None:
+            return proc_cpu(os.getpid(), thread.native_id)
+    raise LookupError(f"no thread {name!r}")
+
+
+def proc_memory(pid: int) -> dict[str, int]:
+    """VmHWM (peak) and VmRSS in bytes."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS"):
+            out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def scrape(client: httpx.Client, url: str) -> dict[str, float]:
+    """A /metrics page as ``name`` (summed over labels) and ``name{k=v,...}`` → value."""
+    text = client.get(url, timeout=10).text
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[s.name] = out.get(s.name, 0.0) + s.value
+            if s.labels:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+                out[f"{s.name}{{{labels}}}"] = s.value
+    return out
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, poll: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(poll)
+
+
+def sleep_until(moment: float) -> None:
+    time.sleep(max(0.0, moment - time.monotonic()))
+
+
+WRAPPER = '''\
+"""`agentmedic run`{what}."""
+import sys
+
+{patch}
+from agentmedic.cli.main import main
+
+sys.exit(main())
+'''
+
+POOL_PATCH = """\
+import httpx
+
+from agentmedic.operator import watch
+
+_init = watch.KubeHttp.__init__
+
+
+def _init_unbounded(self, configuration):
+    # What-if: the workload cache's client without httpx's default cap of 100 connections
+    # (one long-lived connection per watch; 2 per policy selector). Plain HTTP only.
+    _init(self, configuration)
+    self.client = httpx.AsyncClient(
+        base_url=configuration.host,
+        timeout=httpx.Timeout(30.0, read=None),
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
+    )
+
+
+watch.KubeHttp.__init__ = _init_unbounded
+"""
+
+
+@dataclass
+class Snapshot:
+    at: float
+    cycles: float
+    queries: float
+    duration_sum: float
+    duration_count: float
+    overruns: float
+    errors: float
+    op_cpu: float
+    prom_cpu: float
+    prom_queries: float
+    prom_query_seconds: float
+    prom_compactions: float
+    emulator_cpu: float
+
+
+@dataclass
+class Result:
+    agents: int
+    policies: int
+    interval: int
+    backfill_samples: int = 0
+    backfill_s: float = 0.0
+    seed_s: float = 0.0
+    metrics_up_s: float = 0.0
+    first_cycle_s: float = 0.0
+    first_cycle_cpu_s: float = 0.0
+    first_cycles: int = 0
+    first_skipped: int = 0
+    startup_reads: int = 0
+    startup_writes: Counter[str] = field(default_factory=Counter)
+    cycles: int = 0
+    window_s: float = 0.0
+    reads: Counter[str] = field(default_factory=Counter)
+    writes: Counter[str] = field(default_factory=Counter)
+    queries: float = 0.0
+    prom_queries: float = 0.0
+    prom_query_seconds: float = 0.0
+    prom_compactions: float = 0.0
+    op_cpu: float = 0.0
+    op_idle: float | None = None
+    """Operator CPU seconds per second between cycles."""
+    scrape_cpu: float = 0.0
+    cycle_wall: float = 0.0
+    emulator_cpu: float = 0.0
+    prom_cpu: float = 0.0
+    overruns: float = 0.0
+    errors: float = 0.0
+    peak_rss: int = 0
+    watches_open: int = 0
+    watches_expected: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    warnings: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def reads_per_cycle(self) -> float:
+        return sum(self.reads.values()) / self.cycles
+
+    @property
+    def writes_per_cycle(self) -> float:
+        return sum(self.writes.values()) / self.cycles
+
+
+class Bench:
+    """One size: build, start, measure, stop."""
+
+    def __init__(self, args: argparse.Namespace, n: int, interval: int) -> None:
+        self.args = args
+        self.n = n
+        self.interval = interval
+        self.result = Result(agents=n, policies=args.policies, interval=interval)
+        self.share = Counter(i % args.policies for i in range(n))
+        self.http = httpx.Client()
+        self.t0 = 0.0
+
+    def log(self, message: str) -> None:
+        print(f"  [{self.n:,} agents] {message}", flush=True)
+
+    def run(self) -> Result:
+        with contextlib.ExitStack() as stack:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-op-")))
+            stack.callback(self.http.close)
+            prom = stack.enter_context(self.prometheus(tmp))
+            api = ApiEmulator(history_limit=1_000_000)
+            api.start()
+            stack.callback(api.stop)
+            self.seed(api)
+            proc, url = self.start_operator(api, prom, tmp)
+            stack.callback(self.stop_operator, proc, tmp)
+            start = self.first_cycle(api, prom, proc, url)
+            self.steady_state(api, prom, proc, url, start)
+        return self.result
+
+    # -- setup
+
+    @contextlib.contextmanager
+    def prometheus(self, tmp: Path) -> Iterator[PrometheusServer]:
+        args = self.args
+        started = time.perf_counter()
+        now = int(time.time())
+        # Future samples for the slowest run expected, with a wide margin.
+        ahead = 120 + self.n * 0.015 + (args.warmup + args.cycles + 4) * self.interval
+        start, end = now - HISTORY_S, now + int(ahead)
+        source = tmp / "backfill.om"
+        with source.open("w", buffering=1 << 20) as out:
+            samples = write_backfill(out, self.n, start, end)
+        size = source.stat().st_size
+        data = tmp / "prometheus" / "data"
+        data.mkdir(parents=True)
+        promtool = shutil.which("promtool") or "/usr/bin/promtool"
+        proc = subprocess.run(
+            [promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(data)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        source.unlink()
+        if proc.returncode:
+            raise RuntimeError(f"promtool failed: {proc.stderr[-2000:]}")
+        server = PrometheusServer(data_dir=tmp / "prometheus").start()
+        r = self.result
+        r.backfill_samples = samples
+        r.backfill_s = time.perf_counter() - started
+        self.log(
+            f"Prometheus backfilled with {samples:,} samples ({size / 1e6:,.0f} MB of "
+            f"OpenMetrics, {(end - start) // 60} min of which {(end - now) // 60} ahead) and "
+            f"started in {r.backfill_s:.1f}s"
+        )
+        try:
+            yield server
+        finally:
+            server.stop()
+
+    def seed(self, api: ApiEmulator) -> None:
+        started = time.perf_counter()
+        api.create(hook_secret())
+        for i in range(self.n):
+            api.create(deployment(i, self.args.policies))
+        for k in range(self.args.policies):
+            doc = policy(k, self.interval)
+            _, problems = validate_policy(doc)
+            if problems:
+                raise ValueError(f"the bench's policy is invalid: {problems}")
+            api.create(doc)
+        self.result.seed_s = time.perf_counter() - started
+        self.log(
+            f"emulator seeded with {self.n:,} Deployments and {self.args.policies} "
+            f"AgentPolicies in {self.result.seed_s:.1f}s"
+        )
+
+    def start_operator(
+        self, api: ApiEmulator, prom: PrometheusServer, tmp: Path
+    ) -> tuple[subprocess.Popen[bytes], str]:
+        args = self.args
+        script = Path(sys.executable).with_name("agentmedic")
+        if args.profile is None and not args.fix_watch_pool and script.exists():
+            command = [str(script)]
+        else:
+            wrapper = tmp / "agentmedic_run.py"
+            patch = POOL_PATCH if args.fix_watch_pool else ""
+            what = " with the watch pool uncapped" if args.fix_watch_pool else ""
+            wrapper.write_text(WRAPPER.format(what=what, patch=patch))
+            command = [sys.executable, str(wrapper)]
+            if args.profile is not None:
+                args.profile.mkdir(parents=True, exist_ok=True)
+                out = args.profile / f"operator-{self.n}.prof"
+                command[1:1] = ["-m", "cProfile", "-o", str(out)]
+        port = free_port()
+        command += [
+            "run",
+            "--kubeconfig",
+            str(api.write_kubeconfig(tmp / "kubeconfig")),
+            "--prometheus-url",
+            prom.url,
+            "--namespaces",
+            NS,
+            "--peering",
+            "",
+            "--metrics-port",
+            str(port),
+            "--health-port",
+            "0",
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTMEDIC_")}
+        api.clear_requests()
+        self.t0 = time.monotonic()
+        with (tmp / "operator.log").open("ab") as out:
+            proc = subprocess.Popen(command, stdout=out, stderr=out, env=env)
+        return proc, f"http://127.0.0.1:{port}/metrics"
+
+    def stop_operator(self, proc: subprocess.Popen[bytes], tmp: Path) -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log = tmp / "operator.log"
+        self.result.warnings = warnings(log)
+        if self.args.keep_logs is not None:
+            self.args.keep_logs.mkdir(parents=True, exist_ok=True)
+            shutil.copy(log, self.args.keep_logs / f"operator-{self.n}.log")
+        if proc.returncode not in (0, -signal.SIGTERM):
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+            self.log(f"operator exited with {proc.returncode}; its log ends:\n{tail}")
+
+    # -- measuring
+
+    def all_evaluated(self, api: ApiEmulator) -> bool:
+        """Every policy's status counts all its agents: a cycle has evaluated each."""
+        for p in api.list(API_VERSION, "AgentPolicy", NS):
+            k = int(p["metadata"]["name"].rsplit("-", 1)[1])
+            if ((p.get("status") or {}).get("agents") or {}).get("total") != self.share[k]:
+                return False
+        return True
+
+    def first_cycle(
+        self, api: ApiEmulator, prom: PrometheusServer, proc: subprocess.Popen[bytes], url: str
+    ) -> Snapshot:
+        def alive() -> None:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the operator exited with {proc.returncode}")
+
+        def metrics_up() -> bool:
+            alive()
+            try:
+                self.http.get(url, timeout=1)
+            except httpx.TransportError:
+                return False
+            return True
+
+        def evaluated() -> bool:
+            alive()
+            return self.all_evaluated(api)
+
+        r = self.result
+        wait_for(metrics_up, 120, "the operator's /metrics", 0.05)
+        r.metrics_up_s = time.monotonic() - self.t0
+        wait_for(evaluated, 600, "a cycle evaluating every policy", 0.1)
+        r.first_cycle_s = time.monotonic() - self.t0
+        snap = self.snapshot(prom, proc, url)
+        r.first_cycle_cpu_s = snap.op_cpu
+        r.first_cycles = int(snap.cycles)
+        r.first_skipped = int(snap.overruns)
+        startup = api.requests
+        r.startup_reads = sum(not q.is_write for q in startup)
+        r.startup_writes = classify_writes([q for q in startup if q.is_write], {})
+        self.log(
+            f"operator's /metrics up after {r.metrics_up_s:.1f}s; every policy evaluated after "
+            f"{r.first_cycle_s:.1f}s ({r.first_cycles} cycles run, {r.first_skipped} skipped) "
+            f"using {r.first_cycle_cpu_s:.1f}s CPU; {r.startup_reads:,} reads and "
+            f"{r.startup_writes.total():,} writes until then"
+        )
+        return snap
+
+    def snapshot(self, prom: PrometheusServer, proc: subprocess.Popen[bytes], url: str) -> Snapshot:
+        m = scrape(self.http, url)
+        assert prom.pid is not None
+        pm = scrape(self.http, f"{prom.url}/metrics")
+        query = "{code=200,handler=/api/v1/query}"
+        return Snapshot(
+            at=time.monotonic(),
+            cycles=m.get("agentmedic_cycles_total", 0.0),
+            queries=m.get("agentmedic_queries_total", 0.0),
+            duration_sum=m.get("agentmedic_cycle_duration_seconds_sum", 0.0),
+            duration_count=m.get("agentmedic_cycle_duration_seconds_count", 0.0),
+            overruns=m.get("agentmedic_cycle_overruns_total", 0.0),
+            errors=m.get("agentmedic_errors_total", 0.0),
+            op_cpu=proc_cpu(proc.pid),
+            prom_cpu=proc_cpu(prom.pid),
+            prom_queries=pm.get(f"prometheus_http_requests_total{query}", 0.0),
+            prom_query_seconds=pm.get(
+                "prometheus_http_request_duration_seconds_sum{handler=/api/v1/query}", 0.0
+            ),
+            prom_compactions=pm.get("prometheus_tsdb_compactions_total", 0.0),
+            emulator_cpu=thread_cpu(EMULATOR_THREAD),
+        )
+
+    def cycles_now(self, url: str) -> float:
+        return scrape(self.http, url).get("agentmedic_cycles_total", 0.0)
+
+    def wait_cycles(self, url: str, target: float, not_before: float) -> None:
+        """Sleep until shortly before cycle ``target`` should end, then poll for it (the
+        polls cost the operator a /metrics page each, so few of them)."""
+        sleep_until(not_before)
+        wait_for(lambda: self.cycles_now(url) >= target, 20 * self.interval, "a cycle", 0.1)
+
+    def steady_state(
+        self,
+        api: ApiEmulator,
+        prom: PrometheusServer,
+        proc: subprocess.Popen[bytes],
+        url: str,
+        start: Snapshot,
+    ) -> None:
+        args, r, interval = self.args, self.result, self.interval
+        # Warm-up: the cycles right after the first settle what it left open.
+        self.wait_cycles(url, start.cycles + args.warmup, start.at + (args.warmup - 1) * interval)
+        a = self.snapshot(prom, proc, url)
+        api.clear_requests()
+        before = {
+            p["metadata"]["name"]: p.get("status") or {}
+            for p in api.list(API_VERSION, "AgentPolicy", NS)
+        }
+        # Idle CPU: between the end of this cycle and the start of the next.
+        done = max(1.0, a.duration_count - start.duration_count)
+        wall = (a.duration_sum - start.duration_sum) / done
+        idle_from, idle_to = a.at + 0.5, a.at + interval - wall - 1.0
+        if idle_to - idle_from >= 1.0:
+            sleep_until(idle_from)
+            c1, t1 = proc_cpu(proc.pid), time.monotonic()
+            sleep_until(idle_to)
+            r.op_idle = (proc_cpu(proc.pid) - c1) / (time.monotonic() - t1)
+        self.wait_cycles(url, a.cycles + args.cycles, a.at + args.cycles * interval - 1.0)
+        b = self.snapshot(prom, proc, url)
+        requests = api.requests
+        r.peak_rss = proc_memory(proc.pid).get("VmHWM", 0)
+        r.watches_open = api.open_watches
+        r.watches_expected = 2 * args.policies + 1
+        # What one of the bench's /metrics polls costs the operator.
+        c0 = proc_cpu(proc.pid)
+        for _ in range(20):
+            self.http.get(url, timeout=10)
+        r.scrape_cpu = (proc_cpu(proc.pid) - c0) / 20
+
+        cycles = b.cycles - a.cycles
+        r.cycles, r.window_s = int(cycles), b.at - a.at
+        r.reads = Counter(q.verb for q in requests if not q.is_write)
+        r.writes = classify_writes([q for q in requests if q.is_write], before)
+        r.queries = (b.queries - a.queries) / cycles
+        r.prom_queries = (b.prom_queries - a.prom_queries) / cycles
+        r.prom_query_seconds = (b.prom_query_seconds - a.prom_query_seconds) / cycles
+        r.prom_compactions = b.prom_compactions - a.prom_compactions
+        r.op_cpu = (b.op_cpu - a.op_cpu) / cycles
+        r.cycle_wall = (b.duration_sum - a.duration_sum) / max(
+            1.0, b.duration_count - a.duration_count
+        )
+        r.emulator_cpu = (b.emulator_cpu - a.emulator_cpu) / cycles
+        r.prom_cpu = (b.prom_cpu - a.prom_cpu) / cycles
+        r.overruns = b.overruns - a.overruns
+        r.errors = b.errors - a.errors
+        for p in api.list(API_VERSION, "AgentPolicy", NS):
+            for key, value in ((p.get("status") or {}).get("agents") or {}).items():
+                r.counts[key] += int(value)
+        self.log(
+            f"{r.cycles} steady cycles in {r.window_s:.1f}s: {len(requests)} API requests "
+            f"({r.writes.total()} writes), {r.queries:.1f} queries/cycle, operator CPU "
+            f"{r.op_cpu * 1000:,.0f} ms/cycle, peak RSS {r.peak_rss / 2**20:,.0f} MiB"
+        )
+
+
+_NAMES = re.compile(r"\b(bench|team|agent)-\d+")
+
+
+def classify_writes(
+    writes: list[RecordedRequest], before: dict[str, dict[str, Any]]
+) -> Counter[str]:
+    """Name each write by what it changed; for status patches, which fields (policy, team
+    and agent names folded into ``bench-N``, ``team-N``, ``agent-N``)."""
+    kinds: Counter[str] = Counter()
+    last = dict(before)
+    for w in writes:
+        parts = w.path.strip("/").split("/")
+        body = w.body if isinstance(w.body, dict) else {}
+        if "agentpolicies" in parts and parts[-1] == "status":
+            new, old = body.get("status") or {}, last.get(parts[-2]) or {}
+            last[parts[-2]] = new
+            what = ", ".join(status_changes(old, new)) or "nothing but lastEvaluationTime"
+            kinds[f"{w.method} agentpolicies/status: {what}"] += 1
+            continue
+        resource = parts[-2] if len(parts) >= 2 else w.path
+        if w.method == "POST":
+            resource = parts[-1]
+        annotations = sorted((body.get("metadata") or {}).get("annotations") or {})
+        what = f": annotations {', '.join(annotations)}" if annotations else ""
+        kinds[_NAMES.sub(r"\1-N", f"{w.method} {resource}{what}")] += 1
+    return kinds
+
+
+def status_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The status fields (one level deep) that differ, ignoring lastEvaluationTime."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        if key == "lastEvaluationTime" or old.get(key) == new.get(key):
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{key}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        else:
+            out.append(key)
+    return out
+
+
+def warnings(log: Path) -> Counter[str]:
+    """The operator's warnings and errors, names and numbers folded so that alike ones count
+    together."""
+    out: Counter[str] = Counter()
+    with contextlib.suppress(OSError):
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("level") not in ("WARNING", "ERROR", "CRITICAL"):
+                continue
+            message = _NAMES.sub(r"\1-N", str(record.get("message", "")))
+            message = re.sub(r"\d+(\.\d+)?", "N", message)
+            out[f"{record['level']} {message[:140]}"] += 1
+    return out
+
+
+# ---------------------------------------------------------------------- report
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"{platform.python_implementation()} {platform.python_version()}, "
+        f"{os.cpu_count()} x {cpu}, load {load}"
+    )
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.0f} ms"
+
+
+def _backfill(r: Result) -> str:
+    return f"{r.backfill_samples / 1e6:.1f} M ({r.backfill_s:.0f} s)"
+
+
+def _idle(r: Result) -> str:
+    return "n/a" if r.op_idle is None else f"{r.op_idle * 1000:,.0f} ms/s"
+
+
+def _counts(r: Result) -> str:
+    c = r.counts
+    return f"{c['healthy']:,} / {c['pending']:,} / {c['noData']:,}"
+
+
+ROWS: list[tuple[str, Callable[[Result], str]]] = [
+    ("policy interval", lambda r: f"{r.interval} s"),
+    ("backfilled samples (built + promtool + start)", _backfill),
+    ("emulator seeding (Deployments + policies)", lambda r: f"{r.seed_s:.1f} s"),
+    ("start -> operator's /metrics answers", lambda r: f"{r.metrics_up_s:.1f} s"),
+    ("start -> first cycle evaluating every policy", lambda r: f"{r.first_cycle_s:.1f} s"),
+    ("  cycles run / skipped until then", lambda r: f"{r.first_cycles} / {r.first_skipped}"),
+    ("  operator CPU until then", lambda r: f"{r.first_cycle_cpu_s:.1f} s"),
+    (
+        "  API reads / writes until then",
+        lambda r: f"{r.startup_reads:,} / {r.startup_writes.total():,}",
+    ),
+    ("steady-state cycles measured", lambda r: f"{r.cycles} in {r.window_s:.0f} s"),
+    ("API reads per cycle", lambda r: f"{r.reads_per_cycle:,.1f}"),
+    ("API writes per cycle", lambda r: f"{r.writes_per_cycle:,.1f}"),
+    ("PromQL queries per cycle (operator's count)", lambda r: f"{r.queries:.1f}"),
+    ("PromQL queries per cycle (Prometheus' count)", lambda r: f"{r.prom_queries:.1f}"),
+    ("operator CPU per cycle", lambda r: ms(r.op_cpu)),
+    ("  per agent", lambda r: f"{r.op_cpu / r.agents * 1e6:,.0f} us"),
+    ("  idle CPU rate between two cycles", _idle),
+    ("cycle wall time (mean)", lambda r: ms(r.cycle_wall)),
+    ("cycles skipped (overrun) / errors", lambda r: f"{r.overruns:.0f} / {r.errors:.0f}"),
+    ("operator peak RSS (VmHWM)", lambda r: f"{r.peak_rss / 2**20:,.0f} MiB"),
+    ("watch streams open (expected)", lambda r: f"{r.watches_open} ({r.watches_expected})"),
+    ("API emulator CPU per cycle (its thread)", lambda r: ms(r.emulator_cpu)),
+    ("Prometheus CPU per cycle", lambda r: ms(r.prom_cpu)),
+    ("Prometheus query time per cycle (summed)", lambda r: ms(r.prom_query_seconds)),
+    ("agents healthy / pending / no data (status)", _counts),
+]
+
+
+def table(results: list[Result], args: argparse.Namespace) -> None:
+    width = max(len(label) for label, _ in ROWS)
+    heads = [f"{r.agents:,} agents" for r in results]
+    colw = max(14, *(len(fn(r)) for r in results for _, fn in ROWS), *(len(h) for h in heads))
+    print()
+    print(
+        f"{args.policies} policies, each selecting its share of the agents by label; 4 rules "
+        "and a per-agent daily budget (9 distinct (metric, window) series); the operator is an "
+        "`agentmedic run` subprocess"
+        + (" with the watch pool uncapped (--fix-watch-pool)" if args.fix_watch_pool else "")
+    )
+    header = f"{'':<{width}}  " + "  ".join(f"{h:>{colw}}" for h in heads)
+    print(header)
+    print("-" * len(header))
+    for label, fn in ROWS:
+        print(f"{label:<{width}}  " + "  ".join(f"{fn(r):>{colw}}" for r in results))
+    for r in results:
+        print()
+        print(f"{r.agents:,} agents:")
+        for kind, count in r.startup_writes.most_common(6):
+            print(f"  startup writes  {count:>6,} x {kind}")
+        reads = ", ".join(f"{v} {k}" for k, v in sorted(r.reads.items())) or "none"
+        print(f"  steady reads    {reads}")
+        if not r.writes:
+            print("  steady writes   none")
+        for kind, count in r.writes.most_common(6):
+            print(f"  steady writes   {count:>6,} x {kind}")
+        for message, count in r.warnings.most_common(4):
+            print(f"  operator log    {count:>6,} x {message}")
+        if r.prom_compactions:
+            print(f"  (Prometheus compacted {r.prom_compactions:.0f} times in the window)")
+        print(
+            f"  (each /metrics poll of the bench cost the operator {ms(r.scrape_cpu)}; "
+            "a few per window)"
+        )
+
+
+def reading(results: list[Result]) -> str:
+    lo, hi = results[0], results[-1]
+    parts = []
+    if lo is not hi:
+        parts.append(
+            f"From {lo.agents:,} to {hi.agents:,} agents ({hi.agents / lo.agents:.0f}x) under "
+            f"the same {lo.policies} policies, what grows with the agents: operator CPU per "
+            f"cycle {ms(lo.op_cpu)} -> {ms(hi.op_cpu)} ({hi.op_cpu / lo.op_cpu:.1f}x, "
+            f"{lo.op_cpu / lo.agents * 1e6:,.0f} -> {hi.op_cpu / hi.agents * 1e6:,.0f} us per "
+            f"agent), cycle wall time {ms(lo.cycle_wall)} -> {ms(hi.cycle_wall)}, peak RSS "
+            f"{lo.peak_rss / 2**20:,.0f} -> {hi.peak_rss / 2**20:,.0f} MiB, Prometheus' CPU "
+            f"per cycle {ms(lo.prom_cpu)} -> {ms(hi.prom_cpu)} (at {hi.agents:,} agents the "
+            f"largest cost of all, {hi.prom_cpu / max(hi.op_cpu, 1e-9):.1f}x the operator's), "
+            f"and start -> first complete cycle {lo.first_cycle_s:.0f} -> "
+            f"{hi.first_cycle_s:.0f} s (intervals {lo.interval} and {hi.interval} s)."
+        )
+        parts.append(
+            f"What does not grow: PromQL queries per cycle ({lo.queries:.0f} and "
+            f"{hi.queries:.0f}: one per distinct (metric, window) over all policies, never per "
+            f"agent or policy) and API reads per cycle ({lo.reads_per_cycle:.0f} and "
+            f"{hi.reads_per_cycle:.0f}: workloads come from the label-selected watch cache)."
+        )
+    else:
+        parts.append(
+            f"At {lo.agents:,} agents a cycle cost the operator {ms(lo.op_cpu)} of CPU, "
+            f"{lo.queries:.0f} PromQL queries and {lo.reads_per_cycle:.0f} API reads."
+        )
+    for r in results:
+        if r.writes:
+            kind, count = r.writes.most_common(1)[0]
+            parts.append(
+                f"At {r.agents:,} agents the steady state was NOT write-free: "
+                f"{r.writes_per_cycle:,.1f} writes per cycle ({count} of "
+                f"{r.writes.total()} were '{kind}')."
+            )
+        else:
+            parts.append(f"At {r.agents:,} agents the steady state sent zero writes.")
+        if r.watches_open < r.watches_expected:
+            parts.append(
+                f"Only {r.watches_open} of {r.watches_expected} watch streams were open at "
+                f"{r.agents:,} agents: the policies whose watch has no connection evaluate a "
+                "workload list that is never refreshed, and the retries cost CPU."
+            )
+        if r.overruns:
+            parts.append(
+                f"At {r.agents:,} agents {r.overruns:.0f} cycles were skipped because the "
+                f"previous one overran its {r.interval} s interval."
+            )
+        if r.counts["noData"] or r.counts["healthy"] != r.agents:
+            parts.append(
+                f"At {r.agents:,} agents only {r.counts['healthy']:,} agents read as healthy "
+                f"({r.counts['noData']:,} without data): the cycle did not see every series."
+            )
+    return " ".join(parts)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", default="1000,10000", help="comma-separated sizes")
+    parser.add_argument("--policies", type=int, default=100)
+    parser.add_argument("--cycles", type=int, default=5, help="steady-state cycles measured")
+    parser.add_argument("--warmup", type=int, default=2, help="cycles skipped after the first")
+    parser.add_argument(
+        "--interval",
+        default="10,30",
+        help="policy interval in seconds, one for all sizes or one per size (default 10,30)",
+    )
+    parser.add_argument(
+        "--fix-watch-pool",
+        action="store_true",
+        help="what-if: run the operator with its workload-watch HTTP pool uncapped",
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="run the operator under cProfile, writing DIR/operator-N.prof"
+    )
+    parser.add_argument("--keep-logs", type=Path, help="copy the operator's logs to this dir")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.agents.split(",")]
+    intervals = [int(s) for s in args.interval.split(",")]
+    if len(intervals) == 1:
+        intervals *= len(sizes)
+    if len(intervals) != len(sizes):
+        parser.error("--interval takes one value or one per size")
+    print(f"machine: {machine()}")
+    results = []
+    for n, interval in zip(sizes, intervals, strict=True):
+        print(f"{n:,} agents under {args.policies} policies, interval {interval}s:", flush=True)
+        results.append(Bench(args, n, interval).run())
+    table(results, args)
+    print()
+    print(reading(results))
+    print(f"machine after the run: load {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
