@@ -233,7 +233,8 @@ def profile(i: int) -> Profile:
         median_s=1.5 + 0.5 * (i % 4),
         tokens_in=1500.0,
         tokens_out=300.0,
-        usd_per_execution=0.0005,
+        # Spread prices so that the policies' spend totals cross status steps out of phase.
+        usd_per_execution=0.0003 + 0.0004 * ((i * 0.6180339887) % 1.0),
     )
 
 
@@ -946,8 +947,9 @@ def reading(results: list[Result]) -> str:
         if r.watches_open < r.watches_expected:
             parts.append(
                 f"Only {r.watches_open} of {r.watches_expected} watch streams were open at "
-                f"{r.agents:,} agents: the policies whose watch has no connection evaluate a "
-                "workload list that is never refreshed, and the retries cost CPU."
+                f"{r.agents:,} agents: the policies whose watch has no connection evaluate the "
+                "workloads of their last LIST until a connection frees up (at best when the "
+                "server ends a watch after its 300 s timeout), and the retries cost CPU."
             )
         if r.overruns:
             parts.append(
