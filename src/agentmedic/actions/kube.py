@@ -159,6 +159,8 @@ class Kube:
         rng: random.Random | None = None,
     ) -> None:
         self.api_client = api_client
+        self.observe: Callable[[str, str], None] | None = None
+        """Called with (method, path) before every request sent (the operator counts them)."""
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
         self._sleep = sleep
@@ -204,6 +206,8 @@ class Kube:
             headers["Content-Type"] = content_type or "application/json"
         retry = 0
         while True:
+            if self.observe is not None:
+                self.observe(method, path)
             try:
                 response = self._send(method, path, query, headers, body)
             except k8s.ApiException as exc:

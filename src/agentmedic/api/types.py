@@ -490,10 +490,11 @@ class Spend(Model):
     """Start of the current budget period."""
     usd: float
     """Spend so far in the period (policy scope: all agents; agent scope: the sum), in steps
-    of 0.5% of the limit so that status is not rewritten on every evaluation."""
+    of 0.5% of the limit (agent scope: of the limit times the agents) so that status is not
+    rewritten on every evaluation."""
     forecast_usd: float | None = Field(default=None, alias="forecastUSD")
     """Projected spend at the period's end from the recent burn rate, in steps of 5% of the
-    limit."""
+    limit (agent scope: of the limit times the agents)."""
     limit_usd: float = Field(alias="limitUSD")
     """The limit for the period."""
 

@@ -189,6 +189,17 @@ class Operator:
         self.kube = Kube.from_configuration(self.kube_configuration)
         self.executor = ActionExecutor(self.kube)
         self.http = KubeHttp(self.kube_configuration)
+        methods = {
+            "GET": "get",
+            "POST": "create",
+            "PUT": "update",
+            "PATCH": "patch",
+            "DELETE": "delete",
+        }
+        self.kube.observe = lambda method, _path: self.telemetry.api_requests.labels(
+            methods.get(method.upper(), method.lower())
+        ).inc()
+        self.http.observe = lambda verb, _path: self.telemetry.api_requests.labels(verb).inc()
         self.cache = WorkloadCache(self.http)
         self.notifier = Notifier()
         if self.backend is None:
@@ -271,7 +282,21 @@ class Operator:
         self._sync_schedule()
         if entry.policy is not None and self.settings.owns(uid):
             self.scheduler.trigger_now(entry.spec.interval)
+            task = asyncio.get_running_loop().create_task(self._first_cycle(entry))
+            self._notify_tasks.add(task)
+            task.add_done_callback(self._notify_tasks.discard)
         self._policy_gauge()
+
+    async def _first_cycle(self, entry: PolicyEntry) -> None:
+        """Evaluate a new policy as soon as its workloads are listed, not a whole interval
+        later: the cycle its registration triggered ran before the watch had listed."""
+        assert self.cache is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and self.entries.get(entry.key) is entry:
+            if self.cache.workloads(entry.namespace, entry.selector) is not None:
+                self.scheduler.trigger_now(entry.spec.interval)
+                return
+            await asyncio.sleep(0.2)
 
     async def unregister(self, body: Mapping[str, Any]) -> None:
         """A policy is being deleted: keep (annotated) or restore what it changed."""
@@ -373,6 +398,7 @@ class Operator:
         now = self.clock()
         prepared: list[tuple[PolicyEntry, PolicyInput, dict[AgentId, Workload]]] = []
         needs = []
+        needs_by_entry: dict[tuple[str, str], set[Any]] = {}
         for entry in list(self.entries.values()):
             if entry.policy is None or entry.spec.interval != interval:
                 continue
@@ -400,7 +426,9 @@ class Operator:
                 agents={a: await self._engine_workload(w, spec) for a, w in agents.items()},
             )
             prepared.append((entry, policy_input, agents))
-            needs.append({key: set(agents) for key in requirements(spec, now)})
+            keys = requirements(spec, now)
+            needs_by_entry[entry.key] = keys
+            needs.append({key: set(agents) for key in keys})
 
         if not prepared:
             return
@@ -427,6 +455,20 @@ class Operator:
 
         outcomes: list[tuple[PolicyEntry, PolicyInput, dict[AgentId, Workload], Outcome]] = []
         for entry, policy_input, agents in prepared:
+            if unavailable is None:
+                # A query that failed for a passing reason (timeout, 5xx) leaves every agent
+                # without that series: that is the backend's failure, not the agents' missing
+                # data, so the policy waits a cycle rather than stamping each agent no-data.
+                # A query Prometheus rejects (QueryError) is the policy's own mistake: it is
+                # evaluated without that series and MetricsAvailable says which query.
+                failed = [
+                    e
+                    for k, e in stats.errors.items()
+                    if isinstance(e, MetricsUnavailable) and k in needs_by_entry[entry.key]
+                ]
+                if failed:
+                    await self._metrics_unavailable(entry, failed[0], now)
+                    continue
             if unavailable is not None:
                 await self._metrics_unavailable(entry, unavailable, now)
                 continue
@@ -446,7 +488,9 @@ class Operator:
                 )
             self._spawn_notifications(entry, outcome.notifications, now)
             await self._persist(entry, outcome.state, agents)
-            errors = [f"{k}: {e}" for k, e in stats.errors.items() if _needed(k, policy_input, now)]
+            errors = [
+                f"{k}: {e}" for k, e in stats.errors.items() if k in needs_by_entry[entry.key]
+            ]
             await self._report(entry, outcome, recent, errors, len(agents), now)
 
     async def _handle_restore_requests(
@@ -739,6 +783,7 @@ class Operator:
         if policy_part != entry.stored_policy_state:
             body = {"metadata": {"annotations": {POLICY_STATE_ANNOTATION: _dumps(policy_part)}}}
             try:
+                self.telemetry.api_requests.labels("patch").inc()
                 await asyncio.to_thread(
                     self._custom.patch_namespaced_custom_object,
                     GROUP,
@@ -825,7 +870,11 @@ class Operator:
             conditions=[ready, metrics, remediating],
             counts=counts,
             spend=_coarse_spend(
-                outcome.spend.to_status(), entry.status.spend if entry.status else None
+                outcome.spend.to_status(),
+                entry.status.spend if entry.status else None,
+                agents=len(outcome.spend.per_agent)
+                if entry.spec.budget is not None and entry.spec.budget.scope == "agent"
+                else 1,
             )
             if outcome.spend is not None
             else None,
@@ -856,6 +905,7 @@ class Operator:
         if patch is None or self._custom is None:
             return
         try:
+            self.telemetry.api_requests.labels("patch").inc()
             await asyncio.to_thread(
                 self._custom.patch_namespaced_custom_object_status,
                 GROUP,
@@ -935,10 +985,6 @@ def _rebuild_state(entry: PolicyEntry, agents: Mapping[AgentId, Workload]) -> Po
     return PolicyState.from_parts(entry.stored_policy_state, parts)
 
 
-def _needed(key: Any, policy_input: PolicyInput, now: datetime) -> bool:
-    return key in requirements(policy_input.spec, now)
-
-
 def _recent(d: Decision, outcome: StatusOutcome, reason: str) -> RecentAction:
     if d.dry_run and outcome is StatusOutcome.APPLIED:
         outcome = StatusOutcome.DRY_RUN
@@ -963,29 +1009,31 @@ def _status_outcome(result: ActionResult, d: Decision) -> StatusOutcome:
     return StatusOutcome.FAILED
 
 
-def _coarse_spend(spend: Spend, shown: Spend | None = None) -> Spend:
+def _coarse_spend(spend: Spend, shown: Spend | None = None, *, agents: int = 1) -> Spend:
     """Spend in steps of 0.5% of the limit, the forecast (an estimate that moves with every
     sample) in steps of 5% and only once it has moved by more than a step from what status
     shows, a rolling period's start to the minute: live numbers would otherwise rewrite
-    status on every cycle."""
+    status on every cycle. With ``scope: agent`` the spend is the sum over ``agents`` agents
+    each with its own limit, so the steps scale with them."""
+    ceiling = spend.limit_usd * max(agents, 1)
 
     def q(value: float | None, step: float) -> float | None:
         step = max(step, 0.01)
         return None if value is None else round(math.floor(value / step) * step, 4)
 
     start = spend.period_start.replace(second=0, microsecond=0)
-    forecast = q(spend.forecast_usd, spend.limit_usd / 20)
+    forecast = q(spend.forecast_usd, ceiling / 20)
     if (
         shown is not None
         and forecast is not None
         and shown.forecast_usd is not None
         and spend.forecast_usd is not None
-        and abs(spend.forecast_usd - shown.forecast_usd) <= spend.limit_usd / 20
+        and abs(spend.forecast_usd - shown.forecast_usd) <= ceiling / 20
     ):
         forecast = shown.forecast_usd
     return spend.model_copy(
         update={
-            "usd": q(spend.usd, spend.limit_usd / 200),
+            "usd": q(spend.usd, ceiling / 200),
             "forecast_usd": forecast,
             "period_start": start,
         }

@@ -35,6 +35,7 @@ class CycleScheduler:
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.add_listener(self._on_skip, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         self._intervals: set[timedelta] = set()
+        self._triggered: dict[str, bool] = {}
 
     @staticmethod
     def job_id(interval: timedelta) -> str:
@@ -76,12 +77,15 @@ class CycleScheduler:
         self._intervals = set(intervals)
 
     def trigger_now(self, interval: timedelta) -> None:
-        """Run the interval's cycle as soon as possible (a policy just changed)."""
+        """Run the interval's cycle as soon as possible (a policy changed, its agents listed)."""
         job = self._scheduler.get_job(self.job_id(interval))
         if job is not None:
+            self._triggered[job.id] = True
             job.modify(next_run_time=datetime.now(UTC))
 
     def _on_skip(self, event: JobExecutionEvent) -> None:
+        if self._triggered.pop(event.job_id, False):
+            return  # an early run asked for while a cycle ran: that cycle covers it
         interval = event.job_id.removeprefix("cycle-")
         self._telemetry.overruns.labels(interval).inc()
         log.warning("evaluation cycle %s skipped: the previous one is still running", interval)

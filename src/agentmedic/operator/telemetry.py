@@ -73,7 +73,7 @@ class Telemetry:
         )
         self.api_requests = Counter(
             "agentmedic_kubernetes_requests_total",
-            "Requests to the Kubernetes API by verb (reads and writes).",
+            "Requests the operator sent to the Kubernetes API by verb (kopf's own not included).",
             ["verb"],
             registry=r,
         )

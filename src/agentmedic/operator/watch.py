@@ -107,7 +107,13 @@ class KubeHttp:
             verify=verify,
             cert=cert,
             timeout=httpx.Timeout(30.0, read=None),
+            # One long-lived watch per selector and kind: httpx's default pool of 100
+            # connections would starve the 101st watch (100 policies need 200 streams).
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
         )
+
+    observe: Callable[[str, str], None] | None = None
+    """Called with (verb, path) for every request (the operator counts them)."""
 
     def _headers(self) -> dict[str, str]:
         hook = getattr(self._conf, "refresh_api_key_hook", None)
@@ -117,6 +123,8 @@ class KubeHttp:
         return {"Authorization": token} if token else {}
 
     async def get_json(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        if self.observe is not None:
+            self.observe("list" if params.get("labelSelector") is not None else "get", path)
         response = await self.client.get(path, params=params, headers=self._headers())
         response.raise_for_status()
         data: dict[str, Any] = response.json()
@@ -124,6 +132,8 @@ class KubeHttp:
 
     @contextlib.asynccontextmanager
     async def stream(self, path: str, params: dict[str, str]) -> Any:
+        if self.observe is not None:
+            self.observe("watch", path)
         async with self.client.stream("GET", path, params=params, headers=self._headers()) as r:
             r.raise_for_status()
             yield r
