@@ -231,6 +231,18 @@ def test_rolling_period_ends_when_spend_falls_back_below_the_threshold() -> None
     assert sim.workload("a0").model == "gpt-4o"
 
 
+def test_rolling_stage_does_not_flap_when_spend_jitters_at_the_threshold() -> None:
+    """Soft is at 40 (80% of 50): a firing stage holds until spend is below 36 (90% of it)."""
+    sim = Sim(_spec(period="24h"), fleet(4))
+    sim.steps(2, a0={"spend": 40.5})
+    assert sim.workload("a0").model == "gpt-4o-mini"
+    for spend in (39.9, 38.0, 36.5):
+        assert not sim.step(a0={"spend": spend}).decisions, spend
+    assert sim.workload("a0").model == "gpt-4o-mini"
+    o = sim.step(a0={"spend": 35.0})
+    assert [d.reason_code for d in o.decisions] == [Reason.BUDGET_PERIOD_ENDED]
+
+
 def test_budget_changes_wait_for_quiet_hours_to_end() -> None:
     doc = {"limitUSD": 50, "hard": {"actions": [{"scaleToZero": {}}]}}
     spec = policy(budget=doc, guardrails={"quietHours": [{"start": "11:00", "end": "12:01"}]})

@@ -542,11 +542,18 @@ class _Cycle:
             if spent is None:
                 soft_v = hard_v = UNKNOWN
             else:
-                hard_v = BREACH if has_hard and spent >= limit else CLEAR
+                # A rolling window's spend jitters with every sample: a firing stage ends
+                # only once spend is clearly below its threshold (ROLLING_HYSTERESIS).
+                soft_k = _hold_factor(period, a.rules.get(SOFT))
+                hard_k = _hold_factor(period, a.rules.get(HARD))
+                hard_v = BREACH if has_hard and spent >= limit * hard_k else CLEAR
                 soft_v = (
                     BREACH
                     if has_soft
-                    and (spent >= soft_at or (soft_forecast and fc is not None and fc >= limit))
+                    and (
+                        spent >= soft_at * soft_k
+                        or (soft_forecast and fc is not None and fc >= limit * soft_k)
+                    )
                     else CLEAR
                 )
             a.stage_v = (soft_v, hard_v)
@@ -584,6 +591,11 @@ class _Cycle:
                 verdicts.append(CLEAR)
                 continue
             v = stage_verdict(budget, stage, figures)
+            held = self.budget_states.get(stage)
+            if v == CLEAR and _hold_factor(period, held) < 1.0 and figures.spent is not None:
+                threshold = limit if stage == HARD else soft_at
+                if figures.spent >= threshold * ROLLING_HYSTERESIS:
+                    v = BREACH
             verdicts.append(v)
             policy_rs = self._advance_stage(None, stage, self.budget_states.get(stage), v, period)
             if policy_rs is None:
@@ -1415,3 +1427,16 @@ def _resolved_summary(rec: NoticeRecord, reason: str) -> str:
         Reason.PERIOD_ENDED: "budget period over",
     }
     return f"{who}: {rec.rule} resolved — {text.get(reason, reason)}"
+
+
+ROLLING_HYSTERESIS = 0.9
+"""A firing budget stage of a rolling period ends only when spend is below 90% of its
+threshold: the window's spend moves with every sample, and a stage flapping at the line
+would restore and remediate the agent over and over."""
+
+
+def _hold_factor(period: Period, rs: RuleState | None) -> float:
+    """The share of the threshold that keeps a firing rolling-period stage firing."""
+    if period.rolling and rs is not None and rs.firing_since is not None:
+        return ROLLING_HYSTERESIS
+    return 1.0
