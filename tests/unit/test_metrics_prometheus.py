@@ -148,6 +148,70 @@ async def test_range_query_sends_start_end_step_and_parses_the_matrix():
     assert result.series[0].points == ((100.0, 1.0), (160.0, 2.0))
 
 
+RANGE_BODIES = {
+    "plain": ok(
+        "matrix",
+        [
+            {"metric": {"agent": "a", "le": "+Inf"}, "values": [[100, "1"], [160.5, "2.5e-3"]]},
+            {"metric": {"agent": "b"}, "values": [[100, "NaN"], [160.5, "Inf"], [220, "-Inf"]]},
+            {"metric": {"agent": "c"}, "values": []},
+            {"metric": {"agent": "d"}},
+        ],
+    ),
+    # msgspec refuses Go's "+Inf": the whole answer takes the general path.
+    "plus_inf": ok("matrix", [{"metric": {"agent": "a"}, "values": [[100, "+Inf"], [160, "3"]]}]),
+    "stats_and_warnings": ok(
+        "matrix",
+        [{"metric": {}, "values": [[1, "0.1"]]}],
+        warnings=["PromQL info: metric might not be a counter"],
+    )
+    | {
+        "data": {
+            "resultType": "matrix",
+            "result": [{"metric": {}, "values": [[1, "0.1"]]}],
+            "stats": {"timings": {"execTotalTime": 0.5}},
+        }
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(RANGE_BODIES))
+async def test_range_answers_decode_alike_on_the_fast_and_the_general_path(name: str):
+    """query_range decodes a matrix with msgspec; the instant API takes the general path
+    (json, then float per value). Both must read the same answer the same way."""
+    body = RANGE_BODIES[name]
+    rec = Recorder(httpx.Response(200, json=body))
+    async with backend(rec, query_stats=True) as b:
+        fast = await b.query_range("x", AT, AT + timedelta(minutes=1), timedelta(seconds=30))
+        general = await b.query("x[1m]", AT)
+    assert general.result_type == "matrix"
+    assert len(fast.series) == len(general.series) == len(body["data"]["result"])
+    for f, g in zip(fast.series, general.series, strict=True):
+        assert dict(f.labels) == dict(g.labels)
+        assert [t for t, _ in f.points] == [t for t, _ in g.points]
+        assert [repr(v) for _, v in f.points] == [repr(v) for _, v in g.points]  # NaN too
+        assert all(type(t) is float and type(v) is float for t, v in f.points)
+    assert fast.warnings == general.warnings
+    assert fast.timing.server == general.timing.server
+    if name == "plus_inf":
+        assert fast.series[0].points[0][1] == math.inf
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (ok("vector", []), "returned a vector, expected a matrix"),
+        ({"status": "error", "errorType": "execution", "error": "boom"}, "boom"),
+        (ok("matrix", [{"metric": {"agent": "a"}, "values": [[1, "x"]]}]), "malformed"),
+    ],
+)
+async def test_a_range_answer_the_fast_path_cannot_read_is_explained(body, error):
+    rec = Recorder(httpx.Response(200, json=body))
+    async with backend(rec) as b:
+        with pytest.raises(QueryError, match=error):
+            await b.query_range("x", AT, AT + timedelta(minutes=1), timedelta(seconds=30))
+
+
 async def test_range_query_refuses_a_reversed_interval():
     async with backend(Recorder()) as b:
         with pytest.raises(ValueError, match="before start"):

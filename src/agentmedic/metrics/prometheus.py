@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 import httpx
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from agentmedic.metrics.backend import (
@@ -185,6 +186,7 @@ class PrometheusBackend:
         """``/api/v1/query`` at ``at``; see :class:`~agentmedic.metrics.backend.MetricsBackend`."""
         params = {"query": promql, "time": _fmt_ts(to_unix(at))}
         data, request_s = await self._call("/api/v1/query", params, promql)
+        assert isinstance(data, dict)
         t0 = time.perf_counter()
         result = _parse_query(data, promql)
         parse_s = time.perf_counter() - t0 + data.pop("_decode_seconds", 0.0)
@@ -211,8 +213,21 @@ class PrometheusBackend:
             "end": _fmt_ts(to_unix(end)),
             "step": _fmt_ts(step.total_seconds()),
         }
-        data, request_s = await self._call("/api/v1/query_range", params, promql)
+        data, request_s = await self._call("/api/v1/query_range", params, promql, fast=True)
         t0 = time.perf_counter()
+        if isinstance(data, _RangeAnswer):
+            series = tuple(RangeSeries(s.metric, s.values) for s in data.data.result)
+            parse_s = time.perf_counter() - t0 + data.decode_seconds
+            stats = data.data.stats
+            return RangeResult(
+                series=series,
+                warnings=tuple(data.warnings or ()),
+                timing=Timing(
+                    request=request_s,
+                    server=_server_time({"data": {"stats": stats}}),
+                    parse=parse_s,
+                ),
+            )
         kind, _, series, _ = _parse_query(data, promql)
         if kind != "matrix":
             raise QueryError(f"a range query returned a {kind}, expected a matrix", query=promql)
@@ -277,8 +292,13 @@ class PrometheusBackend:
         return MetricsUnavailable(reason, self._scrub(message))
 
     async def _call(
-        self, path: str, params: dict[str, str], promql: str
-    ) -> tuple[dict[str, Any], float]:
+        self, path: str, params: dict[str, str], promql: str, *, fast: bool = False
+    ) -> tuple[dict[str, Any] | _RangeAnswer, float]:
+        """Send one API call with retries; the decoded answer and the round-trip time.
+
+        With ``fast``, a successful matrix answer is decoded straight into a
+        :class:`_RangeAnswer` (see :func:`_decode_range`); any other answer as a dict.
+        """
         cfg = self.config
         params = dict(params)
         params["timeout"] = _fmt_ts(cfg.timeout)
@@ -325,6 +345,9 @@ class PrometheusBackend:
             else:
                 status = response.status_code
                 if status == 200:
+                    fast_answer = _decode_range(response.content) if fast else None
+                    if fast_answer is not None:
+                        return fast_answer, time.monotonic() - started
                     return self._decode(response, where, promql), time.monotonic() - started
                 body = _body_error(response)
                 if status == 429:
@@ -470,6 +493,49 @@ def _server_time(data: Mapping[str, Any]) -> float | None:
         return None
     value = (stats.get("timings") or {}).get("execTotalTime")
     return float(value) if isinstance(value, int | float) else None
+
+
+class _RangeSeriesWire(msgspec.Struct):
+    metric: dict[str, str]
+    values: tuple[tuple[float, float], ...] = ()
+
+
+class _RangeDataWire(msgspec.Struct):
+    resultType: str  # noqa: N815 (the API's own field name)
+    result: list[_RangeSeriesWire]
+    stats: dict[str, Any] | None = None
+
+
+class _RangeAnswer(msgspec.Struct):
+    """A successful matrix answer of ``/api/v1/query_range``, as decoded by msgspec."""
+
+    status: str
+    data: _RangeDataWire
+    warnings: list[str] | None = None
+    decode_seconds: float = 0.0
+
+
+# strict=False lets msgspec read the API's sample values, which are JSON strings ("0.25",
+# "NaN", "Inf", "-Inf"), as floats in C. Go writes positive infinity as "+Inf", which it
+# refuses: such an answer takes the general path.
+_RANGE_DECODER = msgspec.json.Decoder(_RangeAnswer, strict=False)
+
+
+def _decode_range(content: bytes) -> _RangeAnswer | None:
+    """A successful matrix answer, decoded in one pass: a week of a hundred agents at a
+    one-minute step is a million points per series key, and the general path (``json``,
+    then ``float`` per value) costs about 1.4 us a point against 0.4 us here. None for
+    anything else (an error, another result type, a value msgspec does not read), which
+    :meth:`PrometheusBackend._decode` then handles and explains."""
+    t0 = time.perf_counter()
+    try:
+        answer = _RANGE_DECODER.decode(content)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    if answer.status != "success" or answer.data.resultType != "matrix":
+        return None
+    answer.decode_seconds = time.perf_counter() - t0
+    return answer
 
 
 _ResultType = Literal["vector", "matrix", "scalar", "string"]
