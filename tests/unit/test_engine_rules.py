@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from agentmedic.api.types import Op, Rule
-from agentmedic.engine import AgentStatus, Reason, episode_key
+from agentmedic.api.types import AgentPolicySpec, Op, Rule
+from agentmedic.engine import AgentStatus, Reason, episode_key, evaluate
 from agentmedic.engine.conditions import (
     BREACH,
     CLEAR,
@@ -27,7 +27,9 @@ from tests.unit.test_engine_builders import (
     cond,
     fleet,
     policy,
+    policy_input,
     rule,
+    samples,
 )
 
 W5 = timedelta(minutes=5)
@@ -255,3 +257,20 @@ def test_a_rule_removed_from_the_spec_is_forgotten_and_its_message_resolved() ->
     assert [(n.rule, n.state) for n in o.notifications] == [("gone", "resolved")]
     assert sim.state is not None
     assert agent("a0") not in sim.state.agents
+
+
+def test_specs_evaluated_in_turn_each_use_their_own_compiled_rules() -> None:
+    """The engine memoises each spec's compiled rules; alternating specs (an operator's
+    policies, or a spec edited between cycles) must never see each other's."""
+    strict = policy(rule("strict", cond("error_rate", ">", 0.05)))
+    lax = policy(rule("lax", cond("error_rate", ">", 0.5)))
+    agents = fleet(2)
+    rows = samples(strict, T0, list(agents), per_agent={"a0": {"error_rate": 0.2}})
+    for _ in range(3):
+        for spec, firing in ((strict, ["strict"]), (lax, [])):
+            o = evaluate(policy_input(spec, agents), rows, None, T0)
+            assert [n.rule for n in o.notifications if n.state == "firing"] == firing
+    # An equal spec that is another object compiles its own, and agrees.
+    again = AgentPolicySpec.model_validate(strict.model_dump(by_alias=True))
+    o = evaluate(policy_input(again, agents), rows, None, T0)
+    assert [n.rule for n in o.notifications if n.state == "firing"] == ["strict"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
 
@@ -28,6 +28,7 @@ from agentmedic.api.durations import format_duration
 from agentmedic.api.types import (
     Action,
     AgentCounts,
+    AgentPolicySpec,
     BudgetScope,
     NoDataMode,
     OnNewPeriod,
@@ -109,6 +110,61 @@ def evaluate(
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware (e.g. datetime.now(UTC))")
     return _Cycle(policy, samples, prior if prior is not None else PolicyState(), now).run()
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What a cycle derives from the spec alone: compiled once per spec, not per cycle."""
+
+    rules: tuple[CompiledRule, ...]
+    canon: Mapping[SeriesKey, SeriesKey]
+    """Each key of the samples to itself (see :func:`_plan`)."""
+    stage_actions: Mapping[str, tuple[tuple[str, Action], ...]]
+    known_rules: frozenset[str]
+    retry_after: timedelta
+    longest_window: timedelta
+
+
+_PLANS: dict[int, tuple[AgentPolicySpec, tuple[SeriesKey, ...], _Plan]] = {}
+_MAX_PLANS = 1024
+
+
+def _plan(spec: AgentPolicySpec, canon: tuple[SeriesKey, ...]) -> _Plan:
+    """The spec's plan, with the rules' series keys resolved to ``canon`` (the very key
+    objects the samples use, so that lookups hit on identity).
+
+    Memoised on the spec object (kept alive by the memo, so its id is not reused) and the
+    canonical keys: an operator evaluates the same spec every interval and a backtest
+    thousands of times, and compiling the rules was a tenth of a replay. Specs are
+    frozen pydantic models that nothing changes in place, so the memo cannot go stale.
+    """
+    hit = _PLANS.get(id(spec))
+    if hit is not None and hit[0] is spec and hit[1] == canon:
+        return hit[2]
+    index = {k: k for k in canon}
+    stage_actions: dict[str, tuple[tuple[str, Action], ...]] = {SOFT: (), HARD: ()}
+    if spec.budget is not None:
+        for stage, limit in ((SOFT, spec.budget.soft), (HARD, spec.budget.hard)):
+            if limit is not None:
+                acts = [(x.kind, x) for x in limit.actions if x.kind in _WORKLOAD_KINDS]
+                acts.sort(key=lambda ka: -strength(ka[0]))
+                stage_actions[stage] = tuple(acts)
+    plan = _Plan(
+        rules=tuple(compile_rule(r, spec.agent_label, index) for r in spec.rules),
+        canon=MappingProxyType(index),
+        stage_actions=MappingProxyType(stage_actions),
+        known_rules=frozenset(
+            [r.name for r in spec.rules] + ([SOFT, HARD] if spec.budget is not None else [])
+        ),
+        retry_after=max(2 * spec.interval, timedelta(seconds=1)),
+        longest_window=max(
+            (c.window for r in spec.rules for c in (*r.all_of, *r.any_of)), default=timedelta(0)
+        ),
+    )
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    _PLANS[id(spec)] = (spec, canon, plan)
+    return plan
 
 
 class _Agent:
@@ -209,29 +265,18 @@ class _Cycle:
         self.prior = prior
         self.now = now
         self.uid = policy.uid
-        canon: dict[SeriesKey, SeriesKey] = {}
+        canon: tuple[SeriesKey, ...] = ()
         for inner in samples.values():
             if inner:
-                canon = {k: k for k in inner}
+                canon = tuple(inner)
                 break
-        self.canon = canon
-        self.rules: list[CompiledRule] = [
-            compile_rule(r, spec.agent_label, canon) for r in spec.rules
-        ]
-        self.stage_actions: dict[str, list[tuple[str, Action]]] = {SOFT: [], HARD: []}
-        if spec.budget is not None:
-            for stage, limit in ((SOFT, spec.budget.soft), (HARD, spec.budget.hard)):
-                if limit is not None:
-                    acts = [(x.kind, x) for x in limit.actions if x.kind in _WORKLOAD_KINDS]
-                    acts.sort(key=lambda ka: -strength(ka[0]))
-                    self.stage_actions[stage] = acts
-        self.known_rules = frozenset(
-            [r.name for r in spec.rules] + ([SOFT, HARD] if spec.budget is not None else [])
-        )
-        self.retry_after = max(2 * spec.interval, timedelta(seconds=1))
-        self.longest_window = max(
-            (c.window for r in spec.rules for c in (*r.all_of, *r.any_of)), default=timedelta(0)
-        )
+        plan = _plan(spec, canon)
+        self.rules: tuple[CompiledRule, ...] = plan.rules
+        self.canon = plan.canon
+        self.stage_actions = plan.stage_actions
+        self.known_rules = plan.known_rules
+        self.retry_after = plan.retry_after
+        self.longest_window = plan.longest_window
         self.dry_run = spec.guardrails.dry_run
         self.quiet = in_quiet_hours(spec.guardrails.quiet_hours, now)
         self.work: dict[AgentId, _Agent] = {}
@@ -973,9 +1018,9 @@ class _Cycle:
             # Down for healthyFor, and at least for the longest window of the rules: a
             # restored agent must never be judged again on data from before it was disabled.
             wait = max(recovery.healthy_for, self.longest_window)
-            evidence = None
-            if recovery.mode == RecoveryMode.AUTO and self.now - m.at >= wait:
-                evidence = Evidence("all", (), m.at, wait, self.now)
+            if recovery.mode != RecoveryMode.AUTO or self.now - m.at < wait:
+                return  # the common case for a disabled agent: not yet
+            evidence = Evidence("all", (), m.at, wait, self.now)
             code = Reason.AUTO_RECOVERY
             why = (
                 f"disabled by {m.rule} for {format_duration(self.now - m.at)} "

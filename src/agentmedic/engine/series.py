@@ -8,59 +8,41 @@ cycle for all agents and hands back :data:`Samples`. Neither knows how the other
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import timedelta
+from typing import NamedTuple
 
 __all__ = ["AgentId", "Samples", "SeriesKey"]
 
 
-@dataclass(frozen=True, order=True)
-class AgentId:
-    """An agent: the namespace of its workload and its name in the metrics' agent label."""
+class AgentId(NamedTuple):
+    """An agent: the namespace of its workload and its name in the metrics' agent label.
+
+    A named tuple, like :class:`SeriesKey`, so that it hashes in C: agent ids key every
+    per-agent dict of every cycle.
+    """
 
     namespace: str
     name: str
-
-    # Agent ids and series keys are hashed hundreds of thousands of times per cycle (every
-    # samples lookup); the generated dataclass hash rebuilds a tuple each time, so compute
-    # it once. Pickling rebuilds the object, so a hash never crosses processes.
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_hash", hash((self.namespace, self.name)))
-
-    def __hash__(self) -> int:
-        h: int = self.__dict__["_hash"]
-        return h
-
-    def __reduce__(self) -> tuple[type[AgentId], tuple[str, str]]:
-        return (AgentId, (self.namespace, self.name))
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
 
 
-@dataclass(frozen=True, order=True)
-class SeriesKey:
+class SeriesKey(NamedTuple):
     """One value per agent: a built-in metric or a raw PromQL query, over a window.
 
     Exactly one of ``metric`` and ``query`` is set. ``agent_label`` is the metrics label
     that carries the agent name (``spec.agentLabel``).
+
+    A named tuple rather than a dataclass: series keys are hashed millions of times in a
+    backtest (every samples dict is keyed by them), and a tuple hashes in C where a
+    dataclass calls a Python ``__hash__``.
     """
 
     metric: str | None
     query: str | None
     window: timedelta
     agent_label: str = "agent"
-
-    def __post_init__(self) -> None:
-        key = (self.metric, self.query, self.window, self.agent_label)
-        object.__setattr__(self, "_hash", hash(key))
-
-    def __hash__(self) -> int:
-        h: int = self.__dict__["_hash"]
-        return h
-
-    def __reduce__(self) -> tuple[type[SeriesKey], tuple[str | None, str | None, timedelta, str]]:
-        return (SeriesKey, (self.metric, self.query, self.window, self.agent_label))
 
     def __str__(self) -> str:
         what = self.metric if self.metric is not None else f"query({self.query})"
