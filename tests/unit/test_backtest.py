@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import threading
 from array import array
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,8 @@ from agentmedic.backtest.history import (
     BacktestDataError,
     Grid,
     History,
+    HistoryFeed,
+    ReplayAbortedError,
     _accumulate,
     discover_agents,
     fetch_history,
@@ -45,6 +48,7 @@ from agentmedic.metrics import (
     QueryResult,
     RangeResult,
     RangeSeries,
+    Sample,
     UnavailableReason,
 )
 
@@ -611,6 +615,128 @@ async def test_a_backend_failure_stops_the_backtest_and_names_the_series() -> No
     options = BacktestOptions(start=NOW, end=NOW + timedelta(days=2), max_points=1440)
     with pytest.raises(BacktestDataError, match=r"error_rate\[300s\].*HTTP 503: overloaded"):
         await run_backtest(policy, backend, options)
+
+
+class RecordingFeed(HistoryFeed):
+    def __init__(self) -> None:
+        super().__init__()
+        self.advances: list[int] = []
+
+    def advance(self, history: History, upto: int) -> None:
+        self.advances.append(upto)
+        super().advance(history, upto)
+
+
+async def test_the_feed_gets_each_run_of_leading_moments_once_it_is_complete() -> None:
+    spec = _policy().spec
+    grid = Grid(NOW, NOW + timedelta(minutes=4), timedelta(minutes=1))  # chunks 0-1, 2-3, 4
+    backend = GatedBackend(["a", "b"])
+    feed = RecordingFeed()
+    answered = asyncio.Event()
+    count = 0
+
+    def on_query(done: int, total: int, what: str) -> None:
+        nonlocal count
+        count += 1
+        if count % 2 == 0:  # both series of a chunk are in
+            answered.set()
+
+    agents = [AgentId(NS, "a"), AgentId(NS, "b")]
+    running = asyncio.ensure_future(
+        fetch_history(backend, spec, grid, agents, max_points=2, on_query=on_query, feed=feed)
+    )
+    # Four queries go out at once: the first two chunks. The second answers first.
+    backend.gate(grid.at(2)).set()
+    await answered.wait()
+    answered.clear()
+    assert feed.advances == []  # the second chunk is in, but not the first
+    backend.gate(grid.at(0)).set()
+    await answered.wait()
+    answered.clear()
+    assert feed.advances == [2, 4]
+    backend.gate(grid.at(4)).set()
+    history = await running
+    assert feed.advances == [2, 4, 5]
+    expected = history.sampler()
+    moments = list(feed.moments(grid))
+    assert [t for t, _ in moments] == grid.times()
+    assert [samples for _, samples in moments] == [expected(i) for i in range(grid.size)]
+
+
+def test_a_replay_waiting_on_the_feed_stops_when_the_fetch_is_abandoned() -> None:
+    feed = HistoryFeed()
+    grid = Grid(NOW, NOW + timedelta(minutes=4), timedelta(minutes=1))
+    history = _history(_policy(), {"a": healthy}, 5)
+    feed.advance(history, 2)
+    seen: list[datetime] = []
+    outcome: list[BaseException] = []
+
+    def replay() -> None:
+        try:
+            for t, _ in feed.moments(grid):
+                seen.append(t)
+        except ReplayAbortedError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=replay)
+    thread.start()
+    thread.join(0.2)
+    assert thread.is_alive()  # waiting for the third moment
+    feed.abort()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert seen == grid.times()[:2]
+    assert len(outcome) == 1
+
+
+class SpendBackend:
+    """Spend of agent ``a``: $0.5 a minute by range query, $100 at each period start."""
+
+    def __init__(self) -> None:
+        self.instant: list[datetime] = []
+
+    async def query(self, promql: str, at: datetime) -> QueryResult:
+        self.instant.append(at)
+        sample = Sample({"agent": "a", "namespace": NS}, 100.0)
+        return QueryResult(result_type="vector", samples=(sample,))
+
+    async def query_range(
+        self, promql: str, start: datetime, end: datetime, step: timedelta
+    ) -> RangeResult:
+        n = round((end - start) / step) + 1
+        value = 0.5 if promql.startswith("sum by (agent, namespace) (increase(agent_cost") else 0.0
+        points = tuple((start.timestamp() + k * step.total_seconds(), value) for k in range(n))
+        return RangeResult(series=(RangeSeries({"agent": "a", "namespace": NS}, points),))
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_calendar_spend_accumulates_chunk_by_chunk_across_a_period_boundary() -> None:
+    spec = _policy(DAILY_BUDGET).spec
+    start = datetime(2024, 3, 4, 23, 57, tzinfo=UTC)
+    grid = Grid(start, start + timedelta(minutes=6), timedelta(minutes=1))  # 23:57 to 00:03
+    feed = RecordingFeed()
+    backend = SpendBackend()
+    a = AgentId(NS, "a")
+    history = await fetch_history(backend, spec, grid, [a], max_points=2, feed=feed)
+    assert history.spend is not None
+    # 23:57 is the first moment of the range in the 4th, 00:00 the first of the 5th.
+    assert list(history.spend[a]) == [100.0, 100.5, 101.0, 100.0, 100.5, 101.0, 101.5]
+    assert feed.advances == [2, 4, 6, 7]
+    spends = [samples[a][spend_key(spec, t)] for t, samples in feed.moments(grid)]
+    assert spends == list(history.spend[a])
+
+
+def test_a_history_and_a_result_repr_as_summaries_not_as_their_data() -> None:
+    policy = _policy()
+    history = _history(policy, {f"agent-{k}": healthy for k in range(50)}, 2000)
+    result = replay_history(policy, history)
+    for thing in (history, result):
+        text = repr(thing)
+        assert len(text) < 600, text
+        assert "50 agents" in text
+        assert "2000 moments" in text
 
 
 def test_plot_panels_draw_the_agents_acted_on_before_those_only_in_an_outage() -> None:

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 import time
 from array import array
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -51,6 +52,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
+from agentmedic.api.durations import format_duration
 from agentmedic.api.types import AgentPolicySpec
 from agentmedic.engine.periods import budget_period
 from agentmedic.engine.requirements import requirements, spend_key
@@ -77,8 +79,10 @@ __all__ = [
     "BacktestDataError",
     "Grid",
     "History",
+    "HistoryFeed",
     "NoHistoryError",
     "OnQuery",
+    "ReplayAbortedError",
     "SpendCheck",
     "discover_agents",
     "fetch_history",
@@ -174,7 +178,7 @@ class SpendCheck:
         return abs(self.accumulated_usd - self.exact_usd) / abs(self.exact_usd)
 
 
-@dataclass
+@dataclass(repr=False)
 class History:
     """What the backtest replays: per key, per agent, a value per grid moment.
 
@@ -196,6 +200,16 @@ class History:
     fetch_seconds: float = 0.0
     stats: FetchStats = field(default_factory=FetchStats)
     warnings: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        # A summary, not the generated repr of millions of column values.
+        g = self.grid
+        return (
+            f"History({g.start.isoformat()} to {g.last.isoformat()} every "
+            f"{format_duration(g.step)} ({g.size} moments), {len(self.agents)} agents, "
+            f"keys=[{', '.join(str(k) for k in self.columns)}], "
+            f"calendar_spend={self.spend is not None}, queries={self.queries})"
+        )
 
     def series(self, key: SeriesKey, agent: AgentId) -> list[float]:
         """One agent's values of a fixed key over the grid (NaN: no data)."""
@@ -222,43 +236,117 @@ class History:
 
     def sampler(self) -> Callable[[int], Samples]:
         """A function from a grid index to that moment's samples."""
-        # The replay builds ~a million of these dicts for a week of a hundred agents: the
-        # columns are looked up once per agent here, not once per step.
-        keys = list(self.columns)
-        missing = array("d", [_NAN]) * self.grid.size
-        rows = [
-            (
-                agent,
-                [self.columns[k].get(agent, missing) for k in keys],
-                self.spend.get(agent, missing) if self.spend is not None else missing,
-            )
-            for agent in self.agents
-        ]
-        spec, grid, calendar = self.spec, self.grid, self.spend is not None
-
-        def sample(i: int) -> Samples:
-            skey = spend_key(spec, grid.at(i)) if calendar else None
-            if skey is not None and skey in self.columns:
-                skey = None  # the same window is fetched exactly; keep that
-            out: dict[AgentId, dict[SeriesKey, float | None]] = {}
-            for agent, columns, spend in rows:
-                values: dict[SeriesKey, float | None] = {
-                    k: (v if (v := c[i]) == v else None)
-                    for k, c in zip(keys, columns, strict=False)
-                }
-                if skey is not None:
-                    v = spend[i]
-                    values[skey] = v if v == v else None
-                out[agent] = values
-            return out
-
-        return sample
+        rows = _Rows(self)
+        rows.fill(0, self.grid.size)
+        return rows.sample
 
     def has_data(self) -> bool:
         """True when some agent has a value of some series (or spend) at some moment."""
         columns = [c for col in self.columns.values() for c in col.values()]
         columns += list(self.spend.values()) if self.spend is not None else []
         return any(v == v for column in columns for v in column)
+
+
+class _Rows:
+    """A history's values laid out for the replay, moment by moment.
+
+    The replay builds about a million samples dicts for a week of a hundred agents, so
+    each agent's columns are interleaved into one row-major array: a moment's values are
+    then one slice, zipped with the keys in C. NaN (no data) becomes None, as the live
+    loop hands it to the engine. :meth:`fill` copies moments in as the fetch completes
+    them (see :class:`HistoryFeed`).
+    """
+
+    def __init__(self, history: History) -> None:
+        self.history = history
+        self.keys = list(history.columns)
+        self.width = len(self.keys)
+        size = history.grid.size
+        self.missing = array("d", [_NAN]) * size
+        spend = history.spend
+        self.rows: list[tuple[AgentId, array[float], array[float]]] = [
+            (
+                agent,
+                array("d", [_NAN]) * (size * self.width),
+                spend.get(agent, self.missing) if spend is not None else self.missing,
+            )
+            for agent in history.agents
+        ]
+
+    def fill(self, lo: int, hi: int) -> None:
+        """Copy moments ``lo`` to ``hi - 1`` in from the history's columns."""
+        if hi <= lo:
+            return
+        w, columns, missing = self.width, self.history.columns, self.missing
+        for agent, interleaved, _ in self.rows:
+            for j, k in enumerate(self.keys):
+                interleaved[lo * w + j : hi * w : w] = columns[k].get(agent, missing)[lo:hi]
+
+    def sample(self, i: int) -> Samples:
+        h = self.history
+        skey = spend_key(h.spec, h.grid.at(i)) if h.spend is not None else None
+        if skey is not None and skey in h.columns:
+            skey = None  # the same window is fetched exactly; keep that
+        keys, isnan = self.keys, math.isnan
+        lo, hi = i * self.width, (i + 1) * self.width
+        out: dict[AgentId, dict[SeriesKey, float | None]] = {}
+        for agent, interleaved, spend in self.rows:
+            row = interleaved[lo:hi]
+            values: dict[SeriesKey, float | None] = dict(zip(keys, row, strict=True))
+            if any(map(isnan, row)):
+                values = {k: (None if v is None or v != v else v) for k, v in values.items()}
+            if skey is not None:
+                v = spend[i]
+                values[skey] = v if v == v else None
+            out[agent] = values
+        return out
+
+
+class ReplayAbortedError(Exception):
+    """The fetch feeding a replay failed or found nothing; the replay stops."""
+
+
+class HistoryFeed:
+    """Hands a history to a replay in another thread while it is still being fetched.
+
+    :func:`fetch_history` calls :meth:`advance` (in the event loop's thread) each time
+    the first ``upto`` moments are complete; :meth:`moments` (in the replay's thread)
+    yields each moment as soon as it is. The replay of a week then runs while Prometheus
+    evaluates the later days instead of after the last query.
+    """
+
+    def __init__(self) -> None:
+        self._ready = 0
+        self._rows: _Rows | None = None
+        self._aborted = False
+        self._changed = threading.Condition()
+
+    def advance(self, history: History, upto: int) -> None:
+        """Moments ``0`` to ``upto - 1`` of ``history`` are complete."""
+        if self._rows is None:
+            self._rows = _Rows(history)
+        self._rows.fill(self._ready, upto)
+        with self._changed:
+            self._ready = max(self._ready, upto)
+            self._changed.notify_all()
+
+    def abort(self) -> None:
+        """Stop the replay: :meth:`moments` raises :class:`ReplayAbortedError`."""
+        with self._changed:
+            self._aborted = True
+            self._changed.notify_all()
+
+    def moments(self, grid: Grid) -> Iterator[tuple[datetime, Samples]]:
+        """``(moment, samples)`` for every moment of ``grid``, each once it is complete."""
+        for i in range(grid.size):
+            if self._ready <= i:
+                with self._changed:
+                    while self._ready <= i and not self._aborted:
+                        self._changed.wait()
+            if self._aborted:
+                raise ReplayAbortedError
+            assert self._rows is not None
+            yield grid.at(i), self._rows.sample(i)
 
 
 # --------------------------------------------------------------------------- planning
@@ -402,8 +490,12 @@ async def fetch_history(
     max_points: int = CHUNK_POINTS,
     max_concurrency: int = 4,
     on_query: OnQuery | None = None,
+    feed: HistoryFeed | None = None,
 ) -> History:
     """Fetch everything ``spec`` needs for ``agents`` over ``grid`` (see the module doc).
+
+    With ``feed``, each run of leading moments is handed to it as soon as it is complete
+    (the queries go out in time order, a chunk's series together).
 
     Raises :class:`BacktestDataError` when the backend is unavailable or refuses a query
     (naming the series and the query).
@@ -413,7 +505,7 @@ async def fetch_history(
     if max_concurrency < 1:
         raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
     started = time.perf_counter()
-    fetch = _Fetch(backend, spec, grid, agents, models, catalog, namespace_label, on_query)
+    fetch = _Fetch(backend, spec, grid, agents, models, catalog, namespace_label, on_query, feed)
     await fetch.run(grid.chunks(max_points), max_concurrency)
     fetch.history.fetch_seconds = time.perf_counter() - started
     return fetch.history
@@ -432,6 +524,7 @@ class _Fetch:
         catalog: Catalog,
         namespace_label: str | None,
         on_query: OnQuery | None,
+        feed: HistoryFeed | None = None,
     ) -> None:
         self.backend = backend
         self.grid = grid
@@ -440,6 +533,7 @@ class _Fetch:
         self.catalog = catalog
         self.namespace_label = namespace_label
         self.on_query = on_query
+        self.feed = feed
         self.plan = plan(spec, grid)
         self.range_keys = list(self.plan.range_keys)
         increment = self.plan.increment_key
@@ -454,9 +548,46 @@ class _Fetch:
             agents=self.agents,
             models=dict(models or {}),
             columns={k: v for k, v in self.columns.items() if k in self.plan.range_keys},
+            spend=(
+                {a: array("d", [_NAN]) * grid.size for a in self.agents}
+                if self.plan.calendar_spend
+                else None
+            ),
         )
         self.done = 0
         self.total = 0
+        # Moments are complete chunk by chunk, in order: a chunk waits for its series and
+        # the spend-so-far query of every budget period starting in it.
+        self.chunks: list[tuple[int, int]] = []
+        self.missing: list[int] = []
+        self.complete = 0
+        """Chunks complete, the first ones (their spend accumulated, the feed told)."""
+        self.bases: dict[int, Mapping[AgentId, float | None]] = {}
+        self.running: dict[AgentId, float] = {a: _NAN for a in self.agents}
+        """Each agent's period-to-date spend at the end of the last complete chunk."""
+
+    def _chunk_of(self, i: int) -> int:
+        return next(c for c, (lo, hi) in enumerate(self.chunks) if lo <= i <= hi)
+
+    def _landed(self, chunk: int) -> None:
+        """One more query of ``chunk`` is in; hand on every leading chunk now complete."""
+        self.missing[chunk] -= 1
+        while self.complete < len(self.chunks) and self.missing[self.complete] == 0:
+            lo, hi = self.chunks[self.complete]
+            h = self.history
+            if h.spend is not None:
+                assert self.plan.increment_key is not None
+                _accumulate_into(
+                    h.spend,
+                    self.columns[self.plan.increment_key],
+                    self.bases,
+                    self.running,
+                    lo,
+                    hi + 1,
+                )
+            self.complete += 1
+            if self.feed is not None:
+                self.feed.advance(h, hi + 1)
 
     async def run(self, chunks: list[tuple[int, int]], max_concurrency: int) -> None:
         grid, the_plan, h = self.grid, self.plan, self.history
@@ -465,6 +596,10 @@ class _Fetch:
         starts = the_plan.period_starts if calendar else []
         ends = the_plan.period_ends if calendar else []
         self.total = len(self.range_keys) * len(chunks) + len(starts) + len(ends)
+        self.chunks = chunks
+        self.missing = [len(self.range_keys)] * len(chunks)
+        for i in starts:
+            self.missing[self._chunk_of(i)] += 1
 
         async def bounded(make: Callable[[], Awaitable[tuple[_T, FetchStats]]], what: str) -> _T:
             async with semaphore:
@@ -484,7 +619,8 @@ class _Fetch:
                 self.on_query(self.done, self.total, what)
             return result
 
-        async def one_range(key: SeriesKey, lo: int, hi: int) -> None:
+        async def one_range(chunk: int, key: SeriesKey) -> None:
+            lo, hi = chunks[chunk]
             what = f"{key} [{lo + 1}-{hi + 1}/{grid.size}]" if len(chunks) > 1 else str(key)
             keeper = _KeepPoints(self.backend)
             table = await bounded(
@@ -501,6 +637,7 @@ class _Fetch:
                 what,
             )
             self._fill(self.columns[key], table, key, keeper, lo, hi)
+            self._landed(chunk)
 
         async def spent(i: int, what: str) -> dict[AgentId, float | None]:
             key = spend_key(h.spec, grid.at(i))
@@ -518,25 +655,25 @@ class _Fetch:
             )
             return {a: table.get(a, {}).get(key) for a in self.agents}
 
-        # In time order, so the progress bar means something: each chunk's series, then the
-        # spend queries of a calendar budget.
-        ranges = [one_range(key, lo, hi) for lo, hi in chunks for key in self.range_keys]
-        bases = [spent(i, "spend so far") for i in starts]
+        async def base(i: int) -> None:
+            self.bases[i] = await spent(i, "spend so far")
+            self._landed(self._chunk_of(i))
+
+        # The spend-so-far queries first (a few cheap instant queries the first moments of
+        # each period wait for), then the chunks in time order, each chunk's series
+        # together, so that moments complete from the start (and the progress bar means
+        # something); the end-of-period spend checks last.
+        bases = [base(i) for i in starts]
+        ranges = [one_range(c, key) for c in range(len(chunks)) for key in self.range_keys]
         checks = [spent(i, "spend check") for i in ends]
-        gathered = await asyncio.gather(*ranges, *bases, *checks)
+        gathered = await asyncio.gather(*bases, *ranges, *checks)
         h.queries = h.stats.queries
         h.warnings = list(h.stats.warnings)
         if not calendar:
             return
-        assert the_plan.increment_key is not None
-        base_values = gathered[len(ranges) : len(ranges) + len(bases)]
-        check_values = gathered[len(ranges) + len(bases) :]
-        h.spend = spend = _accumulate(
-            self.agents,
-            grid.size,
-            self.columns[the_plan.increment_key],
-            list(zip(starts, base_values, strict=True)),  # type: ignore[arg-type]
-        )
+        assert h.spend is not None
+        spend = h.spend
+        check_values = gathered[len(bases) + len(ranges) :]
         for i, exact in zip(ends, check_values, strict=True):
             assert isinstance(exact, dict)
             h.spend_check.append(
@@ -628,14 +765,26 @@ def _accumulate(
 ) -> dict[AgentId, array[float]]:
     """Period-to-date spend: the exact value at each period's first moment, then that plus
     each later step's increase. No data stays NaN until the first value."""
-    starts = dict(bases)
-    out: dict[AgentId, array[float]] = {}
-    for agent in agents:
+    out = {a: array("d", [_NAN]) * size for a in agents}
+    _accumulate_into(out, increments, dict(bases), dict.fromkeys(agents, _NAN), 0, size)
+    return out
+
+
+def _accumulate_into(
+    spend: Mapping[AgentId, array[float]],
+    increments: Mapping[AgentId, array[float]],
+    bases: Mapping[int, Mapping[AgentId, float | None]],
+    running: dict[AgentId, float],
+    lo: int,
+    hi: int,
+) -> None:
+    """:func:`_accumulate` over moments ``lo`` to ``hi - 1``, from (and updating) each
+    agent's ``running`` total at ``lo``."""
+    for agent, column in spend.items():
         inc = increments.get(agent)
-        column = array("d", [_NAN]) * size
-        total = _NAN
-        for i in range(size):
-            base = starts.get(i)
+        total = running[agent]
+        for i in range(lo, hi):
+            base = bases.get(i)
             if base is not None:
                 v = base.get(agent)
                 total = _NAN if v is None else v
@@ -644,8 +793,7 @@ def _accumulate(
                 if d == d:
                     total = d if total != total else total + d
             column[i] = total
-        out[agent] = column
-    return out
+        running[agent] = total
 
 
 def _merge(into: FetchStats, st: FetchStats) -> None:

@@ -66,14 +66,14 @@ class Panel:
 
 
 def _closest(values: dict[AgentId, list[float]], cond: Condition, n: int) -> list[AgentId]:
-    def score(agent: AgentId) -> float:
-        finite = [v for v in values[agent] if v == v and not math.isinf(v)]
-        if not finite:
-            return -math.inf
-        return max(finite) if cond.op in _HIGHER_IS_WORSE else -min(finite)
-
-    ranked = sorted(values, key=lambda a: (-score(a), a))
-    return [a for a in ranked if score(a) > -math.inf][:n]
+    higher = cond.op in _HIGHER_IS_WORSE
+    scores: dict[AgentId, float] = {}
+    for agent, series in values.items():
+        finite = list(filter(math.isfinite, series))  # in C: a week is 10,080 points
+        if finite:
+            scores[agent] = max(finite) if higher else -min(finite)
+    ranked = sorted(scores, key=lambda a: (-scores[a], a))
+    return ranked[:n]
 
 
 def decimate(

@@ -59,7 +59,10 @@ class Timings:
     """Where the backtest's time went, in seconds."""
 
     fetch: float = 0.0
+    """From the first query to the last answer (discovery included)."""
     replay: float = 0.0
+    """The engine's replay (CPU time of its thread, which runs beside the fetch as the
+    moments arrive) and the systemic episodes' reach."""
     render: float = 0.0
 
 
@@ -77,7 +80,7 @@ class SystemicEpisodeReport:
     """The rule has notify channels (so the fleet page was sent and the agents' held back)."""
 
 
-@dataclass
+@dataclass(repr=False)
 class BacktestResult:
     """Everything a backtest produced (render it with :func:`to_json`, the table, the plot)."""
 
@@ -92,6 +95,16 @@ class BacktestResult:
     """The policy is in dryRun and the backtest evaluated it as if it were not."""
     systemic: list[SystemicEpisodeReport] = field(default_factory=list)
     timings: Timings = field(default_factory=Timings)
+
+    def __repr__(self) -> str:
+        # A summary: the generated repr would spell out the whole history and timeline,
+        # hundreds of megabytes for a week of a hundred agents, wherever something reprs
+        # it (asyncio.run reprs the main task's result when it restores SIGINT).
+        return (
+            f"BacktestResult(policy={self.namespace}/{self.name}, "
+            f"moments={len(self.timeline)}, decisions={len(self.decisions)}, "
+            f"notifications={len(self.notifications)}, history={self.history!r})"
+        )
 
     @property
     def name(self) -> str:

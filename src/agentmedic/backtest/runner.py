@@ -13,6 +13,8 @@ under it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from agentmedic.backtest.history import (
     CHUNK_POINTS,
     Grid,
     History,
+    HistoryFeed,
     NoHistoryError,
     OnQuery,
     discover_agents,
@@ -97,6 +100,20 @@ def replay_history(
     started = time.perf_counter()
     the_input = policy_input(policy, history.spec, history.agents, history.models)
     timeline = replay(the_input, history.timeline(), apply=True)
+    return _result(
+        policy, history, timeline, time.perf_counter() - started, dry_run_ignored, backend_url
+    )
+
+
+def _result(
+    policy: AgentPolicy,
+    history: History,
+    timeline: list[TimelineEntry],
+    replay_seconds: float,
+    dry_run_ignored: bool,
+    backend_url: str,
+) -> BacktestResult:
+    started = time.perf_counter()
     systemic = systemic_episodes(history, timeline)
     result = BacktestResult(
         policy=policy,
@@ -107,7 +124,7 @@ def replay_history(
         systemic=systemic,
         timings=Timings(fetch=history.fetch_seconds),
     )
-    result.timings.replay = time.perf_counter() - started
+    result.timings.replay = replay_seconds + time.perf_counter() - started
     return result
 
 
@@ -215,24 +232,43 @@ async def run_backtest(
             f"samples {where}{' at ' + backend_url if backend_url else ''}; check --from/--to "
             "and --namespace (default: the policy's namespace), or name the agents with --agents"
         )
-    history = await fetch_history(
-        backend,
-        spec,
-        grid,
-        agents,
-        models,
-        catalog=options.catalog,
-        namespace_label=options.namespace_label,
-        max_points=options.max_points,
-        max_concurrency=options.max_concurrency,
-        on_query=on_query,
-    )
-    if not history.has_data():
-        keys = ", ".join(sorted(str(k) for k in requirements(spec, grid.start)))
-        raise NoHistoryError(
-            f"the range {where} holds no data for the policy's metrics ({keys}) for "
-            f"{len(agents)} agent(s) in namespace {namespace!r}; check --from/--to and that "
-            "the agents export the agent_* series"
+    # The replay runs in a thread beside the fetch, each moment as soon as its data is in:
+    # the engine's work overlaps Prometheus' instead of following it.
+    feed = HistoryFeed()
+    the_input = policy_input(policy, spec, agents, models)
+
+    def replay_fed() -> tuple[list[TimelineEntry], float]:
+        cpu = time.thread_time()
+        entries = replay(the_input, feed.moments(grid), apply=True)
+        return entries, time.thread_time() - cpu
+
+    replaying = asyncio.ensure_future(asyncio.to_thread(replay_fed))
+    try:
+        history = await fetch_history(
+            backend,
+            spec,
+            grid,
+            agents,
+            models,
+            catalog=options.catalog,
+            namespace_label=options.namespace_label,
+            max_points=options.max_points,
+            max_concurrency=options.max_concurrency,
+            on_query=on_query,
+            feed=feed,
         )
+        if not history.has_data():
+            keys = ", ".join(sorted(str(k) for k in requirements(spec, grid.start)))
+            raise NoHistoryError(
+                f"the range {where} holds no data for the policy's metrics ({keys}) for "
+                f"{len(agents)} agent(s) in namespace {namespace!r}; check --from/--to and "
+                "that the agents export the agent_* series"
+            )
+    except BaseException:
+        feed.abort()
+        with contextlib.suppress(Exception):
+            await asyncio.shield(replaying)  # the thread ends at its next moment
+        raise
     history.fetch_seconds = time.perf_counter() - started
-    return replay_history(policy, history, dry_run_ignored=ignored, backend_url=backend_url)
+    timeline, replay_cpu = await replaying
+    return _result(policy, history, timeline, replay_cpu, ignored, backend_url)
