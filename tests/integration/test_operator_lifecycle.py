@@ -227,6 +227,51 @@ def test_a_person_asks_for_a_restore_with_an_annotation(
         op.stop()
 
 
+def test_an_agent_scaled_back_up_by_hand_while_disabled_counts_as_a_persons_restore(
+    cluster: tuple[ApiEmulator, NotificationReceivers],
+) -> None:
+    """kubectl scale on a disabled agent: the record goes (the person's count stays), so its
+    rules are watched again. One still at 0 keeps its record."""
+    emu, _ = cluster
+    policy = emu.create(_policy("p"))
+    uid = policy["metadata"]["uid"]
+    emu.create(_deployment("scaled-bot", replicas=2, annotations=_disabled_record("p", uid)))
+    emu.create(_deployment("still-down", replicas=0, annotations=_disabled_record("p", uid)))
+    op = _operator(emu, f"http://127.0.0.1:{_closed_port()}")
+    try:
+
+        def cleared() -> dict[str, Any] | None:
+            d = emu.get("apps/v1", "Deployment", NS, "scaled-bot")
+            return d if d and DISABLED not in d["metadata"]["annotations"] else None
+
+        deployment = _wait(cleared, "the disabled record of the scaled-up agent to go")
+        assert deployment["spec"]["replicas"] == 2  # the person's count, not the recorded 3
+        note = deployment["metadata"]["annotations"]["agentmedic.io/last-restore"]
+        assert "scaled to 2 replica(s) by hand" in note
+
+        def restored_events() -> list[dict[str, Any]]:
+            return [
+                e
+                for e in emu.list("v1", "Event", NS)
+                if e["involvedObject"]["name"] == "scaled-bot" and e["reason"] == "Restored"
+            ]
+
+        events = _wait(restored_events, "the Restored Event")
+        assert "by hand" in events[0]["message"]
+        time.sleep(3)  # a few more cycles: once only, and nothing for the agent still at 0
+        assert len(restored_events()) == 1
+        again = emu.get("apps/v1", "Deployment", NS, "scaled-bot")
+        assert again is not None
+        assert again["spec"]["replicas"] == 2
+        assert DISABLED not in again["metadata"]["annotations"]
+        down = emu.get("apps/v1", "Deployment", NS, "still-down")
+        assert down is not None
+        assert down["spec"]["replicas"] == 0
+        assert DISABLED in down["metadata"]["annotations"]
+    finally:
+        op.stop()
+
+
 @pytest.mark.parametrize("on_delete", ["keep", "restore"])
 def test_deleting_a_policy_keeps_or_restores_what_it_changed(
     cluster: tuple[ApiEmulator, NotificationReceivers], on_delete: str

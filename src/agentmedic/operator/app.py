@@ -496,18 +496,29 @@ class Operator:
     async def _handle_restore_requests(
         self, entry: PolicyEntry, workloads: list[Workload]
     ) -> list[Workload]:
-        """``agentmedic.io/restore: "true"`` on a workload: a person asks to put it back."""
+        """A person puts an agent back: with ``agentmedic.io/restore: "true"`` on the
+        workload, or by scaling a workload agentmedic disabled back up by hand (``kubectl
+        scale``). The latter is taken as a restore of the replicas, keeping the count the
+        person chose: the record goes, and the agent's rules are watched again instead of
+        held for an agent that no longer is disabled. Not in dry run, which writes nothing
+        of its own."""
         assert self.executor is not None
+        dry_run = self.settings.dry_run or entry.spec.guardrails.dry_run
         for w in workloads:
-            if w.annotations.get(rec.RESTORE_REQUEST, "").lower() != "true":
-                continue
             ref = WorkloadRef(w.kind, w.namespace, w.name)  # type: ignore[arg-type]
+            if w.annotations.get(rec.RESTORE_REQUEST, "").lower() == "true":
+                by, model = "annotation", True
+            elif not dry_run and _scaled_up_by_hand(w):
+                by = f"a person: scaled to {w.replicas} replica(s) by hand while disabled"
+                model = False  # a downgrade is not undone by a kubectl scale
+            else:
+                continue
             try:
-                result = await asyncio.to_thread(self.executor.restore, ref, "annotation")
+                result = await asyncio.to_thread(self.executor.restore, ref, by, model=model)
                 self.telemetry.decisions.labels("restore", str(result.outcome)).inc()
-                log.info("restored %s on request: %s", ref, result.message)
+                log.info("restored %s (%s): %s", ref, by, result.message)
             except ActionError as exc:
-                log.warning("restore of %s on request failed: %s", ref, exc)
+                log.warning("restore of %s (%s) failed: %s", ref, by, exc)
         return workloads
 
     async def _engine_workload(self, w: Workload, spec: AgentPolicySpec) -> EngineWorkload:
@@ -969,6 +980,16 @@ def _loads(raw: str | None) -> dict[str, Any] | None:
 
 def _dumps(value: Mapping[str, Any]) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _scaled_up_by_hand(w: Workload) -> bool:
+    """The workload carries agentmedic's disabled record yet has replicas: a person scaled
+    it back up. Not for a KEDA-managed agent (KEDA's pause holds it at 0, and a count
+    between agentmedic's two writes there is KEDA's, not a person's)."""
+    if w.replicas <= 0:
+        return False
+    disabled = parse_disabled(w.annotations)
+    return disabled is not None and disabled.keda_scaled_object is None
 
 
 def _parse_time(text: str) -> datetime:
