@@ -75,6 +75,18 @@ def test_zero_percent_never_disables_but_other_actions_go_ahead() -> None:
     ]
 
 
+def test_the_cap_rounds_down_so_a_single_agent_needs_100_percent() -> None:
+    """As the field's documentation says: at 50 a policy over one agent disables none."""
+    for percent, disabled in ((50, []), (99, []), (100, [("scaleToZero", "a0")])):
+        spec = policy(
+            rule("r", actions=["scaleToZero"]), guardrails={"maxDisabledPercent": percent}
+        )
+        o = Sim(spec, fleet(1)).step(a0=SICK)
+        assert kinds(o) == disabled, percent
+        if not disabled:
+            assert [d.suppressed_by for d in o.decisions] == [Reason.MAX_DISABLED]
+
+
 # ---------------------------------------------------------------------------- systemic
 
 

@@ -310,7 +310,8 @@ class Guardrails(Model):
     """No second action on the same agent and rule within this. Defaults to 15m."""
     max_disabled_percent: float = Field(default=50, ge=0, le=100)
     """Never disable more than this share of the policy's agents; the worst go first and the
-    rest are notified. Defaults to 50."""
+    rest are notified. The count is rounded down: at 50, a policy over one agent disables
+    none (use 100 to let it). Defaults to 50."""
     systemic_percent: float = Field(default=60, gt=0, le=100)
     """When at least this share of agents breach the same rule at once, treat it as an outage
     of a shared dependency: page once for the fleet and disable nobody. Defaults to 60."""
