@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentmedic.cli._backend import add_backend_arguments, backend_config
+from agentmedic.cli._progress import QueryProgress
 
 if TYPE_CHECKING:
     from agentmedic.api.types import AgentPolicy
@@ -144,57 +145,6 @@ def _load_policy(path: Path, name: str | None) -> tuple[AgentPolicy | None, list
     return (policy if not problems else None), [f"{label}: {p}" for p in problems]
 
 
-class _Progress:
-    """A rich progress bar on a terminal, plain lines otherwise (CI logs, pipes)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.tty = sys.stderr.isatty()
-        self.enabled = enabled
-        self._bar: Any = None
-        self._task: Any = None
-        self._started = time.monotonic()
-
-    def __enter__(self) -> _Progress:
-        if self.enabled and self.tty:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn("fetching history"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.description}"),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self._bar.__enter__()
-            self._task = self._bar.add_task("", total=None)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)
-
-    def phase(self, what: str) -> None:
-        if self.enabled and not self.tty:
-            print(f"{what} ({time.monotonic() - self._started:.1f}s)", file=sys.stderr, flush=True)
-
-    def query(self, done: int, total: int, what: str) -> None:
-        if not self.enabled:
-            return
-        if self._bar is not None:
-            self._bar.update(self._task, completed=done, total=total, description=what)
-        else:
-            print(f"fetched {done}/{total}: {what}", file=sys.stderr, flush=True)
-
-
 def run(args: argparse.Namespace) -> int:
     if args.print_schema:
         from agentmedic.backtest.report import json_schema
@@ -275,7 +225,7 @@ def _execute(
                 policy, backend, options, backend_url=config.url, on_query=progress
             )
 
-    with _Progress(enabled=True) as progress:
+    with QueryProgress("fetching history", plain_lines=True) as progress:
         try:
             result = asyncio.run(go(progress.query))
         except BacktestDataError as exc:

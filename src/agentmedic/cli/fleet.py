@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from agentmedic.cli._backend import add_backend_arguments, backend_config
+from agentmedic.cli._progress import QueryProgress
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -104,41 +105,6 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-class _Progress:
-    """A transient rich progress bar on a terminal's stderr; silent elsewhere, so piped
-    JSON or CSV and CI logs stay clean."""
-
-    def __init__(self, enabled: bool) -> None:
-        self._bar: Any = None
-        self._task: Any = None
-        self.enabled = enabled and sys.stderr.isatty()
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-            self._bar = Progress(
-                TextColumn("querying the fleet"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.description}"),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self._bar.__enter__()
-            self._task = self._bar.add_task("", total=None)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)
-
-    def __call__(self, done: int, total: int, what: str) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, completed=done, total=total, description=what)
-
-
 def run(args: argparse.Namespace) -> int:
     if not args.prometheus:
         return _fail("--prometheus URL is required (or set AGENTMEDIC_PROMETHEUS_URL)", EXIT_USAGE)
@@ -176,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def fetch() -> Any:
         async with PrometheusBackend(config) as backend:
-            with _Progress(not args.no_progress) as progress:
+            with QueryProgress("querying the fleet", enabled=not args.no_progress) as progress:
                 return await gather(backend, query, on_progress=progress)
 
     try:
