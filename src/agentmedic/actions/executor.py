@@ -84,6 +84,42 @@ KEDA_PAUSED_REPLICAS = "autoscaling.keda.sh/paused-replicas"
 Patch = list[dict[str, Any]]
 
 
+def _no_switch(
+    ref: WorkloadRef, current: str, to_model: str, record: ActionRecord
+) -> ActionResult | None:
+    """Why a model switch writes nothing (already on the model, or a dry run), or None."""
+    if current == to_model:
+        return ActionResult(
+            ActionKind.SWITCH_MODEL,
+            ref,
+            Outcome.UNCHANGED,
+            f"{ref} already runs model {to_model}",
+            details={"model": current},
+        )
+    if record.dry_run:
+        return ActionResult(ActionKind.SWITCH_MODEL, ref, Outcome.DRY_RUN, "")
+    return None
+
+
+def _downgraded_value(
+    obj: Mapping[str, Any],
+    current: str,
+    to_model: str,
+    source: Mapping[str, Any],
+    record: ActionRecord,
+) -> dict[str, Any]:
+    """The agentmedic.io/downgraded record of a switch from ``current`` to ``to_model``:
+    the model to restore stays the one agentmedic first found (a second step down keeps
+    it)."""
+    existing = parse_downgraded(_annotations(obj))
+    return {
+        "model": existing.model if existing is not None else current,
+        "to": to_model,
+        "source": dict(source),
+        **record.who_why_when(),
+    }
+
+
 def restore_requested(workload: WorkloadInfo | Mapping[str, Any]) -> bool:
     """True when a person asked for a restore with ``agentmedic.io/restore: "true"``.
 
@@ -612,23 +648,11 @@ class ActionExecutor:
                 )
             current = str(entry["value"])
             seen["current"] = current
-            existing = parse_downgraded(_annotations(obj))
-            if current == to_model:
-                return ActionResult(
-                    kind,
-                    ref,
-                    Outcome.UNCHANGED,
-                    f"{ref} already runs model {to_model}",
-                    details={"model": current},
-                )
-            if record.dry_run:
-                return ActionResult(kind, ref, Outcome.DRY_RUN, "")
-            value = {
-                "model": existing.model if existing is not None else current,
-                "to": to_model,
-                "source": {"env": {"container": container, "name": variable}},
-                **record.who_why_when(),
-            }
+            early = _no_switch(ref, current, to_model, record)
+            if early is not None:
+                return early
+            source = {"env": {"container": container, "name": variable}}
+            value = _downgraded_value(obj, current, to_model, source, record)
             base = json_pointer("spec", "template", "spec", "containers", ci)
             return [
                 {"op": "test", "path": f"{base}/name", "value": container},
@@ -675,25 +699,14 @@ class ActionExecutor:
         current = str(current)
 
         def decide(obj: dict[str, Any]) -> Patch | ActionResult:
+            early = _no_switch(ref, current, to_model, record)
+            if early is not None:
+                return early
             existing = parse_downgraded(_annotations(obj))
-            if current == to_model:
-                return ActionResult(
-                    kind,
-                    ref,
-                    Outcome.UNCHANGED,
-                    f"{ref} already runs model {to_model}",
-                    details={"model": current},
-                )
-            if record.dry_run:
-                return ActionResult(kind, ref, Outcome.DRY_RUN, "")
             if existing is not None and existing.episode == record.episode:
                 return []  # record already written by an interrupted attempt: finish it
-            value = {
-                "model": existing.model if existing is not None else current,
-                "to": to_model,
-                "source": {"configMapKey": {"name": cm_name, "key": key}},
-                **record.who_why_when(),
-            }
+            source = {"configMapKey": {"name": cm_name, "key": key}}
+            value = _downgraded_value(obj, current, to_model, source, record)
             return annotation_ops(
                 obj, {rec.DOWNGRADED: canonical_json(value), **record.flat_annotations()}
             )
