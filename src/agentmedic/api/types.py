@@ -191,10 +191,14 @@ class Action(Model):
     @property
     def kind(self) -> str:
         """The wire name of the action that is set (``scaleToZero``, ``notify``, …)."""
-        for field, value in self:
-            if value is not None:
-                return to_camel(field)
+        for field, wire in _ACTION_FIELDS:
+            if getattr(self, field) is not None:
+                return wire
         return ""
+
+
+_ACTION_FIELDS = tuple((name, to_camel(name)) for name in Action.model_fields)
+"""(field, wire name) of each kind of action: :attr:`Action.kind` runs in the engine's loop."""
 
 
 class Rule(Model):

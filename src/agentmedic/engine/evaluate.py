@@ -125,7 +125,7 @@ class _Plan:
     longest_window: timedelta
 
 
-_PLANS: dict[int, tuple[AgentPolicySpec, tuple[SeriesKey, ...], _Plan]] = {}
+_PLANS: dict[int, tuple[AgentPolicySpec, _Plan]] = {}
 _MAX_PLANS = 1024
 
 
@@ -133,14 +133,17 @@ def _plan(spec: AgentPolicySpec, canon: tuple[SeriesKey, ...]) -> _Plan:
     """The spec's plan, with the rules' series keys resolved to ``canon`` (the very key
     objects the samples use, so that lookups hit on identity).
 
-    Memoised on the spec object (kept alive by the memo, so its id is not reused) and the
-    canonical keys: an operator evaluates the same spec every interval and a backtest
-    thousands of times, and compiling the rules was a tenth of a replay. Specs are
-    frozen pydantic models that nothing changes in place, so the memo cannot go stale.
+    Memoised on the spec object (kept alive by the memo, so its id is not reused): an
+    operator evaluates the same spec every interval and a backtest thousands of times,
+    and compiling the rules was a tenth of a replay. Specs are frozen pydantic models
+    that nothing changes in place, so the memo cannot go stale. The keys are those of the
+    first cycle's samples: later cycles' keys are equal to them, if not the same objects
+    (a calendar budget's spend key even changes every cycle), and equal keys find the
+    same values, only without the identity shortcut.
     """
     hit = _PLANS.get(id(spec))
-    if hit is not None and hit[0] is spec and hit[1] == canon:
-        return hit[2]
+    if hit is not None and hit[0] is spec:
+        return hit[1]
     index = {k: k for k in canon}
     stage_actions: dict[str, tuple[tuple[str, Action], ...]] = {SOFT: (), HARD: ()}
     if spec.budget is not None:
@@ -163,7 +166,7 @@ def _plan(spec: AgentPolicySpec, canon: tuple[SeriesKey, ...]) -> _Plan:
     )
     if len(_PLANS) >= _MAX_PLANS:
         _PLANS.clear()
-    _PLANS[id(spec)] = (spec, canon, plan)
+    _PLANS[id(spec)] = (spec, plan)
     return plan
 
 
