@@ -30,12 +30,10 @@ queries over 210,000 bucket series take ~2.5 s each), which two cores cannot ser
 cycle, so sizes compare; ``--interval 10`` shows the overload. Both sizes take about
 8 minutes on 2 cores.
 
-``--fix-watch-pool`` runs the operator with its workload-watch HTTP client uncapped (a
-what-if for the 100-connection limit of httpx that leaves half the watches of 100
-policies without a connection); ``--profile DIR`` runs it under cProfile.
+``--profile DIR`` runs the operator under cProfile.
 
     .venv/bin/python tests/bench/bench_operator.py [--agents 1000,10000] [--policies 100]
-        [--cycles 5] [--warmup 2] [--interval 10,30] [--fix-watch-pool] [--profile DIR]
+        [--cycles 5] [--warmup 2] [--interval 10,30] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -360,36 +358,13 @@ def sleep_until(moment: float) -> None:
 
 
 WRAPPER = '''\
-"""`agentmedic run`{what}."""
+"""`agentmedic run`, under cProfile."""
 import sys
 
-{patch}
 from agentmedic.cli.main import main
 
 sys.exit(main())
 '''
-
-POOL_PATCH = """\
-import httpx
-
-from agentmedic.operator import watch
-
-_init = watch.KubeHttp.__init__
-
-
-def _init_unbounded(self, configuration):
-    # What-if: the workload cache's client without httpx's default cap of 100 connections
-    # (one long-lived connection per watch; 2 per policy selector). Plain HTTP only.
-    _init(self, configuration)
-    self.client = httpx.AsyncClient(
-        base_url=configuration.host,
-        timeout=httpx.Timeout(30.0, read=None),
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
-    )
-
-
-watch.KubeHttp.__init__ = _init_unbounded
-"""
 
 
 @dataclass
@@ -548,13 +523,11 @@ class Bench:
     ) -> tuple[subprocess.Popen[bytes], str]:
         args = self.args
         script = Path(sys.executable).with_name("agentmedic")
-        if args.profile is None and not args.fix_watch_pool and script.exists():
+        if args.profile is None and script.exists():
             command = [str(script)]
         else:
             wrapper = tmp / "agentmedic_run.py"
-            patch = POOL_PATCH if args.fix_watch_pool else ""
-            what = " with the watch pool uncapped" if args.fix_watch_pool else ""
-            wrapper.write_text(WRAPPER.format(what=what, patch=patch))
+            wrapper.write_text(WRAPPER)
             command = [sys.executable, str(wrapper)]
             if args.profile is not None:
                 args.profile.mkdir(parents=True, exist_ok=True)
@@ -879,7 +852,6 @@ def table(results: list[Result], args: argparse.Namespace) -> None:
         f"{args.policies} policies, each selecting its share of the agents by label; 4 rules "
         "and a per-agent daily budget (9 distinct (metric, window) series); the operator is an "
         "`agentmedic run` subprocess"
-        + (" with the watch pool uncapped (--fix-watch-pool)" if args.fix_watch_pool else "")
     )
     header = f"{'':<{width}}  " + "  ".join(f"{h:>{colw}}" for h in heads)
     print(header)
@@ -974,11 +946,6 @@ def main() -> int:
         "--interval",
         default="10,30",
         help="policy interval in seconds, one for all sizes or one per size (default 10,30)",
-    )
-    parser.add_argument(
-        "--fix-watch-pool",
-        action="store_true",
-        help="what-if: run the operator with its workload-watch HTTP pool uncapped",
     )
     parser.add_argument(
         "--profile", type=Path, help="run the operator under cProfile, writing DIR/operator-N.prof"
