@@ -261,11 +261,11 @@ def test_dry_run_switch_writes_only_would_events(
 # --------------------------------------------------------------------------- ConfigMap
 
 
-def _config_map(namespace: str, model: str = "gpt-4o") -> dict[str, Any]:
+def _config_map(namespace: str, model: str = "gpt-4o", name: str = "bot-config") -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": "bot-config", "namespace": namespace},
+        "metadata": {"name": name, "namespace": namespace},
         "data": {"model": model, "temperature": "0.2"},
     }
 
@@ -329,6 +329,35 @@ def test_an_interrupted_config_map_switch_is_finished_by_the_repeated_decision(
     down = parse_downgraded(get(api, ns)["metadata"]["annotations"])
     assert down is not None
     assert down.model == "gpt-4o"
+
+
+PER_AGENT_CM = ModelSpec(
+    config_map_key=ConfigMapKeyRef(name="{{workload}}-config", key="model"), tiers=TIERS
+)
+
+
+def test_with_the_workload_in_its_name_each_agent_has_its_own_config_map(
+    api: ApiEmulator, ns: str, executor: ActionExecutor
+) -> None:
+    for name in ("bot", "helper"):
+        api.create(workload(ns, name, labels={"team": "t"}))
+        api.create(_config_map(ns, name=f"{name}-config"))
+
+    result = executor.switch_model(ref(ns, "bot"), PER_AGENT_CM, "gpt-4o-mini", record(ns))
+
+    assert result.outcome is Outcome.APPLIED
+    assert fetch(api, "v1", "ConfigMap", ns, "bot-config")["data"]["model"] == "gpt-4o-mini"
+    assert fetch(api, "v1", "ConfigMap", ns, "helper-config")["data"]["model"] == "gpt-4o"
+    down = parse_downgraded(get(api, ns, "bot")["metadata"]["annotations"])
+    assert down is not None
+    assert down.config_map_key == ("bot-config", "model")
+    models = {i.name: i.model for i in executor.list_workloads(ns, "team=t", PER_AGENT_CM)}
+    assert models == {"bot": "gpt-4o-mini", "helper": "gpt-4o"}
+    helper = {"metadata": {"namespace": ns, "name": "helper"}}
+    assert executor.current_model(helper, PER_AGENT_CM) == "gpt-4o"
+
+    assert executor.restore(ref(ns, "bot"), by="test").outcome is Outcome.APPLIED
+    assert fetch(api, "v1", "ConfigMap", ns, "bot-config")["data"]["model"] == "gpt-4o"
 
 
 def test_a_missing_config_map_is_refused_with_the_field_to_fix(

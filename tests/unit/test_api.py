@@ -319,3 +319,34 @@ def test_admission_cel_rules_refuse_structural_mistakes(name: str, message: str)
     doc = policies(ROOT / "tests" / "data" / "broken_policies" / f"{name}.yaml")[0]
     failures = list(_cel_failures(_openapi_schema(), doc))
     assert any(message in f for f in failures), failures
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("bot-config", None),
+        ("{{workload}}-config", None),
+        ("models.{{ workload }}", None),
+        ("Bot_Config", "is not a ConfigMap name"),
+        ("{{workload}}-", "is not a ConfigMap name"),
+        ("{{namespace}}-config", "unknown placeholder {{namespace}}"),
+    ],
+)
+def test_a_config_map_name_may_name_the_workload_and_must_be_a_valid_name(
+    name: str, problem: str | None
+) -> None:
+    path = ROOT / "tests" / "data" / "broken_policies" / "41-config-map-unknown-placeholder.yaml"
+    doc = policies(path)[0]
+    doc["spec"]["model"]["configMapKey"]["name"] = name
+    policy, problems = validate_policy(doc)
+    messages = [str(p) for p in problems]
+    if problem is None:
+        assert messages == []
+        assert policy is not None
+        cm = policy.spec.model.config_map_key  # type: ignore[union-attr]
+        assert cm is not None
+        assert cm.config_map_for("bot") in ("bot-config", "models.bot")
+    else:
+        assert len(messages) == 1
+        assert messages[0].startswith("spec.model.configMapKey.name: ")
+        assert problem in messages[0]

@@ -560,12 +560,12 @@ class ActionExecutor:
             return template_env_value(obj, model_spec.env.container, model_spec.env.name)
         if model_spec.config_map_key is not None:
             if isinstance(workload, WorkloadInfo):
-                namespace = workload.namespace
+                namespace, name = workload.namespace, workload.name
             else:
-                namespace = str((workload.get("metadata") or {}).get("namespace", ""))
-            return config_map_value(
-                self.kube, namespace, model_spec.config_map_key.name, model_spec.config_map_key.key
-            )
+                meta = workload.get("metadata") or {}
+                namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+            ref = model_spec.config_map_key
+            return config_map_value(self.kube, namespace, ref.config_map_for(name), ref.key)
         return None
 
     def switch_model(
@@ -672,7 +672,8 @@ class ActionExecutor:
     ) -> ActionResult:
         kind = ActionKind.SWITCH_MODEL
         assert model_spec.config_map_key is not None
-        cm_name, key = model_spec.config_map_key.name, model_spec.config_map_key.key
+        cm_name = model_spec.config_map_key.config_map_for(ref.name)
+        key = model_spec.config_map_key.key
         try:
             cm = self.kube.get_config_map(ref.namespace, cm_name)
         except NotFound:

@@ -181,10 +181,13 @@ def list_workloads(
         for obj in kube.list_workloads(kind, namespace, selector):
             infos.append(workload_info(obj, kind, model_spec))
     if model_spec is not None and model_spec.config_map_key is not None and infos:
-        value = config_map_value(
-            kube, namespace, model_spec.config_map_key.name, model_spec.config_map_key.key
-        )
-        infos = [_with_model(i, value) for i in infos]
+        ref = model_spec.config_map_key
+        values: dict[str, str | None] = {}
+        for info in infos:
+            name = ref.config_map_for(info.name)
+            if name not in values:
+                values[name] = config_map_value(kube, namespace, name, ref.key)
+        infos = [_with_model(i, values[ref.config_map_for(i.name)]) for i in infos]
     return sorted(infos, key=lambda i: (i.kind, i.name))
 
 

@@ -8,6 +8,7 @@ at once, each with the field path and the fix.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
@@ -277,11 +278,23 @@ class EnvRef(Model):
     """The environment variable holding the model name, e.g. OPENAI_MODEL."""
 
 
+WORKLOAD_PLACEHOLDER = "{{workload}}"
+"""Stands for the workload's name in ``spec.model.configMapKey.name``."""
+_WORKLOAD_PLACEHOLDER = re.compile(r"\{\{\s*workload\s*\}\}")
+
+
 class ConfigMapKeyRef(Model):
     name: str = Field(min_length=1)
-    """The ConfigMap, in the agent's namespace."""
+    """The ConfigMap, in the agent's namespace. `{{workload}}` in the name stands for the
+    workload's name (`{{workload}}-config`): one ConfigMap per agent. Without it every agent
+    of the policy reads the same ConfigMap, and switching one agent's model switches them
+    all."""
     key: str = Field(min_length=1)
     """The key holding the model name."""
+
+    def config_map_for(self, workload: str) -> str:
+        """The ConfigMap of the workload named ``workload``."""
+        return _WORKLOAD_PLACEHOLDER.sub(lambda _: workload, self.name)
 
 
 class ModelSpec(Model):

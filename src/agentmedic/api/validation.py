@@ -22,6 +22,7 @@ from agentmedic.api.metric_names import BUILTIN_METRICS
 from agentmedic.api.types import (
     API_VERSION,
     KIND,
+    WORKLOAD_PLACEHOLDER,
     Action,
     AgentPolicy,
     AgentPolicySpec,
@@ -181,6 +182,8 @@ def _check_spec(spec: AgentPolicySpec) -> Iterator[Problem]:
         m = spec.model
         if (m.env is None) == (m.config_map_key is None):
             yield Problem("spec.model", "set exactly one of env and configMapKey")
+        if m.config_map_key is not None:
+            yield from _check_config_map_name(m.config_map_key.name)
         yield from _duplicates("spec.model.tiers", m.tiers, "tier")
 
     for i, qh in enumerate(spec.guardrails.quiet_hours):
@@ -279,6 +282,28 @@ def _unknown_channel(path: str, name: str, channels: set[str]) -> Problem:
         path,
         f"channel {name!r} is not defined in spec.notifications.channels (defined: {defined})",
     )
+
+
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _check_config_map_name(name: str) -> Iterator[Problem]:
+    path = "spec.model.configMapKey.name"
+    unknown = [p for p in _PLACEHOLDER.findall(name) if p != "workload"]
+    if unknown:
+        yield Problem(
+            path,
+            f"unknown placeholder {{{{{unknown[0]}}}}}; the only one is {WORKLOAD_PLACEHOLDER} "
+            "(the workload's name)",
+        )
+        return
+    example = _PLACEHOLDER.sub("agent", name)
+    if len(example) > 253 or not _DNS_SUBDOMAIN.match(example):
+        yield Problem(
+            path,
+            f"{name!r} is not a ConfigMap name: lowercase letters, digits, '-' and '.', "
+            f"starting and ending with a letter or digit (optionally with {WORKLOAD_PLACEHOLDER})",
+        )
 
 
 def _duplicates(path: str, names: list[str], what: str) -> Iterator[Problem]:
