@@ -272,6 +272,50 @@ def test_an_agent_scaled_back_up_by_hand_while_disabled_counts_as_a_persons_rest
         op.stop()
 
 
+def test_a_model_config_map_shared_by_the_agents_is_read_once_a_cycle(
+    cluster: tuple[ApiEmulator, NotificationReceivers],
+) -> None:
+    emu, _ = cluster
+    model = {"configMapKey": {"name": "fleet-config", "key": "model"}, "tiers": ["a", "b"]}
+    emu.create(_policy("p", model=model))
+    for i in range(5):
+        emu.create(_deployment(f"bot-{i}"))
+    emu.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "fleet-config", "namespace": NS},
+            "data": {"model": "a"},
+        }
+    )
+    op = _operator(emu, f"http://127.0.0.1:{_closed_port()}")
+
+    def cycles() -> float:
+        value = op.telemetry.registry.get_sample_value(
+            "agentmedic_cycles_total", {"interval": "1s"}
+        )
+        return value or 0.0
+
+    def reads() -> int:
+        return sum(
+            1
+            for r in emu.requests
+            if r.method == "GET" and r.path.endswith("/configmaps/fleet-config")
+        )
+
+    try:
+        _wait(lambda: cycles() >= 1, "a first cycle")
+        emu.clear_requests()
+        before = cycles()
+        time.sleep(3.5)
+        during = cycles() - before
+        assert during >= 2
+        # Five agents, one read a cycle (one more for a cycle under way at either end).
+        assert 1 <= reads() <= during + 1
+    finally:
+        op.stop()
+
+
 @pytest.mark.parametrize("on_delete", ["keep", "restore"])
 def test_deleting_a_policy_keeps_or_restores_what_it_changed(
     cluster: tuple[ApiEmulator, NotificationReceivers], on_delete: str

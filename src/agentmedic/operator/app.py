@@ -399,6 +399,9 @@ class Operator:
         prepared: list[tuple[PolicyEntry, PolicyInput, dict[AgentId, Workload]]] = []
         needs = []
         needs_by_entry: dict[tuple[str, str], set[Any]] = {}
+        # A ConfigMap that holds the model is read once a cycle, however many agents and
+        # policies read it.
+        config_models: dict[tuple[str, str, str], str | None] = {}
         for entry in list(self.entries.values()):
             if entry.policy is None or entry.spec.interval != interval:
                 continue
@@ -423,7 +426,10 @@ class Operator:
                 namespace=entry.namespace,
                 name=entry.name,
                 uid=entry.uid,
-                agents={a: await self._engine_workload(w, spec) for a, w in agents.items()},
+                agents={
+                    a: await self._engine_workload(w, spec, config_models)
+                    for a, w in agents.items()
+                },
             )
             prepared.append((entry, policy_input, agents))
             keys = requirements(spec, now)
@@ -521,7 +527,12 @@ class Operator:
                 log.warning("restore of %s (%s) failed: %s", ref, by, exc)
         return workloads
 
-    async def _engine_workload(self, w: Workload, spec: AgentPolicySpec) -> EngineWorkload:
+    async def _engine_workload(
+        self,
+        w: Workload,
+        spec: AgentPolicySpec,
+        config_models: dict[tuple[str, str, str], str | None] | None = None,
+    ) -> EngineWorkload:
         disabled = parse_disabled(w.annotations)
         downgraded = parse_downgraded(w.annotations)
         model: str | None = None
@@ -529,14 +540,21 @@ class Operator:
             model = w.env.get((spec.model.env.container, spec.model.env.name))
         elif spec.model is not None and spec.model.config_map_key is not None:
             assert self.executor is not None
-            try:
-                model = await asyncio.to_thread(
-                    self.executor.current_model,
-                    {"metadata": {"namespace": w.namespace, "name": w.name}},
-                    spec.model,
-                )
-            except ActionError:
-                model = None
+            ref = spec.model.config_map_key
+            where = (w.namespace, ref.config_map_for(w.name), ref.key)
+            if config_models is not None and where in config_models:
+                model = config_models[where]
+            else:
+                try:
+                    model = await asyncio.to_thread(
+                        self.executor.current_model,
+                        {"metadata": {"namespace": w.namespace, "name": w.name}},
+                        spec.model,
+                    )
+                except ActionError:
+                    model = None
+                if config_models is not None:
+                    config_models[where] = model
         return EngineWorkload(
             kind=w.kind,
             name=w.name,
