@@ -749,3 +749,23 @@ def test_plot_panels_draw_the_agents_acted_on_before_those_only_in_an_outage() -
     [panel] = panels(result)
     assert next(iter(panel.lines)).name == "z"
     assert (len(panel.lines), panel.more) == (8, 2)
+
+
+async def test_a_policy_that_needs_no_series_ends_with_no_history_not_a_wait() -> None:
+    """No rules, no budget: no range query at all. The replay thread must not wait for
+    moments that no query will complete."""
+    policy = _policy(rules="    []")
+    assert policy.spec.rules == []
+
+    async def answer(promql: str, start: datetime, end: datetime, step: timedelta) -> RangeResult:
+        assert promql.startswith("group by"), promql  # discovery only
+        series = RangeSeries(
+            {"agent": "a", "namespace": NS, "model": "m"}, ((NOW.timestamp(), 1.0),)
+        )
+        return RangeResult(series=(series,))
+
+    backend = CannedBackend(lambda q: [])
+    backend.query_range = answer  # type: ignore[method-assign]
+    options = BacktestOptions(start=NOW, end=NOW + timedelta(hours=1))
+    with pytest.raises(BacktestDataError, match="holds no data"):
+        await asyncio.wait_for(run_backtest(policy, backend, options), timeout=30)

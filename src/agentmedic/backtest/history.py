@@ -572,6 +572,9 @@ class _Fetch:
     def _landed(self, chunk: int) -> None:
         """One more query of ``chunk`` is in; hand on every leading chunk now complete."""
         self.missing[chunk] -= 1
+        self._hand_on()
+
+    def _hand_on(self) -> None:
         while self.complete < len(self.chunks) and self.missing[self.complete] == 0:
             lo, hi = self.chunks[self.complete]
             h = self.history
@@ -600,6 +603,7 @@ class _Fetch:
         self.missing = [len(self.range_keys)] * len(chunks)
         for i in starts:
             self.missing[self._chunk_of(i)] += 1
+        self._hand_on()  # chunks that wait for no query (none, unless a policy needs none)
 
         async def bounded(make: Callable[[], Awaitable[tuple[_T, FetchStats]]], what: str) -> _T:
             async with semaphore:
