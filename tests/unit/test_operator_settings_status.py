@@ -130,3 +130,34 @@ def test_conditions_are_listed_in_a_stable_order() -> None:
     ]
     status = build_status(None, now=T0, generation=1, conditions=conds)
     assert [c.type for c in status.conditions] == ["Ready", "MetricsAvailable", "Remediating"]
+
+
+def test_the_operator_logs_its_own_overrun_line_and_not_apschedulers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import logging
+
+    from agentmedic.operator.logs import configure_logging
+
+    names = ("", "apscheduler.scheduler", "apscheduler.executors", "httpx")
+    saved = {n: logging.getLogger(n).level for n in names}
+    handlers = logging.getLogger().handlers[:]
+    try:
+        configure_logging(LogFormat.TEXT, "INFO")
+        logging.getLogger("apscheduler.scheduler").warning(
+            "Execution of job skipped: maximum number of running instances reached (1)"
+        )
+        logging.getLogger("apscheduler.executors.default").warning("Run time of job was missed")
+        logging.getLogger("agentmedic.operator.scheduler").warning(
+            "evaluation cycle 10s skipped: the previous one is still running"
+        )
+        logging.getLogger("apscheduler.scheduler").error("Error submitting job")
+    finally:
+        logging.getLogger().handlers[:] = handlers
+        for n, level in saved.items():
+            logging.getLogger(n).setLevel(level)
+    err = capsys.readouterr().err
+    assert "evaluation cycle 10s skipped" in err
+    assert "Error submitting job" in err
+    assert "maximum number of running instances" not in err
+    assert "was missed" not in err
