@@ -25,7 +25,7 @@ from agentmedic.backtest.history import (
     History,
     HistoryFeed,
     ReplayAbortedError,
-    _accumulate,
+    _accumulate_into,
     discover_agents,
     fetch_history,
     plan,
@@ -183,7 +183,11 @@ def test_spend_is_the_exact_value_at_each_period_start_plus_later_increases() ->
         a: array("d", [9.0, 1.0, nan, 2.0, 5.0, 1.0]),
         b: array("d", [nan, nan, nan, 3.0, nan, nan]),
     }
-    spend = _accumulate([a, b], 6, increments, [(0, {a: 10.0, b: None}), (4, {a: 0.5, b: None})])
+    spend = {a: array("d", [nan]) * 6, b: array("d", [nan]) * 6}
+    bases = {0: {a: 10.0, b: None}, 4: {a: 0.5, b: None}}
+    running = {a: nan, b: nan}
+    _accumulate_into(spend, increments, bases, running, 0, 3)  # in two runs, as chunks land
+    _accumulate_into(spend, increments, bases, running, 3, 6)
     assert list(spend[a]) == [10.0, 11.0, 11.0, 13.0, 0.5, 1.5]
     # No data stays no data (never 0) until the first value; a new period starts over.
     assert [None if v != v else v for v in spend[b]] == [None, None, None, 3.0, None, None]

@@ -223,10 +223,6 @@ class History:
         key = spend_key(self.spec, self.grid.start)
         return self.series(key, agent) if key is not None else [_NAN] * self.grid.size
 
-    def samples_at(self, i: int) -> Samples:
-        """What the live loop would have fetched at grid index ``i``."""
-        return self.sampler()(i)
-
     def timeline(self) -> Iterator[tuple[datetime, Samples]]:
         """``(moment, samples)`` for every grid moment, built lazily (a week of a hundred
         agents never sits in memory as dicts)."""
@@ -761,19 +757,6 @@ class _KeepPoints:
         """The wrapped backend belongs to the caller, who closes it."""
 
 
-def _accumulate(
-    agents: Sequence[AgentId],
-    size: int,
-    increments: Mapping[AgentId, array[float]],
-    bases: Sequence[tuple[int, Mapping[AgentId, float | None]]],
-) -> dict[AgentId, array[float]]:
-    """Period-to-date spend: the exact value at each period's first moment, then that plus
-    each later step's increase. No data stays NaN until the first value."""
-    out = {a: array("d", [_NAN]) * size for a in agents}
-    _accumulate_into(out, increments, dict(bases), dict.fromkeys(agents, _NAN), 0, size)
-    return out
-
-
 def _accumulate_into(
     spend: Mapping[AgentId, array[float]],
     increments: Mapping[AgentId, array[float]],
@@ -782,8 +765,10 @@ def _accumulate_into(
     lo: int,
     hi: int,
 ) -> None:
-    """:func:`_accumulate` over moments ``lo`` to ``hi - 1``, from (and updating) each
-    agent's ``running`` total at ``lo``."""
+    """Period-to-date spend over moments ``lo`` to ``hi - 1``, from (and updating) each
+    agent's ``running`` total at ``lo``: the exact value at each period's first moment
+    (``bases``), then that plus each later step's increase. No data stays NaN until the
+    first value."""
     for agent, column in spend.items():
         inc = increments.get(agent)
         total = running[agent]
