@@ -511,7 +511,6 @@ class Operator:
         assert self.executor is not None
         dry_run = self.settings.dry_run or entry.spec.guardrails.dry_run
         for w in workloads:
-            ref = WorkloadRef(w.kind, w.namespace, w.name)  # type: ignore[arg-type]
             if w.annotations.get(rec.RESTORE_REQUEST, "").lower() == "true":
                 by, model = "annotation", True
             elif not dry_run and _scaled_up_by_hand(w):
@@ -519,6 +518,7 @@ class Operator:
                 model = False  # a downgrade is not undone by a kubectl scale
             else:
                 continue
+            ref = WorkloadRef(w.kind, w.namespace, w.name)  # type: ignore[arg-type]
             try:
                 result = await asyncio.to_thread(self.executor.restore, ref, by, model=model)
                 self.telemetry.decisions.labels("restore", str(result.outcome)).inc()
@@ -531,8 +531,10 @@ class Operator:
         self,
         w: Workload,
         spec: AgentPolicySpec,
-        config_models: dict[tuple[str, str, str], str | None] | None = None,
+        config_models: dict[tuple[str, str, str], str | None],
     ) -> EngineWorkload:
+        """The engine's view of a workload. ``config_models`` holds the models read from
+        ConfigMaps this cycle, (namespace, ConfigMap, key) → value, and is filled here."""
         disabled = parse_disabled(w.annotations)
         downgraded = parse_downgraded(w.annotations)
         model: str | None = None
@@ -542,7 +544,7 @@ class Operator:
             assert self.executor is not None
             ref = spec.model.config_map_key
             where = (w.namespace, ref.config_map_for(w.name), ref.key)
-            if config_models is not None and where in config_models:
+            if where in config_models:
                 model = config_models[where]
             else:
                 try:
@@ -553,8 +555,7 @@ class Operator:
                     )
                 except ActionError:
                     model = None
-                if config_models is not None:
-                    config_models[where] = model
+                config_models[where] = model
         return EngineWorkload(
             kind=w.kind,
             name=w.name,
