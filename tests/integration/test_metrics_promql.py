@@ -95,3 +95,41 @@ def test_quote_string_round_trips_through_promql_label_values(prom):
         f"{prom.url}/api/v1/series", params={"match[]": f"roundtrip{{agent={quote_string(value)}}}"}
     ).json()
     assert [s["agent"] for s in body["data"]] == [value]
+
+
+async def test_range_answers_with_nan_and_infinities_from_a_real_prometheus(prom, monkeypatch):
+    """Go writes +Inf as "+Inf", which the fast range decoder refuses; such an answer must
+    still decode (on the general path), with each value where it was."""
+    from agentmedic.metrics import prometheus as module
+
+    fast: list[bool] = []
+    decode = module._decode_range
+
+    def spy(content: bytes):
+        answer = decode(content)
+        fast.append(answer is not None)
+        return answer
+
+    monkeypatch.setattr(module, "_decode_range", spy)
+    end = datetime.now(UTC).replace(microsecond=0)
+    start, step = end - timedelta(minutes=2), timedelta(minutes=1)
+    query = (
+        'label_replace(vector(1) / 0, "v", "pos", "", "") or '
+        'label_replace(-vector(1) / 0, "v", "neg", "", "") or '
+        'label_replace(vector(0) / 0, "v", "nan", "", "") or '
+        'label_replace(vector(0.25), "v", "quarter", "", "")'
+    )
+    async with PrometheusBackend(BackendConfig(url=prom.url)) as backend:
+        result = await backend.query_range(query, start, end, step)
+        finite = await backend.query_range("vector(0.25)", start, end, step)  # the fast path
+    got = {s.labels["v"]: [v for _, v in s.points] for s in result.series}
+    assert got["pos"] == [float("inf")] * 3
+    assert got["neg"] == [float("-inf")] * 3
+    assert len(got["nan"]) == 3
+    assert all(v != v for v in got["nan"])
+    assert got["quarter"] == [0.25] * 3
+    assert [v for _, v in finite.series[0].points] == [0.25] * 3
+    assert fast == [False, True]
+    assert [t for t, _ in finite.series[0].points] == [
+        (start + k * step).timestamp() for k in range(3)
+    ]
