@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+import random
 import statistics
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +14,7 @@ from agentmedic.engine.series import AgentId
 from agentmedic.metrics import QueryError, QueryResult, Sample
 from agentmedic.report.fleet import FleetData, FleetQuery, analyse, gather, sort_rows
 from agentmedic.report.render import CSV_COLUMNS, to_csv, to_json_dict
-from agentmedic.report.stats import quantile, robust_z_scores, tiers
+from agentmedic.report.stats import SCORE_CAP, Floors, anomalies, quantile, robust_z_scores, tiers
 
 AT = datetime(2025, 8, 15, 12, 0, tzinfo=UTC)
 QUERY = FleetQuery(at=AT, window=timedelta(hours=24))
@@ -32,11 +35,40 @@ def test_quantile_interpolates_like_the_inclusive_method(q: float) -> None:
     assert quantile(values, 1.0) == 10.0
 
 
-def test_tiers_split_the_fleet_at_its_quartiles() -> None:
-    latencies = {f"a{i}": float(v) for i, v in enumerate([1, 2, 3, 4, 5, 6, 7, 8, 9])}
-    assigned, bounds = tiers(latencies)
-    assert bounds == (3.0, 7.0)
-    assert [assigned[f"a{i}"] for i in range(9)] == (["fast"] * 3 + ["normal"] * 3 + ["slow"] * 3)
+def test_tiers_split_only_at_natural_breaks_in_the_fleet() -> None:
+    latencies = {f"quick{i}": 800.0 + 10 * i for i in range(3)}
+    latencies |= {f"usual{i}": 3000.0 + 50 * i for i in range(10)}
+    latencies |= {f"laggard{i}": 12_000.0 + 100 * i for i in range(2)}
+    assigned, bounds = tiers(latencies, min_gap=100)
+    assert bounds == (820.0, 12_000.0)
+    assert {k for k, t in assigned.items() if t == "fast"} == {"quick0", "quick1", "quick2"}
+    assert {k for k, t in assigned.items() if t == "slow"} == {"laggard0", "laggard1"}
+    assert sum(t == "normal" for t in assigned.values()) == 10
+
+
+def test_tiers_never_split_4_52_s_from_4_53_s() -> None:
+    # The reported case: a fleet spread in hundredths of a second, no real difference.
+    latencies = {f"a{i}": 4500.0 + 10 * i for i in range(8)}  # 4.50 s .. 4.57 s
+    assigned, bounds = tiers(latencies, min_gap=100)
+    assert assigned["a2"] == assigned["a3"] == "normal"  # 4.52 s and 4.53 s
+    assert set(assigned.values()) == {"normal"}
+    assert bounds == (None, None)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_agents_within_a_quarter_of_each_other_share_a_tier(seed: int) -> None:
+    rng = random.Random(seed)
+    latencies = {f"a{i}": rng.lognormvariate(8, 0.8) for i in range(rng.randint(4, 60))}
+    assigned, _ = tiers(latencies)
+    order = ["fast", "normal", "slow"]
+    for a, x in latencies.items():
+        for b, y in latencies.items():
+            if x <= y < x * 1.25:
+                assert assigned[a] == assigned[b], (x, y)
+            if x < y:  # tiers never cross: a faster agent is never in a slower tier
+                assert order.index(assigned[a]) <= order.index(assigned[b])
+    median_agent = sorted(latencies, key=latencies.__getitem__)[(len(latencies) - 1) // 2]
+    assert assigned[median_agent] == "normal"
 
 
 def test_a_fleet_of_equals_is_all_normal_and_a_tiny_fleet_has_no_tiers() -> None:
@@ -44,22 +76,76 @@ def test_a_fleet_of_equals_is_all_normal_and_a_tiny_fleet_has_no_tiers() -> None
     assert tiers({"a": 1.0, "b": 9.0, "c": 5.0}) == ({}, None)
 
 
-def test_robust_z_flags_the_outlier_not_its_neighbours() -> None:
-    values = {f"a{i}": 100.0 + i for i in range(20)} | {"outlier": 400.0}
-    scores, median = robust_z_scores(values)
-    assert median == 110.0
-    assert scores["outlier"] > 3.5
-    assert all(abs(scores[f"a{i}"]) < 3.5 for i in range(20))
+def test_a_gap_below_the_absolute_minimum_is_no_tier_boundary() -> None:
+    latencies = {"a": 10.0, "b": 11.0, "c": 40.0, "d": 41.0, "e": 42.0}  # ms: 4x, but 30 ms
+    assert set(tiers(latencies, min_gap=100)[0].values()) == {"normal"}
+    assert tiers(latencies)[0]["a"] == "fast"
 
 
-def test_robust_z_uses_mean_deviation_when_most_agents_share_a_value() -> None:
+def test_a_constant_fleet_flags_nobody_and_scores_zero() -> None:
+    values = {f"a{i}": 1500.0 for i in range(10)}
+    flagged, scores, median = anomalies(values, Floors(scale=1.0, gap=50.0))
+    assert flagged == {}
+    assert median == 1500.0
+    assert set(scores.values()) == {0.0}
+
+
+def test_one_token_above_a_constant_fleet_is_not_an_anomaly() -> None:
+    # The reported case: 1,501 tokens against a median of 1,500 scored 95,433,933,989.
+    values = {f"a{i}": 1500.0 for i in range(10)} | {"x": 1501.0}
+    flagged, scores, _ = anomalies(values, Floors(scale=1.0, gap=50.0))
+    assert flagged == {}
+    assert 0 < scores["x"] < 1
+    # Nor is float noise from rate() around one value, without any absolute floor.
+    noisy = {f"a{i}": 1500.0 + i * 1e-9 for i in range(10)} | {"x": 1501.0}
+    flagged, scores, _ = anomalies(noisy)
+    assert flagged == {}
+    assert abs(scores["x"]) < 1
+
+
+def test_a_genuine_threefold_outlier_is_flagged() -> None:
+    values = {f"a{i}": 1500.0 + 20 * (i % 5) for i in range(20)} | {"bloated": 4500.0}
+    flagged, scores, median = anomalies(values, Floors(scale=1.0, gap=50.0))
+    assert set(flagged) == {"bloated"}
+    assert median == 1540.0
+    # Far, and said in a human-sized number: the scale is floored at 5% of the median.
+    assert flagged["bloated"] == scores["bloated"] == pytest.approx((4500 - 1540) / 77, abs=0.01)
+    assert scores["bloated"] < SCORE_CAP
+
+
+def test_a_flag_needs_both_a_high_z_score_and_a_quarter_above_the_median() -> None:
+    # A tight fleet around 1000: 1200 is 4 (floored) sigmas off, but only 20% above.
+    tight = {f"a{i}": 1000.0 + (i % 3) - 1 for i in range(30)} | {"x": 1200.0}
+    raw, _ = robust_z_scores(tight)
+    assert raw["x"] > 3.5
+    assert anomalies(tight)[0] == {}
+    # A spread fleet: 1500 is 50% above the median, but within its usual spread.
+    spread = {f"a{i}": 500.0 + 100 * i for i in range(10)} | {"x": 1500.0}
+    raw, median = robust_z_scores(spread)
+    assert median == 1000.0
+    assert raw["x"] < 3.5
+    assert anomalies(spread)[0] == {}
+
+
+def test_error_rates_need_five_points_above_a_median_of_zero() -> None:
     values = {f"a{i}": 0.0 for i in range(10)} | {"fails": 0.4, "sometimes": 0.02}
-    scores, median = robust_z_scores(values)
+    flagged, scores, median = anomalies(values, Floors(scale=0.01, gap=0.05))
     assert median == 0.0
-    assert scores["fails"] > 3.5
+    assert set(flagged) == {"fails"}
     assert scores["a0"] == 0.0
-    assert robust_z_scores({f"a{i}": 1.0 for i in range(8)}) == ({}, 1.0)
+    assert math.isfinite(scores["sometimes"])
+
+
+def test_robust_z_needs_a_fleet_to_compare_with() -> None:
     assert robust_z_scores({"a": 1.0, "b": 100.0}) == ({}, None)
+    assert anomalies({"a": 1.0, "b": 100.0, "c": 1.0, "d": 1.0}) == ({}, {}, None)
+
+
+def test_the_outlier_is_flagged_not_its_neighbours() -> None:
+    values = {f"a{i}": 100.0 + i for i in range(20)} | {"outlier": 400.0}
+    flagged, _, median = anomalies(values)
+    assert median == 110.0
+    assert set(flagged) == {"outlier"}
 
 
 def data(**values: dict[AgentId, float]) -> FleetData:
@@ -101,8 +187,9 @@ def test_agents_below_min_executions_get_no_tier_and_no_flags() -> None:
     rare = next(r for r in report.agents if r.agent == agent("rare"))
     assert rare.tier is None
     assert rare.anomalies == []
-    assert report.fleet.tier_bounds_ms is not None
-    assert report.fleet.tier_bounds_ms[1] < 2000  # the rare agent did not shape the bounds
+    # The rare agent's 90 s did not make a slow tier of the others' 1.00 s to 1.07 s.
+    assert report.fleet.tier_bounds_ms == (None, None)
+    assert {r.tier for r in report.agents if r.agent != agent("rare")} == {"normal"}
 
 
 def test_model_comes_from_agent_info_then_from_the_busiest_model() -> None:
@@ -216,3 +303,49 @@ async def test_gather_sends_ten_queries_and_keeps_going_when_one_fails() -> None
     assert result.model_info == {agent("a"): "gpt-4o"}
     assert any("tool_latency_p95_ms" in w and "boom" in w for w in result.warnings)
     assert "latency_p95_ms" not in result.tools.get((agent("a"), "t"), {})
+
+
+def test_the_json_of_a_near_constant_fleet_has_no_flags_and_small_finite_scores() -> None:
+    agents = {agent(f"a{i}"): 100.0 for i in range(10)}
+    tokens = dict.fromkeys(agents, 1500.0) | {agent("a0"): 1501.0}
+    latency = {a: 4500.0 + 10 * i for i, a in enumerate(agents)}
+    report = analyse(
+        data(
+            executions=agents,
+            tokens_per_execution=tokens,
+            latency_p95_ms=latency,
+            success_rate=dict.fromkeys(agents, 1.0),
+            cost_usd=dict.fromkeys(agents, 0.2),
+        ),
+        QUERY,
+    )
+    doc = json.loads(json.dumps(to_json_dict(report), allow_nan=False))
+    rows = {r["agent"]: r for r in doc["agents"]}
+    assert all(r["anomalies"] == [] for r in rows.values())
+    assert rows["a0"]["scores"]["tokensPerExecution"] == 0.01
+    assert all(abs(s) <= 1 for r in rows.values() for s in r["scores"].values())
+    assert set(rows["a0"]["scores"]) == {
+        "costPerExecution",
+        "errorRate",
+        "latencyP95Ms",
+        "tokensPerExecution",
+    }
+    assert {r["tier"] for r in rows.values()} == {"normal"}
+    assert doc["fleet"]["tierBoundsMs"] == {"fast": None, "slow": None}
+
+
+def test_the_json_names_the_tier_bounds_and_the_flagged_agents_score() -> None:
+    agents = {agent(f"a{i}"): 100.0 for i in range(10)}
+    latency = {a: 2000.0 + 20 * i for i, a in enumerate(agents)} | {agent("a9"): 9000.0}
+    report = analyse(
+        data(executions=agents, latency_p95_ms=latency, success_rate=dict.fromkeys(agents, 1.0)),
+        QUERY,
+    )
+    doc = to_json_dict(report)
+    assert doc["fleet"]["tierBoundsMs"] == {"fast": None, "slow": 9000.0}
+    [slow] = [r for r in doc["agents"] if r["tier"] == "slow"]
+    assert slow["agent"] == "a9"
+    [flag] = slow["anomalies"]
+    assert flag["metric"] == "latency_p95_ms"
+    assert flag["fleetMedian"] == 2090.0
+    assert flag["score"] == round((9000 - 2090) / (0.05 * 2090), 2)

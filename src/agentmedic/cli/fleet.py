@@ -22,10 +22,10 @@ EXIT_USAGE = 2
 DESCRIPTION = """\
 A report on every agent with metrics in the window: its spend and share of the
 fleet's, executions, success rate, p95 latency, tokens per execution, current model,
-a performance tier (fast / normal / slow: its p95 against the fleet's 25th and 75th
-percentiles), its slowest and most error-prone tools, and flags for agents far above
-the fleet in cost per execution, error rate, latency or tokens (modified z-score over
-median and MAD above 3.5; agents with fewer than --min-executions executions are not
+a performance tier (fast / normal / slow: natural breaks in the p95s, only at gaps of
+25%), its slowest and most error-prone tools, and flags for agents far above
+the fleet in cost per execution, error rate, latency or tokens (robust z-score above
+3.5 and 25% above the median; agents with fewer than --min-executions executions are not
 ranked).
 
 Ten instant queries answer it for the whole fleet, whatever its size: the metric

@@ -39,7 +39,7 @@ from agentmedic.metrics import (
     QueryResult,
     promql,
 )
-from agentmedic.report.stats import ANOMALY_THRESHOLD, Tier, quantile, robust_z_scores, tiers
+from agentmedic.report.stats import Floors, Tier, anomalies, quantile, tiers
 
 __all__ = [
     "AgentRow",
@@ -66,6 +66,19 @@ ANOMALY_METRICS: tuple[AnomalyMetric, ...] = (
 """What anomalies are looked for in; only the high side is flagged (cheap, reliable, fast
 and frugal agents are not a problem). Per-execution measures, so a busy agent is not an
 outlier for being busy."""
+
+ANOMALY_FLOORS: dict[AnomalyMetric, Floors] = {
+    "cost_per_execution": Floors(scale=1e-6, gap=1e-5),
+    "error_rate": Floors(scale=0.01, gap=0.05),
+    "latency_p95_ms": Floors(scale=10.0, gap=250.0),
+    "tokens_per_execution": Floors(scale=1.0, gap=50.0),
+}
+"""Absolute floors per metric (see :mod:`agentmedic.report.stats`): the error rate's are what
+matters most, since most agents' median error rate is 0 and the relative gap is then no
+guard; an agent needs at least 5 percentage points more errors than the fleet's median."""
+
+TIER_MIN_GAP_MS = 100.0
+"""Below this, a gap between p95 latencies is not a tier boundary, however large relative."""
 
 CATALOG_METRICS = (
     "executions",
@@ -243,7 +256,7 @@ class ToolStat:
 
 @dataclass(frozen=True)
 class Anomaly:
-    """A value far above the fleet's: ``score`` is its modified z-score."""
+    """A value far above the fleet's: ``score`` is its robust z-score (rounded, capped)."""
 
     metric: AnomalyMetric
     value: float
@@ -267,6 +280,8 @@ class AgentRow:
     tokens_per_execution: float | None
     tier: Tier | None = None
     anomalies: list[Anomaly] = field(default_factory=list)
+    scores: dict[AnomalyMetric, float] = field(default_factory=dict)
+    """The robust z-score (rounded, capped) of each metric the agent was compared on."""
     slowest_tool: ToolStat | None = None
     most_error_prone_tool: ToolStat | None = None
 
@@ -279,8 +294,9 @@ class FleetSummary:
     executions: float
     cost_usd: float | None
     success_rate: float | None
-    tier_bounds_ms: tuple[float, float] | None
-    """The fleet's 25th and 75th percentiles of p95 latency, the tier boundaries."""
+    tier_bounds_ms: tuple[float | None, float | None] | None
+    """The slowest p95 of the fast tier and the fastest of the slow tier (``None`` for an
+    empty tier); ``None`` with too few agents for tiers."""
     latency_p95_median_ms: float | None
 
 
@@ -345,16 +361,20 @@ def analyse(
 
     qualified = [r for r in rows.values() if r.executions >= min_executions]
     agent_tiers, bounds = tiers(
-        {r.agent: r.latency_p95_ms for r in qualified if r.latency_p95_ms is not None}
+        {r.agent: r.latency_p95_ms for r in qualified if r.latency_p95_ms is not None},
+        min_gap=TIER_MIN_GAP_MS,
     )
     for agent, tier in agent_tiers.items():
         rows[agent].tier = tier
     for metric in ANOMALY_METRICS:
         observed = {r.agent: v for r in qualified if (v := getattr(r, metric)) is not None}
-        scores, median = robust_z_scores(observed)
+        flagged, scores, median = anomalies(observed, ANOMALY_FLOORS[metric])
         for agent, score in scores.items():
-            if score > ANOMALY_THRESHOLD and median is not None:
-                rows[agent].anomalies.append(Anomaly(metric, observed[agent], median, score))
+            rows[agent].scores[metric] = score
+        if median is None:
+            continue
+        for agent, score in flagged.items():
+            rows[agent].anomalies.append(Anomaly(metric, observed[agent], median, score))
 
     tool_stats = [
         ToolStat(

@@ -1,7 +1,7 @@
 """The fleet report for machines (JSON, CSV) and for people (a rich table).
 
 JSON schema ``agentmedic.io/fleet-report/v1`` (keys always present; ``null`` is no data,
-never 0; numbers are not rounded; agents dearest first)::
+never 0; measured numbers are not rounded, scores are; agents dearest first)::
 
     {
       "schema": "agentmedic.io/fleet-report/v1",
@@ -12,7 +12,8 @@ never 0; numbers are not rounded; agents dearest first)::
         "agents": int, "activeAgents": int,     # active: at least one execution
         "executions": float, "costUSD": float | null, "successRate": float | null,
         "latencyP95MedianMs": float | null,     # median of the agents' p95 latencies
-        "tierBoundsMs": {"fast": float, "slow": float} | null   # p95 <= fast: fast; >= slow: slow
+        "tierBoundsMs": {"fast": float | null, "slow": float | null} | null
+                        # p95 <= fast: fast; >= slow: slow; null: nobody in that tier
       },
       "agents": [{
         "namespace": str, "agent": str, "model": str | null,
@@ -21,6 +22,9 @@ never 0; numbers are not rounded; agents dearest first)::
         "errorRate": float | null, "latencyP95Ms": float | null,
         "tokensPerExecution": float | null, "tier": "fast" | "normal" | "slow" | null,
         "anomalies": [{"metric": str, "value": float, "fleetMedian": float, "score": float}],
+        "scores": {"costPerExecution": float, "errorRate": float, "latencyP95Ms": float,
+                   "tokensPerExecution": float},   # robust z-scores; a key is absent when
+                                                   # the agent was not compared on it
         "slowestTool": TOOL | null, "mostErrorProneTool": TOOL | null
       }],
       "tools": {"slowest": [TOOL_OF_AGENT], "mostErrorProne": [TOOL_OF_AGENT]},
@@ -43,23 +47,43 @@ import math
 from typing import Any
 
 from agentmedic.api.durations import format_duration
-from agentmedic.report.fleet import AgentRow, FleetReport, ToolStat
-from agentmedic.report.stats import ANOMALY_THRESHOLD
+from agentmedic.report.fleet import TIER_MIN_GAP_MS, AgentRow, FleetReport, ToolStat
+from agentmedic.report.stats import (
+    ANOMALY_THRESHOLD,
+    MAD_FLOOR,
+    MIN_AGENTS_FOR_ANOMALIES,
+    MIN_AGENTS_FOR_TIERS,
+    MIN_RELATIVE_GAP,
+    SCORE_CAP,
+    TIER_MIN_GAP,
+)
 
 __all__ = ["CSV_COLUMNS", "SCHEMA", "to_csv", "to_json_dict", "to_table"]
 
 SCHEMA = "agentmedic.io/fleet-report/v1"
 
 TIERS_METHOD = (
-    "p95 latency against the fleet's: at or below the 25th percentile of the agents' p95s "
-    "is fast, at or above the 75th slow, else normal (agents with at least minExecutions "
-    "executions; at least 4 such agents)"
+    f"natural breaks in the agents' p95 latencies: a boundary only in a gap of at least "
+    f"{TIER_MIN_GAP:.0%} and {TIER_MIN_GAP_MS:g} ms between neighbouring values, at most one "
+    "below the median agent (fast) and one above (slow), the pair leaving the tightest tiers "
+    "in log latency; the median agent's tier is normal (agents with at least minExecutions "
+    f"executions; at least {MIN_AGENTS_FOR_TIERS} such agents)"
 )
 ANOMALY_METHOD = (
-    f"modified z-score 0.6745*(x-median)/MAD over the agents with at least minExecutions "
-    f"executions (MeanAD*1.2533 when MAD is 0); flagged when above {ANOMALY_THRESHOLD}, high "
-    "side only, for cost per execution, error rate, p95 latency and tokens per execution"
+    f"robust z-score (x-median)/max(1.4826*MAD, {MAD_FLOOR:.0%} of the median, a per-metric "
+    f"floor) above {ANOMALY_THRESHOLD}, and x at least {MIN_RELATIVE_GAP:.0%} of the median "
+    "(and a per-metric minimum, 5 percentage points for the error rate) above the median; "
+    f"over the agents with at least minExecutions executions (at least "
+    f"{MIN_AGENTS_FOR_ANOMALIES}); high side only, for cost per execution, error rate, p95 "
+    f"latency and tokens per execution; scores rounded to 2 decimals, capped at {SCORE_CAP:g}"
 )
+
+_SCORE_KEYS = {
+    "cost_per_execution": "costPerExecution",
+    "error_rate": "errorRate",
+    "latency_p95_ms": "latencyP95Ms",
+    "tokens_per_execution": "tokensPerExecution",
+}
 
 CSV_COLUMNS = [
     "namespace",
@@ -122,6 +146,7 @@ def _agent(row: AgentRow) -> dict[str, Any]:
             {"metric": a.metric, "value": a.value, "fleetMedian": a.fleet_median, "score": a.score}
             for a in row.anomalies
         ],
+        "scores": {_SCORE_KEYS[m]: score for m, score in row.scores.items()},
         "slowestTool": _tool(row.slowest_tool),
         "mostErrorProneTool": _tool(row.most_error_prone_tool),
     }
@@ -234,6 +259,20 @@ def _count(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
+def _tier_note(bounds: tuple[float | None, float | None] | None) -> str:
+    if bounds is None:
+        return ""
+    fast, slow = bounds
+    if fast is None and slow is None:
+        return f"; tiers: everyone normal (no gap of {TIER_MIN_GAP:.0%} between p95s)"
+    parts = []
+    if fast is not None:
+        parts.append(f"fast <= {_ms(fast)}")
+    if slow is not None:
+        parts.append(f"slow >= {_ms(slow)}")
+    return "; tiers: " + ", ".join(parts)
+
+
 def to_table(report: FleetReport, *, rows: list[AgentRow] | None = None, limit: int = 0) -> Any:
     """A rich renderable (a ``Group`` of tables and notes) for a terminal.
 
@@ -297,12 +336,7 @@ def to_table(report: FleetReport, *, rows: list[AgentRow] | None = None, limit: 
         Text(
             f"Fleet: {_usd(fleet.cost_usd)} over {_count(fleet.executions)} executions, "
             f"success {_pct(fleet.success_rate)}, median p95 {_ms(fleet.latency_p95_median_ms)}"
-            + (
-                f"; tiers: fast <= {_ms(fleet.tier_bounds_ms[0])}, "
-                f"slow >= {_ms(fleet.tier_bounds_ms[1])}"
-                if fleet.tier_bounds_ms
-                else ""
-            )
+            + _tier_note(fleet.tier_bounds_ms)
         )
     )
     for heading, stats, column in (
@@ -321,8 +355,9 @@ def to_table(report: FleetReport, *, rows: list[AgentRow] | None = None, limit: 
     flagged = sum(1 for r in report.agents if r.anomalies)
     parts.append(
         Text(
-            f"Flags: {flagged} agent(s) far above the fleet (modified z-score > "
-            f"{ANOMALY_THRESHOLD}; agents with >= {report.min_executions} executions).",
+            f"Flags: {flagged} agent(s) far above the fleet (robust z-score > "
+            f"{ANOMALY_THRESHOLD} and at least {MIN_RELATIVE_GAP:.0%} above the median; "
+            f"agents with >= {report.min_executions} executions).",
             "dim",
         )
     )
