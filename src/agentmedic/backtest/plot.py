@@ -1,12 +1,15 @@
 """The backtest as a picture: per rule, the metric against its threshold over time.
 
-One panel per condition of every rule (and one for the budget's spend): the values of the
-agents the rule acted on or notified about (at most :data:`MAX_LINES`; when it acted on
-none, the agents that came closest to its threshold), the threshold as a dashed line,
-markers where workload changes would have been decided (▼ applied, ✕ suppressed by a
-guardrail, ● dry run) and where notify-only rules would have fired (◆), and the spans of
-systemic episodes shaded. ``.png`` writes a PNG; ``.html`` a self-contained page with
-the figure inline (SVG, or PNG for very long histories) and the totals. matplotlib (the
+One panel per condition of every rule (and one for the budget's spend). What is drawn is
+computed by :func:`agentmedic.backtest.plotdata.panels` (tested without pixels); this
+module only draws it: the agents' lines (faded from the first change that alters an agent's
+behaviour, with the note that the history no longer reflects the policy's effect there),
+the thresholds, one marker per decision named after its agent (filled: carried out;
+hollow: stopped by a guardrail or held back by a systemic episode, with the reason), the
+labels in rows that do not overlap, pending/firing/disabled lanes per agent under the data,
+systemic episodes shaded, and values beyond the y-limits marked as clipped. ``.png``
+writes a PNG (:func:`figure_size` at 100 dpi); ``.html`` a self-contained page with the
+figure inline (SVG, or PNG for very long histories) and the totals. matplotlib (the
 ``plot`` extra) is imported only here, with the non-interactive Agg backend.
 """
 
@@ -16,64 +19,57 @@ import base64
 import html
 import io
 import math
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from agentmedic.api.durations import format_duration
-from agentmedic.api.types import ActionOutcome, Condition, Op
+from agentmedic.backtest.plotdata import (
+    FADE_NOTE,
+    LABEL_ROW_HEIGHT,
+    LABEL_TOP,
+    LANE_HEIGHT,
+    MAX_LINES,
+    Label,
+    Marker,
+    Panel,
+    panels,
+)
 from agentmedic.backtest.report import BacktestResult, outcome_of, totals
-from agentmedic.engine.outcome import Decision
-from agentmedic.engine.series import AgentId, SeriesKey
+from agentmedic.engine.series import AgentId
 
-__all__ = ["MAX_LINES", "Panel", "PlotError", "panels", "write_plot"]
+__all__ = ["DPI", "MAX_LINES", "Panel", "PlotError", "figure_size", "panels", "write_plot"]
 
-MAX_LINES = 8
-"""Agents drawn per panel; the rest are named in the legend as "+N more"."""
+DPI = 100
 MAX_POINTS_DRAWN = 2000
 """Points drawn per line (see :func:`decimate`); a week at one minute is 10,080."""
 _SVG_MAX_POINTS = 200_000
-_HIGHER_IS_WORSE = {Op.GT, Op.GE, Op.NE}
-_MARKERS = {
-    ActionOutcome.APPLIED: ("v", "tab:red", "applied"),
-    ActionOutcome.SUPPRESSED: ("X", "tab:orange", "suppressed"),
-    ActionOutcome.DRY_RUN: ("o", "tab:cyan", "dry run"),
+_SHAPES = {
+    "scaleToZero": ("v", "scale to zero"),
+    "switchModel": ("s", "switch model"),
+    "promptOptimization": ("P", "prompt optimization"),
+    "restore": ("^", "restore"),
+    "notify": ("D", "notified"),
+    "fleetPage": ("*", "fleet page"),
 }
+_STATES = {
+    "pending": ("#f2c744", 0.9, "pending"),
+    "firing": ("#d62728", 0.7, "firing"),
+    "disabled": ("#555555", 0.6, "disabled"),
+}
+_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink",
+            "tab:olive", "tab:cyan")  # fmt: skip
 
 
 class PlotError(RuntimeError):
     """The plot cannot be written (matplotlib missing, unknown suffix, unwritable file)."""
 
 
-@dataclass
-class Panel:
-    """One subplot: a rule's condition (or the budget) for some agents."""
-
-    title: str
-    rule: str
-    ylabel: str
-    lines: dict[AgentId, list[float]]
-    thresholds: list[tuple[float, str]]
-    more: int = 0
-    """Involved agents not drawn."""
-    decisions: list[Decision] = field(default_factory=list)
-    fired: list[tuple[datetime, AgentId | None]] = field(default_factory=list)
-    """Firing notifications of a rule without workload actions."""
-    note: str = ""
-
-
-def _closest(values: dict[AgentId, list[float]], cond: Condition, n: int) -> list[AgentId]:
-    higher = cond.op in _HIGHER_IS_WORSE
-    scores: dict[AgentId, float] = {}
-    for agent, series in values.items():
-        finite = list(filter(math.isfinite, series))  # in C: a week is 10,080 points
-        if finite:
-            scores[agent] = max(finite) if higher else -min(finite)
-    ranked = sorted(scores, key=lambda a: (-scores[a], a))
-    return ranked[:n]
+def figure_size(n_panels: int) -> tuple[float, float]:
+    """Width and height in inches: 12 wide, 3.6 per panel plus 1.4 for the titles and the
+    legend, at least 6 (at 100 dpi: 1200x600 for one panel, 1200x860 for two)."""
+    return 12.0, max(6.0, 1.4 + 3.6 * max(1, n_panels))
 
 
 def decimate(
@@ -103,96 +99,134 @@ def decimate(
     return xs, ys
 
 
-def panels(result: BacktestResult) -> list[Panel]:
-    """The panels :func:`write_plot` draws, in rule order (the budget last)."""
-    h = result.history
-    spec = h.spec
-    involved = result.rules_involved()
-    decisions_of: dict[str, list[Decision]] = {}
-    for d in result.decisions:
-        decisions_of.setdefault(d.rule, []).append(d)
-    out: list[Panel] = []
-    for rule in spec.rules:
-        # Agents acted on first, then those notified about, then those only in a systemic
-        # episode: with more than MAX_LINES, the lines drawn are the telling ones.
-        acted = Counter(d.agent for d in decisions_of.get(rule.name, []))
-        notified = {n.agent for n in result.notifications if n.rule == rule.name}
-        agents = sorted(
-            involved.get(rule.name, []), key=lambda a: (-acted[a], a not in notified, a)
-        )
-        fired = [
-            (n.at, n.agent)
-            for n in result.notifications
-            if n.rule == rule.name and n.state == "firing" and n.at is not None
-        ]
-        for cond in (*rule.all_of, *rule.any_of):
-            key = SeriesKey(cond.metric, cond.query, cond.window, spec.agent_label)
-            what = cond.metric or "query"
-            window = format_duration(cond.window)
-            title = f"{rule.name}: {what}[{window}] {cond.op.value} {cond.value:g}"
-            note = ""
-            shown = agents
-            if not shown:
-                everyone = {a: h.series(key, a) for a in h.agents}
-                shown = _closest(everyone, cond, 3)
-                note = "never fired; the agents closest to the threshold"
-            lines = {a: h.series(key, a) for a in shown[:MAX_LINES]}
-            thresholds = [(cond.value, f"threshold {cond.value:g}")]
-            if cond.recover_value is not None and cond.recover_value != cond.value:
-                thresholds.append((cond.recover_value, f"recoverValue {cond.recover_value:g}"))
-            out.append(
-                Panel(
-                    title=title,
-                    rule=rule.name,
-                    ylabel=what,
-                    lines=lines,
-                    thresholds=thresholds,
-                    more=max(0, len(shown) - MAX_LINES),
-                    decisions=[d for d in decisions_of.get(rule.name, []) if d.agent in lines],
-                    fired=[]
-                    if rule.actions and any(a.notify is None for a in rule.actions)
-                    else fired,
-                    note=note,
-                )
-            )
-    budget = spec.budget
-    if budget is not None:
-        stages = ("budget.soft", "budget.hard")
-        acted = Counter(d.agent for stage in stages for d in decisions_of.get(stage, []))
-        agents = sorted(
-            {a for stage in stages for a in involved.get(stage, [])}, key=lambda a: (-acted[a], a)
-        )
-        note = ""
-        if not agents:
-            spends = {a: h.spend_series(a) for a in h.agents}
-            agents = sorted(
-                (a for a in spends if any(v == v for v in spends[a])),
-                key=lambda a: -max((v for v in spends[a] if v == v), default=0.0),
-            )[:3]
-            note = "never reached; the largest spenders"
-        thresholds = [(budget.limit_usd, f"limit ${budget.limit_usd:g}")]
-        if budget.soft is not None:
-            soft = budget.limit_usd * budget.soft.at_percent / 100
-            thresholds.append((soft, f"soft {budget.soft.at_percent:g}% ${soft:g}"))
-        lines = {a: h.spend_series(a) for a in agents[:MAX_LINES]}
-        out.append(
-            Panel(
-                title=f"budget: spend this {budget.period} (scope {budget.scope.value})",
-                rule="budget",
-                ylabel="USD",
-                lines=lines,
-                thresholds=thresholds,
-                more=max(0, len(agents) - MAX_LINES),
-                decisions=[
-                    d
-                    for stage in ("budget.soft", "budget.hard")
-                    for d in decisions_of.get(stage, [])
-                    if d.agent in lines
-                ],
-                note=note,
-            )
-        )
+def _colours(items: list[Panel]) -> dict[AgentId, str]:
+    out: dict[AgentId, str] = {}
+    for panel in items:
+        for agent in panel.lines:
+            if agent not in out:
+                out[agent] = _COLOURS[len(out) % len(_COLOURS)]
     return out
+
+
+def _draw_panel(
+    ax: Any, panel: Panel, times: list[datetime], colour: dict[AgentId, str], used: set[str]
+) -> int:
+    """Draw one panel; returns the points drawn and adds the legend entries it used."""
+    points = 0
+    lo, hi = panel.ylim
+    for span in panel.spans:
+        if span.kind == "systemic":
+            ax.axvspan(span.start, span.end, color="grey", alpha=0.18, linewidth=0)
+            used.add("systemic")
+    for lane, agent in enumerate(panel.lanes):
+        bottom = 0.01 + lane * LANE_HEIGHT
+        for span in panel.spans:
+            if span.agent != agent or span.kind == "systemic":
+                continue
+            face, alpha, _ = _STATES[span.kind]
+            ax.axvspan(
+                span.start, span.end, ymin=bottom, ymax=bottom + LANE_HEIGHT * 0.8,
+                color=face, alpha=alpha, linewidth=0,
+            )  # fmt: skip
+            used.add(span.kind)
+        ax.text(
+            0.002, bottom + LANE_HEIGHT * 0.4, agent.name, transform=ax.transAxes, fontsize=6,
+            va="center", ha="left", color=colour[agent],
+        )  # fmt: skip
+    for agent, values in panel.lines.items():
+        cut = panel.faded_from.get(agent)
+        solid = values if cut is None else values[: cut + 1]
+        xs, ys = decimate(times[: len(solid)], solid)
+        ax.plot(xs, ys, linewidth=1.1, color=colour[agent], label=agent.name)
+        points += len(xs)
+        if cut is not None:
+            xs, ys = decimate(times[cut:], values[cut:])
+            ax.plot(xs, ys, linewidth=1.0, color=colour[agent], alpha=0.3, linestyle="--")
+            ax.axvline(times[cut], color=colour[agent], linewidth=0.8, linestyle=":")
+            points += len(xs)
+            used.add("faded")
+    for value, text in panel.thresholds:
+        ax.axhline(value, linestyle="--", color="black", linewidth=0.9, alpha=0.7)
+        ax.annotate(
+            text, xy=(1.0, value), xycoords=("axes fraction", "data"), xytext=(-4, 3),
+            textcoords="offset points", ha="right", fontsize=7,
+        )  # fmt: skip
+    below_labels = 1 - LABEL_TOP - LABEL_ROW_HEIGHT * panel.label_rows
+    if panel.faded_from:
+        first = min(panel.faded_from.values())
+        right = (first / max(1, len(times) - 1)) > 0.6
+        ax.text(
+            times[first], below_labels - LABEL_ROW_HEIGHT / 2, ("" if right else " ")
+            + FADE_NOTE + (" " if right else ""), transform=ax.get_xaxis_transform(),
+            fontsize=7, style="italic", color="dimgrey", ha="right" if right else "left",
+            va="center",
+        )  # fmt: skip
+    for clip in panel.clips:
+        ax.scatter(
+            [clip.at], [hi if clip.above else lo], marker="^" if clip.above else "v", s=30,
+            color=colour[clip.agent], alpha=0.5, clip_on=False, zorder=4,
+        )  # fmt: skip
+    for m in panel.markers:
+        _draw_marker(ax, m, colour, used)
+    for placed in panel.labels:
+        _draw_label(ax, placed, colour)
+    ax.set_ylim(lo, hi)
+    return points
+
+
+def _draw_marker(ax: Any, m: Marker, colour: dict[AgentId, str], used: set[str]) -> None:
+    shape, _ = _SHAPES.get(m.kind, ("o", m.kind))
+    edge = "black" if m.agent is None else colour.get(m.agent, "black")
+    ax.scatter(
+        [m.at], [m.y], marker=shape, s=90 if m.kind == "fleetPage" else 60, zorder=6,
+        facecolors="none" if m.hollow else edge, edgecolors=edge,
+        linewidths=1.6 if m.hollow else 0.6,
+    )  # fmt: skip
+    used.add(m.kind)
+    used.add("hollow" if m.hollow else "filled")
+
+
+def _draw_label(ax: Any, label: Label, colour: dict[AgentId, str]) -> None:
+    edge = "black" if label.agent is None else colour.get(label.agent, "black")
+    y = 1 - LABEL_TOP - LABEL_ROW_HEIGHT * (label.row + 0.5)
+    ax.annotate(
+        label.text, xy=(label.at, label.y), xycoords="data", xytext=(label.x, y),
+        textcoords="axes fraction", fontsize=7, ha="left", va="center", color=edge,
+        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": edge, "lw": 0.5,
+              "alpha": 0.9},
+        arrowprops={"arrowstyle": "-", "color": edge, "lw": 0.5, "alpha": 0.6},
+        zorder=7,
+    )  # fmt: skip
+
+
+def _legend(used: set[str]) -> tuple[list[Any], list[str]]:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles: list[Any] = []
+    labels: list[str] = []
+    for kind, (shape, text) in _SHAPES.items():
+        if kind in used:
+            handles.append(Line2D([], [], marker=shape, linestyle="none", color="black"))
+            labels.append(text)
+    if "hollow" in used:
+        handles.append(
+            Line2D([], [], marker="o", linestyle="none", markerfacecolor="none", color="black")
+        )
+        labels.append("hollow: not carried out (✕ why)")
+    for state, (face, alpha, text) in _STATES.items():
+        if state in used:
+            handles.append(Patch(facecolor=face, alpha=alpha))
+            labels.append(text)
+    if "systemic" in used:
+        handles.append(Patch(facecolor="grey", alpha=0.18))
+        labels.append("systemic episode")
+    if "faded" in used:
+        handles.append(Line2D([], [], color="grey", alpha=0.4, linestyle="--"))
+        labels.append("faded: history after a change")
+    handles.append(Line2D([], [], color="black", linestyle="--", alpha=0.7))
+    labels.append("threshold")
+    return handles, labels
 
 
 def _figure(result: BacktestResult) -> tuple[Any, int]:
@@ -208,79 +242,33 @@ def _figure(result: BacktestResult) -> tuple[Any, int]:
         ) from None
     h = result.history
     times = h.grid.times()
-    index = {t: i for i, t in enumerate(times)}
     items = panels(result)
     n = max(1, len(items))
-    fig, axes = plt.subplots(n, 1, figsize=(12, 2.8 * n + 0.6), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(n, 1, figsize=figure_size(n), sharex=True, squeeze=False)
+    colour = _colours(items)
+    used: set[str] = set()
     points = 0
-    episodes = [(ep.rule, ep.start, ep.end or h.grid.last) for ep in result.systemic]
     for ax, panel in zip(axes[:, 0], items, strict=False):
-        for agent, values in panel.lines.items():
-            xs, ys = decimate(times, values)
-            ax.plot(xs, ys, linewidth=1.0, label=str(agent.name))
-            points += len(xs)
-        for value, label in panel.thresholds:
-            ax.axhline(value, linestyle="--", color="black", linewidth=0.9, alpha=0.7)
-            ax.annotate(
-                label,
-                xy=(1.0, value),
-                xycoords=("axes fraction", "data"),
-                xytext=(-4, 3),
-                textcoords="offset points",
-                ha="right",
-                fontsize=7,
-            )
-        seen: set[ActionOutcome] = set()
-        for d in panel.decisions:
-            i = index.get(d.at)
-            line = panel.lines.get(d.agent)
-            y = line[i] if line is not None and i is not None else math.nan
-            if y != y:
-                y = panel.thresholds[0][0]
-            outcome = outcome_of(d)
-            marker, color, label = _MARKERS[outcome]
-            ax.scatter(
-                [d.at], [y], marker=marker, s=60, color=color, zorder=5,
-                edgecolors="black", linewidths=0.5,
-                label=label if outcome not in seen else None,
-            )  # fmt: skip
-            if len(panel.decisions) <= 20:  # beyond that, labels only hide each other
-                ax.annotate(
-                    d.kind.value, xy=(d.at, y), xytext=(0, 7), textcoords="offset points",
-                    ha="center", fontsize=6,
-                )  # fmt: skip
-            seen.add(outcome)
-        first = True
-        for at, who in panel.fired:
-            i = index.get(at)
-            line = panel.lines.get(who) if who is not None else None
-            y = line[i] if line is not None and i is not None else panel.thresholds[0][0]
-            ax.scatter(
-                [at], [y if y == y else panel.thresholds[0][0]], marker="D", s=36,
-                color="tab:purple", zorder=5, label="notified" if first else None,
-            )  # fmt: skip
-            first = False
-        shaded = False
-        for rule, start, end in episodes:
-            if rule == panel.rule:
-                ax.axvspan(
-                    start, end, color="grey", alpha=0.15, label=None if shaded else "systemic"
-                )
-                shaded = True
-        title = panel.title + (f"  ({panel.note})" if panel.note else "")
+        points += _draw_panel(ax, panel, times, colour, used)
+        notes = [panel.note] if panel.note else []
+        if panel.more:
+            notes.append(f"+{panel.more} more agents not drawn")
+        if panel.unlabelled:
+            notes.append(f"{panel.unlabelled} markers unlabelled: no room; colour = agent")
+        money = "$" if panel.ylabel == "USD" else ""
+        notes += [
+            f"{'↑' if c.above else '↓'} {c.agent.name} after its change: "
+            f"{money}{c.extreme:,.4g}, off the scale"
+            for c in panel.clips
+        ]
+        title = panel.title + (f"  ({'; '.join(notes)})" if notes else "")
         ax.set_title(title, fontsize=9, loc="left")
         ax.set_ylabel(panel.ylabel, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(True, alpha=0.3)
-        handles, labels = ax.get_legend_handles_labels()
-        if panel.more:
-            from matplotlib.lines import Line2D
-
-            handles.append(Line2D([], [], linestyle="none"))
-            labels.append(f"+{panel.more} more")
-        if handles:
-            ax.legend(handles, labels, fontsize=6, loc="upper left", ncol=2)
-        if not panel.lines:
+        if panel.lines:
+            ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+        else:
             ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center")
     if not items:
         axes[0, 0].text(0.5, 0.5, "the policy has no rules or budget", ha="center", va="center")
@@ -289,12 +277,19 @@ def _figure(result: BacktestResult) -> tuple[Any, int]:
     axis.xaxis.set_major_locator(locator)
     axis.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
     axis.set_xlabel("time (UTC)", fontsize=8)
+    axis.set_xlim(h.grid.start, h.grid.last)
+    handles, labels = _legend(used)
+    columns = len(handles) if len(handles) <= 6 else math.ceil(len(handles) / 2)
+    fig.legend(handles, labels, loc="lower center", ncol=columns, fontsize=7,
+               frameon=False)  # fmt: skip
     fig.suptitle(
         f"agentmedic backtest of {result.namespace}/{result.name}: "
         f"{h.grid.start:%Y-%m-%d %H:%M} → {h.grid.last:%Y-%m-%d %H:%M} UTC",
         fontsize=10,
     )
-    fig.tight_layout()
+    rows = math.ceil(len(handles) / columns)
+    height = figure_size(n)[1]
+    fig.tight_layout(rect=(0, (0.2 + 0.16 * rows) / height, 1, 1 - 0.1 / height))
     return fig, points
 
 
@@ -309,7 +304,7 @@ def write_plot(result: BacktestResult, path: Path) -> None:
     try:
         if suffix == ".png":
             try:
-                fig.savefig(path, format="png", dpi=100)
+                fig.savefig(path, format="png", dpi=DPI)
             except OSError as exc:
                 raise PlotError(f"--plot {path}: cannot write ({exc.strerror or exc})") from None
             return
@@ -319,7 +314,7 @@ def write_plot(result: BacktestResult, path: Path) -> None:
             figure = buf.getvalue().decode("utf-8")
             figure = figure[figure.index("<svg") :]  # drop the XML prolog and doctype
         else:
-            fig.savefig(buf, format="png", dpi=100)
+            fig.savefig(buf, format="png", dpi=DPI)
             data = base64.b64encode(buf.getvalue()).decode("ascii")
             figure = f'<img alt="backtest figure" src="data:image/png;base64,{data}">'
         try:
