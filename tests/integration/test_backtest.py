@@ -24,6 +24,8 @@ import yaml
 from agentmedic.api.types import AgentPolicy
 from agentmedic.api.validation import validate_policy
 from agentmedic.backtest.history import Grid, fetch_history
+from agentmedic.backtest.plot import figure_size
+from agentmedic.backtest.plotdata import panels
 from agentmedic.backtest.report import BacktestResult, json_schema, totals
 from agentmedic.backtest.runner import BacktestOptions, policy_input, run_backtest
 from agentmedic.backtest.scenario import standard_scenario
@@ -299,7 +301,7 @@ def test_json_output_validates_against_the_published_schema(
     assert first["evidence"]["conditions"][0]["observed"] > 80
 
 
-def test_png_plot_is_a_valid_image(
+def test_png_plot_is_a_valid_image_of_the_documented_size(
     prometheus: PrometheusServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import matplotlib.image
@@ -310,10 +312,37 @@ def test_png_plot_is_a_valid_image(
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     pixels = matplotlib.image.imread(png)
     height, width = pixels.shape[:2]
-    assert width >= 800
-    assert height >= 600
+    # Three panels (two rules, the budget): 12 by 1.4 + 3 * 3.6 inches at 100 dpi.
+    assert figure_size(3) == (12.0, 12.2)
+    assert (width, height) == (1200, 1220)
     assert pixels.std() > 0  # something was drawn
     assert "spender" in capsys.readouterr().out  # the table still goes to stdout
+
+
+def test_the_plot_of_the_scenario_marks_what_the_engine_decided(result: BacktestResult) -> None:
+    high_errors, latency, budget = panels(result)
+    erring, spender = AgentId(NS, "erring"), AgentId(NS, "spender")
+    # erring: held by the rate limit (hollow, with the reason), then disabled.
+    assert [(m.label, m.at, m.hollow) for m in high_errors.markers if m.agent == erring] == [
+        ("erring: scaleToZero ✕ RateLimited", at(128), True),
+        ("erring: scaleToZero", at(140), False),
+    ]
+    assert high_errors.faded_from[erring] == 140
+    # The outage: one fleet page, and the agents it held back from being disabled.
+    held = {m.agent.name for m in high_errors.markers if m.outcome == "heldBack" and m.agent}
+    assert held == {"healthy-1", "healthy-2", "healthy-3", "slow"}
+    assert [m.at for m in high_errors.markers if m.kind == "fleetPage"] == [
+        result.systemic[0].start
+    ]
+    # Derived firing spans start where the engine acted.
+    [job] = [m for m in latency.markers if m.kind == "promptOptimization"]
+    firing = [s for s in latency.spans if s.kind == "firing" and s.agent == job.agent]
+    assert firing[0].start == job.at == at(186)
+    # spender: faded from the model switch at $80; the axis stops well short of its
+    # replayed $360 a day.
+    assert budget.faded_from[spender] == 80
+    assert budget.ylim[1] < 150
+    assert any(c.agent == spender and c.above for c in budget.clips)
 
 
 def test_html_plot_is_one_self_contained_page(prometheus: PrometheusServer, tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ class PlotError(RuntimeError):
 def figure_size(n_panels: int) -> tuple[float, float]:
     """Width and height in inches: 12 wide, 3.6 per panel plus 1.4 for the titles and the
     legend, at least 6 (at 100 dpi: 1200x600 for one panel, 1200x860 for two)."""
-    return 12.0, max(6.0, 1.4 + 3.6 * max(1, n_panels))
+    return 12.0, round(max(6.0, 1.4 + 3.6 * max(1, n_panels)), 2)
 
 
 def decimate(
