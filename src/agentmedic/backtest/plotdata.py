@@ -232,7 +232,8 @@ def rule_phases(
     its state: pending from the first breach, firing once it held for ``for``, back to idle
     after a clear ``recoverFor`` (a pending breach on the first clear); no data holds the
     phase. While disabled the engine does not judge the agent; when a systemic episode ends
-    its breaches start over."""
+    its breaches start over. ``noData.mode: breach`` (missing data read as a breach after a
+    while) is not mirrored: such a stretch shows as held, not as pending."""
     compiled = compile_rule(rule, history.spec.agent_label)
     keys = {c.key for c in compiled.conditions}
     keys |= {c.exec_key for c in compiled.conditions if c.exec_key is not None}
