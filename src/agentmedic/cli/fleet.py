@@ -118,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         window = parse_duration(args.window)
+        if window <= timedelta(0):
+            raise ValueError(f"--window {args.window}: must be longer than 0s, e.g. 24h")
         at = parse_time(args.at, datetime.now(UTC))
         catalog = load_catalog(args.catalog_overrides_file)
         config = backend_config(args)
@@ -144,8 +146,6 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(exc.args[0] if exc.args else type(exc).__name__), EXIT_USAGE)
     if args.limit < 0 or args.min_executions < 0 or args.min_tool_calls < 0 or args.top < 0:
         return _fail("--limit, --min-executions, --min-tool-calls and --top cannot be negative", 2)
-    if window <= timedelta(0):
-        return _fail(f"--window {args.window}: must be longer than 0s, e.g. 24h", EXIT_USAGE)
 
     async def fetch() -> Any:
         async with PrometheusBackend(config) as backend:

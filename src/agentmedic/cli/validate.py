@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from agentmedic.api.metric_names import BUILTIN_METRICS
-from agentmedic.cli._errors import EXIT_FINDINGS, EXIT_OK, line
+from agentmedic.cli._errors import EXIT_FINDINGS, EXIT_OK, fail, line
 
 EPILOG = "built-in metrics:\n" + "\n".join(
     f"  {m.name:<22} {m.description} [{m.unit}]" for m in BUILTIN_METRICS.values()
@@ -112,8 +112,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{len(findings)} problem(s) in {policies} policy document(s)")
         return EXIT_FINDINGS
     if policies == 0:
-        print("no AgentPolicy documents found", file=sys.stderr)
-        return EXIT_FINDINGS
+        return fail("validate", "no AgentPolicy documents found", EXIT_FINDINGS)
     if not args.quiet:
         print(f"{policies} policy document(s) valid")
     return EXIT_OK
