@@ -34,6 +34,7 @@ __all__ = [
     "DURATION_PATTERN",
     "TIME_COMPRESSION_ENV",
     "Duration",
+    "DurationBounds",
     "duration_bounds",
     "duration_bounds_cel",
     "format_duration",
@@ -174,7 +175,7 @@ def time_compression() -> float:
 
 
 @dataclass(frozen=True)
-class _Bounds:
+class DurationBounds:
     """Annotation bounding a :data:`Duration` in the model and, as CEL, in the CRD."""
 
     minimum: timedelta
@@ -211,4 +212,4 @@ def duration_bounds(minimum: timedelta, maximum: timedelta, *, compressible: boo
     """An annotation bounding a :data:`Duration`, checked by the model and, through the same
     bounds in CEL, by the API server: ``Annotated[Duration, duration_bounds(lo, hi)]``.
     A ``compressible`` minimum is divided by :func:`time_compression`."""
-    return _Bounds(minimum, maximum, compressible)
+    return DurationBounds(minimum, maximum, compressible)
