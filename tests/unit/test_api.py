@@ -441,3 +441,27 @@ def test_a_huge_value_is_quoted_in_a_message_in_a_few_characters() -> None:
     problems = [str(p) for p in validate_policy(doc)[1]]
     assert len(problems) == 2
     assert all(len(p) < 300 for p in problems), problems
+
+
+def _unbounded(node: dict[str, Any], path: str) -> Iterator[str]:
+    if node.get("x-kubernetes-preserve-unknown-fields"):
+        return  # free-form (a Job template): bounded by the API server's request size
+    kind = node.get("type")
+    if kind == "array":
+        if "maxItems" not in node:
+            yield f"{path}: array without maxItems"
+        yield from _unbounded(node["items"], f"{path}[]")
+    elif kind == "string" and "maxLength" not in node and "enum" not in node:
+        yield f"{path}: string without maxLength"
+    elif kind == "object":
+        if "additionalProperties" in node:
+            if "maxProperties" not in node:
+                yield f"{path}: map without maxProperties"
+            yield from _unbounded(node["additionalProperties"], f"{path}{{}}")
+        for name, child in node.get("properties", {}).items():
+            yield from _unbounded(child, f"{path}.{name}")
+
+
+def test_every_list_map_and_string_of_the_spec_is_bounded_in_the_crd() -> None:
+    spec = _openapi_schema()["properties"]["spec"]
+    assert list(_unbounded(spec, "spec")) == []

@@ -249,3 +249,17 @@ def test_the_http_log_filter_redacts_a_token_in_another_case(
     assert caplog.records
     assert "XOXSLACKTOKEN123" not in caplog.text
     assert "***" in caplog.text
+
+
+def test_an_http_request_line_shows_only_the_host_even_for_an_unregistered_url(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    guard_http_logs([])
+    url = "https://bot:pw@hooks.example:8443/services/T1/B1/unregisteredTOKEN?key=abc"
+
+    with caplog.at_level(logging.INFO, logger="httpx"):
+        logging.getLogger("httpx").info(
+            'HTTP Request: %s %s "%s %d %s"', "POST", url, "HTTP/1.1", 200, "OK"
+        )
+
+    assert caplog.messages == ['HTTP Request: POST https://hooks.example:8443/… "HTTP/1.1 200 OK"']

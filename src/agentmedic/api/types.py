@@ -380,9 +380,9 @@ class ModelSpec(Model):
 
 
 class QuietHours(Model):
-    start: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    start: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", max_length=5)
     """Start of the window, HH:MM in timeZone."""
-    end: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    end: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", max_length=5)
     """End of the window, HH:MM in timeZone; earlier than start means it ends the next day."""
     days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
         default_factory=list, max_length=7

@@ -4,8 +4,9 @@ A Slack incoming-webhook URL is a credential (its path is the token), so is a we
 URL, a PagerDuty routing key and an HMAC key. They travel as :class:`Secret`, whose
 ``repr`` and ``str`` hide the value, and are revealed only at the moment a request is
 built. httpx logs every request's full URL at INFO on the ``httpx`` logger; the
-:func:`guard_http_logs` filter rewrites such records when they contain a registered
-secret, so an operator running with INFO logging does not print webhook tokens.
+:func:`guard_http_logs` filter cuts that URL to its scheme and host, and, as a second line,
+hides any registered secret in every record of that logger, so an operator running with
+INFO logging does not print webhook tokens.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import hmac
 import logging
 import re
 import threading
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Iterable
 
@@ -146,6 +148,15 @@ class _RedactingFilter(logging.Filter):
                 self._fragments.popitem(last=False)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        # First line: httpx's request line keeps only the URL's scheme and host, so a token in
+        # a path or query never reaches the text, registered or not.
+        if (
+            isinstance(record.msg, str)
+            and record.msg.startswith("HTTP Request:")
+            and isinstance(record.args, tuple)
+            and len(record.args) >= 2
+        ):
+            record.args = (record.args[0], _origin(record.args[1]), *record.args[2:])
         with self._lock:
             fragments = list(self._fragments)
         if not fragments:
@@ -158,6 +169,16 @@ class _RedactingFilter(logging.Filter):
         if cleaned != text:
             record.msg, record.args = cleaned, None
         return True
+
+
+def _origin(url: object) -> str:
+    """``https://host:port/…`` of a URL: no credentials, path or query."""
+    try:
+        parts = urllib.parse.urlsplit(str(url))
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<url>"
+    return f"{parts.scheme}://{parts.hostname or ''}{port}/…"
 
 
 _FILTER = _RedactingFilter()
