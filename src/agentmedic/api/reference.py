@@ -36,6 +36,12 @@ from agentmedic.api.metric_names import BUILTIN_METRICS
 from agentmedic.api.types import (
     API_VERSION,
     KIND,
+    MAX_ACTIONS,
+    MAX_CHANNELS,
+    MAX_CONDITIONS,
+    MAX_QUERY_LENGTH,
+    MAX_RULES,
+    MAX_TIERS,
     Action,
     AgentPolicy,
     AgentPolicyStatus,
@@ -724,8 +730,10 @@ def render_reference() -> str:
         "(two scrapes at Prometheus' customary 15s, what `rate()` needs) to 30d; `for`, "
         "`recoverFor`, `cooldown`, `healthyFor` and `noData.after` 0s to 30d; `renotifyAfter` "
         "1m to 30d; a rolling `budget.period` 1m to 366d. Lists and strings are bounded too "
-        "(at most 100 rules, 20 conditions per rule, 10 actions, 50 channels, 20 tiers, "
-        "queries of 4096 characters); each bound is in the field's *Validation* column.",
+        f"(at most {MAX_RULES} rules, {MAX_CONDITIONS} conditions per rule, {MAX_ACTIONS} "
+        f"actions, {MAX_CHANNELS} channels, {MAX_TIERS} tiers, queries of {MAX_QUERY_LENGTH} "
+        "characters; the API server's CEL cost budget needs them); each bound is in the "
+        "field's *Validation* column.",
         "",
         "## The resource",
         "",

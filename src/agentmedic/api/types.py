@@ -86,7 +86,7 @@ NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # CEL for durations), so the API server refuses what the models refuse; they also keep the
 # CRD's CEL rules within the API server's cost budget, which needs bounded lists.
 MAX_RULES = 100
-MAX_CONDITIONS = 20
+MAX_CONDITIONS = 10
 MAX_ACTIONS = 10
 MAX_CHANNELS = 50
 MAX_CHANNEL_REFS = 10
@@ -94,7 +94,7 @@ MAX_TIERS = 20
 MAX_QUIET_HOURS = 20
 MAX_SELECTOR_TERMS = 20
 MAX_SELECTOR_VALUES = 100
-MAX_QUERY_LENGTH = 4096
+MAX_QUERY_LENGTH = 2048
 MAX_NAME_LENGTH = 253
 """Kubernetes object names (DNS subdomains), Secret and ConfigMap keys, model names."""
 MAX_COUNT = 1_000_000_000
