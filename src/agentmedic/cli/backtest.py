@@ -189,11 +189,9 @@ def run(args: argparse.Namespace) -> int:
 
     policy, problems = _load_policy(Path(args.policy), args.policy_name)
     if policy is None:
-        if len(problems) == 1:
-            return _fail(problems[0], EXIT_USAGE)
+        more = f"{len(problems) - 1} more problem(s); " if len(problems) > 1 else ""
         return _fail(
-            f"{problems[0]} (and {len(problems) - 1} more problem(s); "
-            f"`agentmedic validate {args.policy}` lists them)",
+            f"{problems[0]} ({more}`agentmedic validate {args.policy}` checks the file)",
             EXIT_USAGE,
         )
     from agentmedic.metrics import load_catalog
