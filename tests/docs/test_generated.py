@@ -153,7 +153,6 @@ VIOLATIONS: dict[str, Callable[[Doc], None]] = {
     "spec.rules[].all[].query": lambda d: _rule(d).update(
         all=[{"query": "sum by (agent) (rate(x[5m])", "op": ">", "value": 1}]
     ),
-    "spec.rules[].all[].window": lambda d: _cond(d).update(window="500ms"),
     "spec.rules[].all[].recoverValue": lambda d: _cond(d).update(recoverValue=0.5),
     "spec.rules[].actions[]": lambda d: _action(
         d, {"scaleToZero": {}, "notify": {"channels": ["slack"]}}

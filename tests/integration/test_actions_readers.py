@@ -260,5 +260,6 @@ def test_the_restore_command_names_a_missing_kubeconfig(
 ) -> None:
     missing = tmp_path / "nope"
 
-    assert cli(["restore", "agents/bot", "--kubeconfig", str(missing)]) == 1
+    # An unusable kubeconfig is an environment problem: exit 2 (docs/cli.md).
+    assert cli(["restore", "agents/bot", "--kubeconfig", str(missing)]) == 2
     assert f"--kubeconfig {missing}: no such file" in capsys.readouterr().err

@@ -900,7 +900,7 @@ def test_an_invalid_agent_policy_is_refused_with_422_naming_the_field(
 def test_a_policy_breaking_a_cel_rule_of_the_crd_is_refused_naming_the_field(
     custom: client.CustomObjectsApi, ns: str
 ) -> None:
-    both = {"metric": "error_rate", "query": "up", "op": ">", "value": 1}
+    both = {"metric": "error_rate", "query": "up{ {{agents}} }", "op": ">", "value": 1}
     with pytest.raises(ApiException) as err:
         custom.create_namespaced_custom_object(
             GROUP, VERSION, ns, PLURAL, policy("p", rules=[{"name": "r", "all": [both]}])

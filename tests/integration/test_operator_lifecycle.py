@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from agentmedic.actions.record import DISABLED, POLICY, POLICY_DELETED, RESTORE_REQUEST
+from agentmedic.api.durations import TIME_COMPRESSION_ENV
 from agentmedic.operator.main import OperatorThread
 from agentmedic.operator.settings import load_settings
 from agentmedic.sandbox.emulator import ApiEmulator
@@ -106,7 +107,9 @@ def _disabled_record(policy: str, uid: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def cluster() -> Iterator[tuple[ApiEmulator, NotificationReceivers]]:
+def cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ApiEmulator, NotificationReceivers]]:
+    # The policies' 1s interval is below the 10s minimum: run them time-compressed.
+    monkeypatch.setenv(TIME_COMPRESSION_ENV, "10")
     with ApiEmulator() as emu, NotificationReceivers() as receivers:
         url = receivers.url_for(ReceiverKind.SLACK)
         emu.create(

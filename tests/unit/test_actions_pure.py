@@ -35,6 +35,7 @@ from agentmedic.actions import (
     state_key,
 )
 from agentmedic.actions import record as rec
+from agentmedic.actions.errors import CorruptRecordError
 from agentmedic.actions.executor import annotation_ops
 from agentmedic.actions.jobs import job_finished, label_value
 from agentmedic.actions.kube import translate
@@ -256,6 +257,78 @@ def test_the_record_round_trips_through_annotations() -> None:
 def test_an_unreadable_record_reads_as_none(raw: str) -> None:
     assert parse_disabled({rec.DISABLED: raw}) is None
     assert parse_downgraded({rec.DOWNGRADED: raw}) is None
+
+
+def test_the_strict_readers_accept_what_the_executor_writes() -> None:
+    disabled = {"replicas": 3, "keda": {"scaledObject": "so", "pausedReplicas": None}}
+    downgraded = {
+        "model": "claude-3-5-sonnet@20240620",
+        "to": "meta-llama/Llama-3-8b",
+        "source": {"env": {"container": "agent", "name": "MODEL"}},
+    }
+    annotations = {rec.DISABLED: json.dumps(disabled), rec.DOWNGRADED: json.dumps(downgraded)}
+    assert rec.read_disabled(annotations) == parse_disabled(annotations)
+    assert rec.read_downgraded(annotations) == parse_downgraded(annotations)
+    assert rec.read_disabled({}) is None
+    assert rec.read_downgraded({}) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ("not json", "is not valid JSON"),
+        ("", "is not valid JSON"),
+        ("[3]", "holds a JSON list, not an object"),
+        ('{"replicas": 1000000000000}', "outside 0..2147483647"),
+        ('{"replicas": 2147483648}', "outside 0..2147483647"),
+        ('{"replicas": -1}', "outside 0..2147483647"),
+        ('{"replicas": 2.5}', "not an integer"),
+        ('{"replicas": "3"}', "not an integer"),
+        ('{"replicas": true}', "not an integer"),
+        ("{}", "replicas missing, not an integer"),
+        ('{"replicas": 3, "keda": "so"}', "keda entry"),
+        ('{"replicas": 3, "hpa": [1]}', "hpa entry"),
+    ],
+)
+def test_restore_refuses_a_disabled_record_that_is_corrupt_or_implausible(
+    raw: str, problem: str
+) -> None:
+    with pytest.raises(CorruptRecordError, match=re.escape(problem)) as caught:
+        rec.read_disabled({rec.DISABLED: raw})
+    assert caught.value.annotation == rec.DISABLED
+    assert caught.value.message.startswith(f"annotation {rec.DISABLED} ")
+
+
+def test_a_configured_replica_ceiling_refuses_a_larger_record() -> None:
+    annotations = {rec.DISABLED: '{"replicas": 1001}'}
+    with pytest.raises(CorruptRecordError, match=r"replicas 1001, outside 0\.\.1000"):
+        rec.read_disabled(annotations, max_replicas=1000)
+    assert rec.read_disabled(annotations, max_replicas=2000) is not None
+
+
+_ENV = '"source": {"env": {"container": "agent", "name": "MODEL"}}'
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ("{not json", "is not valid JSON"),
+        ('"gpt-4o"', "holds a JSON str, not an object"),
+        ('{"model": 42, "to": "gpt-4o-mini", ' + _ENV + "}", "model 42, which is not a model"),
+        ('{"model": "", "to": "gpt-4o-mini", ' + _ENV + "}", 'model "", which is not a model'),
+        ('{"model": "gpt 4o; rm -rf", "to": "x", ' + _ENV + "}", "which is not a model name"),
+        ('{"model": "' + "g" * 300 + '", "to": "x", ' + _ENV + "}", "which is not a model name"),
+        ('{"model": "gpt-4o", ' + _ENV + "}", "has to missing"),
+        ('{"model": "gpt-4o", "to": "gpt-4o-mini"}', "has a source that is neither"),
+        ('{"model": "gpt-4o", "to": "m", "source": {"env": {"name": "M"}}}', "neither env"),
+    ],
+)
+def test_restore_refuses_a_downgraded_record_that_is_corrupt_or_implausible(
+    raw: str, problem: str
+) -> None:
+    with pytest.raises(CorruptRecordError, match=re.escape(problem)) as caught:
+        rec.read_downgraded({rec.DOWNGRADED: raw})
+    assert caught.value.annotation == rec.DOWNGRADED
 
 
 def test_workload_refs_accept_only_deployments_and_statefulsets() -> None:

@@ -186,16 +186,26 @@ def test_wellformed_promql_passes(query: str) -> None:
         ("1d", timedelta(days=1)),
         ("2w", timedelta(weeks=2)),
         ("250ms", timedelta(milliseconds=250)),
+        ("1s500ms", timedelta(milliseconds=1500)),
+        ("36h", timedelta(hours=36)),
     ],
 )
 def test_durations_read_as_written(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "5", "m5", "5 m", "-5m", "5y", "1.5h"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "5", "m5", "5 m", "-5m", "5y", "1.5h", "1d12h", "5s5s", "30m1h", "1w2d", "9999999h"],
+)
 def test_malformed_durations_are_refused_with_a_hint(text: str) -> None:
     with pytest.raises(ValueError, match=r"e\.g\. 30s"):
         parse_duration(text)
+
+
+def test_a_duration_of_days_and_hours_is_written_in_hours() -> None:
+    assert format_duration(timedelta(days=1, hours=2, seconds=1)) == "26h1s"
+    assert format_duration(timedelta(days=14)) == "14d"
 
 
 @given(st.integers(min_value=0, max_value=10**10))
@@ -350,3 +360,108 @@ def test_a_config_map_name_may_name_the_workload_and_must_be_a_valid_name(
         assert len(messages) == 1
         assert messages[0].startswith("spec.model.configMapKey.name: ")
         assert problem in messages[0]
+
+
+# --------------------------------------------------------------------------- bounds
+
+
+def _crd_refusals(doc: dict[str, Any]) -> list[str]:
+    """What the API server would say about ``doc``: schema errors, then CEL failures."""
+    schema = _openapi_schema()
+    errors = [
+        e.message for e in jsonschema.Draft4Validator(_as_jsonschema(schema)).iter_errors(doc)
+    ]
+    return errors + list(_cel_failures(schema, doc))
+
+
+BOUNDS = [
+    ("42-interval-zero", "must be between 10s and 1h"),
+    ("43-window-shorter-than-two-scrapes", "must be between 30s and 30d"),
+    ("44-cooldown-too-long", "must be between 0s and 30d"),
+    ("45-too-many-tiers", "is too long"),
+    ("46-raw-query-without-agents", "put {{agents}} in the braces"),
+    ("47-days-with-hours", "does not match"),
+    ("48-secret-name-too-long", "is too long"),
+    ("49-budget-period-too-long", "between 1m and 366d"),
+    ("50-too-many-notify-channels", "is too long"),
+]
+
+
+@pytest.mark.parametrize(("name", "message"), BOUNDS)
+def test_the_crd_refuses_at_admission_what_the_models_refuse(name: str, message: str) -> None:
+    doc = policies(ROOT / "tests" / "data" / "broken_policies" / f"{name}.yaml")[0]
+    assert validate_policy(doc)[1], "the models must refuse it too"
+    refusals = _crd_refusals(doc)
+    assert any(message in r for r in refusals), refusals
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        *("0s", "9s999ms", "10s", "30s", "59m60s", "1h", "1h1ms", "3600s", "1d", "29d", "30d"),
+        *("31d", "0d", "4w", "5w", "0w", "720h", "720h1ms", "1m", "90d"),
+    ],
+)
+@pytest.mark.parametrize("field", ["interval", "window", "cooldown", "renotifyAfter"])
+def test_duration_bounds_in_cel_agree_with_the_models(field: str, text: str) -> None:
+    doc = policies(EXAMPLES[0])[0]
+    doc = copy.deepcopy(doc)
+    spec = doc["spec"]
+    channel = {"name": "c", "slack": {"webhookSecretRef": {"name": "s", "key": "k"}}}
+    if field == "interval":
+        spec["interval"] = text
+        spec["rules"] = [{**r, "for": "0s"} for r in spec.get("rules", [])]
+    elif field == "window":
+        spec["rules"][0]["all"][0]["window"] = text
+    elif field == "cooldown":
+        spec.setdefault("guardrails", {})["cooldown"] = text
+    else:
+        spec.setdefault("notifications", {}).setdefault("channels", []).append(
+            {**channel, "renotifyAfter": text}
+        )
+    model_accepts = not validate_policy(doc)[1]
+    assert (not list(_cel_failures(_openapi_schema(), doc))) == model_accepts
+
+
+def test_a_policy_at_every_list_bound_is_valid_and_one_more_is_refused() -> None:
+    doc = policies(EXAMPLES[0])[0]
+    rule = doc["spec"]["rules"][0]
+    doc["spec"]["rules"] = [{**rule, "name": f"r{i}"} for i in range(100)]
+    assert validate_policy(doc)[1] == []
+    doc["spec"]["rules"].append({**rule, "name": "r100"})
+    problems = [str(p) for p in validate_policy(doc)[1]]
+    assert problems == ["spec.rules: has 101 entries; at most 100 are allowed"]
+    assert any("is too long" in r for r in _crd_refusals(doc))
+
+
+def test_a_huge_value_is_quoted_in_a_message_in_a_few_characters() -> None:
+    doc = policies(EXAMPLES[0])[0]
+    doc["spec"]["rules"][0]["severity"] = "x" * 1_000_000
+    doc["spec"]["guardrails"] = {"dryRun": ["lol"] * 100_000}
+    problems = [str(p) for p in validate_policy(doc)[1]]
+    assert len(problems) == 2
+    assert all(len(p) < 300 for p in problems), problems
+
+
+def _unbounded(node: dict[str, Any], path: str) -> Iterator[str]:
+    if node.get("x-kubernetes-preserve-unknown-fields"):
+        return  # free-form (a Job template): bounded by the API server's request size
+    kind = node.get("type")
+    if kind == "array":
+        if "maxItems" not in node:
+            yield f"{path}: array without maxItems"
+        yield from _unbounded(node["items"], f"{path}[]")
+    elif kind == "string" and "maxLength" not in node and "enum" not in node:
+        yield f"{path}: string without maxLength"
+    elif kind == "object":
+        if "additionalProperties" in node:
+            if "maxProperties" not in node:
+                yield f"{path}: map without maxProperties"
+            yield from _unbounded(node["additionalProperties"], f"{path}{{}}")
+        for name, child in node.get("properties", {}).items():
+            yield from _unbounded(child, f"{path}.{name}")
+
+
+def test_every_list_map_and_string_of_the_spec_is_bounded_in_the_crd() -> None:
+    spec = _openapi_schema()["properties"]["spec"]
+    assert list(_unbounded(spec, "spec")) == []

@@ -100,7 +100,7 @@ def test_requirements_cover_every_condition_and_the_executions_behind_min_sample
         rule(
             "b",
             {
-                "query": "sum by (agent) (rate(x_total[{{window}}]))",
+                "query": "sum by (agent) (rate(x_total{ {{agents}} }[{{window}}]))",
                 "op": ">",
                 "value": 1,
                 "window": "10m",
@@ -113,5 +113,9 @@ def test_requirements_cover_every_condition_and_the_executions_behind_min_sample
         SeriesKey("error_rate", None, timedelta(minutes=5)),
         SeriesKey("executions", None, timedelta(minutes=5)),
         SeriesKey("latency_p95_ms", None, timedelta(minutes=5)),
-        SeriesKey(None, "sum by (agent) (rate(x_total[{{window}}]))", timedelta(minutes=10)),
+        SeriesKey(
+            None,
+            "sum by (agent) (rate(x_total{ {{agents}} }[{{window}}]))",
+            timedelta(minutes=10),
+        ),
     }

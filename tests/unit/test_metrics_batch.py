@@ -157,7 +157,7 @@ async def test_a_raw_query_with_another_agent_label_is_joined_on_that_label():
     fake = FakeBackend(lambda q: vector(({"bot": "agent-0"}, 7.0)))
     raw = SeriesKey(None, "sum by ({{agent_label}}) (x{ {{agents}} })", W, agent_label="bot")
     table, stats = await fetch_samples(fake, {raw: agents(1)}, AT)
-    assert fake.queries == ['sum by (bot) (x{ bot="agent-0" })']
+    assert fake.queries == ['sum by (bot) (x{ bot="agent-0", namespace="ns" })']
     assert table[AgentId("ns", "agent-0")][raw] == 7.0
     assert not stats.errors
 
@@ -186,9 +186,27 @@ def test_build_query_groups_by_agent_and_namespace_unless_told_otherwise():
 
 def test_build_query_substitutes_raw_placeholders_and_rejects_unknown_ones():
     raw = SeriesKey(None, "sum by ({{agent_label}}) (rate(x{ {{agents}} }[{{window}}]))", W)
-    assert build_query(raw, agents(1)) == 'sum by (agent) (rate(x{ agent="agent-0" }[5m]))'
+    assert (
+        build_query(raw, agents(1))
+        == 'sum by (agent) (rate(x{ agent="agent-0", namespace="ns" }[5m]))'
+    )
     with pytest.raises(QueryError, match=r"unknown placeholder \{\{windw\}\}"):
         build_query(SeriesKey(None, "rate(x[{{windw}}])", W), agents(1))
+
+
+def test_a_raw_query_selects_only_the_namespaces_of_its_agents():
+    raw = SeriesKey(None, "sum by (agent) (rate(x{ {{agents}} }[{{window}}]))", W)
+    two = [AgentId("team-a", "bot"), AgentId("team.b", "bot")]
+    assert build_query(raw, two) == (
+        'sum by (agent) (rate(x{ agent="bot", namespace=~"team-a|team\\\\.b" }[5m]))'
+    )
+
+
+def test_a_raw_query_matches_only_agents_when_the_metrics_carry_no_namespace():
+    raw = SeriesKey(None, "sum by (agent) (x{ {{agents}} })", W)
+    assert build_query(raw, agents(1), namespace_label=None) == (
+        'sum by (agent) (x{ agent="agent-0" })'
+    )
 
 
 def test_merge_needs_unions_agents_per_key():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 from datetime import timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from agentmedic.notify import (
     Secret,
     resolve_channel,
 )
-from agentmedic.notify.secrets import redact
+from agentmedic.notify.secrets import guard_http_logs, redact
 
 SLACK_URL = "https://hooks.slack.com/services/T000/B000/xoxSLACKtoken123"
 ROUTING_KEY = "0123456789abcdef0123456789abcdef"
@@ -182,3 +183,83 @@ def test_a_token_echoed_alone_or_passed_as_a_query_parameter_is_redacted_too() -
         "bad key ***, token ***"
     )
     assert redact("no_service xoxSLACKtoken123", slack.secret_fragments()) == "no_service ***"
+
+
+def test_a_token_in_another_case_is_redacted() -> None:
+    slack = ResolvedChannel("s", ChannelKind.SLACK, Secret(SLACK_URL))
+
+    text = redact("receiver said: unknown token XOXSLACKTOKEN123", slack.secret_fragments())
+
+    assert text == "receiver said: unknown token ***"
+
+
+def test_a_token_cut_short_by_a_receiver_is_redacted() -> None:
+    slack = ResolvedChannel("s", ChannelKind.SLACK, Secret(SLACK_URL))
+
+    for cut in ("invalid_token xoxSLACKtok…", "invalid_token xoxSLACKtok", "id=xoxSLACKtok..."):
+        assert "xoxSLACKtok" not in redact(cut, slack.secret_fragments()), cut
+
+
+def test_a_prefix_shared_with_another_token_is_left_alone() -> None:
+    slack = ResolvedChannel("s", ChannelKind.SLACK, Secret(SLACK_URL))
+
+    assert redact("xoxSLACKother99", slack.secret_fragments()) == "xoxSLACKother99"
+
+
+def test_a_short_routing_key_is_redacted_as_a_whole_token_only() -> None:
+    pagerduty = ResolvedChannel(
+        "pd",
+        ChannelKind.PAGERDUTY,
+        Secret("https://events.pagerduty.com/v2/enqueue"),
+        routing_key=Secret("Rk42"),
+    )
+
+    text = redact(
+        "routing key rk42 rejected; Rk420 and park42 are other words", pagerduty.secret_fragments()
+    )
+
+    assert text == "routing key *** rejected; Rk420 and park42 are other words"
+
+
+def test_short_parts_of_a_url_that_are_not_credentials_stay_readable() -> None:
+    hook = ResolvedChannel(
+        "hook", ChannelKind.WEBHOOK, Secret("https://chat.example/hook?v=1&token=TOKvalue42")
+    )
+
+    assert redact("attempt 1 of 3 failed", hook.secret_fragments()) == "attempt 1 of 3 failed"
+
+
+def test_a_short_password_in_the_webhook_url_is_redacted_as_a_whole_token() -> None:
+    hook = ResolvedChannel("hook", ChannelKind.WEBHOOK, Secret("https://bot:pw7@chat.example/in"))
+
+    assert redact("401: bad password pw7 for bot", hook.secret_fragments()) == (
+        "401: bad password *** for bot"
+    )
+
+
+def test_the_http_log_filter_redacts_a_token_in_another_case(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    slack = ResolvedChannel("s", ChannelKind.SLACK, Secret(SLACK_URL))
+    guard_http_logs(slack.secret_fragments())
+
+    with caplog.at_level(logging.INFO, logger="httpx"):
+        logging.getLogger("httpx").info("HTTP Request: POST %s", SLACK_URL.upper())
+
+    assert caplog.records
+    assert "XOXSLACKTOKEN123" not in caplog.text
+    assert "***" in caplog.text
+
+
+def test_an_http_request_line_shows_only_the_host_even_for_an_unregistered_url(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    guard_http_logs([])
+    url = "https://bot:pw@hooks.example:8443/services/T1/B1/unregisteredTOKEN?key=abc"
+
+    with caplog.at_level(logging.INFO, logger="httpx"):
+        logging.getLogger("httpx").info(
+            'HTTP Request: %s %s "%s %d %s"', "POST", url, "HTTP/1.1", 200, "OK"
+        )
+
+    assert caplog.messages == ['HTTP Request: POST https://hooks.example:8443/… "HTTP/1.1 200 OK"']

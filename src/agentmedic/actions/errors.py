@@ -10,6 +10,8 @@ Nothing above :mod:`agentmedic.actions.kube` sees ``kubernetes.client.ApiExcepti
     ├── Invalid                 422 (or 400): the API refused the content; ``message`` is the
     │                           API's own explanation
     ├── Forbidden               401/403: the operator's credentials may not do this
+    ├── CorruptRecordError           an ``agentmedic.io/*`` record that is not valid JSON, has the
+    │                           wrong shape or implausible values; restore refuses to use it
     └── Transient               429, 5xx, timeouts and connection errors, after the bounded
                                 retries ran out; retrying later may succeed
 
@@ -19,7 +21,15 @@ next cycle; :class:`Invalid` and :class:`Forbidden` become failed actions with a
 
 from __future__ import annotations
 
-__all__ = ["ActionError", "Conflict", "Forbidden", "Invalid", "NotFound", "Transient"]
+__all__ = [
+    "ActionError",
+    "Conflict",
+    "CorruptRecordError",
+    "Forbidden",
+    "Invalid",
+    "NotFound",
+    "Transient",
+]
 
 
 class ActionError(Exception):
@@ -53,6 +63,21 @@ class Invalid(ActionError):  # noqa: N818 - HTTP vocabulary reads better
 
 class Forbidden(ActionError):  # noqa: N818 - HTTP vocabulary reads better
     """Authentication or authorisation failed: check the ServiceAccount's RBAC."""
+
+
+class CorruptRecordError(ActionError):
+    """A record annotation restore cannot trust; ``annotation`` names it.
+
+    Restoring from it could scale an agent to a trillion replicas or set a model name
+    nobody wrote, so restore stops and leaves the workload and its record as they are.
+    """
+
+    def __init__(self, annotation: str, problem: str) -> None:
+        super().__init__(
+            f"annotation {annotation} {problem}; nothing was restored. Fix the annotation "
+            f"by hand (kubectl annotate --overwrite) or remove it"
+        )
+        self.annotation = annotation
 
 
 class Transient(ActionError):  # noqa: N818 - HTTP vocabulary reads better

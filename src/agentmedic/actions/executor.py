@@ -50,6 +50,7 @@ from agentmedic.actions import record as rec
 from agentmedic.actions.errors import (
     ActionError,
     Conflict,
+    CorruptRecordError,
     Forbidden,
     Invalid,
     NotFound,
@@ -236,12 +237,14 @@ class ActionExecutor:
 
     Synchronous; the operator calls it through ``asyncio.to_thread``. ``now`` is the clock
     for restore notes and Events; ``conflict_attempts`` bounds re-read-and-retry after a
-    concurrent edit.
+    concurrent edit; ``max_restore_replicas`` is the most replicas a restore puts back (a
+    record asking for more is refused as corrupt).
     """
 
     kube: Kube
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     conflict_attempts: int = 5
+    max_restore_replicas: int = rec.MAX_REPLICAS
 
     # ------------------------------------------------------------------ events
 
@@ -943,7 +946,10 @@ class ActionExecutor:
     # ------------------------------------------------------------------ restore
 
     def plan_restore(self, ref: WorkloadRef) -> RestorePlan:
-        """What :meth:`restore` would put back, from the record and the live object."""
+        """What :meth:`restore` would put back, from the record and the live object.
+
+        Raises :class:`CorruptRecordError` naming the annotation when the record cannot be trusted.
+        """
         obj = self.kube.get_workload(ref.kind, ref.namespace, ref.name)
         return self._plan(ref, obj, replicas=True, model=True)
 
@@ -951,8 +957,13 @@ class ActionExecutor:
         self, ref: WorkloadRef, obj: Mapping[str, Any], *, replicas: bool, model: bool
     ) -> RestorePlan:
         annotations = _annotations(obj)
-        disabled = parse_disabled(annotations) if replicas else None
-        downgraded = parse_downgraded(annotations) if model else None
+        # The strict readers: a restore writes these values back, so they must be plausible.
+        disabled = (
+            rec.read_disabled(annotations, max_replicas=self.max_restore_replicas)
+            if replicas
+            else None
+        )
+        downgraded = rec.read_downgraded(annotations) if model else None
         notes: list[str] = []
         put_replicas: int | None = None
         put_model: str | None = None
@@ -1018,6 +1029,10 @@ class ActionExecutor:
         kind = ActionKind.RESTORE
         try:
             return self._restore(ref, by, replicas=replicas, model=model, dry_run=dry_run)
+        except CorruptRecordError as exc:
+            # Refused, not failed: nothing was written and the record stays for a person.
+            message = f"restore of {ref} refused: {exc.message}"
+            return self._result(kind, ref, Outcome.REFUSED, message, policy=None, dry_run=dry_run)
         except (NotFound, Invalid, Forbidden) as exc:
             return self._failed(kind, ref, exc, None, dry_run)
 

@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from agentmedic.actions.errors import CorruptRecordError
 from agentmedic.api.types import API_VERSION, KIND
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "EPISODE_HASH_LABEL",
     "LAST_ACTION_KEYS",
     "LAST_RESTORE",
+    "MAX_REPLICAS",
     "MODEL_TEMPLATE_ANNOTATION",
     "POLICY",
     "POLICY_DELETED",
@@ -86,6 +88,8 @@ __all__ = [
     "json_pointer",
     "parse_disabled",
     "parse_downgraded",
+    "read_disabled",
+    "read_downgraded",
     "state_key",
 ]
 
@@ -299,6 +303,92 @@ def _load(annotations: Mapping[str, str], key: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+MAX_REPLICAS = 2**31 - 1
+"""spec.replicas is an int32; a recorded count above it was never a real one."""
+# Model names as providers spell them: gpt-4o, claude-3-5-sonnet@20240620,
+# meta-llama/Llama-3-70b, ft:gpt-4o-mini:acme::abc123. No spaces or control characters.
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,252}$")
+
+
+def _strict_load(annotations: Mapping[str, str], key: str) -> dict[str, Any] | None:
+    raw = annotations.get(key)
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise CorruptRecordError(key, "is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise CorruptRecordError(key, f"holds a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def read_disabled(
+    annotations: Mapping[str, str], *, max_replicas: int = MAX_REPLICAS
+) -> DisabledRecord | None:
+    """The disabled record as restore needs it: None when absent; :class:`CorruptRecordError`
+    when it is unreadable or its replica count is not one a person could have had
+    (negative, not an integer, beyond int32 or beyond ``max_replicas``)."""
+    value = _strict_load(annotations, DISABLED)
+    if value is None:
+        return None
+    replicas = value.get("replicas")
+    if isinstance(replicas, bool) or not isinstance(replicas, int):
+        raise CorruptRecordError(DISABLED, f"has replicas {_shown(replicas)}, not an integer")
+    limit = min(max_replicas, MAX_REPLICAS)
+    if not 0 <= replicas <= limit:
+        raise CorruptRecordError(DISABLED, f"has replicas {replicas}, outside 0..{limit}")
+    keda = value.get("keda")
+    if keda is not None and not (
+        isinstance(keda, dict)
+        and isinstance(keda.get("scaledObject"), str)
+        and isinstance(keda.get("pausedReplicas"), str | int | type(None))
+    ):
+        raise CorruptRecordError(
+            DISABLED, "has a keda entry that is not {scaledObject, pausedReplicas}"
+        )
+    hpa = value.get("hpa")
+    if hpa is not None and not (isinstance(hpa, list) and all(isinstance(h, str) for h in hpa)):
+        raise CorruptRecordError(DISABLED, "has an hpa entry that is not a list of names")
+    return parse_disabled(annotations)
+
+
+def read_downgraded(annotations: Mapping[str, str]) -> DowngradedRecord | None:
+    """The downgraded record as restore needs it: None when absent; :class:`CorruptRecordError`
+    when it is unreadable, its models are not plausible model names or its source is not
+    an env var or a ConfigMap key."""
+    value = _strict_load(annotations, DOWNGRADED)
+    if value is None:
+        return None
+    for field_name in ("model", "to"):
+        model = value.get(field_name)
+        if not isinstance(model, str) or not _MODEL_NAME.match(model):
+            raise CorruptRecordError(
+                DOWNGRADED, f"has {field_name} {_shown(model)}, which is not a model name"
+            )
+    source = value.get("source")
+    env = source.get("env") if isinstance(source, dict) else None
+    cm = source.get("configMapKey") if isinstance(source, dict) else None
+    valid = (isinstance(env, dict) and _names(env, "container", "name")) or (
+        isinstance(cm, dict) and _names(cm, "name", "key")
+    )
+    if not valid:
+        raise CorruptRecordError(
+            DOWNGRADED,
+            "has a source that is neither env {container, name} nor configMapKey {name, key}",
+        )
+    return parse_downgraded(annotations)
+
+
+def _names(entry: Mapping[str, Any], *keys: str) -> bool:
+    return all(isinstance(entry.get(k), str) and 0 < len(entry[k]) <= 253 for k in keys)
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=True) if value is not None else "missing"
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def parse_disabled(annotations: Mapping[str, str]) -> DisabledRecord | None:

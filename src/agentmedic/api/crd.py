@@ -26,6 +26,17 @@ def _one_of(*fields: str) -> str:
     return " + ".join(f"(has(self.{f}) ? 1 : 0)" for f in fields) + " == 1"
 
 
+_CONDITION = [
+    {"rule": _one_of("metric", "query"), "message": "set exactly one of metric and query"},
+    {
+        # CEL string escapes: the regex is [{][{]\s*agents\s*[}][}], the validator's.
+        "rule": "!has(self.query) || self.query.matches('[{][{]\\\\s*agents\\\\s*[}][}]')",
+        "message": "a raw query must select the policy's agents: put {{agents}} in the braces "
+        "of each series selector, e.g. my_metric_total{ {{agents}} }",
+        "fieldPath": ".query",
+    },
+]
+
 _CEL: dict[tuple[str, ...], list[dict[str, str]]] = {
     ("spec",): [
         {
@@ -48,12 +59,8 @@ _CEL: dict[tuple[str, ...], list[dict[str, str]]] = {
             "message": "a rule needs conditions in exactly one of all (AND) and any (OR)",
         },
     ],
-    ("spec", "rules", "*", "all", "*"): [
-        {"rule": _one_of("metric", "query"), "message": "set exactly one of metric and query"},
-    ],
-    ("spec", "rules", "*", "any", "*"): [
-        {"rule": _one_of("metric", "query"), "message": "set exactly one of metric and query"},
-    ],
+    ("spec", "rules", "*", "all", "*"): _CONDITION,
+    ("spec", "rules", "*", "any", "*"): _CONDITION,
     ("action",): [
         {
             "rule": _one_of("scaleToZero", "switchModel", "promptOptimization", "notify"),
@@ -144,13 +151,16 @@ def _clean(node: Any, defs: dict[str, Any], path: tuple[str, ...]) -> Any:
             out[key] = _clean(value, defs, path)
     if "enum" in out and "type" not in out:
         out["type"] = "string"
-    rules = list(_CEL.get(path, []))
+    # Kubernetes' structural schemas know no propertyNames; map keys are checked by the models.
+    out.pop("propertyNames", None)
+    # Copies, so that the YAML has no anchors: a rule reads the same wherever it applies.
+    rules = [dict(r) for r in [*out.pop("x-kubernetes-validations", []), *_CEL.get(path, [])]]
     if "properties" in out:
         props = out["properties"]
         if set(props) >= {"scaleToZero", "switchModel", "promptOptimization", "notify"}:
-            rules += _CEL[("action",)]
+            rules += [dict(r) for r in _CEL[("action",)]]
         if set(props) >= {"fromCronJob", "jobTemplate"}:
-            rules += _CEL[("promptOptimization",)]
+            rules += [dict(r) for r in _CEL[("promptOptimization",)]]
     if rules:
         out["x-kubernetes-validations"] = rules
     return out

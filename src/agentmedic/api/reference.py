@@ -24,18 +24,24 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, WithJsonSchema
 from pydantic.fields import FieldInfo
 
 from agentmedic.api.crd import crd_manifest
-from agentmedic.api.durations import DURATION_PATTERN, format_duration
+from agentmedic.api.durations import DURATION_PATTERN, DurationBounds, format_duration
 from agentmedic.api.metric_names import BUILTIN_METRICS
 from agentmedic.api.types import (
     API_VERSION,
     KIND,
+    MAX_ACTIONS,
+    MAX_CHANNELS,
+    MAX_CONDITIONS,
+    MAX_QUERY_LENGTH,
+    MAX_RULES,
+    MAX_TIERS,
     Action,
     AgentPolicy,
     AgentPolicyStatus,
@@ -184,18 +190,25 @@ def _is_duration(info: FieldInfo) -> bool:
 
 def _field_doc(name: str, info: FieldInfo, node: Mapping[str, Any], required: bool) -> FieldDoc:
     duration = _is_duration(info)
+    bounds = [
+        f"`{format_duration(m.low())}` to `{format_duration(m.maximum)}`"
+        for m in info.metadata
+        if isinstance(m, DurationBounds)
+    ]
     return FieldDoc(
         name=name,
         type="duration" if duration else _type(info.annotation),
         required=required,
         default=None if required else _default(info),
-        validation=tuple(_validation(node, duration=duration, required=required)),
+        validation=(*_validation(node, duration=duration, required=required), *bounds),
         description=" ".join((info.description or "").split()),
     )
 
 
 def _type(annotation: Any) -> str:
     tp = _strip_optional(annotation)
+    if typing.get_origin(tp) is Annotated:  # a bounded str: its bounds are in Validation
+        return _type(typing.get_args(tp)[0])
     origin = typing.get_origin(tp)
     if origin is list:
         (item,) = typing.get_args(tp)
@@ -268,12 +281,16 @@ def _validation(node: Mapping[str, Any], *, duration: bool, required: bool) -> I
         strict = node.get("exclusiveMaximum") is True
         yield f"`{'<' if strict else '<='} {_number(node['maximum'])}`"
     low, high = node.get("minLength"), node.get("maxLength")
+    if duration:  # the duration's own bounds say more than its length
+        low = high = None
     if low is not None and high is not None:
         yield f"{low} to {high} characters"
     elif low is not None:
         yield f"at least {low} character{'s' if low != 1 else ''}"
     elif high is not None:
         yield f"at most {high} characters"
+    if "maxProperties" in node:
+        yield f"at most {node['maxProperties']} entries"
     if "minItems" in node:
         n = node["minItems"]
         yield f"at least {n} item{'s' if n != 1 else ''}"
@@ -341,9 +358,9 @@ CROSS_FIELD_CHECKS: tuple[CrossFieldCheck, ...] = (
     CrossFieldCheck(
         "spec.rules[].all[].query",
         "is well-formed as far as can be told without a server: not empty, brackets balanced, "
-        "strings closed, only the [known placeholders](#raw-promql-conditions).",
+        "strings closed, only the [known placeholders](#raw-promql-conditions); and it selects "
+        "the policy's agents with `{{agents}}` inside a selector's braces.",
     ),
-    CrossFieldCheck("spec.rules[].all[].window", "is at least `1s`."),
     CrossFieldCheck(
         "spec.rules[].all[].recoverValue",
         "lies on the healthy side of `value` (for `>` and `>=` not above it, for `<` and `<=` "
@@ -370,7 +387,7 @@ CROSS_FIELD_CHECKS: tuple[CrossFieldCheck, ...] = (
     ),
     CrossFieldCheck(
         "spec.budget.period",
-        "is `day`, `week`, `month` or a duration of at least `1m`.",
+        "is `day`, `week`, `month` or a duration from `1m` to `366d`.",
     ),
     CrossFieldCheck("spec.budget", "has `soft`, `hard` or both."),
     CrossFieldCheck("spec.model", "sets exactly one of `env` and `configMapKey`."),
@@ -393,8 +410,11 @@ CROSS_FIELD_CHECKS: tuple[CrossFieldCheck, ...] = (
 
 PLACEHOLDER_MEANINGS: Mapping[str, str] = {
     "window": "the condition's `window` as a PromQL duration, e.g. `5m`",
-    "agents": 'a label matcher selecting this policy\'s agents, e.g. `agent=~"a|b"`; '
-    "write it inside braces: `{ {{agents}} }`",
+    "agents": "required: the label matchers selecting this policy's agents, by name and by "
+    'namespace, e.g. `agent=~"a|b", namespace="agents"` (the agent matcher alone when the '
+    "metrics carry no namespace label); write it inside each selector's braces: "
+    "`my_metric_total{ {{agents}} }`. Without it a query would read the agents of every "
+    "namespace",
     "agent_label": "the label carrying the agent name (`spec.agentLabel`, default `agent`)",
 }
 
@@ -697,11 +717,23 @@ def render_reference() -> str:
         "",
         "## Durations",
         "",
-        "Fields of type *duration* are written as a number and a unit, compounded as in Go: "
-        "`500ms`, `30s`, `5m`, `1h30m`, `1d`, `2w`. Units: `ms`, `s`, `m`, `h`, `d`, `w`. "
-        "A bare number is refused (write `30s`, not `30`). Prometheus range selectors use the "
-        "same units, so a `window` goes into PromQL as written. The schema pattern is "
-        f"`{DURATION_PATTERN}`.",
+        "Fields of type *duration* are written as a number and a unit: `500ms`, `30s`, `5m`, "
+        "`1h30m`, `1s500ms`, or whole days or weeks alone, `1d`, `7d`, `2w`. Hours, minutes, "
+        "seconds and milliseconds may be combined, largest first, each once; days and weeks "
+        "stand alone (write `36h`, not `1d12h`), so that the API server checks the same "
+        "bounds with CEL's `duration()`. Each number has at most six digits. A bare number "
+        "is refused (write `30s`, not `30`). Prometheus range selectors use the same units, "
+        f"so a `window` goes into PromQL as written. The schema pattern is `{DURATION_PATTERN}`.",
+        "",
+        "Each duration field has bounds, listed with the field and enforced by the API server "
+        "too: `interval` 10s to 1h; a condition's `window` and `budget.forecastWindow` 30s "
+        "(two scrapes at Prometheus' customary 15s, what `rate()` needs) to 30d; `for`, "
+        "`recoverFor`, `cooldown`, `healthyFor` and `noData.after` 0s to 30d; `renotifyAfter` "
+        "1m to 30d; a rolling `budget.period` 1m to 366d. Lists and strings are bounded too "
+        f"(at most {MAX_RULES} rules, {MAX_CONDITIONS} conditions per rule, {MAX_ACTIONS} "
+        f"actions, {MAX_CHANNELS} channels, {MAX_TIERS} tiers, queries of {MAX_QUERY_LENGTH} "
+        "characters; the API server's CEL cost budget needs them); each bound is in the "
+        "field's *Validation* column.",
         "",
         "## The resource",
         "",

@@ -11,12 +11,18 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
-from agentmedic.api.durations import Duration
+from agentmedic.api.durations import (
+    DURATION_PATTERN,
+    Duration,
+    duration_bounds,
+    duration_bounds_cel,
+    format_duration,
+)
 
 __all__ = [
     "API_VERSION",
@@ -76,6 +82,43 @@ PLURAL = "agentpolicies"
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
+# Bounds on what a policy may ask for. The CRD carries the same ones (maxItems, maxLength,
+# CEL for durations), so the API server refuses what the models refuse; they also keep the
+# CRD's CEL rules within the API server's cost budget, which needs bounded lists.
+MAX_RULES = 100
+MAX_CONDITIONS = 10
+MAX_ACTIONS = 10
+MAX_CHANNELS = 50
+MAX_CHANNEL_REFS = 10
+MAX_TIERS = 20
+MAX_QUIET_HOURS = 20
+MAX_SELECTOR_TERMS = 20
+MAX_SELECTOR_VALUES = 100
+MAX_QUERY_LENGTH = 2048
+MAX_NAME_LENGTH = 253
+"""Kubernetes object names (DNS subdomains), Secret and ConfigMap keys, model names."""
+MAX_COUNT = 1_000_000_000
+
+MIN_INTERVAL = timedelta(seconds=10)
+MAX_INTERVAL = timedelta(hours=1)
+MIN_WINDOW = timedelta(seconds=30)
+"""Twice Prometheus' customary 15s scrape interval: rate() needs two samples in a window."""
+MAX_WINDOW = timedelta(days=30)
+MAX_HOLD = timedelta(days=30)
+"""The ceiling of for, recoverFor, cooldown, healthyFor, noData.after and renotifyAfter."""
+
+Interval = Annotated[Duration, duration_bounds(MIN_INTERVAL, MAX_INTERVAL, compressible=True)]
+Window = Annotated[Duration, duration_bounds(MIN_WINDOW, MAX_WINDOW, compressible=True)]
+Hold = Annotated[Duration, duration_bounds(timedelta(0), MAX_HOLD)]
+Renotify = Annotated[Duration, duration_bounds(timedelta(minutes=1), MAX_HOLD)]
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH)]
+"""A Kubernetes object name, key or model name."""
+ShortText = Annotated[str, StringConstraints(max_length=63)]
+LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=317)]
+"""A qualified label key: an optional DNS-subdomain prefix (253), a slash and a name (63)."""
+ChannelRef = Annotated[str, StringConstraints(min_length=1, max_length=63)]
+
 
 class Model(BaseModel):
     """Base of every API type: camelCase aliases, docstrings as descriptions, no unknown keys."""
@@ -93,18 +136,22 @@ class Model(BaseModel):
 
 
 class LabelSelectorRequirement(Model):
-    key: str = Field(min_length=1)
+    key: LabelKey
     """The label key the requirement applies to."""
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
     """How the key relates to the values: In, NotIn, Exists or DoesNotExist."""
-    values: list[str] = Field(default_factory=list)
+    values: list[ShortText] = Field(default_factory=list, max_length=MAX_SELECTOR_VALUES)
     """Values for In and NotIn; must be empty for Exists and DoesNotExist."""
 
 
 class LabelSelector(Model):
-    match_labels: dict[str, str] = Field(default_factory=dict)
+    match_labels: dict[LabelKey, ShortText] = Field(
+        default_factory=dict, max_length=MAX_SELECTOR_TERMS
+    )
     """Labels a workload must carry, all of them, to be one of this policy's agents."""
-    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list)
+    match_expressions: list[LabelSelectorRequirement] = Field(
+        default_factory=list, max_length=MAX_SELECTOR_TERMS
+    )
     """Set-based requirements, all of which must hold."""
 
 
@@ -129,23 +176,26 @@ class Severity(StrEnum):
 
 
 class Condition(Model):
-    metric: str | None = None
+    metric: str | None = Field(default=None, max_length=63)
     """A built-in metric (see `agentmedic validate --help` for the list), e.g. error_rate,
     latency_p95_ms, cost_usd. Set exactly one of metric and query."""
-    query: str | None = None
-    """Raw PromQL returning one sample per agent, labelled with the agent label.
-    `{{window}}` is replaced by the window and `{{agents}}` by a label matcher selecting
-    this policy's agents. Set exactly one of metric and query."""
-    window: Duration = timedelta(minutes=5)
-    """The range the metric is computed over, e.g. 5m. Defaults to 5m."""
+    query: str | None = Field(default=None, max_length=MAX_QUERY_LENGTH)
+    """Raw PromQL returning one sample per agent, labelled with the agent label. It must
+    select the policy's agents with `{{agents}}` inside each series selector's braces
+    (`my_metric_total{ {{agents}} }`), which becomes the agent label matcher and the
+    namespace matcher of this policy's agents; `{{window}}` is replaced by the window and
+    `{{agent_label}}` by the agent label. Set exactly one of metric and query."""
+    window: Window = timedelta(minutes=5)
+    """The range the metric is computed over, from 30s (two scrapes at Prometheus' usual
+    15s) to 30d. Defaults to 5m."""
     op: Op
     """Comparison of the measured value with `value`: >, >=, <, <=, == or !=."""
-    value: float
+    value: float = Field(allow_inf_nan=False)
     """The threshold. Ratios are 0..1 (0.15 means 15%), latencies in milliseconds."""
-    min_samples: int | None = Field(default=None, ge=1)
+    min_samples: int | None = Field(default=None, ge=1, le=MAX_COUNT)
     """Fewer executions than this in the window means insufficient data, neither healthy nor
     breaching. Recommended for ratios and quantiles."""
-    recover_value: float | None = None
+    recover_value: float | None = Field(default=None, allow_inf_nan=False)
     """Hysteresis: once firing, the condition counts as recovered only when the value is on
     the healthy side of this threshold (for op > it must drop below recoverValue). Defaults
     to `value`."""
@@ -156,24 +206,25 @@ class ScaleToZeroAction(Model):
 
 
 class SwitchModelAction(Model):
-    to: str | None = None
+    to: Name | None = None
     """A specific tier from spec.model.tiers to move to. Defaults to one tier cheaper than
     the agent's current model."""
 
 
 class PromptOptimizationAction(Model):
-    from_cron_job: str | None = None
+    from_cron_job: Name | None = None
     """Create the Job from this CronJob's jobTemplate in the agent's namespace, like
     `kubectl create job --from=cronjob/NAME`. Set exactly one of fromCronJob and jobTemplate."""
     job_template: dict[str, Any] | None = None
     """An inline Job template: {metadata, spec} as in a CronJob's jobTemplate. Set exactly
     one of fromCronJob and jobTemplate."""
-    ttl_seconds_after_finished: int = Field(default=86_400, ge=0)
-    """How long a finished Job is kept before Kubernetes deletes it. Defaults to one day."""
+    ttl_seconds_after_finished: int = Field(default=86_400, ge=0, le=30 * 86_400)
+    """How long a finished Job is kept before Kubernetes deletes it, at most 30 days.
+    Defaults to one day."""
 
 
 class NotifyAction(Model):
-    channels: list[str] = Field(min_length=1)
+    channels: list[ChannelRef] = Field(min_length=1, max_length=MAX_CHANNEL_REFS)
     """Names of channels defined in spec.notifications.channels."""
 
 
@@ -205,19 +256,19 @@ _ACTION_FIELDS = tuple((name, to_camel(name)) for name in Action.model_fields)
 class Rule(Model):
     name: str = Field(pattern=NAME_PATTERN, max_length=63)
     """A name unique in this policy (lowercase letters, digits and dashes)."""
-    all_of: list[Condition] = Field(default_factory=list, alias="all")
+    all_of: list[Condition] = Field(default_factory=list, alias="all", max_length=MAX_CONDITIONS)
     """Conditions that must all hold (AND). Set all or any."""
-    any_of: list[Condition] = Field(default_factory=list, alias="any")
+    any_of: list[Condition] = Field(default_factory=list, alias="any", max_length=MAX_CONDITIONS)
     """Conditions of which one must hold (OR). Set all or any."""
-    for_: Duration = Field(default=timedelta(0), alias="for")
+    for_: Hold = Field(default=timedelta(0), alias="for")
     """How long the conditions must hold before the rule fires, e.g. 5m. Zero fires on the
-    first breaching evaluation. Must be 0 or at least spec.interval."""
-    recover_for: Duration = timedelta(0)
+    first breaching evaluation. Must be 0 or at least spec.interval, and at most 30d."""
+    recover_for: Hold = timedelta(0)
     """How long the conditions must stay clear before a firing rule resolves, so that it
-    does not flap. Defaults to 0 (resolve on the first clear evaluation)."""
+    does not flap; at most 30d. Defaults to 0 (resolve on the first clear evaluation)."""
     severity: Severity = Severity.MEDIUM
     """info, low, medium, high or critical; mapped onto PagerDuty's severities."""
-    actions: list[Action] = Field(default_factory=list)
+    actions: list[Action] = Field(default_factory=list, max_length=MAX_ACTIONS)
     """What to do when the rule fires. Without actions the rule only appears in status."""
 
 
@@ -235,25 +286,43 @@ class OnNewPeriod(StrEnum):
 
 
 class SoftLimit(Model):
-    at_percent: float = Field(default=80, gt=0, le=100)
+    at_percent: float = Field(default=80, gt=0, le=100, allow_inf_nan=False)
     """Fire when spend reaches this share of limitUSD. Defaults to 80."""
     forecast: bool = False
     """Also fire when spend so far plus the recent burn rate, projected to the period's end,
     reaches the limit."""
-    actions: list[Action] = Field(default_factory=list)
+    actions: list[Action] = Field(default_factory=list, max_length=MAX_ACTIONS)
     """What to do at the soft limit, typically switchModel and notify."""
 
 
 class HardLimit(Model):
-    actions: list[Action] = Field(default_factory=list)
+    actions: list[Action] = Field(default_factory=list, max_length=MAX_ACTIONS)
     """What to do when spend reaches limitUSD, typically scaleToZero and notify."""
 
 
+MIN_BUDGET_PERIOD = timedelta(minutes=1)
+MAX_BUDGET_PERIOD = timedelta(days=366)
+
+
+def _period_cel() -> dict[str, Any]:
+    bounds = duration_bounds_cel(MIN_BUDGET_PERIOD, MAX_BUDGET_PERIOD)
+    return {
+        "rule": f"self in ['day', 'week', 'month'] || "
+        f"(self.matches('{DURATION_PATTERN}') && ({bounds['rule']}))",
+        "message": "use day, week, month or a rolling duration between "
+        f"{format_duration(MIN_BUDGET_PERIOD)} and {format_duration(MAX_BUDGET_PERIOD)}",
+    }
+
+
 class Budget(Model):
-    period: str = "day"
+    period: str = Field(
+        default="day",
+        max_length=32,
+        json_schema_extra={"x-kubernetes-validations": [_period_cel()]},
+    )
     """day, week (from Monday) or month, calendar periods in UTC; or a rolling duration
-    such as 24h or 7d. Defaults to day."""
-    limit_usd: float = Field(alias="limitUSD", gt=0)
+    from 1m to 366d such as 24h or 7d. Defaults to day."""
+    limit_usd: float = Field(alias="limitUSD", gt=0, allow_inf_nan=False)
     """The ceiling in US dollars for one period."""
     scope: BudgetScope = BudgetScope.AGENT
     """agent: each agent has its own ceiling; policy: the selected agents share it."""
@@ -261,8 +330,9 @@ class Budget(Model):
     """An early warning below the limit."""
     hard: HardLimit | None = None
     """What happens at the limit."""
-    forecast_window: Duration = timedelta(hours=1)
-    """The recent window whose burn rate the forecast projects. Defaults to 1h."""
+    forecast_window: Window = timedelta(hours=1)
+    """The recent window whose burn rate the forecast projects, from 30s to 30d. Defaults
+    to 1h."""
     on_new_period: OnNewPeriod = OnNewPeriod.RESTORE
     """restore: agents paused or downgraded by the budget are restored when a new period
     starts; keep: they stay until a person restores them."""
@@ -272,9 +342,9 @@ class Budget(Model):
 
 
 class EnvRef(Model):
-    container: str = Field(min_length=1)
+    container: Name
     """The container in the pod template whose environment sets the model."""
-    name: str = Field(min_length=1)
+    name: Name
     """The environment variable holding the model name, e.g. OPENAI_MODEL."""
 
 
@@ -284,12 +354,12 @@ _WORKLOAD_PLACEHOLDER = re.compile(r"\{\{\s*workload\s*\}\}")
 
 
 class ConfigMapKeyRef(Model):
-    name: str = Field(min_length=1)
+    name: Name
     """The ConfigMap, in the agent's namespace. `{{workload}}` in the name stands for the
     workload's name (`{{workload}}-config`): one ConfigMap per agent. Without it every agent
     of the policy reads the same ConfigMap, and switching one agent's model switches them
     all."""
-    key: str = Field(min_length=1)
+    key: Name
     """The key holding the model name."""
 
     def config_map_for(self, workload: str) -> str:
@@ -302,7 +372,7 @@ class ModelSpec(Model):
     """The model is set by an environment variable of a container. Set env or configMapKey."""
     config_map_key: ConfigMapKeyRef | None = None
     """The model is set by a ConfigMap key. Set env or configMapKey."""
-    tiers: list[str] = Field(min_length=1)
+    tiers: list[Name] = Field(min_length=1, max_length=MAX_TIERS)
     """Model names, dearest first; switchModel steps one tier towards the end."""
 
 
@@ -310,36 +380,37 @@ class ModelSpec(Model):
 
 
 class QuietHours(Model):
-    start: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    start: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", max_length=5)
     """Start of the window, HH:MM in timeZone."""
-    end: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    end: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", max_length=5)
     """End of the window, HH:MM in timeZone; earlier than start means it ends the next day."""
     days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
-        default_factory=list
+        default_factory=list, max_length=7
     )
     """Days on which the window starts; empty means every day."""
-    time_zone: str = "UTC"
+    time_zone: str = Field(default="UTC", min_length=1, max_length=64)
     """An IANA time zone such as Europe/Berlin. Defaults to UTC."""
 
 
 class Guardrails(Model):
-    cooldown: Duration = timedelta(minutes=15)
-    """No second action on the same agent and rule within this. Defaults to 15m."""
-    max_disabled_percent: float = Field(default=50, ge=0, le=100)
+    cooldown: Hold = timedelta(minutes=15)
+    """No second action on the same agent and rule within this; at most 30d. Defaults to
+    15m."""
+    max_disabled_percent: float = Field(default=50, ge=0, le=100, allow_inf_nan=False)
     """Never disable more than this share of the policy's agents; the worst go first and the
     rest are notified. The count is rounded down: at 50, a policy over one agent disables
     none (use 100 to let it). Defaults to 50."""
-    systemic_percent: float = Field(default=60, gt=0, le=100)
+    systemic_percent: float = Field(default=60, gt=0, le=100, allow_inf_nan=False)
     """When at least this share of agents breach the same rule at once, treat it as an outage
     of a shared dependency: page once for the fleet and disable nobody. Defaults to 60."""
-    systemic_min_agents: int = Field(default=3, ge=1)
+    systemic_min_agents: int = Field(default=3, ge=1, le=MAX_COUNT)
     """Systemic detection applies only to fleets of at least this many agents. Defaults to 3."""
-    max_actions_per_hour: int = Field(default=20, ge=0)
+    max_actions_per_hour: int = Field(default=20, ge=0, le=MAX_COUNT)
     """Workload changes this policy may make per hour across all agents. Defaults to 20."""
     dry_run: bool = False
     """Decide and record what would happen; change nothing and send only notifications
     marked as dry run."""
-    quiet_hours: list[QuietHours] = Field(default_factory=list)
+    quiet_hours: list[QuietHours] = Field(default_factory=list, max_length=MAX_QUIET_HOURS)
     """Windows in which only notifications happen; workload changes wait."""
 
 
@@ -357,8 +428,9 @@ class Recovery(Model):
     mode: RecoveryMode = RecoveryMode.MANUAL
     """manual: disabled agents stay down until a person restores them; auto: restore an agent
     (or step its model back up) once it has been healthy for healthyFor."""
-    healthy_for: Duration = timedelta(minutes=30)
-    """How long an agent must stay healthy before auto recovery. Defaults to 30m."""
+    healthy_for: Hold = timedelta(minutes=30)
+    """How long an agent must stay healthy before auto recovery; at most 30d. Defaults to
+    30m."""
     on_delete: OnDelete = OnDelete.KEEP
     """When the policy is deleted: keep agents as they are (annotated), or restore them."""
 
@@ -374,10 +446,10 @@ class NoData(Model):
     """What missing metrics mean. keep: hold every rule's state, act on nothing; breach: after
     `after`, count the missing condition as breaching; notify: after `after`, notify the
     channels and act on nothing. Defaults to keep."""
-    after: Duration = timedelta(minutes=10)
+    after: Hold = timedelta(minutes=10)
     """How long data must be missing (or the backend unavailable) before breach or notify
-    applies. Defaults to 10m."""
-    channels: list[str] = Field(default_factory=list)
+    applies; at most 30d. Defaults to 10m."""
+    channels: list[ChannelRef] = Field(default_factory=list, max_length=MAX_CHANNEL_REFS)
     """Channels told when data is missing for longer than `after`, or when the metrics backend
     is unavailable for that long."""
 
@@ -386,9 +458,9 @@ class NoData(Model):
 
 
 class SecretKeyRef(Model):
-    name: str = Field(min_length=1)
+    name: Name
     """The Secret, in the policy's namespace."""
-    key: str = Field(min_length=1)
+    key: Name
     """The key within the Secret."""
 
 
@@ -400,7 +472,7 @@ class SlackChannel(Model):
 class PagerDutyChannel(Model):
     routing_key_secret_ref: SecretKeyRef
     """The Secret key holding the Events API v2 integration (routing) key."""
-    url: str = "https://events.pagerduty.com/v2/enqueue"
+    url: str = Field(default="https://events.pagerduty.com/v2/enqueue", max_length=2048)
     """The Events API v2 endpoint. Defaults to PagerDuty's (EU accounts use events.eu...)."""
 
 
@@ -421,17 +493,17 @@ class NotificationChannel(Model):
     """PagerDuty Events API v2. Set exactly one of slack, pagerduty and webhook."""
     webhook: WebhookChannel | None = None
     """A generic JSON webhook. Set exactly one of slack, pagerduty and webhook."""
-    max_per_hour: int = Field(default=30, ge=1)
+    max_per_hour: int = Field(default=30, ge=1, le=MAX_COUNT)
     """At most this many messages per hour on this channel; the rest are counted and
     summarised. Defaults to 30."""
-    renotify_after: Duration = timedelta(hours=4)
-    """Repeat a still-firing episode after this long. Defaults to 4h."""
+    renotify_after: Renotify = timedelta(hours=4)
+    """Repeat a still-firing episode after this long, from 1m to 30d. Defaults to 4h."""
     min_severity: Severity = Severity.INFO
     """Only episodes at or above this severity reach the channel. Defaults to info."""
 
 
 class Notifications(Model):
-    channels: list[NotificationChannel] = Field(default_factory=list)
+    channels: list[NotificationChannel] = Field(default_factory=list, max_length=MAX_CHANNELS)
     """Where messages go; rules and budgets refer to these by name."""
 
 
@@ -441,12 +513,12 @@ class Notifications(Model):
 class AgentPolicySpec(Model):
     selector: LabelSelector
     """Which Deployments and StatefulSets in the policy's namespace are agents."""
-    agent_label: str = Field(default="agent", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+    agent_label: str = Field(default="agent", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", max_length=63)
     """The metrics label carrying the agent name (the workload's name, or the value of its
     agentmedic.io/agent label). Defaults to agent."""
-    interval: Duration = timedelta(seconds=30)
-    """How often to evaluate. Defaults to 30s."""
-    rules: list[Rule] = Field(default_factory=list)
+    interval: Interval = timedelta(seconds=30)
+    """How often to evaluate, from 10s to 1h. Defaults to 30s."""
+    rules: list[Rule] = Field(default_factory=list, max_length=MAX_RULES)
     """Health rules, evaluated per agent."""
     budget: Budget | None = None
     """Cost ceilings (finance)."""

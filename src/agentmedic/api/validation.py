@@ -22,6 +22,8 @@ from agentmedic.api.metric_names import BUILTIN_METRICS
 from agentmedic.api.types import (
     API_VERSION,
     KIND,
+    MAX_BUDGET_PERIOD,
+    MIN_BUDGET_PERIOD,
     WORKLOAD_PLACEHOLDER,
     Action,
     AgentPolicy,
@@ -55,10 +57,12 @@ def validate_policy(document: Any) -> tuple[AgentPolicy | None, list[Problem]]:
     problems: list[Problem] = []
     if document.get("apiVersion") != API_VERSION:
         problems.append(
-            Problem("apiVersion", f"is {document.get('apiVersion')!r}; set it to {API_VERSION}")
+            Problem(
+                "apiVersion", f"is {_shown(document.get('apiVersion'))}; set it to {API_VERSION}"
+            )
         )
     if document.get("kind") != KIND:
-        problems.append(Problem("kind", f"is {document.get('kind')!r}; set it to {KIND}"))
+        problems.append(Problem("kind", f"is {_shown(document.get('kind'))}; set it to {KIND}"))
     if problems:
         return None, problems
     try:
@@ -79,22 +83,57 @@ def _from_pydantic(exc: ValidationError) -> Iterator[Problem]:
             yield Problem(path, "is required")
         elif kind == "literal_error":
             expected = error.get("ctx", {}).get("expected", "")
-            yield Problem(path, f"is {error.get('input')!r}; use {expected}")
+            yield Problem(path, f"is {_shown(error.get('input'))}; use {expected}")
         elif kind == "enum":
             expected = error.get("ctx", {}).get("expected", "")
-            yield Problem(path, f"is {error.get('input')!r}; use one of {expected}")
+            yield Problem(path, f"is {_shown(error.get('input'))}; use one of {expected}")
         elif kind == "string_pattern_mismatch" and path.endswith("name"):
             yield Problem(
                 path,
-                f"{error.get('input')!r} is not a valid name; use lowercase letters, digits and "
-                "dashes, starting and ending with a letter or digit",
+                f"{_shown(error.get('input'))} is not a valid name; use lowercase letters, "
+                "digits and dashes, starting and ending with a letter or digit",
             )
         elif kind == "string_pattern_mismatch" and path.endswith(("start", "end")):
-            yield Problem(path, f"{error.get('input')!r} is not a time; write HH:MM (00:00-23:59)")
+            yield Problem(
+                path, f"{_shown(error.get('input'))} is not a time; write HH:MM (00:00-23:59)"
+            )
         elif kind == "value_error":
             yield Problem(path, msg.removeprefix("Value error, "))
+        elif kind == "too_long":
+            ctx = error.get("ctx", {})
+            yield Problem(
+                path,
+                f"has {ctx.get('actual_length')} entries; at most {ctx.get('max_length')} "
+                "are allowed",
+            )
+        elif kind in ("dict_type", "model_type", "model_attributes_type"):
+            yield Problem(path, f"must be a mapping (key: value), not {_kind(error.get('input'))}")
+        elif kind == "list_type":
+            yield Problem(path, f"must be a list, not {_kind(error.get('input'))}")
+        elif kind == "finite_number":
+            yield Problem(path, f"is {_shown(error.get('input'))}; use a finite number")
+        elif kind == "string_too_long":
+            limit = error.get("ctx", {}).get("max_length")
+            yield Problem(path, f"is longer than {limit} characters; shorten it")
         else:
-            yield Problem(path, f"{msg} (got {error.get('input')!r})")
+            yield Problem(path, f"{msg} (got {_shown(error.get('input'))})")
+
+
+def _shown(value: Any) -> str:
+    """A value quoted in a message: never more than a line, whatever was submitted."""
+    text = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"
+
+
+_MAX_SHOWN = 60
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "empty"
+    if isinstance(value, str | int | float | bool):
+        return f"{type(value).__name__} {_shown(value)}"
+    return type(value).__name__
 
 
 def _path(loc: Iterable[int | str]) -> str:
@@ -160,8 +199,13 @@ def _check_spec(spec: AgentPolicySpec) -> Iterator[Problem]:
         b = spec.budget
         if b.period not in ("day", "week", "month"):
             try:
-                if parse_duration(b.period).total_seconds() < 60:
-                    yield Problem("spec.budget.period", "must be at least 1m")
+                period = parse_duration(b.period)
+                if not MIN_BUDGET_PERIOD <= period <= MAX_BUDGET_PERIOD:
+                    yield Problem(
+                        "spec.budget.period",
+                        f"is {_fmt(period)}; a rolling period must be between "
+                        f"{_fmt(MIN_BUDGET_PERIOD)} and {_fmt(MAX_BUDGET_PERIOD)}",
+                    )
             except ValueError:
                 yield Problem(
                     "spec.budget.period",
@@ -212,10 +256,16 @@ def _check_condition(p: str, cond: Condition) -> Iterator[Problem]:
         known = ", ".join(sorted(BUILTIN_METRICS))
         yield Problem(f"{p}.metric", f"unknown metric {cond.metric!r}; known metrics: {known}")
     if cond.query is not None:
-        for message in check_promql(cond.query):
+        problems = check_promql(cond.query)
+        for message in problems:
             yield Problem(f"{p}.query", message)
-    if cond.window.total_seconds() < 1:
-        yield Problem(f"{p}.window", "must be at least 1s")
+        if not problems and "agents" not in _PLACEHOLDER.findall(cond.query):
+            yield Problem(
+                f"{p}.query",
+                "does not select the policy's agents; put {{agents}} in the braces of each "
+                "series selector, e.g. sum by (agent) (rate(my_metric_total{ {{agents}} }"
+                "[{{window}}]))",
+            )
     if cond.recover_value is not None:
         wrong_side = {
             Op.GT: cond.recover_value > cond.value,
@@ -313,6 +363,7 @@ def _duplicates(path: str, names: list[str], what: str) -> Iterator[Problem]:
 
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
+_AGENTS_MARK = "\x00"
 _PAIRS = {")": "(", "]": "[", "}": "{"}
 
 
@@ -326,7 +377,8 @@ def check_promql(query: str) -> list[str]:
         for name in _PLACEHOLDER.findall(query)
         if name not in PLACEHOLDERS
     ]
-    text = _PLACEHOLDER.sub("x", query)
+    # {{agents}} becomes label matchers, so it is only meaningful inside a selector's braces.
+    text = _PLACEHOLDER.sub(lambda m: _AGENTS_MARK if m.group(1) == "agents" else "x", query)
     stack: list[tuple[str, int]] = []
     quote: str | None = None
     i = 0
@@ -340,6 +392,11 @@ def check_promql(query: str) -> list[str]:
                 quote = None
         elif ch in "\"'`":
             quote = ch
+        elif ch == _AGENTS_MARK and (not stack or stack[-1][0] != "{"):
+            problems.append(
+                "{{agents}} stands outside a selector's braces; write it as "
+                "my_metric_total{ {{agents}} }"
+            )
         elif ch == "#":
             while i < len(text) and text[i] != "\n":
                 i += 1

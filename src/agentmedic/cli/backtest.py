@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentmedic.cli._backend import add_backend_arguments, backend_config
+from agentmedic.cli._errors import fail
 from agentmedic.cli._progress import QueryProgress
 
 if TYPE_CHECKING:
@@ -25,6 +26,8 @@ EXIT_FAILED = 1
 """No data in the range, the backend failed, or the plot could not be written."""
 EXIT_USAGE = 2
 """An invalid policy or invalid arguments."""
+MAX_EVALUATIONS = 1_000_000
+"""Evaluation times a backtest replays at most: a year at a one-minute step fits."""
 
 DESCRIPTION = """\
 Try a policy on history before trusting it. The policy's rules and budget are
@@ -112,37 +115,36 @@ def register(sub: Any) -> None:
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"agentmedic backtest: {message}", file=sys.stderr)
-    return code
+    return fail("backtest", message, code)
 
 
 def _load_policy(path: Path, name: str | None) -> tuple[AgentPolicy | None, list[str]]:
-    import yaml
-
     from agentmedic.api.validation import validate_policy
+    from agentmedic.api.yamlfile import YAMLInputError, load_documents
 
     try:
-        documents = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
-    except OSError as exc:
-        return None, [f"{path}: cannot read: {exc.strerror or exc}"]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        return None, [f"{where}: YAML syntax error: {getattr(exc, 'problem', None) or exc}"]
+        documents = [d for d in load_documents(path) if d]
+    except YAMLInputError as exc:
+        return None, [str(exc)]
     policies = [d for d in documents if isinstance(d, dict) and d.get("kind") == "AgentPolicy"]
     if name is not None:
-        policies = [d for d in policies if (d.get("metadata") or {}).get("name") == name]
+        policies = [d for d in policies if _metadata(d).get("name") == name]
     if not policies:
         which = f" named {name!r}" if name else ""
         return None, [f"{path}: no AgentPolicy{which} in the file"]
     if len(policies) > 1:
-        names = ", ".join(str((d.get("metadata") or {}).get("name")) for d in policies)
+        names = ", ".join(str(_metadata(d).get("name")) for d in policies)
         return None, [
             f"{path}: {len(policies)} AgentPolicies ({names}); pick one with --policy-name"
         ]
     policy, problems = validate_policy(policies[0])
-    label = f"{path} ({(policies[0].get('metadata') or {}).get('name')})"
+    label = f"{path} ({_metadata(policies[0]).get('name')})"
     return (policy if not problems else None), [f"{label}: {p}" for p in problems]
+
+
+def _metadata(document: dict[str, Any]) -> dict[str, Any]:
+    metadata = document.get("metadata")
+    return metadata if isinstance(metadata, dict) else {}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -172,20 +174,24 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(exc), EXIT_USAGE)
     if step <= timedelta(0):
         return _fail("--step must be positive, e.g. 1m", EXIT_USAGE)
-    if args.concurrency < 1:
-        return _fail("--concurrency must be at least 1", EXIT_USAGE)
+    if not 1 <= args.concurrency <= 64:
+        return _fail("--concurrency must be between 1 and 64", EXIT_USAGE)
     if end <= start:
         return _fail(
             f"--to ({end.isoformat()}) must be after --from ({start.isoformat()})", EXIT_USAGE
         )
+    if (end - start) / step > MAX_EVALUATIONS:
+        return _fail(
+            f"--from/--to/--step ask for {int((end - start) / step):,} evaluations (at most "
+            f"{MAX_EVALUATIONS:,}); use a larger --step or a shorter range",
+            EXIT_USAGE,
+        )
 
     policy, problems = _load_policy(Path(args.policy), args.policy_name)
     if policy is None:
-        for problem in problems:
-            print(problem, file=sys.stderr)
+        more = f"{len(problems) - 1} more problem(s); " if len(problems) > 1 else ""
         return _fail(
-            f"{len(problems)} problem(s) in the policy; `agentmedic validate {args.policy}` "
-            "checks it",
+            f"{problems[0]} ({more}`agentmedic validate {args.policy}` checks the file)",
             EXIT_USAGE,
         )
     from agentmedic.metrics import load_catalog
@@ -193,8 +199,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = backend_config(args)
         catalog = load_catalog(args.catalog_overrides_file)
-    except (ValueError, OSError) as exc:
+    except ValueError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(f"{where}{exc.strerror or type(exc).__name__}", EXIT_USAGE)
 
     from agentmedic.backtest.runner import BacktestOptions
 

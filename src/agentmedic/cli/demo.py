@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from agentmedic.cli._errors import EXIT_USAGE, fail
+
 EXPECTED = (
     ("flaky", "one agent disabled for low success"),
     ("spendy", "one agent moved to a cheaper model for budget"),
@@ -33,7 +35,8 @@ def register(sub: Any) -> None:
         description="Start an embedded sandbox on loopback (an emulated Kubernetes API, a "
         "simulated fleet instrumented with agentmedic.instrument, a real Prometheus, "
         "Slack/PagerDuty-shaped receivers) and the real operator with the example policies, "
-        "time-compressed. Exits 0 when every expected remediation happened.",
+        "time-compressed. Exits 0 when every expected remediation happened, 1 when one "
+        "did not, 2 for bad arguments or a missing Prometheus.",
     )
     p.add_argument(
         "--duration", type=float, default=150.0, help="seconds the scenario takes (default 150)"
@@ -208,12 +211,10 @@ def _view(world: Any, tracker: Tracker, metrics: dict[str, dict[str, float | Non
 def run(args: argparse.Namespace) -> int:
     from agentmedic.sandbox.prometheus import PrometheusNotInstalledError
 
-    if args.agents < 4:
-        print("agentmedic demo: --agents must be at least 4", file=sys.stderr)
-        return 2
-    if args.duration < 90:
-        print("agentmedic demo: --duration must be at least 90 seconds", file=sys.stderr)
-        return 2
+    if not 4 <= args.agents <= 200:
+        return fail("demo", "--agents must be between 4 and 200", EXIT_USAGE)
+    if not 90 <= args.duration <= 3600:
+        return fail("demo", "--duration must be between 90 and 3600 seconds", EXIT_USAGE)
     import logging
     import tempfile
     from pathlib import Path
@@ -234,12 +235,11 @@ def run(args: argparse.Namespace) -> int:
         try:
             world.start()
         except PrometheusNotInstalledError as exc:
-            print(f"agentmedic demo: {exc}", file=sys.stderr)
-            print(
-                "Then run `make demo` again (it installs it for you on Debian/Ubuntu).",
-                file=sys.stderr,
+            return fail(
+                "demo",
+                f"{exc} Then run `make demo` again (it installs it on Debian/Ubuntu).",
+                EXIT_USAGE,
             )
-            return 3
         tracker = Tracker(world)
         deadline = scenario.duration + 30
         if ui:

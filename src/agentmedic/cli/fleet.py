@@ -7,11 +7,12 @@ import asyncio
 import json
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from agentmedic.cli._backend import add_backend_arguments, backend_config
+from agentmedic.cli._errors import fail
 from agentmedic.cli._progress import QueryProgress
 
 EXIT_OK = 0
@@ -35,7 +36,7 @@ and the tool series grouped by tool.
 
 EPILOG = """\
 times (--at): now, now-1h, 2024-03-05T06:00:00Z or unix seconds
-exit codes: 0 done; 1 backend failure or no agents; 2 invalid arguments
+exit codes: 0 done; 1 backend failure or no agents; 2 invalid arguments or input files
 --format json: schema agentmedic.io/fleet-report/v1, documented in agentmedic.report.render
 
 examples:
@@ -101,8 +102,7 @@ def register(sub: Any) -> None:
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"agentmedic fleet: {message}", file=sys.stderr)
-    return code
+    return fail("fleet", message, code)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         window = parse_duration(args.window)
+        if window <= timedelta(0):
+            raise ValueError(f"--window {args.window}: must be longer than 0s, e.g. 24h")
         at = parse_time(args.at, datetime.now(UTC))
         catalog = load_catalog(args.catalog_overrides_file)
         config = backend_config(args)
@@ -132,11 +134,16 @@ def run(args: argparse.Namespace) -> int:
         query.queries()  # label names and templates checked before any request
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'backend'}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or 'backend'}: {e['msg']}"
+            for e in exc.errors(include_url=False)
         )
         return _fail(problems, EXIT_USAGE)
-    except (OSError, ValueError, KeyError) as exc:
-        return _fail(str(exc.args[0] if exc.args else exc), EXIT_USAGE)
+    except OSError as exc:
+        # str() of an OSError made from a bare errno is just the number ("2").
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(f"{where}{exc.strerror or type(exc).__name__}", EXIT_USAGE)
+    except (ValueError, KeyError) as exc:
+        return _fail(str(exc.args[0] if exc.args else type(exc).__name__), EXIT_USAGE)
     if args.limit < 0 or args.min_executions < 0 or args.min_tool_calls < 0 or args.top < 0:
         return _fail("--limit, --min-executions, --min-tool-calls and --top cannot be negative", 2)
 

@@ -9,10 +9,21 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from agentmedic import __version__
+from agentmedic.api.yamlfile import YAMLInputError
+from agentmedic.cli._errors import (
+    EXIT_FINDINGS,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    CliError,
+    fail,
+    line,
+)
 
 # Subcommands in the order --help lists them.
 COMMANDS = ["demo", "run", "status", "restore", "validate", "crd", "fleet", "backtest", "docs"]
@@ -25,8 +36,15 @@ Job, notify. Every action is recorded on the workload and can be undone.
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors on one line (the usage itself is in --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="agentmedic",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -43,11 +61,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
-        return 2
+        print("agentmedic: name a command (see agentmedic --help)", file=sys.stderr)
+        return EXIT_USAGE
+    command = f"agentmedic {args.command}"
     try:
         code: int = args.func(args)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except CliError as exc:
+        return fail(args.command, exc.message, exc.code)
+    except YAMLInputError as exc:
+        return fail(args.command, str(exc), EXIT_USAGE)
+    except Exception as exc:
+        if os.environ.get("AGENTMEDIC_DEBUG") == "1":
+            raise
+        # A bug: still one line, and how to get the traceback for a report.
+        print(
+            f"{command}: unexpected error ({type(exc).__name__}: {line(str(exc))[:200]}); "
+            "set AGENTMEDIC_DEBUG=1 for the traceback and report it",
+            file=sys.stderr,
+        )
+        return EXIT_FINDINGS
     return code
 
 

@@ -11,11 +11,15 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
-import sys
 from typing import TYPE_CHECKING, Any
+
+from agentmedic.cli._errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, fail, line
 
 if TYPE_CHECKING:
     import kubernetes.client
+
+DEFAULT_MAX_REPLICAS = 1000
+"""A person restoring by hand rarely means more; --max-replicas raises it."""
 
 EPILOG = """\
 examples:
@@ -26,8 +30,9 @@ examples:
 The same restore happens when the workload is annotated agentmedic.io/restore=true:
   kubectl annotate deployment/support-bot -n agents agentmedic.io/restore=true
 
-exit status: 0 restored (or nothing to restore), 1 the workload or the cluster could not
-be reached or the API refused the change, 2 usage error.
+exit status: 0 restored (or nothing to restore); 1 the workload or the cluster could not
+be reached, the API refused the change, or the record is corrupt or implausible (a restore
+never writes such values back); 2 usage error or an unusable kubeconfig.
 """
 
 
@@ -52,6 +57,14 @@ def register(sub: Any) -> None:
     p.add_argument("--context", help="the kubeconfig context to use (default: current)")
     p.add_argument(
         "--dry-run", action="store_true", help="print what would be restored; change nothing"
+    )
+    p.add_argument(
+        "--max-replicas",
+        type=int,
+        default=DEFAULT_MAX_REPLICAS,
+        metavar="N",
+        help="refuse a record asking for more replicas than this, as implausible "
+        f"(default: {DEFAULT_MAX_REPLICAS})",
     )
     p.set_defaults(func=run)
 
@@ -80,28 +93,31 @@ def run(args: argparse.Namespace) -> int:
     from kubernetes.config.config_exception import ConfigException
 
     from agentmedic.actions import ActionError, ActionExecutor, Kube, Outcome, WorkloadRef
+    from agentmedic.actions.record import MAX_REPLICAS
+    from agentmedic.cli._kubeconfig import check_kubeconfig
 
     namespace, sep, name = args.target.partition("/")
     if not sep or not namespace or not name or "/" in name:
-        print(
-            f"agentmedic restore: {args.target!r} is not NAMESPACE/NAME, e.g. agents/support-bot",
-            file=sys.stderr,
+        return fail(
+            "restore", f"{args.target!r} is not NAMESPACE/NAME, e.g. agents/support-bot", EXIT_USAGE
         )
-        return 2
+    if not 0 <= args.max_replicas <= MAX_REPLICAS:
+        return fail("restore", f"--max-replicas must be between 0 and {MAX_REPLICAS}", EXIT_USAGE)
     ref = WorkloadRef(
         "StatefulSet" if args.kind == "statefulset" else "Deployment", namespace, name
     )
+    check_kubeconfig(args.kubeconfig)
     try:
         configuration = _configuration(args.kubeconfig, args.context)
-    except (ConfigException, OSError) as exc:
-        print(
-            f"agentmedic restore: cannot load the cluster configuration: {exc}; pass "
-            "--kubeconfig/--context or set KUBECONFIG",
-            file=sys.stderr,
+    except (ConfigException, OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        return fail(
+            "restore",
+            f"cannot load the cluster configuration ({line(str(exc)) or type(exc).__name__}); "
+            "pass --kubeconfig/--context or set KUBECONFIG",
+            EXIT_USAGE,
         )
-        return 1
     kube = Kube.from_configuration(configuration)
-    executor = ActionExecutor(kube)
+    executor = ActionExecutor(kube, max_restore_replicas=args.max_replicas)
     try:
         if args.dry_run:
             plan = executor.plan_restore(ref)
@@ -109,18 +125,16 @@ def run(args: argparse.Namespace) -> int:
                 print(f"nothing to restore: {ref} carries no agentmedic record")
             else:
                 print(f"would restore {ref}: {plan.describe()}")
-            return 0
+            return EXIT_OK
         result = executor.restore(ref, by=f"cli:{_user()}")
     except ActionError as exc:
-        print(f"agentmedic restore: {exc.message}", file=sys.stderr)
-        return 1
+        return fail("restore", exc.message, EXIT_FINDINGS)
     finally:
         kube.close()
-    if result.outcome in (Outcome.NOT_FOUND, Outcome.FAILED):
-        print(f"agentmedic restore: {result.message}", file=sys.stderr)
-        return 1
+    if result.outcome in (Outcome.NOT_FOUND, Outcome.FAILED, Outcome.REFUSED):
+        return fail("restore", result.message, EXIT_FINDINGS)
     print(result.message)
-    return 0
+    return EXIT_OK
 
 
 def _user() -> str:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
+
+from agentmedic.cli._errors import EXIT_USAGE, fail
 
 
 def register(sub: Any) -> None:
@@ -66,8 +67,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(flags=flags, config_file=args.config)
     except SettingsError as exc:
-        print(f"agentmedic run: {exc}", file=sys.stderr)
-        return 2
+        return fail("run", str(exc), EXIT_USAGE)
     from agentmedic.operator.main import run_operator
 
     return run_operator(settings, kubeconfig=args.kubeconfig, context=args.context)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import urllib.parse
 from typing import Any
+
+from agentmedic.cli._errors import EXIT_FINDINGS, EXIT_USAGE, fail
 
 
 def register(sub: Any) -> None:
@@ -99,25 +101,33 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from agentmedic.cli._kubeconfig import check_kubeconfig
     from agentmedic.operator.main import kube_configuration
 
+    check_kubeconfig(args.kubeconfig)
     try:
         conf = kube_configuration(args.kubeconfig, args.context)
-    except (kubernetes.config.ConfigException, OSError) as exc:
-        print(f"agentmedic status: no Kubernetes credentials: {exc}", file=sys.stderr)
-        return 2
+    except (
+        kubernetes.config.ConfigException,
+        OSError,
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+    ) as exc:
+        return fail("status", f"no Kubernetes credentials: {exc}", EXIT_USAGE)
     client = kubernetes.client.ApiClient(conf)
     try:
         policies = _policies(kubernetes.client.CustomObjectsApi(client), args.namespace)
         workloads = _remediated(kubernetes.client.AppsV1Api(client), args.namespace)
     except kubernetes.client.ApiException as exc:
-        print(
-            f"agentmedic status: the API server answered {exc.status} {exc.reason}", file=sys.stderr
-        )
-        return 1
+        return fail("status", f"the API server answered {exc.status} {exc.reason}", EXIT_FINDINGS)
     except Exception as exc:  # connection refused, DNS: say so plainly
-        print(f"agentmedic status: cannot reach the cluster: {exc}", file=sys.stderr)
-        return 1
+        # The host only: the client's text quotes URLs, and a proxy URL may carry a password.
+        host = urllib.parse.urlsplit(str(conf.host)).hostname or "the configured server"
+        return fail(
+            "status", f"cannot reach the cluster at {host} ({type(exc).__name__})", EXIT_FINDINGS
+        )
     finally:
         client.close()  # type: ignore[no-untyped-call]
 

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from agentmedic.api.metric_names import BUILTIN_METRICS
+from agentmedic.cli._errors import EXIT_FINDINGS, EXIT_OK, fail, line
 
 EPILOG = "built-in metrics:\n" + "\n".join(
     f"  {m.name:<22} {m.description} [{m.unit}]" for m in BUILTIN_METRICS.values()
@@ -23,8 +22,9 @@ def register(sub: Any) -> None:
         "validate",
         help="check AgentPolicy YAML files or directories",
         description="Check AgentPolicy manifests: structure, ranges, references between rules "
-        "and channels, model tiers, PromQL shape. Prints every problem as "
-        "FILE[#DOC]: FIELD: MESSAGE and exits 1 if there is any.",
+        "and channels, model tiers, PromQL shape, input limits (1 MiB, 64 levels, 100 "
+        "aliases per file). Prints every problem on stderr as FILE[#DOC]: FIELD: MESSAGE, "
+        "one per line, and exits 1 if there is any.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -45,34 +45,39 @@ class Finding:
 def _files(paths: list[str]) -> Iterator[Path | Finding]:
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
-            )
-            if not found:
-                yield Finding(raw, "no .yaml or .yml files in this directory")
-            yield from found
-        elif path.is_file():
-            yield path
-        else:
-            yield Finding(raw, "no such file or directory")
+        try:
+            if path.is_dir():
+                found = sorted(
+                    p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
+                )
+                if not found:
+                    yield Finding(raw, "no .yaml or .yml files in this directory")
+                yield from found
+            elif path.is_file():
+                yield path
+            elif path.exists():
+                yield Finding(raw, "is not a regular file; name a YAML file or a directory")
+            else:
+                yield Finding(raw, "no such file or directory")
+        except OSError as exc:  # an unreadable directory on the way
+            yield Finding(raw, f"cannot read: {exc.strerror or exc}")
+
+
+def _name(doc: Any) -> str | None:
+    metadata = doc.get("metadata") if isinstance(doc, dict) else None
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def check_file(path: Path) -> tuple[int, list[Finding]]:
     """Validate every AgentPolicy in a file; return (policies seen, findings)."""
     from agentmedic.api.validation import validate_policy
+    from agentmedic.api.yamlfile import YAMLInputError, load_documents
 
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return 0, [Finding(str(path), f"cannot read: {exc}")]
-    try:
-        documents = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        return 0, [Finding(where, f"YAML syntax error: {problem}")]
+        documents = load_documents(path)
+    except YAMLInputError as exc:
+        return 0, [Finding(exc.source, exc.problem)]
     findings: list[Finding] = []
     seen = 0
     multi = len(documents) > 1
@@ -84,9 +89,9 @@ def check_file(path: Path) -> tuple[int, list[Finding]]:
             continue  # other manifests (Secrets, CronJobs) may sit beside policies
         seen += 1
         _, problems = validate_policy(doc)
-        name = doc.get("metadata", {}).get("name") if isinstance(doc, dict) else None
-        label = f"{where} ({name})" if isinstance(name, str) else where
-        findings.extend(Finding(label, str(p)) for p in problems)
+        name = _name(doc)
+        label = f"{where} ({name})" if name is not None else where
+        findings.extend(Finding(label, line(str(p))) for p in problems)
     return seen, findings
 
 
@@ -103,11 +108,11 @@ def run(args: argparse.Namespace) -> int:
     for finding in findings:
         print(finding, file=sys.stderr)
     if findings:
-        print(f"{len(findings)} problem(s) in {policies} policy document(s)", file=sys.stderr)
-        return 1
+        if not args.quiet:
+            print(f"{len(findings)} problem(s) in {policies} policy document(s)")
+        return EXIT_FINDINGS
     if policies == 0:
-        print("no AgentPolicy documents found", file=sys.stderr)
-        return 1
+        return fail("validate", "no AgentPolicy documents found", EXIT_FINDINGS)
     if not args.quiet:
         print(f"{policies} policy document(s) valid")
-    return 0
+    return EXIT_OK

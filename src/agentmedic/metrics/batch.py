@@ -22,7 +22,8 @@ central exporters may not).
 - ``namespace_label=None`` says the metrics carry no namespace at all: queries group by
   the agent label only and every agent of that name gets the value.
 
-Raw PromQL conditions (``SeriesKey.query``) get ``{{window}}``, ``{{agents}}`` and
+Raw PromQL conditions (``SeriesKey.query``) get ``{{window}}``, ``{{agents}}`` (the agent
+matcher and the namespace matcher: :func:`~agentmedic.metrics.promql.scope_matcher`) and
 ``{{agent_label}}`` substituted; their result must be a vector labelled with the agent
 label, else the key fails with a :class:`~agentmedic.metrics.errors.QueryError` naming it.
 """
@@ -116,6 +117,7 @@ def build_query(
     """The PromQL sent for ``key`` and ``agents``; raises ``QueryError`` for a bad key."""
     label = key.agent_label
     ns_label = _ns_label(label, namespace_label)
+    agents = list(agents)
     try:
         matcher = promql.agent_matcher(label, (a.name for a in agents))
         if key.metric is not None:
@@ -125,9 +127,10 @@ def build_query(
             )
         if key.query is None:
             raise ValueError("the series key has neither metric nor query")
+        scope = promql.scope_matcher(label, ((a.namespace, a.name) for a in agents), ns_label)
         return promql.substitute(
             key.query,
-            {"window": promql.duration(key.window), "agents": matcher, "agent_label": label},
+            {"window": promql.duration(key.window), "agents": scope, "agent_label": label},
         )
     except (KeyError, ValueError) as exc:
         message = exc.args[0] if exc.args else str(exc)

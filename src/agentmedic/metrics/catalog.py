@@ -197,12 +197,9 @@ def load_catalog(overrides_file: Path | None) -> Catalog:
     """
     if overrides_file is None:
         return DEFAULT_CATALOG
-    import yaml
+    from agentmedic.api.yamlfile import load_file
 
-    try:
-        overrides = yaml.safe_load(overrides_file.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"{overrides_file}: {exc}") from None
+    overrides = load_file(overrides_file) or {}  # YAMLInputError is a ValueError
     if not isinstance(overrides, dict):
         raise ValueError(
             f"{overrides_file}: expected a mapping of metric names to PromQL templates"

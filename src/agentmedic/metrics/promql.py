@@ -21,6 +21,7 @@ __all__ = [
     "duration",
     "escape_regex",
     "quote_string",
+    "scope_matcher",
     "substitute",
 ]
 
@@ -61,6 +62,30 @@ def check_label_name(name: str, what: str = "label name") -> str:
             "underscores, not starting with a digit"
         )
     return name
+
+
+def scope_matcher(
+    label: str, agents: Iterable[tuple[str, str]], namespace_label: str | None
+) -> str:
+    """What ``{{agents}}`` becomes in a raw query: the agents' label matcher and, unless the
+    metrics carry no namespace (``namespace_label`` None), a matcher on their namespaces.
+
+    ``agents`` are ``(namespace, name)`` pairs. Without the namespace matcher a policy in one
+    namespace would read (and echo into its status) the series of same-named agents in
+    every other namespace.
+    """
+    pairs = list(agents)
+    matcher = agent_matcher(label, (name for _, name in pairs))
+    if namespace_label is None:
+        return matcher
+    check_label_name(namespace_label, "namespace label")
+    namespaces = sorted({namespace for namespace, _ in pairs})
+    if "" in namespaces:
+        raise ValueError("namespaces must not be empty")
+    if len(namespaces) == 1:
+        return f"{matcher}, {namespace_label}={quote_string(namespaces[0])}"
+    alternatives = "|".join(escape_regex(n) for n in namespaces)
+    return f"{matcher}, {namespace_label}=~{quote_string(alternatives)}"
 
 
 def agent_matcher(label: str, names: Iterable[str]) -> str:

@@ -16,7 +16,7 @@ import httpx
 
 from agentmedic.api.types import NotificationChannel, SecretKeyRef, Severity
 from agentmedic.notify.errors import ChannelConfigError
-from agentmedic.notify.secrets import Secret
+from agentmedic.notify.secrets import Secret, SecretText
 
 __all__ = ["ChannelKind", "ResolvedChannel", "SecretLookup", "resolve_channel"]
 
@@ -68,15 +68,16 @@ class ResolvedChannel:
         if self.max_per_hour < 1:
             raise ChannelConfigError(self.name, "maxPerHour must be at least 1")
 
-    def secret_fragments(self) -> Iterator[str]:
-        """Every string that must never appear in a log: the credentials and the URL's parts."""
+    def secret_fragments(self) -> Iterator[SecretText]:
+        """Everything that must never appear in a log: the credentials themselves (as
+        :class:`Secret`, hidden even when short) and the URL's parts (as text)."""
         # PagerDuty's events URL is public configuration (spec.notifications), not a secret.
         url = None if self.kind is ChannelKind.PAGERDUTY else self.url
         for secret in (url, self.routing_key, self.hmac_key):
             if secret is None:
                 continue
             value = secret.reveal()
-            yield value
+            yield secret
             # httpx prints its normalised form of a URL; its path alone is the Slack token.
             try:
                 parsed = httpx.URL(value)
@@ -91,7 +92,7 @@ class ResolvedChannel:
             yield parsed.path.rstrip("/").rsplit("/", 1)[-1]
             yield from (value for _, value in parsed.params.multi_items())
             if parsed.password:
-                yield parsed.password
+                yield Secret(parsed.password)
 
 
 def resolve_channel(channel: NotificationChannel, secret_lookup: SecretLookup) -> ResolvedChannel:

@@ -4,19 +4,22 @@ A Slack incoming-webhook URL is a credential (its path is the token), so is a we
 URL, a PagerDuty routing key and an HMAC key. They travel as :class:`Secret`, whose
 ``repr`` and ``str`` hide the value, and are revealed only at the moment a request is
 built. httpx logs every request's full URL at INFO on the ``httpx`` logger; the
-:func:`guard_http_logs` filter rewrites such records when they contain a registered
-secret, so an operator running with INFO logging does not print webhook tokens.
+:func:`guard_http_logs` filter cuts that URL to its scheme and host, and, as a second line,
+hides any registered secret in every record of that logger, so an operator running with
+INFO logging does not print webhook tokens.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import re
 import threading
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Iterable
 
-__all__ = ["REDACTED", "Secret", "guard_http_logs", "redact"]
+__all__ = ["REDACTED", "Secret", "SecretText", "guard_http_logs", "redact"]
 
 REDACTED = "***"
 """What a secret value is replaced with in any text the notify layer emits."""
@@ -60,13 +63,69 @@ class Secret:
         raise TypeError("a Secret cannot be pickled")
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every occurrence of each secret fragment in ``text`` with ``***``."""
+SecretText = str | Secret
+"""What :func:`redact` hides: a fragment (``str``, hidden when at least 8 characters long) or a
+known credential (:class:`Secret`, hidden at any length)."""
+
+# Characters that continue a token: a short secret is hidden only as a whole token, so that
+# a password "admin" does not turn "administrator" into "***istrator".
+_TOKEN_CHAR = re.compile(r"[A-Za-z0-9_\-]")
+
+
+def redact(text: str, secrets: Iterable[SecretText]) -> str:
+    """Hide every secret of ``secrets`` in ``text``, whatever its case.
+
+    - a fragment of 8 characters or more is hidden wherever it occurs; one without ``/``
+      (a token, a key, a password) is also hidden when it appears cut short, from its
+      first 8 characters up to the end of a token (a receiver quoting "token abcdefgh1234…");
+    - a known credential (:class:`Secret`) shorter than 8 characters is hidden where it
+      stands as a whole token, so that ``pw1`` hides in "pw1 rejected" but "pw12" stays.
+    """
+    long_: set[str] = set()
+    short: set[str] = set()
+    for item in secrets:
+        value = item.reveal() if isinstance(item, Secret) else item
+        if len(value) >= _MIN_FRAGMENT:
+            long_.add(value)
+        elif isinstance(item, Secret) and value.strip():
+            short.add(value)
     # Longest first, so a URL is replaced whole before its path would be.
-    for fragment in sorted({s for s in secrets if len(s) >= _MIN_FRAGMENT}, key=len, reverse=True):
-        if fragment in text:
-            text = text.replace(fragment, REDACTED)
+    for fragment in sorted(long_, key=len, reverse=True):
+        text = _hide(text, fragment, prefixes="/" not in fragment)
+    for secret in sorted(short, key=len, reverse=True):
+        pattern = rf"(?<![A-Za-z0-9_\-]){re.escape(secret)}(?![A-Za-z0-9_\-])"
+        text = re.sub(pattern, REDACTED, text, flags=re.IGNORECASE)
     return text
+
+
+def _hide(text: str, fragment: str, *, prefixes: bool) -> str:
+    folded, target = text.casefold(), fragment.casefold()
+    if len(folded) != len(text) or len(target) != len(fragment):
+        # Case folding changed lengths (ß → ss): fall back to an exact, then a regex match.
+        return re.sub(re.escape(fragment), REDACTED, text, flags=re.IGNORECASE)
+    head = target[:_MIN_FRAGMENT]
+    out: list[str] = []
+    start = 0
+    at = folded.find(head)
+    while at >= 0:
+        length = _MIN_FRAGMENT
+        while (
+            length < len(target)
+            and at + length < len(folded)
+            and folded[at + length] == target[length]
+        ):
+            length += 1
+        end = at + length
+        whole = length == len(target)
+        cut_short = prefixes and (end == len(text) or not _TOKEN_CHAR.match(text[end]))
+        if whole or cut_short:
+            out += [text[start:at], REDACTED]
+            start = end
+            at = folded.find(head, end)
+        else:
+            at = folded.find(head, at + 1)
+    out.append(text[start:])
+    return "".join(out)
 
 
 class _RedactingFilter(logging.Filter):
@@ -75,12 +134,13 @@ class _RedactingFilter(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self._lock = threading.Lock()
-        self._fragments: OrderedDict[str, None] = OrderedDict()
+        self._fragments: OrderedDict[SecretText, None] = OrderedDict()
 
-    def register(self, fragments: Iterable[str]) -> None:
+    def register(self, fragments: Iterable[SecretText]) -> None:
         with self._lock:
             for fragment in fragments:
-                if len(fragment) < _MIN_FRAGMENT:
+                value = fragment.reveal() if isinstance(fragment, Secret) else fragment
+                if len(value) < _MIN_FRAGMENT and not isinstance(fragment, Secret):
                     continue
                 self._fragments[fragment] = None
                 self._fragments.move_to_end(fragment)
@@ -88,6 +148,15 @@ class _RedactingFilter(logging.Filter):
                 self._fragments.popitem(last=False)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        # First line: httpx's request line keeps only the URL's scheme and host, so a token in
+        # a path or query never reaches the text, registered or not.
+        if (
+            isinstance(record.msg, str)
+            and record.msg.startswith("HTTP Request:")
+            and isinstance(record.args, tuple)
+            and len(record.args) >= 2
+        ):
+            record.args = (record.args[0], _origin(record.args[1]), *record.args[2:])
         with self._lock:
             fragments = list(self._fragments)
         if not fragments:
@@ -102,12 +171,22 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
+def _origin(url: object) -> str:
+    """``https://host:port/…`` of a URL: no credentials, path or query."""
+    try:
+        parts = urllib.parse.urlsplit(str(url))
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<url>"
+    return f"{parts.scheme}://{parts.hostname or ''}{port}/…"
+
+
 _FILTER = _RedactingFilter()
 _installed = False
 _install_lock = threading.Lock()
 
 
-def guard_http_logs(fragments: Iterable[str]) -> None:
+def guard_http_logs(fragments: Iterable[SecretText]) -> None:
     """Keep these secret fragments out of the records httpx logs.
 
     Installs one filter on the ``httpx`` logger the first time it is called (it stays for the

@@ -22,9 +22,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
+
+from agentmedic.api.yamlfile import YAMLInputError, load_file
 
 __all__ = ["LogFormat", "OperatorSettings", "SettingsError", "Shard", "load_settings"]
 
@@ -182,9 +183,9 @@ def load_settings(
     )
     if path is not None:
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise SettingsError(f"config file {path}: {exc}") from None
+            loaded = load_file(path) or {}
+        except YAMLInputError as exc:
+            raise SettingsError(f"config file {exc}") from None
         if not isinstance(loaded, dict):
             raise SettingsError(f"config file {path}: expected a mapping of settings")
         by_alias = {(info.alias or n): n for n, info in OperatorSettings.model_fields.items()}

@@ -32,9 +32,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from agentmedic.api.durations import format_duration, parse_duration
+from agentmedic.api.durations import TIME_COMPRESSION_ENV, format_duration, parse_duration
+from agentmedic.api.yamlfile import load_documents
 from agentmedic.sandbox.emulator import ApiEmulator
 from agentmedic.sandbox.fleet_sim import (
     AgentSpec,
@@ -93,7 +92,7 @@ def example_policies() -> dict[str, dict[str, Any]]:
     """The AgentPolicies of ``crds/examples/``, by file stem."""
     out = {}
     for path in sorted(_examples_dir().glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
+        for doc in load_documents(path):
             if isinstance(doc, dict) and doc.get("kind") == "AgentPolicy":
                 out[path.stem] = doc
     return out
@@ -185,6 +184,9 @@ class Scenario:
     duration: float = 150.0
     """Simulated seconds the scenario needs to play out."""
     outage: tuple[float, float] | None = None
+    time_compression: float = 30.0
+    """How many times faster than written the policies run: their minimum interval and window
+    are divided by it (``AGENTMEDIC_TIME_COMPRESSION``) while the world runs."""
 
 
 def demo_scenario(
@@ -238,6 +240,7 @@ def demo_scenario(
         fleet_effects=[Outage(start=outage[0], end=outage[1])],
         duration=duration,
         outage=outage,
+        time_compression=factor,
     )
 
 
@@ -359,11 +362,17 @@ class World:
         self.operator_log = Path(self._tmp.name) / "operator.log"
         self.started_at: float | None = None
         self._stopped = threading.Event()
+        self._saved_compression: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> World:
+        # Compressed policies (a 1s interval) must pass the operator's validation and the
+        # emulator's admission, whose CRD is rendered again with the compressed bounds.
+        self._saved_compression = os.environ.get(TIME_COMPRESSION_ENV)
+        os.environ[TIME_COMPRESSION_ENV] = f"{self.scenario.time_compression:g}"
         self.emulator.start()
+        self.emulator.apply_crd()
         self.receivers.start()
         namespaces = sorted(
             {a.namespace for a in self.scenario.agents}
@@ -421,6 +430,10 @@ class World:
         self.receivers.stop()
         self.emulator.stop()
         self._tmp.cleanup()
+        if self._saved_compression is None:
+            os.environ.pop(TIME_COMPRESSION_ENV, None)
+        else:
+            os.environ[TIME_COMPRESSION_ENV] = self._saved_compression
 
     def __enter__(self) -> World:
         return self.start()
