@@ -436,7 +436,9 @@ class PrometheusBackend:
                 elif status in (400, 422) and detail.prometheus:
                     # Prometheus' own refusal: bad_data (400) or execution (422).
                     raise QueryError(
-                        self._scrub(detail.text), error_type=detail.error_type, query=params["query"]
+                        self._scrub(detail.text),
+                        error_type=detail.error_type,
+                        query=params["query"],
                     )
                 elif 400 <= status < 500:
                     raise self._unavailable(
