@@ -162,6 +162,7 @@ class PrometheusBackend:
         # Messages name the host only: the path may carry a tenant (VictoriaMetrics'
         # /select/<tenant>/prometheus) and nothing in a message should identify one.
         self._host = url.host + (f":{url.port}" if url.port is not None else "")
+        self._prefix = url.path.rstrip("/")
         verify: ssl.SSLContext | bool = True
         if config.insecure_skip_verify or config.url.startswith("http://"):
             # Plain http has no TLS to verify, and loading the CA bundle costs ~50 ms per
@@ -300,6 +301,8 @@ class PrometheusBackend:
         if cfg.basic_auth_password is not None:
             out.append(cfg.basic_auth_password.get_secret_value())
             out.append(self._basic_pair())
+        if self._prefix:
+            out.append(self._prefix)  # a server echoing the URL would show the tenant
         # Longest first, so that a secret containing another is replaced whole.
         return sorted({s for s in out if s}, key=len, reverse=True)
 
@@ -601,6 +604,13 @@ def _retry_after(headers: httpx.Headers) -> float | None:
 # parse it with float().
 
 
+_NO_RAW = msgspec.Raw()
+
+
+def _given(raw: msgspec.Raw) -> bool:
+    return bool(raw) and bytes(raw) != b"null"
+
+
 class _Timings(msgspec.Struct):
     execTotalTime: float | None = None  # noqa: N815
 
@@ -612,25 +622,25 @@ class _Stats(msgspec.Struct):
 class _VectorItemFast(msgspec.Struct):
     metric: dict[str, str]
     value: tuple[float, float] | None = None
-    histogram: msgspec.Raw | None = None
+    histogram: msgspec.Raw = _NO_RAW
 
 
 class _VectorItem(msgspec.Struct):
     metric: dict[str, str]
     value: tuple[float, str] | None = None
-    histogram: msgspec.Raw | None = None
+    histogram: msgspec.Raw = _NO_RAW
 
 
 class _SeriesFast(msgspec.Struct):
     metric: dict[str, str]
     values: tuple[tuple[float, float], ...] = ()
-    histograms: msgspec.Raw | None = None
+    histograms: msgspec.Raw = _NO_RAW
 
 
 class _Series(msgspec.Struct):
     metric: dict[str, str]
     values: tuple[tuple[float, str], ...] = ()
-    histograms: msgspec.Raw | None = None
+    histograms: msgspec.Raw = _NO_RAW
 
 
 class _VectorDataFast(msgspec.Struct):
@@ -710,7 +720,7 @@ def _decode_query(body: bytes) -> _Decoded:
     for item in fast.data.result:
         if item.value is not None:
             samples.append(Sample(item.metric, item.value[1]))
-        elif item.histogram is None:
+        elif not _given(item.histogram):
             raise _MalformedError("a vector sample has neither a value nor a histogram")
         # A native histogram ("histogram" instead of "value") has no float value.
     return _Decoded(
@@ -763,7 +773,7 @@ def _decode_exact(body: bytes) -> _Decoded:
             for item in _VECTOR.decode(raw):
                 if item.value is not None:
                     samples.append(Sample(item.metric, _number(item.value[1])))
-                elif item.histogram is None:
+                elif not _given(item.histogram):
                     raise _MalformedError("a vector sample has neither a value nor a histogram")
             return _Decoded(kind, samples=tuple(samples), warnings=warnings, server=server)
         if kind == "matrix":
