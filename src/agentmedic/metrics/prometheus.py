@@ -343,7 +343,7 @@ class PrometheusBackend:
         except TimeoutError:
             raise self._unavailable(
                 UnavailableReason.TIMEOUT,
-                f"{where}: no complete answer within the deadline of {cfg.deadline:g}s",
+                f"{where}: no complete answer within the call's deadline {cfg.deadline:g}s",
             ) from None
         return body, time.monotonic() - started, where
 
