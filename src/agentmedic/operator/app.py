@@ -455,9 +455,12 @@ class Operator:
             # holds the whole policy this cycle, state untouched: evaluating it without the
             # series would read the failure as the agents' missing data (noData stances).
             needed = needs_by_entry[entry.key]
-            failed = unavailable or next((e for k, e in stats.errors.items() if k in needed), None)
+            if unavailable is not None:
+                await self._metrics_unavailable(entry, unavailable, now)
+                continue
+            failed = next(((k, e) for k, e in stats.errors.items() if k in needed), None)
             if failed is not None:
-                await self._metrics_unavailable(entry, failed, now)
+                await self._metrics_unavailable(entry, failed[1], now, key=f"{failed[0]}: ")
                 continue
             await self._metrics_back(entry, now)
             assert entry.state is not None
@@ -537,16 +540,16 @@ class Operator:
         restores were attempted. Reads the watch cache only, so it costs nothing when no
         one asked."""
         assert self.cache is not None
-        pending: list[tuple[PolicyEntry, Workload, str, bool]] = []
+        pending: list[tuple[Workload, str, bool]] = []
         for entry in list(self.entries.values()):
             if entry.policy is None or not self.settings.owns(entry.uid):
                 continue
             workloads = self.cache.workloads(entry.namespace, entry.selector)
             if workloads:
-                pending.extend((entry, *r) for r in self._restore_requests(entry, workloads))
+                pending.extend(self._restore_requests(entry, workloads))
         if not pending or not await self._active():
             return 0
-        for _entry, w, by, model in pending:
+        for w, by, model in pending:
             await self._restore(w, by, model)
         return len(pending)
 
@@ -789,12 +792,13 @@ class Operator:
     # ------------------------------------------------------------------ metrics outage
 
     async def _metrics_unavailable(
-        self, entry: PolicyEntry, exc: MetricsError, now: datetime
+        self, entry: PolicyEntry, exc: MetricsError, now: datetime, *, key: str = ""
     ) -> None:
         """No evidence: no remediation, the policy not evaluated (its state kept), a
-        condition whose reason names the fault, a message if it lasts."""
+        condition whose reason names the fault, a message if it lasts. ``key`` names the
+        failed query's series when one query failed."""
         self.telemetry.errors.labels("metrics").inc()
-        what = str(exc) if isinstance(exc, MetricsUnavailable) else f"{exc.reason}: {exc}"
+        what = key + (str(exc) if isinstance(exc, MetricsUnavailable) else f"{exc.reason}: {exc}")
         if entry.metrics_down_since is None:
             entry.metrics_down_since = now
             log.warning("policy %s/%s not evaluated: %s", entry.namespace, entry.name, what[:500])
