@@ -103,14 +103,21 @@ async def test_range_answers_with_nan_and_infinities_from_a_real_prometheus(prom
     from agentmedic.metrics import prometheus as module
 
     fast: list[bool] = []
-    decode = module._decode_range
+    decode, exact = module._decode_range_answer, module._decode_exact
+    taken: list[str] = []
+
+    def spy_exact(content: bytes):
+        taken.append("exact")
+        return exact(content)
 
     def spy(content: bytes):
+        taken.clear()
         answer = decode(content)
-        fast.append(answer is not None)
+        fast.append(not taken)
         return answer
 
-    monkeypatch.setattr(module, "_decode_range", spy)
+    monkeypatch.setattr(module, "_decode_exact", spy_exact)
+    monkeypatch.setattr(module, "_decode_range_answer", spy)
     end = datetime.now(UTC).replace(microsecond=0)
     start, step = end - timedelta(minutes=2), timedelta(minutes=1)
     query = (

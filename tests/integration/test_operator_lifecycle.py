@@ -194,8 +194,8 @@ def test_unavailable_metrics_change_nothing_say_why_and_notify_when_it_lasts(
             ),
             "MetricsAvailable=False",
         )
-        assert cond["reason"] == "MetricsUnavailable"
-        assert "ConnectionFailed" in cond["message"]
+        assert cond["reason"] == "Unreachable"
+        assert "Unreachable" in cond["message"]
         assert "no remediation" in cond["message"]
         messages = receivers.wait_for(1, kind=ReceiverKind.SLACK, within=20)
         assert "metrics backend unavailable" in messages[0].json()["text"]

@@ -197,19 +197,28 @@ async def test_range_answers_decode_alike_on_the_fast_and_the_general_path(name:
         assert fast.series[0].points[0][1] == math.inf
 
 
+async def test_a_range_query_answered_with_a_vector_is_a_query_error():
+    rec = Recorder(httpx.Response(200, json=ok("vector", [])))
+    async with backend(rec) as b:
+        with pytest.raises(QueryError, match="returned a vector, expected a matrix"):
+            await b.query_range("x", AT, AT + timedelta(minutes=1), timedelta(seconds=30))
+
+
 @pytest.mark.parametrize(
     ("body", "error"),
     [
-        (ok("vector", []), "returned a vector, expected a matrix"),
-        ({"status": "error", "errorType": "execution", "error": "boom"}, "boom"),
-        (ok("matrix", [{"metric": {"agent": "a"}, "values": [[1, "x"]]}]), "malformed"),
+        # Prometheus reports a bad query with 400 or 422, never with a 200: a 200 carrying
+        # status error comes from something else in the way and is not the query's fault.
+        ({"status": "error", "errorType": "execution", "error": "boom"}, "status error: boom"),
+        (ok("matrix", [{"metric": {"agent": "a"}, "values": [[1, "x"]]}]), "'x' is not a number"),
     ],
 )
 async def test_a_range_answer_the_fast_path_cannot_read_is_explained(body, error):
     rec = Recorder(httpx.Response(200, json=body))
     async with backend(rec) as b:
-        with pytest.raises(QueryError, match=error):
+        with pytest.raises(MetricsUnavailable, match=error) as info:
             await b.query_range("x", AT, AT + timedelta(minutes=1), timedelta(seconds=30))
+    assert info.value.reason == UnavailableReason.INVALID_RESPONSE
 
 
 async def test_range_query_refuses_a_reversed_interval():
@@ -240,7 +249,7 @@ async def test_404_points_at_the_url_prefix():
     async with backend(rec) as b:
         with pytest.raises(MetricsUnavailable, match="path prefix") as info:
             await b.query("x", AT)
-    assert info.value.reason == UnavailableReason.INVALID_RESPONSE
+    assert info.value.reason == UnavailableReason.NOT_FOUND
     assert len(rec.requests) == 1
 
 

@@ -782,8 +782,9 @@ def render_reference() -> str:
         "A condition with `query` instead of `metric` runs your PromQL. It must return one "
         "sample per agent, labelled with the agent label (aggregate with `sum by (agent)` or "
         "similar). A result without the agent label, or with several series for one agent, "
-        "fails that query: its agents get no data and `MetricsAvailable` turns False with "
-        "reason `QueryError` and the message. "
+        "fails that query: the policy is not evaluated that cycle (nothing is decided on "
+        "part of the evidence) and `MetricsAvailable` turns False with reason `QueryError` "
+        "and the message. "
         "Placeholders, written `{{name}}`, are replaced before the query is sent:",
         "",
     ]

@@ -7,6 +7,13 @@ covering all its agents with a label matcher and grouped ``by (<agent label>,
 <namespace label>)``, runs the distinct queries concurrently (bounded), and joins the
 answers into a table agent → key → value where ``None`` is "no data", never 0. Queries per
 cycle grow with the number of distinct keys, not with the number of agents.
+
+Only finite numbers are evidence (docs/architecture.md, "The evidence rule and the failure
+stance"). An agent whose value is NaN (PromQL's 0/0: a ratio over nothing, the quantile of
+no observations) gets ``None`` in the table and is listed in ``FetchStats.undefined``: the
+answer says neither that it is healthy nor that its series is missing, and the operator
+holds such an agent for the cycle. +Inf or -Inf, which no catalog metric produces and which
+would compare as a breach, fail the whole key as ``NonFiniteValue``.
 :func:`fetch_range` does the same over ``query_range`` for the backtest.
 
 How namespaces are matched (``namespace_label``, default ``"namespace"``): an agent is
@@ -49,7 +56,12 @@ from agentmedic.metrics.backend import (
     from_unix,
 )
 from agentmedic.metrics.catalog import DEFAULT_CATALOG, Catalog
-from agentmedic.metrics.errors import MetricsError, MetricsUnavailable, QueryError
+from agentmedic.metrics.errors import (
+    MetricsError,
+    MetricsUnavailable,
+    QueryError,
+    UnavailableReason,
+)
 
 __all__ = [
     "FetchStats",
@@ -89,7 +101,10 @@ class FetchStats:
     warnings: list[str] = field(default_factory=list)
     """Backend warnings and ambiguous joins."""
     errors: dict[SeriesKey, MetricsError] = field(default_factory=dict)
-    """Keys whose query failed; their agents have no data for them."""
+    """Keys whose query failed; their agents have no data for them, which is not the
+    absence of their series: nothing may be concluded from them."""
+    undefined: dict[SeriesKey, set[AgentId]] = field(default_factory=dict)
+    """Per key, the agents whose value was NaN: ``None`` in the table, yet not absent."""
 
     def _add(self, timing: Timing) -> None:
         self.request_seconds += timing.request
@@ -150,7 +165,8 @@ async def fetch_samples(
 
     A key whose query fails is recorded in ``FetchStats.errors`` and its agents get no
     data; when every query fails because the backend is unavailable, that
-    :class:`MetricsUnavailable` is raised instead.
+    :class:`MetricsUnavailable` is raised instead. NaN values are ``None`` in the table and
+    listed in ``FetchStats.undefined``.
     """
 
     def run(query: str) -> Awaitable[QueryResult]:
@@ -162,16 +178,29 @@ async def fetch_samples(
                 f"{key}: the query returned a {result.result_type}; it must return an "
                 f"instant vector with one sample per agent, labelled {key.agent_label!r}"
             )
-        return [(s.labels, s.value) for s in result.samples]
+        rows = []
+        for s in result.samples:
+            value = s.value
+            if value in _INFINITIES:
+                name = s.labels.get(key.agent_label, "?")
+                raise MetricsUnavailable(
+                    UnavailableReason.NON_FINITE_VALUE,
+                    f"{key}: agent {name!r} has the value {value}, which no metric has; "
+                    "nothing is concluded from this query until it answers with numbers",
+                )
+            rows.append((s.labels, value))
+        return rows
 
-    joined, stats = await _fetch(
-        needs, catalog, namespace_label, max_concurrency, run, values, _clean_value
-    )
+    joined, stats = await _fetch(needs, catalog, namespace_label, max_concurrency, run, values)
     table: SampleTable = {}
     for key, agents in needs.items():
         per_agent = joined.get(key, {})
         for agent in agents:
-            table.setdefault(agent, {})[key] = per_agent.get(agent)
+            value = per_agent.get(agent)
+            if value is not None and value != value:  # NaN
+                stats.undefined.setdefault(key, set()).add(agent)
+                value = None
+            table.setdefault(agent, {})[key] = value
     return table, stats
 
 
@@ -187,25 +216,28 @@ async def fetch_range(
     max_concurrency: int = 4,
 ) -> tuple[RangeTable, FetchStats]:
     """Like :func:`fetch_samples` over ``query_range``: per agent and key, the points from
-    ``start`` to ``end`` every ``step``; NaN points (no data at that time) are left out."""
+    ``start`` to ``end`` every ``step``; points that are not finite numbers (NaN: nothing
+    happened at that time; ±Inf) are left out, the infinite ones with a warning."""
 
     def run(query: str) -> Awaitable[RangeResult]:
         return backend.query_range(query, start, end, step)
 
+    infinite: dict[SeriesKey, int] = defaultdict(int)
+
     def values(
         result: RangeResult, key: SeriesKey
     ) -> list[tuple[Mapping[str, str], list[tuple[datetime, float]]]]:
-        return [
-            (s.labels, [(from_unix(t), v) for t, v in s.points if not math.isnan(v)])
-            for s in result.series
-        ]
+        rows = []
+        for s in result.series:
+            points = [(from_unix(t), v) for t, v in s.points if math.isfinite(v)]
+            infinite[key] += sum(1 for _, v in s.points if v in _INFINITIES)
+            rows.append((s.labels, points))
+        return rows
 
-    def keep(points: list[tuple[datetime, float]]) -> list[tuple[datetime, float]] | None:
-        return points or None
-
-    joined, stats = await _fetch(
-        needs, catalog, namespace_label, max_concurrency, run, values, keep
-    )
+    joined, stats = await _fetch(needs, catalog, namespace_label, max_concurrency, run, values)
+    for key, count in infinite.items():
+        if count:
+            stats.warnings.append(f"{key}: {count} infinite point(s) left out")
     table: RangeTable = {}
     for key, agents in needs.items():
         per_agent = joined.get(key, {})
@@ -214,9 +246,7 @@ async def fetch_range(
     return table, stats
 
 
-def _clean_value(value: float) -> float | None:
-    # NaN is what PromQL gives for 0/0 (a ratio over no executions): no data, not a number.
-    return None if math.isnan(value) else value
+_INFINITIES = (math.inf, -math.inf)
 
 
 def _ns_label(agent_label: str, namespace_label: str | None) -> str | None:
@@ -232,7 +262,6 @@ async def _fetch(
     max_concurrency: int,
     run: Callable[[str], Awaitable[_R]],
     values: Callable[[_R, SeriesKey], Sequence[tuple[Mapping[str, str], _T]]],
-    clean: Callable[[_T], _T | None],
 ) -> tuple[dict[SeriesKey, dict[AgentId, _T]], FetchStats]:
     if max_concurrency < 1:
         raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
@@ -283,10 +312,9 @@ async def _fetch(
                     key,
                     agents_of[key],
                     _ns_label(key.agent_label, namespace_label),
-                    clean,
                     stats.warnings,
                 )
-            except QueryError as exc:
+            except MetricsError as exc:
                 stats.errors[key] = _for_key(exc, key, query)
         stats.join_seconds += time.perf_counter() - t0
 
@@ -309,7 +337,6 @@ def _join(
     key: SeriesKey,
     agents: frozenset[AgentId],
     ns_label: str | None,
-    clean: Callable[[_T], _T | None],
     warnings: list[str],
 ) -> dict[AgentId, _T]:
     label = key.agent_label
@@ -347,9 +374,7 @@ def _join(
             found = (None, agent.name)
         else:
             continue
-        cleaned = clean(exact[found])
-        if cleaned is not None:
-            out[agent] = cleaned
+        out[agent] = exact[found]
     for name in sorted(ambiguous):
         warnings.append(
             f"{key}: the series of agent {name!r} carry no {ns_label!r} label, but agents of "

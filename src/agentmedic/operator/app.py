@@ -19,6 +19,7 @@ Where state lives (so a restarted operator neither forgets nor repeats):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import math
@@ -181,6 +182,7 @@ class Operator:
         self.last_cycle_at: datetime | None = None
         self._custom: Any = None
         self._notify_tasks: set[asyncio.Task[None]] = set()
+        self._restore_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -206,10 +208,15 @@ class Operator:
             self.backend = PrometheusBackend(_backend_config(self.settings))
         self._custom = kubernetes.client.CustomObjectsApi(self.kube.api_client)
         self.scheduler.start()
+        self._restore_task = asyncio.get_running_loop().create_task(self._restore_loop())
         log.info("operator started", extra={"identity": self.identity})
 
     async def stop(self) -> None:
         self.scheduler.shutdown()
+        if self._restore_task is not None:
+            self._restore_task.cancel()
+            await asyncio.wait({self._restore_task})
+            self._restore_task = None
         if self._notify_tasks:  # let messages in flight finish, within reason
             await asyncio.wait(set(self._notify_tasks), timeout=10)
         if self.cache is not None:
@@ -410,7 +417,6 @@ class Operator:
             workloads = self.cache.workloads(entry.namespace, entry.selector)
             if workloads is None:
                 continue  # the watch has not listed yet
-            workloads = await self._handle_restore_requests(entry, workloads)
             agents: dict[AgentId, Workload] = {}
             for w in workloads:
                 agents.setdefault(AgentId(entry.namespace, w.agent), w)
@@ -438,49 +444,32 @@ class Operator:
 
         if not prepared:
             return
-        merged = merge_needs(*needs)
-        stats = FetchStats()
-        unavailable: MetricsUnavailable | None = None
-        samples: dict[AgentId, dict[Any, float | None]] = {}
-        if merged:
-            try:
-                samples, stats = await fetch_samples(
-                    self.backend,
-                    merged,
-                    now,
-                    self.catalog,
-                    namespace_label=self.settings.namespace_label,
-                    max_concurrency=self.settings.max_concurrent_queries,
-                )
-            except MetricsUnavailable as exc:
-                unavailable = exc
-            except MetricsError as exc:  # e.g. a malformed catalog override
-                unavailable = MetricsUnavailable(UnavailableReason.INVALID_RESPONSE, str(exc))
+        samples, stats, unavailable = await self._fetch(merge_needs(*needs), now, interval)
         self.telemetry.queries.inc(stats.queries)
-        self.telemetry.metrics_available.set(0 if unavailable else 1)
+        self.telemetry.metrics_available.set(0 if unavailable or stats.errors else 1)
 
         outcomes: list[tuple[PolicyEntry, PolicyInput, dict[AgentId, Workload], Outcome]] = []
         for entry, policy_input, agents in prepared:
-            if unavailable is None:
-                # A query that failed for a passing reason (timeout, 5xx) leaves every agent
-                # without that series: that is the backend's failure, not the agents' missing
-                # data, so the policy waits a cycle rather than stamping each agent no-data.
-                # A query Prometheus rejects (QueryError) is the policy's own mistake: it is
-                # evaluated without that series and MetricsAvailable says which query.
-                failed = [
-                    e
-                    for k, e in stats.errors.items()
-                    if isinstance(e, MetricsUnavailable) and k in needs_by_entry[entry.key]
-                ]
-                if failed:
-                    await self._metrics_unavailable(entry, failed[0], now)
-                    continue
+            # The evidence rule: a policy is evaluated only on good answers to every query
+            # it needs. Any failed query (unavailable, malformed, refused as wrong PromQL)
+            # holds the whole policy this cycle, state untouched: evaluating it without the
+            # series would read the failure as the agents' missing data (noData stances).
+            needed = needs_by_entry[entry.key]
             if unavailable is not None:
                 await self._metrics_unavailable(entry, unavailable, now)
                 continue
+            failed = next(((k, e) for k, e in stats.errors.items() if k in needed), None)
+            if failed is not None:
+                await self._metrics_unavailable(entry, failed[1], now, key=f"{failed[0]}: ")
+                continue
             await self._metrics_back(entry, now)
             assert entry.state is not None
+            undefined = _undefined_agents(stats, needed, agents)
+            if undefined:
+                policy_input = _held(policy_input, undefined)
             outcome = evaluate(policy_input, samples, entry.state, now)
+            if undefined:
+                outcome = _without_decisions_for(outcome, undefined)
             outcomes.append((entry, policy_input, agents, outcome))
 
         # One workload change per agent per cycle, across every policy that selects it.
@@ -499,33 +488,99 @@ class Operator:
             ]
             await self._report(entry, outcome, recent, errors, len(agents), now)
 
-    async def _handle_restore_requests(
+    async def _fetch(
+        self, merged: dict[Any, set[AgentId]], now: datetime, interval: timedelta
+    ) -> tuple[dict[AgentId, dict[Any, float | None]], FetchStats, MetricsError | None]:
+        """This cycle's samples, or why there are none. The fetch has a deadline of its own
+        (``cycle_deadline_seconds``, below the interval): a backend that answers slowly
+        ends this cycle's fetching rather than delaying the next cycle."""
+        assert self.backend is not None
+        if not merged:
+            return {}, FetchStats(), None
+        deadline = self.settings.cycle_deadline(interval)
+        try:
+            async with asyncio.timeout(deadline):
+                samples, stats = await fetch_samples(
+                    self.backend,
+                    merged,
+                    now,
+                    self.catalog,
+                    namespace_label=self.settings.namespace_label,
+                    max_concurrency=self.settings.max_concurrent_queries,
+                )
+        except TimeoutError:
+            return (
+                {},
+                FetchStats(),
+                MetricsUnavailable(
+                    UnavailableReason.TIMEOUT,
+                    f"the cycle's queries did not all answer within its deadline of "
+                    f"{deadline:g}s (cycleDeadlineSeconds)",
+                ),
+            )
+        except MetricsError as exc:
+            return {}, FetchStats(), exc
+        return samples, stats, None
+
+    # ------------------------------------------------------------------ restore requests
+
+    async def _restore_loop(self) -> None:
+        """Restore requests are served on their own short period, never inside a metrics
+        cycle: a person bringing an agent back must not wait for a slow backend."""
+        while True:
+            await asyncio.sleep(self.settings.restore_poll_seconds)
+            try:
+                await self.handle_restore_requests()
+            except Exception:
+                self.telemetry.errors.labels("restore").inc()
+                log.exception("serving restore requests failed")
+
+    async def handle_restore_requests(self) -> int:
+        """Serve every pending restore request of the policies this replica owns; how many
+        restores were attempted. Reads the watch cache only, so it costs nothing when no
+        one asked."""
+        assert self.cache is not None
+        pending: list[tuple[Workload, str, bool]] = []
+        for entry in list(self.entries.values()):
+            if entry.policy is None or not self.settings.owns(entry.uid):
+                continue
+            workloads = self.cache.workloads(entry.namespace, entry.selector)
+            if workloads:
+                pending.extend(self._restore_requests(entry, workloads))
+        if not pending or not await self._active():
+            return 0
+        for w, by, model in pending:
+            await self._restore(w, by, model)
+        return len(pending)
+
+    def _restore_requests(
         self, entry: PolicyEntry, workloads: list[Workload]
-    ) -> list[Workload]:
+    ) -> list[tuple[Workload, str, bool]]:
         """A person puts an agent back: with ``agentmedic.io/restore: "true"`` on the
         workload, or by scaling a workload agentmedic disabled back up by hand (``kubectl
         scale``). The latter is taken as a restore of the replicas, keeping the count the
         person chose: the record goes, and the agent's rules are watched again instead of
         held for an agent that no longer is disabled. Not in dry run, which writes nothing
         of its own."""
-        assert self.executor is not None
         dry_run = self.settings.dry_run or entry.spec.guardrails.dry_run
+        out = []
         for w in workloads:
             if w.annotations.get(rec.RESTORE_REQUEST, "").lower() == "true":
-                by, model = "annotation", True
+                out.append((w, "annotation", True))
             elif not dry_run and _scaled_up_by_hand(w):
                 by = f"a person: scaled to {w.replicas} replica(s) by hand while disabled"
-                model = False  # a downgrade is not undone by a kubectl scale
-            else:
-                continue
-            ref = WorkloadRef(w.kind, w.namespace, w.name)  # type: ignore[arg-type]
-            try:
-                result = await asyncio.to_thread(self.executor.restore, ref, by, model=model)
-                self.telemetry.decisions.labels("restore", str(result.outcome)).inc()
-                log.info("restored %s (%s): %s", ref, by, result.message)
-            except ActionError as exc:
-                log.warning("restore of %s (%s) failed: %s", ref, by, exc)
-        return workloads
+                out.append((w, by, False))  # a downgrade is not undone by a kubectl scale
+        return out
+
+    async def _restore(self, w: Workload, by: str, model: bool) -> None:
+        assert self.executor is not None
+        ref = WorkloadRef(w.kind, w.namespace, w.name)  # type: ignore[arg-type]
+        try:
+            result = await asyncio.to_thread(self.executor.restore, ref, by, model=model)
+            self.telemetry.decisions.labels("restore", str(result.outcome)).inc()
+            log.info("restored %s (%s): %s", ref, by, result.message)
+        except ActionError as exc:
+            log.warning("restore of %s (%s) failed: %s", ref, by, exc)
 
     async def _engine_workload(
         self,
@@ -737,19 +792,30 @@ class Operator:
     # ------------------------------------------------------------------ metrics outage
 
     async def _metrics_unavailable(
-        self, entry: PolicyEntry, exc: MetricsUnavailable, now: datetime
+        self, entry: PolicyEntry, exc: MetricsError, now: datetime, *, key: str = ""
     ) -> None:
-        """No metrics: no remediation, a condition that says why, a message if it lasts."""
+        """No evidence: no remediation, the policy not evaluated (its state kept), a
+        condition whose reason names the fault, a message if it lasts. ``key`` names the
+        failed query's series when one query failed."""
         self.telemetry.errors.labels("metrics").inc()
+        what = key + (str(exc) if isinstance(exc, MetricsUnavailable) else f"{exc.reason}: {exc}")
         if entry.metrics_down_since is None:
             entry.metrics_down_since = now
+            log.warning("policy %s/%s not evaluated: %s", entry.namespace, entry.name, what[:500])
         since = entry.metrics_down_since
         if not entry.metrics_down_notified and now - since >= entry.spec.no_data.after:
             entry.metrics_down_notified = True
+            lasted = format_duration(now - since)
+            await self._policy_event(
+                entry,
+                str(exc.reason),
+                f"no usable metrics for {lasted}: {what[:500]}; no action until they return",
+                warning=True,
+            )
             await self._fleet_message(
                 entry,
                 MessageState.FIRING,
-                f"metrics backend unavailable for {format_duration(now - since)}: {exc}; "
+                f"metrics backend unavailable for {lasted}: {what}; "
                 "agentmedic takes no action until it returns",
                 since,
                 now,
@@ -761,9 +827,9 @@ class Operator:
                 (
                     ConditionType.METRICS_AVAILABLE,
                     ConditionStatus.FALSE,
-                    Reason.METRICS_UNAVAILABLE,
-                    f"{exc} (since {since.isoformat(timespec='seconds')}); no remediation "
-                    "until metrics return",
+                    str(exc.reason),
+                    f"{what[:800]} (since {since.isoformat(timespec='seconds')}); no "
+                    "remediation until metrics return",
                 ),
             ],
         )
@@ -773,6 +839,12 @@ class Operator:
         if since is None:
             return
         entry.metrics_down_since = None
+        log.info(
+            "policy %s/%s has metrics again after %s",
+            entry.namespace,
+            entry.name,
+            format_duration(now - since),
+        )
         if entry.metrics_down_notified:
             entry.metrics_down_notified = False
             await self._fleet_message(
@@ -1001,6 +1073,41 @@ def _dumps(value: Mapping[str, Any]) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+def _undefined_agents(
+    stats: FetchStats, needed: set[Any], agents: Mapping[AgentId, Workload]
+) -> set[AgentId]:
+    """The policy's agents with a NaN among the values it needs."""
+    out: set[AgentId] = set()
+    for key, undefined in stats.undefined.items():
+        if key in needed:
+            out.update(a for a in undefined if a in agents)
+    return out
+
+
+def _held(policy_input: PolicyInput, agents: set[AgentId]) -> PolicyInput:
+    """The policy as the engine sees it, with ``agents`` held this cycle. A NaN (0/0: a
+    ratio over an empty window) is not evidence that the agent is healthy, breaching or
+    gone, so the agent is neither judged nor given a noData stance: it is presented as
+    not running, which the engine holds as it is (rules kept, no candidate, counted as
+    no data)."""
+    return dataclasses.replace(
+        policy_input,
+        agents={
+            a: dataclasses.replace(w, replicas=0) if a in agents else w
+            for a, w in policy_input.agents.items()
+        },
+    )
+
+
+def _without_decisions_for(outcome: Outcome, agents: set[AgentId]) -> Outcome:
+    """No change of any kind to an agent without evidence this cycle (a held agent's
+    timed recovery waits for a cycle that has its numbers)."""
+    kept = [d for d in outcome.decisions if d.agent not in agents]
+    if len(kept) == len(outcome.decisions):
+        return outcome
+    return dataclasses.replace(outcome, decisions=kept)
+
+
 def _scaled_up_by_hand(w: Workload) -> bool:
     """The workload carries agentmedic's disabled record yet has replicas: a person scaled
     it back up. Not for a KEDA-managed agent (KEDA's pause holds it at 0, and a count
@@ -1120,4 +1227,5 @@ def _backend_config(settings: OperatorSettings) -> BackendConfig:
         tenant=settings.tenant,
         headers=settings.extra_headers,
         timeout=settings.query_timeout_seconds,
+        max_response_bytes=settings.max_response_bytes,
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,19 @@ class OperatorSettings(BaseModel):
     extra_headers: dict[str, str] = Field(default_factory=dict)
     """More headers for every query (JSON object in the environment)."""
     query_timeout_seconds: float = Field(default=10.0, gt=0)
-    """Timeout of one query."""
+    """Timeout of one query attempt, its answer's body included (a server sending slowly
+    does not extend it); retries share three times this."""
+    cycle_deadline_seconds: float | None = Field(default=None, gt=0)
+    """Seconds a cycle's queries may take in all. A cycle that overruns stops fetching and
+    evaluates none of the policies it has no answers for (MetricsAvailable=False, Timeout).
+    Unset: 80% of the cycle's interval; never more than the interval."""
+    max_response_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    """The largest metrics answer read, in bytes; a larger one is refused as TooLarge
+    before it can exhaust the operator's memory (the chart's limit is 512Mi)."""
+    restore_poll_seconds: float = Field(default=2.0, gt=0, le=60)
+    """How often restore requests (the agentmedic.io/restore annotation, a disabled agent
+    scaled up by hand) are looked for: independently of the metrics cycles, so a slow
+    backend never delays them."""
     namespaces: list[str] = Field(default_factory=list)
     """Namespaces to watch; empty means cluster-wide."""
     namespace_label: str = "namespace"
@@ -131,6 +144,13 @@ class OperatorSettings(BaseModel):
         if upper not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ValueError(f"{value!r} is not a log level; use DEBUG, INFO, WARNING or ERROR")
         return upper
+
+    def cycle_deadline(self, interval: timedelta) -> float:
+        """Seconds the cycle of this interval may spend fetching metrics."""
+        seconds = interval.total_seconds()
+        if self.cycle_deadline_seconds is None:
+            return max(0.8 * seconds, 0.001)
+        return max(min(self.cycle_deadline_seconds, seconds), 0.001)
 
     def owns(self, uid: str) -> bool:
         """Whether this replica's shard evaluates the policy with this UID."""

@@ -208,8 +208,11 @@ async def gather(
         if answer.result_type != "vector":
             data.warnings.append(f"{name}: expected a vector, got a {answer.result_type}")
             continue
+        infinite = 0
         for sample in answer.samples:
-            if math.isnan(sample.value):
+            if not math.isfinite(sample.value):
+                # NaN is nothing in the window; ±Inf is no number a report can rank.
+                infinite += sample.value in (math.inf, -math.inf)
                 continue
             agent = _agent(sample.labels, query)
             if agent is None:
@@ -229,6 +232,8 @@ async def gather(
                 if tool:
                     stat = "calls" if name == "tool_calls" else name.removeprefix("tool_")
                     data.tools.setdefault((agent, tool), {})[stat] = sample.value
+        if infinite:
+            data.warnings.append(f"{name}: {infinite} infinite value(s) left out")
     return data
 
 
