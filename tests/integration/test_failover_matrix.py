@@ -71,8 +71,11 @@ class ScriptedPrometheus:
                 self.end_headers()
                 self.wfile.write(body)
 
-            do_GET = _answer
-            do_POST = _answer
+            def do_GET(self) -> None:
+                self._answer()
+
+            def do_POST(self) -> None:
+                self._answer()
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
