@@ -119,10 +119,17 @@ class LeaderElector:
         try:
             held = await asyncio.to_thread(self._try, started)
         except Exception as exc:
-            log.warning("leader election: the Lease cannot be read or written: %s", exc)
+            detail = (
+                f"{exc.status} {exc.reason}"
+                if isinstance(exc, kubernetes.client.ApiException)
+                else type(exc).__name__
+            )
+            log.warning("leader election: the Lease cannot be read or written: %s", detail)
+            # Not renewed: the term ends at the deadline of the last renewal that succeeded.
             held = self._leading and self._clock() < self._valid_until
-        if held:
-            self._valid_until = max(self._valid_until, started + self.config.renew_deadline)
+        else:
+            if held:
+                self._valid_until = started + self.config.renew_deadline
         if held != self._leading:
             await self._set(held)
         elif self._leading and not self.is_leader():
