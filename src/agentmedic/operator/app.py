@@ -261,8 +261,11 @@ class Operator:
 
     async def stop(self) -> None:
         self.scheduler.shutdown()
-        if self._notify_tasks:  # let messages in flight finish, within reason
-            await asyncio.wait(set(self._notify_tasks), timeout=10)
+        # Let messages in flight finish and settle, within reason, before the Lease goes: a
+        # cycle still running may spawn more, so wait until none is left.
+        deadline = time.monotonic() + 10
+        while self._notify_tasks and (left := deadline - time.monotonic()) > 0:
+            await asyncio.wait(set(self._notify_tasks), timeout=left)
         if self.leader is not None:
             await self.leader.stop()  # hands the Lease over at once
         if self.cache is not None:
