@@ -313,6 +313,9 @@ class Operator:
         else:
             raw = (meta.get("annotations") or {}).get(POLICY_STATE_ANNOTATION)
             entry.stored_policy_state = _loads(raw)
+            # Writes before the first cycle (an invalid spec's status) are conditional too;
+            # the first cycle reads the policy again (fresh stays False).
+            entry.snapshot = Snapshot.of(body, (POLICY_STATE_ANNOTATION, NOTIFICATIONS_ANNOTATION))
         self.entries[entry.key] = entry
         assert self.cache is not None
         self.cache.unsubscribe(_user(entry))
@@ -497,7 +500,7 @@ class Operator:
         if pending:
             log.info(
                 "%d message(s) of %s/%s were reserved by an earlier term; sending them",
-                len(entry.outbox),
+                len(pending),
                 *entry.key,
             )
             self._spawn(self._send_outbox(entry, pending))
