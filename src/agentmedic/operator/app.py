@@ -1003,6 +1003,13 @@ class Operator:
     ) -> None:
         """Write the engine's memory where it belongs, only the parts that changed."""
         assert self.executor is not None
+        if not self.leading():
+            # The term ended during this cycle: what it decided is not stored or sent; the
+            # next leader decides again from the API server.
+            entry.due = []
+            entry.state = None
+            entry.fresh = False
+            return
         prior = entry.state or PolicyState()
         entry.state = state
         for agent in state.changed_agents(prior):
