@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from agentmedic.api.durations import TIME_COMPRESSION_ENV
 from agentmedic.sandbox.emulator import ApiEmulator
 from agentmedic.sandbox.receivers import NotificationReceivers, ReceiverKind
 
@@ -187,7 +188,9 @@ def _seed(emu: ApiEmulator, rx: NotificationReceivers) -> None:
                 "rules": [
                     {
                         "name": "sick",
-                        "all": [{"query": "scripted_sickness", "op": ">", "value": 0.5}],
+                        "all": [
+                            {"query": "scripted_sickness{ {{agents}} }", "op": ">", "value": 0.5}
+                        ],
                         "for": "1s",
                         "severity": "high",
                         "actions": [
@@ -349,6 +352,13 @@ def _wait(predicate: Callable[[], Any], what: str, timeout: float = 60.0) -> Any
             return value
         time.sleep(0.05)
     raise TimeoutError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(autouse=True)
+def compressed_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The policy's 1s interval is below the 10s minimum: run it (and the replicas, which
+    # inherit the environment) time-compressed.
+    monkeypatch.setenv(TIME_COMPRESSION_ENV, "10")
 
 
 @pytest.fixture
