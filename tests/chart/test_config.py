@@ -96,9 +96,10 @@ def test_each_shard_evaluates_its_own_share_and_peers_only_with_its_replicas(
     deployments = rendered.of_kind("Deployment")
     shards = [settings_of(rendered, d, tmp_path) for d in deployments]
     assert [s.shard for s in shards] == [Shard(index=i, count=3) for i in range(3)]
-    assert len({s.peering for s in shards}) == 3
-    peerings = {p["metadata"]["name"] for p in rendered.of_kind("ClusterKopfPeering")}
-    assert peerings == {s.peering for s in shards}
+    assert len({s.peering for s in shards}) == 3  # a Lease of its own per shard
+    for d in deployments:  # each elects in the release namespace, where its Role grants it
+        lease_ns = env_of(operator_container(d))["AGENTMEDIC_LEASE_NAMESPACE"]
+        assert lease_ns == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     # Together the shards own every policy exactly once.
     uids = [f"uid-{n}" for n in range(200)]
     assert sorted(u for s in shards for u in uids if s.owns(u)) == sorted(uids)
@@ -108,8 +109,7 @@ def test_a_standalone_install_runs_without_peering(tmp_path: Path) -> None:
     rendered = render_set("basic-auth-standalone")
     settings = settings_of(rendered, rendered.one("Deployment"), tmp_path)
     assert settings.peering is None or settings.peering == ""
-    assert not rendered.of_kind("KopfPeering")
-    assert not rendered.of_kind("ClusterKopfPeering")
+    assert not [r for r in rendered.of_kind("Role") if "leader-election" in r["metadata"]["name"]]
     assert not rendered.of_kind("PodDisruptionBudget"), "a PDB of 1 would block node drains"
 
 

@@ -5,10 +5,8 @@ status) and ``agentmedic.actions.permissions`` (scale, model switch, Jobs, Event
 Secrets). The integration tests check that every request the operator sends is in those
 lists; this test checks that the rendered RBAC is those lists.
 
-One refinement, taken from kopf itself: the lists name both peering resources, but a
-cluster-wide kopf operator peers only through ClusterKopfPeerings and a namespaced one only
-through KopfPeerings (kopf's ``guess_selectors``), so each mode is granted only the one it
-uses, and none when peering is off.
+One refinement: the Lease of leader election is granted only in the release namespace,
+by a Role of its own, and not at all when peering is off.
 """
 
 from __future__ import annotations
@@ -16,9 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-import kopf
 import pytest
-from kopf._core.engines.peering import guess_selectors  # which peering CRD kopf uses
 
 from agentmedic.actions.permissions import REQUIRED_PERMISSIONS as ACTION_PERMISSIONS
 from agentmedic.operator.permissions import REQUIRED_PERMISSIONS as OPERATOR_PERMISSIONS
@@ -41,18 +37,20 @@ def required_by_code() -> frozenset[Grant]:
     return frozenset(operator | actions)
 
 
-def kopf_peering_resources(clusterwide: bool) -> set[str]:
-    settings = kopf.OperatorSettings()
-    settings.peering.clusterwide = clusterwide
-    # zalando.org is kopf's legacy group, used only where those old CRDs are installed.
-    return {s.any_name for s in guess_selectors(settings) if s.group == "kopf.dev"}  # type: ignore[misc]
+LEASES = "coordination.k8s.io"
 
 
 def expected(values: dict[str, Any]) -> frozenset[Grant]:
-    required = required_by_code()
-    peering_on = values.get("peering", {}).get("enabled", True)
-    uses = kopf_peering_resources(clusterwide=not values.get("namespaces")) if peering_on else set()
-    return frozenset(g for g in required if g.group != "kopf.dev" or g.resource in uses)
+    """What the watched-namespace (or cluster) roles must grant: all but the Lease."""
+    return frozenset(g for g in required_by_code() if g.group != LEASES)
+
+
+def election_grants() -> frozenset[Grant]:
+    return frozenset(g for g in required_by_code() if g.group == LEASES)
+
+
+def is_election_role(role: dict[str, Any]) -> bool:
+    return str(role["metadata"]["name"]).endswith("-leader-election")
 
 
 def grants(rules: Iterable[dict[str, Any]]) -> list[Grant]:
@@ -72,9 +70,20 @@ def roles(rendered: Rendered) -> list[dict[str, Any]]:
     return rendered.of_kind("ClusterRole") + rendered.of_kind("Role")
 
 
-def test_the_code_declares_the_peering_resources_kopf_uses() -> None:
-    declared = {g.resource for g in required_by_code() if g.group == "kopf.dev"}
-    assert kopf_peering_resources(True) | kopf_peering_resources(False) <= declared
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_leases_are_granted_only_for_election_and_only_in_the_release_namespace(
+    value_set: str,
+) -> None:
+    rendered = render_set(value_set)
+    election = [r for r in roles(rendered) if is_election_role(r)]
+    if VALUE_SETS[value_set].get("peering", {}).get("enabled", True):
+        (role,) = election
+        assert role["kind"] == "Role"
+        assert role["metadata"]["namespace"] == NAMESPACE
+        assert set(grants(role["rules"])) == election_grants()
+        assert {g.verb for g in election_grants()} == {"get", "create", "update"}
+    else:
+        assert election == []
 
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
@@ -90,7 +99,7 @@ def test_rbac_has_no_wildcards(value_set: str) -> None:
 def test_each_role_grants_exactly_what_the_code_uses(value_set: str) -> None:
     rendered = render_set(value_set)
     want = expected(VALUE_SETS[value_set])
-    all_roles = roles(rendered)
+    all_roles = [r for r in roles(rendered) if not is_election_role(r)]
     assert all_roles, "no RBAC rendered"
     for role in all_roles:
         granted = grants(role["rules"])
@@ -106,6 +115,8 @@ def test_each_role_grants_exactly_what_the_code_uses(value_set: str) -> None:
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
 def test_secrets_are_only_readable_one_by_one(value_set: str) -> None:
     for role in roles(render_set(value_set)):
+        if is_election_role(role):
+            continue
         on_secrets = {g.verb for g in grants(role["rules"]) if g.resource.startswith("secrets")}
         assert on_secrets == {"get"}
 
@@ -113,8 +124,8 @@ def test_secrets_are_only_readable_one_by_one(value_set: str) -> None:
 def test_cluster_mode_uses_one_clusterrole_and_no_namespaced_roles() -> None:
     rendered = render_set("default")
     assert len(rendered.of_kind("ClusterRole")) == 1
-    assert not rendered.of_kind("Role")
-    assert not rendered.of_kind("RoleBinding")
+    assert all(is_election_role(r) for r in rendered.of_kind("Role"))
+    assert all(is_election_role(b) for b in rendered.of_kind("RoleBinding"))
 
 
 @pytest.mark.parametrize("value_set", ["namespaced", "basic-auth-standalone"])
@@ -123,9 +134,10 @@ def test_namespaced_mode_grants_nothing_cluster_wide(value_set: str) -> None:
     assert not rendered.of_kind("ClusterRole")
     assert not rendered.of_kind("ClusterRoleBinding")
     watched = VALUE_SETS[value_set]["namespaces"]
-    assert sorted(r["metadata"]["namespace"] for r in rendered.of_kind("Role")) == sorted(watched)
-    bound = sorted(b["metadata"]["namespace"] for b in rendered.of_kind("RoleBinding"))
-    assert bound == sorted(watched)
+    placed = [r for r in rendered.of_kind("Role") if not is_election_role(r)]
+    assert sorted(r["metadata"]["namespace"] for r in placed) == sorted(watched)
+    bindings = [b for b in rendered.of_kind("RoleBinding") if not is_election_role(b)]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == sorted(watched)
 
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))

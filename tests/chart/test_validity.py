@@ -3,8 +3,7 @@
 Built-in kinds are validated by kubernetes-validate (strict: unknown fields fail) against
 the newest Kubernetes it knows. The Prometheus Operator's kinds are not in its schemas:
 they are checked against small pinned schemas of the fields the chart uses
-(tests/chart/schemas/, from the prometheus-operator CRDs of v0.75). kopf's peering objects
-are checked against the CRD the chart itself ships.
+(tests/chart/schemas/, from the prometheus-operator CRDs of v0.75).
 """
 
 from __future__ import annotations
@@ -85,13 +84,14 @@ def test_every_rendered_manifest_is_valid_for_current_kubernetes(value_set: str)
 def test_namespaced_objects_land_in_the_release_or_watched_namespaces(value_set: str) -> None:
     rendered = render_set(value_set)
     watched = set(VALUE_SETS[value_set].get("namespaces", []))
-    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering"}
+    cluster_scoped = {"ClusterRole", "ClusterRoleBinding"}
     for manifest in rendered.manifests:
         namespace = manifest["metadata"].get("namespace")
         if manifest["kind"] in cluster_scoped:
             assert namespace is None, f"{manifest['kind']} is cluster-scoped"
-        elif manifest["kind"] in {"Role", "RoleBinding", "KopfPeering"}:
-            assert namespace in watched
+        elif manifest["kind"] in {"Role", "RoleBinding"}:
+            # the leader-election Role is in the release namespace, the others where watched
+            assert namespace in watched | {NAMESPACE}
         else:
             assert namespace == NAMESPACE, f"{manifest['kind']} in {namespace}"
 
@@ -102,11 +102,7 @@ def test_the_chart_crds_are_valid_apiextensions_objects() -> None:
         for doc in filter(None, yaml.safe_load_all(entry["data"])):
             kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
             names.add(doc["metadata"]["name"])
-    assert names == {
-        "agentpolicies.agentmedic.io",
-        "kopfpeerings.kopf.dev",
-        "clusterkopfpeerings.kopf.dev",
-    }
+    assert names == {"agentpolicies.agentmedic.io"}
 
 
 def test_the_chart_ships_the_crd_generated_from_the_models() -> None:

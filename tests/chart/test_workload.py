@@ -74,7 +74,8 @@ def test_the_operator_runs_agentmedic_run_configured_by_its_config_file() -> Non
     assert container["command"] == ["agentmedic", "run"]
     assert "args" not in container
     settings_env = {k for k in env_of(container) if k.startswith("AGENTMEDIC_")}
-    assert settings_env == {"AGENTMEDIC_CONFIG"}
+    # The Lease's namespace is the pod's own, which only the downward API knows.
+    assert settings_env == {"AGENTMEDIC_CONFIG", "AGENTMEDIC_LEASE_NAMESPACE"}
     assert container["image"] == "ghcr.io/agentmedic/agentmedic:0.1.0"
 
 
@@ -239,7 +240,8 @@ def test_optional_parts_are_off_by_default() -> None:
         "Service",
         "Deployment",
         "PodDisruptionBudget",
-        "ClusterKopfPeering",
+        "Role",  # the leader-election Lease, in the release namespace
+        "RoleBinding",
     }
 
 

@@ -201,7 +201,16 @@ def test_totals_count_what_the_policy_would_have_done(result: BacktestResult) ->
     # Pages: erring's high-errors episode and the fleet's systemic page (pagerduty channel).
     assert t.pages == 2
     assert (t.systemic_episodes, t.pages_held_back) == (1, 4)
-    assert t.notifications_firing == 5
+    # Five episodes announced, and spender's two budget stages, still firing 4 h later (the
+    # channels' default renotifyAfter), announced again to finance.
+    firing = [n for n in result.notifications if n.state == "firing"]
+    assert len({n.episode for n in firing}) == 5
+    reminders = [n for n in firing if n.at - min(m.at for m in firing if m.episode == n.episode)]
+    assert [(n.rule, n.channels) for n in reminders] == [
+        ("budget.soft", ("finance",)),
+        ("budget.hard", ("finance",)),
+    ]
+    assert t.notifications_firing == 7
 
 
 def test_reconstructed_budget_spend_matches_the_exact_query(result: BacktestResult) -> None:

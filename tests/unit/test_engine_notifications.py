@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from agentmedic.api.types import Severity
 from agentmedic.engine import PolicyState, Reason
 from tests.unit.test_engine_builders import (
@@ -94,3 +96,31 @@ def test_messages_in_dry_run_say_so() -> None:
     assert n.dry_run
     assert n.action == "would have switched model gpt-4o → gpt-4o-mini (dry run)"
     assert n.undo is None
+
+
+def test_a_still_firing_episode_is_announced_again_after_renotify_after() -> None:
+    spec = policy(rule("r"))
+    channels = spec.notifications.channels
+    spec = spec.model_copy(
+        update={
+            "notifications": spec.notifications.model_copy(
+                update={
+                    "channels": [
+                        c.model_copy(update={"renotify_after": timedelta(minutes=2)})
+                        for c in channels
+                    ]
+                }
+            )
+        }
+    )
+    sim = Sim(spec, fleet(4))
+    first = sim.step(a0=SICK).notifications
+    quiet = [sim.step(a0=SICK).notifications for _ in range(3)]  # 90 s: not yet due
+    (reminder,) = sim.step(a0=SICK).notifications  # 120 s after the first message
+    after = sim.step(a0=SICK).notifications
+    assert [n.state for n in first] == ["firing"]
+    assert quiet == [[], [], []]
+    assert (reminder.state, reminder.episode) == ("firing", first[0].episode)
+    assert after == []
+    (resolved,) = sim.step().notifications
+    assert (resolved.state, resolved.episode) == ("resolved", first[0].episode)

@@ -299,3 +299,49 @@ def test_no_sliding_hour_ever_holds_more_firing_sends_than_max_per_hour(
     for start in firing_sent:
         in_hour = [t for t in firing_sent if start <= t < start + timedelta(hours=1)]
         assert len(in_hour) <= limit
+
+
+# --------------------------------------------------------------------------- handing over
+
+
+def test_a_policy_slice_moves_to_another_ledger_and_a_resolve_follows_the_firing_there() -> None:
+    old = DeliveryLedger()
+    admitted(old.admit(channel(), message(), T0))
+    admitted(old.admit(channel(), message(policy_name="other"), T0))
+    state = json.loads(json.dumps(old.export_policy("agents", "support-bot", T0)))
+    assert list(state["channels"]) == ["agents/support-bot/oncall"]
+
+    new = DeliveryLedger()
+    new.import_policy("agents", "support-bot", state)
+    assert isinstance(new.admit(channel(), message(), T0 + MIN), Suppression)
+    resolve = admitted(new.admit(channel(), message(state=RESOLVED), T0 + 2 * MIN))
+    assert resolve.state is RESOLVED
+    new.import_policy("agents", "support-bot", None)
+    assert len(new) == 0
+
+
+def test_a_reserved_send_settles_in_the_ledger_of_the_operator_that_took_over() -> None:
+    old = DeliveryLedger()
+    reserved = admitted(old.admit(channel(), message(), T0))
+    state = old.export_policy("agents", "support-bot", T0)
+    copy = Admission.from_json(json.loads(json.dumps(reserved.to_json())))
+    assert copy == reserved
+
+    new = DeliveryLedger()
+    new.import_policy("agents", "support-bot", state)
+    new.settle(copy, delivered=False)  # the send failed: the episode may be sent again
+    assert isinstance(new.admit(channel(), message(), T0 + MIN), Admission)
+
+
+def test_a_message_survives_its_json_form() -> None:
+    from agentmedic.notify import Evidence
+
+    m = message(
+        evidence=(Evidence("error_rate > 0.15", 0.31, 0.15, timedelta(minutes=5)),),
+        action="scaled to zero",
+        undo="agentmedic restore agents/support-bot",
+        dry_run=True,
+    )
+    assert Message.from_json(json.loads(json.dumps(m.to_json()))) == m
+    with pytest.raises(ValueError, match="not a message"):
+        Message.from_json({"episode": "x"})

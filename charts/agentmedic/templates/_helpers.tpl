@@ -106,9 +106,8 @@ else the port of prometheus.url, else 80/443 by scheme. Returns a JSON list.
 
 {{/*
 The RBAC rules of the operator: exactly the union of agentmedic.operator.permissions and
-agentmedic.actions.permissions (tests/chart/test_rbac.py proves it). `peering` selects the
-peering resource kopf uses in this mode: clusterkopfpeerings for a cluster-wide operator
-(in its ClusterRole), kopfpeerings for a namespaced one (in each Role).
+agentmedic.actions.permissions (tests/chart/test_rbac.py proves it), but for the leader
+election Lease, which is granted only in the release namespace (rbac.yaml).
 */}}
 {{- define "agentmedic.rules" -}}
 # AgentPolicies: kopf watches them, keeps its finalizer and annotations, writes status.
@@ -149,12 +148,6 @@ peering resource kopf uses in this mode: clusterkopfpeerings for a cluster-wide 
 - apiGroups: ["keda.sh"]
   resources: ["scaledobjects"]
   verbs: ["get", "list", "patch"]
-{{- if .peering }}
-# kopf peering: keep-alives of the replicas, one active.
-- apiGroups: ["kopf.dev"]
-  resources: [{{ .peering | quote }}]
-  verbs: ["get", "list", "watch", "patch"]
-{{- end }}
 {{- end }}
 
 {{/* A rendered template's checksum, to roll the pods when their config changes. */}}

@@ -1214,9 +1214,16 @@ class _Cycle:
 
         out: list[Notification] = []
         notices = dict(self.prior.notices)
+        renotify = {c.name: c.renotify_after for c in self.spec.notifications.channels}
         for key, (what, who, ref) in desired.items():
-            if key in notices:
-                continue
+            known = notices.get(key)
+            if known is not None:
+                # A still-firing episode is said again once the soonest renotifyAfter of its
+                # channels has passed; each channel's own renotifyAfter and rate limit are
+                # the notifier's to apply.
+                due = min((renotify[c] for c in known.channels if c in renotify), default=None)
+                if due is None or self.now - known.sent_at < due:
+                    continue
             n = self._firing(key, what, who, ref, stage_channels)
             if n is None:
                 continue

@@ -105,7 +105,15 @@ def build_request(
     else:
         document = webhook_body(message, delivery)
         headers[TIMESTAMP_HEADER] = str(int(delivery.sent_at.timestamp()))
-        headers[DELIVERY_HEADER] = str(uuid.uuid4())
+        # The same reserved send gets the same id when another operator repeats it after a
+        # crash, so a receiver can drop the repeat.
+        headers[DELIVERY_HEADER] = str(
+            uuid.uuid5(
+                uuid.NAMESPACE_URL,
+                f"{channel.name}|{message.episode}|{message.state.value}|"
+                f"{delivery.sent_at.timestamp()}",
+            )
+        )
     body = encode_body(document)
     if channel.kind is ChannelKind.WEBHOOK and channel.hmac_key is not None:
         headers[SIGNATURE_HEADER] = sign_body(body, channel.hmac_key.reveal())
@@ -205,25 +213,59 @@ class Notifier:
             results.append(outcome)
         return DeliveryReport(message.episode, message.state, tuple(results))
 
-    async def _deliver(self, channel: ResolvedChannel, message: Message) -> ChannelResult:
-        decision = self._ledger.admit(channel, message, self._clock())
-        if isinstance(decision, Suppression):
-            logger.debug(
-                "notification for episode %s (%s) not sent to channel %s: %s",
-                message.episode,
-                message.state.value,
-                channel.name,
-                decision.detail,
-            )
-            return ChannelResult(channel.name, Outcome.SUPPRESSED, decision.reason, decision.detail)
+    def reserve(
+        self, message: Message, channels: Sequence[ResolvedChannel]
+    ) -> tuple[list[tuple[ResolvedChannel, Admission]], list[ChannelResult]]:
+        """The first half of :meth:`notify`, for a caller that persists what it is about to
+        send before sending it: the sends the ledger admits (reserved in the ledger; finish
+        each with :meth:`send_reserved`, or undo it with :meth:`settle`), and a result for
+        each channel that is not to get the message."""
+        admitted: list[tuple[ResolvedChannel, Admission]] = []
+        suppressed: list[ChannelResult] = []
+        now = self._clock()
+        for channel in channels:
+            decision = self._ledger.admit(channel, message, now)
+            if isinstance(decision, Suppression):
+                logger.debug(
+                    "notification for episode %s (%s) not sent to channel %s: %s",
+                    message.episode,
+                    message.state.value,
+                    channel.name,
+                    decision.detail,
+                )
+                suppressed.append(
+                    ChannelResult(
+                        channel.name, Outcome.SUPPRESSED, decision.reason, decision.detail
+                    )
+                )
+            else:
+                admitted.append((channel, decision))
+        return admitted, suppressed
+
+    def settle(self, admission: Admission, *, delivered: bool) -> None:
+        """Confirm a reserved send, or undo it (see :meth:`DeliveryLedger.settle`)."""
+        self._ledger.settle(admission, delivered=delivered)
+
+    async def send_reserved(
+        self, channel: ResolvedChannel, message: Message, admission: Admission
+    ) -> ChannelResult:
+        """Send a message :meth:`reserve` admitted (perhaps in another process, whose
+        ledger this one imported) and settle it; never raises for the channel's failure."""
+        guard_http_logs(channel.secret_fragments())
         delivered = False
         try:
-            result = await self._send(channel, message, decision)
+            result = await self._send(channel, message, admission)
             delivered = result.outcome is Outcome.SENT
             return result
         finally:
             # Also on cancellation: an undelivered message must stay deliverable.
-            self._ledger.settle(decision, delivered=delivered)
+            self._ledger.settle(admission, delivered=delivered)
+
+    async def _deliver(self, channel: ResolvedChannel, message: Message) -> ChannelResult:
+        admitted, suppressed = self.reserve(message, [channel])
+        if suppressed:
+            return suppressed[0]
+        return await self.send_reserved(channel, message, admitted[0][1])
 
     async def _send(
         self, channel: ResolvedChannel, message: Message, admission: Admission

@@ -114,6 +114,56 @@ class Admission:
     previous: _Episode | None
     overflow: Overflow | None
 
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict, so a send reserved by one operator can be settled by another."""
+        out: dict[str, Any] = {
+            "key": self.key,
+            "episode": self.episode,
+            "state": self.state.value,
+            "sentTs": self.sent_ts,
+            "repeat": self.delivery.repeat,
+        }
+        if self.previous is not None:
+            out["previous"] = {
+                k: v
+                for k, v in (("firing", self.previous.firing), ("resolved", self.previous.resolved))
+                if v is not None
+            }
+        if self.overflow is not None:
+            out["overflow"] = {"count": self.overflow.count, "since": _ts(self.overflow.since)}
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Admission:
+        """Read what :meth:`to_json` wrote (``ValueError`` when it is not that form)."""
+        try:
+            sent_ts = _number(data["sentTs"])
+            if sent_ts is None or not isinstance(data["key"], str):
+                raise ValueError("sentTs and key")
+            previous = None
+            if isinstance(data.get("previous"), Mapping):
+                p = data["previous"]
+                previous = _Episode(_number(p.get("firing")), _number(p.get("resolved")))
+            overflow = None
+            if isinstance(data.get("overflow"), Mapping):
+                count, since = (
+                    _number(data["overflow"].get("count")),
+                    _number(data["overflow"].get("since")),
+                )
+                if count is not None and since is not None:
+                    overflow = Overflow(int(count), _dt(since))
+            return cls(
+                key=data["key"],
+                episode=str(data["episode"]),
+                state=MessageState(data["state"]),
+                delivery=Delivery(_dt(sent_ts), repeat=bool(data.get("repeat")), overflow=overflow),
+                sent_ts=sent_ts,
+                previous=previous,
+                overflow=overflow,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a reserved delivery: {exc}") from None
+
 
 class DeliveryLedger:
     """Dedup, renotify and rate-limit state for every channel of every policy."""
@@ -278,6 +328,33 @@ class DeliveryLedger:
         return len(self._channels)
 
     # ------------------------------------------------------------------ persistence
+
+    def export_policy(self, namespace: str, name: str, now: datetime) -> dict[str, Any]:
+        """The state of one policy's channels (pruned at ``now``), as :meth:`to_json`."""
+        prefix = f"{namespace}/{name}/"
+        t = _ts(now)
+        for key in [k for k in self._channels if k.startswith(prefix)]:
+            record = self._channels[key]
+            self._prune_channel(record, t, None)
+            if record.empty():
+                del self._channels[key]
+        whole = self.to_json()
+        whole["channels"] = {k: v for k, v in whole["channels"].items() if k.startswith(prefix)}
+        return whole
+
+    def import_policy(self, namespace: str, name: str, data: Mapping[str, Any] | None) -> None:
+        """Replace one policy's channels with those of :meth:`export_policy`'s output (none
+        when ``data`` is None); ``ValueError`` when ``data`` is not that form."""
+        prefix = f"{namespace}/{name}/"
+        loaded = None if data is None else DeliveryLedger.from_json(data)
+        for key in [k for k in self._channels if k.startswith(prefix)]:
+            del self._channels[key]
+        if loaded is not None:
+            for key, record in loaded._channels.items():
+                if key.startswith(prefix):
+                    self._channels[key] = record
+        while len(self._channels) > self._max_channels:
+            self._channels.popitem(last=False)
 
     def to_json(self, now: datetime | None = None) -> dict[str, Any]:
         """The state as a JSON-ready dict (pruned first when ``now`` is given)."""

@@ -9,9 +9,11 @@ the channel was told before.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from agentmedic.api.durations import format_duration
 from agentmedic.api.types import Severity
@@ -120,6 +122,63 @@ class Message:
     """The exact command that undoes the action, e.g. ``agentmedic restore agents/support-bot``."""
     dry_run: bool = False
     """The policy is in dry run: the action was only recorded, nothing was changed."""
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict: a message waiting to be sent is persisted in this form."""
+        return {
+            "episode": self.episode,
+            "namespace": self.policy_namespace,
+            "policy": self.policy_name,
+            "agent": None if self.agent is None else [self.agent.namespace, self.agent.name],
+            "rule": self.rule,
+            "severity": self.severity.value,
+            "state": self.state.value,
+            "summary": self.summary,
+            "time": self.time.timestamp(),
+            "evidence": [
+                [
+                    e.condition,
+                    e.value,
+                    e.threshold,
+                    None if e.window is None else e.window.total_seconds(),
+                ]
+                for e in self.evidence
+            ],
+            "action": self.action,
+            "undo": self.undo,
+            "dryRun": self.dry_run,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Message:
+        """Read what :meth:`to_json` wrote (``ValueError`` when it is not that form)."""
+        try:
+            agent = d.get("agent")
+            return cls(
+                episode=str(d["episode"]),
+                policy_namespace=str(d["namespace"]),
+                policy_name=str(d["policy"]),
+                agent=None if agent is None else AgentId(str(agent[0]), str(agent[1])),
+                rule=str(d["rule"]),
+                severity=Severity(d["severity"]),
+                state=MessageState(d["state"]),
+                summary=str(d["summary"]),
+                time=datetime.fromtimestamp(float(d["time"]), UTC),
+                evidence=tuple(
+                    Evidence(
+                        str(c),
+                        None if v is None else float(v),
+                        None if t is None else float(t),
+                        None if w is None else timedelta(seconds=float(w)),
+                    )
+                    for c, v, t, w in d.get("evidence") or ()
+                ),
+                action=d.get("action"),
+                undo=d.get("undo"),
+                dry_run=bool(d.get("dryRun")),
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ValueError(f"not a message: {exc}") from None
 
     @property
     def subject(self) -> str:

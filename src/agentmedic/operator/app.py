@@ -13,7 +13,16 @@ Where state lives (so a restarted operator neither forgets nor repeats):
   ``agentmedic.io/state.<policy>`` on the agent's workload, written only when it changed;
 - the engine's per-policy memory (actions in the last hour, systemic episodes, budget
   stages, notifications sent): the annotation ``agentmedic.io/state`` on the AgentPolicy;
+- what each channel was told, and the messages reserved but not yet settled (the outbox):
+  the annotation ``agentmedic.io/notifications`` on the AgentPolicy, written in the same
+  optimistic PATCH as ``agentmedic.io/state`` and before any message is sent, so a
+  replica that takes over sends what its predecessor only reserved and resolves what it
+  announced (see :mod:`agentmedic.operator.persistence`);
 - what people read: ``status`` of the AgentPolicy and Events, written only on change.
+
+With leader election (:mod:`agentmedic.operator.leader`) only the Lease holder evaluates
+and writes; a replica that gains or loses the Lease forgets everything it held in memory
+and reads it again from the API server.
 """
 
 from __future__ import annotations
@@ -50,8 +59,6 @@ from agentmedic.actions import record as rec
 from agentmedic.api.durations import format_duration
 from agentmedic.api.types import (
     GROUP,
-    PLURAL,
-    VERSION,
     AgentPolicy,
     AgentPolicySpec,
     AgentPolicyStatus,
@@ -104,6 +111,16 @@ from agentmedic.notify import (
     ResolvedChannel,
     resolve_channel,
 )
+from agentmedic.notify.ledger import Admission
+from agentmedic.notify.report import Outcome as DeliveryOutcome
+from agentmedic.operator.leader import LeaderElector, LeaseConfig
+from agentmedic.operator.persistence import (
+    NOTIFICATIONS_ANNOTATION,
+    PolicyStore,
+    Snapshot,
+    StoreError,
+    SupersededError,
+)
 from agentmedic.operator.scheduler import CycleScheduler
 from agentmedic.operator.settings import OperatorSettings
 from agentmedic.operator.status import ConditionType, Reason, build_status, status_patch
@@ -137,6 +154,17 @@ class PolicyEntry:
     """The engine's memory; None until the first cycle rebuilds it from annotations."""
     metrics_down_since: datetime | None = None
     metrics_down_notified: bool = False
+    snapshot: Snapshot = field(default_factory=Snapshot)
+    """resourceVersion, owned annotations and status as last read or written."""
+    fresh: bool = False
+    """Whether this replica's memory of the policy was read from the API server in its
+    current term as leader (else the next cycle reads it first)."""
+    outbox: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Sends reserved and persisted, not yet settled: id → channel, message, admission."""
+    due: list[Notification] = field(default_factory=list)
+    """This cycle's notifications, sent once the state that announces them is stored."""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Serialises this policy's writes of its annotations (the cycle and its sends)."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -183,6 +211,9 @@ class Operator:
         self._custom: Any = None
         self._notify_tasks: set[asyncio.Task[None]] = set()
         self._restore_task: asyncio.Task[None] | None = None
+        self.leader: LeaderElector | None = None
+        self.store: PolicyStore | None = None
+        self._in_flight: set[tuple[str, str, str]] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -207,6 +238,26 @@ class Operator:
         if self.backend is None:
             self.backend = PrometheusBackend(_backend_config(self.settings))
         self._custom = kubernetes.client.CustomObjectsApi(self.kube.api_client)
+        self.store = PolicyStore(
+            self._custom,
+            observe=lambda verb: self.telemetry.api_requests.labels(verb).inc(),
+            fence=self.leading,
+        )
+        if self.settings.peering:
+            s = self.settings
+            self.leader = LeaderElector(
+                kubernetes.client.CoordinationV1Api(self.kube.api_client),
+                LeaseConfig(
+                    namespace=s.lease_namespace_or_default(),
+                    name=self.settings.peering,
+                    identity=self.identity,
+                    duration=s.lease_duration_seconds,
+                    renew_deadline=s.lease_renew_deadline_seconds,
+                    retry=s.lease_retry_seconds,
+                ),
+                on_change=self._leadership_changed,
+            )
+            self.leader.start()
         self.scheduler.start()
         self._restore_task = asyncio.get_running_loop().create_task(self._restore_loop())
         log.info("operator started", extra={"identity": self.identity})
@@ -217,8 +268,13 @@ class Operator:
             self._restore_task.cancel()
             await asyncio.wait({self._restore_task})
             self._restore_task = None
-        if self._notify_tasks:  # let messages in flight finish, within reason
-            await asyncio.wait(set(self._notify_tasks), timeout=10)
+        # Let messages in flight finish and settle, within reason, before the Lease goes: a
+        # cycle still running may spawn more, so wait until none is left.
+        deadline = time.monotonic() + 10
+        while self._notify_tasks and (left := deadline - time.monotonic()) > 0:
+            await asyncio.wait(set(self._notify_tasks), timeout=left)
+        if self.leader is not None:
+            await self.leader.stop()  # hands the Lease over at once
         if self.cache is not None:
             await self.cache.aclose()
         if self.http is not None:
@@ -259,9 +315,14 @@ class Operator:
         if old is not None and old.uid == uid:
             entry.state = old.state
             entry.stored_policy_state = old.stored_policy_state
+            entry.snapshot, entry.fresh, entry.outbox = old.snapshot, old.fresh, old.outbox
+            entry.lock = old.lock
         else:
             raw = (meta.get("annotations") or {}).get(POLICY_STATE_ANNOTATION)
             entry.stored_policy_state = _loads(raw)
+            # Writes before the first cycle (an invalid spec's status) are conditional too;
+            # the first cycle reads the policy again (fresh stays False).
+            entry.snapshot = Snapshot.of(body, (POLICY_STATE_ANNOTATION, NOTIFICATIONS_ANNOTATION))
         self.entries[entry.key] = entry
         assert self.cache is not None
         self.cache.unsubscribe(_user(entry))
@@ -271,7 +332,7 @@ class Operator:
             if len(entry.problems) > 5:
                 message += f"; and {len(entry.problems) - 5} more (agentmedic validate shows all)"
             log.warning("policy %s/%s is invalid: %s", namespace, name, message)
-            if self.settings.owns(uid):
+            if self.settings.owns(uid) and self.leading():
                 await self._write_status(
                     entry,
                     conditions=[
@@ -322,6 +383,8 @@ class Operator:
         self._policy_gauge()
         if workloads is None or entry.policy is None or not self.settings.owns(entry.uid):
             return
+        if not self.leading():
+            return
         restore = entry.spec.recovery.on_delete is OnDelete.RESTORE
         for w in workloads:
             changed_by_us = w.annotations.get(rec.POLICY) == f"{entry.namespace}/{entry.name}"
@@ -359,6 +422,7 @@ class Operator:
         started = time.monotonic()
         try:
             if await self._active():
+                await self._refresh(interval)
                 await self._cycle(interval)
         except Exception:
             self.telemetry.errors.labels("cycle").inc()
@@ -369,35 +433,84 @@ class Operator:
             self.cycles_completed += 1
             self.last_cycle_at = self.clock()
 
+    def leading(self) -> bool:
+        """The fence: without election this replica acts alone; with it, only while it
+        holds the Lease."""
+        return self.leader is None or self.leader.is_leader()
+
     async def _active(self) -> bool:
-        """With peering, only the highest-priority live replica acts (kopf pauses handlers on
-        the others, but not our scheduler, so we look at the peering object ourselves)."""
-        if not self.settings.peering or self.http is None:
-            return True
-        if self.settings.namespaces:
-            path = (
-                f"/apis/kopf.dev/v1/namespaces/{self.settings.namespaces[0]}"
-                f"/kopfpeerings/{self.settings.peering}"
-            )
-        else:
-            path = f"/apis/kopf.dev/v1/clusterkopfpeerings/{self.settings.peering}"
-        try:
-            body = await self.http.get_json(path, {})
-        except Exception as exc:
-            log.warning("cannot read peering %s (%s); not acting this cycle", path, exc)
-            return False
-        now = self.clock()
-        for identity, info in (body.get("status") or {}).items():
-            if identity == self.identity or not isinstance(info, dict):
+        return self.leading()
+
+    async def _leadership_changed(self, leading: bool) -> None:
+        """A new term starts from the API server, never from memory of an earlier one:
+        another replica may have acted in between."""
+        for task in list(self._notify_tasks):
+            task.cancel()  # what they had reserved is in the outbox for the next leader
+        for entry in self.entries.values():
+            self._forget(entry)
+        if leading:
+            for interval in {e.spec.interval for e in self.entries.values() if e.policy}:
+                self.scheduler.trigger_now(interval)
+
+    def _forget(self, entry: PolicyEntry) -> None:
+        entry.state = None
+        entry.stored_policy_state = None
+        entry.status = None
+        entry.snapshot = Snapshot()
+        entry.fresh = False
+        entry.outbox = {}
+        entry.due = []
+        entry.metrics_down_since = None
+        entry.metrics_down_notified = False
+        if self.notifier is not None:
+            self.notifier.ledger.import_policy(entry.namespace, entry.name, None)
+
+    async def _refresh(self, interval: timedelta) -> None:
+        """Read the policies of this interval that this term has not read yet."""
+        for entry in list(self.entries.values()):
+            if entry.fresh or entry.policy is None or entry.spec.interval != interval:
                 continue
-            try:
-                seen = datetime.fromisoformat(str(info.get("lastseen")).replace("Z", "+00:00"))
-                alive = seen + timedelta(seconds=int(info.get("lifetime", 60))) > now
-            except ValueError:
-                alive = False
-            if alive and int(info.get("priority", 0)) >= self.peering_priority:
-                return False
-        return True
+            if self.settings.owns(entry.uid):
+                await self._load(entry)
+
+    async def _load(self, entry: PolicyEntry) -> None:
+        """Memory of one policy from the API server: the engine's policy state, the
+        delivery ledger, status, and the outbox, whose reserved sends go out again."""
+        assert self.store is not None
+        assert self.notifier is not None
+        try:
+            obj = await self.store.get(entry.namespace, entry.name)
+        except StoreError as exc:
+            log.warning("cannot read %s/%s: %s", entry.namespace, entry.name, exc)
+            return
+        self._forget(entry)
+        if obj is None:
+            return
+        entry.snapshot = Snapshot.of(obj, (POLICY_STATE_ANNOTATION, NOTIFICATIONS_ANNOTATION))
+        entry.stored_policy_state = _loads(entry.snapshot.annotations.get(POLICY_STATE_ANNOTATION))
+        entry.status = _parse_status(obj.get("status"))
+        notes = _loads(entry.snapshot.annotations.get(NOTIFICATIONS_ANNOTATION)) or {}
+        try:
+            ledger = notes.get("ledger")
+            self.notifier.ledger.import_policy(
+                entry.namespace, entry.name, ledger if isinstance(ledger, dict) else None
+            )
+        except ValueError as exc:
+            log.warning("ignoring the delivery ledger of %s/%s: %s", *entry.key, exc)
+        outbox = notes.get("outbox")
+        entry.outbox = dict(outbox) if isinstance(outbox, dict) else {}
+        entry.fresh = True
+        # A send of this process still in flight settles its own item.
+        pending = [
+            i for i in entry.outbox if (entry.namespace, entry.name, i) not in self._in_flight
+        ]
+        if pending:
+            log.info(
+                "%d message(s) of %s/%s were reserved by an earlier term; sending them",
+                len(pending),
+                *entry.key,
+            )
+            self._spawn(self._send_outbox(entry, pending))
 
     async def _cycle(self, interval: timedelta) -> None:
         assert self.cache is not None
@@ -414,6 +527,8 @@ class Operator:
                 continue
             if not self.settings.owns(entry.uid):
                 continue
+            if not entry.fresh:
+                continue  # not read from the API server in this term (see _refresh)
             workloads = self.cache.workloads(entry.namespace, entry.selector)
             if workloads is None:
                 continue  # the watch has not listed yet
@@ -742,30 +857,128 @@ class Operator:
     def _spawn_notifications(
         self, entry: PolicyEntry, notifications: list[Notification], now: datetime
     ) -> None:
-        """Deliver in the background: a slow or failing channel (retries, timeouts) must not
-        hold up the cycle, and never blocks actions (the engine has already recorded that
-        the episode's message is due)."""
-        if not notifications:
-            return
-        task = asyncio.get_running_loop().create_task(self._notify(entry, notifications, now))
+        """Hold this cycle's messages until :meth:`_persist` has stored the state that
+        announces them together with the reservation of each send (the outbox): a message
+        is never sent before a crash could no longer forget it was due."""
+        entry.due = list(notifications)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._notify_tasks.add(task)
         task.add_done_callback(self._notify_tasks.discard)
 
-    async def _notify(
-        self, entry: PolicyEntry, notifications: list[Notification], now: datetime
-    ) -> None:
-        if not notifications:
-            return
+    async def _reserve(
+        self, entry: PolicyEntry, due: list[Notification], now: datetime
+    ) -> tuple[list[str], dict[str, ResolvedChannel]]:
+        """Ask the ledger which channel gets which message; put the admitted sends in the
+        outbox (not yet persisted). Returns their ids and the channels resolved."""
         assert self.notifier is not None
-        names = {c for n in notifications for c in n.channels}
-        channels = await self._channels(entry, names)
-        for n in notifications:
-            targets = [c for c in channels if c.name in n.channels]
+        if not due:
+            return [], {}
+        names = {c for n in due for c in n.channels}
+        channels = {c.name: c for c in await self._channels(entry, names)}
+        ids: list[str] = []
+        for n in due:
+            targets = [channels[c] for c in n.channels if c in channels]
             if not targets:
                 continue
-            report = await self.notifier.notify(_message(entry, n, now), targets)
-            for result in report.results:
+            message = _message(entry, n, now)
+            admitted, suppressed = self.notifier.reserve(message, targets)
+            for result in suppressed:
                 self.telemetry.notifications.labels(result.channel, str(result.outcome)).inc()
+            for channel, admission in admitted:
+                state = admission.state.value
+                key = f"{channel.name}|{admission.episode}|{state}|{admission.sent_ts}"
+                entry.outbox[key] = {
+                    "channel": channel.name,
+                    "message": message.to_json(),
+                    "admission": admission.to_json(),
+                }
+                ids.append(key)
+        return ids, channels
+
+    def _notes(self, entry: PolicyEntry) -> str:
+        assert self.notifier is not None
+        ledger = self.notifier.ledger.export_policy(entry.namespace, entry.name, self.clock())
+        return _dumps({"ledger": ledger, "outbox": entry.outbox})
+
+    async def _send_outbox(
+        self,
+        entry: PolicyEntry,
+        ids: list[str],
+        channels: dict[str, ResolvedChannel] | None = None,
+    ) -> None:
+        """Send reserved messages, then settle each in the ledger and the stored outbox.
+
+        A crash between a receiver's answer and that write sends the message again from
+        the next term: at least once. The repeat carries the same PagerDuty dedup_key and
+        the same webhook delivery id, so those receivers drop it; a Slack webhook has no
+        such key and may show it twice (see docs/architecture.md)."""
+        items = [(i, entry.outbox[i]) for i in ids if i in entry.outbox]
+        if not items:
+            return
+        if channels is None:
+            channels = {
+                c.name: c
+                for c in await self._channels(entry, {str(item["channel"]) for _, item in items})
+            }
+
+        async def one(item_id: str, item: dict[str, Any]) -> None:
+            assert self.notifier is not None
+            marker = (entry.namespace, entry.name, item_id)
+            self._in_flight.add(marker)
+            try:
+                try:
+                    message = Message.from_json(item["message"])
+                    admission = Admission.from_json(item["admission"])
+                except (KeyError, TypeError, ValueError):
+                    log.warning("dropping an unreadable reserved message of %s/%s", *entry.key)
+                else:
+                    channel = channels.get(str(item.get("channel")))
+                    if not self.leading():
+                        return  # the next leader sends it
+                    if channel is None:  # the channel left the spec meanwhile
+                        self.notifier.settle(admission, delivered=False)
+                    else:
+                        result = await self.notifier.send_reserved(channel, message, admission)
+                        self.telemetry.notifications.labels(
+                            result.channel, str(result.outcome)
+                        ).inc()
+                        if result.outcome is not DeliveryOutcome.SENT:
+                            log.warning(
+                                "episode %s (%s) not delivered to %s: %s",
+                                message.episode,
+                                message.state.value,
+                                channel.name,
+                                result.detail,
+                            )
+                async with entry.lock:
+                    entry.outbox.pop(item_id, None)
+                    await self._write_annotations(
+                        entry, {NOTIFICATIONS_ANNOTATION: self._notes(entry)}
+                    )
+            finally:
+                self._in_flight.discard(marker)
+
+        await asyncio.gather(*(one(i, item) for i, item in items))
+
+    async def _write_annotations(self, entry: PolicyEntry, wanted: dict[str, str | None]) -> bool:
+        assert self.store is not None
+        try:
+            entry.snapshot = await self.store.write_annotations(
+                entry.namespace, entry.name, entry.snapshot, wanted
+            )
+            return True
+        except SupersededError:
+            log.warning(
+                "the state of %s/%s was changed by another replica; reading it again",
+                *entry.key,
+            )
+            entry.fresh = False
+        except StoreError as exc:
+            self.telemetry.errors.labels("status").inc()
+            log.warning("cannot store the state of %s/%s: %s", entry.namespace, entry.name, exc)
+        return False
 
     async def _fleet_message(
         self, entry: PolicyEntry, state: MessageState, summary: str, since: datetime, now: datetime
@@ -862,6 +1075,13 @@ class Operator:
     ) -> None:
         """Write the engine's memory where it belongs, only the parts that changed."""
         assert self.executor is not None
+        if not self.leading():
+            # The term ended during this cycle: what it decided is not stored or sent; the
+            # next leader decides again from the API server.
+            entry.due = []
+            entry.state = None
+            entry.fresh = False
+            return
         prior = entry.state or PolicyState()
         entry.state = state
         for agent in state.changed_agents(prior):
@@ -881,28 +1101,31 @@ class Operator:
                 )
             except ActionError as exc:
                 log.warning("cannot store state on %s: %s", ref, exc)
-        policy_part = state.policy_to_dict()
-        if policy_part != entry.stored_policy_state:
-            body = {"metadata": {"annotations": {POLICY_STATE_ANNOTATION: _dumps(policy_part)}}}
-            try:
-                self.telemetry.api_requests.labels("patch").inc()
-                await asyncio.to_thread(
-                    self._custom.patch_namespaced_custom_object,
-                    GROUP,
-                    VERSION,
-                    entry.namespace,
-                    PLURAL,
-                    entry.name,
-                    body,
-                )
+        due, entry.due = entry.due, []
+        async with entry.lock:
+            ids, channels = await self._reserve(entry, due, self.clock())
+            policy_part = state.policy_to_dict()
+            wanted: dict[str, str | None] = {}
+            if policy_part != entry.stored_policy_state:
+                wanted[POLICY_STATE_ANNOTATION] = _dumps(policy_part)
+            if ids:
+                wanted[NOTIFICATIONS_ANNOTATION] = self._notes(entry)
+            if not wanted:
+                return
+            if await self._write_annotations(entry, wanted):
                 entry.stored_policy_state = policy_part
-            except kubernetes.client.ApiException as exc:
-                log.warning(
-                    "cannot store policy state on %s/%s: %s",
-                    entry.namespace,
-                    entry.name,
-                    exc.reason,
-                )
+            else:
+                # Not stored, so not sent: the next cycle decides again from what the API
+                # server holds, and announces it then.
+                assert self.notifier is not None
+                for i in ids:
+                    item = entry.outbox.pop(i)
+                    self.notifier.settle(Admission.from_json(item["admission"]), delivered=False)
+                entry.state = None
+                entry.fresh = False
+                return
+        if ids:
+            self._spawn(self._send_outbox(entry, ids, channels))
 
     async def _report(
         self,
@@ -1003,24 +1226,39 @@ class Operator:
             new_actions=recent or [],
             max_actions=self.settings.status_recent_actions,
         )
-        patch = status_patch(entry.status, new, now=now)
-        if patch is None or self._custom is None:
+        if self.store is None:
             return
-        try:
-            self.telemetry.api_requests.labels("patch").inc()
-            await asyncio.to_thread(
-                self._custom.patch_namespaced_custom_object_status,
-                GROUP,
-                VERSION,
-                entry.namespace,
-                PLURAL,
-                entry.name,
-                {"status": patch},
+
+        def build(base: dict[str, Any] | None) -> dict[str, Any] | None:
+            old = entry.status if base is None else _parse_status(base)
+            return status_patch(
+                old,
+                new
+                if base is None
+                else build_status(
+                    old,
+                    now=now,
+                    generation=entry.generation,
+                    conditions=conditions,
+                    agents=counts,
+                    spend=spend,
+                    new_actions=recent or [],
+                    max_actions=self.settings.status_recent_actions,
+                ),
+                now=now,
             )
-            entry.status = AgentPolicyStatus.model_validate(patch)
-        except kubernetes.client.ApiException as exc:
+
+        try:
+            snapshot, patch = await self.store.write_status(
+                entry.namespace, entry.name, entry.snapshot, build
+            )
+        except StoreError as exc:
             self.telemetry.errors.labels("status").inc()
-            log.warning("cannot write status of %s/%s: %s", entry.namespace, entry.name, exc.reason)
+            log.warning("cannot write status of %s/%s: %s", entry.namespace, entry.name, exc)
+            return
+        entry.snapshot = snapshot
+        if patch is not None:
+            entry.status = AgentPolicyStatus.model_validate(patch)
 
     async def _policy_event(
         self, entry: PolicyEntry, reason: str, message: str, *, warning: bool = False

@@ -90,7 +90,12 @@ async def register(body: kopf.Body, memo: Any, **_: Any) -> None:
 @kopf.on.delete(*RESOURCE, registry=REGISTRY)
 async def unregister(body: kopf.Body, memo: Any, **_: Any) -> None:
     """Forget the policy; leave or restore its agents as spec.recovery.onDelete says."""
-    await _operator(memo).unregister(dict(body))
+    op = _operator(memo)
+    if not op.leading():
+        # Every replica's kopf holds the finalizer; a standby must not let it go before the
+        # leader has restored (or marked) the policy's agents.
+        raise kopf.TemporaryError("not the leader; the leader handles the deletion", delay=5)
+    await op.unregister(dict(body))
 
 
 @kopf.on.probe(id="cycles", registry=REGISTRY)

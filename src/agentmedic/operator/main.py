@@ -42,12 +42,10 @@ def kube_configuration(
 
 
 def _kopf_options(settings: OperatorSettings, liveness: bool, memo: kopf.Memo) -> dict[str, Any]:
-    options: dict[str, Any] = {
-        "standalone": not settings.peering,
-        "peering_name": settings.peering or None,
-        "identity": memo.identity,
-        "priority": memo.peering_priority,
-    }
+    # kopf runs standalone on every replica, so every replica knows every policy; which one
+    # acts is decided by the Lease (operator/leader.py), not by kopf's peering, which
+    # freezes the handlers of the replicas it pauses and left no replica, or two, active.
+    options: dict[str, Any] = {"standalone": True, "identity": memo.identity}
     if settings.namespaces:
         options["namespaces"] = list(settings.namespaces)
     else:
@@ -60,8 +58,6 @@ def _kopf_options(settings: OperatorSettings, liveness: bool, memo: kopf.Memo) -
 def _memo(
     settings: OperatorSettings, conf: kubernetes.client.Configuration, telemetry: Telemetry
 ) -> kopf.Memo:
-    # kopf freezes every replica when two share a priority; a random one makes exactly one
-    # replica (the highest) active and the others wait (see operator/app.py `_active`).
     return kopf.Memo(
         settings=settings,
         kube_configuration=conf,

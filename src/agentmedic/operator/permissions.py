@@ -25,14 +25,10 @@ REQUIRED_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
         ("apps", "statefulsets", "watch"),
         # kopf posts its own Events; the operator posts Events on policies
         ("", "events", "create"),
-        # kopf peering for HA (one active replica)
-        ("kopf.dev", "kopfpeerings", "get"),
-        ("kopf.dev", "kopfpeerings", "list"),
-        ("kopf.dev", "kopfpeerings", "watch"),
-        ("kopf.dev", "kopfpeerings", "patch"),
-        ("kopf.dev", "clusterkopfpeerings", "get"),
-        ("kopf.dev", "clusterkopfpeerings", "list"),
-        ("kopf.dev", "clusterkopfpeerings", "watch"),
-        ("kopf.dev", "clusterkopfpeerings", "patch"),
+        # leader election (operator/leader.py): read, create once, renew; in the operator's
+        # own namespace only (the chart's leader-election Role)
+        ("coordination.k8s.io", "leases", "get"),
+        ("coordination.k8s.io", "leases", "create"),
+        ("coordination.k8s.io", "leases", "update"),
     }
 )

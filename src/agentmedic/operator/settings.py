@@ -23,7 +23,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from agentmedic.api.yamlfile import YAMLInputError, load_file
@@ -125,8 +132,21 @@ class OperatorSettings(BaseModel):
     health_port: int = Field(default=8081, ge=0, le=65535)
     """Port of the liveness endpoint /healthz (0 disables it)."""
     peering: str | None = "agentmedic"
-    """kopf peering name for HA: replicas with the same name elect one active. Empty for
-    standalone."""
+    """Name of the Lease (coordination.k8s.io) through which replicas elect the one that
+    acts; replicas with the same name and lease namespace elect one active. Empty: no
+    election, this replica acts alone."""
+    lease_namespace: str | None = None
+    """Namespace of the Lease; default: the first watched namespace, else `default` (the
+    chart sets the operator's own namespace)."""
+    lease_duration_seconds: float = Field(default=15.0, gt=0)
+    """A standby takes over when the leader has not renewed the Lease for this long (a
+    killed leader is replaced within this plus leaseRetrySeconds)."""
+    lease_renew_deadline_seconds: float = Field(default=10.0, gt=0)
+    """The leader stops acting when it could not renew for this long; less than
+    leaseDurationSeconds, so two replicas never act at once."""
+    lease_retry_seconds: float = Field(default=2.0, gt=0)
+    """How often the leader renews and a standby checks the Lease; a leader that stops
+    cleanly hands over within this."""
     max_concurrent_queries: int = Field(default=8, ge=1)
     """Queries in flight at once per cycle."""
     status_recent_actions: int = Field(default=10, ge=0, le=20)
@@ -151,6 +171,22 @@ class OperatorSettings(BaseModel):
         if self.cycle_deadline_seconds is None:
             return max(0.8 * seconds, 0.001)
         return max(min(self.cycle_deadline_seconds, seconds), 0.001)
+
+    @model_validator(mode="after")
+    def _lease_timing(self) -> OperatorSettings:
+        if not (
+            self.lease_retry_seconds
+            < self.lease_renew_deadline_seconds
+            < self.lease_duration_seconds
+        ):
+            raise ValueError(
+                "leaseRetrySeconds < leaseRenewDeadlineSeconds < leaseDurationSeconds must hold"
+            )
+        return self
+
+    def lease_namespace_or_default(self) -> str:
+        """Where the Lease lives."""
+        return self.lease_namespace or (self.namespaces[0] if self.namespaces else "default")
 
     def owns(self, uid: str) -> bool:
         """Whether this replica's shard evaluates the policy with this UID."""
