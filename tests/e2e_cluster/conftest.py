@@ -112,3 +112,80 @@ def eventually(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f}s waiting for {what or check.__name__}")
         time.sleep(interval)  # polling a real cluster's controllers: there is no event to await
+
+
+KEDA_CRD_STAND_IN: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "scaledobjects.keda.sh"},
+    "spec": {
+        "group": "keda.sh",
+        "names": {
+            "kind": "ScaledObject",
+            "listKind": "ScaledObjectList",
+            "plural": "scaledobjects",
+            "singular": "scaledobject",
+        },
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            },
+                            "status": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            },
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def install_keda_crd_stand_in(executor: ActionExecutor) -> None:
+    """KEDA's ScaledObject kind (group, version, names; spec kept as given), without KEDA."""
+    kube = executor.kube
+    kube.request(
+        "install a stand-in for KEDA's CRD",
+        "POST",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        body=KEDA_CRD_STAND_IN,
+    )
+
+    def established() -> bool:
+        crd = kube.request(
+            "read the CRD",
+            "GET",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/scaledobjects.keda.sh",
+        )
+        conditions = (crd or {}).get("status", {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    eventually(established, timeout=30, interval=0.2, what="KEDA's CRD stand-in")
+    # discovery lags behind Established for a moment
+    eventually(
+        lambda: _served(kube, "/apis/keda.sh/v1alpha1"),
+        timeout=30,
+        interval=0.2,
+        what="keda.sh/v1alpha1 in discovery",
+    )
+
+
+def _served(kube: Kube, path: str) -> bool:
+    try:
+        kube.request("discovery", "GET", path)
+    except ActionError:
+        return False
+    return True
