@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import random
+import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,23 +90,32 @@ def workload_from_object(obj: dict[str, Any], env_names: Iterable[str] = ()) -> 
     )
 
 
+def _ssl_context(configuration: Any) -> ssl.SSLContext:
+    """TLS as the kubeconfig says. One context, not httpx's ``verify=<path>`` plus
+    ``cert=``: httpx returns early for a CA path and never loads the client certificate,
+    so a kubeconfig with a private CA and a client certificate (kind, kubeadm, the local
+    control plane) was answered as system:anonymous (403 on every watch)."""
+    if getattr(configuration, "verify_ssl", True) is False:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif getattr(configuration, "ssl_ca_cert", None):
+        context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+    else:
+        context = httpx.create_ssl_context()  # certifi, as httpx does by default
+    if getattr(configuration, "cert_file", None):
+        context.load_cert_chain(configuration.cert_file, configuration.key_file)
+    return context
+
+
 class KubeHttp:
     """An ``httpx.AsyncClient`` speaking to the API server with the kubernetes client's auth."""
 
     def __init__(self, configuration: Any) -> None:
         self._conf = configuration
-        verify: Any = True
-        if getattr(configuration, "verify_ssl", True) is False:
-            verify = False
-        elif getattr(configuration, "ssl_ca_cert", None):
-            verify = configuration.ssl_ca_cert
-        cert = None
-        if getattr(configuration, "cert_file", None):
-            cert = (configuration.cert_file, configuration.key_file)
         self.client = httpx.AsyncClient(
             base_url=configuration.host,
-            verify=verify,
-            cert=cert,
+            verify=_ssl_context(configuration),
             timeout=httpx.Timeout(30.0, read=None),
             # One long-lived watch per selector and kind: httpx's default pool of 100
             # connections would starve the 101st watch (100 policies need 200 streams).
