@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["KubeHttp", "Workload", "WorkloadCache", "workload_from_object"]
+__all__ = ["KubeHttp", "Workload", "WorkloadCache", "authorization", "workload_from_object"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,19 @@ def workload_from_object(obj: dict[str, Any], env_names: Iterable[str] = ()) -> 
     )
 
 
+def authorization(configuration: Any) -> str | None:
+    """The ``Authorization`` header value of a kubernetes client configuration, if any.
+
+    The kubeconfig and in-cluster loaders of kubernetes client 30+ store the token under
+    ``BearerToken`` (already prefixed ``Bearer``); ``authorization`` is the older key and
+    what a configuration built by hand may use. Reading only the latter sent every kopf and
+    watch request of a token-authenticated operator as system:anonymous."""
+    if not configuration.api_key:
+        return None
+    value = configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
+    return str(value) if value else None
+
+
 def _ssl_context(configuration: Any) -> ssl.SSLContext:
     """TLS as the kubeconfig says. One context, not httpx's ``verify=<path>`` plus
     ``cert=``: httpx returns early for a CA path and never loads the client certificate,
@@ -129,7 +142,7 @@ class KubeHttp:
         hook = getattr(self._conf, "refresh_api_key_hook", None)
         if hook is not None:
             hook(self._conf)  # in-cluster tokens rotate; the hook re-reads the mounted file
-        token = self._conf.get_api_key_with_prefix("authorization") if self._conf.api_key else None
+        token = authorization(self._conf)
         return {"Authorization": token} if token else {}
 
     async def get_json(self, path: str, params: dict[str, str]) -> dict[str, Any]:
