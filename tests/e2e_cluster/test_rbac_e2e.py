@@ -114,9 +114,12 @@ def granted(
     yield from _run(tmp_path, values, drop_jobs_rule=False)
 
 
-@pytest.fixture
-def without_jobs_rule(local_cluster: LocalCluster, tmp_path: Path) -> Iterator[Run]:
-    yield from _run(tmp_path, CLUSTER_WIDE, drop_jobs_rule=True)
+@pytest.fixture(params=["cluster-wide", "namespaced"])
+def without_jobs_rule(
+    request: pytest.FixtureRequest, local_cluster: LocalCluster, tmp_path: Path
+) -> Iterator[Run]:
+    values = CLUSTER_WIDE if request.param == "cluster-wide" else NAMESPACED
+    yield from _run(tmp_path, values, drop_jobs_rule=True)
 
 
 def test_the_charts_rbac_lets_the_operator_heal_and_restore_without_one_403(granted: Run) -> None:
