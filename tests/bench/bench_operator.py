@@ -32,8 +32,14 @@ cycle, so sizes compare; ``--interval 10`` shows the overload. Both sizes take a
 
 ``--profile DIR`` runs the operator under cProfile.
 
+``--api real`` replaces the emulator with the local control plane (etcd and kube-apiserver
+of :mod:`agentmedic.sandbox.cluster`; no controllers or kwok: the agents' Deployments need
+no pods here). The operator then authenticates with a ServiceAccount token (bound to
+cluster-admin) so that the API server's audit log tells its requests apart; requests per
+cycle come from that log, the "emulator CPU" figure is kube-apiserver's plus etcd's.
+
     .venv/bin/python tests/bench/bench_operator.py [--agents 1000,10000] [--policies 100]
-        [--cycles 5] [--warmup 2] [--interval 10,30] [--profile DIR]
+        [--cycles 5] [--warmup 2] [--interval 10,30] [--profile DIR] [--api emulated|real]
 """
 
 from __future__ import annotations
@@ -431,6 +437,113 @@ class Result:
         return sum(self.writes.values()) / self.cycles
 
 
+_VERB_METHOD = {"create": "POST", "update": "PUT", "patch": "PATCH", "delete": "DELETE"}
+
+
+class RealApi:
+    """The local control plane behind the emulator's interface the bench uses: create,
+    list, a kubeconfig for the operator, and the operator's requests (from the audit log)."""
+
+    OPERATOR_SA = "bench-operator"
+
+    def __init__(self, tmp: Path) -> None:
+        from agentmedic.sandbox.cluster import LocalCluster
+
+        self.cluster = LocalCluster(workdir=tmp / "k8s", controllers=False, kwok=False)
+        self.user = f"system:serviceaccount:{NS}:{self.OPERATOR_SA}"
+        self._offset = 0
+
+    def start(self) -> None:
+        c = self.cluster
+        c.start()
+        print(f"  local control plane up in {c.startup_seconds:.1f}s at {c.url}", flush=True)
+        c.install_crd()
+        c.ensure_namespace(NS)
+        c.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": self.OPERATOR_SA, "namespace": NS},
+            }
+        )
+        c.apply(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": self.OPERATOR_SA},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "cluster-admin",
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": self.OPERATOR_SA, "namespace": NS}],
+            }
+        )
+
+    def stop(self) -> None:
+        self.cluster.stop()
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        return self.cluster.create(obj)
+
+    def list(self, api_version: str, kind: str, namespace: str) -> list[dict[str, Any]]:
+        return self.cluster.list_objects(api_version, kind, namespace)
+
+    def write_kubeconfig(self, path: Path) -> Path:
+        token = self.cluster.service_account_token(NS, self.OPERATOR_SA, seconds=6 * 3600)
+        return self.cluster.kubeconfig_for_token(token, path)
+
+    def cpu(self) -> float:
+        pids = self.cluster.pids()
+        return proc_cpu(pids["kube-apiserver"]) + proc_cpu(pids["etcd"])
+
+    def _audit(self, start: int = 0) -> list[dict[str, Any]]:
+        time.sleep(1.5)  # the audit backend flushes at least once a second
+        out = []
+        with self.cluster.audit_log_path.open("rb") as f:
+            f.seek(start)
+            for line in f:
+                event = json.loads(line)
+                if event["user"]["username"] == self.user:
+                    out.append(event)
+        return out
+
+    def clear_requests(self) -> None:
+        time.sleep(1.5)
+        path = self.cluster.audit_log_path
+        self._offset = path.stat().st_size if path.exists() else 0
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        out = []
+        for e in self._audit(self._offset):
+            if e["stage"] != "ResponseComplete" and e["verb"] != "watch":
+                continue
+            if e["verb"] == "watch" and e["stage"] != "ResponseStarted":
+                continue  # a watch counts once, when it starts
+            uri = e["requestURI"]
+            path, _, query = uri.partition("?")
+            out.append(
+                RecordedRequest(
+                    method=_VERB_METHOD.get(e["verb"], "GET"),
+                    path=path,
+                    query=dict(q.split("=", 1) for q in query.split("&") if "=" in q),
+                    content_type=None,
+                    status=int((e.get("responseStatus") or {}).get("code", 0)),
+                    verb=e["verb"],
+                    body=e.get("requestObject"),
+                )
+            )
+        return out
+
+    @property
+    def open_watches(self) -> int:
+        events = self._audit()
+        started = sum(e["verb"] == "watch" and e["stage"] == "ResponseStarted" for e in events)
+        ended = sum(e["verb"] == "watch" and e["stage"] == "ResponseComplete" for e in events)
+        return started - ended
+
+
 class Bench:
     """One size: build, start, measure, stop."""
 
@@ -442,6 +555,7 @@ class Bench:
         self.share = Counter(i % args.policies for i in range(n))
         self.http = httpx.Client()
         self.t0 = 0.0
+        self.api: Any = None
 
     def log(self, message: str) -> None:
         print(f"  [{self.n:,} agents] {message}", flush=True)
@@ -451,9 +565,12 @@ class Bench:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-op-")))
             stack.callback(self.http.close)
             prom = stack.enter_context(self.prometheus(tmp))
-            api = ApiEmulator(history_limit=1_000_000)
+            api: Any = (
+                RealApi(tmp) if self.args.api == "real" else ApiEmulator(history_limit=1_000_000)
+            )
             api.start()
             stack.callback(api.stop)
+            self.api = api
             self.seed(api)
             proc, url = self.start_operator(api, prom, tmp)
             stack.callback(self.stop_operator, proc, tmp)
@@ -514,7 +631,7 @@ class Bench:
             api.create(doc)
         self.result.seed_s = time.perf_counter() - started
         self.log(
-            f"emulator seeded with {self.n:,} Deployments and {self.args.policies} "
+            f"{self.args.api} API seeded with {self.n:,} Deployments and {self.args.policies} "
             f"AgentPolicies in {self.result.seed_s:.1f}s"
         )
 
@@ -642,7 +759,9 @@ class Bench:
                 "prometheus_http_request_duration_seconds_sum{handler=/api/v1/query}", 0.0
             ),
             prom_compactions=pm.get("prometheus_tsdb_compactions_total", 0.0),
-            emulator_cpu=thread_cpu(EMULATOR_THREAD),
+            emulator_cpu=(
+                self.api.cpu() if isinstance(self.api, RealApi) else thread_cpu(EMULATOR_THREAD)
+            ),
         )
 
     def cycles_now(self, url: str) -> float:
@@ -815,7 +934,7 @@ def _counts(r: Result) -> str:
 ROWS: list[tuple[str, Callable[[Result], str]]] = [
     ("policy interval", lambda r: f"{r.interval} s"),
     ("backfilled samples (built + promtool + start)", _backfill),
-    ("emulator seeding (Deployments + policies)", lambda r: f"{r.seed_s:.1f} s"),
+    ("API seeding (Deployments + policies)", lambda r: f"{r.seed_s:.1f} s"),
     ("start -> operator's /metrics answers", lambda r: f"{r.metrics_up_s:.1f} s"),
     ("start -> first cycle evaluating every policy", lambda r: f"{r.first_cycle_s:.1f} s"),
     ("  cycles run / skipped until then", lambda r: f"{r.first_cycles} / {r.first_skipped}"),
@@ -836,7 +955,10 @@ ROWS: list[tuple[str, Callable[[Result], str]]] = [
     ("cycles skipped (overrun) / errors", lambda r: f"{r.overruns:.0f} / {r.errors:.0f}"),
     ("operator peak RSS (VmHWM)", lambda r: f"{r.peak_rss / 2**20:,.0f} MiB"),
     ("watch streams open (expected)", lambda r: f"{r.watches_open} ({r.watches_expected})"),
-    ("API emulator CPU per cycle (its thread)", lambda r: ms(r.emulator_cpu)),
+    (
+        "API CPU per cycle (emulator thread; real: apiserver+etcd)",
+        lambda r: ms(r.emulator_cpu),
+    ),
     ("Prometheus CPU per cycle", lambda r: ms(r.prom_cpu)),
     ("Prometheus query time per cycle (summed)", lambda r: ms(r.prom_query_seconds)),
     ("agents healthy / pending / no data (status)", _counts),
@@ -951,6 +1073,12 @@ def main() -> int:
         "--profile", type=Path, help="run the operator under cProfile, writing DIR/operator-N.prof"
     )
     parser.add_argument("--keep-logs", type=Path, help="copy the operator's logs to this dir")
+    parser.add_argument(
+        "--api",
+        choices=("emulated", "real"),
+        default="emulated",
+        help="the Kubernetes API: the in-process emulator or the local control plane",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.agents.split(",")]
     intervals = [int(s) for s in args.interval.split(",")]
@@ -958,6 +1086,8 @@ def main() -> int:
         intervals *= len(sizes)
     if len(intervals) != len(sizes):
         parser.error("--interval takes one value or one per size")
+    # SIGTERM unwinds like Ctrl-C, so Prometheus and the control plane are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(f"machine: {machine()}")
     results = []
     for n, interval in zip(sizes, intervals, strict=True):
@@ -967,7 +1097,29 @@ def main() -> int:
     print()
     print(reading(results))
     print(f"machine after the run: load {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(json.dumps([summary(r, args.api) for r in results]))
     return 0
+
+
+def summary(r: Result, api: str) -> dict[str, Any]:
+    """The figures to compare runs by, one JSON object per size."""
+    return {
+        "api": api,
+        "agents": r.agents,
+        "policies": r.policies,
+        "interval_s": r.interval,
+        "first_cycle_s": round(r.first_cycle_s, 1),
+        "reads_per_cycle": round(r.reads_per_cycle, 1),
+        "writes_per_cycle": round(r.writes_per_cycle, 1),
+        "queries_per_cycle": round(r.queries, 1),
+        "operator_cpu_ms_per_cycle": round(r.op_cpu * 1000),
+        "cycle_wall_ms": round(r.cycle_wall * 1000),
+        "api_cpu_ms_per_cycle": round(r.emulator_cpu * 1000),
+        "prometheus_cpu_ms_per_cycle": round(r.prom_cpu * 1000),
+        "peak_rss_mib": round(r.peak_rss / 2**20),
+        "overruns": int(r.overruns),
+        "errors": int(r.errors),
+    }
 
 
 if __name__ == "__main__":

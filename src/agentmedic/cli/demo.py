@@ -1,7 +1,9 @@
 """``agentmedic demo``: the whole loop on a laptop, no cluster needed.
 
 Runs :class:`agentmedic.sandbox.world.World`: the real operator, a real Prometheus and
-real notification code against an emulated API server and a simulated fleet. A live view
+real notification code against a simulated fleet and either the local Kubernetes control
+plane (``--api real``, the default when ``make k8s`` has built its binaries) or the
+in-process API emulator (``--api emulated``). A live view
 shows each agent's state and a feed of what agentmedic does; the summary at the end says
 what was done and why. Exit status 0 only when every expected remediation happened, so
 the demo doubles as a smoke test.
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from agentmedic.actions.events import COMPONENT
 from agentmedic.cli._errors import EXIT_USAGE, fail
 
 EXPECTED = (
@@ -46,6 +49,14 @@ def register(sub: Any) -> None:
         "--no-ui", action="store_true", help="plain progress lines instead of a live view"
     )
     p.add_argument("--seed", type=int, default=7, help="random seed of the simulation")
+    p.add_argument(
+        "--api",
+        choices=("real", "emulated"),
+        default=None,
+        help="the Kubernetes API: 'real' starts kube-apiserver, etcd, the controllers and kwok "
+        "on loopback (built by `make k8s`), 'emulated' the in-process emulator (default: real "
+        "when the binaries are built, else emulated)",
+    )
     p.set_defaults(func=run)
 
 
@@ -70,6 +81,8 @@ class Tracker:
             involved = event["involvedObject"]
             if involved.get("kind") == "AgentPolicy":
                 continue  # the same story is on the workload
+            if event.get("reportingComponent") != COMPONENT:
+                continue  # a real cluster's controllers tell their own story
             new.append(f"{_clock(w)} {event['reason']}: {event['message'][:160]}")
         received = w.receivers.accepted()
         for r in received[self.seen_messages :]:
@@ -191,7 +204,8 @@ def _view(world: Any, tracker: Tracker, metrics: dict[str, dict[str, float | Non
     if outage and outage[0] <= world.elapsed() < outage[1]:
         phase = "  [bold red]provider outage in progress[/bold red]"
     header = (
-        f"[bold]agentmedic demo[/bold] — simulated cluster and agents; real operator, "
+        f"[bold]agentmedic demo[/bold] — {'real' if world.real_api else 'simulated'} "
+        "Kubernetes API, simulated agents; real operator, "
         f"Prometheus and notifications · {world.elapsed():.0f}s / {world.scenario.duration:.0f}s"
         f"{phase}"
     )
@@ -219,7 +233,17 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
+    from agentmedic.sandbox.cluster import ClusterStartError, k8s_bin_dir, k8s_binaries_built
     from agentmedic.sandbox.world import World, demo_scenario
+
+    api = args.api or ("real" if k8s_binaries_built() else "emulated")
+    if api == "real" and not k8s_binaries_built():
+        print(
+            f"agentmedic demo: --api real needs the control-plane binaries in {k8s_bin_dir()}; "
+            "build them with `make k8s` or use --api emulated",
+            file=sys.stderr,
+        )
+        return 2
 
     # The operator's own log goes to a file: the screen is for the story.
     log_path = Path(tempfile.gettempdir()) / "agentmedic-demo.log"
@@ -229,11 +253,18 @@ def run(args: argparse.Namespace) -> int:
     scenario = demo_scenario(agents=args.agents, duration=args.duration)
     ui = not args.no_ui and sys.stdout.isatty()
     lines: list[str] = []
-    world = World(scenario, seed=args.seed, log=(lines.append if ui else _print))
+    world = World(scenario, seed=args.seed, log=(lines.append if ui else _print), api=api)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         try:
             world.start()
+        except ClusterStartError as exc:
+            return fail(
+                "demo",
+                f"the local control plane did not start ({exc}); "
+                "`agentmedic demo --api emulated` runs without it",
+                EXIT_USAGE,
+            )
         except PrometheusNotInstalledError as exc:
             return fail(
                 "demo",
@@ -281,8 +312,13 @@ def _print(text: str) -> None:
 
 
 def _run_plain(world: Any, tracker: Tracker, deadline: float) -> None:
+    cluster = (
+        "a real Kubernetes control plane with kwok's fake nodes"
+        if world.real_api
+        else "an emulated Kubernetes API"
+    )
     _print(
-        "agentmedic demo: simulated cluster and agents; the operator, Prometheus and "
+        f"agentmedic demo: {cluster} and simulated agents; the operator, Prometheus and "
         "notifications are real"
     )
     last_status = 0.0

@@ -14,6 +14,7 @@ import kopf
 
 from agentmedic.api.types import GROUP, PLURAL, VERSION
 from agentmedic.operator.app import Operator
+from agentmedic.operator.watch import authorization
 
 __all__ = ["REGISTRY"]
 
@@ -32,7 +33,7 @@ def _operator(memo: Any) -> Operator:
 def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
     """Use the same credentials as the kubernetes client (kubeconfig or service account)."""
     conf = memo.kube_configuration
-    token = conf.get_api_key_with_prefix("authorization") if conf.api_key else None
+    token = authorization(conf)
     scheme, _sep, token_value = (token or "").partition(" ")
     return kopf.ConnectionInfo(
         server=conf.host,

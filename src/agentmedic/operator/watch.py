@@ -20,13 +20,14 @@ import contextlib
 import json
 import logging
 import random
+import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-__all__ = ["KubeHttp", "Workload", "WorkloadCache", "workload_from_object"]
+__all__ = ["KubeHttp", "Workload", "WorkloadCache", "authorization", "workload_from_object"]
 
 log = logging.getLogger(__name__)
 
@@ -89,23 +90,45 @@ def workload_from_object(obj: dict[str, Any], env_names: Iterable[str] = ()) -> 
     )
 
 
+def authorization(configuration: Any) -> str | None:
+    """The ``Authorization`` header value of a kubernetes client configuration, if any.
+
+    The kubeconfig and in-cluster loaders of kubernetes client 30+ store the token under
+    ``BearerToken`` (already prefixed ``Bearer``); ``authorization`` is the older key and
+    what a configuration built by hand may use. Reading only the latter sent every kopf and
+    watch request of a token-authenticated operator as system:anonymous."""
+    if not configuration.api_key:
+        return None
+    value = configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
+    return str(value) if value else None
+
+
+def _ssl_context(configuration: Any) -> ssl.SSLContext:
+    """TLS as the kubeconfig says. One context, not httpx's ``verify=<path>`` plus
+    ``cert=``: httpx returns early for a CA path and never loads the client certificate,
+    so a kubeconfig with a private CA and a client certificate (kind, kubeadm, the local
+    control plane) was answered as system:anonymous (403 on every watch)."""
+    if getattr(configuration, "verify_ssl", True) is False:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif getattr(configuration, "ssl_ca_cert", None):
+        context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+    else:
+        context = httpx.create_ssl_context()  # certifi, as httpx does by default
+    if getattr(configuration, "cert_file", None):
+        context.load_cert_chain(configuration.cert_file, configuration.key_file)
+    return context
+
+
 class KubeHttp:
     """An ``httpx.AsyncClient`` speaking to the API server with the kubernetes client's auth."""
 
     def __init__(self, configuration: Any) -> None:
         self._conf = configuration
-        verify: Any = True
-        if getattr(configuration, "verify_ssl", True) is False:
-            verify = False
-        elif getattr(configuration, "ssl_ca_cert", None):
-            verify = configuration.ssl_ca_cert
-        cert = None
-        if getattr(configuration, "cert_file", None):
-            cert = (configuration.cert_file, configuration.key_file)
         self.client = httpx.AsyncClient(
             base_url=configuration.host,
-            verify=verify,
-            cert=cert,
+            verify=_ssl_context(configuration),
             timeout=httpx.Timeout(30.0, read=None),
             # One long-lived watch per selector and kind: httpx's default pool of 100
             # connections would starve the 101st watch (100 policies need 200 streams).
@@ -119,7 +142,7 @@ class KubeHttp:
         hook = getattr(self._conf, "refresh_api_key_hook", None)
         if hook is not None:
             hook(self._conf)  # in-cluster tokens rotate; the hook re-reads the mounted file
-        token = self._conf.get_api_key_with_prefix("authorization") if self._conf.api_key else None
+        token = authorization(self._conf)
         return {"Authorization": token} if token else {}
 
     async def get_json(self, path: str, params: dict[str, str]) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 Only the cluster and the agents are simulated; everything else is the product's real code:
 
-- an in-process Kubernetes API emulator (:mod:`agentmedic.sandbox.emulator`) holding the
-  agents' Deployments, Secrets, a CronJob and the AgentPolicies;
+- a Kubernetes API holding the agents' Deployments, Secrets, a CronJob and the
+  AgentPolicies: the in-process API emulator (:mod:`agentmedic.sandbox.emulator`,
+  ``api="emulated"``) or the real control plane (:mod:`agentmedic.sandbox.cluster`,
+  ``api="real"``: kube-apiserver with controllers and kwok's fake nodes running the pods);
 - a simulated fleet recording executions through :mod:`agentmedic.instrument`
   (:mod:`agentmedic.sandbox.fleet_sim`), each agent serving ``/metrics``;
 - a real Prometheus (Debian's ``prometheus``) scraping them every second;
@@ -34,6 +36,7 @@ from typing import Any
 
 from agentmedic.api.durations import TIME_COMPRESSION_ENV, format_duration, parse_duration
 from agentmedic.api.yamlfile import load_documents
+from agentmedic.sandbox.cluster import LocalCluster
 from agentmedic.sandbox.emulator import ApiEmulator
 from agentmedic.sandbox.fleet_sim import (
     AgentSpec,
@@ -332,6 +335,11 @@ class World:
     ``operator`` is ``"thread"`` (the operator in this process), ``"process"`` (an
     ``agentmedic run`` subprocess that :meth:`kill_operator` can SIGKILL and
     :meth:`start_operator` start again) or ``"none"``.
+
+    ``api`` is ``"emulated"`` (an :class:`ApiEmulator`), ``"real"`` (a
+    :class:`LocalCluster` started and stopped with the world) or a started
+    :class:`LocalCluster` to use and leave running. ``operator_kubeconfig`` replaces the
+    admin kubeconfig the operator subprocess gets (e.g. a ServiceAccount token's).
     """
 
     def __init__(
@@ -344,6 +352,8 @@ class World:
         scrape_interval: timedelta = timedelta(seconds=1),
         operator_env: dict[str, str] | None = None,
         log: Callable[[str], None] | None = None,
+        api: str | LocalCluster = "emulated",
+        operator_kubeconfig: Path | None = None,
     ) -> None:
         self.scenario = scenario
         self.operator_mode = operator
@@ -352,7 +362,20 @@ class World:
         self.scrape_interval = scrape_interval
         self.operator_env = operator_env or {}
         self.log = log or (lambda _msg: None)
-        self.emulator = ApiEmulator(history_limit=2000)
+        self._own_api = not isinstance(api, LocalCluster)
+        # ``emulator`` keeps its name for the tests written against the emulator; with a
+        # real API it is the LocalCluster, which offers create/get/url/kubeconfig alike.
+        self.emulator: ApiEmulator | LocalCluster
+        if isinstance(api, LocalCluster):
+            self.emulator = api
+        elif api == "real":
+            self.emulator = LocalCluster()
+        elif api == "emulated":
+            self.emulator = ApiEmulator(history_limit=2000)
+        else:
+            raise ValueError(f"api must be 'emulated', 'real' or a LocalCluster, not {api!r}")
+        self.real_api = isinstance(self.emulator, LocalCluster)
+        self.operator_kubeconfig = operator_kubeconfig
         self.receivers = NotificationReceivers()
         self.prometheus: PrometheusServer | None = None
         self.sim: FleetSimulator | None = None
@@ -368,25 +391,30 @@ class World:
 
     def start(self) -> World:
         # Compressed policies (a 1s interval) must pass the operator's validation and the
-        # emulator's admission, whose CRD is rendered again with the compressed bounds.
+        # API server's admission, whose CRD is rendered again with the compressed bounds.
         self._saved_compression = os.environ.get(TIME_COMPRESSION_ENV)
         os.environ[TIME_COMPRESSION_ENV] = f"{self.scenario.time_compression:g}"
-        self.emulator.start()
-        self.emulator.apply_crd()
+        if self._own_api:
+            self.emulator.start()
+        if isinstance(self.emulator, ApiEmulator):
+            self.emulator.apply_crd()
         self.receivers.start()
         namespaces = sorted(
             {a.namespace for a in self.scenario.agents}
             | {p["metadata"]["namespace"] for p in self.scenario.policies}
         )
+        if isinstance(self.emulator, LocalCluster):
+            self.emulator.install_crd()
+            for ns in namespaces:
+                self.emulator.ensure_namespace(ns)
         for ns in namespaces:
             for obj in _secrets(ns, self.receivers):
                 self.emulator.create(obj)
             self.emulator.create(_cron_job(ns))
         for spec in self.scenario.agents:
             self.emulator.create(_deployment(spec))
-        self.log(
-            f"API emulator on {self.emulator.url}: {len(self.scenario.agents)} agent Deployments"
-        )
+        what = "Kubernetes control plane" if self.real_api else "API emulator"
+        self.log(f"{what} on {self.emulator.url}: {len(self.scenario.agents)} agent Deployments")
         self.sim = FleetSimulator(
             self.scenario.agents,
             seed=self.seed,
@@ -428,7 +456,8 @@ class World:
         if self.prometheus is not None:
             self.prometheus.stop()
         self.receivers.stop()
-        self.emulator.stop()
+        if self._own_api:
+            self.emulator.stop()
         self._tmp.cleanup()
         if self._saved_compression is None:
             os.environ.pop(TIME_COMPRESSION_ENV, None)
@@ -466,7 +495,9 @@ class World:
             self._operator_thread = OperatorThread(settings, self.emulator.client_configuration())
             self._operator_thread.start()
         elif self.operator_mode == "process":
-            kubeconfig = self.emulator.write_kubeconfig(Path(self._tmp.name) / "kubeconfig")
+            kubeconfig = self.operator_kubeconfig or self.emulator.write_kubeconfig(
+                Path(self._tmp.name) / "kubeconfig"
+            )
             args = [
                 sys.executable,
                 "-m",
@@ -538,11 +569,16 @@ class World:
                         return str(var.get("value"))
         return None
 
+    def _list(self, api_version: str, kind: str, namespace: str) -> list[dict[str, Any]]:
+        if isinstance(self.emulator, LocalCluster):
+            return self.emulator.list_objects(api_version, kind, namespace)
+        return list(self.emulator.list(api_version, kind, namespace))
+
     def jobs(self, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
-        return self.emulator.list("batch/v1", "Job", namespace)
+        return self._list("batch/v1", "Job", namespace)
 
     def events(self, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
-        return self.emulator.list("v1", "Event", namespace)
+        return self._list("v1", "Event", namespace)
 
     def policy(self, name: str, namespace: str = NAMESPACE) -> dict[str, Any]:
         obj = self.emulator.get("agentmedic.io/v1alpha1", "AgentPolicy", namespace, name)
