@@ -31,6 +31,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -764,3 +765,56 @@ class LocalCluster:
     def _write_kubeconfig(self) -> None:
         self.kubeconfig_path.write_text(yaml.safe_dump(self.kubeconfig_dict()))
         self.kubeconfig_path.chmod(0o600)
+
+
+def _http_ok(url: str) -> bool:
+    return httpx.get(url, timeout=2).status_code == 200
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode()
+
+
+def _kubeconfig(url: str, ca_pem: bytes, user: str, auth: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "agentmedic-local",
+                "cluster": {"server": url, "certificate-authority-data": _b64(ca_pem)},
+            }
+        ],
+        "users": [{"name": user, "user": auth}],
+        "contexts": [
+            {"name": "agentmedic-local", "context": {"cluster": "agentmedic-local", "user": user}}
+        ],
+        "current-context": "agentmedic-local",
+    }
+
+
+def _kwok_stages() -> str:
+    folder = resources.files("agentmedic.sandbox") / "kwok_stages"
+    return "\n---\n".join((folder / name).read_text() for name in KWOK_STAGES)
+
+
+def _fake_node(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {KWOK_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+            },
+        },
+        # no taint: the tests' pods need no toleration; kwok's initialize stage gives the
+        # node 1k CPUs and room for a million pods
+        "spec": {},
+    }
