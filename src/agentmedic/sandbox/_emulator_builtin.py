@@ -114,19 +114,16 @@ def normalize(res: Resource, obj: Obj) -> Obj:
 
 
 def _selector_text(selector: Any) -> str:
-    """The selector as the API server prints a ``*v1.LabelSelector`` with ``%#v``."""
-    if selector is None:
-        return "(*v1.LabelSelector)(nil)"
-    labels = selector.get("matchLabels") or {}
-    inner = ", ".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in sorted(labels.items()))
-    match_labels = f"map[string]string{{{inner}}}" if labels else "map[string]string(nil)"
-    expressions = selector.get("matchExpressions")
-    match_expressions = (
-        "[]v1.LabelSelectorRequirement(nil)"
-        if not expressions
-        else "[]v1.LabelSelectorRequirement{" + json.dumps(expressions) + "}"
-    )
-    return f"&v1.LabelSelector{{MatchLabels:{match_labels}, MatchExpressions:{match_expressions}}}"
+    """The selector as the API server prints a value in a field error: Go's JSON of it
+    (empty fields left out, map keys sorted)."""
+    if not isinstance(selector, dict):
+        return "null"
+    out: dict[str, Any] = {}
+    if selector.get("matchLabels"):
+        out["matchLabels"] = dict(sorted(selector["matchLabels"].items()))
+    if selector.get("matchExpressions"):
+        out["matchExpressions"] = selector["matchExpressions"]
+    return json.dumps(out, separators=(",", ":"))
 
 
 def _selector_causes(res: Resource, obj: Obj, old: Obj | None) -> list[Cause]:
@@ -161,18 +158,15 @@ def _job_name_causes(res: Resource, obj: Obj, old: Obj | None) -> list[Cause]:
     name = str((obj.get("metadata") or {}).get("name") or "")
     if len(name) <= _LABEL_VALUE_MAX:
         return []
-    # The registry puts the name into the generated selector and the template's
-    # `batch.kubernetes.io/job-name` and `job-name` labels, whose values are validated.
-    detail = f'Invalid value: "{name}": must be no more than {_LABEL_VALUE_MAX} characters'
+    # The registry puts the name into the template's `batch.kubernetes.io/job-name` and
+    # `job-name` labels, whose values are validated (the first error is the one reported).
     return [
-        Cause(
-            "spec.selector.matchLabels", "FieldValueInvalid", f"spec.selector.matchLabels: {detail}"
-        ),
         Cause(
             "spec.template.labels",
             "FieldValueInvalid",
-            f"spec.template.labels: {detail}",
-        ),
+            f'spec.template.labels: Invalid value: "{name}": must be no more than '
+            f"{_LABEL_VALUE_MAX} bytes",
+        )
     ]
 
 

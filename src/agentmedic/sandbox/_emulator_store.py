@@ -140,7 +140,7 @@ def invalid(res: Resource, name: str, causes: list[Cause]) -> ApiError:
         reason="Invalid",
         details={
             "name": name,
-            "group": res.group,
+            **({"group": res.group} if res.group else {}),  # omitempty, as on the wire
             "kind": res.kind,
             "causes": [c.as_dict() for c in causes],
         },
