@@ -18,7 +18,7 @@ from __future__ import annotations
 import builtins
 import ssl
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -37,6 +37,8 @@ __all__ = [
     "SERVERS",
     "KubeServer",
     "RealServer",
+    "create_namespace",
+    "drop_namespace",
     "is_real",
     "wait_for",
 ]
@@ -366,6 +368,12 @@ class RealServer:
                 return None
             raise
 
+    def request_dry_run_create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """POST ``obj`` with ``dryRun=All``: validated and admitted, never stored."""
+        res = self.resource(obj["apiVersion"], obj["kind"])
+        namespace = (obj.get("metadata") or {}).get("namespace")
+        return self._request("POST", res.url(namespace), body=obj, params={"dryRun": "All"})
+
     # --- cluster set-up -------------------------------------------------------------------
 
     def install_crd(self, crd: dict[str, Any], *, timeout: float = 60.0) -> None:
@@ -395,14 +403,12 @@ class RealServer:
         wait_for(served, f"{kind} to be served", timeout=timeout)
 
 
-def namespaces(server: KubeServer, *names: str) -> Iterator[str]:
-    """Create each namespace (a real server needs the object before its contents)."""
-    for name in names:
-        server.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-        yield name
+def create_namespace(server: KubeServer, name: str) -> str:
+    """Create a namespace (a real server needs the object before its contents)."""
+    server.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    return name
 
 
 def drop_namespace(server: KubeServer, name: str) -> None:
     """Delete a namespace without waiting (a real one terminates asynchronously)."""
-    if is_real(server):
-        server.delete("v1", "Namespace", None, name)
+    server.delete("v1", "Namespace", None, name)
