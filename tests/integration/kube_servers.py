@@ -224,6 +224,12 @@ class RealServer:
             kwargs["json"] = body
             kwargs["headers"] = {"Content-Type": content_type}
         response = self._http.request(method, url, **kwargs)
+        # 429 with Retry-After is the server's "try again" (a CRD's storage initialising,
+        # priority and fairness); clients retry it, and so does the adapter, within bounds.
+        deadline = time.monotonic() + 30.0
+        while response.status_code == 429 and time.monotonic() < deadline:
+            time.sleep(min(float(response.headers.get("Retry-After", "1")), 1.0))
+            response = self._http.request(method, url, **kwargs)
         try:
             data = response.json()
         except ValueError:
