@@ -142,8 +142,9 @@ def executor(api: KubeServer, sleeps: Sleeps) -> Iterator[ActionExecutor]:
 
 
 def policy_uid(namespace: str) -> str:
-    """The uid the server gave the namespace's AgentPolicy."""
-    return _policy_uids[namespace]
+    """The uid the server gave the namespace's AgentPolicy (a made-up one for a namespace
+    the ``ns`` fixture did not create, as in the tests without a server)."""
+    return _policy_uids.get(namespace, "5f1e8c1a-0000-4000-8000-000000000001")
 
 
 def policy_ref(namespace: str, name: str = "support-policy") -> PolicyRef:

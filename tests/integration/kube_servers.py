@@ -407,6 +407,10 @@ class RealServer:
             return True
 
         wait_for(served, f"{kind} to be served", timeout=timeout)
+        # Served is not yet ready: until its watch cache is filled the resource answers 429
+        # "storage is (re)initializing", which this list waits out.
+        for version in versions:
+            self.list(f"{group}/{version}", kind)
 
 
 def create_namespace(server: KubeServer, name: str) -> str:
