@@ -16,6 +16,7 @@ the reason, and run on the emulator alone.
 from __future__ import annotations
 
 import builtins
+import json
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -373,6 +374,14 @@ class RealServer:
             if exc.code == 404:
                 return None
             raise
+
+    def raw(
+        self, method: str, url: str, body: Any, *, content_type: str = "application/json"
+    ) -> httpx.Response:
+        """One request with the admin's credentials, its answer as it came."""
+        return self._http.request(
+            method, url, content=json.dumps(body), headers={"Content-Type": content_type}
+        )
 
     def request_dry_run_create(self, obj: dict[str, Any]) -> dict[str, Any]:
         """POST ``obj`` with ``dryRun=All``: validated and admitted, never stored."""

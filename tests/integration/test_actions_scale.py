@@ -358,6 +358,7 @@ def test_a_workload_that_keeps_changing_gives_up_with_conflict(
 
 
 def _hpa(namespace: str, min_replicas: int) -> dict[str, Any]:
+    # An External metric: what a real server requires of an HPA that may scale to zero.
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
@@ -366,6 +367,15 @@ def _hpa(namespace: str, min_replicas: int) -> dict[str, Any]:
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "bot"},
             "minReplicas": min_replicas,
             "maxReplicas": 10,
+            "metrics": [
+                {
+                    "type": "External",
+                    "external": {
+                        "metric": {"name": "agent_queue_depth"},
+                        "target": {"type": "AverageValue", "averageValue": "5"},
+                    },
+                }
+            ],
         },
     }
 
@@ -389,12 +399,8 @@ def test_an_hpa_targeting_the_agent_is_recorded_and_left_alone(
     )
 
 
-@pytest.mark.emulator_only(
-    "a real server refuses minReplicas 0 without the alpha HPAScaleToZero gate (pinned by "
-    "test_emulator_differs_by_accepting_an_hpa_with_min_replicas_zero)"
-)
 def test_an_hpa_with_min_replicas_zero_is_warned_about(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns))
     api.create(_hpa(ns, 0))
