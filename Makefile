@@ -1,6 +1,8 @@
 # agentmedic — developer entry points.
-#   make test   install everything the tests need (apt + virtualenv), then lint and test
+#   make test   install everything the tests need (apt + virtualenv + the local control
+#               plane's binaries), then lint and test
 #   make demo   install what the demo needs, then run the embedded sandbox demo
+#   make k8s    build kube-apiserver, controller-manager, scheduler, etcd and kwok (cached)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,13 +11,22 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: test demo deps system-deps venv lint typecheck imports crd-check unit integration chart bench crd docs clean
+.PHONY: test k8s demo deps system-deps venv lint typecheck imports crd-check unit integration chart bench crd docs clean
 
-test: deps lint typecheck imports crd-check
-	$(BIN)/pytest $(PYTEST_ARGS)
+# AGENTMEDIC_REQUIRE_K8S=1: a test that needs the local control plane fails when its
+# binaries are missing instead of skipping.
+test: deps k8s lint typecheck imports crd-check
+	AGENTMEDIC_REQUIRE_K8S=1 $(BIN)/pytest $(PYTEST_ARGS)
 
+# Not a dependency of demo: on a machine without the binaries the demo runs against the
+# API emulator and stays quick; with them it uses the real control plane.
 demo: deps
 	$(BIN)/agentmedic demo
+
+# The first build takes 15-40 minutes (Go's module and build caches, then a cached bin
+# folder outside the checkout); later runs return at once.
+k8s:
+	tools/k8s/build.sh
 
 deps: system-deps venv
 

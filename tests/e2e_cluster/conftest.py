@@ -1,6 +1,10 @@
-"""A real cluster for the e2e suite, or a clean skip.
+"""A real cluster for the e2e suite: the local control plane, or one ``KUBECONFIG`` names.
 
-The suite runs when ``KUBECONFIG`` names a kubeconfig whose current (or
+Without ``KUBECONFIG`` the suite runs against the session's ``local_cluster`` (etcd,
+kube-apiserver, kube-controller-manager, kube-scheduler and kwok on loopback, see
+tests/conftest.py), which skips only when its binaries are not built (``make k8s``).
+
+With ``KUBECONFIG`` the suite runs when it names a kubeconfig whose current (or
 ``AGENTMEDIC_E2E_CONTEXT``) context is reachable and looks like a disposable local cluster
 (kind, k3d/k3s, minikube, Docker/Rancher Desktop, or an API server on loopback). Any other
 cluster is skipped unless ``AGENTMEDIC_E2E_ANY_CLUSTER=1``: ``make test`` must never touch a
@@ -29,8 +33,12 @@ def _skip(reason: str) -> NoReturn:
     pytest.skip(f"e2e_cluster: {reason}; see tests/e2e_cluster/README.md")
 
 
+def uses_local_cluster() -> bool:
+    return not os.environ.get("KUBECONFIG")
+
+
 @pytest.fixture(scope="session")
-def cluster_configuration() -> Any:
+def cluster_configuration(request: pytest.FixtureRequest) -> Any:
     """A ``kubernetes.client.Configuration`` for a reachable, disposable cluster."""
     import kubernetes.client
     import kubernetes.config
@@ -38,7 +46,7 @@ def cluster_configuration() -> Any:
 
     path = os.environ.get("KUBECONFIG")
     if not path:
-        _skip("KUBECONFIG is not set")
+        return request.getfixturevalue("local_cluster").client_configuration()
     context = os.environ.get("AGENTMEDIC_E2E_CONTEXT") or None
     try:
         # config_file=None: the library reads KUBECONFIG itself, including a list of files
@@ -104,3 +112,80 @@ def eventually(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f}s waiting for {what or check.__name__}")
         time.sleep(interval)  # polling a real cluster's controllers: there is no event to await
+
+
+KEDA_CRD_STAND_IN: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "scaledobjects.keda.sh"},
+    "spec": {
+        "group": "keda.sh",
+        "names": {
+            "kind": "ScaledObject",
+            "listKind": "ScaledObjectList",
+            "plural": "scaledobjects",
+            "singular": "scaledobject",
+        },
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            },
+                            "status": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            },
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def install_keda_crd_stand_in(executor: ActionExecutor) -> None:
+    """KEDA's ScaledObject kind (group, version, names; spec kept as given), without KEDA."""
+    kube = executor.kube
+    kube.request(
+        "install a stand-in for KEDA's CRD",
+        "POST",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        body=KEDA_CRD_STAND_IN,
+    )
+
+    def established() -> bool:
+        crd = kube.request(
+            "read the CRD",
+            "GET",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/scaledobjects.keda.sh",
+        )
+        conditions = (crd or {}).get("status", {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    eventually(established, timeout=30, interval=0.2, what="KEDA's CRD stand-in")
+    # discovery lags behind Established for a moment
+    eventually(
+        lambda: _served(kube, "/apis/keda.sh/v1alpha1"),
+        timeout=30,
+        interval=0.2,
+        what="keda.sh/v1alpha1 in discovery",
+    )
+
+
+def _served(kube: Kube, path: str) -> bool:
+    try:
+        kube.request("discovery", "GET", path)
+    except ActionError:
+        return False
+    return True

@@ -1,0 +1,734 @@
+"""A real Kubernetes control plane on loopback, for tests, the demo and the benchmarks.
+
+:class:`LocalCluster` starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler
+and kwok from the binaries ``tools/k8s/build.sh`` builds, the way controller-runtime's
+envtest starts its control plane: loopback only, free ports, a throw-away data folder,
+certificates generated for this one run. kwok plays the kubelet for fake nodes, so
+ReplicaSets, Jobs and the scheduler act on pods that never run a container.
+
+    with LocalCluster() as cluster:
+        apps = kubernetes.client.AppsV1Api(
+            kubernetes.client.ApiClient(cluster.client_configuration())
+        )
+
+Each process logs to ``<workdir>/<name>.log``; a process that dies during start-up raises
+:class:`ClusterStartError` quoting the end of its log. ``stop()`` ends only the processes
+this object started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+import yaml
+
+# Must match tools/k8s/versions.env (a test checks it): the cache folder's name carries them.
+KUBERNETES_VERSION = "v1.37.2"
+ETCD_VERSION = "v3.6.7"
+KWOK_VERSION = "v0.8.0"
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+SERVICE_CIDR = "10.0.0.0/24"
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+FIELD_MANAGER = "agentmedic-local-cluster"
+
+# The controllers a test of agentmedic meets on a real cluster; node IPAM, volumes,
+# certificates and the like have nothing to act on here.
+CONTROLLERS = (
+    "deployment-controller",
+    "replicaset-controller",
+    "statefulset-controller",
+    "job-controller",
+    "cronjob-controller",
+    "garbage-collector-controller",
+    "horizontal-pod-autoscaler-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "ttl-after-finished-controller",
+    "pod-garbage-collector-controller",
+    "root-ca-certificate-publisher-controller",
+    "clusterrole-aggregation-controller",
+)
+KWOK_STAGES = (
+    "node-initialize.yaml",
+    "node-heartbeat.yaml",
+    "pod-ready.yaml",
+    "pod-complete.yaml",
+    "pod-delete.yaml",
+)
+# Metadata of every request but the noisiest reads, enough to find a 403 and who got it.
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  users: ["system:apiserver"]
+- level: None
+  nonResourceURLs: ["/healthz*", "/readyz*", "/livez*", "/version"]
+- level: Metadata
+"""
+
+
+class ClusterStartError(RuntimeError):
+    """A control-plane process did not come up; the message quotes the end of its log."""
+
+
+def k8s_cache_dir() -> Path:
+    """The folder ``tools/k8s/build.sh`` builds into (without the trailing ``bin``)."""
+    root = os.environ.get("AGENTMEDIC_CACHE")
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        root = str(Path(xdg) / "agentmedic")
+    return Path(root) / f"k8s-{KUBERNETES_VERSION}-etcd-{ETCD_VERSION}-kwok-{KWOK_VERSION}"
+
+
+def k8s_bin_dir() -> Path:
+    """``AGENTMEDIC_K8S_BIN`` if set, else the bin folder ``tools/k8s/build.sh`` fills."""
+    override = os.environ.get("AGENTMEDIC_K8S_BIN")
+    return Path(override) if override else k8s_cache_dir() / "bin"
+
+
+def k8s_binaries_built(bin_dir: Path | None = None) -> bool:
+    folder = bin_dir or k8s_bin_dir()
+    return all(os.access(folder / name, os.X_OK) for name in BINARIES)
+
+
+def missing_binaries(bin_dir: Path | None = None) -> list[str]:
+    folder = bin_dir or k8s_bin_dir()
+    return [name for name in BINARIES if not os.access(folder / name, os.X_OK)]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Pki:
+    """One CA for serving and clients, the apiserver's serving cert, an admin client cert
+    in ``system:masters`` and the service-account signing key, written to ``folder``."""
+
+    def __init__(self, folder: Path) -> None:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+        folder.mkdir(parents=True, exist_ok=True)
+        now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+        until = now + dt.timedelta(days=2)
+
+        def key_pem(key: Any) -> bytes:
+            return bytes(
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
+
+        def write(name: str, data: bytes, private: bool = False) -> Path:
+            path = folder / name
+            path.write_bytes(data)
+            if private:
+                path.chmod(0o600)
+            return path
+
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "agentmedic-local-ca")])
+        ca = (
+            x509.CertificateBuilder()
+            .subject_name(ca_name)
+            .issuer_name(ca_name)
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(until)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+
+        def leaf(
+            cn: str, org: str | None, usage: Any, sans: list[x509.GeneralName] | None
+        ) -> tuple[bytes, bytes]:
+            key = ec.generate_private_key(ec.SECP256R1())
+            attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+            if org:
+                attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+            builder = (
+                x509.CertificateBuilder()
+                .subject_name(x509.Name(attrs))
+                .issuer_name(ca_name)
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now)
+                .not_valid_after(until)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            )
+            if sans:
+                builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            cert = builder.sign(ca_key, hashes.SHA256())
+            return cert.public_bytes(serialization.Encoding.PEM), key_pem(key)
+
+        service_ip = next(ipaddress.IPv4Network(SERVICE_CIDR).hosts())
+        serving_sans: list[x509.GeneralName] = [
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            x509.IPAddress(service_ip),
+            x509.DNSName("localhost"),
+            x509.DNSName("kubernetes.default.svc"),
+            x509.DNSName("kubernetes.default.svc.cluster.local"),
+        ]
+        serving_cert, serving_key = leaf(
+            "kube-apiserver", None, ExtendedKeyUsageOID.SERVER_AUTH, serving_sans
+        )
+        admin_cert, admin_key = leaf(
+            "agentmedic-admin", "system:masters", ExtendedKeyUsageOID.CLIENT_AUTH, None
+        )
+        sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+        self.ca_pem = ca.public_bytes(serialization.Encoding.PEM)
+        self.ca = write("ca.crt", self.ca_pem)
+        self.serving_cert = write("apiserver.crt", serving_cert)
+        self.serving_key = write("apiserver.key", serving_key, private=True)
+        self.admin_cert_pem = admin_cert
+        self.admin_key_pem = admin_key
+        self.admin_cert = write("admin.crt", admin_cert)
+        self.admin_key = write("admin.key", admin_key, private=True)
+        self.sa_key = write("sa.key", key_pem(sa_key), private=True)
+        self.sa_pub = write(
+            "sa.pub",
+            sa_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+        )
+
+
+class _Process:
+    def __init__(self, name: str, argv: list[str], log: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.log = log
+        self._log_file = log.open("ab")
+        self.popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C in the test's terminal reaches us, not them
+        )
+
+    def exited(self) -> int | None:
+        return self.popen.poll()
+
+    def tail(self, lines: int = 25) -> str:
+        try:
+            text = self.log.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(text[-lines:])
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    self.popen.kill()
+                self.popen.wait(5)
+        self._log_file.close()
+
+
+class LocalCluster:
+    """etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok on loopback."""
+
+    def __init__(
+        self,
+        bin_dir: Path | None = None,
+        *,
+        workdir: Path | None = None,
+        nodes: int = 1,
+        controllers: bool = True,
+        kwok: bool = True,
+        audit: bool = True,
+        hpa_sync_seconds: int = 3,
+    ) -> None:
+        self.bin_dir = bin_dir or k8s_bin_dir()
+        self._own_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="agentmedic-k8s-"))
+        self.nodes = nodes if kwok else 0
+        self.controllers = controllers
+        self.kwok = kwok
+        self.audit = audit
+        self.hpa_sync_seconds = hpa_sync_seconds
+        self.url = ""
+        self.kubeconfig_path = self.workdir / "admin.kubeconfig"
+        self.audit_log_path = self.workdir / "audit.log"
+        self.startup_seconds = 0.0
+        self._processes: list[_Process] = []
+        self._pki: _Pki | None = None
+        self._http: httpx.Client | None = None
+        self._resources: dict[tuple[str, str], tuple[str, bool]] = {}
+
+    # lifecycle
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> Self:
+        needed = ["etcd", "kube-apiserver"]
+        if self.controllers:
+            needed += ["kube-controller-manager", "kube-scheduler"]
+        if self.kwok:
+            needed.append("kwok")
+        missing = [n for n in missing_binaries(self.bin_dir) if n in needed]
+        if missing:
+            raise ClusterStartError(
+                f"missing control-plane binaries in {self.bin_dir}: {', '.join(missing)} "
+                "(build them with `make k8s`)"
+            )
+        began = time.monotonic()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - began
+        return self
+
+    def _start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._pki = pki = _Pki(self.workdir / "pki")
+        etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
+        etcd_url = f"http://127.0.0.1:{etcd_port}"
+        self._spawn(
+            "etcd",
+            [
+                "--name=agentmedic",
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-cluster=agentmedic=http://127.0.0.1:{etcd_peer}",
+                "--unsafe-no-fsync",
+                "--quota-backend-bytes=8589934592",
+                "--log-level=warn",
+            ],
+        )
+        self._wait("etcd", lambda: _http_ok(f"{etcd_url}/health"), timeout=30)
+
+        self.url = f"https://127.0.0.1:{api_port}"
+        api_args = [
+            "--advertise-address=127.0.0.1",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={api_port}",
+            f"--cert-dir={self.workdir / 'apiserver-certs'}",
+            f"--tls-cert-file={pki.serving_cert}",
+            f"--tls-private-key-file={pki.serving_key}",
+            f"--client-ca-file={pki.ca}",
+            f"--etcd-servers={etcd_url}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--allow-privileged=true",
+            "--authorization-mode=Node,RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki.sa_pub}",
+            f"--service-account-signing-key-file={pki.sa_key}",
+            "--endpoint-reconciler-type=none",
+            "--v=1",
+        ]
+        if self.audit:
+            policy = self.workdir / "audit-policy.yaml"
+            policy.write_text(AUDIT_POLICY)
+            api_args += [
+                f"--audit-policy-file={policy}",
+                f"--audit-log-path={self.audit_log_path}",
+                "--audit-log-format=json",
+                "--audit-log-mode=batch",
+                "--audit-log-batch-max-wait=1s",
+                "--audit-log-batch-buffer-size=100000",
+            ]
+        self._spawn("kube-apiserver", api_args)
+        self._write_kubeconfig()
+        self._wait("kube-apiserver", self._readyz, timeout=120)
+
+        if self.controllers:
+            self._spawn(
+                "kube-controller-manager",
+                [
+                    f"--kubeconfig={self.kubeconfig_path}",
+                    f"--authentication-kubeconfig={self.kubeconfig_path}",
+                    f"--authorization-kubeconfig={self.kubeconfig_path}",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={free_port()}",
+                    f"--cert-dir={self.workdir / 'controller-manager-certs'}",
+                    "--leader-elect=false",
+                    f"--controllers={','.join(CONTROLLERS)}",
+                    f"--service-account-private-key-file={pki.sa_key}",
+                    f"--root-ca-file={pki.ca}",
+                    "--use-service-account-credentials=false",
+                    f"--horizontal-pod-autoscaler-sync-period={self.hpa_sync_seconds}s",
+                    "--concurrent-deployment-syncs=10",
+                    "--concurrent-replicaset-syncs=10",
+                    "--kube-api-qps=200",
+                    "--kube-api-burst=400",
+                    "--v=1",
+                ],
+            )
+            self._spawn(
+                "kube-scheduler",
+                [
+                    f"--kubeconfig={self.kubeconfig_path}",
+                    f"--authentication-kubeconfig={self.kubeconfig_path}",
+                    f"--authorization-kubeconfig={self.kubeconfig_path}",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={free_port()}",
+                    f"--cert-dir={self.workdir / 'scheduler-certs'}",
+                    "--leader-elect=false",
+                    "--v=1",
+                ],
+            )
+        if self.kwok:
+            stages = self.workdir / "kwok-stages.yaml"
+            stages.write_text(_kwok_stages())
+            self._spawn(
+                "kwok",
+                [
+                    f"--kubeconfig={self.kubeconfig_path}",
+                    f"--config={stages}",
+                    "--manage-all-nodes=false",
+                    f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
+                    "--cidr=10.244.0.0/16",
+                    "--node-ip=127.0.0.1",
+                    f"--server-address=127.0.0.1:{free_port()}",
+                ],
+            )
+            for i in range(self.nodes):
+                self.apply(_fake_node(f"kwok-node-{i}"))
+
+        self._wait("default namespace", lambda: self._exists("/api/v1/namespaces/default"), 60)
+        if self.controllers:
+            self._wait(
+                "the default ServiceAccount (kube-controller-manager)",
+                lambda: self._exists("/api/v1/namespaces/default/serviceaccounts/default"),
+                60,
+            )
+        if self.nodes:
+            self._wait("kwok's nodes to be Ready", self._nodes_ready, 60)
+            # The API server taints a new node not-ready; the node lifecycle controller,
+            # which would lift it, is left out because it evicts pods whenever kwok's
+            # heartbeat is late on a loaded machine. So the taint is lifted here, once.
+            for i in range(self.nodes):
+                self.request(
+                    "PATCH",
+                    f"/api/v1/nodes/kwok-node-{i}",
+                    {"spec": {"taints": None}},
+                    content_type="application/merge-patch+json",
+                )
+
+    def stop(self) -> None:
+        """Stop this cluster's processes, newest first; delete the workdir it made."""
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+        for process in reversed(self._processes):
+            process.stop()
+        self._processes.clear()
+        if self._own_workdir and os.environ.get("AGENTMEDIC_KEEP_CLUSTER_LOGS") != "1":
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def logs(self) -> dict[str, Path]:
+        """The log file of each process started, by name."""
+        return {p.name: p.log for p in self._processes}
+
+    # clients
+
+    @property
+    def pki(self) -> _Pki:
+        if self._pki is None:
+            raise RuntimeError("the cluster has not been started")
+        return self._pki
+
+    def ssl_context(self, *, admin: bool = True) -> ssl.SSLContext:
+        """Trusts this cluster's CA; presents the admin certificate when ``admin``."""
+        context = ssl.create_default_context(cafile=str(self.pki.ca))
+        if admin:
+            context.load_cert_chain(str(self.pki.admin_cert), str(self.pki.admin_key))
+        return context
+
+    def client_configuration(self) -> Any:
+        """A ``kubernetes.client.Configuration`` for the admin (system:masters)."""
+        import kubernetes.client
+
+        configuration = kubernetes.client.Configuration()
+        configuration.host = self.url
+        configuration.ssl_ca_cert = str(self.pki.ca)
+        configuration.cert_file = str(self.pki.admin_cert)
+        configuration.key_file = str(self.pki.admin_key)
+        configuration.verify_ssl = True
+        return configuration
+
+    def kubeconfig_dict(self) -> dict[str, Any]:
+        return _kubeconfig(
+            self.url,
+            self.pki.ca_pem,
+            "agentmedic-admin",
+            {
+                "client-certificate-data": _b64(self.pki.admin_cert_pem),
+                "client-key-data": _b64(self.pki.admin_key_pem),
+            },
+        )
+
+    def kubeconfig_for_token(self, token: str, path: Path) -> Path:
+        """A kubeconfig that authenticates with ``token`` only (no client certificate)."""
+        path.write_text(
+            yaml.safe_dump(_kubeconfig(self.url, self.pki.ca_pem, "token", {"token": token}))
+        )
+        path.chmod(0o600)
+        return path
+
+    def service_account_token(self, namespace: str, name: str, *, seconds: int = 3600) -> str:
+        """A bound token for a ServiceAccount, from the TokenRequest API."""
+        answer = self.request(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": max(seconds, 600)},
+            },
+        )
+        return str(answer["status"]["token"])
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        """One admin request; raises :class:`httpx.HTTPStatusError` on a 4xx/5xx answer."""
+        response = self._raw(method, path, body, params, headers, content_type)
+        if response.status_code >= 400:
+            raise httpx.HTTPStatusError(
+                f"{method} {path}: {response.status_code} {response.text[:500]}",
+                request=response.request,
+                response=response,
+            )
+        return dict(response.json()) if response.content else {}
+
+    def _raw(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> httpx.Response:
+        if self._http is None:
+            self._http = httpx.Client(base_url=self.url, verify=self.ssl_context(), timeout=30.0)
+        all_headers = {"Accept": "application/json", **(headers or {})}
+        content = None
+        if body is not None:
+            all_headers["Content-Type"] = content_type
+            content = body if isinstance(body, bytes | str) else json.dumps(body)
+        return self._http.request(
+            method, path, content=content, params=dict(params or {}), headers=all_headers
+        )
+
+    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply ``obj`` as the admin (creates or updates it)."""
+        api_version, kind = obj["apiVersion"], obj["kind"]
+        meta = obj["metadata"]
+        plural, namespaced = self._resource(api_version, kind)
+        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        if namespaced:
+            base += f"/namespaces/{meta.get('namespace') or 'default'}"
+        return self.request(
+            "PATCH",
+            f"{base}/{plural}/{meta['name']}",
+            dict(obj),
+            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            content_type="application/apply-patch+yaml",
+        )
+
+    def resource_path(self, api_version: str, kind: str, namespace: str | None = None) -> str:
+        """The collection path of ``kind`` (in ``namespace`` when it is namespaced)."""
+        plural, namespaced = self._resource(api_version, kind)
+        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        if namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        return f"{base}/{plural}"
+
+    def _resource(self, api_version: str, kind: str) -> tuple[str, bool]:
+        key = (api_version, kind)
+        if key not in self._resources:
+            # a CRD applied moments ago is not in discovery at once
+            deadline = time.monotonic() + 30
+            while True:
+                path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+                response = self._raw("GET", path)
+                if response.status_code == 200:
+                    for r in response.json().get("resources", []):
+                        if "/" not in r["name"]:
+                            self._resources[(api_version, r["kind"])] = (
+                                r["name"],
+                                bool(r["namespaced"]),
+                            )
+                if key in self._resources or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+        if key not in self._resources:
+            raise LookupError(f"the API server serves no {kind} in {api_version}")
+        return self._resources[key]
+
+    # start-up helpers
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        argv = [str(self.bin_dir / name), *args]
+        self._processes.append(_Process(name, argv, self.workdir / f"{name}.log"))
+
+    def _wait(self, what: str, check: Any, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            for process in self._processes:
+                code = process.exited()
+                if code is not None:
+                    raise ClusterStartError(
+                        f"{process.name} exited with status {code} while waiting for {what}; "
+                        f"the end of {process.log}:\n{process.tail()}"
+                    )
+            try:
+                if check():
+                    return
+            except (httpx.HTTPError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                last = self._processes[-1]
+                raise ClusterStartError(
+                    f"timed out after {timeout:.0f}s waiting for {what}; "
+                    f"the end of {last.log} ({last.name}):\n{last.tail()}"
+                )
+            time.sleep(0.1)
+
+    def _readyz(self) -> bool:
+        return self._raw("GET", "/readyz").status_code == 200
+
+    def _exists(self, path: str) -> bool:
+        return self._raw("GET", path).status_code == 200
+
+    def _nodes_ready(self) -> bool:
+        nodes = self.request("GET", "/api/v1/nodes").get("items", [])
+        ready = [
+            n
+            for n in nodes
+            if any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in n.get("status", {}).get("conditions", [])
+            )
+        ]
+        return len(ready) >= self.nodes
+
+    def _write_kubeconfig(self) -> None:
+        self.kubeconfig_path.write_text(yaml.safe_dump(self.kubeconfig_dict()))
+        self.kubeconfig_path.chmod(0o600)
+
+
+def _http_ok(url: str) -> bool:
+    return httpx.get(url, timeout=2).status_code == 200
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode()
+
+
+def _kubeconfig(url: str, ca_pem: bytes, user: str, auth: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "agentmedic-local",
+                "cluster": {"server": url, "certificate-authority-data": _b64(ca_pem)},
+            }
+        ],
+        "users": [{"name": user, "user": auth}],
+        "contexts": [
+            {"name": "agentmedic-local", "context": {"cluster": "agentmedic-local", "user": user}}
+        ],
+        "current-context": "agentmedic-local",
+    }
+
+
+def _kwok_stages() -> str:
+    folder = resources.files("agentmedic.sandbox") / "kwok_stages"
+    return "\n---\n".join((folder / name).read_text() for name in KWOK_STAGES)
+
+
+def _fake_node(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {KWOK_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+            },
+        },
+        # no taint: the tests' pods need no toleration; kwok's initialize stage gives the
+        # node 1k CPUs and room for a million pods
+        "spec": {},
+    }
