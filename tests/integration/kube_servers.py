@@ -41,6 +41,7 @@ __all__ = [
     "create_namespace",
     "drop_namespace",
     "is_real",
+    "operator_configuration",
     "wait_for",
 ]
 
@@ -173,6 +174,7 @@ class RealServer:
             base_url=config.host, headers=headers, verify=verify, timeout=30.0
         )
         self._resources: dict[tuple[str, str], _Resource] = {}
+        self._operator_configuration: kubernetes.client.Configuration | None = None
 
     # --- configuration ----------------------------------------------------------------------
 
@@ -389,6 +391,65 @@ class RealServer:
         namespace = (obj.get("metadata") or {}).get("namespace")
         return self._request("POST", res.url(namespace), body=obj, params={"dryRun": "All"})
 
+    # --- the operator's identity ------------------------------------------------------------
+
+    def operator_configuration(self) -> kubernetes.client.Configuration:
+        """A client configuration as the operator has in a cluster: a ServiceAccount token
+        whose ClusterRole grants exactly the permissions agentmedic declares (the lists the
+        chart's RBAC is checked against), so a missing one shows as a 403 here."""
+        if self._operator_configuration is None:
+            import kubernetes.client
+
+            from agentmedic.actions.permissions import REQUIRED_PERMISSIONS as ACTIONS
+            from agentmedic.operator.permissions import REQUIRED_PERMISSIONS as OPERATOR
+
+            verbs: dict[tuple[str, str], set[str]] = {}
+            for group, resource, verb in {*ACTIONS, *OPERATOR}:
+                verbs.setdefault((group, resource), set()).add(verb)
+            rules = [
+                {"apiGroups": [group], "resources": [resource], "verbs": sorted(v)}
+                for (group, resource), v in sorted(verbs.items())
+            ]
+            name, namespace = "agentmedic", "agentmedic-system"
+            self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+            self.apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ServiceAccount",
+                    "metadata": {"name": name, "namespace": namespace},
+                }
+            )
+            self.apply(
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "ClusterRole",
+                    "metadata": {"name": name},
+                    "rules": rules,
+                }
+            )
+            self.apply(
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "ClusterRoleBinding",
+                    "metadata": {"name": name},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "ClusterRole",
+                        "name": name,
+                    },
+                    "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+                }
+            )
+            token = self.cluster.service_account_token(namespace, name)
+            config = kubernetes.client.Configuration()
+            config.host = self._config.host
+            config.ssl_ca_cert = self._config.ssl_ca_cert
+            config.verify_ssl = True
+            config.api_key = {"authorization": token}
+            config.api_key_prefix = {"authorization": "Bearer"}
+            self._operator_configuration = config
+        return self._operator_configuration
+
     # --- cluster set-up -------------------------------------------------------------------
 
     def install_crd(self, crd: dict[str, Any], *, timeout: float = 60.0) -> None:
@@ -420,6 +481,14 @@ class RealServer:
         # "storage is (re)initializing", which this list waits out.
         for version in versions:
             self.list(f"{group}/{version}", kind)
+
+
+def operator_configuration(server: KubeServer) -> kubernetes.client.Configuration:
+    """The credentials an operator under test gets: on the real server a ServiceAccount
+    token bound to agentmedic's declared permissions, on the emulator its open door."""
+    if isinstance(server, RealServer):
+        return server.operator_configuration()
+    return server.client_configuration()
 
 
 def create_namespace(server: KubeServer, name: str) -> str:
