@@ -15,19 +15,21 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agentmedic.actions.record import DISABLED, POLICY, POLICY_DELETED, RESTORE_REQUEST
-from agentmedic.operator.main import OperatorThread
-from agentmedic.operator.settings import load_settings
+from agentmedic.operator.main import OperatorThread, kube_configuration
+from agentmedic.operator.settings import OperatorSettings, load_settings
 from agentmedic.sandbox.emulator import ApiEmulator
 from agentmedic.sandbox.receivers import NotificationReceivers, ReceiverKind
 from tests.integration.kube_servers import (
     REAL,
     SERVERS,
     KubeServer,
+    RealServer,
     create_namespace,
     drop_namespace,
     is_real,
@@ -151,6 +153,19 @@ def cluster(server: KubeServer) -> Iterator[Cluster]:
         )
         yield Cluster(server, receivers, ns)
     drop_namespace(server, ns)
+
+
+def _settings(ns: str) -> OperatorSettings:
+    return load_settings(
+        flags={
+            "prometheus_url": f"http://127.0.0.1:{_closed_port()}",
+            "namespaces": [ns],
+            "peering": "",
+            "metrics_port": 0,
+            "health_port": 0,
+        },
+        environ={},
+    )
 
 
 def _operator(c: Cluster, prometheus_url: str) -> OperatorThread:
@@ -402,6 +417,38 @@ def test_deleting_a_policy_keeps_or_restores_what_it_changed(
         op.stop()
 
 
+def test_the_operator_authenticates_with_a_token_kubeconfig(
+    cluster: Cluster, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A ServiceAccount token in a kubeconfig, loaded as `agentmedic run --kubeconfig` loads
+    it (in-cluster credentials are stored the same way by the kubernetes client)."""
+    if is_real(cluster.api):
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="the kubernetes client (37.x here) stores a token as "
+                "api_key['BearerToken']; the kopf login handler (operator/handlers.py) and "
+                "the watch cache (operator/watch.py) read "
+                "only api_key['authorization'], so kopf and the watches are anonymous (403)",
+            )
+        )
+    api, ns = cluster.api, cluster.ns
+    if isinstance(api, RealServer):
+        token = str(api.operator_configuration().api_key["authorization"])
+        kubeconfig = api.cluster.kubeconfig_for_token(token, tmp_path / "kubeconfig")
+    else:
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+    api.create(_deployment(ns, "bot-1"))
+    api.create(_policy(ns, "p"))
+    op = OperatorThread(_settings(ns), kube_configuration(str(kubeconfig)))
+    op.start()
+    try:
+        ready = _wait(lambda: _condition(cluster, "p", "Ready"), "Ready on the policy", 20.0)
+        assert ready["status"] == "True"
+    finally:
+        op.stop()
+
+
 def test_the_operator_works_with_a_client_certificate_kubeconfig(
     cluster: Cluster, request: pytest.FixtureRequest
 ) -> None:
@@ -420,17 +467,7 @@ def test_the_operator_works_with_a_client_certificate_kubeconfig(
     api, ns = cluster.api, cluster.ns
     api.create(_deployment(ns, "bot-1"))
     api.create(_policy(ns, "p"))
-    settings = load_settings(
-        flags={
-            "prometheus_url": f"http://127.0.0.1:{_closed_port()}",
-            "namespaces": [ns],
-            "peering": "",
-            "metrics_port": 0,
-            "health_port": 0,
-        },
-        environ={},
-    )
-    op = OperatorThread(settings, api.client_configuration())  # the admin's certificate
+    op = OperatorThread(_settings(ns), api.client_configuration())  # the admin's certificate
     op.start()
     try:
         ready = _wait(lambda: _condition(cluster, "p", "Ready"), "Ready on the policy", 20.0)

@@ -328,7 +328,9 @@ class World:
 
     ``operator`` is ``"thread"`` (the operator in this process), ``"process"`` (an
     ``agentmedic run`` subprocess that :meth:`kill_operator` can SIGKILL and
-    :meth:`start_operator` start again) or ``"none"``.
+    :meth:`start_operator` start again) or ``"none"``. ``api`` replaces the in-process
+    emulator with another server offering its ``start``/``stop``, ``create``/``get``/``list``,
+    ``client_configuration`` and ``write_kubeconfig`` (the operator's credentials).
     """
 
     def __init__(
@@ -341,6 +343,7 @@ class World:
         scrape_interval: timedelta = timedelta(seconds=1),
         operator_env: dict[str, str] | None = None,
         log: Callable[[str], None] | None = None,
+        api: Any = None,
     ) -> None:
         self.scenario = scenario
         self.operator_mode = operator
@@ -349,7 +352,9 @@ class World:
         self.scrape_interval = scrape_interval
         self.operator_env = operator_env or {}
         self.log = log or (lambda _msg: None)
-        self.emulator = ApiEmulator(history_limit=2000)
+        # Another API server (a real control plane behind the same direct-access calls,
+        # started and stopped with the world) replaces the in-process emulator.
+        self.emulator = api if api is not None else ApiEmulator(history_limit=2000)
         self.receivers = NotificationReceivers()
         self.prometheus: PrometheusServer | None = None
         self.sim: FleetSimulator | None = None
