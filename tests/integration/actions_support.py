@@ -87,12 +87,6 @@ def ns(api: KubeServer) -> Iterator[str]:
     assert not uncovered, "requests not covered by REQUIRED_PERMISSIONS:\n" + "\n".join(uncovered)
 
 
-def emulated(api: KubeServer) -> ApiEmulator:
-    """``api`` as the emulator, for a test marked ``emulator_only``."""
-    assert isinstance(api, ApiEmulator), "this test needs the emulator (mark it emulator_only)"
-    return api
-
-
 def agent_policy(namespace: str, name: str = "support-policy") -> dict[str, Any]:
     """The AgentPolicy whose decisions the tests execute (no operator reads it here)."""
     return {

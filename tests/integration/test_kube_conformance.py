@@ -325,20 +325,13 @@ def test_emulator_differs_by_running_no_controllers(server: KubeServer, ns: str)
     server.create(deployment(ns, replicas=2))
 
     if is_real(server):
-        pods = wait_for(
-            lambda: (
-                [
-                    p
-                    for p in server.list("v1", "Pod", ns, label_selector="app=bot")
-                    if (p.get("status") or {}).get("phase") == "Running"
-                ]
-                if len(server.list("v1", "Pod", ns, label_selector="app=bot")) == 2
-                else None
-            ),
-            "two Running pods",
-            timeout=60,
-        )
-        assert len(pods) == 2
+
+        def running() -> list[dict[str, Any]] | None:
+            pods = server.list("v1", "Pod", ns, label_selector="app=bot")
+            up = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
+            return up if len(up) == 2 else None
+
+        wait_for(running, "two Running pods", timeout=60)
         assert len(server.list("apps/v1", "ReplicaSet", ns)) == 1
     else:
         assert server.list("apps/v1", "ReplicaSet", ns) == []
