@@ -1,4 +1,12 @@
-"""Fixtures for integration tests: real Prometheus servers on loopback.
+"""Fixtures for integration tests: real Prometheus servers on loopback, and the two
+Kubernetes API servers of the conformance suite.
+
+``real_server`` (session scope) is the real control plane (``local_cluster``) behind
+:class:`~tests.integration.kube_servers.RealServer`, with the AgentPolicy CRD (and a
+minimal KEDA ScaledObject CRD) installed and Established. Modules run on both servers
+through a fixture parametrized with :data:`~tests.integration.kube_servers.SERVERS` (ids
+``emulated`` and ``real``); a test marked ``emulator_only("why")`` runs on the emulator
+alone, its real variant deselected.
 
 ``prometheus_factory`` (function scope) and ``prometheus_module_factory`` (module scope)
 start :class:`~agentmedic.sandbox.prometheus.PrometheusServer` instances and stop them at
@@ -20,16 +28,119 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from agentmedic.api.crd import crd_manifest
+from agentmedic.api.durations import TIME_COMPRESSION_ENV
 from agentmedic.sandbox.prometheus import (
     INSTALL_HINT,
     PrometheusNotInstalledError,
     PrometheusServer,
     ScrapeTarget,
 )
+from tests.integration.kube_servers import REAL, RealServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# KEDA is not part of a control plane: its ScaledObject CRD, reduced to what agentmedic reads
+# and writes (metadata and an opaque spec), so the KEDA paths run on the real server too.
+SCALED_OBJECT_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "scaledobjects.keda.sh"},
+    "spec": {
+        "group": "keda.sh",
+        "scope": "Namespaced",
+        "names": {
+            "plural": "scaledobjects",
+            "singular": "scaledobject",
+            "kind": "ScaledObject",
+            "listKind": "ScaledObjectList",
+            "shortNames": ["so"],
+        },
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            },
+                            "status": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            },
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "emulator_only(reason): needs what only the API emulator has (fault injection, "
+        "request history); the real-server variant is deselected",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        marker = item.get_closest_marker("emulator_only")
+        callspec = getattr(item, "callspec", None)
+        on_real = callspec is not None and REAL in callspec.params.values()
+        if marker is not None and not marker.args:
+            raise pytest.UsageError(f"{item.nodeid}: emulator_only needs its reason")
+        (dropped if marker is not None and on_real else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture(scope="session")
+def real_server(request: pytest.FixtureRequest) -> Iterator[RealServer]:
+    """The real control plane with agentmedic's CRD installed (skips without binaries)."""
+    cluster = request.getfixturevalue("local_cluster")
+    server = RealServer(cluster)
+    server.install_crd(compressed_agent_policy_crd())
+    server.install_crd(SCALED_OBJECT_CRD)
+    yield server
+    server.close()
+
+
+def agent_policy_crd() -> dict[str, Any]:
+    """crds/agentpolicy.yaml as generated."""
+    crd: dict[str, Any] = yaml.safe_load((ROOT / "crds" / "agentpolicy.yaml").read_text())
+    return crd
+
+
+# The sandbox's scenarios run a policy's hours in minutes (World's default speed-up is 30):
+# the real server admits them with the CRD rendered for that compression, as the emulator
+# does. The CRD's uncompressed bounds are proven on the real server by e2e_cluster's tests.
+REAL_SERVER_TIME_COMPRESSION = "30"
+
+
+def compressed_agent_policy_crd() -> dict[str, Any]:
+    """The AgentPolicy CRD generated from the models with the sandbox's time compression."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(TIME_COMPRESSION_ENV, REAL_SERVER_TIME_COMPRESSION)
+        return crd_manifest()
+
 
 PrometheusFactory = Callable[..., PrometheusServer]
 

@@ -1,4 +1,4 @@
-"""promptOptimization Jobs against the API emulator: shape, idempotency, one per agent."""
+"""promptOptimization Jobs on both API servers: shape, idempotency, one per agent."""
 
 from __future__ import annotations
 
@@ -12,14 +12,16 @@ from agentmedic.api.types import PromptOptimizationAction
 from agentmedic.sandbox.emulator import ApiEmulator
 from tests.integration import actions_support as support
 from tests.integration.actions_support import (
-    POLICY_UID,
     events,
     fetch,
+    finish_job,
     policy_ref,
+    policy_uid,
     record,
     ref,
     workload,
 )
+from tests.integration.kube_servers import KubeServer
 
 api = support.api
 ns = support.ns
@@ -77,13 +79,26 @@ INLINE = PromptOptimizationAction(
     }
 )
 
+# A Job that stays unfinished on both servers: suspended, the real job controller starts no
+# pod (kwok would complete one within a second); the emulator runs nothing anyway.
+SUSPENDED = PromptOptimizationAction(
+    job_template={
+        "spec": {
+            "suspend": True,
+            "template": {
+                "spec": {"containers": [{"name": "opt", "image": "ghcr.io/acme/optimizer:2"}]}
+            },
+        }
+    }
+)
 
-def _jobs(api: ApiEmulator, namespace: str) -> list[dict[str, Any]]:
+
+def _jobs(api: KubeServer, namespace: str) -> list[dict[str, Any]]:
     return api.list("batch/v1", "Job", namespace)
 
 
 def test_a_job_from_a_cron_job_has_the_kubectl_create_job_from_shape(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns, labels={"agentmedic.io/agent": "support-bot"}))
     api.create(_cron_job(ns))
@@ -108,7 +123,7 @@ def test_a_job_from_a_cron_job_has_the_kubectl_create_job_from_shape(
         "apiVersion": "agentmedic.io/v1alpha1",
         "kind": "AgentPolicy",
         "name": "support-policy",
-        "uid": POLICY_UID,
+        "uid": policy_uid(ns),
         "controller": True,
     }
     spec = job["spec"]
@@ -131,7 +146,7 @@ def test_a_job_from_a_cron_job_has_the_kubectl_create_job_from_shape(
 
 
 def test_an_inline_template_gets_never_as_restart_policy(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns))
 
@@ -148,21 +163,23 @@ def test_an_inline_template_gets_never_as_restart_policy(
 
 
 def test_repeating_the_same_episode_creates_no_second_job(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns))
     executor.start_prompt_job(ref(ns), policy_ref(ns), INLINE, record(ns), EVIDENCE)
-    api.clear_requests()
+    if isinstance(api, ApiEmulator):
+        api.clear_requests()
 
     again = executor.start_prompt_job(ref(ns), policy_ref(ns), INLINE, record(ns), EVIDENCE)
 
     assert again.outcome is Outcome.UNCHANGED
     assert len(_jobs(api, ns)) == 1
-    assert [r for r in api.write_requests() if r.path.endswith("/jobs")] == []
+    if isinstance(api, ApiEmulator):  # not even an attempt to create
+        assert [r for r in api.write_requests() if r.path.endswith("/jobs")] == []
 
 
 def test_already_exists_on_create_counts_as_done(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns))
     # A Job of this episode that the agent label does not find (a restart raced a retry)
@@ -172,27 +189,34 @@ def test_already_exists_on_create_counts_as_done(
             "apiVersion": "batch/v1",
             "kind": "Job",
             "metadata": {"name": name, "namespace": ns},
-            "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": []}}},
+            "spec": {
+                "suspend": True,
+                "template": {
+                    "spec": {"restartPolicy": "Never", "containers": [{"name": "a", "image": "a"}]}
+                },
+            },
         }
     )
 
     result = executor.start_prompt_job(ref(ns), policy_ref(ns), INLINE, record(ns), EVIDENCE)
 
     assert result.outcome is Outcome.UNCHANGED
-    creates = [r for r in api.requests if r.method == "POST" and r.path.endswith("/jobs")]
-    assert [r.status for r in creates] == [409]
+    assert [j["metadata"]["name"] for j in _jobs(api, ns)] == [name]
+    if isinstance(api, ApiEmulator):
+        creates = [r for r in api.requests if r.method == "POST" and r.path.endswith("/jobs")]
+        assert [r.status for r in creates] == [409]
 
 
 def test_a_running_job_of_the_agent_refuses_a_second_episode(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns))
     first = executor.start_prompt_job(
-        ref(ns), policy_ref(ns), INLINE, record(ns, episode="e1"), EVIDENCE
+        ref(ns), policy_ref(ns), SUSPENDED, record(ns, episode="e1"), EVIDENCE
     )
 
     second = executor.start_prompt_job(
-        ref(ns), policy_ref(ns), INLINE, record(ns, episode="e2"), EVIDENCE
+        ref(ns), policy_ref(ns), SUSPENDED, record(ns, episode="e2"), EVIDENCE
     )
 
     assert second.outcome is Outcome.REFUSED
@@ -205,14 +229,13 @@ def test_a_running_job_of_the_agent_refuses_a_second_episode(
 
 
 def test_a_finished_job_lets_the_next_episode_start(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns))
     first = executor.start_prompt_job(
         ref(ns), policy_ref(ns), INLINE, record(ns, episode="e1"), EVIDENCE
     )
-    done = {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}
-    api.patch("batch/v1", "Job", ns, first.details["job"], {"status": done}, subresource="status")
+    finish_job(api, ns, first.details["job"])
 
     second = executor.start_prompt_job(
         ref(ns), policy_ref(ns), INLINE, record(ns, episode="e2"), EVIDENCE
@@ -223,7 +246,7 @@ def test_a_finished_job_lets_the_next_episode_start(
 
 
 def test_jobs_of_other_agents_do_not_block(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns, "bot-a"))
     api.create(workload(ns, "bot-b"))
@@ -236,7 +259,7 @@ def test_jobs_of_other_agents_do_not_block(
 
 
 def test_a_missing_cron_job_is_refused_with_the_field_to_fix(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns))
 
@@ -248,7 +271,7 @@ def test_a_missing_cron_job_is_refused_with_the_field_to_fix(
 
 
 def test_dry_run_creates_no_job_and_writes_would_events(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns))
     api.create(_cron_job(ns))
@@ -264,7 +287,7 @@ def test_dry_run_creates_no_job_and_writes_would_events(
 
 
 def test_a_job_for_a_vanished_workload_is_not_found(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     result = executor.start_prompt_job(
         ref(ns, "ghost"), policy_ref(ns), INLINE, record(ns), EVIDENCE
@@ -276,23 +299,26 @@ def test_a_job_for_a_vanished_workload_is_not_found(
 
 
 def test_an_invalid_template_fails_with_the_api_message(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns))
     broken = PromptOptimizationAction(job_template={"spec": {"template": {"spec": {}}}})
-    api.inject(
-        method="POST",
-        path_regex=f"/namespaces/{ns}/jobs$",
-        status=422,
-        body={
-            "kind": "Status",
-            "apiVersion": "v1",
-            "status": "Failure",
-            "reason": "Invalid",
-            "code": 422,
-            "message": 'Job.batch "x" is invalid: spec.template.spec.containers: Required value',
-        },
-    )
+    if isinstance(api, ApiEmulator):  # it does not validate pod templates: play the answer
+        api.inject(
+            method="POST",
+            path_regex=f"/namespaces/{ns}/jobs$",
+            status=422,
+            body={
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "reason": "Invalid",
+                "code": 422,
+                "message": (
+                    'Job.batch "x" is invalid: spec.template.spec.containers: Required value'
+                ),
+            },
+        )
 
     result = executor.start_prompt_job(ref(ns), policy_ref(ns), broken, record(ns), EVIDENCE)
 

@@ -1,4 +1,4 @@
-"""switchModel and its restore against the API emulator: env vars and ConfigMap keys."""
+"""switchModel and its restore on both API servers: env vars and ConfigMap keys."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from agentmedic.sandbox.emulator import ApiEmulator
 from tests.integration import actions_support as support
 from tests.integration.actions_support import (
     container,
+    desired_state,
     events,
     fetch,
     get,
@@ -23,6 +24,7 @@ from tests.integration.actions_support import (
     workload,
     writes,
 )
+from tests.integration.kube_servers import KubeServer
 
 api = support.api
 ns = support.ns
@@ -56,7 +58,7 @@ def _containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_switching_the_model_changes_only_that_env_var_in_that_container(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns, containers=_three_containers()))
     before = _containers(get(api, ns))
@@ -79,7 +81,7 @@ def test_switching_the_model_changes_only_that_env_var_in_that_container(
 
 
 def test_the_previous_model_and_its_location_are_recorded(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns))
 
@@ -97,7 +99,7 @@ def test_the_previous_model_and_its_location_are_recorded(
 
 
 def test_current_model_reads_the_env_value(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns))
     [info] = executor.list_workloads(ns, "app=bot", ENV_SPEC)
@@ -108,7 +110,7 @@ def test_current_model_reads_the_env_value(
 
 
 def test_stepping_down_twice_keeps_the_original_model_for_restore(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns))
     executor.switch_model(ref(ns), ENV_SPEC, "gpt-4o-mini", record(ns, episode="e1"))
@@ -126,19 +128,23 @@ def test_stepping_down_twice_keeps_the_original_model_for_restore(
 
 
 def test_repeating_the_same_switch_writes_nothing(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns))
     executor.switch_model(ref(ns), ENV_SPEC, "gpt-4o-mini", record(ns))
-    api.clear_requests()
+    before = desired_state(api, ns)
+    if isinstance(api, ApiEmulator):
+        api.clear_requests()
 
     again = executor.switch_model(ref(ns), ENV_SPEC, "gpt-4o-mini", record(ns))
 
     assert again.outcome is Outcome.UNCHANGED
-    assert writes(api, except_events=False) == []
+    assert desired_state(api, ns) == before
+    if isinstance(api, ApiEmulator):
+        assert writes(api, except_events=False) == []
 
 
-def test_restore_puts_back_the_model_after_an_operator_restart(api: ApiEmulator, ns: str) -> None:
+def test_restore_puts_back_the_model_after_an_operator_restart(api: KubeServer, ns: str) -> None:
     api.create(workload(ns, containers=_three_containers()))
     original = _containers(get(api, ns))
     first = make_executor(api)
@@ -156,7 +162,7 @@ def test_restore_puts_back_the_model_after_an_operator_restart(api: ApiEmulator,
 
 
 def test_restore_leaves_a_model_someone_changed_since(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns))
     executor.switch_model(ref(ns), ENV_SPEC, "gpt-4o-mini", record(ns))
@@ -173,7 +179,7 @@ def test_restore_leaves_a_model_someone_changed_since(
 
 
 def test_a_concurrent_template_edit_is_kept_and_the_switch_retried(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns, containers=_three_containers()))
     original_get = executor.kube.get_workload
@@ -207,22 +213,26 @@ def test_a_concurrent_template_edit_is_kept_and_the_switch_retried(
 
 
 def test_a_missing_container_is_refused_with_the_field_to_fix(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns, containers=[container("worker", {"OPENAI_MODEL": "gpt-4o"})]))
-    api.clear_requests()
+    before = desired_state(api, ns, with_events=False)
+    if isinstance(api, ApiEmulator):
+        api.clear_requests()
 
     result = executor.switch_model(ref(ns), ENV_SPEC, "gpt-4o-mini", record(ns))
 
     assert result.outcome is Outcome.REFUSED
     assert "spec.model.env.container" in result.message
     assert "worker" in result.message
-    assert writes(api) == []
+    assert desired_state(api, ns, with_events=False) == before
+    if isinstance(api, ApiEmulator):
+        assert writes(api) == []
     assert {e["type"] for e in events(api, ns)} == {"Warning"}
 
 
 def test_an_env_var_set_by_value_from_is_refused(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     agent = {
         "name": "agent",
@@ -243,17 +253,19 @@ def test_an_env_var_set_by_value_from_is_refused(
 
 
 def test_dry_run_switch_writes_only_would_events(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns))
-    before = get(api, ns)
-    api.clear_requests()
+    before = desired_state(api, ns, with_events=False)
+    if isinstance(api, ApiEmulator):
+        api.clear_requests()
 
     result = executor.switch_model(ref(ns), ENV_SPEC, "gpt-4o-mini", record(ns, dry_run=True))
 
     assert result.outcome is Outcome.DRY_RUN
-    assert writes(api) == []
-    assert get(api, ns) == before
+    assert desired_state(api, ns, with_events=False) == before
+    if isinstance(api, ApiEmulator):
+        assert writes(api) == []
     assert {e["reason"] for e in events(api, ns)} == {EventReason.WOULD_SWITCH_MODEL}
     assert all(e["message"].startswith("would ") for e in events(api, ns))
 
@@ -271,7 +283,7 @@ def _config_map(namespace: str, model: str = "gpt-4o", name: str = "bot-config")
 
 
 def test_a_config_map_model_is_switched_and_the_pods_are_restarted(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns))
     api.create(_config_map(ns))
@@ -292,9 +304,7 @@ def test_a_config_map_model_is_switched_and_the_pods_are_restarted(
     assert info.model == "gpt-4o-mini"
 
 
-def test_a_config_map_model_is_restored(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
-) -> None:
+def test_a_config_map_model_is_restored(api: KubeServer, ns: str, executor: ActionExecutor) -> None:
     api.create(workload(ns))
     api.create(_config_map(ns))
     executor.switch_model(ref(ns), CM_SPEC, "gpt-4o-mini", record(ns))
@@ -311,6 +321,7 @@ def test_a_config_map_model_is_restored(
     assert rec.DOWNGRADED not in obj["metadata"]["annotations"]
 
 
+@pytest.mark.emulator_only("injects 500 answers to the ConfigMap patch")
 def test_an_interrupted_config_map_switch_is_finished_by_the_repeated_decision(
     api: ApiEmulator, ns: str, executor: ActionExecutor
 ) -> None:
@@ -337,7 +348,7 @@ PER_AGENT_CM = ModelSpec(
 
 
 def test_with_the_workload_in_its_name_each_agent_has_its_own_config_map(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     for name in ("bot", "helper"):
         api.create(workload(ns, name, labels={"team": "t"}))
@@ -361,7 +372,7 @@ def test_with_the_workload_in_its_name_each_agent_has_its_own_config_map(
 
 
 def test_a_missing_config_map_is_refused_with_the_field_to_fix(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns))
 
@@ -372,7 +383,7 @@ def test_a_missing_config_map_is_refused_with_the_field_to_fix(
 
 
 def test_a_dry_run_refusal_also_speaks_in_the_conditional(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns, containers=[container("worker", {"OPENAI_MODEL": "gpt-4o"})]))
 
@@ -384,7 +395,7 @@ def test_a_dry_run_refusal_also_speaks_in_the_conditional(
 
 
 def test_stepping_back_up_to_the_original_model_clears_the_record(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns))
     executor.switch_model(ref(ns), ENV_SPEC, "gpt-4.1-nano", record(ns, episode="e1"))

@@ -1,4 +1,4 @@
-"""scaleToZero and its restore against the API emulator: record, idempotency, races, HPA, KEDA."""
+"""scaleToZero and its restore on both API servers: record, idempotency, races, HPA, KEDA."""
 
 from __future__ import annotations
 
@@ -21,18 +21,21 @@ from agentmedic.actions import record as rec
 from agentmedic.sandbox.emulator import ApiEmulator
 from tests.integration import actions_support as support
 from tests.integration.actions_support import (
-    POLICY_UID,
     Sleeps,
+    desired_state,
     event_reasons,
     events,
     fetch,
     get,
     make_executor,
+    own_annotations,
+    policy_uid,
     record,
     ref,
     workload,
     writes,
 )
+from tests.integration.kube_servers import KubeServer
 
 # The shared fixtures, bound here so that this module gets its own emulator.
 api = support.api
@@ -42,7 +45,7 @@ sleeps = support.sleeps
 
 
 def test_scale_to_zero_sets_zero_replicas_and_records_the_previous_count(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns, replicas=3))
 
@@ -55,7 +58,7 @@ def test_scale_to_zero_sets_zero_replicas_and_records_the_previous_count(
     disabled = json.loads(annotations[rec.DISABLED])
     assert disabled["replicas"] == 3
     assert disabled["policy"] == f"{ns}/support-policy"
-    assert disabled["policyUid"] == POLICY_UID
+    assert disabled["policyUid"] == policy_uid(ns)
     assert disabled["rule"] == "low-success"
     assert disabled["episode"] == record(ns).episode
     assert disabled["at"] == "2025-03-14T09:26:53Z"
@@ -70,7 +73,7 @@ def test_scale_to_zero_sets_zero_replicas_and_records_the_previous_count(
 
 
 def test_scale_to_zero_writes_an_event_on_the_workload_and_on_the_policy(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns))
 
@@ -83,27 +86,29 @@ def test_scale_to_zero_writes_an_event_on_the_workload_and_on_the_policy(
         assert event["type"] == "Normal"
         assert "from 3 to 0 replicas" in event["message"]
         assert f"agentmedic restore {ns}/bot" in event["message"]
-    assert by_kind["AgentPolicy"]["involvedObject"]["uid"] == POLICY_UID
+    assert by_kind["AgentPolicy"]["involvedObject"]["uid"] == policy_uid(ns)
     assert by_kind["Deployment"]["involvedObject"]["name"] == "bot"
 
 
 def test_repeating_the_same_scale_decision_writes_nothing(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns))
     executor.scale_to_zero(ref(ns), record(ns))
-    before = get(api, ns)["metadata"]["resourceVersion"]
-    api.clear_requests()
+    before = desired_state(api, ns)
+    if isinstance(api, ApiEmulator):
+        api.clear_requests()
 
     again = executor.scale_to_zero(ref(ns), record(ns))
 
     assert again.outcome is Outcome.UNCHANGED
-    assert writes(api, except_events=False) == []
-    assert get(api, ns)["metadata"]["resourceVersion"] == before
+    assert desired_state(api, ns) == before
+    if isinstance(api, ApiEmulator):  # where requests are recorded: not even a no-op write
+        assert writes(api, except_events=False) == []
 
 
 def test_a_second_episode_keeps_the_first_recorded_replica_count(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns, replicas=4))
     executor.scale_to_zero(ref(ns), record(ns))
@@ -117,7 +122,7 @@ def test_a_second_episode_keeps_the_first_recorded_replica_count(
 
 
 def test_a_workload_already_at_zero_is_not_recorded(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns, replicas=0))
 
@@ -128,7 +133,7 @@ def test_a_workload_already_at_zero_is_not_recorded(
 
 
 def test_statefulsets_are_scaled_and_restored_like_deployments(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns, "indexer", kind="StatefulSet", replicas=2))
     target = ref(ns, "indexer", "StatefulSet")
@@ -143,7 +148,7 @@ def test_statefulsets_are_scaled_and_restored_like_deployments(
 
 
 def test_restore_after_an_operator_restart_uses_only_the_annotations(
-    api: ApiEmulator, ns: str
+    api: KubeServer, ns: str
 ) -> None:
     api.create(workload(ns, replicas=5))
     first = make_executor(api)
@@ -165,20 +170,24 @@ def test_restore_after_an_operator_restart_uses_only_the_annotations(
 
 
 def test_restore_without_a_record_says_so_and_writes_nothing(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns))
-    api.clear_requests()
+    before = desired_state(api, ns)
+    if isinstance(api, ApiEmulator):
+        api.clear_requests()
 
     result = executor.restore(ref(ns), by="cli:alice")
 
     assert result.outcome is Outcome.UNCHANGED
     assert "nothing to restore" in result.message
-    assert writes(api, except_events=False) == []
+    assert desired_state(api, ns) == before
+    if isinstance(api, ApiEmulator):
+        assert writes(api, except_events=False) == []
 
 
 def test_the_restore_annotation_is_honoured_and_removed(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns, replicas=2))
     executor.scale_to_zero(ref(ns), record(ns))
@@ -200,18 +209,18 @@ def test_the_restore_annotation_is_honoured_and_removed(
 
 
 def test_a_restore_request_without_a_record_is_cleared(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns, annotations={rec.RESTORE_REQUEST: "true", "team": "support"}))
 
     result = executor.restore(ref(ns), by="annotation")
 
     assert result.outcome is Outcome.UNCHANGED
-    assert get(api, ns)["metadata"]["annotations"] == {"team": "support"}
+    assert own_annotations(get(api, ns)) == {"team": "support"}
 
 
 def test_restore_leaves_a_replica_count_someone_changed_since(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns, replicas=3))
     executor.scale_to_zero(ref(ns), record(ns))
@@ -225,25 +234,28 @@ def test_restore_leaves_a_replica_count_someone_changed_since(
 
 
 def test_dry_run_writes_only_would_events(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns))
-    before = get(api, ns)
-    api.clear_requests()
+    before = desired_state(api, ns, with_events=False)
+    if isinstance(api, ApiEmulator):
+        api.clear_requests()
 
     result = executor.scale_to_zero(ref(ns), record(ns, dry_run=True))
 
     assert result.outcome is Outcome.DRY_RUN
-    assert writes(api) == []
-    assert all(r.path.endswith("/events") for r in api.write_requests())
-    assert get(api, ns) == before
+    assert desired_state(api, ns, with_events=False) == before
+    if isinstance(api, ApiEmulator):
+        assert writes(api) == []
+        assert all(r.path.endswith("/events") for r in api.write_requests())
+    assert events(api, ns)
     for event in events(api, ns):
         assert event["reason"] == EventReason.WOULD_SCALE_TO_ZERO
         assert event["message"].startswith("would ")
 
 
 def test_a_vanished_workload_ends_in_not_found_and_a_warning_event(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     result = executor.scale_to_zero(ref(ns, "ghost"), record(ns))
 
@@ -258,6 +270,7 @@ def test_restore_of_a_vanished_workload_is_not_found(ns: str, executor: ActionEx
     assert executor.restore(ref(ns, "ghost"), by="test").outcome is Outcome.NOT_FOUND
 
 
+@pytest.mark.emulator_only("injects 409/500/503 answers and reads the request history")
 @pytest.mark.parametrize("status", [409, 500, 503])
 def test_an_injected_failure_on_patch_is_retried_and_succeeds(
     api: ApiEmulator, ns: str, executor: ActionExecutor, sleeps: Sleeps, status: int
@@ -275,6 +288,7 @@ def test_an_injected_failure_on_patch_is_retried_and_succeeds(
         assert len(sleeps) == 1  # one backoff pause before the retry
 
 
+@pytest.mark.emulator_only("injects a 429 answer")
 def test_throttling_is_retried_after_the_servers_retry_after(
     api: ApiEmulator, ns: str, executor: ActionExecutor, sleeps: Sleeps
 ) -> None:
@@ -285,6 +299,7 @@ def test_throttling_is_retried_after_the_servers_retry_after(
     assert sleeps == [1.0]  # the emulator sends Retry-After: 1
 
 
+@pytest.mark.emulator_only("injects 500 answers")
 def test_persistent_server_errors_raise_transient_after_bounded_retries(
     api: ApiEmulator, ns: str, executor: ActionExecutor, sleeps: Sleeps
 ) -> None:
@@ -298,7 +313,7 @@ def test_persistent_server_errors_raise_transient_after_bounded_retries(
 
 
 def test_a_concurrent_replica_change_is_detected_and_the_new_count_recorded(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns, replicas=3))
     original_get = executor.kube.get_workload
@@ -316,13 +331,16 @@ def test_a_concurrent_replica_change_is_detected_and_the_new_count_recorded(
     result = executor.scale_to_zero(ref(ns), record(ns))
 
     assert result.outcome is Outcome.APPLIED
-    failed = [r for r in api.requests if r.method == "PATCH" and r.status == 422]
-    assert len(failed) == 1  # the stale patch's `test` failed instead of overwriting
+    assert calls["n"] >= 2  # the stale patch's `test` failed instead of overwriting: read again
+    if isinstance(api, ApiEmulator):
+        failed = [r for r in api.requests if r.method == "PATCH" and r.status == 422]
+        assert len(failed) == 1
     disabled = parse_disabled(get(api, ns)["metadata"]["annotations"])
     assert disabled is not None
     assert disabled.replicas == 6
 
 
+@pytest.mark.emulator_only("injects 409 answers")
 def test_a_workload_that_keeps_changing_gives_up_with_conflict(
     api: ApiEmulator, ns: str, executor: ActionExecutor
 ) -> None:
@@ -340,6 +358,7 @@ def test_a_workload_that_keeps_changing_gives_up_with_conflict(
 
 
 def _hpa(namespace: str, min_replicas: int) -> dict[str, Any]:
+    # An External metric: what a real server requires of an HPA that may scale to zero.
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
@@ -348,12 +367,21 @@ def _hpa(namespace: str, min_replicas: int) -> dict[str, Any]:
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "bot"},
             "minReplicas": min_replicas,
             "maxReplicas": 10,
+            "metrics": [
+                {
+                    "type": "External",
+                    "external": {
+                        "metric": {"name": "agent_queue_depth"},
+                        "target": {"type": "AverageValue", "averageValue": "5"},
+                    },
+                }
+            ],
         },
     }
 
 
 def test_an_hpa_targeting_the_agent_is_recorded_and_left_alone(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns))
     api.create(_hpa(ns, 2))
@@ -372,7 +400,7 @@ def test_an_hpa_targeting_the_agent_is_recorded_and_left_alone(
 
 
 def test_an_hpa_with_min_replicas_zero_is_warned_about(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns))
     api.create(_hpa(ns, 0))
@@ -404,7 +432,7 @@ def _scaled_object(namespace: str, annotations: dict[str, str] | None = None) ->
 
 
 def test_keda_scaled_agents_are_paused_and_unpaused_on_restore(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns, replicas=4))
     api.create(_scaled_object(ns))
@@ -429,7 +457,7 @@ def test_keda_scaled_agents_are_paused_and_unpaused_on_restore(
 
 
 def test_a_previous_keda_pause_value_is_put_back(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns, replicas=2))
     api.create(_scaled_object(ns, {KEDA_PAUSED_REPLICAS: "2", "owner": "team-a"}))
@@ -443,6 +471,7 @@ def test_a_previous_keda_pause_value_is_put_back(
     assert annotations == {KEDA_PAUSED_REPLICAS: "2", "owner": "team-a"}
 
 
+@pytest.mark.emulator_only("injects 500 answers")
 def test_an_interrupted_keda_pause_is_completed_by_the_repeated_decision(
     api: ApiEmulator, ns: str, executor: ActionExecutor, sleeps: Sleeps
 ) -> None:
@@ -464,7 +493,7 @@ def test_an_interrupted_keda_pause_is_completed_by_the_repeated_decision(
 
 
 def test_an_idle_keda_agent_at_zero_is_still_paused(
-    api: ApiEmulator, ns: str, executor: ActionExecutor
+    api: KubeServer, ns: str, executor: ActionExecutor
 ) -> None:
     api.create(workload(ns, replicas=0))  # KEDA scaled it to zero while idle
     api.create(_scaled_object(ns))
@@ -484,6 +513,7 @@ def test_an_idle_keda_agent_at_zero_is_still_paused(
     assert KEDA_PAUSED_REPLICAS not in (so["metadata"].get("annotations") or {})
 
 
+@pytest.mark.emulator_only("injects 404 and 403 answers")
 def test_a_cluster_without_keda_or_hpa_apis_is_scaled_all_the_same(
     api: ApiEmulator, ns: str, executor: ActionExecutor
 ) -> None:

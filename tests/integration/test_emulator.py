@@ -237,7 +237,7 @@ def test_create_of_an_existing_name_is_409_already_exists(core: client.CoreV1Api
 def test_generate_name_gives_each_object_its_own_name(core: client.CoreV1Api, ns: str) -> None:
     body = {
         "metadata": {"generateName": "agentmedic-event-"},
-        "involvedObject": {"name": "x"},
+        "involvedObject": {"name": "x", "namespace": ns},
         "reason": "Scaled",
         "message": "m",
     }

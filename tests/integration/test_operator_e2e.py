@@ -1,6 +1,9 @@
-"""The whole loop: kopf running the real operator against the API emulator, a real Prometheus
-scraping a simulated fleet that records through agentmedic.instrument, loopback Slack and
-PagerDuty receivers, and the example policies from crds/examples (time-compressed).
+"""The whole loop: kopf running the real operator, a real Prometheus scraping a simulated
+fleet that records through agentmedic.instrument, loopback Slack and PagerDuty receivers,
+and the example policies from crds/examples (time-compressed). Each scenario runs on both
+API servers (ids ``emulated`` and ``real``): the emulator, and the session's real control
+plane, where the operator holds a ServiceAccount token bound to the declared permissions
+and the API server's audit log shows what it did.
 
 One scenario run (about two minutes) is shared by the tests of the first part; each test
 asserts one promise. The fleet: flaky-bot's success collapses, slow-bot's latency spikes,
@@ -15,6 +18,8 @@ import random
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,13 +28,22 @@ from agentmedic.actions.permissions import REQUIRED_PERMISSIONS as ACTION_PERMIS
 from agentmedic.actions.permissions import permission_for_request
 from agentmedic.actions.record import DISABLED, DOWNGRADED, parse_disabled, parse_downgraded
 from agentmedic.operator.permissions import REQUIRED_PERMISSIONS as OPERATOR_PERMISSIONS
+from agentmedic.sandbox.emulator import ApiEmulator
 from agentmedic.sandbox.fleet_sim import AgentSpec, Behaviour
 from agentmedic.sandbox.world import (
+    NAMESPACE,
     Scenario,
     World,
     compress_policy,
     demo_scenario,
     example_policies,
+)
+from tests.integration.kube_servers import (
+    REAL,
+    SERVERS,
+    RealServer,
+    WorldServer,
+    wait_for,
 )
 
 HELPERS = [f"helper-{i}" for i in range(1, 8)]
@@ -46,10 +60,23 @@ def _done(world: World) -> bool:
     )
 
 
+@pytest.fixture(scope="module", params=SERVERS)
+def server(request: pytest.FixtureRequest) -> RealServer | None:
+    """The real control plane, or None for a world with its own emulator."""
+    if request.param == REAL:
+        real: RealServer = request.getfixturevalue("real_server")
+        return real
+    return None
+
+
+def _api(server: RealServer | None) -> WorldServer | None:
+    return None if server is None else WorldServer(server, [NAMESPACE])
+
+
 @pytest.fixture(scope="module")
-def healed() -> Iterator[World]:
+def healed(server: RealServer | None) -> Iterator[World]:
     """Run the demo scenario until every expected remediation happened (or 170 s)."""
-    world = World(demo_scenario(agents=10, duration=150.0)).start()
+    world = World(demo_scenario(agents=10, duration=150.0), api=_api(server)).start()
     try:
         deadline = time.monotonic() + 170
         while time.monotonic() < deadline and not _done(world):
@@ -151,13 +178,25 @@ def test_status_conditions_and_counts_are_right(healed: World) -> None:
     assert budget["spend"]["usd"] > 16.0
 
 
-def test_every_api_request_is_covered_by_the_declared_permissions(healed: World) -> None:
-    """Closes the loop from code to chart: the chart's RBAC is checked against these lists."""
+def test_every_api_request_is_covered_by_the_declared_permissions(
+    healed: World, server: RealServer | None
+) -> None:
+    """Closes the loop from code to chart: the chart's RBAC is checked against these lists.
+    On the emulator every recorded request is mapped to its permission; on the real server
+    the operator held exactly these permissions, and no request of it was refused."""
+    if server is not None:
+        entries = _audit(server, OPERATOR_USER)
+        assert entries
+        refused = {(e["verb"], e["requestURI"]) for e in entries if _code(e) == 403}
+        assert refused == set()
+        return
     allowed = {(p.group, p.resource, p.verb) for p in ACTION_PERMISSIONS}
     allowed |= {(g, r, v) for g, r, v in OPERATOR_PERMISSIONS}
     missing = set()
     seen = 0
-    for request in healed.emulator.requests:
+    emulator = healed.emulator
+    assert isinstance(emulator, ApiEmulator)
+    for request in emulator.requests:
         if request.verb == "discovery":
             continue
         watch = "?watch=true" if request.verb == "watch" else ""
@@ -167,6 +206,41 @@ def test_every_api_request_is_covered_by_the_declared_permissions(healed: World)
             missing.add((needed.group, needed.resource, needed.verb))
     assert seen > 0
     assert missing == set()
+
+
+OPERATOR_USER = "system:serviceaccount:agentmedic-system:agentmedic"
+_WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
+
+
+def _code(entry: dict[str, Any]) -> int:
+    return int((entry.get("responseStatus") or {}).get("code", 0))
+
+
+def _audit(server: RealServer, user: str) -> list[dict[str, Any]]:
+    """The real API server's audit entries (metadata level) of one user."""
+    path = Path(server.cluster.audit_log_path)
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [e for e in entries if e.get("user", {}).get("username") == user]
+
+
+def _received(entry: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(entry["requestReceivedTimestamp"].replace("Z", "+00:00"))
+
+
+def _writes_between(server: RealServer, start: datetime, end: datetime) -> list[tuple[str, str]]:
+    """The operator's writes the API server received between ``start`` and ``end``, once the
+    audit log (written in batches) holds a request received after ``end``."""
+    marker = f"audit-mark-{int(end.timestamp() * 1000)}"
+    assert server.get("v1", "ConfigMap", "default", marker) is None  # a request after `end`
+    wait_for(
+        lambda: any(marker in e["requestURI"] for e in _audit(server, "agentmedic-admin")),
+        "the audit log to reach past the window",
+    )
+    return [
+        (e["verb"], e["requestURI"])
+        for e in _audit(server, OPERATOR_USER)
+        if e["verb"] in _WRITE_VERBS and start <= _received(e) <= end
+    ]
 
 
 # --------------------------------------------------------------------------- steady state
@@ -190,9 +264,9 @@ def _calm_scenario() -> Scenario:
     return Scenario(agents=agents, roles=roles, policies=policies, duration=60.0)
 
 
-def test_steady_state_costs_no_api_writes() -> None:
+def test_steady_state_costs_no_api_writes(server: RealServer | None) -> None:
     """Over 20 cycles with unchanged (healthy) metrics the operator writes nothing."""
-    with World(_calm_scenario()) as world:
+    with World(_calm_scenario(), api=_api(server)) as world:
         world.wait_until(
             lambda: all(
                 world.policy(p["metadata"]["name"]).get("status", {}).get("agents", {}).get("total")
@@ -203,13 +277,21 @@ def test_steady_state_costs_no_api_writes() -> None:
             what="every policy's first status",
         )
         time.sleep(35)  # the 30s windows fill; the first transitions settle
-        world.emulator.clear_requests()
+        emulator = world.emulator if isinstance(world.emulator, ApiEmulator) else None
+        if emulator is not None:
+            emulator.clear_requests()
+        start = datetime.now(UTC)
         op = world.operator
         before = op.cycles_completed
         world.wait_until(
             lambda: op.cycles_completed - before >= 20, timeout=60, what="20 evaluation cycles"
         )
-        writes = [(r.method, r.path) for r in world.emulator.requests if r.is_write]
+        end = datetime.now(UTC)
+        if emulator is not None:
+            writes = [(r.method, r.path) for r in emulator.requests if r.is_write]
+        else:
+            assert server is not None
+            writes = _writes_between(server, start, end)
         assert writes == []
         assert op.cycles_completed - before >= 20
 
@@ -217,13 +299,15 @@ def test_steady_state_costs_no_api_writes() -> None:
 # --------------------------------------------------------------------------- crash safety
 
 
-def test_sigkill_at_random_points_never_repeats_or_loses_an_action() -> None:
+def test_sigkill_at_random_points_never_repeats_or_loses_an_action(
+    server: RealServer | None, request: pytest.FixtureRequest
+) -> None:
     """SIGKILL the operator 20 times during remediation episodes; after each restart it
     carries on from the record on the workloads: no second Job, no second incident per
     episode, every recorded previous value intact."""
     rng = random.Random(20261127)
     scenario = demo_scenario(agents=6, duration=150.0)
-    with World(scenario, operator="process") as world:
+    with World(scenario, operator="process", api=_api(server)) as world:
         kills = 0
         while kills < 20:
             time.sleep(rng.uniform(1.5, 5.0))

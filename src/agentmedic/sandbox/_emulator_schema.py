@@ -31,8 +31,9 @@ class Cause:
     message: str  # the full "field: Kind: detail" text
 
     def as_dict(self) -> dict[str, str]:
-        """The Status cause object."""
-        return {"reason": self.reason, "message": self.message, "field": self.field}
+        """The Status cause object: its message without the field, which is beside it."""
+        message = self.message.removeprefix(f"{self.field}: ")
+        return {"reason": self.reason, "message": message, "field": self.field}
 
 
 _TYPE_NAMES = {

@@ -24,6 +24,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from agentmedic.sandbox._emulator_builtin import (
+    builtin_causes,
+    int32_overflow,
+    normalize,
+    wrap_int32,
+)
 from agentmedic.sandbox._emulator_patch import (
     PatchError,
     clone,
@@ -134,7 +140,7 @@ def invalid(res: Resource, name: str, causes: list[Cause]) -> ApiError:
         reason="Invalid",
         details={
             "name": name,
-            "group": res.group,
+            **({"group": res.group} if res.group else {}),  # omitempty, as on the wire
             "kind": res.kind,
             "causes": [c.as_dict() for c in causes],
         },
@@ -732,6 +738,7 @@ class Store:
                 self._ensure_namespace(ns, dry_run=dry_run)
             if res.status and not keep_status:
                 obj.pop("status", None)
+            self._check_decodable(res, obj)
             obj = self._default(res, obj)
             obj = self._validate(res, obj)
             meta = obj["metadata"]
@@ -790,21 +797,56 @@ class Store:
             if causes:
                 raise invalid(res, name, causes)
             return pruned
+        causes = builtin_causes(res, obj, old)
         if res.scale:
             replicas = (obj.get("spec") or {}).get("replicas")
             if replicas is not None and (not isinstance(replicas, int) or replicas < 0):
-                raise invalid(
-                    res,
-                    name,
-                    [
-                        Cause(
-                            "spec.replicas",
-                            "FieldValueInvalid",
-                            f"spec.replicas: Invalid value: {json.dumps(replicas)}: "
-                            "must be greater than or equal to 0",
-                        )
-                    ],
+                causes.insert(
+                    0,
+                    Cause(
+                        "spec.replicas",
+                        "FieldValueInvalid",
+                        f"spec.replicas: Invalid value: {json.dumps(replicas)}: "
+                        "must be greater than or equal to 0",
+                    ),
                 )
+        if causes:
+            raise invalid(res, name, causes)
+        return normalize(res, obj)
+
+    @staticmethod
+    def _check_decodable(res: Resource, obj: Obj, *, scale: bool = False) -> None:
+        """A POST or PUT body the Go types cannot hold: 400, as from the decoder."""
+        error = int32_overflow(res, obj, scale=scale)
+        if error is not None:
+            kind, version = ("Scale", "v1") if scale else (res.kind, res.version)
+            raise ApiError(
+                400, f'{kind} in version "{version}" cannot be handled as a {kind}: {error}'
+            )
+
+    @staticmethod
+    def _check_patched(res: Resource, obj: Obj, content_type: str, *, scale: bool = False) -> Obj:
+        """A patched object the Go types cannot hold: a JSON or merge patch result is decoded
+        (422 naming ``patch``); a strategic one is converted from maps, which wraps ints."""
+        if content_type == STRATEGIC_PATCH:
+            return wrap_int32(res, obj)
+        error = int32_overflow(res, obj, scale=scale)
+        if error is not None:
+            text = json.dumps(obj, separators=(",", ":"))
+            raise ApiError(
+                422,
+                f' "" is invalid: patch: Invalid value: {json.dumps(text)}: {error}',
+                reason="Invalid",
+                details={
+                    "causes": [
+                        {
+                            "reason": "FieldValueInvalid",
+                            "message": f"Invalid value: {json.dumps(text)}: {error}",
+                            "field": "patch",
+                        }
+                    ]
+                },
+            )
         return obj
 
     # --- update and patch ------------------------------------------------------------------
@@ -850,6 +892,7 @@ class Store:
                         )
                     ],
                 )
+            self._check_decodable(res, body)
             return self._write(res, old, clone(body), subresource, dry_run=dry_run)
 
     def patch(
@@ -867,6 +910,7 @@ class Store:
         with self.lock:
             old = self.get(res, namespace, name)
             candidate = self.apply_patch(res, old, patch, content_type)
+            candidate = self._check_patched(res, candidate, content_type)
             return self._write(res, old, candidate, subresource, dry_run=dry_run)
 
     @staticmethod
@@ -1043,9 +1087,11 @@ class Store:
             if content_type is None:
                 if not isinstance(body, dict):
                     raise ApiError(400, "the body of the request must be a JSON object")
+                self._check_decodable(res, body, scale=True)
                 new_scale = body
             else:
                 new_scale = self.apply_patch(res, scale, body, content_type)
+                new_scale = self._check_patched(res, new_scale, content_type, scale=True)
             wanted_rv = (new_scale.get("metadata") or {}).get("resourceVersion")
             if wanted_rv and wanted_rv != old["metadata"]["resourceVersion"]:
                 raise conflict(res, name)

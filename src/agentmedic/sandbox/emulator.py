@@ -432,6 +432,10 @@ class ApiEmulator:
         """Patch an object (``patch_type``: merge, strategic or json), e.g. to play a
         controller: ``patch(..., {"status": {...}}, subresource="status")``."""
         res = self._store.resource_for(api_version, kind)
+        if subresource == "scale":
+            return clone(
+                self._store.write_scale(res, namespace, name, patch, _PATCH_TYPES[patch_type])
+            )
         return clone(
             self._store.patch(
                 res, namespace, name, patch, _PATCH_TYPES[patch_type], subresource=subresource

@@ -337,9 +337,12 @@ class World:
     :meth:`start_operator` start again) or ``"none"``.
 
     ``api`` is ``"emulated"`` (an :class:`ApiEmulator`), ``"real"`` (a
-    :class:`LocalCluster` started and stopped with the world) or a started
-    :class:`LocalCluster` to use and leave running. ``operator_kubeconfig`` replaces the
-    admin kubeconfig the operator subprocess gets (e.g. a ServiceAccount token's).
+    :class:`LocalCluster` started and stopped with the world), a started
+    :class:`LocalCluster` to use and leave running, or another server offering the
+    emulator's ``start``/``stop``, ``create``/``get``/``list``, ``client_configuration`` and
+    ``write_kubeconfig``, started and stopped with the world. ``operator_kubeconfig``
+    replaces the admin kubeconfig the operator subprocess gets (e.g. a ServiceAccount
+    token's).
     """
 
     def __init__(
@@ -352,7 +355,7 @@ class World:
         scrape_interval: timedelta = timedelta(seconds=1),
         operator_env: dict[str, str] | None = None,
         log: Callable[[str], None] | None = None,
-        api: str | LocalCluster = "emulated",
+        api: Any = "emulated",
         operator_kubeconfig: Path | None = None,
     ) -> None:
         self.scenario = scenario
@@ -362,19 +365,22 @@ class World:
         self.scrape_interval = scrape_interval
         self.operator_env = operator_env or {}
         self.log = log or (lambda _msg: None)
-        self._own_api = not isinstance(api, LocalCluster)
-        # ``emulator`` keeps its name for the tests written against the emulator; with a
-        # real API it is the LocalCluster, which offers create/get/url/kubeconfig alike.
-        self.emulator: ApiEmulator | LocalCluster
-        if isinstance(api, LocalCluster):
-            self.emulator = api
-        elif api == "real":
-            self.emulator = LocalCluster()
-        elif api == "emulated":
+        # ``emulator`` keeps its name for the tests written against the emulator; another
+        # API server offers the same direct-access calls (create/get/url/kubeconfig).
+        self.emulator: Any
+        self._own_api = True
+        if api is None or (isinstance(api, str) and api == "emulated"):
             self.emulator = ApiEmulator(history_limit=2000)
+        elif isinstance(api, str) and api == "real":
+            self.emulator = LocalCluster()
+        elif isinstance(api, LocalCluster):
+            self.emulator = api
+            self._own_api = False
+        elif isinstance(api, str):
+            raise ValueError(f"api must be 'emulated', 'real' or a server, not {api!r}")
         else:
-            raise ValueError(f"api must be 'emulated', 'real' or a LocalCluster, not {api!r}")
-        self.real_api = isinstance(self.emulator, LocalCluster)
+            self.emulator = api
+        self.real_api = not isinstance(self.emulator, ApiEmulator)
         self.operator_kubeconfig = operator_kubeconfig
         self.receivers = NotificationReceivers()
         self.prometheus: PrometheusServer | None = None
@@ -554,7 +560,7 @@ class World:
         return 0.0 if self.started_at is None else (time.monotonic() - self.started_at) * self.speed
 
     def deployment(self, name: str, namespace: str = NAMESPACE) -> dict[str, Any]:
-        obj = self.emulator.get("apps/v1", "Deployment", namespace, name)
+        obj: dict[str, Any] | None = self.emulator.get("apps/v1", "Deployment", namespace, name)
         assert obj is not None, f"deployment {namespace}/{name} is gone"
         return obj
 
@@ -581,7 +587,9 @@ class World:
         return self._list("v1", "Event", namespace)
 
     def policy(self, name: str, namespace: str = NAMESPACE) -> dict[str, Any]:
-        obj = self.emulator.get("agentmedic.io/v1alpha1", "AgentPolicy", namespace, name)
+        obj: dict[str, Any] | None = self.emulator.get(
+            "agentmedic.io/v1alpha1", "AgentPolicy", namespace, name
+        )
         assert obj is not None
         return obj
 
