@@ -507,7 +507,8 @@ def build_report(
         tok = _money(math.fsum(token_cost.get(group, []))) if want_tokens else None
         disagreement: float | None = None
         flagged = False
-        if rep is not None and tok is not None:
+        # Tokens without a price make the comparison meaningless, not a disagreement.
+        if rep is not None and tok is not None and group not in unpriced:
             disagreement = _disagreement(rep, tok)
             flagged = abs(disagreement) > threshold
         rows.append(

@@ -21,7 +21,7 @@ so the groups add up to the total exactly in any language; ``null``: not compute
         "tokensUSD": "120.000000" | null,
         "tokens": {"input": int, "output": int, "cached_input": int},
         "disagreement": float | null,          # (tokens - reported) / reported; null if
-                                               # not both, or reported is 0
+                                               # not both, reported is 0, or unpriced
         "flagged": bool,                       # |disagreement| > threshold (or reported 0
                                                # and tokens not)
         "unpricedModels": [str]                # tokens of these models have no price
@@ -44,6 +44,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
+from agentmedic.api.durations import format_duration
 from agentmedic.report.cost import EXACTNESS_RULE, TOKEN_TYPES, CostReport, GroupRow
 
 __all__ = ["SCHEMA", "csv_columns", "to_csv", "to_json_dict", "to_table", "warnings"]
@@ -74,8 +75,8 @@ def warnings(report: CostReport) -> list[str]:
     if report.born_series:
         out.append(
             f"{report.born_series} series had no sample in the "
-            f"{report.query.lookback} before their first one in the period; their first "
-            "value was counted from zero"
+            f"{format_duration(report.query.lookback)} before their first one in the "
+            "period; their first value was counted from zero"
         )
     return out
 
@@ -221,7 +222,12 @@ def to_table(report: CostReport) -> Any:
                 out.append("")
             else:
                 d = row.disagreement
-                text = "-" if d is None else ("new" if math.isinf(d) else f"{d:+.1%}")
+                if row.unpriced_models:
+                    text = "unpriced"
+                elif d is None:
+                    text = "-"
+                else:
+                    text = "no report" if math.isinf(d) else f"{d:+.1%}"
                 out.append(Text(text, "bold red" if row.flagged else ""))
         return out
 
