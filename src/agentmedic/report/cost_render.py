@@ -196,13 +196,13 @@ def to_table(report: CostReport) -> Any:
     for dimension in q.by:
         table.add_column(dimension.capitalize(), overflow="fold")
     if reported:
-        table.add_column("Reported", justify="right", no_wrap=True)
+        table.add_column("Reported", justify="right", overflow="fold")
     if tokens:
-        table.add_column("Tokens x prices", justify="right", no_wrap=True)
-        table.add_column("Input tok", justify="right", no_wrap=True)
-        table.add_column("Output tok", justify="right", no_wrap=True)
+        table.add_column("Tokens x prices", justify="right", overflow="fold")
+        table.add_column("Input tok", justify="right", overflow="fold")
+        table.add_column("Output tok", justify="right", overflow="fold")
     if reported and tokens:
-        table.add_column("Gap", justify="right", no_wrap=True)
+        table.add_column("Gap", justify="right", overflow="fold")
 
     def cells(row: GroupRow | None) -> list[Any]:
         if row is None:
