@@ -7,6 +7,7 @@ import io
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -304,3 +305,67 @@ def test_a_price_file_with_a_bad_entry_is_refused_with_its_reason(
     )
     assert code == 2
     assert "missing 'output'" in capsys.readouterr().err
+
+
+def test_a_period_that_has_not_ended_says_its_figures_are_to_date() -> None:
+    q = CostQuery(period=NOV)
+    during = build_report(_samples(), q, prices=PRICES, now=datetime(2026, 11, 20, tzinfo=UTC))
+    after = build_report(_samples(), q, prices=PRICES, now=datetime(2026, 12, 1, tzinfo=UTC))
+    assert any("to date, not final" in w for w in to_json_dict(during)["warnings"])
+    assert not any("to date" in w for w in to_json_dict(after)["warnings"])
+
+
+class _Backend:
+    """Answers the report's queries from samples in memory, with a range selector's left
+    edge closed (Prometheus 2) or open (Prometheus 3)."""
+
+    def __init__(self, points: list[tuple[int, float]], *, left_closed: bool) -> None:
+        self.points = points
+        self.left_closed = left_closed
+        self.queries: list[str] = []
+
+    async def query(self, text: str, at: datetime) -> Any:
+        from agentmedic.api.durations import parse_duration
+        from agentmedic.metrics import QueryResult, RangeSeries, Sample
+
+        self.queries.append(text)
+        t = round(at.timestamp() * 1000)
+        window = round(parse_duration(text.rsplit("[", 1)[1].split("]")[0]).total_seconds() * 1000)
+        inside = [
+            (ts, v)
+            for ts, v in self.points
+            if (t - window <= ts if self.left_closed else t - window < ts) and ts <= t
+        ]
+        labels = {"agent": "a", "team": "x", "model": "m"}
+        if text.startswith("last_over_time("):
+            samples = (Sample(labels, inside[-1][1]),) if inside else ()
+            return QueryResult("vector", samples=samples)
+        pts = tuple((ts / 1000, v) for ts, v in inside)
+        return QueryResult("matrix", series=(RangeSeries(labels, pts),) if pts else ())
+
+    async def query_range(self, *args: Any) -> Any:
+        raise AssertionError("the report reads raw samples with instant queries only")
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("left_closed", [True, False])
+def test_samples_on_chunk_edges_count_once_whatever_the_backends_range_semantics(
+    left_closed: bool,
+) -> None:
+    import asyncio
+
+    from agentmedic.report.cost import gather
+
+    day = parse_period("2026-11-03")
+    q = CostQuery(period=day, chunk=timedelta(hours=1))
+    start = day.start_ms
+    hour = 3_600_000
+    # A sample on every chunk edge (and one at the period's end, which is the next day's).
+    points = [(start - hour, 10.0)] + [(start + i * hour, 10.0 + i + 1) for i in range(25)]
+    backend = _Backend(points, left_closed=left_closed)
+    samples = asyncio.run(gather(backend, q))
+    report = build_report(samples, q, prices=PRICES)
+    assert report.total_reported_usd == Decimal(24)
+    assert len(backend.queries) == 1 + 24

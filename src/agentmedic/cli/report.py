@@ -7,7 +7,7 @@ import asyncio
 import json
 import os
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +219,7 @@ def run_cost(args: argparse.Namespace) -> int:
         prices=prices,
         prices_source=prices_source,
         threshold=args.threshold / 100,
+        now=datetime.now(UTC),
     )
     if not report.series:
         metrics = " and ".join(query.metrics())

@@ -403,6 +403,8 @@ class CostReport:
     unpriced_models: tuple[str, ...]
     queries: int
     prices_source: str
+    unfinished: bool = False
+    """The period had not ended when the report was made: its figures are to date."""
 
 
 def _money(value: float) -> Decimal:
@@ -444,8 +446,10 @@ def build_report(
     prices: PriceTable,
     prices_source: str = "the SDK's default price table",
     threshold: float = 0.05,
+    now: datetime | None = None,
 ) -> CostReport:
-    """Spend per group by the exactness rule (pure)."""
+    """Spend per group by the exactness rule (pure; ``now`` only marks an unfinished
+    period)."""
     start, end = query.period.start_ms, query.period.end_ms
     labels = [query.label_of(d) for d in query.by]
     reported: dict[tuple[str, ...], list[float]] = {}
@@ -537,4 +541,5 @@ def build_report(
         unpriced_models=tuple(sorted({m for s in unpriced.values() for m in s})),
         queries=samples.queries,
         prices_source=prices_source,
+        unfinished=now is not None and now < query.period.end,
     )

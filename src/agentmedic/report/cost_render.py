@@ -64,8 +64,14 @@ def _wants(report: CostReport) -> tuple[bool, bool]:
 
 
 def warnings(report: CostReport) -> list[str]:
-    """What a reader of the figures must know: unpriced models, series born in the period."""
+    """What a reader of the figures must know: an unfinished period, unpriced models,
+    series born in the period."""
     out = []
+    if report.unfinished:
+        out.append(
+            f"the period ends at {report.query.period.end.isoformat()}, after this report: "
+            "its figures are to date, not final"
+        )
     if report.unpriced_models:
         out.append(
             "no price for model(s) "
