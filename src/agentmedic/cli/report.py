@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from agentmedic.cli._backend import add_backend_arguments, backend_config
+from agentmedic.cli._errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, CliError, fail
 from agentmedic.cli._progress import QueryProgress
 
-EXIT_OK = 0
-EXIT_FAILED = 1
+EXIT_FAILED = EXIT_FINDINGS
 """The backend could not answer, or no series of the source exist in the period."""
-EXIT_USAGE = 2
 
 COST_DESCRIPTION = """\
 Spend per team, namespace, agent or model over an exact calendar period, for the
@@ -51,7 +50,7 @@ def register(sub: Any) -> None:
         description="Reports over the agents' metrics. `report cost` is the chargeback.",
     )
     reports = p.add_subparsers(dest="report", metavar="REPORT", title="reports")
-    p.set_defaults(func=lambda args: _usage(p))
+    p.set_defaults(func=lambda args: _usage(p, args))
     cost = reports.add_parser(
         "cost",
         help="spend per team, namespace, agent or model over an exact period",
@@ -110,14 +109,13 @@ def register(sub: Any) -> None:
     cost.set_defaults(func=run_cost)
 
 
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return EXIT_USAGE
+def _usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    parser.print_help()
+    return fail("report", "name a report, e.g. agentmedic report cost --period 2026-11")
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"agentmedic report cost: {message}", file=sys.stderr)
-    return code
+    return fail("report cost", message, code)
 
 
 def _query(args: argparse.Namespace) -> Any:
@@ -169,18 +167,29 @@ def _query(args: argparse.Namespace) -> Any:
 
 
 def _prices(path: Path | None) -> tuple[Any, str]:
+    from agentmedic.api.yamlfile import YAMLInputError, load_file
     from agentmedic.instrument.prices import PRICES_AS_OF, PriceTable
 
     if path is None:
         return PriceTable(), f"the SDK's default price table (as of {PRICES_AS_OF})"
+    # The bounded loader, not PriceTable.from_file's plain yaml.safe_load: this file comes
+    # from a person. JSON is YAML, so one loader reads both.
     try:
-        return PriceTable.from_file(path), f"{path}, over the SDK's table (as of {PRICES_AS_OF})"
-    except OSError as exc:
-        raise ValueError(f"--prices {path}: {exc.strerror or exc}") from None
+        data = load_file(path)
+    except YAMLInputError as exc:
+        raise CliError(f"--prices {exc}") from None
+    if isinstance(data, dict) and isinstance(data.get("prices"), dict):
+        data = data["prices"]  # the same optional wrapper PriceTable.from_file accepts
+    if not isinstance(data, dict):
+        raise CliError(
+            f"--prices {path}: expected a mapping of model name to "
+            "{input, output, cached_input} in USD per 1M tokens"
+        )
+    try:
+        table = PriceTable().with_overrides(data)
     except ValueError as exc:
-        raise ValueError(f"--prices {path}: {exc}") from None
-    except Exception as exc:  # YAML syntax errors: yaml is imported lazily by the SDK
-        raise ValueError(f"--prices {path}: not valid YAML or JSON ({exc})") from None
+        raise CliError(f"--prices {path}: {exc}") from None
+    return table, f"{path}, over the SDK's table (as of {PRICES_AS_OF})"
 
 
 def run_cost(args: argparse.Namespace) -> int:
@@ -196,13 +205,16 @@ def run_cost(args: argparse.Namespace) -> int:
         query = _query(args)
         prices, prices_source = _prices(args.prices)
         config = backend_config(args)
+    except CliError as exc:
+        return _fail(exc.message, exc.code)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'backend'}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or 'backend'}: {e['msg']}"
+            for e in exc.errors(include_url=False)
         )
         return _fail(problems, EXIT_USAGE)
-    except (OSError, ValueError) as exc:
-        return _fail(str(exc.args[0] if exc.args else exc), EXIT_USAGE)
+    except ValueError as exc:
+        return _fail(str(exc.args[0] if exc.args else type(exc).__name__), EXIT_USAGE)
 
     async def fetch() -> Any:
         async with PrometheusBackend(config) as backend:
