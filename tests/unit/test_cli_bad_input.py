@@ -203,6 +203,24 @@ def _cases() -> Iterator[Case]:
     yield Case(("fleet", "--prometheus", "ftp://x"), 2, "--prometheus: url must start with http")
     yield Case(("fleet",), 2, "--prometheus URL is required")
 
+    # report cost
+    period = ("report", "cost", *prom, "--period", "2026-11")
+    for extra, says in [
+        (("--by", "cost"), "--by 'cost': use team, namespace, agent or model"),
+        (("--tz", "Mars/Olympus"), "--tz 'Mars/Olympus' is not a known time zone"),
+        (("--lookback", "0s"), "--lookback must be positive"),
+        (("--prices", "/nonexistent.yaml"), "--prices /nonexistent.yaml: no such file"),
+        (("--prices", "{d}/laughs.yaml"), "YAML aliases expand to"),
+        (("--prices", "{d}/list.yaml"), "expected a mapping of model name"),
+        (("--team-label", "team-name"), "--team-label 'team-name' is not a valid"),
+        (("--bearer-token-file", "{d}/blank.txt"), "--bearer-token-file {d}/blank.txt: empty"),
+    ]:
+        yield Case((*period, *extra), 2, says)
+    yield Case(("report", "cost", *prom, "--period", "2026-13"), 2, "--period '2026-13'")
+    yield Case(("report", "cost", *prom), 2, "give --period 2026-11")
+    yield Case(("report", "cost", "--period", "2026-11"), 2, "--prometheus URL is required")
+    yield Case(("report",), 2, "name a report")
+
     # restore and status: an unusable kubeconfig is an environment problem (exit 2).
     for command in (("restore", "agents/bot"), ("status",)):
         for kubeconfig, says in [

@@ -26,7 +26,18 @@ from agentmedic.cli._errors import (
 )
 
 # Subcommands in the order --help lists them.
-COMMANDS = ["demo", "run", "status", "restore", "validate", "crd", "fleet", "backtest", "docs"]
+COMMANDS = [
+    "demo",
+    "run",
+    "status",
+    "restore",
+    "validate",
+    "crd",
+    "fleet",
+    "backtest",
+    "report",
+    "docs",
+]
 
 DESCRIPTION = """\
 agentmedic heals and budgets AI agents on Kubernetes. AgentPolicy resources say

@@ -1,0 +1,257 @@
+"""``agentmedic report``: reports for people outside on-call; ``cost`` is the chargeback."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from agentmedic.cli._backend import add_backend_arguments, backend_config
+from agentmedic.cli._errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, CliError, fail
+from agentmedic.cli._progress import QueryProgress
+
+EXIT_FAILED = EXIT_FINDINGS
+"""The backend could not answer, or no series of the source exist in the period."""
+
+COST_DESCRIPTION = """\
+Spend per team, namespace, agent or model over an exact calendar period, for the
+monthly close. Exact to the sample: the raw counter samples of the period are read
+(plus each series' last sample before it) and every increase between two samples is
+counted in the period holding the later sample; a drop is a counter reset. Groups add
+up to the total exactly (six decimal places). See docs/cost-report.md.
+
+Sources: reported (agent_cost_usd_total, the agents' own figure), tokens
+(agent_tokens_total x a price list) or both, flagging groups whose two figures differ
+by more than --threshold.
+"""
+
+COST_EPILOG = """\
+periods: --period 2026-11 (month), 2026-W45 (ISO week), 2026-11-03 (day), or
+  --from 2026-11-01 --to 2026-11-16 (--to exclusive; dates are local midnights in --tz)
+exit codes: 0 done; 1 backend failure or no series; 2 invalid arguments
+-o json: schema agentmedic.io/cost-report/v1, documented in agentmedic.report.cost_render
+
+examples:
+  agentmedic report cost --prometheus http://prometheus:9090 --period 2026-11 --by team
+  agentmedic report cost --prometheus http://prometheus:9090 --period 2026-11 \\
+      --tz Europe/Berlin --by team,model --source both -o csv
+"""
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "report",
+        help="reports for finance: spend per team over a calendar period",
+        description="Reports over the agents' metrics. `report cost` is the chargeback.",
+    )
+    reports = p.add_subparsers(dest="report", metavar="REPORT", title="reports")
+    p.set_defaults(func=lambda args: _usage(p, args))
+    cost = reports.add_parser(
+        "cost",
+        help="spend per team, namespace, agent or model over an exact period",
+        description=COST_DESCRIPTION,
+        epilog=COST_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cost.add_argument(
+        "--prometheus",
+        metavar="URL",
+        default=os.environ.get("AGENTMEDIC_PROMETHEUS_URL"),
+        help="base URL of the Prometheus-compatible API, with any path prefix "
+        "[AGENTMEDIC_PROMETHEUS_URL]",
+    )
+    when = cost.add_argument_group("period (one of --period or --from/--to)")
+    when.add_argument("--period", help="2026-11, 2026-W45 or 2026-11-03")
+    when.add_argument("--from", dest="start", metavar="T", help="start (inclusive)")
+    when.add_argument("--to", dest="end", metavar="T", help="end (exclusive)")
+    when.add_argument("--tz", default="UTC", help="IANA time zone of the period (default: UTC)")
+    cost.add_argument(
+        "--by",
+        default="team",
+        help="group by team, namespace, agent and/or model, comma-separated (default: team)",
+    )
+    cost.add_argument("--source", choices=["reported", "tokens", "both"], default="reported")
+    cost.add_argument(
+        "--prices",
+        type=Path,
+        metavar="FILE",
+        help="YAML or JSON price list (USD per 1M tokens) merged over the SDK's table",
+    )
+    cost.add_argument(
+        "--threshold",
+        type=float,
+        default=5.0,
+        metavar="PERCENT",
+        help="--source both: flag groups whose figures differ by more (default: 5)",
+    )
+    cost.add_argument("-o", "--output", choices=["table", "csv", "json"], default="table")
+    cost.add_argument("--team-label", default="team", help="the series label with the team")
+    cost.add_argument("--agent-label", default="agent", help="the series label with the agent")
+    cost.add_argument(
+        "--namespace-label", default="namespace", help="the series label with the namespace"
+    )
+    cost.add_argument("--namespace", "-n", help="only series in this namespace (default: all)")
+    cost.add_argument(
+        "--lookback",
+        default="1d",
+        help="how far before the period each series' last sample is searched (default: 1d)",
+    )
+    cost.add_argument(
+        "--chunk", default="6h", help="raw samples are read this much at a time (default: 6h)"
+    )
+    cost.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_backend_arguments(cost)
+    cost.set_defaults(func=run_cost)
+
+
+def _usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    parser.print_help()
+    return fail("report", "name a report, e.g. agentmedic report cost --period 2026-11")
+
+
+def _fail(message: str, code: int) -> int:
+    return fail("report cost", message, code)
+
+
+def _query(args: argparse.Namespace) -> Any:
+    from agentmedic.api.durations import parse_duration
+    from agentmedic.report.cost import DIMENSIONS, CostQuery, explicit_period, parse_period
+
+    if args.period and (args.start or args.end):
+        raise ValueError("give --period or --from/--to, not both")
+    if args.period:
+        period = parse_period(args.period, args.tz)
+    elif args.start and args.end:
+        period = explicit_period(args.start, args.end, args.tz)
+    else:
+        raise ValueError("give --period 2026-11 (or 2026-W45, 2026-11-03) or both --from and --to")
+    by = tuple(part.strip() for part in args.by.split(",") if part.strip())
+    unknown = [b for b in by if b not in DIMENSIONS]
+    if unknown or not by:
+        raise ValueError(
+            f"--by {args.by!r}: use team, namespace, agent or model, comma-separated "
+            "(e.g. --by team,model)"
+        )
+    if len(set(by)) != len(by):
+        raise ValueError(f"--by {args.by!r} names a dimension twice")
+    if not 0 <= args.threshold < 1e6:
+        raise ValueError(f"--threshold {args.threshold:g} must be a percentage of 0 or more")
+    durations: dict[str, timedelta] = {}
+    for flag in ("lookback", "chunk"):
+        try:
+            durations[flag] = parse_duration(getattr(args, flag))
+        except ValueError:
+            raise ValueError(
+                f"--{flag} {getattr(args, flag)!r} is not a duration; write e.g. 1d, 6h, 30m"
+            ) from None
+        if durations[flag] <= timedelta(0):
+            raise ValueError(f"--{flag} must be positive")
+    query = CostQuery(
+        period=period,
+        by=by,
+        source=args.source,
+        team_label=args.team_label,
+        agent_label=args.agent_label,
+        namespace_label=args.namespace_label,
+        namespace=args.namespace,
+        lookback=durations["lookback"],
+        chunk=durations["chunk"],
+    )
+    query.requests()  # label names checked before any request
+    return query
+
+
+def _prices(path: Path | None) -> tuple[Any, str]:
+    from agentmedic.api.yamlfile import YAMLInputError, load_file
+    from agentmedic.instrument.prices import PRICES_AS_OF, PriceTable
+
+    if path is None:
+        return PriceTable(), f"the SDK's default price table (as of {PRICES_AS_OF})"
+    # The bounded loader, not PriceTable.from_file's plain yaml.safe_load: this file comes
+    # from a person. JSON is YAML, so one loader reads both.
+    try:
+        data = load_file(path)
+    except YAMLInputError as exc:
+        raise CliError(f"--prices {exc}") from None
+    if isinstance(data, dict) and isinstance(data.get("prices"), dict):
+        data = data["prices"]  # the same optional wrapper PriceTable.from_file accepts
+    if not isinstance(data, dict):
+        raise CliError(
+            f"--prices {path}: expected a mapping of model name to "
+            "{input, output, cached_input} in USD per 1M tokens"
+        )
+    try:
+        table = PriceTable().with_overrides(data)
+    except ValueError as exc:
+        raise CliError(f"--prices {path}: {exc}") from None
+    return table, f"{path}, over the SDK's table (as of {PRICES_AS_OF})"
+
+
+def run_cost(args: argparse.Namespace) -> int:
+    if not args.prometheus:
+        return _fail("--prometheus URL is required (or set AGENTMEDIC_PROMETHEUS_URL)", EXIT_USAGE)
+    from pydantic import ValidationError
+
+    from agentmedic.metrics import MetricsError, PrometheusBackend
+    from agentmedic.report.cost import build_report, gather
+    from agentmedic.report.cost_render import to_csv, to_json_dict, to_table
+
+    try:
+        query = _query(args)
+        prices, prices_source = _prices(args.prices)
+        config = backend_config(args)
+    except CliError as exc:
+        return _fail(exc.message, exc.code)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'backend'}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        return _fail(problems, EXIT_USAGE)
+    except ValueError as exc:
+        return _fail(str(exc.args[0] if exc.args else type(exc).__name__), EXIT_USAGE)
+
+    async def fetch() -> Any:
+        async with PrometheusBackend(config) as backend:
+            with QueryProgress("reading counters", enabled=not args.no_progress) as progress:
+                return await gather(backend, query, on_progress=progress)
+
+    try:
+        samples = asyncio.run(fetch())
+    except MetricsError as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    report = build_report(
+        samples,
+        query,
+        prices=prices,
+        prices_source=prices_source,
+        threshold=args.threshold / 100,
+        now=datetime.now(UTC),
+    )
+    if not report.series:
+        metrics = " and ".join(query.metrics())
+        return _fail(
+            f"no {metrics} series with a {query.agent_label!r} label have samples in "
+            f"[{query.period.start.isoformat()}, {query.period.end.isoformat()})",
+            EXIT_FAILED,
+        )
+    if args.output == "json":
+        print(json.dumps(to_json_dict(report), indent=2))
+    elif args.output == "csv":
+        sys.stdout.write(to_csv(report))
+    else:
+        from rich.console import Console
+
+        renderable = to_table(report)
+        console = Console()
+        if not console.is_terminal:
+            # Off a terminal rich assumes 80 columns and would fold cells; measure instead.
+            width = Console(width=100_000).measure(renderable).maximum
+            console = Console(width=max(width, 80))
+        console.print(renderable)
+    return EXIT_OK
