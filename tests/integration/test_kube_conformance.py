@@ -983,6 +983,14 @@ def _widget_crd(name: str = _WIDGETS) -> dict[str, Any]:
             "size": {"type": "integer", "default": 3},
             "count": {"type": "integer", "multipleOf": 2},
             "port": {"x-kubernetes-int-or-string": True},
+            "embedded": {
+                "type": "object",
+                "x-kubernetes-embedded-resource": True,
+                "x-kubernetes-preserve-unknown-fields": True,
+            },
+            "negative": {"type": "integer", "not": {"minimum": 0}},
+            "either": {"type": "integer", "oneOf": [{"minimum": 5}, {"maximum": 10}]},
+            "both": {"type": "integer", "allOf": [{"minimum": 5}, {"maximum": 10}]},
             "level": {
                 "type": "integer",
                 "x-kubernetes-validations": [
@@ -1055,8 +1063,12 @@ def test_emulator_differs_by_not_applying_crd_defaults(
     [
         ("count", 3, "spec.count: Invalid value: 3: spec.count in body should be a multiple of 2"),
         ("port", True, "spec.port: Invalid value:"),
+        ("embedded", {"spec": {}}, "spec.embedded.apiVersion: Required value"),
+        ("negative", 1, '"spec.negative" must not validate the schema (not)'),
+        ("either", 7, '"spec.either" must validate one and only one schema (oneOf)'),
+        ("both", 11, "spec.both: Invalid value:"),
     ],
-    ids=["multipleOf", "int-or-string"],
+    ids=["multipleOf", "int-or-string", "embedded-resource", "not", "oneOf", "allOf"],
 )
 def test_emulator_differs_by_not_checking_every_schema_keyword(
     server: KubeServer, ns: str, widgets: str, field: str, value: Any, real_message: str
@@ -1169,3 +1181,79 @@ def test_emulator_differs_by_not_saying_that_cel_rules_were_skipped(
         )
     else:
         assert causes == [("FieldValueInvalid", "spec.size")]
+
+
+def test_emulator_differs_by_ignoring_retain_keys_and_element_order(
+    server: KubeServer, ns: str
+) -> None:
+    """``$retainKeys`` clears a Deployment strategy's other keys and ``$setElementOrder``
+    reorders a merged list on a real server; the emulator skips both directives."""
+    body = deployment(ns, strategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}})
+    body["spec"]["template"]["spec"]["containers"].append(
+        {"name": "sidecar", "image": "ghcr.io/acme/sidecar:1"}
+    )
+    server.create(body)
+    patch = {
+        "spec": {
+            "strategy": {"$retainKeys": ["type"], "type": "Recreate"},
+            "template": {
+                "spec": {
+                    "$setElementOrder/containers": [{"name": "sidecar"}, {"name": "agent"}],
+                    "containers": [{"name": "agent", "image": "ghcr.io/acme/agent:2"}],
+                }
+            },
+        }
+    }
+
+    patched = server.patch("apps/v1", "Deployment", ns, "bot", patch, patch_type="strategic")
+
+    spec = patched["spec"]
+    names = [c["name"] for c in spec["template"]["spec"]["containers"]]
+    assert spec["template"]["spec"]["containers"][names.index("agent")]["image"].endswith(":2")
+    if is_real(server):
+        assert spec["strategy"] == {"type": "Recreate"}
+        assert names == ["sidecar", "agent"]
+    else:
+        assert spec["strategy"] == {"type": "Recreate", "rollingUpdate": {"maxSurge": 1}}
+        assert names == ["agent", "sidecar"]
+
+
+def test_emulator_differs_by_not_ratcheting_openapi_checks(server: KubeServer, ns: str) -> None:
+    """After a CRD's schema is tightened, a real server lets an object keep a value that is
+    now out of bounds while another field changes; the emulator checks it again."""
+    name = "ratchets.pins.agentmedic.io"
+    crd = _widget_crd(name)
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    api_version, kind = "pins.agentmedic.io/v1", "Ratchet"
+    if isinstance(server, RealServer):
+        server.install_crd(crd)
+    else:
+        server.create(crd)
+    try:
+        server.create({**_widget(ns, "kept", size=10), "apiVersion": api_version, "kind": kind})
+        schema["properties"]["size"]["maximum"] = 5
+        current = server.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, name)
+        crd["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]  # type: ignore[index]
+        server.apply(crd)
+        too_big = {**_widget(ns, "probe", size=10), "apiVersion": api_version, "kind": kind}
+
+        if is_real(server):
+            assert isinstance(server, RealServer)
+
+            def tightened() -> bool:
+                try:
+                    server.request_dry_run_create(too_big)
+                except ApiError as exc:
+                    return exc.code == 422
+                return False
+
+            wait_for(tightened, "the tightened schema to take effect", timeout=10)
+            patched = server.patch(api_version, kind, ns, "kept", {"spec": {"count": 2}})
+            assert patched["spec"] == {"size": 10, "count": 2}
+        else:
+            assert refused(server.create, too_big).code == 422
+            error = refused(server.patch, api_version, kind, ns, "kept", {"spec": {"count": 2}})
+            assert error.code == 422
+            assert "spec.size" in error.message
+    finally:
+        server.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, name)
