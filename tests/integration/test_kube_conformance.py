@@ -656,7 +656,7 @@ def test_emulator_differs_by_serving_a_too_new_resource_version(
     listed = _get(server, f"{url}&resourceVersion={future}&resourceVersionMatch=NotOlderThan")
     with ThreadPoolExecutor(1) as pool:
         watch = pool.submit(
-            _watch_events, server, f"{url}&watch=true&resourceVersion={future}&timeoutSeconds=2"
+            _watch_events, server, f"{url}&watch=true&resourceVersion={future}&timeoutSeconds=1"
         )
         if isinstance(server, ApiEmulator):  # the change must come after the watch starts
             wait_for(lambda: server.open_watches, "the watch to start", timeout=5)
