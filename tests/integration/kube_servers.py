@@ -385,6 +385,12 @@ class RealServer:
             method, url, content=json.dumps(body), headers={"Content-Type": content_type}
         )
 
+    def send_get(
+        self, url: str, *, headers: Mapping[str, str] | None = None, timeout: float = 30.0
+    ) -> httpx.Response:
+        """A GET with the admin's credentials and extra headers, its answer as it came."""
+        return self._http.get(url, headers=headers, timeout=timeout)
+
     def request_dry_run_create(self, obj: dict[str, Any]) -> dict[str, Any]:
         """POST ``obj`` with ``dryRun=All``: validated and admitted, never stored."""
         res = self.resource(obj["apiVersion"], obj["kind"])
