@@ -144,7 +144,8 @@ def test_a_multi_document_file_reports_the_document_index(tmp_path: Path) -> Non
     target.write_text(yaml.safe_dump_all([secret, good, bad]))
     result = agentmedic("validate", str(target))
     assert result.returncode == 1
-    assert "bundle.yaml#2" in result.stderr
+    # Documents are numbered from 1, as a person counts them (the Secret is #1).
+    assert "bundle.yaml#3" in result.stderr
     assert "spec.interval" in result.stderr
 
 

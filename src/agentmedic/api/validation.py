@@ -8,14 +8,17 @@ channels, tiers, ``for`` against ``interval``, PromQL shape). Both report
 
 from __future__ import annotations
 
+import difflib
 import re
+import types
+import typing
 import zoneinfo
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from agentmedic.api.durations import format_duration, parse_duration
 from agentmedic.api.metric_names import BUILTIN_METRICS
@@ -32,7 +35,14 @@ from agentmedic.api.types import (
     Op,
 )
 
-__all__ = ["PLACEHOLDERS", "Problem", "check_promql", "check_spec", "validate_policy"]
+__all__ = [
+    "PLACEHOLDERS",
+    "Problem",
+    "check_promql",
+    "check_spec",
+    "did_you_mean",
+    "validate_policy",
+]
 
 PLACEHOLDERS = ("window", "agents", "agent_label")
 """Placeholders a raw PromQL condition may contain, written ``{{name}}``."""
@@ -78,7 +88,11 @@ def _from_pydantic(exc: ValidationError) -> Iterator[Problem]:
         kind = error["type"]
         msg = error["msg"]
         if kind == "extra_forbidden":
-            yield Problem(path, "is not a known field; check its spelling (fields are camelCase)")
+            hint = did_you_mean(str(error["loc"][-1]), _known_fields(error["loc"][:-1]))
+            yield Problem(
+                path,
+                "is not a known field; " + (hint or "check its spelling (fields are camelCase)"),
+            )
         elif kind == "missing":
             yield Problem(path, "is required")
         elif kind == "literal_error":
@@ -117,6 +131,49 @@ def _from_pydantic(exc: ValidationError) -> Iterator[Problem]:
             yield Problem(path, f"is longer than {limit} characters; shorten it")
         else:
             yield Problem(path, f"{msg} (got {_shown(error.get('input'))})")
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``did you mean 'x'?`` for the closest of ``known`` to a misspelt ``name``, or ``""``."""
+    match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    if not match:
+        lowered = {k.lower(): k for k in known}
+        match = [lowered[name.lower()]] if name.lower() in lowered else []
+    return f"did you mean {match[0]!r}?" if match else ""
+
+
+def _known_fields(loc: Iterable[int | str]) -> list[str]:
+    """The field names (as written in YAML) of the model at ``loc`` inside an AgentPolicy."""
+    model: Any = AgentPolicy
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = model.model_fields
+        info = next(
+            (f for n, f in fields.items() if part in (n, f.alias)),
+            None,
+        )
+        if info is None:
+            return []
+        inner = _model_in(info.annotation)
+        if inner is None:
+            return []
+        model = inner
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside ``X``, ``X | None``, ``list[X]`` or ``Annotated[X, ...]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin is None and not isinstance(annotation, types.UnionType):
+        return None
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def _shown(value: Any) -> str:
@@ -254,7 +311,13 @@ def _check_condition(p: str, cond: Condition) -> Iterator[Problem]:
         return
     if cond.metric is not None and cond.metric not in BUILTIN_METRICS:
         known = ", ".join(sorted(BUILTIN_METRICS))
-        yield Problem(f"{p}.metric", f"unknown metric {cond.metric!r}; known metrics: {known}")
+        hint = did_you_mean(cond.metric, BUILTIN_METRICS)
+        yield Problem(
+            f"{p}.metric",
+            f"unknown metric {cond.metric!r}; "
+            + (f"{hint} " if hint else "")
+            + f"known metrics: {known}",
+        )
     if cond.query is not None:
         problems = check_promql(cond.query)
         for message in problems:
@@ -328,9 +391,11 @@ def _check_actions(
 
 def _unknown_channel(path: str, name: str, channels: set[str]) -> Problem:
     defined = ", ".join(sorted(channels)) if channels else "none are defined"
+    hint = did_you_mean(name, channels)
     return Problem(
         path,
-        f"channel {name!r} is not defined in spec.notifications.channels (defined: {defined})",
+        f"channel {name!r} is not defined in spec.notifications.channels "
+        + (f"({hint} defined: {defined})" if hint else f"(defined: {defined})"),
     )
 
 

@@ -1,19 +1,45 @@
-"""``agentmedic validate FILE|DIR...``: check AgentPolicy manifests before applying them."""
+"""``agentmedic validate FILE|DIR...``: lint AgentPolicy manifests before applying them.
+
+Two kinds of finding. Errors: what the API server or the operator would refuse
+(:func:`agentmedic.api.validation.validate_policy`), a document that is not an AgentPolicy
+of a known version, and what :func:`agentmedic.api.lint.lint_policy` calls wrong (a ratio
+threshold written as a percentage). Warnings: a policy that is accepted but cannot act as
+written (``lint_policy``); they leave the exit code at 0 unless ``--strict``.
+
+Documents are numbered from 1 within their file and named by ``metadata.name``:
+``policies.yaml#2 (support-bot)``; ``backtest`` names them the same way.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from agentmedic.api.metric_names import BUILTIN_METRICS
-from agentmedic.cli._errors import EXIT_FINDINGS, EXIT_OK, fail, line
+from agentmedic.cli._errors import EXIT_FINDINGS, EXIT_OK, CliError, fail, line
+from agentmedic.cli._output import add_output_argument, emit
 
-EPILOG = "built-in metrics:\n" + "\n".join(
-    f"  {m.name:<22} {m.description} [{m.unit}]" for m in BUILTIN_METRICS.values()
+SCHEMA = "agentmedic.io/validate/v1"
+
+EPILOG = (
+    "built-in metrics:\n"
+    + "\n".join(f"  {m.name:<22} {m.description} [{m.unit}]" for m in BUILTIN_METRICS.values())
+    + """
+
+exit codes: 0 every policy valid (warnings allowed unless --strict); 1 errors, or warnings
+with --strict; 2 usage error
+-o json|yaml: schema agentmedic.io/validate/v1, documented in docs/cli.md
+
+examples:
+  agentmedic validate crds/examples/
+  agentmedic validate policies.yaml --fleet-size 4 --strict
+  agentmedic validate policies.yaml -o json
+"""
 )
 
 
@@ -23,23 +49,75 @@ def register(sub: Any) -> None:
         help="check AgentPolicy YAML files or directories",
         description="Check AgentPolicy manifests: structure, ranges, references between rules "
         "and channels, model tiers, PromQL shape, input limits (1 MiB, 64 levels, 100 "
-        "aliases per file). Prints every problem on stderr as FILE[#DOC]: FIELD: MESSAGE, "
-        "one per line, and exits 1 if there is any.",
+        "aliases per file), documents that are not AgentPolicies, ratio thresholds outside "
+        "0..1; and warn about policies that cannot act as written (a maxDisabledPercent that "
+        "rounds to no agent, `for` or windows too short for the scrape interval, scaleToZero "
+        "without a notification). With -o table every finding is one line on stderr: "
+        "FILE[#DOC] (NAME): [warning: ]FIELD: MESSAGE.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("paths", nargs="+", metavar="FILE|DIR", help="YAML files or directories")
-    p.add_argument("-q", "--quiet", action="store_true", help="print problems only")
+    p.add_argument("-q", "--quiet", action="store_true", help="print findings only")
+    p.add_argument("--strict", action="store_true", help="treat warnings as errors (exit 1)")
+    p.add_argument(
+        "--fleet-size",
+        type=int,
+        metavar="N",
+        help="agents each policy selects, to check that maxDisabledPercent allows one",
+    )
+    p.add_argument(
+        "--scrape-interval",
+        default="30s",
+        metavar="DURATION",
+        help="how often the agents' metrics are scraped (default: 30s)",
+    )
+    add_output_argument(p, help_suffix="; wide adds each finding's code and fix")
     p.set_defaults(func=run)
 
 
 @dataclass(frozen=True)
 class Finding:
-    where: str
-    message: str
+    """One finding of a file or document, in the shape ``-o json`` prints."""
 
-    def __str__(self) -> str:
-        return f"{self.where}: {self.message}"
+    file: str
+    document: int | None
+    """Position of the document in its file, from 1 (None for a problem of the file)."""
+    name: str | None
+    """The document's metadata.name, when it has one."""
+    severity: str
+    code: str
+    field: str
+    message: str
+    fix: str | None = None
+
+    @property
+    def where(self) -> str:
+        where = self.file if self.document is None else f"{self.file}#{self.document}"
+        return f"{where} ({self.name})" if self.name is not None else where
+
+    def text(self, *, wide: bool = False) -> str:
+        head = "warning: " if self.severity == "warning" else ""
+        field = f"{self.field}: " if self.field else ""
+        fix = f"; {self.fix}" if self.fix else ""
+        code = f" [{self.code}]" if wide else ""
+        return line(f"{self.where}: {head}{field}{self.message}{fix}{code}")
+
+
+@dataclass(frozen=True)
+class Document:
+    file: str
+    document: int | None
+    name: str | None
+    kind: str | None
+    errors: int
+    warnings: int
+
+
+@dataclass
+class Options:
+    fleet_size: int | None
+    scrape_interval: timedelta
 
 
 def _files(paths: list[str]) -> Iterator[Path | Finding]:
@@ -51,68 +129,193 @@ def _files(paths: list[str]) -> Iterator[Path | Finding]:
                     p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
                 )
                 if not found:
-                    yield Finding(raw, "no .yaml or .yml files in this directory")
+                    yield _file_problem(raw, "no .yaml or .yml files in this directory")
                 yield from found
             elif path.is_file():
                 yield path
             elif path.exists():
-                yield Finding(raw, "is not a regular file; name a YAML file or a directory")
+                yield _file_problem(raw, "is not a regular file; name a YAML file or a directory")
             else:
-                yield Finding(raw, "no such file or directory")
+                yield _file_problem(raw, "no such file or directory")
         except OSError as exc:  # an unreadable directory on the way
-            yield Finding(raw, f"cannot read: {exc.strerror or exc}")
+            yield _file_problem(raw, f"cannot read: {exc.strerror or exc}")
 
 
-def _name(doc: Any) -> str | None:
+def _file_problem(file: str, message: str) -> Finding:
+    return Finding(file, None, None, "error", "UnreadableFile", "", message)
+
+
+def document_name(doc: Any) -> str | None:
     metadata = doc.get("metadata") if isinstance(doc, dict) else None
     name = metadata.get("name") if isinstance(metadata, dict) else None
     return name if isinstance(name, str) else None
 
 
-def check_file(path: Path) -> tuple[int, list[Finding]]:
-    """Validate every AgentPolicy in a file; return (policies seen, findings)."""
-    from agentmedic.api.validation import validate_policy
+def is_builtin_kubernetes(doc: Any) -> bool:
+    """A manifest of a Kubernetes API group (``v1``, ``apps/v1``, ``*.k8s.io``) that may
+    sit beside policies (a Secret, a CronJob): not checked, not an error."""
+    if not isinstance(doc, dict):
+        return False
+    api_version, kind = doc.get("apiVersion"), doc.get("kind")
+    if not isinstance(api_version, str) or not isinstance(kind, str) or not kind:
+        return False
+    group, sep, version = api_version.rpartition("/")
+    if not version.startswith("v"):
+        return False
+    return not sep or "." not in group or group.endswith(".k8s.io")
+
+
+def check_file(path: Path, options: Options | None = None) -> tuple[list[Document], list[Finding]]:
+    """Lint every document in a file; return the policy documents seen and the findings."""
+    from agentmedic.api.lint import lint_policy
+    from agentmedic.api.types import API_VERSION, KIND
+    from agentmedic.api.validation import did_you_mean, validate_policy
     from agentmedic.api.yamlfile import YAMLInputError, load_documents
 
+    options = options or Options(None, timedelta(seconds=30))
     try:
         documents = load_documents(path)
     except YAMLInputError as exc:
-        return 0, [Finding(exc.source, exc.problem)]
+        return [], [Finding(exc.source, None, None, "error", "UnreadableFile", "", exc.problem)]
+    seen: list[Document] = []
     findings: list[Finding] = []
-    seen = 0
     multi = len(documents) > 1
-    for index, doc in enumerate(documents):
-        where = f"{path}#{index}" if multi else str(path)
-        if doc is None:
+    for number, doc in enumerate(documents, start=1):
+        if doc is None or is_builtin_kubernetes(doc):
             continue
-        if isinstance(doc, dict) and doc.get("kind") not in (None, "AgentPolicy"):
-            continue  # other manifests (Secrets, CronJobs) may sit beside policies
-        seen += 1
-        _, problems = validate_policy(doc)
-        name = _name(doc)
-        label = f"{where} ({name})" if name is not None else where
-        findings.extend(Finding(label, line(str(p))) for p in problems)
+        name = document_name(doc)
+        index = number if multi else None
+        kind = doc.get("kind") if isinstance(doc, dict) else None
+        found: list[Finding] = []
+        if isinstance(doc, dict) and (
+            isinstance(kind, str) and doc.get("apiVersion") == API_VERSION and kind != KIND
+        ):
+            hint = did_you_mean(kind, [KIND])
+            found.append(
+                Finding(
+                    str(path),
+                    index,
+                    name,
+                    "error",
+                    "UnknownKind",
+                    "kind",
+                    f"{kind!r} is not a kind of {API_VERSION}",
+                    hint or f"set it to {KIND}",
+                )
+            )
+        elif isinstance(doc, dict) and (
+            isinstance(kind, str) and kind != KIND and not did_you_mean(kind, [KIND])
+        ):
+            found.append(
+                Finding(
+                    str(path),
+                    index,
+                    name,
+                    "error",
+                    "UnknownKind",
+                    "kind",
+                    f"{doc.get('apiVersion')!s}/{kind} is not an AgentPolicy ({API_VERSION}) nor "
+                    "a Kubernetes built-in",
+                    "move it to another file, or correct apiVersion and kind",
+                )
+            )
+        else:
+            policy, problems = validate_policy(doc)
+            found.extend(
+                Finding(str(path), index, name, "error", "InvalidSpec", p.path, p.message)
+                for p in problems
+            )
+            if policy is not None and not problems:
+                for item in lint_policy(policy.spec, options.fleet_size, options.scrape_interval):
+                    found.append(
+                        Finding(
+                            str(path),
+                            index,
+                            name,
+                            item.severity.value,
+                            item.code,
+                            item.path,
+                            item.message,
+                            item.fix,
+                        )
+                    )
+        seen.append(
+            Document(
+                str(path),
+                index,
+                name,
+                kind if isinstance(kind, str) else None,
+                sum(f.severity == "error" for f in found),
+                sum(f.severity == "warning" for f in found),
+            )
+        )
+        findings.extend(found)
     return seen, findings
 
 
+def _options(args: argparse.Namespace) -> Options:
+    from agentmedic.api.durations import parse_duration
+
+    if args.fleet_size is not None and not 1 <= args.fleet_size <= 1_000_000:
+        raise CliError("--fleet-size must be between 1 and 1000000")
+    try:
+        scrape = parse_duration(args.scrape_interval)
+    except ValueError:
+        raise CliError(
+            f"--scrape-interval {args.scrape_interval!r} is not a duration; write e.g. 15s or 1m"
+        ) from None
+    if scrape <= timedelta(0):
+        raise CliError("--scrape-interval must be positive, e.g. 30s")
+    return Options(args.fleet_size, scrape)
+
+
 def run(args: argparse.Namespace) -> int:
+    options = _options(args)
     findings: list[Finding] = []
-    policies = 0
+    documents: list[Document] = []
     for item in _files(args.paths):
         if isinstance(item, Finding):
             findings.append(item)
             continue
-        seen, found = check_file(item)
-        policies += seen
+        seen, found = check_file(item, options)
+        documents.extend(seen)
         findings.extend(found)
+    if not documents and not findings:
+        if args.output not in ("json", "yaml"):
+            return fail("validate", "no AgentPolicy documents found", EXIT_FINDINGS)
+        findings.append(_file_problem(", ".join(args.paths), "no AgentPolicy documents found"))
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = len(findings) - errors
+    failed = errors > 0 or (args.strict and warnings > 0)
+    code = EXIT_FINDINGS if failed else EXIT_OK
+
+    if args.output in ("json", "yaml"):
+        emit(
+            {
+                "schema": SCHEMA,
+                "valid": not failed,
+                "summary": {
+                    "policies": len(documents),
+                    "errors": errors,
+                    "warnings": warnings,
+                    "strict": bool(args.strict),
+                },
+                "documents": [asdict(d) for d in documents],
+                "findings": [asdict(f) for f in findings],
+            },
+            args.output,
+        )
+        return code
+
     for finding in findings:
-        print(finding, file=sys.stderr)
-    if findings:
-        if not args.quiet:
-            print(f"{len(findings)} problem(s) in {policies} policy document(s)")
-        return EXIT_FINDINGS
-    if policies == 0:
-        return fail("validate", "no AgentPolicy documents found", EXIT_FINDINGS)
+        print(finding.text(wide=args.output == "wide"), file=sys.stderr)
     if not args.quiet:
-        print(f"{policies} policy document(s) valid")
-    return EXIT_OK
+        counted = f"{len(documents)} policy document(s)"
+        warned = f", {warnings} warning(s)" if warnings else ""
+        if errors:
+            print(f"{errors} problem(s){warned} in {counted}")
+        elif failed:
+            print(f"{warnings} warning(s) in {counted} (--strict)")
+        else:
+            print(f"{counted} valid{warned}")
+    return code
