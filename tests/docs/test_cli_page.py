@@ -29,6 +29,7 @@ def test_the_exit_codes_are_the_ones_the_commands_use() -> None:
         _errors.EXIT_FINDINGS,
         _errors.EXIT_USAGE,
         _errors.EXIT_INTERRUPTED,
+        _errors.EXIT_PIPE,
     ]
 
 

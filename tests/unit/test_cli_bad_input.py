@@ -232,6 +232,11 @@ def _cases() -> Iterator[Case]:
         ]:
             yield Case((*command, "--kubeconfig", kubeconfig), 2, says)
     yield Case(("restore", "bot"), 2, "'bot' is not NAMESPACE/NAME")
+    yield Case(("restore", "agents/bot", "-n", "other"), 2, "but -n says 'other'")
+    yield Case(("restore", "sts/bot", "--kind", "deployment"), 2, "names a StatefulSet")
+    yield Case(("validate", "{d}/valid.yaml", "--fleet-size", "0"), 2, "--fleet-size must be")
+    yield Case(("validate", "{d}/valid.yaml", "--scrape-interval", "often"), 2, "'often'")
+    yield Case(("status", "-n", "a", "-A"), 2, "not allowed with argument")
     yield Case(("restore", "agents/bot", "--max-replicas", "-1"), 2, "--max-replicas must be")
     yield Case(("restore", "agents/bot", "--kind", "pod"), 2, "invalid choice: 'pod'")
 
@@ -253,6 +258,7 @@ def _cases() -> Iterator[Case]:
     yield Case(("demo", "--agents", "many"), 2, "invalid int value: 'many'")
     yield Case(("crd", "--output", "x"), 2, "unrecognized arguments")
     yield Case(("docs", "everything"), 2, "invalid choice: 'everything'")
+    yield Case(("completion", "powershell"), 2, "invalid choice: 'powershell'")
     yield Case((), 2, "name a command")
 
 

@@ -1,20 +1,71 @@
-"""Backend flags shared by the commands that read metrics (``fleet``, ``backtest``).
+"""Connection flags shared by the commands: the metrics backend and the cluster.
 
-They mirror the operator's settings (``agentmedic run``), so one Prometheus, Thanos, Mimir
-or VictoriaMetrics setup is described the same way everywhere.
+``--prometheus URL`` and the access flags mirror the operator's settings, so one
+Prometheus, Thanos, Mimir or VictoriaMetrics setup is described the same way by ``run``,
+``fleet``, ``backtest`` and ``report cost``; ``--kubeconfig``, ``--context`` and
+``-n/--namespace`` are kubectl's on every command that talks to the cluster. Old spellings
+(``--prometheus-url``) are hidden aliases for one release.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
 from agentmedic.cli._errors import CliError
 
+PROMETHEUS_ENV = "AGENTMEDIC_PROMETHEUS_URL"
+
+
+def add_prometheus_argument(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    *,
+    dest: str = "prometheus",
+    env_default: bool = True,
+    help_suffix: str = "",
+) -> None:
+    """``--prometheus URL`` (and the hidden alias ``--prometheus-url``) into ``dest``."""
+    parser.add_argument(
+        "--prometheus",
+        dest=dest,
+        metavar="URL",
+        default=os.environ.get(PROMETHEUS_ENV) if env_default else None,
+        help="base URL of the Prometheus-compatible API, with any path prefix "
+        f"[{PROMETHEUS_ENV}]{help_suffix}",
+    )
+    parser.add_argument(
+        "--prometheus-url", dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+
+
+def add_kube_arguments(parser: argparse.ArgumentParser, *, namespace: str | None = None) -> None:
+    """kubectl's ``--kubeconfig`` and ``--context`` (and ``-n``/``-A`` when ``namespace``
+    says what ``-n`` selects)."""
+    parser.add_argument(
+        "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)"
+    )
+    parser.add_argument("--context", help="kubeconfig context (default: the current one)")
+    if namespace is not None:
+        add_namespace_arguments(parser, namespace)
+
+
+def add_namespace_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """``-n/--namespace NS`` and ``-A/--all-namespaces`` (the default), exclusive."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-n", "--namespace", help=f"only {what} in this namespace")
+    group.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help=f"{what} in every namespace (the default)",
+    )
+
 
 def add_backend_arguments(parser: argparse.ArgumentParser, *, timeout: float = 60.0) -> None:
     group = parser.add_argument_group("backend access (as for `agentmedic run`)")
+    add_prometheus_argument(group)
     group.add_argument("--bearer-token-file", type=Path, help="file holding a bearer token")
     group.add_argument("--basic-auth-username", help="HTTP basic auth user")
     group.add_argument("--basic-auth-password-file", type=Path, help="file holding its password")

@@ -5,12 +5,16 @@ exit code   meaning
 ==========  ===========================================================================
 0           done (validate: every policy valid; restore: restored or nothing to restore)
 1           findings or a failed check: invalid policies (validate), no data or a backend
-            failure (fleet, backtest), a refused or failed restore, an unreachable
-            cluster, a demo whose expectations were not all met
+            failure (fleet, backtest, report), a refused or failed restore, an
+            unreachable cluster, a demo whose expectations were not all met; warnings
+            too with ``validate --strict``
 2           usage or environment: bad arguments, unreadable, binary, oversized or
-            malformed input files, missing credentials, an invalid policy handed to a
-            command that needs a valid one (backtest), a missing Prometheus (demo)
+            malformed input files, missing credentials or kubeconfig (every command
+            that talks to a cluster), an invalid policy handed to a command that needs a
+            valid one (backtest), a missing Prometheus (demo)
 130         interrupted (Ctrl-C)
+141         the reader of the output went away (``| head``): 128 + SIGPIPE, as a shell
+            reports for a tool killed by a closed pipe; nothing is printed
 ==========  ===========================================================================
 
 A command reports a problem it knows how to name by raising :class:`CliError` (or
@@ -24,12 +28,22 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["EXIT_FINDINGS", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "CliError", "fail", "line"]
+__all__ = [
+    "EXIT_FINDINGS",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_PIPE",
+    "EXIT_USAGE",
+    "CliError",
+    "fail",
+    "line",
+]
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_PIPE = 141
 
 _MAX_LINE = 400
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -13,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentmedic.cli._backend import add_backend_arguments, backend_config
-from agentmedic.cli._errors import fail
+from agentmedic.cli._errors import CliError, fail
+from agentmedic.cli._output import add_output_argument, console, emit
 from agentmedic.cli._progress import QueryProgress
 
 if TYPE_CHECKING:
@@ -50,13 +50,13 @@ have done under it.
 EPILOG = """\
 times: now, now-7d, now-1h30m, 2024-03-05 (00:00 UTC), 2024-03-05T06:00:00Z, unix seconds
 exit codes: 0 done; 1 no data in the range, backend or plot failure; 2 invalid policy/arguments
---format json follows a JSON Schema (schemaVersion 1): print it with --print-schema
+-o json|yaml follow a JSON Schema (schemaVersion 1): print it with --print-schema
 
 examples:
   agentmedic backtest policy.yaml --prometheus http://prometheus:9090 --from now-7d --to now
   agentmedic backtest policy.yaml --prometheus https://mimir/prometheus --tenant team-a \\
       --bearer-token-file /var/run/secrets/token --from 2024-03-01 --to 2024-03-08 \\
-      --format json --plot backtest.html
+      -o json --plot backtest.html
 """
 
 
@@ -69,23 +69,16 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("policy", nargs="?", metavar="POLICY.yaml", help="the AgentPolicy manifest")
-    p.add_argument(
-        "--prometheus",
-        metavar="URL",
-        default=os.environ.get("AGENTMEDIC_PROMETHEUS_URL"),
-        help="base URL of the Prometheus-compatible API, with any path prefix "
-        "[AGENTMEDIC_PROMETHEUS_URL]",
-    )
     p.add_argument("--from", dest="start", metavar="T", help="start of the range (required)")
     p.add_argument("--to", dest="end", metavar="T", default="now", help="end (default: now)")
     p.add_argument("--step", default="1m", help="time between evaluations (default: 1m)")
-    p.add_argument("--namespace", "-n", help="the agents' namespace (default: the policy's)")
+    p.add_argument("-n", "--namespace", help="the agents' namespace (default: the policy's)")
     p.add_argument(
         "--agents",
         type=lambda v: [s.strip() for s in v.split(",") if s.strip()],
         help="comma-separated agent names (default: every agent with history in the namespace)",
     )
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    add_output_argument(p, legacy_format=True, help_suffix="; wide is table")
     p.add_argument("--plot", type=Path, metavar="FILE", help="also draw FILE.png or FILE.html")
     p.add_argument("--policy-name", help="the AgentPolicy to use when the file holds several")
     p.add_argument(
@@ -119,26 +112,41 @@ def _fail(message: str, code: int) -> int:
 
 
 def _load_policy(path: Path, name: str | None) -> tuple[AgentPolicy | None, list[str]]:
+    """The one AgentPolicy of ``path`` (or the one named ``name``), and its problems.
+
+    Documents are numbered and named as ``agentmedic validate`` shows them; a file holding
+    several policies without ``--policy-name`` is refused with the exact flags to pick one.
+    """
     from agentmedic.api.validation import validate_policy
     from agentmedic.api.yamlfile import YAMLInputError, load_documents
+    from agentmedic.cli.validate import is_builtin_kubernetes
 
     try:
-        documents = [d for d in load_documents(path) if d]
+        documents = load_documents(path)
     except YAMLInputError as exc:
         return None, [str(exc)]
-    policies = [d for d in documents if isinstance(d, dict) and d.get("kind") == "AgentPolicy"]
+    numbered = [
+        (n, d)
+        for n, d in enumerate(documents, start=1)
+        if isinstance(d, dict) and d.get("kind") == "AgentPolicy" and not is_builtin_kubernetes(d)
+    ]
+    multi = len(documents) > 1
     if name is not None:
-        policies = [d for d in policies if _metadata(d).get("name") == name]
-    if not policies:
+        numbered = [(n, d) for n, d in numbered if _metadata(d).get("name") == name]
+    if not numbered:
         which = f" named {name!r}" if name else ""
         return None, [f"{path}: no AgentPolicy{which} in the file"]
-    if len(policies) > 1:
-        names = ", ".join(str(_metadata(d).get("name")) for d in policies)
-        return None, [
-            f"{path}: {len(policies)} AgentPolicies ({names}); pick one with --policy-name"
-        ]
-    policy, problems = validate_policy(policies[0])
-    label = f"{path} ({_metadata(policies[0]).get('name')})"
+    if len(numbered) > 1:
+        listed = ", ".join(f"#{n} ({_metadata(d).get('name')})" for n, d in numbered)
+        picks = " or ".join(f"--policy-name {_metadata(d).get('name')}" for _, d in numbered[:3])
+        raise CliError(
+            f"{path} holds {len(numbered)} AgentPolicies: {listed}; a backtest replays one, "
+            f"pick it with {picks}"
+        )
+    number, document = numbered[0]
+    policy, problems = validate_policy(document)
+    where = f"{path}#{number}" if multi else str(path)
+    label = f"{where} ({_metadata(document).get('name')})"
     return (policy if not problems else None), [f"{label}: {p}" for p in problems]
 
 
@@ -259,15 +267,10 @@ def _render(result: Any, args: argparse.Namespace) -> int:
         except PlotError as exc:
             code = _fail(str(exc), EXIT_FAILED)
     result.timings.render = time.perf_counter() - started
-    if args.format == "json":
-        json.dump(to_json(result), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+    if args.output in ("json", "yaml"):
+        emit(to_json(result), args.output)
     else:
-        from rich.console import Console
-
         from agentmedic.backtest.table import render_table
 
-        # Piped or in CI, rich would fold the table to 80 columns; logs read better wider.
-        width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 160)
-        render_table(result, Console(width=width))
+        render_table(result, console())
     return code

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from agentmedic.cli._backend import add_backend_arguments, backend_config
+from agentmedic.cli._backend import (
+    add_backend_arguments,
+    add_namespace_arguments,
+    backend_config,
+)
 from agentmedic.cli._errors import fail
+from agentmedic.cli._output import add_output_argument, console, emit
 from agentmedic.cli._progress import QueryProgress
 
 EXIT_OK = 0
@@ -37,12 +40,12 @@ and the tool series grouped by tool.
 EPILOG = """\
 times (--at): now, now-1h, 2024-03-05T06:00:00Z or unix seconds
 exit codes: 0 done; 1 backend failure or no agents; 2 invalid arguments or input files
---format json: schema agentmedic.io/fleet-report/v1, documented in agentmedic.report.render
+-o json|yaml: schema agentmedic.io/fleet-report/v1, documented in agentmedic.report.render
 
 examples:
   agentmedic fleet --prometheus http://prometheus:9090
   agentmedic fleet --prometheus https://mimir/prometheus --tenant team-a \\
-      --bearer-token-file /var/run/secrets/token -n agents --window 7d --format json
+      --bearer-token-file /var/run/secrets/token -n agents --window 7d -o json
 """
 
 
@@ -54,17 +57,15 @@ def register(sub: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--prometheus",
-        metavar="URL",
-        default=os.environ.get("AGENTMEDIC_PROMETHEUS_URL"),
-        help="base URL of the Prometheus-compatible API, with any path prefix "
-        "[AGENTMEDIC_PROMETHEUS_URL]",
-    )
-    p.add_argument("--namespace", "-n", help="only agents in this namespace (default: all)")
+    add_namespace_arguments(p, "agents")
     p.add_argument("--window", default="24h", help="the period reported on (default: 24h)")
     p.add_argument("--at", default="now", metavar="T", help="end of the window (default: now)")
-    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    add_output_argument(
+        p,
+        extra=("csv",),
+        legacy_format=True,
+        help_suffix="; wide adds cost, error and tool columns",
+    )
     p.add_argument(
         "--sort",
         choices=["cost", "executions", "errors", "latency", "name"],
@@ -170,13 +171,12 @@ def run(args: argparse.Namespace) -> int:
             f"(looked for agent_executions_total with a {args.agent_label!r} label)",
             EXIT_FAILED,
         )
-    if args.format == "json":
-        print(json.dumps(to_json_dict(report), indent=2))
-    elif args.format == "csv":
+    if args.output in ("json", "yaml"):
+        emit(to_json_dict(report), args.output)
+    elif args.output == "csv":
         sys.stdout.write(to_csv(report))
     else:
-        from rich.console import Console
-
         rows = sort_rows(report.agents, args.sort)
-        Console().print(to_table(report, rows=rows, limit=args.limit))
+        table = to_table(report, rows=rows, limit=args.limit, wide=args.output == "wide")
+        console().print(table)
     return EXIT_OK

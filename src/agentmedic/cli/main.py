@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK
 """The ``agentmedic`` command.
 
 Each subcommand lives in its own module under :mod:`agentmedic.cli` with a
@@ -19,6 +20,7 @@ from agentmedic.api.yamlfile import YAMLInputError
 from agentmedic.cli._errors import (
     EXIT_FINDINGS,
     EXIT_INTERRUPTED,
+    EXIT_PIPE,
     EXIT_USAGE,
     CliError,
     fail,
@@ -37,6 +39,7 @@ COMMANDS = [
     "backtest",
     "report",
     "docs",
+    "completion",
 ]
 
 DESCRIPTION = """\
@@ -68,7 +71,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return its exit code (docs/cli.md)."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a reader that went away is noticed here, not at exit
+    except BrokenPipeError:
+        return _closed_pipe()
+    return code
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout went away (``| head``): stop quietly, as a killed C tool would.
+
+    Python's documented remedy: point stdout at /dev/null, so the interpreter's own flush
+    at exit does not raise a second time.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (captured)
+        pass
+    return EXIT_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (agentmedic completion)
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
@@ -79,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        raise
     except CliError as exc:
         return fail(args.command, exc.message, exc.code)
     except YAMLInputError as exc:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from agentmedic.cli._backend import add_backend_arguments, backend_config
+from agentmedic.cli._backend import (
+    add_backend_arguments,
+    add_namespace_arguments,
+    backend_config,
+)
 from agentmedic.cli._errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, CliError, fail
+from agentmedic.cli._output import add_output_argument, console, emit
 from agentmedic.cli._progress import QueryProgress
 
 EXIT_FAILED = EXIT_FINDINGS
@@ -34,7 +37,7 @@ COST_EPILOG = """\
 periods: --period 2026-11 (month), 2026-W45 (ISO week), 2026-11-03 (day), or
   --from 2026-11-01 --to 2026-11-16 (--to exclusive; dates are local midnights in --tz)
 exit codes: 0 done; 1 backend failure or no series; 2 invalid arguments
--o json: schema agentmedic.io/cost-report/v1, documented in agentmedic.report.cost_render
+-o json|yaml: schema agentmedic.io/cost-report/v1, documented in agentmedic.report.cost_render
 
 examples:
   agentmedic report cost --prometheus http://prometheus:9090 --period 2026-11 --by team
@@ -57,13 +60,6 @@ def register(sub: Any) -> None:
         description=COST_DESCRIPTION,
         epilog=COST_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    cost.add_argument(
-        "--prometheus",
-        metavar="URL",
-        default=os.environ.get("AGENTMEDIC_PROMETHEUS_URL"),
-        help="base URL of the Prometheus-compatible API, with any path prefix "
-        "[AGENTMEDIC_PROMETHEUS_URL]",
     )
     when = cost.add_argument_group("period (one of --period or --from/--to)")
     when.add_argument("--period", help="2026-11, 2026-W45 or 2026-11-03")
@@ -89,13 +85,13 @@ def register(sub: Any) -> None:
         metavar="PERCENT",
         help="--source both: flag groups whose figures differ by more (default: 5)",
     )
-    cost.add_argument("-o", "--output", choices=["table", "csv", "json"], default="table")
+    add_output_argument(cost, extra=("csv",), help_suffix="; wide is table")
     cost.add_argument("--team-label", default="team", help="the series label with the team")
     cost.add_argument("--agent-label", default="agent", help="the series label with the agent")
     cost.add_argument(
         "--namespace-label", default="namespace", help="the series label with the namespace"
     )
-    cost.add_argument("--namespace", "-n", help="only series in this namespace (default: all)")
+    add_namespace_arguments(cost, "series")
     cost.add_argument(
         "--lookback",
         default="1d",
@@ -240,18 +236,10 @@ def run_cost(args: argparse.Namespace) -> int:
             f"[{query.period.start.isoformat()}, {query.period.end.isoformat()})",
             EXIT_FAILED,
         )
-    if args.output == "json":
-        print(json.dumps(to_json_dict(report), indent=2))
+    if args.output in ("json", "yaml"):
+        emit(to_json_dict(report), args.output)
     elif args.output == "csv":
         sys.stdout.write(to_csv(report))
     else:
-        from rich.console import Console
-
-        renderable = to_table(report)
-        console = Console()
-        if not console.is_terminal:
-            # Off a terminal rich assumes 80 columns and would fold cells; measure instead.
-            width = Console(width=100_000).measure(renderable).maximum
-            console = Console(width=max(width, 80))
-        console.print(renderable)
+        console().print(to_table(report))
     return EXIT_OK

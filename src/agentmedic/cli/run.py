@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from agentmedic.cli._backend import add_kube_arguments, add_prometheus_argument
 from agentmedic.cli._errors import EXIT_USAGE, fail
 
 
@@ -21,14 +22,16 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", type=Path, help="YAML settings file (also AGENTMEDIC_CONFIG)")
-    p.add_argument(
-        "--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube/config)"
-    )
-    p.add_argument("--context", help="kubeconfig context")
+    add_kube_arguments(p)
     for name, info in OperatorSettings.model_fields.items():
         doc = " ".join((info.description or "").split())
-        help_text = f"{doc} [{env_name(name)}]"
-        if info.annotation is bool:
+        # argparse expands %-placeholders in help ("80% of" would crash --help).
+        help_text = f"{doc} [{env_name(name)}]".replace("%", "%%")
+        if name == "prometheus_url":
+            # The same flag as fleet, backtest and report cost; the environment is read by
+            # the settings loader, so no default here.
+            add_prometheus_argument(p, dest=name, env_default=False)
+        elif info.annotation is bool:
             p.add_argument(
                 flag_name(name),
                 dest=name,

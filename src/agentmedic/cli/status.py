@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import urllib.parse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from agentmedic.cli._backend import add_kube_arguments
 from agentmedic.cli._errors import EXIT_FINDINGS, EXIT_USAGE, fail
+from agentmedic.cli._output import add_output_argument, console, emit
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def register(sub: Any) -> None:
@@ -16,12 +21,13 @@ def register(sub: Any) -> None:
         help="show policies, agents' states and remediated workloads",
         description="Show every AgentPolicy (agents by state, spend, readiness, recent actions) "
         "and every workload agentmedic has changed, with the record it keeps on it and the "
-        "command that undoes it.",
+        "command that undoes it. DISABLED and DOWNGRADED show '-' for a policy none of whose "
+        "rules can scale an agent to zero or switch its model.",
+        epilog="exit codes: 0 done; 1 the cluster could not be reached or refused; "
+        "2 usage error, or a missing or unusable kubeconfig",
     )
-    p.add_argument("-n", "--namespace", help="one namespace (default: all)")
-    p.add_argument("--kubeconfig", help="kubeconfig file")
-    p.add_argument("--context", help="kubeconfig context")
-    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    add_kube_arguments(p, namespace="policies and workloads")
+    add_output_argument(p, help_suffix="; wide adds interval, rules, dry run and the Ready message")
     p.set_defaults(func=run)
 
 
@@ -82,8 +88,7 @@ def _remediated(apps: Any, namespace: str | None) -> list[dict[str, Any]]:
                     "reason": ann.get(record.REASON, ""),
                     "at": ann.get(record.ACTED_AT, ""),
                     "policyDeleted": ann.get(record.POLICY_DELETED),
-                    "undo": f"agentmedic restore {ns}/{name}"
-                    + ("" if kind == "Deployment" else " --kind statefulset"),
+                    "undo": undo_command(kind, ns, name),
                 }
             )
     return out
@@ -98,8 +103,6 @@ def _ready(policy: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     import kubernetes
-    from rich.console import Console
-    from rich.table import Table
 
     from agentmedic.cli._kubeconfig import check_kubeconfig
     from agentmedic.operator.main import kube_configuration
@@ -131,13 +134,88 @@ def run(args: argparse.Namespace) -> int:
     finally:
         client.close()  # type: ignore[no-untyped-call]
 
-    if args.output == "json":
-        print(json.dumps({"policies": policies, "remediated": workloads}, indent=2, default=str))
+    if args.output in ("json", "yaml"):
+        emit({"policies": policies, "remediated": workloads}, args.output)
         return 0
+    render(policies, workloads, console(), wide=args.output == "wide")
+    return 0
 
-    console = Console()
+
+def undo_command(kind: str, namespace: str, name: str) -> str:
+    """The command that restores a workload, in kubectl's reference form."""
+    return f"agentmedic restore {kind.lower()}/{name} -n {namespace}"
+
+
+def _actions_of(policy: dict[str, Any]) -> set[str]:
+    """The kinds of action a policy's rules and budget stages can take."""
+    spec = policy.get("spec") or {}
+    lists = [r.get("actions") or [] for r in spec.get("rules") or [] if isinstance(r, dict)]
+    budget = spec.get("budget") or {}
+    lists += [(budget.get(stage) or {}).get("actions") or [] for stage in ("soft", "hard")]
+    return {key for actions in lists for a in actions if isinstance(a, dict) for key in a}
+
+
+def policy_row(policy: dict[str, Any], *, wide: bool = False) -> list[str]:
+    """The cells of a policy's row; '-' where the policy cannot take that action."""
+    st = policy.get("status", {})
+    agents = st.get("agents", {})
+    spend = st.get("spend")
+    spend_text = f"${spend['usd']:.2f} / ${spend['limitUSD']:.0f}" if spend else "-"
+    can = _actions_of(policy)
+    counts = []
+    for key, needs in (
+        ("total", None),
+        ("healthy", None),
+        ("breaching", None),
+        ("disabled", "scaleToZero"),
+        ("downgraded", "switchModel"),
+        ("noData", None),
+    ):
+        counts.append("-" if needs and needs not in can else str(agents.get(key, 0)))
+    row = [
+        policy["metadata"]["namespace"],
+        policy["metadata"]["name"],
+        *counts,
+        spend_text,
+        _ready(policy),
+    ]
+    if wide:
+        spec = policy.get("spec") or {}
+        ready: dict[str, Any] = next(
+            (c for c in st.get("conditions", []) if c.get("type") == "Ready"), {}
+        )
+        row += [
+            str(spec.get("interval", "30s")),
+            str(len(spec.get("rules") or [])),
+            "yes" if (spec.get("guardrails") or {}).get("dryRun") else "no",
+            str(ready.get("message", "")),
+        ]
+    return row
+
+
+def _grouped(actions: list[dict[str, Any]]) -> list[tuple[dict[str, Any], list[str]]]:
+    """Actions of one decision (same time, agent, rule and reason) together, in order:
+    the evidence is shown once per reason, not once per action."""
+    groups: dict[tuple[str, str, str, str], tuple[dict[str, Any], list[str]]] = {}
+    for a in actions:
+        key = (str(a.get("time")), str(a.get("agent")), str(a.get("rule")), str(a.get("reason")))
+        _, what = groups.setdefault(key, (a, []))
+        what.append(f"{a.get('action')} {a.get('outcome')}")
+    return list(groups.values())
+
+
+def render(
+    policies: list[dict[str, Any]],
+    workloads: list[dict[str, Any]],
+    out: Console,
+    *,
+    wide: bool = False,
+) -> None:
+    """The table view of ``status`` (``-o table`` and ``-o wide``)."""
+    from rich.table import Table
+
     table = Table(title="AgentPolicies")
-    for col in (
+    columns = [
         "NAMESPACE",
         "NAME",
         "AGENTS",
@@ -148,48 +226,47 @@ def run(args: argparse.Namespace) -> int:
         "NO DATA",
         "SPEND",
         "READY",
-    ):
+    ]
+    if wide:
+        columns += ["INTERVAL", "RULES", "DRY RUN", "MESSAGE"]
+    for col in columns:
         table.add_column(col)
     for p in policies:
-        st = p.get("status", {})
-        agents = st.get("agents", {})
-        spend = st.get("spend")
-        spend_text = f"${spend['usd']:.2f} / ${spend['limitUSD']:.0f}" if spend else "-"
-        table.add_row(
-            p["metadata"]["namespace"],
-            p["metadata"]["name"],
-            *(
-                str(agents.get(k, 0))
-                for k in ("total", "healthy", "breaching", "disabled", "downgraded", "noData")
-            ),
-            spend_text,
-            _ready(p),
-        )
-    console.print(table)
+        table.add_row(*policy_row(p, wide=wide))
+    out.print(table)
     if workloads:
         changed = Table(title="Workloads agentmedic changed")
-        for col in ("WORKLOAD", "CHANGE", "POLICY / RULE", "WHEN", "UNDO"):
+        cols = ["NAMESPACE", "WORKLOAD", "CHANGE", "POLICY / RULE", "WHEN"]
+        if wide:
+            cols.append("REASON")
+        for col in cols:
             changed.add_column(col)
+        # A command is copied whole: never wrapped or cut, whatever the width.
+        undo = max(len(w["undo"]) for w in workloads)
+        changed.add_column("UNDO", no_wrap=True, min_width=undo)
         for w in workloads:
             policy = w["policy"] + (" (policy deleted)" if w["policyDeleted"] else "")
-            changed.add_row(
-                f"{w['kind'].lower()}/{w['namespace']}/{w['name']}",
+            cells = [
+                w["namespace"],
+                f"{w['kind'].lower()}/{w['name']}",
                 "; ".join(w["changes"]),
                 f"{policy} / {w['rule']}",
                 w["at"],
-                w["undo"],
-            )
-        console.print(changed)
+            ]
+            if wide:
+                cells.append(w["reason"])
+            changed.add_row(*cells, w["undo"])
+        out.print(changed)
     else:
-        console.print("No workload is currently changed by agentmedic.")
+        out.print("No workload is currently changed by agentmedic.")
     for p in policies:
         actions = p.get("status", {}).get("recentActions", [])[:5]
         if actions:
             ref = f"{p['metadata']['namespace']}/{p['metadata']['name']}"
-            console.print(f"\n[bold]{ref}[/bold] recent actions:")
-            for a in actions:
-                console.print(
-                    f"  {a['time']}  {a['outcome']:<10} {a['action']:<18} {a['agent']}  "
-                    f"{a['rule']}: {a['reason']}"
+            out.print(f"\n[bold]{ref}[/bold] recent actions:")
+            for a, what in _grouped(actions):
+                out.print(
+                    f"  {a['time']}  {a['agent']}  {', '.join(what)}  {a['rule']}: {a['reason']}",
+                    markup=False,
+                    highlight=False,
                 )
-    return 0

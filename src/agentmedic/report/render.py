@@ -273,11 +273,18 @@ def _tier_note(bounds: tuple[float | None, float | None] | None) -> str:
     return "; tiers: " + ", ".join(parts)
 
 
-def to_table(report: FleetReport, *, rows: list[AgentRow] | None = None, limit: int = 0) -> Any:
+def to_table(
+    report: FleetReport,
+    *,
+    rows: list[AgentRow] | None = None,
+    limit: int = 0,
+    wide: bool = False,
+) -> Any:
     """A rich renderable (a ``Group`` of tables and notes) for a terminal.
 
     ``rows`` overrides the order (see :func:`agentmedic.report.fleet.sort_rows`); ``limit``
-    shows only that many agents (0: all).
+    shows only that many agents (0: all); ``wide`` adds cost per execution, error rate and
+    the most error-prone tool (``-o wide``).
     """
     from rich.console import Group
     from rich.table import Table
@@ -306,8 +313,9 @@ def to_table(report: FleetReport, *, rows: list[AgentRow] | None = None, limit: 
         ("Tier", "left"),
         ("Flags", "left"),
         ("Slowest tool", "left"),
+        *((("Cost/exec", "right"), ("Errors", "right"), ("Most errors", "left")) if wide else ()),
     ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        table.add_column(name, justify=justify)
     for r in shown:
         success = Text(_pct(r.success_rate))
         if r.success_rate is not None and r.success_rate < 0.9:
@@ -316,6 +324,14 @@ def to_table(report: FleetReport, *, rows: list[AgentRow] | None = None, limit: 
         flags = Text(", ".join(_ANOMALY_WORDS[a.metric] for a in r.anomalies), style="bold red")
         slow = r.slowest_tool
         agent = r.agent.name if report.namespace else str(r.agent).lstrip("/")
+        extra: list[Any] = []
+        if wide:
+            erring = r.most_error_prone_tool
+            extra = [
+                _usd(r.cost_per_execution),
+                _pct(r.error_rate),
+                f"{erring.tool} {_pct(erring.error_rate)}" if erring else "-",
+            ]
         table.add_row(
             agent,
             r.model or "-",
@@ -328,6 +344,7 @@ def to_table(report: FleetReport, *, rows: list[AgentRow] | None = None, limit: 
             tier,
             flags,
             f"{slow.tool} {_ms(slow.latency_p95_ms)}" if slow else "-",
+            *extra,
         )
     parts: list[Any] = [table]
     if hidden:
