@@ -1,0 +1,179 @@
+"""`agentmedic validate` as a linter (issue 18, finding 1) and backtest's policy choice."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agentmedic.cli.main import main
+
+HEAD = """\
+apiVersion: agentmedic.io/v1alpha1
+kind: {kind}
+metadata: {{name: {name}, namespace: agents}}
+"""
+
+BODY = """\
+spec:
+  selector: {{matchLabels: {{team: a}}}}
+  rules:
+  - name: r
+    all: [{{metric: {metric}, op: "{op}", value: {value}}}]
+    for: 5m
+    actions: {actions}
+  notifications:
+    channels: [{{name: oncall, slack: {{webhookSecretRef: {{name: s, key: url}}}}}}]
+"""
+
+NOTIFY = "[{notify: {channels: [oncall]}}]"
+DISABLE = "[{scaleToZero: {}}, {notify: {channels: [oncall]}}]"
+
+
+def policy(
+    name: str = "p",
+    *,
+    kind: str = "AgentPolicy",
+    metric: str = "error_rate",
+    op: str = ">",
+    value: float = 0.5,
+    actions: str = NOTIFY,
+) -> str:
+    return HEAD.format(kind=kind, name=name) + BODY.format(
+        metric=metric, op=op, value=value, actions=actions
+    )
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    return code, out.getvalue(), err.getvalue()
+
+
+def write(tmp_path: Path, *documents: str, name: str = "m1.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text("---\n".join(documents))
+    return path
+
+
+def test_a_misspelt_kind_is_an_error_naming_the_document_from_1(tmp_path: Path) -> None:
+    path = write(tmp_path, policy("good"), policy("typo", kind="AgentPolcy"))
+    code, out, err = run("validate", str(path))
+    assert code == 1
+    assert f"{path}#2 (typo): kind: 'AgentPolcy' is not a kind of agentmedic.io/v1alpha1" in err
+    assert "did you mean 'AgentPolicy'?" in err
+    assert f"{path}#1" not in err
+    assert "1 problem(s) in 2 policy document(s)" in out
+
+
+def test_an_unknown_api_version_is_an_error_and_kubernetes_builtins_are_left_alone(
+    tmp_path: Path,
+) -> None:
+    other = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n"
+    secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n"
+    cron = "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: c}\n"
+    path = write(tmp_path, secret, cron, policy(), other)
+    code, _, err = run("validate", str(path))
+    assert code == 1
+    [line] = err.splitlines()
+    assert line.startswith(f"{path}#4 (w): kind: example.com/v1/Widget is not an AgentPolicy")
+
+
+@pytest.mark.parametrize(
+    ("metric", "op", "value", "fix"),
+    [("success_rate", "<", 70, "did you mean 0.7?"), ("error_rate", ">", 15, "0.15?")],
+)
+def test_a_ratio_written_as_a_percentage_is_an_error_with_the_fix(
+    tmp_path: Path, metric: str, op: str, value: float, fix: str
+) -> None:
+    path = write(tmp_path, policy(metric=metric, op=op, value=value))
+    code, _, err = run("validate", str(path))
+    assert code == 1
+    assert f"{path} (p): spec.rules[0].all[0].value: {value:g} is outside 0..1" in err
+    assert fix in err
+
+
+def test_a_misspelt_metric_gets_did_you_mean(tmp_path: Path) -> None:
+    code, _, err = run("validate", str(write(tmp_path, policy(metric="sucess_rate"))))
+    assert code == 1
+    assert "unknown metric 'sucess_rate'; did you mean 'success_rate'?" in err
+
+
+def test_a_cap_that_rounds_to_zero_warns_exits_0_and_fails_with_strict(tmp_path: Path) -> None:
+    path = write(tmp_path, policy(actions=DISABLE))
+    assert run("validate", str(path), "--fleet-size", "10") == (
+        0,
+        "1 policy document(s) valid\n",
+        "",
+    )
+    code, out, err = run("validate", str(path), "--fleet-size", "1")
+    assert code == 0
+    assert err.startswith(f"{path} (p): warning: spec.guardrails.maxDisabledPercent: is 50")
+    assert "1 policy document(s) valid, 1 warning(s)" in out
+    code, out, _ = run("validate", str(path), "--fleet-size", "1", "--strict")
+    assert code == 1
+    assert "1 warning(s) in 1 policy document(s) (--strict)" in out
+
+
+def test_wide_adds_the_code(tmp_path: Path) -> None:
+    path = write(tmp_path, policy(actions="[{scaleToZero: {}}]"))
+    _, _, err = run("validate", str(path), "-o", "wide")
+    assert err.rstrip().endswith("[ScaleToZeroWithoutNotify]")
+
+
+@pytest.mark.parametrize("output", ["json", "yaml"])
+def test_json_and_yaml_print_the_documented_shape(tmp_path: Path, output: str) -> None:
+    path = write(tmp_path, policy("a", metric="success_rate", op="<", value=70), policy("b"))
+    code, out, err = run("validate", str(path), "-o", output)
+    assert code == 1
+    assert err == ""
+    doc = json.loads(out) if output == "json" else yaml.safe_load(out)
+    assert doc["schema"] == "agentmedic.io/validate/v1"
+    assert doc["valid"] is False
+    assert doc["summary"] == {"policies": 2, "errors": 1, "warnings": 0, "strict": False}
+    assert [(d["document"], d["name"], d["errors"]) for d in doc["documents"]] == [
+        (1, "a", 1),
+        (2, "b", 0),
+    ]
+    [finding] = doc["findings"]
+    assert finding == {
+        "file": str(path),
+        "document": 1,
+        "name": "a",
+        "severity": "error",
+        "code": "RatioOutOfRange",
+        "field": "spec.rules[0].all[0].value",
+        "message": finding["message"],
+        "fix": "did you mean 0.7?",
+    }
+
+
+def test_json_of_a_valid_file_says_valid(tmp_path: Path) -> None:
+    code, out, _ = run("validate", str(write(tmp_path, policy())), "-o", "json")
+    assert code == 0
+    assert json.loads(out)["valid"] is True
+
+
+def test_backtest_of_a_multi_policy_file_names_the_policy_name_to_pick(
+    tmp_path: Path,
+) -> None:
+    secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n"
+    path = write(tmp_path, secret, policy("quality"), policy("budget"))
+    # validate calls the file valid ...
+    assert run("validate", str(path))[0] == 0
+    # ... so backtest must not call it a problem: it names each policy as validate does.
+    code, _, err = run(
+        "backtest", str(path), "--prometheus", "http://127.0.0.1:9", "--from", "now-1h"
+    )
+    assert code == 2
+    assert "problem" not in err
+    assert f"{path} holds 2 AgentPolicies: #2 (quality), #3 (budget)" in err
+    assert "--policy-name quality or --policy-name budget" in err
