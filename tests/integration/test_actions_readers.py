@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import socket
 from pathlib import Path
 
 import pytest
+import yaml
 
 from agentmedic.actions import (
     ActionExecutor,
@@ -246,6 +248,54 @@ def test_the_restore_command_prints_what_it_put_back(
 
     assert cli(["restore", f"{ns}/bot", "--kubeconfig", str(kubeconfig)]) == 0
     assert "nothing to restore" in capsys.readouterr().out
+
+
+def test_the_restore_command_takes_a_kubectl_reference_and_prints_json(
+    api: KubeServer,
+    ns: str,
+    executor: ActionExecutor,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    api.create(workload(ns, replicas=2))
+    executor.scale_to_zero(ref(ns), record(ns))
+    kubeconfig = str(api.write_kubeconfig(tmp_path / "config"))
+
+    assert cli(["restore", "deploy/bot", "-n", ns, "--kubeconfig", kubeconfig, "-o", "json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["workload"] == {"kind": "Deployment", "namespace": ns, "name": "bot"}
+    assert answer["outcome"] == "Applied"
+    assert answer["message"].startswith(f"restored deployment/bot in {ns}: replicas 0 → 2")
+    assert get(api, ns)["spec"]["replicas"] == 2
+
+
+def test_the_status_command_shows_the_undo_that_restore_accepts(
+    api: KubeServer,
+    ns: str,
+    executor: ActionExecutor,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    api.create(workload(ns, replicas=3))
+    executor.scale_to_zero(ref(ns), record(ns))
+    kubeconfig = str(api.write_kubeconfig(tmp_path / "config"))
+    undo = f"agentmedic restore deployment/bot -n {ns}"
+
+    for output in ("json", "yaml"):
+        assert cli(["status", "-n", ns, "--kubeconfig", kubeconfig, "-o", output]) == 0
+        out = capsys.readouterr().out
+        shown = json.loads(out) if output == "json" else yaml.safe_load(out)
+        assert [w["undo"] for w in shown["remediated"]] == [undo]
+    for output in ("table", "wide"):
+        assert cli(["status", "-n", ns, "--kubeconfig", kubeconfig, "-o", output]) == 0
+        assert any(undo in line for line in capsys.readouterr().out.splitlines())
+    if isinstance(api, ApiEmulator):
+        # status is a person's command with their credentials (it lists AgentPolicies),
+        # not one of the operator's requests that REQUIRED_PERMISSIONS must cover.
+        api.clear_requests()
+
+    assert cli([*undo.split()[1:], "--kubeconfig", kubeconfig]) == 0
+    assert get(api, ns)["spec"]["replicas"] == 3
 
 
 def test_the_restore_command_fails_clearly_for_a_missing_workload(
