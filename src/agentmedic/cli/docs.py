@@ -137,7 +137,8 @@ def _type(annotation: Any) -> str:
 def _flag(name: str, info: FieldInfo) -> str:
     from agentmedic.operator.settings import flag_name
 
-    flag = flag_name(name)
+    # prometheusUrl's flag is --prometheus, as for fleet, backtest and report cost.
+    flag = "--prometheus" if name == "prometheus_url" else flag_name(name)
     value = {
         "bool": "",
         "list": " A,B",
@@ -217,7 +218,8 @@ def render_configuration() -> str:
         "`agentmedic run` starts the operator. Each setting has one name in three spellings "
         "and is taken from the first of these that sets it:",
         "",
-        "1. a flag of `agentmedic run` (`--prometheus-url`);",
+        "1. a flag of `agentmedic run` (`--prometheus`, the flag of every command that reads "
+        "metrics);",
         "2. an environment variable (`AGENTMEDIC_PROMETHEUS_URL`);",
         "3. a YAML config file named by `--config FILE` or `AGENTMEDIC_CONFIG` (key "
         "`prometheusUrl`);",
@@ -256,7 +258,7 @@ def render_configuration() -> str:
         "",
         "```sh",
         "AGENTMEDIC_TENANT=agents-prod agentmedic run \\",
-        "  --prometheus-url https://mimir.example.com/prometheus \\",
+        "  --prometheus https://mimir.example.com/prometheus \\",
         "  --bearer-token-file /var/run/secrets/agentmedic/token \\",
         "  --namespaces agents,research --shard 0/2",
         "```",
