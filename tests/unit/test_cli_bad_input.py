@@ -202,6 +202,8 @@ def _cases() -> Iterator[Case]:
         yield Case(("fleet", *prom, *extra), 2, says)
     yield Case(("fleet", "--prometheus", "ftp://x"), 2, "--prometheus: url must start with http")
     yield Case(("fleet",), 2, "--prometheus URL is required")
+    # -o is every command's (issue 18: `fleet -o json` was refused with the top-level usage).
+    yield Case(("fleet", "-o", "pdf"), 2, "agentmedic fleet: argument -o/--output: invalid choice")
 
     # report cost
     period = ("report", "cost", *prom, "--period", "2026-11")

@@ -113,6 +113,12 @@ def test_the_cap_fix_names_the_smallest_percent_that_acts() -> None:
     assert cap.fix == "raise it to at least 34"
 
 
+def test_a_cap_blocking_several_rules_is_reported_once() -> None:
+    rules = [rule(cond(), actions=DISABLE) | {"name": n} for n in ("a", "b")]
+    policy = spec(*rules, guardrails={"maxDisabledPercent": 10})
+    assert codes(lint_policy(policy, fleet_size=5)) == ["CapRoundsToZero"]
+
+
 def test_a_cap_does_not_matter_to_a_policy_that_never_disables() -> None:
     policy = spec(rule(cond()), guardrails={"maxDisabledPercent": 0})
     assert lint_policy(policy, fleet_size=1) == []

@@ -84,7 +84,12 @@ def lint_policy(
     blast-radius check only reports a cap of 0 %. ``scrape_interval`` is how often the
     agents' metrics are scraped.
     """
-    found = list(_lint(spec, fleet_size, scrape_interval))
+    found: list[Finding] = []
+    for finding in _lint(spec, fleet_size, scrape_interval):
+        # One cap, however many actions it blocks: say it once, naming the first.
+        if finding.code == "CapRoundsToZero" and any(f.code == finding.code for f in found):
+            continue
+        found.append(finding)
     return sorted(found, key=lambda f: f.severity is not Severity.ERROR)
 
 
