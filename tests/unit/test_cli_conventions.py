@@ -448,6 +448,21 @@ def test_no_kubeconfig_at_all_exits_2(argv: tuple[str, ...]) -> None:
     assert len(err.splitlines()) == 1
 
 
+def test_run_without_a_kubeconfig_exits_2(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTMEDIC_", "KUBE"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "agentmedic.cli", "run", *PROM],
+        env={**env, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "no Kubernetes credentials" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def _closed_pipe_run(*argv: str) -> subprocess.CompletedProcess[bytes]:
     read, write = os.pipe()
     os.close(read)  # the reader is gone before the first byte is written
