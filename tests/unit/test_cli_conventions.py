@@ -210,7 +210,7 @@ DISABLING = {
         "conditions": [{"type": "Ready", "status": "True", "reason": "Valid", "message": "ok"}],
         "recentActions": [
             {
-                "time": "2026-11-03T10:00:00Z",
+                "time": "2026-11-03T10:00:00.123456Z",
                 "agent": f"agents/{LONG}",
                 "rule": "low-success",
                 "action": action,
@@ -390,6 +390,7 @@ def test_status_shows_each_decisions_evidence_once(canned_cluster: Path) -> None
     assert out.count("success_rate[15m] = 0.3 < 0.8 (n=150)") == 1
     line = next(x for x in out.splitlines() if "(n=150)" in x)
     assert "scaleToZero Applied, notify Applied" in line
+    assert line.strip().startswith("2026-11-03 10:00:00Z  ")  # to the second
 
 
 def test_namespace_and_all_namespaces_are_exclusive() -> None:

@@ -141,6 +141,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _second(stamp: Any) -> str:
+    """An RFC 3339 time to the second, in UTC (``2026-11-03 10:00:00Z``), for the table."""
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return str(stamp)
+    if moment.tzinfo is None:
+        return str(stamp)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
 def undo_command(kind: str, namespace: str, name: str) -> str:
     """The command that restores a workload, in kubectl's reference form."""
     return f"agentmedic restore {kind.lower()}/{name} -n {namespace}"
@@ -251,7 +264,7 @@ def render(
                 f"{w['kind'].lower()}/{w['name']}",
                 "; ".join(w["changes"]),
                 f"{policy} / {w['rule']}",
-                w["at"],
+                _second(w["at"]),
             ]
             if wide:
                 cells.append(w["reason"])
@@ -266,7 +279,8 @@ def render(
             out.print(f"\n[bold]{ref}[/bold] recent actions:")
             for a, what in _grouped(actions):
                 out.print(
-                    f"  {a['time']}  {a['agent']}  {', '.join(what)}  {a['rule']}: {a['reason']}",
+                    f"  {_second(a['time'])}  {a['agent']}  {', '.join(what)}  "
+                    f"{a['rule']}: {a['reason']}",
                     markup=False,
                     highlight=False,
                 )
