@@ -365,6 +365,21 @@ def test_status_never_cuts_the_undo_command_off_a_terminal(canned_cluster: Path)
     assert any(undo in line for line in out.splitlines())
 
 
+def test_status_on_a_narrow_terminal_folds_cells_and_keeps_the_undo_whole() -> None:
+    from rich.console import Console
+
+    from agentmedic.cli.status import render
+
+    screen = Console(width=60, force_terminal=True, color_system=None, record=True)
+    render([NOTIFY_ONLY, DISABLING], [_workload()], screen)
+    text = screen.export_text()
+    assert "…" not in text
+    undo = f"agentmedic restore deployment/{LONG} -n {WORKLOAD_NS}"
+    # One logical line, wrapped by the terminal itself rather than cut by the layout.
+    assert undo in text.replace("\n", "")
+    assert any(line.strip().startswith("agentmedic restore") for line in text.splitlines())
+
+
 def test_status_undo_is_a_command_restore_accepts(canned_cluster: Path) -> None:
     _, out, _ = run("status", "--kubeconfig", str(canned_cluster), "-o", "json")
     undo = json.loads(out)["remediated"][0]["undo"].split()

@@ -243,7 +243,7 @@ def render(
     if wide:
         columns += ["INTERVAL", "RULES", "DRY RUN", "MESSAGE"]
     for col in columns:
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # a narrow terminal folds, never cuts
     for p in policies:
         table.add_row(*policy_row(p, wide=wide))
     out.print(table)
@@ -253,10 +253,7 @@ def render(
         if wide:
             cols.append("REASON")
         for col in cols:
-            changed.add_column(col)
-        # A command is copied whole: never wrapped or cut, whatever the width.
-        undo = max(len(w["undo"]) for w in workloads)
-        changed.add_column("UNDO", no_wrap=True, min_width=undo)
+            changed.add_column(col, overflow="fold")
         for w in workloads:
             policy = w["policy"] + (" (policy deleted)" if w["policyDeleted"] else "")
             cells = [
@@ -268,8 +265,13 @@ def render(
             ]
             if wide:
                 cells.append(w["reason"])
-            changed.add_row(*cells, w["undo"])
+            changed.add_row(*cells)
         out.print(changed)
+        # Commands are copied whole: one per line, never folded or cut by the table's
+        # layout, whatever the width (a terminal wraps a long one softly).
+        out.print("Undo with:")
+        for w in workloads:
+            out.print(f"  {w['undo']}", soft_wrap=True, markup=False, highlight=False)
     else:
         out.print("No workload is currently changed by agentmedic.")
     for p in policies:
@@ -283,4 +285,5 @@ def render(
                     f"{a['rule']}: {a['reason']}",
                     markup=False,
                     highlight=False,
+                    soft_wrap=True,
                 )
