@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from agentmedic.api.lint import RATIO_METRICS, Finding, Severity, errors, lint_policy
+from agentmedic.api.lint import RATIO_METRICS, Finding, Severity, errors, lint_policy, summary
 from agentmedic.api.metric_names import BUILTIN_METRICS
 from agentmedic.api.types import AgentPolicySpec
 
@@ -162,3 +162,13 @@ def test_errors_come_first_and_errors_filters_them() -> None:
     assert codes(found) == ["RatioOutOfRange", "WindowTooShort"]
     assert codes(errors(found)) == ["RatioOutOfRange"]
     assert str(found[0]).startswith("spec.rules[1].all[0].value: 80 is outside 0..1")
+
+
+def test_summary_is_one_bounded_line_for_a_condition_message() -> None:
+    policy = spec(rule(cond("success_rate", "<", 80), actions=[{"scaleToZero": {}}]))
+    found = lint_policy(policy)
+    text = summary(found)
+    assert text.startswith("1 error(s), 1 warning(s): spec.rules[0].all[0].value: 80 is outside")
+    assert "\n" not in text
+    assert len(summary(found, max_chars=40)) == 40
+    assert summary([]) == ""

@@ -31,6 +31,7 @@ __all__ = [
     "Severity",
     "errors",
     "lint_policy",
+    "summary",
 ]
 
 DEFAULT_SCRAPE_INTERVAL = timedelta(seconds=30)
@@ -70,6 +71,20 @@ class Finding:
 def errors(findings: list[Finding]) -> list[Finding]:
     """The findings that make a policy wrong rather than doubtful."""
     return [f for f in findings if f.severity is Severity.ERROR]
+
+
+def summary(findings: list[Finding], max_chars: int = 1024) -> str:
+    """The findings as one line for a condition message or an Event, at most ``max_chars``:
+    ``2 warning(s): spec.rules[0].for: ...; use 0s ... | spec...``; ``""`` when none."""
+    if not findings:
+        return ""
+    counts = [
+        f"{n} {severity.value}(s)"
+        for severity in Severity
+        if (n := sum(f.severity is severity for f in findings))
+    ]
+    text = f"{', '.join(counts)}: " + " | ".join(str(f) for f in findings)
+    return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
 
 
 def lint_policy(
