@@ -159,7 +159,16 @@ def test_json_and_yaml_print_the_documented_shape(tmp_path: Path, output: str) -
 def test_json_of_a_valid_file_says_valid(tmp_path: Path) -> None:
     code, out, _ = run("validate", str(write(tmp_path, policy())), "-o", "json")
     assert code == 0
-    assert json.loads(out)["valid"] is True
+    shown = json.loads(out)
+    assert shown["valid"] is True
+    assert [d["document"] for d in shown["documents"]] == [1]
+
+
+def test_an_agent_policy_under_a_kubernetes_api_version_is_not_skipped(tmp_path: Path) -> None:
+    path = write(tmp_path, policy().replace("agentmedic.io/v1alpha1", "v1"))
+    code, _, err = run("validate", str(path))
+    assert code == 1
+    assert f"{path} (p): apiVersion: is 'v1'; set it to agentmedic.io/v1alpha1" in err
 
 
 def test_backtest_of_a_multi_policy_file_names_the_policy_name_to_pick(

@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from dataclasses import field as dataclass_field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -90,11 +91,19 @@ class Finding:
     field: str
     message: str
     fix: str | None = None
+    numbered: bool = dataclass_field(default=True, compare=False)
+    """Whether the text form shows ``#N`` (not for a file holding one document)."""
 
     @property
     def where(self) -> str:
-        where = self.file if self.document is None else f"{self.file}#{self.document}"
+        shown = self.document is not None and self.numbered
+        where = f"{self.file}#{self.document}" if shown else self.file
         return f"{where} ({self.name})" if self.name is not None else where
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        del out["numbered"]
+        return out
 
     def text(self, *, wide: bool = False) -> str:
         head = "warning: " if self.severity == "warning" else ""
@@ -106,8 +115,11 @@ class Finding:
 
 @dataclass(frozen=True)
 class Document:
+    """A policy document as ``-o json`` lists it."""
+
     file: str
-    document: int | None
+    document: int
+    """Position in its file, from 1."""
     name: str | None
     kind: str | None
     errors: int
@@ -153,11 +165,17 @@ def document_name(doc: Any) -> str | None:
 
 def is_builtin_kubernetes(doc: Any) -> bool:
     """A manifest of a Kubernetes API group (``v1``, ``apps/v1``, ``*.k8s.io``) that may
-    sit beside policies (a Secret, a CronJob): not checked, not an error."""
+    sit beside policies (a Secret, a CronJob): not checked, not an error. Never a document
+    whose kind is (or looks like) AgentPolicy, whatever its apiVersion."""
+    from agentmedic.api.types import KIND
+    from agentmedic.api.validation import did_you_mean
+
     if not isinstance(doc, dict):
         return False
     api_version, kind = doc.get("apiVersion"), doc.get("kind")
     if not isinstance(api_version, str) or not isinstance(kind, str) or not kind:
+        return False
+    if kind == KIND or did_you_mean(kind, [KIND]):
         return False
     group, sep, version = api_version.rpartition("/")
     if not version.startswith("v"):
@@ -184,7 +202,7 @@ def check_file(path: Path, options: Options | None = None) -> tuple[list[Documen
         if doc is None or is_builtin_kubernetes(doc):
             continue
         name = document_name(doc)
-        index = number if multi else None
+        index = number
         kind = doc.get("kind") if isinstance(doc, dict) else None
         found: list[Finding] = []
         if isinstance(doc, dict) and (
@@ -239,6 +257,8 @@ def check_file(path: Path, options: Options | None = None) -> tuple[list[Documen
                             item.fix,
                         )
                     )
+        if not multi:
+            found = [replace(f, numbered=False) for f in found]
         seen.append(
             Document(
                 str(path),
@@ -301,7 +321,7 @@ def run(args: argparse.Namespace) -> int:
                     "strict": bool(args.strict),
                 },
                 "documents": [asdict(d) for d in documents],
-                "findings": [asdict(f) for f in findings],
+                "findings": [f.as_dict() for f in findings],
             },
             args.output,
         )
