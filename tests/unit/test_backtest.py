@@ -154,9 +154,9 @@ def test_plan_fetches_fixed_series_once_and_rebuilds_calendar_spend_per_period()
     p = plan(spec, grid)
     assert p.calendar_spend
     assert [str(k) for k in p.range_keys] == [
-        "cost_usd[3600s]",
-        "error_rate[300s]",
-        "executions[300s]",
+        "cost_usd[1h]",
+        "error_rate[5m]",
+        "executions[5m]",
     ]
     assert p.increment_key == SeriesKey("cost_usd", None, timedelta(hours=1), "agent")
     # 22:00, 23:00 on the 4th; the 5th from 00:00; the 6th from 00:00.
@@ -617,7 +617,7 @@ async def test_a_backend_failure_stops_the_backtest_and_names_the_series() -> No
 
     backend.query_range = answer  # type: ignore[method-assign]
     options = BacktestOptions(start=NOW, end=NOW + timedelta(days=2), max_points=1440)
-    with pytest.raises(BacktestDataError, match=r"error_rate\[300s\].*HTTP 503: overloaded"):
+    with pytest.raises(BacktestDataError, match=r"error_rate\[5m\].*HTTP 503: overloaded"):
         await run_backtest(policy, backend, options)
 
 
