@@ -392,7 +392,7 @@ def test_plot_panels_show_the_agents_acted_on_or_else_the_closest_to_the_thresho
     [panel] = panels(acted)
     assert list(panel.lines) == [AgentId(NS, "a")]
     assert [d.kind.value for d in panel.decisions] == ["scaleToZero"]
-    assert panel.thresholds == [(0.2, "threshold 0.2")]
+    assert panel.thresholds == [(0.2, "threshold 20%")]
 
     near = lambda i: (0.15, 100.0)  # noqa: E731
     calm = replay_history(policy, _history(policy, {"a": healthy, "b": near}, 20))
@@ -773,3 +773,13 @@ async def test_a_policy_that_needs_no_series_ends_with_no_history_not_a_wait() -
     options = BacktestOptions(start=NOW, end=NOW + timedelta(hours=1))
     with pytest.raises(BacktestDataError, match="holds no data"):
         await asyncio.wait_for(run_backtest(policy, backend, options), timeout=30)
+
+
+def test_plot_titles_and_threshold_labels_read_in_the_metrics_unit() -> None:
+    policy = _policy()
+    acted = replay_history(
+        policy, _history(policy, {"a": erring_from(5), "b": healthy, "c": healthy}, 20)
+    )
+    [panel] = panels(acted)
+    assert panel.title.endswith("] > 20%")
+    assert panel.thresholds == [(0.2, "threshold 20%")]
