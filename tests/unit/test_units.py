@@ -158,3 +158,20 @@ def test_a_series_names_its_window_as_a_policy_writes_it() -> None:
 
 def test_format_timestamp_of_an_aware_utc_time() -> None:
     assert format_timestamp(datetime(2025, 3, 3, 18, tzinfo=UTC)) == "2025-03-03T18:00:00Z"
+
+
+def test_status_times_are_written_to_the_second() -> None:
+    """``agentmedic status`` showed ``2026-12-03T08:40:05.969659Z``."""
+    from agentmedic.api.types import AgentPolicyStatus, RecentAction
+
+    at = datetime(2026, 12, 3, 8, 40, 5, 969659, tzinfo=UTC)
+    action = RecentAction(
+        time=at, agent="agents/a", rule="r", action="scaleToZero", outcome="Applied", reason="x"
+    )
+    status = AgentPolicyStatus(recent_actions=[action], last_evaluation_time=at)
+    written = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert written["recentActions"][0]["time"] == "2026-12-03T08:40:05Z"
+    assert written["lastEvaluationTime"] == "2026-12-03T08:40:05Z"
+    # Read back, it is the same second.
+    again = AgentPolicyStatus.model_validate(written)
+    assert again.recent_actions[0].time == at.replace(microsecond=0)

@@ -44,6 +44,7 @@ __all__ = [
     "format_latency_ms",
     "format_number",
     "format_percent",
+    "format_threshold",
     "format_timestamp",
     "format_usd",
     "format_value",
@@ -204,8 +205,9 @@ def format_value(metric: str | None, value: float | None, *, extra: int = 0) -> 
     return _FORMATTERS[unit_of(metric)](value, extra=extra)
 
 
-def _format_exact(metric: str | None, value: float) -> str:
-    """A threshold as written: as many digits as the number has (up to a limit)."""
+def format_threshold(metric: str | None, value: float) -> str:
+    """A threshold (or any value set by a person) as written: as many digits as it has,
+    in the metric's unit: ``10.05s``, ``70%``, ``$40.00``."""
     formatter = _FORMATTERS[unit_of(metric)]
     if _not_finite(value) is not None:
         return formatter(value)
@@ -219,7 +221,7 @@ def _format_exact(metric: str | None, value: float) -> str:
 def format_comparison(metric: str | None, observed: float, threshold: float) -> tuple[str, str]:
     """``(observed, threshold)`` as text, the threshold exact and the observed value never
     reading equal to a threshold it differs from (within a few more digits)."""
-    shown_threshold = _format_exact(metric, threshold)
+    shown_threshold = format_threshold(metric, threshold)
     formatter = _FORMATTERS[unit_of(metric)]
     shown = formatter(observed)
     if observed != threshold and _not_finite(observed) is None:
