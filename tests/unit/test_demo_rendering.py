@@ -198,3 +198,18 @@ def test_feed_lines_are_cut_at_a_word_never_inside_one() -> None:
     assert line.startswith(kept)
     assert line[len(kept)] == " "  # the cut falls between words
     assert ellipsize("x" * 50, 10) == "x" * 8 + " …"
+
+
+def test_a_pagerduty_summary_names_its_subject_and_rule_once() -> None:
+    """It read ``low-success on agents/flaky-bot: agents/flaky-bot: low-success firing — …``."""
+    from dataclasses import replace
+
+    from agentmedic.engine.series import AgentId
+
+    said = "agents/flaky-bot: low-success firing — success_rate[30s] = 39% < 80% (n=301)"
+    msg = replace(_message(), agent=AgentId("agents", "flaky-bot"), summary=said)
+    assert pagerduty_event(msg, Delivery(T0), "k")["payload"]["summary"] == said
+    other = replace(msg, summary="error rate 31% for 6m")
+    assert pagerduty_event(other, Delivery(T0), "k")["payload"]["summary"] == (
+        "low-success on agents/flaky-bot: error rate 31% for 6m"
+    )

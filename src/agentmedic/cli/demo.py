@@ -31,7 +31,7 @@ from datetime import timedelta
 from typing import Any
 
 from agentmedic.actions.events import COMPONENT
-from agentmedic.cli._errors import EXIT_USAGE, fail
+from agentmedic.cli._errors import EXIT_INTERRUPTED, EXIT_USAGE, fail
 
 # Each feed line in full: the screen may ellipsize it, the log never does.
 _feed_log = logging.getLogger("agentmedic.demo.feed")
@@ -377,7 +377,7 @@ def run(args: argparse.Namespace) -> int:
         world.stop()
         logging.getLogger(__name__).info("sandbox stopped")
     print(f"operator log: {log_path}", flush=True)
-    return 130 if code is None else code
+    return EXIT_INTERRUPTED if code is None else code
 
 
 def _log_to(path: Any) -> None:
@@ -466,18 +466,23 @@ def _run_plain(world: Any, tracker: Tracker, deadline: float) -> None:
 
 
 def _states(world: Any) -> str:
-    """Each agent that is not clear, with its rule state; then how many are clear."""
-    shown: list[str] = []
-    clear = 0
+    """Agents grouped by rule state, those with one first: ``flaky-bot: disabled
+    (low-success); 8 agents systemic: low-success (slow-bot, helper-1, …); 1 clear``."""
+    groups: dict[str, list[str]] = {}
     for spec in world.scenario.agents:
         text, _ = rule_state(world.agent_view(spec.name), spec.model, {})
-        if text == "clear":
-            clear += 1
+        groups.setdefault(text, []).append(spec.name)
+    clear = groups.pop("clear", [])
+    shown: list[str] = []
+    for text, names in groups.items():
+        if len(names) == 1:
+            shown.append(f"{names[0]}: {text}")
         else:
-            shown.append(f"{spec.name}: {text}")
+            listed = ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
+            shown.append(f"{len(names)} agents {text} ({listed})")
     if clear:
-        shown.append(f"{clear} clear" if shown else f"all {clear} agents clear")
-    return ", ".join(shown)
+        shown.append(f"{len(clear)} clear" if shown else f"all {len(clear)} agents clear")
+    return "; ".join(shown)
 
 
 def _summary(world: Any, tracker: Tracker) -> int:
