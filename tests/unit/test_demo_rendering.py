@@ -108,13 +108,17 @@ def test_the_demo_shows_slack_text_without_entities() -> None:
 # --------------------------------------------------------------------- the live view
 
 
-def _view(replicas: int = 2, model: str = "gpt-4o", **states: AgentState) -> AgentView:
+def _agent(replicas: int = 2, model: str = "gpt-4o", **states: AgentState) -> AgentView:
+    return AgentView(replicas=replicas, model=model, states=dict(states))
+
+
+def _agent(replicas: int = 2, model: str = "gpt-4o", **states: AgentState) -> AgentView:
     return AgentView(replicas=replicas, model=model, states=dict(states))
 
 
 def test_an_agent_without_a_breaching_rule_is_clear_never_healthy_by_assumption() -> None:
-    assert rule_state(_view(), "gpt-4o", {"success": 0.98}) == ("clear", "green")
-    assert rule_state(_view(), "gpt-4o", {"success": None, "p95": None})[0] == (
+    assert rule_state(_agent(), "gpt-4o", {"success": 0.98}) == ("clear", "green")
+    assert rule_state(_agent(), "gpt-4o", {"success": None, "p95": None})[0] == (
         "no data (rules held)"
     )
 
@@ -174,11 +178,11 @@ def test_an_agent_without_a_breaching_rule_is_clear_never_healthy_by_assumption(
 def test_the_live_view_shows_each_agents_rule_state(
     states: dict[str, AgentState], replicas: int, model: str, text: str
 ) -> None:
-    assert rule_state(_view(replicas, model, **states), "gpt-4o", {"success": 0.3})[0] == text
+    assert rule_state(_agent(replicas, model, **states), "gpt-4o", {"success": 0.3})[0] == text
 
 
 def test_two_policies_states_are_both_shown() -> None:
-    view = _view(
+    view = _agent(
         a=AgentState(rules={"low-success": RuleState(pending_since=T0, systemic=True)}),
         b=AgentState(rules={"quality": RuleState(pending_since=T0)}),
     )
@@ -213,3 +217,87 @@ def test_a_pagerduty_summary_names_its_subject_and_rule_once() -> None:
     assert pagerduty_event(other, Delivery(T0), "k")["payload"]["summary"] == (
         "low-success on agents/flaky-bot: error rate 31% for 6m"
     )
+
+
+class _Receivers:
+    def accepted(self) -> list[Received]:
+        return []
+
+
+class _World:
+    """What the live view reads of a World, without servers."""
+
+    real_api = False
+
+    def __init__(self) -> None:
+        from agentmedic.sandbox.world import demo_scenario
+
+        self.scenario = demo_scenario(agents=4)
+        self.receivers = _Receivers()
+        self.views = {
+            "flaky-bot": _workload(
+                0,
+                states={
+                    "p": AgentState(
+                        rules={"low-success": RuleState(pending_since=T0, firing_since=T0)},
+                        disabled=Mark("e", "low-success", T0, confirmed=True),
+                    )
+                },
+            ),
+            "slow-bot": _workload(
+                states={
+                    "p": AgentState(
+                        rules={"latency-spike": RuleState(pending_since=T0, firing_since=T0)}
+                    )
+                }
+            ),
+        }
+
+    def elapsed(self) -> float:
+        return 42.0
+
+    def agent_view(self, name: str) -> AgentView:
+        spec = next(a for a in self.scenario.agents if a.name == name)
+        return self.views.get(name, _workload(2, spec.model))
+
+
+def _workload(
+    replicas: int = 2, model: str = "gpt-4o", states: dict[str, AgentState] | None = None
+) -> AgentView:
+    return AgentView(replicas=replicas, model=model, states=dict(states or {}))
+
+
+def test_the_live_view_renders_rule_states_units_and_whole_words() -> None:
+    """slow-bot at p95 27 s read ``healthy``; the feed cut ``gpt-4o → gpt-4o`` mid-word."""
+    from rich.console import Console
+
+    from agentmedic.cli.demo import Tracker
+    from agentmedic.cli.demo import _view as live_view
+
+    world = _World()
+    tracker = Tracker(world)
+    tracker.feed.append(
+        "[ 50.4s] [DRY RUN] ModelSwitched: switched the model of deployment/spendy-bot in "
+        "agents from gpt-4o to gpt-4o-mini: rule budget.soft of policy agents/daily-budget: "
+        "budget stage budget.soft firing: cost_usd[48m] = $16.61 >= $16.00; switch model gpt-4o → "
+        "gpt-4o-mini (cost_usd[48m] = $16.61 >= $16.00); undo: agentmedic restore "
+        "agents/spendy-bot --kind deployment " + "word " * 60
+    )
+    metrics = {
+        "slow-bot": {"success": 0.98, "p95": 27100.0, "cost": 12.4},
+        "helper-1": {"success": 0.3, "p95": 850.0, "cost": 0.5},
+    }
+    console = Console(width=160, record=True, color_system=None)
+    console.print(live_view(world, tracker, metrics, console.width))
+    text = console.export_text()
+    rows = {line.split("│")[1].strip(): line for line in text.splitlines() if "-bot" in line}
+    assert "firing: latency-spike" in rows["slow-bot"]
+    assert "27.1s" in rows["slow-bot"]
+    assert "$12.40" in rows["slow-bot"]
+    assert "disabled (low-success)" in rows["flaky-bot"]
+    assert "healthy" not in text
+    assert "30%" in text
+    assert "850ms" in text
+    assert "[DRY RUN]" in text  # shown as text, not taken for markup
+    assert "gpt-4o-mini" in text
+    assert " …" in text  # the long line ends at a word

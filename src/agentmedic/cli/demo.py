@@ -181,6 +181,16 @@ def _now() -> Any:
     return datetime.now(UTC)
 
 
+# What each role's script does (the outage hits every agent): the column says what was
+# scripted, the rule state what the operator made of it.
+_SCRIPTED = {
+    "flaky": "errors ramp up",
+    "slow": "latency spike",
+    "spendy": "burns budget",
+    "healthy": "no fault",
+}
+
+
 def rule_state(view: Any, spec_model: str, metrics: dict[str, float | None]) -> tuple[str, str]:
     """What the operator thinks of one agent, from its workload (replicas, model, the
     engine's memory per policy): ``(text, rich style)``.
@@ -250,9 +260,12 @@ def _agent_table(world: Any, metrics: dict[str, dict[str, float | None]]) -> Any
         m = metrics.get(spec.name, {})
         view = world.agent_view(spec.name)
         text, style = rule_state(view, spec.model, m)
+        if not m and text == "clear":
+            text, style = "waiting for metrics", "dim"  # nothing fetched yet
+        role = world.scenario.roles.get(spec.name, "")
         table.add_row(
             spec.name,
-            world.scenario.roles.get(spec.name, ""),
+            _SCRIPTED.get(role, role),
             str(view.replicas),
             view.model or "?",
             show(m.get("success"), format_percent),
