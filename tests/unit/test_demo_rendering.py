@@ -301,3 +301,14 @@ def test_the_live_view_renders_rule_states_units_and_whole_words() -> None:
     assert "[DRY RUN]" in text  # shown as text, not taken for markup
     assert "gpt-4o-mini" in text
     assert " …" in text  # the long line ends at a word
+
+
+def test_a_slack_fallback_names_its_subject_once() -> None:
+    from dataclasses import replace
+
+    from agentmedic.engine.series import AgentId
+
+    said = "agents/flaky-bot: low-success firing — success_rate[30s] = 39% < 80% (n=301)"
+    msg = replace(_message(), agent=AgentId("agents", "flaky-bot"), summary=said)
+    text = plain_text(slack_payload(msg, Delivery(T0))["text"])
+    assert text == f"Firing (critical): {said}"

@@ -138,8 +138,12 @@ def slack_payload(message: Message, delivery: Delivery) -> dict[str, Any]:
     )
     blocks.append({"type": "context", "elements": context[:CONTEXT_MAX_ELEMENTS]})
 
-    fallback = f"{dry}{state}: {message.rule} on {message.subject} ({message.severity.value})"
-    fallback += f" - {message.summary}"
+    if message.summary.startswith(f"{message.subject}: "):
+        # The operator's summaries name their subject and rule already: say it once.
+        fallback = f"{dry}{state} ({message.severity.value}): {message.summary}"
+    else:
+        fallback = f"{dry}{state}: {message.rule} on {message.subject} ({message.severity.value})"
+        fallback += f" - {message.summary}"
     if message.undo:
         fallback += f" Undo: {message.undo}"
     return {"text": clip(escape(fallback), TEXT_MAX_CHARS), "blocks": blocks[:MESSAGE_MAX_BLOCKS]}
