@@ -186,7 +186,7 @@ def test_two_policies_states_are_both_shown() -> None:
         a=AgentState(rules={"low-success": RuleState(pending_since=T0, systemic=True)}),
         b=AgentState(rules={"quality": RuleState(pending_since=T0)}),
     )
-    assert rule_state(view, "gpt-4o", {})[0] == "systemic: low-success; pending: quality"
+    assert rule_state(view, "gpt-4o", {})[0] == "systemic: low-success · pending: quality"
 
 
 def test_feed_lines_are_cut_at_a_word_never_inside_one() -> None:

@@ -234,7 +234,7 @@ def rule_state(view: Any, spec_model: str, metrics: dict[str, float | None]) -> 
                 parts.append(f"pending: {name}")
                 style = "yellow" if style == "green" else style
     if parts:
-        return "; ".join(parts), style
+        return " · ".join(parts), style
     if any(s.no_data_since is not None for s in states) or (
         metrics and all(v is None for v in metrics.values())
     ):

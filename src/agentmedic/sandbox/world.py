@@ -35,10 +35,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from agentmedic.actions.record import STATE_PREFIX
 from agentmedic.api.durations import TIME_COMPRESSION_ENV, format_duration, parse_duration
+from agentmedic.api.types import API_VERSION, KIND
 from agentmedic.api.yamlfile import load_documents
 from agentmedic.engine.state import AgentState as EngineAgentState
 from agentmedic.sandbox.cluster import LocalCluster
@@ -429,6 +431,7 @@ class World:
             self.emulator.install_crd()
             for ns in namespaces:
                 self.emulator.ensure_namespace(ns)
+            self._wait_for_policy_cache(self.emulator, namespaces[0])
         for ns in namespaces:
             for obj in _secrets(ns, self.receivers):
                 self.emulator.create(obj)
@@ -459,6 +462,25 @@ class World:
             self.emulator.create(self._local_channels(policy))
         self.log(f"applied {len(self.scenario.policies)} AgentPolicies")
         return self
+
+    @staticmethod
+    def _wait_for_policy_cache(cluster: LocalCluster, namespace: str, timeout: float = 30) -> None:
+        """Wait until the API server serves AgentPolicies from its watch cache.
+
+        A CRD is Established before its watch cache is: a watch in between is answered 429
+        "storage is (re)initializing", which kopf retries but logs at ERROR. A list with
+        ``resourceVersion=0`` is served by the same cache, so its 200 says a watch will be.
+        """
+        path = cluster.resource_path(API_VERSION, KIND, namespace)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                cluster.request("GET", path, params={"resourceVersion": "0", "limit": "1"})
+                return
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code != 429 or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)
 
     def _local_channels(self, policy: dict[str, Any]) -> dict[str, Any]:
         """Point every PagerDuty channel at the local receiver: nothing leaves loopback."""
