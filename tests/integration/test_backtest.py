@@ -404,7 +404,7 @@ def test_agents_without_the_policys_metrics_fail_with_a_clear_error(
     code = _cli(prometheus, tmp_path, policy=TOOLS_POLICY)
     err = capsys.readouterr().err
     assert code == 1, err
-    assert "holds no data for the policy's metrics (tool_error_rate[300s])" in err
+    assert "holds no data for the policy's metrics (tool_error_rate[5m])" in err
     assert "6 agent(s) in namespace 'agents'" in err
 
 

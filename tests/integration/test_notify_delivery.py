@@ -182,7 +182,7 @@ async def test_slack_gets_a_block_kit_message_with_agent_rule_severity_evidence_
     assert fields["*Rule*"] == "quality-degradation"
     assert fields["*Severity*"] == "high"
     assert fields["*State*"] == "firing"
-    assert "error_rate &gt; 0.15: 0.31" in blocks[3]["text"]["text"]
+    assert "error_rate[5m] = 31% &gt; 15%" in blocks[3]["text"]["text"]
     assert "scaled deployment agents/support-bot to 0 (was 3)" in blocks[4]["text"]["text"]
     assert blocks[5]["elements"][0]["text"] == f"Undo: `{UNDO}`"
 

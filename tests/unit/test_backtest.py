@@ -154,9 +154,9 @@ def test_plan_fetches_fixed_series_once_and_rebuilds_calendar_spend_per_period()
     p = plan(spec, grid)
     assert p.calendar_spend
     assert [str(k) for k in p.range_keys] == [
-        "cost_usd[3600s]",
-        "error_rate[300s]",
-        "executions[300s]",
+        "cost_usd[1h]",
+        "error_rate[5m]",
+        "executions[5m]",
     ]
     assert p.increment_key == SeriesKey("cost_usd", None, timedelta(hours=1), "agent")
     # 22:00, 23:00 on the 4th; the 5th from 00:00; the 6th from 00:00.
@@ -392,7 +392,7 @@ def test_plot_panels_show_the_agents_acted_on_or_else_the_closest_to_the_thresho
     [panel] = panels(acted)
     assert list(panel.lines) == [AgentId(NS, "a")]
     assert [d.kind.value for d in panel.decisions] == ["scaleToZero"]
-    assert panel.thresholds == [(0.2, "threshold 0.2")]
+    assert panel.thresholds == [(0.2, "threshold 20%")]
 
     near = lambda i: (0.15, 100.0)  # noqa: E731
     calm = replay_history(policy, _history(policy, {"a": healthy, "b": near}, 20))
@@ -617,7 +617,7 @@ async def test_a_backend_failure_stops_the_backtest_and_names_the_series() -> No
 
     backend.query_range = answer  # type: ignore[method-assign]
     options = BacktestOptions(start=NOW, end=NOW + timedelta(days=2), max_points=1440)
-    with pytest.raises(BacktestDataError, match=r"error_rate\[300s\].*HTTP 503: overloaded"):
+    with pytest.raises(BacktestDataError, match=r"error_rate\[5m\].*HTTP 503: overloaded"):
         await run_backtest(policy, backend, options)
 
 
@@ -773,3 +773,13 @@ async def test_a_policy_that_needs_no_series_ends_with_no_history_not_a_wait() -
     options = BacktestOptions(start=NOW, end=NOW + timedelta(hours=1))
     with pytest.raises(BacktestDataError, match="holds no data"):
         await asyncio.wait_for(run_backtest(policy, backend, options), timeout=30)
+
+
+def test_plot_titles_and_threshold_labels_read_in_the_metrics_unit() -> None:
+    policy = _policy()
+    acted = replay_history(
+        policy, _history(policy, {"a": erring_from(5), "b": healthy, "c": healthy}, 20)
+    )
+    [panel] = panels(acted)
+    assert panel.title.endswith("] > 20%")
+    assert panel.thresholds == [(0.2, "threshold 20%")]

@@ -146,7 +146,8 @@ def test_forecast_fires_the_soft_stage_early_with_the_crossing_time() -> None:
     (n,) = o.notifications
     assert n.rule == "budget.soft"
     assert n.summary.endswith(
-        "cost_usd_forecast[1h] = 80 >= 50; projected to reach 50 USD at 2025-03-03T18:00:00Z"
+        "cost_usd_forecast[1h] = $80.00 >= $50.00; "
+        "projected to reach $50.00 at 2025-03-03T18:00:00Z"
     )
     assert n.evidence is not None
     assert n.evidence.holds()

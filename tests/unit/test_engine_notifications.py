@@ -35,9 +35,7 @@ def test_firing_message_carries_the_evidence_the_action_and_how_to_undo_it() -> 
     assert n.undo == "agentmedic restore agents/a0"
     assert n.evidence is not None
     assert n.evidence.holds()
-    assert n.summary == (
-        "agents/a0: r firing — error_rate[5m] = 0.5 > 0.15 (n=100); scaled to zero"
-    )
+    assert n.summary == ("agents/a0: r firing — error_rate[5m] = 50% > 15% (n=100); scaled to zero")
 
 
 def test_one_firing_message_per_episode_and_one_resolved_when_it_ends() -> None:

@@ -139,7 +139,7 @@ def test_condition_evidence_describes_insufficient_samples_and_hysteresis() -> N
     assert ev.reason == Reason.INSUFFICIENT_SAMPLES
     assert "fewer than minSamples 20" in ev.describe()
     ev = ConditionEvidence("error_rate", None, W5, Op.GT, 0.05, 0.1, hysteresis=True)
-    assert ev.describe() == "error_rate[5m] = 0.1 > 0.05 (recoverValue)"
+    assert ev.describe() == "error_rate[5m] = 10% > 5% (recoverValue)"
     assert ev.reason == Reason.BREACHING
     assert ConditionEvidence("x", None, W5, Op.GT, 1, None).reason == Reason.NO_DATA
 

@@ -100,9 +100,7 @@ def test_slack_message_reads_header_summary_fields_evidence_action_and_undo() ->
     assert fields["*Severity*"] == "high"
     assert fields["*State*"] == "firing"
     assert payload["blocks"][3]["text"]["text"] == (
-        "*Evidence*\n"
-        "• error_rate &gt; 0.15: 0.31 (threshold 0.15, over 5m)\n"
-        "• latency_p95_ms &gt; 10000: 12400 (threshold 10000, over 5m)"
+        "*Evidence*\n• error_rate[5m] = 31% &gt; 15%\n• latency_p95_ms[5m] = 12.4s &gt; 10s"
     )
     action = payload["blocks"][4]["text"]["text"]
     assert action == "*Action taken*\nscaled deployment agents/support-bot to 0 (was 3)"
@@ -280,5 +278,5 @@ def test_unsigned_channels_send_no_signature_and_requests_hide_their_url() -> No
 
 def test_evidence_reads_no_data_when_the_value_is_missing() -> None:
     assert str(Evidence("error_rate > 0.15", None, 0.15, timedelta(minutes=5))) == (
-        "error_rate > 0.15: no data (threshold 0.15, over 5m)"
+        "error_rate[5m]: no data (> 15%)"
     )

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
 from pydantic.alias_generators import to_camel
 
 from agentmedic.api.durations import (
@@ -23,6 +23,7 @@ from agentmedic.api.durations import (
     duration_bounds_cel,
     format_duration,
 )
+from agentmedic.api.units import format_timestamp
 
 __all__ = [
     "API_VERSION",
@@ -537,6 +538,13 @@ class AgentPolicySpec(Model):
 # --------------------------------------------------------------------------- status
 
 
+Timestamp = Annotated[
+    datetime, PlainSerializer(format_timestamp, return_type=str, when_used="json")
+]
+"""A time in status: written as RFC 3339 in UTC to the second (``2026-12-03T08:40:05Z``), as
+Kubernetes writes its own times, never with microseconds."""
+
+
 class ConditionStatus(StrEnum):
     TRUE = "True"
     FALSE = "False"
@@ -552,7 +560,7 @@ class StatusCondition(Model):
     """A CamelCase reason."""
     message: str = ""
     """A human-readable explanation."""
-    last_transition_time: datetime
+    last_transition_time: Timestamp
     """When status last changed."""
     observed_generation: int | None = None
     """The spec generation the condition was computed for."""
@@ -576,7 +584,7 @@ class AgentCounts(Model):
 
 
 class Spend(Model):
-    period_start: datetime
+    period_start: Timestamp
     """Start of the current budget period."""
     usd: float
     """Spend so far in the period (policy scope: all agents; agent scope: the sum), in steps
@@ -598,7 +606,7 @@ class ActionOutcome(StrEnum):
 
 
 class RecentAction(Model):
-    time: datetime
+    time: Timestamp
     """When the action was decided."""
     agent: str
     """namespace/name of the agent's workload."""
@@ -625,7 +633,7 @@ class AgentPolicyStatus(Model):
     """Spend in the current budget period, when spec.budget is set."""
     recent_actions: list[RecentAction] = Field(default_factory=list, max_length=20)
     """The last actions, newest first (at most 20)."""
-    last_evaluation_time: datetime | None = None
+    last_evaluation_time: Timestamp | None = None
     """When the policy was last evaluated."""
 
 

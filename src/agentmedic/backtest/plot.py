@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from agentmedic.api.durations import format_duration
+from agentmedic.api.units import format_value
 from agentmedic.backtest.plotdata import (
     FADE_NOTE,
     LABEL_ROW_HEIGHT,
@@ -174,6 +175,13 @@ def _draw_panel(
     return points
 
 
+def _metric_of(ylabel: str) -> str | None:
+    """The metric a panel plots, from its y label (a metric's name, ``query`` or ``USD``)."""
+    if ylabel == "USD":
+        return "cost_usd"
+    return None if ylabel == "query" else ylabel
+
+
 def _draw_marker(ax: Any, m: Marker, colour: dict[AgentId, str], used: set[str]) -> None:
     shape, _ = _SHAPES.get(m.kind, ("o", m.kind))
     edge = "black" if m.agent is None else colour.get(m.agent, "black")
@@ -236,6 +244,7 @@ def _figure(result: BacktestResult) -> tuple[Any, int]:
         matplotlib.use("Agg")
         import matplotlib.dates as mdates
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
     except ImportError:
         raise PlotError(
             "--plot needs matplotlib; install it with `pip install 'agentmedic[plot]'`"
@@ -255,15 +264,17 @@ def _figure(result: BacktestResult) -> tuple[Any, int]:
             notes.append(f"+{panel.more} more agents not drawn")
         if panel.unlabelled:
             notes.append(f"{panel.unlabelled} markers unlabelled: no room; colour = agent")
-        money = "$" if panel.ylabel == "USD" else ""
+        metric = _metric_of(panel.ylabel)
         notes += [
             f"{'↑' if c.above else '↓'} {c.agent.name} after its change: "
-            f"{money}{c.extreme:,.4g}, off the scale"
+            f"{format_value(metric, c.extreme)}, off the scale"
             for c in panel.clips
         ]
         title = panel.title + (f"  ({'; '.join(notes)})" if notes else "")
         ax.set_title(title, fontsize=9, loc="left")
         ax.set_ylabel(panel.ylabel, fontsize=8)
+        # Ticks in the metric's unit, like the evidence: 10s, 30%, $40.00.
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos, m=metric: format_value(m, v)))
         ax.tick_params(labelsize=7)
         ax.grid(True, alpha=0.3)
         if panel.lines:

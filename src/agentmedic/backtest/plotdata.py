@@ -41,6 +41,7 @@ from typing import Literal
 
 from agentmedic.api.durations import format_duration
 from agentmedic.api.types import ActionOutcome, BudgetScope, Condition, Op, Rule
+from agentmedic.api.units import format_threshold, format_usd
 from agentmedic.backtest.history import History
 from agentmedic.backtest.report import BacktestResult, SystemicEpisodeReport, outcome_of
 from agentmedic.engine.conditions import BREACH, CLEAR, compile_rule
@@ -419,16 +420,17 @@ def panels(result: BacktestResult, *, label_chars: float = LABEL_CHARS_PER_AXIS)
             key = SeriesKey(cond.metric, cond.query, cond.window, spec.agent_label)
             what = cond.metric or "query"
             title = f"{rule.name}: {what}[{format_duration(cond.window)}] {cond.op.value} "
-            title += f"{cond.value:g}"
+            title += format_threshold(cond.metric, cond.value)
             note = ""
             shown = agents
             if not shown:
                 shown = _closest({a: h.series(key, a) for a in h.agents}, cond, 3)
                 note = "never fired; the agents closest to the threshold"
             lines = {a: h.series(key, a) for a in shown[:MAX_LINES]}
-            thresholds = [(cond.value, f"threshold {cond.value:g}")]
+            thresholds = [(cond.value, f"threshold {format_threshold(cond.metric, cond.value)}")]
             if cond.recover_value is not None and cond.recover_value != cond.value:
-                thresholds.append((cond.recover_value, f"recoverValue {cond.recover_value:g}"))
+                recover = format_threshold(cond.metric, cond.recover_value)
+                thresholds.append((cond.recover_value, f"recoverValue {recover}"))
             panel = Panel(
                 title=title,
                 rule=rule.name,
@@ -456,10 +458,10 @@ def panels(result: BacktestResult, *, label_chars: float = LABEL_CHARS_PER_AXIS)
                 key=lambda a: -max(_finite(spends[a]), default=0.0),
             )[:3]
             note = "never reached; the largest spenders"
-        thresholds = [(budget.limit_usd, f"limit ${budget.limit_usd:g}")]
+        thresholds = [(budget.limit_usd, f"limit {format_usd(budget.limit_usd)}")]
         if budget.soft is not None:
             soft = budget.limit_usd * budget.soft.at_percent / 100
-            thresholds.append((soft, f"soft {budget.soft.at_percent:g}% ${soft:g}"))
+            thresholds.append((soft, f"soft {budget.soft.at_percent:g}% {format_usd(soft)}"))
         lines = {a: h.spend_series(a) for a in agents[:MAX_LINES]}
         panel = Panel(
             title=f"budget: spend this {budget.period} (scope {budget.scope.value})",

@@ -4,14 +4,25 @@ Runs :class:`agentmedic.sandbox.world.World`: the real operator, a real Promethe
 real notification code against a simulated fleet and either the local Kubernetes control
 plane (``--api real``, the default when ``make k8s`` has built its binaries) or the
 in-process API emulator (``--api emulated``). A live view
-shows each agent's state and a feed of what agentmedic does; the summary at the end says
-what was done and why. Exit status 0 only when every expected remediation happened, so
-the demo doubles as a smoke test.
+shows each agent's rule state (pending, firing, systemic, disabled, downgraded, no data)
+and a feed of what agentmedic does, in plain text; the summary at the end says what was
+done and why. Exit status 0 only when every expected remediation happened, so the demo
+doubles as a smoke test.
+
+``--keep`` leaves the sandbox running after the summary and prints a kubeconfig for it, so
+that ``agentmedic status``, ``agentmedic restore`` and kubectl can be tried on it; Ctrl-C
+(or SIGTERM) then stops it, and the exit status is still the self-check's (0 or 1). An
+interruption before the summary exits 130.
+
+Every feed line is written in full to the log (``agentmedic-demo.log`` in the temporary
+directory); the live view wraps it at words and ellipsizes it at a word when it is longer
+than two lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import time
@@ -20,7 +31,10 @@ from datetime import timedelta
 from typing import Any
 
 from agentmedic.actions.events import COMPONENT
-from agentmedic.cli._errors import EXIT_USAGE, fail
+from agentmedic.cli._errors import EXIT_INTERRUPTED, EXIT_USAGE, fail
+
+# Each feed line in full: the screen may ellipsize it, the log never does.
+_feed_log = logging.getLogger("agentmedic.demo.feed")
 
 EXPECTED = (
     ("flaky", "one agent disabled for low success"),
@@ -39,7 +53,8 @@ def register(sub: Any) -> None:
         "simulated fleet instrumented with agentmedic.instrument, a real Prometheus, "
         "Slack/PagerDuty-shaped receivers) and the real operator with the example policies, "
         "time-compressed. Exits 0 when every expected remediation happened, 1 when one "
-        "did not, 2 for bad arguments or a missing Prometheus.",
+        "did not, 2 for bad arguments or a missing Prometheus, 130 when interrupted before "
+        "the summary.",
     )
     p.add_argument(
         "--duration", type=float, default=150.0, help="seconds the scenario takes (default 150)"
@@ -49,6 +64,13 @@ def register(sub: Any) -> None:
         "--no-ui", action="store_true", help="plain progress lines instead of a live view"
     )
     p.add_argument("--seed", type=int, default=7, help="random seed of the simulation")
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="after the summary, keep the sandbox running and print a kubeconfig for it, so "
+        "that `agentmedic status`, `agentmedic restore` and kubectl can be tried on it; "
+        "Ctrl-C stops it (the exit status stays the self-check's: 0 passed, 1 failed)",
+    )
     p.add_argument(
         "--api",
         choices=("real", "emulated"),
@@ -71,6 +93,7 @@ class Tracker:
     met: dict[str, str] = field(default_factory=dict)
 
     def poll(self) -> list[str]:
+        """New feed lines since the last poll, in full and in plain text (also logged)."""
         new: list[str] = []
         w = self.world
         for event in sorted(w.events(), key=lambda e: e["metadata"].get("creationTimestamp", "")):
@@ -83,18 +106,13 @@ class Tracker:
                 continue  # the same story is on the workload
             if event.get("reportingComponent") != COMPONENT:
                 continue  # a real cluster's controllers tell their own story
-            new.append(f"{_clock(w)} {event['reason']}: {event['message'][:160]}")
+            new.append(f"{_clock(w)} {event['reason']}: {event['message']}")
         received = w.receivers.accepted()
         for r in received[self.seen_messages :]:
-            body = r.json()
-            if "event_action" in body:
-                text = f"{body['event_action']} {body.get('payload', {}).get('summary', '')}"
-            elif "text" in body:
-                text = body["text"]
-            else:
-                text = body.get("summary") or body.get("state", "")
-            new.append(f"{_clock(w)} → {r.kind.value}: {str(text)[:150]}")
+            new.append(f"{_clock(w)} → {r.kind.value}: {w.receivers.describe(r)}")
         self.seen_messages = len(received)
+        for line in new:
+            _feed_log.info("%s", line)
         self.feed.extend(new)
         self._check()
         return new
@@ -163,41 +181,121 @@ def _now() -> Any:
     return datetime.now(UTC)
 
 
+# What each role's script does (the outage hits every agent): the column says what was
+# scripted, the rule state what the operator made of it.
+_SCRIPTED = {
+    "flaky": "errors ramp up",
+    "slow": "latency spike",
+    "spendy": "burns budget",
+    "healthy": "no fault",
+}
+
+
+def rule_state(view: Any, spec_model: str, metrics: dict[str, float | None]) -> tuple[str, str]:
+    """What the operator thinks of one agent, from its workload (replicas, model, the
+    engine's memory per policy): ``(text, rich style)``.
+
+    Disabled and downgraded first, then each rule that is systemic (part of a fleet-wide
+    outage: paged, nobody disabled), firing or pending. An agent none of whose rules
+    breaches reads ``clear``, or ``no data`` when its rules are held for lack of numbers.
+    """
+    parts: list[str] = []
+    style = "green"
+    shown_rules: set[str] = set()
+    states = list(view.states.values())
+    disabled = next((s.disabled for s in states if s.disabled is not None), None)
+    if disabled is not None and disabled.dry_run:
+        parts.append(f"would disable ({disabled.rule}, dry run)")
+        style = "yellow"
+    elif view.replicas == 0:
+        parts.append(f"disabled ({disabled.rule})" if disabled is not None else "disabled")
+        style = "red"
+    if disabled is not None:
+        shown_rules.add(disabled.rule)
+    downgraded = next((s.downgraded for s in states if s.downgraded is not None), None)
+    if view.model is not None and view.model != spec_model:
+        why = f", {downgraded.rule}" if downgraded is not None else ""
+        parts.append(f"downgraded ({spec_model} → {view.model}{why})")
+        style = "yellow" if style == "green" else style
+        if downgraded is not None:
+            shown_rules.add(downgraded.rule)
+    for state in states:
+        for name, rs in sorted(state.rules.items()):
+            if name in shown_rules or not (rs.pending or rs.firing):
+                continue
+            shown_rules.add(name)
+            if rs.systemic:
+                parts.append(f"systemic: {name}")
+                style = "magenta" if style in ("green", "yellow") else style
+            elif rs.firing:
+                parts.append(f"firing: {name}")
+                style = "red"
+            else:
+                parts.append(f"pending: {name}")
+                style = "yellow" if style == "green" else style
+    if parts:
+        return " · ".join(parts), style
+    if any(s.no_data_since is not None for s in states) or (
+        metrics and all(v is None for v in metrics.values())
+    ):
+        return "no data (rules held)", "dim"
+    return "clear", "green"
+
+
 def _agent_table(world: Any, metrics: dict[str, dict[str, float | None]]) -> Any:
     from rich.table import Table
+    from rich.text import Text
+
+    from agentmedic.api.units import format_latency_ms, format_percent, format_usd
 
     table = Table(expand=True, title="agents (namespace agents)")
-    for col in ("agent", "scripted as", "replicas", "model", "success", "p95", "spend", "state"):
-        table.add_column(col)
+    for col in ("agent", "scripted as", "replicas", "model", "success", "p95", "spend"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("rule state", ratio=1)
 
-    def show(value: float | None, fmt: str, scale: float = 1.0) -> str:
-        return "-" if value is None else format(value / scale, fmt)
+    def show(value: float | None, fmt: Any) -> str:
+        return "-" if value is None else str(fmt(value))
 
     for spec in world.scenario.agents:
         m = metrics.get(spec.name, {})
-        replicas = world.replicas(spec.name)
-        model = world.model(spec.name) or "?"
-        state = "[green]healthy[/green]"
-        if replicas == 0:
-            state = "[red]disabled[/red]"
-        elif model != spec.model:
-            state = "[yellow]downgraded[/yellow]"
+        view = world.agent_view(spec.name)
+        text, style = rule_state(view, spec.model, m)
+        if not m and text == "clear":
+            text, style = "waiting for metrics", "dim"  # nothing fetched yet
+        role = world.scenario.roles.get(spec.name, "")
         table.add_row(
             spec.name,
-            world.scenario.roles.get(spec.name, ""),
-            str(replicas),
-            model,
-            show(m.get("success"), ".0%"),
-            show(m.get("p95"), ".1f", 1000) + ("s" if m.get("p95") is not None else ""),
-            ("$" if m.get("cost") is not None else "") + show(m.get("cost"), ".2f"),
-            state,
+            _SCRIPTED.get(role, role),
+            str(view.replicas),
+            view.model or "?",
+            show(m.get("success"), format_percent),
+            show(m.get("p95"), format_latency_ms),
+            show(m.get("cost"), format_usd),
+            Text(text, style=style),
         )
     return table
 
 
-def _view(world: Any, tracker: Tracker, metrics: dict[str, dict[str, float | None]]) -> Any:
+def ellipsize(text: str, limit: int) -> str:
+    """``text`` if it fits in ``limit`` characters, else cut at the last word that fits and
+    ended with `` …`` (a single word longer than the limit is cut where it must be)."""
+    if len(text) <= limit:
+        return text
+    room = max(limit - 2, 1)
+    cut = text.rfind(" ", 0, room + 1)
+    head = text[:cut] if cut > 0 else text[:room]
+    return head.rstrip(" ,;:—-") + " …"
+
+
+def _view(
+    world: Any,
+    tracker: Tracker,
+    metrics: dict[str, dict[str, float | None]],
+    console_width: int | None = None,
+) -> Any:
     from rich.console import Group
     from rich.panel import Panel
+    from rich.text import Text
 
     outage = world.scenario.outage
     phase = ""
@@ -213,7 +311,11 @@ def _view(world: Any, tracker: Tracker, metrics: dict[str, dict[str, float | Non
         f"{'[green]✔[/green]' if key in tracker.met else '[dim]…[/dim]'} {label}"
         for key, label in EXPECTED
     )
-    feed = "\n".join(tracker.feed[-12:]) or "(waiting for the first evaluation)"
+    # Two lines of the panel per entry at most; rich wraps them at words.
+    width = max(40, (console_width or 100) - 4)
+    feed = Text("\n".join(ellipsize(line, 2 * width) for line in tracker.feed[-12:]))
+    if not tracker.feed:
+        feed = Text("(waiting for the first evaluation)")
     return Group(
         header,
         _agent_table(world, metrics),
@@ -229,7 +331,6 @@ def run(args: argparse.Namespace) -> int:
         return fail("demo", "--agents must be between 4 and 200", EXIT_USAGE)
     if not 90 <= args.duration <= 3600:
         return fail("demo", "--duration must be between 90 and 3600 seconds", EXIT_USAGE)
-    import logging
     import tempfile
     from pathlib import Path
 
@@ -247,14 +348,13 @@ def run(args: argparse.Namespace) -> int:
 
     # The operator's own log goes to a file: the screen is for the story.
     log_path = Path(tempfile.gettempdir()) / "agentmedic-demo.log"
-    handler = logging.FileHandler(log_path, mode="w")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    _log_to(log_path)
     scenario = demo_scenario(agents=args.agents, duration=args.duration)
     ui = not args.no_ui and sys.stdout.isatty()
     lines: list[str] = []
     world = World(scenario, seed=args.seed, log=(lines.append if ui else _print), api=api)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    code: int | None = None
     try:
         try:
             world.start()
@@ -277,15 +377,59 @@ def run(args: argparse.Namespace) -> int:
             _run_live(world, tracker, deadline)
         else:
             _run_plain(world, tracker, deadline)
+        code = _summary(world, tracker)
+        if args.keep:
+            _keep(world, tracker)
     except KeyboardInterrupt:
-        print("interrupted; cleaning up", file=sys.stderr)
-        world.stop()
-        return 130
+        if code is None:
+            print("interrupted; cleaning up", file=sys.stderr)
     finally:
+        # A second Ctrl-C while the servers stop would leave them half-stopped.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         world.stop()
-    code = _summary(world, tracker)
-    print(f"operator log: {log_path}")
-    return code
+        logging.getLogger(__name__).info("sandbox stopped")
+    print(f"operator log: {log_path}", flush=True)
+    return EXIT_INTERRUPTED if code is None else code
+
+
+def _log_to(path: Any) -> None:
+    """Everything the operator and the sandbox log, to ``path``; the screen is for the story.
+
+    Client libraries log every request at INFO (the Kubernetes API is polled many times a
+    second, and a request URL may carry a webhook's token), and APScheduler warns of each
+    run it skips while a cycle still runs, which the operator already counts and reports
+    itself (``configure_logging`` quiets the same loggers for ``agentmedic run``).
+    """
+    handler = logging.FileHandler(path, mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    for noisy in ("httpx", "httpcore", "urllib3", "kubernetes"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for noisy in ("apscheduler.scheduler", "apscheduler.executors"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def _keep(world: Any, tracker: Tracker) -> None:
+    """Leave the sandbox running, with a kubeconfig to try the CLI and kubectl on it,
+    printing what the operator does meanwhile, until Ctrl-C (KeyboardInterrupt)."""
+    import shutil
+
+    kubeconfig = world.write_kubeconfig()
+    roles = {role: name for name, role in world.scenario.roles.items()}
+    disabled = roles.get("flaky", "NAME")
+    _print("")
+    _print("The sandbox keeps running; Ctrl-C stops it.")
+    _print(f"kubeconfig: {kubeconfig}")
+    _print("Try:")
+    _print(f"  agentmedic status --kubeconfig {kubeconfig}")
+    _print(f"  agentmedic restore agents/{disabled} --kubeconfig {kubeconfig}")
+    kubectl = "kubectl" if shutil.which("kubectl") else "kubectl (not installed here)"
+    _print(f"  {kubectl} --kubeconfig {kubeconfig} get agentpolicies,deployments -n agents")
+    while True:
+        for line in tracker.poll():
+            _print(line)
+        time.sleep(1.0)
 
 
 def _finished(world: Any, tracker: Tracker, deadline: float) -> bool:
@@ -303,7 +447,7 @@ def _run_live(world: Any, tracker: Tracker, deadline: float) -> None:
             if time.monotonic() - last > 2:
                 metrics = _metrics(world)
                 last = time.monotonic()
-            live.update(_view(world, tracker, metrics))
+            live.update(_view(world, tracker, metrics, live.console.width))
             time.sleep(0.5)
 
 
@@ -327,21 +471,39 @@ def _run_plain(world: Any, tracker: Tracker, deadline: float) -> None:
             _print(line)
         if world.elapsed() - last_status >= 15:
             last_status = world.elapsed()
-            states = ", ".join(
-                f"{a.name}={world.replicas(a.name)}x{world.model(a.name)}"
-                for a in world.scenario.agents[:4]
-            )
             _print(
                 f"{_clock(world)} progress: {len(tracker.met)}/{len(EXPECTED)} expected; "
-                f"{states}, …"
+                f"{_states(world)}"
             )
         time.sleep(0.5)
+
+
+def _states(world: Any) -> str:
+    """Agents grouped by rule state, those with one first: ``flaky-bot: disabled
+    (low-success); 8 agents systemic: low-success (slow-bot, helper-1, …); 1 clear``."""
+    groups: dict[str, list[str]] = {}
+    for spec in world.scenario.agents:
+        text, _ = rule_state(world.agent_view(spec.name), spec.model, {})
+        groups.setdefault(text, []).append(spec.name)
+    clear = groups.pop("clear", [])
+    shown: list[str] = []
+    for text, names in groups.items():
+        if len(names) == 1:
+            shown.append(f"{names[0]}: {text}")
+        else:
+            listed = ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
+            shown.append(f"{len(names)} agents {text} ({listed})")
+    if clear:
+        shown.append(f"{len(clear)} clear" if shown else f"all {len(clear)} agents clear")
+    return "; ".join(shown)
 
 
 def _summary(world: Any, tracker: Tracker) -> int:
     from rich.console import Console
 
-    console = Console()
+    # soft_wrap: a line longer than the terminal (or than 80 columns in a pipe) is never
+    # broken in the middle by the console; the terminal wraps it.
+    console = Console(soft_wrap=True)
     console.print("\n[bold]What agentmedic did[/bold]")
     for key, label in EXPECTED:
         if key in tracker.met:

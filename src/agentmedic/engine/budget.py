@@ -15,9 +15,10 @@ the period's end; for a rolling period it is the burn rate over a whole period.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from agentmedic.api.types import Budget, Op
+from agentmedic.api.units import format_timestamp, format_usd
 from agentmedic.engine.conditions import BREACH, CLEAR, UNKNOWN, ConditionEvidence, Evidence
 from agentmedic.engine.periods import Period
 
@@ -43,11 +44,11 @@ class StageInput:
     """When spend would reach limitUSD at the recent burn rate, if within the period."""
 
     def describe_crossing(self, limit_usd: float) -> str:
-        """``; projected to reach 50 USD at 2025-03-03T18:00:00Z`` or nothing."""
+        """``; projected to reach $50.00 at 2025-03-03T18:00:00Z`` or nothing."""
         if self.crosses_at is None:
             return ""
-        when = self.crosses_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return f"; projected to reach {limit_usd:g} USD at {when}"
+        when = format_timestamp(self.crosses_at)
+        return f"; projected to reach {format_usd(limit_usd)} at {when}"
 
 
 def forecast(

@@ -26,6 +26,7 @@ from typing import Final
 
 from agentmedic.api.durations import format_duration
 from agentmedic.api.types import Action, Condition, Op, Rule, Severity
+from agentmedic.api.units import format_comparison, format_count, format_window
 from agentmedic.engine.reasons import Reason
 from agentmedic.engine.series import SeriesKey
 
@@ -121,25 +122,28 @@ class ConditionEvidence:
         return Reason.BREACHING if self.verdict() == BREACH else Reason.HEALTHY
 
     def describe(self) -> str:
-        """``error_rate[5m] = 0.31 > 0.15 (n=120)``: the condition in one line."""
+        """``error_rate[5m] = 31% > 15% (n=120)``: the condition in one line, in people's
+        units (:mod:`agentmedic.api.units`) and with the window as the policy writes it."""
         what = self.metric if self.metric is not None else f"query({self.query})"
-        head = f"{what}[{format_duration(self.window)}]"
+        head = f"{what}[{format_window(self.window)}]"
         if self.assumed_breach:
             return f"{head}: no data, counted as breaching (noData.mode breach)"
         if self.min_samples is not None and (
             self.executions is None or self.executions < self.min_samples
         ):
-            n = "none" if self.executions is None else f"{self.executions:g}"
+            # Floor, not round: 49.6 executions are fewer than minSamples 50.
+            n = "none" if self.executions is None else format_count(math.floor(self.executions))
             return f"{head}: {n} executions, fewer than minSamples {self.min_samples}"
         if self.observed is None or math.isnan(self.observed):
             return f"{head}: no data"
-        text = f"{head} = {self.observed:.4g} {self.op.value} {self.threshold:g}"
+        observed, threshold = format_comparison(self.metric, self.observed, self.threshold)
+        text = f"{head} = {observed} {self.op.value} {threshold}"
         if not OPS[self.op](self.observed, self.threshold):
-            text = f"{head} = {self.observed:.4g}, not {self.op.value} {self.threshold:g}"
+            text = f"{head} = {observed}, not {self.op.value} {threshold}"
         if self.hysteresis:
             text += " (recoverValue)"
         if self.executions is not None:
-            text += f" (n={self.executions:g})"
+            text += f" (n={format_count(self.executions)})"
         return text
 
 

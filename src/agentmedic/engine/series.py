@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import NamedTuple
 
+from agentmedic.api.durations import format_duration
+
 __all__ = ["AgentId", "Samples", "SeriesKey"]
 
 
@@ -46,7 +48,7 @@ class SeriesKey(NamedTuple):
 
     def __str__(self) -> str:
         what = self.metric if self.metric is not None else f"query({self.query})"
-        return f"{what}[{int(self.window.total_seconds())}s]"
+        return f"{what}[{format_duration(self.window)}]"
 
 
 Samples = Mapping[AgentId, Mapping[SeriesKey, float | None]]

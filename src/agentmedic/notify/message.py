@@ -9,14 +9,16 @@ the channel was told before.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from agentmedic.api.durations import format_duration
-from agentmedic.api.types import Severity
+from agentmedic.api.types import Op, Severity
+from agentmedic.api.units import format_comparison, format_timestamp, format_value, format_window
+from agentmedic.engine.conditions import OPS
 from agentmedic.engine.series import AgentId
 
 __all__ = [
@@ -47,9 +49,7 @@ def severity_at_least(severity: Severity, minimum: Severity) -> bool:
 
 def format_time(moment: datetime) -> str:
     """ISO 8601 in UTC with a ``Z``, to the second: ``2024-05-01T10:02:03Z``."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return format_timestamp(moment)
 
 
 class MessageState(StrEnum):
@@ -61,7 +61,8 @@ class MessageState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
-    """One condition of the rule and what was measured: ``error_rate > 0.15``, 0.31 over 5m."""
+    """One condition of the rule and what was measured: ``error_rate > 0.15``, 0.31 over 5m;
+    reads ``error_rate[5m] = 31% > 15%``."""
 
     condition: str
     """The condition as written, e.g. ``error_rate > 0.15``."""
@@ -73,21 +74,29 @@ class Evidence:
     """The range the value was computed over."""
 
     def __str__(self) -> str:
-        if self.value is None:
-            measured = "no data"
-        elif math.isfinite(self.value):
-            # Four significant digits read well for ratios; big numbers (latency in ms,
-            # token counts) read better whole than as 1.24e+04.
-            measured = f"{self.value:.4g}" if abs(self.value) < 1e4 else f"{self.value:.0f}"
-        else:
-            measured = str(self.value)
-        extras = []
-        if self.threshold is not None:
-            extras.append(f"threshold {self.threshold:g}")
-        if self.window is not None:
-            extras.append(f"over {format_duration(self.window)}")
-        suffix = f" ({', '.join(extras)})" if extras else ""
-        return f"{self.condition}: {measured}{suffix}"
+        """One sentence in people's units: ``success_rate[30s] = 41% < 80%``.
+
+        The metric and the comparison come from ``condition`` when it has the form the
+        operator writes (``metric op number``); any other condition text is shown as it
+        is, followed by the value.
+        """
+        parsed = _CONDITION.match(self.condition)
+        if parsed is None or self.threshold is None:
+            window = f" (over {format_window(self.window)})" if self.window is not None else ""
+            return f"{self.condition}: {format_value(None, self.value)}{window}"
+        name, op = parsed["metric"], parsed["op"]
+        metric = None if name == "query" else name
+        head = name if self.window is None else f"{name}[{format_window(self.window)}]"
+        if self.value is None or math.isnan(self.value):
+            return f"{head}: no data ({op} {format_value(metric, self.threshold)})"
+        observed, threshold = format_comparison(metric, self.value, self.threshold)
+        if OPS[Op(op)](self.value, self.threshold):
+            return f"{head} = {observed} {op} {threshold}"
+        return f"{head} = {observed}, not {op} {threshold}"
+
+
+# The condition text the operator writes: ``error_rate > 0.15``, ``query >= 3``.
+_CONDITION = re.compile(r"^(?P<metric>[A-Za-z_][A-Za-z0-9_]*) (?P<op>>=|<=|==|!=|>|<) \S+$")
 
 
 @dataclass(frozen=True, slots=True)

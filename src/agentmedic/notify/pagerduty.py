@@ -56,7 +56,11 @@ def dedup_key(episode: str) -> str:
 
 def _summary(message: Message) -> str:
     dry = "[DRY RUN] " if message.dry_run else ""
-    text = f"{dry}{message.rule} on {message.subject}: {message.summary}"
+    if message.summary.startswith(f"{message.subject}: "):
+        # The operator's summaries name their subject and rule already: say it once.
+        text = f"{dry}{message.summary}"
+    else:
+        text = f"{dry}{message.rule} on {message.subject}: {message.summary}"
     if len(text) > SUMMARY_MAX_CHARS:
         text = text[: SUMMARY_MAX_CHARS - 1] + "…"
     return text

@@ -14,6 +14,7 @@ mrkdwn (``&``, ``<``, ``>``) so it cannot form links or mentions.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 from agentmedic.notify.message import Delivery, Message, MessageState, format_time
@@ -28,6 +29,7 @@ __all__ = [
     "TEXT_MAX_CHARS",
     "clip",
     "escape",
+    "plain_text",
     "slack_payload",
 ]
 
@@ -56,6 +58,18 @@ def clip(text: str, limit: int) -> str:
 def escape(text: str) -> str:
     """Escape the three characters Slack's mrkdwn treats as control characters."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# Slack's link and mention syntax: <https://x|label>, <https://x>, <@U123>, <#C1|name>.
+_LINK = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
+
+
+def plain_text(mrkdwn: str) -> str:
+    """Slack mrkdwn as a terminal shows it: the inverse of :func:`escape` (so ``&lt;``
+    reads ``<`` again) and links as their label (or their target when they have none)."""
+    text = _LINK.sub(lambda m: m.group(2) if m.group(2) else m.group(1), mrkdwn)
+    # &amp; last: "&amp;lt;" is the text "&lt;", not "<".
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def _mrkdwn(text: str, limit: int) -> dict[str, str]:
@@ -124,8 +138,12 @@ def slack_payload(message: Message, delivery: Delivery) -> dict[str, Any]:
     )
     blocks.append({"type": "context", "elements": context[:CONTEXT_MAX_ELEMENTS]})
 
-    fallback = f"{dry}{state}: {message.rule} on {message.subject} ({message.severity.value})"
-    fallback += f" - {message.summary}"
+    if message.summary.startswith(f"{message.subject}: "):
+        # The operator's summaries name their subject and rule already: say it once.
+        fallback = f"{dry}{state} ({message.severity.value}): {message.summary}"
+    else:
+        fallback = f"{dry}{state}: {message.rule} on {message.subject} ({message.severity.value})"
+        fallback += f" - {message.summary}"
     if message.undo:
         fallback += f" Undo: {message.undo}"
     return {"text": clip(escape(fallback), TEXT_MAX_CHARS), "blocks": blocks[:MESSAGE_MAX_BLOCKS]}

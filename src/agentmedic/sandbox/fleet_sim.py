@@ -72,12 +72,13 @@ import dataclasses
 import logging
 import math
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -500,8 +501,7 @@ class FleetSimulator:
                     self.end_headers()
                     self.wfile.write(body)
 
-            server = ThreadingHTTPServer((host, port), Handler)
-            server.daemon_threads = True
+            server = _MetricsServer((host, port), Handler)
             self._server = server
             self._server_thread = threading.Thread(
                 target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
@@ -647,3 +647,15 @@ def registry_series(
                 continue
             out.append(Series(sample.name, {**sample.labels, **extra}, [(at, sample.value)]))
     return out
+
+
+class _MetricsServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A scraper that gave up on an answer (Prometheus' scrape timeout, its shutdown)
+        # closes the connection while it is written: expected, not worth a traceback on
+        # the demo's screen. Anything else is still reported.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)

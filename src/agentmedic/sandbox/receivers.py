@@ -45,6 +45,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+from agentmedic.notify.slack import plain_text
+
 __all__ = [
     "NotificationReceivers",
     "Received",
@@ -223,6 +225,47 @@ class NotificationReceivers:
         """Requests answered 2xx, optionally of one kind."""
         wanted = ReceiverKind(kind) if kind is not None else None
         return [r for r in self.received if r.accepted and (wanted is None or r.kind is wanted)]
+
+    def describe(self, received: Received) -> str:
+        """One request as a person reads it on a terminal: plain text, never Slack's markup.
+
+        Slack: the message's text with ``&lt;`` read back as ``<``. PagerDuty: the action,
+        the ``dedup_key`` and the summary; a resolve carries no summary on the wire, so it
+        shows its trigger's (the earlier trigger with the same ``dedup_key``). Webhook: the
+        state and the summary.
+        """
+        try:
+            body = received.json()
+        except ValueError:
+            return f"{len(received.body)} bytes that are not JSON"
+        if not isinstance(body, dict):
+            return "a JSON body that is not an object"
+        if received.kind is ReceiverKind.SLACK:
+            return plain_text(str(body.get("text") or ""))
+        if received.kind is ReceiverKind.PAGERDUTY:
+            action = str(body.get("event_action", "?"))
+            key = str(body.get("dedup_key") or "")
+            summary = _pagerduty_summary(body)
+            if not summary and key:
+                summary = self._trigger_summary(key, before=received)
+            text = f"{action} {key}" if key else action
+            return f"{text}: {summary}" if summary else f"{text} (no trigger seen for this key)"
+        state = body.get("state")
+        summary = body.get("summary") or ""
+        return f"{state}: {summary}" if state else str(summary)
+
+    def _trigger_summary(self, key: str, *, before: Received) -> str:
+        summary = ""
+        for r in self.accepted(ReceiverKind.PAGERDUTY):
+            if r is before:
+                break
+            try:
+                body = r.json()
+            except ValueError:
+                continue
+            if isinstance(body, dict) and body.get("dedup_key") == key:
+                summary = _pagerduty_summary(body) or summary
+        return summary
 
     def clear(self) -> None:
         """Forget what was received (injected failures and holds stay)."""
@@ -431,6 +474,11 @@ class NotificationReceivers:
         except ValueError:
             return 400, as_json, b'{"error":"not JSON"}', ("body is not JSON",)
         return 200, as_json, b'{"ok":true}', ()
+
+
+def _pagerduty_summary(event: Mapping[str, Any]) -> str:
+    payload = event.get("payload")
+    return str(payload.get("summary") or "") if isinstance(payload, dict) else ""
 
 
 def _text(obj: Any) -> str:

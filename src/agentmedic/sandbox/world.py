@@ -21,6 +21,7 @@ real fleet plays out in two minutes. The end-to-end tests drive the same world.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -34,8 +35,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import httpx
+import yaml
+
+from agentmedic.actions.record import STATE_PREFIX
 from agentmedic.api.durations import TIME_COMPRESSION_ENV, format_duration, parse_duration
+from agentmedic.api.types import API_VERSION, KIND
 from agentmedic.api.yamlfile import load_documents
+from agentmedic.engine.state import AgentState as EngineAgentState
 from agentmedic.sandbox.cluster import LocalCluster
 from agentmedic.sandbox.emulator import ApiEmulator
 from agentmedic.sandbox.fleet_sim import (
@@ -54,6 +61,7 @@ from agentmedic.sandbox.receivers import NotificationReceivers, ReceiverKind
 
 __all__ = [
     "ROLES",
+    "AgentView",
     "Scenario",
     "World",
     "compress_policy",
@@ -174,6 +182,16 @@ def compress_policy(
 
 
 # ---------------------------------------------------------------------- the scenario
+
+
+@dataclass(frozen=True)
+class AgentView:
+    """One agent's workload as read from the API server (:meth:`World.agent_view`)."""
+
+    replicas: int
+    model: str | None
+    states: dict[str, EngineAgentState]
+    """The engine's memory of this agent, by policy (the annotation's key suffix)."""
 
 
 @dataclass
@@ -413,6 +431,7 @@ class World:
             self.emulator.install_crd()
             for ns in namespaces:
                 self.emulator.ensure_namespace(ns)
+            self._wait_for_policy_cache(self.emulator, namespaces[0])
         for ns in namespaces:
             for obj in _secrets(ns, self.receivers):
                 self.emulator.create(obj)
@@ -443,6 +462,25 @@ class World:
             self.emulator.create(self._local_channels(policy))
         self.log(f"applied {len(self.scenario.policies)} AgentPolicies")
         return self
+
+    @staticmethod
+    def _wait_for_policy_cache(cluster: LocalCluster, namespace: str, timeout: float = 30) -> None:
+        """Wait until the API server serves AgentPolicies from its watch cache.
+
+        A CRD is Established before its watch cache is: a watch in between is answered 429
+        "storage is (re)initializing", which kopf retries but logs at ERROR. A list with
+        ``resourceVersion=0`` is served by the same cache, so its 200 says a watch will be.
+        """
+        path = cluster.resource_path(API_VERSION, KIND, namespace)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                cluster.request("GET", path, params={"resourceVersion": "0", "limit": "1"})
+                return
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code != 429 or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)
 
     def _local_channels(self, policy: dict[str, Any]) -> dict[str, Any]:
         """Point every PagerDuty channel at the local receiver: nothing leaves loopback."""
@@ -574,6 +612,44 @@ class World:
                     if var["name"] == MODEL_ENV:
                         return str(var.get("value"))
         return None
+
+    def agent_view(self, name: str, namespace: str = NAMESPACE) -> AgentView:
+        """The agent's workload as the operator left it, read once: replicas, model and the
+        engine's memory per policy (the ``agentmedic.io/state.*`` annotations)."""
+        obj = self.deployment(name, namespace)
+        model = None
+        for container in obj["spec"]["template"]["spec"]["containers"]:
+            if container["name"] == CONTAINER:
+                for var in container.get("env", []):
+                    if var["name"] == MODEL_ENV:
+                        model = var.get("value")
+        states: dict[str, EngineAgentState] = {}
+        for key, raw in (obj["metadata"].get("annotations") or {}).items():
+            if not key.startswith(STATE_PREFIX):
+                continue
+            try:
+                states[key.removeprefix(STATE_PREFIX)] = EngineAgentState.from_dict(json.loads(raw))
+            except (ValueError, TypeError, KeyError, AttributeError):
+                continue  # a half-written or foreign annotation says nothing about rules
+        return AgentView(
+            replicas=int(obj["spec"].get("replicas", 1)),
+            model=None if model is None else str(model),
+            states=states,
+        )
+
+    def write_kubeconfig(self, path: Path | None = None) -> Path:
+        """A kubeconfig for this world's API server (namespace ``agents``), readable only by
+        its owner; by default in the world's own directory, removed by :meth:`stop`."""
+        target = path or Path(self._tmp.name) / "kubeconfig"
+        if isinstance(self.emulator, ApiEmulator):
+            config = self.emulator.kubeconfig_dict(namespace=NAMESPACE)
+        else:
+            config = self.emulator.kubeconfig_dict()
+            for context in config.get("contexts", []):
+                context.setdefault("context", {})["namespace"] = NAMESPACE
+        target.touch(mode=0o600)
+        target.write_text(yaml.safe_dump(config, sort_keys=False))
+        return target
 
     def _list(self, api_version: str, kind: str, namespace: str) -> list[dict[str, Any]]:
         if isinstance(self.emulator, LocalCluster):

@@ -1,0 +1,121 @@
+"""``agentmedic demo --keep``: the sandbox stays up after the summary so that the CLI can be
+tried on it, and Ctrl-C ends it cleanly (issue #18, finding 4).
+
+The demo runs as a subprocess on the API emulator (the shortest scenario: 4 agents, 90 s),
+exactly as a person would start it, with its temporary directory (and so its log) in the
+test's own directory.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from agentmedic.sandbox.prometheus import INSTALL_HINT
+
+ROOT = Path(__file__).resolve().parents[2]
+# The scenario takes 90 s, plus the servers' start and the remediations' settling time.
+SUMMARY_WITHIN = 240.0
+
+
+def _require_prometheus() -> None:
+    if shutil.which("prometheus") or Path("/usr/bin/prometheus").is_file():
+        return
+    why = f"prometheus is not installed; {INSTALL_HINT}"
+    if os.environ.get("CI"):
+        pytest.fail(f"{why} (CI must not skip the Prometheus tests)")
+    pytest.skip(why)
+
+
+def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str | None]:
+    out: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.put(line.rstrip("\n"))
+        out.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return out
+
+
+def _agentmedic(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agentmedic.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
+def test_demo_keep_serves_status_until_ctrl_c_and_exits_cleanly(tmp_path: Path) -> None:
+    _require_prometheus()
+    env = {**os.environ, "TMPDIR": str(tmp_path), "NO_COLOR": "1"}
+    args = ["demo", "--keep", "--no-ui", "--api", "emulated", "--agents", "4"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentmedic.cli", *args, "--duration", "90"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    seen: list[str] = []
+    try:
+        lines = _lines(proc)
+        kubeconfig: Path | None = None
+        deadline = time.monotonic() + SUMMARY_WITHIN
+        while kubeconfig is None and time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            seen.append(line)
+            if line.startswith("kubeconfig: "):
+                kubeconfig = Path(line.removeprefix("kubeconfig: "))
+        assert kubeconfig is not None, "no kubeconfig printed:\n" + "\n".join(seen)
+        assert "demo passed" in seen
+        assert kubeconfig.is_file()
+
+        status = _agentmedic("status", "--kubeconfig", str(kubeconfig), env=env)
+        assert status.returncode == 0, status.stderr
+        assert "auto-disable" in status.stdout
+        assert "flaky-bot" in status.stdout  # the disabled agent, with its undo command
+        assert "Traceback" not in status.stderr
+
+        as_json = _agentmedic("status", "--kubeconfig", str(kubeconfig), "-o", "json", env=env)
+        assert as_json.returncode == 0, as_json.stderr
+        assert '"remediated"' in as_json.stdout
+
+        # Ctrl-C ends the kept sandbox; the exit status stays the self-check's.
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=90)
+        while (line := lines.get(timeout=10)) is not None:
+            seen.append(line)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = "\n".join(seen)
+    assert rc == 0, output
+    assert "Traceback" not in output
+    assert not kubeconfig.exists(), "the sandbox's kubeconfig outlived it"
+    log = (tmp_path / "agentmedic-demo.log").read_text()
+    assert "sandbox stopped" in log
+    bad = [ln for ln in log.splitlines() if " ERROR " in ln or "Traceback" in ln]
+    assert bad == [], "\n".join(bad[:20])
+    assert "maximum number of running instances" not in log
