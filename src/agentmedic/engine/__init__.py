@@ -105,9 +105,12 @@ Behaviour in short
 """
 
 from agentmedic.engine.conditions import ConditionEvidence, Evidence
-from agentmedic.engine.evaluate import NO_DATA_RULE, evaluate
+from agentmedic.engine.evaluate import NO_DATA_RULE, evaluate, evaluate_planned
 from agentmedic.engine.inputs import (
+    AgentInput,
+    DisabledAgent,
     DisabledRecord,
+    DowngradedAgent,
     DowngradedRecord,
     PolicyInput,
     Workload,
@@ -115,6 +118,7 @@ from agentmedic.engine.inputs import (
 )
 from agentmedic.engine.outcome import (
     AgentStatus,
+    CycleResult,
     Decision,
     DecisionKind,
     Notification,
@@ -123,23 +127,31 @@ from agentmedic.engine.outcome import (
     SpendReport,
     strongest_per_agent,
 )
-from agentmedic.engine.reasons import Reason
+from agentmedic.engine.plan import CyclePlan, compile_plan
+from agentmedic.engine.reasons import DecisionReason, Reason
 from agentmedic.engine.replay import TimelineEntry, apply_decisions, replay
-from agentmedic.engine.requirements import requirements
+from agentmedic.engine.requirements import GridNeeds, requirements, requirements_over
 from agentmedic.engine.series import AgentId, Samples, SeriesKey
 from agentmedic.engine.state import AgentState, Mark, PolicyState, RuleState
 
 __all__ = [
     "NO_DATA_RULE",
     "AgentId",
+    "AgentInput",
     "AgentState",
     "AgentStatus",
     "ConditionEvidence",
+    "CyclePlan",
+    "CycleResult",
     "Decision",
     "DecisionKind",
+    "DecisionReason",
+    "DisabledAgent",
     "DisabledRecord",
+    "DowngradedAgent",
     "DowngradedRecord",
     "Evidence",
+    "GridNeeds",
     "Mark",
     "Notification",
     "Outcome",
@@ -154,9 +166,12 @@ __all__ = [
     "TimelineEntry",
     "Workload",
     "apply_decisions",
+    "compile_plan",
     "episode_key",
     "evaluate",
+    "evaluate_planned",
     "replay",
     "requirements",
+    "requirements_over",
     "strongest_per_agent",
 ]

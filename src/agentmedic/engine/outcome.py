@@ -15,6 +15,7 @@ from agentmedic.engine.state import PolicyState
 
 __all__ = [
     "AgentStatus",
+    "CycleResult",
     "Decision",
     "DecisionKind",
     "Notification",
@@ -80,7 +81,7 @@ class Decision:
     """The episode key: names the Job, dedups the action; a restore carries the key of the
     episode whose change it undoes."""
     reason_code: str
-    """A :class:`~agentmedic.engine.reasons.Reason` value: why it was decided."""
+    """A :class:`~agentmedic.engine.reasons.DecisionReason` value: why it was decided."""
     reason: str
     """The reason for people, with the evidence in short."""
     evidence: Evidence
@@ -186,7 +187,7 @@ class SpendReport:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class CycleResult:
     """The result of one evaluation."""
 
     state: PolicyState
@@ -207,6 +208,10 @@ class Outcome:
     def workload_changes(self) -> list[Decision]:
         """The decisions to carry out, strongest first."""
         return [d for d in self.decisions if d.applies]
+
+
+Outcome = CycleResult
+"""Former name of :class:`CycleResult` (the operator still imports it)."""
 
 
 def strongest_per_agent(decisions: Iterable[Decision]) -> list[Decision]:
