@@ -32,6 +32,7 @@ def test_a_rolling_budget_s_spend_is_a_fixed_key() -> None:
     needs = requirements_over(spec, TIMES)
     assert not needs.calendar_spend
     assert spend_key(spec, TIMES[5]) in needs.fixed
+    assert needs.spend_key(5) == spend_key(spec, TIMES[5])
     assert all(set(needs.fixed) == requirements(spec, t) for t in TIMES)
 
 

@@ -68,15 +68,18 @@ class GridNeeds:
     calendar_spend: bool
     """The budget's spend so far changes window every moment (a calendar period)."""
     spend_keys: tuple[SeriesKey, ...] = ()
-    """Calendar spend: the spend key at each moment (empty otherwise)."""
+    """Calendar spend: the spend key at each moment; a rolling budget: its one spend key
+    (also in :attr:`fixed`); no budget: empty."""
     period_starts: tuple[int, ...] = ()
     """Calendar spend: the index of the first moment of each budget period the grid touches."""
     period_ends: tuple[int, ...] = ()
     """Calendar spend: the index of the last moment of each of those periods."""
 
     def spend_key(self, i: int) -> SeriesKey | None:
-        """The calendar spend key at moment ``i`` (None without calendar spend)."""
-        return self.spend_keys[i] if self.calendar_spend else None
+        """The budget's spend key at moment ``i`` (None without a budget)."""
+        if self.calendar_spend:
+            return self.spend_keys[i]
+        return self.spend_keys[0] if self.spend_keys else None
 
 
 def requirements_over(spec: AgentPolicySpec, times: Sequence[datetime]) -> GridNeeds:
@@ -85,10 +88,14 @@ def requirements_over(spec: AgentPolicySpec, times: Sequence[datetime]) -> GridN
     budget = spec.budget
     calendar = budget is not None and bool(times) and not budget_period(budget, times[0]).rolling
     if not calendar:
-        keys: set[SeriesKey] = set()
-        for now in times[:1]:
-            keys = requirements(spec, now)
-        return GridNeeds(fixed=tuple(sorted(keys, key=str)), calendar_spend=False)
+        if not times:
+            return GridNeeds(fixed=(), calendar_spend=False)
+        rolling = spend_key(spec, times[0])
+        return GridNeeds(
+            fixed=tuple(sorted(requirements(spec, times[0]), key=str)),
+            calendar_spend=False,
+            spend_keys=() if rolling is None else (rolling,),
+        )
     assert budget is not None
     fixed: set[SeriesKey] = set()
     spend: list[SeriesKey] = []
