@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 
 from agentmedic.api.types import AgentPolicySpec
 from agentmedic.engine import (
+    AgentInput,
     DecisionKind,
-    Workload,
     apply_decisions,
     evaluate,
     replay,
@@ -74,7 +74,7 @@ def test_replay_continues_from_an_initial_state() -> None:
 
 def test_apply_decisions_records_what_restore_needs() -> None:
     spec = policy(rule("r", actions=["scaleToZero"]), recovery={"mode": "auto", "healthyFor": "1m"})
-    sim = Sim(spec, {agent("a0"): Workload(name="a0", replicas=3, model="gpt-4o")})
+    sim = Sim(spec, {agent("a0"): AgentInput(name="a0", replicas=3, model="gpt-4o")})
     (down,) = sim.step(a0=SICK).decisions
     w = sim.workload("a0")
     assert (w.replicas, w.disabled is not None) == (0, True)

@@ -91,7 +91,7 @@ class Decision:
     dry_run: bool = False
     """spec.guardrails.dryRun: record it as "would", change nothing."""
     suppressed_by: str | None = None
-    """The guardrail (a Reason value) that stopped it; None when it stands."""
+    """The guardrail (a DecisionReason value) that stopped it; None when it stands."""
     from_model: str | None = None
     """switchModel: the current model."""
     to_model: str | None = None
@@ -143,7 +143,7 @@ class Notification:
     summary: str
     """One line for people."""
     reason_code: str
-    """A Reason value."""
+    """A DecisionReason value."""
     evidence: Evidence | None = None
     """The evidence when firing."""
     action: str | None = None
