@@ -70,7 +70,7 @@ def evaluate_planned(
     of the same spec, as a replay does); ``plan`` must come from ``policy.spec``."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware (e.g. datetime.now(UTC))")
-    if plan.spec is not policy.spec:
+    if plan.spec is not policy.spec and plan.spec != policy.spec:
         raise ValueError("the plan was compiled from another spec than the policy's")
     c = Cycle(policy, samples, prior if prior is not None else PolicyState(), now, plan)
     _judge_agents(c)
