@@ -23,10 +23,10 @@ from typing import Any
 from agentmedic.api.types import AgentPolicySpec
 from agentmedic.engine import (
     AgentId,
+    AgentInput,
     PolicyInput,
     PolicyState,
     SeriesKey,
-    Workload,
     apply_decisions,
     evaluate,
     requirements,
@@ -140,9 +140,9 @@ HEALTHY = {
 SICK = {**HEALTHY, "error_rate": 0.4, "latency_p95_ms": 15000.0, "success_rate": 0.5}
 
 
-def fleet(n: int) -> dict[AgentId, Workload]:
+def fleet(n: int) -> dict[AgentId, AgentInput]:
     return {
-        AgentId("agents", f"agent-{i:05d}"): Workload(
+        AgentId("agents", f"agent-{i:05d}"): AgentInput(
             name=f"agent-{i:05d}", replicas=2, model="gpt-4o"
         )
         for i in range(n)
@@ -150,7 +150,7 @@ def fleet(n: int) -> dict[AgentId, Workload]:
 
 
 def samples(
-    s: AgentPolicySpec, agents: dict[AgentId, Workload], now: datetime, sick: set[AgentId]
+    s: AgentPolicySpec, agents: dict[AgentId, AgentInput], now: datetime, sick: set[AgentId]
 ) -> dict[AgentId, dict[SeriesKey, float | None]]:
     keys = sorted(requirements(s, now), key=str)
     out: dict[AgentId, dict[SeriesKey, float | None]] = {}

@@ -9,11 +9,11 @@ import pytest
 
 from agentmedic.api.types import Severity
 from agentmedic.engine import (
+    AgentInput,
     AgentStatus,
     Decision,
     DecisionKind,
-    Reason,
-    Workload,
+    DecisionReason,
     apply_decisions,
     evaluate,
     strongest_per_agent,
@@ -102,7 +102,9 @@ def test_cooldown_stops_a_second_episode_of_the_same_rule_on_the_same_agent() ->
     assert kinds(sim.step(a0=SICK)) == [("promptOptimization", "a0")]
     sim.step()  # resolves
     again = sim.step(a0=SICK)
-    assert [(d.suppressed_by, d.applies) for d in again.decisions] == [(Reason.COOLDOWN, False)]
+    assert [(d.suppressed_by, d.applies) for d in again.decisions] == [
+        (DecisionReason.COOLDOWN, False)
+    ]
     assert "cooldown 10m" in again.decisions[0].reason
     quiet = [sim.step(a0=SICK) for _ in range(10)]
     assert all(not o.decisions for o in quiet), "a suppression is reported once"
@@ -133,7 +135,7 @@ def test_max_actions_per_hour_suppresses_the_excess_until_the_hour_has_passed() 
     assert [(d.agent.name, d.suppressed_by) for d in o.decisions] == [
         ("a0", None),
         ("a1", None),
-        ("a2", Reason.RATE_LIMITED),
+        ("a2", DecisionReason.RATE_LIMITED),
     ]
     assert not sim.step(a0=SICK, a1=SICK, a2=SICK).decisions
     later = sim.step(a0=SICK, a1=SICK, a2=SICK, after=timedelta(hours=1))
@@ -171,7 +173,7 @@ def test_a_change_never_seen_on_the_workload_is_decided_again_with_the_same_epis
     assert sim.step(a0=SICK).agents[agent("a0")] == AgentStatus.DISABLED  # awaiting the record
     retry = sim.step(a0=SICK).decisions  # two intervals later
     assert [(d.kind, d.episode, d.reason_code, d.applies) for d in retry] == [
-        (DecisionKind.SCALE_TO_ZERO, first.episode, Reason.NOT_YET_APPLIED, True)
+        (DecisionKind.SCALE_TO_ZERO, first.episode, DecisionReason.NOT_YET_APPLIED, True)
     ]
 
 
@@ -199,17 +201,23 @@ def test_a_change_that_landed_late_is_adopted_not_repeated() -> None:
             "gpt-4.1-nano",
             None,
             None,
-            Reason.ALREADY_CHEAPEST,
+            DecisionReason.ALREADY_CHEAPEST,
         ),
         (
             "at the requested tier: no change",
             "gpt-4.1-nano",
             "gpt-4o-mini",
             None,
-            Reason.ALREADY_CHEAPEST,
+            DecisionReason.ALREADY_CHEAPEST,
         ),
-        ("unknown current model: no change", None, None, None, Reason.UNKNOWN_MODEL),
-        ("model outside the tiers: no change", "claude-x", None, None, Reason.UNKNOWN_MODEL),
+        ("unknown current model: no change", None, None, None, DecisionReason.UNKNOWN_MODEL),
+        (
+            "model outside the tiers: no change",
+            "claude-x",
+            None,
+            None,
+            DecisionReason.UNKNOWN_MODEL,
+        ),
     ],
     ids=lambda x: x if isinstance(x, str) and " " in x else "",
 )
@@ -244,7 +252,7 @@ def test_unfeasible_switch_falls_through_to_the_next_action_of_the_rule() -> Non
     )
     o = sim.step(a0=SICK)
     assert [(d.kind.value, d.suppressed_by) for d in o.decisions] == [
-        ("switchModel", Reason.UNKNOWN_MODEL),
+        ("switchModel", DecisionReason.UNKNOWN_MODEL),
         ("promptOptimization", None),
     ]
 
@@ -279,7 +287,7 @@ def _decision(agent_name: str, kind: DecisionKind, severity: Severity, **kw: obj
         rule="r",
         severity=severity,
         episode=f"e-{agent_name}-{kind.value}",
-        reason_code=Reason.RULE_FIRING,
+        reason_code=DecisionReason.RULE_FIRING,
         reason="",
         evidence=Evidence("all", (), T0, timedelta(0), T0),
         at=T0,
@@ -310,7 +318,7 @@ def test_workload_changes_are_the_applicable_decisions_in_rank_order() -> None:
 
 
 def test_workload_name_may_differ_from_the_agent_name_and_undo_names_the_kind() -> None:
-    agents = {agent("bot"): Workload(kind="StatefulSet", name="bot-sts", replicas=3, model=None)}
+    agents = {agent("bot"): AgentInput(kind="StatefulSet", name="bot-sts", replicas=3, model=None)}
     o = Sim(policy(rule("r", actions=["scaleToZero"])), agents).step(bot=SICK)
     assert o.decisions[0].workload == "StatefulSet/bot-sts"
     assert o.decisions[0].undo == "agentmedic restore agents/bot-sts --kind statefulset"

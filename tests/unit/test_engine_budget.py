@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from agentmedic.api.types import Budget
-from agentmedic.engine import AgentStatus, Reason, requirements
+from agentmedic.engine import AgentStatus, DecisionReason, requirements
 from agentmedic.engine.periods import budget_period, spend_window
 from agentmedic.engine.requirements import burn_key, spend_key
 from tests.unit.test_engine_builders import T0, Sim, agent, fleet, kinds, policy
@@ -110,7 +110,7 @@ def test_soft_limit_switches_the_agent_one_tier_cheaper_once_per_period() -> Non
         "switchModel",
         "budget.soft",
         "gpt-4o-mini",
-        Reason.BUDGET_SOFT_LIMIT,
+        DecisionReason.BUDGET_SOFT_LIMIT,
     )
     assert dec.evidence.holds()
     assert dec.evidence.conditions[0].threshold == 40
@@ -124,7 +124,7 @@ def test_hard_limit_scales_to_zero() -> None:
     sim = Sim(_spec(), fleet(4))
     o = sim.step(a0={"spend": 50.0})
     assert kinds(o) == [("scaleToZero", "a0")]
-    assert o.decisions[0].reason_code == Reason.BUDGET_HARD_LIMIT
+    assert o.decisions[0].reason_code == DecisionReason.BUDGET_HARD_LIMIT
     assert {n.rule for n in o.notifications} == {"budget.soft", "budget.hard"}
     assert o.agents[agent("a0")] == AgentStatus.DISABLED
 
@@ -199,14 +199,14 @@ def test_a_new_period_restores_what_the_budget_changed() -> None:
     midnight = sim.step(after=timedelta(hours=12))  # 00:00:30 on Tuesday
     restores = [(d.kind.value, d.agent.name, d.reason_code) for d in midnight.decisions]
     assert restores == [
-        ("restore", "a0", Reason.BUDGET_PERIOD_ENDED),
-        ("restore", "a1", Reason.BUDGET_PERIOD_ENDED),
+        ("restore", "a0", DecisionReason.BUDGET_PERIOD_ENDED),
+        ("restore", "a1", DecisionReason.BUDGET_PERIOD_ENDED),
     ]
     assert (sim.workload("a0").model, sim.workload("a0").downgraded) == ("gpt-4o", None)
     assert (sim.workload("a1").replicas, sim.workload("a1").disabled) == (2, None)
     resolved = {(n.agent.name if n.agent else None, n.rule) for n in midnight.notifications}
     assert resolved == {("a0", "budget.soft"), ("a1", "budget.soft"), ("a1", "budget.hard")}
-    assert all(n.reason_code == Reason.PERIOD_ENDED for n in midnight.notifications)
+    assert all(n.reason_code == DecisionReason.PERIOD_ENDED for n in midnight.notifications)
     after = sim.step()
     assert not after.decisions
     assert after.counts.healthy == 4
@@ -227,7 +227,7 @@ def test_rolling_period_ends_when_spend_falls_back_below_the_threshold() -> None
     assert not sim.step(a0={"spend": 41.0}).decisions
     o = sim.step(a0={"spend": 30.0})
     assert [(d.kind.value, d.reason_code) for d in o.decisions] == [
-        ("restore", Reason.BUDGET_PERIOD_ENDED)
+        ("restore", DecisionReason.BUDGET_PERIOD_ENDED)
     ]
     assert sim.workload("a0").model == "gpt-4o"
 
@@ -241,7 +241,7 @@ def test_rolling_stage_does_not_flap_when_spend_jitters_at_the_threshold() -> No
         assert not sim.step(a0={"spend": spend}).decisions, spend
     assert sim.workload("a0").model == "gpt-4o-mini"
     o = sim.step(a0={"spend": 35.0})
-    assert [d.reason_code for d in o.decisions] == [Reason.BUDGET_PERIOD_ENDED]
+    assert [d.reason_code for d in o.decisions] == [DecisionReason.BUDGET_PERIOD_ENDED]
 
 
 def test_budget_changes_wait_for_quiet_hours_to_end() -> None:

@@ -15,11 +15,11 @@ from agentmedic.api.types import AgentPolicySpec
 from agentmedic.api.validation import check_spec
 from agentmedic.engine import (
     AgentId,
-    Outcome,
+    AgentInput,
+    CycleResult,
     PolicyInput,
     PolicyState,
     SeriesKey,
-    Workload,
     apply_decisions,
     evaluate,
     requirements,
@@ -119,15 +119,15 @@ def agent(name: str) -> AgentId:
     return AgentId(NS, name)
 
 
-def fleet(n: int = 4, model: str | None = "gpt-4o", replicas: int = 2) -> dict[AgentId, Workload]:
+def fleet(n: int = 4, model: str | None = "gpt-4o", replicas: int = 2) -> dict[AgentId, AgentInput]:
     """Agents a0..a{n-1}, each a Deployment of the same name."""
     return {
-        agent(f"a{i}"): Workload(kind="Deployment", name=f"a{i}", replicas=replicas, model=model)
+        agent(f"a{i}"): AgentInput(kind="Deployment", name=f"a{i}", replicas=replicas, model=model)
         for i in range(n)
     }
 
 
-def policy_input(spec: AgentPolicySpec, agents: Mapping[AgentId, Workload]) -> PolicyInput:
+def policy_input(spec: AgentPolicySpec, agents: Mapping[AgentId, AgentInput]) -> PolicyInput:
     return PolicyInput(spec, NS, "p", UID, dict(agents))
 
 
@@ -161,7 +161,7 @@ class Sim:
     def __init__(
         self,
         spec: AgentPolicySpec,
-        agents: Mapping[AgentId, Workload] | None = None,
+        agents: Mapping[AgentId, AgentInput] | None = None,
         start: datetime = T0,
         apply: bool = True,
     ) -> None:
@@ -171,7 +171,7 @@ class Sim:
         self.now = start
         self.started = False
         self.apply = apply
-        self.history: list[Outcome] = []
+        self.history: list[CycleResult] = []
 
     @property
     def agents(self) -> list[AgentId]:
@@ -182,7 +182,7 @@ class Sim:
         default: Mapping[str, float | None] = HEALTHY,
         after: timedelta | None = None,
         **per_agent: Mapping[str, float | None],
-    ) -> Outcome:
+    ) -> CycleResult:
         """Advance (by the interval unless ``after``; not on the first step) and evaluate."""
         if self.started:
             self.now += after if after is not None else self.spec.interval
@@ -200,13 +200,13 @@ class Sim:
         n: int,
         default: Mapping[str, float | None] = HEALTHY,
         **per_agent: Mapping[str, float | None],
-    ) -> list[Outcome]:
+    ) -> list[CycleResult]:
         return [self.step(default, **per_agent) for _ in range(n)]
 
-    def workload(self, name: str) -> Workload:
+    def workload(self, name: str) -> AgentInput:
         return self.input.agents[agent(name)]
 
-    def set_workload(self, name: str, workload: Workload) -> None:
+    def set_workload(self, name: str, workload: AgentInput) -> None:
         agents = dict(self.input.agents)
         agents[agent(name)] = workload
         self.input = PolicyInput(self.spec, NS, "p", UID, agents)
@@ -216,7 +216,7 @@ SICK = {"error_rate": 0.5}
 """Breaches the default rule (error_rate > 0.15)."""
 
 
-def kinds(outcome: Outcome) -> list[tuple[str, str]]:
+def kinds(outcome: CycleResult) -> list[tuple[str, str]]:
     """(kind, agent name) of the decisions that apply."""
     return [(d.kind.value, d.agent.name) for d in outcome.decisions if d.applies]
 

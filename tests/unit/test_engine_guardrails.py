@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from agentmedic.api.types import QuietHours
-from agentmedic.engine import AgentStatus, DisabledRecord, Reason, Workload
+from agentmedic.engine import AgentInput, AgentStatus, DecisionReason, DisabledAgent
 from agentmedic.engine.guardrails import GUARDRAILS
 from agentmedic.engine.periods import in_quiet_hours
 from tests.unit.test_engine_builders import (
@@ -31,7 +31,7 @@ def test_max_disabled_percent_disables_the_worst_first_and_notifies_the_rest() -
     o = sim.step(a1={"error_rate": 0.3}, a2={"error_rate": 0.9}, a3={"error_rate": 0.6})
     assert kinds(o) == [("scaleToZero", "a2"), ("scaleToZero", "a3")]
     (held,) = [d for d in o.decisions if not d.applies]
-    assert (held.agent.name, held.suppressed_by) == ("a1", Reason.MAX_DISABLED)
+    assert (held.agent.name, held.suppressed_by) == ("a1", DecisionReason.MAX_DISABLED)
     note = next(n for n in o.notifications if n.agent == agent("a1"))
     assert "MaxDisabled" in (note.action or "")
     assert o.counts.disabled == 2
@@ -39,11 +39,11 @@ def test_max_disabled_percent_disables_the_worst_first_and_notifies_the_rest() -
 
 def test_disabled_agents_of_other_policies_count_toward_the_cap() -> None:
     agents = fleet(10)
-    agents[agent("a9")] = Workload(
+    agents[agent("a9")] = AgentInput(
         name="a9",
         replicas=0,
         model="gpt-4o",
-        disabled=DisabledRecord("other-uid:agents/a9:x:1", "x", T0, previous_replicas=2),
+        disabled=DisabledAgent("other-uid:agents/a9:x:1", "x", T0, previous_replicas=2),
     )
     spec = policy(rule("r", actions=["scaleToZero"]), guardrails={"maxDisabledPercent": 20})
     o = Sim(spec, agents).step(a1=SICK, a2=SICK)
@@ -58,7 +58,7 @@ def test_held_back_agent_is_disabled_once_a_slot_frees() -> None:
     assert sim.workload("a1").replicas == 0
     assert not sim.step(a2={"error_rate": 0.5}).workload_changes
     # A person restores a1 (the record goes, replicas come back) after fixing it.
-    sim.set_workload("a1", Workload(name="a1", replicas=2, model="gpt-4o"))
+    sim.set_workload("a1", AgentInput(name="a1", replicas=2, model="gpt-4o"))
     o = sim.step(a2={"error_rate": 0.5})
     assert kinds(o) == [("scaleToZero", "a2")]
 
@@ -70,7 +70,7 @@ def test_zero_percent_never_disables_but_other_actions_go_ahead() -> None:
     )
     o = Sim(spec, fleet(10)).step(a0=SICK)
     assert [(d.kind.value, d.suppressed_by) for d in o.decisions] == [
-        ("scaleToZero", Reason.MAX_DISABLED),
+        ("scaleToZero", DecisionReason.MAX_DISABLED),
         ("promptOptimization", None),
     ]
 
@@ -84,7 +84,7 @@ def test_the_cap_rounds_down_so_a_single_agent_needs_100_percent() -> None:
         o = Sim(spec, fleet(1)).step(a0=SICK)
         assert kinds(o) == disabled, percent
         if not disabled:
-            assert [d.suppressed_by for d in o.decisions] == [Reason.MAX_DISABLED]
+            assert [d.suppressed_by for d in o.decisions] == [DecisionReason.MAX_DISABLED]
 
 
 # ---------------------------------------------------------------------------- systemic
@@ -107,7 +107,7 @@ def test_systemic_breach_pages_the_fleet_once_and_disables_nobody() -> None:
     assert [(n.agent, n.rule, n.state, n.channels) for n in notes] == [
         (None, "r", "firing", ("oncall",))
     ]
-    assert notes[0].reason_code == Reason.SYSTEMIC_OUTAGE
+    assert notes[0].reason_code == DecisionReason.SYSTEMIC_OUTAGE
     assert "7 of 10 agents" in notes[0].summary
     assert outcomes[-1].counts.breaching == 7
     assert outcomes[-1].counts.disabled == 0
@@ -119,7 +119,7 @@ def test_outage_over_resolves_the_page_and_stragglers_need_a_fresh_for() -> None
     sim.steps(5, **sick)
     over = sim.step(a0=SICK)  # only a0 still fails
     assert [(n.agent, n.state, n.reason_code) for n in over.notifications] == [
-        (None, "resolved", Reason.OUTAGE_OVER)
+        (None, "resolved", DecisionReason.OUTAGE_OVER)
     ]
     assert over.agents[agent("a0")] == AgentStatus.PENDING
     assert not over.decisions
@@ -144,10 +144,10 @@ def test_fleets_smaller_than_systemic_min_agents_are_never_systemic() -> None:
 def test_disabled_agents_do_not_dilute_or_join_the_systemic_count() -> None:
     agents = fleet(10)
     for i in (8, 9):
-        agents[agent(f"a{i}")] = Workload(
+        agents[agent(f"a{i}")] = AgentInput(
             name=f"a{i}",
             replicas=0,
-            disabled=DisabledRecord(f"x:agents/a{i}:r:1", "r", T0, 1),
+            disabled=DisabledAgent(f"x:agents/a{i}:r:1", "r", T0, 1),
         )
     sim = Sim(policy(rule("r", actions=["scaleToZero"])), agents)
     o = sim.step(**{f"a{i}": SICK for i in range(5)})  # 5 of 8 running agents: 62.5%
@@ -228,7 +228,7 @@ def test_quiet_hours_hold_workload_changes_but_not_notifications() -> None:
     sim = Sim(spec, fleet(4))
     o = sim.step(a0=SICK)
     assert [(d.kind.value, d.suppressed_by) for d in o.decisions] == [
-        ("scaleToZero", Reason.QUIET_HOURS)
+        ("scaleToZero", DecisionReason.QUIET_HOURS)
     ]
     assert [n.state for n in o.notifications] == ["firing"]
     assert "QuietHours" in (o.notifications[0].action or "")
@@ -265,7 +265,7 @@ def test_dry_run_applies_the_blast_radius_cap_as_if_it_had_acted() -> None:
     o = Sim(spec, fleet(10)).step(a0={"error_rate": 0.9}, a1={"error_rate": 0.5})
     assert [(d.agent.name, d.dry_run, d.suppressed_by) for d in o.decisions] == [
         ("a0", True, None),
-        ("a1", True, Reason.MAX_DISABLED),
+        ("a1", True, DecisionReason.MAX_DISABLED),
     ]
 
 
@@ -296,7 +296,7 @@ def test_quiet_hours_are_reported_before_the_rate_limit() -> None:
         guardrails={"quietHours": [{"start": "00:00", "end": "23:59"}], "maxActionsPerHour": 0},
     )
     o = Sim(spec, fleet(4)).step(a0=SICK)
-    assert [d.suppressed_by for d in o.decisions] == [Reason.QUIET_HOURS]
+    assert [d.suppressed_by for d in o.decisions] == [DecisionReason.QUIET_HOURS]
 
 
 def test_systemic_outage_of_a_rule_without_notify_channels_is_silent_but_still_acts_on_nobody() -> (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from agentmedic.engine import NO_DATA_RULE, AgentStatus, Reason
+from agentmedic.engine import NO_DATA_RULE, AgentStatus, DecisionReason
 from tests.unit.test_engine_builders import (
     SICK,
     Sim,
@@ -44,7 +44,7 @@ def test_channels_are_told_once_data_has_been_missing_for_after_and_when_it_retu
     assert not sim.step(a0=GONE).notifications
     back = sim.step()
     assert [(n.state, n.reason_code) for n in back.notifications] == [
-        ("resolved", Reason.DATA_RETURNED)
+        ("resolved", DecisionReason.DATA_RETURNED)
     ]
 
 

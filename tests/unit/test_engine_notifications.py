@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from agentmedic.api.types import Severity
-from agentmedic.engine import PolicyState, Reason
+from agentmedic.engine import DecisionReason, PolicyState
 from tests.unit.test_engine_builders import (
     SICK,
     Sim,
@@ -45,7 +45,7 @@ def test_one_firing_message_per_episode_and_one_resolved_when_it_ends() -> None:
     (resolved,) = sim.step().notifications
     assert (resolved.state, resolved.reason_code, resolved.channels) == (
         "resolved",
-        Reason.RESOLVED,
+        DecisionReason.RESOLVED,
         ("oncall",),
     )
     assert resolved.episode == sim.history[0].notifications[0].episode
@@ -74,7 +74,7 @@ def test_an_agent_that_leaves_the_policy_resolves_its_episodes() -> None:
     del agents[agent("a0")]
     sim.input = type(sim.input)(sim.spec, "agents", "p", "uid-1", agents)
     (n,) = sim.step().notifications
-    assert (n.state, n.agent, n.reason_code) == ("resolved", agent("a0"), Reason.AGENT_GONE)
+    assert (n.state, n.agent, n.reason_code) == ("resolved", agent("a0"), DecisionReason.AGENT_GONE)
     assert sim.state is not None
     assert agent("a0") not in sim.state.agents
 

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from agentmedic.api.types import AgentPolicySpec
 from agentmedic.engine import (
     AgentStatus,
+    CycleResult,
     Decision,
     DecisionKind,
-    Outcome,
     PolicyInput,
     PolicyState,
     apply_decisions,
@@ -120,7 +120,7 @@ def scenarios(draw: st.DrawFn, **overrides: Any) -> Scenario:
     return Scenario(spec, n, times, values)
 
 
-def run(s: Scenario) -> list[tuple[PolicyInput, Outcome]]:
+def run(s: Scenario) -> list[tuple[PolicyInput, CycleResult]]:
     """Step the scenario like the operator; return the input each step saw and its outcome."""
     inp, state = s.inp(), None
     out = []
@@ -132,7 +132,7 @@ def run(s: Scenario) -> list[tuple[PolicyInput, Outcome]]:
     return out
 
 
-def remediations(outcome: Outcome) -> list[Decision]:
+def remediations(outcome: CycleResult) -> list[Decision]:
     return [d for d in outcome.decisions if d.kind != DecisionKind.RESTORE]
 
 

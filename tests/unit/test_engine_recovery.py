@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from agentmedic.engine import AgentStatus, DisabledRecord, Reason, Workload
+from agentmedic.engine import AgentInput, AgentStatus, DecisionReason, DisabledAgent
 from tests.unit.test_engine_builders import (
     SICK,
     T0,
@@ -45,13 +45,13 @@ def test_manual_recovery_keeps_a_disabled_agent_down_and_its_episode_open() -> N
 def test_a_persons_restore_ends_nothing_until_the_agent_is_healthy() -> None:
     sim = _disabled_sim()
     sim.step(a0=NO_DATA)  # the record is seen: the change is confirmed
-    sim.set_workload("a0", Workload(name="a0", replicas=2, model="gpt-4o"))  # restored by hand
+    sim.set_workload("a0", AgentInput(name="a0", replicas=2, model="gpt-4o"))  # restored by hand
     still_bad = sim.steps(3, a0=SICK)
     assert all(not o.decisions for o in still_bad), "the episode already acted: no re-disable"
     assert still_bad[-1].agents[agent("a0")] == AgentStatus.BREACHING
     healthy = sim.step()
     assert [(n.state, n.reason_code) for n in healthy.notifications] == [
-        ("resolved", Reason.RESOLVED)
+        ("resolved", DecisionReason.RESOLVED)
     ]
     assert healthy.agents[agent("a0")] == AgentStatus.HEALTHY
 
@@ -62,14 +62,16 @@ def test_auto_recovery_restores_a_disabled_agent_after_healthy_for() -> None:
     assert not early.decisions
     o = sim.step(a0=NO_DATA, after=timedelta(minutes=1))
     (d,) = o.decisions
-    assert (d.kind.value, d.reason_code) == ("restore", Reason.AUTO_RECOVERY)
+    assert (d.kind.value, d.reason_code) == ("restore", DecisionReason.AUTO_RECOVERY)
     assert d.restore is not None
     assert d.restore.replicas
     assert d.evidence.holds()
     assert d.evidence.for_ == timedelta(minutes=10)
     assert sim.workload("a0").replicas == 2
     back = sim.step()
-    assert [(n.state, n.reason_code) for n in back.notifications] == [("resolved", Reason.RESTORED)]
+    assert [(n.state, n.reason_code) for n in back.notifications] == [
+        ("resolved", DecisionReason.RESTORED)
+    ]
     assert back.agents[agent("a0")] == AgentStatus.HEALTHY
 
 
@@ -132,7 +134,7 @@ def test_restore_waits_for_quiet_hours_and_says_so_once() -> None:
     )
     o = sim.step(a0=NO_DATA, after=timedelta(minutes=10))
     assert [(d.kind.value, d.suppressed_by) for d in o.decisions] == [
-        ("restore", Reason.QUIET_HOURS)
+        ("restore", DecisionReason.QUIET_HOURS)
     ]
     assert all(not x.decisions for x in sim.steps(10, a0=NO_DATA))
     end = sim.step(a0=NO_DATA, after=timedelta(minutes=45))
@@ -150,10 +152,10 @@ def test_a_restore_that_never_lands_is_decided_again() -> None:
 
 def test_agents_disabled_by_another_policy_are_held_but_not_restored_by_this_one() -> None:
     agents = fleet(4)
-    agents[agent("a0")] = Workload(
+    agents[agent("a0")] = AgentInput(
         name="a0",
         replicas=0,
-        disabled=DisabledRecord("other-uid:agents/a0:x:1", "x", T0 - timedelta(days=1), 2),
+        disabled=DisabledAgent("other-uid:agents/a0:x:1", "x", T0 - timedelta(days=1), 2),
     )
     spec = policy(rule("r", actions=["scaleToZero"]), recovery={"mode": "auto", "healthyFor": "1m"})
     sim = Sim(spec, agents)
@@ -164,7 +166,7 @@ def test_agents_disabled_by_another_policy_are_held_but_not_restored_by_this_one
 
 def test_a_workload_scaled_to_zero_by_someone_else_is_held_quietly() -> None:
     agents = fleet(4)
-    agents[agent("a0")] = Workload(name="a0", replicas=0, model="gpt-4o")
+    agents[agent("a0")] = AgentInput(name="a0", replicas=0, model="gpt-4o")
     spec = policy(
         rule("r", actions=["scaleToZero"]),
         no_data={"mode": "breach", "after": "1m", "channels": ["data"]},

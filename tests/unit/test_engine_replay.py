@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
+
 from agentmedic.api.types import AgentPolicySpec
 from agentmedic.engine import (
+    AgentInput,
     DecisionKind,
-    Workload,
     apply_decisions,
+    compile_plan,
     evaluate,
+    evaluate_planned,
     replay,
     requirements,
 )
@@ -74,7 +78,7 @@ def test_replay_continues_from_an_initial_state() -> None:
 
 def test_apply_decisions_records_what_restore_needs() -> None:
     spec = policy(rule("r", actions=["scaleToZero"]), recovery={"mode": "auto", "healthyFor": "1m"})
-    sim = Sim(spec, {agent("a0"): Workload(name="a0", replicas=3, model="gpt-4o")})
+    sim = Sim(spec, {agent("a0"): AgentInput(name="a0", replicas=3, model="gpt-4o")})
     (down,) = sim.step(a0=SICK).decisions
     w = sim.workload("a0")
     assert (w.replicas, w.disabled is not None) == (0, True)
@@ -119,3 +123,32 @@ def test_requirements_cover_every_condition_and_the_executions_behind_min_sample
             timedelta(minutes=10),
         ),
     }
+
+
+def test_a_plan_compiled_once_decides_what_evaluate_decides_every_cycle() -> None:
+    spec = policy(rule("r", for_="1m", actions=["scaleToZero"]))
+    p = policy_input(spec, fleet(6))
+    plan = compile_plan(spec)
+    once = every = None
+    for i in range(6):
+        now = T0 + i * spec.interval
+        data = samples(spec, now, list(p.agents), per_agent={"a1": SICK})
+        a = evaluate_planned(plan, p, data, once.state if once else None, now)
+        b = evaluate(p, data, every.state if every else None, now)
+        assert (a.decisions, a.notifications, a.agents, a.state) == (
+            b.decisions,
+            b.notifications,
+            b.agents,
+            b.state,
+        )
+        once, every = a, b
+        p = apply_decisions(p, a.decisions)
+    assert once is not None
+    assert once.counts.disabled == 1, "the plan-compiled cycles did act"
+
+
+def test_a_plan_of_another_spec_is_refused_in_one_line() -> None:
+    p = policy_input(policy(rule("r")), fleet(2))
+    other = compile_plan(policy(rule("s")))
+    with pytest.raises(ValueError, match=r"^the plan was compiled from another spec"):
+        evaluate_planned(other, p, {}, None, T0)

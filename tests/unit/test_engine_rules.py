@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from agentmedic.api.types import AgentPolicySpec, Op, Rule
-from agentmedic.engine import AgentStatus, Reason, episode_key, evaluate
+from agentmedic.engine import AgentStatus, DecisionReason, episode_key, evaluate
 from agentmedic.engine.conditions import (
     BREACH,
     CLEAR,
@@ -136,12 +136,12 @@ def test_hysteresis_compares_with_recover_value_only_while_firing() -> None:
 def test_condition_evidence_describes_insufficient_samples_and_hysteresis() -> None:
     ev = ConditionEvidence("error_rate", None, W5, Op.GT, 0.15, 0.5, executions=3, min_samples=20)
     assert ev.verdict() == UNKNOWN
-    assert ev.reason == Reason.INSUFFICIENT_SAMPLES
+    assert ev.reason == DecisionReason.INSUFFICIENT_SAMPLES
     assert "fewer than minSamples 20" in ev.describe()
     ev = ConditionEvidence("error_rate", None, W5, Op.GT, 0.05, 0.1, hysteresis=True)
     assert ev.describe() == "error_rate[5m] = 10% > 5% (recoverValue)"
-    assert ev.reason == Reason.BREACHING
-    assert ConditionEvidence("x", None, W5, Op.GT, 1, None).reason == Reason.NO_DATA
+    assert ev.reason == DecisionReason.BREACHING
+    assert ConditionEvidence("x", None, W5, Op.GT, 1, None).reason == DecisionReason.NO_DATA
 
 
 # ---------------------------------------------------------------------------- state machine
@@ -193,7 +193,7 @@ def test_firing_rule_resolves_only_after_recover_for_of_clear_evaluations() -> N
         AgentStatus.HEALTHY,
     ]
     assert [n.state for n in outcomes[2].notifications] == ["resolved"]
-    assert outcomes[2].notifications[0].reason_code == Reason.RESOLVED
+    assert outcomes[2].notifications[0].reason_code == DecisionReason.RESOLVED
 
 
 def test_value_between_recover_value_and_value_keeps_the_rule_firing() -> None:

@@ -6,7 +6,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from agentmedic.engine import AgentState, Outcome, PolicyState, evaluate
+from agentmedic.engine import AgentState, CycleResult, PolicyState, evaluate
 from agentmedic.engine.state import STATE_VERSION
 from tests.unit.test_engine_builders import (
     SICK,
@@ -41,7 +41,7 @@ def _busy_sim() -> Sim:
     return Sim(spec, fleet(10))
 
 
-def _script(sim: Sim, steps: int, first: int = 0) -> list[Outcome]:
+def _script(sim: Sim, steps: int, first: int = 0) -> list[CycleResult]:
     out = []
     for i in range(first, first + steps):
         per: dict[str, Any] = {

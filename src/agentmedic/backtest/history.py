@@ -3,8 +3,8 @@
 What is fetched, and how
 ========================
 
-The engine says what it needs at each moment (:func:`agentmedic.engine.requirements.
-requirements`). Over a backtest's grid (``start + i * step``) those needs split in two:
+The engine says what it needs at every moment of a backtest's grid (``start + i * step``)
+in one answer (:func:`agentmedic.engine.requirements.requirements_over`), split in two:
 
 - **Keys that do not depend on the moment** (every condition's metric and window, the
   ``executions`` behind ``minSamples``, the budget's burn window, a rolling budget's
@@ -34,32 +34,38 @@ requirements`). Over a backtest's grid (``start + i * step``) those needs split 
   period is compared with the exact live query there; the largest relative difference
   is reported (:attr:`History.spend_check`) and a warning is raised above 2%.
 
-Agents come from ``--agents`` or from the history itself: every ``(agent, namespace)``
-with ``agent_info`` or ``agent_executions_total`` samples in the range (one coarse range
-query each, which also gives each agent's model at the start of the range: the workload's
-model the engine starts from).
+Agents come from ``--agents`` or from the history itself
+(:func:`~agentmedic.backtest.discovery.discover_agents`). The fetched values land in a
+:class:`~agentmedic.backtest.columns.History`, handed to the replay as they complete
+through a :class:`~agentmedic.backtest.columns.HistoryFeed`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import threading
 import time
 from array import array
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from agentmedic.api.durations import format_duration
 from agentmedic.api.types import AgentPolicySpec
-from agentmedic.engine.periods import budget_period
-from agentmedic.engine.requirements import requirements, spend_key
-from agentmedic.engine.series import AgentId, Samples, SeriesKey
+from agentmedic.backtest.columns import (
+    BacktestDataError,
+    Grid,
+    History,
+    HistoryFeed,
+    NoHistoryError,
+    ReplayAbortedError,
+    SpendCheck,
+)
+from agentmedic.backtest.discovery import MODEL_LABEL, discover_agents
+from agentmedic.engine.requirements import GridNeeds, requirements_over
+from agentmedic.engine.series import AgentId, SeriesKey
 from agentmedic.metrics import (
     DEFAULT_CATALOG,
-    SERIES,
     Catalog,
     FetchStats,
     MetricsBackend,
@@ -69,7 +75,6 @@ from agentmedic.metrics import (
     RangeSeries,
     fetch_range,
     fetch_samples,
-    promql,
 )
 
 __all__ = [
@@ -95,8 +100,6 @@ CHUNK_POINTS = 1_440
 :data:`MAX_POINTS`, it keeps each query's evaluation time far from the query timeout on a
 large fleet, lets the answers be decoded while the backend evaluates the next ones, and
 moves the progress bar. The queries add up to the same work."""
-MODEL_LABEL = "model"
-"""The SDK's label for the model an agent runs (``agent_info``, ``agent_executions_total``)."""
 SPEND_WARN = 0.02
 """Accumulated spend further than this from the exact query triggers a warning."""
 MAX_RANGE_KEYS = 200
@@ -109,242 +112,6 @@ _NAN = math.nan
 _T = TypeVar("_T")
 
 
-class BacktestDataError(RuntimeError):
-    """The history could not be fetched: the backend failed or refused a query."""
-
-
-class NoHistoryError(BacktestDataError):
-    """The range holds no data for the policy's agents or metrics."""
-
-
-@dataclass(frozen=True)
-class Grid:
-    """The moments a backtest evaluates at: ``start + i * step`` up to ``end``."""
-
-    start: datetime
-    end: datetime
-    step: timedelta
-
-    def __post_init__(self) -> None:
-        if self.start.tzinfo is None or self.end.tzinfo is None:
-            raise ValueError("start and end must be timezone-aware")
-        if self.step <= timedelta(0):
-            raise ValueError(f"step must be positive, got {self.step}")
-        if self.end < self.start:
-            raise ValueError(
-                f"the range ends ({self.end.isoformat()}) before it starts "
-                f"({self.start.isoformat()}); swap --from and --to"
-            )
-
-    @property
-    def size(self) -> int:
-        """The number of moments."""
-        return int((self.end - self.start) / self.step) + 1
-
-    @property
-    def last(self) -> datetime:
-        """The last moment (``end`` rounded down to the grid)."""
-        return self.at(self.size - 1)
-
-    def at(self, i: int) -> datetime:
-        return self.start + i * self.step
-
-    def times(self) -> list[datetime]:
-        return [self.at(i) for i in range(self.size)]
-
-    def index(self, moment: datetime) -> int:
-        """The grid index of a moment on the grid (rounded to the nearest)."""
-        return round((moment - self.start) / self.step)
-
-    def chunks(self, max_points: int) -> list[tuple[int, int]]:
-        """``[first, last]`` index ranges of at most ``max_points`` moments each."""
-        if max_points < 1:
-            raise ValueError(f"max_points must be at least 1, got {max_points}")
-        return [(lo, min(lo + max_points, self.size) - 1) for lo in range(0, self.size, max_points)]
-
-
-@dataclass(frozen=True)
-class SpendCheck:
-    """The accumulated period-to-date spend against the exact query, at one moment."""
-
-    at: datetime
-    accumulated_usd: float
-    exact_usd: float
-
-    @property
-    def relative_error(self) -> float:
-        if self.exact_usd == 0:
-            return 0.0 if self.accumulated_usd == 0 else math.inf
-        return abs(self.accumulated_usd - self.exact_usd) / abs(self.exact_usd)
-
-
-@dataclass(repr=False)
-class History:
-    """What the backtest replays: per key, per agent, a value per grid moment.
-
-    Columns are ``array('d')`` with NaN for "no data" (handed to the engine as None).
-    """
-
-    spec: AgentPolicySpec
-    grid: Grid
-    agents: list[AgentId]
-    models: dict[AgentId, str | None]
-    columns: dict[SeriesKey, dict[AgentId, array[float]]]
-    """Fixed keys, fetched with range queries."""
-    spend: dict[AgentId, array[float]] | None = None
-    """Calendar budgets: period-to-date spend per agent and moment, assembled client-side."""
-    spend_check: list[SpendCheck] = field(default_factory=list)
-    """The accumulated spend against the exact query, at the end of each period."""
-    queries: int = 0
-    """Queries sent."""
-    fetch_seconds: float = 0.0
-    stats: FetchStats = field(default_factory=FetchStats)
-    warnings: list[str] = field(default_factory=list)
-
-    def __repr__(self) -> str:
-        # A summary, not the generated repr of millions of column values.
-        g = self.grid
-        return (
-            f"History({g.start.isoformat()} to {g.last.isoformat()} every "
-            f"{format_duration(g.step)} ({g.size} moments), {len(self.agents)} agents, "
-            f"keys=[{', '.join(str(k) for k in self.columns)}], "
-            f"calendar_spend={self.spend is not None}, queries={self.queries})"
-        )
-
-    def series(self, key: SeriesKey, agent: AgentId) -> list[float]:
-        """One agent's values of a fixed key over the grid (NaN: no data)."""
-        col = self.columns.get(key, {})
-        return list(col[agent]) if agent in col else [_NAN] * self.grid.size
-
-    def spend_series(self, agent: AgentId) -> list[float]:
-        """One agent's period-to-date spend over the grid (NaN: no data)."""
-        if self.spend is not None:
-            return list(self.spend.get(agent, array("d", [_NAN] * self.grid.size)))
-        key = spend_key(self.spec, self.grid.start)
-        return self.series(key, agent) if key is not None else [_NAN] * self.grid.size
-
-    def timeline(self) -> Iterator[tuple[datetime, Samples]]:
-        """``(moment, samples)`` for every grid moment, built lazily (a week of a hundred
-        agents never sits in memory as dicts)."""
-        sample = self.sampler()
-        for i in range(self.grid.size):
-            yield self.grid.at(i), sample(i)
-
-    def sampler(self) -> Callable[[int], Samples]:
-        """A function from a grid index to that moment's samples."""
-        rows = _Rows(self)
-        rows.fill(0, self.grid.size)
-        return rows.sample
-
-    def has_data(self) -> bool:
-        """True when some agent has a value of some series (or spend) at some moment."""
-        columns = [c for col in self.columns.values() for c in col.values()]
-        columns += list(self.spend.values()) if self.spend is not None else []
-        return any(v == v for column in columns for v in column)
-
-
-class _Rows:
-    """A history's values laid out for the replay, moment by moment.
-
-    The replay builds about a million samples dicts for a week of a hundred agents, so
-    each agent's columns are interleaved into one row-major array: a moment's values are
-    then one slice, zipped with the keys in C. NaN (no data) becomes None, as the live
-    loop hands it to the engine. :meth:`fill` copies moments in as the fetch completes
-    them (see :class:`HistoryFeed`).
-    """
-
-    def __init__(self, history: History) -> None:
-        self.history = history
-        self.keys = list(history.columns)
-        self.width = len(self.keys)
-        size = history.grid.size
-        self.missing = array("d", [_NAN]) * size
-        spend = history.spend
-        self.rows: list[tuple[AgentId, array[float], array[float]]] = [
-            (
-                agent,
-                array("d", [_NAN]) * (size * self.width),
-                spend.get(agent, self.missing) if spend is not None else self.missing,
-            )
-            for agent in history.agents
-        ]
-
-    def fill(self, lo: int, hi: int) -> None:
-        """Copy moments ``lo`` to ``hi - 1`` in from the history's columns."""
-        if hi <= lo:
-            return
-        w, columns, missing = self.width, self.history.columns, self.missing
-        for agent, interleaved, _ in self.rows:
-            for j, k in enumerate(self.keys):
-                interleaved[lo * w + j : hi * w : w] = columns[k].get(agent, missing)[lo:hi]
-
-    def sample(self, i: int) -> Samples:
-        h = self.history
-        skey = spend_key(h.spec, h.grid.at(i)) if h.spend is not None else None
-        if skey is not None and skey in h.columns:
-            skey = None  # the same window is fetched exactly; keep that
-        keys, isnan = self.keys, math.isnan
-        lo, hi = i * self.width, (i + 1) * self.width
-        out: dict[AgentId, dict[SeriesKey, float | None]] = {}
-        for agent, interleaved, spend in self.rows:
-            row = interleaved[lo:hi]
-            values: dict[SeriesKey, float | None] = dict(zip(keys, row, strict=True))
-            if any(map(isnan, row)):
-                values = {k: (None if v is None or v != v else v) for k, v in values.items()}
-            if skey is not None:
-                v = spend[i]
-                values[skey] = v if v == v else None
-            out[agent] = values
-        return out
-
-
-class ReplayAbortedError(Exception):
-    """The fetch feeding a replay failed or found nothing; the replay stops."""
-
-
-class HistoryFeed:
-    """Hands a history to a replay in another thread while it is still being fetched.
-
-    :func:`fetch_history` calls :meth:`advance` (in the event loop's thread) each time
-    the first ``upto`` moments are complete; :meth:`moments` (in the replay's thread)
-    yields each moment as soon as it is. The replay of a week then runs while Prometheus
-    evaluates the later days instead of after the last query.
-    """
-
-    def __init__(self) -> None:
-        self._ready = 0
-        self._rows: _Rows | None = None
-        self._aborted = False
-        self._changed = threading.Condition()
-
-    def advance(self, history: History, upto: int) -> None:
-        """Moments ``0`` to ``upto - 1`` of ``history`` are complete."""
-        if self._rows is None:
-            self._rows = _Rows(history)
-        self._rows.fill(self._ready, upto)
-        with self._changed:
-            self._ready = max(self._ready, upto)
-            self._changed.notify_all()
-
-    def abort(self) -> None:
-        """Stop the replay: :meth:`moments` raises :class:`ReplayAbortedError`."""
-        with self._changed:
-            self._aborted = True
-            self._changed.notify_all()
-
-    def moments(self, grid: Grid) -> Iterator[tuple[datetime, Samples]]:
-        """``(moment, samples)`` for every moment of ``grid``, each once it is complete."""
-        for i in range(grid.size):
-            if self._ready <= i:
-                with self._changed:
-                    while self._ready <= i and not self._aborted:
-                        self._changed.wait()
-            if self._aborted:
-                raise ReplayAbortedError
-            assert self._rows is not None
-            yield grid.at(i), self._rows.sample(i)
-
-
 # --------------------------------------------------------------------------- planning
 
 
@@ -352,123 +119,38 @@ class HistoryFeed:
 class Plan:
     """Which range queries and which spend reconstruction a backtest needs."""
 
+    needs: GridNeeds
+    """What the policy needs over the grid, as the engine says."""
     range_keys: list[SeriesKey]
     calendar_spend: bool
     """The budget's period-to-date spend changes window every step (calendar period)."""
     increment_key: SeriesKey | None
     """``cost_usd`` over one step (calendar spend only)."""
-    period_starts: list[int]
+    period_starts: Sequence[int]
     """Grid index of the first moment in each budget period the range touches."""
-    period_ends: list[int]
+    period_ends: Sequence[int]
     """Grid index of the last moment in each of those periods."""
 
 
 def plan(spec: AgentPolicySpec, grid: Grid) -> Plan:
     """Work out the queries: fixed keys once each, calendar spend by accumulation."""
-    budget = spec.budget
-    calendar = budget is not None and not budget_period(budget, grid.start).rolling
-    keys: set[SeriesKey] = set()
-    starts: list[int] = []
-    ends: list[int] = []
-    current: datetime | None = None
-    for i in range(grid.size):
-        now = grid.at(i)
-        needed = requirements(spec, now)
-        if calendar:
-            assert budget is not None
-            skey = spend_key(spec, now)
-            if skey is not None:
-                needed.discard(skey)
-            period = budget_period(budget, now).start
-            if period != current:
-                if starts:
-                    ends.append(i - 1)
-                starts.append(i)
-                current = period
-        keys |= needed
-    if starts:
-        ends.append(grid.size - 1)
-    if len(keys) > MAX_RANGE_KEYS:
+    needs = requirements_over(spec, grid.times())
+    if len(needs.fixed) > MAX_RANGE_KEYS:
         raise ValueError(
-            f"the policy needs {len(keys)} distinct series over the range; at most "
+            f"the policy needs {len(needs.fixed)} distinct series over the range; at most "
             f"{MAX_RANGE_KEYS} are fetched (check raw queries and windows)"
         )
-    increment = SeriesKey("cost_usd", None, grid.step, spec.agent_label) if calendar else None
+    calendar = needs.calendar_spend
     return Plan(
-        range_keys=sorted(keys, key=str),
+        needs=needs,
+        range_keys=list(needs.fixed),
         calendar_spend=calendar,
-        increment_key=increment,
-        period_starts=starts,
-        period_ends=ends,
+        increment_key=(
+            SeriesKey("cost_usd", None, grid.step, spec.agent_label) if calendar else None
+        ),
+        period_starts=needs.period_starts,
+        period_ends=needs.period_ends,
     )
-
-
-# --------------------------------------------------------------------------- discovery
-
-
-def _selector(labels: Mapping[str, str]) -> str:
-    return ", ".join(f"{k}={promql.quote_string(v)}" for k, v in sorted(labels.items()))
-
-
-async def discover_agents(
-    backend: MetricsBackend,
-    grid: Grid,
-    *,
-    agent_label: str,
-    namespace: str,
-    namespace_label: str | None,
-    names: Sequence[str] | None = None,
-    on_query: Callable[[str], None] | None = None,
-) -> tuple[list[AgentId], dict[AgentId, str | None], int]:
-    """The agents with ``agent_info`` or ``agent_executions_total`` samples in the range,
-    and the model each ran at its first appearance; returns ``(agents, models, queries)``.
-
-    With ``names``, only those agents are looked up (and returned even without data).
-    """
-    promql.check_label_name(agent_label, "agent label")
-    if namespace_label is not None:
-        promql.check_label_name(namespace_label, "namespace label")
-    matchers = {namespace_label: namespace} if namespace_label else {}
-    sel = _selector(matchers)
-    if names:
-        sel = ", ".join(s for s in (sel, promql.agent_matcher(agent_label, names)) if s)
-    by = ", ".join(x for x in (agent_label, namespace_label, MODEL_LABEL) if x)
-    # One point per 1/240 of the range (at least one per step): cheap, and an agent seen in
-    # any window shows up because each point looks back over its whole stride.
-    stride = max(
-        grid.step, timedelta(seconds=math.ceil((grid.end - grid.start).total_seconds() / 240))
-    )
-    window = promql.duration(stride)
-    first_seen: dict[AgentId, tuple[float, int, str | None]] = {}
-    queries = 0
-    for rank, series in enumerate(("agent_info", SERIES["executions"])):
-        query = f"group by ({by}) (last_over_time({series}{{{sel}}}[{window}]))"
-        try:
-            result = await backend.query_range(query, grid.start, grid.end, stride)
-        except MetricsError as exc:
-            raise BacktestDataError(f"discovering agents failed: {exc}") from exc
-        queries += 1
-        if on_query is not None:
-            on_query(f"agents from {series}")
-        for s in result.series:
-            name = s.labels.get(agent_label)
-            if not name or not s.points:
-                continue
-            ns = s.labels.get(namespace_label, namespace) if namespace_label else namespace
-            if ns != namespace:
-                continue
-            agent = AgentId(ns, name)
-            seen = (s.points[0][0], rank, s.labels.get(MODEL_LABEL))
-            if agent not in first_seen or seen < first_seen[agent]:
-                first_seen[agent] = seen
-    models = {a: v[2] for a, v in first_seen.items()}
-    if names:
-        agents = sorted(AgentId(namespace, n) for n in set(names))
-        for a in agents:
-            models.setdefault(a, None)
-    else:
-        agents = sorted(first_seen)
-    return agents, models, queries
 
 
 # --------------------------------------------------------------------------- fetching
@@ -549,7 +231,9 @@ class _Fetch:
                 if self.plan.calendar_spend
                 else None
             ),
+            needs=self.plan.needs,
         )
+        self.semaphore = asyncio.Semaphore(1)
         self.done = 0
         self.total = 0
         # Moments are complete chunk by chunk, in order: a chunk waits for its series and
@@ -589,98 +273,107 @@ class _Fetch:
                 self.feed.advance(h, hi + 1)
 
     async def run(self, chunks: list[tuple[int, int]], max_concurrency: int) -> None:
-        grid, the_plan, h = self.grid, self.plan, self.history
-        semaphore = asyncio.Semaphore(max_concurrency)
-        calendar = the_plan.calendar_spend
-        starts = the_plan.period_starts if calendar else []
-        ends = the_plan.period_ends if calendar else []
+        """Send every query (at most ``max_concurrency`` at once) and fill the history."""
+        h = self.history
+        self.semaphore = asyncio.Semaphore(max_concurrency)
+        calendar = self.plan.calendar_spend
+        starts = self.plan.period_starts if calendar else ()
+        ends = self.plan.period_ends if calendar else ()
         self.total = len(self.range_keys) * len(chunks) + len(starts) + len(ends)
         self.chunks = chunks
         self.missing = [len(self.range_keys)] * len(chunks)
         for i in starts:
             self.missing[self._chunk_of(i)] += 1
         self._hand_on()  # chunks that wait for no query (none, unless a policy needs none)
-
-        async def bounded(make: Callable[[], Awaitable[tuple[_T, FetchStats]]], what: str) -> _T:
-            async with semaphore:
-                try:
-                    result, st = await make()
-                except MetricsError as exc:
-                    raise BacktestDataError(f"{what}: {exc}") from exc
-            for key, error in st.errors.items():
-                query = getattr(error, "query", None)
-                raise BacktestDataError(
-                    f"the query for {key} failed: {error}"
-                    + (f"\n  query: {query}" if query else "")
-                )
-            _merge(h.stats, st)
-            self.done += 1
-            if self.on_query is not None:
-                self.on_query(self.done, self.total, what)
-            return result
-
-        async def one_range(chunk: int, key: SeriesKey) -> None:
-            lo, hi = chunks[chunk]
-            what = f"{key} [{lo + 1}-{hi + 1}/{grid.size}]" if len(chunks) > 1 else str(key)
-            keeper = _KeepPoints(self.backend)
-            table = await bounded(
-                lambda: fetch_range(
-                    keeper,
-                    {key: self.agent_set},
-                    grid.at(lo),
-                    grid.at(hi),
-                    grid.step,
-                    self.catalog,
-                    namespace_label=self.namespace_label,
-                    max_concurrency=1,
-                ),
-                what,
-            )
-            self._fill(self.columns[key], table, key, keeper, lo, hi)
-            self._landed(chunk)
-
-        async def spent(i: int, what: str) -> dict[AgentId, float | None]:
-            key = spend_key(h.spec, grid.at(i))
-            assert key is not None
-            table = await bounded(
-                lambda: fetch_samples(
-                    self.backend,
-                    {key: self.agent_set},
-                    grid.at(i),
-                    self.catalog,
-                    namespace_label=self.namespace_label,
-                    max_concurrency=1,
-                ),
-                f"{what} at {grid.at(i):%Y-%m-%d %H:%M}",
-            )
-            return {a: table.get(a, {}).get(key) for a in self.agents}
-
-        async def base(i: int) -> None:
-            self.bases[i] = await spent(i, "spend so far")
-            self._landed(self._chunk_of(i))
-
         # The spend-so-far queries first (a few cheap instant queries the first moments of
         # each period wait for), then the chunks in time order, each chunk's series
         # together, so that moments complete from the start (and the progress bar means
         # something); the end-of-period spend checks last.
-        bases = [base(i) for i in starts]
-        ranges = [one_range(c, key) for c in range(len(chunks)) for key in self.range_keys]
-        checks = [spent(i, "spend check") for i in ends]
+        bases = [self._base(i) for i in starts]
+        ranges = [self._range(c, key) for c in range(len(chunks)) for key in self.range_keys]
+        checks = [self._spent(i, "spend check") for i in ends]
         gathered = await asyncio.gather(*bases, *ranges, *checks)
         h.queries = h.stats.queries
         h.warnings = list(h.stats.warnings)
-        if not calendar:
-            return
+        if calendar:
+            exact = gathered[len(bases) + len(ranges) :]
+            self._check_spend(ends, [e for e in exact if isinstance(e, dict)])
+
+    async def _bounded(self, make: Callable[[], Awaitable[tuple[_T, FetchStats]]], what: str) -> _T:
+        """One query, within the concurrency bound; a failure names the query."""
+        async with self.semaphore:
+            try:
+                result, st = await make()
+            except MetricsError as exc:
+                raise BacktestDataError(f"{what}: {exc}") from exc
+        for key, error in st.errors.items():
+            query = getattr(error, "query", None)
+            raise BacktestDataError(
+                f"the query for {key} failed: {error}" + (f"\n  query: {query}" if query else "")
+            )
+        _merge(self.history.stats, st)
+        self.done += 1
+        if self.on_query is not None:
+            self.on_query(self.done, self.total, what)
+        return result
+
+    async def _range(self, chunk: int, key: SeriesKey) -> None:
+        """One key over one chunk of the grid, as one range query."""
+        grid, chunks = self.grid, self.chunks
+        lo, hi = chunks[chunk]
+        what = f"{key} [{lo + 1}-{hi + 1}/{grid.size}]" if len(chunks) > 1 else str(key)
+        keeper = _KeepPoints(self.backend)
+        table = await self._bounded(
+            lambda: fetch_range(
+                keeper,
+                {key: self.agent_set},
+                grid.at(lo),
+                grid.at(hi),
+                grid.step,
+                self.catalog,
+                namespace_label=self.namespace_label,
+                max_concurrency=1,
+            ),
+            what,
+        )
+        self._fill(self.columns[key], table, key, keeper, lo, hi)
+        self._landed(chunk)
+
+    async def _spent(self, i: int, what: str) -> dict[AgentId, float | None]:
+        """The exact period-to-date spend at moment ``i``, as the live loop queries it."""
+        key = self.plan.needs.spend_key(i)
+        assert key is not None
+        at = self.grid.at(i)
+        table = await self._bounded(
+            lambda: fetch_samples(
+                self.backend,
+                {key: self.agent_set},
+                at,
+                self.catalog,
+                namespace_label=self.namespace_label,
+                max_concurrency=1,
+            ),
+            f"{what} at {at:%Y-%m-%d %H:%M}",
+        )
+        return {a: table.get(a, {}).get(key) for a in self.agents}
+
+    async def _base(self, i: int) -> None:
+        self.bases[i] = await self._spent(i, "spend so far")
+        self._landed(self._chunk_of(i))
+
+    def _check_spend(
+        self, ends: Sequence[int], exact: Sequence[Mapping[AgentId, float | None]]
+    ) -> None:
+        """Compare the accumulated spend with the exact query at the end of each period."""
+        h, grid = self.history, self.grid
         assert h.spend is not None
         spend = h.spend
-        check_values = gathered[len(bases) + len(ranges) :]
-        for i, exact in zip(ends, check_values, strict=True):
-            assert isinstance(exact, dict)
+        for i, values in zip(ends, exact, strict=True):
             h.spend_check.append(
                 SpendCheck(
                     grid.at(i),
                     sum(v for a in self.agents if (v := spend[a][i]) == v),
-                    sum(v for v in exact.values() if v is not None),
+                    sum(v for v in values.values() if v is not None),
                 )
             )
         worst = max(h.spend_check, key=lambda c: c.relative_error, default=None)

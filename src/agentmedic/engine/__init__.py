@@ -5,10 +5,10 @@ layer acts. Typical cycle::
 
     keys = requirements(spec, now)                     # what to fetch
     samples = await backend.fetch(keys, agents)        # metrics layer
-    outcome = evaluate(policy_input, samples, state, now)
-    for d in outcome.workload_changes: actions.apply(d)
-    notify(outcome.notifications)
-    store(outcome.state)   # only what changed: state.changed_agents(prior), policy_changed
+    result = evaluate(policy_input, samples, state, now)
+    for d in result.workload_changes: actions.apply(d)
+    notify(result.notifications)
+    store(result.state)    # only what changed: state.changed_agents(prior), policy_changed
 
 Public API
 ----------
@@ -17,11 +17,17 @@ Public API
     agent label); ``executions`` over the window of each condition with minSamples; with
     a budget, ``cost_usd`` over the elapsed period (rounded up to whole seconds) and over
     budget.forecastWindow.
-``evaluate(policy: PolicyInput, samples: Samples, prior: PolicyState | None, now) -> Outcome``
-    One cycle. :class:`Outcome` holds the new state, the decisions (ranked strongest
+``requirements_over(spec, times) -> GridNeeds``
+    :func:`requirements` at every moment of a time grid (a backtest's) in one answer:
+    the keys that never change, and a calendar budget's spend key per moment.
+``evaluate(policy: PolicyInput, samples: Samples, prior: PolicyState | None, now) -> CycleResult``
+    One cycle. :class:`CycleResult` holds the new state, the decisions (ranked strongest
     first; ``applies`` says which to carry out), the notifications (firing when an
     episode starts, resolved when it ends), each agent's :class:`AgentStatus`, the
-    counts for status and the spend.
+    counts for status and the spend. It runs the stages of :mod:`agentmedic.engine.stages`
+    in order over one context (:class:`~agentmedic.engine.context.Cycle`);
+    ``evaluate_planned(plan, ...)`` does the same with the spec compiled once by the
+    caller (:func:`compile_plan`), as ``replay`` does.
 ``replay(policy, timeline, initial_state=None, apply=True) -> list[TimelineEntry]``
     ``evaluate`` over timestamped samples, feeding state (and, with ``apply``, the
     effect of the decisions via :func:`apply_decisions`) into the next step.
@@ -40,7 +46,7 @@ steady state).
 How the engine learns what was applied
 --------------------------------------
 By observation, not by being told: each cycle the operator describes every agent's
-:class:`Workload` (replicas, model, and the record the actions layer wrote in its
+:class:`AgentInput` (replicas, model, and the record the actions layer wrote in its
 ``agentmedic.io/*`` annotations). A scale-to-zero or model switch is remembered as a
 :class:`~agentmedic.engine.state.Mark` until the record shows it (confirmed); a change
 not observed after two intervals is decided again with the same episode key, which the
@@ -72,6 +78,10 @@ Behaviour in short
   episodes neither resolve nor count against them. A workload at zero replicas without
   a record (scaled down by a person, or idled by KEDA) is held the same way and shows as
   no_data. A person's restore ends nothing: the episode goes on, acted, until it clears.
+- Unknown metrics: an agent the operator marks ``AgentInput.metrics_unknown`` (the answer
+  was good but its value was NaN, e.g. a ratio over an empty window) is held the same way
+  for the cycle: not judged, no noData stance, no change of any kind (restores
+  included), its rules kept as they were; it shows as no_data.
   The engine's own restore (auto recovery) ends the episode, so a relapse is new.
 - Strength: scaleToZero > switchModel > promptOptimization > notify. At most one
   workload change per agent per cycle; candidates go strongest, most severe and worst
@@ -102,12 +112,22 @@ Behaviour in short
 - Quiet hours: every workload change (restores included) waits; notifications go out.
 - Across policies: :attr:`Decision.precedence` ranks changes; the operator applies the
   strongest per agent (:func:`strongest_per_agent`).
+
+Names
+-----
+Engine types are named apart from the other layers' (``actions``, ``notify``, ``api``):
+``CycleResult``, ``DecisionReason``, ``AgentInput``, ``DisabledAgent``, ``DowngradedAgent``.
+The former names ``Outcome``, ``Reason``, ``Workload``, ``DisabledRecord`` and
+``DowngradedRecord`` remain as aliases while the operator and the backtest import them.
 """
 
 from agentmedic.engine.conditions import ConditionEvidence, Evidence
-from agentmedic.engine.evaluate import NO_DATA_RULE, evaluate
+from agentmedic.engine.evaluate import NO_DATA_RULE, evaluate, evaluate_planned
 from agentmedic.engine.inputs import (
+    AgentInput,
+    DisabledAgent,
     DisabledRecord,
+    DowngradedAgent,
     DowngradedRecord,
     PolicyInput,
     Workload,
@@ -115,6 +135,7 @@ from agentmedic.engine.inputs import (
 )
 from agentmedic.engine.outcome import (
     AgentStatus,
+    CycleResult,
     Decision,
     DecisionKind,
     Notification,
@@ -123,23 +144,31 @@ from agentmedic.engine.outcome import (
     SpendReport,
     strongest_per_agent,
 )
-from agentmedic.engine.reasons import Reason
+from agentmedic.engine.plan import CyclePlan, compile_plan
+from agentmedic.engine.reasons import DecisionReason, Reason
 from agentmedic.engine.replay import TimelineEntry, apply_decisions, replay
-from agentmedic.engine.requirements import requirements
+from agentmedic.engine.requirements import GridNeeds, requirements, requirements_over
 from agentmedic.engine.series import AgentId, Samples, SeriesKey
 from agentmedic.engine.state import AgentState, Mark, PolicyState, RuleState
 
 __all__ = [
     "NO_DATA_RULE",
     "AgentId",
+    "AgentInput",
     "AgentState",
     "AgentStatus",
     "ConditionEvidence",
+    "CyclePlan",
+    "CycleResult",
     "Decision",
     "DecisionKind",
+    "DecisionReason",
+    "DisabledAgent",
     "DisabledRecord",
+    "DowngradedAgent",
     "DowngradedRecord",
     "Evidence",
+    "GridNeeds",
     "Mark",
     "Notification",
     "Outcome",
@@ -154,9 +183,12 @@ __all__ = [
     "TimelineEntry",
     "Workload",
     "apply_decisions",
+    "compile_plan",
     "episode_key",
     "evaluate",
+    "evaluate_planned",
     "replay",
     "requirements",
+    "requirements_over",
     "strongest_per_agent",
 ]

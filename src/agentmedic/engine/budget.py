@@ -14,6 +14,7 @@ the period's end; for a rolling period it is the burn rate over a whole period.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,7 +23,16 @@ from agentmedic.api.units import format_timestamp, format_usd
 from agentmedic.engine.conditions import BREACH, CLEAR, UNKNOWN, ConditionEvidence, Evidence
 from agentmedic.engine.periods import Period
 
-__all__ = ["HARD", "SOFT", "StageInput", "forecast", "stage_evidence", "stage_verdict"]
+__all__ = [
+    "HARD",
+    "SOFT",
+    "Forecaster",
+    "StageInput",
+    "StageLimits",
+    "forecast",
+    "stage_evidence",
+    "stage_verdict",
+]
 
 SOFT = "budget.soft"
 HARD = "budget.hard"
@@ -51,41 +61,101 @@ class StageInput:
         return f"; projected to reach {format_usd(limit_usd)} at {when}"
 
 
+@dataclass(frozen=True, slots=True)
+class Forecaster:
+    """The forecast arithmetic for one budget, period and moment, set up once per cycle and
+    applied to each agent's (or the fleet's) spend and burn."""
+
+    now: datetime
+    limit: float
+    per_second: float
+    """1 / forecastWindow in seconds: turns the burn over the window into a rate."""
+    horizon: float
+    """Seconds the rate is projected over: to the period's end, or a whole rolling period."""
+    spent_counts: float
+    """1 for a calendar period (spend so far stays), 0 for a rolling one."""
+
+    @classmethod
+    def of(cls, budget: Budget, period: Period, now: datetime) -> Forecaster:
+        window = budget.forecast_window.total_seconds()
+        if period.rolling:
+            horizon, spent_counts = period.length.total_seconds(), 0.0
+        else:
+            horizon, spent_counts = max(0.0, (period.end - now).total_seconds()), 1.0
+        return cls(now, budget.limit_usd, 1 / window if window > 0 else 0.0, horizon, spent_counts)
+
+    def at(self, spent: float | None, burn: float | None) -> tuple[float | None, datetime | None]:
+        """(forecast at the period's end, when the limit would be crossed within the period)."""
+        if spent is None or burn is None:
+            return None, None
+        rate = burn * self.per_second
+        projected = spent * self.spent_counts + rate * self.horizon
+        if spent < self.limit and rate > 0:
+            seconds = (self.limit - spent) / rate
+            if seconds <= self.horizon:
+                return projected, self.now + timedelta(seconds=seconds)
+        return projected, None
+
+
 def forecast(
     budget: Budget, period: Period, now: datetime, spent: float | None, burn: float | None
 ) -> tuple[float | None, datetime | None]:
     """(forecast at the period's end, when the limit would be crossed within the period)."""
-    if spent is None or burn is None:
-        return None, None
-    window = budget.forecast_window.total_seconds()
-    rate = burn / window if window > 0 else 0.0
-    if period.rolling:
-        projected = rate * period.length.total_seconds()
-    else:
-        projected = spent + rate * max(0.0, (period.end - now).total_seconds())
-    crosses: datetime | None = None
-    if spent < budget.limit_usd and rate > 0:
-        at = now + timedelta(seconds=(budget.limit_usd - spent) / rate)
-        end = now + period.length if period.rolling else period.end
-        if at <= end:
-            crosses = at
-    return projected, crosses
+    return Forecaster.of(budget, period, now).at(spent, burn)
+
+
+@dataclass(frozen=True, slots=True)
+class StageLimits:
+    """A budget's stage thresholds, set up once per cycle: the one place stage verdicts
+    are computed."""
+
+    limit: float
+    soft_at: float
+    """atPercent of limitUSD (infinite without a soft stage)."""
+    soft_forecast: bool
+    """The soft stage also fires on the forecast."""
+    has_soft: bool
+    has_hard: bool
+
+    @classmethod
+    def of(cls, budget: Budget) -> StageLimits:
+        soft = budget.soft
+        limit = budget.limit_usd
+        return cls(
+            limit=limit,
+            soft_at=limit * soft.at_percent / 100 if soft is not None else math.inf,
+            soft_forecast=soft is not None and soft.forecast,
+            has_soft=soft is not None,
+            has_hard=budget.hard is not None,
+        )
+
+    def verdict(
+        self,
+        stage: str,
+        spent: float | None,
+        projected: float | None,
+        hold: float = 1.0,
+        forecast_hold: float = 1.0,
+    ) -> int:
+        """BREACH, CLEAR or UNKNOWN (no spend data) for one stage; ``hold`` (and
+        ``forecast_hold`` for the forecast) scale the thresholds that keep a firing stage
+        firing (see ROLLING_HYSTERESIS)."""
+        if spent is None:
+            return UNKNOWN
+        if stage == HARD:
+            return BREACH if spent >= self.limit * hold else CLEAR
+        if not self.has_soft:
+            return CLEAR
+        if spent >= self.soft_at * hold:
+            return BREACH
+        if self.soft_forecast and projected is not None and projected >= self.limit * forecast_hold:
+            return BREACH
+        return CLEAR
 
 
 def stage_verdict(budget: Budget, stage: str, figures: StageInput) -> int:
     """BREACH, CLEAR or UNKNOWN (no spend data) for one stage."""
-    if figures.spent is None:
-        return UNKNOWN
-    if stage == HARD:
-        return BREACH if figures.spent >= budget.limit_usd else CLEAR
-    soft = budget.soft
-    if soft is None:
-        return CLEAR
-    if figures.spent >= budget.limit_usd * soft.at_percent / 100:
-        return BREACH
-    if soft.forecast and figures.forecast is not None and figures.forecast >= budget.limit_usd:
-        return BREACH
-    return CLEAR
+    return StageLimits.of(budget).verdict(stage, figures.spent, figures.forecast)
 
 
 def stage_evidence(

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from agentmedic.api.durations import format_duration
 from agentmedic.api.types import Action, Condition, Op, Rule, Severity
@@ -39,8 +39,10 @@ __all__ = [
     "CompiledRule",
     "ConditionEvidence",
     "Evidence",
+    "combine",
     "compile_rule",
     "executions_key",
+    "verdict_of",
 ]
 
 # Verdicts are small ints: they are computed ~50,000 times per cycle for a large fleet.
@@ -62,7 +64,9 @@ _SEVERITY_RANK = {s: i for i, s in enumerate(Severity)}
 _STRENGTH = {"scaleToZero": 3, "switchModel": 2, "promptOptimization": 1, "notify": 0}
 
 
-_Flat = tuple[SeriesKey, SeriesKey | None, int, Callable[[float, float], bool], float, float]
+_Flat = tuple[Hashable, Hashable | None, int, Callable[[float, float], bool], float, float]
+"""One condition for :func:`verdict_of`: (value key, executions key or None, minSamples,
+comparison, threshold, recoverValue)."""
 
 
 def executions_key(window: timedelta, agent_label: str) -> SeriesKey:
@@ -97,15 +101,17 @@ class ConditionEvidence:
 
     def verdict(self) -> int:
         """Re-derive BREACH, CLEAR or UNKNOWN from the fields alone."""
+        flat, values = self._flat(0)
+        return verdict_of((flat,), True, values, False)
+
+    def _flat(self, i: int) -> tuple[_Flat, dict[Hashable, float | None]]:
+        """This condition as entry ``i`` of :func:`verdict_of`, with its values."""
         if self.assumed_breach:
-            return BREACH
-        if self.min_samples is not None and (
-            self.executions is None or self.executions < self.min_samples
-        ):
-            return UNKNOWN
-        if self.observed is None or math.isnan(self.observed):
-            return UNKNOWN
-        return BREACH if OPS[self.op](self.observed, self.threshold) else CLEAR
+            return (i, None, 0, _ALWAYS, 0.0, 0.0), {i: 0.0}
+        gate = None if self.min_samples is None else (i, "executions")
+        values: dict[Hashable, float | None] = {i: self.observed, gate: self.executions}
+        entry = (i, gate, self.min_samples or 0, OPS[self.op], self.threshold, self.threshold)
+        return entry, values
 
     @property
     def reason(self) -> str:
@@ -169,7 +175,13 @@ class Evidence:
 
     def verdict(self) -> int:
         """Combine the conditions' verdicts with Kleene's logic."""
-        return combine(self.match == "all", [c.verdict() for c in self.conditions])
+        flat: list[_Flat] = []
+        values: dict[Hashable, float | None] = {}
+        for i, c in enumerate(self.conditions):
+            entry, vals = c._flat(i)
+            flat.append(entry)
+            values.update(vals)
+        return verdict_of(flat, self.match == "all", values, False)
 
     def holds(self) -> bool:
         """True when the conditions breach and have held for ``for_`` (the decision stands)."""
@@ -191,15 +203,50 @@ class Evidence:
         return text
 
 
+def verdict_of(
+    flat: Iterable[_Flat], match_all: bool, values: Mapping[Any, float | None], firing: bool
+) -> int:
+    """The one verdict of the engine: each condition's, combined with Kleene's logic.
+
+    A condition is UNKNOWN with fewer executions than minSamples or without a value (None,
+    or NaN: 0/0 in PromQL is no data, not a value), else BREACH when its comparison holds
+    (against recoverValue while ``firing``), else CLEAR. ``all`` is CLEAR as soon as one
+    condition is clear, ``any`` BREACH as soon as one breaches; anything else undecided
+    is UNKNOWN. This runs for every agent and rule of every cycle, so it reads the
+    conditions as plain tuples and stops at the first condition that decides.
+    """
+    get = values.get
+    unknown = False
+    for key, exec_key, min_samples, compare, threshold, recover in flat:
+        if exec_key is not None:
+            n = get(exec_key)
+            if n is None or n < min_samples:
+                unknown = True
+                continue
+        v = get(key)
+        if v is None or v != v:
+            unknown = True
+        elif compare(v, recover if firing else threshold) is not match_all:
+            return CLEAR if match_all else BREACH
+    if unknown:
+        return UNKNOWN
+    return BREACH if match_all else CLEAR
+
+
+def _always(observed: float, threshold: float) -> bool:
+    return True
+
+
+_ALWAYS: Callable[[float, float], bool] = _always
+"""The comparison of a condition whose missing data counts as a breach."""
+
+
 def combine(all_of: bool, verdicts: list[int]) -> int:
-    """Kleene AND (``all``) or OR (``any``) over BREACH/CLEAR/UNKNOWN."""
-    if all_of:
-        if CLEAR in verdicts:
-            return CLEAR
-        return UNKNOWN if UNKNOWN in verdicts else BREACH
-    if BREACH in verdicts:
-        return BREACH
-    return UNKNOWN if UNKNOWN in verdicts else CLEAR
+    """Kleene AND (``all``) or OR (``any``) over BREACH/CLEAR/UNKNOWN verdicts, through
+    :func:`verdict_of` (each verdict as a condition: UNKNOWN is no value, BREACH breaches)."""
+    flat = [(i, None, 0, operator.eq, 1.0, 1.0) for i in range(len(verdicts))]
+    values = {i: (None if v == UNKNOWN else float(v == BREACH)) for i, v in enumerate(verdicts)}
+    return verdict_of(flat, all_of, values, False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,14 +263,15 @@ class CompiledCondition:
 
     def verdict(self, values: Mapping[SeriesKey, float | None], firing: bool) -> int:
         """BREACH, CLEAR or UNKNOWN for one agent's values."""
-        if self.exec_key is not None:
-            n = values.get(self.exec_key)
-            if n is None or n < self.min_samples:
-                return UNKNOWN
-        v = values.get(self.key)
-        if v is None or v != v:  # NaN (0/0 in PromQL) is no data, not a value
-            return UNKNOWN
-        return BREACH if self.compare(v, self.recover if firing else self.threshold) else CLEAR
+        flat = (
+            self.key,
+            self.exec_key,
+            self.min_samples,
+            self.compare,
+            self.threshold,
+            self.recover,
+        )
+        return verdict_of((flat,), True, values, firing)
 
     def evidence(
         self, values: Mapping[SeriesKey, float | None], firing: bool, assume_breach: bool
@@ -287,38 +335,8 @@ class CompiledRule:
     """The conditions as plain tuples for the hot loop."""
 
     def verdict(self, values: Mapping[SeriesKey, float | None], firing: bool) -> int:
-        """The rule's verdict for one agent (Kleene AND/OR of its conditions).
-
-        The same logic as combining :meth:`CompiledCondition.verdict`, inlined: this runs
-        for every agent and rule of every cycle.
-        """
-        get = values.get
-        unknown = False
-        if self.match_all:
-            for key, exec_key, min_samples, compare, threshold, recover in self.flat:
-                if exec_key is not None:
-                    n = get(exec_key)
-                    if n is None or n < min_samples:
-                        unknown = True
-                        continue
-                v = get(key)
-                if v is None or v != v:
-                    unknown = True
-                elif not compare(v, recover if firing else threshold):
-                    return CLEAR
-            return UNKNOWN if unknown else BREACH
-        for key, exec_key, min_samples, compare, threshold, recover in self.flat:
-            if exec_key is not None:
-                n = get(exec_key)
-                if n is None or n < min_samples:
-                    unknown = True
-                    continue
-            v = get(key)
-            if v is None or v != v:
-                unknown = True
-            elif compare(v, recover if firing else threshold):
-                return BREACH
-        return UNKNOWN if unknown else CLEAR
+        """The rule's verdict for one agent (Kleene AND/OR of its conditions)."""
+        return verdict_of(self.flat, self.match_all, values, firing)
 
     def evidence(
         self,

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from agentmedic.api.durations import format_duration
 from agentmedic.api.types import Action, Severity
 from agentmedic.engine.conditions import Evidence
-from agentmedic.engine.reasons import Reason
+from agentmedic.engine.reasons import DecisionReason
 from agentmedic.engine.series import AgentId
 from agentmedic.engine.state import RuleState
 
@@ -99,7 +99,7 @@ Check = Callable[[Candidate, Guard], tuple[str, str] | None]
 def systemic_outage(c: Candidate, g: Guard) -> tuple[str, str] | None:
     if c.rule_state.systemic or c.rule in g.systemic_rules:
         return (
-            Reason.SYSTEMIC_OUTAGE,
+            DecisionReason.SYSTEMIC_OUTAGE,
             f"rule {c.rule} breaches across the fleet (shared outage); the fleet was paged "
             "and no agent is changed",
         )
@@ -109,7 +109,10 @@ def systemic_outage(c: Candidate, g: Guard) -> tuple[str, str] | None:
 # Inside quiet hours only notifications go out; the change waits for the window to end.
 def quiet_hours(c: Candidate, g: Guard) -> tuple[str, str] | None:
     if g.quiet:
-        return Reason.QUIET_HOURS, "inside quiet hours: the change waits for the window to end"
+        return (
+            DecisionReason.QUIET_HOURS,
+            "inside quiet hours: the change waits for the window to end",
+        )
     return None
 
 
@@ -123,7 +126,7 @@ def cooldown(c: Candidate, g: Guard) -> tuple[str, str] | None:
     ):
         left = g.cooldown - (g.now - rs.last_action_at)
         return (
-            Reason.COOLDOWN,
+            DecisionReason.COOLDOWN,
             f"rule {c.rule} acted on this agent {format_duration(g.now - rs.last_action_at)} "
             f"ago; cooldown {format_duration(g.cooldown)} ({format_duration(left)} left)",
         )
@@ -134,7 +137,7 @@ def cooldown(c: Candidate, g: Guard) -> tuple[str, str] | None:
 def max_disabled(c: Candidate, g: Guard) -> tuple[str, str] | None:
     if c.kind == "scaleToZero" and g.disabled >= g.max_disabled:
         return (
-            Reason.MAX_DISABLED,
+            DecisionReason.MAX_DISABLED,
             f"{g.disabled} agents are disabled, the most maxDisabledPercent allows "
             f"({g.max_disabled}); notifying instead",
         )
@@ -147,7 +150,7 @@ def rate_limit(c: Candidate, g: Guard) -> tuple[str, str] | None:
         return None  # deciding the same change again is not another change
     if len(g.recent) >= g.max_per_hour:
         return (
-            Reason.RATE_LIMITED,
+            DecisionReason.RATE_LIMITED,
             f"{len(g.recent)} changes in the last hour, the most maxActionsPerHour allows",
         )
     return None

@@ -1,7 +1,7 @@
 """What the operator gathers for one evaluation: the policy and what it knows of each agent.
 
 The engine never assumes its decisions were applied. It learns what happened from the
-:class:`Workload` the operator describes each cycle: the replica count, the model, and
+:class:`AgentInput` the operator describes each cycle: the replica count, the model, and
 the record the actions layer wrote on the workload (``agentmedic.io/*`` annotations)
 when it disabled or downgraded the agent. A restarted operator rebuilds these from the
 annotations, so the engine picks up exactly where it was.
@@ -17,7 +17,10 @@ from agentmedic.api.types import AgentPolicySpec
 from agentmedic.engine.series import AgentId
 
 __all__ = [
+    "AgentInput",
+    "DisabledAgent",
     "DisabledRecord",
+    "DowngradedAgent",
     "DowngradedRecord",
     "PolicyInput",
     "Workload",
@@ -27,7 +30,7 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
-class DisabledRecord:
+class DisabledAgent:
     """The operator's record that it scaled the workload to zero (or paused it in KEDA)."""
 
     episode: str
@@ -41,7 +44,7 @@ class DisabledRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class DowngradedRecord:
+class DowngradedAgent:
     """The operator's record that it moved the workload to a cheaper model."""
 
     episode: str
@@ -55,8 +58,8 @@ class DowngradedRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class Workload:
-    """What the operator knows of one agent's workload this cycle."""
+class AgentInput:
+    """What the operator knows of one agent this cycle: its workload and its metrics."""
 
     kind: str = "Deployment"
     """Deployment or StatefulSet."""
@@ -66,10 +69,15 @@ class Workload:
     """Desired replicas (spec.replicas); 0 means not running; None when unknown."""
     model: str | None = None
     """The model the workload is configured with, when known."""
-    disabled: DisabledRecord | None = None
+    disabled: DisabledAgent | None = None
     """Set while the operator's scale-to-zero record is on the workload."""
-    downgraded: DowngradedRecord | None = None
+    downgraded: DowngradedAgent | None = None
     """Set while the operator's model-switch record is on the workload."""
+    metrics_unknown: bool = False
+    """The metrics answer was good but gave this agent an undefined value (NaN: a ratio
+    over an empty window) for a series the policy needs. The agent is held this cycle:
+    not judged, no noData stance, no change of any kind (restores included), its rule
+    state kept; it counts as no data."""
 
 
 @dataclass(frozen=True)
@@ -85,8 +93,16 @@ class PolicyInput:
     uid: str
     """The policy's metadata.uid: part of every episode key, so keys never collide across
     policies or across a delete and re-create."""
-    agents: Mapping[AgentId, Workload] = field(default_factory=dict)
+    agents: Mapping[AgentId, AgentInput] = field(default_factory=dict)
     """The agents the selector matched this cycle, with their workloads."""
+
+
+DisabledRecord = DisabledAgent
+"""Former name of :class:`DisabledAgent` (the operator still imports it)."""
+DowngradedRecord = DowngradedAgent
+"""Former name of :class:`DowngradedAgent` (the operator still imports it)."""
+Workload = AgentInput
+"""Former name of :class:`AgentInput` (the operator and the backtest still import it)."""
 
 
 def episode_key(uid: str, agent: AgentId | None, rule: str, start: datetime) -> str:

@@ -15,6 +15,7 @@ from agentmedic.engine.state import PolicyState
 
 __all__ = [
     "AgentStatus",
+    "CycleResult",
     "Decision",
     "DecisionKind",
     "Notification",
@@ -80,7 +81,7 @@ class Decision:
     """The episode key: names the Job, dedups the action; a restore carries the key of the
     episode whose change it undoes."""
     reason_code: str
-    """A :class:`~agentmedic.engine.reasons.Reason` value: why it was decided."""
+    """A :class:`~agentmedic.engine.reasons.DecisionReason` value: why it was decided."""
     reason: str
     """The reason for people, with the evidence in short."""
     evidence: Evidence
@@ -90,7 +91,7 @@ class Decision:
     dry_run: bool = False
     """spec.guardrails.dryRun: record it as "would", change nothing."""
     suppressed_by: str | None = None
-    """The guardrail (a Reason value) that stopped it; None when it stands."""
+    """The guardrail (a DecisionReason value) that stopped it; None when it stands."""
     from_model: str | None = None
     """switchModel: the current model."""
     to_model: str | None = None
@@ -142,7 +143,7 @@ class Notification:
     summary: str
     """One line for people."""
     reason_code: str
-    """A Reason value."""
+    """A DecisionReason value."""
     evidence: Evidence | None = None
     """The evidence when firing."""
     action: str | None = None
@@ -186,7 +187,7 @@ class SpendReport:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class CycleResult:
     """The result of one evaluation."""
 
     state: PolicyState
@@ -207,6 +208,10 @@ class Outcome:
     def workload_changes(self) -> list[Decision]:
         """The decisions to carry out, strongest first."""
         return [d for d in self.decisions if d.applies]
+
+
+Outcome = CycleResult
+"""Former name of :class:`CycleResult` (the operator still imports it)."""
 
 
 def strongest_per_agent(decisions: Iterable[Decision]) -> list[Decision]:

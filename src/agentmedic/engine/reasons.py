@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["Reason"]
+__all__ = ["DecisionReason", "Reason"]
 
 
-class Reason(StrEnum):
+class DecisionReason(StrEnum):
     """Why the engine did (or did not do) something."""
 
     # Verdicts of a condition or rule.
@@ -76,3 +76,7 @@ class Reason(StrEnum):
     """Fewer agents than systemicPercent breach the rule now."""
     PERIOD_ENDED = "PeriodEnded"
     """The budget period (or the rolling overspend) ended."""
+
+
+Reason = DecisionReason
+"""Former name of :class:`DecisionReason` (the backtest still imports it)."""

@@ -13,9 +13,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from agentmedic.api.types import AgentCounts
-from agentmedic.engine.evaluate import evaluate
-from agentmedic.engine.inputs import DisabledRecord, DowngradedRecord, PolicyInput, Workload
+from agentmedic.engine.evaluate import evaluate_planned
+from agentmedic.engine.inputs import AgentInput, DisabledAgent, DowngradedAgent, PolicyInput
 from agentmedic.engine.outcome import Decision, DecisionKind, Notification, SpendReport
+from agentmedic.engine.plan import CyclePlan, compile_plan, sample_keys
 from agentmedic.engine.series import AgentId, Samples
 from agentmedic.engine.state import PolicyState
 
@@ -41,7 +42,7 @@ def apply_decisions(policy: PolicyInput, decisions: Iterable[Decision]) -> Polic
     promptOptimization starts a Job and leaves the workload as it is. Returns ``policy``
     itself when nothing changed.
     """
-    agents: dict[AgentId, Workload] | None = None
+    agents: dict[AgentId, AgentInput] | None = None
     for d in decisions:
         if not d.applies or d.agent not in policy.agents:
             continue
@@ -53,16 +54,16 @@ def apply_decisions(policy: PolicyInput, decisions: Iterable[Decision]) -> Polic
     return replace(policy, agents=agents)
 
 
-def _apply(w: Workload, d: Decision) -> Workload:
+def _apply(w: AgentInput, d: Decision) -> AgentInput:
     if d.kind == DecisionKind.SCALE_TO_ZERO:
         if w.disabled is not None:
             return w
-        disabled = DisabledRecord(d.episode, d.rule, d.at, previous_replicas=w.replicas)
+        disabled = DisabledAgent(d.episode, d.rule, d.at, previous_replicas=w.replicas)
         return replace(w, replicas=0, disabled=disabled)
     if d.kind == DecisionKind.SWITCH_MODEL:
         assert d.to_model is not None
         original = w.downgraded.previous_model if w.downgraded is not None else w.model
-        downgraded = DowngradedRecord(d.episode, d.rule, d.at, previous_model=original or "")
+        downgraded = DowngradedAgent(d.episode, d.rule, d.at, previous_model=original or "")
         return replace(w, model=d.to_model, downgraded=downgraded)
     if d.kind == DecisionKind.RESTORE and d.restore is not None:
         if d.restore.replicas and w.disabled is not None:
@@ -91,8 +92,13 @@ def replay(
     """
     state = initial_state
     out: list[TimelineEntry] = []
+    # The spec is the same at every step: compiled once, with the key objects of the first
+    # step that has samples.
+    plan: CyclePlan | None = None
     for now, samples in timeline:
-        outcome = evaluate(policy, samples, state, now)
+        if plan is None or not plan.canon:
+            plan = compile_plan(policy.spec, sample_keys(samples))
+        outcome = evaluate_planned(plan, policy, samples, state, now)
         state = outcome.state
         if apply:
             policy = apply_decisions(policy, outcome.decisions)

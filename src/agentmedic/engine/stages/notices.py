@@ -1,0 +1,353 @@
+"""Stage 8: notifications. An episode's firing message when it starts, resolved when it ends.
+
+Every firing episode with channels is *desired*: a rule's on an agent, a budget stage's
+(per agent, or for the policy), a systemic outage's, and missing data's (per agent, or one
+for the fleet). A desired episode not yet announced is announced, and said again once the
+soonest renotifyAfter of its channels has passed; an announced one no longer desired is
+resolved, with the reason it ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from agentmedic.api.durations import format_duration
+from agentmedic.api.types import Action, BudgetScope, NoDataMode, Severity
+from agentmedic.engine.budget import HARD, SOFT, stage_evidence
+from agentmedic.engine.conditions import Evidence, severity_rank
+from agentmedic.engine.context import AgentWork, Cycle
+from agentmedic.engine.inputs import episode_key
+from agentmedic.engine.outcome import DecisionKind, Notification
+from agentmedic.engine.reasons import DecisionReason
+from agentmedic.engine.stages.remediation import STAGE_REASON, STAGE_SEVERITY
+from agentmedic.engine.state import NoticeRecord, SystemicEpisode
+
+__all__ = ["NO_DATA_RULE", "notices"]
+
+NO_DATA_RULE = "noData"
+"""The rule name of no-data notifications (per agent, or fleet-wide)."""
+
+_ACTION_TEXT = {
+    "scaleToZero": "scaled to zero",
+    "switchModel": "switched model",
+    "promptOptimization": "started a prompt-optimization Job",
+}
+
+_Want = tuple[str, AgentWork | None, int | str]
+"""What a desired episode is: (kind, agent or None for the fleet, rule index, stage or count)."""
+
+
+def notices(c: Cycle) -> list[Notification]:
+    """The messages to send this cycle; ``c.notices`` becomes what was announced."""
+    stage_channels = _stage_channels(c)
+    desired = _desired(c, stage_channels)
+    out = _announce(c, desired, stage_channels)
+    out.extend(_resolve(c, desired))
+    return out
+
+
+def _stage_channels(c: Cycle) -> dict[str, tuple[str, ...]]:
+    budget = c.spec.budget
+    out: dict[str, tuple[str, ...]] = {}
+    if budget is not None:
+        for stage, limit in ((SOFT, budget.soft), (HARD, budget.hard)):
+            if limit is not None:
+                out[stage] = _channels(limit.actions)
+    return out
+
+
+def _desired(c: Cycle, stage_channels: Mapping[str, tuple[str, ...]]) -> dict[str, _Want]:
+    desired: dict[str, _Want] = {}
+    rule_index = {r.name: i for i, r in enumerate(c.rules)}
+    budget = c.spec.budget
+    per_agent_budget = budget is not None and budget.scope == BudgetScope.AGENT
+    for a in c.work.values():
+        for name, rs in a.rules.items():
+            if rs.firing_since is None or rs.systemic or rs.episode is None:
+                continue
+            if name.startswith("budget."):
+                if per_agent_budget and stage_channels.get(name):
+                    desired[rs.episode] = ("stage", a, name)
+                continue
+            i = rule_index.get(name)
+            if i is not None and c.rules[i].channels:
+                desired[rs.episode] = ("rule", a, i)
+    if budget is not None and not per_agent_budget:
+        for stage, rs in c.budget_states.items():
+            if rs.firing_since is not None and rs.episode and stage_channels.get(stage):
+                desired[rs.episode] = ("stage", None, stage)
+    for name, ep in c.systemic.items():
+        i = rule_index[name]
+        if c.rules[i].channels:
+            desired[ep.episode] = ("systemic", None, i)
+    _no_data_wanted(c, desired)
+    return desired
+
+
+def _no_data_wanted(c: Cycle, desired: dict[str, _Want]) -> None:
+    nd = c.spec.no_data
+    channels = tuple(nd.channels)
+    if not channels and nd.mode == NoDataMode.NOTIFY:
+        channels = tuple(dict.fromkeys(ch for r in c.rules for ch in r.channels))
+    c.no_data_channels = channels
+    if not channels:
+        return
+    late = [
+        a
+        for a in c.work.values()
+        if a.no_data_since is not None and c.now - a.no_data_since >= nd.after
+    ]
+    g = c.spec.guardrails
+    n = c.considered
+    fleet = n >= g.systemic_min_agents and len(late) * 100 >= g.systemic_percent * n
+    prior = c.prior.systemic.get(NO_DATA_RULE)
+    if fleet and late:
+        ep = prior or SystemicEpisode(c.now, episode_key(c.uid, None, NO_DATA_RULE, c.now))
+        c.systemic[NO_DATA_RULE] = ep
+        desired[ep.episode] = ("nodata", None, len(late))
+        return
+    if prior is not None:
+        c.ended[prior.episode] = DecisionReason.DATA_RETURNED
+    for a in late:
+        assert a.no_data_since is not None
+        key = episode_key(c.uid, a.agent, NO_DATA_RULE, a.no_data_since)
+        desired[key] = ("nodata", a, 1)
+
+
+def _announce(
+    c: Cycle, desired: Mapping[str, _Want], stage_channels: Mapping[str, tuple[str, ...]]
+) -> list[Notification]:
+    out: list[Notification] = []
+    announced = c.notices
+    renotify = {ch.name: ch.renotify_after for ch in c.spec.notifications.channels}
+    for key, (what, who, ref) in desired.items():
+        known = announced.get(key)
+        if known is not None:
+            # A still-firing episode is said again once the soonest renotifyAfter of its
+            # channels has passed; each channel's own renotifyAfter and rate limit are
+            # the notifier's to apply.
+            due = min((renotify[ch] for ch in known.channels if ch in renotify), default=None)
+            if due is None or c.now - known.sent_at < due:
+                continue
+        n = _firing(c, key, what, who, ref, stage_channels)
+        if n is None:
+            continue
+        out.append(n)
+        announced[key] = NoticeRecord(n.rule, n.agent, n.channels, n.severity, c.now)
+    return out
+
+
+def _resolve(c: Cycle, desired: Mapping[str, _Want]) -> list[Notification]:
+    out: list[Notification] = []
+    for key, rec in c.prior.notices.items():
+        if key in desired:
+            continue
+        del c.notices[key]
+        reason = c.ended.get(key)
+        if reason is None:
+            if rec.agent is not None and rec.agent not in c.work:
+                reason = DecisionReason.AGENT_GONE
+            elif rec.rule == NO_DATA_RULE:
+                reason = DecisionReason.DATA_RETURNED
+            else:
+                reason = DecisionReason.RESOLVED
+        out.append(
+            Notification(
+                channels=rec.channels,
+                episode=key,
+                agent=rec.agent,
+                rule=rec.rule,
+                severity=rec.severity,
+                state="resolved",
+                summary=_resolved_summary(rec, reason),
+                reason_code=reason,
+                dry_run=c.dry_run,
+                at=c.now,
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------------- firing messages
+
+
+def _firing(
+    c: Cycle,
+    key: str,
+    what: str,
+    a: AgentWork | None,
+    ref: int | str,
+    stage_channels: Mapping[str, tuple[str, ...]],
+) -> Notification | None:
+    if what == "rule":
+        assert a is not None
+        assert isinstance(ref, int)
+        r = c.rules[ref]
+        firing = a.rules[r.name]
+        evidence = r.evidence(
+            a.values, firing.firing_since != c.now, a.assume, firing.pending_since, c.now
+        )
+        return _agent_notice(c, key, a, r.name, r.severity, r.channels, evidence)
+    if what == "stage":
+        assert isinstance(ref, str)
+        return _stage_notice(c, key, a, ref, stage_channels[ref])
+    assert isinstance(ref, int)
+    if what == "systemic":
+        return _systemic_notice(c, key, ref)
+    return _no_data_notice(c, key, a, ref)
+
+
+def _stage_notice(
+    c: Cycle, key: str, a: AgentWork | None, stage: str, channels: tuple[str, ...]
+) -> Notification | None:
+    budget = c.spec.budget
+    assert budget is not None
+    figures = c.policy_figures if a is None else a.figures
+    if figures is None:
+        return None
+    rs = c.budget_states.get(stage) if a is None else a.rules.get(stage)
+    evidence = stage_evidence(
+        budget, stage, figures, None if rs is None else rs.pending_since, c.now
+    )
+    note = figures.describe_crossing(budget.limit_usd) if stage == SOFT else ""
+    if a is not None:
+        return _agent_notice(c, key, a, stage, STAGE_SEVERITY[stage], channels, evidence, note)
+    return Notification(
+        channels=channels,
+        episode=key,
+        agent=None,
+        rule=stage,
+        severity=STAGE_SEVERITY[stage],
+        state="firing",
+        summary=f"policy {c.policy.namespace}/{c.policy.name}: {stage} reached — "
+        f"{evidence.describe()}{note}; applies to all {len(c.work)} agents",
+        reason_code=STAGE_REASON[stage],
+        evidence=evidence,
+        dry_run=c.dry_run,
+        at=c.now,
+    )
+
+
+def _systemic_notice(c: Cycle, key: str, index: int) -> Notification:
+    r = c.rules[index]
+    hits = len(c.breaching[index])
+    return Notification(
+        channels=r.channels,
+        episode=key,
+        agent=None,
+        rule=r.name,
+        severity=max(r.severity, Severity.HIGH, key=severity_rank),
+        state="firing",
+        summary=f"policy {c.policy.namespace}/{c.policy.name}: {hits} of "
+        f"{c.considered} agents breach rule {r.name} at once — likely an outage of "
+        "a shared dependency (model provider, network); no agent is disabled",
+        reason_code=DecisionReason.SYSTEMIC_OUTAGE,
+        action="none: systemic outage, paging instead of disabling",
+        escalate=True,
+        dry_run=c.dry_run,
+        at=c.now,
+    )
+
+
+def _no_data_notice(c: Cycle, key: str, a: AgentWork | None, late: int) -> Notification:
+    after = format_duration(c.spec.no_data.after)
+    if a is None:
+        summary = (
+            f"policy {c.policy.namespace}/{c.policy.name}: {late} of "
+            f"{c.considered} agents have had no (or too little) data for over {after}; "
+            "is the metrics backend or the scrape down?"
+        )
+    else:
+        summary = (
+            f"{a.agent}: no (or too little) data for over {after}; "
+            f"noData.mode {c.spec.no_data.mode.value}"
+        )
+    return Notification(
+        channels=c.no_data_channels,
+        episode=key,
+        agent=None if a is None else a.agent,
+        rule=NO_DATA_RULE,
+        severity=Severity.MEDIUM,
+        state="firing",
+        summary=summary,
+        reason_code=DecisionReason.NO_DATA,
+        action="none: missing data is neither health nor sickness",
+        dry_run=c.dry_run,
+        at=c.now,
+    )
+
+
+def _agent_notice(
+    c: Cycle,
+    key: str,
+    a: AgentWork,
+    rule: str,
+    severity: Severity,
+    channels: tuple[str, ...],
+    evidence: Evidence,
+    note: str = "",
+) -> Notification:
+    escalation = c.escalations.get((a.agent, rule))
+    action, undo = _action_taken(c, a, rule)
+    text = f"{a.agent}: {rule} firing — {evidence.describe()}{note}"
+    if action:
+        text += f"; {action}"
+    if escalation is not None:
+        text += f"; {escalation[1]}"
+    return Notification(
+        channels=channels,
+        episode=key,
+        agent=a.agent,
+        rule=rule,
+        severity=severity,
+        state="firing",
+        summary=text,
+        reason_code=DecisionReason.RULE_FIRING
+        if not rule.startswith("budget.")
+        else (STAGE_REASON[rule]),
+        evidence=evidence,
+        action=action,
+        undo=undo,
+        escalate=escalation is not None,
+        dry_run=c.dry_run,
+        at=c.now,
+    )
+
+
+def _action_taken(c: Cycle, a: AgentWork, rule: str) -> tuple[str | None, str | None]:
+    """(the workload change taken, or why none was; the command that undoes it)."""
+    decision = c.decided.get((a.agent, rule))
+    if decision is not None:
+        action = _ACTION_TEXT[decision.kind.value]
+        if decision.kind == DecisionKind.SWITCH_MODEL:
+            action += f" {decision.from_model} → {decision.to_model}"
+        if decision.dry_run:
+            return "would have " + action + " (dry run)", None
+        return action, decision.undo
+    suppressed = c.held.get((a.agent, rule))
+    if suppressed is not None and suppressed.suppressed_by:
+        return f"{suppressed.kind.value} not done ({suppressed.suppressed_by})", None
+    if a.disabled is not None and not a.disabled.dry_run:
+        return "none: the agent is already disabled", None
+    return None, None
+
+
+def _channels(actions: list[Action]) -> tuple[str, ...]:
+    out: list[str] = []
+    for a in actions:
+        if a.notify is not None:
+            out.extend(ch for ch in a.notify.channels if ch not in out)
+    return tuple(out)
+
+
+def _resolved_summary(rec: NoticeRecord, reason: str) -> str:
+    who = str(rec.agent) if rec.agent is not None else "fleet"
+    text: dict[str, str] = {
+        DecisionReason.RESOLVED: "conditions clear again",
+        DecisionReason.RESTORED: "agent restored; episode over",
+        DecisionReason.AGENT_GONE: "agent no longer selected by the policy",
+        DecisionReason.DATA_RETURNED: "data is back",
+        DecisionReason.OUTAGE_OVER: "fewer agents breach the rule now; outage over",
+        DecisionReason.PERIOD_ENDED: "budget period over",
+    }
+    return f"{who}: {rec.rule} resolved — {text.get(reason, reason)}"
