@@ -41,7 +41,6 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from types import TracebackType
 from typing import Any, TypeVar
 
 from agentmedic.instrument.monitor import AgentMonitor, Execution, current_execution
@@ -297,12 +296,7 @@ class _SyncStream:
     def __enter__(self) -> _SyncStream:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -351,12 +345,7 @@ class _AsyncStream:
     async def __aenter__(self) -> _AsyncStream:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def close(self) -> None:
