@@ -12,7 +12,7 @@ a test knows when a rule must start to breach.
 :func:`standard_scenario` is the history the backtest is tested on (six agents, six
 hours); :func:`fleet_scenario` is the benchmark's (a hundred agents, a week). Turn either
 into OpenMetrics text for ``promtool tsdb create-blocks-from openmetrics`` with
-:func:`agentmedic.sandbox.prometheus.openmetrics_text` (each item of
+:func:`agentmedic_sandbox.prometheus.openmetrics_text` (each item of
 :meth:`Scenario.series` is a ``(name, labels, points)`` triple, the fields of its
 ``Series``).
 """

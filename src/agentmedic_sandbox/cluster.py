@@ -796,7 +796,7 @@ def _kubeconfig(url: str, ca_pem: bytes, user: str, auth: dict[str, str]) -> dic
 
 
 def _kwok_stages() -> str:
-    folder = resources.files("agentmedic.sandbox") / "kwok_stages"
+    folder = resources.files("agentmedic_sandbox") / "kwok_stages"
     return "\n---\n".join((folder / name).read_text() for name in KWOK_STAGES)
 
 

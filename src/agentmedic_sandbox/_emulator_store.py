@@ -24,26 +24,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agentmedic.sandbox._emulator_builtin import (
+from agentmedic_sandbox._emulator_builtin import (
     builtin_causes,
     int32_overflow,
     normalize,
     wrap_int32,
 )
-from agentmedic.sandbox._emulator_patch import (
+from agentmedic_sandbox._emulator_patch import (
     PatchError,
     clone,
     json_merge_patch,
     json_patch,
     strategic_merge_patch,
 )
-from agentmedic.sandbox._emulator_resources import (
+from agentmedic_sandbox._emulator_resources import (
     BUILTIN_RESOURCES,
     Resource,
     resources_from_crd,
 )
-from agentmedic.sandbox._emulator_schema import Cause, validate_and_prune
-from agentmedic.sandbox._emulator_selectors import FieldSelector, LabelSelector, SelectorError
+from agentmedic_sandbox._emulator_schema import Cause, validate_and_prune
+from agentmedic_sandbox._emulator_selectors import FieldSelector, LabelSelector, SelectorError
 
 __all__ = ["ApiError", "Store", "Watcher"]
 

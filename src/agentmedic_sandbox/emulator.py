@@ -41,9 +41,9 @@ from urllib.parse import unquote
 import yaml
 from aiohttp import web
 
-from agentmedic.sandbox._emulator_patch import clone
-from agentmedic.sandbox._emulator_resources import Resource
-from agentmedic.sandbox._emulator_store import (
+from agentmedic_sandbox._emulator_patch import clone
+from agentmedic_sandbox._emulator_resources import Resource
+from agentmedic_sandbox._emulator_store import (
     JSON_PATCH,
     MERGE_PATCH,
     STRATEGIC_PATCH,

@@ -1,0 +1,1 @@
+"""agentmedic_sandbox."""
