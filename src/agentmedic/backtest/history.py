@@ -53,6 +53,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from agentmedic.api.durations import format_duration
+from agentmedic.api.metric_names import AGENT_INFO
 from agentmedic.api.types import AgentPolicySpec
 from agentmedic.engine.periods import budget_period
 from agentmedic.engine.requirements import requirements, spend_key
@@ -441,7 +442,7 @@ async def discover_agents(
     window = promql.duration(stride)
     first_seen: dict[AgentId, tuple[float, int, str | None]] = {}
     queries = 0
-    for rank, series in enumerate(("agent_info", SERIES["executions"])):
+    for rank, series in enumerate((AGENT_INFO, SERIES["executions"])):
         query = f"group by ({by}) (last_over_time({series}{{{sel}}}[{window}]))"
         try:
             result = await backend.query_range(query, grid.start, grid.end, stride)
