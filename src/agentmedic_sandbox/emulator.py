@@ -29,19 +29,25 @@ import logging
 import re
 import socket
 import threading
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
-from urllib.parse import unquote
 
 import yaml
 from aiohttp import web
 
+from agentmedic_sandbox._emulator_http import (
+    discovery,
+    json_response,
+    parse_path,
+    resource_request,
+    serve_watch,
+    verb_of,
+)
 from agentmedic_sandbox._emulator_patch import clone
+from agentmedic_sandbox._emulator_requests import Fault, RecordedRequest, RequestLog
 from agentmedic_sandbox._emulator_resources import Resource
 from agentmedic_sandbox._emulator_store import (
     JSON_PATCH,
@@ -49,7 +55,6 @@ from agentmedic_sandbox._emulator_store import (
     STRATEGIC_PATCH,
     ApiError,
     Store,
-    Watcher,
 )
 
 if TYPE_CHECKING:
@@ -59,103 +64,24 @@ if TYPE_CHECKING:
 __all__ = ["ApiEmulator", "ApiError", "RecordedRequest"]
 
 _log = logging.getLogger(__name__)
-_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _PATCH_TYPES = {"merge": MERGE_PATCH, "strategic": STRATEGIC_PATCH, "json": JSON_PATCH}
 
 
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One request the emulator answered (or a fault it injected)."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    content_type: str | None
-    status: int
-    verb: str  # get, list, watch, create, update, patch, delete, deletecollection, discovery
-    body: Any = None  # the parsed JSON body, if any
-    injected: bool = False  # answered by a fault from ``inject``
-
-    @property
-    def is_write(self) -> bool:
-        """POST, PUT, PATCH or DELETE."""
-        return self.method in _WRITE_METHODS
-
-
-@dataclass
-class _Fault:
-    method: str
-    pattern: re.Pattern[str]
-    status: int
-    remaining: int
-    delay: float
-    body: dict[str, Any] | None
-
-    def matches(self, method: str, path: str) -> bool:
-        return (
-            self.remaining > 0 and self.method in ("*", method) and bool(self.pattern.search(path))
-        )
-
-
-@dataclass(frozen=True)
-class _Target:
-    """A resource URL, parsed."""
-
-    group: str
-    version: str
-    plural: str
-    namespace: str | None
-    name: str | None
-    subresource: str | None
-    watch_path: bool = False
-
-
-def _parse_path(path: str) -> _Target | None:
-    parts = [unquote(p) for p in path.strip("/").split("/")]
-    if len(parts) >= 3 and parts[0] == "api":
-        group, version, rest = "", parts[1], parts[2:]
-    elif len(parts) >= 4 and parts[0] == "apis":
-        group, version, rest = parts[1], parts[2], parts[3:]
-    else:
-        return None
-    watch_path = bool(rest) and rest[0] == "watch"  # the deprecated /watch/ prefix
-    if watch_path:
-        rest = rest[1:]
-    namespace = None
-    if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] not in ("status", "finalize"):
-        namespace, rest = rest[1], rest[2:]
-    if not rest or len(rest) > 3 or not all(rest):
-        return None
-    plural = rest[0]
-    name = rest[1] if len(rest) > 1 else None
-    subresource = rest[2] if len(rest) > 2 else None
-    return _Target(group, version, plural, namespace, name, subresource, watch_path)
-
-
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=json.dumps(body).encode(),
-        status=status,
-        content_type="application/json",
-        headers=headers,
-    )
-
-
-_VERSION = {
-    "major": "1",
-    "minor": "30",
-    "gitVersion": "v1.30.0+agentmedic-emulator",
-    "gitCommit": "0000000000000000000000000000000000000000",
-    "gitTreeState": "clean",
-    "buildDate": "2024-04-17T00:00:00Z",
-    "goVersion": "go1.22.2",
-    "compiler": "gc",
-    "platform": "linux/amd64",
-}
-
-
-def _list_kind(res: Resource) -> str:
-    return f"{res.kind}List"
+def _bind_loopback(preferred: int) -> socket.socket:
+    """A listening socket on 127.0.0.1, on port ``preferred`` when it is free."""
+    # A restarted emulator keeps its URL when it can, so clients configured before a
+    # stop() reconnect after start().
+    for port in (preferred, 0) if preferred else (0,):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            sock.close()
+            continue
+        sock.listen(128)
+        return sock
+    raise RuntimeError("no free loopback port")
 
 
 class ApiEmulator:
@@ -181,9 +107,7 @@ class ApiEmulator:
         clock: the source of creation and deletion timestamps (UTC now by default).
         """
         self._store = Store(event_window=event_window, auto_namespaces=auto_namespaces, clock=clock)
-        self._history: deque[RecordedRequest] = deque(maxlen=history_limit)
-        self._history_lock = threading.Lock()
-        self._faults: list[_Fault] = []
+        self._log = RequestLog(history_limit)
         self._bookmark_interval = bookmark_interval
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -248,7 +172,8 @@ class ApiEmulator:
             handler_cancellation=True,
         )
         await self._runner.setup()
-        sock = self._bind()
+        sock = _bind_loopback(self._port_hint)
+        self._port_hint = int(sock.getsockname()[1])
         await web.SockSite(self._runner, sock).start()
         self._port = int(sock.getsockname()[1])
         self._stopping = asyncio.Event()
@@ -258,22 +183,6 @@ class ApiEmulator:
         self._store.close_watches()
         if self._watch_tasks:
             await asyncio.wait(self._watch_tasks, timeout=2)
-
-    def _bind(self) -> socket.socket:
-        # A restarted emulator keeps its URL when it can, so clients configured before a
-        # stop() reconnect after start().
-        for port in (self._port_hint, 0) if self._port_hint else (0,):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                sock.close()
-                continue
-            sock.listen(128)
-            self._port_hint = int(sock.getsockname()[1])
-            return sock
-        raise RuntimeError("no free loopback port")
 
     def stop(self) -> None:
         """End watch streams, close the port and join the thread (idempotent)."""
@@ -480,8 +389,7 @@ class ApiEmulator:
     @property
     def requests(self) -> builtins.list[RecordedRequest]:
         """The most recent requests (at most ``history_limit``), oldest first."""
-        with self._history_lock:
-            return list(self._history)
+        return self._log.requests()
 
     def write_requests(self) -> builtins.list[RecordedRequest]:
         """The recorded POST/PUT/PATCH/DELETE requests."""
@@ -489,8 +397,7 @@ class ApiEmulator:
 
     def clear_requests(self) -> None:
         """Forget the recorded requests."""
-        with self._history_lock:
-            self._history.clear()
+        self._log.clear_requests()
 
     def inject(
         self,
@@ -511,42 +418,11 @@ class ApiEmulator:
         """
         if times < 1:
             raise ValueError("times must be at least 1")
-        with self._history_lock:
-            self._faults.append(
-                _Fault(method.upper(), re.compile(path_regex), status, times, delay, body)
-            )
+        self._log.inject(Fault(method.upper(), re.compile(path_regex), status, times, delay, body))
 
     def clear_faults(self) -> None:
         """Drop injected faults that have not fired yet."""
-        with self._history_lock:
-            self._faults.clear()
-
-    def _take_fault(self, method: str, path: str) -> _Fault | None:
-        with self._history_lock:
-            for fault in self._faults:
-                if fault.matches(method, path):
-                    fault.remaining -= 1
-                    if not fault.remaining:
-                        self._faults.remove(fault)
-                    return fault
-        return None
-
-    def _record(
-        self, request: web.Request, status: int, verb: str, body: Any, injected: bool = False
-    ) -> None:
-        content_type = request.headers.get("Content-Type")
-        recorded = RecordedRequest(
-            method=request.method,
-            path=request.path,
-            query=dict(request.query),
-            content_type=content_type,
-            status=status,
-            verb=verb,
-            body=body,
-            injected=injected,
-        )
-        with self._history_lock:
-            self._history.append(recorded)
+        self._log.clear_faults()
 
     # --- HTTP ------------------------------------------------------------------------------
 
@@ -559,310 +435,45 @@ class ApiEmulator:
             except ValueError:
                 body = None
                 if request.method in ("POST", "PUT", "PATCH"):
-                    self._record(request, 400, "invalid", None)
-                    return _json(ApiError(400, "the request body is not valid JSON").status(), 400)
-        target = _parse_path(request.path)
-        verb = self._verb(request, target)
-        fault = self._take_fault(request.method, request.path)
+                    self._log.record(request, 400, "invalid", None)
+                    return json_response(
+                        ApiError(400, "the request body is not valid JSON").status(), 400
+                    )
+        target = parse_path(request.path)
+        verb = verb_of(request, target)
+        fault = self._log.take_fault(request.method, request.path)
         if fault is not None:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
             if fault.body is not None or fault.status >= 400:
-                self._record(request, fault.status, verb, body, injected=True)
+                self._log.record(request, fault.status, verb, body, injected=True)
                 payload = (
                     fault.body
                     if fault.body is not None
                     else ApiError(fault.status, f"injected fault: {fault.status}").status()
                 )
                 headers = {"Retry-After": "1"} if fault.status == 429 else None
-                return _json(payload, fault.status, headers)
+                return json_response(payload, fault.status, headers)
         try:
             if target is None:
-                response = self._discovery(request.path)
+                response = discovery(self._store, request.path)
             elif verb == "watch":
-                return await self._watch(request, target)
+                return await serve_watch(
+                    self._store,
+                    self._log,
+                    request,
+                    target,
+                    bookmark_interval=self._bookmark_interval,
+                    tasks=self._watch_tasks,
+                )
             else:
-                response = self._resource_request(request, target, verb, body)
+                response = resource_request(self._store, request, target, verb, body)
         except ApiError as exc:
-            response = _json(exc.status(), exc.code)
+            response = json_response(exc.status(), exc.code)
         except Exception as exc:
             # A bug in the emulator must reach the client as a Status it can parse (and the
             # test log), not as a dropped connection.
             _log.exception("API emulator failed on %s %s", request.method, request.path)
-            response = _json(ApiError(500, f"emulator error: {exc!r}").status(), 500)
-        self._record(request, response.status, verb, body)
+            response = json_response(ApiError(500, f"emulator error: {exc!r}").status(), 500)
+        self._log.record(request, response.status, verb, body)
         return response
-
-    @staticmethod
-    def _verb(request: web.Request, target: _Target | None) -> str:
-        if target is None:
-            return "discovery"
-        method = request.method
-        if method == "GET" and (request.query.get("watch") in ("true", "1") or target.watch_path):
-            return "watch"
-        if target.name is None:
-            return {"GET": "list", "POST": "create", "DELETE": "deletecollection"}.get(
-                method, "unknown"
-            )
-        return {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
-            method, "unknown"
-        )
-
-    def _resource_request(
-        self, request: web.Request, target: _Target, verb: str, body: Any
-    ) -> web.Response:
-        store = self._store
-        res = store.resource(target.group, target.version, target.plural)
-        if res.namespaced and target.namespace is None and verb not in ("list",):
-            raise ApiError(404, "the server could not find the requested resource")
-        if not res.namespaced and target.namespace is not None:
-            raise ApiError(404, "the server could not find the requested resource")
-        query = request.query
-        dry_run = query.get("dryRun") == "All"
-        ns, name, sub = target.namespace, target.name, target.subresource
-        if sub not in (None, "status", "scale"):
-            raise ApiError(
-                404, f"the server could not find the requested resource ({res.plural}/{sub})"
-            )
-        if (sub == "status" and not res.status) or (sub == "scale" and not res.scale):
-            raise ApiError(
-                404, f"the server could not find the requested resource ({res.plural}/{sub})"
-            )
-        content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip()
-        if verb == "list":
-            limit = int(query["limit"]) if query.get("limit", "").isdigit() else None
-            page = store.list_objects(
-                res,
-                ns,
-                labels=query.get("labelSelector"),
-                fields=query.get("fieldSelector"),
-                limit=limit,
-                continue_token=query.get("continue"),
-            )
-            meta: dict[str, Any] = {"resourceVersion": str(page.resource_version)}
-            if page.continue_token:
-                meta["continue"] = page.continue_token
-                meta["remainingItemCount"] = page.remaining
-            return _json(
-                {
-                    "kind": _list_kind(res),
-                    "apiVersion": res.api_version,
-                    "metadata": meta,
-                    "items": page.items,
-                }
-            )
-        if verb == "create":
-            if sub is not None:
-                raise ApiError(405, "method not allowed on a subresource")
-            return _json(store.create(res, ns, body, dry_run=dry_run), 201)
-        if verb == "deletecollection":
-            items, rv = store.delete_collection(
-                res,
-                ns,
-                labels=query.get("labelSelector"),
-                fields=query.get("fieldSelector"),
-                options=body if isinstance(body, dict) else None,
-                dry_run=dry_run,
-            )
-            return _json(
-                {
-                    "kind": _list_kind(res),
-                    "apiVersion": res.api_version,
-                    "metadata": {"resourceVersion": str(rv)},
-                    "items": items,
-                }
-            )
-        assert name is not None
-        if sub == "scale":
-            if verb == "get":
-                return _json(store.get_scale(res, ns, name))
-            if verb in ("update", "patch"):
-                return _json(
-                    store.write_scale(
-                        res,
-                        ns,
-                        name,
-                        body,
-                        content_type if verb == "patch" else None,
-                        dry_run=dry_run,
-                    )
-                )
-            raise ApiError(405, "the scale subresource supports get, update and patch")
-        if verb == "get":
-            return _json(store.get(res, ns, name))
-        if verb == "update":
-            return _json(store.update(res, ns, name, body, subresource=sub, dry_run=dry_run))
-        if verb == "patch":
-            return _json(
-                store.patch(res, ns, name, body, content_type, subresource=sub, dry_run=dry_run)
-            )
-        if verb == "delete":
-            if sub is not None:
-                raise ApiError(405, "delete is not supported on a subresource")
-            options = dict(body) if isinstance(body, dict) else {}
-            if "propagationPolicy" in query:
-                options["propagationPolicy"] = query["propagationPolicy"]
-            return _json(store.delete(res, ns, name, options, dry_run=dry_run))
-        raise ApiError(
-            405,
-            f"the server does not allow this method on the requested resource ({request.method})",
-            reason="MethodNotAllowed",
-        )
-
-    async def _watch(self, request: web.Request, target: _Target) -> web.StreamResponse:
-        store = self._store
-        query = request.query
-        try:
-            res = store.resource(target.group, target.version, target.plural)
-            fields = query.get("fieldSelector") or ""
-            if target.name is not None:  # a watch on one object is a metadata.name selector
-                fields = ",".join(filter(None, [fields, f"metadata.name={target.name}"]))
-            labels, field_selector = store.check_selectors(res, query.get("labelSelector"), fields)
-            timeout = float(query["timeoutSeconds"]) if "timeoutSeconds" in query else None
-        except (ApiError, ValueError) as exc:
-            error = exc if isinstance(exc, ApiError) else ApiError(400, str(exc))
-            self._record(request, error.code, "watch", None)
-            return _json(error.status(), error.code)
-        loop = asyncio.get_running_loop()
-        watcher = Watcher(
-            res,
-            target.namespace if res.namespaced else None,
-            labels,
-            field_selector,
-            asyncio.Queue(),
-            loop,
-        )
-        bookmarks = query.get("allowWatchBookmarks") == "true"
-        send_initial = query.get("sendInitialEvents") == "true" and bookmarks
-        try:
-            first, registered = store.watch(
-                watcher, query.get("resourceVersion"), send_initial=send_initial
-            )
-        except ApiError as exc:
-            self._record(request, exc.code, "watch", None)
-            return _json(exc.status(), exc.code)
-        self._record(request, 200, "watch", None)
-        task = asyncio.current_task()
-        assert task is not None
-        self._watch_tasks.add(task)
-        try:
-            response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-            response.enable_chunked_encoding()
-            await response.prepare(request)
-            for initial in first:
-                await response.write(initial)
-            if registered:
-                await self._stream(response, watcher, timeout, bookmarks)
-            await response.write_eof()
-        except ConnectionResetError:
-            pass
-        finally:
-            store.unwatch(watcher)
-            self._watch_tasks.discard(task)
-        return response
-
-    async def _stream(
-        self,
-        response: web.StreamResponse,
-        watcher: Watcher,
-        seconds: float | None,
-        bookmarks: bool,
-    ) -> None:
-        """Write the watcher's lines until ``seconds`` pass or the emulator stops."""
-        loop = watcher.loop
-        deadline = loop.time() + seconds if seconds is not None else None
-        next_bookmark = loop.time() + self._bookmark_interval
-        while True:
-            now = loop.time()
-            if deadline is not None and now >= deadline:
-                return
-            if bookmarks and now >= next_bookmark:
-                self._store.bookmark(watcher)
-                next_bookmark = now + self._bookmark_interval
-            wait = next_bookmark - now if bookmarks else None
-            if deadline is not None:
-                wait = min(wait, deadline - now) if wait is not None else deadline - now
-            try:
-                line = await asyncio.wait_for(watcher.queue.get(), timeout=wait)
-            except TimeoutError:
-                continue
-            if line is None:
-                return
-            await response.write(line)
-
-    def _discovery(self, path: str) -> web.Response:
-        store = self._store
-        path = "/" + path.strip("/")
-        with store.lock:
-            resources = list(store.resources.values())
-        groups: dict[str, builtins.list[str]] = {}
-        for res in resources:
-            if res.group:
-                versions = groups.setdefault(res.group, [])
-                if res.version not in versions:
-                    versions.append(res.version)
-        if path == "/":
-            paths = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version"]
-            for group, versions in groups.items():
-                paths += [f"/apis/{group}"] + [f"/apis/{group}/{v}" for v in versions]
-            return _json({"paths": sorted(set(paths))})
-        if path in ("/healthz", "/livez", "/readyz"):
-            return web.Response(text="ok")
-        if path == "/version":
-            return _json(_VERSION)
-        if path == "/api":
-            return _json(
-                {
-                    "kind": "APIVersions",
-                    "versions": ["v1"],
-                    "serverAddressByClientCIDRs": [
-                        {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}
-                    ],
-                }
-            )
-        if path == "/apis":
-            return _json(
-                {
-                    "kind": "APIGroupList",
-                    "apiVersion": "v1",
-                    "groups": [self._group_doc(g, v) for g, v in sorted(groups.items())],
-                }
-            )
-        parts = path.strip("/").split("/")
-        if parts == ["api", "v1"]:
-            return self._resource_list("", "v1", resources)
-        if len(parts) == 2 and parts[0] == "apis" and parts[1] in groups:
-            return _json(
-                {
-                    "kind": "APIGroup",
-                    "apiVersion": "v1",
-                    **self._group_doc(parts[1], groups[parts[1]]),
-                }
-            )
-        if len(parts) == 3 and parts[0] == "apis" and parts[2] in groups.get(parts[1], []):
-            return self._resource_list(parts[1], parts[2], resources)
-        raise ApiError(404, "the server could not find the requested resource")
-
-    @staticmethod
-    def _group_doc(group: str, versions: builtins.list[str]) -> dict[str, Any]:
-        entries = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
-        return {"name": group, "versions": entries, "preferredVersion": entries[0]}
-
-    @staticmethod
-    def _resource_list(
-        group: str, version: str, resources: builtins.list[Resource]
-    ) -> web.Response:
-        entries = [
-            entry
-            for res in resources
-            if res.group == group and res.version == version
-            for entry in res.discovery_entries()
-        ]
-        return _json(
-            {
-                "kind": "APIResourceList",
-                "apiVersion": "v1",
-                "groupVersion": f"{group}/{version}" if group else version,
-                "resources": entries,
-            }
-        )
