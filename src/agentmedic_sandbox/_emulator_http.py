@@ -18,6 +18,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from agentmedic_sandbox._emulator_objects import check_selectors
 from agentmedic_sandbox._emulator_requests import RequestLog
 from agentmedic_sandbox._emulator_resources import Resource
 from agentmedic_sandbox._emulator_store import ApiError, Store, Watcher
@@ -247,7 +248,7 @@ async def serve_watch(
         fields = query.get("fieldSelector") or ""
         if target.name is not None:  # a watch on one object is a metadata.name selector
             fields = ",".join(filter(None, [fields, f"metadata.name={target.name}"]))
-        labels, field_selector = store.check_selectors(res, query.get("labelSelector"), fields)
+        labels, field_selector = check_selectors(res, query.get("labelSelector"), fields)
         timeout = float(query["timeoutSeconds"]) if "timeoutSeconds" in query else None
     except (ApiError, ValueError) as exc:
         error = exc if isinstance(exc, ApiError) else ApiError(400, str(exc))
