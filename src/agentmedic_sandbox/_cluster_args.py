@@ -120,17 +120,25 @@ def apiserver_args(
     return args
 
 
-def controller_manager_args(
-    kubeconfig: Path, workdir: Path, port: int, pki: Pki, hpa_sync_seconds: int
-) -> list[str]:
+def _component_args(kubeconfig: Path, port: int, cert_dir: Path) -> list[str]:
+    """What kube-controller-manager and kube-scheduler share: the admin kubeconfig for
+    everything, a loopback port of their own, no leader election."""
     return [
         f"--kubeconfig={kubeconfig}",
         f"--authentication-kubeconfig={kubeconfig}",
         f"--authorization-kubeconfig={kubeconfig}",
         "--bind-address=127.0.0.1",
         f"--secure-port={port}",
-        f"--cert-dir={workdir / 'controller-manager-certs'}",
+        f"--cert-dir={cert_dir}",
         "--leader-elect=false",
+    ]
+
+
+def controller_manager_args(
+    kubeconfig: Path, workdir: Path, port: int, pki: Pki, hpa_sync_seconds: int
+) -> list[str]:
+    return [
+        *_component_args(kubeconfig, port, workdir / "controller-manager-certs"),
         f"--controllers={','.join(CONTROLLERS)}",
         f"--service-account-private-key-file={pki.sa_key}",
         f"--root-ca-file={pki.ca}",
@@ -145,16 +153,7 @@ def controller_manager_args(
 
 
 def scheduler_args(kubeconfig: Path, workdir: Path, port: int) -> list[str]:
-    return [
-        f"--kubeconfig={kubeconfig}",
-        f"--authentication-kubeconfig={kubeconfig}",
-        f"--authorization-kubeconfig={kubeconfig}",
-        "--bind-address=127.0.0.1",
-        f"--secure-port={port}",
-        f"--cert-dir={workdir / 'scheduler-certs'}",
-        "--leader-elect=false",
-        "--v=1",
-    ]
+    return [*_component_args(kubeconfig, port, workdir / "scheduler-certs"), "--v=1"]
 
 
 def kwok_args(kubeconfig: Path, stages: Path, node_annotation: str, port: int) -> list[str]:
