@@ -31,7 +31,6 @@ import time
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import httpx
@@ -46,6 +45,7 @@ from agentmedic_sandbox._cluster_args import (
     kwok_args,
     scheduler_args,
 )
+from agentmedic_sandbox._lifecycle import Lifecycle
 
 if TYPE_CHECKING:
     from agentmedic_sandbox._cluster_pki import Pki
@@ -140,7 +140,7 @@ class _Process:
         self._log_file.close()
 
 
-class LocalCluster:
+class LocalCluster(Lifecycle):
     """etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok on loopback."""
 
     def __init__(
@@ -172,17 +172,6 @@ class LocalCluster:
         self._resources: dict[tuple[str, str], tuple[str, bool]] = {}
 
     # lifecycle
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> Self:
         needed = ["etcd", "kube-apiserver"]

@@ -56,6 +56,7 @@ from agentmedic_sandbox._emulator_store import (
     ApiError,
     Store,
 )
+from agentmedic_sandbox._lifecycle import Lifecycle
 
 if TYPE_CHECKING:
     import kopf
@@ -84,7 +85,7 @@ def _bind_loopback(preferred: int) -> socket.socket:
     raise RuntimeError("no free loopback port")
 
 
-class ApiEmulator:
+class ApiEmulator(Lifecycle):
     """A Kubernetes API server on 127.0.0.1, in memory, in its own thread."""
 
     def __init__(
@@ -197,18 +198,6 @@ class ApiEmulator:
         self._loop = None
         self._runner = None
         self._port = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     async def __aenter__(self) -> Self:
         await asyncio.to_thread(self.start)
