@@ -2,11 +2,14 @@
 #   docker build -t ghcr.io/agentmedic/agentmedic:0.1.0 .
 # It runs as a non-root user with a read-only root filesystem: the chart mounts an emptyDir
 # at /tmp and sets PYTHONDONTWRITEBYTECODE.
+# Only src/agentmedic is copied: the sandbox (src/agentmedic_sandbox: the API emulator, the
+# local control plane, the simulated fleet) is for the demo and the tests and stays out of
+# the image; `agentmedic demo` there says so in one line.
 
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY src ./src
+COPY src/agentmedic ./src/agentmedic
 RUN pip install --no-cache-dir --upgrade pip \
  && pip wheel --no-cache-dir --wheel-dir /wheels .
 

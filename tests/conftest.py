@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from agentmedic.sandbox.cluster import LocalCluster
+    from agentmedic_sandbox.cluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +31,7 @@ def local_cluster(
     Skips when the binaries are not built, unless ``AGENTMEDIC_REQUIRE_K8S=1`` (``make
     test`` sets it): then it fails and says how to build them.
     """
-    from agentmedic.sandbox.cluster import LocalCluster, k8s_bin_dir, missing_binaries
+    from agentmedic_sandbox.cluster import LocalCluster, k8s_bin_dir, missing_binaries
 
     missing = missing_binaries()
     if missing:

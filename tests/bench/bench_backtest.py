@@ -53,7 +53,7 @@ from agentmedic.backtest.runner import (
 from agentmedic.backtest.scenario import Scenario, fleet_scenario
 from agentmedic.backtest.table import render_table
 from agentmedic.metrics import BackendConfig, PrometheusBackend
-from agentmedic.sandbox.prometheus import PrometheusServer
+from agentmedic_sandbox.prometheus import PrometheusServer
 
 START = datetime(2024, 3, 4, tzinfo=UTC)  # a Monday
 GOAL_SECONDS = 60.0

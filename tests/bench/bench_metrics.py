@@ -35,7 +35,7 @@ from agentmedic.metrics import (
     fetch_samples,
 )
 from agentmedic.metrics.promql import agent_matcher
-from agentmedic.sandbox.prometheus import PrometheusServer
+from agentmedic_sandbox.prometheus import PrometheusServer
 
 T0 = 1_700_000_000
 AT_S = T0 + 3600

@@ -33,7 +33,7 @@ cycle, so sizes compare; ``--interval 10`` shows the overload. Both sizes take a
 ``--profile DIR`` runs the operator under cProfile.
 
 ``--api real`` replaces the emulator with the local control plane (etcd and kube-apiserver
-of :mod:`agentmedic.sandbox.cluster`; no controllers or kwok: the agents' Deployments need
+of :mod:`agentmedic_sandbox.cluster`; no controllers or kwok: the agents' Deployments need
 no pods here). The operator then authenticates with a ServiceAccount token (bound to
 cluster-admin) so that the API server's audit log tells its requests apart; requests per
 cycle come from that log, the "emulator CPU" figure is kube-apiserver's plus etcd's.
@@ -71,8 +71,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from agentmedic.api.validation import validate_policy
 from agentmedic.instrument.series import EXECUTION_DURATION_BUCKETS
 from agentmedic.metrics.catalog import SERIES
-from agentmedic.sandbox.emulator import ApiEmulator, RecordedRequest
-from agentmedic.sandbox.prometheus import PrometheusServer
+from agentmedic_sandbox.emulator import ApiEmulator, RecordedRequest
+from agentmedic_sandbox.prometheus import PrometheusServer
 
 NS = "agents"
 API_VERSION = "agentmedic.io/v1alpha1"
@@ -447,7 +447,7 @@ class RealApi:
     OPERATOR_SA = "bench-operator"
 
     def __init__(self, tmp: Path) -> None:
-        from agentmedic.sandbox.cluster import LocalCluster
+        from agentmedic_sandbox.cluster import LocalCluster
 
         self.cluster = LocalCluster(workdir=tmp / "k8s", controllers=False, kwok=False)
         self.user = f"system:serviceaccount:{NS}:{self.OPERATOR_SA}"

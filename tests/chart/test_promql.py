@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry
 
 from agentmedic.instrument import AgentMonitor, LLMCall, ToolCallRecord
 from agentmedic.operator.telemetry import Telemetry
-from agentmedic.sandbox.prometheus import (
+from agentmedic_sandbox.prometheus import (
     INSTALL_HINT,
     PrometheusNotInstalledError,
     PrometheusServer,

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from agentmedic.backtest.scenario import SLOW_LATENCY, Phase, Scenario, ScriptedAgent, splice
 from agentmedic.cli.main import main
-from agentmedic.sandbox.prometheus import PrometheusServer, Series, openmetrics_text
+from agentmedic_sandbox.prometheus import PrometheusServer, Series, openmetrics_text
 
 START = datetime(2024, 3, 5, 0, 0, tzinfo=UTC)
 H = timedelta(hours=1)

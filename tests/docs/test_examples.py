@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from agentmedic.api.reference import MINIMAL_POLICY
 from agentmedic.api.validation import validate_policy
+from agentmedic.docsgen.reference import MINIMAL_POLICY
 
 from .markdown import ROOT, Block, blocks, doc_files, rel
 

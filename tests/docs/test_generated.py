@@ -12,17 +12,17 @@ from typing import Any
 import pytest
 import yaml
 
-from agentmedic.api.reference import (
+from agentmedic.api.types import AgentPolicy
+from agentmedic.api.validation import validate_policy
+from agentmedic.cli.main import main
+from agentmedic.docsgen.configuration import render_configuration
+from agentmedic.docsgen.reference import (
     CROSS_FIELD_CHECKS,
     MINIMAL_POLICY,
     admission_rules,
     model_docs,
     render_reference,
 )
-from agentmedic.api.types import AgentPolicy
-from agentmedic.api.validation import validate_policy
-from agentmedic.cli.docs import render_configuration
-from agentmedic.cli.main import main
 from agentmedic.operator.settings import OperatorSettings
 
 from .markdown import ROOT

@@ -14,7 +14,7 @@ import yaml
 
 from agentmedic.actions import ActionExecutor, Outcome, PolicyRef, WorkloadRef
 from agentmedic.api.types import PromptOptimizationAction
-from agentmedic.sandbox.cluster import LocalCluster
+from agentmedic_sandbox.cluster import LocalCluster
 from tests.e2e_cluster.conftest import eventually
 from tests.e2e_cluster.test_actions_e2e import PAUSE, _record, _workload
 

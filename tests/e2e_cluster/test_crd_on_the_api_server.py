@@ -26,7 +26,7 @@ import yaml
 
 from agentmedic.api.crd import crd_manifest
 from agentmedic.api.validation import validate_policy
-from agentmedic.sandbox.cluster import LocalCluster
+from agentmedic_sandbox.cluster import LocalCluster
 from tests.e2e_cluster.conftest import eventually
 
 pytestmark = pytest.mark.e2e_cluster

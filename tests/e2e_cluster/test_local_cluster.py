@@ -1,4 +1,4 @@
-"""The local control plane itself (agentmedic.sandbox.cluster.LocalCluster)."""
+"""The local control plane itself (agentmedic_sandbox.cluster.LocalCluster)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from agentmedic.sandbox import cluster as lc
-from agentmedic.sandbox.cluster import ClusterStartError, LocalCluster
+from agentmedic_sandbox import cluster as lc
+from agentmedic_sandbox.cluster import ClusterStartError, LocalCluster
 from tests.e2e_cluster.conftest import eventually
 
 ROOT = Path(__file__).resolve().parents[2]

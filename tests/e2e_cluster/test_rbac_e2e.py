@@ -26,8 +26,8 @@ import pytest
 
 from agentmedic.actions.events import COMPONENT
 from agentmedic.actions.record import DISABLED, RESTORE_REQUEST
-from agentmedic.sandbox.cluster import LocalCluster
-from agentmedic.sandbox.world import World, demo_scenario
+from agentmedic_sandbox.cluster import LocalCluster
+from agentmedic_sandbox.world import World, demo_scenario
 from tests.chart.support import NAMESPACE, render_values
 from tests.e2e_cluster.conftest import eventually
 

@@ -35,7 +35,7 @@ from agentmedic.actions import (
     permission_for_request,
 )
 from agentmedic.actions.events import COMPONENT
-from agentmedic.sandbox.emulator import ApiEmulator
+from agentmedic_sandbox.emulator import ApiEmulator
 from tests.integration.kube_servers import (
     REAL,
     SERVERS,

@@ -9,7 +9,7 @@ through a fixture parametrized with :data:`~tests.integration.kube_servers.SERVE
 alone, its real variant deselected.
 
 ``prometheus_factory`` (function scope) and ``prometheus_module_factory`` (module scope)
-start :class:`~agentmedic.sandbox.prometheus.PrometheusServer` instances and stop them at
+start :class:`~agentmedic_sandbox.prometheus.PrometheusServer` instances and stop them at
 teardown::
 
     def test_x(prometheus_factory):
@@ -36,7 +36,7 @@ import yaml
 
 from agentmedic.api.crd import crd_manifest
 from agentmedic.api.durations import TIME_COMPRESSION_ENV
-from agentmedic.sandbox.prometheus import (
+from agentmedic_sandbox.prometheus import (
     INSTALL_HINT,
     PrometheusNotInstalledError,
     PrometheusServer,

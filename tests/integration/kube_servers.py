@@ -1,11 +1,11 @@
 """One conformance suite, two API servers: what the tests may call on either.
 
 :class:`KubeServer` is the direct access the integration tests use to seed and inspect a
-cluster. :class:`~agentmedic.sandbox.emulator.ApiEmulator` satisfies it as it is;
+cluster. :class:`~agentmedic_sandbox.emulator.ApiEmulator` satisfies it as it is;
 :class:`RealServer` is a thin adapter over
-:class:`~agentmedic.sandbox.cluster.LocalCluster` (kube-apiserver with etcd,
+:class:`~agentmedic_sandbox.cluster.LocalCluster` (kube-apiserver with etcd,
 controller-manager, scheduler and kwok on loopback) speaking HTTP with the cluster's admin
-credentials. Both raise :class:`~agentmedic.sandbox.emulator.ApiError` (``.code``,
+credentials. Both raise :class:`~agentmedic_sandbox.emulator.ApiError` (``.code``,
 ``.reason``, ``.message``) for an error ``Status``, so a test asserts one thing for both.
 
 What only the emulator has (``inject`` faults, the ``requests`` history, an injected
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import httpx
 import yaml
 
-from agentmedic.sandbox.emulator import ApiEmulator, ApiError
+from agentmedic_sandbox.emulator import ApiEmulator, ApiError
 
 if TYPE_CHECKING:
     import kopf
@@ -515,7 +515,7 @@ def drop_namespace(server: KubeServer, name: str) -> None:
 
 
 class WorldServer:
-    """The real control plane as :class:`~agentmedic.sandbox.world.World`'s API server.
+    """The real control plane as :class:`~agentmedic_sandbox.world.World`'s API server.
 
     ``start`` gives the world fresh namespaces (deleting leftovers of an earlier world and
     waiting until they are gone, since the world's names are fixed); ``stop`` deletes them

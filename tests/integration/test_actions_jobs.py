@@ -9,7 +9,7 @@ from agentmedic.actions import ActionExecutor, EventReason, Outcome, job_name
 from agentmedic.actions.jobs import INSTANTIATE_ANNOTATION
 from agentmedic.actions.record import episode_hash
 from agentmedic.api.types import PromptOptimizationAction
-from agentmedic.sandbox.emulator import ApiEmulator
+from agentmedic_sandbox.emulator import ApiEmulator
 from tests.integration import actions_support as support
 from tests.integration.actions_support import (
     events,

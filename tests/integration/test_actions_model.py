@@ -10,7 +10,7 @@ import pytest
 from agentmedic.actions import ActionExecutor, EventReason, Outcome, Transient, parse_downgraded
 from agentmedic.actions import record as rec
 from agentmedic.api.types import ConfigMapKeyRef, EnvRef, ModelSpec
-from agentmedic.sandbox.emulator import ApiEmulator
+from agentmedic_sandbox.emulator import ApiEmulator
 from tests.integration import actions_support as support
 from tests.integration.actions_support import (
     container,

@@ -24,7 +24,7 @@ from agentmedic.actions import (
 from agentmedic.actions import record as rec
 from agentmedic.api.types import EnvRef, LabelSelector, LabelSelectorRequirement, ModelSpec
 from agentmedic.cli.main import main as cli
-from agentmedic.sandbox.emulator import ApiEmulator
+from agentmedic_sandbox.emulator import ApiEmulator
 from tests.integration import actions_support as support
 from tests.integration.actions_support import (
     Sleeps,

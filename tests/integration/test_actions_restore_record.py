@@ -17,7 +17,7 @@ import pytest
 from agentmedic.actions import ActionExecutor, Outcome
 from agentmedic.actions import record as rec
 from agentmedic.cli.main import main
-from agentmedic.sandbox.emulator import ApiEmulator
+from agentmedic_sandbox.emulator import ApiEmulator
 from tests.integration import actions_support as support
 from tests.integration.actions_support import event_reasons, get, ref, workload, writes
 

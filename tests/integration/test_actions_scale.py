@@ -18,7 +18,7 @@ from agentmedic.actions import (
     restore_requested,
 )
 from agentmedic.actions import record as rec
-from agentmedic.sandbox.emulator import ApiEmulator
+from agentmedic_sandbox.emulator import ApiEmulator
 from tests.integration import actions_support as support
 from tests.integration.actions_support import (
     Sleeps,

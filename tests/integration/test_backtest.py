@@ -37,7 +37,7 @@ from agentmedic.engine.requirements import requirements
 from agentmedic.engine.series import AgentId, Samples
 from agentmedic.engine.state import PolicyState
 from agentmedic.metrics import BackendConfig, PrometheusBackend, fetch_samples
-from agentmedic.sandbox.prometheus import PrometheusServer, Series, openmetrics_text
+from agentmedic_sandbox.prometheus import PrometheusServer, Series, openmetrics_text
 
 pytestmark = pytest.mark.prometheus
 

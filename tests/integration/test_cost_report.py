@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from agentmedic.cli.main import main
-from agentmedic.sandbox.prometheus import Series, counter, openmetrics_text
+from agentmedic_sandbox.prometheus import Series, counter, openmetrics_text
 
 pytestmark = pytest.mark.prometheus
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from agentmedic.sandbox.prometheus import INSTALL_HINT
+from agentmedic_sandbox.prometheus import INSTALL_HINT
 
 ROOT = Path(__file__).resolve().parents[2]
 # The scenario takes 90 s, plus the servers' start and the remediations' settling time.

@@ -22,7 +22,7 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from agentmedic.sandbox.emulator import ApiEmulator, ApiError
+from agentmedic_sandbox.emulator import ApiEmulator, ApiError
 
 GROUP, VERSION, PLURAL = "agentmedic.io", "v1alpha1", "agentpolicies"
 

@@ -32,8 +32,8 @@ from typing import Any
 import pytest
 
 from agentmedic.api.durations import TIME_COMPRESSION_ENV
-from agentmedic.sandbox.emulator import ApiEmulator
-from agentmedic.sandbox.receivers import NotificationReceivers, ReceiverKind
+from agentmedic_sandbox.emulator import ApiEmulator
+from agentmedic_sandbox.receivers import NotificationReceivers, ReceiverKind
 
 NS = "agents"
 API = "agentmedic.io/v1alpha1"

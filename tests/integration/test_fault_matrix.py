@@ -29,9 +29,9 @@ import pytest
 from agentmedic.metrics import BackendConfig, PrometheusBackend
 from agentmedic.operator.app import Operator
 from agentmedic.operator.settings import load_settings
-from agentmedic.sandbox.emulator import ApiEmulator
-from agentmedic.sandbox.prometheus import Series, counter, openmetrics_text
-from agentmedic.sandbox.receivers import NotificationReceivers, ReceiverKind
+from agentmedic_sandbox.emulator import ApiEmulator
+from agentmedic_sandbox.prometheus import Series, counter, openmetrics_text
+from agentmedic_sandbox.receivers import NotificationReceivers, ReceiverKind
 from tests.integration.fault_proxy import FAULTS, FaultProxy
 
 pytestmark = pytest.mark.prometheus

@@ -33,8 +33,8 @@ from agentmedic.instrument.series import (
     TOOL_DURATION_BUCKETS,
 )
 from agentmedic.metrics import SERIES
-from agentmedic.sandbox.fleet_sim import registry_series
-from agentmedic.sandbox.prometheus import Series, openmetrics_text
+from agentmedic_sandbox.fleet_sim import registry_series
+from agentmedic_sandbox.prometheus import Series, openmetrics_text
 
 pytestmark = pytest.mark.prometheus
 

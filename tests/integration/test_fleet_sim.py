@@ -12,7 +12,7 @@ import pytest
 
 from agentmedic.engine.series import AgentId, SeriesKey
 from agentmedic.metrics import BackendConfig, PrometheusBackend, fetch_samples
-from agentmedic.sandbox.fleet_sim import (
+from agentmedic_sandbox.fleet_sim import (
     AgentSpec,
     AgentState,
     AgentTotals,
@@ -26,7 +26,7 @@ from agentmedic.sandbox.fleet_sim import (
     ToolSlowdown,
     registry_series,
 )
-from agentmedic.sandbox.prometheus import openmetrics_text
+from agentmedic_sandbox.prometheus import openmetrics_text
 
 NS = "agents"
 TOOLS = (ToolProfile("search", latency_s=0.2, error_rate=0.0), ToolProfile("crm", latency_s=0.5))

@@ -25,8 +25,8 @@ from agentmedic.engine.series import AgentId, SeriesKey
 from agentmedic.instrument import AgentMonitor, LLMCall, ModelPrice, PriceTable, ToolCallRecord
 from agentmedic.instrument.series import EXECUTION_DURATION_BUCKETS, TOOL_DURATION_BUCKETS
 from agentmedic.metrics import BackendConfig, PrometheusBackend, fetch_samples
-from agentmedic.sandbox.fleet_sim import registry_series
-from agentmedic.sandbox.prometheus import Series, openmetrics_text
+from agentmedic_sandbox.fleet_sim import registry_series
+from agentmedic_sandbox.prometheus import Series, openmetrics_text
 
 pytestmark = pytest.mark.prometheus
 

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agentmedic.sandbox.emulator import ApiEmulator, ApiError
+from agentmedic_sandbox.emulator import ApiEmulator, ApiError
 from tests.integration.conftest import agent_policy_crd
 from tests.integration.kube_servers import (
     REAL,

@@ -25,7 +25,7 @@ from agentmedic.metrics import (
     fetch_samples,
     merge_needs,
 )
-from agentmedic.sandbox.prometheus import Series, counter, histogram, openmetrics_text
+from agentmedic_sandbox.prometheus import Series, counter, histogram, openmetrics_text
 
 pytestmark = pytest.mark.prometheus
 

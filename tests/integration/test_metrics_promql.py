@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from agentmedic.engine.series import AgentId, SeriesKey
 from agentmedic.metrics import BackendConfig, PrometheusBackend, build_query, fetch_samples
 from agentmedic.metrics.promql import agent_matcher, quote_string
-from agentmedic.sandbox.prometheus import PrometheusServer, Series
+from agentmedic_sandbox.prometheus import PrometheusServer, Series
 
 pytestmark = pytest.mark.prometheus
 

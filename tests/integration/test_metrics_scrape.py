@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from agentmedic.engine.series import AgentId, SeriesKey
 from agentmedic.metrics import BackendConfig, PrometheusBackend, fetch_samples
-from agentmedic.sandbox.prometheus import ScrapeTarget
+from agentmedic_sandbox.prometheus import ScrapeTarget
 
 pytestmark = pytest.mark.prometheus
 

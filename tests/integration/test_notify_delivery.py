@@ -1,4 +1,4 @@
-"""The Notifier against real HTTP receivers on loopback (agentmedic.sandbox.receivers).
+"""The Notifier against real HTTP receivers on loopback (agentmedic_sandbox.receivers).
 
 Channels are built the way the operator builds them: from the AgentPolicy's
 NotificationChannel models and a secret lookup. Time is a fake clock and retry waits
@@ -36,7 +36,7 @@ from agentmedic.notify import (
     Secret,
     resolve_channel,
 )
-from agentmedic.sandbox.receivers import NotificationReceivers, ReceiverKind
+from agentmedic_sandbox.receivers import NotificationReceivers, ReceiverKind
 
 T0 = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
 HMAC_KEY = "whsec-0f4e2a9c1b7d"

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from agentmedic.sandbox.receivers import NotificationReceivers, ReceiverKind
+from agentmedic_sandbox.receivers import NotificationReceivers, ReceiverKind
 
 
 @pytest.fixture

@@ -28,9 +28,9 @@ from agentmedic.actions.permissions import REQUIRED_PERMISSIONS as ACTION_PERMIS
 from agentmedic.actions.permissions import permission_for_request
 from agentmedic.actions.record import DISABLED, DOWNGRADED, parse_disabled, parse_downgraded
 from agentmedic.operator.permissions import REQUIRED_PERMISSIONS as OPERATOR_PERMISSIONS
-from agentmedic.sandbox.emulator import ApiEmulator
-from agentmedic.sandbox.fleet_sim import AgentSpec, Behaviour
-from agentmedic.sandbox.world import (
+from agentmedic_sandbox.emulator import ApiEmulator
+from agentmedic_sandbox.fleet_sim import AgentSpec, Behaviour
+from agentmedic_sandbox.world import (
     NAMESPACE,
     Scenario,
     World,

@@ -14,7 +14,7 @@ import pytest
 
 from agentmedic.operator.leader import LeaderElector, LeaseConfig
 from agentmedic.operator.persistence import PolicyStore, Snapshot, StoreError, SupersededError
-from agentmedic.sandbox.emulator import ApiEmulator
+from agentmedic_sandbox.emulator import ApiEmulator
 
 NS = "agents"
 API = "agentmedic.io/v1alpha1"

@@ -24,8 +24,8 @@ from agentmedic.actions.record import DISABLED, POLICY, POLICY_DELETED, RESTORE_
 from agentmedic.api.durations import TIME_COMPRESSION_ENV
 from agentmedic.operator.main import OperatorThread, kube_configuration
 from agentmedic.operator.settings import OperatorSettings, load_settings
-from agentmedic.sandbox.emulator import ApiEmulator
-from agentmedic.sandbox.receivers import NotificationReceivers, ReceiverKind
+from agentmedic_sandbox.emulator import ApiEmulator
+from agentmedic_sandbox.receivers import NotificationReceivers, ReceiverKind
 from tests.integration.kube_servers import (
     REAL,
     SERVERS,

@@ -19,7 +19,7 @@ from agentmedic.actions.record import DISABLED, POLICY, RESTORE_REQUEST
 from agentmedic.metrics import QueryResult, RangeResult
 from agentmedic.operator.app import Operator
 from agentmedic.operator.settings import load_settings
-from agentmedic.sandbox.emulator import ApiEmulator
+from agentmedic_sandbox.emulator import ApiEmulator
 
 NS = "agents"
 API = "agentmedic.io/v1alpha1"

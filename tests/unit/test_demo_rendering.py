@@ -15,8 +15,8 @@ from agentmedic.engine.state import AgentState, Mark, RuleState
 from agentmedic.notify import Delivery, Evidence, Message, MessageState, slack_payload
 from agentmedic.notify.pagerduty import pagerduty_event
 from agentmedic.notify.slack import escape, plain_text
-from agentmedic.sandbox.receivers import NotificationReceivers, Received, ReceiverKind
-from agentmedic.sandbox.world import AgentView
+from agentmedic_sandbox.receivers import NotificationReceivers, Received, ReceiverKind
+from agentmedic_sandbox.world import AgentView
 
 T0 = datetime(2026, 12, 3, 8, 29, 19, tzinfo=UTC)
 
@@ -230,7 +230,7 @@ class _World:
     real_api = False
 
     def __init__(self) -> None:
-        from agentmedic.sandbox.world import demo_scenario
+        from agentmedic_sandbox.world import demo_scenario
 
         self.scenario = demo_scenario(agents=4)
         self.receivers = _Receivers()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentmedic.sandbox.prometheus import (
+from agentmedic_sandbox.prometheus import (
     PrometheusNotInstalledError,
     PrometheusServer,
     counter,

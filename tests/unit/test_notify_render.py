@@ -30,7 +30,7 @@ from agentmedic.notify import (
     webhook_body,
 )
 from agentmedic.notify.pagerduty import dedup_key
-from agentmedic.sandbox.receivers import pagerduty_event_problems, slack_block_problems
+from agentmedic_sandbox.receivers import pagerduty_event_problems, slack_block_problems
 
 T0 = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
 ROUTING_KEY = "r" * 32

@@ -1,15 +1,54 @@
-"""The built-in metric names a policy condition may use.
+"""The built-in metric names a policy condition may use, and the series they are read from.
 
 The names and their meaning are part of the API; how each is computed (the PromQL
 template) lives in :mod:`agentmedic.metrics.catalog`, which must cover exactly
 these names (a test proves it) and may be overridden by operator settings.
+
+The Prometheus series names below are the contract between the agent-side SDK
+(:mod:`agentmedic.instrument.series` exports them), the metric catalog (its templates
+read them) and the fleet and cost reports. They are defined here once. This module
+imports only the standard library, so the SDK can import it without the operator's
+dependencies.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["BUILTIN_METRICS", "BuiltinMetric"]
+__all__ = [
+    "AGENT_INFO",
+    "BUILTIN_METRICS",
+    "COST_USD_TOTAL",
+    "EXECUTIONS_TOTAL",
+    "EXECUTION_DURATION_SECONDS",
+    "GEN_AI_OPERATION_DURATION",
+    "GEN_AI_TOKEN_USAGE",
+    "TOKENS_TOTAL",
+    "TOOL_CALLS_TOTAL",
+    "TOOL_DURATION_SECONDS",
+    "BuiltinMetric",
+]
+
+# The series the SDK exports (DESIGN.md §4). Counters are named as queried (with
+# ``_total``), histograms by their base name.
+EXECUTIONS_TOTAL = "agent_executions_total"
+"""Counter: agent executions, labels agent, model, status (success | error)."""
+EXECUTION_DURATION_SECONDS = "agent_execution_duration_seconds"
+"""Histogram: wall-clock duration of executions, labels agent, model."""
+TOKENS_TOTAL = "agent_tokens_total"
+"""Counter: LLM tokens, labels agent, model, type (input | output)."""
+COST_USD_TOTAL = "agent_cost_usd_total"
+"""Counter: spend in USD from the SDK's price table, labels agent, model."""
+TOOL_CALLS_TOTAL = "agent_tool_calls_total"
+"""Counter: tool calls, labels agent, tool, status (success | error)."""
+TOOL_DURATION_SECONDS = "agent_tool_duration_seconds"
+"""Histogram: duration of tool calls, labels agent, tool."""
+AGENT_INFO = "agent_info"
+"""Gauge (1): the model an agent runs, labels agent, model."""
+GEN_AI_TOKEN_USAGE = "gen_ai_client_token_usage"
+"""Histogram: OpenTelemetry GenAI ``gen_ai.client.token.usage`` in its Prometheus form."""
+GEN_AI_OPERATION_DURATION = "gen_ai_client_operation_duration_seconds"
+"""Histogram: OpenTelemetry GenAI ``gen_ai.client.operation.duration``."""
 
 
 @dataclass(frozen=True)

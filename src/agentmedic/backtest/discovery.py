@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 
+from agentmedic.api.metric_names import AGENT_INFO
 from agentmedic.backtest.columns import BacktestDataError, Grid
 from agentmedic.engine.series import AgentId
 from agentmedic.metrics import SERIES, MetricsBackend, MetricsError, promql
@@ -56,7 +57,7 @@ async def discover_agents(
     window = promql.duration(stride)
     first_seen: dict[AgentId, tuple[float, int, str | None]] = {}
     queries = 0
-    for rank, series in enumerate(("agent_info", SERIES["executions"])):
+    for rank, series in enumerate((AGENT_INFO, SERIES["executions"])):
         query = f"group by ({by}) (last_over_time({series}{{{sel}}}[{window}]))"
         try:
             result = await backend.query_range(query, grid.start, grid.end, stride)

@@ -12,7 +12,7 @@ a test knows when a rule must start to breach.
 :func:`standard_scenario` is the history the backtest is tested on (six agents, six
 hours); :func:`fleet_scenario` is the benchmark's (a hundred agents, a week). Turn either
 into OpenMetrics text for ``promtool tsdb create-blocks-from openmetrics`` with
-:func:`agentmedic.sandbox.prometheus.openmetrics_text` (each item of
+:func:`agentmedic_sandbox.prometheus.openmetrics_text` (each item of
 :meth:`Scenario.series` is a ``(name, labels, points)`` triple, the fields of its
 ``Series``).
 """
@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from agentmedic.api.metric_names import AGENT_INFO
 from agentmedic.instrument.series import EXECUTION_DURATION_BUCKETS
 from agentmedic.metrics.catalog import SERIES
 
@@ -167,7 +168,7 @@ class Scenario:
         if self.tokens:
             yield SERIES["tokens"], base | {"type": "input"}, tok_in
             yield SERIES["tokens"], base | {"type": "output"}, tok_out
-        yield "agent_info", base, info
+        yield AGENT_INFO, base, info
         duration = SERIES["execution_duration"]
         les = [_le(b) for b in bounds] + ["+Inf"]
         for le, points in zip(les, hist, strict=True):

@@ -1,6 +1,6 @@
 """``agentmedic demo``: the whole loop on a laptop, no cluster needed.
 
-Runs :class:`agentmedic.sandbox.world.World`: the real operator, a real Prometheus and
+Runs :class:`agentmedic_sandbox.world.World`: the real operator, a real Prometheus and
 real notification code against a simulated fleet and either the local Kubernetes control
 plane (``--api real``, the default when ``make k8s`` has built its binaries) or the
 in-process API emulator (``--api emulated``). A live view
@@ -324,9 +324,15 @@ def _view(
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    from agentmedic.sandbox.prometheus import PrometheusNotInstalledError
+SANDBOX_MISSING = (
+    "the sandbox is not installed ({missing}); from a source checkout, "
+    "`pip install -e '.[sandbox]'` (or `make demo`) installs it"
+)
+"""The one line ``agentmedic demo`` prints where agentmedic_sandbox cannot be imported (the
+operator's image leaves it out)."""
 
+
+def run(args: argparse.Namespace) -> int:
     if not 4 <= args.agents <= 200:
         return fail("demo", "--agents must be between 4 and 200", EXIT_USAGE)
     if not 90 <= args.duration <= 3600:
@@ -334,8 +340,13 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from agentmedic.sandbox.cluster import ClusterStartError, k8s_bin_dir, k8s_binaries_built
-    from agentmedic.sandbox.world import World, demo_scenario
+    # The only place the operator's package imports the sandbox (a contract in pyproject.toml).
+    try:
+        from agentmedic_sandbox.cluster import ClusterStartError, k8s_bin_dir, k8s_binaries_built
+        from agentmedic_sandbox.prometheus import PrometheusNotInstalledError
+        from agentmedic_sandbox.world import World, demo_scenario
+    except ImportError as exc:
+        return fail("demo", SANDBOX_MISSING.format(missing=exc), EXIT_USAGE)
 
     api = args.api or ("real" if k8s_binaries_built() else "emulated")
     if api == "real" and not k8s_binaries_built():

@@ -1,11 +1,11 @@
 """The Prometheus series the SDK exports: names, labels, buckets.
 
-The agent-level names are the contract with :mod:`agentmedic.metrics.catalog` (a
-contract test proves the two agree). The ``gen_ai_*`` histograms are the OpenTelemetry
-GenAI client metrics (semantic conventions, development status) in their Prometheus
-form: dots become underscores, the ``{token}`` unit adds no suffix, seconds add
-``_seconds``, and attribute names become label names (``gen_ai.request.model`` →
-``gen_ai_request_model``).
+The names are defined once in :mod:`agentmedic.api.metric_names` (standard library
+only), where :mod:`agentmedic.metrics.catalog` reads them too (a contract test proves the
+two agree). The ``gen_ai_*`` histograms are the OpenTelemetry GenAI client metrics
+(semantic conventions, development status) in their Prometheus form: dots become
+underscores, the ``{token}`` unit adds no suffix, seconds add ``_seconds``, and attribute
+names become label names (``gen_ai.request.model`` → ``gen_ai_request_model``).
 
 =========================================  =========  ==============================================
 series                                     type       labels
@@ -60,6 +60,18 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.utils import floatToGoString
 
+from agentmedic.api.metric_names import (
+    AGENT_INFO,
+    COST_USD_TOTAL,
+    EXECUTION_DURATION_SECONDS,
+    EXECUTIONS_TOTAL,
+    GEN_AI_OPERATION_DURATION,
+    GEN_AI_TOKEN_USAGE,
+    TOKENS_TOTAL,
+    TOOL_CALLS_TOTAL,
+    TOOL_DURATION_SECONDS,
+)
+
 # prometheus_client's own formatting of bucket bounds, so `le` reads the same as its
 # Histogram's ("120.0", "+Inf").
 _format_le = cast(Callable[[float], str], floatToGoString)
@@ -83,16 +95,6 @@ __all__ = [
     "SeriesStore",
     "store_for",
 ]
-
-EXECUTIONS_TOTAL = "agent_executions_total"
-EXECUTION_DURATION_SECONDS = "agent_execution_duration_seconds"
-TOKENS_TOTAL = "agent_tokens_total"
-COST_USD_TOTAL = "agent_cost_usd_total"
-TOOL_CALLS_TOTAL = "agent_tool_calls_total"
-TOOL_DURATION_SECONDS = "agent_tool_duration_seconds"
-AGENT_INFO = "agent_info"
-GEN_AI_TOKEN_USAGE = "gen_ai_client_token_usage"
-GEN_AI_OPERATION_DURATION = "gen_ai_client_operation_duration_seconds"
 
 EXECUTION_DURATION_BUCKETS: tuple[float, ...] = (
     0.1, 0.25, 0.5, 1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 30, 45, 60, 90, 120, 180,

@@ -35,7 +35,15 @@ from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
 
-from agentmedic.api.metric_names import BUILTIN_METRICS
+from agentmedic.api.metric_names import (
+    BUILTIN_METRICS,
+    COST_USD_TOTAL,
+    EXECUTION_DURATION_SECONDS,
+    EXECUTIONS_TOTAL,
+    TOKENS_TOTAL,
+    TOOL_CALLS_TOTAL,
+    TOOL_DURATION_SECONDS,
+)
 from agentmedic.api.validation import check_promql
 from agentmedic.engine.series import SeriesKey
 from agentmedic.metrics import promql
@@ -51,16 +59,17 @@ __all__ = [
 
 SERIES = MappingProxyType(
     {
-        "executions": "agent_executions_total",
-        "execution_duration": "agent_execution_duration_seconds",
-        "tokens": "agent_tokens_total",
-        "cost": "agent_cost_usd_total",
-        "tool_calls": "agent_tool_calls_total",
-        "tool_duration": "agent_tool_duration_seconds",
+        "executions": EXECUTIONS_TOTAL,
+        "execution_duration": EXECUTION_DURATION_SECONDS,
+        "tokens": TOKENS_TOTAL,
+        "cost": COST_USD_TOTAL,
+        "tool_calls": TOOL_CALLS_TOTAL,
+        "tool_duration": TOOL_DURATION_SECONDS,
     }
 )
-"""The series the built-in templates read; ``agentmedic.instrument`` exports exactly these
-(DESIGN.md §4). Counters are named as queried (with ``_total``), histograms by their base."""
+"""The series the built-in templates read, by role; their names are defined once in
+:mod:`agentmedic.api.metric_names`, which ``agentmedic.instrument`` exports from (DESIGN.md §4).
+Counters are named as queried (with ``_total``), histograms by their base."""
 
 TEMPLATE_PLACEHOLDERS = ("window", "agents", "agent_label", "by")
 """Placeholders a catalog template may use."""

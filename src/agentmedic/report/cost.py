@@ -37,8 +37,9 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from agentmedic.api.metric_names import COST_USD_TOTAL, TOKENS_TOTAL
 from agentmedic.instrument.prices import PriceTable
-from agentmedic.metrics import SERIES, MetricsBackend, QueryResult, promql
+from agentmedic.metrics import MetricsBackend, QueryResult, promql
 
 __all__ = [
     "DIMENSIONS",
@@ -251,12 +252,12 @@ class CostQuery:
         }[dimension]
 
     def metrics(self) -> tuple[str, ...]:
-        """The counters read, as named in the metric catalog's ``SERIES``."""
+        """The counters read, as named in :mod:`agentmedic.api.metric_names`."""
         if self.source == "reported":
-            return (SERIES["cost"],)
+            return (COST_USD_TOTAL,)
         if self.source == "tokens":
-            return (SERIES["tokens"],)
-        return (SERIES["cost"], SERIES["tokens"])
+            return (TOKENS_TOTAL,)
+        return (COST_USD_TOTAL, TOKENS_TOTAL)
 
     def selector(self, metric: str) -> str:
         """The series selector of ``metric``; label names checked, values quoted."""
@@ -267,7 +268,7 @@ class CostQuery:
         if self.namespace is not None:
             label = promql.check_label_name(self.namespace_label, "--namespace-label")
             matchers.append(f"{label}={promql.quote_string(self.namespace)}")
-        if metric == SERIES["tokens"]:
+        if metric == TOKENS_TOTAL:
             types = "|".join(promql.escape_regex(t) for t in TOKEN_TYPES)
             matchers.append(f"type=~{promql.quote_string(types)}")
         return f"{metric}{{{', '.join(matchers)}}}"
@@ -469,7 +470,7 @@ def build_report(
             resets += _resets(points, start, end, prev)
             label_map = dict(key)
             group = tuple(label_map.get(name, "") for name in labels)
-            if metric == SERIES["cost"]:
+            if metric == COST_USD_TOTAL:
                 reported.setdefault(group, []).append(amount)
             else:
                 slot = (group, label_map.get("model", ""), label_map.get("type", ""))

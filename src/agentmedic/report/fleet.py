@@ -28,11 +28,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from agentmedic.api.metric_names import AGENT_INFO, EXECUTIONS_TOTAL, TOOL_CALLS_TOTAL
 from agentmedic.engine.series import AgentId
-from agentmedic.instrument.series import AGENT_INFO
 from agentmedic.metrics import (
     DEFAULT_CATALOG,
-    SERIES,
     Catalog,
     MetricsBackend,
     MetricsError,
@@ -135,8 +134,7 @@ class FleetQuery:
         }
         out["model_info"] = f"max by ({self.by('model')}) ({AGENT_INFO}{{ {matcher} }})"
         out["model_executions"] = (
-            f"sum by ({self.by('model')}) "
-            f"(increase({SERIES['executions']}{{ {matcher} }}[{window}]))"
+            f"sum by ({self.by('model')}) (increase({EXECUTIONS_TOTAL}{{ {matcher} }}[{window}]))"
         )
         for metric in ("tool_latency_p95_ms", "tool_error_rate"):
             out[metric] = render(
@@ -147,8 +145,7 @@ class FleetQuery:
                 by=self.by("tool"),
             )
         out["tool_calls"] = (
-            f"sum by ({self.by('tool')}) "
-            f"(increase({SERIES['tool_calls']}{{ {matcher} }}[{window}]))"
+            f"sum by ({self.by('tool')}) (increase({TOOL_CALLS_TOTAL}{{ {matcher} }}[{window}]))"
         )
         return out
 

@@ -3,13 +3,13 @@
 Only the cluster and the agents are simulated; everything else is the product's real code:
 
 - a Kubernetes API holding the agents' Deployments, Secrets, a CronJob and the
-  AgentPolicies: the in-process API emulator (:mod:`agentmedic.sandbox.emulator`,
-  ``api="emulated"``) or the real control plane (:mod:`agentmedic.sandbox.cluster`,
+  AgentPolicies: the in-process API emulator (:mod:`agentmedic_sandbox.emulator`,
+  ``api="emulated"``) or the real control plane (:mod:`agentmedic_sandbox.cluster`,
   ``api="real"``: kube-apiserver with controllers and kwok's fake nodes running the pods);
 - a simulated fleet recording executions through :mod:`agentmedic.instrument`
-  (:mod:`agentmedic.sandbox.fleet_sim`), each agent serving ``/metrics``;
+  (:mod:`agentmedic_sandbox.fleet_sim`), each agent serving ``/metrics``;
 - a real Prometheus (Debian's ``prometheus``) scraping them every second;
-- Slack- and PagerDuty-shaped receivers (:mod:`agentmedic.sandbox.receivers`);
+- Slack- and PagerDuty-shaped receivers (:mod:`agentmedic_sandbox.receivers`);
 - the real operator (kopf, APScheduler, the engine, actions, notifications), in a thread of
   this process or as an ``agentmedic run`` subprocess.
 
@@ -43,9 +43,9 @@ from agentmedic.api.durations import TIME_COMPRESSION_ENV, format_duration, pars
 from agentmedic.api.types import API_VERSION, KIND
 from agentmedic.api.yamlfile import load_documents
 from agentmedic.engine.state import AgentState as EngineAgentState
-from agentmedic.sandbox.cluster import LocalCluster
-from agentmedic.sandbox.emulator import ApiEmulator
-from agentmedic.sandbox.fleet_sim import (
+from agentmedic_sandbox.cluster import LocalCluster
+from agentmedic_sandbox.emulator import ApiEmulator
+from agentmedic_sandbox.fleet_sim import (
     AgentSpec,
     AgentState,
     Behaviour,
@@ -56,8 +56,8 @@ from agentmedic.sandbox.fleet_sim import (
     Outage,
     ToolProfile,
 )
-from agentmedic.sandbox.prometheus import PrometheusServer
-from agentmedic.sandbox.receivers import NotificationReceivers, ReceiverKind
+from agentmedic_sandbox.prometheus import PrometheusServer
+from agentmedic_sandbox.receivers import NotificationReceivers, ReceiverKind
 
 __all__ = [
     "ROLES",
@@ -96,7 +96,7 @@ def _examples_dir() -> Path:
         candidate = parent / "crds" / "examples"
         if candidate.is_dir():
             return candidate
-    return Path(str(resources.files("agentmedic.sandbox") / "examples"))
+    return Path(str(resources.files("agentmedic_sandbox") / "examples"))
 
 
 def example_policies() -> dict[str, dict[str, Any]]:
@@ -348,7 +348,7 @@ def _b64(text: str) -> str:
 
 
 class World:
-    """Everything of :mod:`agentmedic.sandbox.world` started together; :meth:`stop` ends it.
+    """Everything of :mod:`agentmedic_sandbox.world` started together; :meth:`stop` ends it.
 
     ``operator`` is ``"thread"`` (the operator in this process), ``"process"`` (an
     ``agentmedic run`` subprocess that :meth:`kill_operator` can SIGKILL and

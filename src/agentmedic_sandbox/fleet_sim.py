@@ -13,7 +13,7 @@ An agent is an :class:`AgentSpec`: a name, a namespace, a model, a rate, a basel
 (seconds since the start). Fleet-wide effects (an :class:`Outage`) go to
 :class:`FleetSimulator` and apply to every agent. An effect that ends is a recovery::
 
-    from agentmedic.sandbox.fleet_sim import (
+    from agentmedic_sandbox.fleet_sim import (
         AgentSpec, Behaviour, BudgetBurn, ErrorRamp, FleetSimulator, LatencySpike, Outage,
         ToolProfile, ToolSlowdown,
     )
@@ -84,7 +84,7 @@ from urllib.parse import unquote
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from agentmedic.instrument import AgentMonitor, LLMCall, ToolCallRecord
-from agentmedic.sandbox.prometheus import ScrapeTarget, Series
+from agentmedic_sandbox.prometheus import ScrapeTarget, Series
 
 __all__ = [
     "AgentSpec",
@@ -103,7 +103,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-RECORD_LOGGER = "agentmedic.sandbox.fleet_sim.records"
+RECORD_LOGGER = "agentmedic_sandbox.fleet_sim.records"
 
 
 @dataclass(frozen=True)
@@ -346,7 +346,7 @@ class FleetSimulator:
     :param epoch: the wall-clock time (epoch seconds) of simulated second 0; the start of
         :meth:`start` when ``None``.
     :param log_records: write each execution's JSON record to the
-        ``agentmedic.sandbox.fleet_sim.records`` logger (off: the demo would drown in them).
+        ``agentmedic_sandbox.fleet_sim.records`` logger (off: the demo would drown in them).
     """
 
     def __init__(
@@ -422,7 +422,7 @@ class FleetSimulator:
         """Run simulated time from epoch second ``start`` to ``end`` (both absolute, epoch
         seconds) and return every agent's series sampled each ``step`` seconds, as a scrape
         would have seen them, labelled with ``namespace``: ready for
-        :func:`agentmedic.sandbox.prometheus.openmetrics_text`. ``names`` limits the sample
+        :func:`agentmedic_sandbox.prometheus.openmetrics_text`. ``names`` limits the sample
         names kept (e.g. to the catalog's series, for a smaller backfill)."""
         if self.now != 0.0 or (self.epoch is not None and self.epoch != start):
             raise RuntimeError("history() needs a fresh simulator (or epoch == start)")

@@ -19,8 +19,6 @@ this object started.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import ipaddress
 import json
 import os
 import shutil
@@ -33,11 +31,24 @@ import time
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 import yaml
+
+from agentmedic_sandbox._cluster_args import (
+    AUDIT_POLICY,
+    SERVICE_CIDR,
+    apiserver_args,
+    controller_manager_args,
+    etcd_args,
+    kwok_args,
+    scheduler_args,
+)
+from agentmedic_sandbox._lifecycle import Lifecycle
+
+if TYPE_CHECKING:
+    from agentmedic_sandbox._cluster_pki import Pki
 
 # Must match tools/k8s/versions.env (a test checks it): the cache folder's name carries them.
 KUBERNETES_VERSION = "v1.37.2"
@@ -45,28 +56,9 @@ ETCD_VERSION = "v3.6.7"
 KWOK_VERSION = "v0.8.0"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
-SERVICE_CIDR = "10.0.0.0/24"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 FIELD_MANAGER = "agentmedic-local-cluster"
 
-# The controllers a test of agentmedic meets on a real cluster; node IPAM, volumes,
-# certificates and the like have nothing to act on here.
-CONTROLLERS = (
-    "deployment-controller",
-    "replicaset-controller",
-    "statefulset-controller",
-    "job-controller",
-    "cronjob-controller",
-    "garbage-collector-controller",
-    "horizontal-pod-autoscaler-controller",
-    "namespace-controller",
-    "serviceaccount-controller",
-    "serviceaccount-token-controller",
-    "ttl-after-finished-controller",
-    "pod-garbage-collector-controller",
-    "root-ca-certificate-publisher-controller",
-    "clusterrole-aggregation-controller",
-)
 KWOK_STAGES = (
     "node-initialize.yaml",
     "node-heartbeat.yaml",
@@ -74,26 +66,6 @@ KWOK_STAGES = (
     "pod-complete.yaml",
     "pod-delete.yaml",
 )
-# Metadata of every request (enough to find a 403 and who got it) and the bodies of writes
-# (what the benchmark classifies), except of Secrets and tokens: no secret in a log.
-AUDIT_POLICY = """\
-apiVersion: audit.k8s.io/v1
-kind: Policy
-omitStages: [RequestReceived]
-rules:
-- level: None
-  users: ["system:apiserver"]
-- level: None
-  nonResourceURLs: ["/healthz*", "/readyz*", "/livez*", "/version"]
-- level: Metadata
-  resources:
-  - group: ""
-    resources: ["secrets", "serviceaccounts/token"]
-  - group: "authentication.k8s.io"
-- level: Request
-  verbs: ["create", "update", "patch"]
-- level: Metadata
-"""
 
 
 class ClusterStartError(RuntimeError):
@@ -129,120 +101,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-class _Pki:
-    """One CA for serving and clients, the apiserver's serving cert, an admin client cert
-    in ``system:masters`` and the service-account signing key, written to ``folder``."""
-
-    def __init__(self, folder: Path) -> None:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec, rsa
-        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-        folder.mkdir(parents=True, exist_ok=True)
-        now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-        until = now + dt.timedelta(days=2)
-
-        def key_pem(key: Any) -> bytes:
-            return bytes(
-                key.private_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                )
-            )
-
-        def write(name: str, data: bytes, private: bool = False) -> Path:
-            path = folder / name
-            path.write_bytes(data)
-            if private:
-                path.chmod(0o600)
-            return path
-
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "agentmedic-local-ca")])
-        ca = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(until)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-
-        def leaf(
-            cn: str, org: str | None, usage: Any, sans: list[x509.GeneralName] | None
-        ) -> tuple[bytes, bytes]:
-            key = ec.generate_private_key(ec.SECP256R1())
-            attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-            if org:
-                attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
-            builder = (
-                x509.CertificateBuilder()
-                .subject_name(x509.Name(attrs))
-                .issuer_name(ca_name)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now)
-                .not_valid_after(until)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            )
-            if sans:
-                builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            cert = builder.sign(ca_key, hashes.SHA256())
-            return cert.public_bytes(serialization.Encoding.PEM), key_pem(key)
-
-        service_ip = next(ipaddress.IPv4Network(SERVICE_CIDR).hosts())
-        serving_sans: list[x509.GeneralName] = [
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-            x509.IPAddress(service_ip),
-            x509.DNSName("localhost"),
-            x509.DNSName("kubernetes.default.svc"),
-            x509.DNSName("kubernetes.default.svc.cluster.local"),
-        ]
-        serving_cert, serving_key = leaf(
-            "kube-apiserver", None, ExtendedKeyUsageOID.SERVER_AUTH, serving_sans
-        )
-        admin_cert, admin_key = leaf(
-            "agentmedic-admin", "system:masters", ExtendedKeyUsageOID.CLIENT_AUTH, None
-        )
-        sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-        self.ca_pem = ca.public_bytes(serialization.Encoding.PEM)
-        self.ca = write("ca.crt", self.ca_pem)
-        self.serving_cert = write("apiserver.crt", serving_cert)
-        self.serving_key = write("apiserver.key", serving_key, private=True)
-        self.admin_cert_pem = admin_cert
-        self.admin_key_pem = admin_key
-        self.admin_cert = write("admin.crt", admin_cert)
-        self.admin_key = write("admin.key", admin_key, private=True)
-        self.sa_key = write("sa.key", key_pem(sa_key), private=True)
-        self.sa_pub = write(
-            "sa.pub",
-            sa_key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            ),
-        )
 
 
 class _Process:
@@ -282,7 +140,7 @@ class _Process:
         self._log_file.close()
 
 
-class LocalCluster:
+class LocalCluster(Lifecycle):
     """etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok on loopback."""
 
     def __init__(
@@ -309,22 +167,11 @@ class LocalCluster:
         self.audit_log_path = self.workdir / "audit.log"
         self.startup_seconds = 0.0
         self._processes: list[_Process] = []
-        self._pki: _Pki | None = None
+        self._pki: Pki | None = None
         self._http: httpx.Client | None = None
         self._resources: dict[tuple[str, str], tuple[str, bool]] = {}
 
     # lifecycle
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> Self:
         needed = ["etcd", "kube-apiserver"]
@@ -348,115 +195,44 @@ class LocalCluster:
         return self
 
     def _start(self) -> None:
+        from agentmedic_sandbox._cluster_pki import Pki
+
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._pki = pki = _Pki(self.workdir / "pki")
+        self._pki = pki = Pki(self.workdir / "pki", SERVICE_CIDR)
         etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
         etcd_url = f"http://127.0.0.1:{etcd_port}"
-        self._spawn(
-            "etcd",
-            [
-                "--name=agentmedic",
-                f"--data-dir={self.workdir / 'etcd'}",
-                f"--listen-client-urls={etcd_url}",
-                f"--advertise-client-urls={etcd_url}",
-                f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
-                f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
-                f"--initial-cluster=agentmedic=http://127.0.0.1:{etcd_peer}",
-                "--unsafe-no-fsync",
-                "--quota-backend-bytes=8589934592",
-                "--log-level=warn",
-            ],
-        )
+        self._spawn("etcd", etcd_args(self.workdir / "etcd", etcd_url, etcd_peer))
         self._wait("etcd", lambda: _http_ok(f"{etcd_url}/health"), timeout=30)
 
         self.url = f"https://127.0.0.1:{api_port}"
-        api_args = [
-            "--advertise-address=127.0.0.1",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={api_port}",
-            f"--cert-dir={self.workdir / 'apiserver-certs'}",
-            f"--tls-cert-file={pki.serving_cert}",
-            f"--tls-private-key-file={pki.serving_key}",
-            f"--client-ca-file={pki.ca}",
-            f"--etcd-servers={etcd_url}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--allow-privileged=true",
-            "--authorization-mode=Node,RBAC",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki.sa_pub}",
-            f"--service-account-signing-key-file={pki.sa_key}",
-            "--endpoint-reconciler-type=none",
-            "--v=1",
-        ]
+        audit = None
         if self.audit:
             policy = self.workdir / "audit-policy.yaml"
             policy.write_text(AUDIT_POLICY)
-            api_args += [
-                f"--audit-policy-file={policy}",
-                f"--audit-log-path={self.audit_log_path}",
-                "--audit-log-format=json",
-                "--audit-log-mode=batch",
-                "--audit-log-batch-max-wait=1s",
-                "--audit-log-batch-buffer-size=100000",
-            ]
-        self._spawn("kube-apiserver", api_args)
+            audit = (policy, self.audit_log_path)
+        self._spawn("kube-apiserver", apiserver_args(self.workdir, api_port, etcd_url, pki, audit))
         self._write_kubeconfig()
         self._wait("kube-apiserver", self._readyz, timeout=120)
 
+        kubeconfig = self.kubeconfig_path
         if self.controllers:
             self._spawn(
                 "kube-controller-manager",
-                [
-                    f"--kubeconfig={self.kubeconfig_path}",
-                    f"--authentication-kubeconfig={self.kubeconfig_path}",
-                    f"--authorization-kubeconfig={self.kubeconfig_path}",
-                    "--bind-address=127.0.0.1",
-                    f"--secure-port={free_port()}",
-                    f"--cert-dir={self.workdir / 'controller-manager-certs'}",
-                    "--leader-elect=false",
-                    f"--controllers={','.join(CONTROLLERS)}",
-                    f"--service-account-private-key-file={pki.sa_key}",
-                    f"--root-ca-file={pki.ca}",
-                    "--use-service-account-credentials=false",
-                    f"--horizontal-pod-autoscaler-sync-period={self.hpa_sync_seconds}s",
-                    "--concurrent-deployment-syncs=10",
-                    "--concurrent-replicaset-syncs=10",
-                    "--kube-api-qps=200",
-                    "--kube-api-burst=400",
-                    "--v=1",
-                ],
+                controller_manager_args(
+                    kubeconfig, self.workdir, free_port(), pki, self.hpa_sync_seconds
+                ),
             )
-            self._spawn(
-                "kube-scheduler",
-                [
-                    f"--kubeconfig={self.kubeconfig_path}",
-                    f"--authentication-kubeconfig={self.kubeconfig_path}",
-                    f"--authorization-kubeconfig={self.kubeconfig_path}",
-                    "--bind-address=127.0.0.1",
-                    f"--secure-port={free_port()}",
-                    f"--cert-dir={self.workdir / 'scheduler-certs'}",
-                    "--leader-elect=false",
-                    "--v=1",
-                ],
-            )
+            self._spawn("kube-scheduler", scheduler_args(kubeconfig, self.workdir, free_port()))
         if self.kwok:
             stages = self.workdir / "kwok-stages.yaml"
             stages.write_text(_kwok_stages())
-            self._spawn(
-                "kwok",
-                [
-                    f"--kubeconfig={self.kubeconfig_path}",
-                    f"--config={stages}",
-                    "--manage-all-nodes=false",
-                    f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
-                    "--cidr=10.244.0.0/16",
-                    "--node-ip=127.0.0.1",
-                    f"--server-address=127.0.0.1:{free_port()}",
-                ],
-            )
+            self._spawn("kwok", kwok_args(kubeconfig, stages, KWOK_NODE_ANNOTATION, free_port()))
             for i in range(self.nodes):
                 self.apply(_fake_node(f"kwok-node-{i}"))
+        self._await_ready()
 
+    def _await_ready(self) -> None:
+        """Wait for the default namespace, its ServiceAccount and kwok's nodes."""
         self._wait("default namespace", lambda: self._exists("/api/v1/namespaces/default"), 60)
         if self.controllers:
             self._wait(
@@ -503,7 +279,7 @@ class LocalCluster:
     # clients
 
     @property
-    def pki(self) -> _Pki:
+    def pki(self) -> Pki:
         if self._pki is None:
             raise RuntimeError("the cluster has not been started")
         return self._pki
@@ -722,27 +498,7 @@ class LocalCluster:
         self._processes.append(_Process(name, argv, self.workdir / f"{name}.log"))
 
     def _wait(self, what: str, check: Any, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            for process in self._processes:
-                code = process.exited()
-                if code is not None:
-                    raise ClusterStartError(
-                        f"{process.name} exited with status {code} while waiting for {what}; "
-                        f"the end of {process.log}:\n{process.tail()}"
-                    )
-            try:
-                if check():
-                    return
-            except (httpx.HTTPError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                last = self._processes[-1]
-                raise ClusterStartError(
-                    f"timed out after {timeout:.0f}s waiting for {what}; "
-                    f"the end of {last.log} ({last.name}):\n{last.tail()}"
-                )
-            time.sleep(0.1)
+        _wait_for(self._processes, what, check, timeout)
 
     def _readyz(self) -> bool:
         return self._raw("GET", "/readyz").status_code == 200
@@ -765,6 +521,31 @@ class LocalCluster:
     def _write_kubeconfig(self) -> None:
         self.kubeconfig_path.write_text(yaml.safe_dump(self.kubeconfig_dict()))
         self.kubeconfig_path.chmod(0o600)
+
+
+def _wait_for(processes: list[_Process], what: str, check: Any, timeout: float) -> None:
+    """Poll ``check`` until it holds; a process that exits or the timeout ends the start."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for process in processes:
+            code = process.exited()
+            if code is not None:
+                raise ClusterStartError(
+                    f"{process.name} exited with status {code} while waiting for {what}; "
+                    f"the end of {process.log}:\n{process.tail()}"
+                )
+        try:
+            if check():
+                return
+        except (httpx.HTTPError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            last = processes[-1]
+            raise ClusterStartError(
+                f"timed out after {timeout:.0f}s waiting for {what}; "
+                f"the end of {last.log} ({last.name}):\n{last.tail()}"
+            )
+        time.sleep(0.1)
 
 
 def _http_ok(url: str) -> bool:
@@ -796,7 +577,7 @@ def _kubeconfig(url: str, ca_pem: bytes, user: str, auth: dict[str, str]) -> dic
 
 
 def _kwok_stages() -> str:
-    folder = resources.files("agentmedic.sandbox") / "kwok_stages"
+    folder = resources.files("agentmedic_sandbox") / "kwok_stages"
     return "\n---\n".join((folder / name).read_text() for name in KWOK_STAGES)
 
 

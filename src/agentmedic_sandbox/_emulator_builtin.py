@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agentmedic.sandbox._emulator_patch import clone
-from agentmedic.sandbox._emulator_resources import Resource
-from agentmedic.sandbox._emulator_schema import Cause
+from agentmedic_sandbox._emulator_patch import clone
+from agentmedic_sandbox._emulator_resources import Resource
+from agentmedic_sandbox._emulator_schema import Cause
 
 __all__ = [
     "INT32_MAX",

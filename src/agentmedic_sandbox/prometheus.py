@@ -31,10 +31,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import httpx
+
+from agentmedic_sandbox._lifecycle import Lifecycle
 
 __all__ = [
     "PrometheusNotInstalledError",
@@ -261,7 +262,7 @@ def _yaml_str(value: str) -> str:
     return json.dumps(value)
 
 
-class PrometheusServer:
+class PrometheusServer(Lifecycle):
     """A Prometheus process on ``127.0.0.1``, started by :meth:`start`, killed by :meth:`stop`.
 
     Use it as a context manager::
@@ -427,17 +428,6 @@ class PrometheusServer:
             self._tmp.cleanup()
             self._tmp = None
             self._dir = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- data
 
