@@ -36,8 +36,8 @@ from agentmedic.actions import (
 )
 from agentmedic.actions import record as rec
 from agentmedic.actions.errors import CorruptRecordError
-from agentmedic.actions.executor import annotation_ops
 from agentmedic.actions.jobs import job_finished, label_value
+from agentmedic.actions.objects import annotation_ops
 from agentmedic.api.types import LabelSelector, LabelSelectorRequirement
 from agentmedic.kube import translate
 
