@@ -14,7 +14,7 @@ from kubernetes import client as k8s
 from agentmedic.kube import AsyncKube
 from agentmedic.operator.leader import LeaderElector, LeaseConfig
 from agentmedic.operator.persistence import PolicyStore, Snapshot, StoreError
-from agentmedic.operator.watch import Workload, WorkloadCache
+from agentmedic.operator.watch import CachedWorkload, WorkloadCache
 from tests.unit.test_kube import ScriptedKube, _api_error
 
 
@@ -60,7 +60,7 @@ def test_the_cache_lists_watches_and_lists_again_when_the_version_expired() -> N
     changes: list[tuple[str, int | None, int | None]] = []
     late_seen = asyncio.Event()
 
-    def on_change(before: Workload | None, after: Workload | None) -> None:
+    def on_change(before: CachedWorkload | None, after: CachedWorkload | None) -> None:
         either = after or before
         assert either is not None
         changes.append(
@@ -73,7 +73,7 @@ def test_the_cache_lists_watches_and_lists_again_when_the_version_expired() -> N
         if after is not None and after.name == "late":
             late_seen.set()
 
-    async def run() -> list[Workload]:
+    async def run() -> list[CachedWorkload]:
         http = AsyncKube(
             k8s.Configuration(host="http://127.0.0.1:1"), transport=httpx.MockTransport(handler)
         )

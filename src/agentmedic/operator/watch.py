@@ -5,7 +5,7 @@ scope) and filters labels client-side; at 10,000 workloads that is 10,000 full o
 held and every change to any of them delivered. Instead each distinct (namespace, label
 selector, kind) that some policy uses gets one LIST and then one long-lived WATCH,
 filtered by the API server (``labelSelector``), and the cache keeps only the fields the
-operator reads (:class:`Workload`, a few hundred bytes). Cost: one watch connection per
+operator reads (:class:`CachedWorkload`, a few hundred bytes). Cost: one watch connection per
 distinct selector and kind; zero requests per evaluation cycle in steady state; memory in
 proportion to the selected workloads only.
 
@@ -25,7 +25,14 @@ from typing import Any
 from agentmedic.kube import AsyncKube, Gone, KubeError, RetryPolicy, authorization
 from agentmedic.kube.paths import WORKLOAD_KINDS, workload_path
 
-__all__ = ["KubeHttp", "Workload", "WorkloadCache", "authorization", "workload_from_object"]
+__all__ = [
+    "CachedWorkload",
+    "KubeHttp",
+    "Workload",
+    "WorkloadCache",
+    "authorization",
+    "workload_from_object",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +49,10 @@ _RECONNECT = RetryPolicy(base=0.5, cap=30.0)
 
 
 @dataclass(frozen=True)
-class Workload:
-    """What the operator keeps of an agent's Deployment or StatefulSet."""
+class CachedWorkload:
+    """What the operator's cache keeps of an agent's Deployment or StatefulSet (not the
+    engine's :class:`agentmedic.engine.Workload`, nor the actions'
+    :class:`agentmedic.actions.WorkloadInfo`)."""
 
     kind: str
     namespace: str
@@ -60,7 +69,11 @@ class Workload:
     """(container, variable) → literal value, for the variables some policy reads the model from."""
 
 
-def workload_from_object(obj: dict[str, Any], env_names: Iterable[str] = ()) -> Workload:
+Workload = CachedWorkload
+"""The former name, kept for callers that still import it."""
+
+
+def workload_from_object(obj: dict[str, Any], env_names: Iterable[str] = ()) -> CachedWorkload:
     meta = obj.get("metadata", {})
     spec = obj.get("spec", {})
     wanted = set(env_names)
@@ -73,7 +86,7 @@ def workload_from_object(obj: dict[str, Any], env_names: Iterable[str] = ()) -> 
                     env[(container.get("name", ""), var["name"])] = str(var["value"])
     labels = dict(meta.get("labels") or {})
     replicas = spec.get("replicas")
-    return Workload(
+    return CachedWorkload(
         kind=obj.get("kind", ""),
         namespace=meta.get("namespace", ""),
         name=meta.get("name", ""),
@@ -96,7 +109,7 @@ class _Subscription:
     namespace: str
     selector: str
     kind: str
-    items: dict[str, Workload] = field(default_factory=dict)
+    items: dict[str, CachedWorkload] = field(default_factory=dict)
     synced: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     users: set[str] = field(default_factory=set)
@@ -111,7 +124,7 @@ class WorkloadCache:
         http: AsyncKube,
         *,
         watch_timeout_seconds: int = 300,
-        on_change: Callable[[Workload | None, Workload | None], None] | None = None,
+        on_change: Callable[[CachedWorkload | None, CachedWorkload | None], None] | None = None,
     ) -> None:
         self._http = http
         self._subs: dict[tuple[str, str, str], _Subscription] = {}
@@ -148,9 +161,9 @@ class WorkloadCache:
                     sub.task.cancel()
                 del self._subs[key]
 
-    def workloads(self, namespace: str, selector: str) -> list[Workload] | None:
+    def workloads(self, namespace: str, selector: str) -> list[CachedWorkload] | None:
         """Selected workloads, or None while a watch has not completed its first list."""
-        out: list[Workload] = []
+        out: list[CachedWorkload] = []
         for kind in _KINDS:
             sub = self._subs.get((namespace, selector, kind))
             if sub is None or not sub.synced.is_set():
