@@ -1,15 +1,19 @@
 """Kubernetes side effects: scale to zero, switch model, prompt-optimization Jobs, restore.
 
-Everything goes through the ``kubernetes`` sync client wrapped by :class:`Kube` (retries,
-error translation) and is applied by :class:`ActionExecutor`, which records each change
-in ``agentmedic.io/*`` annotations on the workload (:mod:`agentmedic.actions.record`),
-writes Events, and can put everything back. Typical use from the operator::
+Everything goes through the Kubernetes layer (:class:`agentmedic.kube.Kube`: retries,
+error translation) and is applied by :class:`ActionExecutor`, which dispatches each
+:class:`ActionRequest` to the module of its action, records each change in
+``agentmedic.io/*`` annotations on the workload (:mod:`agentmedic.actions.record`), writes
+Events, and can put everything back. Typical use from the operator::
 
     kube = Kube.from_configuration(configuration)
     executor = ActionExecutor(kube)
-    result = await asyncio.to_thread(executor.scale_to_zero, ref, record)
+    request = ActionRequest.from_decision(decision, policy, workload, spec)
+    result = await asyncio.to_thread(executor.execute, request)
+    line = recent_action(request, result)  # for the policy's status
 """
 
+from agentmedic.actions.context import ActionContext
 from agentmedic.actions.errors import (
     ActionError,
     Conflict,
@@ -19,55 +23,56 @@ from agentmedic.actions.errors import (
     Transient,
 )
 from agentmedic.actions.events import EventReason, emit_event, scrub
-from agentmedic.actions.executor import (
-    KEDA_PAUSED_REPLICAS,
-    ActionExecutor,
-    RestorePlan,
-    read_agent_state,
-    restore_requested,
-)
+from agentmedic.actions.executor import ActionExecutor
 from agentmedic.actions.jobs import build_job, job_name
-from agentmedic.actions.kube import Kube, RetryPolicy
 from agentmedic.actions.permissions import REQUIRED_PERMISSIONS, Permission, permission_for_request
 from agentmedic.actions.record import (
     ActionRecord,
-    DisabledRecord,
-    DowngradedRecord,
+    ModelSwitchRecord,
     PolicyRef,
+    ScaledToZeroRecord,
     WorkloadRef,
     parse_disabled,
     parse_downgraded,
     state_key,
 )
-from agentmedic.actions.result import ActionKind, ActionResult, Outcome
+from agentmedic.actions.request import ActionRequest, recent_action, unexecuted_recent_action
+from agentmedic.actions.restore import RestorePlan, restore_requested
+from agentmedic.actions.result import ActionKind, ActionResult, ExecutionOutcome, Outcome
+from agentmedic.actions.scale import KEDA_PAUSED_REPLICAS
+from agentmedic.actions.state import read_agent_state
 from agentmedic.actions.workloads import (
     WorkloadInfo,
     label_selector_string,
     list_workloads,
     read_secret_value,
 )
+from agentmedic.kube import Kube, RetryPolicy
 
 __all__ = [
     "KEDA_PAUSED_REPLICAS",
     "REQUIRED_PERMISSIONS",
+    "ActionContext",
     "ActionError",
     "ActionExecutor",
     "ActionKind",
     "ActionRecord",
+    "ActionRequest",
     "ActionResult",
     "Conflict",
-    "DisabledRecord",
-    "DowngradedRecord",
     "EventReason",
+    "ExecutionOutcome",
     "Forbidden",
     "Invalid",
     "Kube",
+    "ModelSwitchRecord",
     "NotFound",
     "Outcome",
     "Permission",
     "PolicyRef",
     "RestorePlan",
     "RetryPolicy",
+    "ScaledToZeroRecord",
     "Transient",
     "WorkloadInfo",
     "WorkloadRef",
@@ -81,7 +86,9 @@ __all__ = [
     "permission_for_request",
     "read_agent_state",
     "read_secret_value",
+    "recent_action",
     "restore_requested",
     "scrub",
     "state_key",
+    "unexecuted_recent_action",
 ]

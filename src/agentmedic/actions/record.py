@@ -78,9 +78,9 @@ __all__ = [
     "RULE",
     "STATE_PREFIX",
     "ActionRecord",
-    "DisabledRecord",
-    "DowngradedRecord",
+    "ModelSwitchRecord",
     "PolicyRef",
+    "ScaledToZeroRecord",
     "WorkloadRef",
     "canonical_json",
     "episode_hash",
@@ -234,7 +234,7 @@ class ActionRecord:
 
 
 @dataclass(frozen=True)
-class DisabledRecord:
+class ScaledToZeroRecord:
     """The parsed ``agentmedic.io/disabled`` annotation."""
 
     replicas: int
@@ -249,7 +249,7 @@ class DisabledRecord:
 
 
 @dataclass(frozen=True)
-class DowngradedRecord:
+class ModelSwitchRecord:
     """The parsed ``agentmedic.io/downgraded`` annotation."""
 
     model: str
@@ -327,7 +327,7 @@ def _strict_load(annotations: Mapping[str, str], key: str) -> dict[str, Any] | N
 
 def read_disabled(
     annotations: Mapping[str, str], *, max_replicas: int = MAX_REPLICAS
-) -> DisabledRecord | None:
+) -> ScaledToZeroRecord | None:
     """The disabled record as restore needs it: None when absent; :class:`CorruptRecordError`
     when it is unreadable or its replica count is not one a person could have had
     (negative, not an integer, beyond int32 or beyond ``max_replicas``)."""
@@ -355,7 +355,7 @@ def read_disabled(
     return parse_disabled(annotations)
 
 
-def read_downgraded(annotations: Mapping[str, str]) -> DowngradedRecord | None:
+def read_downgraded(annotations: Mapping[str, str]) -> ModelSwitchRecord | None:
     """The downgraded record as restore needs it: None when absent; :class:`CorruptRecordError`
     when it is unreadable, its models are not plausible model names or its source is not
     an env var or a ConfigMap key."""
@@ -391,14 +391,14 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:39] + "…"
 
 
-def parse_disabled(annotations: Mapping[str, str]) -> DisabledRecord | None:
+def parse_disabled(annotations: Mapping[str, str]) -> ScaledToZeroRecord | None:
     """The disabled record, or None when absent or unreadable (a hand-edited value)."""
     value = _load(annotations, DISABLED)
     if value is None or not isinstance(value.get("replicas"), int):
         return None
     keda = value.get("keda") if isinstance(value.get("keda"), dict) else None
     previous = keda.get("pausedReplicas") if keda else None
-    return DisabledRecord(
+    return ScaledToZeroRecord(
         replicas=int(value["replicas"]),
         episode=str(value.get("episode", "")),
         policy=str(value.get("policy", "")),
@@ -411,13 +411,13 @@ def parse_disabled(annotations: Mapping[str, str]) -> DisabledRecord | None:
     )
 
 
-def parse_downgraded(annotations: Mapping[str, str]) -> DowngradedRecord | None:
+def parse_downgraded(annotations: Mapping[str, str]) -> ModelSwitchRecord | None:
     """The downgraded record, or None when absent or unreadable."""
     value = _load(annotations, DOWNGRADED)
     if value is None or not isinstance(value.get("model"), str):
         return None
     source = value.get("source") if isinstance(value.get("source"), dict) else {}
-    return DowngradedRecord(
+    return ModelSwitchRecord(
         model=value["model"],
         to=str(value.get("to", "")),
         source=source or {},

@@ -15,7 +15,7 @@ from typing import Any
 
 from agentmedic.actions.record import WorkloadRef
 
-__all__ = ["ActionKind", "ActionResult", "Outcome"]
+__all__ = ["ActionKind", "ActionResult", "ExecutionOutcome", "Outcome"]
 
 
 class ActionKind(StrEnum):
@@ -27,8 +27,10 @@ class ActionKind(StrEnum):
     RESTORE = "restore"
 
 
-class Outcome(StrEnum):
-    """How an action ended."""
+class ExecutionOutcome(StrEnum):
+    """How the execution of an action on a workload ended (not the status' outcome,
+    :class:`agentmedic.api.types.ActionOutcome`, which :mod:`agentmedic.actions.request`
+    derives from it)."""
 
     APPLIED = "Applied"
     """The change was made (restore: something was put back)."""
@@ -55,7 +57,7 @@ class ActionResult:
 
     action: ActionKind
     ref: WorkloadRef
-    outcome: Outcome
+    outcome: ExecutionOutcome
     message: str
     reason: str = ""
     details: Mapping[str, Any] = field(default_factory=dict)
@@ -63,4 +65,8 @@ class ActionResult:
     @property
     def changed(self) -> bool:
         """True when the cluster was changed."""
-        return self.outcome is Outcome.APPLIED
+        return self.outcome is ExecutionOutcome.APPLIED
+
+
+Outcome = ExecutionOutcome
+"""The former name, kept for callers that still import it."""

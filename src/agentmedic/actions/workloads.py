@@ -6,22 +6,21 @@ the engine and the actions need, so nothing downstream depends on the full objec
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from agentmedic.actions.errors import NotFound
-from agentmedic.actions.kube import Kube
 from agentmedic.actions.record import (
     AGENT_LABEL,
-    DisabledRecord,
-    DowngradedRecord,
+    ModelSwitchRecord,
+    ScaledToZeroRecord,
     WorkloadRef,
     parse_disabled,
     parse_downgraded,
 )
 from agentmedic.api.types import LabelSelector, ModelSpec
+from agentmedic.kube import Kube
+from agentmedic.kube.readers import config_map_value, secret_value, selected_workloads
 
 __all__ = [
     "WorkloadInfo",
@@ -118,12 +117,12 @@ class WorkloadInfo:
         return WorkloadRef("StatefulSet", self.namespace, self.name)
 
     @property
-    def disabled(self) -> DisabledRecord | None:
+    def disabled(self) -> ScaledToZeroRecord | None:
         """agentmedic's scale-to-zero record, if any."""
         return parse_disabled(self.annotations)
 
     @property
-    def downgraded(self) -> DowngradedRecord | None:
+    def downgraded(self) -> ModelSwitchRecord | None:
         """agentmedic's model-switch record, if any."""
         return parse_downgraded(self.annotations)
 
@@ -176,10 +175,10 @@ def list_workloads(
     selector = (
         label_selector if isinstance(label_selector, str) else label_selector_string(label_selector)
     )
-    infos: list[WorkloadInfo] = []
-    for kind in ("Deployment", "StatefulSet"):
-        for obj in kube.list_workloads(kind, namespace, selector):
-            infos.append(workload_info(obj, kind, model_spec))
+    infos = [
+        workload_info(obj, kind, model_spec)
+        for kind, obj in selected_workloads(kube, namespace, selector)
+    ]
     if model_spec is not None and model_spec.config_map_key is not None and infos:
         ref = model_spec.config_map_key
         values: dict[str, str | None] = {}
@@ -195,32 +194,5 @@ def _with_model(info: WorkloadInfo, model: str | None) -> WorkloadInfo:
     return replace(info, model=model)
 
 
-def config_map_value(kube: Kube, namespace: str, name: str, key: str) -> str | None:
-    """A ConfigMap's ``data[key]``, or None when the ConfigMap or the key is absent."""
-    try:
-        cm = kube.get_config_map(namespace, name)
-    except NotFound:
-        return None
-    value = (cm.get("data") or {}).get(key)
-    return None if value is None else str(value)
-
-
-def read_secret_value(kube: Kube, namespace: str, name: str, key: str) -> str:
-    """The decoded value of ``data[key]`` of a Secret. Never log the result.
-
-    Raises :class:`~agentmedic.actions.errors.NotFound` naming the Secret and the key (never
-    the value) when either is absent.
-    """
-    secret = kube.get_secret(namespace, name)
-    data = secret.get("data") or {}
-    if key in data:
-        # `echo url | kubectl create secret` leaves a newline that would break a URL.
-        return base64.b64decode(data[key]).decode("utf-8").rstrip("\r\n")
-    string_data = secret.get("stringData") or {}
-    if key in string_data:  # only some servers echo stringData; harmless to honour it
-        return str(string_data[key]).rstrip("\r\n")
-    keys = ", ".join(sorted(data)) or "none"
-    raise NotFound(
-        f"Secret {namespace}/{name} has no key {key!r} (keys: {keys}); fix the secretRef's "
-        "key or add it to the Secret"
-    )
+read_secret_value = secret_value
+"""A Secret's value by key (:func:`agentmedic.kube.readers.secret_value`)."""

@@ -11,14 +11,11 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from agentmedic.cli._backend import add_kube_arguments
 from agentmedic.cli._errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, CliError, fail, line
 from agentmedic.cli._output import emit
-
-if TYPE_CHECKING:
-    import kubernetes.client
 
 DEFAULT_MAX_REPLICAS = 1000
 """A person restoring by hand rarely means more; --max-replicas raises it."""
@@ -150,32 +147,15 @@ def _context_namespace(kubeconfig: str | None, context: str | None) -> str:
     return "default"
 
 
-def _configuration(kubeconfig: str | None, context: str | None) -> kubernetes.client.Configuration:
-    """Client configuration from a kubeconfig, or in-cluster when there is none."""
-    import kubernetes.client
-    import kubernetes.config
-    from kubernetes.config.config_exception import ConfigException
-
-    configuration = kubernetes.client.Configuration()
-    if kubeconfig and not os.path.exists(kubeconfig):
-        raise ConfigException(f"--kubeconfig {kubeconfig}: no such file")
-    explicit = kubeconfig or os.environ.get("KUBECONFIG")
-    default = os.path.expanduser("~/.kube/config")
-    if not explicit and not os.path.exists(default) and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        return configuration
-    kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=kubeconfig, context=context, client_configuration=configuration
-    )
-    return configuration
-
-
 def run(args: argparse.Namespace) -> int:
-    from kubernetes.config.config_exception import ConfigException
-
-    from agentmedic.actions import ActionError, ActionExecutor, Kube, Outcome, WorkloadRef
+    from agentmedic.actions import ActionError, ActionExecutor, Outcome, WorkloadRef
     from agentmedic.actions.record import MAX_REPLICAS
-    from agentmedic.cli._kubeconfig import check_kubeconfig
+    from agentmedic.cli._kubeconfig import (
+        ConfigurationError,
+        check_kubeconfig,
+        client_configuration,
+    )
+    from agentmedic.kube import Kube
 
     kind, namespace, name = parse_target(args.target, args.namespace, args.kind)
     if not 0 <= args.max_replicas <= MAX_REPLICAS:
@@ -185,11 +165,11 @@ def run(args: argparse.Namespace) -> int:
         namespace = _context_namespace(args.kubeconfig, args.context)
     ref = WorkloadRef(kind, namespace, name)
     try:
-        configuration = _configuration(args.kubeconfig, args.context)
-    except (ConfigException, OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        configuration = client_configuration(args.kubeconfig, args.context)
+    except ConfigurationError as exc:
         return fail(
             "restore",
-            f"cannot load the cluster configuration ({line(str(exc)) or type(exc).__name__}); "
+            f"cannot load the cluster configuration ({line(str(exc))}); "
             "pass --kubeconfig/--context or set KUBECONFIG",
             EXIT_USAGE,
         )
