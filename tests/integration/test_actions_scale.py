@@ -85,7 +85,7 @@ def test_scale_to_zero_writes_an_event_on_the_workload_and_on_the_policy(
         assert event["reason"] == EventReason.SCALED_TO_ZERO
         assert event["type"] == "Normal"
         assert "from 3 to 0 replicas" in event["message"]
-        assert f"agentmedic restore {ns}/bot" in event["message"]
+        assert f"agentmedic restore deployment/bot -n {ns}" in event["message"]
     assert by_kind["AgentPolicy"]["involvedObject"]["uid"] == policy_uid(ns)
     assert by_kind["Deployment"]["involvedObject"]["name"] == "bot"
 

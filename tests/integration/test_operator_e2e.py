@@ -155,7 +155,7 @@ def test_receivers_get_firing_then_resolved_messages(healed: World) -> None:
     assert any(t.startswith("Firing: low-success on agents/flaky-bot") for t in texts)
     assert any(t.startswith("Resolved: low-success on policy agents/auto-disable") for t in texts)
     flaky_slack = next(m for m in healed.slack_messages() if "flaky-bot" in m.get("text", ""))
-    assert "agentmedic restore agents/flaky-bot" in json.dumps(flaky_slack["blocks"])
+    assert "agentmedic restore deployment/flaky-bot -n agents" in json.dumps(flaky_slack["blocks"])
 
 
 def test_status_conditions_and_counts_are_right(healed: World) -> None:

@@ -233,7 +233,7 @@ def test_switch_model(
     if reason is None:
         assert sim.workload("a0").model == expected_model
         assert o.agents[agent("a0")] == AgentStatus.BREACHING
-        assert o.notifications[0].undo == "agentmedic restore agents/a0"
+        assert o.notifications[0].undo == "agentmedic restore deployment/a0 -n agents"
     else:
         assert sim.workload("a0").model == current
         (n,) = o.notifications
@@ -321,4 +321,4 @@ def test_workload_name_may_differ_from_the_agent_name_and_undo_names_the_kind() 
     agents = {agent("bot"): AgentInput(kind="StatefulSet", name="bot-sts", replicas=3, model=None)}
     o = Sim(policy(rule("r", actions=["scaleToZero"])), agents).step(bot=SICK)
     assert o.decisions[0].workload == "StatefulSet/bot-sts"
-    assert o.decisions[0].undo == "agentmedic restore agents/bot-sts --kind statefulset"
+    assert o.decisions[0].undo == "agentmedic restore statefulset/bot-sts -n agents"

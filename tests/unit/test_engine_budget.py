@@ -116,7 +116,7 @@ def test_soft_limit_switches_the_agent_one_tier_cheaper_once_per_period() -> Non
     assert dec.evidence.conditions[0].threshold == 40
     (n,) = o.notifications
     assert (n.channels, n.rule, n.agent) == (("finance",), "budget.soft", agent("a0"))
-    assert n.undo == "agentmedic restore agents/a0"
+    assert n.undo == "agentmedic restore deployment/a0 -n agents"
     assert all(not x.decisions for x in sim.steps(5, a0={"spend": 45.0}))
 
 

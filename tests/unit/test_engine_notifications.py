@@ -32,7 +32,7 @@ def test_firing_message_carries_the_evidence_the_action_and_how_to_undo_it() -> 
     )
     assert n.episode == sim.history[0].decisions[0].episode
     assert n.action == "scaled to zero"
-    assert n.undo == "agentmedic restore agents/a0"
+    assert n.undo == "agentmedic restore deployment/a0 -n agents"
     assert n.evidence is not None
     assert n.evidence.holds()
     assert n.summary == ("agents/a0: r firing — error_rate[5m] = 50% > 15% (n=100); scaled to zero")

@@ -98,12 +98,15 @@ def template_annotation_ops(obj: Mapping[str, Any], key: str, value: str) -> Pat
 def why(record: ActionRecord) -> str:
     """The rule, the policy and the reason of an action, for messages."""
     text = f"rule {record.rule} of policy {record.policy}: {record.reason}"
-    return f"{text} ({record.evidence})" if record.evidence else text
+    # The engine's reason often quotes the evidence already: say it once.
+    if not record.evidence or record.evidence in record.reason:
+        return text
+    return f"{text} ({record.evidence})"
 
 
 def undo_hint(ref: WorkloadRef) -> str:
     """The command that undoes a change to ``ref``."""
-    return f"undo: agentmedic restore {ref.namespace}/{ref.name} --kind {ref.kind.lower()}"
+    return f"undo: agentmedic restore {ref.kind.lower()}/{ref.name} -n {ref.namespace}"
 
 
 def refusal(kind: ActionKind, ref: WorkloadRef, message: str) -> ActionResult:

@@ -434,7 +434,7 @@ def _keep(world: Any, tracker: Tracker) -> None:
     _print(f"kubeconfig: {kubeconfig}")
     _print("Try:")
     _print(f"  agentmedic status --kubeconfig {kubeconfig}")
-    _print(f"  agentmedic restore agents/{disabled} --kubeconfig {kubeconfig}")
+    _print(f"  agentmedic restore deployment/{disabled} -n agents --kubeconfig {kubeconfig}")
     kubectl = "kubectl" if shutil.which("kubectl") else "kubectl (not installed here)"
     _print(f"  {kubectl} --kubeconfig {kubeconfig} get agentpolicies,deployments -n agents")
     while True:
@@ -524,7 +524,7 @@ def _summary(world: Any, tracker: Tracker) -> int:
     ok = len(tracker.met) == len(EXPECTED)
     console.print(
         "\nEvery remediation is recorded on the workload (agentmedic.io/* annotations) and "
-        "undone with `agentmedic restore NAMESPACE/NAME`."
+        "undone with `agentmedic restore deployment/NAME -n NAMESPACE`."
     )
     console.print("[green]demo passed[/green]" if ok else "[red]demo failed[/red]")
     return 0 if ok else 1

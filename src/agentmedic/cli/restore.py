@@ -28,7 +28,7 @@ or NAMESPACE/NAME for a Deployment, as `agentmedic status` prints them.
 examples:
   agentmedic restore deployment/support-bot -n agents
   agentmedic restore statefulset/indexer -n agents --dry-run
-  agentmedic restore agents/support-bot --context prod --kubeconfig ~/.kube/prod
+  agentmedic restore deployment/support-bot -n agents --context prod --kubeconfig ~/.kube/prod
   agentmedic restore deployment/support-bot -n agents -o json
 
 The same restore happens when the workload is annotated agentmedic.io/restore=true:

@@ -119,8 +119,8 @@ class Decision:
         """The command that undoes the change, for notifications."""
         if self.kind in (DecisionKind.SCALE_TO_ZERO, DecisionKind.SWITCH_MODEL):
             kind, _, name = self.workload.rpartition("/")
-            flag = " --kind statefulset" if kind.lower() == "statefulset" else ""
-            return f"agentmedic restore {self.agent.namespace}/{name}{flag}"
+            resource = "statefulset" if kind.lower() == "statefulset" else "deployment"
+            return f"agentmedic restore {resource}/{name} -n {self.agent.namespace}"
         return None
 
 

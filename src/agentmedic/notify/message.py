@@ -128,7 +128,8 @@ class Message:
     action: str | None = None
     """What agentmedic did about it, e.g. "scaled deployment agents/support-bot to 0 (was 3)"."""
     undo: str | None = None
-    """The exact command that undoes the action, e.g. ``agentmedic restore agents/support-bot``."""
+    """The exact command that undoes the action, e.g.
+    ``agentmedic restore deployment/support-bot -n agents``."""
     dry_run: bool = False
     """The policy is in dry run: the action was only recorded, nothing was changed."""
 
