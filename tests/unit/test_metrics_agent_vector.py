@@ -175,6 +175,9 @@ def test_the_fast_decoder_takes_plain_answers_and_leaves_the_rest_to_the_general
     bare = decode(ANSWERS["no namespace label, unique name"])
     assert bare is not None
     assert bare.values == {None: {"a": 3.0}}
+    empty = decode(ANSWERS["an empty vector"])
+    assert empty is not None
+    assert empty.values == {}
     for name in (
         "+Inf fails the key",
         "-Inf fails the key",

@@ -165,13 +165,15 @@ def decode_agent_vector(
         namespaces: list[Any] = [None]
     else:
         namespaces = list(map(_NAMESPACE, items))
-    distinct = set(namespaces)
-    if len(distinct) <= 1:
-        only = distinct.pop() if distinct else None
+    distinct = set(namespaces) if items else set()
+    if not distinct:
+        by_namespace: AgentValues = {}
+    elif len(distinct) == 1:
+        only = distinct.pop()
         by_name = dict(zip(names, values, strict=True))
         if len(by_name) != len(names):
             return None  # several series for one agent
-        by_namespace: AgentValues = {None if only is msgspec.UNSET else only: by_name}
+        by_namespace = {None if only is msgspec.UNSET else only: by_name}
     else:
         grouped = _by_namespace(namespaces, names, values)
         if grouped is None:
