@@ -217,3 +217,19 @@ async def test_the_same_query_text_is_encoded_once_and_sent_the_same_every_cycle
     assert len(bodies) == 3
     assert bodies[0] == bodies[1] == bodies[2]
     assert b"agent-499" in bodies[0]
+
+
+async def test_encoded_queries_are_kept_within_their_byte_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agentmedic.metrics import prometheus
+
+    monkeypatch.setattr(prometheus, "_ENCODED_BYTES", 3000)
+    transport = httpx.MockTransport(lambda _request: httpx.Response(200, json=vector()))
+    config = BackendConfig(url="http://prom.example:9090")
+    async with PrometheusBackend(config, transport=transport) as backend:
+        for i in range(5):
+            await backend.query("x" * 1000 + str(i), AT)
+        kept = list(backend._encoded)
+        assert kept == ["x" * 1000 + "3", "x" * 1000 + "4"]
+        assert backend._encoded_bytes == sum(len(v) for v in backend._encoded.values())

@@ -67,7 +67,9 @@ log = logging.getLogger(__name__)
 
 _REDACTED = "<redacted>"
 _ENCODED_QUERIES = 64
-"""Encoded query texts kept (one per distinct query of recent cycles)."""
+"""Encoded query texts kept (one per distinct query of recent cycles)..."""
+_ENCODED_BYTES = 16 * 1024 * 1024
+"""... and at most this many bytes of them (a 10,000-agent query is some 400 KB encoded)."""
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
@@ -86,6 +88,7 @@ class PrometheusBackend:
         self.config = config
         self._token_cache: tuple[float, str] | None = None
         self._encoded: OrderedDict[str, bytes] = OrderedDict()
+        self._encoded_bytes = 0
         url = httpx.URL(config.url)
         # Messages name the host only: the path may carry a tenant (VictoriaMetrics'
         # /select/<tenant>/prometheus) and nothing in a message should identify one.
@@ -268,13 +271,17 @@ class PrometheusBackend:
         """``query=...`` URL-encoded, kept while the same text returns: encoding the 350 KiB
         query of 10,000 agents costs more than decoding its answer."""
         encoded = self._encoded.get(promql)
-        if encoded is None:
-            encoded = b"query=" + quote_plus(promql).encode("ascii")
-            self._encoded[promql] = encoded
-            if len(self._encoded) > _ENCODED_QUERIES:
-                self._encoded.popitem(last=False)
-        else:
+        if encoded is not None:
             self._encoded.move_to_end(promql)
+            return encoded
+        encoded = b"query=" + quote_plus(promql).encode("ascii")
+        self._encoded[promql] = encoded
+        self._encoded_bytes += len(encoded)
+        while len(self._encoded) > 1 and (
+            len(self._encoded) > _ENCODED_QUERIES or self._encoded_bytes > _ENCODED_BYTES
+        ):
+            _, dropped = self._encoded.popitem(last=False)
+            self._encoded_bytes -= len(dropped)
         return encoded
 
     async def _call(
