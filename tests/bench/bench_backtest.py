@@ -18,6 +18,10 @@ Besides wall times it prints the CPU seconds of this process and of Prometheus: 
 machine has two cores and is shared, so the CPU figures are the stable measure of the
 work, and their sum over the cores is the least wall time an idle machine could reach.
 
+The last line is JSON: ``seconds`` (first query to rendered report), ``fetch_seconds``,
+``replay_cpu_seconds``, ``render_seconds``, ``agentmedic_cpu_seconds`` and
+``prometheus_cpu_seconds``.
+
     .venv/bin/python tests/bench/bench_backtest.py [--agents 100] [--days 7] [--step 1m]
         [--resolution 1m] [--budget] [--concurrency 4] [--cache DIR] [--keep-going]
 """
@@ -40,6 +44,7 @@ from pathlib import Path
 from typing import IO
 
 import yaml
+from benchlib import emit, reference
 from rich.console import Console
 
 from agentmedic.api.durations import format_duration, parse_duration
@@ -225,7 +230,9 @@ async def backtest(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--agents", type=int, default=100)
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--step", default="1m")
@@ -237,6 +244,18 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=4, help="range queries in flight")
     parser.add_argument("--keep-going", action="store_true", help="exit 0 even over the goal")
     args = parser.parse_args()
+    if args.agents < 1 or args.days < 1:
+        parser.error("--agents and --days must be at least 1")
+    reference(
+        {
+            "agents": args.agents,
+            "policies": 1,
+            "rules": 5,
+            "days": args.days,
+            "step": args.step,
+            "budget": args.budget,
+        }
+    )
 
     scenario = fleet_scenario(
         START, agents=args.agents, days=args.days, resolution=parse_duration(args.resolution)
@@ -313,6 +332,19 @@ def main() -> int:
     )
     ok = total < GOAL_SECONDS
     print("PASS" if ok else "OVER THE GOAL")
+    emit(
+        {
+            "bench": "backtest",
+            "agents": args.agents,
+            "days": args.days,
+            "seconds": round(total, 2),
+            "fetch_seconds": round(t["fetch"], 2),
+            "replay_cpu_seconds": round(t["replay"], 2),
+            "render_seconds": round(render, 2),
+            "agentmedic_cpu_seconds": round(py_cpu, 1),
+            "prometheus_cpu_seconds": round(prom_cpu, 1),
+        }
+    )
     return 0 if ok or args.keep_going else 1
 
 

@@ -7,11 +7,15 @@ Prints the median over several cycles for three situations:
   maxDisabledPercent and stay firing, so every later cycle re-checks their guardrails;
 - budget: as steady, plus a per-agent budget with forecast.
 
-Run: .venv/bin/python tests/bench/bench_engine.py [AGENTS]
+The last line is JSON: ``us_per_agent`` (the steady situation's median), and the median
+of each situation under ``us_per_agent_<situation>``.
+
+Run: .venv/bin/python tests/bench/bench_engine.py [--agents 10000] [--cycles 7]
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import random
 import statistics
@@ -19,6 +23,8 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from benchlib import emit, reference
 
 from agentmedic.api.types import AgentPolicySpec
 from agentmedic.engine import (
@@ -161,7 +167,8 @@ def samples(
     return out
 
 
-def run(label: str, n: int, budget: bool, sick_share: float) -> None:
+def run(label: str, n: int, budget: bool, sick_share: float, cycles: int = CYCLES) -> float:
+    """Evaluate ``cycles`` cycles; print and return the median µs per agent."""
     s = spec(budget)
     agents = fleet(n)
     policy = PolicyInput(s, "agents", "bench", "uid-bench", agents)
@@ -169,7 +176,7 @@ def run(label: str, n: int, budget: bool, sick_share: float) -> None:
     state: PolicyState | None = None
     times: list[float] = []
     decisions = notifications = 0
-    for i in range(CYCLES):
+    for i in range(cycles):
         now = T0 + timedelta(seconds=30 * i)
         data = samples(s, policy.agents, now, sick)
         gc.collect()  # time the engine, not the collection of the previous cycle's garbage
@@ -185,17 +192,39 @@ def run(label: str, n: int, budget: bool, sick_share: float) -> None:
         f"{label:<9} {n:>6} agents x {len(s.rules)} rules: median {median * 1000:7.1f} ms/cycle, "
         f"{median / n * 1e6:5.2f} µs/agent (min {min(times) / n * 1e6:5.2f}, "
         f"max {max(times) / n * 1e6:5.2f}); "
-        f"{decisions} decisions, {notifications} notifications over {CYCLES} cycles"
+        f"{decisions} decisions, {notifications} notifications over {cycles} cycles"
     )
+    return median / n * 1e6
 
 
-def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-    run("steady", n, budget=False, sick_share=0.0)
-    run("incident", n, budget=False, sick_share=0.05)
-    run("outbreak", n, budget=False, sick_share=0.30)
-    run("budget", n, budget=True, sick_share=0.0)
+SITUATIONS = {
+    "steady": (False, 0.0),
+    "incident": (False, 0.05),
+    "outbreak": (False, 0.30),
+    "budget": (True, 0.0),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("size", nargs="?", type=int, help=argparse.SUPPRESS)  # the old form
+    parser.add_argument("--agents", type=int, default=10_000, help="agents in the policy")
+    parser.add_argument("--cycles", type=int, default=CYCLES, help="cycles per situation")
+    args = parser.parse_args()
+    n = args.size if args.size is not None else args.agents
+    if n < 1 or args.cycles < 1:
+        parser.error("--agents and --cycles must be at least 1")
+    reference({"agents": n, "policies": 1, "rules": 5, "interval": "30s", "cycles": args.cycles})
+    figures: dict[str, object] = {"bench": "engine", "agents": n}
+    for label, (budget, share) in SITUATIONS.items():
+        us = run(label, n, budget=budget, sick_share=share, cycles=args.cycles)
+        figures[f"us_per_agent_{label}"] = round(us, 2)
+    figures["us_per_agent"] = figures["us_per_agent_steady"]
+    emit(figures)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

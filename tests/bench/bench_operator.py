@@ -38,8 +38,33 @@ no pods here). The operator then authenticates with a ServiceAccount token (boun
 cluster-admin) so that the API server's audit log tells its requests apart; requests per
 cycle come from that log, the "emulator CPU" figure is kube-apiserver's plus etcd's.
 
+Half the policies (the odd ones) select agents that spend nothing (their cost counter is
+flat), the others agents that spend: writes per policy and hour are reported for each half
+(``writes_per_policy_hour_spending``, ``writes_per_policy_hour_flat``); a flat fleet should
+cause none, a spending one a bounded trickle. The window is ``--cycles`` long, so the hourly
+figure is an extrapolation: measure over a few minutes at least.
+
+Modes:
+
+- ``--unselected N`` adds N Deployments that no policy selects (no team label, no metrics):
+  they must cost nothing (label-selected watches never send them).
+- ``--cycles N`` with a large N is the long mode: the operator's resident memory at the start
+  and end of the window is reported (``rss_growth_mib``).
+- ``--vary`` gives the policies varied windows (5, 10, 15 minutes) and intervals (1, 2 and 3
+  times ``--interval``); with ``--policies 1000`` it measures the watch streams (one per
+  distinct selector and kind) and the queries per cycle against their bound, the distinct
+  (metric, window) needs per interval (``queries_per_cycle_bound``).
+
+The reference line names the machine and the load; the last line is JSON. For one size it
+is that size's figures (``agents``, ``cpu_us_per_agent_cycle``: operator CPU over the window
+per agent and ``--interval``, everything included; ``peak_rss_mib``, ``first_cycle_s``,
+``queries_per_cycle``, ``writes_per_policy_hour_spending``/``_flat``, ``watch_streams``, ...);
+for several sizes each size's line comes first and the last line is
+``{"bench": "operator", "runs": [...]}``.
+
     .venv/bin/python tests/bench/bench_operator.py [--agents 1000,10000] [--policies 100]
-        [--cycles 5] [--warmup 2] [--interval 10,30] [--profile DIR] [--api emulated|real]
+        [--cycles 5] [--warmup 2] [--interval 10,30] [--unselected N] [--vary]
+        [--profile DIR] [--api emulated|real]
 """
 
 from __future__ import annotations
@@ -62,13 +87,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
+from benchlib import emit, reference
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentmedic.api.validation import validate_policy
+from agentmedic.engine import requirements
 from agentmedic.instrument.series import EXECUTION_DURATION_BUCKETS
 from agentmedic.metrics.catalog import SERIES
 from agentmedic_sandbox.emulator import ApiEmulator, RecordedRequest
@@ -134,9 +162,33 @@ def deployment(i: int, policies: int) -> dict[str, Any]:
     }
 
 
-def policy(k: int, interval: int) -> dict[str, Any]:
+def unselected(i: int) -> dict[str, Any]:
+    """A Deployment no policy selects: no team label."""
+    doc = deployment(i, 1)
+    doc["metadata"]["name"] = doc["spec"]["selector"]["matchLabels"]["app"] = f"other-{i:05d}"
+    doc["spec"]["template"]["metadata"]["labels"]["app"] = f"other-{i:05d}"
+    doc["metadata"]["labels"] = {"app": f"other-{i:05d}"}
+    return doc
+
+
+def flat(k: int, policies: int) -> bool:
+    """Whether policy ``k``'s agents spend nothing (every other policy, when there are two
+    or more)."""
+    return policies > 1 and k % 2 == 1
+
+
+WINDOWS = ("5m", "10m", "15m")
+
+
+def policy_interval(k: int, interval: int, vary: bool) -> int:
+    return interval * (1 + k % 3) if vary else interval
+
+
+def policy(k: int, interval: int, vary: bool = False) -> dict[str, Any]:
     """Four rules (nine distinct (metric, window) series with the budget's two) and a
-    per-agent daily budget; the same for every policy but the selector."""
+    per-agent daily budget; the same for every policy but the selector, unless ``vary``
+    varies the windows and the interval by ``k``."""
+    w = [WINDOWS[(k + j) % 3] for j in range(3)] if vary else ["5m", "10m", "10m"]
 
     def cond(metric: str, window: str, op: str, value: float, **extra: Any) -> dict[str, Any]:
         return {"metric": metric, "window": window, "op": op, "value": value, **extra}
@@ -148,13 +200,13 @@ def policy(k: int, interval: int) -> dict[str, Any]:
         "metadata": {"name": f"bench-{k:03d}", "namespace": NS},
         "spec": {
             "selector": {"matchLabels": {TEAM_LABEL: team(k)}},
-            "interval": f"{interval}s",
+            "interval": f"{policy_interval(k, interval, vary)}s",
             "rules": [
                 {
                     "name": "quality-degradation",
                     "all": [
-                        cond("error_rate", "5m", ">", 0.15, minSamples=20),
-                        cond("latency_p95_ms", "5m", ">", 10000),
+                        cond("error_rate", w[0], ">", 0.15, minSamples=20),
+                        cond("latency_p95_ms", w[0], ">", 10000),
                     ],
                     "for": "5m",
                     "severity": "high",
@@ -162,20 +214,20 @@ def policy(k: int, interval: int) -> dict[str, Any]:
                 },
                 {
                     "name": "low-success",
-                    "all": [cond("success_rate", "10m", "<", 0.8, minSamples=50)],
+                    "all": [cond("success_rate", w[1], "<", 0.8, minSamples=50)],
                     "for": "5m",
                     "severity": "critical",
                     "actions": [{"scaleToZero": {}}, notify],
                 },
                 {
                     "name": "latency-tail",
-                    "all": [cond("latency_p99_ms", "10m", ">", 30000)],
+                    "all": [cond("latency_p99_ms", w[2], ">", 30000)],
                     "for": "10m",
                     "actions": [notify],
                 },
                 {
                     "name": "token-burn",
-                    "all": [cond("tokens_per_execution", "5m", ">", 20000)],
+                    "all": [cond("tokens_per_execution", w[0], ">", 20000)],
                     "for": "10m",
                     "actions": [{"switchModel": {}}, notify],
                 },
@@ -230,7 +282,7 @@ class Profile:
         return 1.0 / (1.0 + (self.median_s / le) ** 3)
 
 
-def profile(i: int) -> Profile:
+def profile(i: int, spends: bool = True) -> Profile:
     return Profile(
         rate=0.2 + 0.1 * (i % 5),
         error_share=0.01 + 0.01 * (i % 3),
@@ -238,11 +290,11 @@ def profile(i: int) -> Profile:
         tokens_in=1500.0,
         tokens_out=300.0,
         # Spread prices so that the policies' spend totals cross status steps out of phase.
-        usd_per_execution=0.0003 + 0.0004 * ((i * 0.6180339887) % 1.0),
+        usd_per_execution=0.0003 + 0.0004 * ((i * 0.6180339887) % 1.0) if spends else 0.0,
     )
 
 
-def write_backfill(out: TextIO, n: int, start: int, end: int) -> int:
+def write_backfill(out: TextIO, n: int, start: int, end: int, policies: int = 1) -> int:
     """OpenMetrics for ``n`` agents, one sample per STEP_S in [start, end]; returns lines.
 
     Written family by family (promtool wants each metric's samples together), each series'
@@ -291,7 +343,7 @@ def write_backfill(out: TextIO, n: int, start: int, end: int) -> int:
         series(SERIES["tokens"], f'{lab},type="input"', p.rate * p.tokens_in)
         series(SERIES["tokens"], f'{lab},type="output"', p.rate * p.tokens_out)
     for i in range(n):
-        p, lab = profile(i), labels(i)
+        p, lab = profile(i, not flat(i % policies, policies)), labels(i)
         series(SERIES["cost"], lab, p.rate * p.usd_per_execution)
     for i in range(n):
         out.write(
@@ -423,6 +475,13 @@ class Result:
     overruns: float = 0.0
     errors: float = 0.0
     peak_rss: int = 0
+    rss_start: int = 0
+    rss_end: int = 0
+    queries_bound: float = 0.0
+    """Distinct needs per interval, scaled to one --interval."""
+    writes_by_group: Counter[str] = field(default_factory=Counter)
+    """Steady-state writes attributed to a spending or a flat policy (its status, its
+    annotations, its agents' workloads)."""
     watches_open: int = 0
     watches_expected: int = 0
     counts: Counter[str] = field(default_factory=Counter)
@@ -586,11 +645,12 @@ class Bench:
         started = time.perf_counter()
         now = int(time.time())
         # Future samples for the slowest run expected, with a wide margin.
-        ahead = 120 + self.n * 0.015 + (args.warmup + args.cycles + 4) * self.interval
+        slowest = policy_interval(2, self.interval, args.vary)
+        ahead = 120 + self.n * 0.015 + (args.warmup + args.cycles + 4) * slowest
         start, end = now - HISTORY_S, now + int(ahead)
         source = tmp / "backfill.om"
         with source.open("w", buffering=1 << 20) as out:
-            samples = write_backfill(out, self.n, start, end)
+            samples = write_backfill(out, self.n, start, end, args.policies)
         size = source.stat().st_size
         data = tmp / "prometheus" / "data"
         data.mkdir(parents=True)
@@ -623,16 +683,28 @@ class Bench:
         api.create(hook_secret())
         for i in range(self.n):
             api.create(deployment(i, self.args.policies))
+        for i in range(self.args.unselected):
+            api.create(unselected(i))
+        needs: dict[int, set[Any]] = {}
+        now = datetime.now(UTC)
         for k in range(self.args.policies):
-            doc = policy(k, self.interval)
-            _, problems = validate_policy(doc)
-            if problems:
+            doc = policy(k, self.interval, self.args.vary)
+            parsed, problems = validate_policy(doc)
+            if problems or parsed is None:
                 raise ValueError(f"the bench's policy is invalid: {problems}")
+            every = policy_interval(k, self.interval, self.args.vary)
+            needs.setdefault(every, set()).update(requirements(parsed.spec, now))
             api.create(doc)
+        # Queries per --interval may not exceed the distinct needs of each interval, each
+        # sent once per its own cycle.
+        self.result.queries_bound = sum(
+            len(keys) * self.interval / every for every, keys in needs.items()
+        )
         self.result.seed_s = time.perf_counter() - started
         self.log(
-            f"{self.args.api} API seeded with {self.n:,} Deployments and {self.args.policies} "
-            f"AgentPolicies in {self.result.seed_s:.1f}s"
+            f"{self.args.api} API seeded with {self.n:,} Deployments ({self.args.unselected:,} "
+            f"more that no policy selects) and {self.args.policies} AgentPolicies in "
+            f"{self.result.seed_s:.1f}s"
         )
 
     def start_operator(
@@ -785,6 +857,7 @@ class Bench:
         # Warm-up: the cycles right after the first settle what it left open.
         self.wait_cycles(url, start.cycles + args.warmup, start.at + (args.warmup - 1) * interval)
         a = self.snapshot(prom, proc, url)
+        r.rss_start = proc_memory(proc.pid).get("VmRSS", 0)
         api.clear_requests()
         before = {
             p["metadata"]["name"]: p.get("status") or {}
@@ -802,7 +875,8 @@ class Bench:
         self.wait_cycles(url, a.cycles + args.cycles, a.at + args.cycles * interval - 1.0)
         b = self.snapshot(prom, proc, url)
         requests = api.requests
-        r.peak_rss = proc_memory(proc.pid).get("VmHWM", 0)
+        memory = proc_memory(proc.pid)
+        r.peak_rss, r.rss_end = memory.get("VmHWM", 0), memory.get("VmRSS", 0)
         r.watches_open = api.open_watches
         r.watches_expected = 2 * args.policies + 1
         # What one of the bench's /metrics polls costs the operator.
@@ -815,6 +889,7 @@ class Bench:
         r.cycles, r.window_s = int(cycles), b.at - a.at
         r.reads = Counter(q.verb for q in requests if not q.is_write)
         r.writes = classify_writes([q for q in requests if q.is_write], before)
+        r.writes_by_group = writes_by_group([q for q in requests if q.is_write], args.policies)
         r.queries = (b.queries - a.queries) / cycles
         r.prom_queries = (b.prom_queries - a.prom_queries) / cycles
         r.prom_query_seconds = (b.prom_query_seconds - a.prom_query_seconds) / cycles
@@ -838,6 +913,23 @@ class Bench:
 
 
 _NAMES = re.compile(r"\b(bench|team|agent)-\d+")
+_POLICY_PATH = re.compile(r"/agentpolicies/bench-(\d+)")
+_AGENT_PATH = re.compile(r"/(?:deployments|statefulsets)/agent-(\d+)")
+
+
+def writes_by_group(writes: list[RecordedRequest], policies: int) -> Counter[str]:
+    """Writes per group of policies, ``spending`` or ``flat``; ``other`` for the rest."""
+    out: Counter[str] = Counter()
+    for w in writes:
+        if m := _POLICY_PATH.search(w.path):
+            k = int(m.group(1))
+        elif m := _AGENT_PATH.search(w.path):
+            k = int(m.group(1)) % policies
+        else:
+            out["other"] += 1
+            continue
+        out["flat" if flat(k, policies) else "spending"] += 1
+    return out
 
 
 def classify_writes(
@@ -954,6 +1046,15 @@ ROWS: list[tuple[str, Callable[[Result], str]]] = [
     ("cycle wall time (mean)", lambda r: ms(r.cycle_wall)),
     ("cycles skipped (overrun) / errors", lambda r: f"{r.overruns:.0f} / {r.errors:.0f}"),
     ("operator peak RSS (VmHWM)", lambda r: f"{r.peak_rss / 2**20:,.0f} MiB"),
+    (
+        "operator RSS at window start -> end",
+        lambda r: f"{r.rss_start / 2**20:,.0f} -> {r.rss_end / 2**20:,.0f} MiB",
+    ),
+    (
+        "steady writes: spending / flat policies",
+        lambda r: f"{r.writes_by_group['spending']} / {r.writes_by_group['flat']}",
+    ),
+    ("PromQL queries per cycle: bound", lambda r: f"{r.queries_bound:.1f}"),
     ("watch streams open (expected)", lambda r: f"{r.watches_open} ({r.watches_expected})"),
     (
         "API CPU per cycle (emulator thread; real: apiserver+etcd)",
@@ -1059,10 +1160,25 @@ def reading(results: list[Result]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--agents", default="1000,10000", help="comma-separated sizes")
-    parser.add_argument("--policies", type=int, default=100)
-    parser.add_argument("--cycles", type=int, default=5, help="steady-state cycles measured")
+    parser.add_argument("--policies", type=int, default=100, help="AgentPolicies (default 100)")
+    parser.add_argument(
+        "--cycles",
+        type=int,
+        default=5,
+        help="steady-state cycles measured; many of them make the long mode (RSS growth)",
+    )
+    parser.add_argument(
+        "--unselected", type=int, default=0, help="Deployments that no policy selects"
+    )
+    parser.add_argument(
+        "--vary",
+        action="store_true",
+        help="vary the policies' windows (5m, 10m, 15m) and intervals (1-3 x --interval)",
+    )
     parser.add_argument("--warmup", type=int, default=2, help="cycles skipped after the first")
     parser.add_argument(
         "--interval",
@@ -1086,6 +1202,18 @@ def main() -> int:
         intervals *= len(sizes)
     if len(intervals) != len(sizes):
         parser.error("--interval takes one value or one per size")
+    if args.policies < 1 or args.cycles < 1 or args.warmup < 1 or args.unselected < 0:
+        parser.error("--policies, --cycles and --warmup must be at least 1, --unselected 0")
+    reference(
+        {
+            "agents": args.agents,
+            "unselected": args.unselected,
+            "policies": args.policies,
+            "interval": f"{args.interval}s" + (" x1-3 (varied)" if args.vary else ""),
+            "cycles": args.cycles,
+            "api": args.api,
+        }
+    )
     # SIGTERM unwinds like Ctrl-C, so Prometheus and the control plane are stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(f"machine: {machine()}")
@@ -1097,21 +1225,50 @@ def main() -> int:
     print()
     print(reading(results))
     print(f"machine after the run: load {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(json.dumps([summary(r, args.api) for r in results]))
+    summaries = [summary(r, args) for r in results]
+    if len(summaries) == 1:
+        emit(summaries[0])
+    else:
+        for one in summaries:
+            print(json.dumps(one))
+        emit({"bench": "operator", "runs": summaries})
     return 0
 
 
-def summary(r: Result, api: str) -> dict[str, Any]:
+def per_policy_hour(r: Result, group: str) -> float | None:
+    """Writes per policy and hour for one group of policies, over the steady window."""
+    members = sum(1 for k in range(r.policies) if flat(k, r.policies) == (group == "flat"))
+    if not members or not r.window_s:
+        return None
+    return round(r.writes_by_group[group] / members / (r.window_s / 3600), 2)
+
+
+def summary(r: Result, args: argparse.Namespace) -> dict[str, Any]:
     """The figures to compare runs by, one JSON object per size."""
+    cpu_rate = r.op_cpu * r.cycles / r.window_s if r.window_s else 0.0  # CPU s per s
     return {
-        "api": api,
+        "bench": "operator",
+        "api": args.api,
         "agents": r.agents,
+        "unselected": args.unselected,
         "policies": r.policies,
+        "vary": args.vary,
         "interval_s": r.interval,
+        "cpu_us_per_agent_cycle": round(cpu_rate * r.interval / r.agents * 1e6, 1),
+        "writes_per_policy_hour_spending": per_policy_hour(r, "spending"),
+        "writes_per_policy_hour_flat": per_policy_hour(r, "flat"),
+        "watch_streams": r.watches_open,
+        "queries_per_cycle_bound": round(r.queries_bound, 1),
+        "rss_start_mib": round(r.rss_start / 2**20, 1),
+        "rss_end_mib": round(r.rss_end / 2**20, 1),
+        "rss_growth_mib": round((r.rss_end - r.rss_start) / 2**20, 1),
+        "window_s": round(r.window_s),
         "first_cycle_s": round(r.first_cycle_s, 1),
         "reads_per_cycle": round(r.reads_per_cycle, 1),
         "writes_per_cycle": round(r.writes_per_cycle, 1),
-        "queries_per_cycle": round(r.queries, 1),
+        "queries_per_cycle": round(r.queries * r.cycles / r.window_s * r.interval, 1)
+        if r.window_s
+        else 0.0,
         "operator_cpu_ms_per_cycle": round(r.op_cpu * 1000),
         "cycle_wall_ms": round(r.cycle_wall * 1000),
         "api_cpu_ms_per_cycle": round(r.emulator_cpu * 1000),

@@ -100,10 +100,10 @@ def test_quote_string_round_trips_through_promql_label_values(prom):
 async def test_range_answers_with_nan_and_infinities_from_a_real_prometheus(prom, monkeypatch):
     """Go writes +Inf as "+Inf", which the fast range decoder refuses; such an answer must
     still decode (on the general path), with each value where it was."""
-    from agentmedic.metrics import prometheus as module
+    from agentmedic.metrics import answers as module
 
     fast: list[bool] = []
-    decode, exact = module._decode_range_answer, module._decode_exact
+    decode, exact = module.decode_range, module.decode_exact
     taken: list[str] = []
 
     def spy_exact(content: bytes):
@@ -116,8 +116,8 @@ async def test_range_answers_with_nan_and_infinities_from_a_real_prometheus(prom
         fast.append(not taken)
         return answer
 
-    monkeypatch.setattr(module, "_decode_exact", spy_exact)
-    monkeypatch.setattr(module, "_decode_range_answer", spy)
+    monkeypatch.setattr(module, "decode_exact", spy_exact)
+    monkeypatch.setattr(module, "decode_range", spy)
     end = datetime.now(UTC).replace(microsecond=0)
     start, step = end - timedelta(minutes=2), timedelta(minutes=1)
     query = (

@@ -1,7 +1,11 @@
 """The metrics layer: agents' health and spend from a Prometheus-compatible backend.
 
-- :mod:`~agentmedic.metrics.backend`: the :class:`MetricsBackend` protocol and its results.
-- :mod:`~agentmedic.metrics.prometheus`: :class:`PrometheusBackend` over httpx.
+- :mod:`~agentmedic.metrics.backend`: the :class:`MetricsBackend` protocol and its results
+  (and :class:`AgentQueryBackend`, the by-agent fast path).
+- :mod:`~agentmedic.metrics.prometheus`: :class:`PrometheusBackend` over httpx;
+  :mod:`~agentmedic.metrics.config` its :class:`BackendConfig`,
+  :mod:`~agentmedic.metrics.answers` the decoding of answers,
+  :mod:`~agentmedic.metrics.failures` what a failed attempt means.
 - :mod:`~agentmedic.metrics.catalog`: built-in metric names → PromQL templates.
 - :mod:`~agentmedic.metrics.promql`: escaping and matchers, so names never become syntax.
 - :mod:`~agentmedic.metrics.batch`: one query per series per cycle, joined per agent.
@@ -9,6 +13,8 @@
 """
 
 from agentmedic.metrics.backend import (
+    AgentQueryBackend,
+    AgentSamples,
     MetricsBackend,
     QueryResult,
     RangeResult,
@@ -49,6 +55,8 @@ __all__ = [
     "DEFAULT_CATALOG",
     "EXECUTIONS",
     "SERIES",
+    "AgentQueryBackend",
+    "AgentSamples",
     "BackendConfig",
     "Catalog",
     "FetchStats",

@@ -3,6 +3,10 @@
 :class:`MetricsBackend` is the seam: :class:`~agentmedic.metrics.prometheus.PrometheusBackend`
 implements it over the Prometheus HTTP API (Prometheus, Thanos, Mimir, Cortex,
 VictoriaMetrics); tests of the batching logic may implement it in a few lines.
+
+:class:`AgentQueryBackend` is the optional fast path the batch layer uses when a backend
+offers it: an instant vector read straight into per-agent values (:class:`AgentSamples`),
+with no per-sample objects.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
 __all__ = [
+    "AgentQueryBackend",
+    "AgentSamples",
+    "AgentValues",
     "MetricsBackend",
     "QueryResult",
     "RangeResult",
@@ -76,6 +83,21 @@ class RangeResult:
     timing: Timing = field(default_factory=Timing)
 
 
+AgentValues = dict[str | None, dict[str, float]]
+"""Namespace (``None``: the sample carries no namespace label) → agent name → value."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSamples:
+    """An instant vector of at most one sample per agent, keyed by namespace and agent name.
+
+    Values are finite or NaN (an infinity is never read into this form)."""
+
+    values: AgentValues
+    warnings: tuple[str, ...] = ()
+    timing: Timing = field(default_factory=Timing)
+
+
 class MetricsBackend(Protocol):
     """A Prometheus-compatible query API.
 
@@ -96,6 +118,18 @@ class MetricsBackend(Protocol):
 
     async def aclose(self) -> None:
         """Release connections; the backend is unusable afterwards."""
+        ...
+
+
+class AgentQueryBackend(MetricsBackend, Protocol):
+    """A backend that can also read an instant vector straight into per-agent values."""
+
+    async def query_agents(
+        self, promql: str, at: datetime, agent_label: str, namespace_label: str | None
+    ) -> AgentSamples | QueryResult:
+        """Like :meth:`MetricsBackend.query`, as :class:`AgentSamples` when the answer is a
+        vector whose every sample carries ``agent_label`` (and at most ``namespace_label``
+        besides), one per agent, no infinity; otherwise the general :class:`QueryResult`."""
         ...
 
 

@@ -29,6 +29,13 @@ central exporters may not).
 - ``namespace_label=None`` says the metrics carry no namespace at all: queries group by
   the agent label only and every agent of that name gets the value.
 
+What only changes with the agent set is kept between cycles (:class:`_Scopes`): the query
+text with its agent matcher (sorting and escaping 10,000 names), and which names occur in
+several namespaces. A backend offering
+:class:`~agentmedic.metrics.backend.AgentQueryBackend` (:class:`PrometheusBackend` does)
+answers straight into per-namespace maps of agent names, which are joined without a
+per-sample object; any other answer takes the general path.
+
 Raw PromQL conditions (``SeriesKey.query``) get ``{{window}}``, ``{{agents}}`` (the agent
 matcher and the namespace matcher: :func:`~agentmedic.metrics.promql.scope_matcher`) and
 ``{{agent_label}}`` substituted; their result must be a vector labelled with the agent
@@ -40,7 +47,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -49,6 +56,8 @@ from typing import TypeVar
 from agentmedic.engine.series import AgentId, SeriesKey
 from agentmedic.metrics import promql
 from agentmedic.metrics.backend import (
+    AgentSamples,
+    AgentValues,
     MetricsBackend,
     QueryResult,
     RangeResult,
@@ -79,7 +88,8 @@ RangeTable = dict[AgentId, dict[SeriesKey, list[tuple[datetime, float]]]]
 """Agent → key → ``(time, value)`` points in time order; no data is an empty list."""
 
 _T = TypeVar("_T")
-_R = TypeVar("_R", QueryResult, RangeResult)
+_V = TypeVar("_V")
+_R = TypeVar("_R", QueryResult | AgentSamples, RangeResult)
 
 
 @dataclass
@@ -130,9 +140,14 @@ def build_query(
     namespace_label: str | None = "namespace",
 ) -> str:
     """The PromQL sent for ``key`` and ``agents``; raises ``QueryError`` for a bad key."""
+    return _render_query(key, list(agents), catalog, namespace_label)
+
+
+def _render_query(
+    key: SeriesKey, agents: list[AgentId], catalog: Catalog, namespace_label: str | None
+) -> str:
     label = key.agent_label
     ns_label = _ns_label(label, namespace_label)
-    agents = list(agents)
     try:
         matcher = promql.agent_matcher(label, (a.name for a in agents))
         if key.metric is not None:
@@ -169,39 +184,98 @@ async def fetch_samples(
     listed in ``FetchStats.undefined``.
     """
 
-    def run(query: str) -> Awaitable[QueryResult]:
-        return backend.query(query, at)
+    query_agents = getattr(backend, "query_agents", None)
 
-    def values(result: QueryResult, key: SeriesKey) -> list[tuple[Mapping[str, str], float]]:
-        if result.result_type != "vector":
-            raise QueryError(
-                f"{key}: the query returned a {result.result_type}; it must return an "
-                f"instant vector with one sample per agent, labelled {key.agent_label!r}"
-            )
-        rows = []
-        for s in result.samples:
-            value = s.value
-            if value in _INFINITIES:
-                name = s.labels.get(key.agent_label, "?")
-                raise MetricsUnavailable(
-                    UnavailableReason.NON_FINITE_VALUE,
-                    f"{key}: agent {name!r} has the value {value}, which no metric has; "
-                    "nothing is concluded from this query until it answers with numbers",
-                )
-            rows.append((s.labels, value))
-        return rows
+    def run(query: str, keys: Sequence[SeriesKey]) -> Awaitable[QueryResult | AgentSamples]:
+        label = keys[0].agent_label
+        if query_agents is None or any(k.agent_label != label for k in keys):
+            return backend.query(query, at)
+        result: Awaitable[AgentSamples | QueryResult] = query_agents(
+            query, at, label, _ns_label(label, namespace_label)
+        )
+        return result
 
-    joined, stats = await _fetch(needs, catalog, namespace_label, max_concurrency, run, values)
+    def join(
+        result: QueryResult | AgentSamples, key: SeriesKey, scope: _Scope, ns_label: str | None
+    ) -> tuple[list[float | None], list[str]]:
+        if isinstance(result, AgentSamples):
+            return _join_agents(result.values, key, scope, ns_label)
+        return _join(_vector_rows(result, key), key, scope, ns_label)
+
+    joined, scopes, stats = await _fetch(
+        needs, catalog, namespace_label, max_concurrency, run, join
+    )
+    t0 = time.perf_counter()
     table: SampleTable = {}
-    for key, agents in needs.items():
-        per_agent = joined.get(key, {})
-        for agent in agents:
-            value = per_agent.get(agent)
-            if value is not None and value != value:  # NaN
-                stats.undefined.setdefault(key, set()).add(agent)
-                value = None
-            table.setdefault(agent, {})[key] = value
+    for scope, keys in _by_scope(scopes):
+        columns = []
+        for key in keys:
+            column = joined.get(key)
+            if column is None:
+                column = [None] * len(scope.order)
+            else:
+                column = _without_nan(column, key, scope, stats)
+            columns.append(column)
+        _add_rows(table, scope, keys, columns)
+    stats.join_seconds += time.perf_counter() - t0
     return table, stats
+
+
+def _by_scope(scopes: Mapping[SeriesKey, _Scope]) -> list[tuple[_Scope, list[SeriesKey]]]:
+    """The keys grouped by their agent set, so that each set's rows are built at once."""
+    groups: dict[int, tuple[_Scope, list[SeriesKey]]] = {}
+    for key, scope in scopes.items():
+        groups.setdefault(id(scope), (scope, []))[1].append(key)
+    return list(groups.values())
+
+
+def _add_rows(
+    table: dict[AgentId, dict[SeriesKey, _V]],
+    scope: _Scope,
+    keys: list[SeriesKey],
+    columns: list[list[_V]],
+) -> None:
+    """Each agent's row of ``keys``, from columns aligned with ``scope.order``."""
+    for agent, values in zip(scope.order, zip(*columns, strict=True), strict=True):
+        row = table.get(agent)
+        if row is None:
+            table[agent] = dict(zip(keys, values, strict=True))
+        else:
+            row.update(zip(keys, values, strict=True))
+
+
+def _without_nan(
+    column: list[float | None], key: SeriesKey, scope: _Scope, stats: FetchStats
+) -> list[float | None]:
+    """NaN replaced by ``None``, its agents listed in ``stats.undefined``. The test is a
+    sum in C: NaN propagates through it (infinities never reach a column)."""
+    total = sum(filter(None, column))
+    if total == total:
+        return column
+    undefined = {a for a, v in zip(scope.order, column, strict=True) if v != v}
+    stats.undefined.setdefault(key, set()).update(undefined)
+    return [None if v != v else v for v in column]
+
+
+def _vector_rows(result: QueryResult, key: SeriesKey) -> list[tuple[Mapping[str, str], float]]:
+    """A general instant answer as (labels, value) rows; an infinity fails the key."""
+    if result.result_type != "vector":
+        raise QueryError(
+            f"{key}: the query returned a {result.result_type}; it must return an "
+            f"instant vector with one sample per agent, labelled {key.agent_label!r}"
+        )
+    rows = []
+    for s in result.samples:
+        value = s.value
+        if value in _INFINITIES:
+            name = s.labels.get(key.agent_label, "?")
+            raise MetricsUnavailable(
+                UnavailableReason.NON_FINITE_VALUE,
+                f"{key}: agent {name!r} has the value {value}, which no metric has; "
+                "nothing is concluded from this query until it answers with numbers",
+            )
+        rows.append((s.labels, value))
+    return rows
 
 
 async def fetch_range(
@@ -219,34 +293,39 @@ async def fetch_range(
     ``start`` to ``end`` every ``step``; points that are not finite numbers (NaN: nothing
     happened at that time; ±Inf) are left out, the infinite ones with a warning."""
 
-    def run(query: str) -> Awaitable[RangeResult]:
+    def run(query: str, keys: Sequence[SeriesKey]) -> Awaitable[RangeResult]:
         return backend.query_range(query, start, end, step)
 
     infinite: dict[SeriesKey, int] = defaultdict(int)
 
-    def values(
-        result: RangeResult, key: SeriesKey
-    ) -> list[tuple[Mapping[str, str], list[tuple[datetime, float]]]]:
+    def join(
+        result: RangeResult, key: SeriesKey, scope: _Scope, ns_label: str | None
+    ) -> tuple[list[list[tuple[datetime, float]] | None], list[str]]:
         rows = []
         for s in result.series:
             points = [(from_unix(t), v) for t, v in s.points if math.isfinite(v)]
             infinite[key] += sum(1 for _, v in s.points if v in _INFINITIES)
             rows.append((s.labels, points))
-        return rows
+        return _join(rows, key, scope, ns_label)
 
-    joined, stats = await _fetch(needs, catalog, namespace_label, max_concurrency, run, values)
+    joined, scopes, stats = await _fetch(
+        needs, catalog, namespace_label, max_concurrency, run, join
+    )
     for key, count in infinite.items():
         if count:
             stats.warnings.append(f"{key}: {count} infinite point(s) left out")
     table: RangeTable = {}
-    for key, agents in needs.items():
-        per_agent = joined.get(key, {})
-        for agent in agents:
-            table.setdefault(agent, {})[key] = per_agent.get(agent) or []
+    for scope, keys in _by_scope(scopes):
+        columns = []
+        for key in keys:
+            column = joined.get(key) or [None] * len(scope.order)
+            columns.append([points or [] for points in column])
+        _add_rows(table, scope, keys, columns)
     return table, stats
 
 
 _INFINITIES = (math.inf, -math.inf)
+_MISSING = object()
 
 
 def _ns_label(agent_label: str, namespace_label: str | None) -> str | None:
@@ -255,27 +334,98 @@ def _ns_label(agent_label: str, namespace_label: str | None) -> str | None:
     return promql.check_label_name(namespace_label, "namespace label")
 
 
+class _Scope:
+    """What only changes with an agent set: its queries and its names found in several
+    namespaces. One per distinct set, shared by every key that needs that set."""
+
+    __slots__ = ("_shared_names", "agents", "names", "namespace", "order", "queries")
+
+    def __init__(self, agents: frozenset[AgentId]) -> None:
+        self.agents = agents
+        self.order = list(agents)
+        """The agents in the order of every column joined for this set."""
+        self.names = [a.name for a in self.order]
+        namespaces = {a.namespace for a in self.order}
+        self.namespace = namespaces.pop() if len(namespaces) == 1 else None
+        """The namespace of every agent of the set, if they share one."""
+        self.queries: dict[tuple[SeriesKey, str | None, int], tuple[Catalog, str]] = {}
+        self._shared_names: frozenset[str] | None = None
+
+    @property
+    def shared_names(self) -> frozenset[str]:
+        """Agent names that occur in more than one namespace of the set."""
+        if self._shared_names is None:
+            count: dict[str, int] = defaultdict(int)
+            for agent in self.agents:
+                count[agent.name] += 1
+            self._shared_names = frozenset(n for n, c in count.items() if c > 1)
+        return self._shared_names
+
+    def query(self, key: SeriesKey, catalog: Catalog, namespace_label: str | None) -> str:
+        """``build_query`` for this set, rendered once per (key, catalog, namespace label)."""
+        slot = (key, namespace_label, id(catalog))
+        cached = self.queries.get(slot)
+        if cached is not None and cached[0] is catalog:
+            return cached[1]
+        text = _render_query(key, list(self.agents), catalog, namespace_label)
+        self.queries[slot] = (catalog, text)
+        return text
+
+
+class _Scopes:
+    """The recently used agent sets, least recently used dropped first; bounded by the
+    number of sets and by the agents they hold together."""
+
+    def __init__(self, max_sets: int = 128, max_agents: int = 200_000) -> None:
+        self._sets: OrderedDict[frozenset[AgentId], _Scope] = OrderedDict()
+        self._agents = 0
+        self.max_sets = max_sets
+        self.max_agents = max_agents
+
+    def get(self, agents: frozenset[AgentId]) -> _Scope:
+        scope = self._sets.get(agents)
+        if scope is not None:
+            self._sets.move_to_end(agents)
+            return scope
+        scope = _Scope(agents)
+        self._sets[agents] = scope
+        self._agents += len(agents)
+        while len(self._sets) > 1 and (
+            len(self._sets) > self.max_sets or self._agents > self.max_agents
+        ):
+            _, dropped = self._sets.popitem(last=False)
+            self._agents -= len(dropped.agents)
+        return scope
+
+
+_SCOPES = _Scopes()
+
+
 async def _fetch(
     needs: Mapping[SeriesKey, Iterable[AgentId]],
     catalog: Catalog,
     namespace_label: str | None,
     max_concurrency: int,
-    run: Callable[[str], Awaitable[_R]],
-    values: Callable[[_R, SeriesKey], Sequence[tuple[Mapping[str, str], _T]]],
-) -> tuple[dict[SeriesKey, dict[AgentId, _T]], FetchStats]:
+    run: Callable[[str, Sequence[SeriesKey]], Awaitable[_R]],
+    join: Callable[[_R, SeriesKey, _Scope, str | None], tuple[list[_T | None], list[str]]],
+) -> tuple[dict[SeriesKey, list[_T | None]], dict[SeriesKey, _Scope], FetchStats]:
+    """Send each distinct query once; per key, a column of values aligned with its agent
+    set's ``order`` (``None``: no data), and the agent set of every key with agents."""
     if max_concurrency < 1:
         raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
     started = time.perf_counter()
     stats = FetchStats()
-    agents_of = {key: frozenset(agents) for key, agents in needs.items()}
+    scope_of: dict[SeriesKey, _Scope] = {}
     # Identical PromQL (the same key needed by several policies, or two keys rendering
     # alike) is sent once.
     keys_of_query: dict[str, list[SeriesKey]] = defaultdict(list)
-    for key, agents in agents_of.items():
-        if not agents:
+    for key, agents in needs.items():
+        scope = _SCOPES.get(frozenset(agents))
+        if not scope.agents:
             continue
+        scope_of[key] = scope
         try:
-            query = build_query(key, agents, catalog, namespace_label=namespace_label)
+            query = scope.query(key, catalog, namespace_label)
         except QueryError as exc:
             stats.errors[key] = exc
             continue
@@ -286,7 +436,7 @@ async def _fetch(
     async def one(query: str) -> _R | MetricsError:
         async with semaphore:
             try:
-                return await run(query)
+                return await run(query, keys_of_query[query])
             except MetricsError as exc:
                 return exc
 
@@ -294,7 +444,7 @@ async def _fetch(
     results = await asyncio.gather(*(one(q) for q in queries))
     stats.queries = len(queries)
 
-    joined: dict[SeriesKey, dict[AgentId, _T]] = {}
+    joined: dict[SeriesKey, list[_T | None]] = {}
     for query, result in zip(queries, results, strict=True):
         keys = keys_of_query[query]
         if isinstance(result, MetricsError):
@@ -306,14 +456,9 @@ async def _fetch(
         t0 = time.perf_counter()
         for key in keys:
             try:
-                rows = values(result, key)
-                joined[key] = _join(
-                    rows,
-                    key,
-                    agents_of[key],
-                    _ns_label(key.agent_label, namespace_label),
-                    stats.warnings,
-                )
+                ns_label = _ns_label(key.agent_label, namespace_label)
+                joined[key], warnings = join(result, key, scope_of[key], ns_label)
+                stats.warnings.extend(warnings)
             except MetricsError as exc:
                 stats.errors[key] = _for_key(exc, key, query)
         stats.join_seconds += time.perf_counter() - t0
@@ -323,7 +468,7 @@ async def _fetch(
         first = results[0]
         assert isinstance(first, MetricsUnavailable)
         raise first
-    return joined, stats
+    return joined, scope_of, stats
 
 
 def _for_key(error: MetricsError, key: SeriesKey, query: str) -> MetricsError:
@@ -332,13 +477,51 @@ def _for_key(error: MetricsError, key: SeriesKey, query: str) -> MetricsError:
     return error
 
 
+def _ambiguous(key: SeriesKey, names: set[str], ns_label: str | None) -> list[str]:
+    return [
+        f"{key}: the series of agent {name!r} carry no {ns_label!r} label, but agents of "
+        "that name exist in several namespaces; they get no data (add the namespace label "
+        "to the metrics)"
+        for name in sorted(names)
+    ]
+
+
+def _join_agents(
+    values: AgentValues, key: SeriesKey, scope: _Scope, ns_label: str | None
+) -> tuple[list[float | None], list[str]]:
+    """:func:`_join` for an answer already keyed by namespace and agent name; the common
+    cases (no namespace label at all, or every agent and sample in one namespace) are
+    one ``map`` in C."""
+    bare = values.get(None)
+    if ns_label is None:
+        return list(map((bare or _NO_VALUES).get, scope.names)), []
+    if bare is None:
+        if scope.namespace is not None:
+            return list(map(values.get(scope.namespace, _NO_VALUES).get, scope.names)), []
+        get = values.get
+        return [get(namespace, _NO_VALUES).get(name) for namespace, name in scope.order], []
+    column: list[float | None] = []
+    ambiguous: set[str] = set()
+    shared = scope.shared_names
+    for namespace, name in scope.order:
+        value = values.get(namespace, _NO_VALUES).get(name, _MISSING)
+        if value is _MISSING:
+            if name in bare and name in shared:
+                ambiguous.add(name)
+            value = None if name in shared else bare.get(name)
+        column.append(value)  # type: ignore[arg-type]
+    return column, _ambiguous(key, ambiguous, ns_label)
+
+
+_NO_VALUES: dict[str, float] = {}
+
+
 def _join(
     rows: Sequence[tuple[Mapping[str, str], _T]],
     key: SeriesKey,
-    agents: frozenset[AgentId],
+    scope: _Scope,
     ns_label: str | None,
-    warnings: list[str],
-) -> dict[AgentId, _T]:
+) -> tuple[list[_T | None], list[str]]:
     label = key.agent_label
     exact: dict[tuple[str | None, str], _T] = {}
     for labels, value in rows:
@@ -358,27 +541,20 @@ def _join(
             )
         exact[(ns, name)] = value
 
-    namespaces_of: dict[str, int] = defaultdict(int)
-    for agent in agents:
-        namespaces_of[agent.name] += 1
-    out: dict[AgentId, _T] = {}
+    column: list[_T | None] = []
     ambiguous: set[str] = set()
-    for agent in agents:
+    for agent in scope.order:
         found: tuple[str | None, str]
         if ns_label is not None and (agent.namespace, agent.name) in exact:
             found = (agent.namespace, agent.name)
         elif (None, agent.name) in exact:
-            if ns_label is not None and namespaces_of[agent.name] > 1:
+            if ns_label is not None and agent.name in scope.shared_names:
                 ambiguous.add(agent.name)
+                column.append(None)
                 continue
             found = (None, agent.name)
         else:
+            column.append(None)
             continue
-        out[agent] = exact[found]
-    for name in sorted(ambiguous):
-        warnings.append(
-            f"{key}: the series of agent {name!r} carry no {ns_label!r} label, but agents of "
-            "that name exist in several namespaces; they get no data (add the namespace label "
-            "to the metrics)"
-        )
-    return out
+        column.append(exact[found])
+    return column, _ambiguous(key, ambiguous, ns_label)
