@@ -43,8 +43,8 @@ from bench_operator import API_VERSION, NS, agent_name, deployment, free_port, w
 from benchlib import emit, reference
 
 from agentmedic.api.validation import validate_policy
-from agentmedic.sandbox.emulator import ApiEmulator
-from agentmedic.sandbox.prometheus import PrometheusServer, Series
+from agentmedic_sandbox.emulator import ApiEmulator
+from agentmedic_sandbox.prometheus import PrometheusServer, Series
 
 GAUGE = "bench_breach"
 _DEPLOYMENT = re.compile(r"/deployments/(agent-\d+)")
