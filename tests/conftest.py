@@ -1,5 +1,15 @@
 """Shared test configuration. Fixtures for real servers live beside the tests that use them,
-except the local control plane, which every folder may use."""
+except the local control plane, which every folder may use.
+
+Parallel runs (``pytest -n 4 --dist loadgroup``, as ``make test`` does): every test gets an
+``xdist_group`` naming its scheduling unit, so tests that share a module's fixtures run on
+one worker: by default the whole module, split by API server (``emulated``/``real``) where
+a module runs on both, and a test marked ``schedule_alone`` on its own. Each worker is a
+separate process with its own session fixtures (its own local control plane), its own
+temporary folder (pytest's ``popen-gwN``, where the control plane keeps its etcd and kwok
+data) and its own loopback ports (each server binds a port the kernel gives it; see
+``local_cluster`` for the one race that leaves). The slowest units are handed out first.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +25,50 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 
+SERVER_IDS = ("emulated", "real")
+"""The ids of the two API servers (tests/integration/kube_servers.py): a module that runs on
+both is two scheduling units, one per server, so the two halves can run side by side."""
 
-@pytest.fixture(scope="session")
-def repo_root() -> Path:
-    return ROOT
+SLOW_UNITS: dict[str, float] = {}
+"""Seconds a scheduling unit took in a serial run (``--durations``, 2026-12-03, under the
+load of a shared machine): these are handed out first, slowest first, so the longest unit
+starts at once instead of last. Units not named here follow in collection order."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist registers it too; declared here so a run without xdist still collects
+    config.addinivalue_line("markers", "xdist_group(name): the scheduling unit of a parallel run")
+    config.addinivalue_line(
+        "markers",
+        "schedule_alone: shares no module fixture with its neighbours; a parallel run "
+        "schedules it (per API server) on its own, beside the rest of its module",
+    )
+
+
+def scheduling_unit(item: pytest.Item) -> str:
+    """The ``xdist_group`` of ``item``: its module, per API server, or the test alone."""
+    unit = item.nodeid.split("::", 1)[0]
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None:
+        servers = [v for v in callspec.params.values() if isinstance(v, str) and v in SERVER_IDS]
+        if servers:
+            unit = f"{unit}[{servers[0]}]"
+    if item.get_closest_marker("schedule_alone") is not None:
+        unit = f"{unit}::{getattr(item, 'originalname', item.name)}"
+    return unit
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    units: dict[int, str] = {}
+    for index, item in enumerate(items):
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(scheduling_unit(item)))
+        units[index] = scheduling_unit(item)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Every worker collects the same order, which the scheduler then hands out.
+        order = sorted(range(len(items)), key=lambda i: -SLOW_UNITS.get(units[i], 0.0))
+        items[:] = [items[i] for i in order]
 
 
 @pytest.fixture(scope="session")
@@ -42,9 +92,20 @@ def local_cluster(
         if os.environ.get("AGENTMEDIC_REQUIRE_K8S") == "1":
             pytest.fail(f"AGENTMEDIC_REQUIRE_K8S=1 and {reason}", pytrace=False)
         pytest.skip(reason)
-    workdir = tmp_path_factory.mktemp("local-cluster")
-    cluster = LocalCluster(workdir=workdir)
-    cluster.start()
+    from agentmedic.sandbox.cluster import ClusterStartError
+
+    # Its ports are probed free and then bound by the child processes; on a busy machine
+    # (parallel workers, other runs) another process can take one in between. That, and
+    # only that, is worth a second start.
+    for attempt in (1, 2):
+        workdir = tmp_path_factory.mktemp("local-cluster")
+        cluster = LocalCluster(workdir=workdir)
+        try:
+            cluster.start()
+            break
+        except ClusterStartError as exc:
+            if attempt == 2 or "address already in use" not in str(exc):
+                raise
     _say(
         request,
         f"local control plane up in {cluster.startup_seconds:.1f} s at {cluster.url} "
