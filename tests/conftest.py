@@ -29,10 +29,28 @@ SERVER_IDS = ("emulated", "real")
 """The ids of the two API servers (tests/integration/kube_servers.py): a module that runs on
 both is two scheduling units, one per server, so the two halves can run side by side."""
 
-SLOW_UNITS: dict[str, float] = {}
-"""Seconds a scheduling unit took in a serial run (``--durations``, 2026-12-03, under the
-load of a shared machine): these are handed out first, slowest first, so the longest unit
-starts at once instead of last. Units not named here follow in collection order."""
+_E2E = "tests/integration/test_operator_e2e.py"
+_SIGKILL = "test_sigkill_at_random_points_never_repeats_or_loses_an_action"
+_STEADY = "test_steady_state_costs_no_api_writes"
+SLOW_UNITS: dict[str, float] = {
+    f"{_E2E}:real:{_SIGKILL}": 170,
+    "tests/e2e_cluster/test_rbac_e2e.py": 155,
+    "tests/docs/test_readme.py": 140,  # `make demo`, exactly as the README says
+    "tests/integration/test_failover_matrix.py": 105,
+    "tests/integration/test_cost_report.py": 100,  # promtool backfills its history
+    f"{_E2E}:real": 80,
+    f"{_E2E}:emulated:{_SIGKILL}": 70,
+    f"{_E2E}:emulated": 65,
+    "tests/integration/test_fault_matrix.py": 60,
+    f"{_E2E}:real:{_STEADY}": 45,
+    f"{_E2E}:emulated:{_STEADY}": 45,
+    "tests/e2e_cluster/test_controllers_e2e.py": 40,
+    "tests/integration/test_backtest.py": 35,
+    "tests/unit/test_cli_bad_input.py": 30,
+}
+"""Seconds a scheduling unit took (``--durations``, 2026-12-03, a shared 2-core machine under
+load): these are handed out first, slowest first, so the longest units start at once
+instead of last. Units not named here follow in collection order."""
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -46,15 +64,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def scheduling_unit(item: pytest.Item) -> str:
-    """The ``xdist_group`` of ``item``: its module, per API server, or the test alone."""
+    """The ``xdist_group`` of ``item``: its module, per API server, or the test alone.
+
+    No brackets: xdist reads the group after the last ``@`` of a node id only when no ``]``
+    follows it, and would make every test its own unit."""
     unit = item.nodeid.split("::", 1)[0]
     callspec = getattr(item, "callspec", None)
     if callspec is not None:
         servers = [v for v in callspec.params.values() if isinstance(v, str) and v in SERVER_IDS]
         if servers:
-            unit = f"{unit}[{servers[0]}]"
+            unit = f"{unit}:{servers[0]}"
     if item.get_closest_marker("schedule_alone") is not None:
-        unit = f"{unit}::{getattr(item, 'originalname', item.name)}"
+        unit = f"{unit}:{getattr(item, 'originalname', item.name)}"
     return unit
 
 
