@@ -1,8 +1,8 @@
 """Shared test configuration. Fixtures for real servers live beside the tests that use them,
 except the local control plane, which every folder may use.
 
-Parallel runs (``pytest -n 4 --dist loadgroup``, as ``make test`` does): every test gets an
-``xdist_group`` naming its scheduling unit, so tests that share a module's fixtures run on
+Parallel runs (``pytest -n 4 --dist loadgroup``, as ``make test`` does): every test has a
+scheduling unit, handed to one worker whole, so tests that share a module's fixtures run on
 one worker: by default the whole module, split by API server (``emulated``/``real``) where
 a module runs on both, and a test marked ``schedule_alone`` on its own. Each worker is a
 separate process with its own session fixtures (its own local control plane), its own
@@ -13,10 +13,12 @@ data) and its own loopback ports (each server binds a port the kernel gives it; 
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -54,8 +56,6 @@ instead of last. Units not named here follow in collection order."""
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # pytest-xdist registers it too; declared here so a run without xdist still collects
-    config.addinivalue_line("markers", "xdist_group(name): the scheduling unit of a parallel run")
     config.addinivalue_line(
         "markers",
         "schedule_alone: shares no module fixture with its neighbours; a parallel run "
@@ -64,10 +64,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def scheduling_unit(item: pytest.Item) -> str:
-    """The ``xdist_group`` of ``item``: its module, per API server, or the test alone.
-
-    No brackets: xdist reads the group after the last ``@`` of a node id only when no ``]``
-    follows it, and would make every test its own unit."""
+    """The scheduling unit of ``item``: its module, per API server, or the test alone."""
     unit = item.nodeid.split("::", 1)[0]
     callspec = getattr(item, "callspec", None)
     if callspec is not None:
@@ -79,17 +76,57 @@ def scheduling_unit(item: pytest.Item) -> str:
     return unit
 
 
-@pytest.hookimpl(tryfirst=True)
+# The units are computed where the tests are collected (the workers: markers and parameters
+# are known there) and handed to the controller's scheduler in a file. xdist's own
+# `xdist_group` cannot carry them: with pytest 9 the group it appends to a node id is lost,
+# so --dist loadgroup alone would spread a module's tests over all workers.
+_UNITS_FILE = "agentmedic_units_file"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """Controller: tell each worker where to write the units."""
+    node.workerinput[_UNITS_FILE] = str(_units_path(node.config))
+
+
+def _units_path(config: pytest.Config) -> Path:
+    return Path(tempfile.gettempdir()) / f"agentmedic-test-units-{os.getpid()}.json"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    units: dict[int, str] = {}
-    for index, item in enumerate(items):
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(scheduling_unit(item)))
-        units[index] = scheduling_unit(item)
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        # Every worker collects the same order, which the scheduler then hands out.
-        order = sorted(range(len(items)), key=lambda i: -SLOW_UNITS.get(units[i], 0.0))
-        items[:] = [items[i] for i in order]
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None or _UNITS_FILE not in workerinput:
+        return
+    units = [scheduling_unit(item) for item in items]
+    path = Path(workerinput[_UNITS_FILE])
+    part = path.with_name(f"{path.name}.{workerinput.get('workerid', 'gw')}")
+    part.write_text(json.dumps({i.nodeid: u for i, u in zip(items, units, strict=True)}))
+    part.replace(path)  # every worker writes the same map; each replace is whole
+    # Every worker collects the same order, which the scheduler then hands out.
+    order = sorted(range(len(items)), key=lambda i: -SLOW_UNITS.get(units[i], 0.0))
+    items[:] = [items[i] for i in order]
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Controller, ``--dist loadgroup``: whole units to one worker, slowest first."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    path = _units_path(config)
+    config.option.loadscopereorder = False  # keep the workers' slowest-first order
+
+    class UnitScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        units: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.units is None:
+                self.units = json.loads(path.read_text())
+            return self.units.get(nodeid) or nodeid.split("::", 1)[0]
+
+    config.add_cleanup(lambda: path.unlink(missing_ok=True))
+    return UnitScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
@@ -100,8 +137,17 @@ def local_cluster(
     kube-scheduler, kwok with one fake node), shared by the whole session.
 
     Skips when the binaries are not built, unless ``AGENTMEDIC_REQUIRE_K8S=1`` (``make
-    test`` sets it): then it fails and says how to build them.
+    test`` sets it): then it fails and says how to build them. tests/e2e_cluster has one
+    of its own (its tests install the CRD as generated, the integration tests a
+    time-compressed one), so neither depends on which ran first.
     """
+    yield from run_local_cluster(request, tmp_path_factory, "local-cluster")
+
+
+def run_local_cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str
+) -> Iterator[LocalCluster]:
+    """Start a local control plane in a temporary folder called ``name``, yield it, stop it."""
     from agentmedic.sandbox.cluster import LocalCluster, k8s_bin_dir, missing_binaries
 
     missing = missing_binaries()
@@ -119,7 +165,7 @@ def local_cluster(
     # (parallel workers, other runs) another process can take one in between. That, and
     # only that, is worth a second start.
     for attempt in (1, 2):
-        workdir = tmp_path_factory.mktemp("local-cluster")
+        workdir = tmp_path_factory.mktemp(name)
         cluster = LocalCluster(workdir=workdir)
         try:
             cluster.start()
