@@ -291,26 +291,23 @@ def _calm_scenario() -> Scenario:
     ]
     examples = example_policies()
     policies = [
-        compress_policy(examples[name], FACTOR, budget_limit_usd=1000.0, calendar_budget=True)
+        compress_policy(examples[name], 30.0, budget_limit_usd=1000.0, calendar_budget=True)
         for name in ("auto-disable", "finance-budget", "quality-degradation")
     ]
-    for policy in policies:
-        # 20 cycles span 20 simulated seconds, as at the demo's pace: spend in status moves
-        # in steps, and a longer span of a spending fleet may cross one
-        policy["spec"]["interval"] = f"{1000 / SPEED:g}ms"
-        # a forecast settles once its burn-rate window has filled
+    for policy in policies:  # a forecast settles once its burn-rate window has filled
         if "budget" in policy["spec"]:
-            policy["spec"]["budget"]["forecastWindow"] = f"{30 / SPEED:g}s"
+            policy["spec"]["budget"]["forecastWindow"] = "30s"
     roles = {a.name: "healthy" for a in agents}
-    return Scenario(
-        agents=agents, roles=roles, policies=policies, duration=60.0, time_compression=FACTOR
-    )
+    return Scenario(agents=agents, roles=roles, policies=policies, duration=60.0)
 
 
+# At the demo's pace, not SPEED: at twice the pace a cycle that overruns on a loaded machine
+# stretches the 20 cycles over more simulated spend, and the budget's status may then cross a
+# spend step and be written (issue #17). It runs beside the other units in a parallel run.
 @pytest.mark.schedule_alone
 def test_steady_state_costs_no_api_writes(server: RealServer | None) -> None:
     """Over 20 cycles with unchanged (healthy) metrics the operator writes nothing."""
-    with World(_calm_scenario(), api=_api(server), speed=SPEED) as world:
+    with World(_calm_scenario(), api=_api(server)) as world:
         world.wait_until(
             lambda: all(
                 world.policy(p["metadata"]["name"]).get("status", {}).get("agents", {}).get("total")
@@ -320,9 +317,7 @@ def test_steady_state_costs_no_api_writes(server: RealServer | None) -> None:
             timeout=60,
             what="every policy's first status",
         )
-        # The windows (30 simulated seconds) fill and the first transitions settle: this
-        # waits for the world's clock, which nothing but time advances.
-        time.sleep(35 / SPEED)
+        time.sleep(35)  # the 30s windows fill; the first transitions settle
         emulator = world.emulator if isinstance(world.emulator, ApiEmulator) else None
         if emulator is not None:
             emulator.clear_requests()
