@@ -10,13 +10,17 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+# make test runs the suite on this many pytest-xdist workers (each with its own local control
+# plane); the tests mostly wait on servers, so more workers than cores pay. 0: one process.
+TEST_WORKERS ?= 4
 
 .PHONY: test k8s demo deps system-deps venv lint typecheck imports crd-check unit integration chart bench crd docs clean
 
 # AGENTMEDIC_REQUIRE_K8S=1: a test that needs the local control plane fails when its
-# binaries are missing instead of skipping.
+# binaries are missing instead of skipping. --dist loadgroup keeps the tests that share a
+# module's fixtures on one worker (tests/conftest.py names the groups).
 test: deps k8s lint typecheck imports crd-check
-	AGENTMEDIC_REQUIRE_K8S=1 $(BIN)/pytest $(PYTEST_ARGS)
+	AGENTMEDIC_REQUIRE_K8S=1 $(BIN)/pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
 
 # Not a dependency of demo: on a machine without the binaries the demo runs against the
 # API emulator and stays quick; with them it uses the real control plane.

@@ -1,6 +1,6 @@
 """A real cluster for the e2e suite: the local control plane, or one ``KUBECONFIG`` names.
 
-Without ``KUBECONFIG`` the suite runs against the session's ``local_cluster`` (etcd,
+Without ``KUBECONFIG`` the suite runs against its own session ``local_cluster`` (etcd,
 kube-apiserver, kube-controller-manager, kube-scheduler and kwok on loopback, see
 tests/conftest.py), which skips only when its binaries are not built (``make k8s``).
 
@@ -18,12 +18,16 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
 import pytest
 
 from agentmedic.actions import ActionError, ActionExecutor, Kube, RetryPolicy
+from tests.conftest import run_local_cluster
+
+if TYPE_CHECKING:
+    from agentmedic_sandbox.cluster import LocalCluster
 
 LOCAL_CONTEXT_PREFIXES = ("kind-", "k3d-", "k3s", "minikube", "docker-desktop", "rancher-desktop")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
@@ -35,6 +39,16 @@ def _skip(reason: str) -> NoReturn:
 
 def uses_local_cluster() -> bool:
     return not os.environ.get("KUBECONFIG")
+
+
+@pytest.fixture(scope="session")
+def local_cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalCluster]:
+    """This suite's own local control plane, apart from the integration tests' one: these
+    tests install the AgentPolicy CRD as generated, the integration tests one rendered for
+    time-compressed policies, and each must hold whichever ran before on the worker."""
+    yield from run_local_cluster(request, tmp_path_factory, "e2e-local-cluster")
 
 
 @pytest.fixture(scope="session")

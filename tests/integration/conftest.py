@@ -22,12 +22,27 @@ teardown::
 
 Without the binaries the tests are skipped, except in CI (``CI`` set), where they fail:
 CI must never pass by skipping.
+
+A backfill through the factories is cached: promtool turns the same OpenMetrics text into
+the same TSDB blocks every run, and for the larger histories that is a minute and more of
+CPU. The blocks are built once per (text, promtool version) under
+``${AGENTMEDIC_CACHE:-~/.cache/agentmedic}/promtool-blocks`` and copied into each server's
+own data folder before it starts, as a fresh backfill would be. Entries unused for a week
+are removed. A text promtool refuses is not cached: the server backfills it itself and
+reports the error as before.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import shutil
+import subprocess
+import tempfile
+import time
 from collections.abc import Callable, Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -145,12 +160,89 @@ def compressed_agent_policy_crd() -> dict[str, Any]:
 PrometheusFactory = Callable[..., PrometheusServer]
 
 
-def _start(servers: list[PrometheusServer], kwargs: dict[str, Any]) -> PrometheusServer:
+BLOCKS_UNUSED_FOR = 7 * 24 * 3600.0
+"""Seconds after which a cached backfill nobody used is removed."""
+
+
+def _blocks_cache() -> Path:
+    root = os.environ.get("AGENTMEDIC_CACHE")
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        root = str(Path(xdg) / "agentmedic")
+    return Path(root) / "promtool-blocks"
+
+
+@cache
+def _promtool() -> tuple[str, str] | None:
+    """promtool's path and version, or None when it is not installed."""
+    path = shutil.which("promtool")
+    if path is None:
+        return None
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
+    return path, (out.stdout or out.stderr).strip()
+
+
+@cache
+def _prune_blocks_cache() -> None:
+    """Remove the entries unused for a week (once per session and worker)."""
+    folder = _blocks_cache()
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        try:
+            if time.time() - entry.stat().st_mtime > BLOCKS_UNUSED_FOR:
+                shutil.rmtree(entry, ignore_errors=True)
+        except FileNotFoundError:
+            pass  # another worker removed it
+
+
+def _cached_blocks(text: str) -> Path | None:
+    """TSDB blocks promtool makes of ``text``, built once; None if promtool refuses it."""
+    tool = _promtool()
+    if tool is None:
+        return None
+    _prune_blocks_cache()
+    key = hashlib.sha256(f"{tool[1]}\n{text}".encode()).hexdigest()[:32]
+    entry = _blocks_cache() / key
+    if entry.is_dir():
+        os.utime(entry)  # in use: keep it from pruning
+        return entry
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    # Built beside the entry and renamed into place, so another worker never sees a part.
+    building = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=entry.parent))
+    source = building / "backfill.om"
+    source.write_text(text, encoding="utf-8")
+    blocks = building / "blocks"
+    done = subprocess.run(
+        [tool[0], "tsdb", "create-blocks-from", "openmetrics", str(source), str(blocks)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0 or not blocks.is_dir():
+        shutil.rmtree(building, ignore_errors=True)
+        return None
+    with contextlib.suppress(OSError):  # another worker was first: its blocks are the same
+        blocks.rename(entry)
+    shutil.rmtree(building, ignore_errors=True)
+    return entry
+
+
+def _start(
+    servers: list[PrometheusServer], folders: list[Path], kwargs: dict[str, Any]
+) -> PrometheusServer:
     scrape = kwargs.pop("scrape", None)
     if scrape is not None:
         kwargs["scrape_targets"] = [
             t if isinstance(t, ScrapeTarget) else ScrapeTarget(t) for t in scrape
         ]
+    text = kwargs.get("backfill")
+    blocks = _cached_blocks(text) if text is not None and "data_dir" not in kwargs else None
+    if blocks is not None:
+        folder = Path(tempfile.mkdtemp(prefix="agentmedic-prometheus-"))
+        folders.append(folder)
+        shutil.copytree(blocks, folder / "data")
+        kwargs = {**kwargs, "backfill": None, "data_dir": folder}
     try:
         server = PrometheusServer(**kwargs)
     except PrometheusNotInstalledError as exc:
@@ -161,6 +253,13 @@ def _start(servers: list[PrometheusServer], kwargs: dict[str, Any]) -> Prometheu
     return server.start()
 
 
+def _stop(servers: list[PrometheusServer], folders: list[Path]) -> None:
+    for server in servers:
+        server.stop()
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture
 def prometheus_factory() -> Iterator[PrometheusFactory]:
     """Start Prometheus servers for one test: ``factory(backfill=text, scrape=[...], ...)``.
@@ -169,15 +268,15 @@ def prometheus_factory() -> Iterator[PrometheusFactory]:
     values or ``"host:port"`` strings.
     """
     servers: list[PrometheusServer] = []
-    yield lambda **kwargs: _start(servers, kwargs)
-    for server in servers:
-        server.stop()
+    folders: list[Path] = []
+    yield lambda **kwargs: _start(servers, folders, kwargs)
+    _stop(servers, folders)
 
 
 @pytest.fixture(scope="module")
 def prometheus_module_factory() -> Iterator[PrometheusFactory]:
     """Like ``prometheus_factory``, but the servers live for the whole test module."""
     servers: list[PrometheusServer] = []
-    yield lambda **kwargs: _start(servers, kwargs)
-    for server in servers:
-        server.stop()
+    folders: list[Path] = []
+    yield lambda **kwargs: _start(servers, folders, kwargs)
+    _stop(servers, folders)

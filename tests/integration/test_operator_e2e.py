@@ -5,10 +5,15 @@ API servers (ids ``emulated`` and ``real``): the emulator, and the session's rea
 plane, where the operator holds a ServiceAccount token bound to the declared permissions
 and the API server's audit log shows what it did.
 
-One scenario run (about two minutes) is shared by the tests of the first part; each test
-asserts one promise. The fleet: flaky-bot's success collapses, slow-bot's latency spikes,
-spendy-bot burns its budget on gpt-4o, the helpers are healthy; at 80-100 s every agent
-fails at once (a provider outage), then everything recovers.
+One scenario run is shared by the tests of the first part; each test asserts one promise.
+The fleet: flaky-bot's success collapses, slow-bot's latency spikes, spendy-bot burns its
+budget on gpt-4o, the helpers are healthy; at 80-100 s (simulated) every agent fails at
+once (a provider outage), then everything recovers.
+
+The scenarios run at twice the demo's pace (:data:`SPEED`): the fleet's clock runs at twice
+the wall clock and the policies are compressed twice as much, so every window, ``for``,
+cooldown and budget period spans the same simulated seconds of the script as in the demo,
+with the same number of executions in it; the scenario plays out in about a minute.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,16 +53,30 @@ from tests.integration.kube_servers import (
 
 HELPERS = [f"helper-{i}" for i in range(1, 8)]
 
+SPEED = 2.0
+"""How much faster than the wall clock the worlds' simulated clock runs."""
+FACTOR = 30.0 * SPEED
+"""The policies' time compression: the demo's 30 at its pace of 1, times :data:`SPEED`."""
 
-def _done(world: World) -> bool:
+
+def _missing(world: World) -> list[str]:
+    """What of the scenario's expected remediations has not happened (yet)."""
     pages = world.pages()
     systemic = [p for p in pages if ":*:" in p.get("dedup_key", "")]
-    return (
-        world.replicas("flaky-bot") == 0
-        and world.model("spendy-bot") == "gpt-4o-mini"
-        and len(world.jobs()) >= 1
-        and any(p["event_action"] == "resolve" for p in systemic)
-    )
+    expected = {
+        "flaky-bot at 0 replicas": lambda: world.replicas("flaky-bot") == 0,
+        f"spendy-bot on gpt-4o-mini (on {world.model('spendy-bot')}, "
+        f"{world.deployment('spendy-bot')['metadata'].get('annotations', {})})": lambda: (
+            world.model("spendy-bot") == "gpt-4o-mini"
+        ),
+        "a Job": lambda: len(world.jobs()) >= 1,
+        "the outage resolved": lambda: any(p["event_action"] == "resolve" for p in systemic),
+    }
+    return [what for what, happened in expected.items() if not happened()]
+
+
+def _done(world: World) -> bool:
+    return not _missing(world)
 
 
 @pytest.fixture(scope="module", params=SERVERS)
@@ -75,16 +94,34 @@ def _api(server: RealServer | None) -> WorldServer | None:
 
 @pytest.fixture(scope="module")
 def healed(server: RealServer | None) -> Iterator[World]:
-    """Run the demo scenario until every expected remediation happened (or 170 s)."""
-    world = World(demo_scenario(agents=10, duration=150.0), api=_api(server)).start()
+    """Run the demo scenario until every expected remediation happened (or 170 s), and its
+    policies' status shows them."""
+    scenario = demo_scenario(agents=10, duration=150.0, factor=FACTOR)
+    world = World(scenario, api=_api(server), speed=SPEED).start()
     try:
         deadline = time.monotonic() + 170
         while time.monotonic() < deadline and not _done(world):
-            time.sleep(1)
-        time.sleep(3)  # let the last status writes land
+            time.sleep(0.2)
+        # Status and the last messages follow the actions by a cycle or two (the tests check
+        # them, and fail themselves if they never come).
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not _settled(world):
+            time.sleep(0.2)
         yield world
     finally:
         world.stop()
+
+
+def _settled(world: World) -> bool:
+    """The writes and sends that follow the remediations have landed: the status counts
+    them and Slack got the outage's resolve as PagerDuty did."""
+    agents = world.policy("auto-disable").get("status", {}).get("agents", {})
+    texts = [m.get("text", "") for m in world.slack_messages()]
+    return bool(
+        agents.get("disabled") == 1
+        and agents.get("downgraded") == 1
+        and any(t.startswith("Resolved: low-success on policy") for t in texts)
+    )
 
 
 def _events(world: World, name: str) -> list[dict[str, Any]]:
@@ -264,6 +301,10 @@ def _calm_scenario() -> Scenario:
     return Scenario(agents=agents, roles=roles, policies=policies, duration=60.0)
 
 
+# At the demo's pace, not SPEED: at twice the pace a cycle that overruns on a loaded machine
+# stretches the 20 cycles over more simulated spend, and the budget's status may then cross a
+# spend step and be written (issue #17). It runs beside the other units in a parallel run.
+@pytest.mark.schedule_alone
 def test_steady_state_costs_no_api_writes(server: RealServer | None) -> None:
     """Over 20 cycles with unchanged (healthy) metrics the operator writes nothing."""
     with World(_calm_scenario(), api=_api(server)) as world:
@@ -299,31 +340,93 @@ def test_steady_state_costs_no_api_writes(server: RealServer | None) -> None:
 # --------------------------------------------------------------------------- crash safety
 
 
-@pytest.mark.emulator_only(
-    "on the real control plane this run passes alone (137 s) and after the conformance "
-    "file (153 s for both), but inside the full suite it outlasts the 300 s per-test "
-    "timeout; kept out of the default run until that slowdown is understood. Run it with "
-    "pytest -k 'sigkill and real' -p no:randomly after removing this marker"
-)
+RANDOM_KILLS = 10
+"""Kills at random moments: the operator lives ``uniform(1.5, 5.0)`` seconds each time,
+counted from its start-up (not from its process' start: on a loaded machine importing the
+operator alone can take longer than that, and such a life would test nothing)."""
+
+
+def _phases(world: World) -> dict[str, Callable[[], bool]]:
+    """The moments where a crash could repeat or lose something: just after each kind of
+    action, page and resolve (before the operator has recorded, settled and told)."""
+
+    def systemic(state: str) -> bool:
+        return any(":*:" in p.get("dedup_key", "") for p in world.pages(state))
+
+    return {
+        "flaky-bot scaled to zero": lambda: world.replicas("flaky-bot") == 0,
+        "spendy-bot moved a tier down": lambda: world.model("spendy-bot") == "gpt-4o-mini",
+        "slow-bot's Job created": lambda: len(world.jobs()) >= 1,
+        "the outage paged": lambda: systemic("trigger"),
+        "the outage resolved": lambda: systemic("resolve"),
+    }
+
+
+def _starts(world: World) -> int:
+    """How many operator processes have started up (logged ``operator started``)."""
+    if not world.operator_log.exists():
+        return 0
+    return world.operator_log.read_text(errors="replace").count("operator started")
+
+
+def _log_tail(world: World, lines: int = 60) -> str:
+    """The end of the operator processes' log, for a failure message."""
+    text = world.operator_log.read_text(errors="replace") if world.operator_log.exists() else ""
+    return "operator log (end):\n" + "\n".join(text.splitlines()[-lines:])
+
+
+@pytest.mark.schedule_alone
 def test_sigkill_at_random_points_never_repeats_or_loses_an_action(
     server: RealServer | None, request: pytest.FixtureRequest
 ) -> None:
-    """SIGKILL the operator 20 times during remediation episodes; after each restart it
-    carries on from the record on the workloads: no second Job, no second incident per
-    episode, every recorded previous value intact."""
+    """SIGKILL the operator at random moments of the remediation episodes and at once after
+    each kind of action, page and resolve appears; after each restart it carries on from
+    the record on the workloads: no second Job, no second incident per episode, every
+    recorded previous value intact."""
     rng = random.Random(20261127)
-    scenario = demo_scenario(agents=6, duration=150.0)
-    with World(scenario, operator="process", api=_api(server)) as world:
-        kills = 0
-        while kills < 20:
-            time.sleep(rng.uniform(1.5, 5.0))
+    scenario = demo_scenario(agents=6, duration=150.0, factor=FACTOR)
+    with World(scenario, operator="process", api=_api(server), speed=SPEED) as world:
+        phases = _phases(world)
+        killed_after: set[str] = set()
+        kills = random_kills = phase_kills = 0
+        deadline = time.monotonic() + 150
+        next_kill: float | None = None  # drawn once the current operator has started up
+        while random_kills < RANDOM_KILLS or killed_after != set(phases):
+            if time.monotonic() > deadline:
+                missing = sorted(set(phases) - killed_after)
+                pytest.fail(
+                    f"after {kills} kills, never saw: {', '.join(missing)}\n{_log_tail(world)}"
+                )
+            seen = {
+                name for name, happened in phases.items() if name not in killed_after and happened()
+            }
+            if next_kill is None and _starts(world) > kills:
+                next_kill = time.monotonic() + rng.uniform(1.5, 5.0)
+            if seen:
+                killed_after |= seen
+                phase_kills += 1
+            elif (
+                random_kills < RANDOM_KILLS
+                and next_kill is not None
+                and time.monotonic() >= next_kill
+            ):
+                random_kills += 1
+            else:
+                time.sleep(0.1)
+                continue
             world.kill_operator()
             kills += 1
             world.start_operator()
-        world.wait_until(
-            lambda: _done(world), timeout=120, what="every remediation after 20 crashes"
-        )
-        time.sleep(3)
+            next_kill = None
+        deadline = time.monotonic() + 120
+        while missing := _missing(world):
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"after {kills} crashes, still missing: {', '.join(missing)}\n"
+                    f"{_log_tail(world)}"
+                )
+            time.sleep(0.2)
+        time.sleep(3)  # a repeated action or page would show in this time
         flaky = parse_disabled(world.deployment("flaky-bot")["metadata"]["annotations"])
         assert flaky is not None
         assert flaky.replicas == 2
@@ -339,4 +442,6 @@ def test_sigkill_at_random_points_never_repeats_or_loses_an_action(
         for name in ("slow-bot", "helper-1", "helper-2", "helper-3"):
             assert world.replicas(name) == 2
             assert DOWNGRADED not in world.deployment(name)["metadata"].get("annotations", {})
-        assert kills == 20
+        assert random_kills == RANDOM_KILLS
+        assert killed_after == set(phases)
+        assert kills == random_kills + phase_kills
