@@ -409,3 +409,27 @@ def test_stepping_back_up_to_the_original_model_clears_the_record(
     assert {e["name"]: e["value"] for e in _containers(obj)[0]["env"]}["OPENAI_MODEL"] == "gpt-4o"
     assert rec.DOWNGRADED not in obj["metadata"]["annotations"]
     assert rec.LAST_RESTORE in obj["metadata"]["annotations"]
+
+
+def test_an_episode_that_switched_already_does_not_step_down_again(
+    api: KubeServer, ns: str, executor: ActionExecutor
+) -> None:
+    # A restart between acting and persisting the engine's memory decides the same
+    # episode again, now one tier below the model it switched to: the workload's record
+    # says this episode acted, so the second step is not taken.
+    api.create(workload(ns))
+    first = executor.switch_model(ref(ns), ENV_SPEC, "gpt-4o-mini", record(ns))
+    assert first.outcome is Outcome.APPLIED
+    before = desired_state(api, ns)
+
+    again = executor.switch_model(ref(ns), ENV_SPEC, "gpt-4.1-nano", record(ns))
+
+    assert again.outcome is Outcome.UNCHANGED
+    assert "by this episode already" in again.message
+    assert desired_state(api, ns) == before
+    env = {e["name"]: e["value"] for e in _containers(get(api, ns))[0]["env"]}
+    assert env["OPENAI_MODEL"] == "gpt-4o-mini"
+    other = executor.switch_model(
+        ref(ns), ENV_SPEC, "gpt-4.1-nano", record(ns, episode="another-episode")
+    )
+    assert other.outcome is Outcome.APPLIED

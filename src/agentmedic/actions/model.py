@@ -95,6 +95,23 @@ def switch_model(
     try:
         obj = ctx.kube.get_workload(ref.kind, ref.namespace, ref.name)
         existing = parse_downgraded(annotations_of(obj))
+        if (
+            existing is not None
+            and existing.episode == record.episode != ""
+            and existing.to not in ("", to_model)
+        ):
+            # This episode chose another model already (a restart between acting and
+            # persisting decides again, one tier below the model it switched to): an
+            # episode acts once on a workload, so this is done, not a further step. The
+            # same target again goes on (it finishes an interrupted ConfigMap switch).
+            return ActionResult(
+                kind,
+                ref,
+                ExecutionOutcome.UNCHANGED,
+                f"{ref} was switched to model {existing.to} by this episode already "
+                f"({existing.episode}, rule {existing.rule})",
+                details={"model": existing.to, "episode": existing.episode},
+            )
         if existing is not None and existing.model == to_model:
             # Back to where agentmedic found it: that is a restore of the model, and
             # must clear the record rather than record "downgraded" to the original.
