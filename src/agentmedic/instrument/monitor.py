@@ -42,7 +42,6 @@ from agentmedic.instrument.record import (
     ExecutionRecord,
     LLMCall,
     Status,
-    ToolCallEntry,
     ToolCallRecord,
 )
 from agentmedic.instrument.series import (
@@ -324,45 +323,13 @@ class AgentMonitor:
             model = self._model
             if model is None:
                 model = next((c.request_model for c in calls if c.request_model), UNKNOWN_MODEL)
-        input_tokens = output_tokens = cached = 0
-        spent = 0.0
-        cost_known = True
-        for call in calls:
-            if call.input_tokens is None and call.output_tokens is None:
-                continue  # no usage reported: nothing to count or price
-            input_tokens += call.input_tokens or 0
-            output_tokens += call.output_tokens or 0
-            cached += call.cached_input_tokens
-            cost = self._price(call, model)
-            if cost is None:
-                cost_known = False
-            else:
-                spent += cost
-
-        series = self._model_series(model)
-        if spent > 0 and series.cost is None:
-            series.cost = self._store.counter(COST_USD_TOTAL, (self.agent, model))
-        with self._store.lock:
-            (series.success if status == "success" else series.error).add(1)
-            series.duration.observe(latency_s)
-            if input_tokens:
-                series.tokens_in.add(input_tokens)
-            if output_tokens:
-                series.tokens_out.add(output_tokens)
-            if spent > 0:
-                # Known spend is counted even when part of the execution is unpriced:
-                # budgets must not lose real spend, and the warning says what is missing.
-                series.cost.add(spent)
+        input_tokens, output_tokens, cached, spent, cost_known = self._usage(calls, model)
+        self._count(model, status, latency_s, input_tokens, output_tokens, spent)
         if self._model is None and model != self._info_model and model != UNKNOWN_MODEL:
             # Without a model of its own the monitor takes the latest execution's as the
             # agent's current one; with one, a side call on another model (a cheap
             # classifier, say) must not make agent_info flicker.
             self._update_info(model)
-
-        tools_called: list[ToolCallEntry] = [
-            {"name": t.name, "duration_ms": round(t.duration_s * 1000, 3), "success": t.success}
-            for t in tools
-        ]
         record: ExecutionRecord = {
             "session_id": session_id,
             "agent": self.agent,
@@ -377,11 +344,63 @@ class AgentMonitor:
                 "cached_input": cached,
             },
             "latency_ms": round(latency_s * 1000, 3),
-            "tools_called": tools_called,
+            "tools_called": [
+                {"name": t.name, "duration_ms": round(t.duration_s * 1000, 3), "success": t.success}
+                for t in tools
+            ],
             "decision_log": list(decisions),
             "cost_usd": round(spent, 12) if cost_known else None,
             "llm_calls": len(calls),
         }
+        self._emit(record)
+        return record
+
+    def _usage(self, calls: Sequence[LLMCall], model: str) -> tuple[int, int, int, float, bool]:
+        """Input, output and cached tokens, the known spend, and whether all of it is
+        known (every call that reported usage had a price)."""
+        input_tokens = output_tokens = cached = 0
+        spent = 0.0
+        cost_known = True
+        for call in calls:
+            if call.input_tokens is None and call.output_tokens is None:
+                continue  # no usage reported: nothing to count or price
+            input_tokens += call.input_tokens or 0
+            output_tokens += call.output_tokens or 0
+            cached += call.cached_input_tokens
+            cost = self._price(call, model)
+            if cost is None:
+                cost_known = False
+            else:
+                spent += cost
+        return input_tokens, output_tokens, cached, spent, cost_known
+
+    def _count(
+        self,
+        model: str,
+        status: Status,
+        latency_s: float,
+        input_tokens: int,
+        output_tokens: int,
+        spent: float,
+    ) -> None:
+        """The execution's per-model series: outcome, duration, tokens and spend."""
+        series = self._model_series(model)
+        if spent > 0 and series.cost is None:
+            series.cost = self._store.counter(COST_USD_TOTAL, (self.agent, model))
+        with self._store.lock:
+            (series.success if status == "success" else series.error).add(1)
+            series.duration.observe(latency_s)
+            if input_tokens:
+                series.tokens_in.add(input_tokens)
+            if output_tokens:
+                series.tokens_out.add(output_tokens)
+            if spent > 0:
+                # Known spend is counted even when part of the execution is unpriced:
+                # budgets must not lose real spend, and the warning says what is missing.
+                series.cost.add(spent)
+
+    def _emit(self, record: ExecutionRecord) -> None:
+        """The record to the JSON logger (when enabled) and to ``on_record``."""
         logger = self.logger
         if logger.isEnabledFor(logging.INFO):
             # makeRecord + handle instead of logger.info: the same filters and handlers, but
@@ -403,7 +422,6 @@ class AgentMonitor:
                 self.on_record(record)
             except Exception:
                 _log.exception("on_record callback failed for agent %s", self.agent)
-        return record
 
 
 class ToolSpan:
