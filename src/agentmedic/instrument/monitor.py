@@ -31,11 +31,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar, Token
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from prometheus_client import CollectorRegistry
 
+from agentmedic.api import metric_names as names
 from agentmedic.instrument.prices import PriceTable
 from agentmedic.instrument.record import (
     DecisionEntry,
@@ -44,19 +44,7 @@ from agentmedic.instrument.record import (
     Status,
     ToolCallRecord,
 )
-from agentmedic.instrument.series import (
-    AGENT_INFO,
-    COST_USD_TOTAL,
-    EXECUTION_DURATION_SECONDS,
-    EXECUTIONS_TOTAL,
-    GEN_AI_OPERATION_DURATION,
-    GEN_AI_TOKEN_USAGE,
-    TOKENS_TOTAL,
-    TOOL_CALLS_TOTAL,
-    TOOL_DURATION_SECONDS,
-    SeriesStore,
-    store_for,
-)
+from agentmedic.instrument.series import SeriesStore, store_for
 
 __all__ = ["AgentMonitor", "Execution", "ToolSpan", "current_execution"]
 
@@ -108,11 +96,11 @@ class _ModelSeries:
     __slots__ = ("cost", "duration", "error", "success", "tokens_in", "tokens_out")
 
     def __init__(self, store: SeriesStore, agent: str, model: str) -> None:
-        self.success = store.counter(EXECUTIONS_TOTAL, (agent, model, "success"))
-        self.error = store.counter(EXECUTIONS_TOTAL, (agent, model, "error"))
-        self.duration = store.histogram(EXECUTION_DURATION_SECONDS, (agent, model))
-        self.tokens_in = store.counter(TOKENS_TOTAL, (agent, model, "input"))
-        self.tokens_out = store.counter(TOKENS_TOTAL, (agent, model, "output"))
+        self.success = store.counter(names.EXECUTIONS_TOTAL, (agent, model, "success"))
+        self.error = store.counter(names.EXECUTIONS_TOTAL, (agent, model, "error"))
+        self.duration = store.histogram(names.EXECUTION_DURATION_SECONDS, (agent, model))
+        self.tokens_in = store.counter(names.TOKENS_TOTAL, (agent, model, "input"))
+        self.tokens_out = store.counter(names.TOKENS_TOTAL, (agent, model, "output"))
         # Created on the first priced execution: a model without a price must show no cost
         # series at all (unknown), not a cost of 0.
         self.cost: Any = None
@@ -122,9 +110,9 @@ class _ToolSeries:
     __slots__ = ("duration", "error", "success")
 
     def __init__(self, store: SeriesStore, agent: str, tool: str) -> None:
-        self.success = store.counter(TOOL_CALLS_TOTAL, (agent, tool, "success"))
-        self.error = store.counter(TOOL_CALLS_TOTAL, (agent, tool, "error"))
-        self.duration = store.histogram(TOOL_DURATION_SECONDS, (agent, tool))
+        self.success = store.counter(names.TOOL_CALLS_TOTAL, (agent, tool, "success"))
+        self.error = store.counter(names.TOOL_CALLS_TOTAL, (agent, tool, "error"))
+        self.duration = store.histogram(names.TOOL_DURATION_SECONDS, (agent, tool))
 
 
 class _CallSeries:
@@ -135,15 +123,15 @@ class _CallSeries:
     def __init__(self, store: SeriesStore, labels: tuple[str, ...]) -> None:
         self._store = store
         self._labels = labels
-        self.input = store.histogram(GEN_AI_TOKEN_USAGE, (*labels, "input"))
-        self.output = store.histogram(GEN_AI_TOKEN_USAGE, (*labels, "output"))
+        self.input = store.histogram(names.GEN_AI_TOKEN_USAGE, (*labels, "input"))
+        self.output = store.histogram(names.GEN_AI_TOKEN_USAGE, (*labels, "output"))
         self.durations: dict[str, Any] = {}
 
     def duration(self, error_type: str) -> Any:
         cell = self.durations.get(error_type)
         if cell is None:
             cell = self.durations[error_type] = self._store.histogram(
-                GEN_AI_OPERATION_DURATION, (*self._labels, error_type)
+                names.GEN_AI_OPERATION_DURATION, (*self._labels, error_type)
             )
         return cell
 
@@ -256,8 +244,8 @@ class AgentMonitor:
         with self._info_lock:
             previous, self._info_model = self._info_model, model
             if previous is not None:
-                self._store.set_gauge(AGENT_INFO, (self.agent, previous), None)
-            self._store.set_gauge(AGENT_INFO, (self.agent, model), 1.0)
+                self._store.set_gauge(names.AGENT_INFO, (self.agent, previous), None)
+            self._store.set_gauge(names.AGENT_INFO, (self.agent, model), 1.0)
 
     def _model_series(self, model: str) -> _ModelSeries:
         series = self._models.get(model)
@@ -386,7 +374,7 @@ class AgentMonitor:
         """The execution's per-model series: outcome, duration, tokens and spend."""
         series = self._model_series(model)
         if spent > 0 and series.cost is None:
-            series.cost = self._store.counter(COST_USD_TOTAL, (self.agent, model))
+            series.cost = self._store.counter(names.COST_USD_TOTAL, (self.agent, model))
         with self._store.lock:
             (series.success if status == "success" else series.error).add(1)
             series.duration.observe(latency_s)
@@ -424,7 +412,28 @@ class AgentMonitor:
                 _log.exception("on_record callback failed for agent %s", self.agent)
 
 
-class ToolSpan:
+class _Block:
+    """``async with`` as ``with``: a block's own work never awaits, so the async forms
+    only call the sync ones."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> Self:
+        raise NotImplementedError
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+class ToolSpan(_Block):
     """One tool call inside an execution: ``with ex.tool("search"):`` (or ``async with``).
 
     The call fails when an exception escapes the block or :meth:`fail` was called; its
@@ -450,12 +459,7 @@ class ToolSpan:
         self._start = time.perf_counter()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         duration = time.perf_counter() - self._start
         self.duration_s = duration
         if exc_type is not None:
@@ -468,19 +472,8 @@ class ToolSpan:
         except Exception:
             _log.exception("recording tool call %s failed", self.name)
 
-    async def __aenter__(self) -> ToolSpan:
-        return self.__enter__()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
-
-
-class Execution:
+class Execution(_Block):
     """One agent execution; created by :meth:`AgentMonitor.execution`.
 
     Use it once, as ``with`` or ``async with``. When the block ends it writes the
@@ -586,12 +579,7 @@ class Execution:
         self._start = time.perf_counter()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         latency = time.perf_counter() - self._start
         if self._token is not None:
             _current.reset(self._token)
@@ -612,14 +600,3 @@ class Execution:
             )
         except Exception:
             _log.exception("recording the execution of agent %s failed", self.monitor.agent)
-
-    async def __aenter__(self) -> Execution:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
