@@ -203,18 +203,20 @@ T = TypeVar("T")
 def query_backend(
     config: Any,
     title: str,
-    send: Callable[[Any, Callable[[int, int, str], None]], Awaitable[T]],
+    gather: Callable[..., Awaitable[T]],
+    query: Any,
     *,
     progress: bool = True,
 ) -> T:
-    """Open the backend ``config`` describes and await ``send(backend, on_progress)`` under
-    a progress bar titled ``title``; the backend's ``MetricsError`` propagates."""
+    """Open the backend ``config`` describes and await ``gather(backend, query,
+    on_progress=...)`` under a progress bar titled ``title``; the backend's
+    ``MetricsError`` propagates."""
     from agentmedic.cli._progress import QueryProgress
     from agentmedic.metrics import PrometheusBackend
 
     async def go() -> T:
         async with PrometheusBackend(config) as backend:
             with QueryProgress(title, enabled=progress) as on_progress:
-                return await send(backend, on_progress)
+                return await gather(backend, query, on_progress=on_progress)
 
     return asyncio.run(go())

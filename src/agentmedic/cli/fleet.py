@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +15,7 @@ from agentmedic.cli._backend import (
     query_backend,
 )
 from agentmedic.cli._errors import fail
-from agentmedic.cli._output import add_output_argument, console, emit
+from agentmedic.cli._output import add_output_argument, emit_report
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -129,10 +128,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         data = query_backend(
-            config,
-            "querying the fleet",
-            lambda backend, progress: gather(backend, query, on_progress=progress),
-            progress=not args.no_progress,
+            config, "querying the fleet", gather, query, progress=not args.no_progress
         )
     except MetricsError as exc:
         return _fail(str(exc), EXIT_FAILED)
@@ -150,12 +146,15 @@ def run(args: argparse.Namespace) -> int:
             f"(looked for agent_executions_total with a {args.agent_label!r} label)",
             EXIT_FAILED,
         )
-    if args.output in ("json", "yaml"):
-        emit(to_json_dict(report), args.output)
-    elif args.output == "csv":
-        sys.stdout.write(to_csv(report))
-    else:
-        rows = sort_rows(report.agents, args.sort)
-        table = to_table(report, rows=rows, limit=args.limit, wide=args.output == "wide")
-        console().print(table)
+    emit_report(
+        args.output,
+        document=lambda: to_json_dict(report),
+        csv=lambda: to_csv(report),
+        table=lambda: to_table(
+            report,
+            rows=sort_rows(report.agents, args.sort),
+            limit=args.limit,
+            wide=args.output == "wide",
+        ),
+    )
     return EXIT_OK

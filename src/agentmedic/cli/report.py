@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from agentmedic.cli._backend import (
     query_backend,
 )
 from agentmedic.cli._errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, CliError, fail
-from agentmedic.cli._output import add_output_argument, console, emit
+from agentmedic.cli._output import add_output_argument, emit_report
 
 EXIT_FAILED = EXIT_FINDINGS
 """The backend could not answer, or no series of the source exist in the period."""
@@ -206,10 +205,7 @@ def run_cost(args: argparse.Namespace) -> int:
 
     try:
         samples = query_backend(
-            config,
-            "reading counters",
-            lambda backend, progress: gather(backend, query, on_progress=progress),
-            progress=not args.no_progress,
+            config, "reading counters", gather, query, progress=not args.no_progress
         )
     except MetricsError as exc:
         return _fail(str(exc), EXIT_FAILED)
@@ -228,10 +224,10 @@ def run_cost(args: argparse.Namespace) -> int:
             f"[{query.period.start.isoformat()}, {query.period.end.isoformat()})",
             EXIT_FAILED,
         )
-    if args.output in ("json", "yaml"):
-        emit(to_json_dict(report), args.output)
-    elif args.output == "csv":
-        sys.stdout.write(to_csv(report))
-    else:
-        console().print(to_table(report))
+    emit_report(
+        args.output,
+        document=lambda: to_json_dict(report),
+        csv=lambda: to_csv(report),
+        table=lambda: to_table(report),
+    )
     return EXIT_OK
