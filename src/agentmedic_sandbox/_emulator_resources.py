@@ -109,142 +109,93 @@ class Resource:
         return entries
 
 
-def _r(group: str, version: str, plural: str, kind: str, **kwargs: Any) -> Resource:
-    return Resource(group, version, plural, kind, **kwargs)
+def _r(api_version: str, plural: str, kind: str, *short_names: str, **kwargs: Any) -> Resource:
+    """A built-in resource; ``api_version`` as in a manifest (``v1``, ``apps/v1``)."""
+    group, _, version = api_version.rpartition("/")
+    return Resource(group, version, plural, kind, short_names=short_names, **kwargs)
 
+
+_ALL = ("all",)
+_NO_GENERATION: dict[str, Any] = {"generation": False}
+"""Objects without a spec to generate from: metadata.generation is not maintained."""
+_WORKLOAD: dict[str, Any] = {"status": True, "scale": True, "categories": _ALL}
+"""The scalable workloads: status and scale subresources, in ``kubectl get all``."""
+
+_POD_FIELDS = (
+    "spec.nodeName",
+    "spec.restartPolicy",
+    "spec.schedulerName",
+    "spec.serviceAccountName",
+    "status.phase",
+    "status.podIP",
+    "status.nominatedNodeName",
+)
 
 BUILTIN_RESOURCES: tuple[Resource, ...] = (
     _r(
-        "",
         "v1",
         "namespaces",
         "Namespace",
+        "ns",
         namespaced=False,
-        short_names=("ns",),
         status=True,
-        generation=False,
         field_selectors=("status.phase",),
+        **_NO_GENERATION,
     ),
     _r(
-        "",
         "v1",
         "pods",
         "Pod",
-        short_names=("po",),
+        "po",
         status=True,
-        generation=False,
-        categories=("all",),
-        field_selectors=(
-            "spec.nodeName",
-            "spec.restartPolicy",
-            "spec.schedulerName",
-            "spec.serviceAccountName",
-            "status.phase",
-            "status.podIP",
-            "status.nominatedNodeName",
-        ),
+        categories=_ALL,
+        field_selectors=_POD_FIELDS,
+        **_NO_GENERATION,
     ),
-    _r("", "v1", "configmaps", "ConfigMap", short_names=("cm",), generation=False),
-    _r("", "v1", "secrets", "Secret", generation=False, field_selectors=("type",)),
+    _r("v1", "configmaps", "ConfigMap", "cm", **_NO_GENERATION),
+    _r("v1", "secrets", "Secret", field_selectors=("type",), **_NO_GENERATION),
+    _r("v1", "events", "Event", "ev", field_selectors=_EVENT_FIELDS, **_NO_GENERATION),
+    _r("v1", "services", "Service", "svc", status=True, categories=_ALL, **_NO_GENERATION),
+    _r("v1", "serviceaccounts", "ServiceAccount", "sa", **_NO_GENERATION),
+    _r("apps/v1", "deployments", "Deployment", "deploy", **_WORKLOAD),
+    _r("apps/v1", "statefulsets", "StatefulSet", "sts", **_WORKLOAD),
+    _r("apps/v1", "replicasets", "ReplicaSet", "rs", **_WORKLOAD),
     _r(
-        "",
-        "v1",
-        "events",
-        "Event",
-        short_names=("ev",),
-        generation=False,
-        field_selectors=_EVENT_FIELDS,
-    ),
-    _r(
-        "",
-        "v1",
-        "services",
-        "Service",
-        short_names=("svc",),
-        status=True,
-        generation=False,
-        categories=("all",),
-    ),
-    _r("", "v1", "serviceaccounts", "ServiceAccount", short_names=("sa",), generation=False),
-    _r(
-        "apps",
-        "v1",
-        "deployments",
-        "Deployment",
-        short_names=("deploy",),
-        status=True,
-        scale=True,
-        categories=("all",),
-    ),
-    _r(
-        "apps",
-        "v1",
-        "statefulsets",
-        "StatefulSet",
-        short_names=("sts",),
-        status=True,
-        scale=True,
-        categories=("all",),
-    ),
-    _r(
-        "apps",
-        "v1",
-        "replicasets",
-        "ReplicaSet",
-        short_names=("rs",),
-        status=True,
-        scale=True,
-        categories=("all",),
-    ),
-    _r(
-        "batch",
-        "v1",
+        "batch/v1",
         "jobs",
         "Job",
         status=True,
-        categories=("all",),
+        categories=_ALL,
         field_selectors=("status.successful",),
     ),
-    _r("batch", "v1", "cronjobs", "CronJob", short_names=("cj",), status=True, categories=("all",)),
+    _r("batch/v1", "cronjobs", "CronJob", "cj", status=True, categories=_ALL),
     _r(
-        "autoscaling",
-        "v2",
+        "autoscaling/v2",
         "horizontalpodautoscalers",
         "HorizontalPodAutoscaler",
-        short_names=("hpa",),
+        "hpa",
         status=True,
-        categories=("all",),
+        categories=_ALL,
     ),
+    _r("keda.sh/v1alpha1", "scaledobjects", "ScaledObject", "so", status=True, custom=True),
     _r(
-        "keda.sh",
-        "v1alpha1",
-        "scaledobjects",
-        "ScaledObject",
-        short_names=("so",),
-        status=True,
-        custom=True,
-    ),
-    _r(
-        "events.k8s.io",
-        "v1",
+        "events.k8s.io/v1",
         "events",
         "Event",
-        short_names=("ev",),
-        generation=False,
+        "ev",
         field_selectors=_NEW_EVENT_FIELDS,
+        **_NO_GENERATION,
     ),
-    _r("coordination.k8s.io", "v1", "leases", "Lease", generation=False),
+    _r("coordination.k8s.io/v1", "leases", "Lease", **_NO_GENERATION),
+    _r("kopf.dev/v1", "clusterkopfpeerings", "ClusterKopfPeering", namespaced=False, custom=True),
+    _r("kopf.dev/v1", "kopfpeerings", "KopfPeering", custom=True),
     _r(
-        "kopf.dev", "v1", "clusterkopfpeerings", "ClusterKopfPeering", namespaced=False, custom=True
-    ),
-    _r("kopf.dev", "v1", "kopfpeerings", "KopfPeering", custom=True),
-    _r(
-        "apiextensions.k8s.io",
-        "v1",
+        "apiextensions.k8s.io/v1",
         "customresourcedefinitions",
         "CustomResourceDefinition",
+        "crd",
+        "crds",
         namespaced=False,
-        short_names=("crd", "crds"),
         status=True,
     ),
 )

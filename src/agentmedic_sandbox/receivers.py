@@ -42,10 +42,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 
 from agentmedic.notify.slack import plain_text
+from agentmedic_sandbox._lifecycle import Lifecycle
 
 __all__ = [
     "NotificationReceivers",
@@ -115,7 +115,7 @@ def _token(length: int = 24, alphabet: str = string.ascii_letters + string.digit
     return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
-class NotificationReceivers:
+class NotificationReceivers(Lifecycle):
     """Slack, PagerDuty and webhook receivers on one loopback port (a context manager)."""
 
     def __init__(
@@ -167,17 +167,6 @@ class NotificationReceivers:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._server = self._thread = None
-
-    def __enter__(self) -> NotificationReceivers:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ addresses
 

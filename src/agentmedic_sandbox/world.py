@@ -617,12 +617,7 @@ class World:
         """The agent's workload as the operator left it, read once: replicas, model and the
         engine's memory per policy (the ``agentmedic.io/state.*`` annotations)."""
         obj = self.deployment(name, namespace)
-        model = None
-        for container in obj["spec"]["template"]["spec"]["containers"]:
-            if container["name"] == CONTAINER:
-                for var in container.get("env", []):
-                    if var["name"] == MODEL_ENV:
-                        model = var.get("value")
+        model = _model_env(obj)
         states: dict[str, EngineAgentState] = {}
         for key, raw in (obj["metadata"].get("annotations") or {}).items():
             if not key.startswith(STATE_PREFIX):
@@ -692,10 +687,16 @@ class World:
         obj = self.emulator.get("apps/v1", "Deployment", namespace, name)
         if obj is None:
             return AgentState(model="", replicas=0)
-        model = None
-        for container in obj["spec"]["template"]["spec"]["containers"]:
-            if container["name"] == CONTAINER:
-                for var in container.get("env", []):
-                    if var["name"] == MODEL_ENV:
-                        model = var.get("value")
+        model = _model_env(obj)
         return AgentState(model=str(model or ""), replicas=int(obj["spec"].get("replicas", 1)))
+
+
+def _model_env(deployment: dict[str, Any]) -> Any:
+    """The agent container's model variable as written (the last one, if set twice)."""
+    model = None
+    for container in deployment["spec"]["template"]["spec"]["containers"]:
+        if container["name"] == CONTAINER:
+            for var in container.get("env", []):
+                if var["name"] == MODEL_ENV:
+                    model = var.get("value")
+    return model

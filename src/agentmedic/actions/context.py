@@ -33,7 +33,7 @@ from agentmedic.actions.result import ActionKind, ActionResult, ExecutionOutcome
 from agentmedic.kube import JSON_PATCH, Kube
 from agentmedic.kube.readers import config_map_value
 
-__all__ = ["ActionContext"]
+__all__ = ["ActionContext", "ActionSettings"]
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,8 @@ _WARNINGS = (ExecutionOutcome.REFUSED, ExecutionOutcome.NOT_FOUND, ExecutionOutc
 
 
 @dataclass
-class ActionContext:
-    """The client and settings every action runs with, and the steps they share.
+class ActionSettings:
+    """The client and settings every action runs with.
 
     ``now`` is the clock for restore notes and Events; ``conflict_attempts`` bounds
     re-read-and-retry after a concurrent edit; ``max_restore_replicas`` is the most replicas
@@ -54,6 +54,11 @@ class ActionContext:
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     conflict_attempts: int = 5
     max_restore_replicas: int = rec.MAX_REPLICAS
+
+
+@dataclass
+class ActionContext(ActionSettings):
+    """The settings, and the steps the actions share."""
 
     def emit_event(
         self,

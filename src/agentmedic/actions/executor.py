@@ -19,42 +19,31 @@ delegate to :mod:`agentmedic.actions.workloads`, :mod:`agentmedic.kube.readers` 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from agentmedic.actions import model as model_action
 from agentmedic.actions import prompt_job, scale
-from agentmedic.actions import record as rec
 from agentmedic.actions import restore as restore_action
 from agentmedic.actions import state as state_action
-from agentmedic.actions.context import ActionContext
+from agentmedic.actions.context import ActionContext, ActionSettings
 from agentmedic.actions.record import ActionRecord, PolicyRef, WorkloadRef
 from agentmedic.actions.request import ActionRequest
 from agentmedic.actions.restore import RestorePlan
 from agentmedic.actions.result import ActionKind, ActionResult
 from agentmedic.actions.workloads import WorkloadInfo, list_workloads
 from agentmedic.api.types import LabelSelector, ModelSpec, PromptOptimizationAction
-from agentmedic.kube import Kube
 from agentmedic.kube.readers import secret_value
 
 __all__ = ["ActionExecutor"]
 
 
 @dataclass
-class ActionExecutor:
-    """Applies actions to agents' workloads through a :class:`Kube` client.
-
-    ``now`` is the clock for restore notes and Events; ``conflict_attempts`` bounds
-    re-read-and-retry after a concurrent edit; ``max_restore_replicas`` is the most replicas
-    a restore puts back (a record asking for more is refused as corrupt).
-    """
-
-    kube: Kube
-    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    conflict_attempts: int = 5
-    max_restore_replicas: int = rec.MAX_REPLICAS
+class ActionExecutor(ActionSettings):
+    """Applies actions to agents' workloads through a :class:`Kube` client, with the
+    settings of :class:`~agentmedic.actions.context.ActionSettings`."""
 
     @property
     def context(self) -> ActionContext:

@@ -86,6 +86,7 @@ __all__ = [
     "episode_hash",
     "format_time",
     "json_pointer",
+    "load_object",
     "parse_disabled",
     "parse_downgraded",
     "read_disabled",
@@ -294,7 +295,9 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _load(annotations: Mapping[str, str], key: str) -> dict[str, Any] | None:
+def load_object(annotations: Mapping[str, str], key: str) -> dict[str, Any] | None:
+    """The JSON object in annotation ``key``; None when it is missing or unreadable (a
+    hand-edited value), so that readers start afresh rather than crash."""
     raw = annotations.get(key)
     if not raw:
         return None
@@ -393,7 +396,7 @@ def _shown(value: Any) -> str:
 
 def parse_disabled(annotations: Mapping[str, str]) -> ScaledToZeroRecord | None:
     """The disabled record, or None when absent or unreadable (a hand-edited value)."""
-    value = _load(annotations, DISABLED)
+    value = load_object(annotations, DISABLED)
     if value is None or not isinstance(value.get("replicas"), int):
         return None
     keda = value.get("keda") if isinstance(value.get("keda"), dict) else None
@@ -413,7 +416,7 @@ def parse_disabled(annotations: Mapping[str, str]) -> ScaledToZeroRecord | None:
 
 def parse_downgraded(annotations: Mapping[str, str]) -> ModelSwitchRecord | None:
     """The downgraded record, or None when absent or unreadable."""
-    value = _load(annotations, DOWNGRADED)
+    value = load_object(annotations, DOWNGRADED)
     if value is None or not isinstance(value.get("model"), str):
         return None
     source = value.get("source") if isinstance(value.get("source"), dict) else {}

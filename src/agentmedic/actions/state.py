@@ -6,7 +6,6 @@ the agent's workload (sharded like the agents), written only when it changes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -30,14 +29,7 @@ def read_agent_state(
     reads as None: the engine starts that agent afresh rather than crash.
     """
     annotations = workload.annotations if isinstance(workload, WorkloadInfo) else workload
-    raw = annotations.get(rec.state_key(policy_key))
-    if not raw:
-        return None
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+    return rec.load_object(annotations, rec.state_key(policy_key))
 
 
 def write_agent_state(

@@ -31,8 +31,14 @@ from agentmedic.api.types import (
     Action,
     AgentPolicy,
     AgentPolicySpec,
+    Budget,
     Condition,
+    LabelSelector,
+    ModelSpec,
+    NotificationChannel,
     Op,
+    QuietHours,
+    Rule,
 )
 
 __all__ = [
@@ -209,7 +215,24 @@ def check_spec(spec: AgentPolicySpec) -> list[Problem]:
 
 
 def _check_spec(spec: AgentPolicySpec) -> Iterator[Problem]:
-    sel = spec.selector
+    yield from _check_selector(spec.selector)
+    channels = [c.name for c in spec.notifications.channels]
+    yield from _check_channels(spec.notifications.channels, channels)
+    known_channels = set(channels)
+    yield from _duplicates("spec.rules", [r.name for r in spec.rules], "rule")
+    for i, rule in enumerate(spec.rules):
+        yield from _check_rule(f"spec.rules[{i}]", rule, spec, known_channels)
+    if spec.budget is not None:
+        yield from _check_budget(spec.budget, spec, known_channels)
+    if spec.model is not None:
+        yield from _check_model(spec.model)
+    yield from _check_quiet_hours(spec.guardrails.quiet_hours)
+    for j, name in enumerate(spec.no_data.channels):
+        if name not in known_channels:
+            yield _unknown_channel(f"spec.noData.channels[{j}]", name, known_channels)
+
+
+def _check_selector(sel: LabelSelector) -> Iterator[Problem]:
     if not sel.match_labels and not sel.match_expressions:
         yield Problem(
             "spec.selector",
@@ -222,9 +245,10 @@ def _check_spec(spec: AgentPolicySpec) -> Iterator[Problem]:
         if req.operator in ("Exists", "DoesNotExist") and req.values:
             yield Problem(f"{p}.values", f"must be empty for operator {req.operator}")
 
-    channels = [c.name for c in spec.notifications.channels]
-    yield from _duplicates("spec.notifications.channels", channels, "channel")
-    for i, ch in enumerate(spec.notifications.channels):
+
+def _check_channels(channels: Iterable[NotificationChannel], names: list[str]) -> Iterator[Problem]:
+    yield from _duplicates("spec.notifications.channels", names, "channel")
+    for i, ch in enumerate(channels):
         kinds = [k for k in ("slack", "pagerduty", "webhook") if getattr(ch, k) is not None]
         if len(kinds) != 1:
             found = ", ".join(kinds) if kinds else "none"
@@ -232,62 +256,65 @@ def _check_spec(spec: AgentPolicySpec) -> Iterator[Problem]:
                 f"spec.notifications.channels[{i}]",
                 f"set exactly one of slack, pagerduty, webhook (found {found})",
             )
-    known_channels = set(channels)
 
-    yield from _duplicates("spec.rules", [r.name for r in spec.rules], "rule")
-    for i, rule in enumerate(spec.rules):
-        p = f"spec.rules[{i}]"
-        if not rule.all_of and not rule.any_of:
-            yield Problem(f"{p}.all", "the rule has no conditions; add at least one to all or any")
-        if rule.all_of and rule.any_of:
-            yield Problem(p, "set either all (AND) or any (OR), not both")
-        if rule.for_ and rule.for_ < spec.interval:
-            yield Problem(
-                f"{p}.for",
-                f"is shorter than spec.interval ({_fmt(rule.for_)} < {_fmt(spec.interval)}); "
-                "use 0s to fire at once or at least the interval",
-            )
-        for key, conds in (("all", rule.all_of), ("any", rule.any_of)):
-            for j, cond in enumerate(conds):
-                yield from _check_condition(f"{p}.{key}[{j}]", cond)
-        yield from _check_actions(f"{p}.actions", rule.actions, spec, known_channels)
 
-    if spec.budget is not None:
-        b = spec.budget
-        if b.period not in ("day", "week", "month"):
-            try:
-                period = parse_duration(b.period)
-                if not MIN_BUDGET_PERIOD <= period <= MAX_BUDGET_PERIOD:
-                    yield Problem(
-                        "spec.budget.period",
-                        f"is {_fmt(period)}; a rolling period must be between "
-                        f"{_fmt(MIN_BUDGET_PERIOD)} and {_fmt(MAX_BUDGET_PERIOD)}",
-                    )
-            except ValueError:
-                yield Problem(
-                    "spec.budget.period",
-                    f"{b.period!r} is neither day, week, month nor a duration such as 24h or 7d",
-                )
-        if b.soft is None and b.hard is None:
-            yield Problem("spec.budget", "has neither soft nor hard; add at least one")
-        if b.soft is not None:
-            yield from _check_actions(
-                "spec.budget.soft.actions", b.soft.actions, spec, known_channels
-            )
-        if b.hard is not None:
-            yield from _check_actions(
-                "spec.budget.hard.actions", b.hard.actions, spec, known_channels
-            )
+def _check_rule(
+    p: str, rule: Rule, spec: AgentPolicySpec, known_channels: set[str]
+) -> Iterator[Problem]:
+    if not rule.all_of and not rule.any_of:
+        yield Problem(f"{p}.all", "the rule has no conditions; add at least one to all or any")
+    if rule.all_of and rule.any_of:
+        yield Problem(p, "set either all (AND) or any (OR), not both")
+    if rule.for_ and rule.for_ < spec.interval:
+        yield Problem(
+            f"{p}.for",
+            f"is shorter than spec.interval ({_fmt(rule.for_)} < {_fmt(spec.interval)}); "
+            "use 0s to fire at once or at least the interval",
+        )
+    for key, conds in (("all", rule.all_of), ("any", rule.any_of)):
+        for j, cond in enumerate(conds):
+            yield from _check_condition(f"{p}.{key}[{j}]", cond)
+    yield from _check_actions(f"{p}.actions", rule.actions, spec, known_channels)
 
-    if spec.model is not None:
-        m = spec.model
-        if (m.env is None) == (m.config_map_key is None):
-            yield Problem("spec.model", "set exactly one of env and configMapKey")
-        if m.config_map_key is not None:
-            yield from _check_config_map_name(m.config_map_key.name)
-        yield from _duplicates("spec.model.tiers", m.tiers, "tier")
 
-    for i, qh in enumerate(spec.guardrails.quiet_hours):
+def _check_budget(b: Budget, spec: AgentPolicySpec, known_channels: set[str]) -> Iterator[Problem]:
+    if b.period not in ("day", "week", "month"):
+        yield from _check_rolling_period(b.period)
+    if b.soft is None and b.hard is None:
+        yield Problem("spec.budget", "has neither soft nor hard; add at least one")
+    if b.soft is not None:
+        yield from _check_actions("spec.budget.soft.actions", b.soft.actions, spec, known_channels)
+    if b.hard is not None:
+        yield from _check_actions("spec.budget.hard.actions", b.hard.actions, spec, known_channels)
+
+
+def _check_rolling_period(text: str) -> Iterator[Problem]:
+    try:
+        period = parse_duration(text)
+    except ValueError:
+        yield Problem(
+            "spec.budget.period",
+            f"{text!r} is neither day, week, month nor a duration such as 24h or 7d",
+        )
+        return
+    if not MIN_BUDGET_PERIOD <= period <= MAX_BUDGET_PERIOD:
+        yield Problem(
+            "spec.budget.period",
+            f"is {_fmt(period)}; a rolling period must be between "
+            f"{_fmt(MIN_BUDGET_PERIOD)} and {_fmt(MAX_BUDGET_PERIOD)}",
+        )
+
+
+def _check_model(m: ModelSpec) -> Iterator[Problem]:
+    if (m.env is None) == (m.config_map_key is None):
+        yield Problem("spec.model", "set exactly one of env and configMapKey")
+    if m.config_map_key is not None:
+        yield from _check_config_map_name(m.config_map_key.name)
+    yield from _duplicates("spec.model.tiers", m.tiers, "tier")
+
+
+def _check_quiet_hours(windows: Iterable[QuietHours]) -> Iterator[Problem]:
+    for i, qh in enumerate(windows):
         try:
             zoneinfo.ZoneInfo(qh.time_zone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -299,10 +326,6 @@ def _check_spec(spec: AgentPolicySpec) -> Iterator[Problem]:
             yield Problem(
                 f"spec.guardrails.quietHours[{i}].end", "equals start; the window is empty"
             )
-
-    for j, name in enumerate(spec.no_data.channels):
-        if name not in known_channels:
-            yield _unknown_channel(f"spec.noData.channels[{j}]", name, known_channels)
 
 
 def _check_condition(p: str, cond: Condition) -> Iterator[Problem]:

@@ -34,14 +34,15 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
 from agentmedic.api.durations import format_duration
-from agentmedic.api.types import ActionOutcome, BudgetScope, Condition, Op, Rule
+from agentmedic.api.types import ActionOutcome, Budget, BudgetScope, Condition, Op, Rule
 from agentmedic.api.units import format_threshold, format_usd
+from agentmedic.backtest.columns import Grid
 from agentmedic.backtest.history import History
 from agentmedic.backtest.report import BacktestResult, SystemicEpisodeReport, outcome_of
 from agentmedic.engine.conditions import BREACH, CLEAR, compile_rule
@@ -398,8 +399,7 @@ def _y(line: list[float] | None, i: int, fallback: float, ylim: tuple[float, flo
 
 def panels(result: BacktestResult, *, label_chars: float = LABEL_CHARS_PER_AXIS) -> list[Panel]:
     """The panels the plot draws, in rule order (the budget last)."""
-    h = result.history
-    spec = h.spec
+    spec = result.history.spec
     involved = result.rules_involved()
     decisions_of: dict[str, list[Decision]] = {}
     for d in result.decisions:
@@ -410,74 +410,96 @@ def panels(result: BacktestResult, *, label_chars: float = LABEL_CHARS_PER_AXIS)
     for rule in spec.rules:
         # Agents acted on first, then those notified about, then those only in a systemic
         # episode: with more than MAX_LINES, the lines drawn are the telling ones.
-        acted = Counter(d.agent for d in decisions_of.get(rule.name, []))
+        decisions = decisions_of.get(rule.name, [])
+        acted = Counter(d.agent for d in decisions)
         notified = {n.agent for n in result.notifications if n.rule == rule.name}
         agents = sorted(
             involved.get(rule.name, []), key=lambda a: (-acted[a], a not in notified, a)
         )
         episodes = [ep for ep in result.systemic if ep.rule == rule.name]
         for cond in (*rule.all_of, *rule.any_of):
-            key = SeriesKey(cond.metric, cond.query, cond.window, spec.agent_label)
-            what = cond.metric or "query"
-            title = f"{rule.name}: {what}[{format_duration(cond.window)}] {cond.op.value} "
-            title += format_threshold(cond.metric, cond.value)
-            note = ""
-            shown = agents
-            if not shown:
-                shown = _closest({a: h.series(key, a) for a in h.agents}, cond, 3)
-                note = "never fired; the agents closest to the threshold"
-            lines = {a: h.series(key, a) for a in shown[:MAX_LINES]}
-            thresholds = [(cond.value, f"threshold {format_threshold(cond.metric, cond.value)}")]
-            if cond.recover_value is not None and cond.recover_value != cond.value:
-                recover = format_threshold(cond.metric, cond.recover_value)
-                thresholds.append((cond.recover_value, f"recoverValue {recover}"))
-            panel = Panel(
-                title=title,
-                rule=rule.name,
-                ylabel=what,
-                lines=lines,
-                thresholds=thresholds,
-                more=max(0, len(shown) - MAX_LINES),
-                decisions=[d for d in decisions_of.get(rule.name, []) if d.agent in lines],
-                note=note,
-            )
+            panel = _condition_panel(result, rule, cond, agents, decisions)
             _fill(panel, result, rule, episodes, fades, disabled, label_chars)
             out.append(panel)
-    budget = spec.budget
-    if budget is not None:
-        stages = ("budget.soft", "budget.hard")
-        acted = Counter(d.agent for stage in stages for d in decisions_of.get(stage, []))
-        agents = sorted(
-            {a for stage in stages for a in involved.get(stage, [])}, key=lambda a: (-acted[a], a)
-        )
-        note = ""
-        if not agents:
-            spends = {a: h.spend_series(a) for a in h.agents}
-            agents = sorted(
-                (a for a in spends if _finite(spends[a])),
-                key=lambda a: -max(_finite(spends[a]), default=0.0),
-            )[:3]
-            note = "never reached; the largest spenders"
-        thresholds = [(budget.limit_usd, f"limit {format_usd(budget.limit_usd)}")]
-        if budget.soft is not None:
-            soft = budget.limit_usd * budget.soft.at_percent / 100
-            thresholds.append((soft, f"soft {budget.soft.at_percent:g}% {format_usd(soft)}"))
-        lines = {a: h.spend_series(a) for a in agents[:MAX_LINES]}
-        panel = Panel(
-            title=f"budget: spend this {budget.period} (scope {budget.scope.value})",
-            rule="budget",
-            ylabel="USD",
-            lines=lines,
-            thresholds=thresholds,
-            more=max(0, len(agents) - MAX_LINES),
-            decisions=[
-                d for stage in stages for d in decisions_of.get(stage, []) if d.agent in lines
-            ],
-            note=note,
-        )
+    if spec.budget is not None:
+        panel = _budget_panel(result, spec.budget, involved, decisions_of)
         _fill(panel, result, None, [], fades, disabled, label_chars)
         out.append(panel)
     return out
+
+
+def _condition_panel(
+    result: BacktestResult,
+    rule: Rule,
+    cond: Condition,
+    agents: list[AgentId],
+    decisions: list[Decision],
+) -> Panel:
+    """One condition's lines and thresholds; the agents closest to it if it never fired."""
+    h = result.history
+    key = SeriesKey(cond.metric, cond.query, cond.window, h.spec.agent_label)
+    what = cond.metric or "query"
+    title = f"{rule.name}: {what}[{format_duration(cond.window)}] {cond.op.value} "
+    title += format_threshold(cond.metric, cond.value)
+    note = ""
+    shown = agents
+    if not shown:
+        shown = _closest({a: h.series(key, a) for a in h.agents}, cond, 3)
+        note = "never fired; the agents closest to the threshold"
+    lines = {a: h.series(key, a) for a in shown[:MAX_LINES]}
+    thresholds = [(cond.value, f"threshold {format_threshold(cond.metric, cond.value)}")]
+    if cond.recover_value is not None and cond.recover_value != cond.value:
+        recover = format_threshold(cond.metric, cond.recover_value)
+        thresholds.append((cond.recover_value, f"recoverValue {recover}"))
+    return Panel(
+        title=title,
+        rule=rule.name,
+        ylabel=what,
+        lines=lines,
+        thresholds=thresholds,
+        more=max(0, len(shown) - MAX_LINES),
+        decisions=[d for d in decisions if d.agent in lines],
+        note=note,
+    )
+
+
+def _budget_panel(
+    result: BacktestResult,
+    budget: Budget,
+    involved: Mapping[str, Sequence[AgentId]],
+    decisions_of: Mapping[str, list[Decision]],
+) -> Panel:
+    """The agents' spend against the limit and the soft stage; the largest spenders if the
+    budget was never reached."""
+    h = result.history
+    stages = ("budget.soft", "budget.hard")
+    acted = Counter(d.agent for stage in stages for d in decisions_of.get(stage, []))
+    agents = sorted(
+        {a for stage in stages for a in involved.get(stage, [])}, key=lambda a: (-acted[a], a)
+    )
+    note = ""
+    if not agents:
+        spends = {a: h.spend_series(a) for a in h.agents}
+        agents = sorted(
+            (a for a in spends if _finite(spends[a])),
+            key=lambda a: -max(_finite(spends[a]), default=0.0),
+        )[:3]
+        note = "never reached; the largest spenders"
+    thresholds = [(budget.limit_usd, f"limit {format_usd(budget.limit_usd)}")]
+    if budget.soft is not None:
+        soft = budget.limit_usd * budget.soft.at_percent / 100
+        thresholds.append((soft, f"soft {budget.soft.at_percent:g}% {format_usd(soft)}"))
+    lines = {a: h.spend_series(a) for a in agents[:MAX_LINES]}
+    return Panel(
+        title=f"budget: spend this {budget.period} (scope {budget.scope.value})",
+        rule="budget",
+        ylabel="USD",
+        lines=lines,
+        thresholds=thresholds,
+        more=max(0, len(agents) - MAX_LINES),
+        decisions=[d for stage in stages for d in decisions_of.get(stage, []) if d.agent in lines],
+        note=note,
+    )
 
 
 def _fill(
@@ -498,6 +520,47 @@ def _fill(
         (grid.index(ep.start), grid.index(ep.end) if ep.end is not None else last)
         for ep in episodes
     ]
+    firing_starts = _fill_spans(panel, result, rule, systemic, disabled)
+    drafts = _decision_drafts(panel, grid)
+    if rule is not None:
+        drafts += _held_back_drafts(panel, grid, rule, episodes, systemic, firing_starts)
+        drafts += _notification_drafts(panel, grid, rule, result)
+
+    placed, rows, unplaced = _place_labels(drafts, h, label_chars)
+    panel.label_rows, panel.unlabelled = rows, unplaced
+    # The fade note gets a row of its own under the labels, above the data.
+    reserved = rows + (1 if panel.faded_from else 0)
+    panel.ylim = _limits(
+        panel.lines, panel.faded_from, panel.thresholds, reserved, len(panel.lanes)
+    )
+    fallback = panel.thresholds[0][0]
+
+    def y_of(agent: AgentId | None, i: int) -> float:
+        line = panel.lines.get(agent) if agent is not None else None
+        return _y(line, i, fallback, panel.ylim)
+
+    panel.markers = [
+        Marker(grid.at(i), agent, kind, outcome, reason, y_of(agent, i), _names([agent], what))
+        for i, agent, kind, outcome, reason, what in sorted(drafts, key=lambda d: d[0])
+    ]
+    panel.labels = [
+        Label(text, grid.at(i), y_of(agent, i), agent, row, x, width)
+        for text, i, agent, row, x, width in placed
+    ]
+    panel.clips = _clips(panel.lines, panel.faded_from, panel.ylim, h)
+
+
+def _fill_spans(
+    panel: Panel,
+    result: BacktestResult,
+    rule: Rule | None,
+    systemic: list[tuple[int, int]],
+    disabled: dict[AgentId, list[tuple[int, int]]],
+) -> dict[AgentId, list[int]]:
+    """The panel's systemic, pending, firing and disabled spans and its lanes; returns where
+    each agent started firing."""
+    h = result.history
+    grid = h.grid
     spans: list[Span] = [Span("systemic", grid.at(lo), grid.at(hi)) for lo, hi in systemic]
     firing_starts: dict[AgentId, list[int]] = {}
     for agent in panel.lines:
@@ -513,56 +576,58 @@ def _fill(
         spans += [Span("disabled", grid.at(lo), grid.at(hi), agent) for lo, hi in down]
     panel.spans = spans
     panel.lanes = [a for a in panel.lines if any(s.agent == a for s in spans)]
+    return firing_starts
 
-    fallback = panel.thresholds[0][0]
+
+def _decision_drafts(panel: Panel, grid: Grid) -> list[_Draft]:
     drafts: list[_Draft] = []
     for d in panel.decisions:
         what, outcome, reason = _describe(d)
         drafts.append((grid.index(d.at), d.agent, d.kind.value, outcome, reason, what))
-    if rule is not None:
-        acts = [a.kind for a in rule.actions if a.kind != "notify"]
-        held_kind = acts[0] if acts else "notify"
-        decided = {(d.agent, grid.index(d.at)) for d in panel.decisions}
-        for ep, (lo, hi) in zip(episodes, systemic, strict=True):
-            for agent in ep.agents:
-                if agent not in panel.lines:
-                    continue
-                starts = [i for i in firing_starts.get(agent, []) if lo <= i <= hi]
-                if starts and (agent, starts[0]) not in decided:
-                    what = f"{held_kind} held back ✕ {Reason.SYSTEMIC_OUTAGE}"
-                    drafts.append(
-                        (starts[0], agent, held_kind, "heldBack", Reason.SYSTEMIC_OUTAGE, what)
-                    )
-        notify_only = not any(a.notify is None for a in rule.actions)
-        for n in result.notifications:
-            if n.rule != rule.name or n.state != "firing" or n.at is None:
+    return drafts
+
+
+def _held_back_drafts(
+    panel: Panel,
+    grid: Grid,
+    rule: Rule,
+    episodes: list[SystemicEpisodeReport],
+    systemic: list[tuple[int, int]],
+    firing_starts: dict[AgentId, list[int]],
+) -> list[_Draft]:
+    """A marker where a systemic episode held back an agent's action (its first firing in
+    the episode with no decision there)."""
+    acts = [a.kind for a in rule.actions if a.kind != "notify"]
+    held_kind = acts[0] if acts else "notify"
+    decided = {(d.agent, grid.index(d.at)) for d in panel.decisions}
+    drafts: list[_Draft] = []
+    for ep, (lo, hi) in zip(episodes, systemic, strict=True):
+        for agent in ep.agents:
+            if agent not in panel.lines:
                 continue
-            if n.agent is None:
-                drafts.append((grid.index(n.at), None, "fleetPage", "notified", None, "fleet page"))
-            elif notify_only and n.agent in panel.lines:
-                drafts.append((grid.index(n.at), n.agent, "notify", "notified", None, "notified"))
+            starts = [i for i in firing_starts.get(agent, []) if lo <= i <= hi]
+            if starts and (agent, starts[0]) not in decided:
+                what = f"{held_kind} held back ✕ {Reason.SYSTEMIC_OUTAGE}"
+                drafts.append(
+                    (starts[0], agent, held_kind, "heldBack", Reason.SYSTEMIC_OUTAGE, what)
+                )
+    return drafts
 
-    placed, rows, unplaced = _place_labels(drafts, h, label_chars)
-    panel.label_rows, panel.unlabelled = rows, unplaced
-    # The fade note gets a row of its own under the labels, above the data.
-    reserved = rows + (1 if panel.faded_from else 0)
-    panel.ylim = _limits(
-        panel.lines, panel.faded_from, panel.thresholds, reserved, len(panel.lanes)
-    )
 
-    def y_of(agent: AgentId | None, i: int) -> float:
-        line = panel.lines.get(agent) if agent is not None else None
-        return _y(line, i, fallback, panel.ylim)
-
-    panel.markers = [
-        Marker(grid.at(i), agent, kind, outcome, reason, y_of(agent, i), _names([agent], what))
-        for i, agent, kind, outcome, reason, what in sorted(drafts, key=lambda d: d[0])
-    ]
-    panel.labels = [
-        Label(text, grid.at(i), y_of(agent, i), agent, row, x, width)
-        for text, i, agent, row, x, width in placed
-    ]
-    panel.clips = _clips(panel.lines, panel.faded_from, panel.ylim, h)
+def _notification_drafts(
+    panel: Panel, grid: Grid, rule: Rule, result: BacktestResult
+) -> list[_Draft]:
+    """Fleet pages, and per-agent notifications of a rule whose only actions notify."""
+    notify_only = not any(a.notify is None for a in rule.actions)
+    drafts: list[_Draft] = []
+    for n in result.notifications:
+        if n.rule != rule.name or n.state != "firing" or n.at is None:
+            continue
+        if n.agent is None:
+            drafts.append((grid.index(n.at), None, "fleetPage", "notified", None, "fleet page"))
+        elif notify_only and n.agent in panel.lines:
+            drafts.append((grid.index(n.at), n.agent, "notify", "notified", None, "notified"))
+    return drafts
 
 
 def _budget_phases(

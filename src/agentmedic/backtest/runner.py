@@ -208,30 +208,9 @@ async def run_backtest(
     spec, ignored = effective_spec(policy, options.respect_dry_run)
     grid = Grid(options.start, options.end, options.step)
     namespace = options.namespace or str(policy.metadata.get("namespace") or "default")
-    discovery_done = 0
-
-    def discovered(what: str) -> None:
-        nonlocal discovery_done
-        discovery_done += 1
-        if on_query is not None:
-            on_query(discovery_done, 2, what)
-
-    agents, models, _ = await discover_agents(
-        backend,
-        grid,
-        agent_label=spec.agent_label,
-        namespace=namespace,
-        namespace_label=options.namespace_label,
-        names=options.agents,
-        on_query=discovered,
+    agents, models = await _discover(
+        backend, spec, grid, namespace, options, backend_url=backend_url, on_query=on_query
     )
-    where = f"between {grid.start.isoformat()} and {grid.last.isoformat()}"
-    if not agents:
-        raise NoHistoryError(
-            f"no agents in namespace {namespace!r} have agent_info or agent_executions_total "
-            f"samples {where}{' at ' + backend_url if backend_url else ''}; check --from/--to "
-            "and --namespace (default: the policy's namespace), or name the agents with --agents"
-        )
     # The replay runs in a thread beside the fetch, each moment as soon as its data is in:
     # the engine's work overlaps Prometheus' instead of following it.
     feed = HistoryFeed()
@@ -260,9 +239,9 @@ async def run_backtest(
         if not history.has_data():
             keys = ", ".join(sorted(str(k) for k in requirements(spec, grid.start)))
             raise NoHistoryError(
-                f"the range {where} holds no data for the policy's metrics ({keys}) for "
-                f"{len(agents)} agent(s) in namespace {namespace!r}; check --from/--to and "
-                "that the agents export the agent_* series"
+                f"the range {_between(grid)} holds no data for the policy's metrics ({keys}) "
+                f"for {len(agents)} agent(s) in namespace {namespace!r}; check --from/--to "
+                "and that the agents export the agent_* series"
             )
     except BaseException:
         feed.abort()
@@ -272,3 +251,46 @@ async def run_backtest(
     history.fetch_seconds = time.perf_counter() - started
     timeline, replay_cpu = await replaying
     return _result(policy, history, timeline, replay_cpu, ignored, backend_url)
+
+
+def _between(grid: Grid) -> str:
+    return f"between {grid.start.isoformat()} and {grid.last.isoformat()}"
+
+
+async def _discover(
+    backend: MetricsBackend,
+    spec: AgentPolicySpec,
+    grid: Grid,
+    namespace: str,
+    options: BacktestOptions,
+    *,
+    backend_url: str,
+    on_query: OnQuery | None,
+) -> tuple[list[AgentId], dict[AgentId, str | None]]:
+    """The agents to replay and their first models; the two queries count as progress
+    steps 1 and 2."""
+    done = 0
+
+    def discovered(what: str) -> None:
+        nonlocal done
+        done += 1
+        if on_query is not None:
+            on_query(done, 2, what)
+
+    agents, models, _ = await discover_agents(
+        backend,
+        grid,
+        agent_label=spec.agent_label,
+        namespace=namespace,
+        namespace_label=options.namespace_label,
+        names=options.agents,
+        on_query=discovered,
+    )
+    if not agents:
+        raise NoHistoryError(
+            f"no agents in namespace {namespace!r} have agent_info or agent_executions_total "
+            f"samples {_between(grid)}{' at ' + backend_url if backend_url else ''}; check "
+            "--from/--to and --namespace (default: the policy's namespace), or name the agents "
+            "with --agents"
+        )
+    return agents, models

@@ -31,8 +31,21 @@ def _t(moment: datetime | None) -> str:
 
 def render_table(result: BacktestResult, console: Console) -> None:
     """Print the backtest: what was replayed, the decisions, notifications and totals."""
+    console.print(Panel(_header(result), title="agentmedic backtest", expand=False))
+    if result.decisions:
+        console.print(_decisions(result))
+    else:
+        console.print("No workload changes would have been decided.", style="bold")
+    if result.notifications:
+        console.print(_notifications(result))
+    console.print(Panel(_totals(result), title="Totals", expand=False))
+    for w in result.history.warnings:
+        console.print(f"warning: {w}", style="yellow")
+
+
+def _header(result: BacktestResult) -> Text:
+    """What was replayed: the policy, the time grid, the agents, where the history came from."""
     h = result.history
-    t = totals(result)
     head = Text()
     namespaces = sorted({a.namespace for a in h.agents})
     head.append(f"policy {result.namespace}/{result.name}", style="bold")
@@ -52,43 +65,48 @@ def render_table(result: BacktestResult, console: Console) -> None:
             "dry run).",
             style="cyan",
         )
-    console.print(Panel(head, title="agentmedic backtest", expand=False))
+    return head
 
-    if result.decisions:
-        table = Table(title="Decisions", title_justify="left", show_lines=False)
-        for col in ("time (UTC)", "agent", "rule", "action", "outcome"):
-            table.add_column(col, no_wrap=True)
-        table.add_column("evidence", overflow="fold")
-        for d in result.decisions:
-            outcome = outcome_of(d)
-            shown = Text(outcome.value, style=_OUTCOME_STYLE[outcome])
-            if d.suppressed_by:
-                shown.append(f" ({d.suppressed_by})")
-            action = d.kind.value
-            if d.to_model:
-                action += f" → {d.to_model}"
-            table.add_row(_t(d.at), d.agent.name, d.rule, action, shown, d.evidence.describe())
-        console.print(table)
-    else:
-        console.print("No workload changes would have been decided.", style="bold")
 
-    if result.notifications:
-        table = Table(title="Notifications", title_justify="left")
-        for col in ("time (UTC)", "agent", "rule", "state", "channels"):
-            table.add_column(col, no_wrap=True)
-        table.add_column("summary", overflow="fold")
-        for n in result.notifications:
-            state = Text(n.state, style="red" if n.state == "firing" else "green")
-            table.add_row(
-                _t(n.at),
-                "(fleet)" if n.agent is None else n.agent.name,
-                n.rule,
-                state,
-                ", ".join(n.channels),
-                n.summary,
-            )
-        console.print(table)
+def _decisions(result: BacktestResult) -> Table:
+    table = Table(title="Decisions", title_justify="left", show_lines=False)
+    for col in ("time (UTC)", "agent", "rule", "action", "outcome"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("evidence", overflow="fold")
+    for d in result.decisions:
+        outcome = outcome_of(d)
+        shown = Text(outcome.value, style=_OUTCOME_STYLE[outcome])
+        if d.suppressed_by:
+            shown.append(f" ({d.suppressed_by})")
+        action = d.kind.value
+        if d.to_model:
+            action += f" → {d.to_model}"
+        table.add_row(_t(d.at), d.agent.name, d.rule, action, shown, d.evidence.describe())
+    return table
 
+
+def _notifications(result: BacktestResult) -> Table:
+    table = Table(title="Notifications", title_justify="left")
+    for col in ("time (UTC)", "agent", "rule", "state", "channels"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("summary", overflow="fold")
+    for n in result.notifications:
+        state = Text(n.state, style="red" if n.state == "firing" else "green")
+        table.add_row(
+            _t(n.at),
+            "(fleet)" if n.agent is None else n.agent.name,
+            n.rule,
+            state,
+            ", ".join(n.channels),
+            n.summary,
+        )
+    return table
+
+
+def _totals(result: BacktestResult) -> Group:
+    """The totals grid, and how close the reconstructed spend came to the exact query."""
+    h = result.history
+    t = totals(result)
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
@@ -119,6 +137,4 @@ def render_table(result: BacktestResult, console: Console) -> None:
                 style="dim",
             )
         )
-    console.print(Panel(Group(*parts), title="Totals", expand=False))
-    for w in h.warnings:
-        console.print(f"warning: {w}", style="yellow")
+    return Group(*parts)

@@ -10,9 +10,11 @@ Prometheus, Thanos, Mimir or VictoriaMetrics setup is described the same way by 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from agentmedic.cli._errors import CliError
 
@@ -162,3 +164,59 @@ def backend_config(args: argparse.Namespace) -> Any:
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
         raise CliError(f"cannot read{where}: {exc.strerror or type(exc).__name__}") from None
+
+
+def add_metrics_layout_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--namespace-label`` and ``--catalog-overrides-file``: how the agents' series are
+    labelled and queried, for the commands that read the metric catalog."""
+    parser.add_argument(
+        "--namespace-label",
+        default="namespace",
+        help="the metrics label with the agent's namespace; '' when the metrics have none",
+    )
+    parser.add_argument(
+        "--catalog-overrides-file",
+        type=Path,
+        help="YAML mapping of built-in metric names to PromQL templates (as for `run`)",
+    )
+
+
+def input_problem(exc: Exception) -> str:
+    """The one line for a flag value or input file a command refused: each field of a
+    pydantic error, an OSError's file and reason (not its bare errno), else the message."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'backend'}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or type(exc).__name__}"
+    return str(exc.args[0] if exc.args else type(exc).__name__)
+
+
+T = TypeVar("T")
+
+
+def query_backend(
+    config: Any,
+    title: str,
+    gather: Callable[..., Awaitable[T]],
+    query: Any,
+    *,
+    progress: bool = True,
+) -> T:
+    """Open the backend ``config`` describes and await ``gather(backend, query,
+    on_progress=...)`` under a progress bar titled ``title``; the backend's
+    ``MetricsError`` propagates."""
+    from agentmedic.cli._progress import QueryProgress
+    from agentmedic.metrics import PrometheusBackend
+
+    async def go() -> T:
+        async with PrometheusBackend(config) as backend:
+            with QueryProgress(title, enabled=progress) as on_progress:
+                return await gather(backend, query, on_progress=on_progress)
+
+    return asyncio.run(go())

@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["FORMATS", "add_output_argument", "console", "emit"]
+__all__ = ["FORMATS", "add_output_argument", "console", "emit", "emit_report"]
 
 FORMATS = ("table", "wide", "json", "yaml")
 
@@ -76,3 +77,20 @@ def emit(document: Any, output: str) -> None:
         sys.stdout.write(yaml.safe_dump(plain, sort_keys=False, allow_unicode=True))
         return
     sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+
+
+def emit_report(
+    output: str,
+    *,
+    document: Callable[[], Any],
+    csv: Callable[[], str],
+    table: Callable[[], Any],
+) -> None:
+    """A report in the ``-o`` form asked for: the document as JSON or YAML, the CSV text,
+    or the rich renderable on the console (``table`` and ``wide``); only that one is built."""
+    if output in ("json", "yaml"):
+        emit(document(), output)
+    elif output == "csv":
+        sys.stdout.write(csv())
+    else:
+        console().print(table())

@@ -11,7 +11,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentmedic.cli._backend import add_backend_arguments, backend_config
+from agentmedic.cli._backend import (
+    add_backend_arguments,
+    add_metrics_layout_arguments,
+    backend_config,
+    input_problem,
+)
 from agentmedic.cli._errors import CliError, fail
 from agentmedic.cli._output import add_output_argument, console, emit
 from agentmedic.cli._progress import QueryProgress
@@ -86,16 +91,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="replay a dryRun policy as dry run (by default it is replayed as if enabled)",
     )
-    p.add_argument(
-        "--namespace-label",
-        default="namespace",
-        help="the metrics label with the agent's namespace; '' when the metrics have none",
-    )
-    p.add_argument(
-        "--catalog-overrides-file",
-        type=Path,
-        help="YAML mapping of built-in metric names to PromQL templates (as for `run`)",
-    )
+    add_metrics_layout_arguments(p)
     add_backend_arguments(p, timeout=60.0)
     p.add_argument(
         "--concurrency",
@@ -210,8 +206,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(str(exc), EXIT_USAGE)
     except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        return _fail(f"{where}{exc.strerror or type(exc).__name__}", EXIT_USAGE)
+        return _fail(input_problem(exc), EXIT_USAGE)
 
     from agentmedic.backtest.runner import BacktestOptions
 

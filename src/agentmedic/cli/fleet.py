@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from agentmedic.cli._backend import (
     add_backend_arguments,
+    add_metrics_layout_arguments,
     add_namespace_arguments,
     backend_config,
+    input_problem,
+    query_backend,
 )
 from agentmedic.cli._errors import fail
-from agentmedic.cli._output import add_output_argument, console, emit
-from agentmedic.cli._progress import QueryProgress
+from agentmedic.cli._output import add_output_argument, emit_report
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -87,16 +86,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--top", type=int, default=5, help="tools per ranking (default: 5)")
     p.add_argument("--agent-label", default="agent", help="the metrics label with the agent")
-    p.add_argument(
-        "--namespace-label",
-        default="namespace",
-        help="the metrics label with the agent's namespace; '' when the metrics have none",
-    )
-    p.add_argument(
-        "--catalog-overrides-file",
-        type=Path,
-        help="YAML mapping of built-in metric names to PromQL templates (as for `run`)",
-    )
+    add_metrics_layout_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_backend_arguments(p)
     p.set_defaults(func=run)
@@ -109,11 +99,9 @@ def _fail(message: str, code: int) -> int:
 def run(args: argparse.Namespace) -> int:
     if not args.prometheus:
         return _fail("--prometheus URL is required (or set AGENTMEDIC_PROMETHEUS_URL)", EXIT_USAGE)
-    from pydantic import ValidationError
-
     from agentmedic.api.durations import parse_duration
     from agentmedic.backtest.timeparse import parse_time
-    from agentmedic.metrics import MetricsError, PrometheusBackend, load_catalog
+    from agentmedic.metrics import MetricsError, load_catalog
     from agentmedic.report.fleet import FleetQuery, analyse, gather, sort_rows
     from agentmedic.report.render import to_csv, to_json_dict, to_table
 
@@ -133,28 +121,15 @@ def run(args: argparse.Namespace) -> int:
             catalog=catalog,
         )
         query.queries()  # label names and templates checked before any request
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'backend'}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        )
-        return _fail(problems, EXIT_USAGE)
-    except OSError as exc:
-        # str() of an OSError made from a bare errno is just the number ("2").
-        where = f"{exc.filename}: " if exc.filename else ""
-        return _fail(f"{where}{exc.strerror or type(exc).__name__}", EXIT_USAGE)
-    except (ValueError, KeyError) as exc:
-        return _fail(str(exc.args[0] if exc.args else type(exc).__name__), EXIT_USAGE)
+    except (ValueError, KeyError, OSError) as exc:
+        return _fail(input_problem(exc), EXIT_USAGE)
     if args.limit < 0 or args.min_executions < 0 or args.min_tool_calls < 0 or args.top < 0:
         return _fail("--limit, --min-executions, --min-tool-calls and --top cannot be negative", 2)
 
-    async def fetch() -> Any:
-        async with PrometheusBackend(config) as backend:
-            with QueryProgress("querying the fleet", enabled=not args.no_progress) as progress:
-                return await gather(backend, query, on_progress=progress)
-
     try:
-        data = asyncio.run(fetch())
+        data = query_backend(
+            config, "querying the fleet", gather, query, progress=not args.no_progress
+        )
     except MetricsError as exc:
         return _fail(str(exc), EXIT_FAILED)
     report = analyse(
@@ -171,12 +146,15 @@ def run(args: argparse.Namespace) -> int:
             f"(looked for agent_executions_total with a {args.agent_label!r} label)",
             EXIT_FAILED,
         )
-    if args.output in ("json", "yaml"):
-        emit(to_json_dict(report), args.output)
-    elif args.output == "csv":
-        sys.stdout.write(to_csv(report))
-    else:
-        rows = sort_rows(report.agents, args.sort)
-        table = to_table(report, rows=rows, limit=args.limit, wide=args.output == "wide")
-        console().print(table)
+    emit_report(
+        args.output,
+        document=lambda: to_json_dict(report),
+        csv=lambda: to_csv(report),
+        table=lambda: to_table(
+            report,
+            rows=sort_rows(report.agents, args.sort),
+            limit=args.limit,
+            wide=args.output == "wide",
+        ),
+    )
     return EXIT_OK

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,10 +11,11 @@ from agentmedic.cli._backend import (
     add_backend_arguments,
     add_namespace_arguments,
     backend_config,
+    input_problem,
+    query_backend,
 )
 from agentmedic.cli._errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, CliError, fail
-from agentmedic.cli._output import add_output_argument, console, emit
-from agentmedic.cli._progress import QueryProgress
+from agentmedic.cli._output import add_output_argument, emit_report
 
 EXIT_FAILED = EXIT_FINDINGS
 """The backend could not answer, or no series of the source exist in the period."""
@@ -191,9 +190,7 @@ def _prices(path: Path | None) -> tuple[Any, str]:
 def run_cost(args: argparse.Namespace) -> int:
     if not args.prometheus:
         return _fail("--prometheus URL is required (or set AGENTMEDIC_PROMETHEUS_URL)", EXIT_USAGE)
-    from pydantic import ValidationError
-
-    from agentmedic.metrics import MetricsError, PrometheusBackend
+    from agentmedic.metrics import MetricsError
     from agentmedic.report.cost import build_report, gather
     from agentmedic.report.cost_render import to_csv, to_json_dict, to_table
 
@@ -203,22 +200,13 @@ def run_cost(args: argparse.Namespace) -> int:
         config = backend_config(args)
     except CliError as exc:
         return _fail(exc.message, exc.code)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'backend'}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        )
-        return _fail(problems, EXIT_USAGE)
     except ValueError as exc:
-        return _fail(str(exc.args[0] if exc.args else type(exc).__name__), EXIT_USAGE)
-
-    async def fetch() -> Any:
-        async with PrometheusBackend(config) as backend:
-            with QueryProgress("reading counters", enabled=not args.no_progress) as progress:
-                return await gather(backend, query, on_progress=progress)
+        return _fail(input_problem(exc), EXIT_USAGE)
 
     try:
-        samples = asyncio.run(fetch())
+        samples = query_backend(
+            config, "reading counters", gather, query, progress=not args.no_progress
+        )
     except MetricsError as exc:
         return _fail(str(exc), EXIT_FAILED)
     report = build_report(
@@ -236,10 +224,10 @@ def run_cost(args: argparse.Namespace) -> int:
             f"[{query.period.start.isoformat()}, {query.period.end.isoformat()})",
             EXIT_FAILED,
         )
-    if args.output in ("json", "yaml"):
-        emit(to_json_dict(report), args.output)
-    elif args.output == "csv":
-        sys.stdout.write(to_csv(report))
-    else:
-        console().print(to_table(report))
+    emit_report(
+        args.output,
+        document=lambda: to_json_dict(report),
+        csv=lambda: to_csv(report),
+        table=lambda: to_table(report),
+    )
     return EXIT_OK

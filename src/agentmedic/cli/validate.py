@@ -185,9 +185,6 @@ def is_builtin_kubernetes(doc: Any) -> bool:
 
 def check_file(path: Path, options: Options | None = None) -> tuple[list[Document], list[Finding]]:
     """Lint every document in a file; return the policy documents seen and the findings."""
-    from agentmedic.api.lint import lint_policy
-    from agentmedic.api.types import API_VERSION, KIND
-    from agentmedic.api.validation import did_you_mean, validate_policy
     from agentmedic.api.yamlfile import YAMLInputError, load_documents
 
     options = options or Options(None, timedelta(seconds=30))
@@ -198,65 +195,12 @@ def check_file(path: Path, options: Options | None = None) -> tuple[list[Documen
     seen: list[Document] = []
     findings: list[Finding] = []
     multi = len(documents) > 1
-    for number, doc in enumerate(documents, start=1):
+    for index, doc in enumerate(documents, start=1):
         if doc is None or is_builtin_kubernetes(doc):
             continue
         name = document_name(doc)
-        index = number
         kind = doc.get("kind") if isinstance(doc, dict) else None
-        found: list[Finding] = []
-        if isinstance(doc, dict) and (
-            isinstance(kind, str) and doc.get("apiVersion") == API_VERSION and kind != KIND
-        ):
-            hint = did_you_mean(kind, [KIND])
-            found.append(
-                Finding(
-                    str(path),
-                    index,
-                    name,
-                    "error",
-                    "UnknownKind",
-                    "kind",
-                    f"{kind!r} is not a kind of {API_VERSION}",
-                    hint or f"set it to {KIND}",
-                )
-            )
-        elif isinstance(doc, dict) and (
-            isinstance(kind, str) and kind != KIND and not did_you_mean(kind, [KIND])
-        ):
-            found.append(
-                Finding(
-                    str(path),
-                    index,
-                    name,
-                    "error",
-                    "UnknownKind",
-                    "kind",
-                    f"{doc.get('apiVersion')!s}/{kind} is not an AgentPolicy ({API_VERSION}) nor "
-                    "a Kubernetes built-in",
-                    "move it to another file, or correct apiVersion and kind",
-                )
-            )
-        else:
-            policy, problems = validate_policy(doc)
-            found.extend(
-                Finding(str(path), index, name, "error", "InvalidSpec", p.path, p.message)
-                for p in problems
-            )
-            if policy is not None and not problems:
-                for item in lint_policy(policy.spec, options.fleet_size, options.scrape_interval):
-                    found.append(
-                        Finding(
-                            str(path),
-                            index,
-                            name,
-                            item.severity.value,
-                            item.code,
-                            item.path,
-                            item.message,
-                            item.fix,
-                        )
-                    )
+        found = _check_document(str(path), index, name, doc, options)
         if not multi:
             found = [replace(f, numbered=False) for f in found]
         seen.append(
@@ -271,6 +215,63 @@ def check_file(path: Path, options: Options | None = None) -> tuple[list[Documen
         )
         findings.extend(found)
     return seen, findings
+
+
+def _check_document(
+    source: str, index: int, name: str | None, doc: Any, options: Options
+) -> list[Finding]:
+    """One document's findings: a kind that is not ours, or validation errors, or lint."""
+    from agentmedic.api.lint import lint_policy
+    from agentmedic.api.types import API_VERSION, KIND
+    from agentmedic.api.validation import did_you_mean, validate_policy
+
+    kind = doc.get("kind") if isinstance(doc, dict) else None
+    if isinstance(kind, str) and kind != KIND:
+        if doc.get("apiVersion") == API_VERSION:
+            hint = did_you_mean(kind, [KIND])
+            return [
+                _unknown_kind(
+                    source,
+                    index,
+                    name,
+                    f"{kind!r} is not a kind of {API_VERSION}",
+                    hint or f"set it to {KIND}",
+                )
+            ]
+        if not did_you_mean(kind, [KIND]):
+            return [
+                _unknown_kind(
+                    source,
+                    index,
+                    name,
+                    f"{doc.get('apiVersion')!s}/{kind} is not an AgentPolicy ({API_VERSION}) "
+                    "nor a Kubernetes built-in",
+                    "move it to another file, or correct apiVersion and kind",
+                )
+            ]
+    policy, problems = validate_policy(doc)
+    found = [
+        Finding(source, index, name, "error", "InvalidSpec", p.path, p.message) for p in problems
+    ]
+    if policy is not None and not problems:
+        found.extend(
+            Finding(
+                source,
+                index,
+                name,
+                item.severity.value,
+                item.code,
+                item.path,
+                item.message,
+                item.fix,
+            )
+            for item in lint_policy(policy.spec, options.fleet_size, options.scrape_interval)
+        )
+    return found
+
+
+def _unknown_kind(source: str, index: int, name: str | None, message: str, fix: str) -> Finding:
+    return Finding(source, index, name, "error", "UnknownKind", "kind", message, fix)
 
 
 def _options(args: argparse.Namespace) -> Options:

@@ -163,28 +163,22 @@ def stage_evidence(
 ) -> Evidence:
     """The stage's conditions as evidence: spend against the threshold (and the forecast
     against the limit), so ``Evidence.holds`` re-derives the stage verdict."""
-    spent = ConditionEvidence(
-        metric="cost_usd",
-        query=None,
-        window=figures.spend_window,
-        op=Op.GE,
-        threshold=budget.limit_usd,
-        observed=figures.spent,
-    )
-    if stage == HARD:
-        return Evidence("all", (spent,), held_since, timedelta(0), at)
-    soft = budget.soft
-    percent = soft.at_percent if soft is not None else 100.0
-    conditions = [
-        ConditionEvidence(
+
+    def spent_at_least(threshold: float) -> ConditionEvidence:
+        return ConditionEvidence(
             metric="cost_usd",
             query=None,
             window=figures.spend_window,
             op=Op.GE,
-            threshold=budget.limit_usd * percent / 100,
+            threshold=threshold,
             observed=figures.spent,
         )
-    ]
+
+    if stage == HARD:
+        return Evidence("all", (spent_at_least(budget.limit_usd),), held_since, timedelta(0), at)
+    soft = budget.soft
+    percent = soft.at_percent if soft is not None else 100.0
+    conditions = [spent_at_least(budget.limit_usd * percent / 100)]
     if soft is not None and soft.forecast:
         conditions.append(
             ConditionEvidence(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -292,18 +292,7 @@ class CompiledCondition:
             hysteresis=firing and self.recover != self.threshold,
         )
         if assume_breach and ev.verdict() == UNKNOWN:
-            return ConditionEvidence(
-                metric=ev.metric,
-                query=ev.query,
-                window=ev.window,
-                op=ev.op,
-                threshold=ev.threshold,
-                observed=ev.observed,
-                executions=ev.executions,
-                min_samples=ev.min_samples,
-                hysteresis=ev.hysteresis,
-                assumed_breach=True,
-            )
+            return replace(ev, assumed_breach=True)
         return ev
 
     def badness(self, values: Mapping[SeriesKey, float | None]) -> float:

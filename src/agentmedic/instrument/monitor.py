@@ -31,33 +31,20 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar, Token
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from prometheus_client import CollectorRegistry
 
+from agentmedic.api import metric_names as names
 from agentmedic.instrument.prices import PriceTable
 from agentmedic.instrument.record import (
     DecisionEntry,
     ExecutionRecord,
     LLMCall,
     Status,
-    ToolCallEntry,
     ToolCallRecord,
 )
-from agentmedic.instrument.series import (
-    AGENT_INFO,
-    COST_USD_TOTAL,
-    EXECUTION_DURATION_SECONDS,
-    EXECUTIONS_TOTAL,
-    GEN_AI_OPERATION_DURATION,
-    GEN_AI_TOKEN_USAGE,
-    TOKENS_TOTAL,
-    TOOL_CALLS_TOTAL,
-    TOOL_DURATION_SECONDS,
-    SeriesStore,
-    store_for,
-)
+from agentmedic.instrument.series import SeriesStore, store_for
 
 __all__ = ["AgentMonitor", "Execution", "ToolSpan", "current_execution"]
 
@@ -109,11 +96,11 @@ class _ModelSeries:
     __slots__ = ("cost", "duration", "error", "success", "tokens_in", "tokens_out")
 
     def __init__(self, store: SeriesStore, agent: str, model: str) -> None:
-        self.success = store.counter(EXECUTIONS_TOTAL, (agent, model, "success"))
-        self.error = store.counter(EXECUTIONS_TOTAL, (agent, model, "error"))
-        self.duration = store.histogram(EXECUTION_DURATION_SECONDS, (agent, model))
-        self.tokens_in = store.counter(TOKENS_TOTAL, (agent, model, "input"))
-        self.tokens_out = store.counter(TOKENS_TOTAL, (agent, model, "output"))
+        self.success = store.counter(names.EXECUTIONS_TOTAL, (agent, model, "success"))
+        self.error = store.counter(names.EXECUTIONS_TOTAL, (agent, model, "error"))
+        self.duration = store.histogram(names.EXECUTION_DURATION_SECONDS, (agent, model))
+        self.tokens_in = store.counter(names.TOKENS_TOTAL, (agent, model, "input"))
+        self.tokens_out = store.counter(names.TOKENS_TOTAL, (agent, model, "output"))
         # Created on the first priced execution: a model without a price must show no cost
         # series at all (unknown), not a cost of 0.
         self.cost: Any = None
@@ -123,9 +110,9 @@ class _ToolSeries:
     __slots__ = ("duration", "error", "success")
 
     def __init__(self, store: SeriesStore, agent: str, tool: str) -> None:
-        self.success = store.counter(TOOL_CALLS_TOTAL, (agent, tool, "success"))
-        self.error = store.counter(TOOL_CALLS_TOTAL, (agent, tool, "error"))
-        self.duration = store.histogram(TOOL_DURATION_SECONDS, (agent, tool))
+        self.success = store.counter(names.TOOL_CALLS_TOTAL, (agent, tool, "success"))
+        self.error = store.counter(names.TOOL_CALLS_TOTAL, (agent, tool, "error"))
+        self.duration = store.histogram(names.TOOL_DURATION_SECONDS, (agent, tool))
 
 
 class _CallSeries:
@@ -136,15 +123,15 @@ class _CallSeries:
     def __init__(self, store: SeriesStore, labels: tuple[str, ...]) -> None:
         self._store = store
         self._labels = labels
-        self.input = store.histogram(GEN_AI_TOKEN_USAGE, (*labels, "input"))
-        self.output = store.histogram(GEN_AI_TOKEN_USAGE, (*labels, "output"))
+        self.input = store.histogram(names.GEN_AI_TOKEN_USAGE, (*labels, "input"))
+        self.output = store.histogram(names.GEN_AI_TOKEN_USAGE, (*labels, "output"))
         self.durations: dict[str, Any] = {}
 
     def duration(self, error_type: str) -> Any:
         cell = self.durations.get(error_type)
         if cell is None:
             cell = self.durations[error_type] = self._store.histogram(
-                GEN_AI_OPERATION_DURATION, (*self._labels, error_type)
+                names.GEN_AI_OPERATION_DURATION, (*self._labels, error_type)
             )
         return cell
 
@@ -257,8 +244,8 @@ class AgentMonitor:
         with self._info_lock:
             previous, self._info_model = self._info_model, model
             if previous is not None:
-                self._store.set_gauge(AGENT_INFO, (self.agent, previous), None)
-            self._store.set_gauge(AGENT_INFO, (self.agent, model), 1.0)
+                self._store.set_gauge(names.AGENT_INFO, (self.agent, previous), None)
+            self._store.set_gauge(names.AGENT_INFO, (self.agent, model), 1.0)
 
     def _model_series(self, model: str) -> _ModelSeries:
         series = self._models.get(model)
@@ -324,45 +311,13 @@ class AgentMonitor:
             model = self._model
             if model is None:
                 model = next((c.request_model for c in calls if c.request_model), UNKNOWN_MODEL)
-        input_tokens = output_tokens = cached = 0
-        spent = 0.0
-        cost_known = True
-        for call in calls:
-            if call.input_tokens is None and call.output_tokens is None:
-                continue  # no usage reported: nothing to count or price
-            input_tokens += call.input_tokens or 0
-            output_tokens += call.output_tokens or 0
-            cached += call.cached_input_tokens
-            cost = self._price(call, model)
-            if cost is None:
-                cost_known = False
-            else:
-                spent += cost
-
-        series = self._model_series(model)
-        if spent > 0 and series.cost is None:
-            series.cost = self._store.counter(COST_USD_TOTAL, (self.agent, model))
-        with self._store.lock:
-            (series.success if status == "success" else series.error).add(1)
-            series.duration.observe(latency_s)
-            if input_tokens:
-                series.tokens_in.add(input_tokens)
-            if output_tokens:
-                series.tokens_out.add(output_tokens)
-            if spent > 0:
-                # Known spend is counted even when part of the execution is unpriced:
-                # budgets must not lose real spend, and the warning says what is missing.
-                series.cost.add(spent)
+        input_tokens, output_tokens, cached, spent, cost_known = self._usage(calls, model)
+        self._count(model, status, latency_s, input_tokens, output_tokens, spent)
         if self._model is None and model != self._info_model and model != UNKNOWN_MODEL:
             # Without a model of its own the monitor takes the latest execution's as the
             # agent's current one; with one, a side call on another model (a cheap
             # classifier, say) must not make agent_info flicker.
             self._update_info(model)
-
-        tools_called: list[ToolCallEntry] = [
-            {"name": t.name, "duration_ms": round(t.duration_s * 1000, 3), "success": t.success}
-            for t in tools
-        ]
         record: ExecutionRecord = {
             "session_id": session_id,
             "agent": self.agent,
@@ -377,11 +332,63 @@ class AgentMonitor:
                 "cached_input": cached,
             },
             "latency_ms": round(latency_s * 1000, 3),
-            "tools_called": tools_called,
+            "tools_called": [
+                {"name": t.name, "duration_ms": round(t.duration_s * 1000, 3), "success": t.success}
+                for t in tools
+            ],
             "decision_log": list(decisions),
             "cost_usd": round(spent, 12) if cost_known else None,
             "llm_calls": len(calls),
         }
+        self._emit(record)
+        return record
+
+    def _usage(self, calls: Sequence[LLMCall], model: str) -> tuple[int, int, int, float, bool]:
+        """Input, output and cached tokens, the known spend, and whether all of it is
+        known (every call that reported usage had a price)."""
+        input_tokens = output_tokens = cached = 0
+        spent = 0.0
+        cost_known = True
+        for call in calls:
+            if call.input_tokens is None and call.output_tokens is None:
+                continue  # no usage reported: nothing to count or price
+            input_tokens += call.input_tokens or 0
+            output_tokens += call.output_tokens or 0
+            cached += call.cached_input_tokens
+            cost = self._price(call, model)
+            if cost is None:
+                cost_known = False
+            else:
+                spent += cost
+        return input_tokens, output_tokens, cached, spent, cost_known
+
+    def _count(
+        self,
+        model: str,
+        status: Status,
+        latency_s: float,
+        input_tokens: int,
+        output_tokens: int,
+        spent: float,
+    ) -> None:
+        """The execution's per-model series: outcome, duration, tokens and spend."""
+        series = self._model_series(model)
+        if spent > 0 and series.cost is None:
+            series.cost = self._store.counter(names.COST_USD_TOTAL, (self.agent, model))
+        with self._store.lock:
+            (series.success if status == "success" else series.error).add(1)
+            series.duration.observe(latency_s)
+            if input_tokens:
+                series.tokens_in.add(input_tokens)
+            if output_tokens:
+                series.tokens_out.add(output_tokens)
+            if spent > 0:
+                # Known spend is counted even when part of the execution is unpriced:
+                # budgets must not lose real spend, and the warning says what is missing.
+                series.cost.add(spent)
+
+    def _emit(self, record: ExecutionRecord) -> None:
+        """The record to the JSON logger (when enabled) and to ``on_record``."""
         logger = self.logger
         if logger.isEnabledFor(logging.INFO):
             # makeRecord + handle instead of logger.info: the same filters and handlers, but
@@ -403,10 +410,30 @@ class AgentMonitor:
                 self.on_record(record)
             except Exception:
                 _log.exception("on_record callback failed for agent %s", self.agent)
-        return record
 
 
-class ToolSpan:
+class _Block:
+    """``async with`` as ``with``: a block's own work never awaits, so the async forms
+    only call the sync ones."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> Self:
+        raise NotImplementedError
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+class ToolSpan(_Block):
     """One tool call inside an execution: ``with ex.tool("search"):`` (or ``async with``).
 
     The call fails when an exception escapes the block or :meth:`fail` was called; its
@@ -432,12 +459,7 @@ class ToolSpan:
         self._start = time.perf_counter()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         duration = time.perf_counter() - self._start
         self.duration_s = duration
         if exc_type is not None:
@@ -450,19 +472,8 @@ class ToolSpan:
         except Exception:
             _log.exception("recording tool call %s failed", self.name)
 
-    async def __aenter__(self) -> ToolSpan:
-        return self.__enter__()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
-
-
-class Execution:
+class Execution(_Block):
     """One agent execution; created by :meth:`AgentMonitor.execution`.
 
     Use it once, as ``with`` or ``async with``. When the block ends it writes the
@@ -568,12 +579,7 @@ class Execution:
         self._start = time.perf_counter()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         latency = time.perf_counter() - self._start
         if self._token is not None:
             _current.reset(self._token)
@@ -594,14 +600,3 @@ class Execution:
             )
         except Exception:
             _log.exception("recording the execution of agent %s failed", self.monitor.agent)
-
-    async def __aenter__(self) -> Execution:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)

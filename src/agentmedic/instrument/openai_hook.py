@@ -177,6 +177,17 @@ class _Call:
             code = getattr(item, "code", None)
             self.error_type = str(code) if code else "error"
 
+    def abort(self, exc: BaseException) -> None:
+        """The request raised: record the call as failed."""
+        self.fail(exc)
+        self.finish()
+
+    def settle(self, response: Any) -> Any:
+        """A complete (not streamed) response: record the call; return the response."""
+        self.see_response(response)
+        self.finish()
+        return response
+
     def finish(self) -> None:
         if self.done:
             return
@@ -233,14 +244,11 @@ def _wrap_sync(
         try:
             result = original(*args, **kwargs)
         except BaseException as exc:
-            call.fail(exc)
-            call.finish()
+            call.abort(exc)
             raise
         if isinstance(result, stream_types):
             return _SyncStream(result, call)
-        call.see_response(result)
-        call.finish()
-        return result
+        return call.settle(result)
 
     return wrapper
 
@@ -255,24 +263,38 @@ def _wrap_async(
         try:
             result = await original(*args, **kwargs)
         except BaseException as exc:
-            call.fail(exc)
-            call.finish()
+            call.abort(exc)
             raise
         if isinstance(result, stream_types):
             return _AsyncStream(result, call)
-        call.see_response(result)
-        call.finish()
-        return result
+        return call.settle(result)
 
     return wrapper
 
 
-class _SyncStream:
-    """Stands in for ``openai.Stream``: same iteration and closing, plus recording."""
+class _Recording:
+    """What both stream stand-ins share: the wrapped stream's other attributes pass
+    through, and a stream dropped without being read or closed is still a call that
+    happened."""
 
     def __init__(self, stream: Any, call: _Call) -> None:
         self._stream = stream
         self._call = call
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def __del__(self) -> None:
+        call = self.__dict__.get("_call")
+        if call is not None:
+            call.finish()
+
+
+class _SyncStream(_Recording):
+    """Stands in for ``openai.Stream``: same iteration and closing, plus recording."""
+
+    def __init__(self, stream: Any, call: _Call) -> None:
+        super().__init__(stream, call)
         self._iterator = self._observe()
 
     def _observe(self) -> Iterator[Any]:
@@ -306,22 +328,12 @@ class _SyncStream:
         finally:
             self._call.finish()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
 
-    def __del__(self) -> None:
-        # A stream dropped without being read or closed is still a call that happened.
-        call = self.__dict__.get("_call")
-        if call is not None:
-            call.finish()
-
-
-class _AsyncStream:
+class _AsyncStream(_Recording):
     """Stands in for ``openai.AsyncStream``: same iteration and closing, plus recording."""
 
     def __init__(self, stream: Any, call: _Call) -> None:
-        self._stream = stream
-        self._call = call
+        super().__init__(stream, call)
         self._iterator = self._observe()
 
     async def _observe(self) -> AsyncIterator[Any]:
@@ -354,11 +366,3 @@ class _AsyncStream:
             await self._stream.close()
         finally:
             self._call.finish()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-    def __del__(self) -> None:
-        call = self.__dict__.get("_call")
-        if call is not None:
-            call.finish()

@@ -229,21 +229,24 @@ class HistogramCell:
         self.sum += value
 
 
-class _ClientCounter:
+class _ClientCell:
+    """A prometheus_client child metric behind the SDK's cell interface."""
+
     __slots__ = ("_child",)
 
     def __init__(self, child: Any) -> None:
         self._child = child
+
+
+class _ClientCounter(_ClientCell):
+    __slots__ = ()
 
     def add(self, amount: float) -> None:
         self._child.inc(amount)
 
 
-class _ClientHistogram:
-    __slots__ = ("_child",)
-
-    def __init__(self, child: Any) -> None:
-        self._child = child
+class _ClientHistogram(_ClientCell):
+    __slots__ = ()
 
     def observe(self, value: float) -> None:
         self._child.observe(value)

@@ -27,19 +27,20 @@ sum of the rounded groups, so the rows always add up to it exactly.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_EVEN, Decimal
+from functools import partial
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agentmedic.api.metric_names import COST_USD_TOTAL, TOKENS_TOTAL
 from agentmedic.instrument.prices import PriceTable
-from agentmedic.metrics import MetricsBackend, QueryResult, promql
+from agentmedic.metrics import MetricsBackend, promql
+from agentmedic.report._queries import ProgressCallback, bounded
 
 __all__ = [
     "DIMENSIONS",
@@ -79,8 +80,6 @@ TOKEN_TYPES = ("input", "output", "cached_input")
 input included, as providers report it) and output; a ``cached_input`` type, where a
 team's own metrics have one, is the cached part of input and is priced at the cached
 price."""
-
-ProgressCallback = Callable[[int, int, str], None]
 
 
 # -- periods ------------------------------------------------------------------------------------
@@ -343,21 +342,16 @@ async def gather(
     """Send :meth:`CostQuery.requests`; any failure raises the backend's ``MetricsError``
     (a chargeback with a hole in it is worse than none)."""
     requests = query.requests()
-    limit = asyncio.Semaphore(max_concurrency)
     samples = Samples(queries=len(requests))
-    done = 0
-
-    async def one(metric: str, text: str, at: datetime) -> tuple[str, str, QueryResult]:
-        nonlocal done
-        async with limit:
-            answer = await backend.query(text, at)
-        done += 1
-        if on_progress is not None:
-            on_progress(done, len(requests), f"{metric} at {at.isoformat()}")
-        return metric, text, answer
-
-    answers = await asyncio.gather(*(one(*r) for r in requests))
-    for metric, text, answer in answers:
+    answers = await bounded(
+        [
+            (f"{metric} at {at.isoformat()}", partial(backend.query, text, at))
+            for metric, text, at in requests
+        ],
+        max_concurrency=max_concurrency,
+        on_progress=on_progress,
+    )
+    for (metric, text, _), answer in zip(requests, answers, strict=True):
         if text.startswith("last_over_time("):
             for sample in answer.samples:
                 if math.isfinite(sample.value):
@@ -440,6 +434,105 @@ def _dearest_first(row: GroupRow) -> tuple[Decimal, tuple[str, ...]]:
     return (-(amount or Decimal(0)), row.key)
 
 
+Group = tuple[str, ...]
+
+
+@dataclass
+class _Tally:
+    """The period's increases, summed per group (and per model and token type)."""
+
+    reported: dict[Group, list[float]] = field(default_factory=dict)
+    tokens: dict[tuple[Group, str, str], float] = field(default_factory=dict)
+    """(group, model, type) → tokens."""
+    series: int = 0
+    born: int = 0
+    resets: int = 0
+
+
+def _tally(samples: Samples, query: CostQuery) -> _Tally:
+    """Each series' increase in the period by the exactness rule, added to its group."""
+    start, end = query.period.start_ms, query.period.end_ms
+    labels = [query.label_of(d) for d in query.by]
+    tally = _Tally()
+    for metric, per_series in samples.points.items():
+        previous = samples.previous.get(metric, {})
+        for key, by_ts in per_series.items():
+            points = sorted(by_ts.items())
+            prev = previous.get(key)
+            amount, born = increase(points, start, end, previous=prev)
+            if not any(start <= ts < end for ts, _ in points):
+                continue
+            tally.series += 1
+            tally.born += born
+            tally.resets += _resets(points, start, end, prev)
+            label_map = dict(key)
+            group = tuple(label_map.get(name, "") for name in labels)
+            if metric == COST_USD_TOTAL:
+                tally.reported.setdefault(group, []).append(amount)
+            else:
+                slot = (group, label_map.get("model", ""), label_map.get("type", ""))
+                tally.tokens[slot] = tally.tokens.get(slot, 0.0) + amount
+    return tally
+
+
+@dataclass
+class _TokenCost:
+    totals: dict[Group, dict[str, int]] = field(default_factory=dict)
+    """Tokens by type per group."""
+    cost: dict[Group, list[float]] = field(default_factory=dict)
+    """The priced cost of each of the group's models."""
+    unpriced: dict[Group, set[str]] = field(default_factory=dict)
+    """Models with tokens but no price, per group."""
+
+
+def _price_tokens(tokens: Mapping[tuple[Group, str, str], float], prices: PriceTable) -> _TokenCost:
+    out = _TokenCost()
+    per_model: dict[tuple[Group, str], dict[str, float]] = {}
+    for (group, model, kind), count in tokens.items():
+        per_model.setdefault((group, model), {})[kind] = count
+        totals = out.totals.setdefault(group, {t: 0 for t in TOKEN_TYPES})
+        totals[kind] = totals.get(kind, 0) + round(count)
+    for (group, model), kinds in per_model.items():
+        price = prices.lookup(model)
+        out.cost.setdefault(group, [])
+        if price is None:
+            if any(kinds.values()):
+                out.unpriced.setdefault(group, set()).add(model or "(no model label)")
+            continue
+        out.cost[group].append(
+            price.cost(
+                round(kinds.get("input", 0.0)),
+                round(kinds.get("output", 0.0)),
+                round(kinds.get("cached_input", 0.0)),
+            )
+        )
+    return out
+
+
+def _group_row(
+    group: Group,
+    reported: Decimal | None,
+    priced: _TokenCost,
+    tokens: Decimal | None,
+    threshold: float,
+) -> GroupRow:
+    disagreement: float | None = None
+    flagged = False
+    # Tokens without a price make the comparison meaningless, not a disagreement.
+    if reported is not None and tokens is not None and group not in priced.unpriced:
+        disagreement = _disagreement(reported, tokens)
+        flagged = abs(disagreement) > threshold
+    return GroupRow(
+        key=group,
+        reported_usd=reported,
+        tokens_usd=tokens,
+        tokens=priced.totals.get(group, {t: 0 for t in TOKEN_TYPES}),
+        unpriced_models=tuple(sorted(priced.unpriced.get(group, ()))),
+        disagreement=disagreement,
+        flagged=flagged,
+    )
+
+
 def build_report(
     samples: Samples,
     query: CostQuery,
@@ -451,82 +544,25 @@ def build_report(
 ) -> CostReport:
     """Spend per group by the exactness rule (pure; ``now`` only marks an unfinished
     period)."""
-    start, end = query.period.start_ms, query.period.end_ms
-    labels = [query.label_of(d) for d in query.by]
-    reported: dict[tuple[str, ...], list[float]] = {}
-    # (group, model, type) -> tokens
-    tokens: dict[tuple[tuple[str, ...], str, str], float] = {}
-    series_count = born_count = resets = 0
-    for metric, per_series in samples.points.items():
-        previous = samples.previous.get(metric, {})
-        for key, by_ts in per_series.items():
-            points = sorted(by_ts.items())
-            prev = previous.get(key)
-            amount, born = increase(points, start, end, previous=prev)
-            if not any(start <= ts < end for ts, _ in points):
-                continue
-            series_count += 1
-            born_count += born
-            resets += _resets(points, start, end, prev)
-            label_map = dict(key)
-            group = tuple(label_map.get(name, "") for name in labels)
-            if metric == COST_USD_TOTAL:
-                reported.setdefault(group, []).append(amount)
-            else:
-                slot = (group, label_map.get("model", ""), label_map.get("type", ""))
-                tokens[slot] = tokens.get(slot, 0.0) + amount
-
+    tally = _tally(samples, query)
+    priced = _price_tokens(tally.tokens, prices)
     want_reported = query.source in ("reported", "both")
     want_tokens = query.source in ("tokens", "both")
-    token_totals: dict[tuple[str, ...], dict[str, int]] = {}
-    token_cost: dict[tuple[str, ...], list[float]] = {}
-    unpriced: dict[tuple[str, ...], set[str]] = {}
-    per_model: dict[tuple[tuple[str, ...], str], dict[str, float]] = {}
-    for (group, model, kind), count in tokens.items():
-        per_model.setdefault((group, model), {})[kind] = count
-        totals = token_totals.setdefault(group, {t: 0 for t in TOKEN_TYPES})
-        totals[kind] = totals.get(kind, 0) + round(count)
-    for (group, model), kinds in per_model.items():
-        price = prices.lookup(model)
-        token_cost.setdefault(group, [])
-        if price is None:
-            if any(kinds.values()):
-                unpriced.setdefault(group, set()).add(model or "(no model label)")
-            continue
-        token_cost[group].append(
-            price.cost(
-                round(kinds.get("input", 0.0)),
-                round(kinds.get("output", 0.0)),
-                round(kinds.get("cached_input", 0.0)),
-            )
-        )
-
-    present: set[tuple[str, ...]] = set()
+    present: set[Group] = set()
     if want_reported:
-        present |= set(reported)
+        present |= set(tally.reported)
     if want_tokens:
-        present |= set(token_totals)
-    rows: list[GroupRow] = []
-    for group in sorted(present):
-        rep = _money(math.fsum(reported.get(group, []))) if want_reported else None
-        tok = _money(math.fsum(token_cost.get(group, []))) if want_tokens else None
-        disagreement: float | None = None
-        flagged = False
-        # Tokens without a price make the comparison meaningless, not a disagreement.
-        if rep is not None and tok is not None and group not in unpriced:
-            disagreement = _disagreement(rep, tok)
-            flagged = abs(disagreement) > threshold
-        rows.append(
-            GroupRow(
-                key=group,
-                reported_usd=rep,
-                tokens_usd=tok,
-                tokens=token_totals.get(group, {t: 0 for t in TOKEN_TYPES}),
-                unpriced_models=tuple(sorted(unpriced.get(group, ()))),
-                disagreement=disagreement,
-                flagged=flagged,
-            )
+        present |= set(priced.totals)
+    rows = [
+        _group_row(
+            group,
+            _money(math.fsum(tally.reported.get(group, []))) if want_reported else None,
+            priced,
+            _money(math.fsum(priced.cost.get(group, []))) if want_tokens else None,
+            threshold,
         )
+        for group in sorted(present)
+    ]
     rows.sort(key=_dearest_first)
     all_tokens = {t: sum(r.tokens.get(t, 0) for r in rows) for t in TOKEN_TYPES}
     return CostReport(
@@ -536,10 +572,10 @@ def build_report(
         total_tokens_usd=_sum(r.tokens_usd for r in rows) if want_tokens else None,
         total_tokens=all_tokens,
         threshold=threshold,
-        series=series_count,
-        born_series=born_count,
-        resets=resets,
-        unpriced_models=tuple(sorted({m for s in unpriced.values() for m in s})),
+        series=tally.series,
+        born_series=tally.born,
+        resets=tally.resets,
+        unpriced_models=tuple(sorted({m for s in priced.unpriced.values() for m in s})),
         queries=samples.queries,
         prices_source=prices_source,
         unfinished=now is not None and now < query.period.end,

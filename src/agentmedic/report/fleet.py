@@ -21,11 +21,11 @@ Where numbers come from (all over the report's window, at its instant):
 
 from __future__ import annotations
 
-import asyncio
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Literal
 
 from agentmedic.api.metric_names import AGENT_INFO, EXECUTIONS_TOTAL, TOOL_CALLS_TOTAL
@@ -38,6 +38,7 @@ from agentmedic.metrics import (
     QueryResult,
     promql,
 )
+from agentmedic.report._queries import ProgressCallback, bounded
 from agentmedic.report.stats import Floors, Tier, anomalies, quantile, tiers
 
 __all__ = [
@@ -86,8 +87,6 @@ CATALOG_METRICS = (
     "latency_p95_ms",
     "tokens_per_execution",
 )
-ProgressCallback = Callable[[int, int, str], None]
-"""``(done, total, what)`` after each query."""
 
 
 @dataclass(frozen=True)
@@ -177,23 +176,20 @@ async def gather(
     query fails there is no fleet to report on and its error is raised.
     """
     texts = query.queries()
-    limit = asyncio.Semaphore(max_concurrency)
     data = FleetData(queries=len(texts))
-    done = 0
 
-    async def one(name: str, text: str) -> tuple[str, QueryResult | MetricsError]:
-        nonlocal done
-        async with limit:
-            try:
-                answer: QueryResult | MetricsError = await backend.query(text, query.at)
-            except MetricsError as exc:
-                answer = exc
-        done += 1
-        if on_progress is not None:
-            on_progress(done, len(texts), name)
-        return name, answer
+    async def ask(text: str) -> QueryResult | MetricsError:
+        try:
+            return await backend.query(text, query.at)
+        except MetricsError as exc:
+            return exc
 
-    answers = dict(await asyncio.gather(*(one(n, t) for n, t in texts.items())))
+    results = await bounded(
+        [(name, partial(ask, text)) for name, text in texts.items()],
+        max_concurrency=max_concurrency,
+        on_progress=on_progress,
+    )
+    answers = dict(zip(texts, results, strict=True))
     executions = answers["executions"]
     if isinstance(executions, MetricsError):
         raise executions
@@ -332,16 +328,50 @@ def analyse(
     anomaly flags (their ratios are noise) and do not shape the fleet's quantiles; tools
     with fewer than ``min_tool_calls`` calls are left out of the fleet's tool rankings.
     """
+    rows = _agent_rows(data)
+    qualified = [r for r in rows.values() if r.executions >= min_executions]
+    bounds = _mark_tiers(rows, qualified)
+    _mark_anomalies(rows, qualified)
+    tool_stats = _tool_stats(data, rows)
+    _attach_worst_tools(rows, tool_stats)
+    ranked = [s for s in tool_stats if (s.calls or 0) >= min_tool_calls]
+    slowest = sorted(
+        (s for s in ranked if s.latency_p95_ms is not None),
+        key=lambda s: (-(s.latency_p95_ms or 0.0), -(s.calls or 0.0), s.agent, s.tool),
+    )[:top]
+    failing = sorted(
+        (s for s in ranked if s.error_rate),
+        key=lambda s: (-(s.error_rate or 0.0), -(s.calls or 0.0), s.agent, s.tool),
+    )[:top]
+    ordered = sorted(
+        rows.values(),
+        key=lambda r: (-(r.cost_usd if r.cost_usd is not None else -1.0), -r.executions, r.agent),
+    )
+    return FleetReport(
+        at=query.at,
+        window=query.window,
+        namespace=query.namespace,
+        fleet=_summary(data, rows, qualified, bounds),
+        agents=ordered,
+        slowest_tools=slowest,
+        most_error_prone_tools=failing,
+        min_executions=min_executions,
+        min_tool_calls=min_tool_calls,
+        warnings=list(data.warnings),
+        queries=data.queries,
+    )
+
+
+def _agent_rows(data: FleetData) -> dict[AgentId, AgentRow]:
+    """One row per agent with an executions figure; ratios only where it ran."""
     values = data.values
-    executions = values.get("executions", {})
     cost = values.get("cost_usd", {})
     success = values.get("success_rate", {})
     p95 = values.get("latency_p95_ms", {})
     tokens = values.get("tokens_per_execution", {})
     total_cost = sum(cost.values()) if cost else None
-
     rows: dict[AgentId, AgentRow] = {}
-    for agent, n in executions.items():
+    for agent, n in values.get("executions", {}).items():
         agent_cost = cost.get(agent)
         rate = success.get(agent) if n > 0 else None
         rows[agent] = AgentRow(
@@ -360,14 +390,24 @@ def analyse(
             latency_p95_ms=p95.get(agent) if n > 0 else None,
             tokens_per_execution=tokens.get(agent) if n > 0 else None,
         )
+    return rows
 
-    qualified = [r for r in rows.values() if r.executions >= min_executions]
+
+def _mark_tiers(
+    rows: Mapping[AgentId, AgentRow], qualified: Sequence[AgentRow]
+) -> tuple[float | None, float | None] | None:
+    """Set each qualified agent's latency tier; returns the tier bounds."""
     agent_tiers, bounds = tiers(
         {r.agent: r.latency_p95_ms for r in qualified if r.latency_p95_ms is not None},
         min_gap=TIER_MIN_GAP_MS,
     )
     for agent, tier in agent_tiers.items():
         rows[agent].tier = tier
+    return bounds
+
+
+def _mark_anomalies(rows: Mapping[AgentId, AgentRow], qualified: Sequence[AgentRow]) -> None:
+    """Score each qualified agent against the fleet and flag the outliers."""
     for metric in ANOMALY_METRICS:
         observed = {r.agent: v for r in qualified if (v := getattr(r, metric)) is not None}
         flagged, scores, median = anomalies(observed, ANOMALY_FLOORS[metric])
@@ -378,7 +418,9 @@ def analyse(
         for agent, score in flagged.items():
             rows[agent].anomalies.append(Anomaly(metric, observed[agent], median, score))
 
-    tool_stats = [
+
+def _tool_stats(data: FleetData, rows: Mapping[AgentId, AgentRow]) -> list[ToolStat]:
+    return [
         ToolStat(
             agent=agent,
             tool=tool,
@@ -389,6 +431,10 @@ def analyse(
         for (agent, tool), stats in data.tools.items()
         if agent in rows
     ]
+
+
+def _attach_worst_tools(rows: Mapping[AgentId, AgentRow], tool_stats: Sequence[ToolStat]) -> None:
+    """Each agent's slowest and most error-prone tool among those it called."""
     for stat in tool_stats:
         if not stat.calls:
             continue
@@ -401,44 +447,26 @@ def analyse(
             row.most_error_prone_tool is None or _worse(stat, row.most_error_prone_tool)
         ):
             row.most_error_prone_tool = stat
-    ranked = [s for s in tool_stats if (s.calls or 0) >= min_tool_calls]
-    slowest = sorted(
-        (s for s in ranked if s.latency_p95_ms is not None),
-        key=lambda s: (-(s.latency_p95_ms or 0.0), -(s.calls or 0.0), s.agent, s.tool),
-    )[:top]
-    failing = sorted(
-        (s for s in ranked if s.error_rate),
-        key=lambda s: (-(s.error_rate or 0.0), -(s.calls or 0.0), s.agent, s.tool),
-    )[:top]
 
-    total_executions = sum(executions.values())
+
+def _summary(
+    data: FleetData,
+    rows: Mapping[AgentId, AgentRow],
+    qualified: Sequence[AgentRow],
+    bounds: tuple[float | None, float | None] | None,
+) -> FleetSummary:
+    cost = data.values.get("cost_usd", {})
+    total_executions = sum(data.values.get("executions", {}).values())
     successes = sum(r.executions * r.success_rate for r in rows.values() if r.success_rate)
     latencies = [r.latency_p95_ms for r in qualified if r.latency_p95_ms is not None]
-    summary = FleetSummary(
+    return FleetSummary(
         agents=len(rows),
         active_agents=sum(1 for r in rows.values() if r.executions > 0),
         executions=total_executions,
-        cost_usd=total_cost,
+        cost_usd=sum(cost.values()) if cost else None,
         success_rate=successes / total_executions if total_executions > 0 else None,
         tier_bounds_ms=bounds,
         latency_p95_median_ms=quantile(latencies, 0.5) if latencies else None,
-    )
-    ordered = sorted(
-        rows.values(),
-        key=lambda r: (-(r.cost_usd if r.cost_usd is not None else -1.0), -r.executions, r.agent),
-    )
-    return FleetReport(
-        at=query.at,
-        window=query.window,
-        namespace=query.namespace,
-        fleet=summary,
-        agents=ordered,
-        slowest_tools=slowest,
-        most_error_prone_tools=failing,
-        min_executions=min_executions,
-        min_tool_calls=min_tool_calls,
-        warnings=list(data.warnings),
-        queries=data.queries,
     )
 
 

@@ -273,6 +273,22 @@ def _tier_note(bounds: tuple[float | None, float | None] | None) -> str:
     return "; tiers: " + ", ".join(parts)
 
 
+_AGENT_COLUMNS = (
+    ("Agent", "left"),
+    ("Model", "left"),
+    ("Cost", "right"),
+    ("Share", "right"),
+    ("Execs", "right"),
+    ("Success", "right"),
+    ("p95", "right"),
+    ("Tok/exec", "right"),
+    ("Tier", "left"),
+    ("Flags", "left"),
+    ("Slowest tool", "left"),
+)
+_WIDE_COLUMNS = (("Cost/exec", "right"), ("Errors", "right"), ("Most errors", "left"))
+
+
 def to_table(
     report: FleetReport,
     *,
@@ -287,7 +303,6 @@ def to_table(
     the most error-prone tool (``-o wide``).
     """
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
     fleet = report.fleet
@@ -295,58 +310,7 @@ def to_table(
     hidden = len(shown) - limit if limit and len(shown) > limit else 0
     if hidden:
         shown = shown[:limit]
-    where = f"namespace {report.namespace}" if report.namespace else "all namespaces"
-    title = (
-        f"Fleet: {fleet.agents} agents ({fleet.active_agents} active), {where}, "
-        f"last {format_duration(report.window)} to {_rfc3339(report)}"
-    )
-    table = Table(title=title, title_justify="left", header_style="bold")
-    for name, justify in (
-        ("Agent", "left"),
-        ("Model", "left"),
-        ("Cost", "right"),
-        ("Share", "right"),
-        ("Execs", "right"),
-        ("Success", "right"),
-        ("p95", "right"),
-        ("Tok/exec", "right"),
-        ("Tier", "left"),
-        ("Flags", "left"),
-        ("Slowest tool", "left"),
-        *((("Cost/exec", "right"), ("Errors", "right"), ("Most errors", "left")) if wide else ()),
-    ):
-        table.add_column(name, justify=justify)
-    for r in shown:
-        success = Text(_pct(r.success_rate))
-        if r.success_rate is not None and r.success_rate < 0.9:
-            success.stylize("red" if r.success_rate < 0.8 else "yellow")
-        tier = Text(r.tier or "-", style={"fast": "green", "slow": "red"}.get(r.tier or "", ""))
-        flags = Text(", ".join(_ANOMALY_WORDS[a.metric] for a in r.anomalies), style="bold red")
-        slow = r.slowest_tool
-        agent = r.agent.name if report.namespace else str(r.agent).lstrip("/")
-        extra: list[Any] = []
-        if wide:
-            erring = r.most_error_prone_tool
-            extra = [
-                _usd(r.cost_per_execution),
-                _pct(r.error_rate),
-                f"{erring.tool} {_pct(erring.error_rate)}" if erring else "-",
-            ]
-        table.add_row(
-            agent,
-            r.model or "-",
-            _usd(r.cost_usd),
-            _pct(r.cost_share),
-            _count(r.executions),
-            success,
-            _ms(r.latency_p95_ms),
-            _count(r.tokens_per_execution),
-            tier,
-            flags,
-            f"{slow.tool} {_ms(slow.latency_p95_ms)}" if slow else "-",
-            *extra,
-        )
-    parts: list[Any] = [table]
+    parts: list[Any] = [_agents_table(report, shown, wide)]
     if hidden:
         parts.append(Text(f"... and {hidden} more agents (use --limit 0 to show all)", "dim"))
     parts.append(
@@ -356,6 +320,73 @@ def to_table(
             + _tier_note(fleet.tier_bounds_ms)
         )
     )
+    parts.extend(_tool_tables(report))
+    flagged = sum(1 for r in report.agents if r.anomalies)
+    parts.append(
+        Text(
+            f"Flags: {flagged} agent(s) far above the fleet (robust z-score > "
+            f"{ANOMALY_THRESHOLD} and at least {MIN_RELATIVE_GAP:.0%} above the median; "
+            f"agents with >= {report.min_executions} executions).",
+            "dim",
+        )
+    )
+    parts.extend(Text(f"warning: {w}", "yellow") for w in report.warnings)
+    return Group(*parts)
+
+
+def _agents_table(report: FleetReport, shown: list[AgentRow], wide: bool) -> Any:
+    from rich.table import Table
+
+    fleet = report.fleet
+    where = f"namespace {report.namespace}" if report.namespace else "all namespaces"
+    title = (
+        f"Fleet: {fleet.agents} agents ({fleet.active_agents} active), {where}, "
+        f"last {format_duration(report.window)} to {_rfc3339(report)}"
+    )
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for name, justify in (*_AGENT_COLUMNS, *(_WIDE_COLUMNS if wide else ())):
+        table.add_column(name, justify=justify)
+    for r in shown:
+        table.add_row(*_agent_cells(report, r, wide))
+    return table
+
+
+def _agent_cells(report: FleetReport, r: AgentRow, wide: bool) -> list[Any]:
+    """One agent's row: figures, with the success rate, tier and flags coloured."""
+    from rich.text import Text
+
+    success = Text(_pct(r.success_rate))
+    if r.success_rate is not None and r.success_rate < 0.9:
+        success.stylize("red" if r.success_rate < 0.8 else "yellow")
+    slow = r.slowest_tool
+    cells: list[Any] = [
+        r.agent.name if report.namespace else str(r.agent).lstrip("/"),
+        r.model or "-",
+        _usd(r.cost_usd),
+        _pct(r.cost_share),
+        _count(r.executions),
+        success,
+        _ms(r.latency_p95_ms),
+        _count(r.tokens_per_execution),
+        Text(r.tier or "-", style={"fast": "green", "slow": "red"}.get(r.tier or "", "")),
+        Text(", ".join(_ANOMALY_WORDS[a.metric] for a in r.anomalies), style="bold red"),
+        f"{slow.tool} {_ms(slow.latency_p95_ms)}" if slow else "-",
+    ]
+    if wide:
+        erring = r.most_error_prone_tool
+        cells += [
+            _usd(r.cost_per_execution),
+            _pct(r.error_rate),
+            f"{erring.tool} {_pct(erring.error_rate)}" if erring else "-",
+        ]
+    return cells
+
+
+def _tool_tables(report: FleetReport) -> list[Any]:
+    """The fleet's slowest and most error-prone tools, a table each where there are any."""
+    from rich.table import Table
+
+    out: list[Any] = []
     for heading, stats, column in (
         ("Slowest tools (p95)", report.slowest_tools, "p95"),
         ("Most error-prone tools", report.most_error_prone_tools, "Errors"),
@@ -368,15 +399,5 @@ def to_table(
         for s in stats:
             value = _ms(s.latency_p95_ms) if column == "p95" else _pct(s.error_rate)
             tools.add_row(str(s.agent).lstrip("/"), s.tool, _count(s.calls), value)
-        parts.append(tools)
-    flagged = sum(1 for r in report.agents if r.anomalies)
-    parts.append(
-        Text(
-            f"Flags: {flagged} agent(s) far above the fleet (robust z-score > "
-            f"{ANOMALY_THRESHOLD} and at least {MIN_RELATIVE_GAP:.0%} above the median; "
-            f"agents with >= {report.min_executions} executions).",
-            "dim",
-        )
-    )
-    parts.extend(Text(f"warning: {w}", "yellow") for w in report.warnings)
-    return Group(*parts)
+        out.append(tools)
+    return out
