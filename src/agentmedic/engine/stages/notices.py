@@ -3,7 +3,8 @@
 Every firing episode with channels is *desired*: a rule's on an agent, a budget stage's
 (per agent, or for the policy), a systemic outage's, and missing data's (per agent, or one
 for the fleet). A desired episode not yet announced is announced, and said again once the
-soonest renotifyAfter of its channels has passed; an announced one no longer desired is
+soonest renotifyAfter (an Alertmanager channel's repostInterval) of its channels has
+passed; an announced one no longer desired is
 resolved, with the reason it ended.
 """
 
@@ -119,7 +120,12 @@ def _announce(
 ) -> list[Notification]:
     out: list[Notification] = []
     announced = c.notices
-    renotify = {ch.name: ch.renotify_after for ch in c.spec.notifications.channels}
+    # An Alertmanager channel forgets a firing alert that is not posted again: its
+    # repostInterval stands in for renotifyAfter.
+    renotify = {
+        ch.name: ch.alertmanager.repost_interval if ch.alertmanager else ch.renotify_after
+        for ch in c.spec.notifications.channels
+    }
     for key, (what, who, ref) in desired.items():
         known = announced.get(key)
         if known is not None:
