@@ -1,0 +1,296 @@
+"""The alertmanager channel against a real Alertmanager (Debian's prometheus-alertmanager).
+
+Each test starts its own Alertmanager on loopback (tests/integration/alertmanager.py) with
+a 2 s ``resolve_timeout`` and one route grouping by namespace and rule into a webhook
+receiver the test runs. Channels are built as the operator builds them: from the
+NotificationChannel model and a secret lookup. Time is real here: Alertmanager's own
+clock decides what is active and resolved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from agentmedic.api.types import NotificationChannel, Severity
+from agentmedic.engine.series import AgentId
+from agentmedic.notify import (
+    Evidence,
+    Message,
+    MessageState,
+    Notifier,
+    Outcome,
+    Reason,
+    ResolvedChannel,
+    RetryPolicy,
+    resolve_channel,
+)
+from tests.integration.alertmanager import (
+    AlertmanagerNotInstalledError,
+    AlertmanagerServer,
+    HookReceiver,
+    find_binary,
+    free_port,
+)
+
+PASSWORD = "am-pass-7c1d0e93b2"
+TOKEN = "am-token-5e8f21a4c6"
+SECRETS = {("am-auth", "password"): PASSWORD, ("am-auth", "token"): TOKEN}
+
+
+def _require_binary() -> None:
+    try:
+        find_binary()
+    except AlertmanagerNotInstalledError as exc:
+        if os.environ.get("AGENTMEDIC_REQUIRE_K8S") or os.environ.get("CI"):
+            pytest.fail(f"{exc} (the Alertmanager tests must not skip under make test or CI)")
+        pytest.skip(f"{exc}; or run `make system-deps`")
+
+
+@pytest.fixture
+def hook() -> Iterator[HookReceiver]:
+    with HookReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def am(hook: HookReceiver) -> Iterator[AlertmanagerServer]:
+    _require_binary()
+    config: dict[str, Any] = {
+        "global": {"resolve_timeout": "2s"},
+        "route": {
+            "receiver": "hook",
+            "group_by": ["namespace", "rule"],
+            "group_wait": "1s",
+            "group_interval": "1s",
+            "repeat_interval": "1h",
+        },
+        "receivers": [
+            {"name": "hook", "webhook_configs": [{"url": hook.url, "send_resolved": True}]}
+        ],
+    }
+    with AlertmanagerServer(config) as server:
+        yield server
+
+
+def lookup(name: str, key: str) -> str:
+    return SECRETS[(name, key)]
+
+
+def channel(url: str, *, auth: str = "basic", **alertmanager: Any) -> ResolvedChannel:
+    spec: dict[str, Any] = {"url": url, **alertmanager}
+    if auth == "basic":
+        spec["basicAuth"] = {
+            "username": "agentmedic",
+            "passwordSecretRef": {"name": "am-auth", "key": "password"},
+        }
+    else:
+        spec["bearerTokenSecretRef"] = {"name": "am-auth", "key": "token"}
+    model = NotificationChannel.model_validate({"name": "am", "alertmanager": spec})
+    return resolve_channel(model, lookup)
+
+
+def message(
+    agent: str,
+    rule: str = "quality",
+    *,
+    state: MessageState = MessageState.FIRING,
+    start: datetime | None = None,
+    at: datetime | None = None,
+) -> Message:
+    start = start or datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    return Message(
+        episode=f"uid-1:agents/{agent}:{rule}:{int(start.timestamp())}",
+        policy_namespace="agents",
+        policy_name="support-bot",
+        agent=AgentId("agents", agent),
+        rule=rule,
+        severity=Severity.HIGH,
+        state=state,
+        summary=f"agents/{agent}: {rule} firing — error rate 31%",
+        time=at or datetime.now(UTC),
+        evidence=(Evidence("error_rate > 0.15", 0.31, 0.15, timedelta(minutes=5)),),
+        action="scaled to zero",
+        undo=f"agentmedic restore agents/{agent}",
+    )
+
+
+def wait_until(predicate: Any, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not true within {timeout}s")
+
+
+async def test_a_firing_notification_is_an_active_alert_with_labels_and_annotations(
+    am: AlertmanagerServer,
+) -> None:
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=7)
+    ch = channel(am.url, labels={"team": "agents"}, generatorUrl="https://grafana.example/d/1")
+    async with Notifier() as notifier:
+        report = await notifier.notify(message("bot-a", start=start), [ch])
+    assert report.results[0].outcome is Outcome.SENT, report.results[0]
+
+    [alert] = am.alerts(agent="bot-a")
+    assert alert["labels"] == {
+        "alertname": "AgentmedicRule",
+        "agent": "bot-a",
+        "namespace": "agents",
+        "rule": "quality",
+        "severity": "high",
+        "policy": "support-bot",
+        "team": "agents",
+    }
+    annotations = alert["annotations"]
+    assert annotations["summary"] == "agents/bot-a: quality firing — error rate 31%"
+    assert annotations["evidence"] == "error_rate[5m] = 31% > 15%"
+    assert annotations["undo"] == "agentmedic restore agents/bot-a"
+    assert annotations["action"] == "scaled to zero"
+    assert annotations["episode"].startswith("uid-1:agents/bot-a:quality:")
+    assert alert["status"]["state"] == "active"
+    assert alert["generatorURL"] == "https://grafana.example/d/1"
+    assert datetime.fromisoformat(alert["startsAt"]) == start
+    # Valid for four repost intervals (1m by default), not for the 2s resolve_timeout.
+    ends = datetime.fromisoformat(alert["endsAt"])
+    assert timedelta(minutes=3) < ends - datetime.now(UTC) <= timedelta(minutes=4)
+
+
+async def test_two_alerts_of_one_group_arrive_in_one_webhook_delivery(
+    am: AlertmanagerServer, hook: HookReceiver
+) -> None:
+    ch = channel(am.url)
+    async with Notifier() as notifier:
+        for agent in ("bot-a", "bot-b"):
+            report = await notifier.notify(message(agent, "grouped"), [ch])
+            assert report.results[0].outcome is Outcome.SENT
+
+    # startsAt is the breach start, older than group_wait, so Alertmanager flushes the new
+    # group at once (as for Prometheus alerts with a `for`); the next flush, a
+    # group_interval later, carries every alert of the group.
+    def both(d: dict[str, Any]) -> bool:
+        agents = {a["labels"].get("agent") for a in d["alerts"]}
+        return d["groupLabels"].get("rule") == "grouped" and agents == {"bot-a", "bot-b"}
+
+    delivery = hook.wait_for(both)
+    assert delivery["status"] == "firing"
+    assert delivery["groupLabels"] == {"namespace": "agents", "rule": "grouped"}
+    assert sorted(a["labels"]["agent"] for a in delivery["alerts"]) == ["bot-a", "bot-b"]
+    assert {a["annotations"]["undo"] for a in delivery["alerts"]} == {
+        "agentmedic restore agents/bot-a",
+        "agentmedic restore agents/bot-b",
+    }
+
+
+async def test_a_resolve_sets_ends_at_and_the_alert_becomes_resolved(
+    am: AlertmanagerServer, hook: HookReceiver
+) -> None:
+    ch = channel(am.url)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
+    async with Notifier() as notifier:
+        await notifier.notify(message("bot-r", "resolving", start=start), [ch])
+        assert am.alerts(agent="bot-r")[0]["status"]["state"] == "active"
+        ended = datetime.now(UTC).replace(microsecond=0)
+        resolve = message("bot-r", "resolving", state=MessageState.RESOLVED, start=start, at=ended)
+        report = await notifier.notify(resolve, [ch])
+    assert report.results[0].outcome is Outcome.SENT, report.results[0]
+
+    delivery = hook.wait_for(
+        lambda d: d["status"] == "resolved" and d["groupLabels"].get("rule") == "resolving"
+    )
+    [alert] = delivery["alerts"]
+    assert alert["status"] == "resolved"
+    assert alert["labels"]["agent"] == "bot-r"
+    assert datetime.fromisoformat(alert["endsAt"]) == ended
+    assert datetime.fromisoformat(alert["startsAt"]) == start
+    # No longer among the active alerts.
+    assert all(a["status"]["state"] != "active" for a in am.alerts(agent="bot-r"))
+
+
+async def test_a_silence_on_the_agent_silences_the_alert_and_nothing_is_delivered(
+    am: AlertmanagerServer, hook: HookReceiver
+) -> None:
+    silence = am.silence({"agent": "bot-s"})
+    ch = channel(am.url)
+    async with Notifier() as notifier:
+        report = await notifier.notify(message("bot-s", "silenced"), [ch])
+    assert report.results[0].outcome is Outcome.SENT
+
+    alert = wait_until(
+        lambda: next(
+            (a for a in am.alerts(agent="bot-s") if a["status"]["state"] == "suppressed"), None
+        )
+    )
+    assert alert["status"]["silencedBy"] == [silence]
+    # group_wait (1s) and a group_interval pass: still nothing for the silenced alert.
+    await asyncio.sleep(3)
+    assert not [
+        d for d in hook.received() for a in d["alerts"] if a["labels"].get("agent") == "bot-s"
+    ]
+
+
+async def test_reposting_keeps_an_alert_active_past_the_resolve_timeout(
+    am: AlertmanagerServer, hook: HookReceiver
+) -> None:
+    """resolve_timeout is 2s. An alert posted without endsAt (as a plain client would)
+    resolves after it; the channel's alert, valid for four repost intervals and posted
+    again every interval, stays active until the re-posts stop, then expires by itself."""
+    interval = timedelta(seconds=1)
+    ch = dataclasses.replace(channel(am.url), repost_interval=interval, renotify_after=interval)
+    plain = {"labels": {"alertname": "Plain", "rule": "plain", "namespace": "agents"}}
+    async with httpx.AsyncClient(timeout=5) as client:
+        (await client.post(f"{am.url}/api/v2/alerts", json=[plain])).raise_for_status()
+
+    firing = message("bot-k", "kept")
+    posts = 0
+    async with Notifier() as notifier:
+        until = time.monotonic() + 6
+        while time.monotonic() < until:
+            report = await notifier.notify(firing, [ch])
+            posts += report.results[0].outcome is Outcome.SENT
+            await asyncio.sleep(0.25)
+        [alert] = am.alerts(agent="bot-k")
+        assert alert["status"]["state"] == "active"
+    assert posts >= 5  # about one post a second; the ledger drops the ones in between
+    resolved = [d for d in hook.received() if d["status"] == "resolved"]
+    assert not [d for d in resolved if d["groupLabels"].get("rule") == "kept"]
+    # The plain alert timed out long ago.
+    hook.wait_for(lambda d: d["status"] == "resolved" and d["groupLabels"].get("rule") == "plain")
+    # Re-posts stopped: the alert resolves at its endsAt, at most four intervals later.
+    hook.wait_for(
+        lambda d: d["status"] == "resolved" and d["groupLabels"].get("rule") == "kept",
+        timeout=10,
+    )
+
+
+async def test_an_unreachable_alertmanager_is_a_reported_failure_without_secrets(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = free_port()  # nothing listens there
+    ch = channel(f"http://127.0.0.1:{port}/prefix", auth="bearer")
+    assert ch.url.reveal() == f"http://127.0.0.1:{port}/prefix/api/v2/alerts"
+    caplog.set_level(logging.DEBUG)
+    retry = RetryPolicy(attempts=2, initial_backoff=0.01)
+    async with Notifier(retry=retry, timeout=5) as notifier:
+        report = await notifier.notify(message("bot-u", "unreachable"), [ch])
+
+    [result] = report.results
+    assert result.outcome is Outcome.FAILED
+    assert result.reason is Reason.RETRIES_EXHAUSTED
+    assert result.detail == "network error (ConnectError) (gave up after 2 attempts)"
+    assert result.attempts == 2
+    text = caplog.text + repr(report)
+    assert TOKEN not in text
+    assert "Traceback" not in text
+    assert all(r.exc_info is None for r in caplog.records)
