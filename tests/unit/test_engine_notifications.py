@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from agentmedic.api.types import Severity
+from agentmedic.api.types import NotificationChannel, Severity
 from agentmedic.engine import DecisionReason, PolicyState
 from tests.unit.test_engine_builders import (
     SICK,
@@ -122,3 +122,22 @@ def test_a_still_firing_episode_is_announced_again_after_renotify_after() -> Non
     assert after == []
     (resolved,) = sim.step().notifications
     assert (resolved.state, resolved.episode) == ("resolved", first[0].episode)
+
+
+def test_an_alertmanager_channel_is_reposted_every_repost_interval_not_renotify_after() -> None:
+    spec = policy(rule("r"))
+    am = NotificationChannel.model_validate(
+        {"name": "oncall", "alertmanager": {"url": "http://am:9093", "repostInterval": "1m"}}
+    )
+    others = [c for c in spec.notifications.channels if c.name != "oncall"]
+    spec = spec.model_copy(
+        update={"notifications": spec.notifications.model_copy(update={"channels": [am, *others]})}
+    )
+    sim = Sim(spec, fleet(4))
+    (first,) = sim.step(a0=SICK).notifications
+    assert sim.step(a0=SICK).notifications == []  # 30 s: not yet due
+    (repost,) = sim.step(a0=SICK).notifications  # 60 s after the first post
+    assert (repost.state, repost.episode) == ("firing", first.episode)
+    assert sim.step(a0=SICK).notifications == []
+    (again,) = sim.step(a0=SICK).notifications
+    assert again.episode == first.episode
