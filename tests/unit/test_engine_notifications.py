@@ -141,3 +141,21 @@ def test_an_alertmanager_channel_is_reposted_every_repost_interval_not_renotify_
     assert sim.step(a0=SICK).notifications == []
     (again,) = sim.step(a0=SICK).notifications
     assert again.episode == first.episode
+
+
+def test_a_repost_of_the_episode_that_disabled_the_agent_still_says_how_to_undo_it() -> None:
+    spec = policy(rule("r", actions=["scaleToZero"]))
+    am = NotificationChannel.model_validate(
+        {"name": "oncall", "alertmanager": {"url": "http://am:9093", "repostInterval": "1m"}}
+    )
+    spec = spec.model_copy(
+        update={"notifications": spec.notifications.model_copy(update={"channels": [am]})}
+    )
+    sim = Sim(spec, fleet(4))
+    (first,) = sim.step(a0=SICK).notifications
+    sim.step(a0=SICK)
+    reposts = [n for n in sim.step(a0=SICK).notifications if n.episode == first.episode]
+    assert first.undo == "agentmedic restore agents/a0"
+    assert [(n.state, n.action, n.undo) for n in reposts] == [
+        ("firing", "scaled to zero earlier in this episode", "agentmedic restore agents/a0")
+    ]

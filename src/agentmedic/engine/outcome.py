@@ -22,6 +22,7 @@ __all__ = [
     "Outcome",
     "Restore",
     "SpendReport",
+    "restore_command",
     "strongest_per_agent",
 ]
 
@@ -118,10 +119,15 @@ class Decision:
     def undo(self) -> str | None:
         """The command that undoes the change, for notifications."""
         if self.kind in (DecisionKind.SCALE_TO_ZERO, DecisionKind.SWITCH_MODEL):
-            kind, _, name = self.workload.rpartition("/")
-            flag = " --kind statefulset" if kind.lower() == "statefulset" else ""
-            return f"agentmedic restore {self.agent.namespace}/{name}{flag}"
+            return restore_command(self.agent, self.workload)
         return None
+
+
+def restore_command(agent: AgentId, workload: str) -> str:
+    """The command that puts back what agentmedic changed on ``workload`` (``Kind/name``)."""
+    kind, _, name = workload.rpartition("/")
+    flag = " --kind statefulset" if kind.lower() == "statefulset" else ""
+    return f"agentmedic restore {agent.namespace}/{name}{flag}"
 
 
 @dataclass(frozen=True, slots=True)
