@@ -136,6 +136,7 @@ def test_a_resolve_ends_at_the_time_the_episode_ended_with_the_same_labels() -> 
         ("budget.hard", None, "AgentmedicBudget"),
         ("noData", None, "AgentmedicNoData"),
         ("noData", AgentId("agents", "bot"), "AgentmedicNoData"),
+        ("metricsUnavailable", None, "AgentmedicMetricsUnavailable"),
         ("quality", None, "AgentmedicOutage"),
     ],
 )

@@ -7,6 +7,7 @@ the whole episode and what routes and silences match on:
 
 - ``alertname``: ``AgentmedicRule`` for a rule on an agent, ``AgentmedicBudget`` for a
   budget stage (``budget.soft``, ``budget.hard``), ``AgentmedicNoData`` for missing data,
+  ``AgentmedicMetricsUnavailable`` when the metrics backend gives no usable answer, and
   ``AgentmedicOutage`` for a rule breached fleet-wide (a systemic outage, no agent);
 - ``agent`` (absent for a fleet-wide message), ``namespace`` (the agent's, else the
   policy's), ``rule``, ``severity`` (agentmedic's: critical, high, medium, low, info),
@@ -64,6 +65,8 @@ def alert_name(message: Message) -> str:
         return "AgentmedicBudget"
     if message.rule == "noData":
         return "AgentmedicNoData"
+    if message.rule == "metricsUnavailable":
+        return "AgentmedicMetricsUnavailable"
     if message.agent is None:
         return "AgentmedicOutage"
     return "AgentmedicRule"
