@@ -3,13 +3,15 @@
 Each test starts its own Alertmanager on loopback (tests/integration/alertmanager.py) with
 a 2 s ``resolve_timeout`` and one route grouping by namespace and rule into a webhook
 receiver the test runs. Channels are built as the operator builds them: from the
-NotificationChannel model and a secret lookup. Time is real here: Alertmanager's own
+NotificationChannel model and a secret lookup; the last test runs the operator itself on
+the API emulator. Time is real here: Alertmanager's own
 clock decides what is active and resolved.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import logging
 import os
@@ -21,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from agentmedic.api.durations import TIME_COMPRESSION_ENV
 from agentmedic.api.types import NotificationChannel, Severity
 from agentmedic.engine.series import AgentId
 from agentmedic.notify import (
@@ -34,6 +37,9 @@ from agentmedic.notify import (
     RetryPolicy,
     resolve_channel,
 )
+from agentmedic.operator.main import OperatorThread
+from agentmedic.operator.settings import load_settings
+from agentmedic_sandbox.emulator import ApiEmulator
 from tests.integration.alertmanager import (
     AlertmanagerNotInstalledError,
     AlertmanagerServer,
@@ -294,3 +300,90 @@ async def test_an_unreachable_alertmanager_is_a_reported_failure_without_secrets
     assert TOKEN not in text
     assert "Traceback" not in text
     assert all(r.exc_info is None for r in caplog.records)
+
+
+# ----------------------------------------------------------------------------- the operator
+
+
+def test_the_operator_reads_the_channels_secret_and_posts_to_alertmanager(
+    am: AlertmanagerServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real operator (kopf) on the API emulator, its metrics backend a closed port: the
+    metrics-unavailable notice reaches Alertmanager through a channel whose password the
+    operator reads from a Secret."""
+    # The policy's 1s interval is below the 10s minimum: run it time-compressed.
+    monkeypatch.setenv(TIME_COMPRESSION_ENV, "10")
+    ns = "agents"
+    with ApiEmulator() as api:
+        api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        api.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "am-auth", "namespace": ns},
+                "data": {"password": base64.b64encode(PASSWORD.encode()).decode()},
+            }
+        )
+        api.create(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "bot-1", "namespace": ns, "labels": {"team": "a"}},
+                "spec": {
+                    "replicas": 2,
+                    "selector": {"matchLabels": {"app": "bot-1"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "bot-1"}},
+                        "spec": {"containers": [{"name": "agent", "image": "agent:1"}]},
+                    },
+                },
+            }
+        )
+        rule = {
+            "name": "low-success",
+            "all": [{"metric": "success_rate", "window": "30s", "op": "<", "value": 0.8}],
+            "actions": [{"notify": {"channels": ["am"]}}],
+        }
+        channel_spec = {
+            "url": am.url,
+            "basicAuth": {
+                "username": "agentmedic",
+                "passwordSecretRef": {"name": "am-auth", "key": "password"},
+            },
+            "labels": {"team": "agents"},
+        }
+        api.create(
+            {
+                "apiVersion": "agentmedic.io/v1alpha1",
+                "kind": "AgentPolicy",
+                "metadata": {"name": "p", "namespace": ns},
+                "spec": {
+                    "selector": {"matchLabels": {"team": "a"}},
+                    "interval": "1s",
+                    "rules": [rule],
+                    "noData": {"mode": "notify", "after": "3s", "channels": ["am"]},
+                    "notifications": {"channels": [{"name": "am", "alertmanager": channel_spec}]},
+                },
+            }
+        )
+        settings = load_settings(
+            flags={
+                "prometheus_url": f"http://127.0.0.1:{free_port()}",
+                "namespaces": [ns],
+                "peering": "",
+                "metrics_port": 0,
+                "health_port": 0,
+            },
+            environ={},
+        )
+        op = OperatorThread(settings, api.client_configuration())
+        op.start()
+        try:
+            [alert] = wait_until(lambda: am.alerts(policy="p"), timeout=40)
+        finally:
+            op.stop()
+    assert alert["labels"]["alertname"] == "AgentmedicMetricsUnavailable"
+    assert alert["labels"]["team"] == "agents"
+    assert alert["labels"]["namespace"] == ns
+    assert "agent" not in alert["labels"]
+    assert alert["status"]["state"] == "active"
