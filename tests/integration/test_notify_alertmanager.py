@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -305,6 +305,81 @@ async def test_an_unreachable_alertmanager_is_a_reported_failure_without_secrets
 # ----------------------------------------------------------------------------- the operator
 
 
+def _agents_namespace(api: ApiEmulator, am: AlertmanagerServer, **channel: Any) -> str:
+    """Namespace ``agents`` with the channel's Secret, one agent and a policy whose rule and
+    noData stance notify the alertmanager channel (``channel``: more of its fields)."""
+    ns = "agents"
+    api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    api.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "am-auth", "namespace": ns},
+            "data": {"password": base64.b64encode(PASSWORD.encode()).decode()},
+        }
+    )
+    api.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "bot-1", "namespace": ns, "labels": {"team": "a"}},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "bot-1"}},
+                "template": {
+                    "metadata": {"labels": {"app": "bot-1"}},
+                    "spec": {"containers": [{"name": "agent", "image": "agent:1"}]},
+                },
+            },
+        }
+    )
+    rule = {
+        "name": "low-success",
+        "all": [{"metric": "success_rate", "window": "30s", "op": "<", "value": 0.8}],
+        "actions": [{"notify": {"channels": ["am"]}}],
+    }
+    channel_spec = {
+        "url": am.url,
+        "basicAuth": {
+            "username": "agentmedic",
+            "passwordSecretRef": {"name": "am-auth", "key": "password"},
+        },
+        "labels": {"team": "agents"},
+        **channel,
+    }
+    api.create(
+        {
+            "apiVersion": "agentmedic.io/v1alpha1",
+            "kind": "AgentPolicy",
+            "metadata": {"name": "p", "namespace": ns},
+            "spec": {
+                "selector": {"matchLabels": {"team": "a"}},
+                "interval": "1s",
+                "rules": [rule],
+                "noData": {"mode": "notify", "after": "3s", "channels": ["am"]},
+                "notifications": {"channels": [{"name": "am", "alertmanager": channel_spec}]},
+            },
+        }
+    )
+    return ns
+
+
+def _operator(api: ApiEmulator, ns: str, prometheus_url: str) -> OperatorThread:
+    settings = load_settings(
+        flags={
+            "prometheus_url": prometheus_url,
+            "namespaces": [ns],
+            "peering": "",
+            "metrics_port": 0,
+            "health_port": 0,
+        },
+        environ={},
+    )
+    op = OperatorThread(settings, api.client_configuration())
+    op.start()
+    return op
+
+
 def test_the_operator_reads_the_channels_secret_and_posts_to_alertmanager(
     am: AlertmanagerServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -313,71 +388,9 @@ def test_the_operator_reads_the_channels_secret_and_posts_to_alertmanager(
     operator reads from a Secret."""
     # The policy's 1s interval is below the 10s minimum: run it time-compressed.
     monkeypatch.setenv(TIME_COMPRESSION_ENV, "10")
-    ns = "agents"
     with ApiEmulator() as api:
-        api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-        api.create(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "am-auth", "namespace": ns},
-                "data": {"password": base64.b64encode(PASSWORD.encode()).decode()},
-            }
-        )
-        api.create(
-            {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "metadata": {"name": "bot-1", "namespace": ns, "labels": {"team": "a"}},
-                "spec": {
-                    "replicas": 2,
-                    "selector": {"matchLabels": {"app": "bot-1"}},
-                    "template": {
-                        "metadata": {"labels": {"app": "bot-1"}},
-                        "spec": {"containers": [{"name": "agent", "image": "agent:1"}]},
-                    },
-                },
-            }
-        )
-        rule = {
-            "name": "low-success",
-            "all": [{"metric": "success_rate", "window": "30s", "op": "<", "value": 0.8}],
-            "actions": [{"notify": {"channels": ["am"]}}],
-        }
-        channel_spec = {
-            "url": am.url,
-            "basicAuth": {
-                "username": "agentmedic",
-                "passwordSecretRef": {"name": "am-auth", "key": "password"},
-            },
-            "labels": {"team": "agents"},
-        }
-        api.create(
-            {
-                "apiVersion": "agentmedic.io/v1alpha1",
-                "kind": "AgentPolicy",
-                "metadata": {"name": "p", "namespace": ns},
-                "spec": {
-                    "selector": {"matchLabels": {"team": "a"}},
-                    "interval": "1s",
-                    "rules": [rule],
-                    "noData": {"mode": "notify", "after": "3s", "channels": ["am"]},
-                    "notifications": {"channels": [{"name": "am", "alertmanager": channel_spec}]},
-                },
-            }
-        )
-        settings = load_settings(
-            flags={
-                "prometheus_url": f"http://127.0.0.1:{free_port()}",
-                "namespaces": [ns],
-                "peering": "",
-                "metrics_port": 0,
-                "health_port": 0,
-            },
-            environ={},
-        )
-        op = OperatorThread(settings, api.client_configuration())
-        op.start()
+        ns = _agents_namespace(api, am)
+        op = _operator(api, ns, f"http://127.0.0.1:{free_port()}")
         try:
             [alert] = wait_until(lambda: am.alerts(policy="p"), timeout=40)
         finally:
@@ -387,3 +400,35 @@ def test_the_operator_reads_the_channels_secret_and_posts_to_alertmanager(
     assert alert["labels"]["namespace"] == ns
     assert "agent" not in alert["labels"]
     assert alert["status"]["state"] == "active"
+
+
+def test_the_operator_reposts_a_firing_episode_every_repost_interval(
+    am: AlertmanagerServer,
+    prometheus_factory: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An agent without data (a Prometheus that answers, with no series for it) is a noData
+    episode; the engine re-emits it every repostInterval (3s, time-compressed) and the
+    operator posts it again, so its endsAt keeps moving while it lasts."""
+    monkeypatch.setenv(TIME_COMPRESSION_ENV, "10")
+    prometheus = prometheus_factory()
+    with ApiEmulator() as api:
+        ns = _agents_namespace(api, am, repostInterval="3s")
+        op = _operator(api, ns, prometheus.url)
+        try:
+            [first] = wait_until(lambda: am.alerts(agent="bot-1"), timeout=40)
+            assert first["labels"]["alertname"] == "AgentmedicNoData"
+            ends = [first["endsAt"]]
+            deadline = time.monotonic() + 20
+            while len(set(ends)) < 3 and time.monotonic() < deadline:
+                time.sleep(0.5)
+                [alert] = am.alerts(agent="bot-1")
+                ends.append(alert["endsAt"])
+        finally:
+            op.stop()
+    moves = sorted(set(ends))
+    assert len(moves) >= 3, f"endsAt did not move twice in 20s: {moves}"
+    # Each post is valid for four repost intervals (12s) from when it was sent.
+    assert datetime.fromisoformat(moves[-1]) - datetime.fromisoformat(moves[0]) >= timedelta(
+        seconds=3
+    )

@@ -493,7 +493,9 @@ MAX_STATIC_LABELS = 20
 LABEL_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 """A Prometheus label name (checked by validation and CEL: a CRD cannot bound map keys)."""
 LabelName = Annotated[str, StringConstraints(min_length=1, max_length=63)]
-Repost = Annotated[Duration, duration_bounds(timedelta(seconds=30), timedelta(minutes=30))]
+Repost = Annotated[
+    Duration, duration_bounds(timedelta(seconds=30), timedelta(minutes=30), compressible=True)
+]
 
 
 class AlertmanagerBasicAuth(Model):
