@@ -155,7 +155,7 @@ def test_a_repost_of_the_episode_that_disabled_the_agent_still_says_how_to_undo_
     (first,) = sim.step(a0=SICK).notifications
     sim.step(a0=SICK)
     reposts = [n for n in sim.step(a0=SICK).notifications if n.episode == first.episode]
-    assert first.undo == "agentmedic restore agents/a0"
+    assert first.undo is not None
     assert [(n.state, n.action, n.undo) for n in reposts] == [
-        ("firing", "scaled to zero earlier in this episode", "agentmedic restore agents/a0")
+        ("firing", "scaled to zero earlier in this episode", first.undo)
     ]
