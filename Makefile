@@ -34,7 +34,8 @@ k8s:
 
 deps: system-deps venv
 
-# Debian's prometheus (server + promtool) for the integration tests and the demo.
+# Debian's prometheus (server + promtool) for the integration tests and the demo, and its
+# prometheus-alertmanager (binary /usr/bin/prometheus-alertmanager) for the notify tests.
 # The packaged service is disabled where systemd runs: the tests start their own servers.
 system-deps:
 	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then \
@@ -42,6 +43,13 @@ system-deps:
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	  if [ -d /run/systemd/system ]; then $(SUDO) systemctl disable --now prometheus || true; fi; \
+	fi
+	@if ! command -v prometheus-alertmanager >/dev/null; then \
+	  echo "installing prometheus-alertmanager from apt"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null; \
+	  if [ -d /run/systemd/system ]; then \
+	    $(SUDO) systemctl disable --now prometheus-alertmanager || true; fi; \
 	fi
 
 venv: $(STAMP)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from agentmedic.api.types import Severity
+from agentmedic.api.types import NotificationChannel, Severity
 from agentmedic.engine import DecisionReason, PolicyState
 from tests.unit.test_engine_builders import (
     SICK,
@@ -122,3 +122,40 @@ def test_a_still_firing_episode_is_announced_again_after_renotify_after() -> Non
     assert after == []
     (resolved,) = sim.step().notifications
     assert (resolved.state, resolved.episode) == ("resolved", first[0].episode)
+
+
+def test_an_alertmanager_channel_is_reposted_every_repost_interval_not_renotify_after() -> None:
+    spec = policy(rule("r"))
+    am = NotificationChannel.model_validate(
+        {"name": "oncall", "alertmanager": {"url": "http://am:9093", "repostInterval": "1m"}}
+    )
+    others = [c for c in spec.notifications.channels if c.name != "oncall"]
+    spec = spec.model_copy(
+        update={"notifications": spec.notifications.model_copy(update={"channels": [am, *others]})}
+    )
+    sim = Sim(spec, fleet(4))
+    (first,) = sim.step(a0=SICK).notifications
+    assert sim.step(a0=SICK).notifications == []  # 30 s: not yet due
+    (repost,) = sim.step(a0=SICK).notifications  # 60 s after the first post
+    assert (repost.state, repost.episode) == ("firing", first.episode)
+    assert sim.step(a0=SICK).notifications == []
+    (again,) = sim.step(a0=SICK).notifications
+    assert again.episode == first.episode
+
+
+def test_a_repost_of_the_episode_that_disabled_the_agent_still_says_how_to_undo_it() -> None:
+    spec = policy(rule("r", actions=["scaleToZero"]))
+    am = NotificationChannel.model_validate(
+        {"name": "oncall", "alertmanager": {"url": "http://am:9093", "repostInterval": "1m"}}
+    )
+    spec = spec.model_copy(
+        update={"notifications": spec.notifications.model_copy(update={"channels": [am]})}
+    )
+    sim = Sim(spec, fleet(4))
+    (first,) = sim.step(a0=SICK).notifications
+    sim.step(a0=SICK)
+    reposts = [n for n in sim.step(a0=SICK).notifications if n.episode == first.episode]
+    assert first.undo is not None
+    assert [(n.state, n.action, n.undo) for n in reposts] == [
+        ("firing", "scaled to zero earlier in this episode", first.undo)
+    ]

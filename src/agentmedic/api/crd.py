@@ -79,10 +79,22 @@ _CEL: dict[tuple[str, ...], list[dict[str, str]]] = {
             "message": "set exactly one of env and configMapKey",
         },
     ],
+    ("spec", "notifications", "channels", "*", "alertmanager"): [
+        {
+            "rule": "!(has(self.basicAuth) && has(self.bearerTokenSecretRef))",
+            "message": "set at most one of basicAuth and bearerTokenSecretRef",
+        },
+        {
+            "rule": "!has(self.labels) || "
+            "self.labels.all(k, k.matches('^[a-zA-Z_][a-zA-Z0-9_]*$'))",
+            "message": "label names are letters, digits and underscores, not starting with a digit",
+            "fieldPath": ".labels",
+        },
+    ],
     ("spec", "notifications", "channels", "*"): [
         {
-            "rule": _one_of("slack", "pagerduty", "webhook"),
-            "message": "set exactly one of slack, pagerduty and webhook",
+            "rule": _one_of("slack", "pagerduty", "webhook", "alertmanager"),
+            "message": "set exactly one of slack, pagerduty, webhook and alertmanager",
         },
     ],
 }

@@ -37,6 +37,8 @@ __all__ = [
     "AgentPolicy",
     "AgentPolicySpec",
     "AgentPolicyStatus",
+    "AlertmanagerBasicAuth",
+    "AlertmanagerChannel",
     "Budget",
     "BudgetScope",
     "Condition",
@@ -485,15 +487,60 @@ class WebhookChannel(Model):
     sent in the X-Agentmedic-Signature header as sha256=<digest>."""
 
 
+ALERTMANAGER_LABELS = ("alertname", "agent", "namespace", "rule", "severity", "policy")
+"""Labels every alert sent to Alertmanager carries; static labels may not replace them."""
+MAX_STATIC_LABELS = 20
+LABEL_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+"""A Prometheus label name (checked by validation and CEL: a CRD cannot bound map keys)."""
+LabelName = Annotated[str, StringConstraints(min_length=1, max_length=63)]
+Repost = Annotated[
+    Duration, duration_bounds(timedelta(seconds=30), timedelta(minutes=30), compressible=True)
+]
+
+
+class AlertmanagerBasicAuth(Model):
+    username: Name
+    """The user name."""
+    password_secret_ref: SecretKeyRef
+    """The Secret key holding the password."""
+
+
+class AlertmanagerChannel(Model):
+    url: str = Field(max_length=2048)
+    """Alertmanager's base URL, with any path prefix (--web.route-prefix, or Mimir's
+    /alertmanager): alerts are POSTed to <url>/api/v2/alerts."""
+    basic_auth: AlertmanagerBasicAuth | None = None
+    """HTTP basic authentication. Set at most one of basicAuth and bearerTokenSecretRef."""
+    bearer_token_secret_ref: SecretKeyRef | None = None
+    """The Secret key holding a bearer token sent as Authorization: Bearer <token>."""
+    tenant: ShortText | None = None
+    """Sent as the X-Scope-OrgID header, for a multi-tenant Alertmanager (Mimir, Cortex)."""
+    labels: dict[LabelName, Annotated[str, StringConstraints(max_length=253)]] = Field(
+        default_factory=dict, max_length=MAX_STATIC_LABELS
+    )
+    """Static labels added to every alert, e.g. team: agents. They may not replace
+    alertname, agent, namespace, rule, severity or policy."""
+    generator_url: str | None = Field(default=None, max_length=2048)
+    """Sent as each alert's generatorURL: a link back, e.g. to a dashboard."""
+    repost_interval: Repost = timedelta(minutes=1)
+    """A firing alert is posted again this often (30s to 30m) until its episode resolves,
+    each time valid for four intervals (endsAt), so Alertmanager keeps it active without
+    relying on its resolve_timeout. Replaces renotifyAfter for this channel; Alertmanager's
+    own repeat_interval decides reminders. Defaults to 1m."""
+
+
 class NotificationChannel(Model):
     name: str = Field(pattern=NAME_PATTERN, max_length=63)
     """A name rules refer to, unique in this policy."""
     slack: SlackChannel | None = None
-    """A Slack incoming webhook. Set exactly one of slack, pagerduty and webhook."""
+    """A Slack incoming webhook. Set exactly one of slack, pagerduty, webhook and alertmanager."""
     pagerduty: PagerDutyChannel | None = None
-    """PagerDuty Events API v2. Set exactly one of slack, pagerduty and webhook."""
+    """PagerDuty Events API v2. Set exactly one of slack, pagerduty, webhook and alertmanager."""
     webhook: WebhookChannel | None = None
-    """A generic JSON webhook. Set exactly one of slack, pagerduty and webhook."""
+    """A generic JSON webhook. Set exactly one of slack, pagerduty, webhook and alertmanager."""
+    alertmanager: AlertmanagerChannel | None = None
+    """Alerts posted to Alertmanager's v2 API (see docs/alertmanager.md). Set exactly one of
+    slack, pagerduty, webhook and alertmanager."""
     max_per_hour: int = Field(default=30, ge=1, le=MAX_COUNT)
     """At most this many messages per hour on this channel; the rest are counted and
     summarised. Defaults to 30."""

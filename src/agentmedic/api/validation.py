@@ -16,15 +16,19 @@ import zoneinfo
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
 from agentmedic.api.durations import format_duration, parse_duration
 from agentmedic.api.metric_names import BUILTIN_METRICS
 from agentmedic.api.types import (
+    ALERTMANAGER_LABELS,
     API_VERSION,
     KIND,
+    LABEL_NAME_PATTERN,
     MAX_BUDGET_PERIOD,
     MIN_BUDGET_PERIOD,
     WORKLOAD_PLACEHOLDER,
@@ -217,7 +221,7 @@ def check_spec(spec: AgentPolicySpec) -> list[Problem]:
 def _check_spec(spec: AgentPolicySpec) -> Iterator[Problem]:
     yield from _check_selector(spec.selector)
     channels = [c.name for c in spec.notifications.channels]
-    yield from _check_channels(spec.notifications.channels, channels)
+    yield from _check_channels(spec.notifications.channels, channels, spec.interval)
     known_channels = set(channels)
     yield from _duplicates("spec.rules", [r.name for r in spec.rules], "rule")
     for i, rule in enumerate(spec.rules):
@@ -246,16 +250,24 @@ def _check_selector(sel: LabelSelector) -> Iterator[Problem]:
             yield Problem(f"{p}.values", f"must be empty for operator {req.operator}")
 
 
-def _check_channels(channels: Iterable[NotificationChannel], names: list[str]) -> Iterator[Problem]:
+def _check_channels(
+    channels: Iterable[NotificationChannel], names: list[str], interval: timedelta
+) -> Iterator[Problem]:
     yield from _duplicates("spec.notifications.channels", names, "channel")
     for i, ch in enumerate(channels):
-        kinds = [k for k in ("slack", "pagerduty", "webhook") if getattr(ch, k) is not None]
+        kinds = [
+            k
+            for k in ("slack", "pagerduty", "webhook", "alertmanager")
+            if getattr(ch, k) is not None
+        ]
         if len(kinds) != 1:
             found = ", ".join(kinds) if kinds else "none"
             yield Problem(
                 f"spec.notifications.channels[{i}]",
-                f"set exactly one of slack, pagerduty, webhook (found {found})",
+                f"set exactly one of slack, pagerduty, webhook, alertmanager (found {found})",
             )
+        if ch.alertmanager is not None:
+            yield from _alertmanager_problems(f"spec.notifications.channels[{i}]", ch, interval)
 
 
 def _check_rule(
@@ -410,6 +422,54 @@ def _check_actions(
             for j, name in enumerate(action.notify.channels):
                 if name not in channels:
                     yield _unknown_channel(f"{p}[{i}].notify.channels[{j}]", name, channels)
+
+
+def _alertmanager_problems(
+    p: str, ch: NotificationChannel, interval: timedelta
+) -> Iterator[Problem]:
+    am = ch.alertmanager
+    assert am is not None
+    p = f"{p}.alertmanager"
+    for where, url in (("url", am.url), ("generatorUrl", am.generator_url)):
+        if url is None:
+            continue
+        parsed = urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            yield Problem(f"{p}.{where}", f"{url!r} is not an http(s) URL with a host")
+        elif where == "url" and (parsed.username or parsed.password):
+            yield Problem(
+                f"{p}.url",
+                "must not carry credentials; put them in basicAuth.passwordSecretRef "
+                "(and the URL without them here)",
+            )
+    if am.basic_auth is not None and am.bearer_token_secret_ref is not None:
+        yield Problem(p, "set at most one of basicAuth and bearerTokenSecretRef")
+    for label in sorted(am.labels):
+        if not re.match(LABEL_NAME_PATTERN, label):
+            yield Problem(
+                f"{p}.labels",
+                f"{label!r} is not a label name: letters, digits and underscores, not "
+                "starting with a digit",
+            )
+    for label in sorted(set(am.labels) & set(ALERTMANAGER_LABELS)):
+        yield Problem(
+            f"{p}.labels.{label}",
+            f"{label} is set by agentmedic on every alert; choose another label name",
+        )
+    if am.repost_interval < interval:
+        yield Problem(
+            f"{p}.repostInterval",
+            f"{format_duration(am.repost_interval)} is shorter than spec.interval "
+            f"({format_duration(interval)}): alerts are re-posted once a cycle at most, and "
+            "each stays valid for four repost intervals; set it to at least spec.interval",
+        )
+    if "renotify_after" in ch.model_fields_set:
+        yield Problem(
+            f"{p[: -len('.alertmanager')]}.renotifyAfter",
+            "has no effect on an alertmanager channel: Alertmanager's repeat_interval "
+            "decides reminders, and alertmanager.repostInterval how often the alert is "
+            "posted again; remove it",
+        )
 
 
 def _unknown_channel(path: str, name: str, channels: set[str]) -> Problem:

@@ -22,6 +22,7 @@ __all__ = [
     "Outcome",
     "Restore",
     "SpendReport",
+    "restore_command",
     "strongest_per_agent",
 ]
 
@@ -118,10 +119,15 @@ class Decision:
     def undo(self) -> str | None:
         """The command that undoes the change, for notifications."""
         if self.kind in (DecisionKind.SCALE_TO_ZERO, DecisionKind.SWITCH_MODEL):
-            kind, _, name = self.workload.rpartition("/")
-            resource = "statefulset" if kind.lower() == "statefulset" else "deployment"
-            return f"agentmedic restore {resource}/{name} -n {self.agent.namespace}"
+            return restore_command(self.agent, self.workload)
         return None
+
+
+def restore_command(agent: AgentId, workload: str) -> str:
+    """The command that puts back what agentmedic changed on ``workload`` (``Kind/name``)."""
+    kind, _, name = workload.rpartition("/")
+    resource = "statefulset" if kind.lower() == "statefulset" else "deployment"
+    return f"agentmedic restore {resource}/{name} -n {agent.namespace}"
 
 
 @dataclass(frozen=True, slots=True)

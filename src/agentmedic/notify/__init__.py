@@ -1,4 +1,4 @@
-"""Telling people: Slack, PagerDuty and signed webhooks, without flooding them.
+"""Telling people: Slack, PagerDuty, signed webhooks and Alertmanager, without flooding them.
 
 The operator turns each episode transition into a channel-neutral :class:`Message`,
 resolves the policy's channels with their Secrets (:func:`resolve_channel`), and hands
@@ -11,8 +11,10 @@ both to a long-lived :class:`Notifier`::
 
 The notifier delivers to every channel concurrently with retries and a timeout, drops
 repeats until ``renotifyAfter``, sends a resolve only where the firing message went,
-keeps each channel under ``maxPerHour`` (and says how many it held back), and reports
-per channel what happened (:class:`DeliveryReport`). Secrets never reach logs, reports
+keeps each channel under ``maxPerHour`` (and says how many it held back), lets a
+still-firing episode through to Alertmanager again every ``repostInterval`` (past the rate
+limit: Alertmanager forgets an alert that is not posted again), and reports per channel
+what happened (:class:`DeliveryReport`). Secrets never reach logs, reports
 or exceptions.
 
 Exceptions::
@@ -24,6 +26,7 @@ Exceptions::
 This package may import :mod:`agentmedic.api` and :mod:`agentmedic.engine` only.
 """
 
+from agentmedic.notify.alertmanager import alertmanager_alerts
 from agentmedic.notify.channels import ChannelKind, ResolvedChannel, SecretLookup, resolve_channel
 from agentmedic.notify.dispatcher import (
     Clock,
@@ -75,6 +78,7 @@ __all__ = [
     "Secret",
     "SecretLookup",
     "Sleep",
+    "alertmanager_alerts",
     "build_request",
     "pagerduty_event",
     "resolve_channel",

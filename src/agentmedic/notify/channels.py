@@ -1,4 +1,5 @@
-"""Channels with their secrets resolved: what a sender needs to reach Slack, PagerDuty, a webhook.
+"""Channels with their secrets resolved: what a sender needs to reach Slack, PagerDuty, a
+webhook or Alertmanager.
 
 The policy names Secret keys (:class:`agentmedic.api.types.NotificationChannel`); the
 operator reads them and :func:`resolve_channel` turns the pair into a
@@ -7,14 +8,16 @@ operator reads them and :func:`resolve_channel` turns the pair into a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import base64
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 
 import httpx
 
 from agentmedic.api.types import NotificationChannel, SecretKeyRef, Severity
+from agentmedic.notify.alertmanager import alerts_url
 from agentmedic.notify.errors import ChannelConfigError
 from agentmedic.notify.secrets import Secret, SecretText
 
@@ -34,6 +37,7 @@ class ChannelKind(StrEnum):
     SLACK = "slack"
     PAGERDUTY = "pagerduty"
     WEBHOOK = "webhook"
+    ALERTMANAGER = "alertmanager"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,14 +45,15 @@ class ResolvedChannel:
     """A channel ready to send: its kind, its credentials and its delivery limits.
 
     ``url`` is where messages are POSTed: the Slack incoming-webhook URL, the PagerDuty
-    Events API v2 endpoint, or the webhook URL. ``routing_key`` is set for PagerDuty
-    only, ``hmac_key`` for a signed webhook only.
+    Events API v2 endpoint, the webhook URL, or Alertmanager's ``/api/v2/alerts``.
+    ``routing_key`` is set for PagerDuty only, ``hmac_key`` for a signed webhook only;
+    ``authorization`` and the fields after it for Alertmanager only.
     """
 
     name: str
     """The channel's name in the policy."""
     kind: ChannelKind
-    """slack, pagerduty or webhook."""
+    """slack, pagerduty, webhook or alertmanager."""
     url: Secret
     """Where messages are POSTed (a credential for Slack and webhooks)."""
     routing_key: Secret | None = None
@@ -61,6 +66,20 @@ class ResolvedChannel:
     """A still-firing episode is repeated after this long."""
     min_severity: Severity = Severity.INFO
     """Messages below this severity are not sent."""
+    authorization: Secret | None = None
+    """The Authorization header's value (``Basic ...`` or ``Bearer ...``)."""
+    credential: Secret | None = None
+    """The password or token inside ``authorization``, so that it is redacted on its own."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Further request headers that are not secret (the tenant's X-Scope-OrgID)."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Static labels added to every alert."""
+    generator_url: str | None = None
+    """Each alert's generatorURL."""
+    repost_interval: timedelta | None = None
+    """Set for channels whose receiver forgets a firing message unless it is said again
+    (Alertmanager): the episode is re-posted this often while it fires, past the rate
+    limit, and ``renotify_after`` equals it."""
 
     def __post_init__(self) -> None:
         if self.kind is ChannelKind.PAGERDUTY and self.routing_key is None:
@@ -71,8 +90,13 @@ class ResolvedChannel:
     def secret_fragments(self) -> Iterator[SecretText]:
         """Everything that must never appear in a log: the credentials themselves (as
         :class:`Secret`, hidden even when short) and the URL's parts (as text)."""
-        # PagerDuty's events URL is public configuration (spec.notifications), not a secret.
-        url = None if self.kind is ChannelKind.PAGERDUTY else self.url
+        # PagerDuty's events URL and Alertmanager's are public configuration
+        # (spec.notifications), not secrets.
+        public = self.kind in (ChannelKind.PAGERDUTY, ChannelKind.ALERTMANAGER)
+        url = None if public else self.url
+        for secret in (self.authorization, self.credential):
+            if secret is not None:
+                yield secret
         for secret in (url, self.routing_key, self.hmac_key):
             if secret is None:
                 continue
@@ -133,6 +157,10 @@ def resolve_channel(channel: NotificationChannel, secret_lookup: SecretLookup) -
 
     routing_key: Secret | None = None
     hmac_key: Secret | None = None
+    am = channel.alertmanager
+    authorization: Secret | None = None
+    credential: Secret | None = None
+    renotify_after = channel.renotify_after
     if channel.slack is not None:
         kind = ChannelKind.SLACK
         ref = channel.slack.webhook_secret_ref
@@ -148,8 +176,32 @@ def resolve_channel(channel: NotificationChannel, secret_lookup: SecretLookup) -
         url = check_url(read(ref, "the webhook URL"), f"key {ref.key!r} of Secret {ref.name!r}")
         if channel.webhook.hmac_secret_ref is not None:
             hmac_key = read(channel.webhook.hmac_secret_ref, "the webhook HMAC key")
+    elif am is not None:
+        kind = ChannelKind.ALERTMANAGER
+        base = check_url(Secret(am.url), "alertmanager.url")
+        if httpx.URL(base.reveal()).userinfo:
+            raise ChannelConfigError(
+                channel.name,
+                "alertmanager.url carries credentials; put them in alertmanager.basicAuth "
+                "(value not shown)",
+            )
+        url = Secret(alerts_url(base.reveal()))
+        if am.basic_auth is not None and am.bearer_token_secret_ref is not None:
+            raise ChannelConfigError(
+                channel.name, "set at most one of alertmanager.basicAuth and bearerTokenSecretRef"
+            )
+        if am.basic_auth is not None:
+            credential = read(am.basic_auth.password_secret_ref, "the Alertmanager password")
+            pair = f"{am.basic_auth.username}:{credential.reveal()}".encode()
+            authorization = Secret("Basic " + base64.b64encode(pair).decode("ascii"))
+        elif am.bearer_token_secret_ref is not None:
+            credential = read(am.bearer_token_secret_ref, "the Alertmanager bearer token")
+            authorization = Secret("Bearer " + credential.reveal())
+        renotify_after = am.repost_interval
     else:
-        raise ChannelConfigError(channel.name, "set exactly one of slack, pagerduty and webhook")
+        raise ChannelConfigError(
+            channel.name, "set exactly one of slack, pagerduty, webhook and alertmanager"
+        )
     return ResolvedChannel(
         name=channel.name,
         kind=kind,
@@ -157,6 +209,12 @@ def resolve_channel(channel: NotificationChannel, secret_lookup: SecretLookup) -
         routing_key=routing_key,
         hmac_key=hmac_key,
         max_per_hour=channel.max_per_hour,
-        renotify_after=channel.renotify_after,
+        renotify_after=renotify_after,
         min_severity=channel.min_severity,
+        authorization=authorization,
+        credential=credential,
+        headers={"X-Scope-OrgID": am.tenant} if am is not None and am.tenant else {},
+        labels=dict(am.labels) if am is not None else {},
+        generator_url=am.generator_url if am is not None else None,
+        repost_interval=am.repost_interval if am is not None else None,
     )

@@ -8,7 +8,8 @@ caller and never blocks an action. Retries follow the vendors' guidance: PagerDu
 Events API v2 says to retry 429, 5xx and network errors and not other 4xx
 (developer.pagerduty.com, events-API-v2 "Response Codes & Retry Logic"); Slack's incoming
 webhooks answer 4xx with a reason (invalid_payload, channel_not_found, ...) that a retry
-would not change.
+would not change; Alertmanager answers 400 to an alert it cannot accept and 5xx when it
+is unavailable (its v2 API's postAlerts responses).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any, Final
 import httpx
 
 from agentmedic import __version__
+from agentmedic.notify.alertmanager import alertmanager_alerts
 from agentmedic.notify.channels import ChannelKind, ResolvedChannel
 from agentmedic.notify.errors import DeliveryError
 from agentmedic.notify.ledger import Admission, DeliveryLedger, Suppression
@@ -95,6 +97,18 @@ def build_request(
 ) -> OutgoingRequest:
     """Render ``message`` for ``channel``: URL, exact body bytes and headers (signed if keyed)."""
     headers = {"Content-Type": "application/json", "User-Agent": _USER_AGENT}
+    if channel.kind is ChannelKind.ALERTMANAGER:
+        alerts = alertmanager_alerts(
+            message,
+            delivery,
+            static_labels=channel.labels,
+            generator_url=channel.generator_url,
+            repost_interval=channel.repost_interval or channel.renotify_after,
+        )
+        headers.update(channel.headers)
+        if channel.authorization is not None:
+            headers["Authorization"] = channel.authorization.reveal()
+        return OutgoingRequest(channel.url.reveal(), encode_body(alerts), headers)
     document: dict[str, Any]
     if channel.kind is ChannelKind.SLACK:
         document = slack_payload(message, delivery)

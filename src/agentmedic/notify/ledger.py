@@ -14,6 +14,9 @@ Rules, per channel of a policy (``namespace/policy/channel``):
   dropping one would leave a PagerDuty incident open.
 - **Rate limit**: at most ``maxPerHour`` firing messages in any sliding hour. The rest
   are counted; the next message the channel gets says how many were held back.
+- **Re-posts**: a channel with a ``repost_interval`` (Alertmanager) forgets a firing alert
+  that is not said again, so a still-firing episode is re-posted at that interval, past
+  the rate limit and without counting toward it.
 
 A send is reserved by :meth:`DeliveryLedger.admit` (so a concurrent duplicate is dropped)
 and confirmed or undone by :meth:`DeliveryLedger.settle`: a failed delivery leaves no
@@ -198,6 +201,7 @@ class DeliveryLedger:
             self._prune_channel(record, t, channel.max_per_hour)
         episode = record.episodes.get(message.episode) if record is not None else None
 
+        keepalive = False
         if message.state is MessageState.RESOLVED:
             if episode is None or episode.firing is None:
                 return Suppression(
@@ -217,6 +221,11 @@ class DeliveryLedger:
                     f"{channel.min_severity.value}",
                 )
             renotify = channel.renotify_after.total_seconds()
+            keepalive = channel.repost_interval is not None
+            if keepalive:
+                # The engine paces re-posts at the channel's interval, a cycle boundary
+                # later or earlier than this clock says: drop only what comes much sooner.
+                renotify /= 2
             last = episode.firing if episode is not None and episode.resolved is None else None
             if last is not None and t - last < renotify:
                 return Suppression(
@@ -225,7 +234,12 @@ class DeliveryLedger:
                     f"({format_duration(channel.renotify_after)})",
                 )
             repeat = last is not None
-            if record is not None and len(record.sent) >= channel.max_per_hour:
+            # A re-post keeps an alert the receiver was already given alive: like a
+            # resolve, it is never rate-limited and does not count toward maxPerHour.
+            keepalive = keepalive and repeat
+            limited = record is not None and len(record.sent) >= channel.max_per_hour
+            if limited and not keepalive:
+                assert record is not None
                 if record.overflow == 0:
                     record.overflow_since = t
                 record.overflow += 1
@@ -248,7 +262,8 @@ class DeliveryLedger:
             episode.resolved = t
         else:
             episode.firing, episode.resolved = t, None
-            record.sent.append(t)
+            if not keepalive:
+                record.sent.append(t)
         self._touch(key, record, message.episode, t)
         return Admission(
             key=key,

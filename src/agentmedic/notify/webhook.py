@@ -82,7 +82,7 @@ def webhook_body(message: Message, delivery: Delivery) -> dict[str, Any]:
     }
 
 
-def encode_body(document: dict[str, Any]) -> bytes:
+def encode_body(document: dict[str, Any] | list[Any]) -> bytes:
     """Compact, key-sorted UTF-8 JSON: the bytes that are signed and sent."""
     # NaN and infinities are not JSON; a receiver's parser would reject the whole body.
     return json.dumps(

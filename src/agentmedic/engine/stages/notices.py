@@ -3,7 +3,8 @@
 Every firing episode with channels is *desired*: a rule's on an agent, a budget stage's
 (per agent, or for the policy), a systemic outage's, and missing data's (per agent, or one
 for the fleet). A desired episode not yet announced is announced, and said again once the
-soonest renotifyAfter of its channels has passed; an announced one no longer desired is
+soonest renotifyAfter (an Alertmanager channel's repostInterval) of its channels has
+passed; an announced one no longer desired is
 resolved, with the reason it ended.
 """
 
@@ -17,7 +18,7 @@ from agentmedic.engine.budget import HARD, SOFT, stage_evidence
 from agentmedic.engine.conditions import Evidence, severity_rank
 from agentmedic.engine.context import AgentWork, Cycle
 from agentmedic.engine.inputs import episode_key
-from agentmedic.engine.outcome import DecisionKind, Notification
+from agentmedic.engine.outcome import DecisionKind, Notification, restore_command
 from agentmedic.engine.reasons import DecisionReason
 from agentmedic.engine.stages.remediation import STAGE_REASON, STAGE_SEVERITY
 from agentmedic.engine.state import NoticeRecord, SystemicEpisode
@@ -119,7 +120,12 @@ def _announce(
 ) -> list[Notification]:
     out: list[Notification] = []
     announced = c.notices
-    renotify = {ch.name: ch.renotify_after for ch in c.spec.notifications.channels}
+    # An Alertmanager channel forgets a firing alert that is not posted again: its
+    # repostInterval stands in for renotifyAfter.
+    renotify = {
+        ch.name: ch.alertmanager.repost_interval if ch.alertmanager else ch.renotify_after
+        for ch in c.spec.notifications.channels
+    }
     for key, (what, who, ref) in desired.items():
         known = announced.get(key)
         if known is not None:
@@ -288,7 +294,7 @@ def _agent_notice(
     note: str = "",
 ) -> Notification:
     escalation = c.escalations.get((a.agent, rule))
-    action, undo = _action_taken(c, a, rule)
+    action, undo = _action_taken(c, a, rule, key)
     text = f"{a.agent}: {rule} firing — {evidence.describe()}{note}"
     if action:
         text += f"; {action}"
@@ -314,7 +320,7 @@ def _agent_notice(
     )
 
 
-def _action_taken(c: Cycle, a: AgentWork, rule: str) -> tuple[str | None, str | None]:
+def _action_taken(c: Cycle, a: AgentWork, rule: str, key: str) -> tuple[str | None, str | None]:
     """(the workload change taken, or why none was; the command that undoes it)."""
     decision = c.decided.get((a.agent, rule))
     if decision is not None:
@@ -327,6 +333,12 @@ def _action_taken(c: Cycle, a: AgentWork, rule: str) -> tuple[str | None, str | 
     suppressed = c.held.get((a.agent, rule))
     if suppressed is not None and suppressed.suppressed_by:
         return f"{suppressed.kind.value} not done ({suppressed.suppressed_by})", None
+    for mark, done in ((a.disabled, "scaled to zero"), (a.downgraded, "switched model")):
+        if mark is not None and not mark.dry_run and mark.episode == key:
+            # A reminder (or an Alertmanager re-post, which replaces the alert's
+            # annotations) of the episode that made the change still says how to undo it.
+            workload = f"{a.workload.kind}/{a.workload.name or a.agent.name}"
+            return f"{done} earlier in this episode", restore_command(a.agent, workload)
     if a.disabled is not None and not a.disabled.dry_run:
         return "none: the agent is already disabled", None
     return None, None
