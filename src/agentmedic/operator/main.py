@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -63,7 +62,6 @@ def _memo(
         kube_configuration=conf,
         telemetry=telemetry,
         identity=f"{socket.gethostname()}@{os.getpid()}",
-        peering_priority=random.randint(1, 2**31 - 1),
     )
 
 
