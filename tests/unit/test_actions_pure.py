@@ -38,8 +38,8 @@ from agentmedic.actions import record as rec
 from agentmedic.actions.errors import CorruptRecordError
 from agentmedic.actions.executor import annotation_ops
 from agentmedic.actions.jobs import job_finished, label_value
-from agentmedic.actions.kube import translate
 from agentmedic.api.types import LabelSelector, LabelSelectorRequirement
+from agentmedic.kube import translate
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")

@@ -27,7 +27,6 @@ from agentmedic.actions.executor import (
     restore_requested,
 )
 from agentmedic.actions.jobs import build_job, job_name
-from agentmedic.actions.kube import Kube, RetryPolicy
 from agentmedic.actions.permissions import REQUIRED_PERMISSIONS, Permission, permission_for_request
 from agentmedic.actions.record import (
     ActionRecord,
@@ -46,6 +45,7 @@ from agentmedic.actions.workloads import (
     list_workloads,
     read_secret_value,
 )
+from agentmedic.kube import Kube, RetryPolicy
 
 __all__ = [
     "KEDA_PAUSED_REPLICAS",

@@ -1,18 +1,18 @@
-"""The errors the actions layer raises, translated from the ``kubernetes`` client at the boundary.
+"""The errors the actions layer raises: the Kubernetes layer's, plus a corrupt record.
 
-Nothing above :mod:`agentmedic.actions.kube` sees ``kubernetes.client.ApiException`` or a
-``urllib3`` error; callers catch these instead::
+Actions fail the way their API calls fail, so they raise :mod:`agentmedic.kube.errors`
+directly; the names below are the actions' vocabulary for them::
 
-    ActionError                 anything this package raises
+    ActionError = KubeError     anything this package raises
     ├── NotFound                404: the object (or its kind, e.g. KEDA not installed) is absent
     ├── Conflict                409: a stale resourceVersion, or AlreadyExists on create
     │                           (``already_exists`` tells them apart)
     ├── Invalid                 422 (or 400): the API refused the content; ``message`` is the
     │                           API's own explanation
     ├── Forbidden               401/403: the operator's credentials may not do this
-    ├── CorruptRecordError           an ``agentmedic.io/*`` record that is not valid JSON, has the
+    ├── CorruptRecordError      an ``agentmedic.io/*`` record that is not valid JSON, has the
     │                           wrong shape or implausible values; restore refuses to use it
-    └── Transient               429, 5xx, timeouts and connection errors, after the bounded
+    └── Transient = Unavailable 429, 5xx, timeouts and connection errors, after the bounded
                                 retries ran out; retrying later may succeed
 
 The operator turns :class:`Transient` and an exhausted :class:`Conflict` into a retry on the
@@ -20,6 +20,16 @@ next cycle; :class:`Invalid` and :class:`Forbidden` become failed actions with a
 """
 
 from __future__ import annotations
+
+from agentmedic.kube.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    KubeError,
+    KubeReason,
+    NotFound,
+    Unavailable,
+)
 
 __all__ = [
     "ActionError",
@@ -31,46 +41,21 @@ __all__ = [
     "Transient",
 ]
 
+ActionError = KubeError
+"""Base of every error of :mod:`agentmedic.actions`."""
 
-class ActionError(Exception):
-    """Base of every error of :mod:`agentmedic.actions`.
-
-    ``status`` is the HTTP status when the API answered (0 for connection errors) and
-    ``message`` the API's explanation or ours; neither ever carries a Secret's content.
-    """
-
-    def __init__(self, message: str, *, status: int = 0) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
+Transient = Unavailable
+"""The API was unavailable, throttled us or timed out, and the retries ran out."""
 
 
-class NotFound(ActionError):  # noqa: N818 - HTTP vocabulary reads better
-    """The object, its namespace, or its API (a CRD that is not installed) does not exist."""
-
-
-class Conflict(ActionError):  # noqa: N818 - HTTP vocabulary reads better
-    """The write lost a race (stale resourceVersion) or the object already exists."""
-
-    def __init__(self, message: str, *, status: int = 409, already_exists: bool = False) -> None:
-        super().__init__(message, status=status)
-        self.already_exists = already_exists
-
-
-class Invalid(ActionError):  # noqa: N818 - HTTP vocabulary reads better
-    """The API rejected the request's content; ``message`` says why, in the API's words."""
-
-
-class Forbidden(ActionError):  # noqa: N818 - HTTP vocabulary reads better
-    """Authentication or authorisation failed: check the ServiceAccount's RBAC."""
-
-
-class CorruptRecordError(ActionError):
+class CorruptRecordError(KubeError):
     """A record annotation restore cannot trust; ``annotation`` names it.
 
     Restoring from it could scale an agent to a trillion replicas or set a model name
     nobody wrote, so restore stops and leaves the workload and its record as they are.
     """
+
+    default_reason = KubeReason.INVALID
 
     def __init__(self, annotation: str, problem: str) -> None:
         super().__init__(
@@ -78,11 +63,3 @@ class CorruptRecordError(ActionError):
             f"by hand (kubectl annotate --overwrite) or remove it"
         )
         self.annotation = annotation
-
-
-class Transient(ActionError):  # noqa: N818 - HTTP vocabulary reads better
-    """The API was unavailable, throttled us or timed out, and the retries ran out."""
-
-    def __init__(self, message: str, *, status: int = 0, retry_after: float | None = None) -> None:
-        super().__init__(message, status=status)
-        self.retry_after = retry_after

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from agentmedic.actions.errors import ActionError
-from agentmedic.actions.kube import Kube
 from agentmedic.actions.record import format_time
+from agentmedic.kube import Kube
 
 __all__ = [
     "COMPONENT",

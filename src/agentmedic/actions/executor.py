@@ -55,7 +55,6 @@ from agentmedic.actions.errors import (
     Invalid,
     NotFound,
 )
-from agentmedic.actions.kube import JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, Kube
 from agentmedic.actions.record import (
     ActionRecord,
     PolicyRef,
@@ -75,6 +74,7 @@ from agentmedic.actions.workloads import (
     template_env_value,
 )
 from agentmedic.api.types import LabelSelector, ModelSpec, PromptOptimizationAction
+from agentmedic.kube import JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, Kube
 
 __all__ = ["KEDA_PAUSED_REPLICAS", "ActionExecutor", "RestorePlan", "restore_requested"]
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agentmedic.actions.errors import NotFound
-from agentmedic.actions.kube import Kube
 from agentmedic.actions.record import (
     AGENT_LABEL,
     DisabledRecord,
@@ -22,6 +21,7 @@ from agentmedic.actions.record import (
     parse_downgraded,
 )
 from agentmedic.api.types import LabelSelector, ModelSpec
+from agentmedic.kube import Kube
 
 __all__ = [
     "WorkloadInfo",

@@ -2,7 +2,8 @@
 
 The Kubernetes client would read them with PyYAML itself and fail with a traceback on a
 binary file, a list, or nesting deep enough to overflow the stack; checking them here
-first turns each of those into one line naming the file.
+first turns each of those into one line naming the file. :func:`client_configuration`
+then loads the credentials through :mod:`agentmedic.kube.config`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,26 @@ from pathlib import Path
 
 from agentmedic.api.yamlfile import YAMLInputError, load_file
 from agentmedic.cli._errors import CliError
+from agentmedic.kube import Configuration, ConfigurationError
 
-__all__ = ["check_kubeconfig"]
+__all__ = ["ConfigurationError", "check_kubeconfig", "client_configuration"]
+
+
+def client_configuration(
+    kubeconfig: str | None, context: str | None, *, in_cluster_first: bool = False
+) -> Configuration:
+    """The checked kubeconfig's credentials (``in_cluster_first``: the operator's order,
+    in-cluster before ``~/.kube/config`` when neither option is given).
+
+    Raises :class:`CliError` for an unusable file and
+    :class:`~agentmedic.kube.ConfigurationError` when no credentials load.
+    """
+    from agentmedic.kube import load_configuration, operator_configuration
+
+    check_kubeconfig(kubeconfig)
+    if in_cluster_first:
+        return operator_configuration(kubeconfig, context)
+    return load_configuration(kubeconfig, context)
 
 
 def check_kubeconfig(explicit: str | None) -> None:

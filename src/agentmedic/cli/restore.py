@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agentmedic.cli._errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, fail, line
-
-if TYPE_CHECKING:
-    import kubernetes.client
 
 DEFAULT_MAX_REPLICAS = 1000
 """A person restoring by hand rarely means more; --max-replicas raises it."""
@@ -69,32 +65,11 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _configuration(kubeconfig: str | None, context: str | None) -> kubernetes.client.Configuration:
-    """Client configuration from a kubeconfig, or in-cluster when there is none."""
-    import kubernetes.client
-    import kubernetes.config
-    from kubernetes.config.config_exception import ConfigException
-
-    configuration = kubernetes.client.Configuration()
-    if kubeconfig and not os.path.exists(kubeconfig):
-        raise ConfigException(f"--kubeconfig {kubeconfig}: no such file")
-    explicit = kubeconfig or os.environ.get("KUBECONFIG")
-    default = os.path.expanduser("~/.kube/config")
-    if not explicit and not os.path.exists(default) and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        return configuration
-    kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=kubeconfig, context=context, client_configuration=configuration
-    )
-    return configuration
-
-
 def run(args: argparse.Namespace) -> int:
-    from kubernetes.config.config_exception import ConfigException
-
-    from agentmedic.actions import ActionError, ActionExecutor, Kube, Outcome, WorkloadRef
+    from agentmedic.actions import ActionError, ActionExecutor, Outcome, WorkloadRef
     from agentmedic.actions.record import MAX_REPLICAS
-    from agentmedic.cli._kubeconfig import check_kubeconfig
+    from agentmedic.cli._kubeconfig import ConfigurationError, client_configuration
+    from agentmedic.kube import Kube
 
     namespace, sep, name = args.target.partition("/")
     if not sep or not namespace or not name or "/" in name:
@@ -106,13 +81,12 @@ def run(args: argparse.Namespace) -> int:
     ref = WorkloadRef(
         "StatefulSet" if args.kind == "statefulset" else "Deployment", namespace, name
     )
-    check_kubeconfig(args.kubeconfig)
     try:
-        configuration = _configuration(args.kubeconfig, args.context)
-    except (ConfigException, OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        configuration = client_configuration(args.kubeconfig, args.context)
+    except ConfigurationError as exc:
         return fail(
             "restore",
-            f"cannot load the cluster configuration ({line(str(exc)) or type(exc).__name__}); "
+            f"cannot load the cluster configuration ({line(str(exc))}); "
             "pass --kubeconfig/--context or set KUBECONFIG",
             EXIT_USAGE,
         )

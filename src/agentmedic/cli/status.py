@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import urllib.parse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentmedic.cli._errors import EXIT_FINDINGS, EXIT_USAGE, fail
+
+if TYPE_CHECKING:
+    from agentmedic.kube import Kube
 
 
 def register(sub: Any) -> None:
@@ -25,41 +28,19 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _policies(api: Any, namespace: str | None) -> list[dict[str, Any]]:
+def _policies(kube: Kube, namespace: str | None) -> list[dict[str, Any]]:
     from agentmedic.api.types import GROUP, PLURAL, VERSION
 
-    if namespace:
-        data = api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
-    else:
-        data = api.list_cluster_custom_object(GROUP, VERSION, PLURAL)
-    items: list[dict[str, Any]] = data.get("items", [])
-    return items
+    return kube.list_custom_objects(GROUP, VERSION, PLURAL, namespace or None)
 
 
-def _remediated(apps: Any, namespace: str | None) -> list[dict[str, Any]]:
+def _remediated(kube: Kube, namespace: str | None) -> list[dict[str, Any]]:
     from agentmedic.actions import record
+    from agentmedic.kube import WORKLOAD_KINDS
 
     out = []
-    for kind, lister in (
-        (
-            "Deployment",
-            apps.list_namespaced_deployment
-            if namespace
-            else apps.list_deployment_for_all_namespaces,
-        ),
-        (
-            "StatefulSet",
-            apps.list_namespaced_stateful_set
-            if namespace
-            else apps.list_stateful_set_for_all_namespaces,
-        ),
-    ):
-        result = (
-            lister(namespace, _preload_content=False)
-            if namespace
-            else lister(_preload_content=False)
-        )
-        for obj in json.loads(result.data).get("items", []):
+    for kind in WORKLOAD_KINDS:
+        for obj in kube.list_workloads(kind, namespace or None):
             ann = obj["metadata"].get("annotations") or {}
             disabled = record.parse_disabled(ann)
             downgraded = record.parse_downgraded(ann)
@@ -97,39 +78,30 @@ def _ready(policy: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import kubernetes
     from rich.console import Console
     from rich.table import Table
 
-    from agentmedic.cli._kubeconfig import check_kubeconfig
-    from agentmedic.operator.main import kube_configuration
+    from agentmedic.cli._kubeconfig import ConfigurationError, client_configuration
+    from agentmedic.kube import Kube, KubeError
 
-    check_kubeconfig(args.kubeconfig)
     try:
-        conf = kube_configuration(args.kubeconfig, args.context)
-    except (
-        kubernetes.config.ConfigException,
-        OSError,
-        ValueError,
-        TypeError,
-        KeyError,
-        AttributeError,
-    ) as exc:
+        conf = client_configuration(args.kubeconfig, args.context, in_cluster_first=True)
+    except ConfigurationError as exc:
         return fail("status", f"no Kubernetes credentials: {exc}", EXIT_USAGE)
-    client = kubernetes.client.ApiClient(conf)
+    kube = Kube.from_configuration(conf)
     try:
-        policies = _policies(kubernetes.client.CustomObjectsApi(client), args.namespace)
-        workloads = _remediated(kubernetes.client.AppsV1Api(client), args.namespace)
-    except kubernetes.client.ApiException as exc:
-        return fail("status", f"the API server answered {exc.status} {exc.reason}", EXIT_FINDINGS)
-    except Exception as exc:  # connection refused, DNS: say so plainly
+        policies = _policies(kube, args.namespace)
+        workloads = _remediated(kube, args.namespace)
+    except KubeError as exc:
+        if exc.status:
+            return fail(
+                "status", f"the API server answered {exc.status} {exc.reason}", EXIT_FINDINGS
+            )
         # The host only: the client's text quotes URLs, and a proxy URL may carry a password.
         host = urllib.parse.urlsplit(str(conf.host)).hostname or "the configured server"
-        return fail(
-            "status", f"cannot reach the cluster at {host} ({type(exc).__name__})", EXIT_FINDINGS
-        )
+        return fail("status", f"cannot reach the cluster at {host} ({exc.reason})", EXIT_FINDINGS)
     finally:
-        client.close()  # type: ignore[no-untyped-call]
+        kube.close()
 
     if args.output == "json":
         print(json.dumps({"policies": policies, "remediated": workloads}, indent=2, default=str))

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import kubernetes
+from agentmedic.kube import Conflict, Kube, KubeError, Leases
 
 __all__ = ["LeaderElector", "LeaseConfig"]
 
@@ -63,15 +63,19 @@ class LeaderElector:
 
     def __init__(
         self,
-        api: kubernetes.client.CoordinationV1Api,
+        kube: Any,
         config: LeaseConfig,
         *,
         on_change: Callable[[bool], Awaitable[None]],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        # Any: the client's stubs want V1Lease objects; plain dicts are sent as they are.
-        self._api: Any = api
+        """``kube`` is a :class:`~agentmedic.kube.Kube` (or, for callers that still hold
+        one, a ``kubernetes`` API object whose connection pool it shares)."""
         self.config = config
+        # Each request ends before the renew deadline, so a hung one cannot outlive the term.
+        self._leases = Leases(
+            Kube.of(kube), request_timeout=max(1.0, config.renew_deadline - config.retry)
+        )
         self._on_change = on_change
         self._clock = clock
         self._leading = False
@@ -99,9 +103,9 @@ class LeaderElector:
         if self._leading:
             await self._set(False)
             try:
-                await asyncio.to_thread(self._release)
-            except Exception as exc:  # the Lease then expires by itself
-                log.warning("cannot release the leader Lease: %s", exc)
+                await self._release()
+            except KubeError as exc:  # the Lease then expires by itself
+                log.warning("cannot release the leader Lease: %s", exc.reason)
 
     async def _run(self) -> None:
         while True:
@@ -117,11 +121,11 @@ class LeaderElector:
         """One round: renew, take over, or observe; then tell the operator of a change."""
         started = self._clock()
         try:
-            held = await asyncio.to_thread(self._try, started)
-        except Exception as exc:
+            held = await self._try(started)
+        except Exception as exc:  # an API fault, or a Lease with a body it cannot read
             detail = (
-                f"{exc.status} {exc.reason}"
-                if isinstance(exc, kubernetes.client.ApiException)
+                (f"{exc.status} {exc.reason}" if exc.status else str(exc.reason))
+                if isinstance(exc, KubeError)
                 else type(exc).__name__
             )
             log.warning("leader election: the Lease cannot be read or written: %s", detail)
@@ -149,7 +153,7 @@ class LeaderElector:
         )
         await self._on_change(leading)
 
-    # ------------------------------------------------------------------ the Lease (threads)
+    # ------------------------------------------------------------------ the Lease
 
     def _body(self, *, transitions: int, acquired: str | None, rv: str | None) -> dict[str, Any]:
         now = _micro_time(datetime.now(UTC))
@@ -169,60 +173,51 @@ class LeaderElector:
             },
         }
 
-    def _try(self, started: float) -> bool:
+    async def _try(self, started: float) -> bool:
         c = self.config
-        timeout = max(1.0, c.renew_deadline - c.retry)
-        try:
-            lease = self._api.read_namespaced_lease(c.name, c.namespace, _request_timeout=timeout)
-        except kubernetes.client.ApiException as exc:
-            if exc.status != 404:
-                raise
+        lease = await self._leases.get(c.namespace, c.name)
+        if lease is None:
             try:
-                self._api.create_namespaced_lease(
-                    c.namespace,
-                    self._body(transitions=0, acquired=None, rv=None),
-                    _request_timeout=timeout,
+                await self._leases.create(
+                    c.namespace, self._body(transitions=0, acquired=None, rv=None)
                 )
-            except kubernetes.client.ApiException as exc2:
-                if exc2.status == 409:  # another replica created it first
-                    return False
-                raise
+            except Conflict:  # another replica created it first
+                return False
             return True
-        spec = lease.spec
-        holder = spec.holder_identity or ""
-        record = (holder, spec.renew_time, spec.lease_transitions)
+        spec = lease.get("spec") or {}
+        holder = spec.get("holderIdentity") or ""
+        record = (holder, spec.get("renewTime"), spec.get("leaseTransitions"))
         if record != self._observed:
             self._observed, self._observed_at = record, started
         if holder and holder != c.identity and self._clock() < self._observed_at + c.duration:
             return False
         mine = holder == c.identity
-        transitions = (spec.lease_transitions or 0) + (0 if mine else 1)
-        acquired = _micro_time(spec.acquire_time) if mine and spec.acquire_time else None
+        transitions = (spec.get("leaseTransitions") or 0) + (0 if mine else 1)
+        acquired = spec.get("acquireTime") if mine else None
+        rv = (lease.get("metadata") or {}).get("resourceVersion")
         try:
-            self._api.replace_namespaced_lease(
-                c.name,
+            await self._leases.replace(
                 c.namespace,
-                self._body(
-                    transitions=transitions, acquired=acquired, rv=lease.metadata.resource_version
-                ),
-                _request_timeout=timeout,
+                c.name,
+                self._body(transitions=transitions, acquired=acquired, rv=rv),
             )
-        except kubernetes.client.ApiException as exc:
-            if exc.status == 409:  # renewed or taken by another replica meanwhile
-                return False
-            raise
+        except Conflict:  # renewed or taken by another replica meanwhile
+            return False
         return True
 
-    def _release(self) -> None:
+    async def _release(self) -> None:
         c = self.config
-        lease = self._api.read_namespaced_lease(c.name, c.namespace, _request_timeout=5)
-        if lease.spec.holder_identity != c.identity:
+        lease = await self._leases.get(c.namespace, c.name)
+        if lease is None:
+            return
+        spec = lease.get("spec") or {}
+        if spec.get("holderIdentity") != c.identity:
             return
         body = self._body(
-            transitions=lease.spec.lease_transitions or 0,
+            transitions=spec.get("leaseTransitions") or 0,
             acquired=None,
-            rv=lease.metadata.resource_version,
+            rv=(lease.get("metadata") or {}).get("resourceVersion"),
         )
         body["spec"]["holderIdentity"] = None
         body["spec"]["leaseDurationSeconds"] = 1
-        self._api.replace_namespaced_lease(c.name, c.namespace, body, _request_timeout=5)
+        await self._leases.replace(c.namespace, c.name, body)

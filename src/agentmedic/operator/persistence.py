@@ -19,15 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import kubernetes
-import urllib3
-
 from agentmedic.api.types import GROUP, PLURAL, VERSION
+from agentmedic.kube import Conflict, CustomObjects, Kube, KubeError, NotFound, RetryPolicy
 
 __all__ = [
     "NOTIFICATIONS_ANNOTATION",
@@ -41,8 +38,6 @@ log = logging.getLogger(__name__)
 
 NOTIFICATIONS_ANNOTATION = f"{GROUP}/notifications"
 """The policy's delivery ledger and its outbox (messages reserved and not yet settled)."""
-
-_RETRYABLE = frozenset({429, 500, 502, 503, 504})
 
 
 class StoreError(Exception):
@@ -78,18 +73,16 @@ class Snapshot:
         )
 
 
-def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, kubernetes.client.ApiException):
-        return exc.status in _RETRYABLE or exc.status == 0
-    return isinstance(exc, urllib3.exceptions.HTTPError | OSError | TimeoutError)
+def _detail(exc: KubeError) -> str:
+    return f"{exc.status} {exc.reason}" if exc.status else str(exc.reason)
 
 
 class PolicyStore:
-    """Reads and optimistic writes of AgentPolicies through the kubernetes client."""
+    """Reads and optimistic writes of AgentPolicies through :mod:`agentmedic.kube`."""
 
     def __init__(
         self,
-        api: kubernetes.client.CustomObjectsApi,
+        kube: Any,
         *,
         attempts: int = 6,
         backoff: float = 0.2,
@@ -99,65 +92,35 @@ class PolicyStore:
         observe: Callable[[str], None] | None = None,
         fence: Callable[[], bool] | None = None,
     ) -> None:
-        """``fence`` is asked before every write: a replica that lost the Lease writes
-        nothing (:class:`StoreError`)."""
-        self._api = api
-        self._attempts = attempts
-        self._backoff = backoff
-        self._max_backoff = max_backoff
-        self._timeout = request_timeout
-        self._sleep = sleep
+        """``kube`` is a :class:`~agentmedic.kube.Kube` (or, for callers that still hold
+        one, a ``kubernetes`` API object whose connection pool it shares). ``fence`` is
+        asked before every write: a replica that lost the Lease writes nothing
+        (:class:`StoreError`)."""
+        self._objects = CustomObjects(
+            Kube.of(kube),
+            retry=RetryPolicy(attempts=attempts, base=backoff, cap=max_backoff),
+            request_timeout=request_timeout,
+            sleep=sleep,
+        )
         self._observe = observe or (lambda _verb: None)
         self._fence = fence or (lambda: True)
 
-    async def _call(self, verb: str, fn: Callable[[], Any]) -> Any:
-        for attempt in range(1, self._attempts + 1):
-            if verb != "get" and not self._fence():
-                raise StoreError("not the leader: nothing is written")
-            self._observe(verb)
-            try:
-                return await asyncio.to_thread(fn)
-            except Exception as exc:
-                if not _retryable(exc) or attempt == self._attempts:
-                    raise
-                delay = min(self._max_backoff, self._backoff * 2 ** (attempt - 1))
-                delay *= 0.5 + random.random() / 2
-                log.debug("%s of an AgentPolicy failed (%s); retrying in %.2fs", verb, exc, delay)
-                await self._sleep(delay)
-        raise AssertionError("unreachable")
+    def _reading(self) -> None:
+        self._observe("get")
+
+    def _writing(self) -> None:
+        if not self._fence():
+            raise StoreError("not the leader: nothing is written")
+        self._observe("patch")
 
     async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None when it is gone; :class:`StoreError` when it cannot be read."""
         try:
-            obj = await self._call(
-                "get",
-                lambda: self._api.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, name, _request_timeout=self._timeout
-                ),
+            return await self._objects.get(
+                GROUP, VERSION, PLURAL, namespace, name, guard=self._reading
             )
-        except kubernetes.client.ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise StoreError(f"cannot read {namespace}/{name}: {exc.status} {exc.reason}") from None
-        except Exception as exc:
-            raise StoreError(f"cannot read {namespace}/{name}: {type(exc).__name__}") from None
-        return dict(obj)
-
-    async def _patch(
-        self, namespace: str, name: str, body: dict[str, Any], *, status: bool
-    ) -> dict[str, Any]:
-        call = (
-            self._api.patch_namespaced_custom_object_status
-            if status
-            else self._api.patch_namespaced_custom_object
-        )
-        result = await self._call(
-            "patch",
-            lambda: call(
-                GROUP, VERSION, namespace, PLURAL, name, body, _request_timeout=self._timeout
-            ),
-        )
-        return dict(result)
+        except KubeError as exc:
+            raise StoreError(f"cannot read {namespace}/{name}: {_detail(exc)}") from None
 
     async def write_annotations(
         self,
@@ -175,22 +138,23 @@ class PolicyStore:
         """
         owned = tuple(wanted)
         for _ in range(conflicts):
-            body: dict[str, Any] = {"metadata": {"annotations": dict(wanted)}}
-            if snapshot.resource_version is not None:
-                body["metadata"]["resourceVersion"] = snapshot.resource_version
             try:
-                obj = await self._patch(namespace, name, body, status=False)
-            except kubernetes.client.ApiException as exc:
-                if exc.status == 404:
-                    raise StoreError(f"{namespace}/{name} is gone") from None
-                if exc.status != 409:
-                    raise StoreError(
-                        f"cannot write {namespace}/{name}: {exc.status} {exc.reason}"
-                    ) from None
-            except StoreError:
-                raise
-            except Exception as exc:
-                raise StoreError(f"cannot write {namespace}/{name}: {type(exc).__name__}") from None
+                obj = await self._objects.patch_annotations(
+                    GROUP,
+                    VERSION,
+                    PLURAL,
+                    namespace,
+                    name,
+                    wanted,
+                    resource_version=snapshot.resource_version,
+                    guard=self._writing,
+                )
+            except NotFound:
+                raise StoreError(f"{namespace}/{name} is gone") from None
+            except Conflict:
+                pass
+            except KubeError as exc:
+                raise StoreError(f"cannot write {namespace}/{name}: {_detail(exc)}") from None
             else:
                 fresh = Snapshot.of(obj, owned)
                 fresh.annotations = {**snapshot.annotations, **fresh.annotations}
@@ -229,23 +193,24 @@ class PolicyStore:
             patch = build(snapshot.status)
             if patch is None:
                 return snapshot, None
-            body: dict[str, Any] = {"status": patch}
-            if snapshot.resource_version is not None:
-                body["metadata"] = {"resourceVersion": snapshot.resource_version}
             try:
-                obj = await self._patch(namespace, name, body, status=True)
-            except kubernetes.client.ApiException as exc:
-                if exc.status == 404:
-                    raise StoreError(f"{namespace}/{name} is gone") from None
-                if exc.status != 409:
-                    raise StoreError(
-                        f"cannot write the status of {namespace}/{name}: {exc.status} {exc.reason}"
-                    ) from None
-            except StoreError:
-                raise
-            except Exception as exc:
+                obj = await self._objects.patch_status(
+                    GROUP,
+                    VERSION,
+                    PLURAL,
+                    namespace,
+                    name,
+                    patch,
+                    resource_version=snapshot.resource_version,
+                    guard=self._writing,
+                )
+            except NotFound:
+                raise StoreError(f"{namespace}/{name} is gone") from None
+            except Conflict:
+                pass
+            except KubeError as exc:
                 raise StoreError(
-                    f"cannot write the status of {namespace}/{name}: {type(exc).__name__}"
+                    f"cannot write the status of {namespace}/{name}: {_detail(exc)}"
                 ) from None
             else:
                 fresh = Snapshot.of(obj, ())

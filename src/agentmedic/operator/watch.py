@@ -9,23 +9,21 @@ operator reads (:class:`Workload`, a few hundred bytes). Cost: one watch connect
 distinct selector and kind; zero requests per evaluation cycle in steady state; memory in
 proportion to the selected workloads only.
 
-The connection is plain HTTP(S) on ``httpx.AsyncClient`` with the credentials of the
-``kubernetes`` client's configuration (kubeconfig or in-cluster service account).
+Requests go through :class:`agentmedic.kube.AsyncKube` (``httpx``, with the credentials
+of the ``kubernetes`` configuration; watches on a connection pool of their own).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import random
-import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+from agentmedic.kube import AsyncKube, Gone, KubeError, RetryPolicy, authorization
+from agentmedic.kube.paths import WORKLOAD_KINDS, workload_path
 
 __all__ = ["KubeHttp", "Workload", "WorkloadCache", "authorization", "workload_from_object"]
 
@@ -34,10 +32,13 @@ log = logging.getLogger(__name__)
 ANNOTATION_PREFIX = "agentmedic.io/"
 AGENT_NAME_LABEL = "agentmedic.io/agent"
 
-_PATHS = {
-    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
-    "StatefulSet": "/apis/apps/v1/namespaces/{ns}/statefulsets",
-}
+KubeHttp = AsyncKube
+"""The async client the cache lists and watches with (the old name, kept for callers)."""
+
+_KINDS = WORKLOAD_KINDS
+
+_RECONNECT = RetryPolicy(base=0.5, cap=30.0)
+"""Backoff between a failed list or watch and the next list (the loop never gives up)."""
 
 
 @dataclass(frozen=True)
@@ -90,85 +91,6 @@ def workload_from_object(obj: dict[str, Any], env_names: Iterable[str] = ()) -> 
     )
 
 
-def authorization(configuration: Any) -> str | None:
-    """The ``Authorization`` header value of a kubernetes client configuration, if any.
-
-    The kubeconfig and in-cluster loaders of kubernetes client 30+ store the token under
-    ``BearerToken`` (already prefixed ``Bearer``); ``authorization`` is the older key and
-    what a configuration built by hand may use. Reading only the latter sent every kopf and
-    watch request of a token-authenticated operator as system:anonymous."""
-    if not configuration.api_key:
-        return None
-    value = configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
-    return str(value) if value else None
-
-
-def _ssl_context(configuration: Any) -> ssl.SSLContext:
-    """TLS as the kubeconfig says. One context, not httpx's ``verify=<path>`` plus
-    ``cert=``: httpx returns early for a CA path and never loads the client certificate,
-    so a kubeconfig with a private CA and a client certificate (kind, kubeadm, the local
-    control plane) was answered as system:anonymous (403 on every watch)."""
-    if getattr(configuration, "verify_ssl", True) is False:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    elif getattr(configuration, "ssl_ca_cert", None):
-        context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
-    else:
-        context = httpx.create_ssl_context()  # certifi, as httpx does by default
-    if getattr(configuration, "cert_file", None):
-        context.load_cert_chain(configuration.cert_file, configuration.key_file)
-    return context
-
-
-class KubeHttp:
-    """An ``httpx.AsyncClient`` speaking to the API server with the kubernetes client's auth."""
-
-    def __init__(self, configuration: Any) -> None:
-        self._conf = configuration
-        self.client = httpx.AsyncClient(
-            base_url=configuration.host,
-            verify=_ssl_context(configuration),
-            timeout=httpx.Timeout(30.0, read=None),
-            # One long-lived watch per selector and kind: httpx's default pool of 100
-            # connections would starve the 101st watch (100 policies need 200 streams).
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
-        )
-
-    observe: Callable[[str, str], None] | None = None
-    """Called with (verb, path) for every request (the operator counts them)."""
-
-    def _headers(self) -> dict[str, str]:
-        hook = getattr(self._conf, "refresh_api_key_hook", None)
-        if hook is not None:
-            hook(self._conf)  # in-cluster tokens rotate; the hook re-reads the mounted file
-        token = authorization(self._conf)
-        return {"Authorization": token} if token else {}
-
-    async def get_json(self, path: str, params: dict[str, str]) -> dict[str, Any]:
-        if self.observe is not None:
-            self.observe("list" if params.get("labelSelector") is not None else "get", path)
-        response = await self.client.get(path, params=params, headers=self._headers())
-        response.raise_for_status()
-        data: dict[str, Any] = response.json()
-        return data
-
-    @contextlib.asynccontextmanager
-    async def stream(self, path: str, params: dict[str, str]) -> Any:
-        if self.observe is not None:
-            self.observe("watch", path)
-        async with self.client.stream("GET", path, params=params, headers=self._headers()) as r:
-            r.raise_for_status()
-            yield r
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-
-
-class _GoneError(Exception):
-    """The watch's resourceVersion is too old (410): list again."""
-
-
 @dataclass
 class _Subscription:
     namespace: str
@@ -186,7 +108,7 @@ class WorkloadCache:
 
     def __init__(
         self,
-        http: KubeHttp,
+        http: AsyncKube,
         *,
         watch_timeout_seconds: int = 300,
         on_change: Callable[[Workload | None, Workload | None], None] | None = None,
@@ -206,7 +128,7 @@ class WorkloadCache:
             self._env_names |= new_env
             for sub in self._subs.values():  # they dropped those variables: list again
                 self._restart(sub)
-        for kind in _PATHS:
+        for kind in _KINDS:
             key = (namespace, selector, kind)
             existing = self._subs.get(key)
             if existing is None:
@@ -229,7 +151,7 @@ class WorkloadCache:
     def workloads(self, namespace: str, selector: str) -> list[Workload] | None:
         """Selected workloads, or None while a watch has not completed its first list."""
         out: list[Workload] = []
-        for kind in _PATHS:
+        for kind in _KINDS:
             sub = self._subs.get((namespace, selector, kind))
             if sub is None or not sub.synced.is_set():
                 return None
@@ -257,25 +179,22 @@ class WorkloadCache:
         sub.task = asyncio.get_running_loop().create_task(self._run(sub))
 
     async def _run(self, sub: _Subscription) -> None:
-        path = _PATHS[sub.kind].format(ns=sub.namespace)
-        delay = 0.5
+        path = workload_path(sub.kind, sub.namespace)
+        failures = 0
+        rng = random.Random()
         while True:
             try:
                 version = await self._list(sub, path)
-                delay = 0.5
+                failures = 0
                 while True:
                     version = await self._watch(sub, path, version)
             except asyncio.CancelledError:
                 raise
-            except _GoneError:
+            except Gone:  # the version expired: list again at once
                 continue
-            except httpx.HTTPStatusError as exc:
-                if exc.response.status_code == 410:
-                    continue
-                log.warning("watch of %s in %s failed: %s", sub.kind, sub.namespace, _describe(exc))
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 30.0)
             except Exception as exc:  # any failure: back off and list again
+                delay = _RECONNECT.delay(min(failures, 16), rng)
+                failures += 1
                 log.warning(
                     "watch of %s in %s (%s) failed: %s; retrying in %.1fs",
                     sub.kind,
@@ -284,8 +203,7 @@ class WorkloadCache:
                     _describe(exc),
                     delay,
                 )
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 30.0)
+                await asyncio.sleep(delay)
 
     async def _list(self, sub: _Subscription, path: str) -> str:
         self.requests += 1
@@ -313,34 +231,26 @@ class WorkloadCache:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(self._timeout),
         }
-        async with self._http.stream(path, params) as response:
-            async for line in response.aiter_lines():
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                kind, obj = event.get("type"), event.get("object", {})
-                if kind == "ERROR":
-                    if obj.get("code") == 410:
-                        raise _GoneError()
-                    raise RuntimeError(obj.get("message", "watch error"))
-                version = obj.get("metadata", {}).get("resourceVersion", version)
-                if kind == "BOOKMARK":
-                    continue
-                obj.setdefault("kind", sub.kind)
-                w = workload_from_object(obj, self._env_names)
-                before = sub.items.get(w.name)
-                if kind == "DELETED":
-                    sub.items.pop(w.name, None)
-                    after = None
-                else:
-                    sub.items[w.name] = w
-                    after = w
-                if self._on_change is not None and before != after:
-                    self._on_change(before, after)
+        async for event in self._http.watch(path, params):
+            kind, obj = event.get("type"), event.get("object") or {}
+            version = obj.get("metadata", {}).get("resourceVersion", version)
+            if kind == "BOOKMARK":
+                continue
+            obj.setdefault("kind", sub.kind)
+            w = workload_from_object(obj, self._env_names)
+            before = sub.items.get(w.name)
+            if kind == "DELETED":
+                sub.items.pop(w.name, None)
+                after = None
+            else:
+                sub.items[w.name] = w
+                after = w
+            if self._on_change is not None and before != after:
+                self._on_change(before, after)
         return version
 
 
 def _describe(exc: Exception) -> str:
-    if isinstance(exc, httpx.HTTPStatusError):
-        return f"HTTP {exc.response.status_code}"
+    if isinstance(exc, KubeError):
+        return f"HTTP {exc.status} ({exc.reason})" if exc.status else str(exc.reason)
     return type(exc).__name__ + (f": {exc}" if str(exc) else "")
