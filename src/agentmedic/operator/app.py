@@ -39,13 +39,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import kubernetes
-
 from agentmedic.actions import ActionError, WorkloadRef, label_selector_string
 from agentmedic.actions import record as rec
 from agentmedic.api.durations import format_duration
 from agentmedic.api.types import OnDelete
 from agentmedic.api.validation import validate_policy
+from agentmedic.kube import Configuration
 from agentmedic.metrics import MetricsBackend
 from agentmedic.operator import cycle
 from agentmedic.operator.configmaps import ModelReads
@@ -100,7 +99,7 @@ class Operator:
     def build(
         cls,
         settings: OperatorSettings,
-        kube_configuration: kubernetes.client.Configuration,
+        kube_configuration: Configuration,
         *,
         telemetry: Telemetry | None = None,
         clock: Callable[[], datetime] = _now,

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import kubernetes
-
+from agentmedic.kube import Kube
 from agentmedic.operator.leader import LeaderElector, LeaseConfig
 from agentmedic.operator.settings import OperatorSettings
 
@@ -31,7 +30,7 @@ class Peering:
     def from_settings(
         cls,
         settings: OperatorSettings,
-        api_client: kubernetes.client.ApiClient,
+        kube: Kube,
         identity: str,
         on_change: LeadershipHook,
     ) -> Peering:
@@ -40,7 +39,7 @@ class Peering:
             return cls(None)
         return cls(
             LeaderElector(
-                kubernetes.client.CoordinationV1Api(api_client),
+                kube,
                 LeaseConfig(
                     namespace=settings.lease_namespace_or_default(),
                     name=settings.peering,

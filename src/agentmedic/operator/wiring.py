@@ -12,9 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import kubernetes
-
-from agentmedic.actions import ActionExecutor, Kube
+from agentmedic.actions import ActionExecutor
+from agentmedic.kube import Configuration, Kube
 from agentmedic.metrics import (
     BackendConfig,
     Catalog,
@@ -66,7 +65,7 @@ class Parts:
 
 def wire(
     settings: OperatorSettings,
-    kube_configuration: kubernetes.client.Configuration,
+    kube_configuration: Configuration,
     telemetry: Telemetry,
     clock: Callable[[], datetime],
     *,
@@ -83,9 +82,9 @@ def wire(
     http = KubeHttp(kube_configuration)
     http.observe = lambda verb, _path: telemetry.api_requests.labels(verb).inc()
     executor = ActionExecutor(kube)
-    peering = Peering.from_settings(settings, kube.api_client, identity, on_leadership)
+    peering = Peering.from_settings(settings, kube, identity, on_leadership)
     store = PolicyStore(
-        kubernetes.client.CustomObjectsApi(kube.api_client),
+        kube,
         observe=lambda verb: telemetry.api_requests.labels(verb).inc(),
         fence=peering.leading,
     )
