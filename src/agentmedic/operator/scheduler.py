@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -71,6 +71,10 @@ class CycleScheduler:
         """The interval's cycle runs now."""
         return interval in self._running
 
+    def queued(self, interval: timedelta) -> bool:
+        """A run of the interval's cycle is queued after the running one."""
+        return interval in self._again
+
     async def idle(self, interval: timedelta) -> None:
         """Wait until the interval's cycle, and any run queued after it, has finished."""
         task = self._running.get(interval)
@@ -78,7 +82,9 @@ class CycleScheduler:
             await asyncio.wait({task})
 
     def sync(self, intervals: set[timedelta]) -> None:
-        """Add jobs for new intervals and remove jobs no policy needs any more."""
+        """Add jobs for new intervals and remove jobs no policy needs any more. A new job
+        first ticks one interval from now: the registration that brought the interval
+        triggers the first cycle itself, as soon as the policy's agents are listed."""
         for interval in intervals - self._intervals:
             seconds = max(interval.total_seconds(), 1.0)
             self._scheduler.add_job(
@@ -88,7 +94,6 @@ class CycleScheduler:
                 id=self.job_id(interval),
                 coalesce=True,
                 misfire_grace_time=max(1, int(seconds / 2)),
-                next_run_time=datetime.now(UTC),
                 replace_existing=True,
             )
             log.info("evaluation cycle every %s scheduled", format_duration(interval))
