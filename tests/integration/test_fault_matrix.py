@@ -230,7 +230,7 @@ async def running(
             )
         )
         clock = Clock()
-        op = Operator(settings, emu.client_configuration(), clock=clock, backend=backend)
+        op = Operator.build(settings, emu.client_configuration(), clock=clock, backend=backend)
         op.scheduler = ManualScheduler()  # type: ignore[assignment]
         await op.start()
         try:
@@ -265,8 +265,8 @@ async def listed(op: Operator, selector: str) -> None:
 
 async def settle(op: Operator) -> None:
     """Wait for the notifications a cycle spawned."""
-    while op._notify_tasks:
-        await asyncio.wait(set(op._notify_tasks))
+    while op.parts.deliveries.tasks:
+        await asyncio.wait(set(op.parts.deliveries.tasks))
 
 
 async def run_cell(

@@ -128,7 +128,7 @@ async def setup() -> AsyncIterator[tuple[ApiEmulator, Operator, HungBackend]]:
             environ={},
         )
         backend = HungBackend()
-        op = Operator(
+        op = Operator.build(
             settings,
             emu.client_configuration(),
             clock=lambda: datetime(2026, 12, 1, tzinfo=UTC),

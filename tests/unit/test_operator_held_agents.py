@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from agentmedic.engine import AgentStatus, evaluate
-from agentmedic.operator.app import _held, _without_decisions_for
+from agentmedic.operator.cycle import held as _held
+from agentmedic.operator.cycle import without_decisions_for as _without_decisions_for
 from tests.unit.test_engine_builders import SICK, Sim, agent, fleet, kinds, policy, rule, samples
 
 GONE = {"error_rate": None}

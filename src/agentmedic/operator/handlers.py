@@ -62,12 +62,11 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # globbed: kopf need not list namespaces or CRDs (which narrows its RBAC too).
     settings.scanning.disabled = True
     settings.networking.request_timeout = 30
-    op = Operator(
+    op = Operator.build(
         memo.settings,
         memo.kube_configuration,
         telemetry=memo.telemetry,
         identity=memo.identity,
-        peering_priority=memo.peering_priority,
     )
     memo.operator = op
     await op.start()

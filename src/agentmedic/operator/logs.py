@@ -44,8 +44,8 @@ def configure_logging(fmt: LogFormat, level: str) -> None:
     # Client libraries log request URLs at INFO/DEBUG; URLs may carry webhook tokens.
     for noisy in ("httpx", "httpcore", "urllib3", "kubernetes"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-    # APScheduler warns of every run it skips or misses, an early run that a policy change
-    # asked for while a cycle was running included. The CycleScheduler reports the real
-    # overruns itself (one line naming the interval, and agentmedic_cycle_overruns_total).
-    for noisy in ("apscheduler.scheduler", "apscheduler.executors"):
-        logging.getLogger(noisy).setLevel(max(logging.ERROR, logging.getLogger().level))
+    # APScheduler logs every run at INFO. Its warnings stay: a cycle never overlaps itself
+    # by design (operator/scheduler.py), so "maximum number of running instances" does not
+    # occur, and a missed run (the event loop was blocked) is worth a line.
+    for chatty in ("apscheduler.scheduler", "apscheduler.executors"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))

@@ -5,16 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import socket
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
-import kubernetes
 from prometheus_client import start_http_server
 
+from agentmedic.kube import Configuration, ConfigurationError, operator_configuration
 from agentmedic.operator.logs import configure_logging
 from agentmedic.operator.settings import OperatorSettings
 from agentmedic.operator.telemetry import Telemetry
@@ -24,21 +23,10 @@ __all__ = ["OperatorThread", "kube_configuration", "run_operator"]
 log = logging.getLogger(__name__)
 
 
-def kube_configuration(
-    kubeconfig: str | None = None, context: str | None = None
-) -> kubernetes.client.Configuration:
-    """Credentials: an explicit kubeconfig, else in-cluster, else ~/.kube/config."""
-    conf = kubernetes.client.Configuration()
-    if kubeconfig is None and context is None:
-        try:
-            kubernetes.config.load_incluster_config(client_configuration=conf)  # type: ignore[no-untyped-call]
-            return conf
-        except kubernetes.config.ConfigException:
-            pass
-    kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=kubeconfig, context=context, client_configuration=conf
-    )
-    return conf
+def kube_configuration(kubeconfig: str | None = None, context: str | None = None) -> Configuration:
+    """Credentials: an explicit kubeconfig, else in-cluster, else ~/.kube/config
+    (:class:`~agentmedic.kube.ConfigurationError` names what is missing)."""
+    return operator_configuration(kubeconfig, context)
 
 
 def _kopf_options(settings: OperatorSettings, liveness: bool, memo: kopf.Memo) -> dict[str, Any]:
@@ -55,15 +43,12 @@ def _kopf_options(settings: OperatorSettings, liveness: bool, memo: kopf.Memo) -
     return options
 
 
-def _memo(
-    settings: OperatorSettings, conf: kubernetes.client.Configuration, telemetry: Telemetry
-) -> kopf.Memo:
+def _memo(settings: OperatorSettings, conf: Configuration, telemetry: Telemetry) -> kopf.Memo:
     return kopf.Memo(
         settings=settings,
         kube_configuration=conf,
         telemetry=telemetry,
         identity=f"{socket.gethostname()}@{os.getpid()}",
-        peering_priority=random.randint(1, 2**31 - 1),
     )
 
 
@@ -76,7 +61,7 @@ def run_operator(
     configure_logging(settings.log_format, settings.log_level)
     try:
         conf = kube_configuration(kubeconfig, context)
-    except (kubernetes.config.ConfigException, OSError) as exc:
+    except ConfigurationError as exc:
         log.error("no Kubernetes credentials: %s", exc)
         return 2
     telemetry = Telemetry()
@@ -100,7 +85,7 @@ class OperatorThread:
     """The real operator in a background thread with its own event loop (tests, the demo)."""
 
     settings: OperatorSettings
-    configuration: kubernetes.client.Configuration
+    configuration: Configuration
     telemetry: Telemetry = field(default_factory=Telemetry)
     memo: kopf.Memo | None = None
     _thread: threading.Thread | None = None

@@ -1,18 +1,27 @@
 """Evaluation cycles on APScheduler, one job per distinct interval.
 
 Policies that share an interval are evaluated together in one cycle, so the metrics layer
-can send each identical query once. A job never overlaps itself (``max_instances=1``);
-a cycle still running when the next is due makes APScheduler skip that run, which is
-counted as an overrun rather than stacked; missed runs are coalesced into one.
+can send each identical query once. A cycle never overlaps itself, by design rather than
+by APScheduler's ``max_instances``: the job only starts the interval's cycle as a task and
+returns, so APScheduler never finds a job still running.
+
+- A tick that comes while the interval's cycle still runs is skipped and counted as an
+  overrun (``agentmedic_cycle_overruns_total``), one log line naming the interval.
+- :meth:`CycleScheduler.trigger_now` (a policy registered or changed, its agents listed,
+  this replica became the leader) runs the cycle at once; one that arrives while the cycle
+  runs is queued, and any number of them coalesce into a single run right after it. So a
+  policy registered during start-up is evaluated as soon as its agents are known, not a
+  whole interval later.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -33,9 +42,11 @@ class CycleScheduler:
         self._run_cycle = run_cycle
         self._telemetry = telemetry
         self._scheduler = AsyncIOScheduler(timezone=UTC)
-        self._scheduler.add_listener(self._on_skip, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+        self._scheduler.add_listener(self._on_missed, EVENT_JOB_MISSED)
         self._intervals: set[timedelta] = set()
-        self._triggered: dict[str, bool] = {}
+        self._running: dict[timedelta, asyncio.Task[None]] = {}
+        self._again: set[timedelta] = set()
+        self._stopped = False
 
     @staticmethod
     def job_id(interval: timedelta) -> str:
@@ -46,6 +57,9 @@ class CycleScheduler:
         self._scheduler.start()
 
     def shutdown(self) -> None:
+        """No new cycle starts; one that runs finishes (its sends are waited for)."""
+        self._stopped = True
+        self._again.clear()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
 
@@ -53,19 +67,33 @@ class CycleScheduler:
     def intervals(self) -> set[timedelta]:
         return set(self._intervals)
 
+    def running(self, interval: timedelta) -> bool:
+        """The interval's cycle runs now."""
+        return interval in self._running
+
+    def queued(self, interval: timedelta) -> bool:
+        """A run of the interval's cycle is queued after the running one."""
+        return interval in self._again
+
+    async def idle(self, interval: timedelta) -> None:
+        """Wait until the interval's cycle, and any run queued after it, has finished."""
+        task = self._running.get(interval)
+        if task is not None:
+            await asyncio.wait({task})
+
     def sync(self, intervals: set[timedelta]) -> None:
-        """Add jobs for new intervals and remove jobs no policy needs any more."""
+        """Add jobs for new intervals and remove jobs no policy needs any more. A new job
+        first ticks one interval from now: the registration that brought the interval
+        triggers the first cycle itself, as soon as the policy's agents are listed."""
         for interval in intervals - self._intervals:
             seconds = max(interval.total_seconds(), 1.0)
             self._scheduler.add_job(
-                self._run_cycle,
+                self.tick,
                 IntervalTrigger(seconds=seconds, timezone=UTC),
                 args=[interval],
                 id=self.job_id(interval),
-                max_instances=1,
                 coalesce=True,
                 misfire_grace_time=max(1, int(seconds / 2)),
-                next_run_time=datetime.now(UTC),
                 replace_existing=True,
             )
             log.info("evaluation cycle every %s scheduled", format_duration(interval))
@@ -73,19 +101,45 @@ class CycleScheduler:
             job = self._scheduler.get_job(self.job_id(interval))
             if job is not None:
                 job.remove()
+            self._again.discard(interval)
             log.info("evaluation cycle every %s removed", format_duration(interval))
         self._intervals = set(intervals)
 
-    def trigger_now(self, interval: timedelta) -> None:
-        """Run the interval's cycle as soon as possible (a policy changed, its agents listed)."""
-        job = self._scheduler.get_job(self.job_id(interval))
-        if job is not None:
-            self._triggered[job.id] = True
-            job.modify(next_run_time=datetime.now(UTC))
+    async def tick(self, interval: timedelta) -> None:
+        """APScheduler's job: start the cycle unless it still runs (an overrun)."""
+        if interval in self._running:
+            label = format_duration(interval)
+            self._telemetry.overruns.labels(label).inc()
+            log.warning("evaluation cycle %s skipped: the previous one is still running", label)
+            return
+        self._start(interval)
 
-    def _on_skip(self, event: JobExecutionEvent) -> None:
-        if self._triggered.pop(event.job_id, False):
-            return  # an early run asked for while a cycle ran: that cycle covers it
-        interval = event.job_id.removeprefix("cycle-")
-        self._telemetry.overruns.labels(interval).inc()
-        log.warning("evaluation cycle %s skipped: the previous one is still running", interval)
+    def trigger_now(self, interval: timedelta) -> None:
+        """Run the interval's cycle as soon as possible (a policy changed, its agents
+        listed): now, or right after the running one (coalesced)."""
+        if interval not in self._intervals or self._stopped:
+            return
+        if interval in self._running:
+            self._again.add(interval)
+        else:
+            self._start(interval)
+
+    def _start(self, interval: timedelta) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._drive(interval), name=f"cycle-{format_duration(interval)}"
+        )
+        self._running[interval] = task
+
+    async def _drive(self, interval: timedelta) -> None:
+        try:
+            while True:
+                self._again.discard(interval)
+                await self._run_cycle(interval)
+                if interval not in self._again or self._stopped:
+                    return
+        finally:
+            self._running.pop(interval, None)
+
+    def _on_missed(self, event: JobExecutionEvent) -> None:
+        # APScheduler logs the missed run itself (the event loop was blocked).
+        self._telemetry.overruns.labels(event.job_id.removeprefix("cycle-")).inc()

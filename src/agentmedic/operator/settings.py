@@ -149,8 +149,17 @@ class OperatorSettings(BaseModel):
     cleanly hands over within this."""
     max_concurrent_queries: int = Field(default=8, ge=1)
     """Queries in flight at once per cycle."""
+    max_concurrent_actions: int = Field(default=1, ge=1, le=64)
+    """Workload changes carried out at once per cycle, on different agents (one agent's
+    changes always run one after another, in order). 1, the default, carries them out one
+    at a time."""
     status_recent_actions: int = Field(default=10, ge=0, le=20)
     """How many recent actions status keeps."""
+    spend_refresh_seconds: float = Field(default=300.0, ge=0)
+    """How often at most a policy's status gets a new spend figure when nothing else in its
+    status changed: a fleet that only spends costs at most one status write per policy per
+    this period. A budget stage that starts or ends, a new budget period, or any other change
+    of status writes the current spend at once. 0: every change of the (coarse) spend."""
 
     @field_validator("shard", mode="before")
     @classmethod

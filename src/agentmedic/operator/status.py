@@ -8,10 +8,12 @@ stamped every time, reasons are CamelCase constants. :func:`status_patch` return
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from agentmedic.api.durations import format_duration
 from agentmedic.api.types import (
     AgentCounts,
     AgentPolicyStatus,
@@ -21,7 +23,23 @@ from agentmedic.api.types import (
     StatusCondition,
 )
 
-__all__ = ["ConditionType", "Reason", "build_status", "set_condition", "status_patch"]
+__all__ = [
+    "ConditionType",
+    "Conditions",
+    "Reason",
+    "build_status",
+    "coarse_spend",
+    "cycle_conditions",
+    "invalid_conditions",
+    "outage_conditions",
+    "set_condition",
+    "status_patch",
+]
+
+Condition = tuple[str, ConditionStatus, str, str]
+"""(type, status, reason, message) of one condition."""
+Conditions = list[Condition]
+"""The conditions a cycle sets."""
 
 
 class ConditionType:
@@ -141,3 +159,134 @@ def status_patch(
     ):
         return None
     return _wire(new.model_copy(update={"last_evaluation_time": now}))
+
+
+# ---------------------------------------------------------------------- condition choice
+
+
+def invalid_conditions(message: str) -> Conditions:
+    """A policy refused by validation: not Ready, the problems named."""
+    return [(ConditionType.READY, ConditionStatus.FALSE, Reason.INVALID_SPEC, message)]
+
+
+def outage_conditions(reason: str, what: str, since: datetime) -> Conditions:
+    """A policy not evaluated for want of metrics: still Ready, MetricsAvailable=False with
+    the fault's reason and since when."""
+    return [
+        (ConditionType.READY, ConditionStatus.TRUE, Reason.EVALUATING, "policy accepted"),
+        (
+            ConditionType.METRICS_AVAILABLE,
+            ConditionStatus.FALSE,
+            reason,
+            f"{what[:800]} (since {since.isoformat(timespec='seconds')}); no "
+            "remediation until metrics return",
+        ),
+    ]
+
+
+def cycle_conditions(
+    counts: AgentCounts,
+    *,
+    selected: int,
+    selector: str,
+    interval: timedelta,
+    query_errors: Sequence[str],
+) -> Conditions:
+    """Ready, MetricsAvailable and Remediating after an evaluated cycle."""
+    return [
+        _ready(selected, selector, interval),
+        _metrics(query_errors),
+        _remediating(counts),
+    ]
+
+
+def _ready(selected: int, selector: str, interval: timedelta) -> Condition:
+    # Ready either way; the reason tells an empty selection from a working one.
+    if selected == 0:
+        return (
+            ConditionType.READY,
+            ConditionStatus.TRUE,
+            Reason.NO_AGENTS,
+            f"no Deployment or StatefulSet matches {selector}",
+        )
+    return (
+        ConditionType.READY,
+        ConditionStatus.TRUE,
+        Reason.EVALUATING,
+        f"evaluating {selected} agent(s) every {format_duration(interval)}",
+    )
+
+
+def _metrics(query_errors: Sequence[str]) -> Condition:
+    # A query Prometheus refused is the policy's own mistake, named in the message.
+    if query_errors:
+        return (
+            ConditionType.METRICS_AVAILABLE,
+            ConditionStatus.FALSE,
+            Reason.QUERY_ERROR,
+            "; ".join(query_errors)[:1000],
+        )
+    return (
+        ConditionType.METRICS_AVAILABLE,
+        ConditionStatus.TRUE,
+        Reason.METRICS_OK,
+        "all queries answered",
+    )
+
+
+def _remediating(counts: AgentCounts) -> Condition:
+    # Agents acted on outrank agents still only breaching.
+    if counts.disabled + counts.downgraded:
+        return (
+            ConditionType.REMEDIATING,
+            ConditionStatus.TRUE,
+            Reason.AGENTS_REMEDIATED,
+            f"{counts.disabled} disabled, {counts.downgraded} on a cheaper model",
+        )
+    if counts.breaching:
+        return (
+            ConditionType.REMEDIATING,
+            ConditionStatus.TRUE,
+            Reason.AGENTS_BREACHING,
+            f"{counts.breaching} agent(s) breaching a rule",
+        )
+    return (
+        ConditionType.REMEDIATING,
+        ConditionStatus.FALSE,
+        Reason.AGENTS_HEALTHY,
+        "no agent is being remediated",
+    )
+
+
+# ---------------------------------------------------------------------- spend
+
+
+def coarse_spend(spend: Spend, shown: Spend | None = None, *, agents: int = 1) -> Spend:
+    """Spend in steps of 0.5% of the limit, the forecast (an estimate that moves with every
+    sample) in steps of 5% and only once it has moved by more than a step from what status
+    shows, a rolling period's start to the minute: live numbers would otherwise rewrite
+    status on every cycle. With ``scope: agent`` the spend is the sum over ``agents`` agents
+    each with its own limit, so the steps scale with them."""
+    ceiling = spend.limit_usd * max(agents, 1)
+
+    def q(value: float | None, step: float) -> float | None:
+        step = max(step, 0.01)
+        return None if value is None else round(math.floor(value / step) * step, 4)
+
+    start = spend.period_start.replace(second=0, microsecond=0)
+    forecast = q(spend.forecast_usd, ceiling / 20)
+    if (
+        shown is not None
+        and forecast is not None
+        and shown.forecast_usd is not None
+        and spend.forecast_usd is not None
+        and abs(spend.forecast_usd - shown.forecast_usd) <= ceiling / 20
+    ):
+        forecast = shown.forecast_usd
+    return spend.model_copy(
+        update={
+            "usd": q(spend.usd, ceiling / 200),
+            "forecast_usd": forecast,
+            "period_start": start,
+        }
+    )

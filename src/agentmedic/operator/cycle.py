@@ -1,0 +1,288 @@
+"""One evaluation cycle as short named steps: gather → fetch → decide → act → persist → report.
+
+- :func:`gather`: each policy of the interval with its agents from the workload cache and
+  the engine's view of them (models read from ConfigMaps once);
+- :func:`fetch`: every policy's needs merged, one query per distinct need, within the
+  cycle's deadline;
+- :func:`decide`: the evidence rule (a policy with a failed query is held), then the pure
+  engine;
+- :func:`act`: across policies the strongest change per agent, carried out by the
+  :class:`~agentmedic.operator.dispatch.Dispatcher`;
+- persist (:class:`~agentmedic.operator.memory.Memory`) and report
+  (:class:`~agentmedic.operator.report.Reporter`), policy by policy.
+
+:class:`Cycle` runs them in that order; each step is a function of what the previous one
+gave, so each can be read (and tested) alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from agentmedic.api.types import RecentAction
+from agentmedic.engine import (
+    AgentId,
+    Outcome,
+    PolicyInput,
+    PolicyState,
+    evaluate,
+    requirements,
+    strongest_per_agent,
+)
+from agentmedic.metrics import (
+    Catalog,
+    FetchStats,
+    MetricsBackend,
+    MetricsError,
+    MetricsUnavailable,
+    UnavailableReason,
+    fetch_samples,
+    merge_needs,
+)
+from agentmedic.operator.configmaps import ModelReads
+from agentmedic.operator.dispatch import Dispatcher, Order
+from agentmedic.operator.entry import PolicyEntry
+from agentmedic.operator.memory import rebuild_state
+from agentmedic.operator.outage import OutagePolicy
+from agentmedic.operator.settings import OperatorSettings
+from agentmedic.operator.watch import Workload, WorkloadCache
+
+__all__ = [
+    "Evaluated",
+    "Fetched",
+    "Gathered",
+    "act",
+    "budget_stages",
+    "decide",
+    "fetch",
+    "gather",
+    "held",
+    "without_decisions_for",
+]
+
+Samples = dict[AgentId, dict[Any, float | None]]
+
+
+@dataclass
+class Gathered:
+    """One policy ready to evaluate."""
+
+    entry: PolicyEntry
+    input: PolicyInput
+    agents: dict[AgentId, Workload]
+    needs: set[Any]
+    """The series keys its rules and budget need this cycle."""
+
+
+@dataclass
+class Fetched:
+    """The cycle's samples, or why there are none."""
+
+    samples: Samples
+    stats: FetchStats
+    unavailable: MetricsError | None = None
+
+
+@dataclass
+class Evaluated:
+    """One policy the engine evaluated."""
+
+    gathered: Gathered
+    outcome: Outcome
+    budget_changed: bool
+    """A budget stage started, ended or moved to another period this cycle."""
+
+    @property
+    def entry(self) -> PolicyEntry:
+        return self.gathered.entry
+
+
+# ---------------------------------------------------------------------- gather
+
+
+async def gather(
+    entries: Iterable[PolicyEntry],
+    cache: WorkloadCache,
+    reads: ModelReads,
+    settings: OperatorSettings,
+    now: datetime,
+) -> list[Gathered]:
+    """The policies to evaluate and their agents; a policy whose watch has not listed yet,
+    or that this term has not read from the API server, waits for a later cycle."""
+    out = []
+    for entry in entries:
+        if not entry.fresh:
+            continue  # not read from the API server in this term (see Operator.refresh)
+        workloads = cache.workloads(entry.namespace, entry.selector)
+        if workloads is None:
+            continue  # the watch has not listed yet
+        agents: dict[AgentId, Workload] = {}
+        for w in workloads:
+            agents.setdefault(AgentId(entry.namespace, w.agent), w)
+        if entry.state is None:
+            entry.state = rebuild_state(entry, agents)
+        spec = entry.spec
+        if settings.dry_run and not spec.guardrails.dry_run:
+            spec = spec.model_copy(
+                update={"guardrails": spec.guardrails.model_copy(update={"dry_run": True})}
+            )
+        policy_input = PolicyInput(
+            spec=spec,
+            namespace=entry.namespace,
+            name=entry.name,
+            uid=entry.uid,
+            agents={a: await reads.engine_workload(w, spec) for a, w in agents.items()},
+        )
+        out.append(Gathered(entry, policy_input, agents, requirements(spec, now)))
+    return out
+
+
+# ---------------------------------------------------------------------- fetch
+
+
+async def fetch(
+    backend: MetricsBackend,
+    catalog: Catalog,
+    settings: OperatorSettings,
+    gathered: Sequence[Gathered],
+    now: datetime,
+    interval: timedelta,
+) -> Fetched:
+    """This cycle's samples, or why there are none. The fetch has a deadline of its own
+    (``cycle_deadline_seconds``, below the interval): a backend that answers slowly ends
+    this cycle's fetching rather than delaying the next cycle."""
+    merged = merge_needs(*({key: set(g.agents) for key in g.needs} for g in gathered))
+    if not merged:
+        return Fetched({}, FetchStats())
+    deadline = settings.cycle_deadline(interval)
+    try:
+        async with asyncio.timeout(deadline):
+            samples, stats = await fetch_samples(
+                backend,
+                merged,
+                now,
+                catalog,
+                namespace_label=settings.namespace_label,
+                max_concurrency=settings.max_concurrent_queries,
+            )
+    except TimeoutError:
+        reason = MetricsUnavailable(
+            UnavailableReason.TIMEOUT,
+            f"the cycle's queries did not all answer within its deadline of "
+            f"{deadline:g}s (cycleDeadlineSeconds)",
+        )
+        return Fetched({}, FetchStats(), reason)
+    except MetricsError as exc:
+        return Fetched({}, FetchStats(), exc)
+    return Fetched(samples, stats)
+
+
+# ---------------------------------------------------------------------- decide
+
+
+async def decide(
+    gathered: Sequence[Gathered], fetched: Fetched, outage: OutagePolicy, now: datetime
+) -> list[Evaluated]:
+    """The evidence rule, then the engine. A policy is evaluated only on good answers to
+    every query it needs: any failed query (unavailable, malformed, refused as wrong
+    PromQL) holds the whole policy this cycle, state untouched, since evaluating it without
+    the series would read the failure as the agents' missing data (noData stances)."""
+    out = []
+    for g in gathered:
+        entry = g.entry
+        if fetched.unavailable is not None:
+            await outage.unavailable(entry, fetched.unavailable, now)
+            continue
+        errors = fetched.stats.errors
+        failed = next(((k, e) for k, e in errors.items() if k in g.needs), None)
+        if failed is not None:
+            await outage.unavailable(entry, failed[1], now, key=f"{failed[0]}: ")
+            continue
+        await outage.back(entry, now)
+        prior = entry.state
+        assert prior is not None  # rebuilt by gather
+        undefined = undefined_agents(fetched.stats, g.needs, g.agents)
+        policy_input = held(g.input, undefined) if undefined else g.input
+        outcome = evaluate(policy_input, fetched.samples, prior, now)
+        if undefined:
+            outcome = without_decisions_for(outcome, undefined)
+        changed = g.input.spec.budget is not None and (
+            budget_stages(prior) != budget_stages(outcome.state)
+        )
+        out.append(Evaluated(dataclasses.replace(g, input=policy_input), outcome, changed))
+    return out
+
+
+def undefined_agents(
+    stats: FetchStats, needed: set[Any], agents: Mapping[AgentId, Workload]
+) -> set[AgentId]:
+    """The policy's agents with a NaN among the values it needs."""
+    out: set[AgentId] = set()
+    for key, undefined in stats.undefined.items():
+        if key in needed:
+            out.update(a for a in undefined if a in agents)
+    return out
+
+
+def held(policy_input: PolicyInput, agents: set[AgentId]) -> PolicyInput:
+    """The policy as the engine sees it, with ``agents`` held this cycle. A NaN (0/0: a
+    ratio over an empty window) is not evidence that the agent is healthy, breaching or
+    gone, so the agent is neither judged nor given a noData stance: it is presented as
+    not running, which the engine holds as it is (rules kept, no candidate, counted as
+    no data)."""
+    return dataclasses.replace(
+        policy_input,
+        agents={
+            a: dataclasses.replace(w, replicas=0) if a in agents else w
+            for a, w in policy_input.agents.items()
+        },
+    )
+
+
+def without_decisions_for(outcome: Outcome, agents: set[AgentId]) -> Outcome:
+    """No change of any kind to an agent without evidence this cycle (a held agent's
+    timed recovery waits for a cycle that has its numbers)."""
+    kept = [d for d in outcome.decisions if d.agent not in agents]
+    if len(kept) == len(outcome.decisions):
+        return outcome
+    return dataclasses.replace(outcome, decisions=kept)
+
+
+def budget_stages(state: PolicyState) -> frozenset[tuple[str, str, bool]]:
+    """Which budget stages are pending or firing, per agent ('' for the policy scope)."""
+    out = {("", name, rs.firing) for name, rs in state.budget.items() if rs.pending_since}
+    for agent, agent_state in state.agents.items():
+        for name, rs in agent_state.rules.items():
+            if name.startswith("budget") and rs.pending_since is not None:
+                out.add((str(agent), name, rs.firing))
+    return frozenset(out)
+
+
+# ---------------------------------------------------------------------- act
+
+
+async def act(
+    dispatcher: Dispatcher, evaluated: Sequence[Evaluated]
+) -> dict[tuple[str, str], list[RecentAction]]:
+    """One workload change per agent per cycle, across every policy that selects it; what
+    each policy's decisions came to, for its status."""
+    winners = {
+        id(d) for d in strongest_per_agent(d for e in evaluated for d in e.outcome.decisions)
+    }
+    orders = [
+        Order(
+            e.entry, e.gathered.input.spec, d, e.gathered.agents, d.applies and id(d) not in winners
+        )
+        for e in evaluated
+        for d in e.outcome.decisions
+    ]
+    results = await dispatcher.run(orders)
+    recent: dict[tuple[str, str], list[RecentAction]] = {e.entry.key: [] for e in evaluated}
+    for order, result in zip(orders, results, strict=True):
+        recent[order.entry.key].append(result)
+    return recent

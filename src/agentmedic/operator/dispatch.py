@@ -1,0 +1,190 @@
+"""Decision dispatch: each engine decision carried out on its workload, or why not.
+
+The engine has already decided everything, guardrail counts included (maxDisabledPercent,
+maxActionsPerHour, cooldown), so carrying decisions out in parallel changes no outcome.
+Decisions on different agents run concurrently, at most ``max_concurrent_actions`` at a
+time; those on one agent run one after another, in the engine's order (a workload gets one
+change per cycle across policies, the others are reported as suppressed).
+
+Each decision becomes a :class:`~agentmedic.api.types.RecentAction` for status: applied,
+refused, suppressed or failed (a failure is retried by the engine on a later cycle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agentmedic.actions import ActionError, ActionExecutor, ActionRecord, ActionResult, WorkloadRef
+from agentmedic.actions import Outcome as ActionOutcome
+from agentmedic.api.durations import format_duration
+from agentmedic.api.types import ActionOutcome as StatusOutcome
+from agentmedic.api.types import AgentPolicySpec, RecentAction
+from agentmedic.engine import AgentId, Decision, DecisionKind
+from agentmedic.operator.entry import PolicyEntry
+from agentmedic.operator.telemetry import Telemetry
+from agentmedic.operator.watch import Workload
+
+__all__ = ["Dispatcher", "Order", "prompt_evidence", "recent_action", "status_outcome"]
+
+log = logging.getLogger(__name__)
+
+PolicyEvent = Callable[[PolicyEntry, str, str], Awaitable[None]]
+"""Posts a Normal Event on the policy: (entry, reason, message)."""
+
+
+@dataclass(frozen=True)
+class Order:
+    """One decision to carry out, with what it needs."""
+
+    entry: PolicyEntry
+    spec: AgentPolicySpec
+    decision: Decision
+    agents: Mapping[AgentId, Workload]
+    overruled: bool
+    """Another policy's change to this agent wins this cycle."""
+
+
+class Dispatcher:
+    """Carries out decisions through the actions layer, agents in parallel."""
+
+    def __init__(
+        self,
+        executor: ActionExecutor,
+        telemetry: Telemetry,
+        policy_event: PolicyEvent,
+        *,
+        max_concurrent: int,
+    ) -> None:
+        self._executor = executor
+        self._telemetry = telemetry
+        self._policy_event = policy_event
+        self._max_concurrent = max(1, max_concurrent)
+
+    async def run(self, orders: Sequence[Order]) -> list[RecentAction]:
+        """Carry out every order; the results in the orders' order."""
+        results: list[RecentAction | None] = [None] * len(orders)
+        by_agent: dict[AgentId, list[int]] = {}
+        for i, order in enumerate(orders):
+            by_agent.setdefault(order.decision.agent, []).append(i)
+        pool = asyncio.Semaphore(self._max_concurrent)
+
+        async def one_agent(indices: list[int]) -> None:
+            async with pool:
+                for i in indices:  # one agent's decisions in the engine's order
+                    results[i] = await self.carry_out(orders[i])
+
+        await asyncio.gather(*(one_agent(ix) for ix in by_agent.values()))
+        return [r for r in results if r is not None]
+
+    async def carry_out(self, order: Order) -> RecentAction:
+        """Apply one decision (or record why not) and describe it for status."""
+        d, entry = order.decision, order.entry
+        kind = str(d.kind)
+        if d.suppressed_by is not None or order.overruled:
+            why = (
+                "another policy acts on this agent this cycle"
+                if order.overruled
+                else d.suppressed_by
+            )
+            self._telemetry.decisions.labels(kind, "Suppressed").inc()
+            await self._policy_event(
+                entry, "ActionSuppressed", f"{kind} on {d.agent} suppressed ({why}): {d.reason}"
+            )
+            return recent_action(d, StatusOutcome.SUPPRESSED, f"suppressed ({why}): {d.reason}")
+        w = order.agents.get(d.agent)
+        if w is None:
+            return recent_action(d, StatusOutcome.FAILED, "the agent's workload is gone")
+        ref = WorkloadRef(w.kind, w.namespace, w.name)  # type: ignore[arg-type]
+        record = ActionRecord(
+            policy=entry.ref,
+            rule=d.rule,
+            episode=d.episode,
+            reason=d.reason,
+            evidence=d.evidence.describe(),
+            at=d.at,
+            dry_run=d.dry_run,
+        )
+        try:
+            result = await asyncio.to_thread(self.execute, order.spec, d, ref, record)
+        except ActionError as exc:  # transient or a lost race: the engine decides it again
+            self._telemetry.errors.labels("kubernetes").inc()
+            self._telemetry.decisions.labels(kind, "Failed").inc()
+            log.warning("%s on %s failed, will retry: %s", kind, ref, exc)
+            return recent_action(d, StatusOutcome.FAILED, f"{exc}; retried next cycle")
+        outcome = status_outcome(result, d)
+        self._telemetry.decisions.labels(kind, str(outcome)).inc()
+        return recent_action(d, outcome, result.message or d.reason)
+
+    def execute(
+        self, spec: AgentPolicySpec, d: Decision, ref: WorkloadRef, record: ActionRecord
+    ) -> ActionResult:
+        """The actions layer's call for the decision's kind (blocking)."""
+        ex = self._executor
+        if d.kind is DecisionKind.SCALE_TO_ZERO:
+            return ex.scale_to_zero(ref, record)
+        if d.kind is DecisionKind.SWITCH_MODEL:
+            assert spec.model is not None
+            assert d.to_model is not None
+            return ex.switch_model(ref, spec.model, d.to_model, record)
+        if d.kind is DecisionKind.PROMPT_OPTIMIZATION:
+            assert d.prompt_optimization is not None
+            return ex.start_prompt_job(
+                ref, record.policy, d.prompt_optimization, record, prompt_evidence(d)
+            )
+        restore = d.restore
+        assert restore is not None
+        by = "auto-recovery" if not d.rule.startswith("budget") else "budget period ended"
+        if restore.model is not None and not restore.complete and spec.model is not None:
+            return ex.switch_model(ref, spec.model, restore.model, record)
+        return ex.restore(
+            ref, by, replicas=restore.replicas, model=restore.complete, dry_run=d.dry_run
+        )
+
+
+def prompt_evidence(d: Decision) -> dict[str, Any]:
+    """What a prompt-optimization Job is told about the breach that started it."""
+    return {
+        "rule": d.rule,
+        "summary": d.evidence.describe(),
+        "conditions": [
+            {
+                "metric": c.metric,
+                "query": c.query,
+                "window": format_duration(c.window),
+                "op": str(c.op),
+                "threshold": c.threshold,
+                "observed": c.observed,
+            }
+            for c in d.evidence.conditions
+        ],
+    }
+
+
+def recent_action(d: Decision, outcome: StatusOutcome, reason: str) -> RecentAction:
+    """The decision as status lists it."""
+    if d.dry_run and outcome is StatusOutcome.APPLIED:
+        outcome = StatusOutcome.DRY_RUN
+    return RecentAction(
+        time=d.at,
+        agent=str(d.agent),
+        rule=d.rule,
+        action=str(d.kind),
+        outcome=outcome,
+        reason=reason[:500],
+        episode=d.episode,
+    )
+
+
+def status_outcome(result: ActionResult, d: Decision) -> StatusOutcome:
+    """The actions layer's outcome as status names it."""
+    if result.outcome is ActionOutcome.DRY_RUN or d.dry_run:
+        return StatusOutcome.DRY_RUN
+    if result.outcome in (ActionOutcome.APPLIED, ActionOutcome.UNCHANGED):
+        return StatusOutcome.RESTORED if d.kind is DecisionKind.RESTORE else StatusOutcome.APPLIED
+    if result.outcome is ActionOutcome.REFUSED:
+        return StatusOutcome.SUPPRESSED
+    return StatusOutcome.FAILED

@@ -1,0 +1,96 @@
+"""The report step: a policy's status after an evaluated cycle, written only on change.
+
+Conditions come from :func:`~agentmedic.operator.status.cycle_conditions`; spend is shown
+coarsely (:func:`~agentmedic.operator.status.coarse_spend`) and, when nothing else in
+status changes, refreshed at most once per ``spendRefreshSeconds``: a fleet that only
+spends costs a bounded trickle of writes, a flat fleet none. A budget stage that changes,
+a new budget period, or any other change of status carries the fresh spend at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from agentmedic.api.types import RecentAction, Spend
+from agentmedic.engine import Outcome
+from agentmedic.operator.entry import PolicyEntry
+from agentmedic.operator.status import coarse_spend, cycle_conditions
+from agentmedic.operator.status_writer import PolicyWriter
+from agentmedic.operator.telemetry import Telemetry
+
+__all__ = ["Reporter", "spend_due"]
+
+
+class Reporter:
+    """Status and gauges of an evaluated policy."""
+
+    def __init__(
+        self, writer: PolicyWriter, telemetry: Telemetry, *, spend_refresh: timedelta
+    ) -> None:
+        self._writer = writer
+        self._telemetry = telemetry
+        self._spend_refresh = spend_refresh
+
+    async def report(
+        self,
+        entry: PolicyEntry,
+        outcome: Outcome,
+        recent: list[RecentAction],
+        query_errors: Sequence[str],
+        *,
+        selected: int,
+        budget_changed: bool,
+        now: datetime,
+    ) -> None:
+        counts = outcome.counts
+        for state_name, value in counts.model_dump().items():
+            if state_name != "total":
+                self._telemetry.agents.labels(entry.namespace, entry.name, state_name).set(value)
+        spend = self._spend(entry, outcome)
+        due = spend is not None and spend_due(
+            entry, spend, now, self._spend_refresh, budget_changed=budget_changed
+        )
+        written = await self._writer.status(
+            entry,
+            conditions=cycle_conditions(
+                counts,
+                selected=selected,
+                selector=entry.selector,
+                interval=entry.spec.interval,
+                query_errors=query_errors,
+            ),
+            counts=counts,
+            spend=spend,
+            spend_due=due,
+            recent=recent,
+        )
+        if written and spend is not None:
+            entry.spend_written_at = now
+
+    def _spend(self, entry: PolicyEntry, outcome: Outcome) -> Spend | None:
+        if outcome.spend is None:
+            return None
+        budget = entry.spec.budget
+        agents = (
+            len(outcome.spend.per_agent) if budget is not None and budget.scope == "agent" else 1
+        )
+        shown = entry.status.spend if entry.status else None
+        return coarse_spend(outcome.spend.to_status(), shown, agents=agents)
+
+
+def spend_due(
+    entry: PolicyEntry,
+    spend: Spend,
+    now: datetime,
+    refresh: timedelta,
+    *,
+    budget_changed: bool,
+) -> bool:
+    """Whether this spend must reach status even if nothing else in it changes."""
+    shown = entry.status.spend if entry.status else None
+    if shown is None or entry.spend_written_at is None or budget_changed:
+        return True
+    if shown.period_start != spend.period_start or shown.limit_usd != spend.limit_usd:
+        return True  # a new period (or limit) is news, not a trickle
+    return now - entry.spend_written_at >= refresh

@@ -1,0 +1,151 @@
+"""The cycle scheduler: a trigger during a cycle is queued and coalesced, a tick during a
+cycle is an overrun, and APScheduler never finds a job still running."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+import pytest
+
+from agentmedic.operator.scheduler import CycleScheduler
+from agentmedic.operator.telemetry import Telemetry
+
+INTERVAL = timedelta(seconds=30)
+
+
+class BlockingCycles:
+    """A run_cycle that records each run and waits until the test lets it finish."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self._started: asyncio.Queue[int] = asyncio.Queue()
+        self._gate = asyncio.Semaphore(0)
+
+    async def __call__(self, interval: timedelta) -> None:
+        self.runs += 1
+        self._started.put_nowait(self.runs)
+        await self._gate.acquire()
+
+    async def started(self) -> int:
+        """Wait for the next run to start; its number."""
+        return await self._started.get()
+
+    def finish(self) -> None:
+        """Let one run finish."""
+        self._gate.release()
+
+
+def overruns(telemetry: Telemetry) -> float:
+    value = telemetry.registry.get_sample_value(
+        "agentmedic_cycle_overruns_total", {"interval": "30s"}
+    )
+    return value or 0.0
+
+
+async def test_triggers_during_a_cycle_are_coalesced_into_one_run_right_after_it() -> None:
+    cycles = BlockingCycles()
+    scheduler = CycleScheduler(cycles, Telemetry())
+    scheduler.sync({INTERVAL})
+    scheduler.trigger_now(INTERVAL)
+    assert await cycles.started() == 1
+    for _ in range(3):  # three policies registered while the cycle runs
+        scheduler.trigger_now(INTERVAL)
+    cycles.finish()
+    assert await cycles.started() == 2  # the queued run starts without waiting for a tick
+    cycles.finish()
+    await scheduler.idle(INTERVAL)
+    assert cycles.runs == 2, "the three triggers must coalesce into one run"
+
+
+async def test_a_trigger_with_no_cycle_running_runs_at_once_and_only_once() -> None:
+    cycles = BlockingCycles()
+    scheduler = CycleScheduler(cycles, Telemetry())
+    scheduler.sync({INTERVAL})
+    scheduler.trigger_now(INTERVAL)
+    assert await cycles.started() == 1
+    cycles.finish()
+    await scheduler.idle(INTERVAL)
+    assert cycles.runs == 1
+
+
+async def test_a_tick_during_a_cycle_is_an_overrun_and_the_job_returns_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cycles = BlockingCycles()
+    telemetry = Telemetry()
+    scheduler = CycleScheduler(cycles, telemetry)
+    scheduler.sync({INTERVAL})
+    await scheduler.tick(INTERVAL)  # the job returns once the cycle is started
+    assert await cycles.started() == 1
+    with caplog.at_level(logging.WARNING):
+        await scheduler.tick(INTERVAL)  # returns although the cycle still runs
+    assert overruns(telemetry) == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "evaluation cycle 30s skipped: the previous one is still running"
+    ]
+    cycles.finish()
+    await scheduler.idle(INTERVAL)
+    assert cycles.runs == 1, "a skipped tick is not queued"
+
+
+async def test_after_shutdown_no_queued_run_starts() -> None:
+    cycles = BlockingCycles()
+    scheduler = CycleScheduler(cycles, Telemetry())
+    scheduler.sync({INTERVAL})
+    scheduler.trigger_now(INTERVAL)
+    assert await cycles.started() == 1
+    scheduler.trigger_now(INTERVAL)
+    scheduler.shutdown()
+    cycles.finish()
+    await scheduler.idle(INTERVAL)
+    assert cycles.runs == 1
+
+
+async def test_a_trigger_for_an_interval_no_policy_uses_runs_nothing() -> None:
+    cycles = BlockingCycles()
+    scheduler = CycleScheduler(cycles, Telemetry())
+    scheduler.trigger_now(INTERVAL)
+    await asyncio.sleep(0)
+    assert not scheduler.running(INTERVAL)
+    assert cycles.runs == 0
+
+
+class Flag(logging.Handler):
+    """Sets an event when a record with ``text`` is logged."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen.set()
+
+
+async def test_apscheduler_never_finds_a_cycle_still_running_when_it_ticks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The real APScheduler ticking every second over a cycle that does not end: the
+    operator's own overrun line, never APScheduler's "maximum number of running
+    instances"."""
+    cycles = BlockingCycles()
+    scheduler = CycleScheduler(cycles, Telemetry())
+    every_second = timedelta(seconds=1)
+    flag = Flag("skipped: the previous one is still running")
+    logging.getLogger("agentmedic.operator.scheduler").addHandler(flag)
+    try:
+        with caplog.at_level(logging.DEBUG):
+            scheduler.start()
+            scheduler.sync({every_second})
+            await asyncio.wait_for(flag.seen.wait(), timeout=60)
+            scheduler.shutdown()
+            cycles.finish()
+            await scheduler.idle(every_second)
+    finally:
+        logging.getLogger("agentmedic.operator.scheduler").removeHandler(flag)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "maximum number of running instances" in m]
+    assert cycles.runs == 1
