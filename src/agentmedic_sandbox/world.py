@@ -549,7 +549,7 @@ class World:
                 "run",
                 "--kubeconfig",
                 str(kubeconfig),
-                "--prometheus-url",
+                "--prometheus",
                 flags["prometheus_url"],
                 "--namespaces",
                 ",".join(flags["namespaces"]),

@@ -1,8 +1,8 @@
 """An agent whose value is NaN is held: not judged, no noData stance, no change. An agent
 whose series is absent from a good answer is no data, and the noData stance applies.
 
-The operator presents a held agent to the engine as not running (``_held``); these tests
-drive the real engine through that view, as ``Operator._cycle`` does.
+The operator tells the engine a held agent's metrics are unknown (``_held``); these tests
+drive the real engine through that view, as the operator's cycle does.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from datetime import timedelta
 
 from agentmedic.engine import AgentStatus, evaluate
 from agentmedic.operator.cycle import held as _held
-from agentmedic.operator.cycle import without_decisions_for as _without_decisions_for
 from tests.unit.test_engine_builders import SICK, Sim, agent, fleet, kinds, policy, rule, samples
 
 GONE = {"error_rate": None}
@@ -24,9 +23,7 @@ class HeldSim(Sim):
         self.now += self.spec.interval
         ids = {agent(n) for n in held}
         data = samples(self.spec, self.now, self.agents, per_agent=per_agent)
-        outcome = _without_decisions_for(
-            evaluate(_held(self.input, ids), data, self.state, self.now), ids
-        )
+        outcome = evaluate(_held(self.input, ids), data, self.state, self.now)
         self.state = outcome.state
         self.history.append(outcome)
         return outcome

@@ -43,7 +43,7 @@ def test_missing_backend_url_says_every_way_to_set_it() -> None:
     with pytest.raises(SettingsError) as err:
         load_settings(environ={})
     message = str(err.value)
-    assert "--prometheus-url" in message
+    assert "--prometheus" in message
     assert "AGENTMEDIC_PROMETHEUS_URL" in message
     assert "prometheusUrl" in message
 

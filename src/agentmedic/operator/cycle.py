@@ -62,7 +62,6 @@ __all__ = [
     "fetch",
     "gather",
     "held",
-    "without_decisions_for",
 ]
 
 Samples = dict[AgentId, dict[Any, float | None]]
@@ -209,8 +208,6 @@ async def decide(
         undefined = undefined_agents(fetched.stats, g.needs, g.agents)
         policy_input = held(g.input, undefined) if undefined else g.input
         outcome = evaluate(policy_input, fetched.samples, prior, now)
-        if undefined:
-            outcome = without_decisions_for(outcome, undefined)
         changed = g.input.spec.budget is not None and (
             budget_stages(prior) != budget_stages(outcome.state)
         )
@@ -232,25 +229,16 @@ def undefined_agents(
 def held(policy_input: PolicyInput, agents: set[AgentId]) -> PolicyInput:
     """The policy as the engine sees it, with ``agents`` held this cycle. A NaN (0/0: a
     ratio over an empty window) is not evidence that the agent is healthy, breaching or
-    gone, so the agent is neither judged nor given a noData stance: it is presented as
-    not running, which the engine holds as it is (rules kept, no candidate, counted as
-    no data)."""
+    gone, so the engine is told its metrics are unknown: it is neither judged nor given a
+    noData stance, gets no decision of any kind (a timed recovery waits for a cycle with
+    numbers), and its rules are kept as they are."""
     return dataclasses.replace(
         policy_input,
         agents={
-            a: dataclasses.replace(w, replicas=0) if a in agents else w
+            a: dataclasses.replace(w, metrics_unknown=True) if a in agents else w
             for a, w in policy_input.agents.items()
         },
     )
-
-
-def without_decisions_for(outcome: Outcome, agents: set[AgentId]) -> Outcome:
-    """No change of any kind to an agent without evidence this cycle (a held agent's
-    timed recovery waits for a cycle that has its numbers)."""
-    kept = [d for d in outcome.decisions if d.agent not in agents]
-    if len(kept) == len(outcome.decisions):
-        return outcome
-    return dataclasses.replace(outcome, decisions=kept)
 
 
 def budget_stages(state: PolicyState) -> frozenset[tuple[str, str, bool]]:

@@ -2,7 +2,7 @@
 
 Every setting has one name in three spellings, with this precedence (highest first):
 
-1. a command-line flag of ``agentmedic run`` (``--prometheus-url``),
+1. a command-line flag of ``agentmedic run`` (``--prometheus``),
 2. an environment variable (``AGENTMEDIC_PROMETHEUS_URL``),
 3. a YAML config file (``--config FILE`` or ``AGENTMEDIC_CONFIG``; key ``prometheusUrl``),
 4. the default below.
@@ -264,7 +264,7 @@ def load_settings(
         raise SettingsError(_explain(exc)) from None
     if require_backend and not settings.prometheus_url:
         raise SettingsError(
-            "prometheusUrl is required: pass --prometheus-url, set AGENTMEDIC_PROMETHEUS_URL, "
+            "prometheusUrl is required: pass --prometheus, set AGENTMEDIC_PROMETHEUS_URL, "
             "or put prometheusUrl in the config file"
         )
     return settings
