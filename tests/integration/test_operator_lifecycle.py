@@ -195,6 +195,28 @@ def _condition(c: Cluster, name: str, kind: str) -> dict[str, Any] | None:
     return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == kind), None)
 
 
+def test_a_ratio_threshold_outside_zero_to_one_is_refused_as_validate_refuses_it(
+    cluster: Cluster,
+) -> None:
+    # `value: 70` on success_rate < always holds: every agent would be disabled. The
+    # schema accepts it; the operator refuses it with validate's finding and its fix.
+    api, ns = cluster.api, cluster.ns
+    api.create(_deployment(ns, "bot-1"))
+    broken = _policy(ns, "percent")
+    broken["spec"]["rules"][0]["all"][0]["value"] = 70
+    api.create(broken)
+    op = _operator(cluster, f"http://127.0.0.1:{_closed_port()}")
+    try:
+        ready = _wait(lambda: _condition(cluster, "percent", "Ready"), "Ready on the policy")
+        assert ready["status"] == "False"
+        assert ready["reason"] == "InvalidSpec"
+        assert "spec.rules[0].all[0].value" in ready["message"]
+        assert "0.7" in ready["message"]
+        assert api.get("apps/v1", "Deployment", ns, "bot-1")["spec"]["replicas"] == 2
+    finally:
+        op.stop()
+
+
 def test_invalid_policy_gets_ready_false_with_the_message_and_others_carry_on(
     cluster: Cluster,
 ) -> None:

@@ -97,3 +97,28 @@ def test_when_spend_alone_is_due(
     name: str, e: PolicyEntry, new: Spend, budget_changed: bool, due: bool
 ) -> None:
     assert spend_due(e, new, NOW, REFRESH, budget_changed=budget_changed) is due, name
+
+
+def test_the_linters_warnings_follow_readys_message_and_change_no_reason() -> None:
+    conditions = cycle_conditions(
+        AgentCounts(total=3, healthy=3),
+        selected=3,
+        selector="team=a",
+        interval=timedelta(seconds=30),
+        query_errors=(),
+        warnings="1 warning(s): spec.guardrails.maxDisabledPercent: rounds to 0 agents",
+    )
+    ready = conditions[0]
+    assert ready[2] == Reason.EVALUATING
+    assert ready[3] == (
+        "evaluating 3 agent(s) every 30s; "
+        "1 warning(s): spec.guardrails.maxDisabledPercent: rounds to 0 agents"
+    )
+    plain = cycle_conditions(
+        AgentCounts(total=3, healthy=3),
+        selected=3,
+        selector="team=a",
+        interval=timedelta(seconds=30),
+        query_errors=(),
+    )
+    assert plain[0][3] == "evaluating 3 agent(s) every 30s"

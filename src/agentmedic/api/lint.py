@@ -31,11 +31,21 @@ __all__ = [
     "Severity",
     "errors",
     "lint_policy",
+    "operator_scrape_interval",
     "summary",
 ]
 
 DEFAULT_SCRAPE_INTERVAL = timedelta(seconds=30)
 """The scrape interval assumed when none is given (kube-prometheus' default)."""
+
+
+def operator_scrape_interval() -> timedelta:
+    """The scrape interval the operator assumes: the default, divided by the sandbox's time
+    compression (its windows are compressed by the same factor)."""
+    from agentmedic.api.durations import time_compression
+
+    return DEFAULT_SCRAPE_INTERVAL / time_compression()
+
 
 RATIO_METRICS = frozenset(n for n, m in BUILTIN_METRICS.items() if m.unit.startswith("ratio"))
 """Built-in metrics whose value is a share between 0 and 1 (from the catalog's units)."""

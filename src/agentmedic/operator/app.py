@@ -41,6 +41,7 @@ from typing import Any
 
 from agentmedic.actions import ActionError, WorkloadRef, label_selector_string
 from agentmedic.actions import record as rec
+from agentmedic.api import lint
 from agentmedic.api.durations import format_duration
 from agentmedic.api.types import OnDelete
 from agentmedic.api.validation import validate_policy
@@ -191,13 +192,19 @@ class Operator:
         uid = meta.get("uid", "")
         old = self.entries.get((namespace, name))
         policy, problems = validate_policy({k: v for k, v in body.items() if k != "status"})
+        refused = [str(p) for p in problems]
+        if policy is not None and not problems:
+            # What `agentmedic validate` calls an error (a ratio threshold outside 0..1 that
+            # always or never holds) is refused here too; warnings go to Ready's message.
+            scrape = lint.operator_scrape_interval()
+            refused = [str(f) for f in lint.errors(lint.lint_policy(policy.spec, None, scrape))]
         entry = PolicyEntry(
             namespace=namespace,
             name=name,
             uid=uid,
             generation=int(meta.get("generation") or 0),
-            policy=policy if not problems else None,
-            problems=[str(p) for p in problems],
+            policy=policy if not refused else None,
+            problems=refused,
             status=old.status if old is not None else parse_status(body.get("status")),
         )
         if old is not None and old.uid == uid:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from agentmedic.api import lint
 from agentmedic.api.types import RecentAction, Spend
 from agentmedic.engine import Outcome
 from agentmedic.operator.entry import PolicyEntry
@@ -59,6 +60,10 @@ class Reporter:
                 selector=entry.selector,
                 interval=entry.spec.interval,
                 query_errors=query_errors,
+                warnings=lint.summary(
+                    lint.lint_policy(entry.spec, selected, lint.operator_scrape_interval()),
+                    max_chars=700,
+                ),
             ),
             counts=counts,
             spend=spend,

@@ -191,29 +191,32 @@ def cycle_conditions(
     selector: str,
     interval: timedelta,
     query_errors: Sequence[str],
+    warnings: str = "",
 ) -> Conditions:
-    """Ready, MetricsAvailable and Remediating after an evaluated cycle."""
+    """Ready, MetricsAvailable and Remediating after an evaluated cycle; ``warnings`` (the
+    linter's, as one line) follow Ready's message."""
     return [
-        _ready(selected, selector, interval),
+        _ready(selected, selector, interval, warnings),
         _metrics(query_errors),
         _remediating(counts),
     ]
 
 
-def _ready(selected: int, selector: str, interval: timedelta) -> Condition:
+def _ready(selected: int, selector: str, interval: timedelta, warnings: str = "") -> Condition:
     # Ready either way; the reason tells an empty selection from a working one.
+    after = f"; {warnings}" if warnings else ""
     if selected == 0:
         return (
             ConditionType.READY,
             ConditionStatus.TRUE,
             Reason.NO_AGENTS,
-            f"no Deployment or StatefulSet matches {selector}",
+            f"no Deployment or StatefulSet matches {selector}{after}",
         )
     return (
         ConditionType.READY,
         ConditionStatus.TRUE,
         Reason.EVALUATING,
-        f"evaluating {selected} agent(s) every {format_duration(interval)}",
+        f"evaluating {selected} agent(s) every {format_duration(interval)}{after}",
     )
 
 
