@@ -16,7 +16,7 @@ from agentmedic.actions import (
     ActionExecutor,
     ActionRecord,
     EventReason,
-    Outcome,
+    ExecutionOutcome,
     PolicyRef,
     WorkloadRef,
     parse_disabled,
@@ -116,8 +116,8 @@ def test_scale_to_zero_and_restore_a_deployment(executor: ActionExecutor, namesp
     ref = WorkloadRef("Deployment", namespace, name)
     record = _record(namespace)
 
-    assert executor.scale_to_zero(ref, record).outcome is Outcome.APPLIED
-    assert executor.scale_to_zero(ref, record).outcome is Outcome.UNCHANGED
+    assert executor.scale_to_zero(ref, record).outcome is ExecutionOutcome.APPLIED
+    assert executor.scale_to_zero(ref, record).outcome is ExecutionOutcome.UNCHANGED
 
     obj = executor.kube.get_workload("Deployment", namespace, name)
     assert obj["spec"]["replicas"] == 0
@@ -127,7 +127,7 @@ def test_scale_to_zero_and_restore_a_deployment(executor: ActionExecutor, namesp
     reasons = {e["reason"] for e in _events_for(executor, namespace, name)}
     assert EventReason.SCALED_TO_ZERO in reasons
 
-    assert executor.restore(ref, by="e2e").outcome is Outcome.APPLIED
+    assert executor.restore(ref, by="e2e").outcome is ExecutionOutcome.APPLIED
     obj = executor.kube.get_workload("Deployment", namespace, name)
     assert obj["spec"]["replicas"] == 2
     assert rec.DISABLED not in obj["metadata"]["annotations"]
@@ -139,9 +139,9 @@ def test_scale_to_zero_and_restore_a_statefulset(executor: ActionExecutor, names
     _create_workload(executor, namespace, _workload(namespace, name, "StatefulSet", replicas=1))
     ref = WorkloadRef("StatefulSet", namespace, name)
 
-    assert executor.scale_to_zero(ref, _record(namespace)).outcome is Outcome.APPLIED
+    assert executor.scale_to_zero(ref, _record(namespace)).outcome is ExecutionOutcome.APPLIED
     assert executor.kube.get_workload("StatefulSet", namespace, name)["spec"]["replicas"] == 0
-    assert executor.restore(ref, by="e2e").outcome is Outcome.APPLIED
+    assert executor.restore(ref, by="e2e").outcome is ExecutionOutcome.APPLIED
     assert executor.kube.get_workload("StatefulSet", namespace, name)["spec"]["replicas"] == 1
 
 
@@ -156,7 +156,7 @@ def test_switch_model_touches_one_env_var_and_restores_it(
 
     result = executor.switch_model(ref, SPEC, "gpt-4o-mini", _record(namespace))
 
-    assert result.outcome is Outcome.APPLIED
+    assert result.outcome is ExecutionOutcome.APPLIED
     after = executor.kube.get_workload("Deployment", namespace, name)
     containers = after["spec"]["template"]["spec"]["containers"]
     assert [c["env"] for c in containers[::2]] == [c["env"] for c in containers_before[::2]]
@@ -164,7 +164,7 @@ def test_switch_model_touches_one_env_var_and_restores_it(
     assert agent_env["OPENAI_MODEL"] == "gpt-4o-mini"
     assert len(containers[1]["env"]) == len(containers_before[1]["env"])
 
-    assert executor.restore(ref, by="e2e").outcome is Outcome.APPLIED
+    assert executor.restore(ref, by="e2e").outcome is ExecutionOutcome.APPLIED
     restored = executor.kube.get_workload("Deployment", namespace, name)
     assert restored["spec"]["template"]["spec"]["containers"] == containers_before
 
@@ -177,7 +177,7 @@ def test_dry_run_changes_nothing(executor: ActionExecutor, namespace: str) -> No
 
     result = executor.scale_to_zero(ref, _record(namespace, dry_run=True))
 
-    assert result.outcome is Outcome.DRY_RUN
+    assert result.outcome is ExecutionOutcome.DRY_RUN
     after = executor.kube.get_workload("Deployment", namespace, name)
     assert after["spec"]["replicas"] == before["spec"]["replicas"]
     assert rec.DISABLED not in (after["metadata"].get("annotations") or {})
@@ -229,9 +229,11 @@ def test_a_prompt_job_from_a_cron_job_runs_once_per_episode(
         ref, record.policy, action, _record(namespace, episode="other"), evidence
     )
 
-    assert first.outcome is Outcome.APPLIED
-    assert again.outcome is Outcome.UNCHANGED
-    assert other.outcome is Outcome.REFUSED  # the first is still active (its pod is Pending)
+    assert first.outcome is ExecutionOutcome.APPLIED
+    assert again.outcome is ExecutionOutcome.UNCHANGED
+    assert (
+        other.outcome is ExecutionOutcome.REFUSED
+    )  # the first is still active (its pod is Pending)
     job = _get(executor, f"/apis/batch/v1/namespaces/{namespace}/jobs/{first.details['job']}")
     assert job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"] == "manual"
     assert job["spec"]["ttlSecondsAfterFinished"] == 300
@@ -272,7 +274,7 @@ def test_an_hpa_leaves_a_zero_replica_deployment_alone(
     )
     ref = WorkloadRef("Deployment", namespace, name)
 
-    assert executor.scale_to_zero(ref, _record(namespace)).outcome is Outcome.APPLIED
+    assert executor.scale_to_zero(ref, _record(namespace)).outcome is ExecutionOutcome.APPLIED
 
     def scaling_disabled() -> bool:
         hpa = _get(
@@ -285,7 +287,7 @@ def test_an_hpa_leaves_a_zero_replica_deployment_alone(
 
     eventually(scaling_disabled, timeout=120, what="the HPA to report ScalingDisabled")
     assert executor.kube.get_workload("Deployment", namespace, name)["spec"]["replicas"] == 0
-    assert executor.restore(ref, by="e2e").outcome is Outcome.APPLIED
+    assert executor.restore(ref, by="e2e").outcome is ExecutionOutcome.APPLIED
     assert executor.kube.get_workload("Deployment", namespace, name)["spec"]["replicas"] == 2
 
 
@@ -330,10 +332,10 @@ def test_keda_scaled_agents_are_paused_and_unpaused(
     )
     ref = WorkloadRef("Deployment", namespace, name)
 
-    assert executor.scale_to_zero(ref, _record(namespace)).outcome is Outcome.APPLIED
+    assert executor.scale_to_zero(ref, _record(namespace)).outcome is ExecutionOutcome.APPLIED
     so = executor.kube.get_scaled_object(namespace, name)
     assert so["metadata"]["annotations"][KEDA_PAUSED_REPLICAS] == "0"
 
-    assert executor.restore(ref, by="e2e").outcome is Outcome.APPLIED
+    assert executor.restore(ref, by="e2e").outcome is ExecutionOutcome.APPLIED
     so = executor.kube.get_scaled_object(namespace, name)
     assert KEDA_PAUSED_REPLICAS not in (so["metadata"].get("annotations") or {})

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agentmedic.actions import ActionExecutor, Outcome, PolicyRef, WorkloadRef
+from agentmedic.actions import ActionExecutor, ExecutionOutcome, PolicyRef, WorkloadRef
 from agentmedic.api.types import PromptOptimizationAction
 from agentmedic_sandbox.cluster import LocalCluster
 from tests.e2e_cluster.conftest import eventually
@@ -66,7 +66,7 @@ def test_scale_to_zero_empties_the_replica_set_and_restore_brings_pods_back_runn
     eventually(lambda: _running(local_cluster, ns, "bot", 2), timeout=60, interval=0.3)
     ref = WorkloadRef("Deployment", ns, "bot")
 
-    assert executor.scale_to_zero(ref, _record(ns)).outcome is Outcome.APPLIED
+    assert executor.scale_to_zero(ref, _record(ns)).outcome is ExecutionOutcome.APPLIED
     eventually(
         lambda: _replica_set(local_cluster, ns, "bot")["spec"]["replicas"] == 0,
         timeout=60,
@@ -75,7 +75,7 @@ def test_scale_to_zero_empties_the_replica_set_and_restore_brings_pods_back_runn
     )
     eventually(lambda: _pods(local_cluster, ns, "bot") == [], timeout=60, interval=0.3)
 
-    assert executor.restore(ref, by="e2e").outcome is Outcome.APPLIED
+    assert executor.restore(ref, by="e2e").outcome is ExecutionOutcome.APPLIED
     eventually(lambda: _running(local_cluster, ns, "bot", 2), timeout=60, interval=0.3)
     # the same ReplicaSet: restore changed the replicas, not the pod template
     assert len(local_cluster.list_objects("apps/v1", "ReplicaSet", ns)) == 1
@@ -139,7 +139,7 @@ def test_an_hpa_with_min_replicas_holds_off_while_disabled_and_resumes_after_res
     eventually(lambda: _running(local_cluster, ns, "bot", 2), timeout=60, interval=0.3)
     ref = WorkloadRef("Deployment", ns, "bot")
 
-    assert executor.scale_to_zero(ref, _record(ns)).outcome is Outcome.APPLIED
+    assert executor.scale_to_zero(ref, _record(ns)).outcome is ExecutionOutcome.APPLIED
     # docs/examples.md: an HPA stops scaling while the workload is at zero
     eventually(
         lambda: _hpa_condition(local_cluster, ns, "bot", "ScalingDisabled"),
@@ -150,7 +150,7 @@ def test_an_hpa_with_min_replicas_holds_off_while_disabled_and_resumes_after_res
     eventually(lambda: _pods(local_cluster, ns, "bot") == [], timeout=60, interval=0.3)
     assert executor.kube.get_workload("Deployment", ns, "bot")["spec"]["replicas"] == 0
 
-    assert executor.restore(ref, by="e2e").outcome is Outcome.APPLIED
+    assert executor.restore(ref, by="e2e").outcome is ExecutionOutcome.APPLIED
     # ... and resumes after the restore: it acts on the Deployment again (no metrics server
     # here, so it reports that it cannot read CPU, and keeps minReplicas)
     eventually(
@@ -227,7 +227,7 @@ def test_a_prompt_job_runs_to_completion_and_the_next_episode_may_start_another(
     action = PromptOptimizationAction(from_cron_job="optimizer", ttl_seconds_after_finished=3600)
     first_record = _record(ns)
     first = executor.start_prompt_job(ref, policy, action, first_record, {"p95": 1})
-    assert first.outcome is Outcome.APPLIED
+    assert first.outcome is ExecutionOutcome.APPLIED
     job = first.details["job"]
 
     eventually(
@@ -243,7 +243,7 @@ def test_a_prompt_job_runs_to_completion_and_the_next_episode_may_start_another(
     second = executor.start_prompt_job(
         ref, policy, action, _record(ns, episode="second"), {"p95": 1}
     )
-    assert second.outcome is Outcome.APPLIED
+    assert second.outcome is ExecutionOutcome.APPLIED
     assert second.details["job"] != job
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agentmedic.actions import ActionExecutor, EventReason, Outcome, job_name
+from agentmedic.actions import ActionExecutor, EventReason, ExecutionOutcome, job_name
 from agentmedic.actions.jobs import INSTANTIATE_ANNOTATION
 from agentmedic.actions.record import episode_hash
 from agentmedic.api.types import PromptOptimizationAction
@@ -106,7 +106,7 @@ def test_a_job_from_a_cron_job_has_the_kubectl_create_job_from_shape(
 
     result = executor.start_prompt_job(ref(ns), policy_ref(ns), FROM_CRON, rec, EVIDENCE)
 
-    assert result.outcome is Outcome.APPLIED
+    assert result.outcome is ExecutionOutcome.APPLIED
     [job] = _jobs(api, ns)
     meta = job["metadata"]
     assert meta["name"] == job_name("support-bot", rec.episode) == result.details["job"]
@@ -152,7 +152,7 @@ def test_an_inline_template_gets_never_as_restart_policy(
 
     result = executor.start_prompt_job(ref(ns), policy_ref(ns), INLINE, record(ns), EVIDENCE)
 
-    assert result.outcome is Outcome.APPLIED
+    assert result.outcome is ExecutionOutcome.APPLIED
     [job] = _jobs(api, ns)
     assert INSTANTIATE_ANNOTATION not in (job["metadata"].get("annotations") or {})
     assert job["metadata"]["labels"]["kind"] == "inline"
@@ -172,7 +172,7 @@ def test_repeating_the_same_episode_creates_no_second_job(
 
     again = executor.start_prompt_job(ref(ns), policy_ref(ns), INLINE, record(ns), EVIDENCE)
 
-    assert again.outcome is Outcome.UNCHANGED
+    assert again.outcome is ExecutionOutcome.UNCHANGED
     assert len(_jobs(api, ns)) == 1
     if isinstance(api, ApiEmulator):  # not even an attempt to create
         assert [r for r in api.write_requests() if r.path.endswith("/jobs")] == []
@@ -200,7 +200,7 @@ def test_already_exists_on_create_counts_as_done(
 
     result = executor.start_prompt_job(ref(ns), policy_ref(ns), INLINE, record(ns), EVIDENCE)
 
-    assert result.outcome is Outcome.UNCHANGED
+    assert result.outcome is ExecutionOutcome.UNCHANGED
     assert [j["metadata"]["name"] for j in _jobs(api, ns)] == [name]
     if isinstance(api, ApiEmulator):
         creates = [r for r in api.requests if r.method == "POST" and r.path.endswith("/jobs")]
@@ -219,7 +219,7 @@ def test_a_running_job_of_the_agent_refuses_a_second_episode(
         ref(ns), policy_ref(ns), SUSPENDED, record(ns, episode="e2"), EVIDENCE
     )
 
-    assert second.outcome is Outcome.REFUSED
+    assert second.outcome is ExecutionOutcome.REFUSED
     assert first.details["job"] in second.message
     assert "at most one" in second.message
     assert len(_jobs(api, ns)) == 1
@@ -241,7 +241,7 @@ def test_a_finished_job_lets_the_next_episode_start(
         ref(ns), policy_ref(ns), INLINE, record(ns, episode="e2"), EVIDENCE
     )
 
-    assert second.outcome is Outcome.APPLIED
+    assert second.outcome is ExecutionOutcome.APPLIED
     assert len(_jobs(api, ns)) == 2
 
 
@@ -254,7 +254,7 @@ def test_jobs_of_other_agents_do_not_block(
     a = executor.start_prompt_job(ref(ns, "bot-a"), policy_ref(ns), INLINE, record(ns), EVIDENCE)
     b = executor.start_prompt_job(ref(ns, "bot-b"), policy_ref(ns), INLINE, record(ns), EVIDENCE)
 
-    assert (a.outcome, b.outcome) == (Outcome.APPLIED, Outcome.APPLIED)
+    assert (a.outcome, b.outcome) == (ExecutionOutcome.APPLIED, ExecutionOutcome.APPLIED)
     assert a.details["job"] != b.details["job"]
 
 
@@ -265,7 +265,7 @@ def test_a_missing_cron_job_is_refused_with_the_field_to_fix(
 
     result = executor.start_prompt_job(ref(ns), policy_ref(ns), FROM_CRON, record(ns), EVIDENCE)
 
-    assert result.outcome is Outcome.REFUSED
+    assert result.outcome is ExecutionOutcome.REFUSED
     assert "promptOptimization.fromCronJob" in result.message
     assert _jobs(api, ns) == []
 
@@ -280,7 +280,7 @@ def test_dry_run_creates_no_job_and_writes_would_events(
         ref(ns), policy_ref(ns), FROM_CRON, record(ns, dry_run=True), EVIDENCE
     )
 
-    assert result.outcome is Outcome.DRY_RUN
+    assert result.outcome is ExecutionOutcome.DRY_RUN
     assert _jobs(api, ns) == []
     assert {e["reason"] for e in events(api, ns)} == {EventReason.WOULD_START_PROMPT_JOB}
     assert all(e["message"].startswith("would ") for e in events(api, ns))
@@ -293,7 +293,7 @@ def test_a_job_for_a_vanished_workload_is_not_found(
         ref(ns, "ghost"), policy_ref(ns), INLINE, record(ns), EVIDENCE
     )
 
-    assert result.outcome is Outcome.NOT_FOUND
+    assert result.outcome is ExecutionOutcome.NOT_FOUND
     assert _jobs(api, ns) == []
     assert {e["reason"] for e in events(api, ns)} == {EventReason.WORKLOAD_NOT_FOUND}
 
@@ -322,6 +322,6 @@ def test_an_invalid_template_fails_with_the_api_message(
 
     result = executor.start_prompt_job(ref(ns), policy_ref(ns), broken, record(ns), EVIDENCE)
 
-    assert result.outcome is Outcome.FAILED
+    assert result.outcome is ExecutionOutcome.FAILED
     assert "spec.template.spec.containers: Required value" in result.message
     assert {e["reason"] for e in events(api, ns)} == {EventReason.FAILED}

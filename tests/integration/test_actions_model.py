@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from agentmedic.actions import ActionExecutor, EventReason, Outcome, Transient, parse_downgraded
+from agentmedic.actions import (
+    ActionExecutor,
+    EventReason,
+    ExecutionOutcome,
+    Transient,
+    parse_downgraded,
+)
 from agentmedic.actions import record as rec
 from agentmedic.api.types import ConfigMapKeyRef, EnvRef, ModelSpec
 from agentmedic_sandbox.emulator import ApiEmulator
@@ -65,7 +71,7 @@ def test_switching_the_model_changes_only_that_env_var_in_that_container(
 
     result = executor.switch_model(ref(ns), ENV_SPEC, "gpt-4o-mini", record(ns))
 
-    assert result.outcome is Outcome.APPLIED
+    assert result.outcome is ExecutionOutcome.APPLIED
     after = _containers(get(api, ns))
     assert [c["name"] for c in after] == ["proxy", "agent", "shipper"]
     assert after[0] == before[0]
@@ -122,7 +128,7 @@ def test_stepping_down_twice_keeps_the_original_model_for_restore(
 
     result = executor.restore(ref(ns), by="auto-recovery", replicas=False)
 
-    assert result.outcome is Outcome.APPLIED
+    assert result.outcome is ExecutionOutcome.APPLIED
     env = {e["name"]: e["value"] for e in _containers(get(api, ns))[0]["env"]}
     assert env["OPENAI_MODEL"] == "gpt-4o"
 
@@ -138,7 +144,7 @@ def test_repeating_the_same_switch_writes_nothing(
 
     again = executor.switch_model(ref(ns), ENV_SPEC, "gpt-4o-mini", record(ns))
 
-    assert again.outcome is Outcome.UNCHANGED
+    assert again.outcome is ExecutionOutcome.UNCHANGED
     assert desired_state(api, ns) == before
     if isinstance(api, ApiEmulator):
         assert writes(api, except_events=False) == []
@@ -155,7 +161,7 @@ def test_restore_puts_back_the_model_after_an_operator_restart(api: KubeServer, 
     result = fresh.restore(ref(ns), by="cli:alice")
     fresh.kube.close()
 
-    assert result.outcome is Outcome.APPLIED
+    assert result.outcome is ExecutionOutcome.APPLIED
     assert "model → gpt-4o" in result.message
     assert _containers(get(api, ns)) == original
     assert rec.DOWNGRADED not in get(api, ns)["metadata"]["annotations"]
@@ -203,7 +209,7 @@ def test_a_concurrent_template_edit_is_kept_and_the_switch_retried(
 
     result = executor.switch_model(ref(ns), ENV_SPEC, "gpt-4o-mini", record(ns))
 
-    assert result.outcome is Outcome.APPLIED
+    assert result.outcome is ExecutionOutcome.APPLIED
     containers = _containers(get(api, ns))
     assert [c["name"] for c in containers] == ["init-proxy", "proxy", "agent", "shipper"]
     agent_env = {e["name"]: e["value"] for e in containers[2]["env"]}
@@ -222,7 +228,7 @@ def test_a_missing_container_is_refused_with_the_field_to_fix(
 
     result = executor.switch_model(ref(ns), ENV_SPEC, "gpt-4o-mini", record(ns))
 
-    assert result.outcome is Outcome.REFUSED
+    assert result.outcome is ExecutionOutcome.REFUSED
     assert "spec.model.env.container" in result.message
     assert "worker" in result.message
     assert desired_state(api, ns, with_events=False) == before
@@ -248,7 +254,7 @@ def test_an_env_var_set_by_value_from_is_refused(
 
     result = executor.switch_model(ref(ns), ENV_SPEC, "gpt-4o-mini", record(ns))
 
-    assert result.outcome is Outcome.REFUSED
+    assert result.outcome is ExecutionOutcome.REFUSED
     assert "valueFrom" in result.message
 
 
@@ -262,7 +268,7 @@ def test_dry_run_switch_writes_only_would_events(
 
     result = executor.switch_model(ref(ns), ENV_SPEC, "gpt-4o-mini", record(ns, dry_run=True))
 
-    assert result.outcome is Outcome.DRY_RUN
+    assert result.outcome is ExecutionOutcome.DRY_RUN
     assert desired_state(api, ns, with_events=False) == before
     if isinstance(api, ApiEmulator):
         assert writes(api) == []
@@ -290,7 +296,7 @@ def test_a_config_map_model_is_switched_and_the_pods_are_restarted(
 
     result = executor.switch_model(ref(ns), CM_SPEC, "gpt-4o-mini", record(ns))
 
-    assert result.outcome is Outcome.APPLIED
+    assert result.outcome is ExecutionOutcome.APPLIED
     cm = fetch(api, "v1", "ConfigMap", ns, "bot-config")
     assert cm["data"] == {"model": "gpt-4o-mini", "temperature": "0.2"}
     obj = get(api, ns)
@@ -311,7 +317,7 @@ def test_a_config_map_model_is_restored(api: KubeServer, ns: str, executor: Acti
 
     result = executor.restore(ref(ns), by="test")
 
-    assert result.outcome is Outcome.APPLIED
+    assert result.outcome is ExecutionOutcome.APPLIED
     cm = fetch(api, "v1", "ConfigMap", ns, "bot-config")
     assert cm["data"] == {"model": "gpt-4o", "temperature": "0.2"}
     obj = get(api, ns)
@@ -335,7 +341,7 @@ def test_an_interrupted_config_map_switch_is_finished_by_the_repeated_decision(
 
     result = executor.switch_model(ref(ns), CM_SPEC, "gpt-4o-mini", record(ns))
 
-    assert result.outcome is Outcome.APPLIED
+    assert result.outcome is ExecutionOutcome.APPLIED
     assert fetch(api, "v1", "ConfigMap", ns, "bot-config")["data"]["model"] == "gpt-4o-mini"
     down = parse_downgraded(get(api, ns)["metadata"]["annotations"])
     assert down is not None
@@ -356,7 +362,7 @@ def test_with_the_workload_in_its_name_each_agent_has_its_own_config_map(
 
     result = executor.switch_model(ref(ns, "bot"), PER_AGENT_CM, "gpt-4o-mini", record(ns))
 
-    assert result.outcome is Outcome.APPLIED
+    assert result.outcome is ExecutionOutcome.APPLIED
     assert fetch(api, "v1", "ConfigMap", ns, "bot-config")["data"]["model"] == "gpt-4o-mini"
     assert fetch(api, "v1", "ConfigMap", ns, "helper-config")["data"]["model"] == "gpt-4o"
     down = parse_downgraded(get(api, ns, "bot")["metadata"]["annotations"])
@@ -367,7 +373,7 @@ def test_with_the_workload_in_its_name_each_agent_has_its_own_config_map(
     helper = {"metadata": {"namespace": ns, "name": "helper"}}
     assert executor.current_model(helper, PER_AGENT_CM) == "gpt-4o"
 
-    assert executor.restore(ref(ns, "bot"), by="test").outcome is Outcome.APPLIED
+    assert executor.restore(ref(ns, "bot"), by="test").outcome is ExecutionOutcome.APPLIED
     assert fetch(api, "v1", "ConfigMap", ns, "bot-config")["data"]["model"] == "gpt-4o"
 
 
@@ -378,7 +384,7 @@ def test_a_missing_config_map_is_refused_with_the_field_to_fix(
 
     result = executor.switch_model(ref(ns), CM_SPEC, "gpt-4o-mini", record(ns))
 
-    assert result.outcome is Outcome.REFUSED
+    assert result.outcome is ExecutionOutcome.REFUSED
     assert "spec.model.configMapKey.name" in result.message
 
 
@@ -389,7 +395,7 @@ def test_a_dry_run_refusal_also_speaks_in_the_conditional(
 
     result = executor.switch_model(ref(ns), ENV_SPEC, "gpt-4o-mini", record(ns, dry_run=True))
 
-    assert result.outcome is Outcome.REFUSED
+    assert result.outcome is ExecutionOutcome.REFUSED
     assert result.message.startswith("would refuse: ")
     assert all(e["message"].startswith("would ") for e in events(api, ns))
 
@@ -404,7 +410,7 @@ def test_stepping_back_up_to_the_original_model_clears_the_record(
 
     result = executor.switch_model(ref(ns), ENV_SPEC, "gpt-4o", record(ns, episode="e3"))
 
-    assert result.outcome is Outcome.APPLIED
+    assert result.outcome is ExecutionOutcome.APPLIED
     obj = get(api, ns)
     assert {e["name"]: e["value"] for e in _containers(obj)[0]["env"]}["OPENAI_MODEL"] == "gpt-4o"
     assert rec.DOWNGRADED not in obj["metadata"]["annotations"]
@@ -419,12 +425,12 @@ def test_an_episode_that_switched_already_does_not_step_down_again(
     # says this episode acted, so the second step is not taken.
     api.create(workload(ns))
     first = executor.switch_model(ref(ns), ENV_SPEC, "gpt-4o-mini", record(ns))
-    assert first.outcome is Outcome.APPLIED
+    assert first.outcome is ExecutionOutcome.APPLIED
     before = desired_state(api, ns)
 
     again = executor.switch_model(ref(ns), ENV_SPEC, "gpt-4.1-nano", record(ns))
 
-    assert again.outcome is Outcome.UNCHANGED
+    assert again.outcome is ExecutionOutcome.UNCHANGED
     assert "by this episode already" in again.message
     assert desired_state(api, ns) == before
     env = {e["name"]: e["value"] for e in _containers(get(api, ns))[0]["env"]}
@@ -432,4 +438,4 @@ def test_an_episode_that_switched_already_does_not_step_down_again(
     other = executor.switch_model(
         ref(ns), ENV_SPEC, "gpt-4.1-nano", record(ns, episode="another-episode")
     )
-    assert other.outcome is Outcome.APPLIED
+    assert other.outcome is ExecutionOutcome.APPLIED

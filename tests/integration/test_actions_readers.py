@@ -13,9 +13,9 @@ import yaml
 
 from agentmedic.actions import (
     ActionExecutor,
+    ExecutionOutcome,
     Kube,
     NotFound,
-    Outcome,
     PolicyRef,
     RetryPolicy,
     Transient,
@@ -197,7 +197,7 @@ def test_a_failing_event_write_does_not_fail_the_action(
 
     result = executor.scale_to_zero(ref(ns), record(ns))
 
-    assert result.outcome is Outcome.APPLIED
+    assert result.outcome is ExecutionOutcome.APPLIED
     assert get(api, ns)["spec"]["replicas"] == 0
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agentmedic.actions import ActionExecutor, Outcome
+from agentmedic.actions import ActionExecutor, ExecutionOutcome
 from agentmedic.actions import record as rec
 from agentmedic.cli.main import main
 from agentmedic_sandbox.emulator import ApiEmulator
@@ -48,7 +48,7 @@ def test_the_executor_refuses_to_restore_a_trillion_replicas_and_changes_nothing
 
     result = executor.restore(ref(ns), by="annotation")
 
-    assert result.outcome is Outcome.REFUSED
+    assert result.outcome is ExecutionOutcome.REFUSED
     assert rec.DISABLED in result.message
     assert "outside 0..2147483647" in result.message
     obj = get(api, ns)
@@ -69,7 +69,7 @@ def test_the_executor_refuses_a_record_that_is_not_json(
 
     result = executor.restore(ref(ns), by="auto-recovery")
 
-    assert result.outcome is Outcome.REFUSED
+    assert result.outcome is ExecutionOutcome.REFUSED
     assert f"annotation {rec.DISABLED} is not valid JSON" in result.message
     assert get(api, ns)["metadata"]["annotations"][rec.DISABLED] == "{replicas: 3"
 

@@ -12,7 +12,7 @@ from agentmedic.actions import (
     ActionExecutor,
     Conflict,
     EventReason,
-    Outcome,
+    ExecutionOutcome,
     Transient,
     parse_disabled,
     restore_requested,
@@ -51,7 +51,7 @@ def test_scale_to_zero_sets_zero_replicas_and_records_the_previous_count(
 
     result = executor.scale_to_zero(ref(ns), record(ns))
 
-    assert result.outcome is Outcome.APPLIED
+    assert result.outcome is ExecutionOutcome.APPLIED
     obj = get(api, ns)
     assert obj["spec"]["replicas"] == 0
     annotations = obj["metadata"]["annotations"]
@@ -101,7 +101,7 @@ def test_repeating_the_same_scale_decision_writes_nothing(
 
     again = executor.scale_to_zero(ref(ns), record(ns))
 
-    assert again.outcome is Outcome.UNCHANGED
+    assert again.outcome is ExecutionOutcome.UNCHANGED
     assert desired_state(api, ns) == before
     if isinstance(api, ApiEmulator):  # where requests are recorded: not even a no-op write
         assert writes(api, except_events=False) == []
@@ -115,7 +115,7 @@ def test_a_second_episode_keeps_the_first_recorded_replica_count(
 
     other = executor.scale_to_zero(ref(ns), record(ns, rule="budget.hard", episode="e2"))
 
-    assert other.outcome is Outcome.UNCHANGED
+    assert other.outcome is ExecutionOutcome.UNCHANGED
     disabled = parse_disabled(get(api, ns)["metadata"]["annotations"])
     assert disabled is not None
     assert disabled.replicas == 4
@@ -128,7 +128,7 @@ def test_a_workload_already_at_zero_is_not_recorded(
 
     result = executor.scale_to_zero(ref(ns), record(ns))
 
-    assert result.outcome is Outcome.UNCHANGED
+    assert result.outcome is ExecutionOutcome.UNCHANGED
     assert rec.DISABLED not in (get(api, ns)["metadata"].get("annotations") or {})
 
 
@@ -138,10 +138,10 @@ def test_statefulsets_are_scaled_and_restored_like_deployments(
     api.create(workload(ns, "indexer", kind="StatefulSet", replicas=2))
     target = ref(ns, "indexer", "StatefulSet")
 
-    assert executor.scale_to_zero(target, record(ns)).outcome is Outcome.APPLIED
+    assert executor.scale_to_zero(target, record(ns)).outcome is ExecutionOutcome.APPLIED
     assert get(api, ns, "indexer", "StatefulSet")["spec"]["replicas"] == 0
 
-    assert executor.restore(target, by="test").outcome is Outcome.APPLIED
+    assert executor.restore(target, by="test").outcome is ExecutionOutcome.APPLIED
     obj = get(api, ns, "indexer", "StatefulSet")
     assert obj["spec"]["replicas"] == 2
     assert rec.DISABLED not in obj["metadata"]["annotations"]
@@ -159,7 +159,7 @@ def test_restore_after_an_operator_restart_uses_only_the_annotations(
     result = restarted.restore(ref(ns), by="auto-recovery")
     restarted.kube.close()
 
-    assert result.outcome is Outcome.APPLIED
+    assert result.outcome is ExecutionOutcome.APPLIED
     obj = get(api, ns)
     assert obj["spec"]["replicas"] == 5
     annotations = obj["metadata"]["annotations"]
@@ -179,7 +179,7 @@ def test_restore_without_a_record_says_so_and_writes_nothing(
 
     result = executor.restore(ref(ns), by="cli:alice")
 
-    assert result.outcome is Outcome.UNCHANGED
+    assert result.outcome is ExecutionOutcome.UNCHANGED
     assert "nothing to restore" in result.message
     assert desired_state(api, ns) == before
     if isinstance(api, ApiEmulator):
@@ -215,7 +215,7 @@ def test_a_restore_request_without_a_record_is_cleared(
 
     result = executor.restore(ref(ns), by="annotation")
 
-    assert result.outcome is Outcome.UNCHANGED
+    assert result.outcome is ExecutionOutcome.UNCHANGED
     assert own_annotations(get(api, ns)) == {"team": "support"}
 
 
@@ -243,7 +243,7 @@ def test_dry_run_writes_only_would_events(
 
     result = executor.scale_to_zero(ref(ns), record(ns, dry_run=True))
 
-    assert result.outcome is Outcome.DRY_RUN
+    assert result.outcome is ExecutionOutcome.DRY_RUN
     assert desired_state(api, ns, with_events=False) == before
     if isinstance(api, ApiEmulator):
         assert writes(api) == []
@@ -259,7 +259,7 @@ def test_a_vanished_workload_ends_in_not_found_and_a_warning_event(
 ) -> None:
     result = executor.scale_to_zero(ref(ns, "ghost"), record(ns))
 
-    assert result.outcome is Outcome.NOT_FOUND
+    assert result.outcome is ExecutionOutcome.NOT_FOUND
     assert "ghost" in result.message
     warnings = [e for e in events(api, ns) if e["type"] == "Warning"]
     assert {e["reason"] for e in warnings} == {EventReason.WORKLOAD_NOT_FOUND}
@@ -267,7 +267,7 @@ def test_a_vanished_workload_ends_in_not_found_and_a_warning_event(
 
 
 def test_restore_of_a_vanished_workload_is_not_found(ns: str, executor: ActionExecutor) -> None:
-    assert executor.restore(ref(ns, "ghost"), by="test").outcome is Outcome.NOT_FOUND
+    assert executor.restore(ref(ns, "ghost"), by="test").outcome is ExecutionOutcome.NOT_FOUND
 
 
 @pytest.mark.emulator_only("injects 409/500/503 answers and reads the request history")
@@ -280,7 +280,7 @@ def test_an_injected_failure_on_patch_is_retried_and_succeeds(
 
     result = executor.scale_to_zero(ref(ns), record(ns))
 
-    assert result.outcome is Outcome.APPLIED
+    assert result.outcome is ExecutionOutcome.APPLIED
     assert get(api, ns)["spec"]["replicas"] == 0
     patches = [r for r in api.requests if r.method == "PATCH" and r.path.endswith("/bot")]
     assert [r.status for r in patches] == [status, 200]
@@ -295,7 +295,7 @@ def test_throttling_is_retried_after_the_servers_retry_after(
     api.create(workload(ns))
     api.inject(method="GET", path_regex=f"/namespaces/{ns}/deployments/bot$", status=429)
 
-    assert executor.scale_to_zero(ref(ns), record(ns)).outcome is Outcome.APPLIED
+    assert executor.scale_to_zero(ref(ns), record(ns)).outcome is ExecutionOutcome.APPLIED
     assert sleeps == [1.0]  # the emulator sends Retry-After: 1
 
 
@@ -330,7 +330,7 @@ def test_a_concurrent_replica_change_is_detected_and_the_new_count_recorded(
 
     result = executor.scale_to_zero(ref(ns), record(ns))
 
-    assert result.outcome is Outcome.APPLIED
+    assert result.outcome is ExecutionOutcome.APPLIED
     assert calls["n"] >= 2  # the stale patch's `test` failed instead of overwriting: read again
     if isinstance(api, ApiEmulator):
         failed = [r for r in api.requests if r.method == "PATCH" and r.status == 422]
@@ -388,7 +388,7 @@ def test_an_hpa_targeting_the_agent_is_recorded_and_left_alone(
 
     result = executor.scale_to_zero(ref(ns), record(ns))
 
-    assert result.outcome is Outcome.APPLIED
+    assert result.outcome is ExecutionOutcome.APPLIED
     assert "warnings" not in result.details
     disabled = parse_disabled(get(api, ns)["metadata"]["annotations"])
     assert disabled is not None
@@ -407,7 +407,7 @@ def test_an_hpa_with_min_replicas_zero_is_warned_about(
 
     result = executor.scale_to_zero(ref(ns), record(ns))
 
-    assert result.outcome is Outcome.APPLIED
+    assert result.outcome is ExecutionOutcome.APPLIED
     assert "minReplicas 0" in result.details["warnings"][0]
     assert "minReplicas 0" in result.message
 
@@ -439,7 +439,7 @@ def test_keda_scaled_agents_are_paused_and_unpaused_on_restore(
 
     result = executor.scale_to_zero(ref(ns), record(ns))
 
-    assert result.outcome is Outcome.APPLIED
+    assert result.outcome is ExecutionOutcome.APPLIED
     assert result.details["scaledObject"] == "bot-scaler"
     so = fetch(api, "keda.sh/v1alpha1", "ScaledObject", ns, "bot-scaler")
     assert so["metadata"]["annotations"][KEDA_PAUSED_REPLICAS] == "0"
@@ -487,7 +487,7 @@ def test_an_interrupted_keda_pause_is_completed_by_the_repeated_decision(
 
     again = executor.scale_to_zero(ref(ns), record(ns))
 
-    assert again.outcome is Outcome.UNCHANGED
+    assert again.outcome is ExecutionOutcome.UNCHANGED
     so = fetch(api, "keda.sh/v1alpha1", "ScaledObject", ns, "bot-scaler")
     assert so["metadata"]["annotations"][KEDA_PAUSED_REPLICAS] == "0"
 
@@ -500,7 +500,7 @@ def test_an_idle_keda_agent_at_zero_is_still_paused(
 
     result = executor.scale_to_zero(ref(ns), record(ns))
 
-    assert result.outcome is Outcome.APPLIED
+    assert result.outcome is ExecutionOutcome.APPLIED
     so = fetch(api, "keda.sh/v1alpha1", "ScaledObject", ns, "bot-scaler")
     assert so["metadata"]["annotations"][KEDA_PAUSED_REPLICAS] == "0"
     disabled = parse_disabled(get(api, ns)["metadata"]["annotations"])
@@ -524,6 +524,6 @@ def test_a_cluster_without_keda_or_hpa_apis_is_scaled_all_the_same(
 
     result = executor.scale_to_zero(ref(ns), record(ns))
 
-    assert result.outcome is Outcome.APPLIED
+    assert result.outcome is ExecutionOutcome.APPLIED
     assert "scaledObject" not in result.details
     assert get(api, ns)["spec"]["replicas"] == 0

@@ -21,7 +21,7 @@ from agentmedic.actions import (
     unexecuted_recent_action,
 )
 from agentmedic.api.types import ActionOutcome, PromptOptimizationAction, Severity
-from agentmedic.engine import Decision, DecisionKind, Evidence, Reason
+from agentmedic.engine import Decision, DecisionKind, DecisionReason, Evidence
 from agentmedic.engine.outcome import Restore
 from tests.unit.test_engine_builders import T0, agent, policy
 
@@ -37,7 +37,7 @@ def _decision(kind: DecisionKind, **kw: Any) -> Decision:
         rule=kw.pop("rule", "quality"),
         severity=Severity.HIGH,
         episode="ep-1",
-        reason_code=Reason.RULE_FIRING,
+        reason_code=DecisionReason.RULE_FIRING,
         reason="error rate too high",
         evidence=Evidence("all", (), T0, timedelta(0), T0),
         at=T0,

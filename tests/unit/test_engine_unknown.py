@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 
-from agentmedic.engine import AgentInput, AgentStatus, CycleResult, DecisionReason, evaluate
+from agentmedic.engine import AgentStatus, CycleResult, DecisionReason, evaluate
 from tests.unit.test_engine_builders import (
     SICK,
     Sim,
@@ -185,23 +185,3 @@ def test_unknown_and_the_zero_replica_view_agree_on_judgement_and_state(mode: st
         ]
         assert got.agents == want.agents
         assert got.state == want.state
-
-
-def test_the_old_and_the_new_input_names_are_the_same_types() -> None:
-    from agentmedic.engine import (
-        DisabledAgent,
-        DisabledRecord,
-        DowngradedAgent,
-        DowngradedRecord,
-        Outcome,
-        Reason,
-        Workload,
-    )
-
-    assert (Workload, DisabledRecord, DowngradedRecord, Outcome, Reason) == (
-        AgentInput,
-        DisabledAgent,
-        DowngradedAgent,
-        CycleResult,
-        DecisionReason,
-    )

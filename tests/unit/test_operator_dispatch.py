@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agentmedic.actions import ActionRecord, ActionResult, WorkloadRef
-from agentmedic.actions import Outcome as ActionOutcome
+from agentmedic.actions import ExecutionOutcome as ActionOutcome
 from agentmedic.actions.result import ActionKind
 from agentmedic.api.types import ActionOutcome as StatusOutcome
 from agentmedic.api.types import AgentPolicySpec, Severity
@@ -17,7 +17,7 @@ from agentmedic.engine import AgentId, Decision, DecisionKind, Evidence
 from agentmedic.operator.dispatch import Dispatcher, Order
 from agentmedic.operator.entry import PolicyEntry
 from agentmedic.operator.telemetry import Telemetry
-from agentmedic.operator.watch import Workload
+from agentmedic.operator.watch import CachedWorkload
 
 NS = "agents"
 AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -79,8 +79,8 @@ def decision(agent: str, rule: str) -> Decision:
     )
 
 
-def workload(agent: str) -> Workload:
-    return Workload("Deployment", NS, agent, "u", "1", agent, 1, {}, {}, {})
+def workload(agent: str) -> CachedWorkload:
+    return CachedWorkload("Deployment", NS, agent, "u", "1", agent, 1, {}, {}, {})
 
 
 async def test_agents_run_in_parallel_within_the_pool_and_each_agents_decisions_in_order() -> None:

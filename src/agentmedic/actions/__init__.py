@@ -38,7 +38,7 @@ from agentmedic.actions.record import (
 )
 from agentmedic.actions.request import ActionRequest, recent_action, unexecuted_recent_action
 from agentmedic.actions.restore import RestorePlan, restore_requested
-from agentmedic.actions.result import ActionKind, ActionResult, ExecutionOutcome, Outcome
+from agentmedic.actions.result import ActionKind, ActionResult, ExecutionOutcome
 from agentmedic.actions.scale import KEDA_PAUSED_REPLICAS
 from agentmedic.actions.state import read_agent_state
 from agentmedic.actions.workloads import (
@@ -67,7 +67,6 @@ __all__ = [
     "Kube",
     "ModelSwitchRecord",
     "NotFound",
-    "Outcome",
     "Permission",
     "PolicyRef",
     "RestorePlan",

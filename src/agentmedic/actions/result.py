@@ -15,7 +15,7 @@ from typing import Any
 
 from agentmedic.actions.record import WorkloadRef
 
-__all__ = ["ActionKind", "ActionResult", "ExecutionOutcome", "Outcome"]
+__all__ = ["ActionKind", "ActionResult", "ExecutionOutcome"]
 
 
 class ActionKind(StrEnum):
@@ -66,7 +66,3 @@ class ActionResult:
     def changed(self) -> bool:
         """True when the cluster was changed."""
         return self.outcome is ExecutionOutcome.APPLIED
-
-
-Outcome = ExecutionOutcome
-"""The former name, kept for callers that still import it."""

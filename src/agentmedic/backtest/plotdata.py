@@ -47,7 +47,7 @@ from agentmedic.backtest.history import History
 from agentmedic.backtest.report import BacktestResult, SystemicEpisodeReport, outcome_of
 from agentmedic.engine.conditions import BREACH, CLEAR, compile_rule
 from agentmedic.engine.outcome import Decision, DecisionKind
-from agentmedic.engine.reasons import Reason
+from agentmedic.engine.reasons import DecisionReason
 from agentmedic.engine.series import AgentId, SeriesKey
 
 __all__ = [
@@ -98,7 +98,7 @@ class Marker:
     """A DecisionKind value, ``notify`` or ``fleetPage``."""
     outcome: MarkerOutcome
     reason: str | None
-    """The guardrail that stopped it (a Reason value), for hollow markers."""
+    """The guardrail that stopped it (a DecisionReason value), for hollow markers."""
     y: float
     """Where it is drawn (within the panel's y-limits)."""
     label: str
@@ -607,9 +607,9 @@ def _held_back_drafts(
                 continue
             starts = [i for i in firing_starts.get(agent, []) if lo <= i <= hi]
             if starts and (agent, starts[0]) not in decided:
-                what = f"{held_kind} held back ✕ {Reason.SYSTEMIC_OUTAGE}"
+                what = f"{held_kind} held back ✕ {DecisionReason.SYSTEMIC_OUTAGE}"
                 drafts.append(
-                    (starts[0], agent, held_kind, "heldBack", Reason.SYSTEMIC_OUTAGE, what)
+                    (starts[0], agent, held_kind, "heldBack", DecisionReason.SYSTEMIC_OUTAGE, what)
                 )
     return drafts
 

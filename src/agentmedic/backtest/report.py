@@ -24,7 +24,7 @@ from agentmedic.api.types import ActionOutcome, AgentPolicy
 from agentmedic.backtest.history import History
 from agentmedic.engine.conditions import ConditionEvidence, Evidence
 from agentmedic.engine.outcome import Decision, DecisionKind, Notification
-from agentmedic.engine.reasons import Reason
+from agentmedic.engine.reasons import DecisionReason
 from agentmedic.engine.replay import TimelineEntry
 from agentmedic.engine.series import AgentId
 
@@ -45,11 +45,11 @@ SCHEMA_VERSION = 1
 """Bumped only for incompatible changes to the JSON document."""
 
 GUARDRAIL_REASONS = (
-    Reason.COOLDOWN,
-    Reason.RATE_LIMITED,
-    Reason.MAX_DISABLED,
-    Reason.SYSTEMIC_OUTAGE,
-    Reason.QUIET_HOURS,
+    DecisionReason.COOLDOWN,
+    DecisionReason.RATE_LIMITED,
+    DecisionReason.MAX_DISABLED,
+    DecisionReason.SYSTEMIC_OUTAGE,
+    DecisionReason.QUIET_HOURS,
 )
 """The guardrails whose suppressions the totals count one by one (always present in JSON)."""
 
@@ -140,9 +140,9 @@ class BacktestResult:
 
 def outcome_of(d: Decision) -> ActionOutcome:
     """Applied (would have been carried out), Suppressed (by a guardrail) or DryRun."""
-    if d.suppressed_by is not None and d.suppressed_by != Reason.DRY_RUN:
+    if d.suppressed_by is not None and d.suppressed_by != DecisionReason.DRY_RUN:
         return ActionOutcome.SUPPRESSED
-    if d.dry_run or d.suppressed_by == Reason.DRY_RUN:
+    if d.dry_run or d.suppressed_by == DecisionReason.DRY_RUN:
         return ActionOutcome.DRY_RUN
     return ActionOutcome.APPLIED
 

@@ -33,9 +33,9 @@ from agentmedic.backtest.history import (
 )
 from agentmedic.backtest.report import BacktestResult, SystemicEpisodeReport, Timings
 from agentmedic.engine.conditions import BREACH, compile_rule
-from agentmedic.engine.inputs import PolicyInput, Workload
+from agentmedic.engine.inputs import AgentInput, PolicyInput
 from agentmedic.engine.outcome import DecisionKind
-from agentmedic.engine.reasons import Reason
+from agentmedic.engine.reasons import DecisionReason
 from agentmedic.engine.replay import TimelineEntry, replay
 from agentmedic.engine.requirements import requirements
 from agentmedic.engine.series import AgentId
@@ -89,7 +89,7 @@ def policy_input(
         namespace=str(meta.get("namespace", "default")),
         name=name,
         uid=str(meta.get("uid") or f"backtest-{name}"),
-        agents={a: Workload(kind="Deployment", name=a.name, model=models.get(a)) for a in agents},
+        agents={a: AgentInput(kind="Deployment", name=a.name, model=models.get(a)) for a in agents},
     )
 
 
@@ -147,7 +147,7 @@ def systemic_episodes(
         for n in entry.notifications:
             if n.agent is not None or n.rule not in rules:
                 continue
-            if n.state == "firing" and n.reason_code == Reason.SYSTEMIC_OUTAGE:
+            if n.state == "firing" and n.reason_code == DecisionReason.SYSTEMIC_OUTAGE:
                 starts[n.episode] = (i, n.rule, entry.time)
             elif n.state == "resolved" and n.episode in starts:
                 lo, rule, t0 = starts.pop(n.episode)

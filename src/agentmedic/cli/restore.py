@@ -148,7 +148,7 @@ def _context_namespace(kubeconfig: str | None, context: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agentmedic.actions import ActionError, ActionExecutor, Outcome, WorkloadRef
+    from agentmedic.actions import ActionError, ActionExecutor, ExecutionOutcome, WorkloadRef
     from agentmedic.actions.record import MAX_REPLICAS
     from agentmedic.cli._kubeconfig import (
         ConfigurationError,
@@ -188,7 +188,11 @@ def run(args: argparse.Namespace) -> int:
         return fail("restore", exc.message, EXIT_FINDINGS)
     finally:
         kube.close()
-    if result.outcome in (Outcome.NOT_FOUND, Outcome.FAILED, Outcome.REFUSED):
+    if result.outcome in (
+        ExecutionOutcome.NOT_FOUND,
+        ExecutionOutcome.FAILED,
+        ExecutionOutcome.REFUSED,
+    ):
         return fail("restore", result.message, EXIT_FINDINGS)
     return _print(args, ref, str(result.outcome.value), result.message)
 

@@ -117,8 +117,6 @@ Names
 -----
 Engine types are named apart from the other layers' (``actions``, ``notify``, ``api``):
 ``CycleResult``, ``DecisionReason``, ``AgentInput``, ``DisabledAgent``, ``DowngradedAgent``.
-The former names ``Outcome``, ``Reason``, ``Workload``, ``DisabledRecord`` and
-``DowngradedRecord`` remain as aliases while the operator and the backtest import them.
 """
 
 from agentmedic.engine.conditions import ConditionEvidence, Evidence
@@ -126,11 +124,8 @@ from agentmedic.engine.evaluate import NO_DATA_RULE, evaluate, evaluate_planned
 from agentmedic.engine.inputs import (
     AgentInput,
     DisabledAgent,
-    DisabledRecord,
     DowngradedAgent,
-    DowngradedRecord,
     PolicyInput,
-    Workload,
     episode_key,
 )
 from agentmedic.engine.outcome import (
@@ -139,13 +134,12 @@ from agentmedic.engine.outcome import (
     Decision,
     DecisionKind,
     Notification,
-    Outcome,
     Restore,
     SpendReport,
     strongest_per_agent,
 )
 from agentmedic.engine.plan import CyclePlan, compile_plan
-from agentmedic.engine.reasons import DecisionReason, Reason
+from agentmedic.engine.reasons import DecisionReason
 from agentmedic.engine.replay import TimelineEntry, apply_decisions, replay
 from agentmedic.engine.requirements import GridNeeds, requirements, requirements_over
 from agentmedic.engine.series import AgentId, Samples, SeriesKey
@@ -164,24 +158,19 @@ __all__ = [
     "DecisionKind",
     "DecisionReason",
     "DisabledAgent",
-    "DisabledRecord",
     "DowngradedAgent",
-    "DowngradedRecord",
     "Evidence",
     "GridNeeds",
     "Mark",
     "Notification",
-    "Outcome",
     "PolicyInput",
     "PolicyState",
-    "Reason",
     "Restore",
     "RuleState",
     "Samples",
     "SeriesKey",
     "SpendReport",
     "TimelineEntry",
-    "Workload",
     "apply_decisions",
     "compile_plan",
     "episode_key",

@@ -27,7 +27,7 @@ from typing import Any, Final
 from agentmedic.api.durations import format_duration
 from agentmedic.api.types import Action, Condition, Op, Rule, Severity
 from agentmedic.api.units import format_comparison, format_count, format_window
-from agentmedic.engine.reasons import Reason
+from agentmedic.engine.reasons import DecisionReason
 from agentmedic.engine.series import SeriesKey
 
 __all__ = [
@@ -115,17 +115,17 @@ class ConditionEvidence:
 
     @property
     def reason(self) -> str:
-        """The verdict as a Reason: Breaching, Healthy, InsufficientSamples, NoData or
+        """The verdict as a DecisionReason: Breaching, Healthy, InsufficientSamples, NoData or
         NoDataBreach."""
         if self.assumed_breach:
-            return Reason.NO_DATA_BREACH
+            return DecisionReason.NO_DATA_BREACH
         if self.min_samples is not None and (
             self.executions is None or self.executions < self.min_samples
         ):
-            return Reason.INSUFFICIENT_SAMPLES
+            return DecisionReason.INSUFFICIENT_SAMPLES
         if self.observed is None or math.isnan(self.observed):
-            return Reason.NO_DATA
-        return Reason.BREACHING if self.verdict() == BREACH else Reason.HEALTHY
+            return DecisionReason.NO_DATA
+        return DecisionReason.BREACHING if self.verdict() == BREACH else DecisionReason.HEALTHY
 
     def describe(self) -> str:
         """``error_rate[5m] = 31% > 15% (n=120)``: the condition in one line, in people's

@@ -19,11 +19,8 @@ from agentmedic.engine.series import AgentId
 __all__ = [
     "AgentInput",
     "DisabledAgent",
-    "DisabledRecord",
     "DowngradedAgent",
-    "DowngradedRecord",
     "PolicyInput",
-    "Workload",
     "episode_key",
     "episode_policy_uid",
 ]
@@ -95,14 +92,6 @@ class PolicyInput:
     policies or across a delete and re-create."""
     agents: Mapping[AgentId, AgentInput] = field(default_factory=dict)
     """The agents the selector matched this cycle, with their workloads."""
-
-
-DisabledRecord = DisabledAgent
-"""Former name of :class:`DisabledAgent` (the operator still imports it)."""
-DowngradedRecord = DowngradedAgent
-"""Former name of :class:`DowngradedAgent` (the operator still imports it)."""
-Workload = AgentInput
-"""Former name of :class:`AgentInput` (the operator and the backtest still import it)."""
 
 
 def episode_key(uid: str, agent: AgentId | None, rule: str, start: datetime) -> str:

@@ -19,7 +19,6 @@ __all__ = [
     "Decision",
     "DecisionKind",
     "Notification",
-    "Outcome",
     "Restore",
     "SpendReport",
     "restore_command",
@@ -214,10 +213,6 @@ class CycleResult:
     def workload_changes(self) -> list[Decision]:
         """The decisions to carry out, strongest first."""
         return [d for d in self.decisions if d.applies]
-
-
-Outcome = CycleResult
-"""Former name of :class:`CycleResult` (the operator still imports it)."""
 
 
 def strongest_per_agent(decisions: Iterable[Decision]) -> list[Decision]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["DecisionReason", "Reason"]
+__all__ = ["DecisionReason"]
 
 
 class DecisionReason(StrEnum):
@@ -76,7 +76,3 @@ class DecisionReason(StrEnum):
     """Fewer agents than systemicPercent breach the rule now."""
     PERIOD_ENDED = "PeriodEnded"
     """The budget period (or the rolling overspend) ended."""
-
-
-Reason = DecisionReason
-"""Former name of :class:`DecisionReason` (the backtest still imports it)."""

@@ -62,7 +62,7 @@ from agentmedic.operator.scheduler import CycleScheduler
 from agentmedic.operator.settings import OperatorSettings
 from agentmedic.operator.status import Reason, invalid_conditions
 from agentmedic.operator.telemetry import Telemetry
-from agentmedic.operator.watch import Workload, WorkloadCache
+from agentmedic.operator.watch import CachedWorkload, WorkloadCache
 from agentmedic.operator.wiring import Parts, close, wire
 
 __all__ = ["POLICY_STATE_ANNOTATION", "Operator", "PolicyEntry"]
@@ -258,7 +258,7 @@ class Operator:
             for w in workloads:
                 await self._release(entry, w)
 
-    async def _release(self, entry: PolicyEntry, w: Workload) -> None:
+    async def _release(self, entry: PolicyEntry, w: CachedWorkload) -> None:
         """Restore or mark one workload of a deleted policy, and drop its state."""
         executor = self.parts.executor
         restore = entry.spec.recovery.on_delete is OnDelete.RESTORE

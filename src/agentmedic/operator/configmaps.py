@@ -12,10 +12,8 @@ from datetime import UTC, datetime
 
 from agentmedic.actions import ActionError, ActionExecutor, parse_disabled, parse_downgraded
 from agentmedic.api.types import AgentPolicySpec
-from agentmedic.engine import DisabledRecord as EngineDisabled
-from agentmedic.engine import DowngradedRecord as EngineDowngraded
-from agentmedic.engine import Workload as EngineWorkload
-from agentmedic.operator.watch import Workload
+from agentmedic.engine import AgentInput, DisabledAgent, DowngradedAgent
+from agentmedic.operator.watch import CachedWorkload
 
 __all__ = ["ModelReads", "parse_time"]
 
@@ -27,7 +25,7 @@ class ModelReads:
         self._executor = executor
         self._read: dict[tuple[str, str, str], str | None] = {}
 
-    async def model(self, w: Workload, spec: AgentPolicySpec) -> str | None:
+    async def model(self, w: CachedWorkload, spec: AgentPolicySpec) -> str | None:
         """The model the workload runs now, as the policy's ``model`` says where to look."""
         if spec.model is None:
             return None
@@ -48,18 +46,18 @@ class ModelReads:
                 self._read[where] = None
         return self._read[where]
 
-    async def engine_workload(self, w: Workload, spec: AgentPolicySpec) -> EngineWorkload:
+    async def engine_workload(self, w: CachedWorkload, spec: AgentPolicySpec) -> AgentInput:
         """The engine's view of a workload: replicas, model, and agentmedic's records."""
         disabled = parse_disabled(w.annotations)
         downgraded = parse_downgraded(w.annotations)
-        return EngineWorkload(
+        return AgentInput(
             kind=w.kind,
             name=w.name,
             replicas=w.replicas,
             model=await self.model(w, spec),
             disabled=None
             if disabled is None
-            else EngineDisabled(
+            else DisabledAgent(
                 episode=disabled.episode,
                 rule=disabled.rule,
                 at=parse_time(disabled.at),
@@ -67,7 +65,7 @@ class ModelReads:
             ),
             downgraded=None
             if downgraded is None
-            else EngineDowngraded(
+            else DowngradedAgent(
                 episode=downgraded.episode,
                 rule=downgraded.rule,
                 at=parse_time(downgraded.at),

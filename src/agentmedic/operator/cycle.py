@@ -27,7 +27,7 @@ from typing import Any
 from agentmedic.api.types import RecentAction
 from agentmedic.engine import (
     AgentId,
-    Outcome,
+    CycleResult,
     PolicyInput,
     PolicyState,
     evaluate,
@@ -50,7 +50,7 @@ from agentmedic.operator.entry import PolicyEntry
 from agentmedic.operator.memory import rebuild_state
 from agentmedic.operator.outage import OutagePolicy
 from agentmedic.operator.settings import OperatorSettings
-from agentmedic.operator.watch import Workload, WorkloadCache
+from agentmedic.operator.watch import CachedWorkload, WorkloadCache
 
 __all__ = [
     "Evaluated",
@@ -73,7 +73,7 @@ class Gathered:
 
     entry: PolicyEntry
     input: PolicyInput
-    agents: dict[AgentId, Workload]
+    agents: dict[AgentId, CachedWorkload]
     needs: set[Any]
     """The series keys its rules and budget need this cycle."""
 
@@ -92,7 +92,7 @@ class Evaluated:
     """One policy the engine evaluated."""
 
     gathered: Gathered
-    outcome: Outcome
+    outcome: CycleResult
     budget_changed: bool
     """A budget stage started, ended or moved to another period this cycle."""
 
@@ -120,7 +120,7 @@ async def gather(
         workloads = cache.workloads(entry.namespace, entry.selector)
         if workloads is None:
             continue  # the watch has not listed yet
-        agents: dict[AgentId, Workload] = {}
+        agents: dict[AgentId, CachedWorkload] = {}
         for w in workloads:
             agents.setdefault(AgentId(entry.namespace, w.agent), w)
         if entry.state is None:
@@ -216,7 +216,7 @@ async def decide(
 
 
 def undefined_agents(
-    stats: FetchStats, needed: set[Any], agents: Mapping[AgentId, Workload]
+    stats: FetchStats, needed: set[Any], agents: Mapping[AgentId, CachedWorkload]
 ) -> set[AgentId]:
     """The policy's agents with a NaN among the values it needs."""
     out: set[AgentId] = set()

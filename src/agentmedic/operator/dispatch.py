@@ -18,15 +18,21 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agentmedic.actions import ActionError, ActionExecutor, ActionRecord, ActionResult, WorkloadRef
-from agentmedic.actions import Outcome as ActionOutcome
+from agentmedic.actions import (
+    ActionError,
+    ActionExecutor,
+    ActionRecord,
+    ActionResult,
+    ExecutionOutcome,
+    WorkloadRef,
+)
 from agentmedic.api.durations import format_duration
 from agentmedic.api.types import ActionOutcome as StatusOutcome
 from agentmedic.api.types import AgentPolicySpec, RecentAction
 from agentmedic.engine import AgentId, Decision, DecisionKind
 from agentmedic.operator.entry import PolicyEntry
 from agentmedic.operator.telemetry import Telemetry
-from agentmedic.operator.watch import Workload
+from agentmedic.operator.watch import CachedWorkload
 
 __all__ = ["Dispatcher", "Order", "prompt_evidence", "recent_action", "status_outcome"]
 
@@ -43,7 +49,7 @@ class Order:
     entry: PolicyEntry
     spec: AgentPolicySpec
     decision: Decision
-    agents: Mapping[AgentId, Workload]
+    agents: Mapping[AgentId, CachedWorkload]
     overruled: bool
     """Another policy's change to this agent wins this cycle."""
 
@@ -181,10 +187,10 @@ def recent_action(d: Decision, outcome: StatusOutcome, reason: str) -> RecentAct
 
 def status_outcome(result: ActionResult, d: Decision) -> StatusOutcome:
     """The actions layer's outcome as status names it."""
-    if result.outcome is ActionOutcome.DRY_RUN or d.dry_run:
+    if result.outcome is ExecutionOutcome.DRY_RUN or d.dry_run:
         return StatusOutcome.DRY_RUN
-    if result.outcome in (ActionOutcome.APPLIED, ActionOutcome.UNCHANGED):
+    if result.outcome in (ExecutionOutcome.APPLIED, ExecutionOutcome.UNCHANGED):
         return StatusOutcome.RESTORED if d.kind is DecisionKind.RESTORE else StatusOutcome.APPLIED
-    if result.outcome is ActionOutcome.REFUSED:
+    if result.outcome is ExecutionOutcome.REFUSED:
         return StatusOutcome.SUPPRESSED
     return StatusOutcome.FAILED

@@ -32,7 +32,7 @@ from agentmedic.operator.persistence import (
     StoreError,
 )
 from agentmedic.operator.status_writer import PolicyWriter
-from agentmedic.operator.watch import Workload
+from agentmedic.operator.watch import CachedWorkload
 
 __all__ = ["Memory", "rebuild_state"]
 
@@ -99,7 +99,7 @@ class Memory:
             self._deliveries.spawn(self._deliveries.send(entry, pending))
 
     async def persist(
-        self, entry: PolicyEntry, state: PolicyState, agents: Mapping[AgentId, Workload]
+        self, entry: PolicyEntry, state: PolicyState, agents: Mapping[AgentId, CachedWorkload]
     ) -> None:
         """Write the engine's memory where it belongs, only the parts that changed; then
         send the cycle's messages whose reservation was stored."""
@@ -140,7 +140,7 @@ class Memory:
         entry: PolicyEntry,
         state: PolicyState,
         prior: PolicyState,
-        agents: Mapping[AgentId, Workload],
+        agents: Mapping[AgentId, CachedWorkload],
     ) -> None:
         for agent in state.changed_agents(prior):
             w = agents.get(agent)
@@ -161,7 +161,7 @@ class Memory:
                 log.warning("cannot store state on %s: %s", ref, exc)
 
 
-def rebuild_state(entry: PolicyEntry, agents: Mapping[AgentId, Workload]) -> PolicyState:
+def rebuild_state(entry: PolicyEntry, agents: Mapping[AgentId, CachedWorkload]) -> PolicyState:
     """The engine's memory after a restart: the policy's annotation plus each workload's."""
     key = rec.state_key(entry.name)
     parts = {a: v for a, w in agents.items() if (v := loads(w.annotations.get(key))) is not None}

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from agentmedic.api import lint
 from agentmedic.api.types import RecentAction, Spend
-from agentmedic.engine import Outcome
+from agentmedic.engine import CycleResult
 from agentmedic.operator.entry import PolicyEntry
 from agentmedic.operator.status import coarse_spend, cycle_conditions
 from agentmedic.operator.status_writer import PolicyWriter
@@ -36,7 +36,7 @@ class Reporter:
     async def report(
         self,
         entry: PolicyEntry,
-        outcome: Outcome,
+        outcome: CycleResult,
         recent: list[RecentAction],
         query_errors: Sequence[str],
         *,
@@ -73,7 +73,7 @@ class Reporter:
         if written and spend is not None:
             entry.spend_written_at = now
 
-    def _spend(self, entry: PolicyEntry, outcome: Outcome) -> Spend | None:
+    def _spend(self, entry: PolicyEntry, outcome: CycleResult) -> Spend | None:
         if outcome.spend is None:
             return None
         budget = entry.spec.budget

@@ -17,13 +17,13 @@ from agentmedic.actions import record as rec
 from agentmedic.operator.entry import PolicyEntry
 from agentmedic.operator.settings import OperatorSettings
 from agentmedic.operator.telemetry import Telemetry
-from agentmedic.operator.watch import Workload, WorkloadCache
+from agentmedic.operator.watch import CachedWorkload, WorkloadCache
 
 __all__ = ["RestoreRequests", "scaled_up_by_hand"]
 
 log = logging.getLogger(__name__)
 
-Request = tuple[Workload, str, bool]
+Request = tuple[CachedWorkload, str, bool]
 """The workload, who asked (for the record), and whether its model is restored too."""
 
 
@@ -69,7 +69,7 @@ class RestoreRequests:
             await self.restore(w, by, model)
         return len(pending)
 
-    def requests(self, entry: PolicyEntry, workloads: list[Workload]) -> list[Request]:
+    def requests(self, entry: PolicyEntry, workloads: list[CachedWorkload]) -> list[Request]:
         """The requests among a policy's workloads. A workload scaled up by hand is taken
         as a restore of the replicas, keeping the count the person chose: the record goes,
         and the agent's rules are watched again instead of held for an agent that no
@@ -84,7 +84,7 @@ class RestoreRequests:
                 out.append((w, by, False))  # a downgrade is not undone by a kubectl scale
         return out
 
-    async def restore(self, w: Workload, by: str, model: bool) -> None:
+    async def restore(self, w: CachedWorkload, by: str, model: bool) -> None:
         """Put the workload back as its record says; a failure is logged."""
         ref = WorkloadRef(w.kind, w.namespace, w.name)  # type: ignore[arg-type]
         try:
@@ -95,7 +95,7 @@ class RestoreRequests:
             log.warning("restore of %s (%s) failed: %s", ref, by, exc)
 
 
-def scaled_up_by_hand(w: Workload) -> bool:
+def scaled_up_by_hand(w: CachedWorkload) -> bool:
     """The workload carries agentmedic's disabled record yet has replicas: a person scaled
     it back up. Not for a KEDA-managed agent (KEDA's pause holds it at 0, and a count
     between agentmedic's two writes there is KEDA's, not a person's)."""

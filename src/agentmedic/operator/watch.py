@@ -27,8 +27,6 @@ from agentmedic.kube.paths import WORKLOAD_KINDS, workload_path
 
 __all__ = [
     "CachedWorkload",
-    "KubeHttp",
-    "Workload",
     "WorkloadCache",
     "authorization",
     "workload_from_object",
@@ -39,8 +37,6 @@ log = logging.getLogger(__name__)
 ANNOTATION_PREFIX = "agentmedic.io/"
 AGENT_NAME_LABEL = "agentmedic.io/agent"
 
-KubeHttp = AsyncKube
-"""The async client the cache lists and watches with (the old name, kept for callers)."""
 
 _KINDS = WORKLOAD_KINDS
 
@@ -67,10 +63,6 @@ class CachedWorkload:
     """Only the agentmedic.io/* annotations."""
     env: dict[tuple[str, str], str]
     """(container, variable) → literal value, for the variables some policy reads the model from."""
-
-
-Workload = CachedWorkload
-"""The former name, kept for callers that still import it."""
 
 
 def workload_from_object(obj: dict[str, Any], env_names: Iterable[str] = ()) -> CachedWorkload:

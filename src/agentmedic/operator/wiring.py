@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from agentmedic.actions import ActionExecutor
-from agentmedic.kube import Configuration, Kube
+from agentmedic.kube import AsyncKube, Configuration, Kube
 from agentmedic.metrics import (
     BackendConfig,
     Catalog,
@@ -34,7 +34,7 @@ from agentmedic.operator.restores import RestoreRequests
 from agentmedic.operator.settings import OperatorSettings
 from agentmedic.operator.status_writer import PolicyWriter
 from agentmedic.operator.telemetry import Telemetry
-from agentmedic.operator.watch import KubeHttp, WorkloadCache
+from agentmedic.operator.watch import WorkloadCache
 
 __all__ = ["Parts", "backend_config", "close", "wire"]
 
@@ -48,7 +48,7 @@ class Parts:
     catalog: Catalog
     kube: Kube
     executor: ActionExecutor
-    http: KubeHttp
+    http: AsyncKube
     cache: WorkloadCache
     notifier: Notifier
     backend: MetricsBackend
@@ -79,7 +79,7 @@ def wire(
     kube.observe = lambda method, _path: telemetry.api_requests.labels(
         _VERBS.get(method.upper(), method.lower())
     ).inc()
-    http = KubeHttp(kube_configuration)
+    http = AsyncKube(kube_configuration)
     http.observe = lambda verb, _path: telemetry.api_requests.labels(verb).inc()
     executor = ActionExecutor(kube)
     peering = Peering.from_settings(settings, kube, identity, on_leadership)
