@@ -8,8 +8,9 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agentmedic.actions import ActionRecord, ActionResult, WorkloadRef
+from agentmedic.actions import ActionResult
 from agentmedic.actions import ExecutionOutcome as ActionOutcome
+from agentmedic.actions.request import ActionRequest
 from agentmedic.actions.result import ActionKind
 from agentmedic.api.types import ActionOutcome as StatusOutcome
 from agentmedic.api.types import AgentPolicySpec, Severity
@@ -36,7 +37,7 @@ SPEC = AgentPolicySpec.model_validate(
 
 
 class GatedExecutor:
-    """Each scale_to_zero waits at a gate the test opens; records what ran at once."""
+    """Each request waits at a gate the test opens; records what ran at once."""
 
     def __init__(self) -> None:
         self.lock = threading.Condition()
@@ -46,7 +47,8 @@ class GatedExecutor:
         self.overlaps: list[str] = []
         self.calls: list[tuple[str, str]] = []
 
-    def scale_to_zero(self, ref: WorkloadRef, record: ActionRecord) -> ActionResult:
+    def execute(self, request: ActionRequest) -> ActionResult:
+        ref, record = request.workload, request.record
         with self.lock:
             if ref.name in self.in_flight:
                 self.overlaps.append(ref.name)

@@ -16,25 +16,17 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from agentmedic.actions import (
-    ActionError,
-    ActionExecutor,
-    ActionRecord,
-    ActionResult,
-    ExecutionOutcome,
-    WorkloadRef,
-)
-from agentmedic.api.durations import format_duration
+from agentmedic.actions import ActionError, ActionExecutor, WorkloadRef
+from agentmedic.actions.request import ActionRequest, recent_action, unexecuted_recent_action
 from agentmedic.api.types import ActionOutcome as StatusOutcome
 from agentmedic.api.types import AgentPolicySpec, RecentAction
-from agentmedic.engine import AgentId, Decision, DecisionKind
+from agentmedic.engine import AgentId, Decision
 from agentmedic.operator.entry import PolicyEntry
 from agentmedic.operator.telemetry import Telemetry
 from agentmedic.operator.watch import CachedWorkload
 
-__all__ = ["Dispatcher", "Order", "prompt_evidence", "recent_action", "status_outcome"]
+__all__ = ["Dispatcher", "Order"]
 
 log = logging.getLogger(__name__)
 
@@ -100,97 +92,21 @@ class Dispatcher:
             await self._policy_event(
                 entry, "ActionSuppressed", f"{kind} on {d.agent} suppressed ({why}): {d.reason}"
             )
-            return recent_action(d, StatusOutcome.SUPPRESSED, f"suppressed ({why}): {d.reason}")
+            return unexecuted_recent_action(
+                d, StatusOutcome.SUPPRESSED, f"suppressed ({why}): {d.reason}"
+            )
         w = order.agents.get(d.agent)
         if w is None:
-            return recent_action(d, StatusOutcome.FAILED, "the agent's workload is gone")
+            return unexecuted_recent_action(d, StatusOutcome.FAILED, "the agent's workload is gone")
         ref = WorkloadRef(w.kind, w.namespace, w.name)  # type: ignore[arg-type]
-        record = ActionRecord(
-            policy=entry.ref,
-            rule=d.rule,
-            episode=d.episode,
-            reason=d.reason,
-            evidence=d.evidence.describe(),
-            at=d.at,
-            dry_run=d.dry_run,
-        )
+        request = ActionRequest.from_decision(d, entry.ref, ref, order.spec)
         try:
-            result = await asyncio.to_thread(self.execute, order.spec, d, ref, record)
+            result = await asyncio.to_thread(self._executor.execute, request)
         except ActionError as exc:  # transient or a lost race: the engine decides it again
             self._telemetry.errors.labels("kubernetes").inc()
             self._telemetry.decisions.labels(kind, "Failed").inc()
             log.warning("%s on %s failed, will retry: %s", kind, ref, exc)
-            return recent_action(d, StatusOutcome.FAILED, f"{exc}; retried next cycle")
-        outcome = status_outcome(result, d)
-        self._telemetry.decisions.labels(kind, str(outcome)).inc()
-        return recent_action(d, outcome, result.message or d.reason)
-
-    def execute(
-        self, spec: AgentPolicySpec, d: Decision, ref: WorkloadRef, record: ActionRecord
-    ) -> ActionResult:
-        """The actions layer's call for the decision's kind (blocking)."""
-        ex = self._executor
-        if d.kind is DecisionKind.SCALE_TO_ZERO:
-            return ex.scale_to_zero(ref, record)
-        if d.kind is DecisionKind.SWITCH_MODEL:
-            assert spec.model is not None
-            assert d.to_model is not None
-            return ex.switch_model(ref, spec.model, d.to_model, record)
-        if d.kind is DecisionKind.PROMPT_OPTIMIZATION:
-            assert d.prompt_optimization is not None
-            return ex.start_prompt_job(
-                ref, record.policy, d.prompt_optimization, record, prompt_evidence(d)
-            )
-        restore = d.restore
-        assert restore is not None
-        by = "auto-recovery" if not d.rule.startswith("budget") else "budget period ended"
-        if restore.model is not None and not restore.complete and spec.model is not None:
-            return ex.switch_model(ref, spec.model, restore.model, record)
-        return ex.restore(
-            ref, by, replicas=restore.replicas, model=restore.complete, dry_run=d.dry_run
-        )
-
-
-def prompt_evidence(d: Decision) -> dict[str, Any]:
-    """What a prompt-optimization Job is told about the breach that started it."""
-    return {
-        "rule": d.rule,
-        "summary": d.evidence.describe(),
-        "conditions": [
-            {
-                "metric": c.metric,
-                "query": c.query,
-                "window": format_duration(c.window),
-                "op": str(c.op),
-                "threshold": c.threshold,
-                "observed": c.observed,
-            }
-            for c in d.evidence.conditions
-        ],
-    }
-
-
-def recent_action(d: Decision, outcome: StatusOutcome, reason: str) -> RecentAction:
-    """The decision as status lists it."""
-    if d.dry_run and outcome is StatusOutcome.APPLIED:
-        outcome = StatusOutcome.DRY_RUN
-    return RecentAction(
-        time=d.at,
-        agent=str(d.agent),
-        rule=d.rule,
-        action=str(d.kind),
-        outcome=outcome,
-        reason=reason[:500],
-        episode=d.episode,
-    )
-
-
-def status_outcome(result: ActionResult, d: Decision) -> StatusOutcome:
-    """The actions layer's outcome as status names it."""
-    if result.outcome is ExecutionOutcome.DRY_RUN or d.dry_run:
-        return StatusOutcome.DRY_RUN
-    if result.outcome in (ExecutionOutcome.APPLIED, ExecutionOutcome.UNCHANGED):
-        return StatusOutcome.RESTORED if d.kind is DecisionKind.RESTORE else StatusOutcome.APPLIED
-    if result.outcome is ExecutionOutcome.REFUSED:
-        return StatusOutcome.SUPPRESSED
-    return StatusOutcome.FAILED
+            return unexecuted_recent_action(d, StatusOutcome.FAILED, f"{exc}; retried next cycle")
+        line = recent_action(request, result)
+        self._telemetry.decisions.labels(kind, str(line.outcome)).inc()
+        return line
