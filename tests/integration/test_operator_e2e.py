@@ -189,8 +189,13 @@ def test_receivers_get_firing_then_resolved_messages(healed: World) -> None:
     flaky = next(k for k in by_key if ":agents/flaky-bot:low-success:" in k)
     assert by_key[flaky][0] == "trigger"
     texts = [m.get("text", "") for m in healed.slack_messages()]
-    assert any(t.startswith("Firing: low-success on agents/flaky-bot") for t in texts)
-    assert any(t.startswith("Resolved: low-success on policy agents/auto-disable") for t in texts)
+    assert any(
+        t.startswith("Firing") and "agents/flaky-bot" in t and "low-success" in t for t in texts
+    ), texts
+    assert any(
+        t.startswith("Resolved") and "policy agents/auto-disable" in t and "low-success" in t
+        for t in texts
+    ), texts
     flaky_slack = next(m for m in healed.slack_messages() if "flaky-bot" in m.get("text", ""))
     assert "agentmedic restore deployment/flaky-bot -n agents" in json.dumps(flaky_slack["blocks"])
 
