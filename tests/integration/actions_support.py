@@ -273,6 +273,11 @@ def own_annotations(obj: dict[str, Any]) -> dict[str, str]:
     }
 
 
+_CONTROLLER_CONFIG_MAPS = frozenset({"kube-root-ca.crt"})
+"""ConfigMaps a real server's controllers create in a new namespace (the root CA publisher),
+at a moment of their choosing: not agentmedic's, and no part of a before/after snapshot."""
+
+
 def desired_state(api: KubeServer, namespace: str, *, with_events: bool = True) -> dict[str, Any]:
     """What agentmedic may change in a namespace, by object: annotations, labels, spec and
     data, plus its Events. Equal snapshots mean it wrote nothing that changed anything, on
@@ -281,6 +286,8 @@ def desired_state(api: KubeServer, namespace: str, *, with_events: bool = True) 
     for api_version, kind in _AGENT_KINDS:
         for obj in api.list(api_version, kind, namespace):
             meta = obj["metadata"]
+            if kind == "ConfigMap" and meta["name"] in _CONTROLLER_CONFIG_MAPS:
+                continue  # published into every namespace by a controller, when it gets to it
             out[f"{kind}/{meta['name']}"] = {
                 "annotations": own_annotations(obj),
                 "labels": meta.get("labels") or {},
