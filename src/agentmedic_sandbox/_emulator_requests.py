@@ -63,6 +63,8 @@ class RequestLog:
         self._history: deque[RecordedRequest] = deque(maxlen=history_limit)
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
+        self.faults_taken = 0
+        """How many requests an injected fault has caught so far."""
 
     def requests(self) -> list[RecordedRequest]:
         """The most recent requests, oldest first."""
@@ -86,6 +88,7 @@ class RequestLog:
         with self._lock:
             for fault in self._faults:
                 if fault.matches(method, path):
+                    self.faults_taken += 1
                     fault.remaining -= 1
                     if not fault.remaining:
                         self._faults.remove(fault)

@@ -388,6 +388,12 @@ class ApiEmulator(Lifecycle):
         """Forget the recorded requests."""
         self._log.clear_requests()
 
+    @property
+    def faults_taken(self) -> int:
+        """How many requests an injected fault has caught so far (tests wait on it to act
+        while a request is in flight)."""
+        return self._log.faults_taken
+
     def inject(
         self,
         *,
