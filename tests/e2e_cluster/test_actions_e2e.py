@@ -24,7 +24,12 @@ from agentmedic.actions import (
 from agentmedic.actions import record as rec
 from agentmedic.actions.events import COMPONENT
 from agentmedic.api.types import EnvRef, ModelSpec, PromptOptimizationAction
-from tests.e2e_cluster.conftest import eventually, install_keda_crd_stand_in, uses_local_cluster
+from tests.e2e_cluster.conftest import (
+    _served,
+    eventually,
+    install_keda_crd_stand_in,
+    uses_local_cluster,
+)
 
 pytestmark = pytest.mark.e2e_cluster
 
@@ -47,6 +52,40 @@ def _record(namespace: str, *, episode: str | None = None, dry_run: bool = False
         reason="success rate below 80%",
         evidence="success_rate 0.5 < 0.8 over 15m",
         dry_run=dry_run,
+    )
+
+
+def _owned_record(executor: ActionExecutor, namespace: str, episode: str) -> ActionRecord:
+    """A record whose policy exists when the cluster serves AgentPolicies: a Job is owned by
+    its policy, and the garbage collector deletes a Job whose owner it can look up and not
+    find (on a cluster without the CRD it cannot look it up, and keeps the Job)."""
+    if not _served(executor.kube, "/apis/agentmedic.io/v1alpha1"):
+        return _record(namespace, episode=episode)
+    body = {
+        "apiVersion": "agentmedic.io/v1alpha1",
+        "kind": "AgentPolicy",
+        "metadata": {"name": _unique("owner"), "namespace": namespace},
+        "spec": {
+            "selector": {"matchLabels": {"app": "none"}},
+            "rules": [
+                {
+                    "name": "low-success",
+                    "all": [{"metric": "success_rate", "window": "5m", "op": "<", "value": 0.8}],
+                    "actions": [{"scaleToZero": {}}],
+                }
+            ],
+        },
+    }
+    created = _create(
+        executor, f"/apis/agentmedic.io/v1alpha1/namespaces/{namespace}/agentpolicies", body
+    )
+    meta = created["metadata"]
+    return ActionRecord(
+        policy=PolicyRef(namespace, meta["name"], meta["uid"]),
+        rule="low-success",
+        episode=episode,
+        reason="success rate below 80%",
+        evidence="success_rate 0.5 < 0.8 over 15m",
     )
 
 
@@ -219,21 +258,20 @@ def test_a_prompt_job_from_a_cron_job_runs_once_per_episode(
         },
     )
     ref = WorkloadRef("Deployment", namespace, name)
-    record = _record(namespace)
+    record = _owned_record(executor, namespace, _unique("episode"))
     action = PromptOptimizationAction(from_cron_job=cron, ttl_seconds_after_finished=300)
     evidence = {"latency_p95_ms": 12000}
 
     first = executor.start_prompt_job(ref, record.policy, action, record, evidence)
     again = executor.start_prompt_job(ref, record.policy, action, record, evidence)
     other = executor.start_prompt_job(
-        ref, record.policy, action, _record(namespace, episode="other"), evidence
+        ref, record.policy, action, _owned_record(executor, namespace, "other"), evidence
     )
 
     assert first.outcome is ExecutionOutcome.APPLIED
     assert again.outcome is ExecutionOutcome.UNCHANGED
-    assert (
-        other.outcome is ExecutionOutcome.REFUSED
-    )  # the first is still active (its pod is Pending)
+    # The first is still active (its pod is Pending).
+    assert other.outcome is ExecutionOutcome.REFUSED
     job = _get(executor, f"/apis/batch/v1/namespaces/{namespace}/jobs/{first.details['job']}")
     assert job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"] == "manual"
     assert job["spec"]["ttlSecondsAfterFinished"] == 300
