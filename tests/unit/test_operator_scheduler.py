@@ -103,6 +103,32 @@ async def test_after_shutdown_no_queued_run_starts() -> None:
     assert cycles.runs == 1
 
 
+async def test_drain_lets_a_running_cycle_finish_and_cancels_one_that_outlasts_it() -> None:
+    # stop() drains before it closes the clients a running cycle uses: a cycle that ends
+    # in time ends normally; one that does not is cancelled, which logs nothing.
+    cycles = BlockingCycles()
+    scheduler = CycleScheduler(cycles, Telemetry())
+    scheduler.sync({INTERVAL})
+    scheduler.trigger_now(INTERVAL)
+    assert await cycles.started() == 1
+    scheduler.shutdown()
+    drained = asyncio.create_task(scheduler.drain(30))
+    await asyncio.sleep(0)
+    assert not drained.done()  # it waits for the running cycle
+    cycles.finish()
+    await drained
+    assert not scheduler.running(INTERVAL)
+
+    stuck = BlockingCycles()
+    other = CycleScheduler(stuck, Telemetry())
+    other.sync({INTERVAL})
+    other.trigger_now(INTERVAL)
+    assert await stuck.started() == 1
+    other.shutdown()
+    await other.drain(0.05)  # never finished by the test: cancelled
+    assert not other.running(INTERVAL)
+
+
 async def test_a_trigger_for_an_interval_no_policy_uses_runs_nothing() -> None:
     cycles = BlockingCycles()
     scheduler = CycleScheduler(cycles, Telemetry())

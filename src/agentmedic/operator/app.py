@@ -144,6 +144,8 @@ class Operator:
 
     async def stop(self) -> None:
         self.scheduler.shutdown()
+        # A cycle that runs finishes (within reason) before its clients close under it.
+        await self.scheduler.drain(10)
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

@@ -63,6 +63,17 @@ class CycleScheduler:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
 
+    async def drain(self, seconds: float) -> None:
+        """After :meth:`shutdown`: wait up to ``seconds`` for the running cycles to finish,
+        then cancel what still runs (a cancelled cycle logs nothing: it is not an error)."""
+        tasks = set(self._running.values())
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=seconds)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
     @property
     def intervals(self) -> set[timedelta]:
         return set(self._intervals)
