@@ -1182,8 +1182,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2, help="cycles skipped after the first")
     parser.add_argument(
         "--interval",
-        default="10,30",
-        help="policy interval in seconds, one for all sizes or one per size (default 10,30)",
+        default=None,
+        help="policy interval in seconds, one for all sizes or one per size (default: 10 up "
+        "to 1,000 agents, 30 above)",
     )
     parser.add_argument(
         "--profile", type=Path, help="run the operator under cProfile, writing DIR/operator-N.prof"
@@ -1197,7 +1198,10 @@ def main() -> int:
     )
     args = parser.parse_args()
     sizes = [int(s) for s in args.agents.split(",")]
-    intervals = [int(s) for s in args.interval.split(",")]
+    if args.interval is None:
+        intervals = [10 if n <= 1000 else 30 for n in sizes]
+    else:
+        intervals = [int(s) for s in args.interval.split(",")]
     if len(intervals) == 1:
         intervals *= len(sizes)
     if len(intervals) != len(sizes):
