@@ -283,24 +283,22 @@ def _after_switch(
         return early
     details = {"from": current, "to": to_model}
     if early is not None:
-        return ctx.result(
-            kind,
-            ref,
-            ExecutionOutcome.DRY_RUN,
-            f"would switch the model of {ref} from {current} to {to_model} (dry run): {because}",
-            policy=record.policy,
-            reason=ev.EventReason.WOULD_SWITCH_MODEL,
-            uid=uid_of(obj),
-            details=details,
+        outcome = ExecutionOutcome.DRY_RUN
+        text = f"would switch the model of {ref} from {current} to {to_model} (dry run): {because}"
+        reason = ev.EventReason.WOULD_SWITCH_MODEL
+    else:
+        outcome = ExecutionOutcome.APPLIED
+        text = (
+            f"switched the model of {ref} from {current} to {to_model}: {because}; {undo_hint(ref)}"
         )
-    undo = undo_hint(ref)
+        reason = ev.EventReason.MODEL_SWITCHED
     return ctx.result(
         kind,
         ref,
-        ExecutionOutcome.APPLIED,
-        f"switched the model of {ref} from {current} to {to_model}: {because}; {undo}",
+        outcome,
+        text,
         policy=record.policy,
-        reason=ev.EventReason.MODEL_SWITCHED,
+        reason=reason,
         uid=uid_of(obj),
         details=details,
     )

@@ -173,28 +173,29 @@ def _report(
         details["warnings"] = found.warnings
     if dry_run:
         keda_text = f" and pause ScaledObject {so_name}" if so_name else ""
-        return ctx.result(
-            KIND,
-            ref,
-            ExecutionOutcome.DRY_RUN,
+        outcome = ExecutionOutcome.DRY_RUN
+        text = (
             f"would scale {ref} from {replicas} to 0 replicas{keda_text} (dry run): "
-            f"{why(record)}{extra}",
-            policy=record.policy,
-            reason=ev.EventReason.WOULD_SCALE_TO_ZERO,
-            uid=uid_of(obj),
-            details=details,
+            f"{why(record)}{extra}"
         )
-    if so_name:
-        ensure_keda_paused(ctx, ref, so_name)
-    keda_text = f", paused ScaledObject {so_name}" if so_name else ""
+        reason = ev.EventReason.WOULD_SCALE_TO_ZERO
+    else:
+        if so_name:
+            ensure_keda_paused(ctx, ref, so_name)
+        keda_text = f", paused ScaledObject {so_name}" if so_name else ""
+        outcome = ExecutionOutcome.APPLIED
+        text = (
+            f"scaled {ref} from {replicas} to 0 replicas{keda_text}: {why(record)}; "
+            f"{undo_hint(ref)}{extra}"
+        )
+        reason = ev.EventReason.SCALED_TO_ZERO
     return ctx.result(
         KIND,
         ref,
-        ExecutionOutcome.APPLIED,
-        f"scaled {ref} from {replicas} to 0 replicas{keda_text}: {why(record)}; "
-        f"{undo_hint(ref)}{extra}",
+        outcome,
+        text,
         policy=record.policy,
-        reason=ev.EventReason.SCALED_TO_ZERO,
+        reason=reason,
         uid=uid_of(obj),
         details=details,
     )
