@@ -283,24 +283,15 @@ def _after_switch(
         return early
     details = {"from": current, "to": to_model}
     if early is not None:
-        outcome = ExecutionOutcome.DRY_RUN
         text = f"would switch the model of {ref} from {current} to {to_model} (dry run): {because}"
         reason = ev.EventReason.WOULD_SWITCH_MODEL
     else:
-        outcome = ExecutionOutcome.APPLIED
         text = (
             f"switched the model of {ref} from {current} to {to_model}: {because}; {undo_hint(ref)}"
         )
         reason = ev.EventReason.MODEL_SWITCHED
-    return ctx.result(
-        kind,
-        ref,
-        outcome,
-        text,
-        policy=record.policy,
-        reason=reason,
-        uid=uid_of(obj),
-        details=details,
+    return ctx.changed(
+        kind, ref, obj, text, reason, record.policy, details, dry_run=early is not None
     )
 
 

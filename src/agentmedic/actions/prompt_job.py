@@ -86,31 +86,18 @@ def _start(
         from_cron_job=action.from_cron_job,
     )
     if record.dry_run:
-        return ctx.result(
-            KIND,
-            ref,
-            ExecutionOutcome.DRY_RUN,
-            f"would start Job {name} from {source} for agent {agent} (dry run): {why(record)}",
-            policy=policy,
-            reason=ev.EventReason.WOULD_START_PROMPT_JOB,
-            uid=uid_of(obj),
-            details=details,
-        )
+        text = f"would start Job {name} from {source} for agent {agent} (dry run): {why(record)}"
+        reason = ev.EventReason.WOULD_START_PROMPT_JOB
+        return ctx.changed(KIND, ref, obj, text, reason, policy, details, dry_run=True)
     try:
         ctx.kube.create_job(ref.namespace, job)
     except Conflict as exc:
         if not exc.already_exists:
             raise
         return _already_exists(ref, name, details)
-    return ctx.result(
-        KIND,
-        ref,
-        ExecutionOutcome.APPLIED,
-        f"started prompt-optimization Job {name} from {source} for agent {agent}: {why(record)}",
-        policy=policy,
-        reason=ev.EventReason.PROMPT_JOB_STARTED,
-        uid=uid_of(obj),
-        details=details,
+    text = f"started prompt-optimization Job {name} from {source} for agent {agent}: {why(record)}"
+    return ctx.changed(
+        KIND, ref, obj, text, ev.EventReason.PROMPT_JOB_STARTED, policy, details, dry_run=False
     )
 
 
