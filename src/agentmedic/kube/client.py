@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
+import itertools
 import json
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import urllib3
 from kubernetes import client as k8s
@@ -44,6 +46,23 @@ callers need not import the client library."""
 
 Guard = Callable[[], None]
 """Called before every attempt of a request; raises to stop it (a lost Lease, say)."""
+
+
+class RequestOptions(TypedDict, total=False):
+    """The options of :meth:`Kube.request` and :meth:`Kube.arequest`, all optional."""
+
+    query: Mapping[str, str] | None
+    """Query parameters."""
+    body: Any
+    """The JSON body, if any."""
+    content_type: str | None
+    """The body's content type (a patch type for PATCH); JSON by default."""
+    request_timeout: float | tuple[float, float] | None
+    """Seconds per attempt, or (connect, read); the client's by default."""
+    retry: RetryPolicy | None
+    """The retry policy; the client's by default."""
+    guard: Guard | None
+    """Called before every attempt."""
 
 
 def translate(exc: k8s.ApiException, what: str) -> KubeError:
@@ -114,19 +133,7 @@ class Kube:
 
     # ------------------------------------------------------------------ the one call site
 
-    def request(
-        self,
-        what: str,
-        method: str,
-        path: str,
-        *,
-        query: Mapping[str, str] | None = None,
-        body: Any = None,
-        content_type: str | None = None,
-        request_timeout: float | tuple[float, float] | None = None,
-        retry: RetryPolicy | None = None,
-        guard: Guard | None = None,
-    ) -> Any:
+    def request(self, what: str, method: str, path: str, **options: Unpack[RequestOptions]) -> Any:
         """Send one request through the client, retrying transient failures; return JSON.
 
         ``what`` names the operation for error messages ("patch Deployment agents/bot");
@@ -136,19 +143,13 @@ class Kube:
         client's own models, which reject fields newer than the client (a CronJob's
         jobTemplate from a newer cluster) and cost a full model build per call.
         """
-        policy = retry or self.retry
-        retry_no = 0
-        while True:
+        attempt = self._attempt_of(what, method, path, options)
+        for retry_no in itertools.count():
             try:
-                return self._attempt(
-                    what, method, path, query, body, content_type, request_timeout, guard
-                )
+                return attempt()
             except Unavailable as error:
-                if policy.gives_up_after(retry_no):
-                    raise
-                pause = self._pause(what, error, retry_no, policy)
+                pause = self._retry_pause(what, error, retry_no, options)
             self._sleep(pause)
-            retry_no += 1
 
     async def arequest(
         self,
@@ -156,37 +157,43 @@ class Kube:
         method: str,
         path: str,
         *,
-        query: Mapping[str, str] | None = None,
-        body: Any = None,
-        content_type: str | None = None,
-        request_timeout: float | tuple[float, float] | None = None,
-        retry: RetryPolicy | None = None,
-        guard: Guard | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        **options: Unpack[RequestOptions],
     ) -> Any:
         """:meth:`request` from a coroutine: each attempt in a worker thread, the backoff
         on the event loop (``sleep``), the same policy and errors."""
-        policy = retry or self.retry
-        retry_no = 0
-        while True:
+        attempt = self._attempt_of(what, method, path, options)
+        for retry_no in itertools.count():
             try:
-                return await asyncio.to_thread(
-                    self._attempt,
-                    what,
-                    method,
-                    path,
-                    query,
-                    body,
-                    content_type,
-                    request_timeout,
-                    guard,
-                )
+                return await asyncio.to_thread(attempt)
             except Unavailable as error:
-                if policy.gives_up_after(retry_no):
-                    raise
-                pause = self._pause(what, error, retry_no, policy)
+                pause = self._retry_pause(what, error, retry_no, options)
             await sleep(pause)
-            retry_no += 1
+
+    def _attempt_of(
+        self, what: str, method: str, path: str, options: RequestOptions
+    ) -> Callable[[], Any]:
+        """One attempt of the request, ready to be called (again)."""
+        return functools.partial(
+            self._attempt,
+            what,
+            method,
+            path,
+            options.get("query"),
+            options.get("body"),
+            options.get("content_type"),
+            options.get("request_timeout"),
+            options.get("guard"),
+        )
+
+    def _retry_pause(
+        self, what: str, error: Unavailable, retry_no: int, options: RequestOptions
+    ) -> float:
+        """The pause before the next attempt; ``error`` again when the policy gives up."""
+        policy = options.get("retry") or self.retry
+        if policy.gives_up_after(retry_no):
+            raise error
+        return self._pause(what, error, retry_no, policy)
 
     def _pause(self, what: str, error: Unavailable, retry_no: int, policy: RetryPolicy) -> float:
         pause = policy.delay(retry_no, self._rng, error.retry_after)
