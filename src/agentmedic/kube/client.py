@@ -268,22 +268,16 @@ class Kube:
     def get_workload(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         """Read a Deployment or StatefulSet."""
         path = paths.workload_path(kind, namespace, name)
-        result: dict[str, Any] = self.request(f"get {kind} {namespace}/{name}", "GET", path)
-        return result
+        return self._object(f"get {kind} {namespace}/{name}", "GET", path)
 
     def patch_workload(
         self, kind: str, namespace: str, name: str, body: Any, content_type: str
     ) -> dict[str, Any]:
         """Patch a Deployment or StatefulSet with an explicit patch content type."""
         path = paths.workload_path(kind, namespace, name)
-        result: dict[str, Any] = self.request(
-            f"patch {kind} {namespace}/{name}",
-            "PATCH",
-            path,
-            body=body,
-            content_type=content_type,
+        return self._object(
+            f"patch {kind} {namespace}/{name}", "PATCH", path, body=body, content_type=content_type
         )
-        return result
 
     def list_workloads(
         self, kind: str, namespace: str | None, selector: str = ""
@@ -293,6 +287,13 @@ class Kube:
         path = paths.workload_path(kind, namespace)
         where = "all namespaces" if namespace is None else namespace
         return self._list(f"list {kind}s in {where}", path, selector)
+
+    def _object(
+        self, what: str, method: str, path: str, **options: Unpack[RequestOptions]
+    ) -> dict[str, Any]:
+        """:meth:`request` for one object."""
+        result: dict[str, Any] = self.request(what, method, path, **options)
+        return result
 
     def _list(self, what: str, path: str, selector: str = "") -> list[dict[str, Any]]:
         query = {"labelSelector": selector} if selector else None
@@ -306,10 +307,7 @@ class Kube:
     ) -> dict[str, Any]:
         """Read a custom object (:class:`~agentmedic.kube.errors.NotFound` when absent)."""
         path = paths.resource_path(paths.custom_api(group, version), namespace, plural, name)
-        result: dict[str, Any] = self.request(
-            f"get {plural}.{group} {namespace}/{name}", "GET", path
-        )
-        return result
+        return self._object(f"get {plural}.{group} {namespace}/{name}", "GET", path)
 
     def list_custom_objects(
         self, group: str, version: str, plural: str, namespace: str | None
@@ -324,36 +322,30 @@ class Kube:
     def get_config_map(self, namespace: str, name: str) -> dict[str, Any]:
         """Read a ConfigMap."""
         path = paths.resource_path(paths.CORE_V1, namespace, "configmaps", name)
-        result: dict[str, Any] = self.request(f"get ConfigMap {namespace}/{name}", "GET", path)
-        return result
+        return self._object(f"get ConfigMap {namespace}/{name}", "GET", path)
 
     def patch_config_map(
         self, namespace: str, name: str, body: Any, content_type: str
     ) -> dict[str, Any]:
         """Patch a ConfigMap."""
         path = paths.resource_path(paths.CORE_V1, namespace, "configmaps", name)
-        result: dict[str, Any] = self.request(
+        return self._object(
             f"patch ConfigMap {namespace}/{name}",
             "PATCH",
             path,
             body=body,
             content_type=content_type,
         )
-        return result
 
     def get_secret(self, namespace: str, name: str) -> dict[str, Any]:
         """Read a Secret. The caller must never log the result."""
         path = paths.resource_path(paths.CORE_V1, namespace, "secrets", name)
-        result: dict[str, Any] = self.request(f"get Secret {namespace}/{name}", "GET", path)
-        return result
+        return self._object(f"get Secret {namespace}/{name}", "GET", path)
 
     def create_event(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create a core/v1 Event."""
         path = paths.resource_path(paths.CORE_V1, namespace, "events")
-        result: dict[str, Any] = self.request(
-            f"create Event in {namespace}", "POST", path, body=body
-        )
-        return result
+        return self._object(f"create Event in {namespace}", "POST", path, body=body)
 
     # ------------------------------------------------------------------ batch
 
@@ -366,16 +358,12 @@ class Kube:
         """Create a Job."""
         name = body.get("metadata", {}).get("name", "")
         path = paths.resource_path(paths.BATCH_V1, namespace, "jobs")
-        result: dict[str, Any] = self.request(
-            f"create Job {namespace}/{name}", "POST", path, body=body
-        )
-        return result
+        return self._object(f"create Job {namespace}/{name}", "POST", path, body=body)
 
     def get_cron_job(self, namespace: str, name: str) -> dict[str, Any]:
         """Read a CronJob."""
         path = paths.resource_path(paths.BATCH_V1, namespace, "cronjobs", name)
-        result: dict[str, Any] = self.request(f"get CronJob {namespace}/{name}", "GET", path)
-        return result
+        return self._object(f"get CronJob {namespace}/{name}", "GET", path)
 
     # ------------------------------------------------------------------ autoscalers
 
@@ -392,17 +380,15 @@ class Kube:
     def get_scaled_object(self, namespace: str, name: str) -> dict[str, Any]:
         """Read a KEDA ScaledObject."""
         path = paths.resource_path(paths.KEDA_API, namespace, paths.KEDA_SCALED_OBJECTS, name)
-        result: dict[str, Any] = self.request(f"get ScaledObject {namespace}/{name}", "GET", path)
-        return result
+        return self._object(f"get ScaledObject {namespace}/{name}", "GET", path)
 
     def patch_scaled_object(self, namespace: str, name: str, body: Any) -> dict[str, Any]:
         """JSON-merge-patch a KEDA ScaledObject (custom resources take no strategic merge)."""
         path = paths.resource_path(paths.KEDA_API, namespace, paths.KEDA_SCALED_OBJECTS, name)
-        result: dict[str, Any] = self.request(
+        return self._object(
             f"patch ScaledObject {namespace}/{name}",
             "PATCH",
             path,
             body=body,
             content_type=MERGE_PATCH,
         )
-        return result
