@@ -41,7 +41,8 @@ def start_prompt_job(
     done; another unfinished Job of the same agent means refused.
     """
     try:
-        return _start(ctx, ref, policy, action, record, evidence)
+        obj = ctx.kube.get_workload(ref.kind, ref.namespace, ref.name)
+        return _start(ctx, ref, obj, policy, action, record, evidence)
     except (NotFound, Invalid, Forbidden) as exc:
         return ctx.failed(KIND, ref, exc, policy, record.dry_run)
 
@@ -49,12 +50,13 @@ def start_prompt_job(
 def _start(
     ctx: ActionContext,
     ref: WorkloadRef,
+    obj: dict[str, Any],
     policy: PolicyRef,
     action: PromptOptimizationAction,
     record: ActionRecord,
     evidence: Mapping[str, Any],
 ) -> ActionResult:
-    obj = ctx.kube.get_workload(ref.kind, ref.namespace, ref.name)
+    """The Job for ``obj``, the workload as read (see :func:`start_prompt_job`)."""
     labels = (obj.get("metadata") or {}).get("labels") or {}
     agent = str(labels.get(rec.AGENT_LABEL) or ref.name)
     name = jobs_mod.job_name(agent, record.episode)
