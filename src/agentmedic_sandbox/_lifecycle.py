@@ -1,8 +1,9 @@
 """What the sandbox's servers share: started by ``start()``, stopped by ``stop()``, and
-usable in a ``with`` block that stops them however it ends."""
+usable in a ``with`` (or ``async with``) block that stops them however it ends."""
 
 from __future__ import annotations
 
+import asyncio
 from types import TracebackType
 from typing import Self
 
@@ -29,3 +30,10 @@ class Lifecycle:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    async def __aenter__(self) -> Self:
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await asyncio.to_thread(self.stop)

@@ -31,7 +31,7 @@ import time
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypedDict, Unpack
 
 import httpx
 import yaml
@@ -138,6 +138,17 @@ class _Process:
                     self.popen.kill()
                 self.popen.wait(5)
         self._log_file.close()
+
+
+class RequestOptions(TypedDict, total=False):
+    """The options of :meth:`LocalCluster.request`, all optional."""
+
+    params: Mapping[str, str] | None
+    """Query parameters."""
+    headers: Mapping[str, str] | None
+    """Headers besides ``Accept: application/json``."""
+    content_type: str
+    """The body's content type; ``application/json`` by default."""
 
 
 class LocalCluster(Lifecycle):
@@ -336,17 +347,10 @@ class LocalCluster(Lifecycle):
         return str(answer["status"]["token"])
 
     def request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-        content_type: str = "application/json",
+        self, method: str, path: str, body: Any = None, **options: Unpack[RequestOptions]
     ) -> dict[str, Any]:
         """One admin request; raises :class:`httpx.HTTPStatusError` on a 4xx/5xx answer."""
-        response = self._raw(method, path, body, params, headers, content_type)
+        response = self._raw(method, path, body, **options)
         if response.status_code >= 400:
             raise httpx.HTTPStatusError(
                 f"{method} {path}: {response.status_code} {response.text[:500]}",
@@ -356,24 +360,17 @@ class LocalCluster(Lifecycle):
         return dict(response.json()) if response.content else {}
 
     def _raw(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-        content_type: str = "application/json",
+        self, method: str, path: str, body: Any = None, **options: Unpack[RequestOptions]
     ) -> httpx.Response:
         if self._http is None:
             self._http = httpx.Client(base_url=self.url, verify=self.ssl_context(), timeout=30.0)
-        all_headers = {"Accept": "application/json", **(headers or {})}
+        all_headers = {"Accept": "application/json", **(options.get("headers") or {})}
         content = None
         if body is not None:
-            all_headers["Content-Type"] = content_type
+            all_headers["Content-Type"] = options.get("content_type", "application/json")
             content = body if isinstance(body, bytes | str) else json.dumps(body)
-        return self._http.request(
-            method, path, content=content, params=dict(params or {}), headers=all_headers
-        )
+        params = dict(options.get("params") or {})
+        return self._http.request(method, path, content=content, params=params, headers=all_headers)
 
     def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply ``obj`` as the admin (creates or updates it)."""

@@ -32,8 +32,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from aiohttp import web
@@ -198,18 +197,6 @@ class ApiEmulator(Lifecycle):
         self._loop = None
         self._runner = None
         self._port = None
-
-    async def __aenter__(self) -> Self:
-        await asyncio.to_thread(self.start)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await asyncio.to_thread(self.stop)
 
     # --- client configuration --------------------------------------------------------------
 

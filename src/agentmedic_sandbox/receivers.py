@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from agentmedic.notify.slack import plain_text
 from agentmedic_sandbox._lifecycle import Lifecycle
@@ -51,6 +51,7 @@ __all__ = [
     "NotificationReceivers",
     "Received",
     "ReceiverKind",
+    "WaitOptions",
     "pagerduty_event_problems",
     "slack_block_problems",
 ]
@@ -113,6 +114,17 @@ class _Injected:
 
 def _token(length: int = 24, alphabet: str = string.ascii_letters + string.digits) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+class WaitOptions(TypedDict, total=False):
+    """What :meth:`NotificationReceivers.wait_for` waits for, besides the count."""
+
+    kind: ReceiverKind | str | None
+    """Only requests to this receiver (any by default)."""
+    accepted_only: bool
+    """Only requests that were answered with success (the default)."""
+    within: float
+    """Seconds to wait at most (5 by default)."""
 
 
 class NotificationReceivers(Lifecycle):
@@ -296,18 +308,9 @@ class NotificationReceivers(Lifecycle):
                 self._lock.wait(remaining)
             return found[:count]
 
-    async def wait_for_async(
-        self,
-        count: int,
-        *,
-        kind: ReceiverKind | str | None = None,
-        accepted_only: bool = True,
-        within: float = 5.0,
-    ) -> list[Received]:
+    async def wait_for_async(self, count: int, **options: Unpack[WaitOptions]) -> list[Received]:
         """:meth:`wait_for` without blocking the event loop."""
-        return await asyncio.to_thread(
-            self.wait_for, count, kind=kind, accepted_only=accepted_only, within=within
-        )
+        return await asyncio.to_thread(self.wait_for, count, **options)
 
     # ------------------------------------------------------------------ failure injection
 

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from agentmedic.actions import events as ev
 from agentmedic.actions import record as rec
 from agentmedic.actions.errors import ActionError, Conflict, Invalid, NotFound
-from agentmedic.actions.objects import Patch, resource_version_of
+from agentmedic.actions.objects import Patch, resource_version_of, uid_of
 from agentmedic.actions.record import PolicyRef, WorkloadRef, json_pointer
 from agentmedic.actions.result import ActionKind, ActionResult, ExecutionOutcome
 from agentmedic.kube import JSON_PATCH, Kube
@@ -126,6 +126,31 @@ class ActionContext(ActionSettings):
                 uid,
             )
         return ActionResult(action, ref, outcome, message, reason, dict(details or {}))
+
+    def changed(
+        self,
+        action: ActionKind,
+        ref: WorkloadRef,
+        obj: Mapping[str, Any],
+        message: str,
+        reason: str,
+        policy: PolicyRef | None,
+        details: Mapping[str, Any],
+        *,
+        dry_run: bool,
+    ) -> ActionResult:
+        """A change to ``obj`` made, or in a dry run one that would be, with its Event."""
+        outcome = ExecutionOutcome.DRY_RUN if dry_run else ExecutionOutcome.APPLIED
+        return self.result(
+            action,
+            ref,
+            outcome,
+            message,
+            policy=policy,
+            reason=reason,
+            uid=uid_of(obj),
+            details=details,
+        )
 
     def failed(
         self,

@@ -19,25 +19,54 @@ delegate to :mod:`agentmedic.actions.workloads`, :mod:`agentmedic.kube.readers` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal
+from typing import Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 from agentmedic.actions import model as model_action
 from agentmedic.actions import prompt_job, scale
 from agentmedic.actions import restore as restore_action
 from agentmedic.actions import state as state_action
 from agentmedic.actions.context import ActionContext, ActionSettings
-from agentmedic.actions.record import ActionRecord, PolicyRef, WorkloadRef
 from agentmedic.actions.request import ActionRequest
-from agentmedic.actions.restore import RestorePlan
 from agentmedic.actions.result import ActionKind, ActionResult
 from agentmedic.actions.workloads import WorkloadInfo, list_workloads
-from agentmedic.api.types import LabelSelector, ModelSpec, PromptOptimizationAction
+from agentmedic.api.types import LabelSelector, ModelSpec
 from agentmedic.kube.readers import secret_value
 
 __all__ = ["ActionExecutor"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _OnContext(Generic[P, R]):
+    """A function of an action module as an executor method: called with the executor's
+    :attr:`~ActionExecutor.context` (built at call time) before the caller's arguments."""
+
+    def __init__(self, function: Callable[Concatenate[ActionContext, P], R]) -> None:
+        self._function = function
+        self.__doc__ = f"See :func:`{function.__module__}.{function.__qualname__}`."
+
+    @overload
+    def __get__(self, executor: None, owner: object = None) -> Self: ...
+
+    @overload
+    def __get__(self, executor: ActionExecutor, owner: object = None) -> Callable[P, R]: ...
+
+    def __get__(
+        self, executor: ActionExecutor | None, owner: object = None
+    ) -> Self | Callable[P, R]:
+        if executor is None:
+            return self
+        function = self._function
+
+        @functools.wraps(function)
+        def method(*args: P.args, **kwargs: P.kwargs) -> R:
+            return function(executor.context, *args, **kwargs)
+
+        return method
 
 
 @dataclass
@@ -84,84 +113,21 @@ class ActionExecutor(ActionSettings):
 
     # ------------------------------------------------------------------ one action each
 
-    def scale_to_zero(self, ref: WorkloadRef, record: ActionRecord) -> ActionResult:
-        """See :func:`agentmedic.actions.scale.scale_to_zero`."""
-        return scale.scale_to_zero(self.context, ref, record)
-
-    def switch_model(
-        self, ref: WorkloadRef, model_spec: ModelSpec, to_model: str, record: ActionRecord
-    ) -> ActionResult:
-        """See :func:`agentmedic.actions.model.switch_model`."""
-        return model_action.switch_model(self.context, ref, model_spec, to_model, record)
-
-    def start_prompt_job(
-        self,
-        ref: WorkloadRef,
-        policy: PolicyRef,
-        action: PromptOptimizationAction,
-        record: ActionRecord,
-        evidence: Mapping[str, Any],
-    ) -> ActionResult:
-        """See :func:`agentmedic.actions.prompt_job.start_prompt_job`."""
-        return prompt_job.start_prompt_job(self.context, ref, policy, action, record, evidence)
-
-    def restore(
-        self,
-        ref: WorkloadRef,
-        by: str,
-        *,
-        replicas: bool = True,
-        model: bool = True,
-        dry_run: bool = False,
-    ) -> ActionResult:
-        """See :func:`agentmedic.actions.restore.restore`."""
-        return restore_action.restore(
-            self.context, ref, by, replicas=replicas, model=model, dry_run=dry_run
-        )
-
-    def plan_restore(self, ref: WorkloadRef) -> RestorePlan:
-        """See :func:`agentmedic.actions.restore.plan_restore`."""
-        return restore_action.plan_restore(self.context, ref)
+    scale_to_zero = _OnContext(scale.scale_to_zero)
+    switch_model = _OnContext(model_action.switch_model)
+    start_prompt_job = _OnContext(prompt_job.start_prompt_job)
+    restore = _OnContext(restore_action.restore)
+    plan_restore = _OnContext(restore_action.plan_restore)
 
     # ------------------------------------------------------------------ state, marks, Events
 
-    def write_agent_state(
-        self,
-        ref: WorkloadRef,
-        policy_key: str,
-        state: Mapping[str, Any] | None,
-        *,
-        annotations: Mapping[str, str] | None = None,
-    ) -> bool:
-        """See :func:`agentmedic.actions.state.write_agent_state`."""
-        return state_action.write_agent_state(
-            self.context, ref, policy_key, state, annotations=annotations
-        )
-
-    def mark_policy_deleted(
-        self, ref: WorkloadRef, policy: PolicyRef, at: datetime | None = None
-    ) -> None:
-        """See :func:`agentmedic.actions.state.mark_policy_deleted`."""
-        state_action.mark_policy_deleted(self.context, ref, policy, at)
-
-    def emit_event(
-        self,
-        involved: dict[str, str],
-        reason: str,
-        message: str,
-        type: Literal["Normal", "Warning"] = "Normal",
-        action: str = "",
-    ) -> dict[str, Any] | None:
-        """Write a core/v1 Event about ``involved``; see :func:`events.emit_event`."""
-        return self.context.emit_event(involved, reason, message, type, action)
+    write_agent_state = _OnContext(state_action.write_agent_state)
+    mark_policy_deleted = _OnContext(state_action.mark_policy_deleted)
+    emit_event = _OnContext(ActionContext.emit_event)
 
     # ------------------------------------------------------------------ readers (delegates)
 
-    def current_model(
-        self, workload: WorkloadInfo | Mapping[str, Any], model_spec: ModelSpec
-    ) -> str | None:
-        """See :func:`agentmedic.actions.model.current_model`."""
-        return model_action.current_model(self.context, workload, model_spec)
+    current_model = _OnContext(model_action.current_model)
 
     def list_workloads(
         self,

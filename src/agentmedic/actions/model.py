@@ -283,26 +283,15 @@ def _after_switch(
         return early
     details = {"from": current, "to": to_model}
     if early is not None:
-        return ctx.result(
-            kind,
-            ref,
-            ExecutionOutcome.DRY_RUN,
-            f"would switch the model of {ref} from {current} to {to_model} (dry run): {because}",
-            policy=record.policy,
-            reason=ev.EventReason.WOULD_SWITCH_MODEL,
-            uid=uid_of(obj),
-            details=details,
+        text = f"would switch the model of {ref} from {current} to {to_model} (dry run): {because}"
+        reason = ev.EventReason.WOULD_SWITCH_MODEL
+    else:
+        text = (
+            f"switched the model of {ref} from {current} to {to_model}: {because}; {undo_hint(ref)}"
         )
-    undo = undo_hint(ref)
-    return ctx.result(
-        kind,
-        ref,
-        ExecutionOutcome.APPLIED,
-        f"switched the model of {ref} from {current} to {to_model}: {because}; {undo}",
-        policy=record.policy,
-        reason=ev.EventReason.MODEL_SWITCHED,
-        uid=uid_of(obj),
-        details=details,
+        reason = ev.EventReason.MODEL_SWITCHED
+    return ctx.changed(
+        kind, ref, obj, text, reason, record.policy, details, dry_run=early is not None
     )
 
 

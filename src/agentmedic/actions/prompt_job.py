@@ -41,7 +41,8 @@ def start_prompt_job(
     done; another unfinished Job of the same agent means refused.
     """
     try:
-        return _start(ctx, ref, policy, action, record, evidence)
+        obj = ctx.kube.get_workload(ref.kind, ref.namespace, ref.name)
+        return _start(ctx, ref, obj, policy, action, record, evidence)
     except (NotFound, Invalid, Forbidden) as exc:
         return ctx.failed(KIND, ref, exc, policy, record.dry_run)
 
@@ -49,12 +50,13 @@ def start_prompt_job(
 def _start(
     ctx: ActionContext,
     ref: WorkloadRef,
+    obj: dict[str, Any],
     policy: PolicyRef,
     action: PromptOptimizationAction,
     record: ActionRecord,
     evidence: Mapping[str, Any],
 ) -> ActionResult:
-    obj = ctx.kube.get_workload(ref.kind, ref.namespace, ref.name)
+    """The Job for ``obj``, the workload as read (see :func:`start_prompt_job`)."""
     labels = (obj.get("metadata") or {}).get("labels") or {}
     agent = str(labels.get(rec.AGENT_LABEL) or ref.name)
     name = jobs_mod.job_name(agent, record.episode)
@@ -86,31 +88,18 @@ def _start(
         from_cron_job=action.from_cron_job,
     )
     if record.dry_run:
-        return ctx.result(
-            KIND,
-            ref,
-            ExecutionOutcome.DRY_RUN,
-            f"would start Job {name} from {source} for agent {agent} (dry run): {why(record)}",
-            policy=policy,
-            reason=ev.EventReason.WOULD_START_PROMPT_JOB,
-            uid=uid_of(obj),
-            details=details,
-        )
+        text = f"would start Job {name} from {source} for agent {agent} (dry run): {why(record)}"
+        reason = ev.EventReason.WOULD_START_PROMPT_JOB
+        return ctx.changed(KIND, ref, obj, text, reason, policy, details, dry_run=True)
     try:
         ctx.kube.create_job(ref.namespace, job)
     except Conflict as exc:
         if not exc.already_exists:
             raise
         return _already_exists(ref, name, details)
-    return ctx.result(
-        KIND,
-        ref,
-        ExecutionOutcome.APPLIED,
-        f"started prompt-optimization Job {name} from {source} for agent {agent}: {why(record)}",
-        policy=policy,
-        reason=ev.EventReason.PROMPT_JOB_STARTED,
-        uid=uid_of(obj),
-        details=details,
+    text = f"started prompt-optimization Job {name} from {source} for agent {agent}: {why(record)}"
+    return ctx.changed(
+        KIND, ref, obj, text, ev.EventReason.PROMPT_JOB_STARTED, policy, details, dry_run=False
     )
 
 

@@ -26,7 +26,6 @@ from agentmedic.actions.objects import (
     policy_from,
     replicas_of,
     template_annotation_ops,
-    uid_of,
 )
 from agentmedic.actions.record import WorkloadRef, json_pointer, parse_downgraded
 from agentmedic.actions.result import ActionKind, ActionResult, ExecutionOutcome
@@ -207,29 +206,17 @@ def _restore(
         )
     details = _plan_details(plan)
     if dry_run:
-        return ctx.result(
-            KIND,
-            ref,
-            ExecutionOutcome.DRY_RUN,
-            f"would restore {ref}: {plan.describe()} (dry run, asked by {by})",
-            policy=policy,
-            reason=ev.EventReason.WOULD_RESTORE,
-            uid=uid_of(obj),
-            details=details,
+        text = f"would restore {ref}: {plan.describe()} (dry run, asked by {by})"
+        return ctx.changed(
+            KIND, ref, obj, text, ev.EventReason.WOULD_RESTORE, policy, details, dry_run=True
         )
     cm_restored = _restore_side_objects(ctx, ref, obj, plan, model=model)
     note = f"{rec.format_time(ctx.now())} by {by}: {plan.describe()}"
     scope = _Scope(replicas=replicas, model=model, cm_restored=cm_restored)
     obj, _ = ctx.guarded(ref, lambda current: _restore_patch(ctx, ref, current, plan, note, scope))
-    return ctx.result(
-        KIND,
-        ref,
-        ExecutionOutcome.APPLIED,
-        f"restored {ref}: {plan.describe()} (asked by {by})",
-        policy=policy,
-        reason=ev.EventReason.RESTORED,
-        uid=uid_of(obj),
-        details=details,
+    text = f"restored {ref}: {plan.describe()} (asked by {by})"
+    return ctx.changed(
+        KIND, ref, obj, text, ev.EventReason.RESTORED, policy, details, dry_run=False
     )
 
 

@@ -36,7 +36,6 @@ from agentmedic.actions.objects import (
     annotation_ops,
     annotations_of,
     replicas_of,
-    uid_of,
     undo_hint,
     why,
 )
@@ -173,31 +172,21 @@ def _report(
         details["warnings"] = found.warnings
     if dry_run:
         keda_text = f" and pause ScaledObject {so_name}" if so_name else ""
-        return ctx.result(
-            KIND,
-            ref,
-            ExecutionOutcome.DRY_RUN,
+        text = (
             f"would scale {ref} from {replicas} to 0 replicas{keda_text} (dry run): "
-            f"{why(record)}{extra}",
-            policy=record.policy,
-            reason=ev.EventReason.WOULD_SCALE_TO_ZERO,
-            uid=uid_of(obj),
-            details=details,
+            f"{why(record)}{extra}"
         )
-    if so_name:
-        ensure_keda_paused(ctx, ref, so_name)
-    keda_text = f", paused ScaledObject {so_name}" if so_name else ""
-    return ctx.result(
-        KIND,
-        ref,
-        ExecutionOutcome.APPLIED,
-        f"scaled {ref} from {replicas} to 0 replicas{keda_text}: {why(record)}; "
-        f"{undo_hint(ref)}{extra}",
-        policy=record.policy,
-        reason=ev.EventReason.SCALED_TO_ZERO,
-        uid=uid_of(obj),
-        details=details,
-    )
+        reason = ev.EventReason.WOULD_SCALE_TO_ZERO
+    else:
+        if so_name:
+            ensure_keda_paused(ctx, ref, so_name)
+        keda_text = f", paused ScaledObject {so_name}" if so_name else ""
+        text = (
+            f"scaled {ref} from {replicas} to 0 replicas{keda_text}: {why(record)}; "
+            f"{undo_hint(ref)}{extra}"
+        )
+        reason = ev.EventReason.SCALED_TO_ZERO
+    return ctx.changed(KIND, ref, obj, text, reason, record.policy, details, dry_run=dry_run)
 
 
 def find_scaled_object(ctx: ActionContext, ref: WorkloadRef) -> dict[str, Any] | None:

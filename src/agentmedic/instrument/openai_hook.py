@@ -36,6 +36,7 @@ those calls with :meth:`Execution.record_llm_call`), embeddings and other endpoi
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -128,16 +129,20 @@ class _Call:
 
     def see_response(self, response: Any) -> None:
         """A whole ChatCompletion or Response (Responses API)."""
-        model = getattr(response, "model", None)
-        if isinstance(model, str) and model:
-            self.response_model = model
-        usage = getattr(response, "usage", None)
-        if usage is not None:
-            self._see_usage(usage)
+        self._see_model_and_usage(response)
         if getattr(response, "status", None) == "failed":
             error = getattr(response, "error", None)
             code = getattr(error, "code", None)
             self.error_type = str(code) if code else "response_failed"
+
+    def _see_model_and_usage(self, answer: Any) -> None:
+        """The model and the token counts of a response or chunk, where it carries them."""
+        model = getattr(answer, "model", None)
+        if isinstance(model, str) and model:
+            self.response_model = model
+        usage = getattr(answer, "usage", None)
+        if usage is not None:
+            self._see_usage(usage)
 
     def _see_usage(self, usage: Any) -> None:
         if self.api == "chat_completions":
@@ -159,12 +164,7 @@ class _Call:
     def see_event(self, item: Any) -> None:
         """One streamed chunk (Chat Completions) or event (Responses)."""
         if self.api == "chat_completions":
-            model = getattr(item, "model", None)
-            if isinstance(model, str) and model:
-                self.response_model = model
-            usage = getattr(item, "usage", None)
-            if usage is not None:
-                self._see_usage(usage)
+            self._see_model_and_usage(item)
             return
         kind = getattr(item, "type", None)
         if kind in ("response.completed", "response.incomplete", "response.failed"):
@@ -181,6 +181,23 @@ class _Call:
         """The request raised: record the call as failed."""
         self.fail(exc)
         self.finish()
+
+    @contextlib.contextmanager
+    def aborting(self) -> Iterator[None]:
+        """Around the request: if it raises, the call is recorded as failed."""
+        try:
+            yield
+        except BaseException as exc:
+            self.abort(exc)
+            raise
+
+    def answer(
+        self, result: Any, stream_types: tuple[type, ...], stream: Callable[[Any, _Call], Any]
+    ) -> Any:
+        """What the wrapper returns: a recording stand-in for a stream, else the response."""
+        if isinstance(result, stream_types):
+            return stream(result, self)
+        return self.settle(result)
 
     def settle(self, response: Any) -> Any:
         """A complete (not streamed) response: record the call; return the response."""
@@ -241,14 +258,9 @@ def _wrap_sync(
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         _prepare(api, kwargs)
         call = _Call(monitor, api, kwargs)
-        try:
+        with call.aborting():
             result = original(*args, **kwargs)
-        except BaseException as exc:
-            call.abort(exc)
-            raise
-        if isinstance(result, stream_types):
-            return _SyncStream(result, call)
-        return call.settle(result)
+        return call.answer(result, stream_types, _SyncStream)
 
     return wrapper
 
@@ -260,14 +272,9 @@ def _wrap_async(
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         _prepare(api, kwargs)
         call = _Call(monitor, api, kwargs)
-        try:
+        with call.aborting():
             result = await original(*args, **kwargs)
-        except BaseException as exc:
-            call.abort(exc)
-            raise
-        if isinstance(result, stream_types):
-            return _AsyncStream(result, call)
-        return call.settle(result)
+        return call.answer(result, stream_types, _AsyncStream)
 
     return wrapper
 
@@ -284,6 +291,18 @@ class _Recording:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[_Call]:
+        """Around reading the stream: a failure is recorded, and the call finishes either way."""
+        call = self._call
+        try:
+            yield call
+        except Exception as exc:
+            call.fail(exc)
+            raise
+        finally:
+            call.finish()
+
     def __del__(self) -> None:
         call = self.__dict__.get("_call")
         if call is not None:
@@ -298,16 +317,10 @@ class _SyncStream(_Recording):
         self._iterator = self._observe()
 
     def _observe(self) -> Iterator[Any]:
-        call = self._call
-        try:
+        with self._reading() as call:
             for item in self._stream:
                 call.see_event(item)
                 yield item
-        except Exception as exc:
-            call.fail(exc)
-            raise
-        finally:
-            call.finish()
 
     def __iter__(self) -> Iterator[Any]:
         return self._iterator
@@ -337,16 +350,10 @@ class _AsyncStream(_Recording):
         self._iterator = self._observe()
 
     async def _observe(self) -> AsyncIterator[Any]:
-        call = self._call
-        try:
+        with self._reading() as call:
             async for item in self._stream:
                 call.see_event(item)
                 yield item
-        except Exception as exc:
-            call.fail(exc)
-            raise
-        finally:
-            call.finish()
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._iterator

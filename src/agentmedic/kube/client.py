@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
+import itertools
 import json
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import urllib3
 from kubernetes import client as k8s
@@ -44,6 +46,23 @@ callers need not import the client library."""
 
 Guard = Callable[[], None]
 """Called before every attempt of a request; raises to stop it (a lost Lease, say)."""
+
+
+class RequestOptions(TypedDict, total=False):
+    """The options of :meth:`Kube.request` and :meth:`Kube.arequest`, all optional."""
+
+    query: Mapping[str, str] | None
+    """Query parameters."""
+    body: Any
+    """The JSON body, if any."""
+    content_type: str | None
+    """The body's content type (a patch type for PATCH); JSON by default."""
+    request_timeout: float | tuple[float, float] | None
+    """Seconds per attempt, or (connect, read); the client's by default."""
+    retry: RetryPolicy | None
+    """The retry policy; the client's by default."""
+    guard: Guard | None
+    """Called before every attempt."""
 
 
 def translate(exc: k8s.ApiException, what: str) -> KubeError:
@@ -114,19 +133,7 @@ class Kube:
 
     # ------------------------------------------------------------------ the one call site
 
-    def request(
-        self,
-        what: str,
-        method: str,
-        path: str,
-        *,
-        query: Mapping[str, str] | None = None,
-        body: Any = None,
-        content_type: str | None = None,
-        request_timeout: float | tuple[float, float] | None = None,
-        retry: RetryPolicy | None = None,
-        guard: Guard | None = None,
-    ) -> Any:
+    def request(self, what: str, method: str, path: str, **options: Unpack[RequestOptions]) -> Any:
         """Send one request through the client, retrying transient failures; return JSON.
 
         ``what`` names the operation for error messages ("patch Deployment agents/bot");
@@ -136,19 +143,13 @@ class Kube:
         client's own models, which reject fields newer than the client (a CronJob's
         jobTemplate from a newer cluster) and cost a full model build per call.
         """
-        policy = retry or self.retry
-        retry_no = 0
-        while True:
+        attempt = self._attempt_of(what, method, path, options)
+        for retry_no in itertools.count():
             try:
-                return self._attempt(
-                    what, method, path, query, body, content_type, request_timeout, guard
-                )
+                return attempt()
             except Unavailable as error:
-                if policy.gives_up_after(retry_no):
-                    raise
-                pause = self._pause(what, error, retry_no, policy)
+                pause = self._retry_pause(what, error, retry_no, options)
             self._sleep(pause)
-            retry_no += 1
 
     async def arequest(
         self,
@@ -156,37 +157,43 @@ class Kube:
         method: str,
         path: str,
         *,
-        query: Mapping[str, str] | None = None,
-        body: Any = None,
-        content_type: str | None = None,
-        request_timeout: float | tuple[float, float] | None = None,
-        retry: RetryPolicy | None = None,
-        guard: Guard | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        **options: Unpack[RequestOptions],
     ) -> Any:
         """:meth:`request` from a coroutine: each attempt in a worker thread, the backoff
         on the event loop (``sleep``), the same policy and errors."""
-        policy = retry or self.retry
-        retry_no = 0
-        while True:
+        attempt = self._attempt_of(what, method, path, options)
+        for retry_no in itertools.count():
             try:
-                return await asyncio.to_thread(
-                    self._attempt,
-                    what,
-                    method,
-                    path,
-                    query,
-                    body,
-                    content_type,
-                    request_timeout,
-                    guard,
-                )
+                return await asyncio.to_thread(attempt)
             except Unavailable as error:
-                if policy.gives_up_after(retry_no):
-                    raise
-                pause = self._pause(what, error, retry_no, policy)
+                pause = self._retry_pause(what, error, retry_no, options)
             await sleep(pause)
-            retry_no += 1
+
+    def _attempt_of(
+        self, what: str, method: str, path: str, options: RequestOptions
+    ) -> Callable[[], Any]:
+        """One attempt of the request, ready to be called (again)."""
+        return functools.partial(
+            self._attempt,
+            what,
+            method,
+            path,
+            options.get("query"),
+            options.get("body"),
+            options.get("content_type"),
+            options.get("request_timeout"),
+            options.get("guard"),
+        )
+
+    def _retry_pause(
+        self, what: str, error: Unavailable, retry_no: int, options: RequestOptions
+    ) -> float:
+        """The pause before the next attempt; ``error`` again when the policy gives up."""
+        policy = options.get("retry") or self.retry
+        if policy.gives_up_after(retry_no):
+            raise error
+        return self._pause(what, error, retry_no, policy)
 
     def _pause(self, what: str, error: Unavailable, retry_no: int, policy: RetryPolicy) -> float:
         pause = policy.delay(retry_no, self._rng, error.retry_after)
@@ -261,22 +268,16 @@ class Kube:
     def get_workload(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         """Read a Deployment or StatefulSet."""
         path = paths.workload_path(kind, namespace, name)
-        result: dict[str, Any] = self.request(f"get {kind} {namespace}/{name}", "GET", path)
-        return result
+        return self._object(f"get {kind} {namespace}/{name}", "GET", path)
 
     def patch_workload(
         self, kind: str, namespace: str, name: str, body: Any, content_type: str
     ) -> dict[str, Any]:
         """Patch a Deployment or StatefulSet with an explicit patch content type."""
         path = paths.workload_path(kind, namespace, name)
-        result: dict[str, Any] = self.request(
-            f"patch {kind} {namespace}/{name}",
-            "PATCH",
-            path,
-            body=body,
-            content_type=content_type,
+        return self._object(
+            f"patch {kind} {namespace}/{name}", "PATCH", path, body=body, content_type=content_type
         )
-        return result
 
     def list_workloads(
         self, kind: str, namespace: str | None, selector: str = ""
@@ -286,6 +287,13 @@ class Kube:
         path = paths.workload_path(kind, namespace)
         where = "all namespaces" if namespace is None else namespace
         return self._list(f"list {kind}s in {where}", path, selector)
+
+    def _object(
+        self, what: str, method: str, path: str, **options: Unpack[RequestOptions]
+    ) -> dict[str, Any]:
+        """:meth:`request` for one object."""
+        result: dict[str, Any] = self.request(what, method, path, **options)
+        return result
 
     def _list(self, what: str, path: str, selector: str = "") -> list[dict[str, Any]]:
         query = {"labelSelector": selector} if selector else None
@@ -299,10 +307,7 @@ class Kube:
     ) -> dict[str, Any]:
         """Read a custom object (:class:`~agentmedic.kube.errors.NotFound` when absent)."""
         path = paths.resource_path(paths.custom_api(group, version), namespace, plural, name)
-        result: dict[str, Any] = self.request(
-            f"get {plural}.{group} {namespace}/{name}", "GET", path
-        )
-        return result
+        return self._object(f"get {plural}.{group} {namespace}/{name}", "GET", path)
 
     def list_custom_objects(
         self, group: str, version: str, plural: str, namespace: str | None
@@ -317,36 +322,30 @@ class Kube:
     def get_config_map(self, namespace: str, name: str) -> dict[str, Any]:
         """Read a ConfigMap."""
         path = paths.resource_path(paths.CORE_V1, namespace, "configmaps", name)
-        result: dict[str, Any] = self.request(f"get ConfigMap {namespace}/{name}", "GET", path)
-        return result
+        return self._object(f"get ConfigMap {namespace}/{name}", "GET", path)
 
     def patch_config_map(
         self, namespace: str, name: str, body: Any, content_type: str
     ) -> dict[str, Any]:
         """Patch a ConfigMap."""
         path = paths.resource_path(paths.CORE_V1, namespace, "configmaps", name)
-        result: dict[str, Any] = self.request(
+        return self._object(
             f"patch ConfigMap {namespace}/{name}",
             "PATCH",
             path,
             body=body,
             content_type=content_type,
         )
-        return result
 
     def get_secret(self, namespace: str, name: str) -> dict[str, Any]:
         """Read a Secret. The caller must never log the result."""
         path = paths.resource_path(paths.CORE_V1, namespace, "secrets", name)
-        result: dict[str, Any] = self.request(f"get Secret {namespace}/{name}", "GET", path)
-        return result
+        return self._object(f"get Secret {namespace}/{name}", "GET", path)
 
     def create_event(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create a core/v1 Event."""
         path = paths.resource_path(paths.CORE_V1, namespace, "events")
-        result: dict[str, Any] = self.request(
-            f"create Event in {namespace}", "POST", path, body=body
-        )
-        return result
+        return self._object(f"create Event in {namespace}", "POST", path, body=body)
 
     # ------------------------------------------------------------------ batch
 
@@ -359,16 +358,12 @@ class Kube:
         """Create a Job."""
         name = body.get("metadata", {}).get("name", "")
         path = paths.resource_path(paths.BATCH_V1, namespace, "jobs")
-        result: dict[str, Any] = self.request(
-            f"create Job {namespace}/{name}", "POST", path, body=body
-        )
-        return result
+        return self._object(f"create Job {namespace}/{name}", "POST", path, body=body)
 
     def get_cron_job(self, namespace: str, name: str) -> dict[str, Any]:
         """Read a CronJob."""
         path = paths.resource_path(paths.BATCH_V1, namespace, "cronjobs", name)
-        result: dict[str, Any] = self.request(f"get CronJob {namespace}/{name}", "GET", path)
-        return result
+        return self._object(f"get CronJob {namespace}/{name}", "GET", path)
 
     # ------------------------------------------------------------------ autoscalers
 
@@ -385,17 +380,15 @@ class Kube:
     def get_scaled_object(self, namespace: str, name: str) -> dict[str, Any]:
         """Read a KEDA ScaledObject."""
         path = paths.resource_path(paths.KEDA_API, namespace, paths.KEDA_SCALED_OBJECTS, name)
-        result: dict[str, Any] = self.request(f"get ScaledObject {namespace}/{name}", "GET", path)
-        return result
+        return self._object(f"get ScaledObject {namespace}/{name}", "GET", path)
 
     def patch_scaled_object(self, namespace: str, name: str, body: Any) -> dict[str, Any]:
         """JSON-merge-patch a KEDA ScaledObject (custom resources take no strategic merge)."""
         path = paths.resource_path(paths.KEDA_API, namespace, paths.KEDA_SCALED_OBJECTS, name)
-        result: dict[str, Any] = self.request(
+        return self._object(
             f"patch ScaledObject {namespace}/{name}",
             "PATCH",
             path,
             body=body,
             content_type=MERGE_PATCH,
         )
-        return result

@@ -29,7 +29,6 @@ import ssl
 import time
 from collections import OrderedDict
 from datetime import datetime, timedelta
-from types import TracebackType
 from typing import Self
 from urllib.parse import quote_plus, urlencode
 
@@ -119,12 +118,7 @@ class PrometheusBackend:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:

@@ -16,7 +16,12 @@ from enum import StrEnum
 
 import httpx
 
-from agentmedic.api.types import NotificationChannel, SecretKeyRef, Severity
+from agentmedic.api.types import (
+    AlertmanagerChannel,
+    NotificationChannel,
+    SecretKeyRef,
+    Severity,
+)
 from agentmedic.notify.alertmanager import alerts_url
 from agentmedic.notify.errors import ChannelConfigError
 from agentmedic.notify.secrets import Secret, SecretText
@@ -144,17 +149,6 @@ def resolve_channel(channel: NotificationChannel, secret_lookup: SecretLookup) -
             )
         return Secret(value)
 
-    def check_url(secret: Secret, where: str) -> Secret:
-        try:
-            url = httpx.URL(secret.reveal())
-        except (httpx.InvalidURL, TypeError):
-            url = None
-        if url is None or url.scheme not in ("http", "https") or not url.host:
-            raise ChannelConfigError(
-                channel.name, f"{where} is not an http(s) URL with a host (value not shown)"
-            )
-        return secret
-
     routing_key: Secret | None = None
     hmac_key: Secret | None = None
     am = channel.alertmanager
@@ -165,20 +159,22 @@ def resolve_channel(channel: NotificationChannel, secret_lookup: SecretLookup) -
         kind = ChannelKind.SLACK
         ref = channel.slack.webhook_secret_ref
         where = f"key {ref.key!r} of Secret {ref.name!r}"
-        url = check_url(read(ref, "the Slack webhook URL"), where)
+        url = _checked_url(channel.name, read(ref, "the Slack webhook URL"), where)
     elif channel.pagerduty is not None:
         kind = ChannelKind.PAGERDUTY
         routing_key = read(channel.pagerduty.routing_key_secret_ref, "the PagerDuty routing key")
-        url = check_url(Secret(channel.pagerduty.url), "pagerduty.url")
+        url = _checked_url(channel.name, Secret(channel.pagerduty.url), "pagerduty.url")
     elif channel.webhook is not None:
         kind = ChannelKind.WEBHOOK
         ref = channel.webhook.url_secret_ref
-        url = check_url(read(ref, "the webhook URL"), f"key {ref.key!r} of Secret {ref.name!r}")
+        url = _checked_url(
+            channel.name, read(ref, "the webhook URL"), f"key {ref.key!r} of Secret {ref.name!r}"
+        )
         if channel.webhook.hmac_secret_ref is not None:
             hmac_key = read(channel.webhook.hmac_secret_ref, "the webhook HMAC key")
     elif am is not None:
         kind = ChannelKind.ALERTMANAGER
-        base = check_url(Secret(am.url), "alertmanager.url")
+        base = _checked_url(channel.name, Secret(am.url), "alertmanager.url")
         if httpx.URL(base.reveal()).userinfo:
             raise ChannelConfigError(
                 channel.name,
@@ -186,17 +182,7 @@ def resolve_channel(channel: NotificationChannel, secret_lookup: SecretLookup) -
                 "(value not shown)",
             )
         url = Secret(alerts_url(base.reveal()))
-        if am.basic_auth is not None and am.bearer_token_secret_ref is not None:
-            raise ChannelConfigError(
-                channel.name, "set at most one of alertmanager.basicAuth and bearerTokenSecretRef"
-            )
-        if am.basic_auth is not None:
-            credential = read(am.basic_auth.password_secret_ref, "the Alertmanager password")
-            pair = f"{am.basic_auth.username}:{credential.reveal()}".encode()
-            authorization = Secret("Basic " + base64.b64encode(pair).decode("ascii"))
-        elif am.bearer_token_secret_ref is not None:
-            credential = read(am.bearer_token_secret_ref, "the Alertmanager bearer token")
-            authorization = Secret("Bearer " + credential.reveal())
+        authorization, credential = _alertmanager_auth(channel.name, am, read)
         renotify_after = am.repost_interval
     else:
         raise ChannelConfigError(
@@ -218,3 +204,34 @@ def resolve_channel(channel: NotificationChannel, secret_lookup: SecretLookup) -
         generator_url=am.generator_url if am is not None else None,
         repost_interval=am.repost_interval if am is not None else None,
     )
+
+
+def _checked_url(channel: str, secret: Secret, where: str) -> Secret:
+    """``secret`` if it is an http(s) URL with a host; the error names ``where``, not the value."""
+    try:
+        url = httpx.URL(secret.reveal())
+    except (httpx.InvalidURL, TypeError):
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host:
+        raise ChannelConfigError(
+            channel, f"{where} is not an http(s) URL with a host (value not shown)"
+        )
+    return secret
+
+
+def _alertmanager_auth(
+    channel: str, am: AlertmanagerChannel, read: Callable[[SecretKeyRef, str], Secret]
+) -> tuple[Secret | None, Secret | None]:
+    """The Authorization header for Alertmanager and the credential in it, if any."""
+    if am.basic_auth is not None and am.bearer_token_secret_ref is not None:
+        raise ChannelConfigError(
+            channel, "set at most one of alertmanager.basicAuth and bearerTokenSecretRef"
+        )
+    if am.basic_auth is not None:
+        credential = read(am.basic_auth.password_secret_ref, "the Alertmanager password")
+        pair = f"{am.basic_auth.username}:{credential.reveal()}".encode()
+        return Secret("Basic " + base64.b64encode(pair).decode("ascii")), credential
+    if am.bearer_token_secret_ref is not None:
+        credential = read(am.bearer_token_secret_ref, "the Alertmanager bearer token")
+        return Secret("Bearer " + credential.reveal()), credential
+    return None, None

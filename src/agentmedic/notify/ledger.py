@@ -203,15 +203,9 @@ class DeliveryLedger:
 
         keepalive = False
         if message.state is MessageState.RESOLVED:
-            if episode is None or episode.firing is None:
-                return Suppression(
-                    Reason.NOT_SENT_AS_FIRING,
-                    "this channel was not sent the episode as firing, so there is nothing "
-                    "to resolve",
-                )
-            if episode.resolved is not None:
-                sent = format_time(_dt(episode.resolved))
-                return Suppression(Reason.DUPLICATE, f"resolve already sent at {sent}")
+            unresolvable = _unresolvable(episode)
+            if unresolvable is not None:
+                return unresolvable
             repeat = False
         else:
             if not severity_at_least(message.severity, channel.min_severity):
@@ -440,3 +434,16 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
+
+
+def _unresolvable(episode: _Episode | None) -> Suppression | None:
+    """Why a resolve of ``episode`` is not sent: never sent as firing, or resolved already."""
+    if episode is None or episode.firing is None:
+        return Suppression(
+            Reason.NOT_SENT_AS_FIRING,
+            "this channel was not sent the episode as firing, so there is nothing to resolve",
+        )
+    if episode.resolved is not None:
+        sent = format_time(_dt(episode.resolved))
+        return Suppression(Reason.DUPLICATE, f"resolve already sent at {sent}")
+    return None

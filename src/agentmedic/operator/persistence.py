@@ -138,33 +138,17 @@ class PolicyStore:
         """
         owned = tuple(wanted)
         for _ in range(conflicts):
-            try:
-                obj = await self._objects.patch_annotations(
-                    GROUP,
-                    VERSION,
-                    PLURAL,
-                    namespace,
-                    name,
-                    wanted,
-                    resource_version=snapshot.resource_version,
-                    guard=self._writing,
-                )
-            except NotFound:
-                raise StoreError(f"{namespace}/{name} is gone") from None
-            except Conflict:
-                pass
-            except KubeError as exc:
-                raise StoreError(f"cannot write {namespace}/{name}: {_detail(exc)}") from None
-            else:
+            obj = await self._write(
+                self._objects.patch_annotations, namespace, name, wanted, snapshot, ""
+            )
+            if obj is not None:
                 fresh = Snapshot.of(obj, owned)
                 fresh.annotations = {**snapshot.annotations, **fresh.annotations}
                 for key, value in wanted.items():
                     if value is None:
                         fresh.annotations.pop(key, None)
                 return fresh
-            current = await self.get(namespace, name)
-            if current is None:
-                raise StoreError(f"{namespace}/{name} is gone")
+            current = await self._reread(namespace, name)
             now = Snapshot.of(current, owned)
             for key, value in wanted.items():
                 theirs = now.annotations.get(key)
@@ -193,34 +177,50 @@ class PolicyStore:
             patch = build(snapshot.status)
             if patch is None:
                 return snapshot, None
-            try:
-                obj = await self._objects.patch_status(
-                    GROUP,
-                    VERSION,
-                    PLURAL,
-                    namespace,
-                    name,
-                    patch,
-                    resource_version=snapshot.resource_version,
-                    guard=self._writing,
-                )
-            except NotFound:
-                raise StoreError(f"{namespace}/{name} is gone") from None
-            except Conflict:
-                pass
-            except KubeError as exc:
-                raise StoreError(
-                    f"cannot write the status of {namespace}/{name}: {_detail(exc)}"
-                ) from None
-            else:
+            obj = await self._write(
+                self._objects.patch_status, namespace, name, patch, snapshot, "the status of "
+            )
+            if obj is not None:
                 fresh = Snapshot.of(obj, ())
                 return (
                     Snapshot(fresh.resource_version, snapshot.annotations, fresh.status),
                     patch,
                 )
-            current = await self.get(namespace, name)
-            if current is None:
-                raise StoreError(f"{namespace}/{name} is gone")
+            current = await self._reread(namespace, name)
             now = Snapshot.of(current, ())
             snapshot = Snapshot(now.resource_version, snapshot.annotations, now.status)
         raise StoreError(f"cannot write the status of {namespace}/{name}: it keeps changing")
+
+    async def _write(
+        self,
+        patch: Callable[..., Awaitable[dict[str, Any]]],
+        namespace: str,
+        name: str,
+        body: Mapping[str, Any],
+        snapshot: Snapshot,
+        target: str,
+    ) -> dict[str, Any] | None:
+        """``patch`` based on ``snapshot``: the object after, or None on a conflict."""
+        try:
+            return await patch(
+                GROUP,
+                VERSION,
+                PLURAL,
+                namespace,
+                name,
+                body,
+                resource_version=snapshot.resource_version,
+                guard=self._writing,
+            )
+        except NotFound:
+            raise StoreError(f"{namespace}/{name} is gone") from None
+        except Conflict:
+            return None
+        except KubeError as exc:
+            raise StoreError(f"cannot write {target}{namespace}/{name}: {_detail(exc)}") from None
+
+    async def _reread(self, namespace: str, name: str) -> dict[str, Any]:
+        current = await self.get(namespace, name)
+        if current is None:
+            raise StoreError(f"{namespace}/{name} is gone")
+        return current

@@ -31,8 +31,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
+from agentmedic.api.types import Model
 from agentmedic.api.yamlfile import YAMLInputError, load_file
 
 __all__ = ["LogFormat", "OperatorSettings", "SettingsError", "Shard", "load_settings"]
@@ -70,16 +70,8 @@ class Shard(BaseModel):
         return f"{self.index}/{self.count}"
 
 
-class OperatorSettings(BaseModel):
+class OperatorSettings(Model):
     """Everything the operator can be told. Field docstrings are the reference."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        use_attribute_docstrings=True,
-        extra="forbid",
-        frozen=True,
-    )
 
     prometheus_url: str = ""
     """Base URL of the Prometheus-compatible API, including any path prefix (e.g.

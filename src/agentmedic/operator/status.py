@@ -75,6 +75,17 @@ def set_condition(
     generation: int | None,
 ) -> list[StatusCondition]:
     """Return ``conditions`` with ``type_`` set; keep its transition time unless status flips."""
+
+    def condition(transition: datetime) -> StatusCondition:
+        return StatusCondition(
+            type=type_,
+            status=status,
+            reason=reason,
+            message=message,
+            last_transition_time=transition,
+            observed_generation=generation,
+        )
+
     out: list[StatusCondition] = []
     found = False
     for cond in conditions:
@@ -82,28 +93,9 @@ def set_condition(
             out.append(cond)
             continue
         found = True
-        transition = cond.last_transition_time if cond.status == status else now
-        out.append(
-            StatusCondition(
-                type=type_,
-                status=status,
-                reason=reason,
-                message=message,
-                last_transition_time=transition,
-                observed_generation=generation,
-            )
-        )
+        out.append(condition(cond.last_transition_time if cond.status == status else now))
     if not found:
-        out.append(
-            StatusCondition(
-                type=type_,
-                status=status,
-                reason=reason,
-                message=message,
-                last_transition_time=now,
-                observed_generation=generation,
-            )
-        )
+        out.append(condition(now))
     order = {
         ConditionType.READY: 0,
         ConditionType.METRICS_AVAILABLE: 1,

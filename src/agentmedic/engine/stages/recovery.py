@@ -30,10 +30,13 @@ def restore(c: Cycle) -> None:
     for a in c.work.values():
         if a.changed_at == c.now or a.unknown:
             continue
-        if a.disabled is not None:
-            _restore_disabled(c, a)
-        elif a.downgraded is not None:
-            _restore_downgraded(c, a)
+        m = a.disabled if a.disabled is not None else a.downgraded
+        if m is None or not _ours(c, m) or _restoring(c, m):
+            continue  # nothing of this policy's to restore, or a restore already under way
+        if m is a.disabled:
+            _restore_disabled(c, a, m)
+        else:
+            _restore_downgraded(c, a, m)
 
 
 def _ours(c: Cycle, m: Mark) -> bool:
@@ -56,11 +59,7 @@ def _budget_over(c: Cycle, a: AgentWork, m: Mark) -> Evidence | None:
     return Evidence("all", (), since, timedelta(0), c.now)
 
 
-def _restore_disabled(c: Cycle, a: AgentWork) -> None:
-    m = a.disabled
-    assert m is not None
-    if not _ours(c, m) or _restoring(c, m):
-        return
+def _restore_disabled(c: Cycle, a: AgentWork, m: Mark) -> None:
     recovery = c.spec.recovery
     longest = c.plan.longest_window
     if m.rule.startswith("budget."):
@@ -86,11 +85,7 @@ def _restore_disabled(c: Cycle, a: AgentWork) -> None:
     _emit_restore(c, a, m, Restore(replicas=True), code, why, evidence, disabled=True)
 
 
-def _restore_downgraded(c: Cycle, a: AgentWork) -> None:
-    m = a.downgraded
-    assert m is not None
-    if not _ours(c, m) or _restoring(c, m):
-        return
+def _restore_downgraded(c: Cycle, a: AgentWork, m: Mark) -> None:
     recovery = c.spec.recovery
     current = a.workload.model or m.to_model
     if m.rule.startswith("budget."):
