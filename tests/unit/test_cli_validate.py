@@ -117,10 +117,12 @@ def test_a_cap_that_rounds_to_zero_warns_exits_0_and_fails_with_strict(tmp_path:
     code, out, err = run("validate", str(path), "--fleet-size", "1")
     assert code == 0
     assert err.startswith(f"{path} (p): warning: spec.guardrails.maxDisabledPercent: is 50")
-    assert "1 policy document(s) valid, 1 warning(s)" in out
+    # One agent is also fewer than systemicMinAgents (3): outages disable one by one.
+    assert "warning: spec.guardrails.systemicMinAgents: is 3" in err
+    assert "1 policy document(s) valid, 2 warning(s)" in out
     code, out, _ = run("validate", str(path), "--fleet-size", "1", "--strict")
     assert code == 1
-    assert "1 warning(s) in 1 policy document(s) (--strict)" in out
+    assert "2 warning(s) in 1 policy document(s) (--strict)" in out
 
 
 def test_wide_adds_the_code(tmp_path: Path) -> None:

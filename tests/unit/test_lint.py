@@ -172,3 +172,29 @@ def test_summary_is_one_bounded_line_for_a_condition_message() -> None:
     assert "\n" not in text
     assert len(summary(found, max_chars=40)) == 40
     assert summary([]) == ""
+
+
+def test_a_fleet_smaller_than_systemic_min_agents_is_warned_that_outages_disable_one_by_one() -> (
+    None
+):
+    policy = spec(rule(cond(), actions=DISABLE), guardrails={"maxDisabledPercent": 100})
+    [found] = lint_policy(policy, fleet_size=2)
+    assert found.code == "SystemicNeverApplies"
+    assert found.severity is Severity.WARNING
+    assert found.path == "spec.guardrails.systemicMinAgents"
+    assert "more than the 2 agent(s) selected" in found.message
+    assert found.fix.startswith("lower it to 2")
+
+
+def test_systemic_detection_that_lapses_once_the_cap_is_disabled_is_warned() -> None:
+    # 4 agents, 50 %: two may be disabled, and the two left are fewer than the default 3.
+    policy = spec(rule(cond(), actions=DISABLE, **{"for": "5m"}))
+    [found] = lint_policy(policy, fleet_size=4)
+    assert found.code == "SystemicLapsesAfterDisables"
+    assert "only 2 remain" in found.message
+    assert lint_policy(policy, fleet_size=6) == []  # 3 remain: still recognised
+    assert lint_policy(policy) == []  # fleet size unknown: nothing to say
+
+
+def test_systemic_size_does_not_matter_to_a_policy_that_never_disables() -> None:
+    assert lint_policy(spec(rule(cond(), **{"for": "5m"})), fleet_size=1) == []

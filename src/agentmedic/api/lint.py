@@ -139,6 +139,40 @@ def _lint(spec: AgentPolicySpec, fleet_size: int | None, scrape: timedelta) -> I
         for stage, limit in (("soft", spec.budget.soft), ("hard", spec.budget.hard)):
             if limit is not None:
                 yield from _actions(f"spec.budget.{stage}.actions", limit.actions, spec, fleet_size)
+    if fleet_size is not None and any(
+        a.scale_to_zero is not None for rule in spec.rules for a in rule.actions
+    ):
+        yield from _systemic(spec, fleet_size)
+
+
+def _systemic(spec: AgentPolicySpec, fleet_size: int) -> Iterator[Finding]:
+    """Systemic detection counts the agents not disabled: a fleet too small for it, or one
+    that shrinks below it as the cap's worth of agents is disabled, meets an outage of a
+    shared dependency one agent at a time."""
+    g = spec.guardrails
+    path = "spec.guardrails.systemicMinAgents"
+    if fleet_size < g.systemic_min_agents:
+        yield Finding(
+            "SystemicNeverApplies",
+            Severity.WARNING,
+            path,
+            f"is {g.systemic_min_agents}, more than the {fleet_size} agent(s) selected: an "
+            "outage of a shared dependency is never recognised as one, and each failing "
+            "agent is disabled on its own (up to maxDisabledPercent)",
+            f"lower it to {max(1, fleet_size)} or less, or rely on maxDisabledPercent",
+        )
+        return
+    remaining = fleet_size - math.floor(fleet_size * g.max_disabled_percent / 100)
+    if remaining < g.systemic_min_agents:
+        yield Finding(
+            "SystemicLapsesAfterDisables",
+            Severity.WARNING,
+            path,
+            f"is {g.systemic_min_agents}, but once maxDisabledPercent's share of the "
+            f"{fleet_size} agents is disabled only {remaining} remain, and disabled agents "
+            "do not count: a later outage is no longer recognised as systemic",
+            f"lower it to {max(1, remaining)} or lower maxDisabledPercent",
+        )
 
 
 # A share of 1..100 is a percentage written where a ratio belongs.
