@@ -251,3 +251,18 @@ def test_budget_changes_wait_for_quiet_hours_to_end() -> None:
     assert [d.suppressed_by for d in sim.step(a0={"spend": 60.0}).decisions] == ["QuietHours"]
     sim.step(a0={"spend": 60.0})
     assert kinds(sim.step(a0={"spend": 60.0})) == [("scaleToZero", "a0")]
+
+
+def test_a_rolling_stage_whose_memory_was_lost_after_it_acted_does_not_step_down_again() -> None:
+    # The operator switched a0's model and was killed before it saved the engine's memory:
+    # the next cycle starts from the memory before, but the workload's record shows the
+    # stage's switch within the window, so it is the same episode and it is done.
+    sim = Sim(_spec(period="24h"), fleet(4))
+    (first,) = sim.step(a0={"spend": 41.0}).decisions
+    assert (first.kind.value, first.to_model) == ("switchModel", "gpt-4o-mini")
+    assert sim.workload("a0").model == "gpt-4o-mini"
+    sim.state = None  # the memory of that cycle never reached the API server
+    o = sim.step(a0={"spend": 41.0})
+    assert not o.decisions
+    assert sim.workload("a0").model == "gpt-4o-mini"
+    assert o.state.agents[agent("a0")].rules["budget.soft"].episode == first.episode

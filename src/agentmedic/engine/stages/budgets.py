@@ -26,7 +26,7 @@ from agentmedic.engine.periods import Period, budget_period, spend_window
 from agentmedic.engine.reasons import DecisionReason
 from agentmedic.engine.requirements import burn_key, spend_key
 from agentmedic.engine.series import AgentId
-from agentmedic.engine.state import RuleState
+from agentmedic.engine.state import Mark, RuleState
 
 __all__ = ["ROLLING_HYSTERESIS", "budgets", "hold_factor"]
 
@@ -189,10 +189,19 @@ def advance_stage(
         if v != BREACH:
             return rs
         start = c.now if period.rolling else period.start
+        episode = episode_key(c.uid, agent, stage, start)
+        done: frozenset[str] = frozenset()
+        acted = _acted_in_window(c, agent, stage, period)
+        if acted is not None:
+            # A rolling stage that acted on this agent within the window is the same
+            # episode (the memory of it was lost, e.g. to a crash before it was saved): it
+            # does not act a second time.
+            start, episode, done = acted.at, acted.episode, frozenset({acted_kind(c, acted)})
         return RuleState(
             pending_since=start,
             firing_since=c.now,
-            episode=episode_key(c.uid, agent, stage, start),
+            episode=episode,
+            done=done,
             last_action_at=None if rs is None else rs.last_action_at,
             last_action_episode=None if rs is None else rs.last_action_episode,
         )
@@ -202,6 +211,32 @@ def advance_stage(
         c.ended[rs.episode] = DecisionReason.PERIOD_ENDED
         return rs.idle()
     return rs
+
+
+def acted_kind(c: Cycle, mark: Mark) -> str:
+    """The workload action a mark records."""
+    return "scaleToZero" if any(a.disabled is mark for a in c.work.values()) else "switchModel"
+
+
+def _acted_in_window(c: Cycle, agent: AgentId | None, stage: str, period: Period) -> Mark | None:
+    """This policy's confirmed change to ``agent`` by ``stage`` within a rolling period, as
+    the workload's record shows it; None for a calendar period (its episode is keyed by the
+    period's start, the same after a restart)."""
+    if not period.rolling or agent is None:
+        return None
+    a = c.work.get(agent)
+    if a is None:
+        return None
+    for mark in (a.disabled, a.downgraded):
+        if (
+            mark is not None
+            and mark.confirmed
+            and mark.rule == stage
+            and mark.episode.startswith(f"{c.uid}:{agent.namespace}/{agent.name}:{stage}:")
+            and mark.at >= period.start
+        ):
+            return mark
+    return None
 
 
 def _mirror_stage(c: Cycle, a: AgentWork, stage: str, policy_rs: RuleState | None) -> None:
