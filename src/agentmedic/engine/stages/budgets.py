@@ -196,7 +196,8 @@ def advance_stage(
             # A rolling stage that acted on this agent within the window is the same
             # episode (the memory of it was lost, e.g. to a crash before it was saved): it
             # does not act a second time.
-            start, episode, done = acted.at, acted.episode, frozenset({acted_kind(c, acted)})
+            mark, kind = acted
+            start, episode, done = mark.at, mark.episode, frozenset({kind})
         return RuleState(
             pending_since=start,
             firing_since=c.now,
@@ -213,21 +214,18 @@ def advance_stage(
     return rs
 
 
-def acted_kind(c: Cycle, mark: Mark) -> str:
-    """The workload action a mark records."""
-    return "scaleToZero" if any(a.disabled is mark for a in c.work.values()) else "switchModel"
-
-
-def _acted_in_window(c: Cycle, agent: AgentId | None, stage: str, period: Period) -> Mark | None:
+def _acted_in_window(
+    c: Cycle, agent: AgentId | None, stage: str, period: Period
+) -> tuple[Mark, str] | None:
     """This policy's confirmed change to ``agent`` by ``stage`` within a rolling period, as
-    the workload's record shows it; None for a calendar period (its episode is keyed by the
-    period's start, the same after a restart)."""
+    the workload's record shows it, with the action it records; None for a calendar period
+    (its episode is keyed by the period's start, the same after a restart)."""
     if not period.rolling or agent is None:
         return None
     a = c.work.get(agent)
     if a is None:
         return None
-    for mark in (a.disabled, a.downgraded):
+    for mark, kind in ((a.disabled, "scaleToZero"), (a.downgraded, "switchModel")):
         if (
             mark is not None
             and mark.confirmed
@@ -235,7 +233,7 @@ def _acted_in_window(c: Cycle, agent: AgentId | None, stage: str, period: Period
             and mark.episode.startswith(f"{c.uid}:{agent.namespace}/{agent.name}:{stage}:")
             and mark.at >= period.start
         ):
-            return mark
+            return mark, kind
     return None
 
 
