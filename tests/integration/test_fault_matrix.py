@@ -33,6 +33,7 @@ from agentmedic_sandbox.emulator import ApiEmulator
 from agentmedic_sandbox.prometheus import Series, counter, openmetrics_text
 from agentmedic_sandbox.receivers import NotificationReceivers, ReceiverKind
 from tests.integration.fault_proxy import FAULTS, FaultProxy
+from tests.integration.operator_support import ManualScheduler
 
 pytestmark = pytest.mark.prometheus
 
@@ -149,16 +150,6 @@ def policy(name: str, mode: str) -> dict[str, Any]:
             },
         },
     }
-
-
-class ManualScheduler:
-    """Stands in for APScheduler: the test runs the cycles itself."""
-
-    def start(self) -> None: ...
-    def shutdown(self) -> None: ...
-    async def drain(self, seconds: float) -> None: ...
-    def sync(self, intervals: set[timedelta]) -> None: ...
-    def trigger_now(self, interval: timedelta) -> None: ...
 
 
 @dataclass

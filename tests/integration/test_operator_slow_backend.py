@@ -20,6 +20,7 @@ from agentmedic.metrics import QueryResult, RangeResult
 from agentmedic.operator.app import Operator
 from agentmedic.operator.settings import load_settings
 from agentmedic_sandbox.emulator import ApiEmulator
+from tests.integration.operator_support import ManualScheduler
 
 NS = "agents"
 API = "agentmedic.io/v1alpha1"
@@ -45,14 +46,6 @@ class HungBackend:
 
     async def aclose(self) -> None:
         self.release.set()
-
-
-class ManualScheduler:
-    def start(self) -> None: ...
-    def shutdown(self) -> None: ...
-    async def drain(self, seconds: float) -> None: ...
-    def sync(self, intervals: set[timedelta]) -> None: ...
-    def trigger_now(self, interval: timedelta) -> None: ...
 
 
 def deployment(name: str, replicas: int, annotations: dict[str, str]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from agentmedic.metrics import QueryResult, RangeResult, Sample
 from agentmedic.operator.app import Operator
 from agentmedic.operator.settings import load_settings
 from agentmedic_sandbox.emulator import ApiEmulator
+from tests.integration.operator_support import ManualScheduler
 
 NS = "agents"
 API = "agentmedic.io/v1alpha1"
@@ -56,16 +57,6 @@ class FleetBackend:
 
     async def aclose(self) -> None:
         pass
-
-
-class ManualScheduler:
-    """Stands in for APScheduler: the test runs the cycles itself."""
-
-    def start(self) -> None: ...
-    def shutdown(self) -> None: ...
-    async def drain(self, seconds: float) -> None: ...
-    def sync(self, intervals: set[timedelta]) -> None: ...
-    def trigger_now(self, interval: timedelta) -> None: ...
 
 
 def policy() -> dict[str, Any]:
