@@ -122,3 +122,42 @@ def test_the_linters_warnings_follow_readys_message_and_change_no_reason() -> No
         query_errors=(),
     )
     assert plain[0][3] == "evaluating 3 agent(s) every 30s"
+
+
+def test_the_linters_warnings_are_kept_per_generation_and_fleet_size() -> None:
+    from agentmedic.api.types import AgentPolicy
+    from agentmedic.operator.reporting import lint_warnings
+
+    policy = AgentPolicy.model_validate(
+        {
+            "apiVersion": "agentmedic.io/v1alpha1",
+            "kind": "AgentPolicy",
+            "metadata": {"name": "p", "namespace": "agents"},
+            "spec": {
+                "selector": {"matchLabels": {"team": "a"}},
+                "rules": [
+                    {
+                        "name": "r",
+                        "all": [{"metric": "error_rate", "op": ">", "value": 0.5}],
+                        "for": "5m",
+                        "actions": [{"scaleToZero": {}}, {"notify": {"channels": ["c"]}}],
+                    }
+                ],
+                "notifications": {
+                    "channels": [
+                        {"name": "c", "slack": {"webhookSecretRef": {"name": "s", "key": "u"}}}
+                    ]
+                },
+            },
+        }
+    )
+    e = PolicyEntry("agents", "p", "uid", 1, policy, [])
+    assert lint_warnings(e, 10) == ""
+    one = lint_warnings(e, 1)  # one agent: the cap rounds to zero, systemic never applies
+    assert "maxDisabledPercent" in one
+    assert "systemicMinAgents" in one
+    assert e.lint == ((1, 1), one)
+    e.lint = ((1, 1), "kept")
+    assert lint_warnings(e, 1) == "kept"  # same generation and size: not linted again
+    e.generation = 2
+    assert lint_warnings(e, 1) == one  # a new generation is linted again

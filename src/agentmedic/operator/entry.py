@@ -55,6 +55,9 @@ class PolicyEntry:
     metrics_down_notified: bool = False
     spend_written_at: datetime | None = None
     """When status last received a fresh spend (None: the next write refreshes it)."""
+    lint: tuple[tuple[int, int], str] | None = None
+    """The linter's warnings as one line, for (generation, selected agents): the spec and the
+    fleet size rarely change, so a cycle does not lint again."""
     snapshot: Snapshot = field(default_factory=Snapshot)
     """resourceVersion, owned annotations and status as last read or written."""
     fresh: bool = False

@@ -20,7 +20,7 @@ from agentmedic.operator.status import coarse_spend, cycle_conditions
 from agentmedic.operator.status_writer import PolicyWriter
 from agentmedic.operator.telemetry import Telemetry
 
-__all__ = ["Reporter", "spend_due"]
+__all__ = ["Reporter", "lint_warnings", "spend_due"]
 
 
 class Reporter:
@@ -60,10 +60,7 @@ class Reporter:
                 selector=entry.selector,
                 interval=entry.spec.interval,
                 query_errors=query_errors,
-                warnings=lint.summary(
-                    lint.lint_policy(entry.spec, selected, lint.operator_scrape_interval()),
-                    max_chars=700,
-                ),
+                warnings=lint_warnings(entry, selected),
             ),
             counts=counts,
             spend=spend,
@@ -99,3 +96,13 @@ def spend_due(
     if shown.period_start != spend.period_start or shown.limit_usd != spend.limit_usd:
         return True  # a new period (or limit) is news, not a trickle
     return now - entry.spend_written_at >= refresh
+
+
+def lint_warnings(entry: PolicyEntry, selected: int) -> str:
+    """The linter's warnings for the policy over ``selected`` agents, as Ready's message
+    carries them; computed again only when the spec or the fleet size changed."""
+    key = (entry.generation, selected)
+    if entry.lint is None or entry.lint[0] != key:
+        found = lint.lint_policy(entry.spec, selected, lint.operator_scrape_interval())
+        entry.lint = (key, lint.summary(found, max_chars=700))
+    return entry.lint[1]
