@@ -72,12 +72,11 @@ imports: venv
 
 # The CRD and the policy reference are generated from the API models; fail on drift.
 crd-check: venv
-	@$(BIN)/agentmedic crd | diff -u crds/agentpolicy.yaml - \
-	  || { echo "crds/agentpolicy.yaml drifted from the models: run 'make crd'"; exit 1; }
+	@$(BIN)/agentmedic crd --check crds && $(BIN)/agentmedic crd --check charts/agentmedic/crds
 
 crd: venv
-	$(BIN)/agentmedic crd > crds/agentpolicy.yaml
-	cp crds/agentpolicy.yaml charts/agentmedic/crds/agentpolicy.yaml 2>/dev/null || true
+	$(BIN)/agentmedic crd --write crds
+	$(BIN)/agentmedic crd --write charts/agentmedic/crds
 
 docs: venv
 	$(BIN)/agentmedic docs reference > docs/policy-reference.md

@@ -419,12 +419,15 @@ class LocalCluster(Lifecycle):
         return self._resources[key]
 
     def install_crd(self, crd: Mapping[str, Any] | None = None, *, timeout: float = 60) -> None:
-        """Apply a CRD (by default the AgentPolicy CRD generated from the models, with the
-        time compression in force) and wait until it is served."""
+        """Apply a CRD and wait until it is served; by default every CRD generated from the
+        models (AgentPolicy and the kinds registered beside it), with the time compression
+        in force."""
         if crd is None:
-            from agentmedic.api.crd import crd_manifest
+            from agentmedic.api.crd import crd_manifests
 
-            crd = crd_manifest()
+            for each in crd_manifests():
+                self.install_crd(each, timeout=timeout)
+            return
         self.apply(crd)
         name = crd["metadata"]["name"]
         group = crd["spec"]["group"]

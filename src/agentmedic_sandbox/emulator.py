@@ -244,10 +244,12 @@ class ApiEmulator(Lifecycle):
     # --- direct access (thread-safe, no HTTP, not recorded) --------------------------------
 
     def apply_crd(self) -> None:
-        """Install (or update) the AgentPolicy CRD generated from the API models."""
-        from agentmedic.api.crd import crd_manifest
+        """Install (or update) every CRD generated from the API models (AgentPolicy and
+        the kinds registered beside it)."""
+        from agentmedic.api.crd import crd_manifests
 
-        self.apply(crd_manifest())
+        for crd in crd_manifests():
+            self.apply(crd)
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Create ``obj``, or replace the existing one of that name (like ``kubectl apply``

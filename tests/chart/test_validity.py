@@ -20,7 +20,7 @@ import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
 
-from agentmedic.api.crd import render_crd
+from agentmedic.api.crd import CrdKind, all_kinds, render_crd
 
 from .support import CHART_DIR, NAMESPACE, VALUE_SETS, chart, render_set
 
@@ -102,13 +102,13 @@ def test_the_chart_crds_are_valid_apiextensions_objects() -> None:
         for doc in filter(None, yaml.safe_load_all(entry["data"])):
             kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
             names.add(doc["metadata"]["name"])
-    assert names == {"agentpolicies.agentmedic.io"}
+    assert names == {k.name for k in all_kinds()}
 
 
-def test_the_chart_ships_the_crd_generated_from_the_models() -> None:
-    (entry,) = [e for e in chart().crds if e["filename"].endswith("agentpolicy.yaml")]
-    assert entry["data"] == render_crd(), "run `make crd` to refresh the chart's CRD"
-    assert (CHART_DIR / "crds" / "agentpolicy.yaml").read_text() == render_crd()
+@pytest.mark.parametrize("kind", all_kinds(), ids=lambda k: k.kind)
+def test_the_chart_ships_the_crd_generated_from_the_models(kind: CrdKind) -> None:
+    (entry,) = [e for e in chart().crds if e["filename"].endswith(kind.file)]
+    assert entry["data"] == render_crd(kind), "run `make crd` to refresh the chart's CRD"
 
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
