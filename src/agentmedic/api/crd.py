@@ -146,7 +146,7 @@ class CrdKind:
     plural: str
     scope: Literal["Namespaced", "Cluster"]
     short_names: tuple[str, ...]
-    columns: tuple[Mapping[str, str], ...]
+    columns: tuple[Mapping[str, Any], ...]
     """additionalPrinterColumns, in order."""
     cel: Mapping[Path, list[dict[str, str]]] = field(default_factory=dict)
     """CEL rules of this kind keyed by the JSON-schema path of the object they sit on."""
@@ -161,12 +161,16 @@ class CrdKind:
         return f"{self.plural}.{GROUP}"
 
 
-def _column(name: str, type_: str, path: str, **extra: str) -> Mapping[str, str]:
-    return {"name": name, "type": type_, "jsonPath": path, **extra}
+def column(name: str, type_: str, path: str, *, wide: bool = False) -> Mapping[str, Any]:
+    """A printer column; ``wide`` ones show only with ``kubectl get -o wide``."""
+    out: dict[str, Any] = {"name": name, "type": type_, "jsonPath": path}
+    if wide:
+        out["priority"] = 1
+    return out
 
 
-READY_COLUMN = _column("Ready", "string", '.status.conditions[?(@.type=="Ready")].status')
-AGE_COLUMN = _column("Age", "date", ".metadata.creationTimestamp")
+READY_COLUMN = column("Ready", "string", '.status.conditions[?(@.type=="Ready")].status')
+AGE_COLUMN = column("Age", "date", ".metadata.creationTimestamp")
 
 AGENT_POLICY = CrdKind(
     model=AgentPolicy,
@@ -175,10 +179,10 @@ AGENT_POLICY = CrdKind(
     scope="Namespaced",
     short_names=("ap", "agentpol"),
     columns=(
-        _column("Agents", "integer", ".status.agents.total"),
-        _column("Breaching", "integer", ".status.agents.breaching"),
-        _column("Disabled", "integer", ".status.agents.disabled"),
-        _column("Spend", "number", ".status.spend.usd"),
+        column("Agents", "integer", ".status.agents.total"),
+        column("Breaching", "integer", ".status.agents.breaching"),
+        column("Disabled", "integer", ".status.agents.disabled"),
+        column("Spend", "number", ".status.spend.usd"),
         READY_COLUMN,
         AGE_COLUMN,
     ),

@@ -75,6 +75,7 @@ __all__ = [
     "StatusCondition",
     "SwitchModelAction",
     "WebhookChannel",
+    "budget_period_cel",
 ]
 
 GROUP = "agentmedic.io"
@@ -307,7 +308,8 @@ MIN_BUDGET_PERIOD = timedelta(minutes=1)
 MAX_BUDGET_PERIOD = timedelta(days=366)
 
 
-def _period_cel() -> dict[str, Any]:
+def budget_period_cel() -> dict[str, Any]:
+    """The CEL rule of a budget's period: day, week, month or a bounded rolling duration."""
     bounds = duration_bounds_cel(MIN_BUDGET_PERIOD, MAX_BUDGET_PERIOD)
     return {
         "rule": f"self in ['day', 'week', 'month'] || "
@@ -321,7 +323,7 @@ class Budget(Model):
     period: str = Field(
         default="day",
         max_length=32,
-        json_schema_extra={"x-kubernetes-validations": [_period_cel()]},
+        json_schema_extra={"x-kubernetes-validations": [budget_period_cel()]},
     )
     """day, week (from Monday) or month, calendar periods in UTC; or a rolling duration
     from 1m to 366d such as 24h or 7d. Defaults to day."""
