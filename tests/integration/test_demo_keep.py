@@ -1,9 +1,11 @@
 """``agentmedic demo --keep``: the sandbox stays up after the summary so that the CLI can be
 tried on it, and Ctrl-C ends it cleanly (issue #18, finding 4).
 
-The demo runs as a subprocess on the API emulator (the shortest scenario: 4 agents, 90 s),
-exactly as a person would start it, with its temporary directory (and so its log) in the
-test's own directory.
+The demo runs as a subprocess (the shortest scenario: 4 agents, 90 s), exactly as a person
+would start it, with its temporary directory (and so its log) in the test's own directory:
+once on the API emulator and once on the real control plane (`--api real`, the default
+where `make k8s` has built it), where `agentmedic status` reads what a real kube-apiserver
+serves.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from agentmedic_sandbox.prometheus import INSTALL_HINT
 
 ROOT = Path(__file__).resolve().parents[2]
 # The scenario takes 90 s, plus the servers' start and the remediations' settling time.
-SUMMARY_WITHIN = 240.0
+SUMMARY_WITHIN = {"emulated": 240.0, "real": 420.0}
 
 
 def _require_prometheus() -> None:
@@ -49,6 +51,20 @@ def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str | None]:
     return out
 
 
+def _require_api(api: str) -> None:
+    if api != "real":
+        return
+    from agentmedic_sandbox.cluster import k8s_bin_dir, missing_binaries
+
+    missing = missing_binaries()
+    if not missing:
+        return
+    why = f"the local control plane is not built ({', '.join(missing)} in {k8s_bin_dir()})"
+    if os.environ.get("AGENTMEDIC_REQUIRE_K8S") == "1":
+        pytest.fail(f"AGENTMEDIC_REQUIRE_K8S=1 and {why}; build it with `make k8s`")
+    pytest.skip(f"{why}; build it with `make k8s`")
+
+
 def _agentmedic(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "agentmedic.cli", *args],
@@ -60,10 +76,12 @@ def _agentmedic(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[
     )
 
 
-def test_demo_keep_serves_status_until_ctrl_c_and_exits_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("api", ["emulated", "real"])
+def test_demo_keep_serves_status_until_ctrl_c_and_exits_cleanly(tmp_path: Path, api: str) -> None:
     _require_prometheus()
+    _require_api(api)
     env = {**os.environ, "TMPDIR": str(tmp_path), "NO_COLOR": "1"}
-    args = ["demo", "--keep", "--no-ui", "--api", "emulated", "--agents", "4"]
+    args = ["demo", "--keep", "--no-ui", "--api", api, "--agents", "4"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "agentmedic.cli", *args, "--duration", "90"],
         stdout=subprocess.PIPE,
@@ -76,7 +94,7 @@ def test_demo_keep_serves_status_until_ctrl_c_and_exits_cleanly(tmp_path: Path) 
     try:
         lines = _lines(proc)
         kubeconfig: Path | None = None
-        deadline = time.monotonic() + SUMMARY_WITHIN
+        deadline = time.monotonic() + SUMMARY_WITHIN[api]
         while kubeconfig is None and time.monotonic() < deadline:
             try:
                 line = lines.get(timeout=1.0)
@@ -100,6 +118,33 @@ def test_demo_keep_serves_status_until_ctrl_c_and_exits_cleanly(tmp_path: Path) 
         as_json = _agentmedic("status", "--kubeconfig", str(kubeconfig), "-o", "json", env=env)
         assert as_json.returncode == 0, as_json.stderr
         assert '"remediated"' in as_json.stdout
+
+        if api == "real" and shutil.which("kubectl"):
+            # kubectl reads the real API server's tables, printer columns included.
+            got = subprocess.run(
+                ["kubectl", "--kubeconfig", str(kubeconfig), "get", "agentpolicies", "-A"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert got.returncode == 0, got.stderr
+            assert "auto-disable" in got.stdout
+            assert "BREACHING" in got.stdout.splitlines()[0]
+
+        # The undo command the demo and status print works on the kept sandbox.
+        undo = _agentmedic(
+            "restore",
+            "deployment/flaky-bot",
+            "-n",
+            "agents",
+            "--kubeconfig",
+            str(kubeconfig),
+            env=env,
+        )
+        assert undo.returncode == 0, undo.stdout + undo.stderr
+        assert "flaky-bot" in undo.stdout
+        after = _agentmedic("status", "--kubeconfig", str(kubeconfig), "-o", "json", env=env)
+        assert after.returncode == 0, after.stderr
 
         # Ctrl-C ends the kept sandbox; the exit status stays the self-check's.
         proc.send_signal(signal.SIGINT)
