@@ -31,6 +31,7 @@ import httpx
 import pytest
 import yaml
 
+from agentmedic.api.crd import crd_manifest
 from agentmedic.docsgen.reference import MINIMAL_POLICY
 from agentmedic_sandbox.cluster import LocalCluster
 from tests.chart.support import BACKEND_URL, render_values
@@ -315,3 +316,19 @@ def test_the_crd_refuses_a_model_priced_twice(split: Split) -> None:
     code, answer = split.send("finance", "POST", collection, doc)
     assert code == 422, answer
     assert "spec.prices[3]: Duplicate value" in answer["message"]
+
+
+def test_every_finance_crd_is_established_with_its_rules_as_generated(split: Split) -> None:
+    # ModelPriceList once carried a CEL rule whose estimated cost the server refused.
+    for kind in ("AgentBudget", "ClusterAgentBudget", "ModelPriceList"):
+        generated = crd_manifest(kind)
+        code, served = split.send(
+            "admin",
+            "GET",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
+            + generated["metadata"]["name"],
+        )
+        assert code == 200
+        conditions = {c["type"]: c["status"] for c in served["status"]["conditions"]}
+        assert conditions["Established"] == "True"
+        assert served["spec"]["versions"] == generated["spec"]["versions"]
