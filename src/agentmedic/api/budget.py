@@ -88,8 +88,8 @@ OPERATOR_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
 )
 """(api group, resource, verb) the operator needs on finance's kinds: read them, and write
 their status, nothing else (a person's change is never overwritten). The chart grants
-exactly these in its operator role (cluster-wide install); the operator's own
-``REQUIRED_PERMISSIONS`` include them."""
+exactly these in its operator role (cluster-wide install; AgentBudgets only with a
+namespace list), and tests/chart/test_rbac.py checks it against them."""
 
 
 class BudgetAppliesTo(StrEnum):

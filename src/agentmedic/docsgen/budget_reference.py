@@ -311,7 +311,7 @@ def _checks() -> list[str]:
         "",
         "`agentmedic validate FILE` and the operator check these after the schema "
         "(`agentmedic.api.budget_validation.budget_problems`); each problem is reported with "
-        "its field path and the fix. The operator does not evaluate a budget that fails them.",
+        "its field path and the fix.",
         "",
     ]
     out += _table(["Field", "Check"], [[f"`{c.path}`", _cell(c.rule)] for c in BUDGET_CHECKS])
