@@ -217,6 +217,15 @@ def test_a_document_of_the_wrong_shape_is_named(doc: Any, path: str, words: str)
     assert words in problems[0].message
 
 
+def test_the_status_of_an_object_from_the_api_server_is_not_judged() -> None:
+    doc = _budget()
+    doc["status"] = {"spendUSD": "lots", "kopf": {"progress": {}}}
+    resource, problems = validate_budget(doc)
+    assert problems == []
+    assert resource is not None
+    assert resource.status is None
+
+
 def test_a_namespaced_budget_needs_no_namespaces() -> None:
     doc = _budget()
     doc["kind"] = "AgentBudget"

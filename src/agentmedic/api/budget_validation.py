@@ -64,12 +64,14 @@ CALENDAR_PERIODS = ("day", "week", "month")
 
 def budget_problems(obj: Any) -> list[Problem]:
     """Every problem of one AgentBudget, ClusterAgentBudget or ModelPriceList document,
-    each with its field path and the fix; ``[]`` when the document is valid."""
+    each with its field path and the fix; ``[]`` when the document is valid. The object
+    may be as the API server returns it: its ``status`` (the operator's) is not judged."""
     return validate_budget(obj)[1]
 
 
 def validate_budget(document: Any) -> tuple[FinanceResource | None, list[Problem]]:
-    """Parse and check one document; return the resource (if it parsed) and all problems."""
+    """Parse and check one document; return the resource (if it parsed, without its
+    status) and all problems."""
     known = ", ".join(FINANCE_KINDS)
     if not isinstance(document, Mapping):
         found = type(document).__name__ if document is not None else "an empty document"
@@ -89,7 +91,7 @@ def validate_budget(document: Any) -> tuple[FinanceResource | None, list[Problem
     if problems or model is None:
         return None, problems
     try:
-        parsed = model.model_validate(document)
+        parsed = model.model_validate({k: v for k, v in document.items() if k != "status"})
     except ValidationError as exc:
         return None, list(_from_pydantic(exc, model))
     assert isinstance(parsed, AgentBudget | ClusterAgentBudget | ModelPriceList)
