@@ -140,6 +140,7 @@ def test_each_documented_warning_is_reported_at_its_path(warning: Any) -> None:
             0, {"name": "stop", "atPercent": 50, "response": "stop", "channels": ["fin"]}
         ),
         "StageWithoutChannels": lambda: _stage(doc).update(channels=[]),
+        "StopOnForecast": lambda: _stage(doc).update(response="stop", onForecast=True),
     }
     prices = {
         "ZeroPrice": {"model": "m", "input": 0, "output": 0},

@@ -309,11 +309,11 @@ def test_each_lint_warns_at_its_field(name: str) -> None:
     assert _lint(doc) == expected
 
 
-def test_a_stop_reached_on_forecast_does_not_silence_later_stages() -> None:
+def test_a_stop_on_the_forecast_warns_and_does_not_silence_later_stages() -> None:
     doc = _budget()
     _spec(doc)["stages"][1].update(onForecast=True)
     _spec(doc)["stages"].append({"name": "late", "atPercent": 150, "channels": ["fin"]})
-    assert _lint(doc) == []
+    assert _lint(doc) == [("StopOnForecast", "spec.stages[1].onForecast")]
 
 
 @pytest.mark.parametrize(

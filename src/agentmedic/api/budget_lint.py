@@ -90,6 +90,14 @@ def _stage(
             "reached on spend alone",
             "remove onForecast, or use period day, week or month",
         )
+    if stage.on_forecast and not rolling and stage.response is StageResponse.STOP:
+        yield _warn(
+            "StopOnForecast",
+            f"{p}.onForecast",
+            f"stops the agents when the forecast reaches {_pct(stage.at_percent)}, on a "
+            "projection of the recent burn rate, before that spend is real",
+            "notify or downgrade on the forecast, and stop on spend (remove onForecast)",
+        )
     if stop is not None and stage is not stop and stage.at_percent > stop.at_percent:
         yield _warn(
             "StageAfterStop",

@@ -152,6 +152,11 @@ BUDGET_WARNINGS: tuple[Check, ...] = (
         "ForecastOnRollingPeriod",
     ),
     Check(
+        "spec.stages[].onForecast",
+        "a stop reached on the forecast: agents stop on a projection, before the spend is real.",
+        "StopOnForecast",
+    ),
+    Check(
         "spec.stages[].atPercent",
         "above that of a stop stage not on forecast: once the "
         "agents stop, the stage is reached at best by requests in flight.",
