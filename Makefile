@@ -80,6 +80,7 @@ crd: venv
 
 docs: venv
 	$(BIN)/agentmedic docs reference > docs/policy-reference.md
+	$(BIN)/agentmedic docs budget-reference > docs/budget-reference.md
 	$(BIN)/agentmedic docs configuration > docs/configuration.md
 
 unit: venv

@@ -15,6 +15,7 @@ import yaml
 from agentmedic.api.types import AgentPolicy
 from agentmedic.api.validation import validate_policy
 from agentmedic.cli.main import main
+from agentmedic.docsgen.budget_reference import render_budget_reference
 from agentmedic.docsgen.configuration import render_configuration
 from agentmedic.docsgen.reference import (
     CROSS_FIELD_CHECKS,
@@ -29,6 +30,7 @@ from .markdown import ROOT
 
 GENERATED = {
     "docs/policy-reference.md": ("reference", render_reference),
+    "docs/budget-reference.md": ("budget-reference", render_budget_reference),
     "docs/configuration.md": ("configuration", render_configuration),
 }
 

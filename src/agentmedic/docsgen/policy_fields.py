@@ -1,8 +1,8 @@
-"""The AgentPolicy models walked beside their CRD schema, for the reference page.
+"""The API models walked beside their CRD schema, for the reference pages.
 
-:func:`model_docs` lists every model reachable from :class:`~agentmedic.api.types.AgentPolicy`
-with its fields: the wire name, the type, the default, the validation the CRD schema
-(:func:`~agentmedic.api.crd.crd_manifest`) enforces and the description (the attribute
+:func:`model_docs` lists every model reachable from a kind's model (by default
+AgentPolicy's) with its fields: the wire name, the type, the default, the validation the
+CRD schema (:func:`~agentmedic.api.crd.crd_manifest`) enforces and the description (the attribute
 docstring, the text ``kubectl explain`` shows). :func:`admission_rules` collects the CEL
 rules of the schema. Pure: no I/O.
 """
@@ -20,11 +20,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, WithJsonSchema
 from pydantic.fields import FieldInfo
 
-from agentmedic.api.crd import crd_manifest
+from agentmedic.api.crd import crd_kind, crd_manifest
 from agentmedic.api.durations import DURATION_PATTERN, DurationBounds, format_duration
-from agentmedic.api.types import (
-    AgentPolicy,
-)
 
 __all__ = ["FieldDoc", "ModelDoc", "admission_rules", "model_docs"]
 
@@ -64,15 +61,25 @@ def _anchor(model: type[BaseModel]) -> str:
     return model.__name__.lower()
 
 
-def _root_schema() -> dict[str, Any]:
-    schema: dict[str, Any] = crd_manifest()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+def _root_schema(kind: str = "AgentPolicy") -> dict[str, Any]:
+    manifest = crd_manifest(kind)
+    schema: dict[str, Any] = manifest["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     return schema
 
 
-def model_docs() -> list[ModelDoc]:
-    """Every model reachable from AgentPolicy, depth first, spec before status."""
-    docs: dict[type[BaseModel], ModelDoc] = {}
-    _walk(AgentPolicy, "", _root_schema(), docs)
+def model_docs(
+    kind: str = "AgentPolicy",
+    *,
+    into: dict[type[BaseModel], ModelDoc] | None = None,
+    skip: frozenset[type[BaseModel]] = frozenset(),
+) -> list[ModelDoc]:
+    """Every model reachable from ``kind``'s model, depth first, spec before status.
+
+    ``into`` collects several kinds' models in one walk (a model shared by two kinds is
+    documented once, where it is met first); models in ``skip`` are neither documented
+    nor walked into (a page links them to where they are documented)."""
+    docs: dict[type[BaseModel], ModelDoc] = {} if into is None else into
+    _walk(crd_kind(kind).model, "", _root_schema(kind), docs, skip)
     return list(docs.values())
 
 
@@ -81,7 +88,10 @@ def _walk(
     path: str,
     node: Mapping[str, Any],
     docs: dict[type[BaseModel], ModelDoc],
+    skip: frozenset[type[BaseModel]] = frozenset(),
 ) -> None:
+    if model in skip:
+        return
     if model in docs:
         docs[model].paths.append(path)
         return
@@ -93,7 +103,7 @@ def _walk(
     for name, info in model.model_fields.items():
         wire = info.alias or name
         prop: Mapping[str, Any] = properties.get(wire, {})
-        if model is AgentPolicy and wire == "metadata":
+        if not path and wire == "metadata":
             prop = {"type": "object"}
         doc.fields.append(_field_doc(wire, info, prop, wire in required))
         inner, item_node, suffix = _nested_model(info.annotation, prop)
@@ -101,7 +111,7 @@ def _walk(
             child = f"{path}.{wire}" if path else wire
             nested.append((inner, child + suffix, item_node))
     for inner, child, item_node in nested:
-        _walk(inner, child, item_node, docs)
+        _walk(inner, child, item_node, docs, skip)
 
 
 def _nested_model(
@@ -206,6 +216,9 @@ def _yaml_scalar(value: Any) -> str:
         return str(value.value)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
+    if isinstance(value, BaseModel):  # written as its set fields, in flow style
+        shown = value.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        return "{" + ", ".join(f"{k}: {_yaml_scalar(v)}" for k, v in shown.items()) + "}"
     if isinstance(value, list):
         return "[]" if not value else "[" + ", ".join(_yaml_scalar(v) for v in value) + "]"
     if isinstance(value, dict):
@@ -255,8 +268,9 @@ def _validation(node: Mapping[str, Any], *, duration: bool, required: bool) -> I
             yield "each item: " + "; ".join(inner)
 
 
-def admission_rules() -> list[tuple[str, str, list[str]]]:
-    """(message, CEL rule, schema paths) for every ``x-kubernetes-validations`` in the CRD."""
+def admission_rules(kind: str = "AgentPolicy") -> list[tuple[str, str, list[str]]]:
+    """(message, CEL rule, schema paths) for every ``x-kubernetes-validations`` in the CRD
+    of ``kind``."""
     found: dict[tuple[str, str], list[str]] = {}
 
     def visit(node: Any, path: str) -> None:
@@ -269,5 +283,5 @@ def admission_rules() -> list[tuple[str, str, list[str]]]:
         if "items" in node:
             visit(node["items"], path + "[]")
 
-    visit(_root_schema(), "")
+    visit(_root_schema(kind), "")
     return [(message, rule, paths) for (message, rule), paths in found.items()]
