@@ -73,8 +73,7 @@ PRICE_LIST_PLURAL = "modelpricelists"
 
 MAX_STAGES = 10
 MAX_TOP_AGENTS = 5
-MAX_PRICES = 200
-"""Bounded so that the API server can afford the CEL rule keeping models unique."""
+MAX_PRICES = 500
 MAX_NAMESPACES = 100
 
 NamespaceName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=63)]
