@@ -22,6 +22,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from agentmedic.api.refs import MetricsBackendRef
 from agentmedic.api.types import (
     MAX_CHANNEL_REFS,
     NAME_PATTERN,
@@ -153,6 +154,9 @@ class AgentBudgetSpec(Model):
     notifications: Notifications = Field(default_factory=Notifications)
     """Finance's channels, which the stages refer to by name; Secrets are read from the
     budget's namespace (ClusterAgentBudget: from the operator's namespace)."""
+    metrics_backend_ref: MetricsBackendRef | None = None
+    """The MetricsBackend (in the budget's namespace) or ClusterMetricsBackend spend is read
+    from (see docs/multi-tenant-metrics.md). Defaults to the operator's backend."""
 
 
 class ClusterAgentBudgetSpec(AgentBudgetSpec):

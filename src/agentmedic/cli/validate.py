@@ -199,6 +199,10 @@ def check_file(path: Path, options: Options | None = None) -> tuple[list[Documen
         if doc is None or is_builtin_kubernetes(doc):
             continue
         name = document_name(doc)
+        shared = _shared_findings(str(path), index if multi else None, name, doc)
+        if shared is not None:  # a shared channel or backend: checked, not a policy
+            findings.extend(shared)
+            continue
         kind = doc.get("kind") if isinstance(doc, dict) else None
         found = _check_document(str(path), index, name, doc, options)
         if not multi:
@@ -268,6 +272,27 @@ def _check_document(
             for item in lint_policy(policy.spec, options.fleet_size, options.scrape_interval)
         )
     return found
+
+
+def _shared_findings(
+    source: str, index: int | None, name: str | None, doc: Any
+) -> list[Finding] | None:
+    """The findings of a NotificationChannel, ClusterNotificationChannel, MetricsBackend or
+    ClusterMetricsBackend document; None for any other document."""
+    from agentmedic.api.shared import SHARED_MODELS
+    from agentmedic.api.types import API_VERSION
+    from agentmedic.api.validation import validate_shared
+
+    if not isinstance(doc, dict) or doc.get("apiVersion") != API_VERSION:
+        return None
+    if doc.get("kind") not in SHARED_MODELS:
+        return None
+    _, problems = validate_shared(doc)
+    found = [
+        Finding(source, index or 1, name, "error", "InvalidSpec", p.path, p.message)
+        for p in problems
+    ]
+    return found if index is not None else [replace(f, numbered=False) for f in found]
 
 
 def _unknown_kind(source: str, index: int, name: str | None, message: str, fix: str) -> Finding:
