@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from agentmedic.actions.permissions import REQUIRED_PERMISSIONS as ACTION_PERMISSIONS
+from agentmedic.operator.permissions import CLUSTER_SCOPED
 from agentmedic.operator.permissions import REQUIRED_PERMISSIONS as OPERATOR_PERMISSIONS
 
 from .support import NAMESPACE, VALUE_SETS, Rendered, merged, render_set, render_values
@@ -41,8 +42,14 @@ LEASES = "coordination.k8s.io"
 
 
 def expected(values: dict[str, Any]) -> frozenset[Grant]:
-    """What the watched-namespace (or cluster) roles must grant: all but the Lease."""
-    return frozenset(g for g in required_by_code() if g.group != LEASES)
+    """What the watched-namespace (or cluster) roles must grant: all but the Lease, and in
+    namespaced mode (Roles) not the cluster-scoped shared kinds."""
+    namespaced = bool(values.get("namespaces"))
+    return frozenset(
+        g
+        for g in required_by_code()
+        if g.group != LEASES and not (namespaced and (g.group, g.resource) in CLUSTER_SCOPED)
+    )
 
 
 def election_grants() -> frozenset[Grant]:
@@ -167,3 +174,20 @@ def test_rbac_can_be_left_to_the_platform_team() -> None:
     rendered = render_values(merged("default", rbac={"create": False}))
     assert not roles(rendered)
     assert not rendered.of_kind("ClusterRoleBinding") + rendered.of_kind("RoleBinding")
+
+
+# --- shared channels and metrics backends
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_shared_kinds_are_only_listed_and_watched(value_set: str) -> None:
+    shared = {"notificationchannels", "metricsbackends", *(r for _, r in CLUSTER_SCOPED)}
+    namespaced = bool(VALUE_SETS[value_set].get("namespaces"))
+    for role in roles(render_set(value_set)):
+        if is_election_role(role):
+            continue
+        granted = {g for g in grants(role["rules"]) if g.resource in shared}
+        readable = shared - {r for _, r in CLUSTER_SCOPED} if namespaced else shared
+        assert granted == {
+            Grant("agentmedic.io", r, v) for r in readable for v in ("list", "watch")
+        }, f"{role['kind']}/{role['metadata']['name']}"

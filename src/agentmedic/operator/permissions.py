@@ -7,7 +7,7 @@ request the operator sends to the API emulator is covered.
 
 from __future__ import annotations
 
-__all__ = ["REQUIRED_PERMISSIONS"]
+__all__ = ["CLUSTER_SCOPED", "REQUIRED_PERMISSIONS"]
 
 # (api group, resource, verb); "" is the core group.
 REQUIRED_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
@@ -25,6 +25,18 @@ REQUIRED_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
         ("apps", "statefulsets", "watch"),
         # kopf posts its own Events; the operator posts Events on policies
         ("", "events", "create"),
+        # --- shared channels and metrics backends (operator/shared_cache.py): listed and
+        # watched once some policy refers to them; the cluster-scoped kinds only in a
+        # cluster-wide install (CLUSTER_SCOPED below).
+        ("agentmedic.io", "notificationchannels", "list"),
+        ("agentmedic.io", "notificationchannels", "watch"),
+        ("agentmedic.io", "metricsbackends", "list"),
+        ("agentmedic.io", "metricsbackends", "watch"),
+        ("agentmedic.io", "clusternotificationchannels", "list"),
+        ("agentmedic.io", "clusternotificationchannels", "watch"),
+        ("agentmedic.io", "clustermetricsbackends", "list"),
+        ("agentmedic.io", "clustermetricsbackends", "watch"),
+        # --- end of shared channels and metrics backends
         # leader election (operator/leader.py): read, create once, renew; in the operator's
         # own namespace only (the chart's leader-election Role)
         ("coordination.k8s.io", "leases", "get"),
@@ -32,3 +44,9 @@ REQUIRED_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
         ("coordination.k8s.io", "leases", "update"),
     }
 )
+
+CLUSTER_SCOPED: frozenset[tuple[str, str]] = frozenset(
+    {("agentmedic.io", "clusternotificationchannels"), ("agentmedic.io", "clustermetricsbackends")}
+)
+"""(api group, resource) of the cluster-scoped kinds above: granted by the cluster-wide
+install's ClusterRole only; an operator watching namespaces (Roles) does not read them."""
