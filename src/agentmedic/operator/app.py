@@ -256,6 +256,7 @@ class Operator:
             self.cache.workloads(entry.namespace, entry.selector) if entry.selector else None
         )
         self.cache.unsubscribe(entry.user)
+        self.parts.gate.forget(entry.key)
         self._sync_schedule()
         self._policy_gauge()
         if workloads is None or entry.policy is None or not self.settings.owns(entry.uid):

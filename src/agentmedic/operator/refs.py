@@ -200,14 +200,21 @@ class RefResolver:
             if isinstance(got, RefProblem):
                 return got
             waiting = waiting or got is None
-        ref = spec.metrics_backend_ref
+        route = await self.backend(spec.metrics_backend_ref, namespace)
+        return None if waiting and isinstance(route, Route) else route
+
+    async def backend(
+        self, ref: MetricsBackendRef | None, namespace: str
+    ) -> Route | RefProblem | None:
+        """The backend ``ref`` names for an object (a policy, a budget) of ``namespace``: the
+        operator's own without a reference; a problem; None while its kind has not been
+        listed. Budgets with ``spec.metricsBackendRef`` resolve theirs here too."""
         if ref is None:
-            return None if waiting else Route(self._default, "")
+            return Route(self._default, "")
+        self.cache.want(ref.kind)
         found = self._lookup(ref, namespace)
         if found is None or isinstance(found, RefProblem):
             return found
-        if waiting:
-            return None
         obj, parsed = found
         assert isinstance(parsed.spec, MetricsBackendSpec)
         return await self._client(obj, parsed.spec)
