@@ -290,3 +290,14 @@ def test_subscribing_watches_only_the_kinds_a_policy_names() -> None:
         )
     )
     assert cache.wanted == {"ClusterMetricsBackend", "NotificationChannel"}
+
+
+async def test_a_cluster_scoped_object_may_name_only_a_cluster_backend() -> None:
+    cache = FakeCache()
+    cache.add("MetricsBackend", "team", "mimir", BACKEND)
+    refs, _ = resolver(cache)
+    problem = await refs.backend(MetricsBackendRef(name="mimir"), "")
+    assert problem == RefProblem(
+        "MetricsBackendRefNotFound",
+        "MetricsBackend mimir: a cluster-scoped object may name only a ClusterMetricsBackend",
+    )

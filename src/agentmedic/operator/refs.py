@@ -211,6 +211,11 @@ class RefResolver:
         listed. Budgets with ``spec.metricsBackendRef`` resolve theirs here too."""
         if ref is None:
             return Route(self._default, "")
+        if not namespace and ref.kind not in CLUSTER_KINDS:
+            return RefProblem(
+                BACKEND_NOT_FOUND,
+                f"{ref}: a cluster-scoped object may name only a ClusterMetricsBackend",
+            )
         self.cache.want(ref.kind)
         found = self._lookup(ref, namespace)
         if found is None or isinstance(found, RefProblem):
