@@ -180,14 +180,16 @@ def test_rbac_can_be_left_to_the_platform_team() -> None:
 
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
-def test_shared_kinds_are_only_listed_and_watched(value_set: str) -> None:
+def test_shared_kinds_are_only_listed_watched_and_given_a_status(value_set: str) -> None:
+    kinds = {"notificationchannels", "metricsbackends"}
+    if not VALUE_SETS[value_set].get("namespaces"):
+        kinds |= {"clusternotificationchannels", "clustermetricsbackends"}
     shared = {"notificationchannels", "metricsbackends", *(r for _, r in CLUSTER_SCOPED)}
-    namespaced = bool(VALUE_SETS[value_set].get("namespaces"))
+    shared |= {f"{r}/status" for r in shared if "/" not in r}
+    want = {Grant("agentmedic.io", r, v) for r in kinds for v in ("list", "watch")}
+    want |= {Grant("agentmedic.io", f"{r}/status", "patch") for r in kinds}
     for role in roles(render_set(value_set)):
         if is_election_role(role):
             continue
         granted = {g for g in grants(role["rules"]) if g.resource in shared}
-        readable = shared - {r for _, r in CLUSTER_SCOPED} if namespaced else shared
-        assert granted == {
-            Grant("agentmedic.io", r, v) for r in readable for v in ("list", "watch")
-        }, f"{role['kind']}/{role['metadata']['name']}"
+        assert granted == want, f"{role['kind']}/{role['metadata']['name']}"

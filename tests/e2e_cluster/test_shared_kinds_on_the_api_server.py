@@ -140,6 +140,12 @@ def test_kubectl_get_metricsbackends_shows_url_and_tenant(
         params={"fieldSelector": "metadata.name=shown"},
         headers={"Accept": "application/json;as=Table;g=meta.k8s.io;v=v1"},
     )
-    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "URL", "Tenant", "Age"]
+    assert [c["name"] for c in table["columnDefinitions"]] == [
+        "Name",
+        "URL",
+        "Tenant",
+        "Ready",
+        "Age",
+    ]
     [row] = table["rows"]
     assert row["cells"][:3] == ["shown", "https://mimir.example/prometheus", "team-a"]

@@ -285,6 +285,14 @@ def conditions(api: KubeServer, ns: str, name: str) -> dict[str, dict[str, Any]]
     return {c["type"]: c for c in (obj.get("status") or {}).get("conditions", [])}
 
 
+def ready_of(api: KubeServer, kind: str, ns: str | None, name: str) -> tuple[str, str] | None:
+    obj = api.get(API, kind, ns, name) or {}
+    for c in (obj.get("status") or {}).get("conditions", []):
+        if c["type"] == "Ready":
+            return (c["status"], c["reason"])
+    return None
+
+
 def replicas(api: KubeServer, ns: str, name: str) -> int:
     obj = api.get("apps/v1", "Deployment", ns, name) or {}
     return int(obj["spec"]["replicas"])
@@ -348,8 +356,26 @@ async def test_each_team_is_fetched_from_its_own_backend_and_shares_one_rate_lim
     )
     assert sample == 1
     [api.get(API, "AgentPolicy", ns[t], n) or {} for t, n in (("a", "a1"), ("b", "b1"))]
+    # What the operator found is on the shared objects too (kubectl get's READY column),
+    # written once: later cycles that find the same write nothing.
+    assert ready_of(api, "MetricsBackend", ns["a"], "team-a") == ("True", "Resolved")
+    assert ready_of(api, "ClusterMetricsBackend", None, f"team-b-{ns['b']}") == ("True", "Resolved")
+    assert ready_of(api, "ClusterNotificationChannel", None, channel) == ("True", "Valid")
+    writes = run.op.parts.refs.status_writes()
+    await run.cycle()
+    await run.cycle()
+    assert run.op.parts.refs.status_writes() == writes
+
     texts = json.dumps(
-        [api.get(API, "AgentPolicy", ns[t], n) for t, n in (("a", "a1"), ("b", "b1"))]
+        [
+            api.get(API, kind, ns.get(t), n)
+            for kind, t, n in (
+                ("AgentPolicy", "a", "a1"),
+                ("AgentPolicy", "b", "b1"),
+                ("MetricsBackend", "a", "team-a"),
+                ("ClusterMetricsBackend", "", f"team-b-{ns['b']}"),
+            )
+        ]
     )
     events = json.dumps([e for t in ("a", "b") for e in api.list("v1", "Event", namespace=ns[t])])
     for secret in (TOKEN_A, TOKEN_B, world.receivers.slack_token):
@@ -409,3 +435,32 @@ async def test_a_missing_shared_channel_holds_the_policy(world: World, running: 
     assert f"ClusterNotificationChannel oncall-{ns['b']}: no such object" in ready["message"]
     assert run.default.queries == []
     assert replicas(api, ns["b"], "sick-b") == 2
+
+
+async def test_a_backend_whose_secret_is_missing_holds_its_policies_and_says_why(
+    world: World, running: Running
+) -> None:
+    api, ns, run = world.api, world.ns, running
+    channel = f"oncall-{ns['b']}"
+    api.create(oncall(channel, max_per_hour=10))
+    api.create(backend("MetricsBackend", ns["b"], "team-b", run.b.url, "team-b", "missing"))
+    await register(run, api, policy(ns["b"], "b1", ["sick-b"], {"name": "team-b"}))
+    await resolved(run, "MetricsBackend", ns["b"], "team-b")
+    await resolved(run, "ClusterNotificationChannel", ns["b"], channel)
+
+    await run.cycle()
+
+    ready = conditions(api, ns["b"], "b1")["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "MetricsBackendRefInvalid")
+    why = f"cannot read the bearer token from key 'token' of Secret {ns['b']}/missing"
+    assert why in ready["message"]
+    assert ready_of(api, "MetricsBackend", ns["b"], "team-b") == ("False", "Unresolved")
+    assert run.b.queries == []
+    assert replicas(api, ns["b"], "sick-b") == 2
+
+    api.create(_secret(ns["b"], "missing", {"token": TOKEN_B}))
+    await run.cycle()
+    assert conditions(api, ns["b"], "b1")["Ready"]["status"] == "True"
+    assert ready_of(api, "MetricsBackend", ns["b"], "team-b") == ("True", "Resolved")
+    assert run.b.queries
+    assert replicas(api, ns["b"], "sick-b") == 0

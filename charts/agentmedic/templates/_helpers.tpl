@@ -152,11 +152,17 @@ election Lease, which is granted only in the release namespace (rbac.yaml).
 - apiGroups: ["agentmedic.io"]
   resources: ["notificationchannels", "metricsbackends"]
   verbs: ["list", "watch"]
+- apiGroups: ["agentmedic.io"]
+  resources: ["notificationchannels/status", "metricsbackends/status"]
+  verbs: ["patch"]
 {{- if not .Values.namespaces }}
 # The cluster-scoped ones: only a cluster-wide install reads them.
 - apiGroups: ["agentmedic.io"]
   resources: ["clusternotificationchannels", "clustermetricsbackends"]
   verbs: ["list", "watch"]
+- apiGroups: ["agentmedic.io"]
+  resources: ["clusternotificationchannels/status", "clustermetricsbackends/status"]
+  verbs: ["patch"]
 {{- end }}
 # --- end of shared channels and metrics backends
 {{- end }}

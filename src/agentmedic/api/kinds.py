@@ -111,11 +111,13 @@ MODEL_PRICE_LIST = register(
 _CHANNEL_COLUMNS = (
     column("Max/h", "integer", ".spec.maxPerHour"),
     column("Min severity", "string", ".spec.minSeverity"),
+    READY_COLUMN,
     AGE_COLUMN,
 )
 _BACKEND_COLUMNS = (
     column("URL", "string", ".spec.url"),
     column("Tenant", "string", ".spec.tenant"),
+    READY_COLUMN,
     AGE_COLUMN,
 )
 

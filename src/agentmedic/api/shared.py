@@ -42,6 +42,7 @@ from agentmedic.api.types import (
     SecretKeyRef,
     Severity,
     SlackChannel,
+    StatusCondition,
     WebhookChannel,
 )
 from agentmedic.api.types import NotificationChannel as ChannelEntry
@@ -61,6 +62,7 @@ __all__ = [
     "MetricsBackendSpec",
     "NotificationChannelSpec",
     "SharedObject",
+    "SharedStatus",
 ]
 
 CHANNEL_PLURAL = "notificationchannels"
@@ -74,6 +76,14 @@ MAX_BACKEND_TIMEOUT = timedelta(minutes=2)
 HEADER_NAME_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
 """An HTTP header name (RFC 9110 token)."""
 BackendTimeout = Annotated[Duration, duration_bounds(MIN_BACKEND_TIMEOUT, MAX_BACKEND_TIMEOUT)]
+
+
+class SharedStatus(Model):
+    observed_generation: int | None = None
+    """The spec generation last read."""
+    conditions: list[StatusCondition] = Field(default_factory=list, max_length=8)
+    """Ready: the object is valid (a backend: its Secrets and CA read and a client built),
+    as last found when a policy referred to it."""
 
 
 # --------------------------------------------------------------------------- channels
@@ -117,6 +127,8 @@ class NotificationChannel(Model):
     """Standard object metadata."""
     spec: NotificationChannelSpec
     """The channel."""
+    status: SharedStatus | None = None
+    """Written by the operator once a policy refers to it."""
 
 
 class ClusterNotificationChannel(Model):
@@ -131,6 +143,8 @@ class ClusterNotificationChannel(Model):
     """Standard object metadata."""
     spec: NotificationChannelSpec
     """The channel."""
+    status: SharedStatus | None = None
+    """Written by the operator once a policy refers to it."""
 
 
 # --------------------------------------------------------------------------- metrics backends
@@ -189,6 +203,8 @@ class MetricsBackend(Model):
     """Standard object metadata."""
     spec: MetricsBackendSpec
     """Where and how to query."""
+    status: SharedStatus | None = None
+    """Written by the operator once a policy refers to it."""
 
 
 class ClusterMetricsBackend(Model):
@@ -204,6 +220,8 @@ class ClusterMetricsBackend(Model):
     """Standard object metadata."""
     spec: MetricsBackendSpec
     """Where and how to query."""
+    status: SharedStatus | None = None
+    """Written by the operator once a policy refers to it."""
 
 
 SharedObject = (

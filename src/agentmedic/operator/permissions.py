@@ -36,6 +36,11 @@ REQUIRED_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
         ("agentmedic.io", "clusternotificationchannels", "watch"),
         ("agentmedic.io", "clustermetricsbackends", "list"),
         ("agentmedic.io", "clustermetricsbackends", "watch"),
+        # their Ready condition (operator/shared_status.py)
+        ("agentmedic.io", "notificationchannels/status", "patch"),
+        ("agentmedic.io", "metricsbackends/status", "patch"),
+        ("agentmedic.io", "clusternotificationchannels/status", "patch"),
+        ("agentmedic.io", "clustermetricsbackends/status", "patch"),
         # --- end of shared channels and metrics backends
         # leader election (operator/leader.py): read, create once, renew; in the operator's
         # own namespace only (the chart's leader-election Role)
@@ -46,7 +51,12 @@ REQUIRED_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
 )
 
 CLUSTER_SCOPED: frozenset[tuple[str, str]] = frozenset(
-    {("agentmedic.io", "clusternotificationchannels"), ("agentmedic.io", "clustermetricsbackends")}
+    {
+        ("agentmedic.io", "clusternotificationchannels"),
+        ("agentmedic.io", "clustermetricsbackends"),
+        ("agentmedic.io", "clusternotificationchannels/status"),
+        ("agentmedic.io", "clustermetricsbackends/status"),
+    }
 )
 """(api group, resource) of the cluster-scoped kinds above: granted by the cluster-wide
 install's ClusterRole only; an operator watching namespaces (Roles) does not read them."""

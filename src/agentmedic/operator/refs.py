@@ -38,6 +38,7 @@ from agentmedic.kube.readers import config_map_value
 from agentmedic.metrics import BackendConfig, MetricsBackend, PrometheusBackend
 from agentmedic.operator.shared_cache import CLUSTER_KINDS, SharedCache
 from agentmedic.operator.shared_cache import SharedObject as Cached
+from agentmedic.operator.shared_status import SharedStatusWriter
 
 __all__ = [
     "SECRET_REFRESH_SECONDS",
@@ -125,8 +126,12 @@ class RefResolver:
         operator_namespace: str,
         max_response_bytes: int,
         clock: Callable[[], float] = time.monotonic,
+        status: SharedStatusWriter | None = None,
     ) -> None:
         self.cache = cache
+        self._status = status
+        self._observed: dict[tuple[str, str, str], tuple[Cached, bool, str, str]] = {}
+        """What was found of each object since the last flush (Ready, reason, message)."""
         self._executor = executor
         self._default = default
         self._operator_namespace = operator_namespace
@@ -171,8 +176,16 @@ class RefResolver:
             )
             cached = self._parsed[key] = (obj.resource_version, outcome)
         if isinstance(cached[1], str):
+            self._observed[key] = (obj, False, "InvalidSpec", cached[1])
             invalid = CHANNEL_INVALID if channel else BACKEND_INVALID
             return RefProblem(invalid, f"{_ident(obj)} is invalid: {cached[1]}")
+        if channel:
+            self._observed[key] = (
+                obj,
+                True,
+                "Valid",
+                "valid; its Secrets are read when a message is sent",
+            )
         return obj, cached[1]
 
     def channel(self, ref: ChannelReference, namespace: str) -> SharedChannel | RefProblem | None:
@@ -201,7 +214,20 @@ class RefResolver:
                 return got
             waiting = waiting or got is None
         route = await self.backend(spec.metrics_backend_ref, namespace)
+        await self.flush()
         return None if waiting and isinstance(route, Route) else route
+
+    def status_writes(self) -> int:
+        """Status PATCHes sent to shared objects so far."""
+        return self._status.writes if self._status is not None else 0
+
+    async def flush(self) -> None:
+        """Write what was found of the objects to their status (when it changed)."""
+        observed, self._observed = self._observed, {}
+        if self._status is None:
+            return
+        for obj, ready, reason, message in observed.values():
+            await self._status.ready(obj, ready, reason, message)
 
     async def backend(
         self, ref: MetricsBackendRef | None, namespace: str
@@ -235,22 +261,26 @@ class RefResolver:
             and client.resource_version == obj.resource_version
             and now - client.read_at < SECRET_REFRESH_SECONDS
         )
+        ready = (obj, True, "Resolved", "its Secrets are read and queries can be sent")
         if client is not None and fresh:
+            self._observed[key] = ready
             return Route(client.backend, _ident(obj))
         namespace = obj.namespace or self._operator_namespace
         try:
             config = await asyncio.to_thread(self._config, spec, namespace)
             if client is not None and client.config == config:
                 client.resource_version, client.read_at = obj.resource_version, now
+                self._observed[key] = ready
                 return Route(client.backend, _ident(obj))
             backend = PrometheusBackend(config)
-        except _UnreadableError as exc:
-            return RefProblem(BACKEND_INVALID, f"{_ident(obj)}: {exc}")
-        except ValueError as exc:  # the CA bundle, or a config the models let through
-            return RefProblem(BACKEND_INVALID, f"{_ident(obj)}: {str(exc)[:300]}")
+        except (_UnreadableError, ValueError) as exc:  # ValueError: the CA bundle
+            detail = str(exc)[:300]
+            self._observed[key] = (obj, False, "Unresolved", detail)
+            return RefProblem(BACKEND_INVALID, f"{_ident(obj)}: {detail}")
         if client is not None:
             self._retired.append(client.backend)
         self._clients[key] = _Client(obj.resource_version, config, now, backend)
+        self._observed[key] = ready
         log.info("metrics backend %s: client ready (%s)", _ident(obj), backend)
         return Route(backend, _ident(obj))
 

@@ -58,6 +58,9 @@ class SharedObject:
     resource_version: str
     body: dict[str, Any]
     """apiVersion, kind, metadata (name, namespace) and spec, as the models read them."""
+    generation: int = 0
+    status: dict[str, Any] = field(default_factory=dict)
+    """As last written (by this operator)."""
 
 
 @dataclass
@@ -197,13 +200,16 @@ class SharedCache:
                 continue
             kept = _kept(watch.kind, obj)
             key = (kept.namespace, kept.name)
+            before = watch.items.get(key)
             if kind == "DELETED":
                 watch.items.pop(key, None)
             elif kind in ("ADDED", "MODIFIED"):
                 watch.items[key] = kept
             else:
                 continue
-            self._changed(watch.kind)
+            # A status written by the operator itself is no reason to evaluate again.
+            if kind == "DELETED" or before is None or before.body != kept.body:
+                self._changed(watch.kind)
         return version
 
     def _changed(self, kind: str) -> None:
@@ -221,4 +227,13 @@ def _kept(kind: str, obj: dict[str, Any]) -> SharedObject:
         "metadata": {"name": name, **({"namespace": namespace} if namespace else {})},
         "spec": obj.get("spec"),
     }
-    return SharedObject(kind, namespace, name, str(meta.get("resourceVersion", "")), body)
+    status = obj.get("status")
+    return SharedObject(
+        kind,
+        namespace,
+        name,
+        str(meta.get("resourceVersion", "")),
+        body,
+        generation=int(meta.get("generation") or 0),
+        status=status if isinstance(status, dict) else {},
+    )

@@ -35,6 +35,7 @@ from agentmedic.operator.restores import RestoreRequests
 from agentmedic.operator.routing import RefGate
 from agentmedic.operator.settings import OperatorSettings
 from agentmedic.operator.shared_cache import SharedCache
+from agentmedic.operator.shared_status import SharedStatusWriter
 from agentmedic.operator.status_writer import PolicyWriter
 from agentmedic.operator.telemetry import Telemetry
 from agentmedic.operator.watch import WorkloadCache
@@ -108,6 +109,7 @@ def wire(
         backend,
         operator_namespace=settings.lease_namespace_or_default(),
         max_response_bytes=settings.max_response_bytes,
+        status=SharedStatusWriter(kube, clock, peering.leading),
     )
     deliveries.refs = refs
     return Parts(
