@@ -23,6 +23,7 @@ class FakeCache:
         self.objects: dict[tuple[str, str, str], SharedObject] = {}
         self.listed: set[str] = set()
         self.wanted: set[str] = set()
+        self.not_installed: set[str] = set()
         self.namespaces = namespaces
 
     def add(
@@ -41,7 +42,10 @@ class FakeCache:
         self.wanted.add(kind)
 
     def synced(self, kind: str, namespace: str) -> bool:
-        return kind in self.listed
+        return kind in self.listed or kind in self.not_installed
+
+    def installed(self, kind: str, namespace: str) -> bool:
+        return kind not in self.not_installed
 
     def get(self, kind: str, namespace: str, name: str) -> SharedObject | None:
         return self.objects.get((kind, "" if kind in CLUSTER_KINDS else namespace, name))
@@ -301,3 +305,13 @@ async def test_a_cluster_scoped_object_may_name_only_a_cluster_backend() -> None
         "MetricsBackendRefNotFound",
         "MetricsBackend mimir: a cluster-scoped object may name only a ClusterMetricsBackend",
     )
+
+
+async def test_a_kind_the_api_server_does_not_serve_says_so() -> None:
+    cache = FakeCache()
+    cache.not_installed.add("MetricsBackend")
+    refs, _ = resolver(cache)
+    problem = await refs.route(spec(metricsBackendRef={"name": "mimir"}), "team")
+    assert isinstance(problem, RefProblem)
+    assert problem.reason == "MetricsBackendRefNotFound"
+    assert "does not serve MetricsBackend (its CRD is not installed)" in problem.message

@@ -163,6 +163,12 @@ class RefResolver:
             )
         if not self.cache.synced(ref.kind, namespace):
             return None
+        if not self.cache.installed(ref.kind, namespace):
+            return RefProblem(
+                not_found,
+                f"{ref}: the API server does not serve {ref.kind} (its CRD is not installed); "
+                "apply the CRDs of this agentmedic version (crds/, or the chart's crds/)",
+            )
         obj = self.cache.get(ref.kind, namespace, ref.name)
         if obj is None:
             where = "" if ref.kind in CLUSTER_KINDS else f" in namespace {namespace}"

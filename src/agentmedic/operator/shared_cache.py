@@ -69,6 +69,8 @@ class _Watch:
     namespace: str
     items: dict[tuple[str, str], SharedObject] = field(default_factory=dict)
     synced: bool = False
+    installed: bool = True
+    """False while the API server does not serve the kind (its CRD is not installed)."""
     task: asyncio.Task[None] | None = None
 
 
@@ -113,6 +115,11 @@ class SharedCache:
         """Whether ``kind`` has been listed where a policy of ``namespace`` looks for it."""
         watch = self._watch_for(kind, namespace)
         return watch is not None and watch.synced
+
+    def installed(self, kind: str, namespace: str) -> bool:
+        """Whether the API server served ``kind`` when it was last listed."""
+        watch = self._watch_for(kind, namespace)
+        return watch is None or watch.installed
 
     def get(self, kind: str, namespace: str, name: str) -> SharedObject | None:
         """The object a policy of ``namespace`` means by (kind, name), if it exists."""
@@ -164,7 +171,7 @@ class SharedCache:
                         "`make crd`, or the chart's crds/); references to it are not found",
                         watch.kind,
                     )
-                watch.items, watch.synced = {}, True
+                watch.items, watch.synced, watch.installed = {}, True, False
                 self._changed(watch.kind)
                 await asyncio.sleep(_NOT_INSTALLED_RETRY)
             except Exception as exc:
@@ -181,7 +188,7 @@ class SharedCache:
         for obj in data.get("items", []):
             kept = _kept(watch.kind, obj)
             watch.items[(kept.namespace, kept.name)] = kept
-        watch.synced = True
+        watch.synced = watch.installed = True
         self._changed(watch.kind)
         return str(data.get("metadata", {}).get("resourceVersion", ""))
 
