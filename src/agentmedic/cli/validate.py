@@ -50,7 +50,9 @@ def register(sub: Any) -> None:
         help="check AgentPolicy YAML files or directories",
         description="Check AgentPolicy manifests: structure, ranges, references between rules "
         "and channels, model tiers, PromQL shape, input limits (1 MiB, 64 levels, 100 "
-        "aliases per file), documents that are not AgentPolicies, ratio thresholds outside "
+        "aliases per file), shared channels and metrics backends (NotificationChannel, "
+        "MetricsBackend and their Cluster kinds) beside the policies, other documents that "
+        "are not AgentPolicies, ratio thresholds outside "
         "0..1; and warn about policies that cannot act as written (a maxDisabledPercent that "
         "rounds to no agent, `for` or windows too short for the scrape interval, scaleToZero "
         "without a notification). With -o table every finding is one line on stderr: "
