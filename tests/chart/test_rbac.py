@@ -240,7 +240,8 @@ def test_finance_edits_budgets_and_prices_and_nothing_of_the_sres(value_set: str
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
 def test_sres_edit_policies_only_and_namespace_editors_get_it(value_set: str) -> None:
     role = people(render_set(value_set))["policy-editor"]
-    assert granted_on(role) == {"agentpolicies": set(EDIT)}
+    sre_kinds = ("agentpolicies", "notificationchannels", "metricsbackends")
+    assert granted_on(role) == {plural: set(EDIT) for plural in sre_kinds}
     assert aggregates_into(role) == {"edit", "admin"}
 
 
@@ -274,3 +275,25 @@ def test_the_operator_writes_only_the_status_of_finances_kinds() -> None:
     finance = {g for g in grants(role["rules"]) if g.resource.split("/")[0] in FINANCE}
     assert {g.resource for g in finance if g.verb not in READ} == {f"{k}/status" for k in FINANCE}
     assert {g.verb for g in finance if g.verb not in READ} == {"patch"}
+
+
+# --- shared channels and metrics backends
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_shared_kinds_are_only_listed_watched_and_given_a_status(value_set: str) -> None:
+    kinds = {"notificationchannels", "metricsbackends"}
+    if not VALUE_SETS[value_set].get("namespaces"):
+        kinds |= {"clusternotificationchannels", "clustermetricsbackends"}
+    shared = {"notificationchannels", "metricsbackends"} | {
+        "clusternotificationchannels",
+        "clustermetricsbackends",
+    }
+    shared |= {f"{r}/status" for r in shared if "/" not in r}
+    want = {Grant("agentmedic.io", r, v) for r in kinds for v in ("list", "watch")}
+    want |= {Grant("agentmedic.io", f"{r}/status", "patch") for r in kinds}
+    for role in roles(render_set(value_set)):
+        if is_election_role(role):
+            continue
+        granted = {g for g in grants(role["rules"]) if g.resource in shared}
+        assert granted == want, f"{role['kind']}/{role['metadata']['name']}"

@@ -86,8 +86,8 @@ def test_validate_cli_accepts_the_examples() -> None:
     result = agentmedic("validate", str(ROOT / "crds" / "examples"))
     assert result.returncode == 0, result.stderr
     assert (
-        f"{len(EXAMPLES)} policy, 1 budget, 1 cluster budget and 1 price list document(s) valid"
-        in result.stdout
+        f"{len(EXAMPLES)} policy, 1 budget, 1 cluster budget, 1 price list, "
+        "1 cluster shared channel and 1 metrics backend document(s) valid" in result.stdout
     )
 
 
@@ -325,7 +325,7 @@ def test_examples_pass_the_crd_schema_and_its_cel_rules(path: Path) -> None:
         ("16-empty-selector", "spec.selector must not be empty"),
         ("19-two-action-kinds", "exactly one of scaleToZero"),
         ("20-prompt-opt-without-source", "exactly one of fromCronJob and jobTemplate"),
-        ("21-channel-without-kind", "exactly one of slack, pagerduty, webhook and alertmanager"),
+        ("21-channel-without-kind", "exactly one of slack, pagerduty, webhook, alertmanager and"),
         ("25-model-both-locations", "exactly one of env and configMapKey"),
         ("34-both-all-and-any", "exactly one of all (AND) and any (OR)"),
         ("06-duplicate-rule", "rule names must be unique"),

@@ -135,7 +135,8 @@ VIOLATIONS: dict[str, tuple[Callable[[Doc], Any], str, str]] = {
             webhook={"urlSecretRef": {"name": "w", "key": "u"}}
         ),
         "spec.notifications.channels[0]",
-        "set exactly one of slack, pagerduty, webhook, alertmanager (found slack, webhook)",
+        "set exactly one of slack, pagerduty, webhook, alertmanager, channelRef "
+        "(found slack, webhook)",
     ),
     "no namespaces": (
         lambda d: _spec(d).update(namespaces=[]),
@@ -379,7 +380,7 @@ def _cel_failures(schema: dict[str, Any], value: Any, path: str = "") -> Iterato
         ("no namespaces", "set spec.namespaces or spec.namespaceSelector"),
         ("stage channel", "each channel must be defined in spec.notifications.channels"),
         ("stage names", "stage names must be unique"),
-        ("channel one-of", "exactly one of slack, pagerduty, webhook and alertmanager"),
+        ("channel one-of", "exactly one of slack, pagerduty, webhook, alertmanager and channelRef"),
     ],
 )
 def test_the_crd_refuses_at_admission_what_validation_refuses(name: str, message: str) -> None:

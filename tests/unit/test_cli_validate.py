@@ -86,7 +86,8 @@ def test_an_unknown_api_version_is_an_error_and_kubernetes_builtins_are_left_alo
     [line] = err.splitlines()
     assert line.startswith(
         f"{path}#4 (w): kind: example.com/v1/Widget is not a kind of agentmedic.io/v1alpha1 "
-        "(AgentPolicy, AgentBudget, ClusterAgentBudget, ModelPriceList)"
+        "(AgentPolicy, AgentBudget, ClusterAgentBudget, ModelPriceList, NotificationChannel, "
+        "ClusterNotificationChannel, MetricsBackend, ClusterMetricsBackend)"
     )
 
 
@@ -266,7 +267,9 @@ def test_a_misspelt_finance_kind_gets_did_you_mean(tmp_path: Path) -> None:
     assert code == 1
     assert err == (
         f"{path} (team): kind: 'ClusterAgentBudgets' is not a kind of agentmedic.io/v1alpha1 "
-        "(known: AgentPolicy, AgentBudget, ClusterAgentBudget, ModelPriceList); did you mean "
+        "(known: AgentPolicy, AgentBudget, ClusterAgentBudget, ModelPriceList, "
+        "NotificationChannel, ClusterNotificationChannel, MetricsBackend, ClusterMetricsBackend)"
+        "; did you mean "
         "'ClusterAgentBudget'?\n"
     )
 

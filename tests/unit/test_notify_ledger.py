@@ -345,3 +345,40 @@ def test_a_message_survives_its_json_form() -> None:
     assert Message.from_json(json.loads(json.dumps(m.to_json()))) == m
     with pytest.raises(ValueError, match="not a message"):
         Message.from_json({"episode": "x"})
+
+
+# --------------------------------------------------------------------------- shared channels
+
+
+def test_a_shared_channels_limit_counts_every_policy_naming_it() -> None:
+    ledger = DeliveryLedger()
+    shared = channel(max_per_hour=2, shared_key="ClusterNotificationChannel//oncall")
+    policies = [message(f"ep-{p}", policy_name=p) for p in ("a", "b", "c")]
+    admitted(ledger.admit(shared, policies[0], T0))
+    admitted(ledger.admit(shared, policies[1], T0 + MIN))
+    held = suppressed(ledger.admit(shared, policies[2], T0 + 2 * MIN), Reason.RATE_LIMITED)
+    assert "maxPerHour (2)" in held.detail
+    # An hour after the first send there is room again, for any of them.
+    admitted(ledger.admit(shared, message("ep-c2", policy_name="c"), T0 + 61 * MIN))
+
+
+def test_inline_channels_of_the_same_name_keep_a_limit_per_policy() -> None:
+    ledger = DeliveryLedger()
+    inline = channel(max_per_hour=1)
+    for p in ("a", "b", "c"):
+        admitted(ledger.admit(inline, message(f"ep-{p}", policy_name=p), T0))
+
+
+def test_a_shared_channels_sends_survive_a_restart_from_each_policys_state() -> None:
+    ledger = DeliveryLedger()
+    shared = channel(max_per_hour=2, shared_key="NotificationChannel/agents/team")
+    admitted(ledger.admit(shared, message("ep-a", policy_name="a"), T0))
+    admitted(ledger.admit(shared, message("ep-b", policy_name="b"), T0))
+    stored = {p: json.loads(json.dumps(ledger.export_policy("agents", p, T0))) for p in "ab"}
+    fresh = DeliveryLedger()
+    for p in "ab":
+        fresh.import_policy("agents", p, stored[p])
+    # The limit is reached from what the two policies stored: a third policy is held back.
+    suppressed(fresh.admit(shared, message("ep-c", policy_name="c"), T0 + MIN), Reason.RATE_LIMITED)
+    # Each policy's episodes are still its own: a's is a duplicate, not b's business.
+    suppressed(fresh.admit(shared, message("ep-a", policy_name="a"), T0 + MIN), Reason.DUPLICATE)

@@ -148,6 +148,23 @@ election Lease, which is granted only in the release namespace (rbac.yaml).
 - apiGroups: ["keda.sh"]
   resources: ["scaledobjects"]
   verbs: ["get", "list", "patch"]
+# --- shared channels and metrics backends (channelRef, metricsBackendRef): read by watch.
+- apiGroups: ["agentmedic.io"]
+  resources: ["notificationchannels", "metricsbackends"]
+  verbs: ["list", "watch"]
+- apiGroups: ["agentmedic.io"]
+  resources: ["notificationchannels/status", "metricsbackends/status"]
+  verbs: ["patch"]
+{{- if not .Values.namespaces }}
+# The cluster-scoped ones: only a cluster-wide install reads them.
+- apiGroups: ["agentmedic.io"]
+  resources: ["clusternotificationchannels", "clustermetricsbackends"]
+  verbs: ["list", "watch"]
+- apiGroups: ["agentmedic.io"]
+  resources: ["clusternotificationchannels/status", "clustermetricsbackends/status"]
+  verbs: ["patch"]
+{{- end }}
+# --- end of shared channels and metrics backends
 {{- end }}
 
 {{/* A rendered template's checksum, to roll the pods when their config changes. */}}

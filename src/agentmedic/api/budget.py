@@ -22,6 +22,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
+from agentmedic.api.refs import MetricsBackendRef
 from agentmedic.api.types import (
     GROUP,
     MAX_CHANNEL_REFS,
@@ -172,6 +173,9 @@ class AgentBudgetSpec(Model):
     notifications: Notifications = Field(default_factory=Notifications)
     """Finance's channels, which the stages refer to by name; Secrets are read from the
     budget's namespace (ClusterAgentBudget: from the operator's namespace)."""
+    metrics_backend_ref: MetricsBackendRef | None = None
+    """The MetricsBackend (in the budget's namespace) or ClusterMetricsBackend spend is read
+    from (see docs/multi-tenant-metrics.md). Defaults to the operator's backend."""
 
 
 class ClusterAgentBudgetSpec(AgentBudgetSpec):

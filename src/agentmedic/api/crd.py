@@ -133,6 +133,31 @@ _BY_PROPERTIES: list[tuple[frozenset[str], list[dict[str, str]]]] = [
             },
         ],
     ),
+    # A policy's channel entry may name a shared channel instead (supersedes the above).
+    (
+        frozenset({"slack", "pagerduty", "webhook", "alertmanager", "channelRef"}),
+        [
+            {
+                "rule": _one_of("slack", "pagerduty", "webhook", "alertmanager", "channelRef"),
+                "message": "set exactly one of slack, pagerduty, webhook, alertmanager and "
+                "channelRef",
+            },
+        ],
+    ),
+    # A metrics backend's credentials and CA (MetricsBackend, ClusterMetricsBackend).
+    (
+        frozenset({"basicAuth", "bearerTokenSecretRef", "caSecretRef", "caConfigMapRef"}),
+        [
+            {
+                "rule": "!(has(self.basicAuth) && has(self.bearerTokenSecretRef))",
+                "message": "set at most one of basicAuth and bearerTokenSecretRef",
+            },
+            {
+                "rule": "!(has(self.caSecretRef) && has(self.caConfigMapRef))",
+                "message": "set at most one of caSecretRef and caConfigMapRef",
+            },
+        ],
+    ),
 ]
 
 
@@ -292,8 +317,10 @@ def _clean(node: Any, defs: dict[str, Any], path: Path, cel: Mapping[Path, Any])
     rules = [dict(r) for r in [*out.pop("x-kubernetes-validations", []), *cel.get(path, [])]]
     if "properties" in out:
         props = set(out["properties"])
-        for wanted, extra in _BY_PROPERTIES:
-            if props >= wanted:
+        matched = [(w, extra) for w, extra in _BY_PROPERTIES if props >= w]
+        for wanted, extra in matched:
+            # A more specific entry (a superset of properties) supersedes a general one.
+            if not any(wanted < other for other, _ in matched):
                 rules += [dict(r) for r in extra]
     if rules:
         out["x-kubernetes-validations"] = rules

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from agentmedic.api import shared
 from agentmedic.api.budget import (
     BUDGET_KIND,
     BUDGET_PLURAL,
@@ -15,8 +16,22 @@ from agentmedic.api.budget import (
     ModelPriceList,
 )
 from agentmedic.api.crd import AGE_COLUMN, READY_COLUMN, CrdKind, column, register
+from agentmedic.api.refs import (
+    CLUSTER_CHANNEL_KIND,
+    CLUSTER_METRICS_BACKEND_KIND,
+    NAMESPACED_CHANNEL_KIND,
+    NAMESPACED_METRICS_BACKEND_KIND,
+)
 
-__all__ = ["AGENT_BUDGET", "CLUSTER_AGENT_BUDGET", "MODEL_PRICE_LIST"]
+__all__ = [
+    "AGENT_BUDGET",
+    "CLUSTER_AGENT_BUDGET",
+    "CLUSTER_METRICS_BACKEND",
+    "CLUSTER_NOTIFICATION_CHANNEL",
+    "METRICS_BACKEND",
+    "MODEL_PRICE_LIST",
+    "NOTIFICATION_CHANNEL",
+]
 
 _BUDGET_COLUMNS = (
     column("Spend", "number", ".status.spendUSD"),
@@ -87,5 +102,63 @@ MODEL_PRICE_LIST = register(
         short_names=("mpl", "prices"),
         columns=(column("Models", "integer", ".status.models"), READY_COLUMN, AGE_COLUMN),
         # spec.prices is a list map keyed by model: the API server refuses duplicates.
+    )
+)
+
+# ---------------------------------------------------------------- shared configuration
+# NotificationChannel, ClusterNotificationChannel, MetricsBackend, ClusterMetricsBackend
+# (agentmedic.api.shared): defined once, referred to by name from policies and budgets.
+
+_CHANNEL_COLUMNS = (
+    column("Max/h", "integer", ".spec.maxPerHour"),
+    column("Min severity", "string", ".spec.minSeverity"),
+    READY_COLUMN,
+    AGE_COLUMN,
+)
+_BACKEND_COLUMNS = (
+    column("URL", "string", ".spec.url"),
+    column("Tenant", "string", ".spec.tenant"),
+    READY_COLUMN,
+    AGE_COLUMN,
+)
+
+NOTIFICATION_CHANNEL = register(
+    CrdKind(
+        model=shared.NotificationChannel,
+        kind=NAMESPACED_CHANNEL_KIND,
+        plural=shared.CHANNEL_PLURAL,
+        scope="Namespaced",
+        short_names=("nch",),
+        columns=_CHANNEL_COLUMNS,
+    )
+)
+CLUSTER_NOTIFICATION_CHANNEL = register(
+    CrdKind(
+        model=shared.ClusterNotificationChannel,
+        kind=CLUSTER_CHANNEL_KIND,
+        plural=shared.CLUSTER_CHANNEL_PLURAL,
+        scope="Cluster",
+        short_names=("cnch",),
+        columns=_CHANNEL_COLUMNS,
+    )
+)
+METRICS_BACKEND = register(
+    CrdKind(
+        model=shared.MetricsBackend,
+        kind=NAMESPACED_METRICS_BACKEND_KIND,
+        plural=shared.METRICS_BACKEND_PLURAL,
+        scope="Namespaced",
+        short_names=("mb",),
+        columns=_BACKEND_COLUMNS,
+    )
+)
+CLUSTER_METRICS_BACKEND = register(
+    CrdKind(
+        model=shared.ClusterMetricsBackend,
+        kind=CLUSTER_METRICS_BACKEND_KIND,
+        plural=shared.CLUSTER_METRICS_BACKEND_PLURAL,
+        scope="Cluster",
+        short_names=("cmb",),
+        columns=_BACKEND_COLUMNS,
     )
 )

@@ -13,9 +13,15 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
+from pydantic import Field, PlainSerializer, StringConstraints
 from pydantic.alias_generators import to_camel
 
+from agentmedic.api.base import MAX_COUNT as MAX_COUNT
+from agentmedic.api.base import MAX_NAME_LENGTH as MAX_NAME_LENGTH
+from agentmedic.api.base import NAME_PATTERN as NAME_PATTERN
+from agentmedic.api.base import Model as Model
+from agentmedic.api.base import Name as Name
+from agentmedic.api.base import ShortText as ShortText
 from agentmedic.api.durations import (
     DURATION_PATTERN,
     Duration,
@@ -23,6 +29,7 @@ from agentmedic.api.durations import (
     duration_bounds_cel,
     format_duration,
 )
+from agentmedic.api.refs import ChannelReference, MetricsBackendRef
 from agentmedic.api.units import format_timestamp
 
 __all__ = [
@@ -84,8 +91,6 @@ API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "AgentPolicy"
 PLURAL = "agentpolicies"
 
-NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-
 # Bounds on what a policy may ask for. The CRD carries the same ones (maxItems, maxLength,
 # CEL for durations), so the API server refuses what the models refuse; they also keep the
 # CRD's CEL rules within the API server's cost budget, which needs bounded lists.
@@ -99,9 +104,6 @@ MAX_QUIET_HOURS = 20
 MAX_SELECTOR_TERMS = 20
 MAX_SELECTOR_VALUES = 100
 MAX_QUERY_LENGTH = 2048
-MAX_NAME_LENGTH = 253
-"""Kubernetes object names (DNS subdomains), Secret and ConfigMap keys, model names."""
-MAX_COUNT = 1_000_000_000
 
 MIN_INTERVAL = timedelta(seconds=10)
 MAX_INTERVAL = timedelta(hours=1)
@@ -116,24 +118,9 @@ Window = Annotated[Duration, duration_bounds(MIN_WINDOW, MAX_WINDOW, compressibl
 Hold = Annotated[Duration, duration_bounds(timedelta(0), MAX_HOLD)]
 Renotify = Annotated[Duration, duration_bounds(timedelta(minutes=1), MAX_HOLD)]
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH)]
-"""A Kubernetes object name, key or model name."""
-ShortText = Annotated[str, StringConstraints(max_length=63)]
 LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=317)]
 """A qualified label key: an optional DNS-subdomain prefix (253), a slash and a name (63)."""
 ChannelRef = Annotated[str, StringConstraints(min_length=1, max_length=63)]
-
-
-class Model(BaseModel):
-    """Base of every API type: camelCase aliases, docstrings as descriptions, no unknown keys."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        use_attribute_docstrings=True,
-        extra="forbid",
-        frozen=True,
-    )
 
 
 # --------------------------------------------------------------------------- selection
@@ -535,14 +522,21 @@ class NotificationChannel(Model):
     name: str = Field(pattern=NAME_PATTERN, max_length=63)
     """A name rules refer to, unique in this policy."""
     slack: SlackChannel | None = None
-    """A Slack incoming webhook. Set exactly one of slack, pagerduty, webhook and alertmanager."""
+    """A Slack incoming webhook. Set exactly one of slack, pagerduty, webhook, alertmanager
+    and channelRef."""
     pagerduty: PagerDutyChannel | None = None
-    """PagerDuty Events API v2. Set exactly one of slack, pagerduty, webhook and alertmanager."""
+    """PagerDuty Events API v2. Set exactly one of slack, pagerduty, webhook, alertmanager
+    and channelRef."""
     webhook: WebhookChannel | None = None
-    """A generic JSON webhook. Set exactly one of slack, pagerduty, webhook and alertmanager."""
+    """A generic JSON webhook. Set exactly one of slack, pagerduty, webhook, alertmanager and
+    channelRef."""
     alertmanager: AlertmanagerChannel | None = None
     """Alerts posted to Alertmanager's v2 API (see docs/alertmanager.md). Set exactly one of
-    slack, pagerduty, webhook and alertmanager."""
+    slack, pagerduty, webhook, alertmanager and channelRef."""
+    channel_ref: ChannelReference | None = None
+    """A channel defined once in a NotificationChannel or ClusterNotificationChannel (see
+    docs/shared-channels.md); its maxPerHour, renotifyAfter and minSeverity apply, not this
+    entry's. Set exactly one of slack, pagerduty, webhook, alertmanager and channelRef."""
     max_per_hour: int = Field(default=30, ge=1, le=MAX_COUNT)
     """At most this many messages per hour on this channel; the rest are counted and
     summarised. Defaults to 30."""
@@ -582,6 +576,9 @@ class AgentPolicySpec(Model):
     """What missing metrics mean."""
     notifications: Notifications = Field(default_factory=Notifications)
     """Notification channels."""
+    metrics_backend_ref: MetricsBackendRef | None = None
+    """The MetricsBackend (in this namespace) or ClusterMetricsBackend the agents' metrics
+    are read from (see docs/multi-tenant-metrics.md). Defaults to the operator's backend."""
 
 
 # --------------------------------------------------------------------------- status

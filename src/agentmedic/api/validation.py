@@ -21,9 +21,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
+from pydantic.alias_generators import to_camel
 
 from agentmedic.api.durations import format_duration, parse_duration
 from agentmedic.api.metric_names import BUILTIN_METRICS
+from agentmedic.api.shared import SHARED_MODELS, MetricsBackendSpec, SharedObject
 from agentmedic.api.types import (
     ALERTMANAGER_LABELS,
     API_VERSION,
@@ -52,6 +54,7 @@ __all__ = [
     "check_spec",
     "did_you_mean",
     "validate_policy",
+    "validate_shared",
 ]
 
 PLACEHOLDERS = ("window", "agents", "agent_label")
@@ -259,15 +262,18 @@ def _check_channels(
     for i, ch in enumerate(channels):
         kinds = [
             k
-            for k in ("slack", "pagerduty", "webhook", "alertmanager")
+            for k in ("slack", "pagerduty", "webhook", "alertmanager", "channel_ref")
             if getattr(ch, k) is not None
         ]
         if len(kinds) != 1:
-            found = ", ".join(kinds) if kinds else "none"
+            found = ", ".join(kinds).replace("channel_ref", "channelRef") if kinds else "none"
             yield Problem(
                 f"spec.notifications.channels[{i}]",
-                f"set exactly one of slack, pagerduty, webhook, alertmanager (found {found})",
+                "set exactly one of slack, pagerduty, webhook, alertmanager, channelRef "
+                f"(found {found})",
             )
+        if ch.channel_ref is not None:
+            yield from _ref_entry_problems(f"spec.notifications.channels[{i}]", ch)
         if ch.alertmanager is not None:
             yield from _alertmanager_problems(f"spec.notifications.channels[{i}]", ch, interval)
 
@@ -472,6 +478,85 @@ def _alertmanager_problems(
             "decides reminders, and alertmanager.repostInterval how often the alert is "
             "posted again; remove it",
         )
+
+
+def _ref_entry_problems(p: str, ch: NotificationChannel) -> Iterator[Problem]:
+    """A channelRef entry takes its limits from the shared channel."""
+    for field in sorted({"max_per_hour", "renotify_after", "min_severity"} & ch.model_fields_set):
+        wire = to_camel(field)
+        yield Problem(
+            f"{p}.{wire}",
+            f"the shared channel's {wire} applies to an entry with channelRef; set it on "
+            f"{ch.channel_ref} and remove it here",
+        )
+
+
+def validate_shared(document: Any) -> tuple[SharedObject | None, list[Problem]]:
+    """Parse and check a NotificationChannel, ClusterNotificationChannel, MetricsBackend or
+    ClusterMetricsBackend document; return the object (if it is valid) and all problems."""
+    if not isinstance(document, Mapping):
+        return None, [Problem("", f"expected an object, found {type(document).__name__}")]
+    kind = document.get("kind")
+    model = SHARED_MODELS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        return None, [Problem("kind", f"is {_shown(kind)}; use one of {', '.join(SHARED_MODELS)}")]
+    if document.get("apiVersion") != API_VERSION:
+        shown = _shown(document.get("apiVersion"))
+        return None, [Problem("apiVersion", f"is {shown}; set it to {API_VERSION}")]
+    try:
+        obj = model.model_validate({k: v for k, v in document.items() if k != "status"})
+    except ValidationError as exc:
+        return None, list(_from_pydantic(exc))
+    if isinstance(obj.spec, MetricsBackendSpec):
+        problems = list(_backend_problems(obj.spec))
+    else:
+        problems = list(_shared_channel_problems(obj.spec.as_channel("shared")))
+    return (obj if not problems else None), problems
+
+
+def _shared_channel_problems(ch: NotificationChannel) -> Iterator[Problem]:
+    kinds = [k for k in ("slack", "pagerduty", "webhook", "alertmanager") if getattr(ch, k)]
+    if len(kinds) != 1:
+        found = ", ".join(kinds) if kinds else "none"
+        yield Problem(
+            "spec", f"set exactly one of slack, pagerduty, webhook, alertmanager (found {found})"
+        )
+    if ch.alertmanager is not None:
+        where = "spec.notifications.channels[0]"
+        for x in _alertmanager_problems(where, ch, timedelta(0)):
+            yield Problem(x.path.replace(where, "spec"), x.message)
+
+
+_RESERVED_HEADERS = {"authorization", "x-scope-orgid", "content-type"}
+
+
+def _backend_problems(spec: MetricsBackendSpec) -> Iterator[Problem]:
+    parsed = urlsplit(spec.url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        yield Problem("spec.url", f"{spec.url!r} is not an http(s) URL with a host")
+    elif parsed.username or parsed.password:
+        yield Problem(
+            "spec.url",
+            "must not carry credentials; use basicAuth or "
+            "bearerTokenSecretRef (and the URL without them here)",
+        )
+    elif parsed.query or parsed.fragment:
+        yield Problem("spec.url", "must not have a query string or fragment")
+    elif parsed.path.rstrip("/").endswith("/api/v1"):
+        yield Problem("spec.url", "must stop before /api/v1 (it is appended per request)")
+    if spec.basic_auth is not None and spec.bearer_token_secret_ref is not None:
+        yield Problem("spec", "set at most one of basicAuth and bearerTokenSecretRef")
+    if spec.ca_secret_ref is not None and spec.ca_config_map_ref is not None:
+        yield Problem("spec", "set at most one of caSecretRef and caConfigMapRef")
+    names = [h.name.lower() for h in spec.headers]
+    yield from _duplicates("spec.headers", names, "header")
+    for i, header in enumerate(spec.headers):
+        if header.name.lower() in _RESERVED_HEADERS:
+            yield Problem(
+                f"spec.headers[{i}].name",
+                f"{header.name} is set by agentmedic; use tenant for X-Scope-OrgID and "
+                "basicAuth or bearerTokenSecretRef for Authorization",
+            )
 
 
 def _unknown_channel(path: str, name: str, channels: set[str]) -> Problem:

@@ -35,6 +35,10 @@ KINDS = {
     "AgentBudget": "budget",
     "ClusterAgentBudget": "cluster budget",
     "ModelPriceList": "price list",
+    "NotificationChannel": "shared channel",
+    "ClusterNotificationChannel": "cluster shared channel",
+    "MetricsBackend": "metrics backend",
+    "ClusterMetricsBackend": "cluster metrics backend",
 }
 """The kinds of agentmedic.io/v1alpha1 validate checks, and how the summary counts them."""
 KNOWN = ", ".join(KINDS)
@@ -63,7 +67,8 @@ def register(sub: Any) -> None:
         "validate",
         help="check AgentPolicy, AgentBudget and ModelPriceList YAML files or directories",
         description="Check AgentPolicy, AgentBudget, ClusterAgentBudget and ModelPriceList "
-        "manifests: structure, ranges, references between rules or stages and channels, "
+        "manifests, and the shared NotificationChannel and MetricsBackend kinds (and their "
+        "Cluster kinds): structure, ranges, references between rules or stages and channels, "
         "model tiers, PromQL shape, time zones, input limits (1 MiB, 64 levels, 100 "
         "aliases per file), documents of no known kind, ratio thresholds outside "
         "0..1; and warn about resources that cannot act as written (a maxDisabledPercent "
@@ -244,8 +249,9 @@ def _check_document(
     from agentmedic.api.budget_validation import validate_budget
     from agentmedic.api.lint import Finding as LintFinding
     from agentmedic.api.lint import lint_policy
+    from agentmedic.api.shared import SHARED_MODELS
     from agentmedic.api.types import API_VERSION, KIND
-    from agentmedic.api.validation import Problem, did_you_mean, validate_policy
+    from agentmedic.api.validation import Problem, did_you_mean, validate_policy, validate_shared
 
     kind = doc.get("kind") if isinstance(doc, dict) else None
     shown_kind = kind if isinstance(kind, str) else None
@@ -276,7 +282,9 @@ def _check_document(
             ]
     problems: list[Problem]
     lint: list[LintFinding] = []
-    if kind in KINDS and kind != KIND:
+    if kind in SHARED_MODELS:
+        problems = validate_shared(doc)[1]
+    elif kind in KINDS and kind != KIND:
         resource, problems = validate_budget(doc)
         if resource is not None and not problems:
             lint = lint_finance(resource)

@@ -43,6 +43,9 @@ class BackendConfig(BaseModel):
     """Basic auth password."""
     ca_file: Path | None = None
     """PEM bundle of the CAs that sign the backend's certificate."""
+    ca_data: str | None = None
+    """The same bundle as text (read from a Secret or ConfigMap); set at most one of
+    ``ca_file`` and ``ca_data``."""
     insecure_skip_verify: bool = False
     """Skip TLS certificate verification. For experiments only."""
     tenant: str | None = None
@@ -101,6 +104,8 @@ class BackendConfig(BaseModel):
         bearer = self.bearer_token is not None or self.bearer_token_file is not None
         if bearer and self.basic_auth_username is not None:
             raise ValueError("set either a bearer token or basic auth, not both")
+        if self.ca_file is not None and self.ca_data is not None:
+            raise ValueError("set either ca_file or ca_data, not both")
         if self.insecure_skip_verify and self.ca_file is not None:
             raise ValueError("set either ca_file or insecure_skip_verify, not both")
         return self

@@ -105,6 +105,11 @@ class PrometheusBackend:
                 raise ValueError(
                     f"ca_file {config.ca_file} cannot be used as a CA bundle: {exc}"
                 ) from None
+        elif config.ca_data is not None:
+            try:
+                verify = ssl.create_default_context(cadata=config.ca_data)
+            except (ssl.SSLError, ValueError) as exc:
+                raise ValueError(f"the CA bundle cannot be used: {exc}") from None
         self._client = httpx.AsyncClient(
             verify=verify,
             timeout=httpx.Timeout(config.timeout),

@@ -85,6 +85,9 @@ class ResolvedChannel:
     """Set for channels whose receiver forgets a firing message unless it is said again
     (Alertmanager): the episode is re-posted this often while it fires, past the rate
     limit, and ``renotify_after`` equals it."""
+    shared_key: str | None = None
+    """Set for a shared channel (a channelRef): one key per NotificationChannel or
+    ClusterNotificationChannel, whose ``max_per_hour`` counts every policy's sends."""
 
     def __post_init__(self) -> None:
         if self.kind is ChannelKind.PAGERDUTY and self.routing_key is None:

@@ -13,7 +13,10 @@ Rules, per channel of a policy (``namespace/policy/channel``):
   something this channel was told, so at most one follows each firing message, and
   dropping one would leave a PagerDuty incident open.
 - **Rate limit**: at most ``maxPerHour`` firing messages in any sliding hour. The rest
-  are counted; the next message the channel gets says how many were held back.
+  are counted; the next message the channel gets says how many were held back. A shared
+  channel (an entry with ``channelRef``: ``ResolvedChannel.shared_key``) counts the sends of
+  every policy that names it against its one ``maxPerHour``; each policy keeps its own
+  episodes, dedup and held-back count, so that its state is still persisted with it.
 - **Re-posts**: a channel with a ``repost_interval`` (Alertmanager) forgets a firing alert
   that is not said again, so a still-firing episode is re-posted at that interval, past
   the rate limit and without counting toward it.
@@ -91,6 +94,9 @@ class _Channel:
     overflow_since: float | None = None
     episodes: OrderedDict[str, _Episode] = field(default_factory=OrderedDict)
     touched: float = 0.0
+    shared: str | None = None
+    """The shared channel (NotificationChannel, ClusterNotificationChannel) this policy's
+    entry names: its maxPerHour counts the sends of every policy naming it."""
 
     def empty(self) -> bool:
         return not self.sent and not self.overflow and not self.episodes
@@ -187,6 +193,8 @@ class DeliveryLedger:
         self._resolved_retention = resolved_retention.total_seconds()
         self._stale_after = stale_after.total_seconds()
         self._channels: OrderedDict[str, _Channel] = OrderedDict()
+        self._groups: dict[str, set[str]] = {}
+        """Shared channel → the keys of the policies' entries that name it."""
 
     # ------------------------------------------------------------------ decisions
 
@@ -231,9 +239,10 @@ class DeliveryLedger:
             # A re-post keeps an alert the receiver was already given alive: like a
             # resolve, it is never rate-limited and does not count toward maxPerHour.
             keepalive = keepalive and repeat
-            limited = record is not None and len(record.sent) >= channel.max_per_hour
+            limited = self._sent(key, record, channel, t) >= channel.max_per_hour
             if limited and not keepalive:
-                assert record is not None
+                if record is None:
+                    record = self._record(key, channel)
                 if record.overflow == 0:
                     record.overflow_since = t
                 record.overflow += 1
@@ -244,7 +253,7 @@ class DeliveryLedger:
                 )
 
         if record is None:
-            record = self._channels[key] = _Channel()
+            record = self._record(key, channel)
         previous = None if episode is None else _Episode(episode.firing, episode.resolved)
         overflow = None
         if record.overflow and record.overflow_since is not None:
@@ -268,6 +277,25 @@ class DeliveryLedger:
             previous=previous,
             overflow=overflow,
         )
+
+    def _record(self, key: str, channel: ResolvedChannel) -> _Channel:
+        record = self._channels[key] = _Channel(shared=channel.shared_key)
+        if channel.shared_key is not None:
+            self._groups.setdefault(channel.shared_key, set()).add(key)
+        return record
+
+    def _sent(self, key: str, record: _Channel | None, channel: ResolvedChannel, t: float) -> int:
+        """Firing messages sent in the last hour on this channel: the policy's own, or for a
+        shared channel those of every policy naming it."""
+        if channel.shared_key is None:
+            return len(record.sent) if record is not None else 0
+        total = 0
+        for other in {key, *self._groups.get(channel.shared_key, ())}:
+            rec = self._channels.get(other)
+            if rec is not None and rec.shared == channel.shared_key:
+                self._prune_channel(rec, t, channel.max_per_hour)
+                total += len(rec.sent)
+        return total
 
     def settle(self, admission: Admission, *, delivered: bool) -> None:
         """Confirm a reserved send, or undo it when the message did not get through."""
@@ -362,6 +390,8 @@ class DeliveryLedger:
             for key, record in loaded._channels.items():
                 if key.startswith(prefix):
                     self._channels[key] = record
+                    if record.shared is not None:
+                        self._groups.setdefault(record.shared, set()).add(key)
         while len(self._channels) > self._max_channels:
             self._channels.popitem(last=False)
 
@@ -372,6 +402,8 @@ class DeliveryLedger:
         channels: dict[str, Any] = {}
         for key, record in self._channels.items():
             entry: dict[str, Any] = {"touched": record.touched, "sent": list(record.sent)}
+            if record.shared is not None:
+                entry["shared"] = record.shared
             if record.overflow and record.overflow_since is not None:
                 entry["overflow"] = {"count": record.overflow, "since": record.overflow_since}
             entry["episodes"] = {
@@ -403,7 +435,11 @@ class DeliveryLedger:
             key=lambda kv: _number(kv[1].get("touched")) or 0.0,
         )
         for key, entry in ordered:
-            record = _Channel(touched=_number(entry.get("touched")) or 0.0)
+            shared = entry.get("shared")
+            record = _Channel(
+                touched=_number(entry.get("touched")) or 0.0,
+                shared=shared if isinstance(shared, str) else None,
+            )
             sent = entry.get("sent")
             if isinstance(sent, list):
                 record.sent.extend(sorted(t for t in map(_number, sent) if t is not None))
@@ -425,6 +461,8 @@ class DeliveryLedger:
                         record.episodes[name] = ep
             if not record.empty():
                 ledger._channels[key] = record
+                if record.shared is not None:
+                    ledger._groups.setdefault(record.shared, set()).add(key)
         while len(ledger._channels) > ledger._max_channels:
             ledger._channels.popitem(last=False)
         return ledger

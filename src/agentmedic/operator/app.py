@@ -58,6 +58,8 @@ from agentmedic.operator.entry import (
 )
 from agentmedic.operator.heap import HeapKeeper
 from agentmedic.operator.persistence import Snapshot
+from agentmedic.operator.refs import refs_of
+from agentmedic.operator.routing import fetch_per_backend
 from agentmedic.operator.scheduler import CycleScheduler
 from agentmedic.operator.settings import OperatorSettings
 from agentmedic.operator.status import Reason, invalid_conditions
@@ -95,6 +97,7 @@ class Operator:
         self.cycles_completed = 0
         self.last_cycle_at: datetime | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self.parts.refs.cache.on_change = self._shared_changed
 
     @classmethod
     def build(
@@ -181,6 +184,7 @@ class Operator:
             env_names = [model.env.name] if model and model.env else []
             if owned:
                 self.cache.subscribe(entry.user, entry.namespace, entry.selector, env_names)
+                self.parts.refs.subscribe(entry.spec)
         self._sync_schedule()
         if entry.policy is not None and owned:
             self.scheduler.trigger_now(entry.spec.interval)
@@ -252,6 +256,7 @@ class Operator:
             self.cache.workloads(entry.namespace, entry.selector) if entry.selector else None
         )
         self.cache.unsubscribe(entry.user)
+        self.parts.gate.forget(entry.key)
         self._sync_schedule()
         self._policy_gauge()
         if workloads is None or entry.policy is None or not self.settings.owns(entry.uid):
@@ -276,6 +281,14 @@ class Operator:
                 await asyncio.to_thread(executor.write_agent_state, ref, entry.name, None)
         except ActionError as exc:
             log.warning("cleaning up %s after policy deletion failed: %s", ref, exc)
+
+    def _shared_changed(self, kind: str) -> None:
+        """A shared channel or backend was listed or changed: evaluate at once the
+        policies that refer to its kind (a policy waiting for the first list, or one
+        whose reference now resolves)."""
+        for e in self.entries.values():
+            if e.policy is not None and any(r.kind == kind for r in refs_of(e.spec)):
+                self.scheduler.trigger_now(e.spec.interval)
 
     def _sync_schedule(self) -> None:
         intervals = {
@@ -345,28 +358,39 @@ class Operator:
                 await self.parts.memory.load(entry)
 
     async def _cycle(self, interval: timedelta) -> None:
-        """gather → fetch → decide → act → persist → report."""
+        """gather → fetch (per metrics backend) → decide → act → persist → report."""
         p, now = self.parts, self.clock()
         reads = ModelReads(p.executor)
-        gathered = await cycle.gather(self._due(interval), p.cache, reads, self.settings, now)
+        due = self._due(interval)
+        routes = await p.gate.route(due)
+        ready = [e for e in due if e.key in routes]
+        gathered = await cycle.gather(ready, p.cache, reads, self.settings, now)
         if not gathered:
             return
         self.heap.set_up()
-        fetched = await cycle.fetch(p.backend, p.catalog, self.settings, gathered, now, interval)
-        stats = fetched.stats
-        self.telemetry.queries.inc(stats.queries)
-        self.telemetry.metrics_available.set(0 if fetched.unavailable or stats.errors else 1)
-        evaluated = await cycle.decide(gathered, fetched, p.outage, now)
+        batches = await fetch_per_backend(gathered, routes, p.catalog, self.settings, now, interval)
+        evaluated: list[cycle.Evaluated] = []
+        errors: dict[tuple[str, str], list[str]] = {}
+        available = True
+        for batch in batches:
+            fetched = batch.fetched
+            assert fetched is not None
+            stats = fetched.stats
+            self.telemetry.queries.inc(stats.queries)
+            available = available and not (fetched.unavailable or stats.errors)
+            for g in batch.gathered:
+                errors[g.entry.key] = [f"{k}: {x}" for k, x in stats.errors.items() if k in g.needs]
+            evaluated += await cycle.decide(batch.gathered, fetched, p.outage, now)
+        self.telemetry.metrics_available.set(1 if available else 0)
         recent = await cycle.act(p.dispatcher, evaluated)
         for e in evaluated:
             e.entry.due = list(e.outcome.notifications)
             await p.memory.persist(e.entry, e.outcome.state, e.gathered.agents)
-            errors = [f"{k}: {x}" for k, x in stats.errors.items() if k in e.gathered.needs]
             await p.reporter.report(
                 e.entry,
                 e.outcome,
                 recent[e.entry.key],
-                errors,
+                errors[e.entry.key],
                 selected=len(e.gathered.agents),
                 budget_changed=e.budget_changed,
                 now=now,

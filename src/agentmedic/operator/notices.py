@@ -12,6 +12,7 @@ docs/architecture.md).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Coroutine
 from datetime import datetime
@@ -33,6 +34,7 @@ from agentmedic.notify.ledger import Admission
 from agentmedic.notify.report import Outcome as DeliveryOutcome
 from agentmedic.operator.entry import PolicyEntry, dumps
 from agentmedic.operator.persistence import NOTIFICATIONS_ANNOTATION
+from agentmedic.operator.refs import RefResolver, SharedChannel
 from agentmedic.operator.status_writer import PolicyWriter
 from agentmedic.operator.telemetry import Telemetry
 
@@ -65,6 +67,8 @@ class Deliveries:
         self.tasks: set[asyncio.Task[None]] = set()
         """Sends (and other background work of the cycles) still running."""
         self._in_flight: set[tuple[str, str, str]] = set()
+        self.refs: RefResolver | None = None
+        """Resolves the entries that name a shared channel (channelRef)."""
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run in the background; :meth:`drain` waits for it at shutdown."""
@@ -96,12 +100,24 @@ class Deliveries:
         for channel in entry.spec.notifications.channels:
             if channel.name not in names:
                 continue
+            namespace, shared_key = entry.namespace, None
+            if channel.channel_ref is not None:
+                shared = (
+                    self.refs.channel(channel.channel_ref, entry.namespace) if self.refs else None
+                )
+                if not isinstance(shared, SharedChannel):
+                    why = shared or f"{channel.channel_ref}: not read yet"
+                    await self._writer.event(entry, "ChannelMisconfigured", str(why), warning=True)
+                    continue
+                namespace, shared_key = shared.secret_namespace, shared.key
+                channel = shared.spec.as_channel(channel.name)
 
-            def lookup(secret: str, key: str) -> str:
-                return self._executor.read_secret_value(entry.namespace, secret, key)
+            def lookup(secret: str, key: str, namespace: str = namespace) -> str:
+                return self._executor.read_secret_value(namespace, secret, key)
 
             try:
-                out.append(await asyncio.to_thread(resolve_channel, channel, lookup))
+                resolved = await asyncio.to_thread(resolve_channel, channel, lookup)
+                out.append(dataclasses.replace(resolved, shared_key=shared_key))
             except ChannelConfigError as exc:
                 self._telemetry.errors.labels("notify").inc()
                 await self._writer.event(entry, "ChannelMisconfigured", str(exc), warning=True)

@@ -7,7 +7,7 @@ request the operator sends to the API emulator is covered.
 
 from __future__ import annotations
 
-__all__ = ["REQUIRED_PERMISSIONS"]
+__all__ = ["CLUSTER_SCOPED", "REQUIRED_PERMISSIONS"]
 
 # (api group, resource, verb); "" is the core group.
 REQUIRED_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
@@ -25,6 +25,23 @@ REQUIRED_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
         ("apps", "statefulsets", "watch"),
         # kopf posts its own Events; the operator posts Events on policies
         ("", "events", "create"),
+        # --- shared channels and metrics backends (operator/shared_cache.py): listed and
+        # watched once some policy refers to them; the cluster-scoped kinds only in a
+        # cluster-wide install (CLUSTER_SCOPED below).
+        ("agentmedic.io", "notificationchannels", "list"),
+        ("agentmedic.io", "notificationchannels", "watch"),
+        ("agentmedic.io", "metricsbackends", "list"),
+        ("agentmedic.io", "metricsbackends", "watch"),
+        ("agentmedic.io", "clusternotificationchannels", "list"),
+        ("agentmedic.io", "clusternotificationchannels", "watch"),
+        ("agentmedic.io", "clustermetricsbackends", "list"),
+        ("agentmedic.io", "clustermetricsbackends", "watch"),
+        # their Ready condition (operator/shared_status.py)
+        ("agentmedic.io", "notificationchannels/status", "patch"),
+        ("agentmedic.io", "metricsbackends/status", "patch"),
+        ("agentmedic.io", "clusternotificationchannels/status", "patch"),
+        ("agentmedic.io", "clustermetricsbackends/status", "patch"),
+        # --- end of shared channels and metrics backends
         # leader election (operator/leader.py): read, create once, renew; in the operator's
         # own namespace only (the chart's leader-election Role)
         ("coordination.k8s.io", "leases", "get"),
@@ -32,3 +49,14 @@ REQUIRED_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
         ("coordination.k8s.io", "leases", "update"),
     }
 )
+
+CLUSTER_SCOPED: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("agentmedic.io", "clusternotificationchannels"),
+        ("agentmedic.io", "clustermetricsbackends"),
+        ("agentmedic.io", "clusternotificationchannels/status"),
+        ("agentmedic.io", "clustermetricsbackends/status"),
+    }
+)
+"""(api group, resource) of the cluster-scoped kinds above: granted by the cluster-wide
+install's ClusterRole only; an operator watching namespaces (Roles) does not read them."""

@@ -29,9 +29,13 @@ from agentmedic.operator.notices import Deliveries
 from agentmedic.operator.outage import OutagePolicy
 from agentmedic.operator.peering import LeadershipHook, Peering
 from agentmedic.operator.persistence import PolicyStore
+from agentmedic.operator.refs import RefResolver
 from agentmedic.operator.reporting import Reporter
 from agentmedic.operator.restores import RestoreRequests
+from agentmedic.operator.routing import RefGate
 from agentmedic.operator.settings import OperatorSettings
+from agentmedic.operator.shared_cache import SharedCache
+from agentmedic.operator.shared_status import SharedStatusWriter
 from agentmedic.operator.status_writer import PolicyWriter
 from agentmedic.operator.telemetry import Telemetry
 from agentmedic.operator.watch import WorkloadCache
@@ -61,6 +65,10 @@ class Parts:
     dispatcher: Dispatcher
     reporter: Reporter
     restores: RestoreRequests
+    refs: RefResolver
+    """Shared channels and metrics backends that policies refer to."""
+    gate: RefGate
+    """Holds and reports the policies whose references do not resolve."""
 
 
 def wire(
@@ -94,6 +102,16 @@ def wire(
     notifier = Notifier()
     deliveries = Deliveries(notifier, executor, writer, telemetry, clock, peering.leading)
     cache = WorkloadCache(http)
+    backend = backend or PrometheusBackend(backend_config(settings))
+    refs = RefResolver(
+        SharedCache(http, settings.namespaces),
+        executor,
+        backend,
+        operator_namespace=settings.lease_namespace_or_default(),
+        max_response_bytes=settings.max_response_bytes,
+        status=SharedStatusWriter(kube, clock, peering.leading),
+    )
+    deliveries.refs = refs
     return Parts(
         catalog=catalog,
         kube=kube,
@@ -101,7 +119,7 @@ def wire(
         http=http,
         cache=cache,
         notifier=notifier,
-        backend=backend or PrometheusBackend(backend_config(settings)),
+        backend=backend,
         store=store,
         peering=peering,
         writer=writer,
@@ -115,12 +133,16 @@ def wire(
             writer, telemetry, spend_refresh=timedelta(seconds=settings.spend_refresh_seconds)
         ),
         restores=RestoreRequests(cache, executor, settings, telemetry, peering.leading),
+        refs=refs,
+        gate=RefGate(refs, writer),
     )
 
 
 async def close(parts: Parts) -> None:
     """Release the clients (the Lease is handed over by the caller first)."""
     await parts.cache.aclose()
+    await parts.refs.cache.aclose()
+    await parts.refs.aclose()
     await parts.http.aclose()
     await parts.notifier.aclose()
     await parts.backend.aclose()

@@ -1,0 +1,82 @@
+"""The Ready condition of shared channels and metrics backends: :class:`SharedStatusWriter`.
+
+What the resolution (:mod:`agentmedic.operator.refs`) found of an object a policy refers
+to is written to the object's status (``kubectl get metricsbackends`` shows it as READY),
+only when it differs from what the object holds, by the leader only. Messages name Secrets
+and keys, never their values.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from agentmedic.api.shared import SharedStatus
+from agentmedic.api.types import GROUP, VERSION, ConditionStatus
+from agentmedic.kube import Kube, KubeError, paths
+from agentmedic.operator.shared_cache import PLURALS, SharedObject
+from agentmedic.operator.status import ConditionType, set_condition
+
+__all__ = ["SharedStatusWriter"]
+
+log = logging.getLogger(__name__)
+
+
+class SharedStatusWriter:
+    """Writes ``status.conditions[Ready]`` of shared objects when it changes."""
+
+    def __init__(
+        self, kube: Kube, clock: Callable[[], datetime], leading: Callable[[], bool]
+    ) -> None:
+        self._kube = kube
+        self._clock = clock
+        self._leading = leading
+        self.writes = 0
+        """Status PATCHes sent (for tests)."""
+
+    async def ready(self, obj: SharedObject, ready: bool, reason: str, message: str) -> None:
+        """Set Ready on ``obj``; nothing is sent when it already says so."""
+        try:
+            old = SharedStatus.model_validate(obj.status) if obj.status else SharedStatus()
+        except ValueError:
+            old = SharedStatus()  # written by another version: rewrite it
+        status = ConditionStatus.TRUE if ready else ConditionStatus.FALSE
+        current = next((c for c in old.conditions if c.type == ConditionType.READY), None)
+        if (
+            current is not None
+            and (current.status, current.reason, current.message) == (status, reason, message)
+            and old.observed_generation == obj.generation
+        ):
+            return
+        if not self._leading():
+            return
+        conditions = set_condition(
+            list(old.conditions),
+            ConditionType.READY,
+            status,
+            reason,
+            message[:1000],
+            now=self._clock(),
+            generation=obj.generation,
+        )
+        new = SharedStatus(observed_generation=obj.generation, conditions=conditions)
+        body = {"status": new.model_dump(mode="json", by_alias=True, exclude_none=True)}
+        path = paths.resource_path(
+            paths.custom_api(GROUP, VERSION),
+            obj.namespace or None,
+            PLURALS[obj.kind],
+            obj.name,
+            "status",
+        )
+        try:
+            await self._kube.arequest(
+                f"patch the status of {obj.kind} {obj.name}",
+                "PATCH",
+                path,
+                body=body,
+                content_type="application/merge-patch+json",
+            )
+            self.writes += 1
+        except KubeError as exc:
+            log.warning("cannot write the status of %s %s: %s", obj.kind, obj.name, exc)
