@@ -24,6 +24,7 @@ from agentmedic.api.durations import (
     format_duration,
 )
 from agentmedic.api.units import format_timestamp
+from agentmedic.api.verify import Verify
 
 __all__ = [
     "API_VERSION",
@@ -582,6 +583,8 @@ class AgentPolicySpec(Model):
     """What missing metrics mean."""
     notifications: Notifications = Field(default_factory=Notifications)
     """Notification channels."""
+    verify: Verify | None = None
+    """Probation after each model switch or prompt rollout; unset: changes are not verified."""
 
 
 # --------------------------------------------------------------------------- status
