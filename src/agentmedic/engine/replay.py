@@ -14,7 +14,13 @@ from datetime import datetime
 
 from agentmedic.api.types import AgentCounts
 from agentmedic.engine.evaluate import evaluate_planned
-from agentmedic.engine.inputs import AgentInput, DisabledAgent, DowngradedAgent, PolicyInput
+from agentmedic.engine.inputs import (
+    AgentInput,
+    DisabledAgent,
+    DowngradedAgent,
+    PolicyInput,
+    ProbationRecord,
+)
 from agentmedic.engine.outcome import Decision, DecisionKind, Notification, SpendReport
 from agentmedic.engine.plan import CyclePlan, compile_plan, sample_keys
 from agentmedic.engine.series import AgentId, Samples
@@ -64,7 +70,13 @@ def _apply(w: AgentInput, d: Decision) -> AgentInput:
         assert d.to_model is not None
         original = w.downgraded.previous_model if w.downgraded is not None else w.model
         downgraded = DowngradedAgent(d.episode, d.rule, d.at, previous_model=original or "")
-        return replace(w, model=d.to_model, downgraded=downgraded)
+        probation = w.probation
+        if d.baseline is not None and w.model is not None:
+            # The actions layer records the baseline with the switch (spec.verify).
+            probation = ProbationRecord(
+                "switchModel", d.episode, d.rule, d.at, w.model, d.to_model, d.baseline
+            )
+        return replace(w, model=d.to_model, downgraded=downgraded, probation=probation)
     if d.kind == DecisionKind.RESTORE and d.restore is not None:
         if d.restore.replicas and w.disabled is not None:
             w = replace(w, replicas=w.disabled.previous_replicas, disabled=None)
@@ -73,6 +85,7 @@ def _apply(w: AgentInput, d: Decision) -> AgentInput:
                 w,
                 model=d.restore.model,
                 downgraded=None if d.restore.complete else w.downgraded,
+                probation=None if d.restore.complete else w.probation,
             )
     return w
 

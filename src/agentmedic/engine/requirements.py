@@ -14,6 +14,7 @@ from agentmedic.api.types import AgentPolicySpec
 from agentmedic.engine.conditions import executions_key
 from agentmedic.engine.periods import budget_period, spend_window
 from agentmedic.engine.series import SeriesKey
+from agentmedic.engine.verify import verify_keys
 
 __all__ = ["GridNeeds", "burn_key", "requirements", "requirements_over", "spend_key"]
 
@@ -37,7 +38,8 @@ def requirements(spec: AgentPolicySpec, now: datetime) -> set[SeriesKey]:
 
     Each condition's (metric or query, window); ``executions`` over the window of each
     condition with minSamples; and with a budget, ``cost_usd`` over the elapsed period
-    (which changes every cycle for calendar periods) and over forecastWindow.
+    (which changes every cycle for calendar periods) and over forecastWindow; with
+    spec.verify, the probation signals over verify.window and verify.baselineWindow.
     """
     keys: set[SeriesKey] = set()
     label = spec.agent_label
@@ -49,6 +51,7 @@ def requirements(spec: AgentPolicySpec, now: datetime) -> set[SeriesKey]:
     spent, burn = spend_key(spec, now), burn_key(spec)
     if spent is not None and burn is not None:
         keys.update((spent, burn))
+    keys |= verify_keys(spec)
     return keys
 
 

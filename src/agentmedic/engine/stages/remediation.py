@@ -22,8 +22,9 @@ from agentmedic.engine.outcome import Decision, DecisionKind
 from agentmedic.engine.plan import WORKLOAD_KINDS
 from agentmedic.engine.reasons import DecisionReason
 from agentmedic.engine.state import ActionStamp, Mark, RuleState
+from agentmedic.engine.verify import baseline_from
 
-__all__ = ["STAGE_REASON", "STAGE_SEVERITY", "remediate"]
+__all__ = ["STAGE_REASON", "STAGE_SEVERITY", "guard_for", "remediate"]
 
 HOUR = timedelta(hours=1)
 STAGE_SEVERITY = {SOFT: Severity.MEDIUM, HARD: Severity.HIGH}
@@ -38,7 +39,7 @@ def remediate(c: Cycle) -> None:
     candidates = _candidates(c)
     if not candidates:
         return
-    guard = _guard(c)
+    guard = guard_for(c)
     for cand in candidates:
         a = c.work[cand.agent]
         if a.changed_at == c.now:
@@ -48,7 +49,8 @@ def remediate(c: Cycle) -> None:
         _consider(c, a, cand, guard)
 
 
-def _guard(c: Cycle) -> Guard:
+def guard_for(c: Cycle) -> Guard:
+    """The cycle's guardrail context, as the changes granted so far leave it."""
     g = c.spec.guardrails
     return Guard(
         now=c.now,
@@ -240,13 +242,25 @@ def switch_target(
                 DecisionReason.ALREADY_CHEAPEST,
                 f"already on {current}, at or below the requested tier {wanted}; escalate",
             )
-        return wanted, None
+        return _not_rejected(c, a, wanted)
     if at + 1 >= len(tiers):
         return None, (
             DecisionReason.ALREADY_CHEAPEST,
             f"already on the cheapest tier {current}; a person must decide what next",
         )
-    return tiers[at + 1], None
+    return _not_rejected(c, a, tiers[at + 1])
+
+
+def _not_rejected(c: Cycle, a: AgentWork, tier: str) -> tuple[str | None, tuple[str, str] | None]:
+    """``tier``, unless a probation reverted it on this agent and its hold still runs."""
+    until = a.rejected.get(tier)
+    if until is None or until <= c.now:
+        return tier, None
+    return None, (
+        DecisionReason.TIER_REJECTED,
+        f"{tier} regressed on probation on this agent and is held back until "
+        f"{until.strftime('%Y-%m-%d %H:%M UTC')}; not switching — a person must decide",
+    )
 
 
 def _emit(
@@ -277,6 +291,11 @@ def _emit(
             cand.action.prompt_optimization if kind == DecisionKind.PROMPT_OPTIMIZATION else None
         ),
         badness=cand.badness,
+        baseline=(
+            baseline_from(c.spec, a.values)
+            if kind == DecisionKind.SWITCH_MODEL and suppressed is None
+            else None
+        ),
     )
     c.decisions.append(decision)
     if suppressed is not None:
