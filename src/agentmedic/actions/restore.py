@@ -286,7 +286,7 @@ def _restore_patch(
     if scope.replicas:
         remove.append(rec.DISABLED)
     if scope.model:
-        remove.append(rec.DOWNGRADED)
+        remove += [rec.DOWNGRADED, rec.PROBATION]
     remaining = {rec.DISABLED, rec.DOWNGRADED} - set(remove)
     if not any(k in annotations for k in remaining):
         remove += list(rec.LAST_ACTION_KEYS)

@@ -655,6 +655,10 @@ class ActionOutcome(StrEnum):
     SUPPRESSED = "Suppressed"
     FAILED = "Failed"
     RESTORED = "Restored"
+    VERIFIED = "Verified"
+    REGRESSED = "Regressed"
+    INCONCLUSIVE = "Inconclusive"
+    REVERTED = "Reverted"
 
 
 class RecentAction(Model):
@@ -665,9 +669,10 @@ class RecentAction(Model):
     rule: str
     """The rule (or budget.soft / budget.hard / systemic) that caused it."""
     action: str
-    """scaleToZero, switchModel, promptOptimization, notify or restore."""
+    """scaleToZero, switchModel, promptOptimization, notify, restore or verify."""
     outcome: ActionOutcome
-    """Applied, DryRun, Suppressed (by a guardrail), Failed or Restored."""
+    """Applied, DryRun, Suppressed (by a guardrail), Failed, Restored; on probation (verify):
+    Verified, Regressed, Inconclusive, and Reverted for the restore that undid it."""
     reason: str
     """Why, with the evidence in short."""
     episode: str = ""

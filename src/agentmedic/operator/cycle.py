@@ -273,4 +273,7 @@ async def act(
     recent: dict[tuple[str, str], list[RecentAction]] = {e.entry.key: [] for e in evaluated}
     for order, result in zip(orders, results, strict=True):
         recent[order.entry.key].append(result)
+    for e in evaluated:
+        if e.outcome.probation:
+            recent[e.entry.key] += await dispatcher.verdicts(e.entry, e.outcome.probation)
     return recent
