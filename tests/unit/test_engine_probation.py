@@ -7,6 +7,7 @@ loop in the engine: switch, watch, verdict, revert, hold.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -305,3 +306,21 @@ def test_no_flapping_and_no_silent_revert_above_the_hard_stage(
                 rejected_at[verdict.new] = sim.now
             if verdict.verdict != "Inconclusive":
                 assert "executions" in verdict.summary
+
+
+def test_shortening_reject_for_lets_a_person_retry_the_tier_at_once() -> None:
+    sim = Sim(_rule_spec(rejectFor="1d"), fleet(2))
+    sim.step(GOOD, a0=SICK)
+    _run_until_verdict(sim, {**WORSE, **SICK})
+    sim.step(GOOD)
+    o = sim.step(GOOD, a0=SICK)
+    assert [d.suppressed_by for d in o.decisions] == [DecisionReason.TIER_REJECTED]
+    sim.spec = _rule_spec(rejectFor="0s")
+    sim.input = dataclasses.replace(sim.input, spec=sim.spec)
+    sim.step(GOOD)
+    o = sim.step(GOOD, a0=SICK)
+    assert [(d.kind, d.to_model) for d in o.decisions if d.applies] == [
+        (DecisionKind.SWITCH_MODEL, "gpt-4o-mini")
+    ]
+    assert sim.state is not None
+    assert "gpt-4o-mini" not in sim.state.agent(agent("a0")).rejected

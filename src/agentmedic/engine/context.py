@@ -94,7 +94,7 @@ class AgentWork:
         self.probation = prior.probation
         """The verdict on the latest change on probation."""
         self.rejected = prior.rejected
-        """Tiers a probation reverted, until when (replace the mapping, never mutate it)."""
+        """Tiers a probation reverted, and when (replace the mapping, never mutate it)."""
         self.frozen = False
         """Not judged this cycle (disabled, at zero replicas, or its metrics undefined)."""
         self.external_zero = False

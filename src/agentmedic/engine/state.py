@@ -245,7 +245,8 @@ class AgentState:
     probation: ProbationMemo | None = None
     """The verdict on the latest change on probation (spec.verify)."""
     rejected: Mapping[str, datetime] = field(default_factory=dict)
-    """Model tiers a probation reverted, each until when it is not tried again."""
+    """Model tiers a probation reverted on this agent, each with when: switchModel does not
+    move the agent to one for verify.rejectFor from then."""
 
     @property
     def empty(self) -> bool:

@@ -59,8 +59,8 @@ def probation(c: Cycle) -> None:
     """Judge every change whose window has passed; forget rejections whose hold ended."""
     v = c.spec.verify
     for a in c.work.values():
-        if a.rejected and any(until <= c.now for until in a.rejected.values()):
-            a.rejected = {t: u for t, u in a.rejected.items() if u > c.now}
+        if a.rejected and any(rejected_until(c, a, t) is None for t in a.rejected):
+            a.rejected = {t: at for t, at in a.rejected.items() if rejected_until(c, a, t)}
         rec = a.workload.probation
         if v is None or rec is None or a.unknown or a.disabled is not None:
             continue
@@ -76,10 +76,15 @@ def probation(c: Cycle) -> None:
         _conclude(c, a, v, rec, verdict)
 
 
-def rejected_until(a: AgentWork, tier: str, now: datetime) -> datetime | None:
-    """Until when ``tier`` is held back for this agent after a revert (None: it is not)."""
-    until = a.rejected.get(tier)
-    return until if until is not None and until > now else None
+def rejected_until(c: Cycle, a: AgentWork, tier: str) -> datetime | None:
+    """Until when ``tier`` is held back for this agent after a revert (None: it is not).
+    The hold is the policy's current ``verify.rejectFor`` from the revert, so shortening
+    it (to 0s, say) lets a person retry the tier at once."""
+    at = a.rejected.get(tier)
+    if at is None or c.spec.verify is None:
+        return None
+    until = at + c.spec.verify.reject_for
+    return until if until > c.now else None
 
 
 def hard_stage_reached(c: Cycle, a: AgentWork) -> bool:
@@ -138,7 +143,6 @@ def _revert(
             )
         return
     back = Restore(model=rec.previous, complete=rec.previous == m.from_model)
-    until = c.now + v.reject_for
     text = (
         f"{head}; reverted to {rec.previous}; {rec.new} is not tried again on this agent "
         f"for {format_duration(v.reject_for)}"
@@ -154,7 +158,7 @@ def _revert(
     if not c.dry_run:
         a.downgraded = replace(m, restoring_at=c.now, restore_to=back.model, suppressed=None)
         a.changed_at = c.now
-        a.rejected = {**a.rejected, rec.new: until}
+        a.rejected = {**a.rejected, rec.new: c.now}
     _record(c, a, rec, vd, text, f"reverted to {rec.previous}", notify=True)
 
 

@@ -252,10 +252,12 @@ def switch_target(
 
 
 def _not_rejected(c: Cycle, a: AgentWork, tier: str) -> tuple[str | None, tuple[str, str] | None]:
-    """``tier``, unless a probation reverted it on this agent and its hold still runs."""
-    until = a.rejected.get(tier)
-    if until is None or until <= c.now:
+    """``tier``, unless a probation reverted it on this agent and its hold still runs
+    (verify.rejectFor from the revert)."""
+    at = a.rejected.get(tier)
+    if at is None or c.spec.verify is None or c.now - at >= c.spec.verify.reject_for:
         return tier, None
+    until = at + c.spec.verify.reject_for
     return None, (
         DecisionReason.TIER_REJECTED,
         f"{tier} regressed on probation on this agent and is held back until "
