@@ -324,3 +324,13 @@ def test_shortening_reject_for_lets_a_person_retry_the_tier_at_once() -> None:
     ]
     assert sim.state is not None
     assert "gpt-4o-mini" not in sim.state.agent(agent("a0")).rejected
+
+
+def test_a_prompt_optimization_carries_the_baseline_for_its_rollout() -> None:
+    spec = _with_verify(policy(rule("r", cond(), actions=["promptOptimization"])))
+    o = Sim(spec, fleet(1)).step(GOOD, a0=SICK)
+    (job,) = [d for d in o.decisions if d.applies]
+    assert job.kind is DecisionKind.PROMPT_OPTIMIZATION
+    assert job.baseline is not None
+    assert job.baseline["quality_score"] == 0.9
+    assert job.baseline["executions"] == 100.0

@@ -109,7 +109,7 @@ class ActionRequest:
             evidence=d.evidence.describe(),
             at=d.at,
             dry_run=d.dry_run,
-            baseline=d.baseline if d.kind is DecisionKind.SWITCH_MODEL else None,
+            baseline=d.baseline,
         )
         base: dict[str, Any] = {
             "kind": ActionKind(d.kind.value),

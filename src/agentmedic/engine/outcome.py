@@ -104,8 +104,9 @@ class Decision:
     badness: float = 0.0
     """How far past its thresholds the agent was (ranks agents, worst first)."""
     baseline: Mapping[str, float | None] | None = None
-    """switchModel with spec.verify: the agent's signals over verify.baselineWindow, for the
-    probation record the actions layer writes with the change."""
+    """switchModel and promptOptimization with spec.verify: the agent's signals over
+    verify.baselineWindow, for the probation record written with the change (a prompt's
+    when its new version is rolled out)."""
 
     @property
     def applies(self) -> bool:

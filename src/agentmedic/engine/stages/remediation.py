@@ -32,6 +32,8 @@ STAGE_SEVERITY = {SOFT: Severity.MEDIUM, HARD: Severity.HIGH}
 STAGE_REASON = {SOFT: DecisionReason.BUDGET_SOFT_LIMIT, HARD: DecisionReason.BUDGET_HARD_LIMIT}
 """Why a budget stage's change was decided."""
 _DONE_ALL = frozenset(WORKLOAD_KINDS)
+_VERIFIED_KINDS = (DecisionKind.SWITCH_MODEL, DecisionKind.PROMPT_OPTIMIZATION)
+"""Changes meant to keep the agent serving: with spec.verify they carry the baseline."""
 
 
 def remediate(c: Cycle) -> None:
@@ -295,7 +297,7 @@ def _emit(
         badness=cand.badness,
         baseline=(
             baseline_from(c.spec, a.values)
-            if kind == DecisionKind.SWITCH_MODEL and suppressed is None
+            if kind in _VERIFIED_KINDS and suppressed is None
             else None
         ),
     )
