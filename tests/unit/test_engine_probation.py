@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from agentmedic.api.validation import check_spec
 from agentmedic.api.verify import Verify
-from agentmedic.engine import DecisionKind, DecisionReason, PolicyState
+from agentmedic.engine import DecisionKind, DecisionReason, PolicyState, replay
 from agentmedic.engine.verify import VerdictKind, judge
 from tests.unit.test_engine_builders import (
     HEALTHY,
@@ -27,7 +27,9 @@ from tests.unit.test_engine_builders import (
     cond,
     fleet,
     policy,
+    policy_input,
     rule,
+    samples,
 )
 
 GOOD = {**HEALTHY, "quality_score": 0.9}
@@ -334,3 +336,18 @@ def test_a_prompt_optimization_carries_the_baseline_for_its_rollout() -> None:
     assert job.baseline is not None
     assert job.baseline["quality_score"] == 0.9
     assert job.baseline["executions"] == 100.0
+
+
+def test_a_replay_over_history_judges_and_reverts_as_the_operator_would() -> None:
+    spec = _rule_spec()
+    agents = fleet(1)
+    timeline = []
+    for i in range(16):  # the switch at T0, the verdict 5 minutes later
+        now = T0 + i * timedelta(seconds=30)
+        values = {**(GOOD if i == 0 else WORSE), **SICK}
+        timeline.append((now, samples(spec, now, list(agents), values)))
+    entries = replay(policy_input(spec, agents), timeline)
+    judged = [(e.time - T0, v.verdict) for e in entries for v in e.probation]
+    assert judged == [(timedelta(minutes=5), "Regressed")]
+    kinds = [d.kind for e in entries for d in e.decisions if d.applies]
+    assert kinds == [DecisionKind.SWITCH_MODEL, DecisionKind.RESTORE]

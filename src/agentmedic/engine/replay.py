@@ -9,7 +9,7 @@ through its watch of the workloads.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from agentmedic.api.types import AgentCounts
@@ -21,7 +21,13 @@ from agentmedic.engine.inputs import (
     PolicyInput,
     ProbationRecord,
 )
-from agentmedic.engine.outcome import Decision, DecisionKind, Notification, SpendReport
+from agentmedic.engine.outcome import (
+    Decision,
+    DecisionKind,
+    Notification,
+    ProbationOutcome,
+    SpendReport,
+)
 from agentmedic.engine.plan import CyclePlan, compile_plan, sample_keys
 from agentmedic.engine.series import AgentId, Samples
 from agentmedic.engine.state import PolicyState
@@ -39,6 +45,9 @@ class TimelineEntry:
     notifications: list[Notification]
     counts: AgentCounts
     spend: SpendReport | None
+    probation: list[ProbationOutcome] = field(default_factory=list)
+    """Verdicts on changes on probation (spec.verify) reached at this step: a replayed
+    switch carries its baseline from the history, as the live one does."""
 
 
 def apply_decisions(policy: PolicyInput, decisions: Iterable[Decision]) -> PolicyInput:
@@ -117,7 +126,12 @@ def replay(
             policy = apply_decisions(policy, outcome.decisions)
         out.append(
             TimelineEntry(
-                now, outcome.decisions, outcome.notifications, outcome.counts, outcome.spend
+                now,
+                outcome.decisions,
+                outcome.notifications,
+                outcome.counts,
+                outcome.spend,
+                outcome.probation,
             )
         )
     return out
