@@ -242,7 +242,7 @@ class AgentMonitor:
         series the context managers would (tool and LLM-call series included) and returns
         the record. ``timestamp`` is the start in epoch seconds (default: now - latency);
         ``scores`` are ``(name, value)`` pairs as :meth:`Execution.score` takes them."""
-        checked = [(name, check_score(name, value)) for name, value in scores]
+        checked = [(name, check_score(name, value)) for name, value in scores] if scores else None
         for call in llm_calls:
             self._observe_llm_call(call, model or self._model)
         for tool in tools:
