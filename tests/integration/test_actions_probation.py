@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from agentmedic.actions import ActionExecutor, ExecutionOutcome
+from agentmedic.actions import ActionExecutor, ActionKind, ActionRequest, ExecutionOutcome
 from agentmedic.actions import record as rec
 from agentmedic.actions.probation import ProbationChange, parse_probation, write_probation
 from agentmedic.api.types import ConfigMapKeyRef, EnvRef, ModelSpec
 from agentmedic.engine.inputs import ProbationRecord
+from agentmedic_sandbox.emulator import ApiEmulator
 from tests.integration import actions_support as support
-from tests.integration.actions_support import NOW, get, record, ref, workload
+from tests.integration.actions_support import NOW, get, record, ref, workload, writes
 from tests.integration.kube_servers import KubeServer
 
 api = support.api
@@ -99,13 +100,45 @@ def test_write_probation_records_a_prompt_rollout_alone_once(
     assert rec.PROBATION not in _annotations(api, ns)  # a dry run writes nothing
 
     write_probation(executor.context, ref(ns), change)
-    version = get(api, ns)["metadata"]["resourceVersion"]
+    if isinstance(api, ApiEmulator):  # a real server's controllers write on their own
+        api.clear_requests()
     write_probation(executor.context, ref(ns), change)  # the same record again: no write
 
-    assert get(api, ns)["metadata"]["resourceVersion"] == version
+    if isinstance(api, ApiEmulator):
+        assert writes(api) == []
     found = parse_probation(_annotations(api, ns))
     assert found is not None
     assert (found.kind, found.previous, found.new) == ("prompt", "v3", "v4")
     assert found.baseline["latency_p95_ms"] == 9100.0
     assert found.baseline["quality_score"] is None  # not measured: no data, never 0
     assert found.at == NOW
+
+
+def test_a_revert_marks_the_record_which_then_outlives_the_restore(
+    api: KubeServer, ns: str, executor: ActionExecutor
+) -> None:
+    api.create(workload(ns))
+    switched = dataclasses.replace(record(ns), baseline=BASELINE)
+    executor.switch_model(ref(ns), ENV_SPEC, "gpt-4o-mini", switched)
+    revert = ActionRequest(
+        kind=ActionKind.RESTORE,
+        workload=ref(ns),
+        record=record(ns),
+        agent=f"{ns}/bot",
+        model_spec=ENV_SPEC,
+        restore_replicas=False,
+        restored_by="probation (the change regressed)",
+        reverts=True,
+    )
+
+    result = executor.execute(revert)
+
+    assert result.outcome is ExecutionOutcome.APPLIED
+    annotations = _annotations(api, ns)
+    assert rec.DOWNGRADED not in annotations
+    found = parse_probation(annotations)
+    assert found is not None
+    assert (found.new, found.reverted_at) == ("gpt-4o-mini", NOW)
+    container = get(api, ns)["spec"]["template"]["spec"]["containers"][0]
+    assert {e["name"]: e["value"] for e in container["env"]}["OPENAI_MODEL"] == "gpt-4o"
+    assert executor.execute(revert).outcome is ExecutionOutcome.UNCHANGED  # idempotent

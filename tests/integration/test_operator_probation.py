@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from agentmedic.actions.probation import parse_probation
 from agentmedic.actions.record import PROBATION, state_key
 from agentmedic.instrument import AgentMonitor, LLMCall, ModelPrice, PriceTable
 from agentmedic.operator.app import Operator
@@ -241,7 +242,9 @@ async def _run(
             await op.run_cycle(INTERVAL)
             await asyncio.sleep(0.05)
         assert _model(api, ns, "drop-bot") == "gpt-4o"
-        assert PROBATION not in _annotations(api, ns, "drop-bot")
+        reverted = parse_probation(_annotations(api, ns, "drop-bot"))
+        assert reverted is not None
+        assert reverted.reverted_at is not None  # the record keeps the rejection
         assert _model(api, ns, "keep-bot") == "gpt-4o-mini"
         state = json.loads(_annotations(api, ns, "drop-bot")[state_key("spend")])
         assert "gpt-4o-mini" in state["rejected"]

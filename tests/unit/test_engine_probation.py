@@ -351,3 +351,18 @@ def test_a_replay_over_history_judges_and_reverts_as_the_operator_would() -> Non
     assert judged == [(timedelta(minutes=5), "Regressed")]
     kinds = [d.kind for e in entries for d in e.decisions if d.applies]
     assert kinds == [DecisionKind.SWITCH_MODEL, DecisionKind.RESTORE]
+
+
+def test_the_rejection_survives_a_lost_state_through_the_workloads_record() -> None:
+    sim = Sim(_rule_spec(rejectFor="1h"), fleet(2))
+    sim.step(GOOD, a0=SICK)
+    _run_until_verdict(sim, {**WORSE, **SICK})
+    record = sim.workload("a0").probation
+    assert record is not None
+    assert record.reverted_at == sim.now
+    sim.state = None  # the state annotation was never written (a crash after the revert)
+    first = sim.step(GOOD)
+    assert not [v for v in first.probation if v.agent == agent("a0")]  # not judged again
+    o = sim.step(GOOD, a0=SICK)
+    (held,) = [d for d in o.decisions if d.kind is DecisionKind.SWITCH_MODEL]
+    assert held.suppressed_by == DecisionReason.TIER_REJECTED

@@ -14,8 +14,11 @@ workload write::
 
     write_probation(ctx, ref, ProbationChange("prompt", record, "v3", "v4"))
 
-A restore removes the record with the change it undoes. Nothing secret goes in it: the
-values are model names or prompt versions, the baseline numbers.
+A restore removes the record with the change it undoes, except after a regression: the
+revert first marks it with ``revertedAt`` (:func:`mark_reverted`) and the record stays, so
+that the rejection of the new value survives any restart until the next change replaces
+the record. Nothing secret goes in it: the values are model names or prompt versions, the
+baseline numbers.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from agentmedic.actions.record import (
     ActionRecord,
     WorkloadRef,
     canonical_json,
+    format_time,
     load_object,
 )
 from agentmedic.api.verify import SIGNALS
@@ -41,6 +45,7 @@ from agentmedic.engine.inputs import ProbationRecord
 __all__ = [
     "PROBATION",
     "ProbationChange",
+    "mark_reverted",
     "parse_probation",
     "probation_annotations",
     "probation_value",
@@ -106,6 +111,20 @@ def write_probation(ctx: ActionContext, ref: WorkloadRef, change: ProbationChang
     ctx.guarded(ref, decide)
 
 
+def mark_reverted(ctx: ActionContext, ref: WorkloadRef, episode: str, at: datetime) -> None:
+    """Mark the record of ``episode`` as reverted at ``at`` (guarded; a record of another
+    episode, or one marked already, is left alone)."""
+
+    def decide(obj: dict[str, Any]) -> Patch:
+        value = load_object(annotations_of(obj), PROBATION)
+        if value is None or value.get("episode") != episode or "revertedAt" in value:
+            return []
+        marked = {**value, "revertedAt": format_time(at)}
+        return annotation_ops(obj, {PROBATION: canonical_json(marked)})
+
+    ctx.guarded(ref, decide)
+
+
 def parse_probation(annotations: Mapping[str, str]) -> ProbationRecord | None:
     """The record as the engine reads it; None when absent or unreadable (a hand-edited
     value: no probation, rather than a verdict on numbers nobody can vouch for)."""
@@ -128,6 +147,7 @@ def parse_probation(annotations: Mapping[str, str]) -> ProbationRecord | None:
         previous=str(previous),
         new=str(new),
         baseline={k: _number(baseline.get(k)) for k in _BASELINE_KEYS},
+        reverted_at=_time(value.get("revertedAt")),
     )
 
 

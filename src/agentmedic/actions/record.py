@@ -24,7 +24,8 @@ key (``agentmedic.io/`` + …)      value     meaning
                                             ``executions`` included); who/why/when. Written
                                             with the change by
                                             :func:`agentmedic.actions.probation.
-                                            probation_annotations`; removed by a restore.
+                                            probation_annotations`; removed by a restore,
+                                            kept with ``revertedAt`` by a revert.
 ``policy``                        text      Who: ``namespace/name`` of the policy of the last
                                             action.
 ``rule``                          text      Why: the rule (or ``budget.hard`` …) of the last

@@ -76,6 +76,8 @@ class ProbationRecord:
     baseline: Mapping[str, float | None] = field(default_factory=lambda: MappingProxyType({}))
     """Per signal (a built-in metric name, ``executions`` included) its value before the
     change; None when the signal had no data."""
+    reverted_at: datetime | None = None
+    """Set when a regression reverted the change: the new value is rejected from then."""
 
 
 @dataclass(frozen=True, slots=True)

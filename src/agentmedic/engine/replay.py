@@ -29,6 +29,7 @@ from agentmedic.engine.outcome import (
     SpendReport,
 )
 from agentmedic.engine.plan import CyclePlan, compile_plan, sample_keys
+from agentmedic.engine.reasons import DecisionReason
 from agentmedic.engine.series import AgentId, Samples
 from agentmedic.engine.state import PolicyState
 
@@ -94,9 +95,17 @@ def _apply(w: AgentInput, d: Decision) -> AgentInput:
                 w,
                 model=d.restore.model,
                 downgraded=None if d.restore.complete else w.downgraded,
-                probation=None if d.restore.complete else w.probation,
+                probation=_after_restore(w.probation, d),
             )
     return w
+
+
+def _after_restore(record: ProbationRecord | None, d: Decision) -> ProbationRecord | None:
+    """A revert marks the probation record (it stays); another full restore removes it."""
+    if record is not None and d.reason_code == DecisionReason.PROBATION_REGRESSED:
+        return record if record.reverted_at is not None else replace(record, reverted_at=d.at)
+    assert d.restore is not None
+    return None if d.restore.complete else record
 
 
 def replay(

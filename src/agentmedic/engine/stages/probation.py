@@ -59,9 +59,11 @@ def probation(c: Cycle) -> None:
     """Judge every change whose window has passed; forget rejections whose hold ended."""
     v = c.spec.verify
     for a in c.work.values():
+        rec = a.workload.probation
+        if rec is not None and rec.reverted_at is not None and rec.new not in a.rejected:
+            _adopt(c, a, rec, rec.reverted_at)
         if a.rejected and any(rejected_until(c, a, t) is None for t in a.rejected):
             a.rejected = {t: at for t, at in a.rejected.items() if rejected_until(c, a, t)}
-        rec = a.workload.probation
         if v is None or rec is None or a.unknown or a.disabled is not None:
             continue
         if a.probation is not None and a.probation.episode == rec.episode:
@@ -74,6 +76,14 @@ def probation(c: Cycle) -> None:
             continue
         verdict = judge(v, rec.baseline, after_from(c.spec, a.values))
         _conclude(c, a, v, rec, verdict)
+
+
+def _adopt(c: Cycle, a: AgentWork, rec: ProbationRecord, at: datetime) -> None:
+    """The workload's record holds a rejection the state lost (a restart between the
+    revert and the state's write): take it back while its hold runs."""
+    v = c.spec.verify
+    if v is not None and episode_policy_uid(rec.episode) == c.uid and c.now - at < v.reject_for:
+        a.rejected = {**a.rejected, rec.new: at}
 
 
 def rejected_until(c: Cycle, a: AgentWork, tier: str) -> datetime | None:
