@@ -366,3 +366,18 @@ def test_the_rejection_survives_a_lost_state_through_the_workloads_record() -> N
     o = sim.step(GOOD, a0=SICK)
     (held,) = [d for d in o.decisions if d.kind is DecisionKind.SWITCH_MODEL]
     assert held.suppressed_by == DecisionReason.TIER_REJECTED
+
+
+def test_a_revert_that_never_showed_on_the_workload_is_decided_again() -> None:
+    sim = Sim(_rule_spec(), fleet(1))
+    sim.step(GOOD, a0=SICK)
+    before = sim.workload("a0")
+    o = _run_until_verdict(sim, {**WORSE, **SICK})
+    assert [d.kind for d in o.decisions if d.applies] == [DecisionKind.RESTORE]
+    sim.set_workload("a0", before)  # the revert failed: the workload is as it was
+    retries = [d for x in sim.steps(3, {**WORSE, **SICK}) for d in x.decisions if d.applies]
+    (again,) = retries
+    assert again.kind is DecisionKind.RESTORE
+    assert "again: the earlier revert was not observed" in again.reason
+    assert again.evidence.holds()
+    assert sim.workload("a0").model == "gpt-4o"

@@ -67,6 +67,11 @@ def probation(c: Cycle) -> None:
         if v is None or rec is None or a.unknown or a.disabled is not None:
             continue
         if a.probation is not None and a.probation.episode == rec.episode:
+            if _revert_owed(c, a, v, rec):
+                # The revert never showed on the workload: decided again, on present evidence.
+                vd = judge(v, rec.baseline, after_from(c.spec, a.values))
+                if vd.kind is VerdictKind.REGRESSED:
+                    _revert(c, a, v, rec, vd, _head(a, rec, vd), again=True)
             continue  # judged already: once per change
         if episode_policy_uid(rec.episode) != c.uid or c.now - rec.at < v.window:
             continue  # another policy's change, or still on probation
@@ -112,7 +117,7 @@ def _conclude(c: Cycle, a: AgentWork, v: VerifySpec, rec: ProbationRecord, vd: V
         text = f"{a.agent}: {what} {vd.kind.value.lower()} on probation — {vd.why}; {vd.describe()}"
         _record(c, a, rec, vd, text, action)
         return
-    head = f"{a.agent}: {what} regressed on probation — {vd.why}; {vd.executions()}"
+    head = _head(a, rec, vd)
     if v.on_regression is OnRegression.REVERT and rec.kind == "switchModel":
         _revert(c, a, v, rec, vd, head)
     elif v.on_regression is OnRegression.SCALE_TO_ZERO:
@@ -126,8 +131,37 @@ def _conclude(c: Cycle, a: AgentWork, v: VerifySpec, rec: ProbationRecord, vd: V
         _record(c, a, rec, vd, f"{head}; {how}", how, notify=True)
 
 
+def _head(a: AgentWork, rec: ProbationRecord, vd: Verdict) -> str:
+    what = f"{_change_text(rec)} ({rec.rule})"
+    return f"{a.agent}: {what} regressed on probation — {vd.why}; {vd.executions()}"
+
+
+def _revert_owed(c: Cycle, a: AgentWork, v: VerifySpec, rec: ProbationRecord) -> bool:
+    """A revert was decided for this change and has not shown on the workload for two
+    intervals (the action failed, or lost to another policy's change)."""
+    m = a.downgraded
+    return (
+        a.probation is not None
+        and a.probation.verdict == VerdictKind.REGRESSED.value
+        and v.on_regression is OnRegression.REVERT
+        and rec.kind == "switchModel"
+        and a.workload.model == rec.new
+        and a.changed_at != c.now
+        and m is not None
+        and m.restoring_at is not None
+        and c.now - m.restoring_at >= c.plan.retry_after
+    )
+
+
 def _revert(
-    c: Cycle, a: AgentWork, v: VerifySpec, rec: ProbationRecord, vd: Verdict, head: str
+    c: Cycle,
+    a: AgentWork,
+    v: VerifySpec,
+    rec: ProbationRecord,
+    vd: Verdict,
+    head: str,
+    *,
+    again: bool = False,
 ) -> None:
     m = a.downgraded
     if m is None or not m.confirmed or m.dry_run or episode_policy_uid(m.episode) != c.uid:
@@ -164,12 +198,15 @@ def _revert(
         )
     if rec.rule.startswith("budget."):
         text += "; the budget ceiling needs a person: the cheaper tier hurt the agent"
+    if again:
+        text += " (again: the earlier revert was not observed on the workload)"
     c.decisions.append(_decision(c, a, rec, vd, DecisionKind.RESTORE, text, restore=back))
     if not c.dry_run:
         a.downgraded = replace(m, restoring_at=c.now, restore_to=back.model, suppressed=None)
         a.changed_at = c.now
-        a.rejected = {**a.rejected, rec.new: c.now}
-    _record(c, a, rec, vd, text, f"reverted to {rec.previous}", notify=True)
+        a.rejected = {**a.rejected, rec.new: a.rejected.get(rec.new, c.now)}
+    if not again:
+        _record(c, a, rec, vd, text, f"reverted to {rec.previous}", notify=True)
 
 
 def _stop(c: Cycle, a: AgentWork, rec: ProbationRecord, vd: Verdict, head: str) -> None:
