@@ -8,6 +8,7 @@ loop in the engine: switch, watch, verdict, revert, hold.
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from agentmedic.api.validation import check_spec
 from agentmedic.api.verify import Verify
 from agentmedic.engine import DecisionKind, DecisionReason, PolicyState, replay
+from agentmedic.engine.state import AgentState, ProbationMemo
 from agentmedic.engine.verify import VerdictKind, judge
 from tests.unit.test_engine_builders import (
     HEALTHY,
@@ -381,3 +383,14 @@ def test_a_revert_that_never_showed_on_the_workload_is_decided_again() -> None:
     assert "again: the earlier revert was not observed" in again.reason
     assert again.evidence.holds()
     assert sim.workload("a0").model == "gpt-4o"
+
+
+def test_the_verdict_and_the_rejections_round_trip_through_the_stored_state() -> None:
+    state = AgentState(
+        probation=ProbationMemo("uid:agents/a0:budget.soft:1", "Regressed", T0, "gpt-4o-mini"),
+        rejected={"gpt-4o-mini": T0, "gpt-4.1-nano": T0 + MIN},
+    )
+    stored = json.loads(json.dumps(state.to_dict()))
+    assert AgentState.from_dict(stored) == state
+    assert not state.empty
+    assert AgentState.from_dict(AgentState().to_dict()).empty
