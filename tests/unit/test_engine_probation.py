@@ -17,9 +17,19 @@ from hypothesis import strategies as st
 
 from agentmedic.api.validation import check_spec
 from agentmedic.api.verify import Verify
-from agentmedic.engine import DecisionKind, DecisionReason, PolicyState, replay
+from agentmedic.engine import (
+    DecisionKind,
+    DecisionReason,
+    PolicyState,
+    SeriesKey,
+    replay,
+    requirements,
+)
+from agentmedic.engine.requirements import probation_only
 from agentmedic.engine.state import AgentState, ProbationMemo
 from agentmedic.engine.verify import VerdictKind, judge
+from agentmedic.metrics import FetchStats
+from agentmedic.operator.cycle import undefined_agents
 from tests.unit.test_engine_builders import (
     HEALTHY,
     SICK,
@@ -394,3 +404,22 @@ def test_the_verdict_and_the_rejections_round_trip_through_the_stored_state() ->
     assert AgentState.from_dict(stored) == state
     assert not state.empty
     assert AgentState.from_dict(AgentState().to_dict()).empty
+
+
+def test_a_nan_only_probation_reads_holds_nobody_but_one_a_rule_reads_does() -> None:
+    spec = _with_verify(
+        policy(rule("r", cond("success_rate", "<", 0.8, window="5m"), actions=["switchModel"]))
+    )
+    only = probation_only(spec, T0)
+    assert SeriesKey("quality_score", None, timedelta(minutes=5)) in only
+    assert SeriesKey("success_rate", None, timedelta(minutes=5)) not in only  # the rule's too
+    assert only <= requirements(spec, T0)
+    stats = FetchStats(
+        undefined={
+            SeriesKey("quality_score", None, timedelta(minutes=10)): {agent("a0")},
+            SeriesKey("success_rate", None, timedelta(minutes=5)): {agent("a1")},
+        }
+    )
+    agents = {agent("a0"): object(), agent("a1"): object()}
+    holding = requirements(spec, T0) - only
+    assert undefined_agents(stats, holding, agents) == {agent("a1")}  # type: ignore[arg-type]

@@ -16,7 +16,14 @@ from agentmedic.engine.periods import budget_period, spend_window
 from agentmedic.engine.series import SeriesKey
 from agentmedic.engine.verify import verify_keys
 
-__all__ = ["GridNeeds", "burn_key", "requirements", "requirements_over", "spend_key"]
+__all__ = [
+    "GridNeeds",
+    "burn_key",
+    "probation_only",
+    "requirements",
+    "requirements_over",
+    "spend_key",
+]
 
 
 def spend_key(spec: AgentPolicySpec, now: datetime) -> SeriesKey | None:
@@ -53,6 +60,17 @@ def requirements(spec: AgentPolicySpec, now: datetime) -> set[SeriesKey]:
         keys.update((spent, burn))
     keys |= verify_keys(spec)
     return keys
+
+
+def probation_only(spec: AgentPolicySpec, now: datetime) -> set[SeriesKey]:
+    """The keys only probation reads (spec.verify), no rule or budget. An undefined value
+    (NaN: a ratio over an empty window) of one of them is no data for the verdict — too
+    little traffic, Inconclusive — and no reason to hold the agent's rules and budget."""
+    keys = verify_keys(spec)
+    if not keys:
+        return keys
+    spec_without = spec.model_copy(update={"verify": None})
+    return keys - requirements(spec_without, now)
 
 
 @dataclass(frozen=True)
