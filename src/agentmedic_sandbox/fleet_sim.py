@@ -138,6 +138,9 @@ class Behaviour:
     tools: tuple[ToolProfile, ...] = (ToolProfile("search_knowledge_base"),)
     model_latency: Mapping[str, float] = field(default_factory=dict)
     """Latency factor per model, e.g. ``{"gpt-4o-mini": 0.6}``; 1 for unlisted models."""
+    quality: Mapping[str, float] = field(default_factory=dict)
+    """Mean quality score per model (``ex.score("answer_quality", ...)``, 0..1, spread
+    ±0.05); an execution on an unlisted model gives no score."""
 
 
 class Effect(Protocol):
@@ -268,6 +271,9 @@ class AgentSpec:
     base: Behaviour = field(default_factory=Behaviour)
     effects: Sequence[Effect] = ()
     replicas: int = 1
+    labels: Mapping[str, str] | None = None
+    """The Deployment's labels instead of the sandbox's usual ones (other policies select
+    the agent by those)."""
 
 
 @dataclass(frozen=True)
@@ -605,6 +611,11 @@ class FleetSimulator:
                     cached_input_tokens=round(input_tokens * b.cached_share),
                 )
             )
+        mean = b.quality.get(model)
+        scores: tuple[tuple[str, float], ...] = ()
+        if mean is not None:
+            value = min(1.0, max(0.0, mean + 0.05 * (2.0 * rng.random() - 1.0)))
+            scores = (("answer_quality", value),)
         record = agent.monitor.record_execution(
             latency_s=latency,
             status="error" if failed else "success",
@@ -613,6 +624,7 @@ class FleetSimulator:
             llm_calls=calls,
             tools=tools,
             timestamp=epoch + t - latency,
+            scores=scores,
         )
         totals = agent.totals
         totals.executions += 1

@@ -48,6 +48,8 @@ _DURATION_KEYS = {
     "after",
     "forecastWindow",
     "renotifyAfter",
+    "baselineWindow",
+    "rejectFor",
 }
 
 

@@ -21,6 +21,7 @@ real fleet plays out in two minutes. The end-to-end tests drive the same world.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import subprocess
@@ -82,7 +83,10 @@ ROLES = {
     "slow": "p95 latency spikes: one prompt-optimization Job",
     "spendy": "burns its budget on the dearest model: moved one tier cheaper",
     "healthy": "healthy",
+    "picky": "burns its budget; the cheaper tier hurts its answers: switched, then reverted",
 }
+PICKY_LABELS = {"app.kubernetes.io/part-of": "research-bot"}
+"""picky-bot's labels: only the verified-budget policy selects it."""
 
 
 # ---------------------------------------------------------------------- the scenario
@@ -137,10 +141,24 @@ def demo_scenario(
     specs: list[AgentSpec] = []
     roles: dict[str, str] = {}
 
-    def add(name: str, role: str, model: str = "gpt-4o-mini", effects: Iterable[Any] = ()) -> None:
+    def add(
+        name: str,
+        role: str,
+        model: str = "gpt-4o-mini",
+        effects: Iterable[Any] = (),
+        behaviour: Behaviour = base,
+        labels: dict[str, str] | None = None,
+    ) -> None:
         specs.append(
             AgentSpec(
-                name, NAMESPACE, model, rate=10.0, base=base, effects=list(effects), replicas=2
+                name,
+                NAMESPACE,
+                model,
+                rate=10.0,
+                base=behaviour,
+                effects=list(effects),
+                replicas=2,
+                labels=labels,
             )
         )
         roles[name] = role
@@ -150,6 +168,11 @@ def demo_scenario(
     add("spendy-bot", "spendy", "gpt-4o", [BudgetBurn(start=0, token_factor=8.0)])
     for i in range(agents - 3):
         add(f"helper-{i + 1}", "healthy")
+    # Answers well on gpt-4o, poorly on gpt-4o-mini: its budget downgrade is reverted.
+    picky = dataclasses.replace(base, quality={"gpt-4o": 0.9, "gpt-4o-mini": 0.55})
+    add(
+        "picky-bot", "picky", "gpt-4o", [BudgetBurn(start=0, token_factor=8.0)], picky, PICKY_LABELS
+    )
     outage = (80 * k, 100 * k)
     examples = example_policies()
     policies = [
@@ -157,6 +180,7 @@ def demo_scenario(
         compress_policy(examples["latency-prompt-optimization"], factor),
         compress_policy(examples["finance-budget"], factor, budget_limit_usd=20.0),
         compress_policy(examples["quality-degradation"], factor, pagerduty_url=pagerduty_url),
+        compress_policy(examples["verified-budget"], factor, budget_limit_usd=20.0),
     ]
     return Scenario(
         agents=specs,
@@ -173,7 +197,8 @@ def demo_scenario(
 
 
 def _deployment(spec: AgentSpec) -> dict[str, Any]:
-    labels = {"app": spec.name, "agent": spec.name, **AGENT_LABELS}
+    own = spec.labels if spec.labels is not None else AGENT_LABELS
+    labels = {"app": spec.name, "agent": spec.name, **own}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

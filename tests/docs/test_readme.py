@@ -146,6 +146,8 @@ def test_the_sdk_snippet_runs_and_records_the_call(
         "agent_tokens_total", {"agent": "support-bot", "model": "gpt-4o-mini", "type": "output"}
     )
     assert tokens == 37.0
+    rating = {"agent": "support-bot", "model": "gpt-4o-mini", "name": "user_rating"}
+    assert REGISTRY.get_sample_value("agent_quality_score_sum", rating) == 0.8
 
 
 @pytest.mark.timeout(400)

@@ -79,6 +79,10 @@ PLANS = [
 ]
 
 
+SCORED = ("support-bot", "switcher")
+"""Agents that give their executions quality scores; the others have none (no data)."""
+
+
 @dataclass
 class Done:
     """One recorded execution, as the script decided it."""
@@ -91,6 +95,7 @@ class Done:
     cached: int
     output_tokens: int
     tools: list[tuple[float, bool]] = field(default_factory=list)
+    scores: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def cost(self) -> float | None:
@@ -103,6 +108,7 @@ class Done:
 
 def run_script() -> tuple[list[Series], dict[str, list[Done]]]:
     rng = random.Random(42)
+    score_rng = random.Random(7)  # its own stream: the other values stay as they were
     registries = {p.name: CollectorRegistry() for p in PLANS}
     monitors = {
         p.name: AgentMonitor(p.name, registries[p.name], model=p.model, prices=PRICE_TABLE)
@@ -136,6 +142,10 @@ def run_script() -> tuple[list[Series], dict[str, list[Done]]]:
                     tool_ok = not (fail_every and rng.randrange(fail_every) == 0)
                     tools.append(ToolCallRecord(tool, d, tool_ok))
                     item.tools.append((d, tool_ok))
+                if p.name in SCORED:
+                    item.scores.append(("groundedness", round(score_rng.uniform(0.2, 1.0), 3)))
+                    if n % 3 == 0:
+                        item.scores.append(("user_rating", score_rng.choice((0.0, 0.5, 1.0))))
                 monitors[p.name].record_execution(
                     latency_s=item.latency,
                     status="success" if ok else "error",
@@ -152,6 +162,7 @@ def run_script() -> tuple[list[Series], dict[str, list[Done]]]:
                     ],
                     tools=tools,
                     timestamp=t - item.latency,
+                    scores=item.scores,
                 )
                 done[p.name].append(item)
         for p in PLANS:
@@ -202,6 +213,7 @@ def expected(name: str, metric: str, window: timedelta) -> float | None:
     bounds_ms = [1000 * b for b in EXECUTION_DURATION_BUCKETS]
     tool_bounds_ms = [1000 * b for b in TOOL_DURATION_BUCKETS]
     ratio = (lambda part: part / n) if n else (lambda part: None)
+    scores = [v for d in runs for _, v in d.scores]
     return {
         "executions": float(n),
         "success_rate": ratio(sum(d.ok for d in runs)),
@@ -217,6 +229,7 @@ def expected(name: str, metric: str, window: timedelta) -> float | None:
             sum(not ok for _, ok in tool_calls) / len(tool_calls) if tool_calls else None
         ),
         "tool_latency_p95_ms": bucket_quantile(0.95, tool_bounds_ms, tool_ms),
+        "quality_score": sum(scores) / len(scores) if scores else None,
     }[metric]
 
 
@@ -239,6 +252,8 @@ def test_the_script_exercises_what_the_contract_must_cover() -> None:
     assert any(not d.ok for d in last_10m)
     assert any(not ok for d in last_10m for _, ok in d.tools)
     assert all(d.ok for d in done()["mini-bot"])  # never fails: error counter stays at 0
+    assert not any(d.scores for d in done()["mini-bot"])  # no scores: quality is no data
+    assert any(len(d.scores) == 2 for d in done()["switcher"])  # two names in one execution
     assert {d.model for d in done()["switcher"]} == {"gpt-4o", "gpt-4.1"}
     assert not [d for d in done()["retired"] if d.at > AT_S - 600]  # idle in every window
     # some latencies land in the +Inf bucket

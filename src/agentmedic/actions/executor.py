@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 from agentmedic.actions import model as model_action
-from agentmedic.actions import prompt_job, scale
+from agentmedic.actions import probation, prompt_job, scale
 from agentmedic.actions import restore as restore_action
 from agentmedic.actions import state as state_action
 from agentmedic.actions.context import ActionContext, ActionSettings
@@ -97,6 +97,10 @@ class ActionExecutor(ActionSettings):
             return prompt_job.start_prompt_job(
                 ctx, ref, record.policy, request.prompt_optimization, record, request.job_evidence
             )
+        if request.reverts and not record.dry_run:
+            # The rejection goes on the workload before the revert: a restart between the
+            # two reverts again (idempotent), never forgets that the tier regressed.
+            probation.mark_reverted(ctx, ref, record.episode, record.at)
         if request.step_back_to is not None:
             assert request.model_spec is not None  # __post_init__
             return model_action.switch_model(

@@ -25,6 +25,7 @@ from agentmedic.actions.objects import (
     undo_hint,
     why,
 )
+from agentmedic.actions.probation import ProbationChange, probation_annotations
 from agentmedic.actions.record import (
     ActionRecord,
     WorkloadRef,
@@ -180,7 +181,12 @@ def _switch_env(
             {"op": "test", "path": f"{base}/env/{ei}/value", "value": current},
             {"op": "replace", "path": f"{base}/env/{ei}/value", "value": to_model},
             *annotation_ops(
-                obj, {rec.DOWNGRADED: canonical_json(value), **record.flat_annotations()}
+                obj,
+                {
+                    rec.DOWNGRADED: canonical_json(value),
+                    **record.flat_annotations(),
+                    **_probation(record, current, to_model),
+                },
             ),
         ]
 
@@ -230,7 +236,12 @@ def _switch_config_map(
         source = {"configMapKey": {"name": cm_name, "key": key}}
         value = _downgraded_value(obj, current, to_model, source, record)
         return annotation_ops(
-            obj, {rec.DOWNGRADED: canonical_json(value), **record.flat_annotations()}
+            obj,
+            {
+                rec.DOWNGRADED: canonical_json(value),
+                **record.flat_annotations(),
+                **_probation(record, current, to_model),
+            },
         )
 
     obj, early = ctx.guarded(ref, decide)
@@ -310,6 +321,13 @@ def _no_switch(
     if record.dry_run:
         return ActionResult(ActionKind.SWITCH_MODEL, ref, ExecutionOutcome.DRY_RUN, "")
     return None
+
+
+def _probation(record: ActionRecord, current: str, to_model: str) -> dict[str, str]:
+    """The probation record written with the switch, when the policy verifies changes."""
+    if record.baseline is None:
+        return {}
+    return probation_annotations(ProbationChange("switchModel", record, current, to_model))
 
 
 def _downgraded_value(

@@ -17,6 +17,15 @@ key (``agentmedic.io/`` + …)      value     meaning
                                             ``to``: the value set; ``source``: where it lives
                                             (``env``: container and name, or
                                             ``configMapKey``: name and key); who/why/when.
+``probation``                     JSON      A change on probation (``spec.verify``):
+                                            ``kind`` (switchModel | prompt), ``previous`` and
+                                            ``new`` value, ``baseline`` (the signals over
+                                            verify.baselineWindow before the change,
+                                            ``executions`` included); who/why/when. Written
+                                            with the change by
+                                            :func:`agentmedic.actions.probation.
+                                            probation_annotations`; removed by a restore,
+                                            kept with ``revertedAt`` by a revert.
 ``policy``                        text      Who: ``namespace/name`` of the policy of the last
                                             action.
 ``rule``                          text      Why: the rule (or ``budget.hard`` …) of the last
@@ -73,6 +82,7 @@ __all__ = [
     "POLICY_DELETED",
     "POLICY_LABEL",
     "PREFIX",
+    "PROBATION",
     "REASON",
     "RESTORE_REQUEST",
     "RULE",
@@ -97,6 +107,7 @@ __all__ = [
 PREFIX = "agentmedic.io/"
 DISABLED = PREFIX + "disabled"
 DOWNGRADED = PREFIX + "downgraded"
+PROBATION = PREFIX + "probation"
 POLICY = PREFIX + "policy"
 RULE = PREFIX + "rule"
 REASON = PREFIX + "reason"
@@ -209,6 +220,9 @@ class ActionRecord:
     evidence: str = ""
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
     dry_run: bool = False
+    baseline: Mapping[str, float | None] | None = None
+    """With spec.verify: the agent's signals before the change; a switch then writes the
+    probation record (:mod:`agentmedic.actions.probation`) with the change."""
 
     def who_why_when(self) -> dict[str, Any]:
         """The fields every JSON record repeats."""

@@ -30,9 +30,15 @@ from agentmedic.api.types import (
     PromptOptimizationAction,
     RecentAction,
 )
-from agentmedic.engine import Decision, DecisionKind
+from agentmedic.engine import Decision, DecisionKind, DecisionReason
+from agentmedic.engine.outcome import ProbationOutcome
 
-__all__ = ["ActionRequest", "recent_action", "unexecuted_recent_action"]
+__all__ = [
+    "ActionRequest",
+    "probation_recent_action",
+    "recent_action",
+    "unexecuted_recent_action",
+]
 
 MAX_REASON = 500
 """Characters of a reason kept in status."""
@@ -68,6 +74,8 @@ class ActionRequest:
     """restore: only step the model back to this tier (the record stays)."""
     restored_by: str = ""
     """restore: who asked, for the note and the Events."""
+    reverts: bool = False
+    """restore: it undoes a change that regressed on probation (status says Reverted)."""
 
     def __post_init__(self) -> None:
         if self.kind is ActionKind.SWITCH_MODEL and (
@@ -101,6 +109,7 @@ class ActionRequest:
             evidence=d.evidence.describe(),
             at=d.at,
             dry_run=d.dry_run,
+            baseline=d.baseline,
         )
         base: dict[str, Any] = {
             "kind": ActionKind(d.kind.value),
@@ -126,13 +135,17 @@ class ActionRequest:
                 if restore.model is not None and not restore.complete and spec.model is not None
                 else None
             )
+            reverts = d.reason_code == DecisionReason.PROBATION_REGRESSED
             by = "auto-recovery" if not d.rule.startswith("budget") else "budget period ended"
+            if reverts:
+                by = "probation (the change regressed)"
             return cls(
                 **base,
                 restore_replicas=restore.replicas,
                 restore_model=restore.complete,
                 step_back_to=step,
                 restored_by=by,
+                reverts=reverts,
             )
         return cls(**base)
 
@@ -163,7 +176,7 @@ def _status_outcome(request: ActionRequest, result: ActionResult) -> ActionOutco
         return ActionOutcome.DRY_RUN
     if result.outcome in (ExecutionOutcome.APPLIED, ExecutionOutcome.UNCHANGED):
         if request.kind is ActionKind.RESTORE:
-            return ActionOutcome.RESTORED
+            return ActionOutcome.REVERTED if request.reverts else ActionOutcome.RESTORED
         return ActionOutcome.APPLIED
     if result.outcome is ExecutionOutcome.REFUSED:
         return ActionOutcome.SUPPRESSED
@@ -206,6 +219,20 @@ def recent_action(request: ActionRequest, result: ActionResult) -> RecentAction:
         reason=result.message or r.reason,
         episode=r.episode,
         dry_run=r.dry_run,
+    )
+
+
+def probation_recent_action(p: ProbationOutcome) -> RecentAction:
+    """The status line of a verdict on probation (Verified, Regressed, Inconclusive)."""
+    return _line(
+        at=p.at,
+        agent=str(p.agent),
+        rule=p.rule,
+        action="verify",
+        outcome=ActionOutcome(p.verdict),
+        reason=p.summary,
+        episode=p.episode,
+        dry_run=False,
     )
 
 

@@ -287,6 +287,8 @@ def _restore_patch(
         remove.append(rec.DISABLED)
     if scope.model:
         remove.append(rec.DOWNGRADED)
+        if "revertedAt" not in (rec.load_object(annotations, rec.PROBATION) or {}):
+            remove.append(rec.PROBATION)  # a reverted one stays: it holds the rejection
     remaining = {rec.DISABLED, rec.DOWNGRADED} - set(remove)
     if not any(k in annotations for k in remaining):
         remove += list(rec.LAST_ACTION_KEYS)

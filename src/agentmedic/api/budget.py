@@ -23,6 +23,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from agentmedic.api.refs import MetricsBackendRef
+from agentmedic.api.status import StatusCondition, Timestamp
 from agentmedic.api.types import (
     GROUP,
     MAX_CHANNEL_REFS,
@@ -33,8 +34,6 @@ from agentmedic.api.types import (
     Name,
     Notifications,
     OnNewPeriod,
-    StatusCondition,
-    Timestamp,
     Window,
     budget_period_cel,
 )

@@ -23,6 +23,7 @@ __all__ = [
     "EXECUTION_DURATION_SECONDS",
     "GEN_AI_OPERATION_DURATION",
     "GEN_AI_TOKEN_USAGE",
+    "QUALITY_SCORE",
     "TOKENS_TOTAL",
     "TOOL_CALLS_TOTAL",
     "TOOL_DURATION_SECONDS",
@@ -43,6 +44,10 @@ TOOL_CALLS_TOTAL = "agent_tool_calls_total"
 """Counter: tool calls, labels agent, tool, status (success | error)."""
 TOOL_DURATION_SECONDS = "agent_tool_duration_seconds"
 """Histogram: duration of tool calls, labels agent, tool."""
+QUALITY_SCORE = "agent_quality_score"
+"""Summary (``_sum`` and ``_count``): quality scores in [0, 1] an agent gave its own
+executions (an eval, a user rating), labels agent, model, name. Their mean over a window is
+the built-in metric ``quality_score``."""
 AGENT_INFO = "agent_info"
 """Gauge (1): the model an agent runs, labels agent, model."""
 GEN_AI_TOKEN_USAGE = "gen_ai_client_token_usage"
@@ -77,5 +82,11 @@ BUILTIN_METRICS: dict[str, BuiltinMetric] = {
         BuiltinMetric("cost_per_execution", "USD", "Mean spend per execution.", True),
         BuiltinMetric("tool_error_rate", "ratio 0..1", "Share of tool calls that failed.", True),
         BuiltinMetric("tool_latency_p95_ms", "ms", "95th percentile tool-call latency.", True),
+        BuiltinMetric(
+            "quality_score",
+            "ratio 0..1",
+            "Mean quality score (ex.score, every name) of the executions that gave one.",
+            True,
+        ),
     )
 }

@@ -9,11 +9,11 @@ at once, each with the field path and the fix.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PlainSerializer, StringConstraints
+from pydantic import Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
 from agentmedic.api.base import MAX_COUNT as MAX_COUNT
@@ -30,7 +30,16 @@ from agentmedic.api.durations import (
     format_duration,
 )
 from agentmedic.api.refs import ChannelReference, MetricsBackendRef
-from agentmedic.api.units import format_timestamp
+from agentmedic.api.status import (
+    ActionOutcome,
+    AgentCounts,
+    AgentPolicyStatus,
+    ConditionStatus,
+    RecentAction,
+    Spend,
+    StatusCondition,
+)
+from agentmedic.api.verify import Verify
 
 __all__ = [
     "API_VERSION",
@@ -579,108 +588,8 @@ class AgentPolicySpec(Model):
     metrics_backend_ref: MetricsBackendRef | None = None
     """The MetricsBackend (in this namespace) or ClusterMetricsBackend the agents' metrics
     are read from (see docs/multi-tenant-metrics.md). Defaults to the operator's backend."""
-
-
-# --------------------------------------------------------------------------- status
-
-
-Timestamp = Annotated[
-    datetime, PlainSerializer(format_timestamp, return_type=str, when_used="json")
-]
-"""A time in status: written as RFC 3339 in UTC to the second (``2026-12-03T08:40:05Z``), as
-Kubernetes writes its own times, never with microseconds."""
-
-
-class ConditionStatus(StrEnum):
-    TRUE = "True"
-    FALSE = "False"
-    UNKNOWN = "Unknown"
-
-
-class StatusCondition(Model):
-    type: str
-    """Ready, MetricsAvailable or Remediating."""
-    status: ConditionStatus
-    """True, False or Unknown."""
-    reason: str
-    """A CamelCase reason."""
-    message: str = ""
-    """A human-readable explanation."""
-    last_transition_time: Timestamp
-    """When status last changed."""
-    observed_generation: int | None = None
-    """The spec generation the condition was computed for."""
-
-
-class AgentCounts(Model):
-    total: int = 0
-    """Agents selected by the policy."""
-    healthy: int = 0
-    """Agents with no rule pending or firing."""
-    pending: int = 0
-    """Agents with a rule breaching but not yet for long enough."""
-    breaching: int = 0
-    """Agents with a rule firing."""
-    disabled: int = 0
-    """Agents scaled to zero by the operator."""
-    downgraded: int = 0
-    """Agents moved to a cheaper model by the operator."""
-    no_data: int = 0
-    """Agents without enough data to judge."""
-
-
-class Spend(Model):
-    period_start: Timestamp
-    """Start of the current budget period."""
-    usd: float
-    """Spend so far in the period (policy scope: all agents; agent scope: the sum), in steps
-    of 0.5% of the limit (agent scope: of the limit times the agents) so that status is not
-    rewritten on every evaluation."""
-    forecast_usd: float | None = Field(default=None, alias="forecastUSD")
-    """Projected spend at the period's end from the recent burn rate, in steps of 5% of the
-    limit (agent scope: of the limit times the agents)."""
-    limit_usd: float = Field(alias="limitUSD")
-    """The limit for the period."""
-
-
-class ActionOutcome(StrEnum):
-    APPLIED = "Applied"
-    DRY_RUN = "DryRun"
-    SUPPRESSED = "Suppressed"
-    FAILED = "Failed"
-    RESTORED = "Restored"
-
-
-class RecentAction(Model):
-    time: Timestamp
-    """When the action was decided."""
-    agent: str
-    """namespace/name of the agent's workload."""
-    rule: str
-    """The rule (or budget.soft / budget.hard / systemic) that caused it."""
-    action: str
-    """scaleToZero, switchModel, promptOptimization, notify or restore."""
-    outcome: ActionOutcome
-    """Applied, DryRun, Suppressed (by a guardrail), Failed or Restored."""
-    reason: str
-    """Why, with the evidence in short."""
-    episode: str = ""
-    """The episode key that makes the action idempotent."""
-
-
-class AgentPolicyStatus(Model):
-    observed_generation: int | None = None
-    """The spec generation last evaluated."""
-    conditions: list[StatusCondition] = Field(default_factory=list)
-    """Ready, MetricsAvailable and Remediating."""
-    agents: AgentCounts = Field(default_factory=AgentCounts)
-    """Agents by state."""
-    spend: Spend | None = None
-    """Spend in the current budget period, when spec.budget is set."""
-    recent_actions: list[RecentAction] = Field(default_factory=list, max_length=20)
-    """The last actions, newest first (at most 20)."""
-    last_evaluation_time: Timestamp | None = None
-    """When the policy was last evaluated."""
+    verify: Verify | None = None
+    """Probation after each model switch or prompt rollout; unset: changes are not verified."""
 
 
 class AgentPolicy(Model):

@@ -236,6 +236,13 @@ def _check_spec(spec: AgentPolicySpec) -> Iterator[Problem]:
     if spec.model is not None:
         yield from _check_model(spec.model)
     yield from _check_quiet_hours(spec.guardrails.quiet_hours)
+    if spec.verify is not None and spec.verify.window < spec.interval:
+        yield Problem(
+            "spec.verify.window",
+            f"{format_duration(spec.verify.window)} is shorter than spec.interval "
+            f"({format_duration(spec.interval)}); a verdict needs at least one evaluation "
+            "after the change: make it at least the interval",
+        )
     for j, name in enumerate(spec.no_data.channels):
         if name not in known_channels:
             yield _unknown_channel(f"spec.noData.channels[{j}]", name, known_channels)

@@ -42,6 +42,7 @@ EXPECTED = (
     ("slow", "one prompt-optimization Job"),
     ("systemic", "the provider outage paged once, nobody disabled"),
     ("resolved", "resolved notifications after recovery"),
+    ("reverted", "a budget downgrade that hurt quality, reverted"),
 )
 
 
@@ -139,6 +140,31 @@ class Tracker:
             self.met["resolved"] = "resolved sent when the outage ended"
         if disabled:
             self.met.pop("systemic", None)
+        if "reverted" not in self.met and "picky" in roles:
+            line = reverted_line(w, roles["picky"])
+            if line is not None:
+                self.met["reverted"] = line
+
+
+def reverted_line(world: Any, name: str) -> str | None:
+    """The summary line once the agent's budget downgrade was reverted on probation and
+    finance was told (the verified-budget policy's status and its webhook channel)."""
+    import re
+
+    status = world.policy("verified-budget").get("status") or {}
+    lines = [a for a in status.get("recentActions", []) if a["agent"].endswith(f"/{name}")]
+    if not any(a["outcome"] == "Reverted" for a in lines):
+        return None
+    told = [r for r in world.receivers.accepted("webhook") if b"reverted" in r.body]
+    if not told:
+        return None
+    regressed = next((a["reason"] for a in lines if a["outcome"] == "Regressed"), "")
+    found = re.search(r"quality_score \S+ → \S+", regressed)
+    why = f" ({found.group(0)})" if found else ""
+    return (
+        f"{name} moved to a cheaper tier for budget, its answers got worse{why}: "
+        "reverted, finance told"
+    )
 
 
 def _spec(world: Any, name: str) -> Any:
@@ -188,6 +214,7 @@ _SCRIPTED = {
     "slow": "latency spike",
     "spendy": "burns budget",
     "healthy": "no fault",
+    "picky": "budget; worse on cheaper tier",
 }
 
 

@@ -107,6 +107,14 @@ Behaviour in short
   never judged on data from before it went down (a probe: a relapse is a new episode),
   and steps a downgraded agent one tier back up after each healthyFor of health (not
   while a budget stage holds it down). Only this policy's changes are restored.
+- Probation (spec.verify): a switchModel carries the agent's signals over
+  baselineWindow (success and error rate, p95 latency, tokens per execution, quality
+  score, executions) into the record the actions layer writes; once verify.window has
+  passed the same signals over the window are compared with the tolerances, once per
+  change: Verified, Inconclusive (fewer than minExecutions on either side: nothing
+  undone), or Regressed → onRegression (revert through a restore decision whose evidence
+  re-derives the regression, the tier rejected for the agent for rejectFor; notify; or
+  scaleToZero within quiet hours and maxDisabledPercent).
 - Dry run: decisions are marked ``dry_run`` and change nothing; guardrails, cooldown
   and the blast-radius cap still apply as if they had, so the record is realistic.
 - Quiet hours: every workload change (restores included) waits; notifications go out.

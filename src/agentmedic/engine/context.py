@@ -19,7 +19,13 @@ from agentmedic.api.types import AgentPolicySpec
 from agentmedic.engine.budget import StageInput
 from agentmedic.engine.conditions import UNKNOWN, CompiledRule
 from agentmedic.engine.inputs import AgentInput, PolicyInput
-from agentmedic.engine.outcome import AgentStatus, Decision, SpendReport
+from agentmedic.engine.outcome import (
+    AgentStatus,
+    Decision,
+    Notification,
+    ProbationOutcome,
+    SpendReport,
+)
 from agentmedic.engine.periods import Period, in_quiet_hours
 from agentmedic.engine.plan import CyclePlan
 from agentmedic.engine.series import AgentId, Samples, SeriesKey
@@ -51,6 +57,8 @@ class AgentWork:
         "lacks_data",
         "no_data_since",
         "prior",
+        "probation",
+        "rejected",
         "restored_at",
         "retry",
         "rules",
@@ -83,6 +91,10 @@ class AgentWork:
         self.downgraded = prior.downgraded
         self.changed_at = prior.changed_at
         self.restored_at = prior.restored_at
+        self.probation = prior.probation
+        """The verdict on the latest change on probation."""
+        self.rejected = prior.rejected
+        """Tiers a probation reverted, and when (replace the mapping, never mutate it)."""
         self.frozen = False
         """Not judged this cycle (disabled, at zero replicas, or its metrics undefined)."""
         self.external_zero = False
@@ -126,6 +138,8 @@ class AgentWork:
             and self.healthy_since == p.healthy_since
             and self.changed_at == p.changed_at
             and self.restored_at == p.restored_at
+            and self.probation is p.probation
+            and self.rejected is p.rejected
         ):
             return p
         return AgentState(
@@ -136,6 +150,8 @@ class AgentWork:
             downgraded=self.downgraded,
             changed_at=self.changed_at,
             restored_at=self.restored_at,
+            probation=self.probation,
+            rejected=self.rejected,
         )
 
 
@@ -177,6 +193,12 @@ class Cycle:
     # -- systemic stage
     systemic: dict[str, SystemicEpisode] = field(default_factory=dict)
     """Rules (and noData) breached by enough of the fleet to be one fleet episode."""
+
+    # -- probation stage
+    probation: list[ProbationOutcome] = field(default_factory=list)
+    """Verdicts reached this cycle on changes on probation."""
+    probation_notices: list[Notification] = field(default_factory=list)
+    """Their messages (regressions), sent with the notices stage's."""
 
     # -- remediation and recovery stages
     decisions: list[Decision] = field(default_factory=list)

@@ -10,6 +10,8 @@ The cycle is a chain of stages (:mod:`agentmedic.engine.stages`) over one contex
    (idle → pending → firing → idle), with the no-data stance; disabled agents, agents
    at zero replicas and agents whose metrics are undefined are frozen;
 3. budgets: spend, forecast and the soft/hard stages;
+   then probation: a change whose ``verify.window`` has passed is judged against its
+   baseline (verified, regressed → onRegression, or inconclusive), once;
 4. systemic: rules breached by enough of the fleet at once become one fleet episode;
 5. remediation: the changes firing episodes still owe, strongest and worst first,
    through the guardrail chain, at most one per agent;
@@ -32,6 +34,7 @@ from agentmedic.engine.series import Samples, SeriesKey
 from agentmedic.engine.stages.budgets import budgets
 from agentmedic.engine.stages.memory import remember
 from agentmedic.engine.stages.notices import NO_DATA_RULE, notices
+from agentmedic.engine.stages.probation import probation
 from agentmedic.engine.stages.reconcile import agent_gone, reconcile
 from agentmedic.engine.stages.recovery import restore
 from agentmedic.engine.stages.remediation import remediate
@@ -75,11 +78,13 @@ def evaluate_planned(
     c = Cycle(policy, samples, prior if prior is not None else PolicyState(), now, plan)
     _judge_agents(c)
     budgets(c)
+    probation(c)
     systemic(c)
     remediate(c)
     restore(c)
     counts = status(c)
     messages = notices(c)
+    messages.extend(c.probation_notices)
     decisions = sorted(
         c.decisions,
         key=lambda d: (
@@ -95,6 +100,7 @@ def evaluate_planned(
         agents={a.agent: a.status for a in c.work.values()},
         counts=counts,
         spend=c.spend,
+        probation=c.probation,
     )
 
 

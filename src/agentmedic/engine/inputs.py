@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 
 from agentmedic.api.types import AgentPolicySpec
 from agentmedic.engine.series import AgentId
@@ -21,6 +22,7 @@ __all__ = [
     "DisabledAgent",
     "DowngradedAgent",
     "PolicyInput",
+    "ProbationRecord",
     "episode_key",
     "episode_policy_uid",
 ]
@@ -55,6 +57,30 @@ class DowngradedAgent:
 
 
 @dataclass(frozen=True, slots=True)
+class ProbationRecord:
+    """The operator's record of a change on probation (``agentmedic.io/probation``): what
+    changed, and the agent's signals over ``spec.verify.baselineWindow`` before it."""
+
+    kind: str
+    """switchModel or prompt."""
+    episode: str
+    """The episode key of the change."""
+    rule: str
+    """The rule (or budget.soft / budget.hard) behind it."""
+    at: datetime
+    """When the change was made: the window is measured from here."""
+    previous: str
+    """The value before the change (the model, or the prompt version)."""
+    new: str
+    """The value the change set."""
+    baseline: Mapping[str, float | None] = field(default_factory=lambda: MappingProxyType({}))
+    """Per signal (a built-in metric name, ``executions`` included) its value before the
+    change; None when the signal had no data."""
+    reverted_at: datetime | None = None
+    """Set when a regression reverted the change: the new value is rejected from then."""
+
+
+@dataclass(frozen=True, slots=True)
 class AgentInput:
     """What the operator knows of one agent this cycle: its workload and its metrics."""
 
@@ -70,6 +96,8 @@ class AgentInput:
     """Set while the operator's scale-to-zero record is on the workload."""
     downgraded: DowngradedAgent | None = None
     """Set while the operator's model-switch record is on the workload."""
+    probation: ProbationRecord | None = None
+    """Set while the operator's probation record of a change is on the workload."""
     metrics_unknown: bool = False
     """The metrics answer was good but gave this agent an undefined value (NaN: a ratio
     over an empty window) for a series the policy needs. The agent is held this cycle:

@@ -19,6 +19,7 @@ __all__ = [
     "Decision",
     "DecisionKind",
     "Notification",
+    "ProbationOutcome",
     "Restore",
     "SpendReport",
     "restore_command",
@@ -102,6 +103,10 @@ class Decision:
     """restore: what to put back."""
     badness: float = 0.0
     """How far past its thresholds the agent was (ranks agents, worst first)."""
+    baseline: Mapping[str, float | None] | None = None
+    """switchModel and promptOptimization with spec.verify: the agent's signals over
+    verify.baselineWindow, for the probation record written with the change (a prompt's
+    when its new version is rolled out)."""
 
     @property
     def applies(self) -> bool:
@@ -164,6 +169,34 @@ class Notification:
 
 
 @dataclass(frozen=True, slots=True)
+class ProbationOutcome:
+    """The verdict on a change on probation (spec.verify), for status, Events and reports."""
+
+    agent: AgentId
+    workload: str
+    """``Kind/name`` of the agent's workload."""
+    rule: str
+    """The rule (or budget stage) behind the change."""
+    episode: str
+    """The episode key of the change."""
+    change: str
+    """switchModel or prompt."""
+    verdict: str
+    """Verified, Regressed or Inconclusive."""
+    previous: str
+    """The value before the change."""
+    new: str
+    """The value the change set."""
+    summary: str
+    """One line for people, with the numbers before and after."""
+    at: datetime
+    """When it was judged."""
+    action: str = "none"
+    """What follows: reverted, notified, scaled to zero, held (why), or none."""
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class SpendReport:
     """Spend in the current budget period."""
 
@@ -208,6 +241,8 @@ class CycleResult:
     """Agents by state, for status.agents."""
     spend: SpendReport | None = None
     """Spend, when the policy has a budget."""
+    probation: list[ProbationOutcome] = field(default_factory=list)
+    """Verdicts on changes on probation reached this cycle (spec.verify)."""
 
     @property
     def workload_changes(self) -> list[Decision]:

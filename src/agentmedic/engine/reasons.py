@@ -56,12 +56,18 @@ class DecisionReason(StrEnum):
     """The agent already runs the cheapest tier (or the requested one): no switch; escalate."""
     NO_MODEL_TIERS = "NoModelTiers"
     """switchModel without spec.model: nothing to switch between."""
+    TIER_REJECTED = "TierRejected"
+    """The tier switchModel would move to regressed on probation for this agent and is held
+    back for verify.rejectFor: no switch; a person decides."""
 
     # Why a workload was restored.
     AUTO_RECOVERY = "AutoRecovery"
     """recovery.mode auto: healthy (or down) for recovery.healthyFor."""
     BUDGET_PERIOD_ENDED = "BudgetPeriodEnded"
     """A new budget period began and budget.onNewPeriod is restore."""
+    PROBATION_REGRESSED = "ProbationRegressed"
+    """A change on probation (spec.verify) made the agent worse than its baseline beyond a
+    tolerance; verify.onRegression is revert (or scaleToZero)."""
 
     # Why a notification episode ended.
     RESOLVED = "Resolved"

@@ -9,14 +9,27 @@ through its watch of the workloads.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from agentmedic.api.types import AgentCounts
 from agentmedic.engine.evaluate import evaluate_planned
-from agentmedic.engine.inputs import AgentInput, DisabledAgent, DowngradedAgent, PolicyInput
-from agentmedic.engine.outcome import Decision, DecisionKind, Notification, SpendReport
+from agentmedic.engine.inputs import (
+    AgentInput,
+    DisabledAgent,
+    DowngradedAgent,
+    PolicyInput,
+    ProbationRecord,
+)
+from agentmedic.engine.outcome import (
+    Decision,
+    DecisionKind,
+    Notification,
+    ProbationOutcome,
+    SpendReport,
+)
 from agentmedic.engine.plan import CyclePlan, compile_plan, sample_keys
+from agentmedic.engine.reasons import DecisionReason
 from agentmedic.engine.series import AgentId, Samples
 from agentmedic.engine.state import PolicyState
 
@@ -33,6 +46,9 @@ class TimelineEntry:
     notifications: list[Notification]
     counts: AgentCounts
     spend: SpendReport | None
+    probation: list[ProbationOutcome] = field(default_factory=list)
+    """Verdicts on changes on probation (spec.verify) reached at this step: a replayed
+    switch carries its baseline from the history, as the live one does."""
 
 
 def apply_decisions(policy: PolicyInput, decisions: Iterable[Decision]) -> PolicyInput:
@@ -64,7 +80,13 @@ def _apply(w: AgentInput, d: Decision) -> AgentInput:
         assert d.to_model is not None
         original = w.downgraded.previous_model if w.downgraded is not None else w.model
         downgraded = DowngradedAgent(d.episode, d.rule, d.at, previous_model=original or "")
-        return replace(w, model=d.to_model, downgraded=downgraded)
+        probation = w.probation
+        if d.baseline is not None and w.model is not None:
+            # The actions layer records the baseline with the switch (spec.verify).
+            probation = ProbationRecord(
+                "switchModel", d.episode, d.rule, d.at, w.model, d.to_model, d.baseline
+            )
+        return replace(w, model=d.to_model, downgraded=downgraded, probation=probation)
     if d.kind == DecisionKind.RESTORE and d.restore is not None:
         if d.restore.replicas and w.disabled is not None:
             w = replace(w, replicas=w.disabled.previous_replicas, disabled=None)
@@ -73,8 +95,17 @@ def _apply(w: AgentInput, d: Decision) -> AgentInput:
                 w,
                 model=d.restore.model,
                 downgraded=None if d.restore.complete else w.downgraded,
+                probation=_after_restore(w.probation, d),
             )
     return w
+
+
+def _after_restore(record: ProbationRecord | None, d: Decision) -> ProbationRecord | None:
+    """A revert marks the probation record (it stays); another full restore removes it."""
+    if record is not None and d.reason_code == DecisionReason.PROBATION_REGRESSED:
+        return record if record.reverted_at is not None else replace(record, reverted_at=d.at)
+    assert d.restore is not None
+    return None if d.restore.complete else record
 
 
 def replay(
@@ -104,7 +135,12 @@ def replay(
             policy = apply_decisions(policy, outcome.decisions)
         out.append(
             TimelineEntry(
-                now, outcome.decisions, outcome.notifications, outcome.counts, outcome.spend
+                now,
+                outcome.decisions,
+                outcome.notifications,
+                outcome.counts,
+                outcome.spend,
+                outcome.probation,
             )
         )
     return out

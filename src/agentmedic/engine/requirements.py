@@ -14,8 +14,16 @@ from agentmedic.api.types import AgentPolicySpec
 from agentmedic.engine.conditions import executions_key
 from agentmedic.engine.periods import budget_period, spend_window
 from agentmedic.engine.series import SeriesKey
+from agentmedic.engine.verify import verify_keys
 
-__all__ = ["GridNeeds", "burn_key", "requirements", "requirements_over", "spend_key"]
+__all__ = [
+    "GridNeeds",
+    "burn_key",
+    "probation_only",
+    "requirements",
+    "requirements_over",
+    "spend_key",
+]
 
 
 def spend_key(spec: AgentPolicySpec, now: datetime) -> SeriesKey | None:
@@ -37,7 +45,8 @@ def requirements(spec: AgentPolicySpec, now: datetime) -> set[SeriesKey]:
 
     Each condition's (metric or query, window); ``executions`` over the window of each
     condition with minSamples; and with a budget, ``cost_usd`` over the elapsed period
-    (which changes every cycle for calendar periods) and over forecastWindow.
+    (which changes every cycle for calendar periods) and over forecastWindow; with
+    spec.verify, the probation signals over verify.window and verify.baselineWindow.
     """
     keys: set[SeriesKey] = set()
     label = spec.agent_label
@@ -49,7 +58,19 @@ def requirements(spec: AgentPolicySpec, now: datetime) -> set[SeriesKey]:
     spent, burn = spend_key(spec, now), burn_key(spec)
     if spent is not None and burn is not None:
         keys.update((spent, burn))
+    keys |= verify_keys(spec)
     return keys
+
+
+def probation_only(spec: AgentPolicySpec, now: datetime) -> set[SeriesKey]:
+    """The keys only probation reads (spec.verify), no rule or budget. An undefined value
+    (NaN: a ratio over an empty window) of one of them is no data for the verdict — too
+    little traffic, Inconclusive — and no reason to hold the agent's rules and budget."""
+    keys = verify_keys(spec)
+    if not keys:
+        return keys
+    spec_without = spec.model_copy(update={"verify": None})
+    return keys - requirements(spec_without, now)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ __all__ = [
     "Mark",
     "NoticeRecord",
     "PolicyState",
+    "ProbationMemo",
     "RuleState",
     "SystemicEpisode",
 ]
@@ -195,6 +196,33 @@ class Mark:
 
 
 @dataclass(frozen=True, slots=True)
+class ProbationMemo:
+    """The verdict on the latest change on probation: judged once, never again."""
+
+    episode: str
+    """The episode key of the judged change (its record on the workload)."""
+    verdict: str
+    """Verified, Regressed or Inconclusive."""
+    at: datetime
+    """When it was judged."""
+    new: str = ""
+    """The value the change had set (the tier a revert rejects)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-compatible dict."""
+        return _drop_none(
+            {"episode": self.episode, "verdict": self.verdict, "at": _t(self.at), "new": self.new}
+        )
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ProbationMemo:
+        """Read what :meth:`to_dict` wrote."""
+        at = _p(d["at"])
+        assert at is not None
+        return cls(d["episode"], d["verdict"], at, str(d.get("new", "")))
+
+
+@dataclass(frozen=True, slots=True)
 class AgentState:
     """Everything remembered about one agent: stored on its workload."""
 
@@ -214,12 +242,19 @@ class AgentState:
     restored_at: datetime | None = None
     """When the agent was last brought back from zero replicas by the engine: it is not
     judged in that cycle (its samples predate the restore)."""
+    probation: ProbationMemo | None = None
+    """The verdict on the latest change on probation (spec.verify)."""
+    rejected: Mapping[str, datetime] = field(default_factory=dict)
+    """Model tiers a probation reverted on this agent, each with when: switchModel does not
+    move the agent to one for verify.rejectFor from then."""
 
     @property
     def empty(self) -> bool:
         """Nothing worth storing."""
         return (
             not self.rules
+            and self.probation is None
+            and not self.rejected
             and self.no_data_since is None
             and self.healthy_since is None
             and self.disabled is None
@@ -245,6 +280,10 @@ class AgentState:
             out["changedAt"] = _t(self.changed_at)
         if self.restored_at is not None:
             out["restoredAt"] = _t(self.restored_at)
+        if self.probation is not None:
+            out["probation"] = self.probation.to_dict()
+        if self.rejected:
+            out["rejected"] = {k: _t(v) for k, v in sorted(self.rejected.items())}
         return out
 
     @classmethod
@@ -260,6 +299,8 @@ class AgentState:
             downgraded=Mark.from_dict(d["downgraded"]) if "downgraded" in d else None,
             changed_at=_p(d.get("changedAt")),
             restored_at=_p(d.get("restoredAt")),
+            probation=ProbationMemo.from_dict(d["probation"]) if "probation" in d else None,
+            rejected={k: t for k, v in d.get("rejected", {}).items() if (t := _p(v)) is not None},
         )
 
 

@@ -11,6 +11,7 @@
         ex.usage(input_tokens=812, output_tokens=164)
         if not hits:
             ex.set_status("error", error_type="no_answer")
+        ex.score("groundedness", grade(answer))                 # a quality score in [0, 1]
 
 An exception escaping the ``with`` block marks the execution failed (``error_type`` is
 the exception's class name) and is re-raised; an exception escaping a ``tool`` block marks
@@ -27,9 +28,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar, Token
 from typing import Any, Self
 
@@ -88,6 +90,24 @@ def _rfc3339(epoch: float) -> str:
     if cached[0] != seconds:
         cached = _last_second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
     return f"{cached[1]}.{micros:06d}Z"
+
+
+def check_score(name: str, value: float) -> float:
+    """``value`` as a float when it is a quality score (finite, in [0, 1]) under a
+    non-empty ``name``; ``ValueError`` naming what is wrong otherwise."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(
+            f"score name must be a non-empty string such as 'groundedness', not {name!r}"
+        )
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"score {name!r}: value must be a number in [0, 1], not {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ValueError(
+            f"score {name!r}: value {value!r} is outside [0, 1]; scale it first "
+            "(a rating of 4 out of 5 is 0.8)"
+        )
+    return value
 
 
 class _ModelSeries:
@@ -175,6 +195,7 @@ class AgentMonitor:
         self._models: dict[str, _ModelSeries] = {}
         self._tools: dict[str, _ToolSeries] = {}
         self._calls: dict[tuple[str, str, str, str], _CallSeries] = {}
+        self._scores: dict[tuple[str, str], Any] = {}
         self._info_model: str | None = None
         self._info_lock = threading.Lock()
         self._model: str | None = None
@@ -214,11 +235,14 @@ class AgentMonitor:
         tools: Sequence[ToolCallRecord] = (),
         decisions: Sequence[DecisionEntry] = (),
         timestamp: float | None = None,
+        scores: Iterable[tuple[str, float]] = (),
     ) -> ExecutionRecord:
         """Record an execution that already happened, in one call: the simulated fleet and
         importers of existing logs use this instead of the context managers. Observes every
         series the context managers would (tool and LLM-call series included) and returns
-        the record. ``timestamp`` is the start in epoch seconds (default: now - latency)."""
+        the record. ``timestamp`` is the start in epoch seconds (default: now - latency);
+        ``scores`` are ``(name, value)`` pairs as :meth:`Execution.score` takes them."""
+        checked = [(name, check_score(name, value)) for name, value in scores] if scores else None
         for call in llm_calls:
             self._observe_llm_call(call, model or self._model)
         for tool in tools:
@@ -234,6 +258,7 @@ class AgentMonitor:
             decisions=decisions,
             latency_s=latency_s,
             wall_start=start,
+            scores=checked,
         )
 
     # -- internals shared by Execution and record_execution ----------------------------
@@ -306,6 +331,7 @@ class AgentMonitor:
         decisions: Sequence[DecisionEntry],
         latency_s: float,
         wall_start: float,
+        scores: Sequence[tuple[str, float]] | None = None,
     ) -> ExecutionRecord:
         if model is None:
             model = self._model
@@ -313,6 +339,8 @@ class AgentMonitor:
                 model = next((c.request_model for c in calls if c.request_model), UNKNOWN_MODEL)
         input_tokens, output_tokens, cached, spent, cost_known = self._usage(calls, model)
         self._count(model, status, latency_s, input_tokens, output_tokens, spent)
+        if scores:
+            self._count_scores(model, scores)
         if self._model is None and model != self._info_model and model != UNKNOWN_MODEL:
             # Without a model of its own the monitor takes the latest execution's as the
             # agent's current one; with one, a side call on another model (a cheap
@@ -386,6 +414,20 @@ class AgentMonitor:
                 # Known spend is counted even when part of the execution is unpriced:
                 # budgets must not lose real spend, and the warning says what is missing.
                 series.cost.add(spent)
+
+    def _count_scores(self, model: str, scores: Sequence[tuple[str, float]]) -> None:
+        """The execution's quality scores, by (model, name)."""
+        cells = []
+        for name, value in scores:
+            cell = self._scores.get((model, name))
+            if cell is None:
+                cell = self._scores[(model, name)] = self._store.summary(
+                    names.QUALITY_SCORE, (self.agent, model, name)
+                )
+            cells.append((cell, value))
+        with self._store.lock:
+            for cell, value in cells:
+                cell.observe(value)
 
     def _emit(self, record: ExecutionRecord) -> None:
         """The record to the JSON logger (when enabled) and to ``on_record``."""
@@ -484,6 +526,7 @@ class Execution(_Block):
         "_calls",
         "_decisions",
         "_error_type",
+        "_scores",
         "_start",
         "_status",
         "_token",
@@ -506,6 +549,7 @@ class Execution(_Block):
         self._calls: list[LLMCall] = []
         self._tools: list[ToolCallRecord] = []
         self._decisions: list[DecisionEntry] = []
+        self._scores: list[tuple[str, float]] | None = None
         self._start = 0.0
         self._wall_start = 0.0
         self._token: Token[Execution | None] | None = None
@@ -546,6 +590,23 @@ class Execution(_Block):
             self.monitor._observe_llm_call(call, self.model or self.monitor.model)
         except Exception:
             _log.exception("recording an LLM call failed")
+
+    def score(self, name: str, value: float) -> None:
+        """A quality score for this execution: ``value`` in [0, 1] (an eval's grade, a
+        user's rating scaled to 0..1), under ``name`` (``groundedness``, ``user_rating``).
+
+        Exported when the block ends as ``agent_quality_score`` (a summary by agent,
+        model and name), whose mean over a window is the built-in metric
+        ``quality_score``: rules can use it and agentmedic compares it before and after
+        a change it made. Several scores per execution (other names, or the same one
+        again) all count. Raises ``ValueError`` for a value outside [0, 1] or an empty
+        name.
+        """
+        checked = check_score(name, value)
+        if self._scores is None:
+            self._scores = [(name, checked)]
+        else:
+            self._scores.append((name, checked))
 
     def set_status(self, status: Status, error_type: str | None = None) -> None:
         """Set the outcome explicitly. An exception escaping the block still wins."""
@@ -597,6 +658,7 @@ class Execution(_Block):
                 decisions=self._decisions,
                 latency_s=latency,
                 wall_start=self._wall_start,
+                scores=self._scores,
             )
         except Exception:
             _log.exception("recording the execution of agent %s failed", self.monitor.agent)

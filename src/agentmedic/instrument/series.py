@@ -16,6 +16,9 @@ agent_tokens_total                         counter    agent, model, type (input 
 agent_cost_usd_total                       counter    agent, model
 agent_tool_calls_total                     counter    agent, tool, status (success | error)
 agent_tool_duration_seconds                histogram  agent, tool
+agent_quality_score                        summary    agent, model, name (``_sum`` and ``_count``
+                                                      of the scores in [0, 1] given with
+                                                      ``ex.score``)
 agent_info                                 gauge (1)  agent, model
 gen_ai_client_token_usage                  histogram  agent, gen_ai_operation_name,
                                                       gen_ai_provider_name, gen_ai_request_model,
@@ -51,12 +54,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Summary
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
+    SummaryMetricFamily,
 )
 from prometheus_client.utils import floatToGoString
 
@@ -67,6 +71,7 @@ from agentmedic.api.metric_names import (
     EXECUTIONS_TOTAL,
     GEN_AI_OPERATION_DURATION,
     GEN_AI_TOKEN_USAGE,
+    QUALITY_SCORE,
     TOKENS_TOTAL,
     TOOL_CALLS_TOTAL,
     TOOL_DURATION_SECONDS,
@@ -87,6 +92,7 @@ __all__ = [
     "GEN_AI_OPERATION_DURATION_BUCKETS",
     "GEN_AI_TOKEN_USAGE",
     "GEN_AI_TOKEN_USAGE_BUCKETS",
+    "QUALITY_SCORE",
     "TOKENS_TOTAL",
     "TOOL_CALLS_TOTAL",
     "TOOL_DURATION_BUCKETS",
@@ -133,7 +139,7 @@ class Family:
 
     name: str
     """As queried: counters end in ``_total``, histograms are named by their base."""
-    kind: Literal["counter", "histogram", "gauge"]
+    kind: Literal["counter", "histogram", "gauge", "summary"]
     documentation: str
     labels: tuple[str, ...]
     buckets: tuple[float, ...] = ()
@@ -175,6 +181,12 @@ FAMILIES: tuple[Family, ...] = (
         "Duration of tool calls.",
         ("agent", "tool"),
         TOOL_DURATION_BUCKETS,
+    ),
+    Family(
+        QUALITY_SCORE,
+        "summary",
+        "Quality scores in [0, 1] agents gave their executions (an eval, a user rating).",
+        ("agent", "model", "name"),
     ),
     Family(
         AGENT_INFO, "gauge", "1 for the model the agent currently runs with.", ("agent", "model")
@@ -229,6 +241,20 @@ class HistogramCell:
         self.sum += value
 
 
+class SummaryCell:
+    """A summary's count and sum (no quantiles). Update only while holding the store's lock."""
+
+    __slots__ = ("count", "sum")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.count += 1
+        self.sum += value
+
+
 class _ClientCell:
     """A prometheus_client child metric behind the SDK's cell interface."""
 
@@ -267,6 +293,7 @@ class SeriesStore:
         self._counters: dict[str, dict[tuple[str, ...], CounterCell]] = {}
         self._histograms: dict[str, dict[tuple[str, ...], HistogramCell]] = {}
         self._gauges: dict[str, dict[tuple[str, ...], float]] = {}
+        self._summaries: dict[str, dict[tuple[str, ...], SummaryCell]] = {}
         self._families = {f.name: f for f in FAMILIES}
 
     def counter(self, family: str, labels: tuple[str, ...]) -> Any:
@@ -285,6 +312,15 @@ class SeriesStore:
             cell = cells.get(labels)
             if cell is None:
                 cell = cells[labels] = HistogramCell(self._families[family].buckets)
+            return cell
+
+    def summary(self, family: str, labels: tuple[str, ...]) -> Any:
+        """The summary cell for these label values (created empty)."""
+        with self.lock:
+            cells = self._summaries.setdefault(family, {})
+            cell = cells.get(labels)
+            if cell is None:
+                cell = cells[labels] = SummaryCell()
             return cell
 
     def set_gauge(self, family: str, labels: tuple[str, ...], value: float | None) -> None:
@@ -309,6 +345,9 @@ class SeriesStore:
                 for n, s in self._histograms.items()
             }
             gauges = {n: list(s.items()) for n, s in self._gauges.items()}
+            summaries = {
+                n: [(k, c.count, c.sum) for k, c in s.items()] for n, s in self._summaries.items()
+            }
         for family in FAMILIES:
             metric = self._empty(family)
             if family.kind == "counter":
@@ -317,6 +356,9 @@ class SeriesStore:
             elif family.kind == "gauge":
                 for labels, value in gauges.get(family.name, ()):
                     metric.add_metric(labels, value)
+            elif family.kind == "summary":
+                for labels, count, total in summaries.get(family.name, ()):
+                    metric.add_metric(labels, count_value=count, sum_value=total)
             else:
                 les = [_format_le(b) for b in family.buckets] + ["+Inf"]
                 for labels, counts, total in histograms.get(family.name, ()):
@@ -334,6 +376,8 @@ class SeriesStore:
             return CounterMetricFamily(family.name, family.documentation, labels=labels)
         if family.kind == "gauge":
             return GaugeMetricFamily(family.name, family.documentation, labels=labels)
+        if family.kind == "summary":
+            return SummaryMetricFamily(family.name, family.documentation, labels=labels)
         return HistogramMetricFamily(family.name, family.documentation, labels=labels)
 
 
@@ -351,6 +395,8 @@ class _ClientStore(SeriesStore):
                 metric = Gauge(
                     f.name, f.documentation, f.labels, registry=registry, multiprocess_mode="max"
                 )
+            elif f.kind == "summary":
+                metric = Summary(f.name, f.documentation, f.labels, registry=registry)
             else:
                 metric = Histogram(
                     f.name, f.documentation, f.labels, buckets=f.buckets, registry=registry
@@ -361,6 +407,9 @@ class _ClientStore(SeriesStore):
         return _ClientCounter(self._metrics[family].labels(*labels))
 
     def histogram(self, family: str, labels: tuple[str, ...]) -> Any:
+        return _ClientHistogram(self._metrics[family].labels(*labels))
+
+    def summary(self, family: str, labels: tuple[str, ...]) -> Any:
         return _ClientHistogram(self._metrics[family].labels(*labels))
 
     def set_gauge(self, family: str, labels: tuple[str, ...], value: float | None) -> None:

@@ -23,8 +23,11 @@ are NaN (no data) when nothing happened in the window; an agent that ran but nev
 has an error rate of 0, not "no data" (a labelled child that was never incremented is never
 exported, hence the ``or 0 * ...`` terms), and likewise 0 tokens when it ran without LLM
 calls; ``error_rate`` counts every status other than ``success``, so ``success_rate +
-error_rate = 1``. Spend has no such default: an agent without a cost series (its model has
-no price in the SDK's table) has no data for ``cost_usd``, because an unknown cost is not 0.
+error_rate = 1``. ``quality_score`` is the mean of the scores agents gave with
+``ex.score`` (a summary's sum over its count) and has no data when no execution in the
+window gave one: a missing score is not a bad one. Spend has no such default: an agent
+without a cost series (its model has no price in the SDK's table) has no data for
+``cost_usd``, because an unknown cost is not 0.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from agentmedic.api.metric_names import (
     COST_USD_TOTAL,
     EXECUTION_DURATION_SECONDS,
     EXECUTIONS_TOTAL,
+    QUALITY_SCORE,
     TOKENS_TOTAL,
     TOOL_CALLS_TOTAL,
     TOOL_DURATION_SECONDS,
@@ -65,6 +69,7 @@ SERIES = MappingProxyType(
         "cost": COST_USD_TOTAL,
         "tool_calls": TOOL_CALLS_TOTAL,
         "tool_duration": TOOL_DURATION_SECONDS,
+        "quality_score": QUALITY_SCORE,
     }
 )
 """The series the built-in templates read, by role; their names are defined once in
@@ -103,6 +108,11 @@ def _total_or_zero(series: str, extra: str = "") -> str:
 
 
 _TOKENS = _total_or_zero(SERIES["tokens"], ', type=~"input|output"')
+# The mean score: no data (absent, never NaN) when no execution gave a score in the window.
+_QUALITY = (
+    f"{_increase(SERIES['quality_score'] + '_sum')} / "
+    f"({_increase(SERIES['quality_score'] + '_count')} > 0)"
+)
 # No "or 0" for spend: the SDK exports no cost series for a model without a price, and an
 # unknown cost must read as no data, never as a spend of 0 that keeps a budget quiet.
 _COST = _increase(SERIES["cost"])
@@ -121,6 +131,7 @@ DEFAULT_TEMPLATES: Mapping[str, str] = MappingProxyType(
         "cost_per_execution": f"{_COST} / {_increase(_EXEC)}",
         "tool_error_rate": _ratio_of(SERIES["tool_calls"], ', status!="success"'),
         "tool_latency_p95_ms": _quantile(0.95, SERIES["tool_duration"]),
+        "quality_score": _QUALITY,
     }
 )
 

@@ -11,6 +11,7 @@ import asyncio
 from datetime import UTC, datetime
 
 from agentmedic.actions import ActionError, ActionExecutor, parse_disabled, parse_downgraded
+from agentmedic.actions.probation import parse_probation
 from agentmedic.api.types import AgentPolicySpec
 from agentmedic.engine import AgentInput, DisabledAgent, DowngradedAgent
 from agentmedic.operator.watch import CachedWorkload
@@ -71,6 +72,7 @@ class ModelReads:
                 at=parse_time(downgraded.at),
                 previous_model=downgraded.model,
             ),
+            probation=parse_probation(w.annotations),
         )
 
 

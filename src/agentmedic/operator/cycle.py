@@ -34,6 +34,7 @@ from agentmedic.engine import (
     requirements,
     strongest_per_agent,
 )
+from agentmedic.engine.requirements import probation_only
 from agentmedic.metrics import (
     Catalog,
     FetchStats,
@@ -205,7 +206,8 @@ async def decide(
         await outage.back(entry, now)
         prior = entry.state
         assert prior is not None  # rebuilt by gather
-        undefined = undefined_agents(fetched.stats, g.needs, g.agents)
+        holding = g.needs - probation_only(g.input.spec, now)  # probation: NaN is no data
+        undefined = undefined_agents(fetched.stats, holding, g.agents)
         policy_input = held(g.input, undefined) if undefined else g.input
         outcome = evaluate(policy_input, fetched.samples, prior, now)
         changed = g.input.spec.budget is not None and (
@@ -273,4 +275,7 @@ async def act(
     recent: dict[tuple[str, str], list[RecentAction]] = {e.entry.key: [] for e in evaluated}
     for order, result in zip(orders, results, strict=True):
         recent[order.entry.key].append(result)
+    for e in evaluated:
+        if e.outcome.probation:
+            recent[e.entry.key] += await dispatcher.verdicts(e.entry, e.outcome.probation)
     return recent

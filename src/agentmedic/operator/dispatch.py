@@ -18,10 +18,16 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from agentmedic.actions import ActionError, ActionExecutor, WorkloadRef
-from agentmedic.actions.request import ActionRequest, recent_action, unexecuted_recent_action
+from agentmedic.actions.request import (
+    ActionRequest,
+    probation_recent_action,
+    recent_action,
+    unexecuted_recent_action,
+)
 from agentmedic.api.types import ActionOutcome as StatusOutcome
 from agentmedic.api.types import AgentPolicySpec, RecentAction
 from agentmedic.engine import AgentId, Decision
+from agentmedic.engine.outcome import ProbationOutcome
 from agentmedic.operator.entry import PolicyEntry
 from agentmedic.operator.telemetry import Telemetry
 from agentmedic.operator.watch import CachedWorkload
@@ -77,6 +83,18 @@ class Dispatcher:
 
         await asyncio.gather(*(one_agent(ix) for ix in by_agent.values()))
         return [r for r in results if r is not None]
+
+    async def verdicts(
+        self, entry: PolicyEntry, outcomes: Sequence[ProbationOutcome]
+    ) -> list[RecentAction]:
+        """Verdicts on changes on probation: an Event on the policy and a status line each
+        (the revert a regression leads to is a decision of its own, carried out by run)."""
+        lines = []
+        for p in outcomes:
+            self._telemetry.decisions.labels("verify", p.verdict).inc()
+            await self._policy_event(entry, f"Probation{p.verdict}", p.summary)
+            lines.append(probation_recent_action(p))
+        return lines
 
     async def carry_out(self, order: Order) -> RecentAction:
         """Apply one decision (or record why not) and describe it for status."""

@@ -165,7 +165,7 @@ def _resolve(c: Cycle, desired: Mapping[str, _Want]) -> list[Notification]:
                 rule=rec.rule,
                 severity=rec.severity,
                 state="resolved",
-                summary=_resolved_summary(rec, reason),
+                summary=_resolved_summary(rec, reason) + _verified_note(c, rec, key),
                 reason_code=reason,
                 dry_run=c.dry_run,
                 at=c.now,
@@ -350,6 +350,15 @@ def _channels(actions: list[Action]) -> tuple[str, ...]:
         if a.notify is not None:
             out.extend(ch for ch in a.notify.channels if ch not in out)
     return tuple(out)
+
+
+def _verified_note(c: Cycle, rec: NoticeRecord, key: str) -> str:
+    """Said when the episode ends: the change it made held on probation (spec.verify)."""
+    a = c.work.get(rec.agent) if rec.agent is not None else None
+    memo = a.probation if a is not None else (None)
+    if memo is None or memo.episode != key or memo.verdict != "Verified":
+        return ""
+    return f"; the change to {memo.new} was verified on probation"
 
 
 def _resolved_summary(rec: NoticeRecord, reason: str) -> str:

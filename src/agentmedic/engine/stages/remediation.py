@@ -22,8 +22,9 @@ from agentmedic.engine.outcome import Decision, DecisionKind
 from agentmedic.engine.plan import WORKLOAD_KINDS
 from agentmedic.engine.reasons import DecisionReason
 from agentmedic.engine.state import ActionStamp, Mark, RuleState
+from agentmedic.engine.verify import baseline_from
 
-__all__ = ["STAGE_REASON", "STAGE_SEVERITY", "remediate"]
+__all__ = ["STAGE_REASON", "STAGE_SEVERITY", "guard_for", "remediate"]
 
 HOUR = timedelta(hours=1)
 STAGE_SEVERITY = {SOFT: Severity.MEDIUM, HARD: Severity.HIGH}
@@ -31,6 +32,8 @@ STAGE_SEVERITY = {SOFT: Severity.MEDIUM, HARD: Severity.HIGH}
 STAGE_REASON = {SOFT: DecisionReason.BUDGET_SOFT_LIMIT, HARD: DecisionReason.BUDGET_HARD_LIMIT}
 """Why a budget stage's change was decided."""
 _DONE_ALL = frozenset(WORKLOAD_KINDS)
+_VERIFIED_KINDS = (DecisionKind.SWITCH_MODEL, DecisionKind.PROMPT_OPTIMIZATION)
+"""Changes meant to keep the agent serving: with spec.verify they carry the baseline."""
 
 
 def remediate(c: Cycle) -> None:
@@ -38,7 +41,7 @@ def remediate(c: Cycle) -> None:
     candidates = _candidates(c)
     if not candidates:
         return
-    guard = _guard(c)
+    guard = guard_for(c)
     for cand in candidates:
         a = c.work[cand.agent]
         if a.changed_at == c.now:
@@ -48,7 +51,8 @@ def remediate(c: Cycle) -> None:
         _consider(c, a, cand, guard)
 
 
-def _guard(c: Cycle) -> Guard:
+def guard_for(c: Cycle) -> Guard:
+    """The cycle's guardrail context, as the changes granted so far leave it."""
     g = c.spec.guardrails
     return Guard(
         now=c.now,
@@ -240,13 +244,27 @@ def switch_target(
                 DecisionReason.ALREADY_CHEAPEST,
                 f"already on {current}, at or below the requested tier {wanted}; escalate",
             )
-        return wanted, None
+        return _not_rejected(c, a, wanted)
     if at + 1 >= len(tiers):
         return None, (
             DecisionReason.ALREADY_CHEAPEST,
             f"already on the cheapest tier {current}; a person must decide what next",
         )
-    return tiers[at + 1], None
+    return _not_rejected(c, a, tiers[at + 1])
+
+
+def _not_rejected(c: Cycle, a: AgentWork, tier: str) -> tuple[str | None, tuple[str, str] | None]:
+    """``tier``, unless a probation reverted it on this agent and its hold still runs
+    (verify.rejectFor from the revert)."""
+    at = a.rejected.get(tier)
+    if at is None or c.spec.verify is None or c.now - at >= c.spec.verify.reject_for:
+        return tier, None
+    until = at + c.spec.verify.reject_for
+    return None, (
+        DecisionReason.TIER_REJECTED,
+        f"{tier} regressed on probation on this agent and is held back until "
+        f"{until.strftime('%Y-%m-%d %H:%M UTC')}; not switching — a person must decide",
+    )
 
 
 def _emit(
@@ -277,6 +295,11 @@ def _emit(
             cand.action.prompt_optimization if kind == DecisionKind.PROMPT_OPTIMIZATION else None
         ),
         badness=cand.badness,
+        baseline=(
+            baseline_from(c.spec, a.values)
+            if kind in _VERIFIED_KINDS and suppressed is None
+            else None
+        ),
     )
     c.decisions.append(decision)
     if suppressed is not None:

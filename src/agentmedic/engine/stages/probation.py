@@ -1,0 +1,361 @@
+"""Stage 3b, per agent: probation. Judge a change once ``verify.window`` has passed since it.
+
+A change meant to keep an agent serving (a switch to a cheaper model, a new prompt) is
+recorded on the workload with the agent's baseline (:class:`~agentmedic.engine.inputs.
+ProbationRecord`). Once ``verify.window`` has passed, the same signals over the window —
+all of it after the change — are compared with the baseline
+(:func:`agentmedic.engine.verify.judge`), once per change:
+
+- Verified: remembered; the episode's resolved message says so; status and Events show it.
+- Inconclusive (too little traffic on either side): said as such; nothing is undone.
+- Regressed: ``verify.onRegression``. ``revert`` puts the previous model back through
+  the restore machinery (a restore decision, with the regressed signals as its evidence)
+  and rejects the tier for this agent for ``rejectFor``: switchModel does not move the agent
+  to it before then (persisted in the agent's state, so a restart does not forget).
+  ``notify`` tells the channels and keeps the change. ``scaleToZero`` stops the agent,
+  within quiet hours and maxDisabledPercent. A regressed budget downgrade tells the
+  budget's channels that the ceiling now needs a person; a revert while the hard stage is
+  reached says that it goes back above the hard ceiling.
+
+Nothing is judged on an agent whose metrics are undefined this cycle, on another policy's
+change, or on a change someone has replaced since (the model is no longer the one set).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from agentmedic.api.durations import format_duration
+from agentmedic.api.types import Action, Op, Severity
+from agentmedic.api.verify import OnRegression
+from agentmedic.api.verify import Verify as VerifySpec
+from agentmedic.engine.budget import HARD, SOFT
+from agentmedic.engine.conditions import ConditionEvidence, Evidence
+from agentmedic.engine.context import AgentWork, Cycle
+from agentmedic.engine.guardrails import Candidate, evaluate_chain, max_disabled, quiet_hours
+from agentmedic.engine.inputs import ProbationRecord, episode_policy_uid
+from agentmedic.engine.outcome import (
+    Decision,
+    DecisionKind,
+    Notification,
+    ProbationOutcome,
+    Restore,
+)
+from agentmedic.engine.reasons import DecisionReason
+from agentmedic.engine.stages.remediation import STAGE_SEVERITY, guard_for
+from agentmedic.engine.state import ActionStamp, Mark, ProbationMemo, RuleState
+from agentmedic.engine.verify import Verdict, VerdictKind, after_from, judge
+
+__all__ = ["SUPERSEDED", "hard_stage_reached", "probation", "rejected_until"]
+
+SUPERSEDED = "Superseded"
+"""The memo of a change that someone replaced before it was judged: never judged."""
+
+_OPS = {True: Op.LT, False: Op.GT}
+
+
+def probation(c: Cycle) -> None:
+    """Judge every change whose window has passed; forget rejections whose hold ended."""
+    v = c.spec.verify
+    for a in c.work.values():
+        rec = a.workload.probation
+        if rec is not None and rec.reverted_at is not None and rec.new not in a.rejected:
+            _adopt(c, a, rec, rec.reverted_at)
+        if a.rejected and any(rejected_until(c, a, t) is None for t in a.rejected):
+            a.rejected = {t: at for t, at in a.rejected.items() if rejected_until(c, a, t)}
+        if v is None or rec is None or a.unknown or a.disabled is not None:
+            continue
+        if a.probation is not None and a.probation.episode == rec.episode:
+            if _revert_owed(c, a, v, rec):
+                # The revert never showed on the workload: decided again, on present evidence.
+                vd = judge(v, rec.baseline, after_from(c.spec, a.values))
+                if vd.kind is VerdictKind.REGRESSED:
+                    _revert(c, a, v, rec, vd, _head(a, rec, vd), again=True)
+            continue  # judged already: once per change
+        if episode_policy_uid(rec.episode) != c.uid or c.now - rec.at < v.window:
+            continue  # another policy's change, or still on probation
+        if rec.kind == "switchModel" and a.workload.model not in (None, rec.new):
+            # Replaced since (a person, a restore): the agent no longer runs what was set.
+            a.probation = ProbationMemo(rec.episode, SUPERSEDED, c.now, rec.new)
+            continue
+        verdict = judge(v, rec.baseline, after_from(c.spec, a.values))
+        _conclude(c, a, v, rec, verdict)
+
+
+def _adopt(c: Cycle, a: AgentWork, rec: ProbationRecord, at: datetime) -> None:
+    """The workload's record holds a rejection the state lost (a restart between the
+    revert and the state's write): take it back while its hold runs."""
+    v = c.spec.verify
+    if v is not None and episode_policy_uid(rec.episode) == c.uid and c.now - at < v.reject_for:
+        a.rejected = {**a.rejected, rec.new: at}
+
+
+def rejected_until(c: Cycle, a: AgentWork, tier: str) -> datetime | None:
+    """Until when ``tier`` is held back for this agent after a revert (None: it is not).
+    The hold is the policy's current ``verify.rejectFor`` from the revert, so shortening
+    it (to 0s, say) lets a person retry the tier at once."""
+    at = a.rejected.get(tier)
+    if at is None or c.spec.verify is None:
+        return None
+    until = at + c.spec.verify.reject_for
+    return until if until > c.now else None
+
+
+def hard_stage_reached(c: Cycle, a: AgentWork) -> bool:
+    """The budget's hard stage fires for this agent (agent scope) or the policy."""
+    for rs in (a.rules.get(HARD), c.budget_states.get(HARD)):
+        if rs is not None and rs.firing_since is not None:
+            return True
+    return False
+
+
+def _conclude(c: Cycle, a: AgentWork, v: VerifySpec, rec: ProbationRecord, vd: Verdict) -> None:
+    what = f"{_change_text(rec)} ({rec.rule})"
+    if vd.kind is not VerdictKind.REGRESSED:
+        action = "kept" if vd.kind is VerdictKind.VERIFIED else "kept: not judged"
+        text = f"{a.agent}: {what} {vd.kind.value.lower()} on probation — {vd.why}; {vd.describe()}"
+        _record(c, a, rec, vd, text, action)
+        return
+    head = _head(a, rec, vd)
+    if v.on_regression is OnRegression.REVERT and rec.kind == "switchModel":
+        _revert(c, a, v, rec, vd, head)
+    elif v.on_regression is OnRegression.SCALE_TO_ZERO:
+        _stop(c, a, rec, vd, head)
+    else:
+        how = (
+            "notified; the change stays (verify.onRegression notify)"
+            if v.on_regression is OnRegression.NOTIFY
+            else "notified; reverting a prompt is the prompt rollout's to do"
+        )
+        _record(c, a, rec, vd, f"{head}; {how}", how, notify=True)
+
+
+def _head(a: AgentWork, rec: ProbationRecord, vd: Verdict) -> str:
+    what = f"{_change_text(rec)} ({rec.rule})"
+    return f"{a.agent}: {what} regressed on probation — {vd.why}; {vd.executions()}"
+
+
+def _revert_owed(c: Cycle, a: AgentWork, v: VerifySpec, rec: ProbationRecord) -> bool:
+    """A revert was decided for this change and has not shown on the workload for two
+    intervals (the action failed, or lost to another policy's change)."""
+    m = a.downgraded
+    return (
+        a.probation is not None
+        and a.probation.verdict == VerdictKind.REGRESSED.value
+        and v.on_regression is OnRegression.REVERT
+        and rec.kind == "switchModel"
+        and a.workload.model == rec.new
+        and a.changed_at != c.now
+        and m is not None
+        and m.restoring_at is not None
+        and c.now - m.restoring_at >= c.plan.retry_after
+    )
+
+
+def _revert(
+    c: Cycle,
+    a: AgentWork,
+    v: VerifySpec,
+    rec: ProbationRecord,
+    vd: Verdict,
+    head: str,
+    *,
+    again: bool = False,
+) -> None:
+    m = a.downgraded
+    if m is None or not m.confirmed or m.dry_run or episode_policy_uid(m.episode) != c.uid:
+        how = "not reverted: the workload carries no model record of this policy"
+        _record(c, a, rec, vd, f"{head}; {how}", how, notify=True)
+        return
+    if c.quiet:
+        # Every workload change waits in quiet hours; said once, judged again after.
+        if m.suppressed != DecisionReason.QUIET_HOURS:
+            a.downgraded = replace(m, suppressed=DecisionReason.QUIET_HOURS)
+            c.decisions.append(
+                _decision(
+                    c,
+                    a,
+                    rec,
+                    vd,
+                    DecisionKind.RESTORE,
+                    f"{head}; revert to {rec.previous} "
+                    "— not done: inside quiet hours, the revert waits for the window to end",
+                    restore=Restore(model=rec.previous, complete=rec.previous == m.from_model),
+                    suppressed=DecisionReason.QUIET_HOURS,
+                )
+            )
+        return
+    back = Restore(model=rec.previous, complete=rec.previous == m.from_model)
+    text = (
+        f"{head}; reverted to {rec.previous}; {rec.new} is not tried again on this agent "
+        f"for {format_duration(v.reject_for)}"
+    )
+    if hard_stage_reached(c, a):
+        text += (
+            f"; budget.hard is reached: {rec.previous} spends above the hard ceiling — "
+            "a person must decide"
+        )
+    if rec.rule.startswith("budget."):
+        text += "; the budget ceiling needs a person: the cheaper tier hurt the agent"
+    if again:
+        text += " (again: the earlier revert was not observed on the workload)"
+    c.decisions.append(_decision(c, a, rec, vd, DecisionKind.RESTORE, text, restore=back))
+    if not c.dry_run:
+        a.downgraded = replace(m, restoring_at=c.now, restore_to=back.model, suppressed=None)
+        a.changed_at = c.now
+        a.rejected = {**a.rejected, rec.new: a.rejected.get(rec.new, c.now)}
+    if not again:
+        _record(c, a, rec, vd, text, f"reverted to {rec.previous}", notify=True)
+
+
+def _stop(c: Cycle, a: AgentWork, rec: ProbationRecord, vd: Verdict, head: str) -> None:
+    guard = guard_for(c)
+    cand = Candidate(
+        agent=a.agent,
+        rule=rec.rule,
+        kind="scaleToZero",
+        action=Action.model_validate({"scaleToZero": {}}),
+        severity=Severity.HIGH,
+        severity_rank=0,
+        episode=rec.episode,
+        badness=0.0,
+        build_evidence=lambda: _evidence(c, rec, vd),
+        rule_state=a.rules.get(rec.rule) or RuleState(),
+        reason_code=DecisionReason.PROBATION_REGRESSED,
+    )
+    stopped = evaluate_chain(cand, guard, (quiet_hours, max_disabled))
+    if stopped is not None:
+        how = f"not scaled to zero ({stopped[0]}): {stopped[1]}"
+        _record(c, a, rec, vd, f"{head}; {how}", how, notify=True)
+        return
+    text = f"{head}; scaled to zero (verify.onRegression scaleToZero)"
+    c.decisions.append(_decision(c, a, rec, vd, DecisionKind.SCALE_TO_ZERO, text))
+    if not c.dry_run:
+        a.disabled = Mark(rec.episode, rec.rule, c.now)
+        a.changed_at = c.now
+        c.stamps.append(ActionStamp(c.now, rec.episode, "scaleToZero"))
+    _record(c, a, rec, vd, text, "scaled to zero", notify=True)
+
+
+def _evidence(c: Cycle, rec: ProbationRecord, vd: Verdict) -> Evidence:
+    """The regressed signals as conditions that breach: ``holds()`` re-derives the verdict."""
+    assert c.spec.verify is not None
+    window = c.spec.verify.window
+    conditions = tuple(
+        ConditionEvidence(
+            metric=x.signal.value,
+            query=None,
+            window=window,
+            op=_OPS[x.signal.value in ("success_rate", "quality_score")],
+            threshold=x.limit,
+            observed=x.after,
+        )
+        for x in vd.regressed
+    )
+    return Evidence("any", conditions, rec.at, c.spec.verify.window, c.now)
+
+
+def _decision(
+    c: Cycle,
+    a: AgentWork,
+    rec: ProbationRecord,
+    vd: Verdict,
+    kind: DecisionKind,
+    text: str,
+    *,
+    restore: Restore | None = None,
+    suppressed: str | None = None,
+) -> Decision:
+    return Decision(
+        kind=kind,
+        agent=a.agent,
+        workload=_workload(a),
+        rule=rec.rule,
+        severity=Severity.HIGH,
+        episode=rec.episode,
+        reason_code=DecisionReason.PROBATION_REGRESSED,
+        reason=text if not c.dry_run else text + " (dry run: nothing changed)",
+        evidence=_evidence(c, rec, vd),
+        at=c.now,
+        dry_run=c.dry_run,
+        suppressed_by=suppressed,
+        restore=restore,
+    )
+
+
+def _record(
+    c: Cycle,
+    a: AgentWork,
+    rec: ProbationRecord,
+    vd: Verdict,
+    text: str,
+    action: str,
+    *,
+    notify: bool = False,
+) -> None:
+    a.probation = ProbationMemo(rec.episode, vd.kind.value, c.now, rec.new)
+    c.probation.append(
+        ProbationOutcome(
+            agent=a.agent,
+            workload=_workload(a),
+            rule=rec.rule,
+            episode=rec.episode,
+            change=rec.kind,
+            verdict=vd.kind.value,
+            previous=rec.previous,
+            new=rec.new,
+            summary=text,
+            at=c.now,
+            action=action,
+            dry_run=c.dry_run,
+        )
+    )
+    channels = _channels(c, rec.rule)
+    if notify and channels:
+        budget = rec.rule.startswith("budget.")
+        c.probation_notices.append(
+            Notification(
+                channels=channels,
+                episode=f"{rec.episode}:probation",
+                agent=a.agent,
+                rule=rec.rule,
+                severity=STAGE_SEVERITY[rec.rule] if budget else Severity.HIGH,
+                state="firing",
+                summary=text,
+                reason_code=DecisionReason.PROBATION_REGRESSED,
+                evidence=_evidence(c, rec, vd),
+                action=action,
+                escalate=budget or action.startswith("not "),
+                dry_run=c.dry_run,
+                at=c.now,
+            )
+        )
+
+
+def _channels(c: Cycle, rule: str) -> tuple[str, ...]:
+    """The channels of the rule or budget stage behind the change."""
+    actions: list[Action] = []
+    budget = c.spec.budget
+    if rule in (SOFT, HARD) and budget is not None:
+        limit = budget.soft if rule == SOFT else budget.hard
+        actions = list(limit.actions) if limit is not None else []
+    else:
+        for r in c.spec.rules:
+            if r.name == rule:
+                actions = list(r.actions)
+    out: list[str] = []
+    for x in actions:
+        if x.notify is not None:
+            out.extend(ch for ch in x.notify.channels if ch not in out)
+    return tuple(out)
+
+
+def _change_text(rec: ProbationRecord) -> str:
+    if rec.kind == "switchModel":
+        return f"model switch {rec.previous} → {rec.new}"
+    return f"prompt {rec.previous} → {rec.new}"
+
+
+def _workload(a: AgentWork) -> str:
+    return f"{a.workload.kind}/{a.workload.name or a.agent.name}"
