@@ -224,7 +224,7 @@ def test_a_berlin_month_starts_at_23_00_utc_and_takes_the_last_hour_of_october(
     capsys: pytest.CaptureFixture[str], prom_url: str
 ) -> None:
     berlin = ZoneInfo("Europe/Berlin")
-    data = report_json(capsys, prom_url, "--period", "2026-11", "--tz", "Europe/Berlin")
+    data = report_json(capsys, prom_url, "--period", "2026-11", "--time-zone", "Europe/Berlin")
     start, end = datetime(2026, 11, 1, tzinfo=berlin), datetime(2026, 12, 1, tzinfo=berlin)
     assert data["period"]["start"] == "2026-11-01T00:00:00+01:00"
     assert start.astimezone(UTC) == datetime(2026, 10, 31, 23, tzinfo=UTC)

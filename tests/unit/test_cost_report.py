@@ -15,7 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agentmedic.cli.main import main
-from agentmedic.instrument.prices import ModelPrice, PriceTable
+from agentmedic.instrument.prices import ModelPrice
+from agentmedic.metrics.pricing import PriceBook
 from agentmedic.report.cost import (
     CostQuery,
     Samples,
@@ -81,7 +82,7 @@ def test_a_malformed_period_names_the_flag_and_the_forms(text: str) -> None:
 
 
 def test_an_unknown_time_zone_names_the_flag() -> None:
-    with pytest.raises(ValueError, match=r"--tz 'Mars/Olympus' is not a known time zone"):
+    with pytest.raises(ValueError, match=r"--time-zone 'Mars/Olympus' is not a known time zone"):
         parse_period("2026-11", "Mars/Olympus")
 
 
@@ -189,7 +190,7 @@ def test_a_team_label_that_is_not_a_label_name_is_refused_before_any_request() -
 
 NOV = parse_period("2026-11")
 S = NOV.start_ms
-PRICES = PriceTable({"m": ModelPrice(input=2.0, output=8.0, cached_input=0.5)})
+PRICES = PriceBook({"m": ModelPrice(input=2.0, output=8.0, cached_input=0.5)})
 
 
 def _samples() -> Samples:
@@ -241,7 +242,7 @@ def test_source_both_flags_a_group_whose_figures_differ_beyond_the_threshold() -
 
 def test_an_unpriced_model_is_named_and_not_compared() -> None:
     q = CostQuery(period=NOV, source="both", by=("agent",))
-    report = build_report(_samples(), q, prices=PriceTable({}))
+    report = build_report(_samples(), q, prices=PriceBook({}))
     row = next(r for r in report.groups if r.key == ("a",))
     assert row.unpriced_models == ("m",)
     assert row.disagreement is None
@@ -279,7 +280,7 @@ def test_csv_and_json_carry_the_same_total_and_the_rule() -> None:
         ([], "give --period 2026-11"),
         (["--period", "2026-11", "--by", "team,cost"], "--by 'team,cost': use team"),
         (["--period", "2026-11", "--lookback", "soon"], "--lookback 'soon' is not a duration"),
-        (["--period", "2026-11", "--tz", "Nowhere/Land"], "--tz 'Nowhere/Land'"),
+        (["--period", "2026-11", "--time-zone", "Nowhere/Land"], "--time-zone 'Nowhere/Land'"),
         (["--period", "2026-11", "--prices", "/nonexistent.yaml"], "--prices /nonexistent.yaml"),
     ],
 )

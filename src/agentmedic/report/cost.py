@@ -38,8 +38,8 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agentmedic.api.metric_names import COST_USD_TOTAL, TOKENS_TOTAL
-from agentmedic.instrument.prices import PriceTable
 from agentmedic.metrics import MetricsBackend, promql
+from agentmedic.metrics.pricing import PriceBook
 from agentmedic.report._queries import ProgressCallback, bounded
 
 __all__ = [
@@ -125,7 +125,7 @@ def parse_zone(name: str) -> tzinfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(
-            f"--tz {name!r} is not a known time zone; use an IANA name such as UTC, "
+            f"--time-zone {name!r} is not a known time zone; use an IANA name such as UTC, "
             "Europe/Berlin or America/New_York"
         ) from None
 
@@ -168,7 +168,7 @@ def _moment(text: str, zone: tzinfo, flag: str) -> datetime:
         moment = datetime.fromisoformat(raw)
     except ValueError:
         raise ValueError(
-            f"{flag} {text!r} is not a time; write 2026-11-03, 2026-11-03T08:00 (in --tz) "
+            f"{flag} {text!r} is not a time; write 2026-11-03, 2026-11-03T08:00 (in --time-zone) "
             "or 2026-11-03T08:00:00+01:00"
         ) from None
     if moment.tzinfo is None:
@@ -241,6 +241,20 @@ class CostQuery:
     """How far before ``start`` the last sample of each series is searched."""
     chunk: timedelta = timedelta(hours=6)
     """Raw samples are read this much at a time, to keep each answer small."""
+    namespace_teams: Mapping[str, str] = field(default_factory=dict, compare=False)
+    """Namespace → team, from the Namespaces' labels (``--kubeconfig``): the team of a
+    series without a team label of its own."""
+
+    def group_of(self, labels: Mapping[str, str]) -> tuple[str, ...]:
+        """The values of the ``by`` labels of a series ("" where it has none); a series
+        without a team label takes its namespace's team."""
+        out = []
+        for dimension in self.by:
+            value = labels.get(self.label_of(dimension), "")
+            if dimension == "team" and not value:
+                value = self.namespace_teams.get(labels.get(self.namespace_label, ""), "")
+            out.append(value)
+        return tuple(out)
 
     def label_of(self, dimension: Dimension) -> str:
         return {
@@ -452,7 +466,6 @@ class _Tally:
 def _tally(samples: Samples, query: CostQuery) -> _Tally:
     """Each series' increase in the period by the exactness rule, added to its group."""
     start, end = query.period.start_ms, query.period.end_ms
-    labels = [query.label_of(d) for d in query.by]
     tally = _Tally()
     for metric, per_series in samples.points.items():
         previous = samples.previous.get(metric, {})
@@ -466,7 +479,7 @@ def _tally(samples: Samples, query: CostQuery) -> _Tally:
             tally.born += born
             tally.resets += _resets(points, start, end, prev)
             label_map = dict(key)
-            group = tuple(label_map.get(name, "") for name in labels)
+            group = query.group_of(label_map)
             if metric == COST_USD_TOTAL:
                 tally.reported.setdefault(group, []).append(amount)
             else:
@@ -485,7 +498,7 @@ class _TokenCost:
     """Models with tokens but no price, per group."""
 
 
-def _price_tokens(tokens: Mapping[tuple[Group, str, str], float], prices: PriceTable) -> _TokenCost:
+def _price_tokens(tokens: Mapping[tuple[Group, str, str], float], prices: PriceBook) -> _TokenCost:
     out = _TokenCost()
     per_model: dict[tuple[Group, str], dict[str, float]] = {}
     for (group, model, kind), count in tokens.items():
@@ -493,19 +506,18 @@ def _price_tokens(tokens: Mapping[tuple[Group, str, str], float], prices: PriceT
         totals = out.totals.setdefault(group, {t: 0 for t in TOKEN_TYPES})
         totals[kind] = totals.get(kind, 0) + round(count)
     for (group, model), kinds in per_model.items():
-        price = prices.lookup(model)
         out.cost.setdefault(group, [])
-        if price is None:
+        cost = prices.cost(
+            model,
+            round(kinds.get("input", 0.0)),
+            round(kinds.get("output", 0.0)),
+            round(kinds.get("cached_input", 0.0)),
+        )
+        if cost is None:
             if any(kinds.values()):
                 out.unpriced.setdefault(group, set()).add(model or "(no model label)")
             continue
-        out.cost[group].append(
-            price.cost(
-                round(kinds.get("input", 0.0)),
-                round(kinds.get("output", 0.0)),
-                round(kinds.get("cached_input", 0.0)),
-            )
-        )
+        out.cost[group].append(cost)
     return out
 
 
@@ -537,7 +549,7 @@ def build_report(
     samples: Samples,
     query: CostQuery,
     *,
-    prices: PriceTable,
+    prices: PriceBook,
     prices_source: str = "the SDK's default price table",
     threshold: float = 0.05,
     now: datetime | None = None,
