@@ -18,6 +18,7 @@ from agentmedic.cli.main import main
 from agentmedic.instrument.prices import ModelPrice
 from agentmedic.metrics.pricing import PriceBook
 from agentmedic.report.cost import (
+    CENT,
     CostQuery,
     Samples,
     build_report,
@@ -370,3 +371,20 @@ def test_samples_on_chunk_edges_count_once_whatever_the_backends_range_semantics
     report = build_report(samples, q, prices=PRICES)
     assert report.total_reported_usd == Decimal(24)
     assert len(backend.queries) == 1 + 24
+
+
+def test_rounding_to_the_cent_keeps_rows_adding_up_to_the_printed_total() -> None:
+    s = Samples(queries=1)
+    # 0.005, 0.015 and 0.025 round half to even to 0.00, 0.02 and 0.02: the total printed
+    # is their sum, 0.04, not the exact sum 0.045 rounded.
+    for agent, value in (("a", 0.005), ("b", 0.015), ("c", 0.025)):
+        labels = {"agent": agent, "team": agent, "model": "m"}
+        s.add_points("agent_cost_usd_total", labels, [(S / 1000, 0.0), (S / 1000 + 60, value)])
+        s.add_previous("agent_cost_usd_total", labels, 0.0)
+    report = build_report(s, CostQuery(period=NOV), prices=PRICES, quantum=CENT)
+    cents = {r.key[0]: r.reported_usd for r in report.groups}
+    assert cents == {"a": Decimal("0.00"), "b": Decimal("0.02"), "c": Decimal("0.02")}
+    assert report.total_reported_usd == Decimal("0.04") == sum(cents.values())
+    rows = list(csv.reader(io.StringIO(to_csv(report))))
+    assert rows[-1] == ["TOTAL", "0.04"]
+    assert "0.01 USD" in to_json_dict(report)["rule"]

@@ -26,7 +26,8 @@ Spend per team, namespace, agent or model over an exact calendar period, for the
 monthly close. Exact to the sample: the raw counter samples of the period are read
 (plus each series' last sample before it) and every increase between two samples is
 counted in the period holding the later sample; a drop is a counter reset. Groups add
-up to the total exactly (six decimal places). See docs/cost-report.md.
+up to the total exactly (each group rounded half to even to six decimal places, or
+to the cent with --round cent). See docs/cost-report.md.
 
 Cost sources (--cost-source): reported (agent_cost_usd_total, the agents' own
 figure), priceList (agent_tokens_total x a price list) or both, flagging groups whose
@@ -108,6 +109,13 @@ def register(sub: Any) -> None:
         default=5.0,
         metavar="PERCENT",
         help="--source both: flag groups whose figures differ by more (default: 5)",
+    )
+    cost.add_argument(
+        "--round",
+        choices=["micro", "cent"],
+        default="micro",
+        help="round each group half to even to a millionth of a dollar or to a cent; the "
+        "total is the sum of the rounded groups (default: micro)",
     )
     add_output_argument(cost, extra=("csv",), help_suffix="; wide is table")
     cost.add_argument("--team-label", default="team", help="the series label with the team")
@@ -197,7 +205,7 @@ def run_cost(args: argparse.Namespace) -> int:
         return _fail("--prometheus URL is required (or set AGENTMEDIC_PROMETHEUS_URL)", EXIT_USAGE)
     from agentmedic.metrics import MetricsError
     from agentmedic.metrics.pricing import PriceBook
-    from agentmedic.report.cost import build_report, gather
+    from agentmedic.report.cost import CENT, QUANTUM, build_report, gather
     from agentmedic.report.cost_render import to_csv, to_json_dict, to_table
 
     try:
@@ -227,6 +235,7 @@ def run_cost(args: argparse.Namespace) -> int:
         prices_source=prices_source,
         threshold=args.threshold / 100,
         now=datetime.now(UTC),
+        quantum=CENT if args.round == "cent" else QUANTUM,
     )
     if not report.series:
         metrics = " and ".join(query.metrics())

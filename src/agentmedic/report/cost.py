@@ -21,8 +21,9 @@ samples themselves:
   sample of the period was born in the period, and its first value counts from zero (the
   SDK's counters start at zero, and its cost series appears with the first priced call).
 
-Groups are summed per series and rounded once, to :data:`QUANTUM` USD; the total is the
-sum of the rounded groups, so the rows always add up to it exactly.
+Groups are summed per series and rounded once, half to even, to :data:`QUANTUM` USD (a
+millionth) or, with ``--round cent``, to :data:`CENT`; the total is the sum of the rounded
+groups, so the rows always add up to the printed total exactly.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from agentmedic.metrics.pricing import PriceBook
 from agentmedic.report._queries import ProgressCallback, bounded
 
 __all__ = [
+    "CENT",
     "DIMENSIONS",
     "EXACTNESS_RULE",
     "QUANTUM",
@@ -52,6 +54,7 @@ __all__ = [
     "Period",
     "Samples",
     "build_report",
+    "exactness_rule",
     "explicit_period",
     "gather",
     "increase",
@@ -64,16 +67,24 @@ DIMENSIONS: tuple[Dimension, ...] = ("team", "namespace", "agent", "model")
 Source = Literal["reported", "tokens", "both"]
 
 QUANTUM = Decimal("0.000001")
-"""Money is rounded once per group to a millionth of a dollar (half to even)."""
+"""Money is rounded once per group to a millionth of a dollar (half to even)..."""
+CENT = Decimal("0.01")
+"""... or, for an invoice, to a cent."""
 
 EXACTNESS_RULE = (
     "spend is the sum of increases between consecutive raw samples of each series, each "
     "increase counted in the period [start, end) holding the later sample of the pair; a "
     "drop is a counter reset and counts the new value; the first pair starts at the last "
     "sample before start (within the lookback), and a series with none was born in the "
-    "period and counts its first value from zero; groups are rounded to 0.000001 USD and "
-    "the total is the sum of the rounded groups"
+    "period and counts its first value from zero; groups are rounded half to even to "
+    "{quantum} USD and the total is the sum of the rounded groups"
 )
+
+
+def exactness_rule(quantum: Decimal = QUANTUM) -> str:
+    """The rule in words, with the rounding used."""
+    return EXACTNESS_RULE.format(quantum=f"{quantum:f}")
+
 
 TOKEN_TYPES = ("input", "output", "cached_input")
 """``agent_tokens_total`` types read by the tokens source. The SDK exports input (cached
@@ -414,10 +425,12 @@ class CostReport:
     prices_source: str
     unfinished: bool = False
     """The period had not ended when the report was made: its figures are to date."""
+    quantum: Decimal = QUANTUM
+    """What each group was rounded to (half to even)."""
 
 
-def _money(value: float) -> Decimal:
-    return Decimal(repr(value)).quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
+def _money(value: float, quantum: Decimal) -> Decimal:
+    return Decimal(repr(value)).quantize(quantum, rounding=ROUND_HALF_EVEN)
 
 
 def _resets(points: Sequence[tuple[int, float]], start: int, end: int, prev: float | None) -> int:
@@ -553,6 +566,7 @@ def build_report(
     prices_source: str = "the SDK's default price table",
     threshold: float = 0.05,
     now: datetime | None = None,
+    quantum: Decimal = QUANTUM,
 ) -> CostReport:
     """Spend per group by the exactness rule (pure; ``now`` only marks an unfinished
     period)."""
@@ -568,9 +582,9 @@ def build_report(
     rows = [
         _group_row(
             group,
-            _money(math.fsum(tally.reported.get(group, []))) if want_reported else None,
+            _money(math.fsum(tally.reported.get(group, [])), quantum) if want_reported else None,
             priced,
-            _money(math.fsum(priced.cost.get(group, []))) if want_tokens else None,
+            _money(math.fsum(priced.cost.get(group, [])), quantum) if want_tokens else None,
             threshold,
         )
         for group in sorted(present)
@@ -591,4 +605,5 @@ def build_report(
         queries=samples.queries,
         prices_source=prices_source,
         unfinished=now is not None and now < query.period.end,
+        quantum=quantum,
     )
