@@ -28,6 +28,7 @@ __all__ = [
     "add_price_arguments",
     "cluster_given",
     "namespace_teams",
+    "parse_by",
     "price_book",
     "price_list_from_file",
 ]
@@ -56,6 +57,22 @@ def add_price_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGrou
         help="YAML or JSON mapping of model to {input, output, cached_input} (USD per 1M "
         "tokens) merged over the SDK's table",
     )
+
+
+def parse_by(text: str) -> tuple[Any, ...]:
+    """``--by team,model`` as dimensions; ``ValueError`` naming the flag otherwise."""
+    from agentmedic.report.cost import DIMENSIONS
+
+    by = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [b for b in by if b not in DIMENSIONS]
+    if unknown or not by:
+        raise ValueError(
+            f"--by {text!r}: use team, namespace, agent or model, comma-separated "
+            "(e.g. --by team,model)"
+        )
+    if len(set(by)) != len(by):
+        raise ValueError(f"--by {text!r} names a dimension twice")
+    return by
 
 
 def cluster_given(args: argparse.Namespace) -> bool:

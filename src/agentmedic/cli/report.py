@@ -15,7 +15,7 @@ from agentmedic.cli._backend import (
     query_backend,
 )
 from agentmedic.cli._errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, CliError, fail
-from agentmedic.cli._finance import add_price_arguments, namespace_teams, price_book
+from agentmedic.cli._finance import add_price_arguments, namespace_teams, parse_by, price_book
 from agentmedic.cli._output import add_output_argument, emit_report
 
 EXIT_FAILED = EXIT_FINDINGS
@@ -154,7 +154,7 @@ def _fail(message: str, code: int) -> int:
 
 def _query(args: argparse.Namespace) -> Any:
     from agentmedic.api.durations import parse_duration
-    from agentmedic.report.cost import DIMENSIONS, CostQuery, explicit_period, parse_period
+    from agentmedic.report.cost import CostQuery, explicit_period, parse_period
 
     if args.period and (args.start or args.end):
         raise ValueError("give --period or --from/--to, not both")
@@ -164,15 +164,7 @@ def _query(args: argparse.Namespace) -> Any:
         period = explicit_period(args.start, args.end, args.tz)
     else:
         raise ValueError("give --period 2026-11 (or 2026-W45, 2026-11-03) or both --from and --to")
-    by = tuple(part.strip() for part in args.by.split(",") if part.strip())
-    unknown = [b for b in by if b not in DIMENSIONS]
-    if unknown or not by:
-        raise ValueError(
-            f"--by {args.by!r}: use team, namespace, agent or model, comma-separated "
-            "(e.g. --by team,model)"
-        )
-    if len(set(by)) != len(by):
-        raise ValueError(f"--by {args.by!r} names a dimension twice")
+    by = parse_by(args.by)
     if not 0 <= args.threshold < 1e6:
         raise ValueError(f"--threshold {args.threshold:g} must be a percentage of 0 or more")
     durations: dict[str, timedelta] = {}
