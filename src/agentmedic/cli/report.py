@@ -69,6 +69,11 @@ def register(sub: Any) -> None:
         epilog=COST_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_cost_arguments(cost)
+    cost.set_defaults(func=run_cost)
+
+
+def _add_cost_arguments(cost: argparse.ArgumentParser) -> None:
     when = cost.add_argument_group("period (one of --period or --from/--to)")
     when.add_argument("--period", help="2026-11, 2026-W45 or 2026-11-03")
     when.add_argument("--from", dest="start", metavar="T", help="start (inclusive)")
@@ -140,7 +145,6 @@ def register(sub: Any) -> None:
     )
     cost.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_backend_arguments(cost)
-    cost.set_defaults(func=run_cost)
 
 
 def _usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
