@@ -148,7 +148,7 @@ def _cases() -> Iterator[Case]:
         ("/nonexistent.yaml", "/nonexistent.yaml: no such file"),
         ("{d}", "is a directory; name a YAML file"),
         ("{d}/binary.yaml", "is a binary file"),
-        ("{d}/empty.yaml", "no AgentPolicy in the file"),
+        ("{d}/empty.yaml", "no AgentPolicy in the file (nor an AgentBudget"),
         ("{d}/laughs.yaml", "YAML aliases expand to"),
         ("{d}/deep.yaml", "nested deeper than 64 levels"),
         ("{d}/huge.yaml", "is larger than 1024 KiB"),

@@ -186,6 +186,11 @@ class BudgetRun:
     replays: list[BudgetReplay]
     queries: int = 0
 
+    @property
+    def grid(self) -> Grid:
+        """The replay's grid (the backtest's)."""
+        return Grid(self.start, self.end, self.step)
+
 
 def _scope_warnings(doc: BudgetDoc) -> list[str]:
     out = []

@@ -28,9 +28,11 @@ USD, times RFC 3339 UTC)::
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from agentmedic.api.budget import BudgetStage
 from agentmedic.api.units import format_usd
 from agentmedic.backtest.budget_history import BudgetRun
 from agentmedic.backtest.budgets import TOTAL, BudgetReplay, Crossing
@@ -174,6 +176,18 @@ def _marker_y(r: BudgetReplay, c: Crossing, index: int) -> float:
     return line[index]
 
 
+def _thresholds(limit: float, stages: Sequence[BudgetStage]) -> list[tuple[float, str]]:
+    """One dashed line per threshold; stages at the same share of the limit share it (and
+    its label), so labels never sit on top of each other."""
+    by_percent: dict[float, list[str]] = {}
+    for stage in stages:
+        by_percent.setdefault(stage.at_percent, []).append(stage.name)
+    return [
+        (limit * p / 100, f"{', '.join(names)} {p:g}% {format_usd(limit * p / 100)}")
+        for p, names in sorted(by_percent.items())
+    ]
+
+
 def budget_panels(run: BudgetRun, chars_per_axis: float) -> list[Panel]:
     """One panel per budget: spend so far (the total, or the largest agents) against each
     stage's threshold, a marker where each stage was reached, labels that do not overlap."""
@@ -181,11 +195,7 @@ def budget_panels(run: BudgetRun, chars_per_axis: float) -> list[Panel]:
     for r in run.replays:
         spec = r.doc.spec
         size = len(r.times)
-        thresholds = [
-            (spec.limit_usd * s.at_percent / 100, f"{s.name} {s.at_percent:g}% "
-             f"{format_usd(spec.limit_usd * s.at_percent / 100)}")
-            for s in spec.stages
-        ]  # fmt: skip
+        thresholds = _thresholds(spec.limit_usd, spec.stages)
         markers: list[Marker] = []
         drafts: list[Draft] = []
         ys: dict[tuple[int, AgentId | None], float] = {}
@@ -210,7 +220,12 @@ def budget_panels(run: BudgetRun, chars_per_axis: float) -> list[Panel]:
         top = max([*values, *(t for t, _ in thresholds)], default=1.0) or 1.0
         headroom = 1 + 0.12 * (rows + 1)
         before = [c for c in r.crossings if c.before_range]
-        note = f"{len(before)} stage(s) reached before the range" if before else ""
+        notes = [f"{len(before)} stage(s) reached before the range"] if before else []
+        if not r.agents:
+            notes.append("no cost history in scope")
+        if any(w.startswith("no price for") for w in r.warnings):
+            notes.append("tokens of unpriced models left out: see the warnings")
+        note = "; ".join(notes)
         out.append(
             Panel(
                 title=f"{r.doc.label}: spend this {spec.period} ({spec.time_zone}), "

@@ -56,7 +56,7 @@ __all__ = [
     "replay_budget",
 ]
 
-TOTAL = "(total)"
+TOTAL = "total"
 """The name of the line a ``total`` budget is replayed on."""
 
 Trigger = Literal["spend", "forecast"]

@@ -320,7 +320,7 @@ def _grid(result: BacktestResult | None, budgets: BudgetRun | None) -> Grid:
     if result is not None:
         return result.history.grid
     assert budgets is not None
-    return Grid(budgets.start, budgets.end, budgets.step)
+    return budgets.grid
 
 
 def write_plot(
