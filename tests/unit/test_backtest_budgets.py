@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 
@@ -152,3 +153,65 @@ def test_a_cluster_budget_names_its_namespaces() -> None:
     assert doc.label == "ClusterAgentBudget team"
     start = datetime(2026, 11, 15, tzinfo=UTC)
     assert earliest_needed(doc, start) == datetime(2026, 11, 1, tzinfo=UTC)
+
+
+# -- the spend per step, from raw counter values -------------------------------------------
+
+
+def test_step_spend_is_the_difference_of_counter_values_with_resets_and_gaps() -> None:
+    from agentmedic.backtest.budget_history import step_spend
+
+    nan = float("nan")
+    # baseline 5; +1; a gap (no sample) then +2 over the gap; a reset to 0.5; +0.5
+    spend, born, resets = step_spend([5.0, 6.0, nan, 8.0, 0.5, 1.0])
+    assert spend == [0.0, 1.0, 0.0, 2.0, 0.5, 0.5]
+    assert (born, resets) == (False, 1)
+
+
+def test_a_series_born_after_the_first_moment_counts_its_first_value() -> None:
+    from agentmedic.backtest.budget_history import step_spend
+
+    nan = float("nan")
+    spend, born, resets = step_spend([nan, nan, 0.25, 1.0])
+    assert spend == [0.0, 0.0, 0.25, 0.75]
+    assert (born, resets) == (True, 0)
+
+
+def test_the_fetch_grid_reaches_back_to_the_first_period_and_one_baseline_step() -> None:
+    from agentmedic.backtest.budget_history import budget_grid
+
+    start = datetime(2026, 11, 2, tzinfo=UTC)
+    grid, first = budget_grid([_doc(timeZone="Europe/Berlin")], start, start + HOUR, HOUR)
+    assert grid.at(first) == start
+    assert grid.start == datetime(2026, 10, 31, 22, tzinfo=UTC)  # 23:00Z minus the baseline
+
+
+# -- the panels drawn ----------------------------------------------------------------------
+
+
+def test_each_crossing_is_a_named_marker_and_labels_never_overlap_in_a_row() -> None:
+    from agentmedic.backtest.budget_history import BudgetRun
+    from agentmedic.backtest.budget_report import budget_panels
+
+    stages = [
+        BudgetStage(name=f"s{p}", at_percent=p, response="notify" if p < 90 else "stop")
+        for p in (10, 12, 14, 16, 50, 90, 100)
+    ]
+    doc = _doc(appliesTo="perAgent", stages=stages, limitUSD=50)
+    start, end = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC)
+    replay = _run(doc, start, end, {A: 2.0, B: 1.9})
+    run = BudgetRun(start=start, end=end, step=HOUR, replays=[replay])
+    (panel,) = budget_panels(run, chars_per_axis=150.0)
+    assert len(panel.markers) == len(replay.crossings) == 14
+    assert {m.kind for m in panel.markers} == {"budgetNotify", "budgetStop"}
+    assert all(m.label.startswith(("s1", "s5", "s9")) for m in panel.markers)
+    rows: dict[int, list[tuple[float, float]]] = {}
+    for label in panel.labels:
+        rows.setdefault(label.row, []).append((label.x, label.x + label.width))
+        assert label.text.split(": ")[0] in {"a", "b", "a, b"}
+    for spans in rows.values():
+        spans.sort()
+        assert all(left[1] <= right[0] for left, right in pairwise(spans))
+    placed = sum(len(label.text.split(": ")[0].split(", ")) for label in panel.labels)
+    assert placed + panel.unlabelled == len(panel.markers)
+    assert [t for _, t in panel.thresholds][-1] == "s100 100% $50.00"
