@@ -507,3 +507,22 @@ def test_a_price_list_name_the_cluster_does_not_have_is_exit_2_naming_it(
     assert out == ""
     assert err.count("\n") == 1
     assert "--price-list-name finance-2027: no ModelPriceList 'finance-2027'" in err
+
+
+def test_round_cent_rows_add_up_to_the_printed_total_to_the_cent(
+    capsys: pytest.CaptureFixture[str], prom_url: str
+) -> None:
+    code, out, err = report_cli(
+        capsys, prom_url, "--period", "2026-11", "--by", "agent", "--round", "cent", "-o", "csv"
+    )
+    assert code == 0, err
+    rows = list(csv.reader(io.StringIO(out)))
+    body, total = rows[1:-1], rows[-1]
+    assert all(len(r[1].split(".")[1]) == 2 for r in [*body, total])
+    assert Decimal(total[1]) == sum(Decimal(r[1]) for r in body)
+    nov = (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
+    exact = expected(*nov, key="agent")
+    cents = Decimal("0.01")
+    assert {r[0]: Decimal(r[1]) for r in body} == {
+        agent: amount.quantize(cents, rounding=ROUND_HALF_EVEN) for agent, amount in exact.items()
+    }

@@ -218,7 +218,12 @@ def _cases() -> Iterator[Case]:
         (("--bearer-token-file", "{d}/blank.txt"), "--bearer-token-file {d}/blank.txt: empty"),
     ]:
         yield Case((*period, *extra), 2, says)
-    yield Case(("report", "cost", *prom, "--period", "2026-13"), 2, "--period '2026-13'")
+    yield Case(
+        ("report", "cost", *prom, "--period", "2026-13"),
+        2,
+        "--period '2026-13' is not a period; write 2026-11 (a month), 2026-W45 (an ISO week) "
+        "or 2026-11-03 (a day)",
+    )
     yield Case(("report", "cost", *prom), 2, "give --period 2026-11")
     yield Case(("report", "cost", "--period", "2026-11"), 2, "--prometheus URL is required")
     yield Case(("report",), 2, "name a report")

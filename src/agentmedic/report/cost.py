@@ -88,9 +88,9 @@ def exactness_rule(quantum: Decimal = QUANTUM) -> str:
 
 TOKEN_TYPES = ("input", "output", "cached_input")
 """``agent_tokens_total`` types read by the tokens source. The SDK exports input (cached
-input included, as providers report it) and output; a ``cached_input`` type, where a
-team's own metrics have one, is the cached part of input and is priced at the cached
-price."""
+input included, as providers report it), output and ``cached_input``, the cached part of
+input again, priced at the cached price (series of older SDKs have none: their input is
+priced in full)."""
 
 
 # -- periods ------------------------------------------------------------------------------------
