@@ -50,6 +50,9 @@ def history() -> list[Series]:
         counter("agent_cost_usd_total", checkout, _counter(1.0, RESTART)),
         counter("agent_cost_usd_total", label, _counter(0.5, None)),
     ]
+    for labels in (checkout, label):
+        executions = {**labels, "status": "success"}
+        series.append(counter("agent_executions_total", executions, _counter(60.0, None)))
     for kind, amount in TOKENS.items():
         points = _counter(float(amount), RESTART)
         series.append(counter("agent_tokens_total", {**checkout, "type": kind}, points))
@@ -84,6 +87,17 @@ spec:
   costSource: priceList
   stages:
     - {name: limit, atPercent: 100, response: stop}
+"""
+POLICY = """\
+apiVersion: agentmedic.io/v1alpha1
+kind: AgentPolicy
+metadata: {name: reliability, namespace: pay}
+spec:
+  selector: {matchLabels: {app: checkout}}
+  rules:
+    - name: low-success
+      all: [{metric: success_rate, window: 3h, op: "<", value: 0.8}]
+      actions: [{scaleToZero: {}}]
 """
 PRICE_LIST = """\
 apiVersion: agentmedic.io/v1alpha1
@@ -186,8 +200,25 @@ def test_a_price_list_budget_prices_the_token_counters(
 def test_budgets_and_a_policy_in_two_files_plot_the_stages_and_print_tables(
     capsys: pytest.CaptureFixture[str], prom_url: str, tmp_path: Path
 ) -> None:
-    team = tmp_path / "team.yaml"
+    team, policy = tmp_path / "team.yaml", tmp_path / "policy.yaml"
     team.write_text(TEAM_BUDGET.format(zone="Europe/Berlin") + "---\n" + CHECKOUT_BUDGET)
+    policy.write_text(POLICY)
+    code, out, err = backtest(capsys, prom_url, [policy, team], "-o", "json")
+    assert code == 0, err
+    document = json.loads(out)
+    jsonschema.Draft202012Validator(
+        json_schema(), format_checker=jsonschema.FormatChecker()
+    ).validate(document)
+    assert document["policy"]["name"] == "reliability"
+    assert document["decisions"] == []  # every execution succeeded
+    assert [b["name"] for b in document["budgets"]] == ["fulfilment", "checkout-tokens"]
+    both = tmp_path / "both.png"
+    code, _, err = backtest(capsys, prom_url, [policy, team], "--plot", str(both))
+    assert code == 0, err
+    import matplotlib.image
+
+    # one panel for the rule's condition and one per budget: 1.4 + 3 x 3.6 inches at 100 dpi
+    assert matplotlib.image.imread(both).shape[:2] == (1220, 1200)
     png = tmp_path / "budgets.png"
     code, out, err = backtest(capsys, prom_url, [team], "--plot", str(png))
     assert code == 0, err
@@ -197,11 +228,16 @@ def test_budgets_and_a_policy_in_two_files_plot_the_stages_and_print_tables(
     assert "2026-11-10 22:00" in out
     assert "downgrade (60%)" in out
     page = tmp_path / "budgets.html"
-    code, _, err = backtest(capsys, prom_url, [team], "--plot", str(page), "-o", "json")
+    code, out, err = backtest(capsys, prom_url, [team], "--plot", str(page), "-o", "json")
     assert code == 0, err
     html = page.read_text()
     assert html.count("<svg") == 1
     assert "downgrade 60% downgrade" in html
+    # without --price-list the house model has no price: named, not guessed, not dropped
+    checkout = next(b for b in json.loads(out)["budgets"] if b["name"] == "checkout-tokens")
+    assert checkout["agents"] == ["pay/checkout-bot"]
+    assert checkout["crossings"] == []
+    assert any(w.startswith("no price for model(s) house-model") for w in checkout["warnings"])
 
 
 def test_an_agent_budget_without_a_namespace_is_refused_naming_the_fix(

@@ -170,6 +170,7 @@ async def fetch_spend(
             if coefficient is None:
                 if any(spend):
                     history.unpriced.add(labels.get("model", "") or "(no model label)")
+                history.steps.setdefault(agent, [0.0] * grid.size)  # in scope, unpriced
                 continue
             weight = coefficient
         history.add(agent, spend, weight)
