@@ -206,43 +206,51 @@ def _spent(
     return spent, burn
 
 
-def _forecaster(doc: BudgetDoc, grid: Grid, now: datetime, end: datetime | None) -> Forecaster:
-    window = _steps_in(doc.spec.forecast_window, grid.step) * grid.step.total_seconds()
-    rolling = _rolling(doc)
-    if rolling is not None:
-        horizon, counts = rolling.total_seconds(), 0.0
-    else:
-        assert end is not None
-        horizon, counts = max(0.0, (end - now).total_seconds()), 1.0
-    return Forecaster(now, doc.spec.limit_usd, 1 / window, horizon, counts)
+def _per_second(doc: BudgetDoc, grid: Grid) -> float:
+    """1 / the forecast window, rounded to whole steps: turns its burn into a rate."""
+    return 1 / (_steps_in(doc.spec.forecast_window, grid.step) * grid.step.total_seconds())
 
 
 def _replay_subject(
     doc: BudgetDoc,
     subject: _Subject,
     grid: Grid,
+    times: Sequence[datetime],
     bounds: Sequence[tuple[datetime, datetime]],
     first: int,
 ) -> tuple[list[float], list[Crossing]]:
     """Spend so far at every moment, and the stages reached from index 0 on (those before
     ``first``, the replay's start, in the current period at ``first`` only)."""
     spent, burn = _spent(doc, subject, grid, bounds)
-    times = grid.times()
     crossings: list[Crossing] = []
     reached: set[tuple[datetime, str]] = set()
     above: set[str] = set()
     limit = doc.spec.limit_usd
     rolling = _rolling(doc)
     above_at_first: set[str] = set()
+    stages = doc.spec.stages
+    any_forecast = any(s.on_forecast for s in stages)
+    lowest = min(limit * s.at_percent / 100 for s in stages)
+    per_second = _per_second(doc, grid)
+    # the engine's projection: to the period's end, or over a whole rolling period
+    horizon = 0.0 if rolling is None else rolling.total_seconds()
+    counts = 1.0 if rolling is None else 0.0
     for j, now in enumerate(times):
         if j == first:
             above_at_first = set(above)
         if rolling is None:
             start, end = bounds[j]
+            if all((start, s.name) in reached for s in stages):
+                continue  # every stage reached this period: nothing left to find
         else:
             start, end = now - rolling, None
-        projected, limit_at = _forecaster(doc, grid, now, end).at(spent[j], burn[j])
-        for stage in doc.spec.stages:
+        if not any_forecast and spent[j] < lowest and not above:
+            continue  # below every threshold, and no forecast stage: nothing crosses
+        if end is not None:
+            horizon = max(0.0, (end - now).total_seconds())
+        forecaster = Forecaster(now, limit, per_second, horizon, counts)
+        projected, limit_at = forecaster.at(spent[j], burn[j])
+        for stage in stages:
             threshold = limit * stage.at_percent / 100
             trigger: Trigger | None = None
             if spent[j] >= threshold:
@@ -331,12 +339,13 @@ def replay_budget(
     else:
         summed = [math.fsum(col) for col in zip(*(steps[a] for a in agents), strict=True)]
         subjects = [_Subject(None, summed or [0.0] * grid.size)]
-    bounds = _period_bounds(doc, grid.times()) if doc.calendar else []
+    times = grid.times()
+    bounds = _period_bounds(doc, times) if doc.calendar else []
     lines: dict[AgentId, list[float]] = {}
     crossings: list[Crossing] = []
     periods: list[PeriodSummary] = []
     for subject in subjects:
-        spent, found = _replay_subject(doc, subject, grid, bounds, first)
+        spent, found = _replay_subject(doc, subject, grid, times, bounds, first)
         line = AgentId("", TOTAL) if subject.agent is None else subject.agent
         lines[line] = spent[first:]
         crossings += found
@@ -347,7 +356,7 @@ def replay_budget(
         lines = {a: lines[a] for a in keep}
     return BudgetReplay(
         doc=doc,
-        times=grid.times()[first:],
+        times=times[first:],
         lines=lines,
         crossings=crossings,
         periods=periods,
