@@ -39,6 +39,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agentmedic.api.metric_names import COST_USD_TOTAL, TOKENS_TOTAL
+from agentmedic.engine.calendar import local_midnight
 from agentmedic.metrics import MetricsBackend, promql
 from agentmedic.metrics.pricing import PriceBook
 from agentmedic.report._queries import ProgressCallback, bounded
@@ -142,10 +143,9 @@ def parse_zone(name: str) -> tzinfo:
 
 
 def _midnight(day: date, zone: tzinfo) -> datetime:
-    # A local midnight skipped by a DST change does not exist; fromtimestamp of the
-    # round-tripped instant gives the first existing local time after it.
-    naive = datetime(day.year, day.month, day.day, tzinfo=zone)
-    return datetime.fromtimestamp(naive.timestamp(), zone)
+    # A local midnight skipped by a DST change starts the day at its first existing
+    # instant: the rule the budgets' calendar periods follow too.
+    return local_midnight(day, zone)
 
 
 def parse_period(text: str, zone_name: str = "UTC") -> Period:
