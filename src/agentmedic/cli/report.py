@@ -113,7 +113,7 @@ def _add_cost_arguments(cost: argparse.ArgumentParser) -> None:
         type=float,
         default=5.0,
         metavar="PERCENT",
-        help="--source both: flag groups whose figures differ by more (default: 5)",
+        help="--cost-source both: flag groups whose figures differ by more (default: 5)",
     )
     cost.add_argument(
         "--round",

@@ -77,7 +77,8 @@ def warnings(report: CostReport) -> list[str]:
         out.append(
             "no price for model(s) "
             + ", ".join(report.unpriced_models)
-            + ": their tokens are not in the tokens cost; add them to the --prices file"
+            + ": their tokens are not in the tokens cost; add them to the price list (the "
+            "ModelPriceList, --price-list or --prices file)"
         )
     if report.born_series:
         out.append(
