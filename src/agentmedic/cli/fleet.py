@@ -188,9 +188,8 @@ def run(args: argparse.Namespace) -> int:
             EXIT_FAILED,
         )
     if by and costs is None:
-        return _fail(
-            f"--by needs the cost queries, which failed: {report.warnings[-1]}", EXIT_FAILED
-        )
+        why = next(w for w in report.warnings if w.startswith("cost check not done"))
+        return _fail(f"--by needs the cost queries, which failed ({why})", EXIT_FAILED)
     _emit(args, report, costs, grouped=bool(by))
     return EXIT_OK
 
