@@ -250,3 +250,37 @@ def test_an_agent_budget_without_a_namespace_is_refused_naming_the_fix(
     assert out == ""
     assert err.count("\n") == 1
     assert "an AgentBudget needs metadata.namespace (or -n NAMESPACE)" in err
+
+
+def test_a_namespace_selector_is_resolved_in_the_cluster_given(
+    capsys: pytest.CaptureFixture[str], prom_url: str, tmp_path: Path
+) -> None:
+    from agentmedic_sandbox.emulator import ApiEmulator
+
+    path = tmp_path / "team.yaml"
+    by_label = "  namespaceSelector: {matchLabels: {team: fulfilment}}\n"
+    budget = TEAM_BUDGET.format(zone="Europe/Berlin")
+    path.write_text(budget.replace("  namespaces: [pay, ship]\n", by_label))
+    code, out, err = backtest(capsys, prom_url, [path])
+    assert code == 2
+    assert "give --kubeconfig to find its namespaceSelector's Namespaces" in err
+    with ApiEmulator() as api:
+        for name, team in (("pay", "fulfilment"), ("ship", "fulfilment"), ("lab", "science")):
+            api.apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": name, "labels": {"team": team}},
+                }
+            )
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        code, out, err = backtest(
+            capsys, prom_url, [path], "--kubeconfig", str(kubeconfig), "-o", "json"
+        )
+    assert code == 0, err
+    document = json.loads(out)
+    (budget,) = document["budgets"]
+    assert budget["namespaces"] == ["pay", "ship"]
+    assert budget["agents"] == ["pay/checkout-bot", "ship/label-bot"]
+    assert not any("namespaceSelector" in w for w in budget["warnings"])
+    assert ("downgrade", "2026-11-10T22:00:00Z", "spend") in crossings(document, "fulfilment")

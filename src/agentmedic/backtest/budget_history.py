@@ -201,7 +201,7 @@ def _scope_warnings(doc: BudgetDoc) -> list[str]:
             "not carry: every agent of the namespaces with history counts"
         )
     selector = getattr(doc.spec, "namespace_selector", None)
-    if selector is not None:
+    if selector is not None and doc.selected is None:
         out.append(
             "spec.namespaceSelector needs the cluster's Namespaces: only spec.namespaces "
             "are replayed"

@@ -74,6 +74,9 @@ class BudgetDoc:
     spec: AgentBudgetSpec
     where: str
     """``FILE`` or ``FILE#N``, for messages."""
+    selected: tuple[str, ...] | None = None
+    """The namespaces a ClusterAgentBudget's namespaceSelector chose in the cluster; None
+    when the cluster was not read."""
 
     @property
     def label(self) -> str:
@@ -83,9 +86,10 @@ class BudgetDoc:
 
     @property
     def namespaces(self) -> tuple[str, ...]:
-        """The namespaces whose agents count (a ClusterAgentBudget's listed ones)."""
+        """The namespaces whose agents count: a ClusterAgentBudget's listed ones and those
+        its namespaceSelector chose (either matches)."""
         if isinstance(self.spec, ClusterAgentBudgetSpec):
-            return tuple(self.spec.namespaces)
+            return tuple(sorted({*self.spec.namespaces, *(self.selected or ())}))
         return (self.namespace,) if self.namespace else ()
 
     @property

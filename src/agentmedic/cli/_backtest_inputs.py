@@ -3,9 +3,10 @@
 Documents are numbered and named as ``agentmedic validate`` shows them (``FILE#N (name)``);
 files holding several policies without ``--policy-name`` are refused with the exact flags
 to pick one. AgentBudget and ClusterAgentBudget documents may sit in the policy's file or
-in others, with or without a policy. A backtest reads no cluster, so an AgentBudget needs
-its namespace (``metadata.namespace`` or ``-n``) and a ClusterAgentBudget its
-``spec.namespaces``.
+in others, with or without a policy. An AgentBudget needs its namespace
+(``metadata.namespace`` or ``-n``); a ClusterAgentBudget its ``spec.namespaces`` or, when
+the cluster is given (``--kubeconfig``/``--context``), a ``namespaceSelector`` whose
+Namespaces are listed there.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from agentmedic.api.types import AgentPolicy
     from agentmedic.backtest.budgets import BudgetDoc
 
-__all__ = ["Inputs", "load_inputs"]
+__all__ = ["Inputs", "load_inputs", "resolve_namespace_selectors"]
 
 BUDGET_KINDS = ("AgentBudget", "ClusterAgentBudget")
 
@@ -38,7 +39,7 @@ def _metadata(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def _budget(
-    document: dict[str, Any], where: str, namespace: str | None
+    document: dict[str, Any], where: str, namespace: str | None, cluster: bool
 ) -> tuple[BudgetDoc | None, list[str]]:
     from pydantic import ValidationError
 
@@ -60,10 +61,10 @@ def _budget(
         if not own:
             return None, [f"{label}: an AgentBudget needs metadata.namespace (or -n NAMESPACE)"]
         return BudgetDoc("AgentBudget", name, str(own), parsed.spec, where), []
-    if not parsed.spec.namespaces:
+    if not parsed.spec.namespaces and not (cluster and parsed.spec.namespace_selector):
         return None, [
-            f"{label}: spec.namespaces is empty; a backtest reads no cluster, so list the "
-            "namespaces whose agents count in spec.namespaces"
+            f"{label}: spec.namespaces is empty; list the namespaces whose agents count in "
+            "spec.namespaces, or give --kubeconfig to find its namespaceSelector's Namespaces"
         ]
     return BudgetDoc("ClusterAgentBudget", name, None, parsed.spec, where), []
 
@@ -86,7 +87,9 @@ def _several(policies: list[tuple[str, dict[str, Any]]]) -> str:
     )
 
 
-def load_inputs(paths: list[Path], policy_name: str | None, namespace: str | None) -> Inputs:
+def load_inputs(
+    paths: list[Path], policy_name: str | None, namespace: str | None, *, cluster: bool = False
+) -> Inputs:
     """The policy (at most one) and the budgets of ``paths``, or the problems found."""
     from agentmedic.api.validation import validate_policy
     from agentmedic.api.yamlfile import YAMLInputError, load_documents
@@ -108,7 +111,7 @@ def load_inputs(paths: list[Path], policy_name: str | None, namespace: str | Non
             if d.get("kind") == "AgentPolicy":
                 policies.append((where, d))
             elif d.get("kind") in BUDGET_KINDS:
-                budget, problems = _budget(d, where, namespace)
+                budget, problems = _budget(d, where, namespace, cluster)
                 out.problems += problems
                 if budget is not None:
                     out.budgets.append(budget)
@@ -136,4 +139,23 @@ def load_inputs(paths: list[Path], policy_name: str | None, namespace: str | Non
     label = f"{where} ({_metadata(document).get('name')})"
     out.problems += [f"{label}: {p}" for p in found]
     out.policy = policy if not found else None
+    return out
+
+
+def resolve_namespace_selectors(budgets: list[BudgetDoc], args: Any) -> list[BudgetDoc]:
+    """Each ClusterAgentBudget with a namespaceSelector, with the Namespaces it selects in
+    the cluster of ``--kubeconfig``/``--context`` (:class:`CliError` when unreachable)."""
+    from dataclasses import replace
+
+    from agentmedic.actions.workloads import label_selector_string
+    from agentmedic.api.budget import ClusterAgentBudgetSpec
+    from agentmedic.cli._finance import list_namespaces
+
+    out = []
+    for doc in budgets:
+        spec = doc.spec
+        if isinstance(spec, ClusterAgentBudgetSpec) and spec.namespace_selector is not None:
+            names = list_namespaces(args, label_selector_string(spec.namespace_selector))
+            doc = replace(doc, selected=tuple(names))
+        out.append(doc)
     return out

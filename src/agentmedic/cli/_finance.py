@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "add_price_arguments",
     "cluster_given",
+    "list_namespaces",
     "namespace_teams",
     "parse_by",
     "price_book",
@@ -182,6 +183,23 @@ def namespace_teams(args: argparse.Namespace, team_label: str) -> dict[str, str]
 
     teams: dict[str, str] = _with_cluster(args, read)
     return teams
+
+
+def list_namespaces(args: argparse.Namespace, selector: str) -> list[str]:
+    """The names of the cluster's Namespaces that ``selector`` (labelSelector syntax)
+    picks."""
+
+    def read(kube: Kube) -> list[str]:
+        query = {"labelSelector": selector} if selector else None
+        body = kube.request("list Namespaces", "GET", "/api/v1/namespaces", query=query)
+        return sorted(
+            str(item["metadata"]["name"])
+            for item in body.get("items") or []
+            if (item.get("metadata") or {}).get("name")
+        )
+
+    names: list[str] = _with_cluster(args, read)
+    return names
 
 
 def _read_price_list(kube: Kube, name: str) -> PriceBook | None:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from agentmedic.api.types import AgentPolicy
     from agentmedic.backtest.budgets import BudgetDoc
     from agentmedic.backtest.history import OnQuery
+    from agentmedic.cli._backtest_inputs import Inputs
     from agentmedic.metrics import BackendConfig
 
 EXIT_OK = 0
@@ -108,6 +109,12 @@ def register(sub: Any) -> None:
     p.add_argument("--plot", type=Path, metavar="FILE", help="also draw FILE.png or FILE.html")
     p.add_argument("--policy-name", help="the AgentPolicy to use when the file holds several")
     p.add_argument(
+        "--kubeconfig",
+        help="list the Namespaces a ClusterAgentBudget's namespaceSelector picks with this "
+        "kubeconfig (nothing else is read from the cluster)",
+    )
+    p.add_argument("--context", help="kubeconfig context (implies reading the cluster)")
+    p.add_argument(
         "--price-list",
         type=Path,
         metavar="FILE",
@@ -178,22 +185,19 @@ def run(args: argparse.Namespace) -> int:
             EXIT_USAGE,
         )
 
-    from agentmedic.cli._backtest_inputs import load_inputs
-
-    inputs = load_inputs([Path(f) for f in args.files], args.policy_name, args.namespace)
-    if inputs.problems:
-        problems = inputs.problems
-        more = f"{len(problems) - 1} more problem(s); " if len(problems) > 1 else ""
-        files = " ".join(args.files)
-        return _fail(
-            f"{problems[0]} ({more}`agentmedic validate {files}` checks the file)", EXIT_USAGE
-        )
+    inputs = _inputs(args)
+    if isinstance(inputs, int):
+        return inputs
+    from agentmedic.cli._backtest_inputs import resolve_namespace_selectors
+    from agentmedic.cli._finance import cluster_given
     from agentmedic.metrics import load_catalog
 
     try:
         config = backend_config(args)
         catalog = load_catalog(args.catalog_overrides_file)
         prices = _prices(args) if inputs.budgets else None
+        if cluster_given(args):
+            inputs.budgets = resolve_namespace_selectors(inputs.budgets, args)
     except CliError as exc:
         return _fail(exc.message, exc.code)
     except ValueError as exc:
@@ -215,6 +219,22 @@ def run(args: argparse.Namespace) -> int:
         max_concurrency=args.concurrency,
     )
     return _execute(inputs.policy, inputs.budgets, config, options, prices, args)
+
+
+def _inputs(args: argparse.Namespace) -> Inputs | int:
+    """The files' policy and budgets, or the exit code of the one-line refusal."""
+    from agentmedic.cli._backtest_inputs import load_inputs
+    from agentmedic.cli._finance import cluster_given
+
+    inputs = load_inputs(
+        [Path(f) for f in args.files], args.policy_name, args.namespace, cluster=cluster_given(args)
+    )
+    if not inputs.problems:
+        return inputs
+    problems = inputs.problems
+    more = f"{len(problems) - 1} more problem(s); " if len(problems) > 1 else ""
+    files = " ".join(args.files)
+    return _fail(f"{problems[0]} ({more}`agentmedic validate {files}` checks the file)", EXIT_USAGE)
 
 
 def _prices(args: argparse.Namespace) -> tuple[Any, str]:
