@@ -289,7 +289,41 @@ async def test_sdk_exports_no_cost_series_for_an_unpriced_model(backend: Prometh
     result = await backend.query('agent_cost_usd_total{agent="lab-bot"}', AT)
     assert result.samples == ()
     tokens = await backend.query('agent_tokens_total{agent="lab-bot"}', AT)
-    assert len(tokens.samples) == 2  # tokens are known even when their price is not
+    # tokens are known even when their price is not
+    assert {s.labels["type"] for s in tokens.samples} == {"input", "output", "cached_input"}
+
+
+async def test_tokens_times_the_same_prices_equal_the_sdks_own_cost_cached_input_included(
+    backend: PrometheusBackend,
+) -> None:
+    """The cached part of input is exported as type="cached_input", so a price list equal
+    to the SDK's prices reproduces the SDK's cost: the fleet's cost-source check starts
+    from no disagreement at all."""
+    from agentmedic.metrics.pricing import PriceBook
+
+    book = PriceBook(PRICE_TABLE.prices)
+    tokens = await backend.query("agent_tokens_total", AT)
+    cost = await backend.query("agent_cost_usd_total", AT)
+    by_agent: dict[str, dict[tuple[str, str], float]] = {}
+    for sample in tokens.samples:
+        slot = (sample.labels["model"], sample.labels["type"])
+        by_agent.setdefault(sample.labels["agent"], {})[slot] = sample.value
+    reported: dict[str, float] = {}
+    for sample in cost.samples:
+        agent = sample.labels["agent"]
+        reported[agent] = reported.get(agent, 0.0) + sample.value
+    checked = 0
+    for agent, items in done().items():
+        cached = [v for (_, kind), v in by_agent[agent].items() if kind == "cached_input"]
+        assert sum(cached) == sum(item.cached for item in items)
+        usd, unpriced = book.spend(by_agent[agent])
+        if unpriced:
+            assert agent not in reported  # no price: no cost series, never a cost of 0
+            continue
+        assert usd == pytest.approx(reported[agent], rel=1e-9)
+        assert usd == pytest.approx(sum(item.cost or 0.0 for item in items), rel=1e-9)
+        checked += 1
+    assert checked >= 3
 
 
 async def test_agent_info_names_each_agents_current_model(backend: PrometheusBackend) -> None:

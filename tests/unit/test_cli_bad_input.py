@@ -148,7 +148,7 @@ def _cases() -> Iterator[Case]:
         ("/nonexistent.yaml", "/nonexistent.yaml: no such file"),
         ("{d}", "is a directory; name a YAML file"),
         ("{d}/binary.yaml", "is a binary file"),
-        ("{d}/empty.yaml", "no AgentPolicy in the file"),
+        ("{d}/empty.yaml", "no AgentPolicy in the file (nor an AgentBudget"),
         ("{d}/laughs.yaml", "YAML aliases expand to"),
         ("{d}/deep.yaml", "nested deeper than 64 levels"),
         ("{d}/huge.yaml", "is larger than 1024 KiB"),
@@ -209,7 +209,7 @@ def _cases() -> Iterator[Case]:
     period = ("report", "cost", *prom, "--period", "2026-11")
     for extra, says in [
         (("--by", "cost"), "--by 'cost': use team, namespace, agent or model"),
-        (("--tz", "Mars/Olympus"), "--tz 'Mars/Olympus' is not a known time zone"),
+        (("--tz", "Mars/Olympus"), "--time-zone 'Mars/Olympus' is not a known time zone"),
         (("--lookback", "0s"), "--lookback must be positive"),
         (("--prices", "/nonexistent.yaml"), "--prices /nonexistent.yaml: no such file"),
         (("--prices", "{d}/laughs.yaml"), "YAML aliases expand to"),
@@ -218,7 +218,12 @@ def _cases() -> Iterator[Case]:
         (("--bearer-token-file", "{d}/blank.txt"), "--bearer-token-file {d}/blank.txt: empty"),
     ]:
         yield Case((*period, *extra), 2, says)
-    yield Case(("report", "cost", *prom, "--period", "2026-13"), 2, "--period '2026-13'")
+    yield Case(
+        ("report", "cost", *prom, "--period", "2026-13"),
+        2,
+        "--period '2026-13' is not a period; write 2026-11 (a month), 2026-W45 (an ISO week) "
+        "or 2026-11-03 (a day)",
+    )
     yield Case(("report", "cost", *prom), 2, "give --period 2026-11")
     yield Case(("report", "cost", "--period", "2026-11"), 2, "--prometheus URL is required")
     yield Case(("report",), 2, "name a report")

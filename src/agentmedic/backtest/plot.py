@@ -26,8 +26,12 @@ from typing import Any
 
 from agentmedic.api.durations import format_duration
 from agentmedic.api.units import format_value
+from agentmedic.backtest.budget_history import BudgetRun
+from agentmedic.backtest.budget_report import budget_panels, crossing_text
+from agentmedic.backtest.columns import Grid
 from agentmedic.backtest.plotdata import (
     FADE_NOTE,
+    LABEL_CHARS_PER_AXIS,
     LABEL_ROW_HEIGHT,
     LABEL_TOP,
     LANE_HEIGHT,
@@ -53,6 +57,9 @@ _SHAPES = {
     "restore": ("^", "restore"),
     "notify": ("D", "notified"),
     "fleetPage": ("*", "fleet page"),
+    "budgetNotify": ("p", "budget stage: notify"),
+    "budgetDowngrade": ("h", "budget stage: downgrade"),
+    "budgetStop": ("X", "budget stage: stop"),
 }
 _STATES = {
     "pending": ("#f2c744", 0.9, "pending"),
@@ -237,7 +244,7 @@ def _legend(used: set[str]) -> tuple[list[Any], list[str]]:
     return handles, labels
 
 
-def _figure(result: BacktestResult) -> tuple[Any, int]:
+def _figure(result: BacktestResult | None, budgets: BudgetRun | None) -> tuple[Any, int]:
     try:
         import matplotlib
 
@@ -249,9 +256,11 @@ def _figure(result: BacktestResult) -> tuple[Any, int]:
         raise PlotError(
             "--plot needs matplotlib; install it with `pip install 'agentmedic[plot]'`"
         ) from None
-    h = result.history
-    times = h.grid.times()
-    items = panels(result)
+    grid = _grid(result, budgets)
+    times = grid.times()
+    items = panels(result) if result is not None else []
+    if budgets is not None:
+        items += budget_panels(budgets, LABEL_CHARS_PER_AXIS)
     n = max(1, len(items))
     fig, axes = plt.subplots(n, 1, figsize=figure_size(n), sharex=True, squeeze=False)
     colour = _colours(items)
@@ -288,14 +297,17 @@ def _figure(result: BacktestResult) -> tuple[Any, int]:
     axis.xaxis.set_major_locator(locator)
     axis.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
     axis.set_xlabel("time (UTC)", fontsize=8)
-    axis.set_xlim(h.grid.start, h.grid.last)
+    axis.set_xlim(grid.start, grid.last)
     handles, labels = _legend(used)
     columns = len(handles) if len(handles) <= 6 else math.ceil(len(handles) / 2)
     fig.legend(handles, labels, loc="lower center", ncol=columns, fontsize=7,
                frameon=False)  # fmt: skip
+    what = f"{result.namespace}/{result.name}" if result is not None else "budgets"
+    if result is not None and budgets is not None:
+        what += " and budgets"
     fig.suptitle(
-        f"agentmedic backtest of {result.namespace}/{result.name}: "
-        f"{h.grid.start:%Y-%m-%d %H:%M} → {h.grid.last:%Y-%m-%d %H:%M} UTC",
+        f"agentmedic backtest of {what}: "
+        f"{grid.start:%Y-%m-%d %H:%M} → {grid.last:%Y-%m-%d %H:%M} UTC",
         fontsize=10,
     )
     rows = math.ceil(len(handles) / columns)
@@ -304,12 +316,24 @@ def _figure(result: BacktestResult) -> tuple[Any, int]:
     return fig, points
 
 
-def write_plot(result: BacktestResult, path: Path) -> None:
-    """Write ``path`` as PNG (``.png``) or self-contained HTML (``.html``/``.htm``)."""
+def _grid(result: BacktestResult | None, budgets: BudgetRun | None) -> Grid:
+    if result is not None:
+        return result.history.grid
+    assert budgets is not None
+    return budgets.grid
+
+
+def write_plot(
+    result: BacktestResult | None, path: Path, *, budgets: BudgetRun | None = None
+) -> None:
+    """Write ``path`` as PNG (``.png``) or self-contained HTML (``.html``/``.htm``): the
+    policy's panels (``result``), then one per budget (``budgets``)."""
     suffix = path.suffix.lower()
     if suffix not in (".png", ".html", ".htm"):
         raise PlotError(f"--plot {path}: use a file name ending in .png or .html")
-    fig, points = _figure(result)
+    if result is None and budgets is None:
+        raise PlotError("nothing to plot: give a policy or budgets")
+    fig, points = _figure(result, budgets)
     import matplotlib.pyplot as plt
 
     try:
@@ -329,7 +353,8 @@ def write_plot(result: BacktestResult, path: Path) -> None:
             data = base64.b64encode(buf.getvalue()).decode("ascii")
             figure = f'<img alt="backtest figure" src="data:image/png;base64,{data}">'
         try:
-            path.write_text(_html(result, figure), encoding="utf-8")
+            page = _html(result, figure) if result is not None else _budgets_html(budgets, figure)
+            path.write_text(page, encoding="utf-8")
         except OSError as exc:
             raise PlotError(f"--plot {path}: cannot write ({exc.strerror or exc})") from None
     finally:
@@ -394,6 +419,42 @@ as applied.</p>
 <table><tr><th>time (UTC)</th><th>agent</th><th>rule</th><th>action</th><th>outcome</th>
 <th>evidence</th></tr>
 {_rows(decisions)}
+</table>
+</body></html>
+"""
+
+
+def _budgets_html(budgets: BudgetRun | None, figure: str) -> str:
+    assert budgets is not None
+    title = "agentmedic backtest: budgets"
+    crossings = [
+        (
+            f"{c.at:%Y-%m-%d %H:%M}" + (" (before the range)" if c.before_range else ""),
+            r.doc.label,
+            crossing_text(c),
+            "total" if c.agent is None else str(c.agent),
+            f"{c.spend_usd:.2f}",
+            "-" if c.forecast_usd is None else f"{c.forecast_usd:.2f}",
+        )
+        for r in budgets.replays
+        for c in r.crossings
+    ]
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }}
+table {{ border-collapse: collapse; font-size: 0.85em; margin-bottom: 1.5em; }}
+td, th {{ border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: left; vertical-align: top; }}
+th {{ background: #f3f3f3; }}
+svg, img {{ max-width: 100%; height: auto; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>When each budget stage would have acted, given this history.</p>
+{figure}
+<h2>Stages reached</h2>
+<table><tr><th>time (UTC)</th><th>budget</th><th>stage</th><th>agent</th>
+<th>spend (USD)</th><th>forecast (USD)</th></tr>
+{_rows(crossings)}
 </table>
 </body></html>
 """

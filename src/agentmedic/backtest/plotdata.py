@@ -56,11 +56,13 @@ __all__ = [
     "MAX_LABEL_ROWS",
     "MAX_LINES",
     "Clip",
+    "Draft",
     "Label",
     "Marker",
     "Panel",
     "Span",
     "panels",
+    "place_labels",
 ]
 
 MAX_LINES = 8
@@ -288,7 +290,7 @@ def rule_phases(
     return out
 
 
-_Draft = tuple[int, AgentId | None, str, MarkerOutcome, str | None, str]
+Draft = tuple[int, AgentId | None, str, MarkerOutcome, str | None, str]
 """``(grid index, agent, kind, outcome, reason, what)``: a marker before it has a y."""
 
 
@@ -300,14 +302,13 @@ def _names(agents: list[AgentId | None], what: str) -> str:
     return f"{shown}: {what}"
 
 
-def _place_labels(
-    drafts: list[_Draft], history: History, chars_per_axis: float
+def place_labels(
+    drafts: Sequence[Draft], size: int, chars_per_axis: float
 ) -> tuple[list[tuple[str, int, AgentId | None, int, float, float]], int, int]:
-    """Labels for the drafts (one per moment and message), each in the first row where it
-    overlaps no other: ``(text, index, first agent, row, x, width)``, the rows used and the
-    markers left unlabelled."""
-    grid = history.grid
-    last = max(1, grid.size - 1)
+    """Labels for the drafts (one per moment and message) on a grid of ``size`` moments,
+    each in the first row where it overlaps no other: ``(text, index, first agent, row, x,
+    width)``, the rows used and the markers left unlabelled."""
+    last = max(1, size - 1)
     groups: dict[tuple[int, str, str, str | None, str], list[AgentId | None]] = {}
     for i, agent, kind, outcome, reason, what in drafts:
         groups.setdefault((i, kind, outcome, reason, what), []).append(agent)
@@ -526,7 +527,7 @@ def _fill(
         drafts += _held_back_drafts(panel, grid, rule, episodes, systemic, firing_starts)
         drafts += _notification_drafts(panel, grid, rule, result)
 
-    placed, rows, unplaced = _place_labels(drafts, h, label_chars)
+    placed, rows, unplaced = place_labels(drafts, h.grid.size, label_chars)
     panel.label_rows, panel.unlabelled = rows, unplaced
     # The fade note gets a row of its own under the labels, above the data.
     reserved = rows + (1 if panel.faded_from else 0)
@@ -579,8 +580,8 @@ def _fill_spans(
     return firing_starts
 
 
-def _decision_drafts(panel: Panel, grid: Grid) -> list[_Draft]:
-    drafts: list[_Draft] = []
+def _decision_drafts(panel: Panel, grid: Grid) -> list[Draft]:
+    drafts: list[Draft] = []
     for d in panel.decisions:
         what, outcome, reason = _describe(d)
         drafts.append((grid.index(d.at), d.agent, d.kind.value, outcome, reason, what))
@@ -594,13 +595,13 @@ def _held_back_drafts(
     episodes: list[SystemicEpisodeReport],
     systemic: list[tuple[int, int]],
     firing_starts: dict[AgentId, list[int]],
-) -> list[_Draft]:
+) -> list[Draft]:
     """A marker where a systemic episode held back an agent's action (its first firing in
     the episode with no decision there)."""
     acts = [a.kind for a in rule.actions if a.kind != "notify"]
     held_kind = acts[0] if acts else "notify"
     decided = {(d.agent, grid.index(d.at)) for d in panel.decisions}
-    drafts: list[_Draft] = []
+    drafts: list[Draft] = []
     for ep, (lo, hi) in zip(episodes, systemic, strict=True):
         for agent in ep.agents:
             if agent not in panel.lines:
@@ -616,10 +617,10 @@ def _held_back_drafts(
 
 def _notification_drafts(
     panel: Panel, grid: Grid, rule: Rule, result: BacktestResult
-) -> list[_Draft]:
+) -> list[Draft]:
     """Fleet pages, and per-agent notifications of a rule whose only actions notify."""
     notify_only = not any(a.notify is None for a in rule.actions)
-    drafts: list[_Draft] = []
+    drafts: list[Draft] = []
     for n in result.notifications:
         if n.rule != rule.name or n.state != "firing" or n.at is None:
             continue

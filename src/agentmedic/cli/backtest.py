@@ -1,4 +1,5 @@
-"""``agentmedic backtest POLICY.yaml``: what a policy would have done over past metrics."""
+"""``agentmedic backtest FILE...``: what a policy and finance's budgets would have done over
+past metrics."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ from agentmedic.cli._progress import QueryProgress
 
 if TYPE_CHECKING:
     from agentmedic.api.types import AgentPolicy
+    from agentmedic.backtest.budgets import BudgetDoc
     from agentmedic.backtest.history import OnQuery
+    from agentmedic.cli._backtest_inputs import Inputs
     from agentmedic.metrics import BackendConfig
 
 EXIT_OK = 0
@@ -50,6 +53,14 @@ that came to the exact query). The policy's own decisions count as applied for
 cooldowns, rate limits and maxDisabledPercent, but the history is what it was:
 the backtest shows what the policy would have decided, not what the fleet would
 have done under it.
+
+Budgets (AgentBudget and ClusterAgentBudget documents, in the policy's file or
+others, with or without a policy) are replayed over the same range: spend so far
+per calendar period in the budget's time zone (or rolling), read from the raw
+counters since the first period's start, the forecast, and when each stage would
+have been reached (on spend or on forecast). costSource priceList budgets price
+the token counters with --price-list (a ModelPriceList file) or the SDK's table.
+See docs/backtest.md.
 """
 
 EPILOG = """\
@@ -62,6 +73,8 @@ examples:
   agentmedic backtest policy.yaml --prometheus https://mimir/prometheus --tenant team-a \\
       --bearer-token-file /var/run/secrets/token --from 2024-03-01 --to 2024-03-08 \\
       -o json --plot backtest.html
+  agentmedic backtest team-budget.yaml --prometheus http://prometheus:9090 \\
+      --from 2026-11-01 --to 2026-12-01 --step 10m --plot budget.png
 """
 
 
@@ -73,11 +86,20 @@ def register(sub: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("policy", nargs="?", metavar="POLICY.yaml", help="the AgentPolicy manifest")
+    p.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="manifests: one AgentPolicy and/or AgentBudget and ClusterAgentBudget documents",
+    )
     p.add_argument("--from", dest="start", metavar="T", help="start of the range (required)")
     p.add_argument("--to", dest="end", metavar="T", default="now", help="end (default: now)")
     p.add_argument("--step", default="1m", help="time between evaluations (default: 1m)")
-    p.add_argument("-n", "--namespace", help="the agents' namespace (default: the policy's)")
+    p.add_argument(
+        "-n",
+        "--namespace",
+        help="the agents' namespace (default: the policy's; an AgentBudget's without one)",
+    )
     p.add_argument(
         "--agents",
         type=lambda v: [s.strip() for s in v.split(",") if s.strip()],
@@ -86,6 +108,19 @@ def register(sub: Any) -> None:
     add_output_argument(p, legacy_format=True, help_suffix="; wide is table")
     p.add_argument("--plot", type=Path, metavar="FILE", help="also draw FILE.png or FILE.html")
     p.add_argument("--policy-name", help="the AgentPolicy to use when the file holds several")
+    p.add_argument(
+        "--kubeconfig",
+        help="list the Namespaces a ClusterAgentBudget's namespaceSelector picks with this "
+        "kubeconfig (nothing else is read from the cluster)",
+    )
+    p.add_argument("--context", help="kubeconfig context (implies reading the cluster)")
+    p.add_argument(
+        "--price-list",
+        type=Path,
+        metavar="FILE",
+        help="a ModelPriceList file pricing the tokens of costSource priceList budgets "
+        "(default: the SDK's table)",
+    )
     p.add_argument(
         "--respect-dry-run",
         action="store_true",
@@ -107,58 +142,17 @@ def _fail(message: str, code: int) -> int:
     return fail("backtest", message, code)
 
 
-def _load_policy(path: Path, name: str | None) -> tuple[AgentPolicy | None, list[str]]:
-    """The one AgentPolicy of ``path`` (or the one named ``name``), and its problems.
-
-    Documents are numbered and named as ``agentmedic validate`` shows them; a file holding
-    several policies without ``--policy-name`` is refused with the exact flags to pick one.
-    """
-    from agentmedic.api.validation import validate_policy
-    from agentmedic.api.yamlfile import YAMLInputError, load_documents
-    from agentmedic.cli.validate import is_builtin_kubernetes
-
-    try:
-        documents = load_documents(path)
-    except YAMLInputError as exc:
-        return None, [str(exc)]
-    numbered = [
-        (n, d)
-        for n, d in enumerate(documents, start=1)
-        if isinstance(d, dict) and d.get("kind") == "AgentPolicy" and not is_builtin_kubernetes(d)
-    ]
-    multi = len(documents) > 1
-    if name is not None:
-        numbered = [(n, d) for n, d in numbered if _metadata(d).get("name") == name]
-    if not numbered:
-        which = f" named {name!r}" if name else ""
-        return None, [f"{path}: no AgentPolicy{which} in the file"]
-    if len(numbered) > 1:
-        listed = ", ".join(f"#{n} ({_metadata(d).get('name')})" for n, d in numbered)
-        picks = " or ".join(f"--policy-name {_metadata(d).get('name')}" for _, d in numbered[:3])
-        raise CliError(
-            f"{path} holds {len(numbered)} AgentPolicies: {listed}; a backtest replays one, "
-            f"pick it with {picks}"
-        )
-    number, document = numbered[0]
-    policy, problems = validate_policy(document)
-    where = f"{path}#{number}" if multi else str(path)
-    label = f"{where} ({_metadata(document).get('name')})"
-    return (policy if not problems else None), [f"{label}: {p}" for p in problems]
-
-
-def _metadata(document: dict[str, Any]) -> dict[str, Any]:
-    metadata = document.get("metadata")
-    return metadata if isinstance(metadata, dict) else {}
-
-
 def run(args: argparse.Namespace) -> int:
     if args.print_schema:
         from agentmedic.backtest.report import json_schema
 
         print(json.dumps(json_schema(), indent=2))
         return EXIT_OK
-    if not args.policy:
-        return _fail("name the policy file: agentmedic backtest POLICY.yaml ...", EXIT_USAGE)
+    if not args.files:
+        return _fail(
+            "name the policy or budget file(s): agentmedic backtest POLICY.yaml [BUDGET.yaml ...]",
+            EXIT_USAGE,
+        )
     if not args.prometheus:
         return _fail("--prometheus URL is required (or set AGENTMEDIC_PROMETHEUS_URL)", EXIT_USAGE)
     if not args.start:
@@ -191,18 +185,21 @@ def run(args: argparse.Namespace) -> int:
             EXIT_USAGE,
         )
 
-    policy, problems = _load_policy(Path(args.policy), args.policy_name)
-    if policy is None:
-        more = f"{len(problems) - 1} more problem(s); " if len(problems) > 1 else ""
-        return _fail(
-            f"{problems[0]} ({more}`agentmedic validate {args.policy}` checks the file)",
-            EXIT_USAGE,
-        )
+    inputs = _inputs(args)
+    if isinstance(inputs, int):
+        return inputs
+    from agentmedic.cli._backtest_inputs import resolve_namespace_selectors
+    from agentmedic.cli._finance import cluster_given
     from agentmedic.metrics import load_catalog
 
     try:
         config = backend_config(args)
         catalog = load_catalog(args.catalog_overrides_file)
+        prices = _prices(args) if inputs.budgets else None
+        if cluster_given(args):
+            inputs.budgets = resolve_namespace_selectors(inputs.budgets, args)
+    except CliError as exc:
+        return _fail(exc.message, exc.code)
     except ValueError as exc:
         return _fail(str(exc), EXIT_USAGE)
     except OSError as exc:
@@ -221,51 +218,132 @@ def run(args: argparse.Namespace) -> int:
         catalog=catalog,
         max_concurrency=args.concurrency,
     )
-    return _execute(policy, config, options, args)
+    return _execute(inputs.policy, inputs.budgets, config, options, prices, args)
+
+
+def _inputs(args: argparse.Namespace) -> Inputs | int:
+    """The files' policy and budgets, or the exit code of the one-line refusal."""
+    from agentmedic.cli._backtest_inputs import load_inputs
+    from agentmedic.cli._finance import cluster_given
+
+    inputs = load_inputs(
+        [Path(f) for f in args.files], args.policy_name, args.namespace, cluster=cluster_given(args)
+    )
+    if not inputs.problems:
+        return inputs
+    problems = inputs.problems
+    more = f"{len(problems) - 1} more problem(s); " if len(problems) > 1 else ""
+    files = " ".join(args.files)
+    return _fail(f"{problems[0]} ({more}`agentmedic validate {files}` checks the file)", EXIT_USAGE)
+
+
+def _prices(args: argparse.Namespace) -> tuple[Any, str]:
+    from agentmedic.cli._finance import price_list_from_file
+    from agentmedic.metrics.pricing import PRICES_AS_OF, PriceBook
+
+    if args.price_list is None:
+        return PriceBook.default(), f"the SDK's table (as of {PRICES_AS_OF})"
+    return price_list_from_file(args.price_list), f"{args.price_list} (ModelPriceList)"
 
 
 def _execute(
-    policy: AgentPolicy, config: BackendConfig, options: Any, args: argparse.Namespace
+    policy: AgentPolicy | None,
+    budgets: list[BudgetDoc],
+    config: BackendConfig,
+    options: Any,
+    prices: tuple[Any, str] | None,
+    args: argparse.Namespace,
 ) -> int:
+    from agentmedic.backtest.budget_history import replay_budgets
     from agentmedic.backtest.history import BacktestDataError
     from agentmedic.backtest.runner import run_backtest
     from agentmedic.metrics import PrometheusBackend
 
-    async def go(progress: OnQuery) -> Any:
+    book, source = prices if prices is not None else (None, "")
+
+    async def go(progress: OnQuery) -> tuple[Any, Any]:
         async with PrometheusBackend(config) as backend:
-            return await run_backtest(
-                policy, backend, options, backend_url=config.url, on_query=progress
-            )
+            result = run = None
+            if policy is not None:
+                result = await run_backtest(
+                    policy, backend, options, backend_url=config.url, on_query=progress
+                )
+            if budgets:
+                run = await replay_budgets(
+                    backend, budgets, start=options.start, end=options.end, step=options.step,
+                    namespace_label=options.namespace_label or "namespace",
+                    agents=options.agents, prices=book, prices_source=source, on_query=progress,
+                )  # fmt: skip
+            return result, run
 
     with QueryProgress("fetching history", plain_lines=True) as progress:
         try:
-            result = asyncio.run(go(progress.query))
+            result, run = asyncio.run(go(progress.query))
         except BacktestDataError as exc:
             return _fail(str(exc), EXIT_FAILED)
-        progress.phase(
-            f"replayed {result.history.grid.size} evaluations of {len(result.history.agents)} "
-            "agents"
+        if result is not None:
+            progress.phase(
+                f"replayed {result.history.grid.size} evaluations of "
+                f"{len(result.history.agents)} agents"
+            )
+        if run is not None:
+            progress.phase(f"replayed {len(run.replays)} budget(s)")
+    if result is None and not any(r.agents for r in run.replays):
+        return _fail(
+            "no agent in the budgets' namespaces has cost history between "
+            f"{options.start.isoformat()} and {options.end.isoformat()}",
+            EXIT_FAILED,
         )
-    return _render(result, args)
+    return _render(result, run, args)
 
 
-def _render(result: Any, args: argparse.Namespace) -> int:
+def _render(result: Any, run: Any, args: argparse.Namespace) -> int:
     from agentmedic.backtest.plot import PlotError, write_plot
-    from agentmedic.backtest.report import to_json
 
     started = time.perf_counter()
     code = EXIT_OK
     if args.plot is not None:
         try:
-            write_plot(result, args.plot)
+            write_plot(result, args.plot, budgets=run)
             print(f"plot written to {args.plot}", file=sys.stderr)
         except PlotError as exc:
             code = _fail(str(exc), EXIT_FAILED)
-    result.timings.render = time.perf_counter() - started
+    if result is not None:
+        result.timings.render = time.perf_counter() - started
     if args.output in ("json", "yaml"):
-        emit(to_json(result), args.output)
-    else:
+        emit(_document(result, run), args.output)
+        return code
+    out = console()
+    if result is not None:
         from agentmedic.backtest.table import render_table
 
-        render_table(result, console())
+        render_table(result, out)
+    if run is not None:
+        from agentmedic.backtest.budget_report import render_budgets
+
+        render_budgets(run, out)
     return code
+
+
+def _document(result: Any, run: Any) -> dict[str, Any]:
+    """The policy's backtest document with ``budgets``, or the budgets' alone."""
+    from agentmedic.api.durations import format_duration
+    from agentmedic.backtest.budget_report import budgets_json
+    from agentmedic.backtest.report import SCHEMA_VERSION, to_json
+
+    if result is not None:
+        document = to_json(result)
+    else:
+        grid = run.grid
+        document = {
+            "schemaVersion": SCHEMA_VERSION,
+            "range": {
+                "from": grid.start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "to": grid.last.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "step": format_duration(grid.step),
+                "steps": grid.size,
+            },
+        }
+    if run is not None:
+        document["budgets"] = budgets_json(run)
+    return document

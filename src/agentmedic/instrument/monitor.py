@@ -113,7 +113,7 @@ def check_score(name: str, value: float) -> float:
 class _ModelSeries:
     """The cells of one (agent, model), resolved once per model rather than per execution."""
 
-    __slots__ = ("cost", "duration", "error", "success", "tokens_in", "tokens_out")
+    __slots__ = ("cost", "duration", "error", "success", "tokens_cached", "tokens_in", "tokens_out")
 
     def __init__(self, store: SeriesStore, agent: str, model: str) -> None:
         self.success = store.counter(names.EXECUTIONS_TOTAL, (agent, model, "success"))
@@ -124,6 +124,9 @@ class _ModelSeries:
         # Created on the first priced execution: a model without a price must show no cost
         # series at all (unknown), not a cost of 0.
         self.cost: Any = None
+        # Created on the first cached token: agents without prompt caching keep one
+        # series fewer per model.
+        self.tokens_cached: Any = None
 
 
 class _ToolSeries:
@@ -338,7 +341,7 @@ class AgentMonitor:
             if model is None:
                 model = next((c.request_model for c in calls if c.request_model), UNKNOWN_MODEL)
         input_tokens, output_tokens, cached, spent, cost_known = self._usage(calls, model)
-        self._count(model, status, latency_s, input_tokens, output_tokens, spent)
+        self._count(model, status, latency_s, input_tokens, output_tokens, cached, spent)
         if scores:
             self._count_scores(model, scores)
         if self._model is None and model != self._info_model and model != UNKNOWN_MODEL:
@@ -397,12 +400,17 @@ class AgentMonitor:
         latency_s: float,
         input_tokens: int,
         output_tokens: int,
+        cached: int,
         spent: float,
     ) -> None:
         """The execution's per-model series: outcome, duration, tokens and spend."""
         series = self._model_series(model)
         if spent > 0 and series.cost is None:
             series.cost = self._store.counter(names.COST_USD_TOTAL, (self.agent, model))
+        if cached and series.tokens_cached is None:
+            series.tokens_cached = self._store.counter(
+                names.TOKENS_TOTAL, (self.agent, model, "cached_input")
+            )
         with self._store.lock:
             (series.success if status == "success" else series.error).add(1)
             series.duration.observe(latency_s)
@@ -410,6 +418,8 @@ class AgentMonitor:
                 series.tokens_in.add(input_tokens)
             if output_tokens:
                 series.tokens_out.add(output_tokens)
+            if cached:
+                series.tokens_cached.add(cached)
             if spent > 0:
                 # Known spend is counted even when part of the execution is unpriced:
                 # budgets must not lose real spend, and the warning says what is missing.

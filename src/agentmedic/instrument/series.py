@@ -12,7 +12,8 @@ series                                     type       labels
 =========================================  =========  ==============================================
 agent_executions_total                     counter    agent, model, status (success | error)
 agent_execution_duration_seconds           histogram  agent, model
-agent_tokens_total                         counter    agent, model, type (input | output)
+agent_tokens_total                         counter    agent, model, type (input | output |
+                                                      cached_input)
 agent_cost_usd_total                       counter    agent, model
 agent_tool_calls_total                     counter    agent, tool, status (success | error)
 agent_tool_duration_seconds                histogram  agent, tool
@@ -31,7 +32,10 @@ gen_ai_client_operation_duration_seconds   histogram  agent, gen_ai_operation_na
 ``model`` on the agent-level series is the execution's model (the one the operator
 switches); the models of individual LLM calls are on the ``gen_ai_*`` series.
 ``agent_tokens_total`` counts input tokens including cached ones, as the provider reports
-them. The Kubernetes ``namespace`` label is added by the scrape configuration, not here.
+them; ``type="cached_input"`` counts the cached ones again (a subset of ``input``, so that
+a price list can price them at the cache discount; sum only input and output for the
+tokens used). The cached_input series appears with an agent's first cached token. The
+Kubernetes ``namespace`` label is added by the scrape configuration, not here.
 
 How values are kept: an agent updates a dozen series per execution, and prometheus_client's
 metric objects take a lock and validate for every single increment (about 20 µs per
@@ -159,7 +163,8 @@ FAMILIES: tuple[Family, ...] = (
     Family(
         TOKENS_TOTAL,
         "counter",
-        "LLM tokens used by agent executions (input includes cached input).",
+        "LLM tokens used by agent executions (input includes cached input; cached_input is "
+        "the cached part of input).",
         ("agent", "model", "type"),
     ),
     Family(
