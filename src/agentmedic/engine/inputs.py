@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from agentmedic.api.types import AgentPolicySpec
+from agentmedic.engine.finance import BudgetVerdict
 from agentmedic.engine.series import AgentId
 
 __all__ = [
@@ -75,6 +76,10 @@ class AgentInput:
     over an empty window) for a series the policy needs. The agent is held this cycle:
     not judged, no noData stance, no change of any kind (restores included), its rule
     state kept; it counts as no data."""
+    budgets: tuple[BudgetVerdict, ...] = ()
+    """What each AgentBudget and ClusterAgentBudget selecting the agent says this cycle
+    (:func:`~agentmedic.engine.finance.evaluate_budget`), reached stage or not. Their
+    stages act through this policy like its own budget's; the strictest response wins."""
 
 
 @dataclass(frozen=True)
