@@ -224,7 +224,7 @@ def test_a_berlin_month_starts_at_23_00_utc_and_takes_the_last_hour_of_october(
     capsys: pytest.CaptureFixture[str], prom_url: str
 ) -> None:
     berlin = ZoneInfo("Europe/Berlin")
-    data = report_json(capsys, prom_url, "--period", "2026-11", "--tz", "Europe/Berlin")
+    data = report_json(capsys, prom_url, "--period", "2026-11", "--time-zone", "Europe/Berlin")
     start, end = datetime(2026, 11, 1, tzinfo=berlin), datetime(2026, 12, 1, tzinfo=berlin)
     assert data["period"]["start"] == "2026-11-01T00:00:00+01:00"
     assert start.astimezone(UTC) == datetime(2026, 10, 31, 23, tzinfo=UTC)
@@ -395,3 +395,115 @@ def test_a_month_without_series_is_exit_1_naming_the_label(
     assert code == 1
     assert "'agent' label" in err
     assert "2025-03-01T00:00:00+00:00" in err
+
+
+MODEL_PRICE_LIST = """\
+apiVersion: agentmedic.io/v1alpha1
+kind: ModelPriceList
+metadata:
+  name: default
+spec:
+  prices:
+    - model: house-model
+      input: 2.00
+      cachedInput: 0.50
+      output: 8.00
+"""
+
+
+def test_cost_source_price_list_prices_tokens_with_a_model_price_list_file_to_the_cent(
+    capsys: pytest.CaptureFixture[str], prom_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "prices.yaml"
+    path.write_text(MODEL_PRICE_LIST)
+    flags = ("--period", "2026-11", "--cost-source", "priceList", "--price-list", str(path))
+    data = report_json(capsys, prom_url, *flags, "--by", "agent")
+    rows = {g["key"]["agent"]: g for g in data["groups"]}
+    # 3.5M uncached input x $2 + 1M cached x $0.50 + 0.4M output x $8 (see build_history)
+    assert rows["pricing-bot"]["tokensUSD"] == "10.700000"
+    # The others' models are priced by the SDK's table (includeDefaults): tokens x price
+    # within the half-millionth each group is rounded to, per sample and series.
+    nov = (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
+    lo, hi = (t.timestamp() for t in nov)
+    checked = []
+    for plan in PLANS:
+        if plan.overprice != 1.0 or plan.big:
+            continue  # planted disagreements and hand-set boundary amounts
+        pin, pout = PRICES[plan.model]
+        pts = [p for p in HISTORY.points[plan.pod] if lo <= p.at < hi]
+        want = sum(p.input * pin + p.output * pout for p in pts) / 1e6
+        if sum(1 for other in PLANS if other.agent == plan.agent) == 1:
+            assert Decimal(rows[plan.agent]["tokensUSD"]) == pytest.approx(
+                Decimal(repr(want)), abs=Decimal("0.000001")
+            )
+            checked.append(plan.agent)
+    assert checked == ["orphan-bot", "tiny-bot"]
+    assert data["prices"] == f"{path} (ModelPriceList)"
+    assert data["source"] == "tokens"
+    assert Decimal(data["total"]["tokensUSD"]) == sum(groups(data, "tokensUSD").values())
+
+
+def test_the_clusters_price_list_and_namespace_teams_are_read_with_a_kubeconfig(
+    capsys: pytest.CaptureFixture[str], prom_url: str, tmp_path: Path
+) -> None:
+    import yaml
+
+    from agentmedic_sandbox.emulator import ApiEmulator
+
+    with ApiEmulator() as api:
+        api.apply_crd()
+        api.apply(yaml.safe_load(MODEL_PRICE_LIST))
+        # orphan-bot's series carry no team label: its namespace's label names the team;
+        # the other agents' own labels win over their namespace's.
+        for name, team in (("agents", "care"), ("research", "not-science"), ("lab", "lab")):
+            api.apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": name, "labels": {"team": team}},
+                }
+            )
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        data = report_json(
+            capsys,
+            prom_url,
+            "--period",
+            "2026-11",
+            "--cost-source",
+            "both",
+            "--kubeconfig",
+            str(kubeconfig),
+        )
+    nov = (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
+    want = expected(*nov)
+    want["care"] += want.pop("")  # orphan-bot, in namespace agents
+    want["lab"] = Decimal("0.000000")  # pricing-bot reports no cost, only tokens
+    assert groups(data) == want
+    assert groups(data, "tokensUSD")["lab"] == Decimal("10.700000")
+    assert data["prices"] == "ModelPriceList 'default' of the cluster"
+
+
+def test_a_price_list_name_the_cluster_does_not_have_is_exit_2_naming_it(
+    capsys: pytest.CaptureFixture[str], prom_url: str, tmp_path: Path
+) -> None:
+    from agentmedic_sandbox.emulator import ApiEmulator
+
+    with ApiEmulator() as api:
+        api.apply_crd()
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        code, out, err = report_cli(
+            capsys,
+            prom_url,
+            "--period",
+            "2026-11",
+            "--cost-source",
+            "priceList",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--price-list-name",
+            "finance-2027",
+        )
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1
+    assert "--price-list-name finance-2027: no ModelPriceList 'finance-2027'" in err

@@ -209,7 +209,7 @@ def _cases() -> Iterator[Case]:
     period = ("report", "cost", *prom, "--period", "2026-11")
     for extra, says in [
         (("--by", "cost"), "--by 'cost': use team, namespace, agent or model"),
-        (("--tz", "Mars/Olympus"), "--tz 'Mars/Olympus' is not a known time zone"),
+        (("--tz", "Mars/Olympus"), "--time-zone 'Mars/Olympus' is not a known time zone"),
         (("--lookback", "0s"), "--lookback must be positive"),
         (("--prices", "/nonexistent.yaml"), "--prices /nonexistent.yaml: no such file"),
         (("--prices", "{d}/laughs.yaml"), "YAML aliases expand to"),

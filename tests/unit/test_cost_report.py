@@ -15,8 +15,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agentmedic.cli.main import main
-from agentmedic.instrument.prices import ModelPrice, PriceTable
+from agentmedic.instrument.prices import ModelPrice
+from agentmedic.metrics.pricing import PriceBook
 from agentmedic.report.cost import (
+    CENT,
     CostQuery,
     Samples,
     build_report,
@@ -81,7 +83,7 @@ def test_a_malformed_period_names_the_flag_and_the_forms(text: str) -> None:
 
 
 def test_an_unknown_time_zone_names_the_flag() -> None:
-    with pytest.raises(ValueError, match=r"--tz 'Mars/Olympus' is not a known time zone"):
+    with pytest.raises(ValueError, match=r"--time-zone 'Mars/Olympus' is not a known time zone"):
         parse_period("2026-11", "Mars/Olympus")
 
 
@@ -189,7 +191,7 @@ def test_a_team_label_that_is_not_a_label_name_is_refused_before_any_request() -
 
 NOV = parse_period("2026-11")
 S = NOV.start_ms
-PRICES = PriceTable({"m": ModelPrice(input=2.0, output=8.0, cached_input=0.5)})
+PRICES = PriceBook({"m": ModelPrice(input=2.0, output=8.0, cached_input=0.5)})
 
 
 def _samples() -> Samples:
@@ -241,7 +243,7 @@ def test_source_both_flags_a_group_whose_figures_differ_beyond_the_threshold() -
 
 def test_an_unpriced_model_is_named_and_not_compared() -> None:
     q = CostQuery(period=NOV, source="both", by=("agent",))
-    report = build_report(_samples(), q, prices=PriceTable({}))
+    report = build_report(_samples(), q, prices=PriceBook({}))
     row = next(r for r in report.groups if r.key == ("a",))
     assert row.unpriced_models == ("m",)
     assert row.disagreement is None
@@ -279,7 +281,7 @@ def test_csv_and_json_carry_the_same_total_and_the_rule() -> None:
         ([], "give --period 2026-11"),
         (["--period", "2026-11", "--by", "team,cost"], "--by 'team,cost': use team"),
         (["--period", "2026-11", "--lookback", "soon"], "--lookback 'soon' is not a duration"),
-        (["--period", "2026-11", "--tz", "Nowhere/Land"], "--tz 'Nowhere/Land'"),
+        (["--period", "2026-11", "--time-zone", "Nowhere/Land"], "--time-zone 'Nowhere/Land'"),
         (["--period", "2026-11", "--prices", "/nonexistent.yaml"], "--prices /nonexistent.yaml"),
     ],
 )
@@ -369,3 +371,20 @@ def test_samples_on_chunk_edges_count_once_whatever_the_backends_range_semantics
     report = build_report(samples, q, prices=PRICES)
     assert report.total_reported_usd == Decimal(24)
     assert len(backend.queries) == 1 + 24
+
+
+def test_rounding_to_the_cent_keeps_rows_adding_up_to_the_printed_total() -> None:
+    s = Samples(queries=1)
+    # 0.005, 0.015 and 0.025 round half to even to 0.00, 0.02 and 0.02: the total printed
+    # is their sum, 0.04, not the exact sum 0.045 rounded.
+    for agent, value in (("a", 0.005), ("b", 0.015), ("c", 0.025)):
+        labels = {"agent": agent, "team": agent, "model": "m"}
+        s.add_points("agent_cost_usd_total", labels, [(S / 1000, 0.0), (S / 1000 + 60, value)])
+        s.add_previous("agent_cost_usd_total", labels, 0.0)
+    report = build_report(s, CostQuery(period=NOV), prices=PRICES, quantum=CENT)
+    cents = {r.key[0]: r.reported_usd for r in report.groups}
+    assert cents == {"a": Decimal("0.00"), "b": Decimal("0.02"), "c": Decimal("0.02")}
+    assert report.total_reported_usd == Decimal("0.04") == sum(cents.values())
+    rows = list(csv.reader(io.StringIO(to_csv(report))))
+    assert rows[-1] == ["TOTAL", "0.04"]
+    assert "0.01 USD" in to_json_dict(report)["rule"]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from agentmedic.cli._backend import (
@@ -15,6 +15,7 @@ from agentmedic.cli._backend import (
     query_backend,
 )
 from agentmedic.cli._errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, CliError, fail
+from agentmedic.cli._finance import add_price_arguments, namespace_teams, price_book
 from agentmedic.cli._output import add_output_argument, emit_report
 
 EXIT_FAILED = EXIT_FINDINGS
@@ -25,23 +26,31 @@ Spend per team, namespace, agent or model over an exact calendar period, for the
 monthly close. Exact to the sample: the raw counter samples of the period are read
 (plus each series' last sample before it) and every increase between two samples is
 counted in the period holding the later sample; a drop is a counter reset. Groups add
-up to the total exactly (six decimal places). See docs/cost-report.md.
+up to the total exactly (each group rounded half to even to six decimal places, or
+to the cent with --round cent). See docs/cost-report.md.
 
-Sources: reported (agent_cost_usd_total, the agents' own figure), tokens
-(agent_tokens_total x a price list) or both, flagging groups whose two figures differ
-by more than --threshold.
+Cost sources (--cost-source): reported (agent_cost_usd_total, the agents' own
+figure), priceList (agent_tokens_total x a price list) or both, flagging groups whose
+two figures differ by more than --threshold. Prices: --price-list FILE (a
+ModelPriceList), --prices FILE, the cluster's ModelPriceList with --kubeconfig or
+--context, else the SDK's table. See docs/chargeback.md for the monthly close.
 """
 
 COST_EPILOG = """\
 periods: --period 2026-11 (month), 2026-W45 (ISO week), 2026-11-03 (day), or
-  --from 2026-11-01 --to 2026-11-16 (--to exclusive; dates are local midnights in --tz)
+  --from 2026-11-01 --to 2026-11-16 (--to exclusive; dates are local midnights in
+  --time-zone)
+teams: the series' --team-label; with --kubeconfig/--context, a series without one
+  takes its Namespace's --team-label label
 exit codes: 0 done; 1 backend failure or no series; 2 invalid arguments
 -o json|yaml: schema agentmedic.io/cost-report/v1, documented in agentmedic.report.cost_render
 
 examples:
   agentmedic report cost --prometheus http://prometheus:9090 --period 2026-11 --by team
   agentmedic report cost --prometheus http://prometheus:9090 --period 2026-11 \\
-      --tz Europe/Berlin --by team,model --source both -o csv
+      --time-zone Europe/Berlin --by team,model --cost-source both -o csv
+  agentmedic report cost --prometheus http://prometheus:9090 --period 2026-11 \\
+      --cost-source priceList --price-list prices.yaml --by model
 """
 
 
@@ -64,25 +73,49 @@ def register(sub: Any) -> None:
     when.add_argument("--period", help="2026-11, 2026-W45 or 2026-11-03")
     when.add_argument("--from", dest="start", metavar="T", help="start (inclusive)")
     when.add_argument("--to", dest="end", metavar="T", help="end (exclusive)")
-    when.add_argument("--tz", default="UTC", help="IANA time zone of the period (default: UTC)")
+    when.add_argument(
+        "--time-zone",
+        "--tz",
+        dest="tz",
+        default="UTC",
+        metavar="ZONE",
+        help="IANA time zone of the period, e.g. Europe/Berlin (default: UTC)",
+    )
     cost.add_argument(
         "--by",
         default="team",
         help="group by team, namespace, agent and/or model, comma-separated (default: team)",
     )
-    cost.add_argument("--source", choices=["reported", "tokens", "both"], default="reported")
     cost.add_argument(
-        "--prices",
-        type=Path,
-        metavar="FILE",
-        help="YAML or JSON price list (USD per 1M tokens) merged over the SDK's table",
+        "--cost-source",
+        dest="source",
+        choices=["reported", "priceList", "both"],
+        default="reported",
+        help="reported: the agents' cost counters; priceList: their tokens x the price "
+        "list; both: both, compared (default: reported)",
     )
+    # The first spelling, with tokens for priceList; kept hidden for one release.
+    cost.add_argument(
+        "--source",
+        dest="source",
+        choices=["reported", "tokens", "both"],
+        default=argparse.SUPPRESS,
+        help=argparse.SUPPRESS,
+    )
+    add_price_arguments(cost)
     cost.add_argument(
         "--threshold",
         type=float,
         default=5.0,
         metavar="PERCENT",
         help="--source both: flag groups whose figures differ by more (default: 5)",
+    )
+    cost.add_argument(
+        "--round",
+        choices=["micro", "cent"],
+        default="micro",
+        help="round each group half to even to a millionth of a dollar or to a cent; the "
+        "total is the sum of the rounded groups (default: micro)",
     )
     add_output_argument(cost, extra=("csv",), help_suffix="; wide is table")
     cost.add_argument("--team-label", default="team", help="the series label with the team")
@@ -91,6 +124,12 @@ def register(sub: Any) -> None:
         "--namespace-label", default="namespace", help="the series label with the namespace"
     )
     add_namespace_arguments(cost, "series")
+    cost.add_argument(
+        "--kubeconfig",
+        help="read the cluster's ModelPriceList and the Namespaces' team labels with this "
+        "kubeconfig",
+    )
+    cost.add_argument("--context", help="kubeconfig context (implies reading the cluster)")
     cost.add_argument(
         "--lookback",
         default="1d",
@@ -149,7 +188,7 @@ def _query(args: argparse.Namespace) -> Any:
     query = CostQuery(
         period=period,
         by=by,
-        source=args.source,
+        source="tokens" if args.source == "priceList" else args.source,
         team_label=args.team_label,
         agent_label=args.agent_label,
         namespace_label=args.namespace_label,
@@ -161,42 +200,22 @@ def _query(args: argparse.Namespace) -> Any:
     return query
 
 
-def _prices(path: Path | None) -> tuple[Any, str]:
-    from agentmedic.api.yamlfile import YAMLInputError, load_file
-    from agentmedic.instrument.prices import PRICES_AS_OF, PriceTable
-
-    if path is None:
-        return PriceTable(), f"the SDK's default price table (as of {PRICES_AS_OF})"
-    # The bounded loader, not PriceTable.from_file's plain yaml.safe_load: this file comes
-    # from a person. JSON is YAML, so one loader reads both.
-    try:
-        data = load_file(path)
-    except YAMLInputError as exc:
-        raise CliError(f"--prices {exc}") from None
-    if isinstance(data, dict) and isinstance(data.get("prices"), dict):
-        data = data["prices"]  # the same optional wrapper PriceTable.from_file accepts
-    if not isinstance(data, dict):
-        raise CliError(
-            f"--prices {path}: expected a mapping of model name to "
-            "{input, output, cached_input} in USD per 1M tokens"
-        )
-    try:
-        table = PriceTable().with_overrides(data)
-    except ValueError as exc:
-        raise CliError(f"--prices {path}: {exc}") from None
-    return table, f"{path}, over the SDK's table (as of {PRICES_AS_OF})"
-
-
 def run_cost(args: argparse.Namespace) -> int:
     if not args.prometheus:
         return _fail("--prometheus URL is required (or set AGENTMEDIC_PROMETHEUS_URL)", EXIT_USAGE)
     from agentmedic.metrics import MetricsError
-    from agentmedic.report.cost import build_report, gather
+    from agentmedic.metrics.pricing import PriceBook
+    from agentmedic.report.cost import CENT, QUANTUM, build_report, gather
     from agentmedic.report.cost_render import to_csv, to_json_dict, to_table
 
     try:
         query = _query(args)
-        prices, prices_source = _prices(args.prices)
+        # Price flags are checked even for reported cost; the cluster is read only when
+        # tokens are priced.
+        priced = query.source != "reported" or args.price_list or args.prices
+        prices, prices_source = price_book(args) if priced else (None, "")
+        if "team" in query.by:
+            query = replace(query, namespace_teams=namespace_teams(args, query.team_label))
         config = backend_config(args)
     except CliError as exc:
         return _fail(exc.message, exc.code)
@@ -212,10 +231,11 @@ def run_cost(args: argparse.Namespace) -> int:
     report = build_report(
         samples,
         query,
-        prices=prices,
+        prices=prices or PriceBook.default(),
         prices_source=prices_source,
         threshold=args.threshold / 100,
         now=datetime.now(UTC),
+        quantum=CENT if args.round == "cent" else QUANTUM,
     )
     if not report.series:
         metrics = " and ".join(query.metrics())

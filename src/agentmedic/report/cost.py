@@ -21,8 +21,9 @@ samples themselves:
   sample of the period was born in the period, and its first value counts from zero (the
   SDK's counters start at zero, and its cost series appears with the first priced call).
 
-Groups are summed per series and rounded once, to :data:`QUANTUM` USD; the total is the
-sum of the rounded groups, so the rows always add up to it exactly.
+Groups are summed per series and rounded once, half to even, to :data:`QUANTUM` USD (a
+millionth) or, with ``--round cent``, to :data:`CENT`; the total is the sum of the rounded
+groups, so the rows always add up to the printed total exactly.
 """
 
 from __future__ import annotations
@@ -38,11 +39,12 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agentmedic.api.metric_names import COST_USD_TOTAL, TOKENS_TOTAL
-from agentmedic.instrument.prices import PriceTable
 from agentmedic.metrics import MetricsBackend, promql
+from agentmedic.metrics.pricing import PriceBook
 from agentmedic.report._queries import ProgressCallback, bounded
 
 __all__ = [
+    "CENT",
     "DIMENSIONS",
     "EXACTNESS_RULE",
     "QUANTUM",
@@ -52,6 +54,7 @@ __all__ = [
     "Period",
     "Samples",
     "build_report",
+    "exactness_rule",
     "explicit_period",
     "gather",
     "increase",
@@ -64,16 +67,24 @@ DIMENSIONS: tuple[Dimension, ...] = ("team", "namespace", "agent", "model")
 Source = Literal["reported", "tokens", "both"]
 
 QUANTUM = Decimal("0.000001")
-"""Money is rounded once per group to a millionth of a dollar (half to even)."""
+"""Money is rounded once per group to a millionth of a dollar (half to even)..."""
+CENT = Decimal("0.01")
+"""... or, for an invoice, to a cent."""
 
 EXACTNESS_RULE = (
     "spend is the sum of increases between consecutive raw samples of each series, each "
     "increase counted in the period [start, end) holding the later sample of the pair; a "
     "drop is a counter reset and counts the new value; the first pair starts at the last "
     "sample before start (within the lookback), and a series with none was born in the "
-    "period and counts its first value from zero; groups are rounded to 0.000001 USD and "
-    "the total is the sum of the rounded groups"
+    "period and counts its first value from zero; groups are rounded half to even to "
+    "{quantum} USD and the total is the sum of the rounded groups"
 )
+
+
+def exactness_rule(quantum: Decimal = QUANTUM) -> str:
+    """The rule in words, with the rounding used."""
+    return EXACTNESS_RULE.format(quantum=f"{quantum:f}")
+
 
 TOKEN_TYPES = ("input", "output", "cached_input")
 """``agent_tokens_total`` types read by the tokens source. The SDK exports input (cached
@@ -125,7 +136,7 @@ def parse_zone(name: str) -> tzinfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(
-            f"--tz {name!r} is not a known time zone; use an IANA name such as UTC, "
+            f"--time-zone {name!r} is not a known time zone; use an IANA name such as UTC, "
             "Europe/Berlin or America/New_York"
         ) from None
 
@@ -168,7 +179,7 @@ def _moment(text: str, zone: tzinfo, flag: str) -> datetime:
         moment = datetime.fromisoformat(raw)
     except ValueError:
         raise ValueError(
-            f"{flag} {text!r} is not a time; write 2026-11-03, 2026-11-03T08:00 (in --tz) "
+            f"{flag} {text!r} is not a time; write 2026-11-03, 2026-11-03T08:00 (in --time-zone) "
             "or 2026-11-03T08:00:00+01:00"
         ) from None
     if moment.tzinfo is None:
@@ -241,6 +252,20 @@ class CostQuery:
     """How far before ``start`` the last sample of each series is searched."""
     chunk: timedelta = timedelta(hours=6)
     """Raw samples are read this much at a time, to keep each answer small."""
+    namespace_teams: Mapping[str, str] = field(default_factory=dict, compare=False)
+    """Namespace → team, from the Namespaces' labels (``--kubeconfig``): the team of a
+    series without a team label of its own."""
+
+    def group_of(self, labels: Mapping[str, str]) -> tuple[str, ...]:
+        """The values of the ``by`` labels of a series ("" where it has none); a series
+        without a team label takes its namespace's team."""
+        out = []
+        for dimension in self.by:
+            value = labels.get(self.label_of(dimension), "")
+            if dimension == "team" and not value:
+                value = self.namespace_teams.get(labels.get(self.namespace_label, ""), "")
+            out.append(value)
+        return tuple(out)
 
     def label_of(self, dimension: Dimension) -> str:
         return {
@@ -400,10 +425,12 @@ class CostReport:
     prices_source: str
     unfinished: bool = False
     """The period had not ended when the report was made: its figures are to date."""
+    quantum: Decimal = QUANTUM
+    """What each group was rounded to (half to even)."""
 
 
-def _money(value: float) -> Decimal:
-    return Decimal(repr(value)).quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
+def _money(value: float, quantum: Decimal) -> Decimal:
+    return Decimal(repr(value)).quantize(quantum, rounding=ROUND_HALF_EVEN)
 
 
 def _resets(points: Sequence[tuple[int, float]], start: int, end: int, prev: float | None) -> int:
@@ -452,7 +479,6 @@ class _Tally:
 def _tally(samples: Samples, query: CostQuery) -> _Tally:
     """Each series' increase in the period by the exactness rule, added to its group."""
     start, end = query.period.start_ms, query.period.end_ms
-    labels = [query.label_of(d) for d in query.by]
     tally = _Tally()
     for metric, per_series in samples.points.items():
         previous = samples.previous.get(metric, {})
@@ -466,7 +492,7 @@ def _tally(samples: Samples, query: CostQuery) -> _Tally:
             tally.born += born
             tally.resets += _resets(points, start, end, prev)
             label_map = dict(key)
-            group = tuple(label_map.get(name, "") for name in labels)
+            group = query.group_of(label_map)
             if metric == COST_USD_TOTAL:
                 tally.reported.setdefault(group, []).append(amount)
             else:
@@ -485,7 +511,7 @@ class _TokenCost:
     """Models with tokens but no price, per group."""
 
 
-def _price_tokens(tokens: Mapping[tuple[Group, str, str], float], prices: PriceTable) -> _TokenCost:
+def _price_tokens(tokens: Mapping[tuple[Group, str, str], float], prices: PriceBook) -> _TokenCost:
     out = _TokenCost()
     per_model: dict[tuple[Group, str], dict[str, float]] = {}
     for (group, model, kind), count in tokens.items():
@@ -493,19 +519,18 @@ def _price_tokens(tokens: Mapping[tuple[Group, str, str], float], prices: PriceT
         totals = out.totals.setdefault(group, {t: 0 for t in TOKEN_TYPES})
         totals[kind] = totals.get(kind, 0) + round(count)
     for (group, model), kinds in per_model.items():
-        price = prices.lookup(model)
         out.cost.setdefault(group, [])
-        if price is None:
+        cost = prices.cost(
+            model,
+            round(kinds.get("input", 0.0)),
+            round(kinds.get("output", 0.0)),
+            round(kinds.get("cached_input", 0.0)),
+        )
+        if cost is None:
             if any(kinds.values()):
                 out.unpriced.setdefault(group, set()).add(model or "(no model label)")
             continue
-        out.cost[group].append(
-            price.cost(
-                round(kinds.get("input", 0.0)),
-                round(kinds.get("output", 0.0)),
-                round(kinds.get("cached_input", 0.0)),
-            )
-        )
+        out.cost[group].append(cost)
     return out
 
 
@@ -537,10 +562,11 @@ def build_report(
     samples: Samples,
     query: CostQuery,
     *,
-    prices: PriceTable,
+    prices: PriceBook,
     prices_source: str = "the SDK's default price table",
     threshold: float = 0.05,
     now: datetime | None = None,
+    quantum: Decimal = QUANTUM,
 ) -> CostReport:
     """Spend per group by the exactness rule (pure; ``now`` only marks an unfinished
     period)."""
@@ -556,9 +582,9 @@ def build_report(
     rows = [
         _group_row(
             group,
-            _money(math.fsum(tally.reported.get(group, []))) if want_reported else None,
+            _money(math.fsum(tally.reported.get(group, [])), quantum) if want_reported else None,
             priced,
-            _money(math.fsum(priced.cost.get(group, []))) if want_tokens else None,
+            _money(math.fsum(priced.cost.get(group, [])), quantum) if want_tokens else None,
             threshold,
         )
         for group in sorted(present)
@@ -579,4 +605,5 @@ def build_report(
         queries=samples.queries,
         prices_source=prices_source,
         unfinished=now is not None and now < query.period.end,
+        quantum=quantum,
     )

@@ -1,7 +1,8 @@
 """The chargeback report for machines (JSON, CSV) and for people (a rich table).
 
 JSON schema ``agentmedic.io/cost-report/v1`` (money as decimal strings with six places,
-so the groups add up to the total exactly in any language; ``null``: not computed)::
+or two with ``--round cent``, so the groups add up to the total exactly in any language;
+``null``: not computed)::
 
     {
       "schema": "agentmedic.io/cost-report/v1",
@@ -45,7 +46,7 @@ from decimal import Decimal
 from typing import Any
 
 from agentmedic.api.durations import format_duration
-from agentmedic.report.cost import EXACTNESS_RULE, TOKEN_TYPES, CostReport, GroupRow
+from agentmedic.report.cost import TOKEN_TYPES, CostReport, GroupRow, exactness_rule
 
 __all__ = ["SCHEMA", "csv_columns", "to_csv", "to_json_dict", "to_table", "warnings"]
 
@@ -108,7 +109,7 @@ def to_json_dict(report: CostReport) -> dict[str, Any]:
         "by": list(q.by),
         "labels": {d: q.label_of(d) for d in ("team", "namespace", "agent", "model")},
         "namespace": q.namespace,
-        "rule": EXACTNESS_RULE,
+        "rule": exactness_rule(report.quantum),
         "prices": report.prices_source if tokens else None,
         "threshold": report.threshold,
         "groups": [
