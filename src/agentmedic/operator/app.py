@@ -139,6 +139,8 @@ class Operator:
         self.parts.peering.start()
         self.scheduler.start()
         self._spawn(self.parts.restores.loop(lambda: self.entries.values()))
+        self.parts.budgets.start()
+        self._spawn(self.parts.budgets.loop(self._owned, self.cache))
         self.heap.started()
         log.info("operator started", extra={"identity": self.identity})
 
@@ -330,6 +332,10 @@ class Operator:
             self.cycles_completed += 1
             self.last_cycle_at = self.clock()
 
+    def _owned(self) -> list[PolicyEntry]:
+        """The valid policies this replica's shard evaluates (budgets act through them)."""
+        return [e for e in list(self.entries.values()) if e.policy and self.settings.owns(e.uid)]
+
     def _due(self, interval: timedelta) -> list[PolicyEntry]:
         """The valid policies of this interval that this replica's shard evaluates."""
         return [
@@ -348,7 +354,9 @@ class Operator:
         """gather → fetch → decide → act → persist → report."""
         p, now = self.parts, self.clock()
         reads = ModelReads(p.executor)
-        gathered = await cycle.gather(self._due(interval), p.cache, reads, self.settings, now)
+        gathered = await cycle.gather(
+            self._due(interval), p.cache, reads, self.settings, now, p.budgets.book.verdicts_for
+        )
         if not gathered:
             return
         self.heap.set_up()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from agentmedic.actions import ActionExecutor
-from agentmedic.kube import AsyncKube, Configuration, Kube
+from agentmedic.kube import AsyncKube, Configuration, CustomObjects, Kube
 from agentmedic.metrics import (
     BackendConfig,
     Catalog,
@@ -23,6 +23,8 @@ from agentmedic.metrics import (
     load_catalog,
 )
 from agentmedic.notify import Notifier
+from agentmedic.operator.budget_cycle import BudgetService
+from agentmedic.operator.budget_notices import BudgetNotices
 from agentmedic.operator.dispatch import Dispatcher
 from agentmedic.operator.memory import Memory
 from agentmedic.operator.notices import Deliveries
@@ -61,6 +63,8 @@ class Parts:
     dispatcher: Dispatcher
     reporter: Reporter
     restores: RestoreRequests
+    budgets: BudgetService
+    """Finance's AgentBudgets and ClusterAgentBudgets, evaluated on their own schedule."""
 
 
 def wire(
@@ -94,6 +98,20 @@ def wire(
     notifier = Notifier()
     deliveries = Deliveries(notifier, executor, writer, telemetry, clock, peering.leading)
     cache = WorkloadCache(http)
+    backend = backend or PrometheusBackend(backend_config(settings))
+    objects = CustomObjects(kube)
+    budgets = BudgetService(
+        http,
+        objects,
+        BudgetNotices(
+            notifier, executor, objects, settings.lease_namespace_or_default(), peering.leading
+        ),
+        backend,
+        catalog,
+        settings,
+        clock,
+        peering.leading,
+    )
     return Parts(
         catalog=catalog,
         kube=kube,
@@ -101,7 +119,7 @@ def wire(
         http=http,
         cache=cache,
         notifier=notifier,
-        backend=backend or PrometheusBackend(backend_config(settings)),
+        backend=backend,
         store=store,
         peering=peering,
         writer=writer,
@@ -115,11 +133,13 @@ def wire(
             writer, telemetry, spend_refresh=timedelta(seconds=settings.spend_refresh_seconds)
         ),
         restores=RestoreRequests(cache, executor, settings, telemetry, peering.leading),
+        budgets=budgets,
     )
 
 
 async def close(parts: Parts) -> None:
     """Release the clients (the Lease is handed over by the caller first)."""
+    await parts.budgets.aclose()
     await parts.cache.aclose()
     await parts.http.aclose()
     await parts.notifier.aclose()

@@ -1,0 +1,254 @@
+"""Finance's budgets as the operator holds them: parsed, selected, their latest verdicts.
+
+A budget's agents are the workloads it selects — an AgentBudget: those of its namespace; a
+ClusterAgentBudget: those of ``namespaces`` or of the namespaces whose labels match
+``namespaceSelector`` — narrowed by ``selector``, that are agents of some AgentPolicy this
+replica evaluates. The verdicts of the latest evaluation
+(:mod:`agentmedic.operator.budget_cycle`) reach the policies' cycles through
+:meth:`BudgetBook.verdicts_for`: an agent selected by several policies gets them through
+one, the first by namespace and name, so that one change is decided once.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from agentmedic.api.budget import (
+    BUDGET_KIND,
+    CLUSTER_BUDGET_KIND,
+    AgentBudget,
+    AgentBudgetSpec,
+    ClusterAgentBudget,
+    ClusterAgentBudgetSpec,
+    ModelPriceList,
+)
+from agentmedic.api.durations import parse_duration
+from agentmedic.api.types import LabelSelector
+from agentmedic.engine.finance import BudgetEvaluation, BudgetRef, BudgetVerdict
+from agentmedic.engine.series import AgentId
+from agentmedic.metrics.pricing import PriceBook
+
+__all__ = [
+    "BudgetBook",
+    "BudgetEntry",
+    "Selected",
+    "matches",
+    "parse_budget",
+    "parse_price_list",
+]
+
+
+def matches(selector: LabelSelector | None, labels: Mapping[str, str]) -> bool:
+    """Kubernetes' label selector semantics (an absent or empty selector matches all)."""
+    if selector is None:
+        return True
+    for key, value in selector.match_labels.items():
+        if labels.get(key) != value:
+            return False
+    for req in selector.match_expressions:
+        present = req.key in labels
+        if req.operator == "In" and (not present or labels[req.key] not in req.values):
+            return False
+        if req.operator == "NotIn" and present and labels[req.key] in req.values:
+            return False
+        if req.operator == "Exists" and not present:
+            return False
+        if req.operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+@dataclass
+class BudgetEntry:
+    """One AgentBudget or ClusterAgentBudget, as last seen, with what was evaluated."""
+
+    ref: BudgetRef
+    uid: str
+    generation: int
+    resource_version: str
+    spec: AgentBudgetSpec | None
+    """None when the spec is invalid (``problems`` says why)."""
+    problems: list[str]
+    status: dict[str, Any] | None
+    """The status as last read or written."""
+    annotations: dict[str, str] = field(default_factory=dict)
+    evaluation: BudgetEvaluation | None = None
+    evaluated_at: datetime | None = None
+    spend_written_at: datetime | None = None
+
+    @property
+    def cluster(self) -> ClusterAgentBudgetSpec | None:
+        """The spec when it is a ClusterAgentBudget's."""
+        return self.spec if isinstance(self.spec, ClusterAgentBudgetSpec) else None
+
+    def in_scope(self, namespace: str, namespace_labels: Mapping[str, Mapping[str, str]]) -> bool:
+        """Whether agents of ``namespace`` can be this budget's."""
+        cluster = self.cluster
+        if cluster is None:
+            return namespace == self.ref.namespace
+        if namespace in cluster.namespaces:
+            return True
+        if cluster.namespace_selector is None:
+            return False
+        labels = namespace_labels.get(namespace)
+        return labels is not None and matches(cluster.namespace_selector, labels)
+
+
+def parse_budget(obj: Mapping[str, Any]) -> BudgetEntry:
+    """An AgentBudget or ClusterAgentBudget object as an entry; an invalid spec gives an
+    entry without spec whose problems name each field and the fix."""
+    kind = str(obj.get("kind") or "")
+    meta = obj.get("metadata") or {}
+    namespace = meta.get("namespace") or "" if kind == BUDGET_KIND else ""
+    ref = BudgetRef(kind, namespace, str(meta.get("name") or ""))
+    model: type[AgentBudget] | type[ClusterAgentBudget] = (
+        ClusterAgentBudget if kind == CLUSTER_BUDGET_KIND else AgentBudget
+    )
+    spec: AgentBudgetSpec | None = None
+    problems: list[str] = []
+    try:
+        spec = model.model_validate({k: v for k, v in obj.items() if k != "status"}).spec
+    except ValidationError as exc:
+        problems = [_problem(e) for e in exc.errors(include_url=False)]
+    if spec is not None:
+        problems = list(spec_problems(spec))
+        if problems:
+            spec = None
+    return BudgetEntry(
+        ref=ref,
+        uid=str(meta.get("uid") or ""),
+        generation=int(meta.get("generation") or 0),
+        resource_version=str(meta.get("resourceVersion") or ""),
+        spec=spec,
+        problems=problems,
+        status=dict(obj["status"]) if isinstance(obj.get("status"), Mapping) else None,
+        annotations=dict(meta.get("annotations") or {}),
+    )
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    path = ".".join(str(p) for p in error.get("loc", ()))
+    return f"{path}: {error.get('msg', 'is invalid')}"
+
+
+def spec_problems(spec: AgentBudgetSpec) -> Iterable[str]:
+    """What spans fields: the time zone, a rolling period, stage names and channels."""
+    try:
+        zoneinfo.ZoneInfo(spec.time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        yield f"spec.timeZone: {spec.time_zone!r} is not an IANA time zone; use e.g. Europe/Berlin"
+    if spec.period not in ("day", "week", "month"):
+        try:
+            parse_duration(spec.period)
+        except ValueError:
+            yield f"spec.period: {spec.period!r} is not day, week, month or a duration like 30d"
+    names = [s.name for s in spec.stages]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        yield f"spec.stages: the stage name {name!r} is used twice; give each stage its own"
+    channels = {c.name for c in spec.notifications.channels}
+    for i, stage in enumerate(spec.stages):
+        for ch in stage.channels:
+            if ch not in channels:
+                yield (
+                    f"spec.stages[{i}].channels: {ch!r} is not in spec.notifications.channels; "
+                    "define it there or remove it"
+                )
+
+
+def parse_price_list(obj: Mapping[str, Any]) -> PriceBook | None:
+    """A ModelPriceList's PriceBook, or None when its spec is invalid."""
+    try:
+        doc = ModelPriceList.model_validate({k: v for k, v in obj.items() if k != "status"})
+    except ValidationError:
+        return None
+    return PriceBook.from_spec(doc.spec)
+
+
+@dataclass(frozen=True)
+class Selected:
+    """A budget's agents this evaluation."""
+
+    agents: dict[AgentId, str]
+    """Agent → the key of the policy whose verdicts it gets (``namespace/name``)."""
+    no_tiers: list[AgentId]
+    """Agents whose policy has no spec.model (a downgrade cannot be applied to them)."""
+
+
+class BudgetBook:
+    """Every budget and price list this replica knows, and the latest verdicts."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, str, str], BudgetEntry] = {}
+        self.price_lists: dict[str, PriceBook | None] = {}
+        self.namespace_labels: dict[str, dict[str, str]] = {}
+        self._verdicts: dict[AgentId, tuple[str, tuple[BudgetVerdict, ...]]] = {}
+
+    def upsert(self, obj: Mapping[str, Any]) -> BudgetEntry:
+        """A budget seen (again): keep what was evaluated of the same object."""
+        entry = parse_budget(obj)
+        key = (entry.ref.kind, entry.ref.namespace, entry.ref.name)
+        old = self.entries.get(key)
+        if old is not None and old.uid == entry.uid:
+            entry.evaluation = old.evaluation
+            entry.evaluated_at = old.evaluated_at
+            entry.spend_written_at = old.spend_written_at
+            if old.resource_version > entry.resource_version and old.status is not None:
+                entry.status = old.status  # our own newer write
+        self.entries[key] = entry
+        return entry
+
+    def sync(self, objects: Iterable[Mapping[str, Any]]) -> None:
+        """Make the entries exactly these objects."""
+        seen = set()
+        for obj in objects:
+            e = self.upsert(obj)
+            seen.add((e.ref.kind, e.ref.namespace, e.ref.name))
+        for key in [k for k in self.entries if k not in seen]:
+            del self.entries[key]
+
+    def price_book(self, name: str) -> PriceBook | None:
+        """The named ModelPriceList's prices; the SDK's table when no such list exists;
+        None when it exists and is invalid (spend cannot be priced: no data)."""
+        if name not in self.price_lists:
+            return PriceBook.default()
+        return self.price_lists[name]
+
+    def select(
+        self,
+        entry: BudgetEntry,
+        policies: Iterable[tuple[str, Iterable[tuple[AgentId, Mapping[str, str]]], bool]],
+    ) -> Selected:
+        """The agents ``entry`` selects among the policies' agents: ``policies`` gives each
+        policy's key (sorted first by the caller), its agents with their workload labels,
+        and whether it has model tiers."""
+        spec = entry.spec
+        assert spec is not None
+        agents: dict[AgentId, str] = {}
+        no_tiers: list[AgentId] = []
+        for key, members, has_tiers in policies:
+            for agent, labels in members:
+                if agent in agents or not entry.in_scope(agent.namespace, self.namespace_labels):
+                    continue
+                if matches(spec.selector, labels):
+                    agents[agent] = key
+                    if not has_tiers:
+                        no_tiers.append(agent)
+        return Selected(agents, no_tiers)
+
+    def publish(self, verdicts: Mapping[AgentId, tuple[str, tuple[BudgetVerdict, ...]]]) -> None:
+        """Replace the verdicts the policies' cycles read."""
+        self._verdicts = dict(verdicts)
+
+    def verdicts_for(self, policy: str, agent: AgentId) -> tuple[BudgetVerdict, ...]:
+        """What the budgets say of ``agent``, for the policy ``namespace/name`` that acts on
+        it for them (empty for any other policy)."""
+        got = self._verdicts.get(agent)
+        if got is None or got[0] != policy:
+            return ()
+        return got[1]
