@@ -5,8 +5,14 @@ status) and ``agentmedic.actions.permissions`` (scale, model switch, Jobs, Event
 Secrets). The integration tests check that every request the operator sends is in those
 lists; this test checks that the rendered RBAC is those lists.
 
-One refinement: the Lease of leader election is granted only in the release namespace,
-by a Role of its own, and not at all when peering is off.
+Two refinements: the Lease of leader election is granted only in the release namespace,
+by a Role of its own, and not at all when peering is off; and in the namespaced mode the
+operator reads only the AgentBudgets of its namespaces (a Role cannot grant cluster-scoped
+kinds). Finance's kinds are read, and only their status written
+(``agentmedic.api.budget.OPERATOR_PERMISSIONS``).
+
+The ClusterRoles for people (budget editor, policy editor, viewer) are checked below the
+operator's: who may write what, and into which of Kubernetes' roles they aggregate.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from typing import Any, NamedTuple
 import pytest
 
 from agentmedic.actions.permissions import REQUIRED_PERMISSIONS as ACTION_PERMISSIONS
+from agentmedic.api.budget import OPERATOR_PERMISSIONS as FINANCE_PERMISSIONS
+from agentmedic.api.crd import all_kinds
 from agentmedic.operator.permissions import REQUIRED_PERMISSIONS as OPERATOR_PERMISSIONS
 
 from .support import NAMESPACE, VALUE_SETS, Rendered, merged, render_set, render_values
@@ -32,17 +40,26 @@ class Grant(NamedTuple):
 
 
 def required_by_code() -> frozenset[Grant]:
-    operator = {Grant(g, r, v) for g, r, v in OPERATOR_PERMISSIONS}
+    operator = {Grant(g, r, v) for g, r, v in OPERATOR_PERMISSIONS | FINANCE_PERMISSIONS}
     actions = {Grant(p.group, p.resource, p.verb) for p in ACTION_PERMISSIONS}
     return frozenset(operator | actions)
+
+
+CLUSTER_SCOPED = frozenset(k.plural for k in all_kinds() if k.scope == "Cluster")
 
 
 LEASES = "coordination.k8s.io"
 
 
 def expected(values: dict[str, Any]) -> frozenset[Grant]:
-    """What the watched-namespace (or cluster) roles must grant: all but the Lease."""
-    return frozenset(g for g in required_by_code() if g.group != LEASES)
+    """What the watched-namespace (or cluster) roles must grant: all but the Lease, and in
+    the namespaced mode nothing on cluster-scoped kinds."""
+    namespaced = bool(values.get("namespaces"))
+    return frozenset(
+        g
+        for g in required_by_code()
+        if g.group != LEASES and not (namespaced and g.resource.split("/")[0] in CLUSTER_SCOPED)
+    )
 
 
 def election_grants() -> frozenset[Grant]:
@@ -66,8 +83,20 @@ def grants(rules: Iterable[dict[str, Any]]) -> list[Grant]:
     return out
 
 
-def roles(rendered: Rendered) -> list[dict[str, Any]]:
+PEOPLE = ("budget-editor", "policy-editor", "viewer")
+
+
+def is_people_role(role: dict[str, Any]) -> bool:
+    return role["kind"] == "ClusterRole" and str(role["metadata"]["name"]).endswith(PEOPLE)
+
+
+def all_roles(rendered: Rendered) -> list[dict[str, Any]]:
     return rendered.of_kind("ClusterRole") + rendered.of_kind("Role")
+
+
+def roles(rendered: Rendered) -> list[dict[str, Any]]:
+    """The operator's roles (not the ClusterRoles for people)."""
+    return [r for r in all_roles(rendered) if not is_people_role(r)]
 
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
@@ -88,7 +117,7 @@ def test_leases_are_granted_only_for_election_and_only_in_the_release_namespace(
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
 def test_rbac_has_no_wildcards(value_set: str) -> None:
-    for role in roles(render_set(value_set)):
+    for role in all_roles(render_set(value_set)):
         for grant in grants(role["rules"]):
             assert "*" not in grant.group + grant.resource + grant.verb, (
                 f"{role['kind']}/{role['metadata']['name']} grants a wildcard: {grant}"
@@ -123,7 +152,7 @@ def test_secrets_are_only_readable_one_by_one(value_set: str) -> None:
 
 def test_cluster_mode_uses_one_clusterrole_and_no_namespaced_roles() -> None:
     rendered = render_set("default")
-    assert len(rendered.of_kind("ClusterRole")) == 1
+    assert len([r for r in rendered.of_kind("ClusterRole") if not is_people_role(r)]) == 1
     assert all(is_election_role(r) for r in rendered.of_kind("Role"))
     assert all(is_election_role(b) for b in rendered.of_kind("RoleBinding"))
 
@@ -131,7 +160,7 @@ def test_cluster_mode_uses_one_clusterrole_and_no_namespaced_roles() -> None:
 @pytest.mark.parametrize("value_set", ["namespaced", "basic-auth-standalone"])
 def test_namespaced_mode_grants_nothing_cluster_wide(value_set: str) -> None:
     rendered = render_set(value_set)
-    assert not rendered.of_kind("ClusterRole")
+    assert not [r for r in rendered.of_kind("ClusterRole") if not is_people_role(r)]
     assert not rendered.of_kind("ClusterRoleBinding")
     watched = VALUE_SETS[value_set]["namespaces"]
     placed = [r for r in rendered.of_kind("Role") if not is_election_role(r)]
@@ -165,5 +194,83 @@ def test_bindings_give_the_roles_to_the_operators_service_account(value_set: str
 
 def test_rbac_can_be_left_to_the_platform_team() -> None:
     rendered = render_values(merged("default", rbac={"create": False}))
-    assert not roles(rendered)
+    assert not all_roles(rendered)
     assert not rendered.of_kind("ClusterRoleBinding") + rendered.of_kind("RoleBinding")
+
+
+# ----------------------------------------------------------------- roles for people
+
+EDIT = frozenset(
+    {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
+)
+READ = frozenset({"get", "list", "watch"})
+FINANCE = frozenset({"agentbudgets", "clusteragentbudgets", "modelpricelists"})
+AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
+
+
+def people(rendered: Rendered) -> dict[str, dict[str, Any]]:
+    found = {}
+    for role in rendered.of_kind("ClusterRole"):
+        if is_people_role(role):
+            suffix = next(p for p in PEOPLE if role["metadata"]["name"].endswith(p))
+            found[suffix] = role
+    return found
+
+
+def granted_on(role: dict[str, Any]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for g in grants(role["rules"]):
+        assert g.group == "agentmedic.io", f"{role['metadata']['name']} grants {g}"
+        out.setdefault(g.resource, set()).add(g.verb)
+    return out
+
+
+def aggregates_into(role: dict[str, Any]) -> set[str]:
+    labels = role["metadata"].get("labels", {})
+    return {k.removeprefix(AGGREGATE) for k, v in labels.items() if k.startswith(AGGREGATE) and v}
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_finance_edits_budgets_and_prices_and_nothing_of_the_sres(value_set: str) -> None:
+    role = people(render_set(value_set))["budget-editor"]
+    assert granted_on(role) == {plural: set(EDIT) for plural in FINANCE}
+    assert aggregates_into(role) == set()  # never part of edit: editors would raise ceilings
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_sres_edit_policies_only_and_namespace_editors_get_it(value_set: str) -> None:
+    role = people(render_set(value_set))["policy-editor"]
+    assert granted_on(role) == {"agentpolicies": set(EDIT)}
+    assert aggregates_into(role) == {"edit", "admin"}
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_the_viewer_reads_every_kind_agentmedic_serves_and_writes_none(value_set: str) -> None:
+    role = people(render_set(value_set))["viewer"]
+    assert granted_on(role) == {k.plural: set(READ) for k in all_kinds()}
+    assert aggregates_into(role) == {"view", "edit", "admin"}
+
+
+def test_no_role_for_people_writes_status_or_is_bound_by_the_chart() -> None:
+    rendered = render_set("default")
+    for role in people(rendered).values():
+        assert not any("/" in resource for resource in granted_on(role))
+    bound = {b["roleRef"]["name"] for b in rendered.of_kind("ClusterRoleBinding")}
+    bound |= {b["roleRef"]["name"] for b in rendered.of_kind("RoleBinding")}
+    assert not bound & {r["metadata"]["name"] for r in people(rendered).values()}
+
+
+def test_roles_for_people_can_be_left_out_or_kept_out_of_the_aggregation() -> None:
+    plain = render_values(merged("default", rbac={"peopleRoles": {"aggregate": False}}))
+    assert set(people(plain)) == set(PEOPLE)
+    assert all(aggregates_into(r) == set() for r in people(plain).values())
+    none = render_values(merged("default", rbac={"peopleRoles": {"create": False}}))
+    assert people(none) == {}
+    assert roles(none)  # the operator's own RBAC is still there
+
+
+def test_the_operator_writes_only_the_status_of_finances_kinds() -> None:
+    (role,) = [r for r in roles(render_set("default")) if not is_election_role(r)]
+    finance = {g for g in grants(role["rules"]) if g.resource.split("/")[0] in FINANCE}
+    assert {g.resource for g in finance if g.verb not in READ} == {f"{k}/status" for k in FINANCE}
+    assert {g.verb for g in finance if g.verb not in READ} == {"patch"}

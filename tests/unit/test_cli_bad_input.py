@@ -121,7 +121,7 @@ def _cases() -> Iterator[Case]:
         ("{d}/no-yaml-here", "no .yaml or .yml files in this directory"),
         ("{d}/binary.yaml", "is a binary file"),
         ("{d}/latin1.yaml", "is not UTF-8 text"),
-        ("{d}/empty.yaml", "no AgentPolicy documents found"),
+        ("{d}/empty.yaml", "no agentmedic documents found (AgentPolicy, AgentBudget"),
         ("{d}/syntax.yaml", "YAML syntax error"),
         ("{d}/huge.yaml", "is larger than 1024 KiB"),
         ("{d}/deep.yaml", "nested deeper than 64 levels"),

@@ -71,7 +71,7 @@ def test_a_misspelt_kind_is_an_error_naming_the_document_from_1(tmp_path: Path) 
     assert f"{path}#2 (typo): kind: 'AgentPolcy' is not a kind of agentmedic.io/v1alpha1" in err
     assert "did you mean 'AgentPolicy'?" in err
     assert f"{path}#1" not in err
-    assert "1 problem(s) in 2 policy document(s)" in out
+    assert "1 problem(s) in 1 policy and 1 other document(s)" in out
 
 
 def test_an_unknown_api_version_is_an_error_and_kubernetes_builtins_are_left_alone(
@@ -84,7 +84,10 @@ def test_an_unknown_api_version_is_an_error_and_kubernetes_builtins_are_left_alo
     code, _, err = run("validate", str(path))
     assert code == 1
     [line] = err.splitlines()
-    assert line.startswith(f"{path}#4 (w): kind: example.com/v1/Widget is not an AgentPolicy")
+    assert line.startswith(
+        f"{path}#4 (w): kind: example.com/v1/Widget is not a kind of agentmedic.io/v1alpha1 "
+        "(AgentPolicy, AgentBudget, ClusterAgentBudget, ModelPriceList)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -140,7 +143,14 @@ def test_json_and_yaml_print_the_documented_shape(tmp_path: Path, output: str) -
     doc = json.loads(out) if output == "json" else yaml.safe_load(out)
     assert doc["schema"] == "agentmedic.io/validate/v1"
     assert doc["valid"] is False
-    assert doc["summary"] == {"policies": 2, "errors": 1, "warnings": 0, "strict": False}
+    assert doc["summary"] == {
+        "documents": 2,
+        "policies": 2,
+        "kinds": {"AgentPolicy": 2},
+        "errors": 1,
+        "warnings": 0,
+        "strict": False,
+    }
     assert [(d["document"], d["name"], d["errors"]) for d in doc["documents"]] == [
         (1, "a", 1),
         (2, "b", 0),
@@ -150,6 +160,7 @@ def test_json_and_yaml_print_the_documented_shape(tmp_path: Path, output: str) -
         "file": str(path),
         "document": 1,
         "name": "a",
+        "kind": "AgentPolicy",
         "severity": "error",
         "code": "RatioOutOfRange",
         "field": "spec.rules[0].all[0].value",
@@ -188,3 +199,97 @@ def test_backtest_of_a_multi_policy_file_names_the_policy_name_to_pick(
     assert "problem" not in err
     assert f"{path} holds 2 AgentPolicies: #2 (quality), #3 (budget)" in err
     assert "--policy-name quality or --policy-name budget" in err
+
+
+# ----------------------------------------------------------------- finance's kinds
+
+TEAM_BUDGET = """\
+apiVersion: agentmedic.io/v1alpha1
+kind: ClusterAgentBudget
+metadata: {{name: {name}}}
+spec:
+  namespaces: [support-eu, support-us]
+  timeZone: {zone}
+  limitUSD: 1000
+  stages:
+  - {{name: warn, atPercent: 80, channels: [{channel}]}}
+  - {{name: stop, atPercent: 100, response: stop, channels: [finance]}}
+  notifications:
+    channels: [{{name: finance, slack: {{webhookSecretRef: {{name: s, key: url}}}}}}]
+"""
+
+PRICES = """\
+apiVersion: agentmedic.io/v1alpha1
+kind: ModelPriceList
+metadata: {name: default}
+spec:
+  prices: [{model: m, input: 0, output: 0}]
+"""
+
+
+def team(name: str = "team", *, zone: str = "Europe/Berlin", channel: str = "finance") -> str:
+    return TEAM_BUDGET.format(name=name, zone=zone, channel=channel)
+
+
+def test_budgets_and_price_lists_are_checked_beside_policies(tmp_path: Path) -> None:
+    path = write(tmp_path, policy(), team(), PRICES)
+    code, out, err = run("validate", str(path))
+    assert code == 0
+    assert err == (
+        f"{path}#3 (default): warning: spec.prices[0]: prices m at 0 for input and output: its "
+        "tokens cost nothing and no budget with costSource priceList ever counts them; set "
+        "the provider's prices (USD per million tokens), or remove the entry to use the "
+        "built-in table\n"
+    )
+    assert out == "1 policy, 1 cluster budget and 1 price list document(s) valid, 1 warning(s)\n"
+    assert run("validate", "--strict", str(path))[0] == 1
+
+
+def test_every_problem_of_a_budget_is_one_line_naming_the_field_and_the_fix(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, team(zone="Europe/Berlinn", channel="finanse"))
+    code, out, err = run("validate", str(path))
+    assert code == 1
+    assert err.splitlines() == [
+        f"{path} (team): spec.timeZone: 'Europe/Berlinn' is not an IANA time zone; use e.g. "
+        "UTC, Europe/Berlin or America/New_York",
+        f"{path} (team): spec.stages[0].channels[0]: channel 'finanse' is not defined in "
+        "spec.notifications.channels (did you mean 'finance'? defined: finance)",
+    ]
+    assert out == "2 problem(s) in 1 cluster budget document(s)\n"
+
+
+def test_a_misspelt_finance_kind_gets_did_you_mean(tmp_path: Path) -> None:
+    path = write(tmp_path, team().replace("ClusterAgentBudget", "ClusterAgentBudgets"))
+    code, _, err = run("validate", str(path))
+    assert code == 1
+    assert err == (
+        f"{path} (team): kind: 'ClusterAgentBudgets' is not a kind of agentmedic.io/v1alpha1 "
+        "(known: AgentPolicy, AgentBudget, ClusterAgentBudget, ModelPriceList); did you mean "
+        "'ClusterAgentBudget'?\n"
+    )
+
+
+def test_json_names_each_documents_kind_and_counts_them(tmp_path: Path) -> None:
+    path = write(tmp_path, policy(), team(channel="nobody"), PRICES)
+    code, out, _ = run("validate", str(path), "-o", "json")
+    assert code == 1
+    doc = json.loads(out)
+    assert doc["summary"] == {
+        "documents": 3,
+        "policies": 1,
+        "kinds": {"AgentPolicy": 1, "ClusterAgentBudget": 1, "ModelPriceList": 1},
+        "errors": 1,
+        "warnings": 1,
+        "strict": False,
+    }
+    assert [(d["kind"], d["errors"], d["warnings"]) for d in doc["documents"]] == [
+        ("AgentPolicy", 0, 0),
+        ("ClusterAgentBudget", 1, 0),
+        ("ModelPriceList", 0, 1),
+    ]
+    assert [(f["kind"], f["code"], f["field"]) for f in doc["findings"]] == [
+        ("ClusterAgentBudget", "InvalidSpec", "spec.stages[0].channels[0]"),
+        ("ModelPriceList", "ZeroPrice", "spec.prices[0]"),
+    ]

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from agentmedic.api.types import (
+    GROUP,
     MAX_CHANNEL_REFS,
     NAME_PATTERN,
     ChannelRef,
@@ -42,6 +43,8 @@ __all__ = [
     "BUDGET_PLURAL",
     "CLUSTER_BUDGET_KIND",
     "CLUSTER_BUDGET_PLURAL",
+    "GROUP_RESOURCES",
+    "OPERATOR_PERMISSIONS",
     "PRICE_LIST_KIND",
     "PRICE_LIST_PLURAL",
     "AgentBudget",
@@ -56,6 +59,7 @@ __all__ = [
     "ModelPriceList",
     "ModelPriceListSpec",
     "ModelPriceListStatus",
+    "NamespaceName",
     "PriceEntry",
     "StageResponse",
 ]
@@ -71,6 +75,21 @@ MAX_STAGES = 10
 MAX_TOP_AGENTS = 5
 MAX_PRICES = 500
 MAX_NAMESPACES = 100
+
+NamespaceName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=63)]
+"""A namespace's name: a DNS label (lowercase letters, digits, dashes; at most 63)."""
+
+GROUP_RESOURCES = (BUDGET_PLURAL, CLUSTER_BUDGET_PLURAL, PRICE_LIST_PLURAL)
+"""The resources of agentmedic.io that finance owns (the chart's budget-editor role)."""
+
+OPERATOR_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
+    {(GROUP, plural, verb) for plural in GROUP_RESOURCES for verb in ("get", "list", "watch")}
+    | {(GROUP, f"{plural}/status", "patch") for plural in GROUP_RESOURCES}
+)
+"""(api group, resource, verb) the operator needs on finance's kinds: read them, and write
+their status, nothing else (a person's change is never overwritten). The chart grants
+exactly these in its operator role (cluster-wide install); the operator's own
+``REQUIRED_PERMISSIONS`` include them."""
 
 
 class BudgetAppliesTo(StrEnum):
@@ -156,7 +175,7 @@ class AgentBudgetSpec(Model):
 
 
 class ClusterAgentBudgetSpec(AgentBudgetSpec):
-    namespaces: list[Name] = Field(default_factory=list, max_length=MAX_NAMESPACES)
+    namespaces: list[NamespaceName] = Field(default_factory=list, max_length=MAX_NAMESPACES)
     """Namespaces whose agents count. Set namespaces, namespaceSelector or both (either
     matches)."""
     namespace_selector: LabelSelector | None = None
@@ -240,8 +259,18 @@ class PriceEntry(Model):
 
 
 class ModelPriceListSpec(Model):
-    prices: list[PriceEntry] = Field(default_factory=list, max_length=MAX_PRICES)
-    """Prices per model; they replace the built-in table's entry of the same model."""
+    prices: list[PriceEntry] = Field(
+        default_factory=list,
+        max_length=MAX_PRICES,
+        # A list map keyed by model: the API server refuses a model listed twice without
+        # a CEL rule (whose estimated cost over 500 entries exceeds the server's budget).
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["model"],
+        },
+    )
+    """Prices per model, each model once; they replace the built-in table's entry of the
+    same model."""
     include_defaults: bool = True
     """Price models this list does not name by the SDK's built-in table (dated in the
     operator's docs). Defaults to true."""

@@ -34,6 +34,15 @@ _STAGE_NAMES_UNIQUE = {
     "fieldPath": ".stages",
 }
 
+_STAGE_CHANNELS_DEFINED = {
+    "rule": "self.stages.all(s, !has(s.channels) || s.channels.all(c, "
+    "has(self.notifications) && has(self.notifications.channels) && "
+    "self.notifications.channels.exists(n, n.name == c)))",
+    "message": "spec.stages[].channels: each channel must be defined in "
+    "spec.notifications.channels",
+    "fieldPath": ".stages",
+}
+
 AGENT_BUDGET = register(
     CrdKind(
         model=AgentBudget,
@@ -42,7 +51,7 @@ AGENT_BUDGET = register(
         scope="Namespaced",
         short_names=("ab", "budget"),
         columns=_BUDGET_COLUMNS,
-        cel={("spec",): [_STAGE_NAMES_UNIQUE]},
+        cel={("spec",): [_STAGE_NAMES_UNIQUE, _STAGE_CHANNELS_DEFINED]},
     )
 )
 
@@ -57,6 +66,7 @@ CLUSTER_AGENT_BUDGET = register(
         cel={
             ("spec",): [
                 _STAGE_NAMES_UNIQUE,
+                _STAGE_CHANNELS_DEFINED,
                 {
                     "rule": "(has(self.namespaces) && size(self.namespaces) > 0) || "
                     "has(self.namespaceSelector)",
@@ -76,15 +86,6 @@ MODEL_PRICE_LIST = register(
         scope="Cluster",
         short_names=("mpl", "prices"),
         columns=(column("Models", "integer", ".status.models"), READY_COLUMN, AGE_COLUMN),
-        cel={
-            ("spec",): [
-                {
-                    "rule": "!has(self.prices) || "
-                    "self.prices.all(p, self.prices.exists_one(o, o.model == p.model))",
-                    "message": "spec.prices: each model may appear once",
-                    "fieldPath": ".prices",
-                }
-            ]
-        },
+        # spec.prices is a list map keyed by model: the API server refuses duplicates.
     )
 )

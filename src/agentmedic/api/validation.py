@@ -92,13 +92,15 @@ def validate_policy(document: Any) -> tuple[AgentPolicy | None, list[Problem]]:
     return policy, check_spec(policy.spec)
 
 
-def _from_pydantic(exc: ValidationError) -> Iterator[Problem]:
+def _from_pydantic(exc: ValidationError, root: type[BaseModel] = AgentPolicy) -> Iterator[Problem]:
+    """Each pydantic error as a Problem; ``root`` is the model validated (for the field
+    names a misspelt one is compared with)."""
     for error in exc.errors(include_url=False):
         path = _path(error["loc"])
         kind = error["type"]
         msg = error["msg"]
         if kind == "extra_forbidden":
-            hint = did_you_mean(str(error["loc"][-1]), _known_fields(error["loc"][:-1]))
+            hint = did_you_mean(str(error["loc"][-1]), _known_fields(error["loc"][:-1], root))
             yield Problem(
                 path,
                 "is not a known field; " + (hint or "check its spelling (fields are camelCase)"),
@@ -152,9 +154,9 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
     return f"did you mean {match[0]!r}?" if match else ""
 
 
-def _known_fields(loc: Iterable[int | str]) -> list[str]:
-    """The field names (as written in YAML) of the model at ``loc`` inside an AgentPolicy."""
-    model: Any = AgentPolicy
+def _known_fields(loc: Iterable[int | str], root: type[BaseModel] = AgentPolicy) -> list[str]:
+    """The field names (as written in YAML) of the model at ``loc`` inside ``root``."""
+    model: Any = root
     for part in loc:
         if isinstance(part, int):
             continue

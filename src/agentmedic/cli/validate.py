@@ -1,10 +1,13 @@
-"""``agentmedic validate FILE|DIR...``: lint AgentPolicy manifests before applying them.
+"""``agentmedic validate FILE|DIR...``: lint agentmedic manifests before applying them.
 
+AgentPolicy, AgentBudget, ClusterAgentBudget and ModelPriceList documents (:data:`KINDS`).
 Two kinds of finding. Errors: what the API server or the operator would refuse
-(:func:`agentmedic.api.validation.validate_policy`), a document that is not an AgentPolicy
-of a known version, and what :func:`agentmedic.api.lint.lint_policy` calls wrong (a ratio
-threshold written as a percentage). Warnings: a policy that is accepted but cannot act as
-written (``lint_policy``); they leave the exit code at 0 unless ``--strict``.
+(:func:`agentmedic.api.validation.validate_policy`,
+:func:`agentmedic.api.budget_validation.validate_budget`), a document of no known kind,
+and what :func:`agentmedic.api.lint.lint_policy` calls wrong (a ratio threshold written as
+a percentage). Warnings: a resource that is accepted but cannot act as written
+(``lint_policy``, :func:`agentmedic.api.budget_lint.lint_finance`); they leave the exit
+code at 0 unless ``--strict``.
 
 Documents are numbered from 1 within their file and named by ``metadata.name``:
 ``policies.yaml#2 (support-bot)``; ``backtest`` names them the same way.
@@ -27,12 +30,23 @@ from agentmedic.cli._output import add_output_argument, emit
 
 SCHEMA = "agentmedic.io/validate/v1"
 
+KINDS = {
+    "AgentPolicy": "policy",
+    "AgentBudget": "budget",
+    "ClusterAgentBudget": "cluster budget",
+    "ModelPriceList": "price list",
+}
+"""The kinds of agentmedic.io/v1alpha1 validate checks, and how the summary counts them."""
+KNOWN = ", ".join(KINDS)
+
 EPILOG = (
     "built-in metrics:\n"
     + "\n".join(f"  {m.name:<22} {m.description} [{m.unit}]" for m in BUILTIN_METRICS.values())
     + """
 
-exit codes: 0 every policy valid (warnings allowed unless --strict); 1 errors, or warnings
+kinds: AgentPolicy, AgentBudget, ClusterAgentBudget, ModelPriceList (agentmedic.io/v1alpha1)
+
+exit codes: 0 every document valid (warnings allowed unless --strict); 1 errors, or warnings
 with --strict; 2 usage error
 -o json|yaml: schema agentmedic.io/validate/v1, documented in docs/cli.md
 
@@ -47,13 +61,15 @@ examples:
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "validate",
-        help="check AgentPolicy YAML files or directories",
-        description="Check AgentPolicy manifests: structure, ranges, references between rules "
-        "and channels, model tiers, PromQL shape, input limits (1 MiB, 64 levels, 100 "
-        "aliases per file), documents that are not AgentPolicies, ratio thresholds outside "
-        "0..1; and warn about policies that cannot act as written (a maxDisabledPercent that "
-        "rounds to no agent, `for` or windows too short for the scrape interval, scaleToZero "
-        "without a notification). With -o table every finding is one line on stderr: "
+        help="check AgentPolicy, AgentBudget and ModelPriceList YAML files or directories",
+        description="Check AgentPolicy, AgentBudget, ClusterAgentBudget and ModelPriceList "
+        "manifests: structure, ranges, references between rules or stages and channels, "
+        "model tiers, PromQL shape, time zones, input limits (1 MiB, 64 levels, 100 "
+        "aliases per file), documents of no known kind, ratio thresholds outside "
+        "0..1; and warn about resources that cannot act as written (a maxDisabledPercent "
+        "that rounds to no agent, `for` or windows too short for the scrape interval, "
+        "scaleToZero without a notification, a budget stage after its stop, a zero price). "
+        "With -o table every finding is one line on stderr: "
         "FILE[#DOC] (NAME): [warning: ]FIELD: MESSAGE.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -86,6 +102,8 @@ class Finding:
     """Position of the document in its file, from 1 (None for a problem of the file)."""
     name: str | None
     """The document's metadata.name, when it has one."""
+    kind: str | None
+    """The document's kind, when it has one (None for a problem of the file)."""
     severity: str
     code: str
     field: str
@@ -154,7 +172,7 @@ def _files(paths: list[str]) -> Iterator[Path | Finding]:
 
 
 def _file_problem(file: str, message: str) -> Finding:
-    return Finding(file, None, None, "error", "UnreadableFile", "", message)
+    return Finding(file, None, None, None, "error", "UnreadableFile", "", message)
 
 
 def document_name(doc: Any) -> str | None:
@@ -166,8 +184,7 @@ def document_name(doc: Any) -> str | None:
 def is_builtin_kubernetes(doc: Any) -> bool:
     """A manifest of a Kubernetes API group (``v1``, ``apps/v1``, ``*.k8s.io``) that may
     sit beside policies (a Secret, a CronJob): not checked, not an error. Never a document
-    whose kind is (or looks like) AgentPolicy, whatever its apiVersion."""
-    from agentmedic.api.types import KIND
+    whose kind is (or looks like) one of :data:`KINDS`, whatever its apiVersion."""
     from agentmedic.api.validation import did_you_mean
 
     if not isinstance(doc, dict):
@@ -175,7 +192,7 @@ def is_builtin_kubernetes(doc: Any) -> bool:
     api_version, kind = doc.get("apiVersion"), doc.get("kind")
     if not isinstance(api_version, str) or not isinstance(kind, str) or not kind:
         return False
-    if kind == KIND or did_you_mean(kind, [KIND]):
+    if kind in KINDS or did_you_mean(kind, KINDS):
         return False
     group, sep, version = api_version.rpartition("/")
     if not version.startswith("v"):
@@ -191,7 +208,9 @@ def check_file(path: Path, options: Options | None = None) -> tuple[list[Documen
     try:
         documents = load_documents(path)
     except YAMLInputError as exc:
-        return [], [Finding(exc.source, None, None, "error", "UnreadableFile", "", exc.problem)]
+        return [], [
+            Finding(exc.source, None, None, None, "error", "UnreadableFile", "", exc.problem)
+        ]
     seen: list[Document] = []
     findings: list[Finding] = []
     multi = len(documents) > 1
@@ -221,57 +240,75 @@ def _check_document(
     source: str, index: int, name: str | None, doc: Any, options: Options
 ) -> list[Finding]:
     """One document's findings: a kind that is not ours, or validation errors, or lint."""
+    from agentmedic.api.budget_lint import lint_finance
+    from agentmedic.api.budget_validation import validate_budget
+    from agentmedic.api.lint import Finding as LintFinding
     from agentmedic.api.lint import lint_policy
     from agentmedic.api.types import API_VERSION, KIND
-    from agentmedic.api.validation import did_you_mean, validate_policy
+    from agentmedic.api.validation import Problem, did_you_mean, validate_policy
 
     kind = doc.get("kind") if isinstance(doc, dict) else None
-    if isinstance(kind, str) and kind != KIND:
+    shown_kind = kind if isinstance(kind, str) else None
+    if isinstance(kind, str) and kind not in KINDS:
+        hint = did_you_mean(kind, KINDS)
         if doc.get("apiVersion") == API_VERSION:
-            hint = did_you_mean(kind, [KIND])
             return [
                 _unknown_kind(
                     source,
                     index,
                     name,
-                    f"{kind!r} is not a kind of {API_VERSION}",
-                    hint or f"set it to {KIND}",
+                    kind,
+                    f"{kind!r} is not a kind of {API_VERSION} (known: {KNOWN})",
+                    hint or "set kind to one of them",
                 )
             ]
-        if not did_you_mean(kind, [KIND]):
+        if not hint:
             return [
                 _unknown_kind(
                     source,
                     index,
                     name,
-                    f"{doc.get('apiVersion')!s}/{kind} is not an AgentPolicy ({API_VERSION}) "
-                    "nor a Kubernetes built-in",
+                    kind,
+                    f"{doc.get('apiVersion')!s}/{kind} is not a kind of {API_VERSION} "
+                    f"({KNOWN}) nor a Kubernetes built-in",
                     "move it to another file, or correct apiVersion and kind",
                 )
             ]
-    policy, problems = validate_policy(doc)
+    problems: list[Problem]
+    lint: list[LintFinding] = []
+    if kind in KINDS and kind != KIND:
+        resource, problems = validate_budget(doc)
+        if resource is not None and not problems:
+            lint = lint_finance(resource)
+    else:
+        policy, problems = validate_policy(doc)
+        if policy is not None and not problems:
+            lint = lint_policy(policy.spec, options.fleet_size, options.scrape_interval)
     found = [
-        Finding(source, index, name, "error", "InvalidSpec", p.path, p.message) for p in problems
+        Finding(source, index, name, shown_kind, "error", "InvalidSpec", p.path, p.message)
+        for p in problems
     ]
-    if policy is not None and not problems:
-        found.extend(
-            Finding(
-                source,
-                index,
-                name,
-                item.severity.value,
-                item.code,
-                item.path,
-                item.message,
-                item.fix,
-            )
-            for item in lint_policy(policy.spec, options.fleet_size, options.scrape_interval)
+    found.extend(
+        Finding(
+            source,
+            index,
+            name,
+            shown_kind,
+            item.severity.value,
+            item.code,
+            item.path,
+            item.message,
+            item.fix,
         )
+        for item in lint
+    )
     return found
 
 
-def _unknown_kind(source: str, index: int, name: str | None, message: str, fix: str) -> Finding:
-    return Finding(source, index, name, "error", "UnknownKind", "kind", message, fix)
+def _unknown_kind(
+    source: str, index: int, name: str | None, kind: str, message: str, fix: str
+) -> Finding:
+    return Finding(source, index, name, kind, "error", "UnknownKind", "kind", message, fix)
 
 
 def _options(args: argparse.Namespace) -> Options:
@@ -302,9 +339,10 @@ def run(args: argparse.Namespace) -> int:
         documents.extend(seen)
         findings.extend(found)
     if not documents and not findings:
+        nothing = f"no agentmedic documents found ({KNOWN})"
         if args.output not in ("json", "yaml"):
-            return fail("validate", "no AgentPolicy documents found", EXIT_FINDINGS)
-        findings.append(_file_problem(", ".join(args.paths), "no AgentPolicy documents found"))
+            return fail("validate", nothing, EXIT_FINDINGS)
+        findings.append(_file_problem(", ".join(args.paths), nothing))
     errors = sum(f.severity == "error" for f in findings)
     warnings = len(findings) - errors
     failed = errors > 0 or (args.strict and warnings > 0)
@@ -316,7 +354,9 @@ def run(args: argparse.Namespace) -> int:
                 "schema": SCHEMA,
                 "valid": not failed,
                 "summary": {
-                    "policies": len(documents),
+                    "documents": len(documents),
+                    "policies": sum(d.kind == "AgentPolicy" for d in documents),
+                    "kinds": _kinds(documents),
                     "errors": errors,
                     "warnings": warnings,
                     "strict": bool(args.strict),
@@ -331,7 +371,7 @@ def run(args: argparse.Namespace) -> int:
     for finding in findings:
         print(finding.text(wide=args.output == "wide"), file=sys.stderr)
     if not args.quiet:
-        counted = f"{len(documents)} policy document(s)"
+        counted = _counted(documents)
         warned = f", {warnings} warning(s)" if warnings else ""
         if errors:
             print(f"{errors} problem(s){warned} in {counted}")
@@ -340,3 +380,23 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"{counted} valid{warned}")
     return code
+
+
+def _kinds(documents: list[Document]) -> dict[str, int]:
+    """Documents per kind, in the order of :data:`KINDS` (others after, by name)."""
+    counts: dict[str, int] = {}
+    for doc in documents:
+        key = doc.kind or ""
+        counts[key] = counts.get(key, 0) + 1
+    order = [*KINDS, *sorted(k for k in counts if k not in KINDS)]
+    return {k: counts[k] for k in order if k in counts}
+
+
+def _counted(documents: list[Document]) -> str:
+    """``7 policy document(s)``; ``7 policy, 1 budget and 1 price list document(s)``."""
+    counts = _kinds(documents)
+    parts = [f"{n} {KINDS.get(kind, 'other')}" for kind, n in counts.items()]
+    if not parts:
+        return "0 policy document(s)"
+    head = ", ".join(parts[:-1])
+    return (f"{head} and {parts[-1]}" if head else parts[-1]) + " document(s)"
