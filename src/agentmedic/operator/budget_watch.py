@@ -30,16 +30,18 @@ Key = tuple[str, str]
 
 
 def budget_paths(namespaces: list[str]) -> dict[str, list[str]]:
-    """The list paths of each finance kind (AgentBudgets per namespace when the operator
-    watches named namespaces)."""
+    """The list paths of each finance kind. An operator that watches named namespaces
+    reads only their AgentBudgets (its RBAC grants nothing cluster-wide): no
+    ClusterAgentBudgets, and the SDK's price table."""
     api = f"/apis/{GROUP}/{VERSION}"
-    budgets = (
-        [f"{api}/namespaces/{ns}/{BUDGET_PLURAL}" for ns in namespaces]
-        if namespaces
-        else [f"{api}/{BUDGET_PLURAL}"]
-    )
+    if namespaces:
+        return {
+            BUDGET_PLURAL: [f"{api}/namespaces/{ns}/{BUDGET_PLURAL}" for ns in namespaces],
+            CLUSTER_BUDGET_PLURAL: [],
+            PRICE_LIST_PLURAL: [],
+        }
     return {
-        BUDGET_PLURAL: budgets,
+        BUDGET_PLURAL: [f"{api}/{BUDGET_PLURAL}"],
         CLUSTER_BUDGET_PLURAL: [f"{api}/{CLUSTER_BUDGET_PLURAL}"],
         PRICE_LIST_PLURAL: [f"{api}/{PRICE_LIST_PLURAL}"],
     }

@@ -11,25 +11,22 @@ one, the first by namespace and name, so that one change is decided once.
 
 from __future__ import annotations
 
-import zoneinfo
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from agentmedic.api.budget import (
     BUDGET_KIND,
-    CLUSTER_BUDGET_KIND,
+    PRICE_LIST_KIND,
     AgentBudget,
     AgentBudgetSpec,
     ClusterAgentBudget,
     ClusterAgentBudgetSpec,
     ModelPriceList,
 )
-from agentmedic.api.durations import parse_duration
-from agentmedic.api.types import LabelSelector
+from agentmedic.api.budget_validation import validate_budget
+from agentmedic.api.types import API_VERSION, LabelSelector
 from agentmedic.engine.finance import BudgetEvaluation, BudgetRef, BudgetVerdict
 from agentmedic.engine.series import AgentId
 from agentmedic.metrics.pricing import PriceBook
@@ -102,72 +99,39 @@ class BudgetEntry:
 
 def parse_budget(obj: Mapping[str, Any]) -> BudgetEntry:
     """An AgentBudget or ClusterAgentBudget object as an entry; an invalid spec gives an
-    entry without spec whose problems name each field and the fix."""
+    entry without spec whose problems name each field and the fix
+    (:func:`~agentmedic.api.budget_validation.validate_budget`, as ``agentmedic validate``)."""
     kind = str(obj.get("kind") or "")
     meta = obj.get("metadata") or {}
-    namespace = meta.get("namespace") or "" if kind == BUDGET_KIND else ""
+    namespace = (meta.get("namespace") or "") if kind == BUDGET_KIND else ""
     ref = BudgetRef(kind, namespace, str(meta.get("name") or ""))
-    model: type[AgentBudget] | type[ClusterAgentBudget] = (
-        ClusterAgentBudget if kind == CLUSTER_BUDGET_KIND else AgentBudget
-    )
-    spec: AgentBudgetSpec | None = None
-    problems: list[str] = []
-    try:
-        spec = model.model_validate({k: v for k, v in obj.items() if k != "status"}).spec
-    except ValidationError as exc:
-        problems = [_problem(e) for e in exc.errors(include_url=False)]
-    if spec is not None:
-        problems = list(spec_problems(spec))
-        if problems:
-            spec = None
+    doc = {k: v for k, v in obj.items() if k != "status"}
+    doc.setdefault("apiVersion", API_VERSION)
+    parsed, problems = validate_budget(doc)
+    spec = None
+    if not problems and isinstance(parsed, AgentBudget | ClusterAgentBudget):
+        spec = parsed.spec
     return BudgetEntry(
         ref=ref,
         uid=str(meta.get("uid") or ""),
         generation=int(meta.get("generation") or 0),
         resource_version=str(meta.get("resourceVersion") or ""),
         spec=spec,
-        problems=problems,
+        problems=[str(p) for p in problems],
         status=dict(obj["status"]) if isinstance(obj.get("status"), Mapping) else None,
         annotations=dict(meta.get("annotations") or {}),
     )
 
 
-def _problem(error: Mapping[str, Any]) -> str:
-    path = ".".join(str(p) for p in error.get("loc", ()))
-    return f"{path}: {error.get('msg', 'is invalid')}"
-
-
-def spec_problems(spec: AgentBudgetSpec) -> Iterable[str]:
-    """What spans fields: the time zone, a rolling period, stage names and channels."""
-    try:
-        zoneinfo.ZoneInfo(spec.time_zone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        yield f"spec.timeZone: {spec.time_zone!r} is not an IANA time zone; use e.g. Europe/Berlin"
-    if spec.period not in ("day", "week", "month"):
-        try:
-            parse_duration(spec.period)
-        except ValueError:
-            yield f"spec.period: {spec.period!r} is not day, week, month or a duration like 30d"
-    names = [s.name for s in spec.stages]
-    for name in sorted({n for n in names if names.count(n) > 1}):
-        yield f"spec.stages: the stage name {name!r} is used twice; give each stage its own"
-    channels = {c.name for c in spec.notifications.channels}
-    for i, stage in enumerate(spec.stages):
-        for ch in stage.channels:
-            if ch not in channels:
-                yield (
-                    f"spec.stages[{i}].channels: {ch!r} is not in spec.notifications.channels; "
-                    "define it there or remove it"
-                )
-
-
 def parse_price_list(obj: Mapping[str, Any]) -> PriceBook | None:
-    """A ModelPriceList's PriceBook, or None when its spec is invalid."""
-    try:
-        doc = ModelPriceList.model_validate({k: v for k, v in obj.items() if k != "status"})
-    except ValidationError:
+    """A ModelPriceList's PriceBook, or None when it is invalid."""
+    doc = {k: v for k, v in obj.items() if k != "status"}
+    doc.setdefault("apiVersion", API_VERSION)
+    doc.setdefault("kind", PRICE_LIST_KIND)
+    parsed, problems = validate_budget(doc)
+    if problems or not isinstance(parsed, ModelPriceList):
         return None
-    return PriceBook.from_spec(doc.spec)
+    return PriceBook.from_spec(parsed.spec)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ request the operator sends to the API emulator is covered.
 
 from __future__ import annotations
 
+from agentmedic.api.budget import OPERATOR_PERMISSIONS as FINANCE_PERMISSIONS
+
 __all__ = ["REQUIRED_PERMISSIONS"]
 
 # (api group, resource, verb); "" is the core group.
@@ -31,4 +33,6 @@ REQUIRED_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
         ("coordination.k8s.io", "leases", "create"),
         ("coordination.k8s.io", "leases", "update"),
     }
+    # finance's kinds (operator/budget_cycle.py): read them, write their status
+    | FINANCE_PERMISSIONS
 )
