@@ -19,6 +19,7 @@ the window's edges by up to one scrape step, so figures are compared within 3 %.
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +31,7 @@ from agentmedic.operator.app import Operator
 from agentmedic.operator.settings import load_settings
 from agentmedic_sandbox.emulator import ApiEmulator
 from agentmedic_sandbox.prometheus import PrometheusServer, counter, openmetrics_text
+from agentmedic_sandbox.receivers import NotificationReceivers, ReceiverKind
 from tests.integration.kube_servers import (
     REAL,
     SERVERS,
@@ -219,6 +221,7 @@ async def start(
             "metrics_port": 0,
             "health_port": 0,
             "spend_refresh_seconds": 0,
+            "lease_namespace": NS_A,
         },
         environ={},
     )
@@ -238,11 +241,16 @@ def team(server: KubeServer) -> Iterator[KubeServer]:
         server.create(deployment(ns, name))
     yield server
     for kind, ns, name in [
-        *(("ClusterAgentBudget", None, n) for n in ("team", "team-stop", "team-tokens")),
+        *(
+            ("ClusterAgentBudget", None, n)
+            for n in ("team", "team-stop", "team-tokens", "team-told")
+        ),
         *(("AgentPolicy", ns, "payments") for ns in (NS_A, NS_B)),
     ]:
         if server.get(API, kind, ns, name) is not None:
             server.delete(API, kind, ns, name)
+    if server.get("v1", "Secret", NS_A, "finance-hook") is not None:
+        server.delete("v1", "Secret", NS_A, "finance-hook")
     if server.get(API, "ModelPriceList", None, "team-prices") is not None:
         server.delete(API, "ModelPriceList", None, "team-prices")
     for ns, name in ((NS_A, "a-bot"), (NS_B, "b-bot")):
@@ -373,3 +381,54 @@ async def test_a_price_list_budget_follows_the_price_list(
         assert status["stage"] == ""
     finally:
         await run.op.stop()
+
+
+async def test_a_reached_stage_is_told_once_across_evaluations_and_a_restart(
+    team: KubeServer, prometheus: PrometheusServer
+) -> None:
+    api = team
+    pa, pb = policy(NS_A), policy(NS_B)
+    api.create(pa)
+    api.create(pb)
+    with NotificationReceivers() as receivers:
+        url = receivers.url_for(ReceiverKind.SLACK)
+        # A ClusterAgentBudget's Secrets are read from the operator's namespace.
+        api.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "finance-hook", "namespace": NS_A},
+                "data": {"url": base64.b64encode(url.encode()).decode()},
+            }
+        )
+        budget = team_budget(
+            "team-told",
+            [
+                {"name": "warn", "atPercent": 80, "channels": ["finance"]},
+                {"name": "limit", "atPercent": 100, "channels": ["finance"]},
+            ],
+        )
+        budget["spec"]["notifications"] = {
+            "channels": [
+                {
+                    "name": "finance",
+                    "slack": {"webhookSecretRef": {"name": "finance-hook", "key": "url"}},
+                }
+            ]
+        }
+        api.create(budget)
+        for _ in range(2):  # an operator, then its successor after a restart
+            run = await start(api, prometheus, pa, pb)
+            try:
+                await run.evaluate_budgets()
+                await run.evaluate_budgets()
+            finally:
+                await run.op.stop()
+        told = receivers.accepted(ReceiverKind.SLACK)
+        assert len(told) == 1, [r.body for r in told]
+        text = told[0].body.decode()
+        assert "ClusterAgentBudget team-told (total): $4" in text
+        assert "stage warn reached" in text
+        notified = {c["type"]: c for c in run.status("team-told")["conditions"]}["StagesNotified"]
+        assert notified["reason"] == "Sent"
+        assert notified["message"] == "warn@2026-11-30T23:00:00Z: sent"

@@ -1,8 +1,9 @@
 """A budget's reached stage told to the budget's own channels, once per (stage, period).
 
-The budget's ledger lives on the budget itself, in the annotation
-``agentmedic.io/budget-notices`` (``{"<stage>@<period start>": "reserved" | "sent"}``): a
-stage newly reached is *reserved* there, in one PATCH conditional on the object's
+The budget's ledger lives on the budget itself, in its status (the operator may write a
+budget's status and nothing else of it): the condition ``StagesNotified`` whose message
+lists ``<stage>@<period start>: reserved|sent`` entries, which finance can read too. A
+stage newly reached is *reserved* there, in one status PATCH conditional on the object's
 resourceVersion, before anything is sent, and marked *sent* once every channel took it.
 A replica that takes over (or a restarted operator) reads the annotation: what is sent is
 never sent again, what was reserved and not confirmed is sent again (PagerDuty and
@@ -17,7 +18,6 @@ Secrets come from the budget's namespace; a ClusterAgentBudget's from the operat
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -30,19 +30,22 @@ from agentmedic.api.budget import (
     BudgetAppliesTo,
     StageResponse,
 )
-from agentmedic.api.types import GROUP, VERSION, Severity
+from agentmedic.api.types import GROUP, VERSION, ConditionStatus, Severity, StatusCondition
+from agentmedic.api.units import format_timestamp
 from agentmedic.engine.finance import BudgetEvaluation
 from agentmedic.kube import CustomObjects, KubeError
 from agentmedic.notify import ChannelConfigError, Notifier, ResolvedChannel, resolve_channel
 from agentmedic.notify.message import Message, MessageState
 from agentmedic.notify.report import Outcome
 from agentmedic.operator.budgets import BudgetEntry
+from agentmedic.operator.status import set_condition
 
-__all__ = ["NOTICES_ANNOTATION", "BudgetNotices"]
+__all__ = ["NOTIFIED", "BudgetNotices", "ledger_of"]
 
 log = logging.getLogger(__name__)
 
-NOTICES_ANNOTATION = f"{GROUP}/budget-notices"
+NOTIFIED = "StagesNotified"
+"""The status condition that holds the ledger."""
 _SEVERITY = {
     StageResponse.NOTIFY: Severity.MEDIUM,
     StageResponse.DOWNGRADE: Severity.MEDIUM,
@@ -79,9 +82,9 @@ class BudgetNotices:
         spec = entry.spec
         assert spec is not None
         reached = set().union(*ev.reached.values()) if ev.reached else set()
-        period = "rolling" if ev.period.rolling else str(int(ev.period.start.timestamp()))
+        period = "rolling" if ev.period.rolling else format_timestamp(ev.period.start)
         stages = {s.name: s for s in spec.stages if s.channels}
-        ledger = _ledger(entry)
+        ledger = ledger_of(entry)
         if ev.period.rolling:
             # A rolling stage left is forgotten, so reaching it again is told again.
             ledger = {k: v for k, v in ledger.items() if k.split("@")[0] in reached}
@@ -89,9 +92,9 @@ class BudgetNotices:
             ledger = {k: v for k, v in ledger.items() if k.endswith(f"@{period}")}
         wanted = [f"{name}@{period}" for name in sorted(reached) if name in stages]
         new = [k for k in wanted if k not in ledger]
-        if new or ledger != _ledger(entry):
+        if new or ledger != ledger_of(entry):
             ledger.update({k: "reserved" for k in new})
-            if not await self._persist(entry, ledger):
+            if not await self._persist(entry, ledger, now):
                 return  # another writer: the next run reads its ledger first
         for key in [k for k, v in ledger.items() if v == "reserved"]:
             stage = stages.get(key.split("@")[0])
@@ -99,7 +102,7 @@ class BudgetNotices:
                 continue
             if await self._send(entry, ev, stage.name, stage.response, stage.channels, now):
                 ledger[key] = "sent"
-                await self._persist(entry, ledger)
+                await self._persist(entry, ledger, now)
 
     async def _send(
         self,
@@ -151,38 +154,54 @@ class BudgetNotices:
                 log.warning("channel %s of %s: %s", channel.name, entry.ref, exc)
         return out
 
-    async def _persist(self, entry: BudgetEntry, ledger: dict[str, str]) -> bool:
+    async def _persist(self, entry: BudgetEntry, ledger: dict[str, str], now: datetime) -> bool:
         if not self._leading():
             return False
         ref = entry.ref
         plural = BUDGET_PLURAL if ref.kind == BUDGET_KIND else CLUSTER_BUDGET_PLURAL
-        text = json.dumps(ledger, sort_keys=True, separators=(",", ":"))
+        prior = (entry.status or {}).get("conditions") or []
+        conditions = [StatusCondition.model_validate(c) for c in prior]
+        text = "; ".join(f"{k}: {v}" for k, v in sorted(ledger.items()))
+        pending = any(v != "sent" for v in ledger.values())
+        conditions = set_condition(
+            conditions,
+            NOTIFIED,
+            ConditionStatus.TRUE if ledger else ConditionStatus.FALSE,
+            "Pending" if pending else "Sent" if ledger else "NoStageReached",
+            text,
+            now=now,
+            generation=entry.generation,
+        )
+        wire = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in conditions]
         try:
-            obj = await self._objects.patch_annotations(
+            obj = await self._objects.patch_status(
                 GROUP,
                 VERSION,
                 plural,
                 ref.namespace or None,  # type: ignore[arg-type]
                 ref.name,
-                {NOTICES_ANNOTATION: text},
+                {"conditions": wire},
                 resource_version=entry.resource_version or None,
             )
         except KubeError as exc:
             log.info("the notice ledger of %s was not written: %s", ref, exc.reason)
             return False
-        meta = obj.get("metadata") or {}
-        entry.annotations = dict(meta.get("annotations") or {})
-        entry.resource_version = str(meta.get("resourceVersion", ""))
+        entry.status = dict(obj.get("status") or {})
+        entry.resource_version = str((obj.get("metadata") or {}).get("resourceVersion", ""))
         return True
 
 
-def _ledger(entry: BudgetEntry) -> dict[str, str]:
-    raw = entry.annotations.get(NOTICES_ANNOTATION)
-    try:
-        data = json.loads(raw) if raw else {}
-    except ValueError:
-        return {}
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+def ledger_of(entry: BudgetEntry) -> dict[str, str]:
+    """The ledger as the budget's status holds it."""
+    for c in (entry.status or {}).get("conditions") or []:
+        if c.get("type") == NOTIFIED:
+            out = {}
+            for item in str(c.get("message") or "").split("; "):
+                key, sep, state = item.rpartition(": ")
+                if sep and key:
+                    out[key] = state
+            return out
+    return {}
 
 
 def _summary(entry: BudgetEntry, ev: BudgetEvaluation, stage: str) -> str:
