@@ -211,8 +211,19 @@ class Running:
         return status
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
 async def start(
-    api: KubeServer, prometheus: PrometheusServer, *policies: dict[str, Any]
+    api: KubeServer,
+    prometheus: PrometheusServer,
+    *policies: dict[str, Any],
+    clock: Clock | None = None,
 ) -> Running:
     settings = load_settings(
         flags={
@@ -225,7 +236,7 @@ async def start(
         },
         environ={},
     )
-    op = Operator.build(settings, operator_configuration(api), clock=lambda: NOW)
+    op = Operator.build(settings, operator_configuration(api), clock=clock or Clock())
     op.scheduler = ManualScheduler()  # type: ignore[assignment]
     await op.start()
     for p in policies:
@@ -293,6 +304,10 @@ async def test_a_team_budget_across_two_namespaces_counts_december_in_berlin(
         assert (limited["status"], limited["reason"]) == ("True", "NoModelTiers")
         assert f"{NS_B}/b-bot" in limited["message"]
         assert status["observedGeneration"] == 1
+        if isinstance(api, ApiEmulator):
+            api.clear_requests()
+            await run.evaluate_budgets()
+            assert api.write_requests() == [], "nothing changed: no write"
         # notify only: the policies' cycle changes no workload
         await run.op.run_cycle(INTERVAL)
         for ns, name in ((NS_A, "a-bot"), (NS_B, "b-bot")):
@@ -314,7 +329,8 @@ async def test_a_team_stop_beats_a_policy_downgrade_and_names_the_budget(
     api.create(pa)
     api.create(pb)
     api.create(team_budget("team-stop", [{"name": "stop", "atPercent": 70, "response": "stop"}]))
-    run = await start(api, prometheus, pa, pb)
+    clock = Clock()
+    run = await start(api, prometheus, pa, pb, clock=clock)
     try:
         await run.evaluate_budgets()
         assert run.status("team-stop")["stage"] == "stop"
@@ -327,6 +343,18 @@ async def test_a_team_stop_beats_a_policy_downgrade_and_names_the_budget(
             assert "ClusterAgentBudget team-stop (total)" in record
             env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
             assert env == [{"name": "MODEL", "value": "gpt-4o"}], "no downgrade besides"
+        clock.now += INTERVAL
+        await run.op.run_cycle(INTERVAL)  # the records are observed
+        # January in Berlin (23:10 UTC on 31 December): a new period, the agents come back.
+        clock.now = datetime(2026, 12, 31, 23, 10, tzinfo=UTC)
+        await run.evaluate_budgets()
+        status = run.status("team-stop")
+        assert (status["stage"], status["periodStart"]) == ("", "2026-12-31T23:00:00Z")
+        await run.op.run_cycle(INTERVAL)
+        for ns, name in ((NS_A, "a-bot"), (NS_B, "b-bot")):
+            dep = api.get("apps/v1", "Deployment", ns, name)
+            assert dep["spec"]["replicas"] == 2, name
+            assert "agentmedic.io/disabled" not in dep["metadata"].get("annotations", {})
     finally:
         await run.op.stop()
 

@@ -2,8 +2,9 @@
 
 :class:`BudgetService` watches AgentBudgets, ClusterAgentBudgets and ModelPriceLists (and
 Namespaces' labels while a ClusterAgentBudget selects namespaces by label) and evaluates
-every budget together every :data:`BUDGET_INTERVAL`, or at once (coalesced) when one of
-them changes. One evaluation:
+every budget together every :data:`BUDGET_INTERVAL` (or the shortest interval of the
+policies they act through, when shorter), or at once (coalesced) when one of them
+changes. One evaluation:
 
 1. select each valid budget's agents among the agents of the AgentPolicies this replica
    evaluates (:meth:`~agentmedic.operator.budgets.BudgetBook.select`);
@@ -159,8 +160,12 @@ class BudgetService:
     ) -> None:
         """Evaluate every BUDGET_INTERVAL, or at once after a change; never raises."""
         while True:
+            shortest = min(
+                (e.spec.interval for e in policies() if e.policy is not None),
+                default=BUDGET_INTERVAL,
+            )
             try:
-                async with asyncio.timeout(BUDGET_INTERVAL.total_seconds()):
+                async with asyncio.timeout(min(shortest, BUDGET_INTERVAL).total_seconds()):
                     await self.wake.wait()
             except TimeoutError:
                 pass
