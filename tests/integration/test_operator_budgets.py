@@ -407,6 +407,21 @@ async def test_a_price_list_budget_follows_the_price_list(
         status = run.status("team-tokens")
         assert 7.0 * 0.97 <= status["spendUSD"] <= 7.0 * 1.03
         assert status["stage"] == ""
+        # b-bot (fin-b) is selected by the budget but by no policy: not counted, and said so
+        assert status["agents"] == 1
+
+        def limited() -> dict[str, Any]:
+            conditions = {c["type"]: c for c in run.status("team-tokens")["conditions"]}
+            return conditions["ActionsLimited"]
+
+        for _ in range(500):
+            if limited()["reason"] == "NotManaged":
+                break
+            await run.evaluate_budgets()
+            await asyncio.sleep(0.02)
+        assert limited()["status"] == "True"
+        assert limited()["reason"] == "NotManaged"
+        assert f"{NS_B}/b-bot" in limited()["message"]
     finally:
         await run.op.stop()
 

@@ -47,6 +47,7 @@ from agentmedic.kube import AsyncKube, CustomObjects, KubeError
 from agentmedic.metrics import Catalog, MetricsBackend, MetricsError, fetch_samples
 from agentmedic.metrics.budget_spend import TokenCounts, fetch_tokens
 from agentmedic.operator.budget_notices import BudgetNotices
+from agentmedic.operator.budget_scope import BudgetScopes
 from agentmedic.operator.budget_status import build_status, invalid_status, status_due, wire
 from agentmedic.operator.budget_watch import ResourceWatch, budget_paths, namespaces_path
 from agentmedic.operator.budgets import BudgetBook, BudgetEntry, Selected, parse_price_list
@@ -91,6 +92,7 @@ class BudgetService:
         self.watches: dict[str, list[ResourceWatch]] = {}
         self._namespaces: ResourceWatch | None = None
         self._lock = asyncio.Lock()
+        self._scopes: BudgetScopes | None = None
         self.evaluations = 0
 
     # ------------------------------------------------------------------ watches
@@ -102,6 +104,8 @@ class BudgetService:
                 w.start()
 
     async def aclose(self) -> None:
+        if self._scopes is not None:
+            self._scopes.close()
         for w in self._all_watches():
             await w.aclose()
 
@@ -185,10 +189,15 @@ class BudgetService:
                 return 0
             now = self._clock()
             members = _policy_members(policies, cache)
+            managed = {a for _, agents, _ in members for a, _ in agents}
             selected: dict[tuple[str, str, str], Selected] = {}
             for key, entry in self.book.entries.items():
                 if entry.spec is not None and self._labels_ready(entry):
                     selected[key] = self.book.select(entry, members)
+            if self._scopes is None:
+                self._scopes = BudgetScopes(cache)
+            ready = [self.book.entries[k] for k in selected]
+            self._scopes.sync(ready, self.book.namespace_labels)
             spend, errors = await self._fetch(selected, now)
             verdicts: dict[AgentId, tuple[str, list[BudgetVerdict]]] = {}
             for key, entry in self.book.entries.items():
@@ -217,7 +226,7 @@ class BudgetService:
                     ev,
                     agents=len(sel.agents),
                     no_tiers=sel.no_tiers,
-                    not_managed=[],
+                    not_managed=self._scopes.unmanaged(entry, managed),
                     metrics_error=error,
                     now=now,
                 )
