@@ -299,3 +299,13 @@ def test_the_strictest_response_wins_whatever_the_order(
         winner = min(r for r, resp in zip(refs, responses, strict=True) if _STRENGTH[resp] == best)
         assert winner.owns(dec.rule), "between equal budgets the first by name"
         assert f"decided by {winner}" in dec.reason
+
+
+def test_a_notify_stage_leaves_the_agents_alone() -> None:
+    sim = one_agent_sim()
+    give(sim, verdict(TEAM, "notify", sim.now))
+    out = sim.step()
+    assert out.decisions == []
+    assert out.notifications == [], "the budget's own channels are told, not the policy's"
+    assert sim.state is not None
+    assert all(not is_external_rule(r) for s in sim.state.agents.values() for r in s.rules)

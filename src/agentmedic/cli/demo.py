@@ -43,6 +43,13 @@ EXPECTED = (
     ("systemic", "the provider outage paged once, nobody disabled"),
     ("resolved", "resolved notifications after recovery"),
 )
+TEAM_EXPECTED = ("team", "finance's team ceiling (a ClusterAgentBudget, not a policy) reached")
+
+
+def expected(world: Any) -> tuple[tuple[str, str], ...]:
+    """What the self-check waits for: the remediations, and the team ceiling when the
+    scenario has finance's budgets."""
+    return (*EXPECTED, TEAM_EXPECTED) if getattr(world.scenario, "budgets", None) else EXPECTED
 
 
 def register(sub: Any) -> None:
@@ -139,6 +146,15 @@ class Tracker:
             self.met["resolved"] = "resolved sent when the outage ended"
         if disabled:
             self.met.pop("systemic", None)
+        for budget in getattr(w.scenario, "budgets", None) or []:
+            name = budget["metadata"]["name"]
+            status = w.cluster_budget(name).get("status") or {}
+            if "team" not in self.met and status.get("stage"):
+                spent = status.get("spendUSD", 0.0)
+                self.met["team"] = (
+                    f"ClusterAgentBudget {name} reached stage {status['stage']}: "
+                    f"${spent:,.2f} of ${budget['spec']['limitUSD']:,.2f}; finance told on Slack"
+                )
 
 
 def _spec(world: Any, name: str) -> Any:
@@ -309,7 +325,7 @@ def _view(
     )
     done = "\n".join(
         f"{'[green]✔[/green]' if key in tracker.met else '[dim]…[/dim]'} {label}"
-        for key, label in EXPECTED
+        for key, label in expected(world)
     )
     # Two lines of the panel per entry at most; rich wraps them at words.
     width = max(40, (console_width or 100) - 4)
@@ -360,7 +376,7 @@ def run(args: argparse.Namespace) -> int:
     # The operator's own log goes to a file: the screen is for the story.
     log_path = Path(tempfile.gettempdir()) / "agentmedic-demo.log"
     _log_to(log_path)
-    scenario = demo_scenario(agents=args.agents, duration=args.duration)
+    scenario = demo_scenario(agents=args.agents, duration=args.duration, team_budget=True)
     ui = not args.no_ui and sys.stdout.isatty()
     lines: list[str] = []
     world = World(scenario, seed=args.seed, log=(lines.append if ui else _print), api=api)
@@ -444,7 +460,7 @@ def _keep(world: Any, tracker: Tracker) -> None:
 
 
 def _finished(world: Any, tracker: Tracker, deadline: float) -> bool:
-    return len(tracker.met) == len(EXPECTED) or world.elapsed() > deadline
+    return len(tracker.met) == len(expected(world)) or world.elapsed() > deadline
 
 
 def _run_live(world: Any, tracker: Tracker, deadline: float) -> None:
@@ -483,7 +499,7 @@ def _run_plain(world: Any, tracker: Tracker, deadline: float) -> None:
         if world.elapsed() - last_status >= 15:
             last_status = world.elapsed()
             _print(
-                f"{_clock(world)} progress: {len(tracker.met)}/{len(EXPECTED)} expected; "
+                f"{_clock(world)} progress: {len(tracker.met)}/{len(expected(world))} expected; "
                 f"{_states(world)}"
             )
         time.sleep(0.5)
@@ -516,12 +532,12 @@ def _summary(world: Any, tracker: Tracker) -> int:
     # broken in the middle by the console; the terminal wraps it.
     console = Console(soft_wrap=True)
     console.print("\n[bold]What agentmedic did[/bold]")
-    for key, label in EXPECTED:
+    for key, label in expected(world):
         if key in tracker.met:
             console.print(f"  [green]✔[/green] {label}: {tracker.met[key]}")
         else:
             console.print(f"  [red]✘[/red] {label}: did not happen")
-    ok = len(tracker.met) == len(EXPECTED)
+    ok = len(tracker.met) == len(expected(world))
     console.print(
         "\nEvery remediation is recorded on the workload (agentmedic.io/* annotations) and "
         "undone with `agentmedic restore deployment/NAME -n NAMESPACE`."

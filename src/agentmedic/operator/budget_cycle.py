@@ -99,7 +99,10 @@ class BudgetService:
 
     def start(self) -> None:
         for plural, paths in budget_paths(self._settings.namespaces).items():
-            self.watches[plural] = [ResourceWatch(self._http, p, self.wake.set) for p in paths]
+            self.watches[plural] = [
+                ResourceWatch(self._http, p, self.wake.set, optional=optional)
+                for p, optional in paths
+            ]
             for w in self.watches[plural]:
                 w.start()
 

@@ -129,6 +129,7 @@ class BudgetNotices:
             summary=_summary(entry, ev, stage),
             time=now,
             action=_DOING[response],
+            source=str(entry.ref),
         )
         report = await self._notifier.notify(message, channels)
         ok = all(r.outcome is not Outcome.FAILED for r in report.results)

@@ -29,21 +29,22 @@ Key = tuple[str, str]
 """(namespace, name); namespace empty for cluster-scoped objects."""
 
 
-def budget_paths(namespaces: list[str]) -> dict[str, list[str]]:
-    """The list paths of each finance kind. An operator that watches named namespaces
-    reads only their AgentBudgets (its RBAC grants nothing cluster-wide): no
-    ClusterAgentBudgets, and the SDK's price table."""
+def budget_paths(namespaces: list[str]) -> dict[str, list[tuple[str, bool]]]:
+    """The list paths of each finance kind, each with whether it is optional. An operator
+    that watches named namespaces reads their AgentBudgets; the cluster-scoped kinds are
+    optional there: the chart's namespaced RBAC grants nothing cluster-wide, and a kind
+    the operator may not read counts as none (no ClusterAgentBudgets, the SDK's prices)."""
     api = f"/apis/{GROUP}/{VERSION}"
-    if namespaces:
-        return {
-            BUDGET_PLURAL: [f"{api}/namespaces/{ns}/{BUDGET_PLURAL}" for ns in namespaces],
-            CLUSTER_BUDGET_PLURAL: [],
-            PRICE_LIST_PLURAL: [],
-        }
+    cluster_wide = not namespaces
+    budgets = (
+        [f"{api}/{BUDGET_PLURAL}"]
+        if cluster_wide
+        else [f"{api}/namespaces/{ns}/{BUDGET_PLURAL}" for ns in namespaces]
+    )
     return {
-        BUDGET_PLURAL: [f"{api}/{BUDGET_PLURAL}"],
-        CLUSTER_BUDGET_PLURAL: [f"{api}/{CLUSTER_BUDGET_PLURAL}"],
-        PRICE_LIST_PLURAL: [f"{api}/{PRICE_LIST_PLURAL}"],
+        BUDGET_PLURAL: [(p, False) for p in budgets],
+        CLUSTER_BUDGET_PLURAL: [(f"{api}/{CLUSTER_BUDGET_PLURAL}", not cluster_wide)],
+        PRICE_LIST_PLURAL: [(f"{api}/{PRICE_LIST_PLURAL}", not cluster_wide)],
     }
 
 
@@ -60,12 +61,15 @@ class ResourceWatch:
         path: str,
         on_change: Callable[[], None],
         *,
+        optional: bool = False,
         timeout_seconds: int = 300,
     ) -> None:
         self._http = http
         self.path = path
         self._on_change = on_change
         self._timeout = timeout_seconds
+        self._optional = optional
+        """Forbidden or not served: counts as no objects (and is tried again later)."""
         self.items: dict[Key, dict[str, Any]] = {}
         self.synced = asyncio.Event()
         self.failing: str | None = None
@@ -102,6 +106,16 @@ class ResourceWatch:
                 delay = _RECONNECT.delay(min(failures, 16), rng)
                 failures += 1
                 self.failing = _describe(exc)
+                if self._optional and isinstance(exc, KubeError) and exc.status in (403, 404):
+                    if not self.synced.is_set() or self.items:
+                        log.info(
+                            "%s is not readable (%s): counted as none", self.path, self.failing
+                        )
+                        self.items = {}
+                        self.synced.set()
+                        self._on_change()
+                    await asyncio.sleep(_RECONNECT.cap)
+                    continue
                 log.warning(
                     "watch of %s failed: %s; retrying in %.1fs", self.path, self.failing, delay
                 )

@@ -2,11 +2,12 @@
 
 Each agent's :attr:`~agentmedic.engine.inputs.AgentInput.budgets` says what every budget
 selecting it decided this cycle (:mod:`agentmedic.engine.finance`). A stage that asks for
-a response becomes a rule state on the agent, named ``budget.<kind>/<ns>/<name>/<stage>``,
-whose episode is keyed by the budget, the stage and the period's start: the remediation
-stage turns it into a change through the same guardrails, records and cooldown as the
-policy's own rules, and the recovery stage undoes it when the budget's period is over
-(onNewPeriod restore).
+a change (downgrade, stop) becomes a rule state on the agent, named
+``budget.<kind>/<ns>/<name>/<stage>``, whose episode is keyed by the budget, the stage
+and the period's start: the remediation stage turns it into a change through the same
+guardrails, records and cooldown as the policy's own rules, and the recovery stage undoes
+it when the budget's period is over (onNewPeriod restore). A notify stage leaves the
+agents alone: the budget's own channels are told (the operator's budget notices).
 
 Precedence: when the policy's own ``spec.budget`` and finance's budgets all apply to an
 agent, only the strictest source acts (stop > downgrade > notify; between equals the one
@@ -55,7 +56,9 @@ def external_budgets(c: Cycle) -> None:
         verdicts = a.workload.budgets
         if not verdicts and not any(is_external_rule(n) for n in a.rules):
             continue
-        current = {v.rule: v for v in verdicts if v.rule is not None}
+        # A notify stage changes no workload: the budget's own channels tell people, and
+        # the agents carry no state for it.
+        current = {v.rule: v for v in verdicts if v.rule is not None and v.strength > 0}
         for name, rs in list(a.rules.items()):
             if not is_external_rule(name):
                 continue
@@ -92,10 +95,10 @@ def _start(c: Cycle, a: AgentWork, name: str, v: BudgetVerdict) -> None:
 
 
 def _firing(a: AgentWork) -> Iterable[tuple[BudgetVerdict, RuleState]]:
-    """The agent's budget verdicts whose stage fires, with its state."""
+    """The agent's budget verdicts whose stage fires (asking for a change), with its state."""
     for v in a.workload.budgets:
         name = v.rule
-        if name is None:
+        if name is None or v.strength == 0:
             continue
         rs = a.rules.get(name)
         if rs is not None and rs.firing_since is not None:
