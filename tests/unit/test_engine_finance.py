@@ -309,3 +309,16 @@ def test_a_notify_stage_leaves_the_agents_alone() -> None:
     assert out.notifications == [], "the budget's own channels are told, not the policy's"
     assert sim.state is not None
     assert all(not is_external_rule(r) for s in sim.state.agents.values() for r in s.rules)
+
+
+def test_before_the_budgets_are_known_their_stages_are_held() -> None:
+    sim = one_agent_sim()
+    give(sim, verdict(TEAM, "downgrade", sim.now))
+    [dec] = sim.step().workload_changes
+    give(sim)
+    sim.input = dataclasses.replace(sim.input, budgets_known=False)  # an operator restarted
+    assert sim.step().decisions == []
+    assert sim.state is not None
+    held = sim.state.agents[agent("a0")].rules[dec.rule]
+    assert held.firing_since is not None, "held, not ended for want of verdicts"
+    assert held.episode == dec.episode

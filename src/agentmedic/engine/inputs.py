@@ -97,6 +97,9 @@ class PolicyInput:
     policies or across a delete and re-create."""
     agents: Mapping[AgentId, AgentInput] = field(default_factory=dict)
     """The agents the selector matched this cycle, with their workloads."""
+    budgets_known: bool = True
+    """False until finance's budgets have been evaluated once (an operator just started):
+    the agents' budget stages are then held as they are, not ended for want of verdicts."""
 
 
 def episode_key(uid: str, agent: AgentId | None, rule: str, start: datetime) -> str:

@@ -354,8 +354,15 @@ class Operator:
         """gather → fetch → decide → act → persist → report."""
         p, now = self.parts, self.clock()
         reads = ModelReads(p.executor)
+        book = p.budgets.book
         gathered = await cycle.gather(
-            self._due(interval), p.cache, reads, self.settings, now, p.budgets.book.verdicts_for
+            self._due(interval),
+            p.cache,
+            reads,
+            self.settings,
+            now,
+            book.verdicts_for,
+            budgets_known=book.published,
         )
         if not gathered:
             return

@@ -152,6 +152,8 @@ class BudgetBook:
         self.price_lists: dict[str, PriceBook | None] = {}
         self.namespace_labels: dict[str, dict[str, str]] = {}
         self._verdicts: dict[AgentId, tuple[str, tuple[BudgetVerdict, ...]]] = {}
+        self.published = False
+        """The budgets were evaluated at least once (their verdicts are known)."""
 
     def upsert(self, obj: Mapping[str, Any]) -> BudgetEntry:
         """A budget seen (again): keep what was evaluated of the same object."""
@@ -208,6 +210,7 @@ class BudgetBook:
     def publish(self, verdicts: Mapping[AgentId, tuple[str, tuple[BudgetVerdict, ...]]]) -> None:
         """Replace the verdicts the policies' cycles read."""
         self._verdicts = dict(verdicts)
+        self.published = True
 
     def verdicts_for(self, policy: str, agent: AgentId) -> tuple[BudgetVerdict, ...]:
         """What the budgets say of ``agent``, for the policy ``namespace/name`` that acts on

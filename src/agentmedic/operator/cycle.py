@@ -112,11 +112,12 @@ async def gather(
     settings: OperatorSettings,
     now: datetime,
     budgets: Callable[[str, AgentId], tuple[BudgetVerdict, ...]] | None = None,
+    budgets_known: bool = True,
 ) -> list[Gathered]:
     """The policies to evaluate and their agents; a policy whose watch has not listed yet,
     or that this term has not read from the API server, waits for a later cycle.
     ``budgets`` gives what finance's budgets say of an agent, for the policy that acts
-    on it for them."""
+    on it for them; ``budgets_known`` is False until they were evaluated once."""
     out = []
     for entry in entries:
         if not entry.fresh:
@@ -143,6 +144,8 @@ async def gather(
         )
         if budgets is not None:
             policy_input = _with_budgets(policy_input, budgets)
+        if not budgets_known:
+            policy_input = dataclasses.replace(policy_input, budgets_known=False)
         out.append(Gathered(entry, policy_input, agents, requirements(spec, now)))
     return out
 

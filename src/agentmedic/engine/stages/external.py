@@ -50,6 +50,8 @@ _SEVERITY = {StageResponse.STOP: Severity.HIGH, StageResponse.DOWNGRADE: Severit
 
 def external_budgets(c: Cycle) -> None:
     """Each agent's budget stages follow what the budgets say this cycle."""
+    if not c.policy.budgets_known:
+        return  # nothing is known yet: every stage is held as it is
     for a in c.work.values():
         if a.unknown:
             continue  # held: no change of any kind this cycle
