@@ -254,7 +254,7 @@ def team(server: KubeServer) -> Iterator[KubeServer]:
     for kind, ns, name in [
         *(
             ("ClusterAgentBudget", None, n)
-            for n in ("team", "team-stop", "team-tokens", "team-told")
+            for n in ("team", "team-stop", "team-tokens", "team-told", "team-bad")
         ),
         *(("AgentPolicy", ns, "payments") for ns in (NS_A, NS_B)),
     ]:
@@ -288,9 +288,15 @@ async def test_a_team_budget_across_two_namespaces_counts_december_in_berlin(
             ],
         )
     )
+    bad = team_budget("team-bad", [{"name": "warn", "atPercent": 80}], timeZone="Mars/Olympus")
+    api.create(bad)  # the schema admits it; no such time zone
     run = await start(api, prometheus, pa, pb)
     try:
         await run.evaluate_budgets()
+        ready = {c["type"]: c for c in run.status("team-bad")["conditions"]}["Ready"]
+        assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+        assert "spec.timeZone" in ready["message"]
+        assert "Mars/Olympus" in ready["message"]
         status = run.status("team")
         assert status["stage"] == "warn", status
         assert status["agents"] == 2
