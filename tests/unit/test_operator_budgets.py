@@ -196,3 +196,20 @@ async def test_token_counts_by_model_and_type_one_query_nan_is_no_data() -> None
         "sum by (agent, namespace, model, type) "
         '(increase(agent_tokens_total{agent=~"bot|odd"}[13h]))'
     )
+
+
+def test_an_agent_budget_selects_only_its_own_namespace() -> None:
+    book = BudgetBook()
+    entry = book.upsert(
+        {
+            "apiVersion": API,
+            "kind": "AgentBudget",
+            "metadata": {"name": "ceiling", "namespace": "a", "uid": "u-2"},
+            "spec": {"limitUSD": 50, "appliesTo": "perAgent"},
+        }
+    )
+    assert str(entry.ref) == "AgentBudget a/ceiling"
+    mine, theirs = AgentId("a", "bot"), AgentId("b", "bot")
+    sel = book.select(entry, [("a/p", [(mine, {})], True), ("b/p", [(theirs, {})], True)])
+    assert list(sel.agents) == [mine]
+    assert entry.ref.rule("limit") == "budget.agentbudget/a/ceiling/limit"
