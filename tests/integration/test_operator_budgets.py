@@ -390,6 +390,10 @@ async def test_a_price_list_budget_follows_the_price_list(
     run = await start(api, prometheus, pa)
     try:
         await run.evaluate_budgets()
+        listed = api.get(API, "ModelPriceList", None, "team-prices") or {}
+        ready = listed["status"]["conditions"][0]
+        assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "True", "InUse")
+        assert listed["status"]["models"] > 1, "the SDK's table is included"
         # 1M input at $2.50 and 100k output at $10 per million: $3.50
         assert 3.5 * 0.97 <= run.status("team-tokens")["spendUSD"] <= 3.5 * 1.03
         api.patch(

@@ -48,9 +48,15 @@ from agentmedic.metrics import Catalog, MetricsBackend, MetricsError, fetch_samp
 from agentmedic.metrics.budget_spend import TokenCounts, fetch_tokens
 from agentmedic.operator.budget_notices import BudgetNotices
 from agentmedic.operator.budget_scope import BudgetScopes
-from agentmedic.operator.budget_status import build_status, invalid_status, status_due, wire
+from agentmedic.operator.budget_status import (
+    build_status,
+    invalid_status,
+    price_list_status,
+    status_due,
+    wire,
+)
 from agentmedic.operator.budget_watch import ResourceWatch, budget_paths, namespaces_path
-from agentmedic.operator.budgets import BudgetBook, BudgetEntry, Selected, parse_price_list
+from agentmedic.operator.budgets import BudgetBook, BudgetEntry, Selected, price_list_problems
 from agentmedic.operator.entry import PolicyEntry
 from agentmedic.operator.settings import OperatorSettings
 from agentmedic.operator.watch import WorkloadCache
@@ -61,6 +67,9 @@ log = logging.getLogger(__name__)
 
 BUDGET_INTERVAL = timedelta(seconds=60)
 """How often every budget is evaluated when nothing changes (a change evaluates at once)."""
+
+_CLUSTER_SCOPED: Any = None
+"""The namespace argument of a cluster-scoped object's path."""
 
 _PLURAL = {BUDGET_KIND: BUDGET_PLURAL, CLUSTER_BUDGET_KIND: CLUSTER_BUDGET_PLURAL}
 
@@ -93,6 +102,7 @@ class BudgetService:
         self._namespaces: ResourceWatch | None = None
         self._lock = asyncio.Lock()
         self._scopes: BudgetScopes | None = None
+        self._price_lists_due: list[tuple[dict[str, Any], int | None, list[str]]] = []
         self.evaluations = 0
 
     # ------------------------------------------------------------------ watches
@@ -137,9 +147,11 @@ class BudgetService:
         for obj in cluster:
             obj.setdefault("kind", CLUSTER_BUDGET_KIND)
         self.book.sync([*budgets, *cluster])
-        self.book.price_lists = {
-            (obj.get("metadata") or {}).get("name", ""): parse_price_list(obj) for obj in prices
-        }
+        self.book.price_lists = {}
+        for obj in prices:
+            book, problems = price_list_problems(obj)
+            self.book.price_lists[(obj.get("metadata") or {}).get("name", "")] = book
+            self._price_lists_due.append((obj, None if book is None else len(book), problems))
         wants_labels = any(
             e.cluster is not None and e.cluster.namespace_selector is not None
             for e in self.book.entries.values()
@@ -191,6 +203,7 @@ class BudgetService:
             if not self._sync_book():
                 return 0
             now = self._clock()
+            await self._write_price_lists(now)
             members = _policy_members(policies, cache)
             managed = {a for _, agents, _ in members for a, _ in agents}
             selected: dict[tuple[str, str, str], Selected] = {}
@@ -333,6 +346,26 @@ class BudgetService:
         return out, errors
 
     # ------------------------------------------------------------------ status
+
+    async def _write_price_lists(self, now: datetime) -> None:
+        """Each ModelPriceList's status, written when it changed."""
+        due, self._price_lists_due = self._price_lists_due, []
+        for obj, models, problems in due:
+            wanted = price_list_status(obj, models, problems, now)
+            if wanted == (obj.get("status") or {}) or not self._leading():
+                continue
+            name = (obj.get("metadata") or {}).get("name", "")
+            try:
+                await self._objects.patch_status(
+                    GROUP,
+                    VERSION,
+                    PRICE_LIST_PLURAL,
+                    _CLUSTER_SCOPED,
+                    name,
+                    wanted,
+                )
+            except KubeError as exc:
+                log.warning("writing the status of ModelPriceList %s failed: %s", name, exc.reason)
 
     async def _write(self, entry: BudgetEntry, wanted: dict[str, Any], now: datetime) -> None:
         if not status_due(entry, wanted, now, self._settings.spend_refresh_seconds):

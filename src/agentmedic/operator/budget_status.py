@@ -11,11 +11,16 @@ or a new generation is written at once.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from agentmedic.api.budget import AgentSpend, BudgetAppliesTo, BudgetStatus
+from agentmedic.api.budget import (
+    AgentSpend,
+    BudgetAppliesTo,
+    BudgetStatus,
+    ModelPriceListStatus,
+)
 from agentmedic.api.types import ConditionStatus
 from agentmedic.engine.finance import BudgetEvaluation
 from agentmedic.engine.series import AgentId
@@ -27,6 +32,7 @@ __all__ = [
     "READY",
     "build_status",
     "invalid_status",
+    "price_list_status",
     "status_due",
     "wire",
 ]
@@ -148,6 +154,29 @@ def invalid_status(entry: BudgetEntry, now: datetime) -> BudgetStatus:
         generation=entry.generation,
     )
     return BudgetStatus(observed_generation=entry.generation, conditions=conditions)
+
+
+def price_list_status(
+    obj: Mapping[str, Any], models: int | None, problems: Sequence[str], now: datetime
+) -> dict[str, Any]:
+    """A ModelPriceList's status: Ready (valid and in use, or why not) and the models it
+    prices, the built-in ones included."""
+    meta = obj.get("metadata") or {}
+    prior = ModelPriceListStatus.model_validate(obj.get("status") or {})
+    generation = int(meta.get("generation") or 0)
+    if problems:
+        message = "; ".join(problems[:5])
+        ready = (ConditionStatus.FALSE, "InvalidSpec", message)
+    else:
+        ready = (ConditionStatus.TRUE, "InUse", f"{models} models priced")
+    conditions = set_condition(
+        list(prior.conditions), READY, *ready, now=now, generation=generation
+    )
+    status = ModelPriceListStatus(
+        observed_generation=generation, conditions=conditions, models=models or 0
+    )
+    out: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return out
 
 
 def wire(status: BudgetStatus) -> dict[str, Any]:

@@ -38,6 +38,7 @@ __all__ = [
     "matches",
     "parse_budget",
     "parse_price_list",
+    "price_list_problems",
 ]
 
 
@@ -125,13 +126,18 @@ def parse_budget(obj: Mapping[str, Any]) -> BudgetEntry:
 
 def parse_price_list(obj: Mapping[str, Any]) -> PriceBook | None:
     """A ModelPriceList's PriceBook, or None when it is invalid."""
+    return price_list_problems(obj)[0]
+
+
+def price_list_problems(obj: Mapping[str, Any]) -> tuple[PriceBook | None, list[str]]:
+    """A ModelPriceList's PriceBook (None when invalid) and its problems."""
     doc = {k: v for k, v in obj.items() if k != "status"}
     doc.setdefault("apiVersion", API_VERSION)
     doc.setdefault("kind", PRICE_LIST_KIND)
     parsed, problems = validate_budget(doc)
     if problems or not isinstance(parsed, ModelPriceList):
-        return None
-    return PriceBook.from_spec(parsed.spec)
+        return None, [str(p) for p in problems] or ["not a ModelPriceList"]
+    return PriceBook.from_spec(parsed.spec), []
 
 
 @dataclass(frozen=True)
