@@ -279,33 +279,7 @@ class BudgetService:
                     reported.setdefault(SeriesKey("cost_usd", None, w), set()).update(sel.agents)
                 else:
                     tokens.setdefault(w, set()).update(sel.agents)
-        samples: Mapping[AgentId, Mapping[SeriesKey, float | None]] = {}
-        failed: dict[SeriesKey | timedelta, str] = {}
-        if reported:
-            try:
-                samples, stats = await fetch_samples(
-                    self._backend,
-                    reported,
-                    now,
-                    self._catalog,
-                    namespace_label=self._settings.namespace_label,
-                    max_concurrency=self._settings.max_concurrent_queries,
-                )
-                failed.update({k: str(e) for k, e in stats.errors.items()})
-            except MetricsError as exc:
-                failed.update({k: str(exc) for k in reported})
-        counted: dict[timedelta, TokenCounts] = {}
-        for window, agents in tokens.items():
-            try:
-                counted[window] = await fetch_tokens(
-                    self._backend,
-                    window,
-                    agents,
-                    now,
-                    namespace_label=self._settings.namespace_label,
-                )
-            except (MetricsError, ValueError) as exc:
-                failed[window] = str(exc)
+        samples, counted, failed = await self._query(reported, tokens, now)
         out: dict[tuple[str, str, str], dict[AgentId, AgentSpendFigures]] = {}
         errors: dict[Any, str] = {}
         for key, (elapsed, recent) in plan.items():
@@ -344,6 +318,47 @@ class BudgetService:
             if key not in plan:
                 out[key] = {}
         return out, errors
+
+    async def _query(
+        self,
+        reported: Mapping[SeriesKey, set[AgentId]],
+        tokens: Mapping[timedelta, set[AgentId]],
+        now: datetime,
+    ) -> tuple[
+        Mapping[AgentId, Mapping[SeriesKey, float | None]],
+        dict[timedelta, TokenCounts],
+        dict[SeriesKey | timedelta, str],
+    ]:
+        """One query per (metric, window): the cost samples, the token counts, and what
+        failed (by key or window)."""
+        samples: Mapping[AgentId, Mapping[SeriesKey, float | None]] = {}
+        failed: dict[SeriesKey | timedelta, str] = {}
+        if reported:
+            try:
+                samples, stats = await fetch_samples(
+                    self._backend,
+                    reported,
+                    now,
+                    self._catalog,
+                    namespace_label=self._settings.namespace_label,
+                    max_concurrency=self._settings.max_concurrent_queries,
+                )
+                failed.update({k: str(e) for k, e in stats.errors.items()})
+            except MetricsError as exc:
+                failed.update({k: str(exc) for k in reported})
+        counted: dict[timedelta, TokenCounts] = {}
+        for window, agents in tokens.items():
+            try:
+                counted[window] = await fetch_tokens(
+                    self._backend,
+                    window,
+                    agents,
+                    now,
+                    namespace_label=self._settings.namespace_label,
+                )
+            except (MetricsError, ValueError) as exc:
+                failed[window] = str(exc)
+        return samples, counted, failed
 
     # ------------------------------------------------------------------ status
 
