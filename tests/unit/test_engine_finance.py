@@ -322,3 +322,55 @@ def test_before_the_budgets_are_known_their_stages_are_held() -> None:
     held = sim.state.agents[agent("a0")].rules[dec.rule]
     assert held.firing_since is not None, "held, not ended for want of verdicts"
     assert held.episode == dec.episode
+
+
+_SPENDS = st.lists(
+    st.one_of(st.none(), st.floats(min_value=0, max_value=500, allow_nan=False)),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(spends=_SPENDS, limit=st.floats(min_value=1, max_value=1000, allow_nan=False))
+def test_total_judges_the_sum_and_per_agent_judges_each_agent(
+    spends: list[float | None], limit: float
+) -> None:
+    agents = {AgentId("a", f"b{i}"): AgentSpendFigures(s, 0.0) for i, s in enumerate(spends)}
+    stops = stages(("stop", 100, "stop"))
+    total = evaluate_budget(TEAM, spec(limitUSD=limit, stages=stops), agents, d(2026, 12, 16))
+    each = evaluate_budget(
+        TEAM, spec(limitUSD=limit, stages=stops, appliesTo="perAgent"), agents, d(2026, 12, 16)
+    )
+    known = [s for s in spends if s is not None]
+    assert total.spent == each.spent
+    if known:
+        assert total.spent is not None
+        assert abs(total.spent - sum(known)) < 1e-6
+    over_total = bool(known) and sum(known) >= limit
+    assert (total.stage == "stop") == over_total
+    assert all((v.stage == "stop") == over_total for v in total.verdicts.values())
+    for a, fig in agents.items():
+        alone = fig.spent is not None and fig.spent >= limit
+        assert (each.verdicts[a].stage == "stop") == alone
+    assert (each.stage == "stop") == any(s is not None and s >= limit for s in spends)
+
+
+def test_a_rolling_budget_restores_once_its_stop_is_no_longer_reached() -> None:
+    sim = one_agent_sim()
+    rolling = spec(period="24h", limitUSD=100, stages=stages(("stop", 100, "stop")))
+
+    def say(spent: float) -> None:
+        ev = evaluate_budget(TEAM, rolling, {agent("a0"): AgentSpendFigures(spent, 0.0)}, sim.now)
+        give(sim, ev.verdicts[agent("a0")])
+
+    say(120.0)
+    [stop] = sim.step().workload_changes
+    assert stop.kind == DecisionKind.SCALE_TO_ZERO
+    say(120.0)
+    assert sim.step().workload_changes == []  # observed, still over
+    say(50.0)
+    [back] = sim.step().workload_changes
+    assert back.kind == DecisionKind.RESTORE
+    assert back.reason_code == DecisionReason.BUDGET_PERIOD_ENDED
+    assert sim.workload("a0").replicas == 2

@@ -252,7 +252,8 @@ def _sum(values: Iterable[float | None]) -> float | None:
 
 
 def _threshold(spec: AgentBudgetSpec, stage: BudgetStage) -> float:
-    return spec.limit_usd * stage.at_percent / 100
+    # at_percent / 100 first: at 100 % the line is exactly limitUSD, not a rounding above it
+    return spec.limit_usd * (stage.at_percent / 100)
 
 
 def _reached(
