@@ -213,3 +213,43 @@ def test_an_agent_budget_selects_only_its_own_namespace() -> None:
     sel = book.select(entry, [("a/p", [(mine, {})], True), ("b/p", [(theirs, {})], True)])
     assert list(sel.agents) == [mine]
     assert entry.ref.rule("limit") == "budget.agentbudget/a/ceiling/limit"
+
+
+async def test_a_kind_not_served_or_forbidden_where_optional_counts_as_none() -> None:
+    import asyncio
+
+    import httpx
+    import kubernetes.client as k8s
+
+    from agentmedic.kube import AsyncKube, RetryPolicy
+    from agentmedic.operator.budget_watch import ResourceWatch
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        status = {"/missing": 404, "/forbidden": 403}[request.url.path]
+        return httpx.Response(status, json={"kind": "Status", "code": status})
+
+    http = AsyncKube(
+        k8s.Configuration(host="http://127.0.0.1:1"),
+        transport=httpx.MockTransport(handler),
+        retry=RetryPolicy(attempts=1, base=0.0, cap=0.0),
+    )
+    changes: list[str] = []
+    missing = ResourceWatch(http, "/missing", lambda: changes.append("missing"))
+    optional = ResourceWatch(http, "/forbidden", lambda: None, optional=True)
+    required = ResourceWatch(http, "/forbidden", lambda: None)
+    try:
+        for w in (missing, optional, required):
+            w.start()
+        async with asyncio.timeout(10):
+            await missing.synced.wait()
+            await optional.synced.wait()
+        assert missing.items == {}
+        assert changes == ["missing"]
+        await asyncio.sleep(0.1)
+        assert not required.synced.is_set(), "a required kind the operator may not read waits"
+        assert required.failing is not None
+        assert "403" in required.failing
+    finally:
+        for w in (missing, optional, required):
+            await w.aclose()
+        await http.aclose()

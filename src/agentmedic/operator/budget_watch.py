@@ -4,7 +4,8 @@ AgentBudgets, ClusterAgentBudgets and ModelPriceLists are few and small, so each
 one LIST and then one long-lived WATCH of the whole kind (AgentBudgets per watched
 namespace, or cluster-wide), through :class:`agentmedic.kube.AsyncKube` like the workload
 cache; Namespaces are watched only while some ClusterAgentBudget selects namespaces by
-label. Every change calls ``on_change`` so the budgets are evaluated again at once.
+label. Every change calls ``on_change`` so the budgets are evaluated again at once. A kind
+that is not served (its CRD not installed) counts as no objects and is tried again later.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ class ResourceWatch:
         self._on_change = on_change
         self._timeout = timeout_seconds
         self._optional = optional
-        """Forbidden or not served: counts as no objects (and is tried again later)."""
+        """Forbidden counts as no objects too (tried again later), as not served (a CRD not
+        installed) always does."""
         self.items: dict[Key, dict[str, Any]] = {}
         self.synced = asyncio.Event()
         self.failing: str | None = None
@@ -106,7 +108,8 @@ class ResourceWatch:
                 delay = _RECONNECT.delay(min(failures, 16), rng)
                 failures += 1
                 self.failing = _describe(exc)
-                if self._optional and isinstance(exc, KubeError) and exc.status in (403, 404):
+                tolerated = (404, 403) if self._optional else (404,)
+                if isinstance(exc, KubeError) and exc.status in tolerated:
                     if not self.synced.is_set() or self.items:
                         log.info(
                             "%s is not readable (%s): counted as none", self.path, self.failing
