@@ -140,6 +140,12 @@ def price_list_problems(obj: Mapping[str, Any]) -> tuple[PriceBook | None, list[
     return PriceBook.from_spec(parsed.spec), []
 
 
+def _newer(ours: str, seen: str) -> bool:
+    """Whether resourceVersion ``ours`` is later than ``seen`` (both etcd revisions; an
+    unknown form is never taken as later)."""
+    return ours.isdigit() and seen.isdigit() and int(ours) > int(seen)
+
+
 @dataclass(frozen=True)
 class Selected:
     """A budget's agents this evaluation."""
@@ -170,8 +176,10 @@ class BudgetBook:
             entry.evaluation = old.evaluation
             entry.evaluated_at = old.evaluated_at
             entry.spend_written_at = old.spend_written_at
-            if old.resource_version > entry.resource_version and old.status is not None:
-                entry.status = old.status  # our own newer write
+            if _newer(old.resource_version, entry.resource_version):
+                # our own write, newer than what the watch delivered so far
+                entry.status = old.status
+                entry.resource_version = old.resource_version
         self.entries[key] = entry
         return entry
 
