@@ -254,7 +254,7 @@ def team(server: KubeServer) -> Iterator[KubeServer]:
     for kind, ns, name in [
         *(
             ("ClusterAgentBudget", None, n)
-            for n in ("team", "team-stop", "team-tokens", "team-told", "team-bad")
+            for n in ("team", "team-stop", "team-tokens", "team-told", "team-bad", "team-labels")
         ),
         *(("AgentPolicy", ns, "payments") for ns in (NS_A, NS_B)),
     ]:
@@ -485,3 +485,41 @@ async def test_a_reached_stage_is_told_once_across_evaluations_and_a_restart(
         notified = {c["type"]: c for c in run.status("team-told")["conditions"]}["StagesNotified"]
         assert notified["reason"] == "Sent"
         assert notified["message"] == "warn@2026-11-30T23:00:00Z: sent"
+
+
+async def test_namespaces_chosen_by_label_or_said_why_they_cannot_be(
+    team: KubeServer, prometheus: PrometheusServer
+) -> None:
+    """On the emulator the operator may list Namespaces: the label picks fin-a only. On the
+    real server it runs with the declared permissions, which do not include Namespaces:
+    the budget says so instead of staying silent."""
+    api = team
+    pa, pb = policy(NS_A), policy(NS_B)
+    api.create(pa)
+    api.create(pb)
+    api.patch("v1", "Namespace", None, NS_A, {"metadata": {"labels": {"cost-centre": "cc-7"}}})
+    budget = team_budget("team-labels", [{"name": "warn", "atPercent": 80}])
+    del budget["spec"]["namespaces"]
+    budget["spec"]["namespaceSelector"] = {"matchLabels": {"cost-centre": "cc-7"}}
+    api.create(budget)
+    run = await start(api, prometheus, pa, pb)
+    try:
+        ready: dict[str, Any] = {}
+        for _ in range(500):
+            await run.op.parts.budgets.run(run.op._owned(), run.op.cache)
+            conditions = {c["type"]: c for c in run.status("team-labels").get("conditions", [])}
+            ready = conditions.get("Ready") or {}
+            if ready:
+                break
+            await asyncio.sleep(0.02)
+        if isinstance(api, RealServer):
+            assert (ready["status"], ready["reason"]) == ("False", "NamespacesUnreadable")
+            assert "spec.namespaces" in ready["message"]
+        else:
+            assert ready["status"] == "True"
+            status = run.status("team-labels")
+            assert status["agents"] == 1
+            assert [t["agent"] for t in status["topAgents"]] == [f"{NS_A}/a-bot"]
+    finally:
+        await run.op.stop()
+        api.patch("v1", "Namespace", None, NS_A, {"metadata": {"labels": {"cost-centre": None}}})

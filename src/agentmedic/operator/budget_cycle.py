@@ -51,6 +51,7 @@ from agentmedic.operator.budget_scope import BudgetScopes
 from agentmedic.operator.budget_status import (
     build_status,
     invalid_status,
+    not_ready_status,
     price_list_status,
     status_due,
     wire,
@@ -222,6 +223,15 @@ class BudgetService:
                     continue
                 sel = selected.get(key)
                 if sel is None:
+                    failing = self._namespaces.failing if self._namespaces is not None else None
+                    if failing is not None:
+                        message = (
+                            f"Namespaces cannot be listed ({failing}), so namespaceSelector "
+                            "cannot be matched; name them in spec.namespaces, or grant the "
+                            "operator list and watch on namespaces"
+                        )
+                        status = not_ready_status(entry, "NamespacesUnreadable", message, now)
+                        await self._write(entry, wire(status), now)
                     continue
                 error = errors.get(key)
                 if error is None:

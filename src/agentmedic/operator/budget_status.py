@@ -32,6 +32,7 @@ __all__ = [
     "READY",
     "build_status",
     "invalid_status",
+    "not_ready_status",
     "price_list_status",
     "status_due",
     "wire",
@@ -140,15 +141,20 @@ def build_status(
 
 def invalid_status(entry: BudgetEntry, now: datetime) -> BudgetStatus:
     """Ready=False, InvalidSpec, naming the problems (the budget is not evaluated)."""
-    prior = _prior(entry)
     message = "; ".join(entry.problems[:5])
     if len(entry.problems) > 5:
         message += f"; and {len(entry.problems) - 5} more"
+    return not_ready_status(entry, "InvalidSpec", message, now)
+
+
+def not_ready_status(entry: BudgetEntry, reason: str, message: str, now: datetime) -> BudgetStatus:
+    """Ready=False with ``reason``: the budget is not evaluated."""
+    prior = _prior(entry)
     conditions = set_condition(
         list(prior.conditions) if prior is not None else [],
         READY,
         ConditionStatus.FALSE,
-        "InvalidSpec",
+        reason,
         message,
         now=now,
         generation=entry.generation,
