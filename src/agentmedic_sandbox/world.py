@@ -116,6 +116,8 @@ class Scenario:
     time_compression: float = 30.0
     """How many times faster than written the policies run: their minimum interval and window
     are divided by it (``AGENTMEDIC_TIME_COMPRESSION``) while the world runs."""
+    budgets: list[dict[str, Any]] = field(default_factory=list)
+    """Finance's ClusterAgentBudgets and AgentBudgets, applied after the policies."""
 
 
 def demo_scenario(
@@ -124,12 +126,14 @@ def demo_scenario(
     duration: float = 150.0,
     factor: float = 30.0,
     pagerduty_url: str | None = None,
+    team_budget: bool = False,
 ) -> Scenario:
     """The demo's fleet: one agent failing, one slow, one burning money, the rest healthy;
     a provider outage for everyone near the end, then recovery.
 
     Times are simulated seconds; the policies are the examples compressed ``factor`` times
-    (5m → 10s). ``duration`` stretches or shrinks the script proportionally.
+    (5m → 10s). ``duration`` stretches or shrinks the script proportionally. With
+    ``team_budget``, finance's ceiling for the whole team (:func:`finance_team_budget`) is set too.
     """
     if agents < 4:
         raise ValueError("the demo needs at least 4 agents (one of each role and one healthy)")
@@ -190,7 +194,38 @@ def demo_scenario(
         duration=duration,
         outage=outage,
         time_compression=factor,
+        budgets=[finance_team_budget()] if team_budget else [],
     )
+
+
+TEAM_BUDGET = "team-support"
+
+
+def finance_team_budget() -> dict[str, Any]:
+    """Finance's ceiling for the support team's agents, owned by a ClusterAgentBudget (no
+    policy of the SREs sets it): $10 a rolling day, told to finance's Slack at 100%."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ClusterAgentBudget",
+        "metadata": {"name": TEAM_BUDGET},
+        "spec": {
+            "namespaces": [NAMESPACE],
+            "selector": {"matchLabels": {"app.kubernetes.io/part-of": "support-bot"}},
+            "period": "24h",
+            "limitUSD": 10,
+            "stages": [
+                {"name": "ceiling", "atPercent": 100, "response": "notify", "channels": ["finance"]}
+            ],
+            "notifications": {
+                "channels": [
+                    {
+                        "name": "finance",
+                        "slack": {"webhookSecretRef": {"name": "slack-webhook", "key": "url"}},
+                    }
+                ]
+            },
+        },
+    }
 
 
 # ---------------------------------------------------------------------- the world
@@ -390,6 +425,10 @@ class World:
         for policy in self.scenario.policies:
             self.emulator.create(self._local_channels(policy))
         self.log(f"applied {len(self.scenario.policies)} AgentPolicies")
+        for budget in self.scenario.budgets:
+            self.emulator.create(budget)
+        if self.scenario.budgets:
+            self.log(f"applied {len(self.scenario.budgets)} budgets of finance's")
         return self
 
     @staticmethod
@@ -522,6 +561,13 @@ class World:
         return None if self._operator_thread is None else self._operator_thread.operator
 
     # ------------------------------------------------------------------ what is there
+
+    def cluster_budget(self, name: str) -> dict[str, Any]:
+        """A ClusterAgentBudget as the API server has it ({} when absent)."""
+        obj: dict[str, Any] | None = self.emulator.get(
+            API_VERSION, "ClusterAgentBudget", None, name
+        )
+        return obj or {}
 
     def elapsed(self) -> float:
         return 0.0 if self.started_at is None else (time.monotonic() - self.started_at) * self.speed

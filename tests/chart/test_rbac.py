@@ -45,7 +45,7 @@ def required_by_code() -> frozenset[Grant]:
     return frozenset(operator | actions)
 
 
-CLUSTER_SCOPED = frozenset(k.plural for k in all_kinds() if k.scope == "Cluster")
+CLUSTER_SCOPED = frozenset(k.plural for k in all_kinds() if k.scope == "Cluster") | {"namespaces"}
 
 
 LEASES = "coordination.k8s.io"

@@ -44,6 +44,13 @@ EXPECTED = (
     ("resolved", "resolved notifications after recovery"),
     ("reverted", "a budget downgrade that hurt quality, reverted"),
 )
+TEAM_EXPECTED = ("team", "finance's team ceiling (a ClusterAgentBudget, not a policy) reached")
+
+
+def expected(world: Any) -> tuple[tuple[str, str], ...]:
+    """What the self-check waits for: the remediations, and the team ceiling when the
+    scenario has finance's budgets."""
+    return (*EXPECTED, TEAM_EXPECTED) if getattr(world.scenario, "budgets", None) else EXPECTED
 
 
 def register(sub: Any) -> None:
@@ -144,6 +151,15 @@ class Tracker:
             line = reverted_line(w, roles["picky"])
             if line is not None:
                 self.met["reverted"] = line
+        for budget in getattr(w.scenario, "budgets", None) or []:
+            name = budget["metadata"]["name"]
+            status = w.cluster_budget(name).get("status") or {}
+            if "team" not in self.met and status.get("stage"):
+                spent = status.get("spendUSD", 0.0)
+                self.met["team"] = (
+                    f"ClusterAgentBudget {name} reached stage {status['stage']}: "
+                    f"${spent:,.2f} of ${budget['spec']['limitUSD']:,.2f}; finance told on Slack"
+                )
 
 
 def reverted_line(world: Any, name: str) -> str | None:
@@ -336,7 +352,7 @@ def _view(
     )
     done = "\n".join(
         f"{'[green]✔[/green]' if key in tracker.met else '[dim]…[/dim]'} {label}"
-        for key, label in EXPECTED
+        for key, label in expected(world)
     )
     # Two lines of the panel per entry at most; rich wraps them at words.
     width = max(40, (console_width or 100) - 4)
@@ -387,7 +403,7 @@ def run(args: argparse.Namespace) -> int:
     # The operator's own log goes to a file: the screen is for the story.
     log_path = Path(tempfile.gettempdir()) / "agentmedic-demo.log"
     _log_to(log_path)
-    scenario = demo_scenario(agents=args.agents, duration=args.duration)
+    scenario = demo_scenario(agents=args.agents, duration=args.duration, team_budget=True)
     ui = not args.no_ui and sys.stdout.isatty()
     lines: list[str] = []
     world = World(scenario, seed=args.seed, log=(lines.append if ui else _print), api=api)
@@ -471,7 +487,7 @@ def _keep(world: Any, tracker: Tracker) -> None:
 
 
 def _finished(world: Any, tracker: Tracker, deadline: float) -> bool:
-    return len(tracker.met) == len(EXPECTED) or world.elapsed() > deadline
+    return len(tracker.met) == len(expected(world)) or world.elapsed() > deadline
 
 
 def _run_live(world: Any, tracker: Tracker, deadline: float) -> None:
@@ -510,7 +526,7 @@ def _run_plain(world: Any, tracker: Tracker, deadline: float) -> None:
         if world.elapsed() - last_status >= 15:
             last_status = world.elapsed()
             _print(
-                f"{_clock(world)} progress: {len(tracker.met)}/{len(EXPECTED)} expected; "
+                f"{_clock(world)} progress: {len(tracker.met)}/{len(expected(world))} expected; "
                 f"{_states(world)}"
             )
         time.sleep(0.5)
@@ -543,12 +559,12 @@ def _summary(world: Any, tracker: Tracker) -> int:
     # broken in the middle by the console; the terminal wraps it.
     console = Console(soft_wrap=True)
     console.print("\n[bold]What agentmedic did[/bold]")
-    for key, label in EXPECTED:
+    for key, label in expected(world):
         if key in tracker.met:
             console.print(f"  [green]✔[/green] {label}: {tracker.met[key]}")
         else:
             console.print(f"  [red]✘[/red] {label}: did not happen")
-    ok = len(tracker.met) == len(EXPECTED)
+    ok = len(tracker.met) == len(expected(world))
     console.print(
         "\nEvery remediation is recorded on the workload (agentmedic.io/* annotations) and "
         "undone with `agentmedic restore deployment/NAME -n NAMESPACE`."

@@ -102,6 +102,11 @@ Behaviour in short
   policy; soft at atPercent (or on forecast, with the crossing time), hard at the
   limit; budget changes are restored when the period (or the rolling overspend) ends,
   unless onNewPeriod is keep. Budget stages apply the same guardrails as rules.
+- Finance's budgets (AgentBudget, ClusterAgentBudget): ``finance.evaluate_budget`` gives
+  each agent a verdict (calendar periods in a time zone); the operator passes them in
+  ``AgentInput.budgets``. A stage asking for a downgrade or a stop
+  acts like a budget stage of the policy; with the policy's own budget, only the strictest
+  source acts and the reason names it.
 - Recovery: manual leaves disabled and downgraded agents to people; auto restores a
   disabled agent after healthyFor down, and at least the longest rule window so it is
   never judged on data from before it went down (a probe: a relapse is a new episode),

@@ -15,6 +15,7 @@ from datetime import datetime
 from types import MappingProxyType
 
 from agentmedic.api.types import AgentPolicySpec
+from agentmedic.engine.finance import BudgetVerdict
 from agentmedic.engine.series import AgentId
 
 __all__ = [
@@ -103,6 +104,10 @@ class AgentInput:
     over an empty window) for a series the policy needs. The agent is held this cycle:
     not judged, no noData stance, no change of any kind (restores included), its rule
     state kept; it counts as no data."""
+    budgets: tuple[BudgetVerdict, ...] = ()
+    """What each AgentBudget and ClusterAgentBudget selecting the agent says this cycle
+    (:func:`~agentmedic.engine.finance.evaluate_budget`), reached stage or not. Their
+    stages act through this policy like its own budget's; the strictest response wins."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,9 @@ class PolicyInput:
     policies or across a delete and re-create."""
     agents: Mapping[AgentId, AgentInput] = field(default_factory=dict)
     """The agents the selector matched this cycle, with their workloads."""
+    budgets_known: bool = True
+    """False until finance's budgets have been evaluated once (an operator just started):
+    the agents' budget stages are then held as they are, not ended for want of verdicts."""
 
 
 def episode_key(uid: str, agent: AgentId | None, rule: str, start: datetime) -> str:

@@ -1,7 +1,9 @@
 """Time arithmetic with time as a parameter: budget periods and quiet-hours windows.
 
-Budget periods are calendar periods in UTC (a day from 00:00, a week from Monday
-00:00, a month from the 1st) or a rolling duration ending now. Quiet hours are
+Budget periods are calendar periods (a day from 00:00, a week from Monday 00:00, a month
+from the 1st) in a time zone — UTC for a policy's ``spec.budget``, the budget's timeZone
+for an AgentBudget — or a rolling duration ending now. A calendar period in a zone with
+daylight saving time is 23 or 25 hours long on the day the clocks change. Quiet hours are
 wall-clock windows in an IANA time zone; a window whose end is earlier than its start
 runs overnight into the next day, and ``days`` names the days on which it starts.
 """
@@ -11,14 +13,22 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from agentmedic.api.durations import parse_duration
 from agentmedic.api.types import Budget, QuietHours
 
-__all__ = ["Period", "budget_period", "in_quiet_hours", "spend_window"]
+__all__ = [
+    "Period",
+    "budget_period",
+    "describe_period",
+    "elapsed_window",
+    "in_quiet_hours",
+    "period_of",
+    "spend_window",
+]
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -39,31 +49,63 @@ class Period:
 
 
 def budget_period(budget: Budget, now: datetime) -> Period:
-    """The period ``now`` falls in."""
+    """The period ``now`` falls in (a policy's budget: calendar periods in UTC)."""
+    return period_of(budget.period, "UTC", now)
+
+
+def period_of(period: str, time_zone: str, now: datetime) -> Period:
+    """The period ``now`` falls in: ``day``, ``week`` or ``month`` starting at local
+    midnight in ``time_zone`` (an IANA name), or a rolling duration ending ``now``. The
+    bounds are UTC."""
     now = now.astimezone(UTC)
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    if budget.period == "day":
-        return Period(midnight, midnight + timedelta(days=1), rolling=False)
-    if budget.period == "week":
-        start = midnight - timedelta(days=now.weekday())
-        return Period(start, start + timedelta(weeks=1), rolling=False)
-    if budget.period == "month":
-        start = midnight.replace(day=1)
-        end = (start + timedelta(days=32)).replace(day=1)
-        return Period(start, end, rolling=False)
-    duration = parse_duration(budget.period)
-    return Period(now - duration, now, rolling=True)
+    if period not in ("day", "week", "month"):
+        duration = parse_duration(period)
+        return Period(now - duration, now, rolling=True)
+    zone = _zone(time_zone)
+    today = now.astimezone(zone).date()
+    if period == "day":
+        first, after = today, today + timedelta(days=1)
+    elif period == "week":
+        first = today - timedelta(days=today.weekday())
+        after = first + timedelta(weeks=1)
+    else:
+        first = today.replace(day=1)
+        after = (first + timedelta(days=32)).replace(day=1)
+    return Period(_midnight(first, zone), _midnight(after, zone), rolling=False)
+
+
+def _midnight(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+
+
+def elapsed_window(period: Period, now: datetime) -> timedelta:
+    """The window a counter's increase is queried over for spend so far: the elapsed part
+    of a calendar period rounded up to whole seconds (at least 1s) so it renders in
+    PromQL, or the rolling duration."""
+    if period.rolling:
+        return period.length
+    elapsed = (now - period.start).total_seconds()
+    return timedelta(seconds=max(1, math.ceil(elapsed)))
+
+
+def describe_period(period: str, time_zone: str, bounds: Period) -> str:
+    """The period for people: ``December 2026 (Europe/Berlin)``, ``the week from
+    2026-11-30 (UTC)``, ``2026-12-03 (UTC)``, or ``the last 24h``."""
+    if bounds.rolling:
+        return f"the last {period}"
+    local = bounds.start.astimezone(_zone(time_zone))
+    if period == "month":
+        return f"{local:%B %Y} ({time_zone})"
+    if period == "week":
+        return f"the week from {local:%Y-%m-%d} ({time_zone})"
+    return f"{local:%Y-%m-%d} ({time_zone})"
 
 
 def spend_window(budget: Budget, now: datetime) -> timedelta:
     """The window ``cost_usd`` is queried over for spend so far: the elapsed part of the
     calendar period rounded up to whole seconds (at least 1s) so it renders in PromQL, or
     the rolling duration."""
-    period = budget_period(budget, now)
-    if period.rolling:
-        return period.length
-    elapsed = (now - period.start).total_seconds()
-    return timedelta(seconds=max(1, math.ceil(elapsed)))
+    return elapsed_window(budget_period(budget, now), now)
 
 
 @lru_cache(maxsize=64)

@@ -33,6 +33,8 @@ class DecisionReason(StrEnum):
     """Spend (or its forecast) reached the soft limit."""
     BUDGET_HARD_LIMIT = "BudgetHardLimit"
     """Spend reached limitUSD."""
+    BUDGET_STAGE = "BudgetStage"
+    """A stage of an AgentBudget or ClusterAgentBudget was reached (the reason names it)."""
     NOT_YET_APPLIED = "NotYetApplied"
     """A change decided earlier was not observed on the workload; it is decided again with the
     same episode key (the actions layer makes the repeat a no-op if it did land)."""

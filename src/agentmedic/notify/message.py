@@ -132,6 +132,10 @@ class Message:
     ``agentmedic restore deployment/support-bot -n agents``."""
     dry_run: bool = False
     """The policy is in dry run: the action was only recorded, nothing was changed."""
+    source: str | None = None
+    """What a fleet-wide message is about when it is not a policy, e.g. ``ClusterAgentBudget
+    team-support`` (a budget of finance's); ``policy_namespace``/``policy_name`` then name
+    where its Secrets live and the object."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict: a message waiting to be sent is persisted in this form."""
@@ -157,6 +161,7 @@ class Message:
             "action": self.action,
             "undo": self.undo,
             "dryRun": self.dry_run,
+            **({"source": self.source} if self.source is not None else {}),
         }
 
     @classmethod
@@ -186,6 +191,7 @@ class Message:
                 action=d.get("action"),
                 undo=d.get("undo"),
                 dry_run=bool(d.get("dryRun")),
+                source=None if d.get("source") is None else str(d["source"]),
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ValueError(f"not a message: {exc}") from None
@@ -195,6 +201,8 @@ class Message:
         """What the message is about: ``agents/support-bot`` or ``policy agents/fleet``."""
         if self.agent is not None:
             return str(self.agent)
+        if self.source is not None:
+            return self.source
         return f"policy {self.policy_namespace}/{self.policy_name}"
 
     @property

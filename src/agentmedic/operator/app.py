@@ -142,6 +142,8 @@ class Operator:
         self.parts.peering.start()
         self.scheduler.start()
         self._spawn(self.parts.restores.loop(lambda: self.entries.values()))
+        self.parts.budgets.start()
+        self._spawn(self.parts.budgets.loop(self._owned, self.cache))
         self.heap.started()
         log.info("operator started", extra={"identity": self.identity})
 
@@ -343,6 +345,10 @@ class Operator:
             self.cycles_completed += 1
             self.last_cycle_at = self.clock()
 
+    def _owned(self) -> list[PolicyEntry]:
+        """The valid policies this replica's shard evaluates (budgets act through them)."""
+        return [e for e in list(self.entries.values()) if e.policy and self.settings.owns(e.uid)]
+
     def _due(self, interval: timedelta) -> list[PolicyEntry]:
         """The valid policies of this interval that this replica's shard evaluates."""
         return [
@@ -364,7 +370,16 @@ class Operator:
         due = self._due(interval)
         routes = await p.gate.route(due)
         ready = [e for e in due if e.key in routes]
-        gathered = await cycle.gather(ready, p.cache, reads, self.settings, now)
+        book = p.budgets.book
+        gathered = await cycle.gather(
+            ready,
+            p.cache,
+            reads,
+            self.settings,
+            now,
+            book.verdicts_for,
+            budgets_known=book.published,
+        )
         if not gathered:
             return
         self.heap.set_up()

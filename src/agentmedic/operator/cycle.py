@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,6 +34,7 @@ from agentmedic.engine import (
     requirements,
     strongest_per_agent,
 )
+from agentmedic.engine.finance import BudgetVerdict
 from agentmedic.engine.requirements import probation_only
 from agentmedic.metrics import (
     Catalog,
@@ -111,9 +112,13 @@ async def gather(
     reads: ModelReads,
     settings: OperatorSettings,
     now: datetime,
+    budgets: Callable[[str, AgentId], tuple[BudgetVerdict, ...]] | None = None,
+    budgets_known: bool = True,
 ) -> list[Gathered]:
     """The policies to evaluate and their agents; a policy whose watch has not listed yet,
-    or that this term has not read from the API server, waits for a later cycle."""
+    or that this term has not read from the API server, waits for a later cycle.
+    ``budgets`` gives what finance's budgets say of an agent, for the policy that acts
+    on it for them; ``budgets_known`` is False until they were evaluated once."""
     out = []
     for entry in entries:
         if not entry.fresh:
@@ -138,8 +143,27 @@ async def gather(
             uid=entry.uid,
             agents={a: await reads.engine_workload(w, spec) for a, w in agents.items()},
         )
+        if budgets is not None:
+            policy_input = _with_budgets(policy_input, budgets)
+        if not budgets_known:
+            policy_input = dataclasses.replace(policy_input, budgets_known=False)
         out.append(Gathered(entry, policy_input, agents, requirements(spec, now)))
     return out
+
+
+def _with_budgets(
+    policy_input: PolicyInput, budgets: Callable[[str, AgentId], tuple[BudgetVerdict, ...]]
+) -> PolicyInput:
+    """The policy's agents with the verdicts of the budgets that act through it."""
+    key = f"{policy_input.namespace}/{policy_input.name}"
+    agents = dict(policy_input.agents)
+    changed = False
+    for agent, workload in agents.items():
+        verdicts = budgets(key, agent)
+        if verdicts:
+            agents[agent] = dataclasses.replace(workload, budgets=verdicts)
+            changed = True
+    return dataclasses.replace(policy_input, agents=agents) if changed else policy_input
 
 
 # ---------------------------------------------------------------------- fetch

@@ -7,6 +7,8 @@ request the operator sends to the API emulator is covered.
 
 from __future__ import annotations
 
+from agentmedic.api.budget import OPERATOR_PERMISSIONS as FINANCE_PERMISSIONS
+
 __all__ = ["CLUSTER_SCOPED", "REQUIRED_PERMISSIONS"]
 
 # (api group, resource, verb); "" is the core group.
@@ -48,6 +50,10 @@ REQUIRED_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
         ("coordination.k8s.io", "leases", "create"),
         ("coordination.k8s.io", "leases", "update"),
     }
+    # finance's kinds (operator/budget_cycle.py): read them, write their status
+    | FINANCE_PERMISSIONS
+    # Namespaces' labels, for a ClusterAgentBudget's namespaceSelector (cluster-wide installs)
+    | {("", "namespaces", "list"), ("", "namespaces", "watch")}
 )
 
 CLUSTER_SCOPED: frozenset[tuple[str, str]] = frozenset(

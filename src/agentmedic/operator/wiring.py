@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from agentmedic.actions import ActionExecutor
-from agentmedic.kube import AsyncKube, Configuration, Kube
+from agentmedic.kube import AsyncKube, Configuration, CustomObjects, Kube
 from agentmedic.metrics import (
     BackendConfig,
     Catalog,
@@ -23,6 +23,8 @@ from agentmedic.metrics import (
     load_catalog,
 )
 from agentmedic.notify import Notifier
+from agentmedic.operator.budget_cycle import BudgetService
+from agentmedic.operator.budget_notices import BudgetNotices
 from agentmedic.operator.dispatch import Dispatcher
 from agentmedic.operator.memory import Memory
 from agentmedic.operator.notices import Deliveries
@@ -69,6 +71,8 @@ class Parts:
     """Shared channels and metrics backends that policies refer to."""
     gate: RefGate
     """Holds and reports the policies whose references do not resolve."""
+    budgets: BudgetService
+    """Finance's AgentBudgets and ClusterAgentBudgets, evaluated on their own schedule."""
 
 
 def wire(
@@ -112,6 +116,19 @@ def wire(
         status=SharedStatusWriter(kube, clock, peering.leading),
     )
     deliveries.refs = refs
+    objects = CustomObjects(kube)
+    budgets = BudgetService(
+        http,
+        objects,
+        BudgetNotices(
+            notifier, executor, objects, settings.lease_namespace_or_default(), peering.leading
+        ),
+        backend,
+        catalog,
+        settings,
+        clock,
+        peering.leading,
+    )
     return Parts(
         catalog=catalog,
         kube=kube,
@@ -135,11 +152,13 @@ def wire(
         restores=RestoreRequests(cache, executor, settings, telemetry, peering.leading),
         refs=refs,
         gate=RefGate(refs, writer),
+        budgets=budgets,
     )
 
 
 async def close(parts: Parts) -> None:
     """Release the clients (the Lease is handed over by the caller first)."""
+    await parts.budgets.aclose()
     await parts.cache.aclose()
     await parts.refs.cache.aclose()
     await parts.refs.aclose()

@@ -1,9 +1,12 @@
 """Stage 3: spend, forecast and the soft/hard budget stages.
 
-Each agent's spend and burn give its figures (:class:`~agentmedic.engine.budget.StageInput`)
-through the one forecast (:class:`~agentmedic.engine.budget.Forecaster`). With scope agent
-each agent's stages are judged on its own figures; with scope policy the fleet's sum is
-judged once and every agent mirrors the policy's stage with its own episode key.
+Finance's AgentBudgets and ClusterAgentBudgets reach the agents as verdicts and become
+rule states first (:func:`~agentmedic.engine.stages.external.external_budgets`); then the
+policy's own ``spec.budget``. Each agent's spend and burn give its figures
+(:class:`~agentmedic.engine.budget.StageInput`) through the one forecast
+(:class:`~agentmedic.engine.budget.Forecaster`). With scope agent each agent's stages are
+judged on its own figures; with scope policy the fleet's sum is judged once and every
+agent mirrors the policy's stage with its own episode key.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from agentmedic.engine.periods import Period, budget_period, spend_window
 from agentmedic.engine.reasons import DecisionReason
 from agentmedic.engine.requirements import burn_key, spend_key
 from agentmedic.engine.series import AgentId
+from agentmedic.engine.stages.external import external_budgets
 from agentmedic.engine.state import Mark, RuleState
 
 __all__ = ["ROLLING_HYSTERESIS", "budgets", "hold_factor"]
@@ -44,7 +48,9 @@ def hold_factor(period: Period, rs: RuleState | None) -> float:
 
 
 def budgets(c: Cycle) -> None:
-    """The budget stage: figures per agent, then the stages per agent or for the policy."""
+    """The budget stage: figures per agent, then the stages per agent or for the policy;
+    then the stages of finance's budgets (:mod:`~agentmedic.engine.stages.external`)."""
+    external_budgets(c)
     budget = c.spec.budget
     if budget is None:
         return

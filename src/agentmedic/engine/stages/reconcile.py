@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from agentmedic.engine.context import AgentWork, Cycle
+from agentmedic.engine.finance import is_external_rule
 from agentmedic.engine.reasons import DecisionReason
 from agentmedic.engine.series import AgentId
 from agentmedic.engine.state import Mark
@@ -22,7 +23,8 @@ def reconcile(c: Cycle, a: AgentWork) -> None:
     known = c.plan.known_rules
     if a.rules and not known.issuperset(a.rules):
         # Rules removed from the spec: forget them (their messages resolve).
-        for name in [n for n in a.rules if n not in known]:
+        # Finance's budget stages are not the spec's: the budgets stage keeps them.
+        for name in [n for n in a.rules if n not in known and not is_external_rule(n)]:
             a.set_rule(name, None)
     _disabled(c, a)
     _downgraded(c, a)

@@ -17,9 +17,11 @@ from agentmedic.api.types import OnNewPeriod, RecoveryMode, Severity
 from agentmedic.engine.budget import HARD, SOFT
 from agentmedic.engine.conditions import Evidence
 from agentmedic.engine.context import AgentWork, Cycle
+from agentmedic.engine.finance import is_external_rule
 from agentmedic.engine.inputs import episode_policy_uid
 from agentmedic.engine.outcome import Decision, DecisionKind, Restore
 from agentmedic.engine.reasons import DecisionReason
+from agentmedic.engine.stages.external import budget_holds, external_over
 from agentmedic.engine.state import Mark
 
 __all__ = ["restore"]
@@ -47,8 +49,13 @@ def _restoring(c: Cycle, m: Mark) -> bool:
     return m.restoring_at is not None and c.now - m.restoring_at < c.plan.retry_after
 
 
-def _budget_over(c: Cycle, a: AgentWork, m: Mark) -> Evidence | None:
-    """Evidence that the budget episode behind ``m`` is over, when onNewPeriod restores."""
+def _budget_over(c: Cycle, a: AgentWork, m: Mark, need: int) -> Evidence | None:
+    """Evidence that the budget episode behind ``m`` (a change of strength ``need``: 3 a
+    stop, 2 a downgrade) is over, when onNewPeriod restores and no other budget holds it."""
+    if is_external_rule(m.rule):
+        return external_over(c, a, m, need)
+    if budget_holds(c, a, need, m.rule):
+        return None
     budget = c.spec.budget
     if budget is None or budget.on_new_period != OnNewPeriod.RESTORE:
         return None
@@ -63,7 +70,7 @@ def _restore_disabled(c: Cycle, a: AgentWork, m: Mark) -> None:
     recovery = c.spec.recovery
     longest = c.plan.longest_window
     if m.rule.startswith("budget."):
-        evidence = _budget_over(c, a, m)
+        evidence = _budget_over(c, a, m, 3)
         code = DecisionReason.BUDGET_PERIOD_ENDED
         why = f"the budget episode that disabled it ({m.rule}) is over"
     else:
@@ -89,7 +96,7 @@ def _restore_downgraded(c: Cycle, a: AgentWork, m: Mark) -> None:
     recovery = c.spec.recovery
     current = a.workload.model or m.to_model
     if m.rule.startswith("budget."):
-        evidence = _budget_over(c, a, m)
+        evidence = _budget_over(c, a, m, 2)
         if evidence is None:
             return
         back = Restore(model=m.from_model, complete=True)
@@ -102,7 +109,7 @@ def _restore_downgraded(c: Cycle, a: AgentWork, m: Mark) -> None:
             return
         if any(
             (rs := a.rules.get(s)) is not None and rs.firing_since is not None for s in (SOFT, HARD)
-        ):
+        ) or budget_holds(c, a, 2, ""):
             return  # stepping up while the budget is spent would only be undone again
         evidence = Evidence("all", (), a.healthy_since, recovery.healthy_for, c.now)
         back = _step_up(c, current, m.from_model)

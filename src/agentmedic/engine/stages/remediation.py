@@ -21,6 +21,7 @@ from agentmedic.engine.guardrails import Candidate, Guard, evaluate_chain
 from agentmedic.engine.outcome import Decision, DecisionKind
 from agentmedic.engine.plan import WORKLOAD_KINDS
 from agentmedic.engine.reasons import DecisionReason
+from agentmedic.engine.stages.external import external_candidates, strictest_only
 from agentmedic.engine.state import ActionStamp, Mark, RuleState
 from agentmedic.engine.verify import baseline_from
 
@@ -132,8 +133,16 @@ def _candidates(c: Cycle) -> list[Candidate]:
         if not a.rules or a.frozen or a.disabled is not None:
             continue  # nothing firing; or disabled (or in dry run would be): nothing to change
         _rule_candidates(c, a, out)
+        if not a.workload.budgets:
+            if has_budget:
+                _stage_candidates(c, a, out)
+            continue
+        # Finance's budgets apply too: only the strictest budget source acts.
+        staged: list[Candidate] = []
         if has_budget:
-            _stage_candidates(c, a, out)
+            _stage_candidates(c, a, staged)
+        external_candidates(c, a, staged)
+        out.extend(strictest_only(c, a, staged))
     out.sort(key=lambda x: (-x.strength, -x.severity_rank, -x.badness, x.agent, x.rule))
     return out
 

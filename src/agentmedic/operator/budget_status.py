@@ -1,0 +1,210 @@
+"""A budget's status: what finance reads with kubectl, written only when it changed.
+
+Figures are shown coarsely, like a policy's spend (:func:`~agentmedic.operator.status.
+coarse_spend`): spend and the top agents in steps of 0.5% of the ceiling, the forecast in
+steps of 5% and only once it moved by more than a step, the burn rate in steps of 0.5% of
+the ceiling per hour. A status whose only change is in those figures is written at most
+once per ``spendRefreshSeconds``; a stage reached, a new period, a condition that flips
+or a new generation is written at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from agentmedic.api.budget import (
+    AgentSpend,
+    BudgetAppliesTo,
+    BudgetStatus,
+    ModelPriceListStatus,
+)
+from agentmedic.api.types import ConditionStatus
+from agentmedic.engine.finance import BudgetEvaluation
+from agentmedic.engine.series import AgentId
+from agentmedic.operator.budgets import BudgetEntry
+from agentmedic.operator.status import set_condition
+
+__all__ = [
+    "ACTIONS_LIMITED",
+    "READY",
+    "build_status",
+    "invalid_status",
+    "not_ready_status",
+    "price_list_status",
+    "status_due",
+    "wire",
+]
+
+READY = "Ready"
+ACTIONS_LIMITED = "ActionsLimited"
+METRICS_AVAILABLE = "MetricsAvailable"
+_FIGURES = ("spendUSD", "forecastUSD", "burnUSDPerHour", "topAgents", "lastEvaluationTime")
+"""Status fields that move whenever agents run: they alone never force a write."""
+
+
+def _q(value: float | None, step: float) -> float | None:
+    step = max(step, 0.01)
+    return None if value is None else round(math.floor(value / step) * step, 4)
+
+
+def _prior(entry: BudgetEntry) -> BudgetStatus | None:
+    if entry.status is None:
+        return None
+    try:
+        return BudgetStatus.model_validate(entry.status)
+    except ValueError:
+        return None
+
+
+def _names(agents: Sequence[AgentId]) -> str:
+    shown = ", ".join(str(a) for a in sorted(agents)[:5])
+    return shown + (f" and {len(agents) - 5} more" if len(agents) > 5 else "")
+
+
+def build_status(
+    entry: BudgetEntry,
+    ev: BudgetEvaluation,
+    *,
+    agents: int,
+    no_tiers: Sequence[AgentId],
+    not_managed: Sequence[AgentId],
+    metrics_error: str | None,
+    now: datetime,
+) -> BudgetStatus:
+    """The status of a valid, evaluated budget."""
+    spec = entry.spec
+    assert spec is not None
+    prior = _prior(entry)
+    ceiling = spec.limit_usd * (agents if spec.applies_to == BudgetAppliesTo.PER_AGENT else 1)
+    ceiling = max(ceiling, spec.limit_usd)
+    forecast = _q(ev.forecast, ceiling / 20)
+    if (
+        prior is not None
+        and prior.forecast_usd is not None
+        and ev.forecast is not None
+        and abs(ev.forecast - prior.forecast_usd) <= ceiling / 20
+    ):
+        forecast = prior.forecast_usd
+    conditions = list(prior.conditions) if prior is not None else []
+    gen = entry.generation
+
+    def put(type_: str, ok: bool, reason: str, message: str) -> None:
+        nonlocal conditions
+        status = ConditionStatus.TRUE if ok else ConditionStatus.FALSE
+        conditions = set_condition(
+            conditions, type_, status, reason, message, now=now, generation=gen
+        )
+
+    put(READY, True, "Evaluated", f"{agents} agents selected")
+    if metrics_error is None:
+        put(METRICS_AVAILABLE, True, "QueriesAnswered", "")
+    else:
+        put(METRICS_AVAILABLE, False, "MetricsUnavailable", metrics_error)
+    downgrades = any(s.response == "downgrade" for s in spec.stages)
+    if downgrades and no_tiers:
+        put(
+            ACTIONS_LIMITED,
+            True,
+            "NoModelTiers",
+            f"a downgrade stage applies to agents whose AgentPolicy has no spec.model: "
+            f"{_names(no_tiers)}; add model tiers to their policy",
+        )
+    elif not_managed:
+        put(
+            ACTIONS_LIMITED,
+            True,
+            "NotManaged",
+            f"selected workloads belong to no AgentPolicy and are not counted: "
+            f"{_names(not_managed)}; select them with an AgentPolicy",
+        )
+    else:
+        put(ACTIONS_LIMITED, False, "AllActionsPossible", "")
+    return BudgetStatus(
+        observed_generation=gen,
+        conditions=conditions,
+        period_start=ev.period.start.replace(second=0, microsecond=0),
+        period_end=None if ev.period.rolling else ev.period.end,
+        spend_usd=_q(ev.spent, ceiling / 200),
+        forecast_usd=forecast,
+        burn_usd_per_hour=_q(ev.burn_per_hour, ceiling / 200),
+        stage=ev.stage,
+        agents=agents,
+        top_agents=[
+            AgentSpend(agent=str(a), usd=_q(usd, ceiling / 200) or 0.0) for a, usd in ev.top[:5]
+        ],
+        last_evaluation_time=now.replace(microsecond=0),
+    )
+
+
+def invalid_status(entry: BudgetEntry, now: datetime) -> BudgetStatus:
+    """Ready=False, InvalidSpec, naming the problems (the budget is not evaluated)."""
+    message = "; ".join(entry.problems[:5])
+    if len(entry.problems) > 5:
+        message += f"; and {len(entry.problems) - 5} more"
+    return not_ready_status(entry, "InvalidSpec", message, now)
+
+
+def not_ready_status(entry: BudgetEntry, reason: str, message: str, now: datetime) -> BudgetStatus:
+    """Ready=False with ``reason``: the budget is not evaluated."""
+    prior = _prior(entry)
+    conditions = set_condition(
+        list(prior.conditions) if prior is not None else [],
+        READY,
+        ConditionStatus.FALSE,
+        reason,
+        message,
+        now=now,
+        generation=entry.generation,
+    )
+    return BudgetStatus(observed_generation=entry.generation, conditions=conditions)
+
+
+def price_list_status(
+    obj: Mapping[str, Any], models: int | None, problems: Sequence[str], now: datetime
+) -> dict[str, Any]:
+    """A ModelPriceList's status: Ready (valid and in use, or why not) and the models it
+    prices, the built-in ones included."""
+    meta = obj.get("metadata") or {}
+    prior = ModelPriceListStatus.model_validate(obj.get("status") or {})
+    generation = int(meta.get("generation") or 0)
+    if problems:
+        message = "; ".join(problems[:5])
+        ready = (ConditionStatus.FALSE, "InvalidSpec", message)
+    else:
+        ready = (ConditionStatus.TRUE, "InUse", f"{models} models priced")
+    conditions = set_condition(
+        list(prior.conditions), READY, *ready, now=now, generation=generation
+    )
+    status = ModelPriceListStatus(
+        observed_generation=generation, conditions=conditions, models=models or 0
+    )
+    out: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return out
+
+
+def wire(status: BudgetStatus) -> dict[str, Any]:
+    """The status as the API server stores it."""
+    out: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return out
+
+
+def status_due(
+    entry: BudgetEntry, wanted: dict[str, Any], now: datetime, refresh_seconds: float
+) -> bool:
+    """Whether ``wanted`` must be written: something other than the moving figures
+    changed, or they changed and the last figures are older than the refresh."""
+    shown = entry.status or {}
+
+    def steady(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if k not in _FIGURES}
+
+    if steady(shown) != steady(wanted):
+        return True
+    moved = any(shown.get(k) != wanted.get(k) for k in _FIGURES if k != "lastEvaluationTime")
+    if not moved:
+        return False
+    last = entry.spend_written_at
+    return last is None or (now - last).total_seconds() >= refresh_seconds

@@ -1,0 +1,166 @@
+"""List+watch of finance's resources and of Namespaces' labels, in memory.
+
+AgentBudgets, ClusterAgentBudgets and ModelPriceLists are few and small, so each kind gets
+one LIST and then one long-lived WATCH of the whole kind (AgentBudgets per watched
+namespace, or cluster-wide), through :class:`agentmedic.kube.AsyncKube` like the workload
+cache; Namespaces are watched only while some ClusterAgentBudget selects namespaces by
+label. Every change calls ``on_change`` so the budgets are evaluated again at once. A kind
+that is not served (its CRD not installed) counts as no objects and is tried again later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from agentmedic.api.budget import BUDGET_PLURAL, CLUSTER_BUDGET_PLURAL, PRICE_LIST_PLURAL
+from agentmedic.api.types import GROUP, VERSION
+from agentmedic.kube import AsyncKube, Gone, KubeError, RetryPolicy
+
+__all__ = ["ResourceWatch", "budget_paths", "namespaces_path"]
+
+log = logging.getLogger(__name__)
+
+_RECONNECT = RetryPolicy(base=0.5, cap=30.0)
+
+Key = tuple[str, str]
+"""(namespace, name); namespace empty for cluster-scoped objects."""
+
+
+def budget_paths(namespaces: list[str]) -> dict[str, list[tuple[str, bool]]]:
+    """The list paths of each finance kind, each with whether it is optional. An operator
+    that watches named namespaces reads their AgentBudgets; the cluster-scoped kinds are
+    optional there: the chart's namespaced RBAC grants nothing cluster-wide, and a kind
+    the operator may not read counts as none (no ClusterAgentBudgets, the SDK's prices)."""
+    api = f"/apis/{GROUP}/{VERSION}"
+    cluster_wide = not namespaces
+    budgets = (
+        [f"{api}/{BUDGET_PLURAL}"]
+        if cluster_wide
+        else [f"{api}/namespaces/{ns}/{BUDGET_PLURAL}" for ns in namespaces]
+    )
+    return {
+        BUDGET_PLURAL: [(p, False) for p in budgets],
+        CLUSTER_BUDGET_PLURAL: [(f"{api}/{CLUSTER_BUDGET_PLURAL}", not cluster_wide)],
+        PRICE_LIST_PLURAL: [(f"{api}/{PRICE_LIST_PLURAL}", not cluster_wide)],
+    }
+
+
+def namespaces_path() -> str:
+    return "/api/v1/namespaces"
+
+
+class ResourceWatch:
+    """One list+watch of one path; ``items`` holds the objects as the API server sent them."""
+
+    def __init__(
+        self,
+        http: AsyncKube,
+        path: str,
+        on_change: Callable[[], None],
+        *,
+        optional: bool = False,
+        timeout_seconds: int = 300,
+    ) -> None:
+        self._http = http
+        self.path = path
+        self._on_change = on_change
+        self._timeout = timeout_seconds
+        self._optional = optional
+        """Forbidden counts as no objects too (tried again later), as not served (a CRD not
+        installed) always does."""
+        self.items: dict[Key, dict[str, Any]] = {}
+        self.synced = asyncio.Event()
+        self.failing: str | None = None
+        """Why the last list or watch failed, while it keeps failing (RBAC, a missing CRD)."""
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"watch {self.path}"
+            )
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        failures = 0
+        rng = random.Random()
+        while True:
+            try:
+                version = await self._list()
+                failures = 0
+                self.failing = None
+                while True:
+                    version = await self._watch(version)
+            except asyncio.CancelledError:
+                raise
+            except Gone:
+                continue
+            except Exception as exc:
+                delay = _RECONNECT.delay(min(failures, 16), rng)
+                failures += 1
+                self.failing = _describe(exc)
+                tolerated = (404, 403) if self._optional else (404,)
+                if isinstance(exc, KubeError) and exc.status in tolerated:
+                    if not self.synced.is_set() or self.items:
+                        log.info(
+                            "%s is not readable (%s): counted as none", self.path, self.failing
+                        )
+                        self.items = {}
+                        self.synced.set()
+                        self._on_change()
+                    await asyncio.sleep(_RECONNECT.cap)
+                    continue
+                log.warning(
+                    "watch of %s failed: %s; retrying in %.1fs", self.path, self.failing, delay
+                )
+                await asyncio.sleep(delay)
+
+    async def _list(self) -> str:
+        data = await self._http.get_json(self.path, {})
+        fresh = {_key(obj): obj for obj in data.get("items", [])}
+        changed = fresh != self.items
+        self.items = fresh
+        self.synced.set()
+        if changed:
+            self._on_change()
+        return str(data.get("metadata", {}).get("resourceVersion", ""))
+
+    async def _watch(self, version: str) -> str:
+        params = {
+            "watch": "true",
+            "resourceVersion": version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(self._timeout),
+        }
+        async for event in self._http.watch(self.path, params):
+            kind, obj = event.get("type"), event.get("object") or {}
+            version = obj.get("metadata", {}).get("resourceVersion", version)
+            if kind == "BOOKMARK":
+                continue
+            key = _key(obj)
+            if kind == "DELETED":
+                self.items.pop(key, None)
+            else:
+                self.items[key] = obj
+            self._on_change()
+        return version
+
+
+def _key(obj: dict[str, Any]) -> Key:
+    meta = obj.get("metadata") or {}
+    return (meta.get("namespace") or "", meta.get("name") or "")
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, KubeError):
+        return f"HTTP {exc.status} ({exc.reason})" if exc.status else str(exc.reason)
+    return type(exc).__name__ + (f": {exc}" if str(exc) else "")
