@@ -432,3 +432,30 @@ def test_the_operator_reposts_a_firing_episode_every_repost_interval(
     assert datetime.fromisoformat(moves[-1]) - datetime.fromisoformat(moves[0]) >= timedelta(
         seconds=3
     )
+
+
+def test_a_metrics_outage_is_reposted_so_alertmanager_keeps_it_active(
+    am: AlertmanagerServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The metrics backend is a closed port: the fleet-wide outage notice goes to
+    Alertmanager after noData.after and is posted again every repostInterval (3s,
+    time-compressed) while the outage lasts, so its endsAt keeps moving and Alertmanager
+    never resolves an outage that is still going on."""
+    monkeypatch.setenv(TIME_COMPRESSION_ENV, "10")
+    with ApiEmulator() as api:
+        ns = _agents_namespace(api, am, repostInterval="3s")
+        op = _operator(api, ns, f"http://127.0.0.1:{free_port()}")
+        try:
+            [first] = wait_until(lambda: am.alerts(policy="p"), timeout=40)
+            assert first["labels"]["alertname"] == "AgentmedicMetricsUnavailable"
+            ends = [first["endsAt"]]
+            deadline = time.monotonic() + 20
+            while len(set(ends)) < 3 and time.monotonic() < deadline:
+                time.sleep(0.5)
+                [alert] = am.alerts(policy="p")
+                ends.append(alert["endsAt"])
+        finally:
+            op.stop()
+    moves = sorted(set(ends))
+    assert len(moves) >= 3, f"endsAt did not move twice in 20s: {moves}"
+    assert alert["status"]["state"] == "active"

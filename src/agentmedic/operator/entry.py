@@ -53,6 +53,8 @@ class PolicyEntry:
     """The engine's memory; None until the first cycle rebuilds it from annotations."""
     metrics_down_since: datetime | None = None
     metrics_down_notified: bool = False
+    metrics_down_posted: datetime | None = None
+    """When the metrics-outage message was last sent (its first post or a re-post)."""
     spend_written_at: datetime | None = None
     """When status last received a fresh spend (None: the next write refreshes it)."""
     lint: tuple[tuple[int, int], str] | None = None
@@ -99,6 +101,7 @@ class PolicyEntry:
         self.due = []
         self.metrics_down_since = None
         self.metrics_down_notified = False
+        self.metrics_down_posted = None
         self.spend_written_at = None
 
     def adopt(self, old: PolicyEntry) -> None:

@@ -3,14 +3,16 @@
 A policy any of whose queries failed is not evaluated that cycle (its engine state kept).
 :meth:`OutagePolicy.unavailable` sets ``MetricsAvailable=False`` naming the fault, logs
 when the outage starts, and once it has lasted ``noData.after`` posts a Warning Event and
-a message to the ``noData`` channels; :meth:`OutagePolicy.back` resolves that message when
-metrics return.
+a message to the ``noData`` channels, said again while the outage lasts as a firing episode
+is (every repostInterval of an Alertmanager channel, so that Alertmanager keeps the alert
+active; every renotifyAfter of the others); :meth:`OutagePolicy.back` resolves that message
+when metrics return.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from agentmedic.api.durations import format_duration
 from agentmedic.metrics import MetricsError, MetricsUnavailable
@@ -47,7 +49,13 @@ class OutagePolicy:
         since = entry.metrics_down_since
         if not entry.metrics_down_notified and now - since >= entry.spec.no_data.after:
             entry.metrics_down_notified = True
+            entry.metrics_down_posted = now
             await self._announce(entry, str(exc.reason), what, since, now)
+        elif entry.metrics_down_notified and _repost_due(entry, now):
+            entry.metrics_down_posted = now
+            await self._deliveries.fleet_message(
+                entry, MessageState.FIRING, _summary(now - since, what), since, now
+            )
         await self._writer.status(entry, conditions=outage_conditions(str(exc.reason), what, since))
 
     async def _announce(
@@ -61,12 +69,7 @@ class OutagePolicy:
             warning=True,
         )
         await self._deliveries.fleet_message(
-            entry,
-            MessageState.FIRING,
-            f"metrics backend unavailable for {lasted}: {what}; "
-            "agentmedic takes no action until it returns",
-            since,
-            now,
+            entry, MessageState.FIRING, _summary(now - since, what), since, now
         )
 
     async def back(self, entry: PolicyEntry, now: datetime) -> None:
@@ -83,6 +86,7 @@ class OutagePolicy:
         )
         if entry.metrics_down_notified:
             entry.metrics_down_notified = False
+            entry.metrics_down_posted = None
             await self._deliveries.fleet_message(
                 entry,
                 MessageState.RESOLVED,
@@ -90,3 +94,24 @@ class OutagePolicy:
                 since,
                 now,
             )
+
+
+def _summary(lasted: timedelta, what: str) -> str:
+    return (
+        f"metrics backend unavailable for {format_duration(lasted)}: {what}; "
+        "agentmedic takes no action until it returns"
+    )
+
+
+def _repost_due(entry: PolicyEntry, now: datetime) -> bool:
+    """Whether the outage message is due again: the soonest repostInterval (Alertmanager)
+    or renotifyAfter of the noData channels has passed since it was last sent. The
+    channels' ledgers still decide per channel, as for any firing episode."""
+    wanted = set(entry.spec.no_data.channels)
+    every = [
+        ch.alertmanager.repost_interval if ch.alertmanager else ch.renotify_after
+        for ch in entry.spec.notifications.channels
+        if ch.name in wanted
+    ]
+    last = entry.metrics_down_posted
+    return bool(every) and last is not None and now - last >= min(every)
