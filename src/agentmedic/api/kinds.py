@@ -15,8 +15,9 @@ from agentmedic.api.budget import (
     ModelPriceList,
 )
 from agentmedic.api.crd import AGE_COLUMN, READY_COLUMN, CrdKind, column, register
+from agentmedic.api.silence import SILENCE_KIND, SILENCE_PLURAL, AgentSilence
 
-__all__ = ["AGENT_BUDGET", "CLUSTER_AGENT_BUDGET", "MODEL_PRICE_LIST"]
+__all__ = ["AGENT_BUDGET", "AGENT_SILENCE", "CLUSTER_AGENT_BUDGET", "MODEL_PRICE_LIST"]
 
 _BUDGET_COLUMNS = (
     column("Spend", "number", ".status.spendUSD"),
@@ -83,6 +84,33 @@ MODEL_PRICE_LIST = register(
                     "self.prices.all(p, self.prices.exists_one(o, o.model == p.model))",
                     "message": "spec.prices: each model may appear once",
                     "fieldPath": ".prices",
+                }
+            ]
+        },
+    )
+)
+
+AGENT_SILENCE = register(
+    CrdKind(
+        model=AgentSilence,
+        kind=SILENCE_KIND,
+        plural=SILENCE_PLURAL,
+        scope="Namespaced",
+        short_names=("asil", "silence"),
+        columns=(
+            column("Agent", "string", ".spec.agent"),
+            column("Policy", "string", ".spec.policy"),
+            column("Rule", "string", ".spec.rule"),
+            column("Ends", "date", ".spec.endsAt"),
+            column("By", "string", ".spec.createdBy"),
+            column("Reason", "string", ".spec.reason", wide=True),
+            AGE_COLUMN,
+        ),
+        cel={
+            ("spec",): [
+                {
+                    "rule": "has(self.agent) || has(self.policy)",
+                    "message": "set spec.agent, spec.policy or both: what the silence covers",
                 }
             ]
         },

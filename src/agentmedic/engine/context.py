@@ -23,6 +23,7 @@ from agentmedic.engine.outcome import AgentStatus, Decision, SpendReport
 from agentmedic.engine.periods import Period, in_quiet_hours
 from agentmedic.engine.plan import CyclePlan
 from agentmedic.engine.series import AgentId, Samples, SeriesKey
+from agentmedic.engine.silences import Silence, active_silences, find_silence
 from agentmedic.engine.state import (
     ActionStamp,
     AgentState,
@@ -155,6 +156,8 @@ class Cycle:
     dry_run: bool = field(init=False)
     quiet: bool = field(init=False)
     """Inside quiet hours: workload changes wait."""
+    silences: tuple[Silence, ...] = field(init=False)
+    """The silences in force now that can apply to this policy."""
 
     # -- rules stage
     work: dict[AgentId, AgentWork] = field(default_factory=dict)
@@ -193,12 +196,19 @@ class Cycle:
     notices: dict[str, NoticeRecord] = field(init=False)
     no_data_channels: tuple[str, ...] = ()
 
+    def silenced(self, agent: AgentId | None, rule: str) -> Silence | None:
+        """The silence covering ``rule`` of ``agent`` (None: the fleet) now, if any."""
+        if not self.silences:
+            return None
+        return find_silence(self.silences, self.policy.name, agent, rule)
+
     def __post_init__(self) -> None:
         self.spec = self.policy.spec
         self.uid = self.policy.uid
         self.rules = self.plan.rules
         self.dry_run = self.spec.guardrails.dry_run
         self.quiet = in_quiet_hours(self.spec.guardrails.quiet_hours, self.now)
+        self.silences = active_silences(self.policy.silences, self.policy.name, self.now)
         self.breaching = [[] for _ in self.rules]
         self.budget_states = dict(self.prior.budget)
         self.notices = dict(self.prior.notices)

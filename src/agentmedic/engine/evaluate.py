@@ -95,6 +95,7 @@ def evaluate_planned(
         agents={a.agent: a.status for a in c.work.values()},
         counts=counts,
         spend=c.spend,
+        silences=c.silences,
     )
 
 

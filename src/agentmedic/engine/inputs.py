@@ -15,6 +15,7 @@ from datetime import datetime
 
 from agentmedic.api.types import AgentPolicySpec
 from agentmedic.engine.series import AgentId
+from agentmedic.engine.silences import Silence
 
 __all__ = [
     "AgentInput",
@@ -92,6 +93,8 @@ class PolicyInput:
     policies or across a delete and re-create."""
     agents: Mapping[AgentId, AgentInput] = field(default_factory=dict)
     """The agents the selector matched this cycle, with their workloads."""
+    silences: tuple[Silence, ...] = ()
+    """The AgentSilences of the policy's namespace (expired ones are ignored)."""
 
 
 def episode_key(uid: str, agent: AgentId | None, rule: str, start: datetime) -> str:

@@ -11,6 +11,7 @@ from typing import Literal
 from agentmedic.api.types import AgentCounts, PromptOptimizationAction, Severity, Spend
 from agentmedic.engine.conditions import Evidence, severity_rank, strength
 from agentmedic.engine.series import AgentId
+from agentmedic.engine.silences import Silence
 from agentmedic.engine.state import PolicyState
 
 __all__ = [
@@ -208,6 +209,8 @@ class CycleResult:
     """Agents by state, for status.agents."""
     spend: SpendReport | None = None
     """Spend, when the policy has a budget."""
+    silences: tuple[Silence, ...] = ()
+    """The silences in force this cycle that apply to the policy (for status)."""
 
     @property
     def workload_changes(self) -> list[Decision]:

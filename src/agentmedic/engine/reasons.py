@@ -38,6 +38,8 @@ class DecisionReason(StrEnum):
     same episode key (the actions layer makes the repeat a no-op if it did land)."""
 
     # Why a workload change was not made (Decision.suppressed_by).
+    SILENCED = "Silenced"
+    """An AgentSilence covers the agent and rule: no change, no page, until it ends."""
     DRY_RUN = "DryRun"
     """spec.guardrails.dryRun: the decision is recorded, nothing is changed."""
     QUIET_HOURS = "QuietHours"
