@@ -66,8 +66,19 @@ def grants(rules: Iterable[dict[str, Any]]) -> list[Grant]:
     return out
 
 
-def roles(rendered: Rendered) -> list[dict[str, Any]]:
+def is_user_role(role: dict[str, Any]) -> bool:
+    """A role for people (aggregated into Kubernetes' admin/edit/view), not the operator's."""
+    labels = role["metadata"].get("labels") or {}
+    return any(k.startswith("rbac.authorization.k8s.io/aggregate-to-") for k in labels)
+
+
+def all_roles(rendered: Rendered) -> list[dict[str, Any]]:
     return rendered.of_kind("ClusterRole") + rendered.of_kind("Role")
+
+
+def roles(rendered: Rendered) -> list[dict[str, Any]]:
+    """The operator's roles (people's aggregated roles are checked on their own)."""
+    return [r for r in all_roles(rendered) if not is_user_role(r)]
 
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
@@ -123,7 +134,7 @@ def test_secrets_are_only_readable_one_by_one(value_set: str) -> None:
 
 def test_cluster_mode_uses_one_clusterrole_and_no_namespaced_roles() -> None:
     rendered = render_set("default")
-    assert len(rendered.of_kind("ClusterRole")) == 1
+    assert len([r for r in rendered.of_kind("ClusterRole") if not is_user_role(r)]) == 1
     assert all(is_election_role(r) for r in rendered.of_kind("Role"))
     assert all(is_election_role(b) for b in rendered.of_kind("RoleBinding"))
 
@@ -131,7 +142,7 @@ def test_cluster_mode_uses_one_clusterrole_and_no_namespaced_roles() -> None:
 @pytest.mark.parametrize("value_set", ["namespaced", "basic-auth-standalone"])
 def test_namespaced_mode_grants_nothing_cluster_wide(value_set: str) -> None:
     rendered = render_set(value_set)
-    assert not rendered.of_kind("ClusterRole")
+    assert not [r for r in rendered.of_kind("ClusterRole") if not is_user_role(r)]
     assert not rendered.of_kind("ClusterRoleBinding")
     watched = VALUE_SETS[value_set]["namespaces"]
     placed = [r for r in rendered.of_kind("Role") if not is_election_role(r)]
@@ -165,5 +176,33 @@ def test_bindings_give_the_roles_to_the_operators_service_account(value_set: str
 
 def test_rbac_can_be_left_to_the_platform_team() -> None:
     rendered = render_values(merged("default", rbac={"create": False}))
-    assert not roles(rendered)
+    assert not all_roles(rendered)
     assert not rendered.of_kind("ClusterRoleBinding") + rendered.of_kind("RoleBinding")
+
+
+# --- silences: people's roles (AgentSilence) ---
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_silence_roles_grant_silences_alone_to_edit_and_read_to_view(value_set: str) -> None:
+    rendered = render_set(value_set)
+    by_name = {r["metadata"]["name"]: r for r in all_roles(rendered) if is_user_role(r)}
+    (editor,) = [r for n, r in by_name.items() if n.endswith("-silence-editor")]
+    (viewer,) = [r for n, r in by_name.items() if n.endswith("-silence-viewer")]
+    assert editor["kind"] == viewer["kind"] == "ClusterRole"
+    assert set(grants(editor["rules"])) == {
+        Grant("agentmedic.io", "agentsilences", v)
+        for v in ("get", "list", "watch", "create", "patch", "delete")
+    }, "on-call gets silences, and nothing on policies or workloads"
+    assert set(grants(viewer["rules"])) == {
+        Grant("agentmedic.io", "agentsilences", v) for v in ("get", "list", "watch")
+    }
+    assert editor["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert viewer["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert "rbac.authorization.k8s.io/aggregate-to-view" not in editor["metadata"]["labels"]
+
+
+def test_silence_roles_can_be_left_out() -> None:
+    rendered = render_values(merged("default", rbac={"create": True, "silenceRoles": False}))
+    assert not [r for r in all_roles(rendered) if is_user_role(r)]
+    assert roles(rendered), "the operator's own role stays"

@@ -181,6 +181,7 @@ class Operator:
             env_names = [model.env.name] if model and model.env else []
             if owned:
                 self.cache.subscribe(entry.user, entry.namespace, entry.selector, env_names)
+                self.parts.silences.silences(entry.namespace)  # starts its watch
         self._sync_schedule()
         if entry.policy is not None and owned:
             self.scheduler.trigger_now(entry.spec.interval)
@@ -348,7 +349,9 @@ class Operator:
         """gather → fetch → decide → act → persist → report."""
         p, now = self.parts, self.clock()
         reads = ModelReads(p.executor)
-        gathered = await cycle.gather(self._due(interval), p.cache, reads, self.settings, now)
+        gathered = await cycle.gather(
+            self._due(interval), p.cache, reads, self.settings, now, p.silences.read
+        )
         if not gathered:
             return
         self.heap.set_up()

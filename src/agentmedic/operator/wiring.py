@@ -32,6 +32,7 @@ from agentmedic.operator.persistence import PolicyStore
 from agentmedic.operator.reporting import Reporter
 from agentmedic.operator.restores import RestoreRequests
 from agentmedic.operator.settings import OperatorSettings
+from agentmedic.operator.silences import SilenceWatch
 from agentmedic.operator.status_writer import PolicyWriter
 from agentmedic.operator.telemetry import Telemetry
 from agentmedic.operator.watch import WorkloadCache
@@ -61,6 +62,7 @@ class Parts:
     dispatcher: Dispatcher
     reporter: Reporter
     restores: RestoreRequests
+    silences: SilenceWatch
 
 
 def wire(
@@ -115,12 +117,14 @@ def wire(
             writer, telemetry, spend_refresh=timedelta(seconds=settings.spend_refresh_seconds)
         ),
         restores=RestoreRequests(cache, executor, settings, telemetry, peering.leading),
+        silences=SilenceWatch(http),
     )
 
 
 async def close(parts: Parts) -> None:
     """Release the clients (the Lease is handed over by the caller first)."""
     await parts.cache.aclose()
+    await parts.silences.aclose()
     await parts.http.aclose()
     await parts.notifier.aclose()
     await parts.backend.aclose()
