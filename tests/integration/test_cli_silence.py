@@ -212,3 +212,65 @@ def test_usage_errors_are_one_line_and_exit_2(
     assert says in err
     assert err.count("\n") == 1
     assert "Traceback" not in err
+
+
+def test_status_shows_silenced_agents_until_when_and_a_changed_workloads_manager(
+    server: KubeServer, where: str
+) -> None:
+    from agentmedic.actions.record import DISABLED, POLICY
+
+    ns = where
+    record = {
+        "replicas": 3,
+        "policy": f"{ns}/heal",
+        "policyUid": "uid-1",
+        "rule": "low-success",
+        "episode": f"uid-1:{ns}/argo-bot:low-success:1700000000",
+        "reason": "success_rate below 0.8",
+        "evidence": "success_rate[30s] = 0.4 < 0.8",
+        "at": "2026-11-27T12:00:00Z",
+    }
+    server.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {
+                "name": "argo-bot",
+                "namespace": ns,
+                "annotations": {
+                    DISABLED: json.dumps(record),
+                    POLICY: f"{ns}/heal",
+                    "argocd.argoproj.io/tracking-id": f"bots:apps/Deployment:{ns}/argo-bot",
+                },
+            },
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": {"app": "argo-bot"}},
+                "template": {
+                    "metadata": {"labels": {"app": "argo-bot"}},
+                    "spec": {"containers": [{"name": "agent", "image": "agent:1"}]},
+                },
+            },
+        }
+    )
+    code, _, err = cli("silence", "add", f"{ns}/support-bot", "--for", "90m", "--reason", "INC-7")
+    assert code == 0, err
+
+    code, out, err = cli("status", "-n", ns)
+    assert code == 0, err
+    assert "Silenced (agentmedic neither acts nor pages)" in out
+    assert "agent support-bot" in out
+    assert "INC-7" in out
+    assert "MANAGED BY" in out
+    assert "Argo CD Application bots" in out
+
+    code, out, _ = cli("status", "-n", ns, "-o", "json")
+    document = json.loads(out)
+    (silenced,) = document["silences"]
+    assert (silenced["agent"], silenced["state"], silenced["reason"]) == (
+        "support-bot",
+        "active",
+        "INC-7",
+    )
+    (changed,) = document["remediated"]
+    assert changed["managedBy"] == "Argo CD Application bots"
