@@ -22,6 +22,7 @@ from agentmedic.engine.inputs import AgentInput, PolicyInput
 from agentmedic.engine.outcome import AgentStatus, Decision, SpendReport
 from agentmedic.engine.periods import Period, in_quiet_hours
 from agentmedic.engine.plan import CyclePlan
+from agentmedic.engine.reverts import Revert
 from agentmedic.engine.series import AgentId, Samples, SeriesKey
 from agentmedic.engine.silences import Silence, active_silences, find_silence
 from agentmedic.engine.state import (
@@ -166,6 +167,8 @@ class Cycle:
     """Agents judged this cycle (not frozen): the base of the systemic share."""
     breaching: list[list[AgentWork]] = field(init=False)
     """Per rule (spec order), the agents breaching it this cycle."""
+    reverts: dict[AgentId, Revert] = field(default_factory=dict)
+    """Agents whose change someone else put back (onRevert: told, or applied again)."""
     ended: dict[str, str] = field(default_factory=dict)
     """Episode key → why it ended this cycle (a Reason value), for resolved messages."""
 

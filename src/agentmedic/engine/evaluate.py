@@ -35,6 +35,7 @@ from agentmedic.engine.stages.notices import NO_DATA_RULE, notices
 from agentmedic.engine.stages.reconcile import agent_gone, reconcile
 from agentmedic.engine.stages.recovery import restore
 from agentmedic.engine.stages.remediation import remediate
+from agentmedic.engine.stages.reverts import reapply, revert_notices
 from agentmedic.engine.stages.rules import judge
 from agentmedic.engine.stages.status import status
 from agentmedic.engine.stages.systemic import systemic
@@ -77,9 +78,10 @@ def evaluate_planned(
     budgets(c)
     systemic(c)
     remediate(c)
+    reapply(c)
     restore(c)
     counts = status(c)
-    messages = notices(c)
+    messages = notices(c) + revert_notices(c)
     decisions = sorted(
         c.decisions,
         key=lambda d: (
@@ -96,6 +98,7 @@ def evaluate_planned(
         counts=counts,
         spend=c.spend,
         silences=c.silences,
+        reverts=c.reverts,
     )
 
 

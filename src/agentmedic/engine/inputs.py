@@ -71,6 +71,9 @@ class AgentInput:
     """Set while the operator's scale-to-zero record is on the workload."""
     downgraded: DowngradedAgent | None = None
     """Set while the operator's model-switch record is on the workload."""
+    managed_by: str | None = None
+    """The GitOps tool that manages the workload, in words ("Argo CD Application x"), when
+    its marks say so: named when agentmedic's change is reverted."""
     metrics_unknown: bool = False
     """The metrics answer was good but gave this agent an undefined value (NaN: a ratio
     over an empty window) for a series the policy needs. The agent is held this cycle:

@@ -59,6 +59,10 @@ class DecisionReason(StrEnum):
     NO_MODEL_TIERS = "NoModelTiers"
     """switchModel without spec.model: nothing to switch between."""
 
+    REVERTED = "Reverted"
+    """Someone else (e.g. a GitOps sync) put back the value agentmedic changed; the record
+    still says agentmedic's change (spec.guardrails.onRevert)."""
+
     # Why a workload was restored.
     AUTO_RECOVERY = "AutoRecovery"
     """recovery.mode auto: healthy (or down) for recovery.healthyFor."""

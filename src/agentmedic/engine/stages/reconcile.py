@@ -12,6 +12,7 @@ from dataclasses import replace
 from agentmedic.engine.context import AgentWork, Cycle
 from agentmedic.engine.reasons import DecisionReason
 from agentmedic.engine.series import AgentId
+from agentmedic.engine.stages.reverts import detect_reverts
 from agentmedic.engine.state import Mark
 
 __all__ = ["agent_gone", "reconcile"]
@@ -26,6 +27,7 @@ def reconcile(c: Cycle, a: AgentWork) -> None:
             a.set_rule(name, None)
     _disabled(c, a)
     _downgraded(c, a)
+    detect_reverts(c, a)
     if a.restored_at == c.now or (a.disabled is not None and not a.disabled.dry_run):
         # A disabled agent has no executions: its rules would see no data, which must
         # neither resolve its episode nor count against it. Hold every rule as it is.
@@ -90,7 +92,8 @@ def _downgraded(c: Cycle, a: AgentWork) -> None:
             # One tier back up landed; the next step waits another healthyFor.
             a.downgraded = replace(m, to_model=w.model, restoring_at=None, restore_to=None)
             a.healthy_since = c.now
-        elif w.model is not None and w.model != m.to_model:
+        elif w.model is not None and w.model not in (m.to_model, rec.previous_model):
+            # Moved on by someone (back to the recorded model is a revert: stages/reverts).
             a.downgraded = replace(m, to_model=w.model)
         return
     if m is not None and m.confirmed:
