@@ -24,3 +24,5 @@ class Revert:
     """First seen this cycle (told now)."""
     reapply: bool
     """To be applied again this cycle (onRevert reapply, backoff passed, bound not hit)."""
+    waiting: bool = False
+    """onRevert reapply, within its bound: to be applied again once the backoff passed."""

@@ -16,6 +16,7 @@ from agentmedic.api import lint
 from agentmedic.api.types import RecentAction, Spend
 from agentmedic.engine import CycleResult
 from agentmedic.operator.entry import PolicyEntry
+from agentmedic.operator.reverts import REVERTED_CONDITION, revert_events, reverted_condition
 from agentmedic.operator.silences import SILENCED_CONDITION, silenced_condition
 from agentmedic.operator.status import coarse_spend, cycle_conditions
 from agentmedic.operator.status_writer import PolicyWriter
@@ -65,6 +66,9 @@ class Reporter:
         if outcome.silences or any(c.type == SILENCED_CONDITION for c in shown):
             # Silenced appears with the first silence and stays, False, once they end.
             conditions.append(silenced_condition(outcome.silences))
+        if outcome.reverts or any(c.type == REVERTED_CONDITION for c in shown):
+            conditions.append(reverted_condition(outcome.reverts))  # likewise
+        await revert_events(self._writer, entry, outcome)
         written = await self._writer.status(
             entry,
             conditions=conditions,

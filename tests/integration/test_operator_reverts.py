@@ -1,0 +1,194 @@
+"""agentmedic's scale to zero put back by "someone else" (the test sets replicas back, as
+Argo CD's selfHeal would): told once and not applied again (onRevert tell), or applied
+again with backoff, the record kept (onRevert reapply).
+
+The operator runs in the test's loop (cycles run by the test, a clock it moves, an
+in-process metrics backend) on both API servers (ids ``emulated`` and ``real``), with a
+Slack receiver on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from agentmedic.actions.record import DISABLED
+from agentmedic.operator.app import Operator
+from agentmedic.operator.settings import load_settings
+from agentmedic_sandbox.emulator import ApiEmulator
+from agentmedic_sandbox.receivers import NotificationReceivers, ReceiverKind
+from tests.integration.kube_servers import (
+    REAL,
+    SERVERS,
+    KubeServer,
+    create_namespace,
+    drop_namespace,
+    operator_configuration,
+)
+from tests.integration.operator_support import ManualScheduler
+from tests.integration.test_operator_silences import (
+    API,
+    INTERVAL,
+    Clock,
+    SickBackend,
+    deployment,
+    policy,
+    replicas,
+)
+
+_namespaces = itertools.count(1)
+_RUN = uuid.uuid4().hex[:6]
+TRACKING = "argocd.argoproj.io/tracking-id"
+
+
+@pytest.fixture(scope="module", params=SERVERS)
+def server(request: pytest.FixtureRequest) -> Iterator[KubeServer]:
+    if request.param == REAL:
+        yield request.getfixturevalue("real_server")
+        return
+    with ApiEmulator() as emu:
+        yield emu
+
+
+class Run:
+    def __init__(
+        self, api: KubeServer, ns: str, op: Operator, clock: Clock, slack: NotificationReceivers
+    ) -> None:
+        self.api, self.ns, self.op, self.clock, self.slack = api, ns, op, clock, slack
+
+    async def cycle(self) -> None:
+        await self.op.run_cycle(INTERVAL)
+        await self.op.parts.deliveries.drain(20)
+        self.clock.now += INTERVAL
+
+    async def revert(self, to: int) -> None:
+        """Put replicas back as a GitOps sync would; wait until the operator's watch saw it."""
+        self.api.patch("apps/v1", "Deployment", self.ns, "argo-bot", {"spec": {"replicas": to}})
+        selector = self.op.entries[(self.ns, "heal")].selector
+        async with asyncio.timeout(30):
+            while True:
+                seen = self.op.cache.workloads(self.ns, selector) or []
+                if any(w.name == "argo-bot" and w.replicas == to for w in seen):
+                    return
+                await asyncio.sleep(0.05)
+
+    def pages(self) -> list[str]:
+        return [m.json()["text"] for m in self.slack.accepted(ReceiverKind.SLACK)]
+
+    def condition(self, kind: str) -> dict[str, Any] | None:
+        status = (self.api.get(API, "AgentPolicy", self.ns, "heal") or {}).get("status") or {}
+        return next((c for c in status.get("conditions", []) if c["type"] == kind), None)
+
+    def record(self) -> dict[str, Any]:
+        obj = self.api.get("apps/v1", "Deployment", self.ns, "argo-bot") or {}
+        return dict(json.loads(obj["metadata"]["annotations"][DISABLED]))
+
+
+@asynccontextmanager
+async def running(api: KubeServer, on_revert: str) -> AsyncIterator[Run]:
+    ns = create_namespace(api, f"reverts-{next(_namespaces)}-{_RUN}")
+    clock = Clock(datetime.now(UTC).replace(microsecond=0))
+    with NotificationReceivers() as slack:
+        url = slack.url_for(ReceiverKind.SLACK)
+        api.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "hook", "namespace": ns},
+                "data": {"url": base64.b64encode(url.encode()).decode()},
+            }
+        )
+        bot = deployment(ns, "argo-bot")
+        bot["metadata"]["annotations"] = {TRACKING: f"bots:apps/Deployment:{ns}/argo-bot"}
+        api.create(bot)
+        body = policy(ns)
+        body["spec"]["guardrails"]["onRevert"] = on_revert
+        body = api.create(body)
+        settings = load_settings(
+            flags={
+                "prometheus_url": "http://127.0.0.1:9",
+                "namespaces": [ns],
+                "peering": "",
+                "metrics_port": 0,
+                "health_port": 0,
+            },
+            environ={},
+        )
+        op = Operator.build(
+            settings,
+            operator_configuration(api),
+            clock=clock,
+            backend=SickBackend(ns, ("argo-bot",)),
+        )
+        op.scheduler = ManualScheduler()  # type: ignore[assignment]
+        await op.start()
+        try:
+            await op.register(body)
+            async with asyncio.timeout(30):
+                await op.cache.wait_synced()
+            yield Run(api, ns, op, clock, slack)
+        finally:
+            await op.stop()
+    drop_namespace(api, ns)
+
+
+async def test_tell_says_once_who_reverted_it_and_does_not_fight(server: KubeServer) -> None:
+    async with running(server, "tell") as run:
+        await run.cycle()
+        assert replicas(run.api, run.ns, "argo-bot") == 0
+        assert len(run.pages()) == 1  # the scale to zero's page
+        await run.revert(2)
+        for _ in range(4):
+            await run.cycle()
+            assert replicas(run.api, run.ns, "argo-bot") == 2, "not applied again"
+        pages = run.pages()
+        assert len(pages) == 2, pages
+        assert "was reverted likely by Argo CD Application bots" in pages[1]
+        assert "replicas are 2 again (agentmedic set 0)" in pages[1]
+        cond = run.condition("Reverted")
+        assert cond is not None
+        assert cond["status"] == "True"
+        assert "scale to zero reverted" in cond["message"]
+        assert run.record()["replicas"] == 2, "the record still says what restore puts back"
+        events = [
+            e
+            for e in run.api.list("v1", "Event", run.ns)
+            if e.get("reason") == "Reverted" and e["involvedObject"]["name"] == "heal"
+        ]
+        assert len(events) == 1
+        assert events[0]["type"] == "Warning"
+
+
+async def test_reapply_applies_it_again_with_backoff_and_keeps_the_record(
+    server: KubeServer,
+) -> None:
+    async with running(server, "reapply") as run:
+        await run.cycle()
+        assert replicas(run.api, run.ns, "argo-bot") == 0
+        await run.revert(2)
+        await run.cycle()  # the revert is seen: wait one interval
+        assert replicas(run.api, run.ns, "argo-bot") == 2
+        await run.cycle()
+        assert replicas(run.api, run.ns, "argo-bot") == 0, "applied again after one interval"
+        assert run.record()["replicas"] == 2, "restore still puts back the original count"
+        await run.revert(3)
+        await run.cycle()
+        await run.cycle()
+        assert replicas(run.api, run.ns, "argo-bot") == 3, "the second wait is two intervals"
+        await run.cycle()
+        assert replicas(run.api, run.ns, "argo-bot") == 0
+        assert run.record()["replicas"] == 2
+        assert len(run.pages()) == 1, "no revert message while it re-applies"
+        status = (run.api.get(API, "AgentPolicy", run.ns, "heal") or {})["status"]
+        again = [a for a in status["recentActions"] if "applying it again" in a["reason"]]
+        assert again
+        assert {a["outcome"] for a in again} == {"Applied"}
