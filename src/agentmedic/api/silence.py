@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from agentmedic.api.types import NAME_PATTERN, Model, StatusCondition, Timestamp
+from agentmedic.api.types import Model, StatusCondition, Timestamp
 
 __all__ = [
     "MAX_SILENCE",
@@ -35,16 +35,21 @@ __all__ = [
 SILENCE_KIND = "AgentSilence"
 SILENCE_PLURAL = "agentsilences"
 
+AGENT_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+"""An agent's name: a label value (agentmedic.io/agent) or a workload's name."""
+OBJECT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+"""A Kubernetes object name (DNS subdomain)."""
+
 MAX_SILENCE = timedelta(days=7)
 """The longest silence: a week. Anything longer is a policy change, not a silence."""
 
 
 class AgentSilenceSpec(Model):
-    agent: str | None = Field(default=None, max_length=253, pattern=NAME_PATTERN)
+    agent: str | None = Field(default=None, max_length=253, pattern=AGENT_PATTERN)
     """The agent silenced, as agentmedic names it: the workload's agentmedic.io/agent label,
     else the workload's name (`agentmedic status` shows it). Omit it, with policy set, to
     silence every agent of that policy."""
-    policy: str | None = Field(default=None, max_length=253, pattern=NAME_PATTERN)
+    policy: str | None = Field(default=None, max_length=253, pattern=OBJECT_NAME_PATTERN)
     """Only this AgentPolicy (in the silence's namespace) is silenced; without agent, every
     agent it selects. Omit it to silence the agent under every policy."""
     rule: str | None = Field(default=None, min_length=1, max_length=63)

@@ -110,6 +110,11 @@ Behaviour in short
 - Dry run: decisions are marked ``dry_run`` and change nothing; guardrails, cooldown
   and the blast-radius cap still apply as if they had, so the record is realistic.
 - Quiet hours: every workload change (restores included) waits; notifications go out.
+- Reverts (:mod:`agentmedic.engine.stages.reverts`): a confirmed change whose record is on
+  the workload while the live value is the one from before (replicas back above 0, the
+  recorded previous model) was put back by someone else. onRevert tell: one message to the
+  rule's channels naming ``AgentInput.managed_by``, not applied again; reapply: decided
+  again (``Decision.reapply``) after 1, 2, 4 intervals, 3 times at most, then told.
 - Silences (:mod:`agentmedic.engine.silences`, ``PolicyInput.silences``): while an
   AgentSilence covers an agent and rule (or the whole policy), no workload change (restores
   included) and no page for it; the held change is recorded as suppressed (Silenced) with
