@@ -86,6 +86,8 @@ class _Namespace:
         self.items: dict[str, Silence] = {}
         self.synced = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.waited = False
+        """A cycle already waited for the first list (later cycles do not wait again)."""
 
 
 class SilenceWatch:
@@ -119,16 +121,24 @@ class SilenceWatch:
         return tuple(ns.items.values())
 
     async def read(self, namespace: str) -> tuple[Silence, ...] | None:
-        """:meth:`silences`, waiting up to ``first_list_seconds`` for the first list."""
+        """:meth:`silences`, waiting up to ``first_list_seconds`` for the first list (once:
+        while the list keeps failing, later cycles skip the namespace's policies at once)."""
         found = self.silences(namespace)
-        if found is not None:
+        ns = self._namespaces[namespace]
+        if found is not None or ns.waited:
             return found
+        ns.waited = True
         try:
             async with asyncio.timeout(self._first_list):
                 await self._namespaces[namespace].synced.wait()
         except TimeoutError:
             return None
         return self.silences(namespace)
+
+    async def listed(self, namespace: str) -> None:
+        """Wait until the namespace's silences have been listed (wrap in asyncio.timeout)."""
+        self.silences(namespace)
+        await self._namespaces[namespace].synced.wait()
 
     async def aclose(self) -> None:
         tasks = [ns.task for ns in self._namespaces.values() if ns.task is not None]
