@@ -145,7 +145,8 @@ async def test_tell_says_once_who_reverted_it_and_does_not_fight(server: KubeSer
     async with running(server, "tell") as run:
         await run.cycle()
         assert replicas(run.api, run.ns, "argo-bot") == 0
-        assert len(run.pages()) == 1  # the scale to zero's page
+        (page,) = run.pages()  # the scale to zero's page warns of the manager
+        assert "managed by Argo CD Application bots: its sync may put it back" in page
         await run.revert(2)
         for _ in range(4):
             await run.cycle()
@@ -157,7 +158,7 @@ async def test_tell_says_once_who_reverted_it_and_does_not_fight(server: KubeSer
         cond = run.condition("Reverted")
         assert cond is not None
         assert cond["status"] == "True"
-        assert "scale to zero reverted" in cond["message"]
+        assert "scale to zero reverted likely by Argo CD Application bots" in cond["message"]
         assert run.record()["replicas"] == 2, "the record still says what restore puts back"
         events = [
             e

@@ -31,7 +31,8 @@ def disabled_mark(sim: Sim, name: str) -> Mark:
 
 def test_a_reverted_scale_to_zero_is_told_once_naming_the_manager_and_not_reapplied() -> None:
     sim = Sim(policy(rule("r", actions=["scaleToZero"])), managed(fleet(4), "a1"))
-    sim.step(a1=SICK)
+    (acted,) = sim.step(a1=SICK).notifications
+    assert "managed by Argo CD Application bots: its sync may put it back" in (acted.action or "")
     sim.step(a1=SICK)  # the record is confirmed
     assert sim.workload("a1").replicas == 0
     revert(sim, "a1", replicas=2)

@@ -24,5 +24,7 @@ class Revert:
     """First seen this cycle (told now)."""
     reapply: bool
     """To be applied again this cycle (onRevert reapply, backoff passed, bound not hit)."""
+    manager: str | None = None
+    """The GitOps tool managing the workload, in words (AgentInput.managed_by)."""
     waiting: bool = False
     """onRevert reapply, within its bound: to be applied again once the backoff passed."""

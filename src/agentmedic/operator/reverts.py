@@ -25,9 +25,7 @@ def reverted_condition(
     held = {a: r for a, r in reverts.items() if not (r.reapply or r.waiting)}
     if not held:
         return (REVERTED_CONDITION, ConditionStatus.FALSE, "ChangesHold", "no change reverted")
-    shown = "; ".join(
-        f"{a}: {_CHANGE[r.kind]} reverted, {r.what}" for a, r in list(held.items())[:5]
-    )
+    shown = "; ".join(f"{a}: {_describe(r)}" for a, r in list(held.items())[:5])
     more = f"; and {len(held) - 5} more" if len(held) > 5 else ""
     return (
         REVERTED_CONDITION,
@@ -44,7 +42,12 @@ async def revert_events(writer: PolicyWriter, entry: PolicyEntry, outcome: Cycle
             await writer.event(
                 entry,
                 REVERTED_CONDITION,
-                f"{agent}: agentmedic's {_CHANGE[r.kind]} was reverted ({r.what}); "
-                "not applied again (spec.guardrails.onRevert: tell)",
+                f"{agent}: agentmedic's {_describe(r)}; not applied again "
+                "(spec.guardrails.onRevert)",
                 warning=True,
             )
+
+
+def _describe(r: Revert) -> str:
+    who = f" likely by {r.manager}" if r.manager else ""
+    return f"{_CHANGE[r.kind]} reverted{who}: {r.what}"

@@ -344,6 +344,11 @@ def _action_taken(c: Cycle, a: AgentWork, rule: str, key: str) -> tuple[str | No
             action += f" {decision.from_model} → {decision.to_model}"
         if decision.dry_run:
             return "would have " + action + " (dry run)", None
+        if a.workload.managed_by and decision.kind != DecisionKind.PROMPT_OPTIMIZATION:
+            action += (
+                f" (managed by {a.workload.managed_by}: its sync may put it back; "
+                f"spec.guardrails.onRevert {c.spec.guardrails.on_revert.value} says what then)"
+            )
         return action, decision.undo
     suppressed = c.held.get((a.agent, rule))
     if suppressed is not None and suppressed.suppressed_by:

@@ -78,7 +78,9 @@ def _track(c: Cycle, a: AgentWork, m: Mark, kind: str, live: bool, what: str) ->
         # Decided again: from now on the change is expected to show again.
         m = replace(m, reverted_at=None)
         a.changed_at = c.now
-    c.reverts[a.agent] = Revert(kind, m, what, new and not retrying, reapply, retrying)
+    c.reverts[a.agent] = Revert(
+        kind, m, what, new and not retrying, reapply, a.workload.managed_by, retrying
+    )
     return m
 
 
