@@ -274,3 +274,14 @@ def test_status_shows_silenced_agents_until_when_and_a_changed_workloads_manager
     )
     (changed,) = document["remediated"]
     assert changed["managedBy"] == "Argo CD Application bots"
+
+
+def test_an_agent_named_by_a_label_value_gets_a_valid_silence_name(
+    server: KubeServer, where: str
+) -> None:
+    ns = where
+    code, _, err = cli("silence", "add", f"{ns}/Support_Bot.v2", "--for", "1h", "--reason", "x")
+    assert code == 0, err
+    (stored,) = silences(server, ns)
+    assert stored["spec"]["agent"] == "Support_Bot.v2"
+    assert stored["metadata"]["name"].startswith("support-bot.v2-")

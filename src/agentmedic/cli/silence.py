@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import re
 import urllib.parse
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -225,7 +226,9 @@ def run_add(args: argparse.Namespace) -> int:
         if workload is not None:
             kind, name = workload
             where = namespace
-            agent = k.call("read the workload of", lambda: _agent_of(kube, kind, where, name))
+            agent = k.call(
+                f"read {kind} {where}/{name}", lambda: _agent_of(kube, kind, where, name)
+            )
         now = datetime.now(UTC).replace(microsecond=0)
         spec: dict[str, Any] = {
             "endsAt": _stamp(now + duration),
@@ -240,7 +243,7 @@ def run_add(args: argparse.Namespace) -> int:
             "apiVersion": "agentmedic.io/v1alpha1",
             "kind": "AgentSilence",
             "metadata": {
-                "generateName": f"{(agent or policy or 'silence')[:40]}-",
+                "generateName": _name_prefix(agent or policy or "silence"),
                 "namespace": namespace,
             },
             "spec": spec,
@@ -506,16 +509,19 @@ class _kube:  # noqa: N801 - used as a context manager, like open()
 def _call(host: str, verb: str, do: Callable[[], T]) -> T:
     from agentmedic.kube import KubeError, scrub_credentials
 
+    on_silences = verb in ("create", "list", "read", "expire")
     try:
         return do()
     except KubeError as exc:
         if exc.status == 403:
+            what = f"{verb} agentsilences" if on_silences else verb
+            role = " silence-editor" if verb in ("create", "expire") else " silence-viewer"
             raise CliError(
-                f"the API server refused to {verb} agentsilences (403 Forbidden): ask for "
-                "the silence-editor role (docs/silences.md)",
+                f"the API server refused to {what} (403 Forbidden): ask for the"
+                f"{role if on_silences else ''} role that allows it (docs/silences.md)",
                 EXIT_FINDINGS,
             ) from None
-        if exc.status == 404 and verb != "expire":
+        if exc.status == 404 and on_silences:
             raise CliError(
                 "the API server does not serve agentsilences: install agentmedic's CRDs "
                 "(crds/agentsilence.yaml)",
@@ -535,6 +541,12 @@ def _call(host: str, verb: str, do: Callable[[], T]) -> T:
         raise CliError(
             f"cannot reach the cluster at {where} ({exc.reason})", EXIT_FINDINGS
         ) from None
+
+
+def _name_prefix(text: str) -> str:
+    """A generateName from an agent's name (a label value may hold _ and capitals)."""
+    cleaned = re.sub(r"[^a-z0-9.-]+", "-", text.lower()).strip("-.")[:40].strip("-.")
+    return f"{cleaned or 'silence'}-"
 
 
 def _path(namespace: str) -> str:
