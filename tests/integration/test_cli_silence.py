@@ -129,6 +129,12 @@ def test_add_list_and_expire_an_agents_silence(server: KubeServer, where: str) -
     assert "active" in out
     assert "INC-42: provider incident" in out
 
+    code, wide, _ = cli("silence", "list", "-n", ns, "-o", "wide")
+    assert code == 0
+    assert "STARTS" in wide
+    assert "CREATED" in wide
+    assert "STARTS" not in out
+
     code, out, _ = cli("silence", "list", "-n", ns, "-o", "json")
     (row,) = json.loads(out)["silences"]
     assert (row["id"], row["state"], row["agent"], row["rule"]) == (
