@@ -14,16 +14,17 @@ import base64
 import itertools
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from agentmedic.actions.record import DISABLED
+from agentmedic.actions.record import DISABLED, DOWNGRADED
 from agentmedic.operator.app import Operator
 from agentmedic.operator.settings import load_settings
+from agentmedic.operator.watch import CachedWorkload
 from agentmedic_sandbox.emulator import ApiEmulator
 from agentmedic_sandbox.receivers import NotificationReceivers, ReceiverKind
 from tests.integration.kube_servers import (
@@ -73,13 +74,21 @@ class Run:
     async def revert(self, to: int) -> None:
         """Put replicas back as a GitOps sync would; wait until the operator's watch saw it."""
         self.api.patch("apps/v1", "Deployment", self.ns, "argo-bot", {"spec": {"replicas": to}})
+        await self.seen(lambda w: w.replicas == to)
+
+    async def seen(self, check: Callable[[CachedWorkload], bool]) -> None:
+        """Wait until the operator's workload watch shows the bot passing ``check``."""
         selector = self.op.entries[(self.ns, "heal")].selector
         async with asyncio.timeout(30):
             while True:
-                seen = self.op.cache.workloads(self.ns, selector) or []
-                if any(w.name == "argo-bot" and w.replicas == to for w in seen):
+                cached = self.op.cache.workloads(self.ns, selector) or []
+                if any(w.name == "argo-bot" and check(w) for w in cached):
                     return
                 await asyncio.sleep(0.05)
+
+    def model(self) -> str:
+        obj = self.api.get("apps/v1", "Deployment", self.ns, "argo-bot") or {}
+        return str(obj["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"])
 
     def pages(self) -> list[str]:
         return [m.json()["text"] for m in self.slack.accepted(ReceiverKind.SLACK)]
@@ -94,7 +103,7 @@ class Run:
 
 
 @asynccontextmanager
-async def running(api: KubeServer, on_revert: str) -> AsyncIterator[Run]:
+async def running(api: KubeServer, on_revert: str, *, model: bool = False) -> AsyncIterator[Run]:
     ns = create_namespace(api, f"reverts-{next(_namespaces)}-{_RUN}")
     clock = Clock(datetime.now(UTC).replace(microsecond=0))
     with NotificationReceivers() as slack:
@@ -109,9 +118,17 @@ async def running(api: KubeServer, on_revert: str) -> AsyncIterator[Run]:
         )
         bot = deployment(ns, "argo-bot")
         bot["metadata"]["annotations"] = {TRACKING: f"bots:apps/Deployment:{ns}/argo-bot"}
-        api.create(bot)
         body = policy(ns)
         body["spec"]["guardrails"]["onRevert"] = on_revert
+        if model:
+            container = bot["spec"]["template"]["spec"]["containers"][0]
+            container["env"] = [{"name": "MODEL", "value": "gpt-4o"}]
+            body["spec"]["model"] = {
+                "env": {"container": "agent", "name": "MODEL"},
+                "tiers": ["gpt-4o", "gpt-4o-mini", "gpt-4.1-nano"],
+            }
+            body["spec"]["rules"][0]["actions"][0] = {"switchModel": {}}
+        api.create(bot)
         body = api.create(body)
         settings = load_settings(
             flags={
@@ -193,3 +210,41 @@ async def test_reapply_applies_it_again_with_backoff_and_keeps_the_record(
         again = [a for a in status["recentActions"] if "applying it again" in a["reason"]]
         assert again
         assert {a["outcome"] for a in again} == {"Applied"}
+
+
+async def test_a_reverted_model_switch_is_told_then_reapplied_by_choice(server: KubeServer) -> None:
+    """The model env put back to the recorded previous model: told with tell; with reapply
+    the switch is written again after one interval, the record still naming gpt-4o."""
+    for on_revert in ("tell", "reapply"):
+        async with running(server, on_revert, model=True) as run:
+            await run.cycle()
+            assert run.model() == "gpt-4o-mini"
+            run.api.patch(
+                "apps/v1",
+                "Deployment",
+                run.ns,
+                "argo-bot",
+                [
+                    {
+                        "op": "replace",
+                        "path": "/spec/template/spec/containers/0/env/0/value",
+                        "value": "gpt-4o",
+                    }
+                ],
+                patch_type="json",
+            )
+            await run.seen(lambda w: w.env.get(("agent", "MODEL")) == "gpt-4o")
+            await run.cycle()
+            await run.cycle()
+            downgraded = json.loads(
+                (run.api.get("apps/v1", "Deployment", run.ns, "argo-bot") or {})["metadata"][
+                    "annotations"
+                ][DOWNGRADED]
+            )
+            assert downgraded["model"] == "gpt-4o", "restore still puts back the first model"
+            if on_revert == "tell":
+                assert run.model() == "gpt-4o", "not applied again"
+                assert any("model switch" in p and "reverted" in p for p in run.pages())
+            else:
+                assert run.model() == "gpt-4o-mini", "applied again after one interval"
+                assert not any("reverted" in p for p in run.pages())

@@ -123,3 +123,14 @@ def test_state_round_trips_the_revert_memory() -> None:
 
 def test_agent_input_carries_the_manager() -> None:
     assert AgentInput(managed_by="Flux Kustomization flux-system/apps").managed_by
+
+
+def test_a_switch_reverted_before_it_was_seen_to_land_keeps_its_target() -> None:
+    spec = policy(rule("r", actions=["switchModel"]), guardrails={"onRevert": "reapply"})
+    sim = Sim(spec, fleet(4))
+    sim.step(a1=SICK)
+    revert(sim, "a1", model="gpt-4o")  # before the next cycle confirms the switch
+    seen = sim.step(a1=SICK)
+    assert "agentmedic set gpt-4o-mini" in seen.reverts[agent("a1")].what
+    (again,) = sim.step(a1=SICK).workload_changes
+    assert (again.to_model, again.reapply) == ("gpt-4o-mini", True)

@@ -71,7 +71,9 @@ def _downgraded(c: Cycle, a: AgentWork) -> None:
     m, rec, w = a.downgraded, a.workload.downgraded, a.workload
     if m is not None and not m.dry_run and not m.confirmed:
         if rec is not None and rec.episode == m.episode:
-            a.downgraded = m = replace(m, confirmed=True, to_model=w.model or m.to_model)
+            # Already back on the recorded previous model: reverted before we saw it land.
+            landed = w.model if w.model not in (None, rec.previous_model) else None
+            a.downgraded = m = replace(m, confirmed=True, to_model=landed or m.to_model)
         elif c.now - m.at < c.plan.retry_after:
             return
         else:
