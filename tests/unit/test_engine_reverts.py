@@ -121,6 +121,25 @@ def test_state_round_trips_the_revert_memory() -> None:
     assert (m.reverts, m.reverted_at) == (1, disabled_mark(sim, "a1").reverted_at)
 
 
+def test_a_revert_during_a_silence_is_told_when_the_silence_ends() -> None:
+    from datetime import timedelta
+
+    from agentmedic.engine import Silence
+    from tests.unit.test_engine_builders import NS, T0
+
+    sim = Sim(policy(rule("r", actions=["scaleToZero"])), fleet(4))
+    sim.step(a1=SICK)
+    sim.step(a1=SICK)
+    quiet = Silence("s", NS, T0 + timedelta(minutes=2), "INC-9", "bob", agent="a1")
+    sim.input = replace(sim.input, silences=(quiet,))
+    revert(sim, "a1", replicas=2)
+    held = sim.steps(2, a1=SICK)
+    assert not [n for o in held for n in o.notifications]
+    assert held[-1].reverts[agent("a1")].what.startswith("replicas are 2 again")
+    told = [n for o in sim.steps(4, a1=SICK) for n in o.notifications]
+    assert [n.reason_code for n in told] == [DecisionReason.REVERTED]
+
+
 def test_agent_input_carries_the_manager() -> None:
     assert AgentInput(managed_by="Flux Kustomization flux-system/apps").managed_by
 

@@ -63,6 +63,10 @@ def _track(c: Cycle, a: AgentWork, m: Mark, kind: str, live: bool, what: str) ->
         # The change holds (again): a re-apply landed, or someone set it back.
         return m if m.reverted_at is None else replace(m, reverted_at=None)
     new = m.reverted_at is None
+    if new and c.silenced(a.agent, m.rule) is not None:
+        # Silenced: shown, but neither told nor counted until the silence ends.
+        c.reverts[a.agent] = Revert(kind, m, what, False, False, a.workload.managed_by)
+        return m
     if new:
         m = replace(m, reverted_at=c.now, reverts=m.reverts + 1)
     retrying = c.spec.guardrails.on_revert == OnRevert.REAPPLY and m.reverts <= MAX_REAPPLIES
