@@ -84,10 +84,17 @@ def grants(rules: Iterable[dict[str, Any]]) -> list[Grant]:
 
 
 PEOPLE = ("budget-editor", "policy-editor", "viewer")
+SILENCE_ROLES = ("silence-editor", "silence-viewer")
 
 
 def is_people_role(role: dict[str, Any]) -> bool:
-    return role["kind"] == "ClusterRole" and str(role["metadata"]["name"]).endswith(PEOPLE)
+    """A ClusterRole for people (finance's, the SREs', the viewer, on-call's silences), not
+    one of the operator's."""
+    name = str(role["metadata"]["name"])
+    return role["kind"] == "ClusterRole" and name.endswith(PEOPLE + SILENCE_ROLES)
+
+
+is_user_role = is_people_role
 
 
 def all_roles(rendered: Rendered) -> list[dict[str, Any]]:
@@ -211,8 +218,9 @@ AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
 def people(rendered: Rendered) -> dict[str, dict[str, Any]]:
     found = {}
     for role in rendered.of_kind("ClusterRole"):
-        if is_people_role(role):
-            suffix = next(p for p in PEOPLE if role["metadata"]["name"].endswith(p))
+        name = str(role["metadata"]["name"])
+        if is_people_role(role) and not name.endswith(SILENCE_ROLES):
+            suffix = next(p for p in PEOPLE if name.endswith(f"-{p}"))
             found[suffix] = role
     return found
 
@@ -297,3 +305,32 @@ def test_shared_kinds_are_only_listed_watched_and_given_a_status(value_set: str)
             continue
         granted = {g for g in grants(role["rules"]) if g.resource in shared}
         assert granted == want, f"{role['kind']}/{role['metadata']['name']}"
+
+
+# --- silences: people's roles (AgentSilence) ---
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_silence_roles_grant_silences_alone_to_edit_and_read_to_view(value_set: str) -> None:
+    rendered = render_set(value_set)
+    by_name = {r["metadata"]["name"]: r for r in all_roles(rendered) if is_user_role(r)}
+    (editor,) = [r for n, r in by_name.items() if n.endswith("-silence-editor")]
+    (viewer,) = [r for n, r in by_name.items() if n.endswith("-silence-viewer")]
+    assert editor["kind"] == viewer["kind"] == "ClusterRole"
+    assert set(grants(editor["rules"])) == {
+        Grant("agentmedic.io", "agentsilences", v)
+        for v in ("get", "list", "watch", "create", "patch", "delete")
+    }, "on-call gets silences, and nothing on policies or workloads"
+    assert set(grants(viewer["rules"])) == {
+        Grant("agentmedic.io", "agentsilences", v) for v in ("get", "list", "watch")
+    }
+    assert editor["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert viewer["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert "rbac.authorization.k8s.io/aggregate-to-view" not in editor["metadata"]["labels"]
+
+
+def test_silence_roles_can_be_left_out() -> None:
+    rendered = render_values(merged("default", rbac={"create": True, "silenceRoles": False}))
+    names = [str(r["metadata"]["name"]) for r in all_roles(rendered) if is_user_role(r)]
+    assert not [n for n in names if n.endswith(SILENCE_ROLES)]
+    assert roles(rendered), "the operator's own role stays"

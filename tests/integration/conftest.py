@@ -49,7 +49,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agentmedic.api.crd import crd_manifest
+from agentmedic.api.crd import crd_kind, crd_manifest
 from agentmedic.api.durations import TIME_COMPRESSION_ENV
 from agentmedic_sandbox.prometheus import (
     INSTALL_HINT,
@@ -133,6 +133,7 @@ def real_server(request: pytest.FixtureRequest) -> Iterator[RealServer]:
     cluster = request.getfixturevalue("local_cluster")
     server = RealServer(cluster)
     server.install_crd(compressed_agent_policy_crd())
+    server.install_crd(crd_manifest(crd_kind("AgentSilence")))
     server.install_crd(SCALED_OBJECT_CRD)
     yield server
     server.close()

@@ -228,8 +228,15 @@ def _cases() -> Iterator[Case]:
     yield Case(("report", "cost", "--period", "2026-11"), 2, "--prometheus URL is required")
     yield Case(("report",), 2, "name a report")
 
-    # restore and status: an unusable kubeconfig is an environment problem (exit 2).
-    for command in (("restore", "agents/bot"), ("status",)):
+    # restore, status and silence: an unusable kubeconfig is an environment problem (exit 2).
+    silence_add = ("silence", "add", "agents/bot", "--for", "1h", "--reason", "r")
+    for command in (
+        ("restore", "agents/bot"),
+        ("status",),
+        silence_add,
+        ("silence", "list"),
+        ("silence", "expire", "bot-x1", "-n", "agents"),
+    ):
         for kubeconfig, says in [
             ("/nonexistent", "--kubeconfig /nonexistent: no such file"),
             ("{d}/binary.yaml", "is a binary file"),
@@ -246,6 +253,10 @@ def _cases() -> Iterator[Case]:
     yield Case(("status", "-n", "a", "-A"), 2, "not allowed with argument")
     yield Case(("restore", "agents/bot", "--max-replicas", "-1"), 2, "--max-replicas must be")
     yield Case(("restore", "agents/bot", "--kind", "pod"), 2, "invalid choice: 'pod'")
+    yield Case(("silence",), 2, "name a subcommand: add, list or expire")
+    yield Case((*silence_add[:3], "--for", "8d", "--reason", "r"), 2, "--for must be from 1m to 7d")
+    yield Case((*silence_add[:5], "--reason", " "), 2, "--reason is empty")
+    yield Case(("silence", "list", "-n", "a", "-A"), 2, "not allowed with argument")
 
     # run: a settings file is read with the same loader.
     for config, says in [

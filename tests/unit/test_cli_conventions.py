@@ -261,6 +261,7 @@ def canned_cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     )
     monkeypatch.setattr(status, "_policies", lambda api, ns: [NOTIFY_ONLY, DISABLING])
     monkeypatch.setattr(status, "_remediated", lambda apps, ns: [_workload()])
+    monkeypatch.setattr(status, "_silences", lambda kube, ns: [])
     return kubeconfig
 
 

@@ -282,6 +282,7 @@ def test_dry_run_decides_again_in_a_new_episode() -> None:
 
 def test_the_chain_reports_the_most_telling_reason_first() -> None:
     assert [c.__name__ for c in GUARDRAILS] == [
+        "silenced",
         "systemic_outage",
         "quiet_hours",
         "cooldown",

@@ -117,6 +117,11 @@ election Lease, which is granted only in the release namespace (rbac.yaml).
 - apiGroups: ["agentmedic.io"]
   resources: ["agentpolicies/status"]
   verbs: ["patch"]
+# --- silences (AgentSilence): read only; on-call creates them (rbac-silences.yaml) ---
+- apiGroups: ["agentmedic.io"]
+  resources: ["agentsilences"]
+  verbs: ["list", "watch"]
+# --- end of silences ---
 # Agents: a label-selected watch, read and patched by scale-to-zero, switchModel and restore.
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets"]

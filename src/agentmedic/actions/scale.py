@@ -115,6 +115,17 @@ def _decide(
 ) -> Patch | ActionResult:
     """The guarded patch scaling ``obj`` to 0 with its record, or why there is none."""
     existing = parse_disabled(annotations_of(obj))
+    if existing is not None and existing.episode == record.episode and replicas_of(obj) > 0:
+        # Our record, yet replicas are back: someone reverted the change (a GitOps sync)
+        # and the policy's onRevert re-applies it. The record, with the count from before
+        # agentmedic's first change, stays as it is so that restore puts that back.
+        current = planned["replicas"] = replicas_of(obj)
+        if record.dry_run:
+            return ActionResult(KIND, ref, ExecutionOutcome.DRY_RUN, "")
+        return [
+            {"op": "test", "path": "/spec/replicas", "value": current},
+            {"op": "replace", "path": "/spec/replicas", "value": 0},
+        ]
     if existing is not None:
         return ActionResult(
             KIND,

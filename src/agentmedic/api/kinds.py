@@ -22,9 +22,11 @@ from agentmedic.api.refs import (
     NAMESPACED_CHANNEL_KIND,
     NAMESPACED_METRICS_BACKEND_KIND,
 )
+from agentmedic.api.silence import SILENCE_KIND, SILENCE_PLURAL, AgentSilence
 
 __all__ = [
     "AGENT_BUDGET",
+    "AGENT_SILENCE",
     "CLUSTER_AGENT_BUDGET",
     "CLUSTER_METRICS_BACKEND",
     "CLUSTER_NOTIFICATION_CHANNEL",
@@ -160,5 +162,32 @@ CLUSTER_METRICS_BACKEND = register(
         scope="Cluster",
         short_names=("cmb",),
         columns=_BACKEND_COLUMNS,
+    )
+)
+
+AGENT_SILENCE = register(
+    CrdKind(
+        model=AgentSilence,
+        kind=SILENCE_KIND,
+        plural=SILENCE_PLURAL,
+        scope="Namespaced",
+        short_names=("asil", "silence"),
+        columns=(
+            column("Agent", "string", ".spec.agent"),
+            column("Policy", "string", ".spec.policy"),
+            column("Rule", "string", ".spec.rule"),
+            column("Ends", "date", ".spec.endsAt"),
+            column("By", "string", ".spec.createdBy"),
+            column("Reason", "string", ".spec.reason", wide=True),
+            AGE_COLUMN,
+        ),
+        cel={
+            ("spec",): [
+                {
+                    "rule": "has(self.agent) || has(self.policy)",
+                    "message": "set spec.agent, spec.policy or both: what the silence covers",
+                }
+            ]
+        },
     )
 )

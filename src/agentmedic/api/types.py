@@ -29,6 +29,7 @@ from agentmedic.api.durations import (
     duration_bounds_cel,
     format_duration,
 )
+from agentmedic.api.gitops import OnRevert
 from agentmedic.api.refs import ChannelReference, MetricsBackendRef
 from agentmedic.api.status import (
     ActionOutcome,
@@ -413,6 +414,9 @@ class Guardrails(Model):
     marked as dry run."""
     quiet_hours: list[QuietHours] = Field(default_factory=list, max_length=MAX_QUIET_HOURS)
     """Windows in which only notifications happen; workload changes wait."""
+    on_revert: OnRevert = OnRevert.TELL
+    """When someone else (e.g. Argo CD, Flux) puts back agentmedic's change: tell (say so once,
+    do not apply again) or reapply (after 1, 2, 4 intervals, 3 times at most). Default tell."""
 
 
 class RecoveryMode(StrEnum):

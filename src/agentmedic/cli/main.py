@@ -33,6 +33,7 @@ COMMANDS = [
     "run",
     "status",
     "restore",
+    "silence",
     "validate",
     "crd",
     "fleet",

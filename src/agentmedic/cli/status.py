@@ -21,9 +21,10 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "status",
         help="show policies, agents' states and remediated workloads",
-        description="Show every AgentPolicy (agents by state, spend, readiness, recent actions) "
-        "and every workload agentmedic has changed, with the record it keeps on it and the "
-        "command that undoes it. DISABLED and DOWNGRADED show '-' for a policy none of whose "
+        description="Show every AgentPolicy (agents by state, spend, readiness, recent actions), "
+        "every workload agentmedic has changed, with the record it keeps on it, the GitOps "
+        "tool that manages it and the command that undoes it, and the silences in force. "
+        "DISABLED and DOWNGRADED show '-' for a policy none of whose "
         "rules can scale an agent to zero or switch its model.",
         epilog="exit codes: 0 done; 1 the cluster could not be reached or refused; "
         "2 usage error, or a missing or unusable kubeconfig",
@@ -39,8 +40,31 @@ def _policies(kube: Kube, namespace: str | None) -> list[dict[str, Any]]:
     return kube.list_custom_objects(GROUP, VERSION, PLURAL, namespace or None)
 
 
+def _silences(kube: Kube, namespace: str | None) -> list[dict[str, Any]] | str:
+    """The silences in force (and pending), as ``silence list`` shows them; or why they
+    could not be read (status still shows the rest)."""
+    from datetime import UTC, datetime
+
+    from agentmedic.api.silence import SILENCE_PLURAL
+    from agentmedic.api.types import GROUP, VERSION
+    from agentmedic.cli.silence import silence_row
+    from agentmedic.kube import KubeError
+
+    try:
+        items = kube.list_custom_objects(GROUP, VERSION, SILENCE_PLURAL, namespace or None)
+    except KubeError as exc:
+        return f"{exc.status} {exc.reason}" if exc.status else str(exc.reason)
+    now = datetime.now(UTC)
+    rows = [silence_row(obj, now) for obj in items]
+    return sorted(
+        (r for r in rows if r["state"] != "expired"),
+        key=lambda r: (r["state"], r["endsAt"], r["namespace"], r["id"]),
+    )
+
+
 def _remediated(kube: Kube, namespace: str | None) -> list[dict[str, Any]]:
     from agentmedic.actions import record
+    from agentmedic.actions.gitops import detect_manager
     from agentmedic.kube import WORKLOAD_KINDS
 
     out = []
@@ -52,6 +76,7 @@ def _remediated(kube: Kube, namespace: str | None) -> list[dict[str, Any]]:
             if disabled is None and downgraded is None:
                 continue
             ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+            manager = detect_manager(obj["metadata"].get("labels") or {}, ann)
             changes = []
             if disabled is not None:
                 changes.append(f"scaled to 0 (was {disabled.replicas})")
@@ -69,6 +94,7 @@ def _remediated(kube: Kube, namespace: str | None) -> list[dict[str, Any]]:
                     "at": ann.get(record.ACTED_AT, ""),
                     "policyDeleted": ann.get(record.POLICY_DELETED),
                     "undo": undo_command(kind, ns, name),
+                    "managedBy": manager.describe() if manager is not None else None,
                 }
             )
     return out
@@ -94,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         policies = _policies(kube, args.namespace)
         workloads = _remediated(kube, args.namespace)
+        silences = _silences(kube, args.namespace)
     except KubeError as exc:
         if exc.status:
             return fail(
@@ -106,10 +133,35 @@ def run(args: argparse.Namespace) -> int:
         kube.close()
 
     if args.output in ("json", "yaml"):
-        emit({"policies": policies, "remediated": workloads}, args.output)
+        document: dict[str, Any] = {"policies": policies, "remediated": workloads}
+        if isinstance(silences, list):
+            document["silences"] = silences
+        else:
+            document["silencesUnreadable"] = silences
+        emit(document, args.output)
         return 0
-    render(policies, workloads, console(), wide=args.output == "wide")
+    out = console()
+    render(policies, workloads, out, wide=args.output == "wide")
+    render_silences(silences, out)
     return 0
+
+
+def render_silences(silences: list[dict[str, Any]] | str, out: Console) -> None:
+    """Silenced agents and policies, and until when (none: nothing printed)."""
+    if isinstance(silences, str):
+        out.print(f"\nSilences could not be read ({silences}).", markup=False, highlight=False)
+        return
+    if not silences:
+        return
+    from rich.table import Table
+
+    table = Table(title="Silenced (agentmedic neither acts nor pages)")
+    for col in ("NAMESPACE", "COVERS", "UNTIL", "BY", "REASON", "ID"):
+        table.add_column(col, overflow="fold")
+    for s in silences:
+        until = s["endsAt"] + (" (pending)" if s["state"] == "pending" else f" (in {s['left']})")
+        table.add_row(s["namespace"], s["covers"], until, s["createdBy"], s["reason"], s["id"])
+    out.print(table)
 
 
 def _second(stamp: Any) -> str:
@@ -221,6 +273,9 @@ def render(
     if workloads:
         changed = Table(title="Workloads agentmedic changed")
         cols = ["NAMESPACE", "WORKLOAD", "CHANGE", "POLICY / RULE", "WHEN"]
+        managed = any(w.get("managedBy") for w in workloads)
+        if managed:
+            cols.append("MANAGED BY")
         if wide:
             cols.append("REASON")
         for col in cols:
@@ -234,6 +289,8 @@ def render(
                 f"{policy} / {w['rule']}",
                 _second(w["at"]),
             ]
+            if managed:
+                cells.append(w.get("managedBy") or "-")
             if wide:
                 cells.append(w["reason"])
             changed.add_row(*cells)

@@ -123,6 +123,16 @@ Behaviour in short
 - Dry run: decisions are marked ``dry_run`` and change nothing; guardrails, cooldown
   and the blast-radius cap still apply as if they had, so the record is realistic.
 - Quiet hours: every workload change (restores included) waits; notifications go out.
+- Reverts (:mod:`agentmedic.engine.stages.reverts`): a confirmed change whose record is on
+  the workload while the live value is the one from before (replicas back above 0, the
+  recorded previous model) was put back by someone else. onRevert tell: one message to the
+  rule's channels naming ``AgentInput.managed_by``, not applied again; reapply: decided
+  again (``Decision.reapply``) after 1, 2, 4 intervals, 3 times at most, then told.
+- Silences (:mod:`agentmedic.engine.silences`, ``PolicyInput.silences``): while an
+  AgentSilence covers an agent and rule (or the whole policy), no workload change (restores
+  included) and no page for it; the held change is recorded as suppressed (Silenced) with
+  the silence's author, reason and end; rule state tracks, and a rule still firing when the
+  silence ends acts on the next cycle.
 - Across policies: :attr:`Decision.precedence` ranks changes; the operator applies the
   strongest per agent (:func:`strongest_per_agent`).
 
@@ -156,6 +166,7 @@ from agentmedic.engine.reasons import DecisionReason
 from agentmedic.engine.replay import TimelineEntry, apply_decisions, replay
 from agentmedic.engine.requirements import GridNeeds, requirements, requirements_over
 from agentmedic.engine.series import AgentId, Samples, SeriesKey
+from agentmedic.engine.silences import Silence
 from agentmedic.engine.state import AgentState, Mark, PolicyState, RuleState
 
 __all__ = [
@@ -182,6 +193,7 @@ __all__ = [
     "RuleState",
     "Samples",
     "SeriesKey",
+    "Silence",
     "SpendReport",
     "TimelineEntry",
     "apply_decisions",

@@ -28,7 +28,9 @@ from agentmedic.engine.outcome import (
 )
 from agentmedic.engine.periods import Period, in_quiet_hours
 from agentmedic.engine.plan import CyclePlan
+from agentmedic.engine.reverts import Revert
 from agentmedic.engine.series import AgentId, Samples, SeriesKey
+from agentmedic.engine.silences import Silence, active_silences, find_silence
 from agentmedic.engine.state import (
     ActionStamp,
     AgentState,
@@ -171,6 +173,8 @@ class Cycle:
     dry_run: bool = field(init=False)
     quiet: bool = field(init=False)
     """Inside quiet hours: workload changes wait."""
+    silences: tuple[Silence, ...] = field(init=False)
+    """The silences in force now that can apply to this policy."""
 
     # -- rules stage
     work: dict[AgentId, AgentWork] = field(default_factory=dict)
@@ -179,6 +183,8 @@ class Cycle:
     """Agents judged this cycle (not frozen): the base of the systemic share."""
     breaching: list[list[AgentWork]] = field(init=False)
     """Per rule (spec order), the agents breaching it this cycle."""
+    reverts: dict[AgentId, Revert] = field(default_factory=dict)
+    """Agents whose change someone else put back (onRevert: told, or applied again)."""
     ended: dict[str, str] = field(default_factory=dict)
     """Episode key → why it ended this cycle (a Reason value), for resolved messages."""
 
@@ -215,12 +221,19 @@ class Cycle:
     notices: dict[str, NoticeRecord] = field(init=False)
     no_data_channels: tuple[str, ...] = ()
 
+    def silenced(self, agent: AgentId | None, rule: str) -> Silence | None:
+        """The silence covering ``rule`` of ``agent`` (None: the fleet) now, if any."""
+        if not self.silences:
+            return None
+        return find_silence(self.silences, self.policy.name, agent, rule)
+
     def __post_init__(self) -> None:
         self.spec = self.policy.spec
         self.uid = self.policy.uid
         self.rules = self.plan.rules
         self.dry_run = self.spec.guardrails.dry_run
         self.quiet = in_quiet_hours(self.spec.guardrails.quiet_hours, self.now)
+        self.silences = active_silences(self.policy.silences, self.policy.name, self.now)
         self.breaching = [[] for _ in self.rules]
         self.budget_states = dict(self.prior.budget)
         self.notices = dict(self.prior.notices)

@@ -38,6 +38,7 @@ from agentmedic.engine.stages.probation import probation
 from agentmedic.engine.stages.reconcile import agent_gone, reconcile
 from agentmedic.engine.stages.recovery import restore
 from agentmedic.engine.stages.remediation import remediate
+from agentmedic.engine.stages.reverts import reapply, revert_notices
 from agentmedic.engine.stages.rules import judge
 from agentmedic.engine.stages.status import status
 from agentmedic.engine.stages.systemic import systemic
@@ -81,9 +82,10 @@ def evaluate_planned(
     probation(c)
     systemic(c)
     remediate(c)
+    reapply(c)
     restore(c)
     counts = status(c)
-    messages = notices(c)
+    messages = notices(c) + revert_notices(c)
     messages.extend(c.probation_notices)
     decisions = sorted(
         c.decisions,
@@ -101,6 +103,8 @@ def evaluate_planned(
         counts=counts,
         spend=c.spend,
         probation=c.probation,
+        silences=c.silences,
+        reverts=c.reverts,
     )
 
 

@@ -6,8 +6,9 @@ Modelled on cert-manager's policy chain: every check takes the same input (the
 answers with the first check that stops it. A stopped change becomes a Decision with
 ``suppressed_by`` set, reported once per episode and reason.
 
-Order matters only for which reason is reported: a systemic outage is the most
-important thing to say, then quiet hours (the change will happen later), then the
+Order matters only for which reason is reported: an on-call engineer's silence first
+(:mod:`agentmedic.engine.silences`: they said hands off, and until when), then a systemic
+outage, then quiet hours (the change will happen later), then the
 per-rule cooldown, the blast-radius cap and the hourly rate limit.
 """
 
@@ -22,6 +23,7 @@ from agentmedic.api.types import Action, Severity
 from agentmedic.engine.conditions import Evidence
 from agentmedic.engine.reasons import DecisionReason
 from agentmedic.engine.series import AgentId
+from agentmedic.engine.silences import Silence
 from agentmedic.engine.state import RuleState
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "max_disabled",
     "quiet_hours",
     "rate_limit",
+    "silenced",
     "systemic_outage",
 ]
 
@@ -90,9 +93,19 @@ class Guard:
     recent: set[tuple[str, str]] = field(default_factory=set)
     """(episode, kind) of the changes of the last hour."""
     systemic_rules: frozenset[str] = frozenset()
+    silenced: Callable[[AgentId, str], Silence | None] = lambda _agent, _rule: None
+    """The silence covering an agent's rule now, if any (:meth:`Cycle.silenced`)."""
 
 
 Check = Callable[[Candidate, Guard], tuple[str, str] | None]
+
+
+# An on-call engineer silenced the agent (or its rule, or the policy) until a set time.
+def silenced(c: Candidate, g: Guard) -> tuple[str, str] | None:
+    found = g.silenced(c.agent, c.rule)
+    if found is not None:
+        return DecisionReason.SILENCED, found.describe()
+    return None
 
 
 # The rule breaches across the fleet: a shared dependency is down; page once, act on nobody.
@@ -156,7 +169,14 @@ def rate_limit(c: Candidate, g: Guard) -> tuple[str, str] | None:
     return None
 
 
-GUARDRAILS: tuple[Check, ...] = (systemic_outage, quiet_hours, cooldown, max_disabled, rate_limit)
+GUARDRAILS: tuple[Check, ...] = (
+    silenced,
+    systemic_outage,
+    quiet_hours,
+    cooldown,
+    max_disabled,
+    rate_limit,
+)
 """The checks, in the order their reasons are reported."""
 
 

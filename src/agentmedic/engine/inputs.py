@@ -17,6 +17,7 @@ from types import MappingProxyType
 from agentmedic.api.types import AgentPolicySpec
 from agentmedic.engine.finance import BudgetVerdict
 from agentmedic.engine.series import AgentId
+from agentmedic.engine.silences import Silence
 
 __all__ = [
     "AgentInput",
@@ -99,6 +100,9 @@ class AgentInput:
     """Set while the operator's model-switch record is on the workload."""
     probation: ProbationRecord | None = None
     """Set while the operator's probation record of a change is on the workload."""
+    managed_by: str | None = None
+    """The GitOps tool that manages the workload, in words ("Argo CD Application x"), when
+    its marks say so: named when agentmedic's change is reverted."""
     metrics_unknown: bool = False
     """The metrics answer was good but gave this agent an undefined value (NaN: a ratio
     over an empty window) for a series the policy needs. The agent is held this cycle:
@@ -128,6 +132,8 @@ class PolicyInput:
     budgets_known: bool = True
     """False until finance's budgets have been evaluated once (an operator just started):
     the agents' budget stages are then held as they are, not ended for want of verdicts."""
+    silences: tuple[Silence, ...] = ()
+    """The AgentSilences of the policy's namespace (expired ones are ignored)."""
 
 
 def episode_key(uid: str, agent: AgentId | None, rule: str, start: datetime) -> str:

@@ -10,7 +10,9 @@ from typing import Literal
 
 from agentmedic.api.types import AgentCounts, PromptOptimizationAction, Severity, Spend
 from agentmedic.engine.conditions import Evidence, severity_rank, strength
+from agentmedic.engine.reverts import Revert
 from agentmedic.engine.series import AgentId
+from agentmedic.engine.silences import Silence
 from agentmedic.engine.state import PolicyState
 
 __all__ = [
@@ -101,6 +103,8 @@ class Decision:
     """promptOptimization: the Job to start."""
     restore: Restore | None = None
     """restore: what to put back."""
+    reapply: bool = False
+    """Applied again after someone else reverted it (spec.guardrails.onRevert reapply)."""
     badness: float = 0.0
     """How far past its thresholds the agent was (ranks agents, worst first)."""
     baseline: Mapping[str, float | None] | None = None
@@ -243,6 +247,10 @@ class CycleResult:
     """Spend, when the policy has a budget."""
     probation: list[ProbationOutcome] = field(default_factory=list)
     """Verdicts on changes on probation reached this cycle (spec.verify)."""
+    reverts: Mapping[AgentId, Revert] = field(default_factory=dict)
+    """Agents whose change someone else put back, this cycle (for status and Events)."""
+    silences: tuple[Silence, ...] = ()
+    """The silences in force this cycle that apply to the policy (for status)."""
 
     @property
     def workload_changes(self) -> list[Decision]:

@@ -40,6 +40,8 @@ class DecisionReason(StrEnum):
     same episode key (the actions layer makes the repeat a no-op if it did land)."""
 
     # Why a workload change was not made (Decision.suppressed_by).
+    SILENCED = "Silenced"
+    """An AgentSilence covers the agent and rule: no change, no page, until it ends."""
     DRY_RUN = "DryRun"
     """spec.guardrails.dryRun: the decision is recorded, nothing is changed."""
     QUIET_HOURS = "QuietHours"
@@ -61,6 +63,10 @@ class DecisionReason(StrEnum):
     TIER_REJECTED = "TierRejected"
     """The tier switchModel would move to regressed on probation for this agent and is held
     back for verify.rejectFor: no switch; a person decides."""
+
+    REVERTED = "Reverted"
+    """Someone else (e.g. a GitOps sync) put back the value agentmedic changed; the record
+    still says agentmedic's change (spec.guardrails.onRevert)."""
 
     # Why a workload was restored.
     AUTO_RECOVERY = "AutoRecovery"

@@ -73,6 +73,8 @@ def apply_decisions(policy: PolicyInput, decisions: Iterable[Decision]) -> Polic
 def _apply(w: AgentInput, d: Decision) -> AgentInput:
     if d.kind == DecisionKind.SCALE_TO_ZERO:
         if w.disabled is not None:
+            if w.disabled.episode == d.episode and w.replicas:
+                return replace(w, replicas=0)  # re-applied after a revert; the record stays
             return w
         disabled = DisabledAgent(d.episode, d.rule, d.at, previous_replicas=w.replicas)
         return replace(w, replicas=0, disabled=disabled)

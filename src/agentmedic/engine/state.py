@@ -158,6 +158,11 @@ class Mark:
     """Downgrade: the model that restore moves to (one tier up, or from_model)."""
     suppressed: str | None = None
     """The last suppression reason reported for its restore."""
+    reverted_at: datetime | None = None
+    """Since when the workload shows the value from before the change again, put back by
+    someone else (the record still says agentmedic's); None while the change holds."""
+    reverts: int = 0
+    """How many times in this episode the change was seen reverted."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-compatible dict without empty fields."""
@@ -173,6 +178,8 @@ class Mark:
                 "restoringAt": _t(self.restoring_at),
                 "restoreTo": self.restore_to,
                 "suppressed": self.suppressed,
+                "revertedAt": _t(self.reverted_at),
+                "reverts": self.reverts or None,
             }
         )
 
@@ -192,6 +199,8 @@ class Mark:
             restoring_at=_p(d.get("restoringAt")),
             restore_to=d.get("restoreTo"),
             suppressed=d.get("suppressed"),
+            reverted_at=_p(d.get("revertedAt")),
+            reverts=int(d.get("reverts") or 0),
         )
 
 

@@ -187,6 +187,7 @@ class Operator:
             if owned:
                 self.cache.subscribe(entry.user, entry.namespace, entry.selector, env_names)
                 self.parts.refs.subscribe(entry.spec)
+                self.parts.silences.silences(entry.namespace)  # starts its watch
         self._sync_schedule()
         if entry.policy is not None and owned:
             self.scheduler.trigger_now(entry.spec.interval)
@@ -379,6 +380,7 @@ class Operator:
             now,
             book.verdicts_for,
             budgets_known=book.published,
+            silences=p.silences.read,
         )
         if not gathered:
             return

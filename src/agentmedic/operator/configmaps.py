@@ -56,6 +56,7 @@ class ModelReads:
             name=w.name,
             replicas=w.replicas,
             model=await self.model(w, spec),
+            managed_by=w.managed_by,
             disabled=None
             if disabled is None
             else DisabledAgent(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +30,7 @@ from agentmedic.engine import (
     CycleResult,
     PolicyInput,
     PolicyState,
+    Silence,
     evaluate,
     requirements,
     strongest_per_agent,
@@ -114,9 +115,11 @@ async def gather(
     now: datetime,
     budgets: Callable[[str, AgentId], tuple[BudgetVerdict, ...]] | None = None,
     budgets_known: bool = True,
+    silences: Callable[[str], Awaitable[tuple[Silence, ...] | None]] | None = None,
 ) -> list[Gathered]:
-    """The policies to evaluate and their agents; a policy whose watch has not listed yet,
-    or that this term has not read from the API server, waits for a later cycle.
+    """The policies to evaluate and their agents; a policy whose watch (of its workloads
+    or of its namespace's AgentSilences) has not listed yet, or that this term has not read
+    from the API server, waits for a later cycle.
     ``budgets`` gives what finance's budgets say of an agent, for the policy that acts
     on it for them; ``budgets_known`` is False until they were evaluated once."""
     out = []
@@ -124,8 +127,9 @@ async def gather(
         if not entry.fresh:
             continue  # not read from the API server in this term (see Operator.refresh)
         workloads = cache.workloads(entry.namespace, entry.selector)
-        if workloads is None:
-            continue  # the watch has not listed yet
+        silenced = () if silences is None else await silences(entry.namespace)
+        if workloads is None or silenced is None:
+            continue  # a watch has not listed yet
         agents: dict[AgentId, CachedWorkload] = {}
         for w in workloads:
             agents.setdefault(AgentId(entry.namespace, w.agent), w)
@@ -142,6 +146,7 @@ async def gather(
             name=entry.name,
             uid=entry.uid,
             agents={a: await reads.engine_workload(w, spec) for a, w in agents.items()},
+            silences=silenced,
         )
         if budgets is not None:
             policy_input = _with_budgets(policy_input, budgets)

@@ -25,6 +25,9 @@ REQUIRED_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
         ("apps", "deployments", "watch"),
         ("apps", "statefulsets", "list"),
         ("apps", "statefulsets", "watch"),
+        # the AgentSilences of the policies' namespaces, read only (operator/silences.py)
+        ("agentmedic.io", "agentsilences", "list"),
+        ("agentmedic.io", "agentsilences", "watch"),
         # kopf posts its own Events; the operator posts Events on policies
         ("", "events", "create"),
         # --- shared channels and metrics backends (operator/shared_cache.py): listed and

@@ -16,6 +16,8 @@ from agentmedic.api import lint
 from agentmedic.api.types import RecentAction, Spend
 from agentmedic.engine import CycleResult
 from agentmedic.operator.entry import PolicyEntry
+from agentmedic.operator.reverts import REVERTED_CONDITION, revert_events, reverted_condition
+from agentmedic.operator.silences import SILENCED_CONDITION, silenced_condition
 from agentmedic.operator.status import coarse_spend, cycle_conditions
 from agentmedic.operator.status_writer import PolicyWriter
 from agentmedic.operator.telemetry import Telemetry
@@ -52,16 +54,24 @@ class Reporter:
         due = spend is not None and spend_due(
             entry, spend, now, self._spend_refresh, budget_changed=budget_changed
         )
+        conditions = cycle_conditions(
+            counts,
+            selected=selected,
+            selector=entry.selector,
+            interval=entry.spec.interval,
+            query_errors=query_errors,
+            warnings=lint_warnings(entry, selected),
+        )
+        shown = entry.status.conditions if entry.status else []
+        if outcome.silences or any(c.type == SILENCED_CONDITION for c in shown):
+            # Silenced appears with the first silence and stays, False, once they end.
+            conditions.append(silenced_condition(outcome.silences))
+        if outcome.reverts or any(c.type == REVERTED_CONDITION for c in shown):
+            conditions.append(reverted_condition(outcome.reverts))  # likewise
+        await revert_events(self._writer, entry, outcome)
         written = await self._writer.status(
             entry,
-            conditions=cycle_conditions(
-                counts,
-                selected=selected,
-                selector=entry.selector,
-                interval=entry.spec.interval,
-                query_errors=query_errors,
-                warnings=lint_warnings(entry, selected),
-            ),
+            conditions=conditions,
             counts=counts,
             spend=spend,
             spend_due=due,

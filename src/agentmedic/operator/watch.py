@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentmedic.actions.gitops import detect_manager
 from agentmedic.kube import AsyncKube, Gone, KubeError, RetryPolicy, authorization
 from agentmedic.kube.paths import WORKLOAD_KINDS, workload_path
 
@@ -63,6 +64,8 @@ class CachedWorkload:
     """Only the agentmedic.io/* annotations."""
     env: dict[tuple[str, str], str]
     """(container, variable) → literal value, for the variables some policy reads the model from."""
+    managed_by: str | None = None
+    """The GitOps tool managing it, in words (actions/gitops.py), or None."""
 
 
 def workload_from_object(obj: dict[str, Any], env_names: Iterable[str] = ()) -> CachedWorkload:
@@ -93,7 +96,13 @@ def workload_from_object(obj: dict[str, Any], env_names: Iterable[str] = ()) -> 
             if k.startswith(ANNOTATION_PREFIX)
         },
         env=env,
+        managed_by=_manager(labels, meta.get("annotations") or {}),
     )
+
+
+def _manager(labels: dict[str, str], annotations: dict[str, str]) -> str | None:
+    found = detect_manager(labels, annotations)
+    return None if found is None else found.describe()
 
 
 @dataclass

@@ -38,6 +38,7 @@ from agentmedic.operator.routing import RefGate
 from agentmedic.operator.settings import OperatorSettings
 from agentmedic.operator.shared_cache import SharedCache
 from agentmedic.operator.shared_status import SharedStatusWriter
+from agentmedic.operator.silences import SilenceWatch
 from agentmedic.operator.status_writer import PolicyWriter
 from agentmedic.operator.telemetry import Telemetry
 from agentmedic.operator.watch import WorkloadCache
@@ -73,6 +74,7 @@ class Parts:
     """Holds and reports the policies whose references do not resolve."""
     budgets: BudgetService
     """Finance's AgentBudgets and ClusterAgentBudgets, evaluated on their own schedule."""
+    silences: SilenceWatch
 
 
 def wire(
@@ -153,6 +155,7 @@ def wire(
         refs=refs,
         gate=RefGate(refs, writer),
         budgets=budgets,
+        silences=SilenceWatch(http),
     )
 
 
@@ -162,6 +165,7 @@ async def close(parts: Parts) -> None:
     await parts.cache.aclose()
     await parts.refs.cache.aclose()
     await parts.refs.aclose()
+    await parts.silences.aclose()
     await parts.http.aclose()
     await parts.notifier.aclose()
     await parts.backend.aclose()

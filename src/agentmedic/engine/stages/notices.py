@@ -5,7 +5,9 @@ Every firing episode with channels is *desired*: a rule's on an agent, a budget 
 for the fleet). A desired episode not yet announced is announced, and said again once the
 soonest renotifyAfter (an Alertmanager channel's repostInterval) of its channels has
 passed; an announced one no longer desired is
-resolved, with the reason it ended.
+resolved, with the reason it ended. While an AgentSilence covers an episode it is neither
+announced nor said again (a page sent before the silence stays open and resolves as
+usual); when the silence ends, a still-firing episode is announced on the next cycle.
 """
 
 from __future__ import annotations
@@ -127,6 +129,8 @@ def _announce(
         for ch in c.spec.notifications.channels
     }
     for key, (what, who, ref) in desired.items():
+        if c.silences and c.silenced(None if who is None else who.agent, _rule_of(c, what, ref)):
+            continue  # no page, nor a reminder, while a silence covers it
         known = announced.get(key)
         if known is not None:
             # A still-firing episode is said again once the soonest renotifyAfter of its
@@ -141,6 +145,17 @@ def _announce(
         out.append(n)
         announced[key] = NoticeRecord(n.rule, n.agent, n.channels, n.severity, c.now)
     return out
+
+
+def _rule_of(c: Cycle, what: str, ref: int | str) -> str:
+    """The rule (or budget stage, or noData) a desired episode is about."""
+    if what in ("rule", "systemic"):
+        assert isinstance(ref, int)
+        return c.rules[ref].name
+    if what == "stage":
+        assert isinstance(ref, str)
+        return ref
+    return NO_DATA_RULE
 
 
 def _resolve(c: Cycle, desired: Mapping[str, _Want]) -> list[Notification]:
@@ -329,6 +344,11 @@ def _action_taken(c: Cycle, a: AgentWork, rule: str, key: str) -> tuple[str | No
             action += f" {decision.from_model} → {decision.to_model}"
         if decision.dry_run:
             return "would have " + action + " (dry run)", None
+        if a.workload.managed_by and decision.kind != DecisionKind.PROMPT_OPTIMIZATION:
+            action += (
+                f" (managed by {a.workload.managed_by}: its sync may put it back; "
+                f"spec.guardrails.onRevert {c.spec.guardrails.on_revert.value} says what then)"
+            )
         return action, decision.undo
     suppressed = c.held.get((a.agent, rule))
     if suppressed is not None and suppressed.suppressed_by:

@@ -13,6 +13,7 @@ from agentmedic.engine.context import AgentWork, Cycle
 from agentmedic.engine.finance import is_external_rule
 from agentmedic.engine.reasons import DecisionReason
 from agentmedic.engine.series import AgentId
+from agentmedic.engine.stages.reverts import detect_reverts
 from agentmedic.engine.state import Mark
 
 __all__ = ["agent_gone", "reconcile"]
@@ -28,6 +29,7 @@ def reconcile(c: Cycle, a: AgentWork) -> None:
             a.set_rule(name, None)
     _disabled(c, a)
     _downgraded(c, a)
+    detect_reverts(c, a)
     if a.restored_at == c.now or (a.disabled is not None and not a.disabled.dry_run):
         # A disabled agent has no executions: its rules would see no data, which must
         # neither resolve its episode nor count against it. Hold every rule as it is.
@@ -71,7 +73,9 @@ def _downgraded(c: Cycle, a: AgentWork) -> None:
     m, rec, w = a.downgraded, a.workload.downgraded, a.workload
     if m is not None and not m.dry_run and not m.confirmed:
         if rec is not None and rec.episode == m.episode:
-            a.downgraded = m = replace(m, confirmed=True, to_model=w.model or m.to_model)
+            # Already back on the recorded previous model: reverted before we saw it land.
+            landed = w.model if w.model not in (None, rec.previous_model) else None
+            a.downgraded = m = replace(m, confirmed=True, to_model=landed or m.to_model)
         elif c.now - m.at < c.plan.retry_after:
             return
         else:
@@ -92,7 +96,8 @@ def _downgraded(c: Cycle, a: AgentWork) -> None:
             # One tier back up landed; the next step waits another healthyFor.
             a.downgraded = replace(m, to_model=w.model, restoring_at=None, restore_to=None)
             a.healthy_since = c.now
-        elif w.model is not None and w.model != m.to_model:
+        elif w.model is not None and w.model not in (m.to_model, rec.previous_model):
+            # Moved on by someone (back to the recorded model is a revert: stages/reverts).
             a.downgraded = replace(m, to_model=w.model)
         return
     if m is not None and m.confirmed:

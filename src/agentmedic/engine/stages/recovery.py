@@ -3,7 +3,8 @@
 Only this policy's own confirmed changes are restored. A disabled agent comes back after
 healthyFor down, and at least the longest rule window (a probe: a relapse is a new
 episode); a downgraded agent steps one tier up after each healthyFor of health, not while
-a budget stage holds it down. Quiet hours hold every restore; a dry run only reports.
+a budget stage holds it down. Quiet hours and a silence of the agent hold every restore; a
+dry run only reports.
 An agent whose metrics are undefined this cycle waits for a cycle with numbers.
 """
 
@@ -144,7 +145,11 @@ def _emit_restore(
     disabled: bool,
 ) -> None:
     suppressed: str | None = None
-    if c.quiet:
+    silence = c.silenced(a.agent, m.rule)
+    if silence is not None:
+        suppressed = DecisionReason.SILENCED
+        why += f" — not done: {silence.describe()}"
+    elif c.quiet:
         suppressed = DecisionReason.QUIET_HOURS
         why += " — not done: inside quiet hours, the restore waits for the window to end"
     elif c.dry_run:

@@ -68,6 +68,7 @@ def guard_for(c: Cycle) -> Guard:
         ),
         recent={(s.episode, s.kind) for s in c.prior.actions if s.at > c.now - HOUR},
         systemic_rules=frozenset(c.systemic),
+        silenced=c.silenced,
     )
 
 
