@@ -490,6 +490,8 @@ class World:
         return {
             "prometheus_url": self.prometheus.url,
             "namespaces": namespaces,
+            # a scenario with finance's budgets has a ClusterAgentBudget (the team ceiling)
+            "read_cluster_kinds": bool(self.scenario.budgets),
             "peering": "",
             "metrics_port": 0,
             "health_port": 0,
@@ -521,6 +523,7 @@ class World:
                 flags["prometheus_url"],
                 "--namespaces",
                 ",".join(flags["namespaces"]),
+                *(["--read-cluster-kinds"] if flags.get("read_cluster_kinds") else []),
                 "--peering",
                 "",
                 "--metrics-port",

@@ -334,3 +334,21 @@ def test_silence_roles_can_be_left_out() -> None:
     names = [str(r["metadata"]["name"]) for r in all_roles(rendered) if is_user_role(r)]
     assert not [n for n in names if n.endswith(SILENCE_ROLES)]
     assert roles(rendered), "the operator's own role stays"
+
+
+def test_a_namespaced_operator_reads_finances_cluster_kinds_only_when_asked() -> None:
+    plain = render_values(merged("namespaced"))
+    assert not [r for r in plain.of_kind("ClusterRole") if not is_people_role(r)]
+    asked = render_values(merged("namespaced", readClusterKinds=True))
+    (role,) = [r for r in asked.of_kind("ClusterRole") if not is_people_role(r)]
+    kinds = {"clusteragentbudgets", "modelpricelists"}
+    assert set(grants(role["rules"])) == {
+        Grant("agentmedic.io", k, v) for k in kinds for v in ("get", "list", "watch")
+    } | {Grant("agentmedic.io", f"{k}/status", "patch") for k in kinds}
+    (binding,) = [
+        b
+        for b in asked.of_kind("ClusterRoleBinding")
+        if b["roleRef"]["name"] == role["metadata"]["name"]
+    ]
+    assert binding["subjects"][0]["kind"] == "ServiceAccount"
+    assert asked.config()["readClusterKinds"] is True

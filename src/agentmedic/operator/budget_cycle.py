@@ -109,7 +109,9 @@ class BudgetService:
     # ------------------------------------------------------------------ watches
 
     def start(self) -> None:
-        for plural, paths in budget_paths(self._settings.namespaces).items():
+        for plural, paths in budget_paths(
+            self._settings.namespaces, self._settings.read_cluster_kinds
+        ).items():
             self.watches[plural] = [
                 ResourceWatch(self._http, p, self.wake.set, optional=optional)
                 for p, optional in paths

@@ -30,11 +30,15 @@ Key = tuple[str, str]
 """(namespace, name); namespace empty for cluster-scoped objects."""
 
 
-def budget_paths(namespaces: list[str]) -> dict[str, list[tuple[str, bool]]]:
+def budget_paths(
+    namespaces: list[str], read_cluster_kinds: bool = False
+) -> dict[str, list[tuple[str, bool]]]:
     """The list paths of each finance kind, each with whether it is optional. An operator
-    that watches named namespaces reads their AgentBudgets; the cluster-scoped kinds are
-    optional there: the chart's namespaced RBAC grants nothing cluster-wide, and a kind
-    the operator may not read counts as none (no ClusterAgentBudgets, the SDK's prices)."""
+    that watches named namespaces reads their AgentBudgets, and the cluster-scoped kinds
+    only when told to (``readClusterKinds``: the chart's namespaced RBAC grants nothing
+    cluster-wide, and asking would be refused every time); they are optional there, a kind
+    the operator may not read counting as none (no ClusterAgentBudgets, the SDK's
+    prices)."""
     api = f"/apis/{GROUP}/{VERSION}"
     cluster_wide = not namespaces
     budgets = (
@@ -42,11 +46,11 @@ def budget_paths(namespaces: list[str]) -> dict[str, list[tuple[str, bool]]]:
         if cluster_wide
         else [f"{api}/namespaces/{ns}/{BUDGET_PLURAL}" for ns in namespaces]
     )
-    return {
-        BUDGET_PLURAL: [(p, False) for p in budgets],
-        CLUSTER_BUDGET_PLURAL: [(f"{api}/{CLUSTER_BUDGET_PLURAL}", not cluster_wide)],
-        PRICE_LIST_PLURAL: [(f"{api}/{PRICE_LIST_PLURAL}", not cluster_wide)],
-    }
+    paths: dict[str, list[tuple[str, bool]]] = {BUDGET_PLURAL: [(p, False) for p in budgets]}
+    if cluster_wide or read_cluster_kinds:
+        for plural in (CLUSTER_BUDGET_PLURAL, PRICE_LIST_PLURAL):
+            paths[plural] = [(f"{api}/{plural}", not cluster_wide)]
+    return paths
 
 
 def namespaces_path() -> str:

@@ -106,6 +106,11 @@ class OperatorSettings(Model):
     backend never delays them."""
     namespaces: list[str] = Field(default_factory=list)
     """Namespaces to watch; empty means cluster-wide."""
+    read_cluster_kinds: bool = False
+    """With namespaces set, still read finance's cluster-scoped kinds (ClusterAgentBudgets,
+    ModelPriceLists), for an install whose RBAC grants them; without it a namespaced
+    operator leaves them alone (its Roles cannot grant them, and it never asks to be refused).
+    A cluster-wide operator always reads them."""
     namespace_label: str = "namespace"
     """The metrics label carrying the agent's namespace, used when agents in several namespaces
     share a name."""
