@@ -8,14 +8,14 @@ at once, each with the field path and the fix.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
+from pydantic import Field, PlainSerializer, StringConstraints
 from pydantic.alias_generators import to_camel
 
+from agentmedic.api.base import WORKLOAD_PLACEHOLDER, Model, substitute_workload
 from agentmedic.api.durations import (
     DURATION_PATTERN,
     Duration,
@@ -23,6 +23,7 @@ from agentmedic.api.durations import (
     duration_bounds_cel,
     format_duration,
 )
+from agentmedic.api.prompt import PromptSpec
 from agentmedic.api.units import format_timestamp
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "KIND",
     "PLURAL",
     "VERSION",
+    "WORKLOAD_PLACEHOLDER",
     "Action",
     "ActionOutcome",
     "AgentCounts",
@@ -61,6 +63,7 @@ __all__ = [
     "Op",
     "PagerDutyChannel",
     "PromptOptimizationAction",
+    "PromptSpec",
     "QuietHours",
     "RecentAction",
     "Recovery",
@@ -122,18 +125,6 @@ ShortText = Annotated[str, StringConstraints(max_length=63)]
 LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=317)]
 """A qualified label key: an optional DNS-subdomain prefix (253), a slash and a name (63)."""
 ChannelRef = Annotated[str, StringConstraints(min_length=1, max_length=63)]
-
-
-class Model(BaseModel):
-    """Base of every API type: camelCase aliases, docstrings as descriptions, no unknown keys."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        use_attribute_docstrings=True,
-        extra="forbid",
-        frozen=True,
-    )
 
 
 # --------------------------------------------------------------------------- selection
@@ -353,11 +344,6 @@ class EnvRef(Model):
     """The environment variable holding the model name, e.g. OPENAI_MODEL."""
 
 
-WORKLOAD_PLACEHOLDER = "{{workload}}"
-"""Stands for the workload's name in ``spec.model.configMapKey.name``."""
-_WORKLOAD_PLACEHOLDER = re.compile(r"\{\{\s*workload\s*\}\}")
-
-
 class ConfigMapKeyRef(Model):
     name: Name
     """The ConfigMap, in the agent's namespace. `{{workload}}` in the name stands for the
@@ -369,7 +355,7 @@ class ConfigMapKeyRef(Model):
 
     def config_map_for(self, workload: str) -> str:
         """The ConfigMap of the workload named ``workload``."""
-        return _WORKLOAD_PLACEHOLDER.sub(lambda _: workload, self.name)
+        return substitute_workload(self.name, workload)
 
 
 class ModelSpec(Model):
@@ -574,6 +560,9 @@ class AgentPolicySpec(Model):
     """Cost ceilings (finance)."""
     model: ModelSpec | None = None
     """Where the agent's model is set and the tiers switchModel moves between."""
+    prompt: PromptSpec | None = None
+    """Where the agent's live prompt is (a ConfigMap key): a promptOptimization Job's
+    successful candidate is rolled out there, undoably."""
     guardrails: Guardrails = Field(default_factory=Guardrails)
     """Limits on what the operator may do."""
     recovery: Recovery = Field(default_factory=Recovery)
