@@ -95,7 +95,13 @@ class ActionExecutor(ActionSettings):
         if request.kind is ActionKind.PROMPT_OPTIMIZATION:
             assert request.prompt_optimization is not None  # __post_init__
             return prompt_job.start_prompt_job(
-                ctx, ref, record.policy, request.prompt_optimization, record, request.job_evidence
+                ctx,
+                ref,
+                record.policy,
+                request.prompt_optimization,
+                record,
+                request.job_evidence,
+                request.prompt_spec,
             )
         if request.step_back_to is not None:
             assert request.model_spec is not None  # __post_init__
@@ -108,6 +114,7 @@ class ActionExecutor(ActionSettings):
             request.restored_by,
             replicas=request.restore_replicas,
             model=request.restore_model,
+            prompt=False,  # recovery leaves a rolled-out prompt: it is what helped
             dry_run=record.dry_run,
         )
 

@@ -58,6 +58,7 @@ from agentmedic.operator.entry import (
 )
 from agentmedic.operator.heap import HeapKeeper
 from agentmedic.operator.persistence import Snapshot
+from agentmedic.operator.prompt_jobs import PromptJobs
 from agentmedic.operator.scheduler import CycleScheduler
 from agentmedic.operator.settings import OperatorSettings
 from agentmedic.operator.status import Reason, invalid_conditions
@@ -95,6 +96,7 @@ class Operator:
         self.cycles_completed = 0
         self.last_cycle_at: datetime | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self.prompt_jobs = PromptJobs(self.parts.executor, dry_run=self.settings.dry_run)
 
     @classmethod
     def build(
@@ -358,6 +360,8 @@ class Operator:
         self.telemetry.metrics_available.set(0 if fetched.unavailable or stats.errors else 1)
         evaluated = await cycle.decide(gathered, fetched, p.outage, now)
         recent = await cycle.act(p.dispatcher, evaluated)
+        for key, lines in (await self.prompt_jobs.settle(evaluated, now)).items():
+            recent[key] = lines + recent[key]
         for e in evaluated:
             e.entry.due = list(e.outcome.notifications)
             await p.memory.persist(e.entry, e.outcome.state, e.gathered.agents)
