@@ -43,8 +43,8 @@ class PromptSpec(Model):
     config_map_key: PromptKeyRef
     """The ConfigMap key holding the agent's live prompt. A prompt-optimization Job reads it
     and writes its candidate beside it as `<key>.v<N>`; agentmedic rolls a successful
-    candidate out by writing it into this key, and records the text it replaced so that
-    `agentmedic restore` puts it back."""
+    candidate out by writing it into this key, and records the text it replaced so that a
+    restore puts it back."""
 
 
 # --------------------------------------------------------------------------- the Job's result
