@@ -152,10 +152,13 @@ class PromptJobRunner:
         kubeconfig: Callable[[], Path],
         api_key: str,
         *,
+        real: bool,
         log: Callable[[str], None] = lambda _m: None,
         poll: float = 0.5,
     ) -> None:
         self.api = api
+        self.real = real
+        """A real control plane (its Job controller finishes the Job) or the emulator."""
         self.namespaces = namespaces
         self.kubeconfig = kubeconfig
         self.api_key = api_key
@@ -200,11 +203,18 @@ class PromptJobRunner:
                 self._finish(namespace, name)
 
     def _jobs(self, namespace: str) -> list[dict[str, Any]]:
-        if hasattr(self.api, "list_objects"):
-            found: list[dict[str, Any]] = self.api.list_objects("batch/v1", "Job", namespace)
-        else:
-            found = list(self.api.list("batch/v1", "Job", namespace))
-        return [j for j in found if "agentmedic.io/agent" in (j["metadata"].get("labels") or {})]
+        """agentmedic's Jobs in ``namespace``, as JSON."""
+        import kubernetes
+
+        client = kubernetes.client.ApiClient(self.api.client_configuration())
+        try:
+            batch = kubernetes.client.BatchV1Api(client)
+            found = batch.list_namespaced_job(namespace, label_selector="agentmedic.io/agent")
+            plain = client.sanitize_for_serialization(found)  # type: ignore[no-untyped-call]
+            jobs: list[dict[str, Any]] = plain["items"]
+            return jobs
+        finally:
+            client.close()  # type: ignore[no-untyped-call]
 
     def _run(self, namespace: str, job: dict[str, Any]) -> int:
         """``agentmedic optimize-prompt`` with the Job's environment; its exit code."""
@@ -230,7 +240,7 @@ class PromptJobRunner:
         client = kubernetes.client.ApiClient(self.api.client_configuration())
         try:
             batch = kubernetes.client.BatchV1Api(client)
-            if hasattr(self.api, "list_objects"):  # a real control plane: its controllers
+            if self.real:  # the Job controller and kwok run its pod to completion
                 batch.patch_namespaced_job(name, namespace, {"spec": {"suspend": False}})
                 return
             status = {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}

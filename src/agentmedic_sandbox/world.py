@@ -328,7 +328,12 @@ class World:
                 self.emulator.ensure_namespace(ns)
             self._wait_for_policy_cache(self.emulator, namespaces[0])
         self.prompt_jobs = PromptJobRunner(
-            self.emulator, namespaces, self.write_kubeconfig, SANDBOX_MODEL_KEY, log=self.log
+            self.emulator,
+            namespaces,
+            self.write_kubeconfig,
+            SANDBOX_MODEL_KEY,
+            real=self.real_api,
+            log=self.log,
         ).start()
         for ns in namespaces:
             for obj in _secrets(ns, self.receivers):

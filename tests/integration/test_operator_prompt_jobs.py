@@ -234,6 +234,12 @@ async def test_a_succeeded_job_is_rolled_out_and_a_rejected_one_reported_once(
     assert json.loads(slow_bot["metadata"]["annotations"][PROMPT_JOB])["status"] == "Rejected"
 
     kubeconfig = emu.write_kubeconfig(tmp_path / "kubeconfig")
+    capsys.readouterr()
+    assert main(["status", "-n", NS, "--kubeconfig", str(kubeconfig), "-o", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    [changed] = [w for w in shown["remediated"] if w["name"] == "fast-bot"]
+    assert changed["changes"] == ["prompt system → system.v1 (was system.before-v1)"]
+    assert changed["undo"] == "agentmedic restore deployment/fast-bot -n agents"
     code = main(["restore", "deployment/fast-bot", "-n", NS, "--kubeconfig", str(kubeconfig)])
     assert code == 0, capsys.readouterr()
     fast = emu.get("v1", "ConfigMap", NS, "fast-bot-prompt") or {}
