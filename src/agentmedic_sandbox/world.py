@@ -330,7 +330,7 @@ class World:
         self.prompt_jobs = PromptJobRunner(
             self.emulator,
             namespaces,
-            self.write_kubeconfig,
+            lambda: self.emulator.write_kubeconfig(Path(self._tmp.name) / "prompt-jobs.kubeconfig"),
             SANDBOX_MODEL_KEY,
             real=self.real_api,
             log=self.log,
