@@ -255,3 +255,21 @@ def test_a_job_that_completes_without_a_result_is_not_rolled_out(
     assert "completed without a Succeeded result" in result.message
     assert _data(api, ns) == {"system": ORIGINAL}
     assert _settle(executor, ns, job) is None
+
+
+def test_without_spec_prompt_a_completed_job_is_noted_not_failed(
+    api: KubeServer, ns: str, executor: ActionExecutor
+) -> None:
+    _setup(api, ns)
+    job = _start_job(api, executor, ns, "support-policy/bot/latency-spike/t1")
+    finish_job(api, ns, job["metadata"]["name"])
+    job = fetch(api, "batch/v1", "Job", ns, job["metadata"]["name"])
+
+    result = settle_prompt_job(executor.context, ref(ns), policy_ref(ns), None, job)
+
+    assert result.outcome is ExecutionOutcome.UNCHANGED
+    assert "sets no spec.prompt" in result.message
+    assert _data(api, ns) == {"system": ORIGINAL}
+    annotations = get(api, ns)["metadata"]["annotations"]
+    assert json.loads(annotations[PROMPT_JOB])["status"] == "Completed"
+    assert settle_prompt_job(executor.context, ref(ns), policy_ref(ns), None, job) is None

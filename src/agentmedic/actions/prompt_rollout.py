@@ -276,11 +276,18 @@ def settle_prompt_job(
     if dry_run:
         return ctx.result(KIND, ref, ExecutionOutcome.DRY_RUN, f"would report: {why}", policy=None)
     status = result.status.value if result is not None else "Failed"
+    if prompt is None and complete:
+        # The policy leaves rolling out to the Job (an own optimizer): done, not failed.
+        status, outcome = "Completed", ExecutionOutcome.UNCHANGED
+    elif status == "Succeeded":
+        outcome = ExecutionOutcome.REFUSED  # a result, but no completed Job to trust it
+    else:
+        outcome = ExecutionOutcome.FAILED
     obj = _stamp_handled(ctx, ref, obj, name, status, why)
     return ctx.result(
         KIND,
         ref,
-        ExecutionOutcome.FAILED if status != "Succeeded" else ExecutionOutcome.REFUSED,
+        outcome,
         why,
         policy=policy,
         reason=PROMPT_JOB_NOT_ROLLED_OUT,
