@@ -66,6 +66,7 @@ def _run(
         "AGENTMEDIC_PROMPT_CONFIGMAP": "bot-prompt",
         "AGENTMEDIC_PROMPT_KEY": "system",
         "AGENTMEDIC_JOB": "bot-prompt-opt-1a2b3c4d",
+        "AGENTMEDIC_AGENT": "bot",
         "AGENTMEDIC_TERMINATION_LOG": str(log),
         "OPENAI_BASE_URL": model.base_url,
         "OPENAI_MODEL": "gpt-4o-mini",
@@ -115,7 +116,7 @@ def test_a_good_answer_is_written_as_the_next_version(
     assert "Never promise a delivery date." in system
     assert model.authorizations == [f"Bearer {API_KEY}"]
     out = capsys.readouterr()
-    assert "Succeeded" in out.out
+    assert out.out.startswith(f"Succeeded: agent bot: {ns}/bot-prompt system.v1: ")
     assert API_KEY not in out.out + out.err + json.dumps(stored)
 
     # A second run takes the next version and leaves the first as it is.

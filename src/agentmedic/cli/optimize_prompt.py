@@ -57,13 +57,36 @@ def register(sub: Any) -> None:
         "--config-map", default=env("AGENTMEDIC_PROMPT_CONFIGMAP"), help="the prompt's ConfigMap"
     )
     p.add_argument("--key", default=env("AGENTMEDIC_PROMPT_KEY"), help="the live prompt's key")
-    p.add_argument("--agent", default=env("AGENTMEDIC_AGENT", ""), help="the agent (for logs)")
+    p.add_argument(
+        "--agent", default=env("AGENTMEDIC_AGENT", ""), help="the agent (named in the output)"
+    )
     p.add_argument("--job", default=env("AGENTMEDIC_JOB", ""), help="this Job's name (result)")
     p.add_argument("--base-url", default=env("OPENAI_BASE_URL"), help="the model server's URL")
     p.add_argument("--model", default=env("OPENAI_MODEL"), help="the model to ask")
     p.add_argument(
         "--keep", action="append", default=[], metavar="TEXT", help="text to keep verbatim"
     )
+    _add_check_and_retry_arguments(p)
+    p.add_argument(
+        "--termination-log",
+        default=env("AGENTMEDIC_TERMINATION_LOG"),
+        metavar="PATH",
+        help=f"where to write the result (default {TERMINATION_LOG} when it exists; '' for none)",
+    )
+    add_kube_arguments(p)
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=["table", "json"],
+        default="table",
+        metavar="FORMAT",
+        help="table (one line) or json (the result)",
+    )
+    p.set_defaults(func=run)
+
+
+def _add_check_and_retry_arguments(p: Any) -> None:
+    """The candidate's bounds and the retries of the model's requests."""
     p.add_argument(
         "--min-reduction",
         type=float,
@@ -113,22 +136,6 @@ def register(sub: Any) -> None:
         metavar="SECONDS",
         help="longest pause; a longer Retry-After fails the run (default 60)",
     )
-    p.add_argument(
-        "--termination-log",
-        default=env("AGENTMEDIC_TERMINATION_LOG"),
-        metavar="PATH",
-        help=f"where to write the result (default {TERMINATION_LOG} when it exists; '' for none)",
-    )
-    add_kube_arguments(p)
-    p.add_argument(
-        "-o",
-        "--output",
-        choices=["table", "json"],
-        default="table",
-        metavar="FORMAT",
-        help="table (one line) or json (the result)",
-    )
-    p.set_defaults(func=run)
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -211,6 +218,8 @@ def run(args: argparse.Namespace) -> int:
         emit(result.model_dump(mode="json", by_alias=True, exclude_none=True), "json")
     else:
         where = f"{settings.namespace}/{settings.config_map}"
+        if args.agent:
+            where = f"agent {args.agent}: {where}"
         key = result.candidate_key or settings.key
         print(line(f"{result.status.value}: {where} {key}: {result.reason}"))
     return code
