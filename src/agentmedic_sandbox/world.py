@@ -10,6 +10,9 @@ Only the cluster and the agents are simulated; everything else is the product's 
   (:mod:`agentmedic_sandbox.fleet_sim`), each agent serving ``/metrics``;
 - a real Prometheus (Debian's ``prometheus``) scraping them every second;
 - Slack- and PagerDuty-shaped receivers (:mod:`agentmedic_sandbox.receivers`);
+- a Chat Completions server on loopback and the real ``agentmedic optimize-prompt`` run for
+  each prompt-optimization Job, the sandbox playing its container
+  (:mod:`agentmedic_sandbox.prompt_jobs`);
 - the real operator (kopf, APScheduler, the engine, actions, notifications), in a thread of
   this process or as an ``agentmedic run`` subprocess.
 
