@@ -4,14 +4,15 @@
 # at /tmp and sets PYTHONDONTWRITEBYTECODE.
 # Only src/agentmedic is copied: the sandbox (src/agentmedic_sandbox: the API emulator, the
 # local control plane, the simulated fleet) is for the demo and the tests and stays out of
-# the image; `agentmedic demo` there says so in one line.
+# the image; `agentmedic demo` there says so in one line. The openai extra is in: the
+# chart's prompt-optimization Jobs run `agentmedic optimize-prompt` with this image.
 
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src/agentmedic ./src/agentmedic
 RUN pip install --no-cache-dir --upgrade pip \
- && pip wheel --no-cache-dir --wheel-dir /wheels .
+ && pip wheel --no-cache-dir --wheel-dir /wheels '.[openai]'
 
 FROM python:3.11-slim
 COPY --from=build /wheels /wheels

@@ -282,6 +282,8 @@ class AgentState:
 
     model: str
     replicas: int
+    latency_factor: float = 1.0
+    """Its executions' latency times this (a shorter prompt rolled out makes it faster)."""
 
 
 @dataclass
@@ -589,7 +591,7 @@ class FleetSimulator:
         b = self._behaviour(agent, t)
         rng = agent.rng
         failed = rng.random() < b.error_rate
-        median = b.latency_s * b.model_latency.get(model, 1.0)
+        median = b.latency_s * b.model_latency.get(model, 1.0) * agent.state.latency_factor
         latency = median * math.exp(rng.gauss(0.0, b.latency_sigma)) if b.latency_sigma else median
         jitter = 1.0 + b.token_jitter * (2.0 * rng.random() - 1.0)
         input_tokens = round(b.input_tokens * jitter)

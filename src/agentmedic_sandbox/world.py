@@ -10,6 +10,9 @@ Only the cluster and the agents are simulated; everything else is the product's 
   (:mod:`agentmedic_sandbox.fleet_sim`), each agent serving ``/metrics``;
 - a real Prometheus (Debian's ``prometheus``) scraping them every second;
 - Slack- and PagerDuty-shaped receivers (:mod:`agentmedic_sandbox.receivers`);
+- a Chat Completions server on loopback and the real ``agentmedic optimize-prompt`` run for
+  each prompt-optimization Job, the sandbox playing its container
+  (:mod:`agentmedic_sandbox.prompt_jobs`);
 - the real operator (kopf, APScheduler, the engine, actions, notifications), in a thread of
   this process or as an ``agentmedic run`` subprocess.
 
@@ -38,6 +41,7 @@ from typing import Any
 import httpx
 import yaml
 
+from agentmedic.actions.prompt_record import PROMPT_TEMPLATE_ANNOTATION
 from agentmedic.actions.record import STATE_PREFIX
 from agentmedic.api.durations import TIME_COMPRESSION_ENV, format_duration
 from agentmedic.api.types import API_VERSION, KIND
@@ -57,6 +61,14 @@ from agentmedic_sandbox.fleet_sim import (
 )
 from agentmedic_sandbox.policies import compress_policy, example_policies
 from agentmedic_sandbox.prometheus import PrometheusServer
+from agentmedic_sandbox.prompt_jobs import (
+    API_KEY_SECRET,
+    PROMPT_KEY,
+    PromptJobRunner,
+    latency_factor,
+    prompt_config_map,
+)
+from agentmedic_sandbox.prompt_jobs import cron_job as prompt_cron_job
 from agentmedic_sandbox.receivers import NotificationReceivers, ReceiverKind
 
 __all__ = [
@@ -70,6 +82,8 @@ __all__ = [
 ]
 
 NAMESPACE = "agents"
+SANDBOX_MODEL_KEY = "sk-sandbox-model-key"
+"""The loopback model server's API key (it accepts any)."""
 MODEL_ENV = "OPENAI_MODEL"
 CONTAINER = "agent"
 AGENT_LABELS = {
@@ -262,29 +276,6 @@ def _deployment(spec: AgentSpec) -> dict[str, Any]:
     }
 
 
-def _cron_job(namespace: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "CronJob",
-        "metadata": {"name": "prompt-optimizer", "namespace": namespace},
-        "spec": {
-            "schedule": "0 3 * * *",
-            "jobTemplate": {
-                "spec": {
-                    "template": {
-                        "spec": {
-                            "restartPolicy": "Never",
-                            "containers": [
-                                {"name": "optimize", "image": "ghcr.io/example/prompt-optimizer:1"}
-                            ],
-                        }
-                    }
-                }
-            },
-        },
-    }
-
-
 def _secrets(namespace: str, receivers: NotificationReceivers) -> list[dict[str, Any]]:
     data = receivers.secret_data()
 
@@ -302,6 +293,7 @@ def _secrets(namespace: str, receivers: NotificationReceivers) -> list[dict[str,
         secret("pagerduty", {"routing-key": data["pagerduty-routing-key"]}),
         secret("finance-hook", {"url": data["webhook-url"]}),
         secret("team-hook", {"url": data["webhook-url"], "hmac": "sandbox-hmac-key"}),
+        secret(API_KEY_SECRET, {"api-key": SANDBOX_MODEL_KEY}),
     ]
 
 
@@ -374,6 +366,8 @@ class World:
         self.started_at: float | None = None
         self._stopped = threading.Event()
         self._saved_compression: str | None = None
+        self.prompt_jobs: PromptJobRunner | None = None
+        self._prompt_factors: dict[tuple[str, str, str], float] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -396,12 +390,21 @@ class World:
             for ns in namespaces:
                 self.emulator.ensure_namespace(ns)
             self._wait_for_policy_cache(self.emulator, namespaces[0])
+        self.prompt_jobs = PromptJobRunner(
+            self.emulator,
+            namespaces,
+            lambda: self.emulator.write_kubeconfig(Path(self._tmp.name) / "prompt-jobs.kubeconfig"),
+            SANDBOX_MODEL_KEY,
+            real=self.real_api,
+            log=self.log,
+        ).start()
         for ns in namespaces:
             for obj in _secrets(ns, self.receivers):
                 self.emulator.create(obj)
-            self.emulator.create(_cron_job(ns))
+            self.emulator.create(prompt_cron_job(ns, self.prompt_jobs.base_url))
         for spec in self.scenario.agents:
             self.emulator.create(_deployment(spec))
+            self.emulator.create(prompt_config_map(spec.namespace, spec.name))
         what = "Kubernetes control plane" if self.real_api else "API emulator"
         self.log(f"{what} on {self.emulator.url}: {len(self.scenario.agents)} agent Deployments")
         self.sim = FleetSimulator(
@@ -463,6 +466,8 @@ class World:
             return
         self._stopped.set()
         self.stop_operator()
+        if self.prompt_jobs is not None:
+            self.prompt_jobs.stop()
         if self.sim is not None:
             self.sim.close()
         if self.prometheus is not None:
@@ -666,7 +671,24 @@ class World:
         if obj is None:
             return AgentState(model="", replicas=0)
         model = _model_env(obj)
-        return AgentState(model=str(model or ""), replicas=int(obj["spec"].get("replicas", 1)))
+        return AgentState(
+            model=str(model or ""),
+            replicas=int(obj["spec"].get("replicas", 1)),
+            latency_factor=self._prompt_factor(obj),
+        )
+
+    def _prompt_factor(self, deployment: dict[str, Any]) -> float:
+        """The agent's speed-up from its live prompt, read again only when agentmedic's pod
+        template stamp (``agentmedic.io/prompt-version``) changes."""
+        meta = deployment["metadata"]
+        template = deployment["spec"]["template"].get("metadata") or {}
+        version = (template.get("annotations") or {}).get(PROMPT_TEMPLATE_ANNOTATION, "")
+        key = (meta["namespace"], meta["name"], version)
+        if key not in self._prompt_factors:
+            cm = self.emulator.get("v1", "ConfigMap", meta["namespace"], f"{meta['name']}-prompt")
+            prompt = ((cm or {}).get("data") or {}).get(PROMPT_KEY)
+            self._prompt_factors[key] = latency_factor(deployment, prompt)
+        return self._prompt_factors[key]
 
 
 def _model_env(deployment: dict[str, Any]) -> Any:

@@ -18,7 +18,7 @@ def _section(title: str) -> str:
 
 
 def test_every_command_has_a_row() -> None:
-    rows = re.findall(r"^\| `agentmedic (\w+)", PAGE, re.M)
+    rows = re.findall(r"^\| `agentmedic ([\w-]+)", PAGE, re.M)
     assert rows == COMMANDS
 
 

@@ -568,6 +568,11 @@ class WorldServer:
     def client_configuration(self) -> kubernetes.client.Configuration:
         return self.server.operator_configuration()
 
+    def admin_configuration(self) -> kubernetes.client.Configuration:
+        """The administrator's, for what the sandbox plays that is not the operator (the
+        Job controller's part in :class:`agentmedic_sandbox.prompt_jobs.PromptJobRunner`)."""
+        return self.server.client_configuration()
+
     def write_kubeconfig(self, path: str | Path) -> Path:
         token = str(self.server.operator_configuration().api_key["authorization"])
         return Path(self.server.cluster.kubeconfig_for_token(token, Path(path)))

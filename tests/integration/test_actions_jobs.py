@@ -111,7 +111,12 @@ def test_a_job_from_a_cron_job_has_the_kubectl_create_job_from_shape(
     meta = job["metadata"]
     assert meta["name"] == job_name("support-bot", rec.episode) == result.details["job"]
     assert len(meta["name"]) <= 63
-    assert meta["annotations"] == {INSTANTIATE_ANNOTATION: "manual", "team": "ml-platform"}
+    assert meta["annotations"] == {
+        INSTANTIATE_ANNOTATION: "manual",
+        "team": "ml-platform",
+        "agentmedic.io/rule": "latency-spike",
+        "agentmedic.io/episode": rec.episode,
+    }
     assert meta["labels"] == {
         "app": "prompt-optimizer",
         "agentmedic.io/policy": "support-policy",

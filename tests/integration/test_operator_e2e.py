@@ -31,6 +31,7 @@ import pytest
 
 from agentmedic.actions.permissions import REQUIRED_PERMISSIONS as ACTION_PERMISSIONS
 from agentmedic.actions.permissions import permission_for_request
+from agentmedic.actions.prompt_record import parse_prompt
 from agentmedic.actions.record import DISABLED, DOWNGRADED, parse_disabled, parse_downgraded
 from agentmedic.operator.permissions import REQUIRED_PERMISSIONS as OPERATOR_PERMISSIONS
 from agentmedic_sandbox.emulator import ApiEmulator
@@ -163,10 +164,30 @@ def test_slow_agent_gets_exactly_one_prompt_optimization_job(healed: World) -> N
     assert job["metadata"]["labels"]["agentmedic.io/agent"] == "slow-bot"
     owner = job["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"]) == ("AgentPolicy", "latency-spike")
-    env = {v["name"]: v["value"] for v in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = {
+        v["name"]: v.get("value") for v in job["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
     assert env["AGENTMEDIC_AGENT"] == "slow-bot"
     assert env["AGENTMEDIC_RULE"] == "latency-spike"
     assert json.loads(env["AGENTMEDIC_EVIDENCE"])["conditions"][0]["metric"] == "latency_p95_ms"
+    assert (env["AGENTMEDIC_PROMPT_CONFIGMAP"], env["AGENTMEDIC_PROMPT_KEY"]) == (
+        "slow-bot-prompt",
+        "system-prompt",
+    )
+
+
+def test_slow_agent_runs_the_shorter_prompt_its_job_wrote(healed: World) -> None:
+    healed.wait_until(
+        lambda: parse_prompt(healed.deployment("slow-bot")["metadata"]["annotations"]) is not None,
+        timeout=30,
+        what="slow-bot's prompt to be rolled out",
+    )
+    rolled = parse_prompt(healed.deployment("slow-bot")["metadata"]["annotations"])
+    assert rolled is not None
+    assert (rolled.version, rolled.previous) == ("system-prompt.v1", "system-prompt.before-v1")
+    cm = healed.emulator.get("v1", "ConfigMap", NAMESPACE, "slow-bot-prompt") or {}
+    assert cm["data"]["system-prompt"] == cm["data"]["system-prompt.v1"]
+    assert len(cm["data"]["system-prompt.v1"]) < len(cm["data"]["system-prompt.before-v1"])
 
 
 def test_systemic_outage_pages_once_and_disables_nobody(healed: World) -> None:

@@ -164,8 +164,13 @@ def test_a_job_built_from_a_template_leaves_the_template_alone() -> None:
     )
 
     assert json.dumps(template, sort_keys=True) == snapshot
-    # like kubectl: the template's own annotations win over the marker
-    assert job["metadata"]["annotations"] == {INSTANTIATE: "scheduled"}
+    # like kubectl: the template's own annotations win over the marker; the rule and the
+    # episode are agentmedic's, to record the Job's outcome with the episode that started it
+    assert job["metadata"]["annotations"] == {
+        INSTANTIATE: "scheduled",
+        "agentmedic.io/rule": "latency-spike",
+        "agentmedic.io/episode": "e1",
+    }
     containers = job["spec"]["template"]["spec"]["containers"]
     for c in containers:
         names = [e["name"] for e in c["env"]]
@@ -173,6 +178,27 @@ def test_a_job_built_from_a_template_leaves_the_template_alone() -> None:
         env = {e["name"]: e["value"] for e in c["env"]}
         assert env["AGENTMEDIC_RULE"] == "latency-spike"
         assert json.loads(env["AGENTMEDIC_EVIDENCE"]) == {"p95": 9000}
+        assert env["AGENTMEDIC_JOB"] == "bot-prompt-opt-abc"
+        assert "AGENTMEDIC_PROMPT_KEY" not in env, "only with the policy's spec.prompt"
+
+
+def test_a_job_is_told_where_the_live_prompt_is() -> None:
+    job = build_job(
+        template=_template(),
+        name="bot-prompt-opt-abc",
+        namespace="agents",
+        policy=POLICY,
+        agent="bot",
+        rule="latency-spike",
+        episode="e1",
+        evidence={},
+        ttl_seconds_after_finished=60,
+        prompt=("bot-prompt", "system"),
+    )
+    for c in job["spec"]["template"]["spec"]["containers"]:
+        env = {e["name"]: e["value"] for e in c["env"]}
+        assert env["AGENTMEDIC_PROMPT_CONFIGMAP"] == "bot-prompt"
+        assert env["AGENTMEDIC_PROMPT_KEY"] == "system"
 
 
 def test_an_owner_reference_needs_the_policy_uid() -> None:

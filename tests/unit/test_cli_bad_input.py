@@ -258,6 +258,16 @@ def _cases() -> Iterator[Case]:
     yield Case((*silence_add[:5], "--reason", " "), 2, "--reason is empty")
     yield Case(("silence", "list", "-n", "a", "-A"), 2, "not allowed with argument")
 
+    # optimize-prompt: options (also from the Job's environment) are checked before any
+    # request; the API key comes last, from OPENAI_API_KEY only.
+    opt = ("optimize-prompt", "-n", "a", "--config-map", "c", "--base-url", "http://127.0.0.1:9")
+    opt += ("--model", "m")
+    yield Case((*opt, "--key", ""), 2, "missing --key (AGENTMEDIC_PROMPT_KEY)")
+    yield Case((*opt, "--key", "bad/key"), 2, "--key 'bad/key' is not a ConfigMap key")
+    yield Case((*opt, "--key", "k", "--max-attempts", "0"), 2, "--max-attempts must be")
+    yield Case((*opt, "--key", "k", "--min-reduction", "1.5"), 2, "--min-reduction")
+    yield Case((*opt, "--key", "k", "--timeout", "soon"), 2, "invalid float value: 'soon'")
+
     # run: a settings file is read with the same loader.
     for config, says in [
         ("/nonexistent.yaml", "config file /nonexistent.yaml: no such file"),

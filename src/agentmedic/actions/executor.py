@@ -95,7 +95,13 @@ class ActionExecutor(ActionSettings):
         if request.kind is ActionKind.PROMPT_OPTIMIZATION:
             assert request.prompt_optimization is not None  # __post_init__
             return prompt_job.start_prompt_job(
-                ctx, ref, record.policy, request.prompt_optimization, record, request.job_evidence
+                ctx,
+                ref,
+                record.policy,
+                request.prompt_optimization,
+                record,
+                request.job_evidence,
+                request.prompt_spec,
             )
         if request.reverts and not record.dry_run:
             # The rejection goes on the workload before the revert: a restart between the
@@ -112,6 +118,7 @@ class ActionExecutor(ActionSettings):
             request.restored_by,
             replicas=request.restore_replicas,
             model=request.restore_model,
+            prompt=False,  # recovery leaves a rolled-out prompt: it is what helped
             dry_run=record.dry_run,
         )
 

@@ -11,8 +11,13 @@ or from an inline template, and then given what makes it agentmedic's:
 - labels ``agentmedic.io/policy``, ``agentmedic.io/agent`` and
   ``agentmedic.io/episode-hash`` (on the Job and its pods), to find an agent's Jobs;
 - ``ttlSecondsAfterFinished``;
-- the env vars ``AGENTMEDIC_AGENT``, ``AGENTMEDIC_RULE``, ``AGENTMEDIC_NAMESPACE`` and
-  ``AGENTMEDIC_EVIDENCE`` (JSON) in every container.
+- annotations ``agentmedic.io/rule`` and ``agentmedic.io/episode``, so that the Job's
+  outcome is recorded with the episode that started it;
+- the env vars ``AGENTMEDIC_AGENT``, ``AGENTMEDIC_RULE``, ``AGENTMEDIC_NAMESPACE``,
+  ``AGENTMEDIC_EVIDENCE`` (JSON) and ``AGENTMEDIC_JOB`` (its name) in every container, and
+  with the policy's ``spec.prompt``, ``AGENTMEDIC_PROMPT_CONFIGMAP`` and
+  ``AGENTMEDIC_PROMPT_KEY`` (where the live prompt is: what ``agentmedic optimize-prompt``
+  reads).
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from typing import Any
 
 from agentmedic.actions.record import (
     AGENT_LABEL,
+    EPISODE,
     EPISODE_HASH_LABEL,
     POLICY_LABEL,
+    RULE,
     PolicyRef,
     episode_hash,
 )
@@ -35,7 +42,10 @@ from agentmedic.actions.record import (
 __all__ = [
     "ENV_AGENT",
     "ENV_EVIDENCE",
+    "ENV_JOB",
     "ENV_NAMESPACE",
+    "ENV_PROMPT_CONFIGMAP",
+    "ENV_PROMPT_KEY",
     "ENV_RULE",
     "INSTANTIATE_ANNOTATION",
     "build_job",
@@ -49,6 +59,9 @@ ENV_AGENT = "AGENTMEDIC_AGENT"
 ENV_RULE = "AGENTMEDIC_RULE"
 ENV_NAMESPACE = "AGENTMEDIC_NAMESPACE"
 ENV_EVIDENCE = "AGENTMEDIC_EVIDENCE"
+ENV_JOB = "AGENTMEDIC_JOB"
+ENV_PROMPT_CONFIGMAP = "AGENTMEDIC_PROMPT_CONFIGMAP"
+ENV_PROMPT_KEY = "AGENTMEDIC_PROMPT_KEY"
 
 _DNS_INVALID = re.compile(r"[^a-z0-9-]+")
 _LABEL_INVALID = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -111,6 +124,7 @@ def build_job(
     evidence: Mapping[str, Any],
     ttl_seconds_after_finished: int,
     from_cron_job: str | None = None,
+    prompt: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """The Job manifest for a prompt-optimization run (no I/O).
 
@@ -118,7 +132,8 @@ def build_job(
     The template is copied, never modified. A pod template without ``restartPolicy`` gets
     ``Never`` (a Job refuses the Pod default ``Always``). Unlike kubectl, which makes the
     CronJob the owner, the owner is the AgentPolicy: with two owners the garbage collector
-    would keep the Job until both were gone.
+    would keep the Job until both were gone. ``prompt`` is ``(ConfigMap, key)`` of the live
+    prompt (the policy's ``spec.prompt`` for this agent).
     """
     tmpl_meta = copy.deepcopy(dict(template.get("metadata") or {}))
     spec = copy.deepcopy(dict(template.get("spec") or {}))
@@ -126,6 +141,7 @@ def build_job(
     # As kubectl does: the marker first, so the template's own annotations win.
     annotations = {INSTANTIATE_ANNOTATION: "manual"} if from_cron_job is not None else {}
     annotations.update(tmpl_meta.get("annotations") or {})
+    annotations.update({RULE: rule, EPISODE: episode})
     ours = {
         POLICY_LABEL: label_value(policy.name),
         AGENT_LABEL: label_value(agent),
@@ -138,8 +154,7 @@ def build_job(
         "labels": labels,
         "ownerReferences": [policy.owner_reference()],
     }
-    if annotations:
-        metadata["annotations"] = annotations
+    metadata["annotations"] = annotations
 
     spec["ttlSecondsAfterFinished"] = ttl_seconds_after_finished
     pod = spec.setdefault("template", {})
@@ -153,4 +168,8 @@ def build_job(
         _set_env(container, ENV_RULE, rule)
         _set_env(container, ENV_NAMESPACE, namespace)
         _set_env(container, ENV_EVIDENCE, evidence_json)
+        _set_env(container, ENV_JOB, name)
+        if prompt is not None:
+            _set_env(container, ENV_PROMPT_CONFIGMAP, prompt[0])
+            _set_env(container, ENV_PROMPT_KEY, prompt[1])
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": spec}

@@ -121,6 +121,7 @@ def switch_model(
                 ref,
                 by=f"switchModel back to {to_model} ({record.rule})",
                 replicas=False,
+                prompt=False,
                 dry_run=record.dry_run,
             )
         if model_spec.env is not None:

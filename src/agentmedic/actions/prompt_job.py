@@ -18,6 +18,7 @@ from agentmedic.actions.errors import Conflict, Forbidden, Invalid, NotFound
 from agentmedic.actions.objects import uid_of, why
 from agentmedic.actions.record import ActionRecord, PolicyRef, WorkloadRef
 from agentmedic.actions.result import ActionKind, ActionResult, ExecutionOutcome
+from agentmedic.api.prompt import PromptSpec
 from agentmedic.api.types import PromptOptimizationAction
 
 __all__ = ["start_prompt_job"]
@@ -32,17 +33,23 @@ def start_prompt_job(
     action: PromptOptimizationAction,
     record: ActionRecord,
     evidence: Mapping[str, Any],
+    prompt: PromptSpec | None = None,
 ) -> ActionResult:
     """Create the prompt-optimization Job for this episode, once; one running per agent.
 
     The Job comes from ``action.fromCronJob`` (like ``kubectl create job --from=cronjob/``)
     or ``action.jobTemplate``; see :mod:`agentmedic.actions.jobs` for its shape. A Job of
     this episode that already exists (found by name, or AlreadyExists on create) means
-    done; another unfinished Job of the same agent means refused.
+    done; another unfinished Job of the same agent means refused. ``prompt`` (the policy's
+    ``spec.prompt``) tells the Job where the live prompt is; its outcome is read by
+    :func:`agentmedic.actions.prompt_rollout.settle_prompt_job`.
     """
     try:
         obj = ctx.kube.get_workload(ref.kind, ref.namespace, ref.name)
-        return _start(ctx, ref, obj, policy, action, record, evidence)
+        where = None
+        if prompt is not None:
+            where = (prompt.config_map_key.config_map_for(ref.name), prompt.config_map_key.key)
+        return _start(ctx, ref, obj, policy, action, record, evidence, where)
     except (NotFound, Invalid, Forbidden) as exc:
         return ctx.failed(KIND, ref, exc, policy, record.dry_run)
 
@@ -55,6 +62,7 @@ def _start(
     action: PromptOptimizationAction,
     record: ActionRecord,
     evidence: Mapping[str, Any],
+    prompt: tuple[str, str] | None,
 ) -> ActionResult:
     """The Job for ``obj``, the workload as read (see :func:`start_prompt_job`)."""
     labels = (obj.get("metadata") or {}).get("labels") or {}
@@ -86,6 +94,7 @@ def _start(
         evidence=evidence,
         ttl_seconds_after_finished=action.ttl_seconds_after_finished,
         from_cron_job=action.from_cron_job,
+        prompt=prompt,
     )
     if record.dry_run:
         text = f"would start Job {name} from {source} for agent {agent} (dry run): {why(record)}"

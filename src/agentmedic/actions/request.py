@@ -23,6 +23,7 @@ from typing import Any
 from agentmedic.actions.record import ActionRecord, PolicyRef, WorkloadRef
 from agentmedic.actions.result import ActionKind, ActionResult, ExecutionOutcome
 from agentmedic.api.durations import format_duration
+from agentmedic.api.prompt import PromptSpec
 from agentmedic.api.types import (
     ActionOutcome,
     AgentPolicySpec,
@@ -66,6 +67,8 @@ class ActionRequest:
     """promptOptimization: the Job to start."""
     job_evidence: Mapping[str, Any] = field(default_factory=dict)
     """promptOptimization: the measurements handed to the Job."""
+    prompt_spec: PromptSpec | None = None
+    """promptOptimization: where the live prompt is (the policy's spec.prompt)."""
     restore_replicas: bool = True
     """restore: put the replica count back."""
     restore_model: bool = True
@@ -125,6 +128,7 @@ class ActionRequest:
                 **base,
                 prompt_optimization=d.prompt_optimization,
                 job_evidence=_job_evidence(d),
+                prompt_spec=spec.prompt,
             )
         if d.kind is DecisionKind.RESTORE:
             restore = d.restore

@@ -1,6 +1,7 @@
 """Restore: put back what agentmedic recorded on a workload, and clear the record.
 
-The record (``agentmedic.io/disabled``, ``agentmedic.io/downgraded``) is read strictly: a
+The record (``agentmedic.io/disabled``, ``agentmedic.io/downgraded``, ``agentmedic.io/prompt``)
+is read strictly: a
 value restore would write back must be plausible, or restore refuses
 (:class:`~agentmedic.actions.errors.CorruptRecordError`). Side objects (a KEDA
 ScaledObject, a ConfigMap) are restored before the record is cleared, so a failure leaves
@@ -26,6 +27,13 @@ from agentmedic.actions.objects import (
     policy_from,
     replicas_of,
     template_annotation_ops,
+)
+from agentmedic.actions.prompt_record import (
+    PROMPT,
+    PROMPT_TEMPLATE_ANNOTATION,
+    PromptRecord,
+    read_prompt_record,
+    sha256,
 )
 from agentmedic.actions.record import WorkloadRef, json_pointer, parse_downgraded
 from agentmedic.actions.result import ActionKind, ActionResult, ExecutionOutcome
@@ -64,6 +72,9 @@ class RestorePlan:
     """The model to put back, when the workload still runs the one agentmedic set."""
     keda_scaled_object: str | None = None
     keda_paused_replicas: str | None = None
+    prompt: str | None = None
+    """The ConfigMap key whose text goes back into the live prompt key, when the live
+    prompt is still the one agentmedic rolled out."""
     policy: str = ""
     policy_uid: str = ""
     notes: tuple[str, ...] = ()
@@ -82,6 +93,8 @@ class RestorePlan:
             parts.append(f"model → {self.model}")
         if self.keda_scaled_object is not None:
             parts.append(f"ScaledObject {self.keda_scaled_object} unpaused")
+        if self.prompt is not None:
+            parts.append(f"prompt → the text of {self.prompt}")
         parts.extend(self.notes)
         return "; ".join(parts) if parts else "nothing"
 
@@ -92,14 +105,20 @@ def plan_restore(ctx: ActionContext, ref: WorkloadRef) -> RestorePlan:
     Raises :class:`CorruptRecordError` naming the annotation when the record cannot be trusted.
     """
     obj = ctx.kube.get_workload(ref.kind, ref.namespace, ref.name)
-    return read_plan(ctx, ref, obj, replicas=True, model=True)
+    return read_plan(ctx, ref, obj, replicas=True, model=True, prompt=True)
 
 
 def read_plan(
-    ctx: ActionContext, ref: WorkloadRef, obj: Mapping[str, Any], *, replicas: bool, model: bool
+    ctx: ActionContext,
+    ref: WorkloadRef,
+    obj: Mapping[str, Any],
+    *,
+    replicas: bool,
+    model: bool,
+    prompt: bool = False,
 ) -> RestorePlan:
-    """What a restore of ``obj`` would put back; ``replicas``/``model`` limit it to one
-    kind of change."""
+    """What a restore of ``obj`` would put back; ``replicas``/``model``/``prompt`` limit it
+    to some kinds of change."""
     annotations = annotations_of(obj)
     # The strict readers: a restore writes these values back, so they must be plausible.
     disabled = (
@@ -137,18 +156,51 @@ def read_plan(
                 f"model left at {now_model} (changed since agentmedic set {downgraded.to}; "
                 f"recorded {downgraded.model})"
             )
+    rolled = read_prompt_record(annotations) if prompt else None
+    put_prompt = None
+    if rolled is not None:
+        policy = policy or rolled.policy
+        policy_uid = policy_uid or str(rolled.raw.get("policyUid", ""))
+        put_prompt = _prompt_to_put_back(ctx, ref, rolled, notes)
     return RestorePlan(
         ref=ref,
         replicas=put_replicas,
         model=put_model,
+        prompt=put_prompt,
         keda_scaled_object=disabled.keda_scaled_object if disabled else None,
         keda_paused_replicas=disabled.keda_previous_paused_replicas if disabled else None,
         policy=policy,
         policy_uid=policy_uid,
         notes=tuple(notes),
-        recorded=disabled is not None or downgraded is not None,
+        recorded=disabled is not None or downgraded is not None or rolled is not None,
         requested=restore_requested(obj),
     )
+
+
+def _prompt_to_put_back(
+    ctx: ActionContext, ref: WorkloadRef, rolled: PromptRecord, notes: list[str]
+) -> str | None:
+    """The key whose text restore writes back into the live prompt, or None (and a note)
+    when the live prompt changed since agentmedic rolled it out or the kept text is gone."""
+    try:
+        data = ctx.kube.get_config_map(ref.namespace, rolled.config_map).get("data") or {}
+    except NotFound:
+        data = {}
+    live = data.get(rolled.key)
+    where = f"{rolled.key} of ConfigMap {rolled.config_map}"
+    if live is None or sha256(str(live)) != rolled.sha256:
+        notes.append(
+            f"prompt left as it is ({where} changed since agentmedic rolled out "
+            f"{rolled.version}; the text before is kept in {rolled.previous})"
+        )
+        return None
+    if rolled.previous not in data:
+        notes.append(
+            f"prompt left as it is (the text before, {rolled.previous}, is gone "
+            f"from ConfigMap {rolled.config_map})"
+        )
+        return None
+    return rolled.previous
 
 
 def restore(
@@ -158,20 +210,23 @@ def restore(
     *,
     replicas: bool = True,
     model: bool = True,
+    prompt: bool = True,
     dry_run: bool = False,
 ) -> ActionResult:
     """Put back what agentmedic recorded on the workload and clear the record.
 
     ``by`` says who asked ("auto-recovery", "annotation", "cli:alice") and lands in the
     ``agentmedic.io/last-restore`` note and the Events. ``replicas``/``model`` restrict
-    the restore to one kind of change (auto recovery may step the model back alone).
+    the restore to one kind of change (auto recovery may step the model back alone);
+    ``prompt`` puts back the prompt a rolled-out candidate replaced (recovery leaves it).
     A value changed since by someone else is left as it is, and the note says so.
     The ``agentmedic.io/restore`` request annotation is removed in any case; without a
     record that is the only write.
     """
     kind = KIND
     try:
-        return _restore(ctx, ref, by, replicas=replicas, model=model, dry_run=dry_run)
+        scope = _Scope(replicas=replicas, model=model, prompt=prompt)
+        return _restore(ctx, ref, by, scope, dry_run=dry_run)
     except CorruptRecordError as exc:
         # Refused, not failed: nothing was written and the record stays for a person.
         message = f"restore of {ref} refused: {exc.message}"
@@ -183,10 +238,10 @@ def restore(
 
 
 def _restore(
-    ctx: ActionContext, ref: WorkloadRef, by: str, *, replicas: bool, model: bool, dry_run: bool
+    ctx: ActionContext, ref: WorkloadRef, by: str, scope: _Scope, *, dry_run: bool
 ) -> ActionResult:
     obj = ctx.kube.get_workload(ref.kind, ref.namespace, ref.name)
-    plan = read_plan(ctx, ref, obj, replicas=replicas, model=model)
+    plan = read_plan(ctx, ref, obj, replicas=scope.replicas, model=scope.model, prompt=scope.prompt)
     policy = policy_from(plan.policy, plan.policy_uid)
     if not plan.recorded:
         if plan.requested and not dry_run:
@@ -202,7 +257,7 @@ def _restore(
             ref,
             ExecutionOutcome.UNCHANGED,
             f"nothing to restore: {ref} carries no agentmedic record "
-            f"({rec.DISABLED} / {rec.DOWNGRADED})",
+            f"({rec.DISABLED} / {rec.DOWNGRADED} / {PROMPT})",
         )
     details = _plan_details(plan)
     if dry_run:
@@ -210,10 +265,11 @@ def _restore(
         return ctx.changed(
             KIND, ref, obj, text, ev.EventReason.WOULD_RESTORE, policy, details, dry_run=True
         )
-    cm_restored = _restore_side_objects(ctx, ref, obj, plan, model=model)
+    cm_restored = _restore_side_objects(ctx, ref, obj, plan, model=scope.model)
+    prompt_restored = _restore_prompt(ctx, ref, obj, plan) if scope.prompt else False
     note = f"{rec.format_time(ctx.now())} by {by}: {plan.describe()}"
-    scope = _Scope(replicas=replicas, model=model, cm_restored=cm_restored)
-    obj, _ = ctx.guarded(ref, lambda current: _restore_patch(ctx, ref, current, plan, note, scope))
+    done = _Scope(scope.replicas, scope.model, scope.prompt, cm_restored, prompt_restored)
+    obj, _ = ctx.guarded(ref, lambda current: _restore_patch(ctx, ref, current, plan, note, done))
     text = f"restored {ref}: {plan.describe()} (asked by {by})"
     return ctx.changed(
         KIND, ref, obj, text, ev.EventReason.RESTORED, policy, details, dry_run=False
@@ -226,7 +282,26 @@ class _Scope:
 
     replicas: bool
     model: bool
-    cm_restored: bool
+    prompt: bool = True
+    cm_restored: bool = False
+    prompt_restored: bool = False
+
+
+def _restore_prompt(
+    ctx: ActionContext, ref: WorkloadRef, obj: Mapping[str, Any], plan: RestorePlan
+) -> bool:
+    """Write the kept text back into the live prompt key (guarded by a test of the text
+    agentmedic rolled out), before the record is cleared; whether it was written."""
+    rolled = read_prompt_record(annotations_of(obj))
+    if plan.prompt is None or rolled is None:
+        return False
+    data = ctx.kube.get_config_map(ref.namespace, rolled.config_map).get("data") or {}
+    live, before = data.get(rolled.key), data.get(plan.prompt)
+    if live is None or before is None:
+        return False
+    if live != before:
+        ctx.replace_config_map_value(ref.namespace, rolled.config_map, rolled.key, live, before)
+    return True
 
 
 def _restore_side_objects(
@@ -262,7 +337,7 @@ def _restore_patch(
 ) -> Patch:
     """The guarded patch putting back what ``current`` still shows as agentmedic set it."""
     annotations = annotations_of(current)
-    live = read_plan(ctx, ref, current, replicas=scope.replicas, model=scope.model)
+    live = read_plan(ctx, ref, current, replicas=scope.replicas, model=scope.model, prompt=False)
     ops: Patch = []
     if live.replicas is not None:
         ops += [
@@ -282,6 +357,8 @@ def _restore_patch(
             ]
     if scope.cm_restored and plan.model is not None:
         ops += template_annotation_ops(current, rec.MODEL_TEMPLATE_ANNOTATION, plan.model)
+    if scope.prompt_restored and plan.prompt is not None:
+        ops += template_annotation_ops(current, PROMPT_TEMPLATE_ANNOTATION, plan.prompt)
     remove: list[str] = [rec.RESTORE_REQUEST]
     if scope.replicas:
         remove.append(rec.DISABLED)
@@ -289,7 +366,9 @@ def _restore_patch(
         remove.append(rec.DOWNGRADED)
         if "revertedAt" not in (rec.load_object(annotations, rec.PROBATION) or {}):
             remove.append(rec.PROBATION)  # a reverted one stays: it holds the rejection
-    remaining = {rec.DISABLED, rec.DOWNGRADED} - set(remove)
+    if scope.prompt:
+        remove.append(PROMPT)
+    remaining = {rec.DISABLED, rec.DOWNGRADED, PROMPT} - set(remove)
     if not any(k in annotations for k in remaining):
         remove += list(rec.LAST_ACTION_KEYS)
     ops += annotation_ops(current, {rec.LAST_RESTORE: note}, tuple(remove))
@@ -304,6 +383,8 @@ def _plan_details(plan: RestorePlan) -> dict[str, Any]:
         details["model"] = plan.model
     if plan.keda_scaled_object is not None:
         details["scaledObject"] = plan.keda_scaled_object
+    if plan.prompt is not None:
+        details["prompt"] = plan.prompt
     if plan.notes:
         details["notes"] = list(plan.notes)
     return details

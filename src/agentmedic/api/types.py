@@ -8,7 +8,6 @@ at once, each with the field path and the fix.
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -19,9 +18,11 @@ from pydantic.alias_generators import to_camel
 from agentmedic.api.base import MAX_COUNT as MAX_COUNT
 from agentmedic.api.base import MAX_NAME_LENGTH as MAX_NAME_LENGTH
 from agentmedic.api.base import NAME_PATTERN as NAME_PATTERN
+from agentmedic.api.base import WORKLOAD_PLACEHOLDER as WORKLOAD_PLACEHOLDER
 from agentmedic.api.base import Model as Model
 from agentmedic.api.base import Name as Name
 from agentmedic.api.base import ShortText as ShortText
+from agentmedic.api.base import substitute_workload
 from agentmedic.api.durations import (
     DURATION_PATTERN,
     Duration,
@@ -30,6 +31,7 @@ from agentmedic.api.durations import (
     format_duration,
 )
 from agentmedic.api.gitops import OnRevert
+from agentmedic.api.prompt import PromptSpec
 from agentmedic.api.refs import ChannelReference, MetricsBackendRef
 from agentmedic.api.status import (
     ActionOutcome,
@@ -48,6 +50,7 @@ __all__ = [
     "KIND",
     "PLURAL",
     "VERSION",
+    "WORKLOAD_PLACEHOLDER",
     "Action",
     "ActionOutcome",
     "AgentCounts",
@@ -78,6 +81,7 @@ __all__ = [
     "Op",
     "PagerDutyChannel",
     "PromptOptimizationAction",
+    "PromptSpec",
     "QuietHours",
     "RecentAction",
     "Recovery",
@@ -350,11 +354,6 @@ class EnvRef(Model):
     """The environment variable holding the model name, e.g. OPENAI_MODEL."""
 
 
-WORKLOAD_PLACEHOLDER = "{{workload}}"
-"""Stands for the workload's name in ``spec.model.configMapKey.name``."""
-_WORKLOAD_PLACEHOLDER = re.compile(r"\{\{\s*workload\s*\}\}")
-
-
 class ConfigMapKeyRef(Model):
     name: Name
     """The ConfigMap, in the agent's namespace. `{{workload}}` in the name stands for the
@@ -366,7 +365,7 @@ class ConfigMapKeyRef(Model):
 
     def config_map_for(self, workload: str) -> str:
         """The ConfigMap of the workload named ``workload``."""
-        return _WORKLOAD_PLACEHOLDER.sub(lambda _: workload, self.name)
+        return substitute_workload(self.name, workload)
 
 
 class ModelSpec(Model):
@@ -581,6 +580,9 @@ class AgentPolicySpec(Model):
     """Cost ceilings (finance)."""
     model: ModelSpec | None = None
     """Where the agent's model is set and the tiers switchModel moves between."""
+    prompt: PromptSpec | None = None
+    """Where the agent's live prompt is (a ConfigMap key): a promptOptimization Job's
+    successful candidate is rolled out there, undoably."""
     guardrails: Guardrails = Field(default_factory=Guardrails)
     """Limits on what the operator may do."""
     recovery: Recovery = Field(default_factory=Recovery)

@@ -235,6 +235,9 @@ def _check_spec(spec: AgentPolicySpec) -> Iterator[Problem]:
         yield from _check_budget(spec.budget, spec, known_channels)
     if spec.model is not None:
         yield from _check_model(spec.model)
+    if spec.prompt is not None:
+        name = spec.prompt.config_map_key.name
+        yield from _check_config_map_name(name, "spec.prompt.configMapKey.name")
     yield from _check_quiet_hours(spec.guardrails.quiet_hours)
     if spec.verify is not None and spec.verify.window < spec.interval:
         yield Problem(
@@ -579,8 +582,9 @@ def _unknown_channel(path: str, name: str, channels: set[str]) -> Problem:
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
-def _check_config_map_name(name: str) -> Iterator[Problem]:
-    path = "spec.model.configMapKey.name"
+def _check_config_map_name(
+    name: str, path: str = "spec.model.configMapKey.name"
+) -> Iterator[Problem]:
     unknown = [p for p in _PLACEHOLDER.findall(name) if p != "workload"]
     if unknown:
         yield Problem(

@@ -40,6 +40,7 @@ EXPECTED = (
     ("flaky", "one agent disabled for low success"),
     ("spendy", "one agent moved to a cheaper model for budget"),
     ("slow", "one prompt-optimization Job"),
+    ("prompt", "its shorter prompt rolled out, p95 back under the threshold"),
     ("systemic", "the provider outage paged once, nobody disabled"),
     ("resolved", "resolved notifications after recovery"),
     ("reverted", "a budget downgrade that hurt quality, reverted"),
@@ -99,6 +100,7 @@ class Tracker:
     seen_events: set[str] = field(default_factory=set)
     seen_messages: int = 0
     met: dict[str, str] = field(default_factory=dict)
+    p95_checked: float = 0.0
 
     def poll(self) -> list[str]:
         """New feed lines since the last poll, in full and in plain text (also logged)."""
@@ -138,6 +140,8 @@ class Tracker:
         jobs = w.jobs()
         if "slow" not in self.met and jobs:
             self.met["slow"] = f"Job {jobs[0]['metadata']['name']} for {roles['slow']}"
+        if "slow" in self.met and "prompt" not in self.met:
+            self._check_prompt(roles["slow"])
         systemic = [p for p in w.pages() if ":*:" in p.get("dedup_key", "")]
         triggers = {p["dedup_key"] for p in systemic if p["event_action"] == "trigger"}
         disabled = [n for n, r in w.scenario.roles.items() if r != "flaky" and w.replicas(n) == 0]
@@ -161,6 +165,34 @@ class Tracker:
                     f"${spent:,.2f} of ${budget['spec']['limitUSD']:,.2f}; finance told on Slack"
                 )
 
+    def _check_prompt(self, agent: str) -> None:
+        """Met when agentmedic rolled the slow agent's shorter prompt out and its p95
+        (asked of Prometheus at most every 2 s) is back under the rule's threshold."""
+        from agentmedic.actions.prompt_record import parse_prompt
+        from agentmedic.api.units import format_latency_ms
+
+        w = self.world
+        rolled = parse_prompt(w.deployment(agent)["metadata"].get("annotations") or {})
+        if rolled is None or time.monotonic() - self.p95_checked < 2:
+            return
+        self.p95_checked = time.monotonic()
+        threshold = _latency_threshold(w)
+        p95 = _metrics(w).get(agent, {}).get("p95")
+        if p95 is None or threshold is None or p95 >= threshold:
+            return
+        cm = (
+            w.emulator.get(
+                "v1", "ConfigMap", w.deployment(agent)["metadata"]["namespace"], rolled.config_map
+            )
+            or {}
+        )
+        data = cm.get("data") or {}
+        sizes = f"{len(data.get(rolled.previous, ''))} → {len(data.get(rolled.key, ''))} characters"
+        self.met["prompt"] = (
+            f"{agent} runs {rolled.version} ({sizes}); p95 {format_latency_ms(p95)}, under "
+            f"{format_latency_ms(threshold)}"
+        )
+
 
 def reverted_line(world: Any, name: str) -> str | None:
     """The summary line once the agent's budget downgrade was reverted on probation and
@@ -181,6 +213,17 @@ def reverted_line(world: Any, name: str) -> str | None:
         f"{name} moved to a cheaper tier for budget, its answers got worse{why}: "
         "reverted, finance told"
     )
+
+
+def _latency_threshold(world: Any) -> float | None:
+    """The threshold of the latency rule that starts prompt optimization, in ms."""
+    for policy in world.scenario.policies:
+        for rule in policy["spec"].get("rules", []):
+            if any("promptOptimization" in a for a in rule.get("actions", [])):
+                for condition in rule.get("all", []) + rule.get("any", []):
+                    if condition.get("metric") == "latency_p95_ms":
+                        return float(condition["value"])
+    return None
 
 
 def _spec(world: Any, name: str) -> Any:

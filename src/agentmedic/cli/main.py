@@ -34,6 +34,7 @@ COMMANDS = [
     "status",
     "restore",
     "silence",
+    "optimize-prompt",
     "validate",
     "crd",
     "fleet",
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"agentmedic {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for name in COMMANDS:
-        importlib.import_module(f"agentmedic.cli.{name}").register(sub)
+        importlib.import_module(f"agentmedic.cli.{name.replace('-', '_')}").register(sub)
     return parser
 
 

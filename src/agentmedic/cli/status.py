@@ -65,6 +65,7 @@ def _silences(kube: Kube, namespace: str | None) -> list[dict[str, Any]] | str:
 def _remediated(kube: Kube, namespace: str | None) -> list[dict[str, Any]]:
     from agentmedic.actions import record
     from agentmedic.actions.gitops import detect_manager
+    from agentmedic.actions.prompt_record import parse_prompt
     from agentmedic.kube import WORKLOAD_KINDS
 
     out = []
@@ -73,7 +74,8 @@ def _remediated(kube: Kube, namespace: str | None) -> list[dict[str, Any]]:
             ann = obj["metadata"].get("annotations") or {}
             disabled = record.parse_disabled(ann)
             downgraded = record.parse_downgraded(ann)
-            if disabled is None and downgraded is None:
+            prompt = parse_prompt(ann)
+            if disabled is None and downgraded is None and prompt is None:
                 continue
             ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
             manager = detect_manager(obj["metadata"].get("labels") or {}, ann)
@@ -82,6 +84,8 @@ def _remediated(kube: Kube, namespace: str | None) -> list[dict[str, Any]]:
                 changes.append(f"scaled to 0 (was {disabled.replicas})")
             if downgraded is not None:
                 changes.append(f"model {downgraded.model} → {downgraded.to}")
+            if prompt is not None:
+                changes.append(f"prompt {prompt.key} → {prompt.version} (was {prompt.previous})")
             out.append(
                 {
                     "kind": kind,

@@ -58,6 +58,7 @@ from agentmedic.operator.entry import (
 )
 from agentmedic.operator.heap import HeapKeeper
 from agentmedic.operator.persistence import Snapshot
+from agentmedic.operator.prompt_jobs import PromptJobs
 from agentmedic.operator.refs import refs_of
 from agentmedic.operator.routing import fetch_per_backend
 from agentmedic.operator.scheduler import CycleScheduler
@@ -98,6 +99,7 @@ class Operator:
         self.last_cycle_at: datetime | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.parts.refs.cache.on_change = self._shared_changed
+        self.prompt_jobs = PromptJobs(self.parts.executor, dry_run=self.settings.dry_run)
 
     @classmethod
     def build(
@@ -400,6 +402,8 @@ class Operator:
             evaluated += await cycle.decide(batch.gathered, fetched, p.outage, now)
         self.telemetry.metrics_available.set(1 if available else 0)
         recent = await cycle.act(p.dispatcher, evaluated)
+        for key, lines in (await self.prompt_jobs.settle(evaluated, now)).items():
+            recent[key] = lines + recent[key]
         for e in evaluated:
             e.entry.due = list(e.outcome.notifications)
             await p.memory.persist(e.entry, e.outcome.state, e.gathered.agents)

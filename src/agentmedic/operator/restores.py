@@ -88,7 +88,9 @@ class RestoreRequests:
         """Put the workload back as its record says; a failure is logged."""
         ref = WorkloadRef(w.kind, w.namespace, w.name)  # type: ignore[arg-type]
         try:
-            result = await asyncio.to_thread(self._executor.restore, ref, by, model=model)
+            result = await asyncio.to_thread(
+                self._executor.restore, ref, by, model=model, prompt=model
+            )
             self._telemetry.decisions.labels("restore", str(result.outcome)).inc()
             log.info("restored %s (%s): %s", ref, by, result.message)
         except ActionError as exc:

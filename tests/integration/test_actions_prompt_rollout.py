@@ -1,0 +1,275 @@
+"""A prompt-optimization Job's outcome on both API servers: the candidate that
+``agentmedic optimize-prompt`` wrote is rolled out once and undone by ``agentmedic
+restore``; a rejected candidate or a Job without a result is reported once and changes
+nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentmedic.actions import ActionExecutor, ExecutionOutcome
+from agentmedic.actions.prompt_record import (
+    PROMPT,
+    PROMPT_JOB,
+    PROMPT_TEMPLATE_ANNOTATION,
+    parse_prompt,
+)
+from agentmedic.actions.prompt_rollout import settle_prompt_job
+from agentmedic.actions.restore import restore
+from agentmedic.api.prompt import PromptSpec
+from agentmedic.api.types import PromptOptimizationAction
+from agentmedic.cli.main import main
+from agentmedic.kube import Kube
+from agentmedic.optimize import ModelSettings, OptimizeSettings, optimize
+from agentmedic_sandbox.model_server import ModelServer, Reply
+from tests.integration import actions_support as support
+from tests.integration.actions_support import (
+    event_reasons,
+    fetch,
+    finish_job,
+    get,
+    policy_ref,
+    record,
+    ref,
+    workload,
+)
+from tests.integration.kube_servers import KubeServer
+
+api = support.api
+ns = support.ns
+executor = support.executor
+sleeps = support.sleeps
+
+PROMPT_SPEC = PromptSpec.model_validate(
+    {"configMapKey": {"name": "{{workload}}-prompt", "key": "system"}}
+)
+ORIGINAL = (
+    "You help {customer} with orders.\nExample: where is my parcel?\nExample: a refund.\n"
+    "Be brief.\nBe brief.\nNever share card numbers. [required]\n"
+)
+JOB = PromptOptimizationAction(
+    job_template={
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {"containers": [{"name": "optimizer", "image": "agentmedic:test"}]}
+            },
+        }
+    }
+)
+
+
+@pytest.fixture
+def model() -> Iterator[ModelServer]:
+    with ModelServer() as server:
+        yield server
+
+
+def _setup(api: KubeServer, namespace: str) -> None:
+    api.create(workload(namespace))
+    api.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "bot-prompt", "namespace": namespace},
+            "data": {"system": ORIGINAL},
+        }
+    )
+
+
+def _start_job(
+    api: KubeServer, executor: ActionExecutor, namespace: str, episode: str
+) -> dict[str, Any]:
+    rec = record(namespace, rule="latency-spike", episode=episode)
+    result = executor.start_prompt_job(
+        ref(namespace), policy_ref(namespace), JOB, rec, {"p95": 9000}, PROMPT_SPEC
+    )
+    assert result.outcome is ExecutionOutcome.APPLIED, result.message
+    return fetch(api, "batch/v1", "Job", namespace, result.details["job"])
+
+
+def _run_job(
+    api: KubeServer, executor: ActionExecutor, namespace: str, model: ModelServer, episode: str
+) -> dict[str, Any]:
+    """Start the Job, do what its container does (optimize-prompt, with the env the Job
+    carries), let it complete; the Job as stored."""
+    job = _start_job(api, executor, namespace, episode)
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    settings = OptimizeSettings(
+        namespace=env["AGENTMEDIC_NAMESPACE"],
+        config_map=env["AGENTMEDIC_PROMPT_CONFIGMAP"],
+        key=env["AGENTMEDIC_PROMPT_KEY"],
+        job=env["AGENTMEDIC_JOB"],
+        model=ModelSettings(base_url=model.base_url, model="m", api_key="sk-x"),
+        termination_log=None,
+    )
+    kube = Kube.from_configuration(api.client_configuration())
+    try:
+        optimize(kube, settings, sleep=lambda s: None)
+    finally:
+        kube.close()
+    finish_job(api, namespace, job["metadata"]["name"])
+    return fetch(api, "batch/v1", "Job", namespace, job["metadata"]["name"])
+
+
+def _data(api: KubeServer, namespace: str) -> dict[str, str]:
+    return dict(fetch(api, "v1", "ConfigMap", namespace, "bot-prompt")["data"])
+
+
+def _settle(executor: ActionExecutor, namespace: str, job: dict[str, Any]) -> Any:
+    return settle_prompt_job(
+        executor.context, ref(namespace), policy_ref(namespace), PROMPT_SPEC, job
+    )
+
+
+def test_a_succeeded_job_is_rolled_out_once_and_restore_undoes_it(
+    api: KubeServer,
+    ns: str,
+    executor: ActionExecutor,
+    model: ModelServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _setup(api, ns)
+    job = _run_job(api, executor, ns, model, "support-policy/bot/latency-spike/t1")
+
+    result = _settle(executor, ns, job)
+
+    assert result.outcome is ExecutionOutcome.APPLIED, result.message
+    data = _data(api, ns)
+    assert data["system"] == data["system.v1"] != ORIGINAL
+    assert data["system.before-v1"] == ORIGINAL
+    obj = get(api, ns)
+    annotations = obj["metadata"]["annotations"]
+    rolled = parse_prompt(annotations)
+    assert rolled is not None
+    assert (rolled.version, rolled.previous, rolled.job) == (
+        "system.v1",
+        "system.before-v1",
+        job["metadata"]["name"],
+    )
+    assert json.loads(annotations[PROMPT_JOB])["status"] == "Succeeded"
+    assert annotations["agentmedic.io/episode"] == "support-policy/bot/latency-spike/t1"
+    template = obj["spec"]["template"]["metadata"]["annotations"]
+    assert template[PROMPT_TEMPLATE_ANNOTATION] == "system.v1"
+    assert "PromptRolledOut" in event_reasons(api, ns, "Deployment")
+    assert "agentmedic restore deployment/bot" in result.message
+
+    # Once: the same Job again changes nothing.
+    assert _settle(executor, ns, job) is None
+
+    # `agentmedic restore` puts the text back and clears the record, keeping the Job mark.
+    kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+    code = main(["restore", "deployment/bot", "-n", ns, "--kubeconfig", str(kubeconfig)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "prompt → the text of system.before-v1" in out
+    data = _data(api, ns)
+    assert data["system"] == ORIGINAL
+    obj = get(api, ns)
+    annotations = obj["metadata"]["annotations"]
+    assert PROMPT not in annotations
+    assert PROMPT_JOB in annotations, "the Job stays handled: it is not rolled out again"
+    template = obj["spec"]["template"]["metadata"]["annotations"]
+    assert template[PROMPT_TEMPLATE_ANNOTATION] == "system.before-v1"
+    assert _settle(executor, ns, job) is None
+
+
+def test_a_second_rollout_keeps_the_first_text_for_restore(
+    api: KubeServer, ns: str, executor: ActionExecutor, model: ModelServer
+) -> None:
+    _setup(api, ns)
+    first = _run_job(api, executor, ns, model, "support-policy/bot/latency-spike/t1")
+    assert _settle(executor, ns, first).outcome is ExecutionOutcome.APPLIED
+    # The next episode's optimizer shortens the live (already shortened) prompt again.
+    model.script.append(Reply(answer="You help {customer}.\nNever share card numbers. [required]"))
+    second = _run_job(api, executor, ns, model, "support-policy/bot/latency-spike/t2")
+    assert _settle(executor, ns, second).outcome is ExecutionOutcome.APPLIED
+
+    data = _data(api, ns)
+    assert data["system"] == data["system.v2"]
+    assert "system.before-v2" not in data
+    rolled = parse_prompt(get(api, ns)["metadata"]["annotations"])
+    assert rolled is not None
+    assert (rolled.version, rolled.previous) == ("system.v2", "system.before-v1")
+
+    restored = restore(executor.context, ref(ns), "test")
+    assert restored.outcome is ExecutionOutcome.APPLIED, restored.message
+    assert _data(api, ns)["system"] == ORIGINAL
+
+
+def test_restore_leaves_a_prompt_someone_changed_since(
+    api: KubeServer, ns: str, executor: ActionExecutor, model: ModelServer
+) -> None:
+    _setup(api, ns)
+    job = _run_job(api, executor, ns, model, "support-policy/bot/latency-spike/t1")
+    assert _settle(executor, ns, job).outcome is ExecutionOutcome.APPLIED
+    api.patch("v1", "ConfigMap", ns, "bot-prompt", {"data": {"system": "edited by a person"}})
+
+    restored = restore(executor.context, ref(ns), "test")
+
+    assert "prompt left as it is" in restored.message
+    assert _data(api, ns)["system"] == "edited by a person"
+    assert PROMPT not in get(api, ns)["metadata"]["annotations"]
+
+
+def test_a_rejected_candidate_is_reported_once_and_changes_nothing(
+    api: KubeServer, ns: str, executor: ActionExecutor, model: ModelServer
+) -> None:
+    _setup(api, ns)
+    model.script.append(Reply(answer="Help with orders. Never share card numbers. [required]"))
+    job = _run_job(api, executor, ns, model, "support-policy/bot/latency-spike/t1")
+
+    result = _settle(executor, ns, job)
+
+    assert result.outcome is ExecutionOutcome.FAILED
+    assert "Rejected" in result.message
+    assert "{customer}" in result.message
+    assert _data(api, ns) == {"system": ORIGINAL}
+    annotations = get(api, ns)["metadata"]["annotations"]
+    assert PROMPT not in annotations
+    assert json.loads(annotations[PROMPT_JOB])["status"] == "Rejected"
+    assert _settle(executor, ns, job) is None
+    reasons = event_reasons(api, ns, "Deployment")
+    assert reasons.count("PromptJobNotRolledOut") == 1
+    assert "PromptRolledOut" not in reasons
+
+
+def test_a_job_that_completes_without_a_result_is_not_rolled_out(
+    api: KubeServer, ns: str, executor: ActionExecutor
+) -> None:
+    _setup(api, ns)
+    job = _start_job(api, executor, ns, "support-policy/bot/latency-spike/t1")
+    finish_job(api, ns, job["metadata"]["name"])
+    job = fetch(api, "batch/v1", "Job", ns, job["metadata"]["name"])
+
+    result = _settle(executor, ns, job)
+
+    assert result.outcome is ExecutionOutcome.FAILED
+    assert "completed without a Succeeded result" in result.message
+    assert _data(api, ns) == {"system": ORIGINAL}
+    assert _settle(executor, ns, job) is None
+
+
+def test_without_spec_prompt_a_completed_job_is_noted_not_failed(
+    api: KubeServer, ns: str, executor: ActionExecutor
+) -> None:
+    _setup(api, ns)
+    job = _start_job(api, executor, ns, "support-policy/bot/latency-spike/t1")
+    finish_job(api, ns, job["metadata"]["name"])
+    job = fetch(api, "batch/v1", "Job", ns, job["metadata"]["name"])
+
+    result = settle_prompt_job(executor.context, ref(ns), policy_ref(ns), None, job)
+
+    assert result.outcome is ExecutionOutcome.UNCHANGED
+    assert "sets no spec.prompt" in result.message
+    assert _data(api, ns) == {"system": ORIGINAL}
+    annotations = get(api, ns)["metadata"]["annotations"]
+    assert json.loads(annotations[PROMPT_JOB])["status"] == "Completed"
+    assert settle_prompt_job(executor.context, ref(ns), policy_ref(ns), None, job) is None

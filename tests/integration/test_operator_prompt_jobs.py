@@ -1,0 +1,251 @@
+"""The operator and prompt-optimization Jobs, in-process on the API emulator: a latency
+spike starts a Job, the Job runs ``optimize-prompt``'s logic against a loopback model,
+the next cycle rolls the candidate out (status, record, Event) and ``agentmedic restore``
+undoes it; a rejected candidate is reported once and no second Job is started."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentmedic.actions.prompt_record import PROMPT, PROMPT_JOB
+from agentmedic.cli.main import main
+from agentmedic.kube import Kube
+from agentmedic.metrics import QueryResult, RangeResult, Sample
+from agentmedic.operator.app import Operator
+from agentmedic.operator.settings import load_settings
+from agentmedic.optimize import ModelSettings, OptimizeSettings, optimize
+from agentmedic_sandbox.emulator import ApiEmulator
+from agentmedic_sandbox.model_server import ModelServer, Reply
+from tests.integration.operator_support import ManualScheduler
+
+NS = "agents"
+API = "agentmedic.io/v1alpha1"
+INTERVAL = timedelta(seconds=30)
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+AGENTS = ("fast-bot", "slow-bot")
+PROMPT_TEXT = (
+    "You answer {customer}.\nExample: a parcel.\nExample: a refund.\nBe brief.\nBe brief.\n"
+    "Never share card numbers. [required]\n"
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class SlowFleet:
+    """Every agent's p95 latency is 12 s (over the rule's 8 s); everything else healthy."""
+
+    async def query(self, promql: str, at: datetime) -> QueryResult:
+        value = 12_000.0 if "duration" in promql else 0.99
+        samples = tuple(Sample({"agent": a, "namespace": NS}, value) for a in AGENTS)
+        return QueryResult("vector", samples=samples)
+
+    async def query_range(self, *args: Any) -> RangeResult:
+        raise AssertionError("not used")
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _policy() -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "AgentPolicy",
+        "metadata": {"name": "latency", "namespace": NS},
+        "spec": {
+            "selector": {"matchLabels": {"team": "a"}},
+            "interval": "30s",
+            "prompt": {"configMapKey": {"name": "{{workload}}-prompt", "key": "system"}},
+            "rules": [
+                {
+                    "name": "latency-spike",
+                    "all": [{"metric": "latency_p95_ms", "window": "5m", "op": ">", "value": 8000}],
+                    "actions": [
+                        {
+                            "promptOptimization": {
+                                "jobTemplate": {
+                                    "spec": {
+                                        "backoffLimit": 0,
+                                        "template": {
+                                            "spec": {
+                                                "containers": [
+                                                    {
+                                                        "name": "optimizer",
+                                                        "image": "agentmedic:test",
+                                                        "command": [
+                                                            "agentmedic",
+                                                            "optimize-prompt",
+                                                        ],
+                                                    }
+                                                ]
+                                            }
+                                        },
+                                    }
+                                }
+                            }
+                        }
+                    ],
+                }
+            ],
+        },
+    }
+
+
+def _agent(emu: ApiEmulator, name: str) -> None:
+    emu.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": NS, "labels": {"team": "a"}},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": "agent", "image": "agent:1"}]},
+                },
+            },
+        }
+    )
+    emu.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"{name}-prompt", "namespace": NS},
+            "data": {"system": PROMPT_TEXT},
+        }
+    )
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[tuple[ApiEmulator, Operator, Clock]]:
+    with ApiEmulator(history_limit=5000) as emu:
+        body = emu.create(_policy())
+        for name in AGENTS:
+            _agent(emu, name)
+        settings = load_settings(
+            flags={
+                "prometheus_url": "http://127.0.0.1:9",
+                "namespaces": [NS],
+                "peering": "",
+                "metrics_port": 0,
+                "health_port": 0,
+            },
+            environ={},
+        )
+        clock = Clock()
+        op = Operator.build(settings, emu.client_configuration(), clock=clock, backend=SlowFleet())
+        op.scheduler = ManualScheduler()  # type: ignore[assignment]
+        await op.start()
+        try:
+            await op.register(body)
+            for _ in range(1000):
+                if op.cache.workloads(NS, op.entries[(NS, "latency")].selector) is not None:
+                    break
+                await asyncio.sleep(0.01)
+            yield emu, op, clock
+        finally:
+            await op.stop()
+
+
+async def _cycle(op: Operator, clock: Clock) -> None:
+    clock.now += INTERVAL
+    await op.run_cycle(INTERVAL)
+    await asyncio.sleep(0.05)  # let the watch see what the cycle wrote
+
+
+def _run_job(emu: ApiEmulator, job: dict[str, Any], model: ModelServer) -> None:
+    """What the Job's container does, then the Job controller's part."""
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    settings = OptimizeSettings(
+        namespace=env["AGENTMEDIC_NAMESPACE"],
+        config_map=env["AGENTMEDIC_PROMPT_CONFIGMAP"],
+        key=env["AGENTMEDIC_PROMPT_KEY"],
+        job=env["AGENTMEDIC_JOB"],
+        model=ModelSettings(base_url=model.base_url, model="m", api_key="sk-x"),
+        termination_log=None,
+    )
+    kube = Kube.from_configuration(emu.client_configuration())
+    try:
+        optimize(kube, settings, sleep=lambda s: None)
+    finally:
+        kube.close()
+    done = {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}
+    name = job["metadata"]["name"]
+    emu.patch("batch/v1", "Job", NS, name, {"status": done}, subresource="status")
+
+
+def _recent(emu: ApiEmulator) -> list[dict[str, Any]]:
+    policy = emu.get(API, "AgentPolicy", NS, "latency") or {}
+    return list((policy.get("status") or {}).get("recentActions") or [])
+
+
+async def test_a_succeeded_job_is_rolled_out_and_a_rejected_one_reported_once(
+    world: tuple[ApiEmulator, Operator, Clock],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    emu, op, clock = world
+    await op.run_cycle(INTERVAL)
+    jobs = {
+        j["metadata"]["labels"]["agentmedic.io/agent"]: j for j in emu.list("batch/v1", "Job", NS)
+    }
+    assert sorted(jobs) == sorted(AGENTS), "the spike starts one Job per agent"
+
+    with ModelServer() as model:
+        _run_job(emu, jobs["fast-bot"], model)
+        model.script.append(Reply(answer="Answer briefly. Never share card numbers. [required]"))
+        _run_job(emu, jobs["slow-bot"], model)
+    for _ in range(4):
+        await _cycle(op, clock)
+
+    fast = emu.get("v1", "ConfigMap", NS, "fast-bot-prompt") or {}
+    assert fast["data"]["system"] == fast["data"]["system.v1"] != PROMPT_TEXT
+    assert fast["data"]["system.before-v1"] == PROMPT_TEXT
+    slow = emu.get("v1", "ConfigMap", NS, "slow-bot-prompt") or {}
+    assert slow["data"] == {"system": PROMPT_TEXT}, "a rejected candidate changes nothing"
+
+    lines = [r for r in _recent(emu) if r["action"] == "promptOptimization"]
+    rolled = [r for r in lines if "rolled out prompt system.v1" in r["reason"]]
+    reported = [r for r in lines if "Rejected" in r["reason"]]
+    assert [(r["agent"], r["outcome"]) for r in rolled] == [("agents/fast-bot", "Applied")]
+    assert [(r["agent"], r["outcome"]) for r in reported] == [("agents/slow-bot", "Failed")]
+    assert rolled[0]["rule"] == "latency-spike"
+    assert (
+        rolled[0]["episode"] == jobs["fast-bot"]["metadata"]["annotations"]["agentmedic.io/episode"]
+    )
+    events = [e for e in emu.list("v1", "Event", NS) if e["reason"] == "PromptJobNotRolledOut"]
+    assert len([e for e in events if e["involvedObject"]["kind"] == "Deployment"]) == 1
+    assert len(emu.list("batch/v1", "Job", NS)) == 2, "the episode starts no second Job"
+    slow_bot = emu.get("apps/v1", "Deployment", NS, "slow-bot") or {}
+    assert json.loads(slow_bot["metadata"]["annotations"][PROMPT_JOB])["status"] == "Rejected"
+
+    kubeconfig = emu.write_kubeconfig(tmp_path / "kubeconfig")
+    capsys.readouterr()
+    assert main(["status", "-n", NS, "--kubeconfig", str(kubeconfig), "-o", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    [changed] = [w for w in shown["remediated"] if w["name"] == "fast-bot"]
+    assert changed["changes"] == ["prompt system → system.v1 (was system.before-v1)"]
+    assert changed["undo"] == "agentmedic restore deployment/fast-bot -n agents"
+    code = main(["restore", "deployment/fast-bot", "-n", NS, "--kubeconfig", str(kubeconfig)])
+    assert code == 0, capsys.readouterr()
+    fast = emu.get("v1", "ConfigMap", NS, "fast-bot-prompt") or {}
+    assert fast["data"]["system"] == PROMPT_TEXT
+    fast_bot = emu.get("apps/v1", "Deployment", NS, "fast-bot") or {}
+    assert PROMPT not in fast_bot["metadata"]["annotations"]
+    await _cycle(op, clock)
+    fast = emu.get("v1", "ConfigMap", NS, "fast-bot-prompt") or {}
+    assert fast["data"]["system"] == PROMPT_TEXT, "a handled Job is not rolled out again"
