@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agentmedic.api.durations import format_duration, parse_duration
+from agentmedic.api.types import API_VERSION
 from agentmedic.api.yamlfile import load_documents
 
 __all__ = ["compress_policy", "example_policies"]
@@ -110,3 +111,33 @@ def compress_policy(
         ):
             rule["for"] = out["spec"]["interval"]
     return out
+
+
+TEAM_BUDGET = "team-support"
+
+
+def finance_team_budget(namespace: str = "agents") -> dict[str, Any]:
+    """Finance's ceiling for the support team's agents, owned by a ClusterAgentBudget (no
+    policy of the SREs sets it): $10 a rolling day, told to finance's Slack at 100%."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ClusterAgentBudget",
+        "metadata": {"name": TEAM_BUDGET},
+        "spec": {
+            "namespaces": [namespace],
+            "selector": {"matchLabels": {"app.kubernetes.io/part-of": "support-bot"}},
+            "period": "24h",
+            "limitUSD": 10,
+            "stages": [
+                {"name": "ceiling", "atPercent": 100, "response": "notify", "channels": ["finance"]}
+            ],
+            "notifications": {
+                "channels": [
+                    {
+                        "name": "finance",
+                        "slack": {"webhookSecretRef": {"name": "slack-webhook", "key": "url"}},
+                    }
+                ]
+            },
+        },
+    }

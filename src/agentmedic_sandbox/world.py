@@ -59,7 +59,7 @@ from agentmedic_sandbox.fleet_sim import (
     Outage,
     ToolProfile,
 )
-from agentmedic_sandbox.policies import compress_policy, example_policies
+from agentmedic_sandbox.policies import compress_policy, example_policies, finance_team_budget
 from agentmedic_sandbox.prometheus import PrometheusServer
 from agentmedic_sandbox.prompt_jobs import (
     API_KEY_SECRET,
@@ -208,38 +208,8 @@ def demo_scenario(
         duration=duration,
         outage=outage,
         time_compression=factor,
-        budgets=[finance_team_budget()] if team_budget else [],
+        budgets=[finance_team_budget(NAMESPACE)] if team_budget else [],
     )
-
-
-TEAM_BUDGET = "team-support"
-
-
-def finance_team_budget() -> dict[str, Any]:
-    """Finance's ceiling for the support team's agents, owned by a ClusterAgentBudget (no
-    policy of the SREs sets it): $10 a rolling day, told to finance's Slack at 100%."""
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "ClusterAgentBudget",
-        "metadata": {"name": TEAM_BUDGET},
-        "spec": {
-            "namespaces": [NAMESPACE],
-            "selector": {"matchLabels": {"app.kubernetes.io/part-of": "support-bot"}},
-            "period": "24h",
-            "limitUSD": 10,
-            "stages": [
-                {"name": "ceiling", "atPercent": 100, "response": "notify", "channels": ["finance"]}
-            ],
-            "notifications": {
-                "channels": [
-                    {
-                        "name": "finance",
-                        "slack": {"webhookSecretRef": {"name": "slack-webhook", "key": "url"}},
-                    }
-                ]
-            },
-        },
-    }
 
 
 # ---------------------------------------------------------------------- the world
