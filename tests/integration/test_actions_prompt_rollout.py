@@ -5,6 +5,7 @@ nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from agentmedic.actions import ActionExecutor, ExecutionOutcome
+from agentmedic.actions.probation import parse_probation
 from agentmedic.actions.prompt_record import (
     PROMPT,
     PROMPT_JOB,
@@ -83,9 +85,15 @@ def _setup(api: KubeServer, namespace: str) -> None:
 
 
 def _start_job(
-    api: KubeServer, executor: ActionExecutor, namespace: str, episode: str
+    api: KubeServer,
+    executor: ActionExecutor,
+    namespace: str,
+    episode: str,
+    baseline: dict[str, float | None] | None = None,
 ) -> dict[str, Any]:
-    rec = record(namespace, rule="latency-spike", episode=episode)
+    rec = dataclasses.replace(
+        record(namespace, rule="latency-spike", episode=episode), baseline=baseline
+    )
     result = executor.start_prompt_job(
         ref(namespace), policy_ref(namespace), JOB, rec, {"p95": 9000}, PROMPT_SPEC
     )
@@ -94,11 +102,16 @@ def _start_job(
 
 
 def _run_job(
-    api: KubeServer, executor: ActionExecutor, namespace: str, model: ModelServer, episode: str
+    api: KubeServer,
+    executor: ActionExecutor,
+    namespace: str,
+    model: ModelServer,
+    episode: str,
+    baseline: dict[str, float | None] | None = None,
 ) -> dict[str, Any]:
     """Start the Job, do what its container does (optimize-prompt, with the env the Job
     carries), let it complete; the Job as stored."""
-    job = _start_job(api, executor, namespace, episode)
+    job = _start_job(api, executor, namespace, episode, baseline)
     [container] = job["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
     settings = OptimizeSettings(
@@ -179,6 +192,49 @@ def test_a_succeeded_job_is_rolled_out_once_and_restore_undoes_it(
     template = obj["spec"]["template"]["metadata"]["annotations"]
     assert template[PROMPT_TEMPLATE_ANNOTATION] == "system.before-v1"
     assert _settle(executor, ns, job) is None
+
+
+def test_with_verify_the_rolled_out_prompt_goes_on_probation_against_the_jobs_baseline(
+    api: KubeServer, ns: str, executor: ActionExecutor, model: ModelServer
+) -> None:
+    """The baseline measured when the episode started the Job rides on the Job
+    (agentmedic.io/baseline) and becomes the probation record of the prompt it produced,
+    written in the same patch as the rollout record: the engine judges the new prompt."""
+    _setup(api, ns)
+    baseline: dict[str, float | None] = {
+        "success_rate": 0.97,
+        "error_rate": 0.03,
+        "latency_p95_ms": 9200.0,
+        "tokens_per_execution": 1800.0,
+        "quality_score": None,
+        "executions": 240.0,
+    }
+    job = _run_job(api, executor, ns, model, "support-policy/bot/latency-spike/t9", baseline)
+    assert json.loads(job["metadata"]["annotations"]["agentmedic.io/baseline"]) == baseline
+
+    result = _settle(executor, ns, job)
+
+    assert result.outcome is ExecutionOutcome.APPLIED, result.message
+    annotations = get(api, ns)["metadata"]["annotations"]
+    on_probation = parse_probation(annotations)
+    assert on_probation is not None
+    assert (on_probation.kind, on_probation.previous, on_probation.new) == (
+        "prompt",
+        "system.before-v1",
+        "system.v1",
+    )
+    assert on_probation.baseline["latency_p95_ms"] == 9200.0
+    assert on_probation.baseline["executions"] == 240.0
+
+
+def test_without_verify_a_rolled_out_prompt_is_not_on_probation(
+    api: KubeServer, ns: str, executor: ActionExecutor, model: ModelServer
+) -> None:
+    _setup(api, ns)
+    job = _run_job(api, executor, ns, model, "support-policy/bot/latency-spike/t8")
+    assert "agentmedic.io/baseline" not in job["metadata"]["annotations"]
+    assert _settle(executor, ns, job).outcome is ExecutionOutcome.APPLIED
+    assert parse_probation(get(api, ns)["metadata"]["annotations"]) is None
 
 
 def test_a_second_rollout_keeps_the_first_text_for_restore(

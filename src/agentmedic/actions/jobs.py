@@ -31,11 +31,13 @@ from typing import Any
 
 from agentmedic.actions.record import (
     AGENT_LABEL,
+    BASELINE,
     EPISODE,
     EPISODE_HASH_LABEL,
     POLICY_LABEL,
     RULE,
     PolicyRef,
+    canonical_json,
     episode_hash,
 )
 
@@ -125,6 +127,7 @@ def build_job(
     ttl_seconds_after_finished: int,
     from_cron_job: str | None = None,
     prompt: tuple[str, str] | None = None,
+    baseline: Mapping[str, float | None] | None = None,
 ) -> dict[str, Any]:
     """The Job manifest for a prompt-optimization run (no I/O).
 
@@ -133,7 +136,9 @@ def build_job(
     ``Never`` (a Job refuses the Pod default ``Always``). Unlike kubectl, which makes the
     CronJob the owner, the owner is the AgentPolicy: with two owners the garbage collector
     would keep the Job until both were gone. ``prompt`` is ``(ConfigMap, key)`` of the live
-    prompt (the policy's ``spec.prompt`` for this agent).
+    prompt (the policy's ``spec.prompt`` for this agent). ``baseline`` (the agent's signals
+    before the episode, with ``spec.verify``) rides on the Job as ``agentmedic.io/baseline``
+    until its candidate is rolled out and put on probation against it.
     """
     tmpl_meta = copy.deepcopy(dict(template.get("metadata") or {}))
     spec = copy.deepcopy(dict(template.get("spec") or {}))
@@ -142,6 +147,8 @@ def build_job(
     annotations = {INSTANTIATE_ANNOTATION: "manual"} if from_cron_job is not None else {}
     annotations.update(tmpl_meta.get("annotations") or {})
     annotations.update({RULE: rule, EPISODE: episode})
+    if baseline is not None:
+        annotations[BASELINE] = canonical_json(dict(baseline))
     ours = {
         POLICY_LABEL: label_value(policy.name),
         AGENT_LABEL: label_value(agent),

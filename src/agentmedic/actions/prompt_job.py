@@ -95,6 +95,7 @@ def _start(
         ttl_seconds_after_finished=action.ttl_seconds_after_finished,
         from_cron_job=action.from_cron_job,
         prompt=prompt,
+        baseline=record.baseline,
     )
     if record.dry_run:
         text = f"would start Job {name} from {source} for agent {agent} (dry run): {why(record)}"

@@ -26,6 +26,7 @@ from agentmedic.actions.context import ActionContext
 from agentmedic.actions.errors import Forbidden, Invalid, NotFound
 from agentmedic.actions.jobs import job_finished
 from agentmedic.actions.objects import Patch, annotation_ops, annotations_of, uid_of, undo_hint
+from agentmedic.actions.probation import ProbationChange, probation_annotations
 from agentmedic.actions.prompt_record import (
     PROMPT,
     PROMPT_JOB,
@@ -44,6 +45,7 @@ from agentmedic.actions.record import (
     canonical_json,
     format_time,
     json_pointer,
+    parse_baseline,
 )
 from agentmedic.actions.result import ActionKind, ActionResult, ExecutionOutcome
 from agentmedic.api.prompt import (
@@ -132,7 +134,12 @@ def _roll_out(
             "job": job,
             **record.who_why_when(),
         }
-        return annotation_ops(obj, {PROMPT: canonical_json(value), **record.flat_annotations()})
+        ours = {PROMPT: canonical_json(value), **record.flat_annotations()}
+        if record.baseline is not None:  # spec.verify: the new prompt goes on probation
+            ours.update(
+                probation_annotations(ProbationChange("prompt", record, previous, candidate_key))
+            )
+        return annotation_ops(obj, ours)
 
     obj, _ = ctx.guarded(ref, decide)
     previous = seen["previous"]
@@ -267,6 +274,7 @@ def settle_prompt_job(
         + (f": {result.reason}" if result is not None and result.reason else ""),
         at=ctx.now(),
         dry_run=dry_run,
+        baseline=parse_baseline(annotations),
     )
     if complete and result is not None and result.status is OptimizationStatus.SUCCEEDED:
         assert prompt is not None  # a result is read only through spec.prompt

@@ -97,6 +97,7 @@ __all__ = [
     "format_time",
     "json_pointer",
     "load_object",
+    "parse_baseline",
     "parse_disabled",
     "parse_downgraded",
     "read_disabled",
@@ -108,6 +109,9 @@ PREFIX = "agentmedic.io/"
 DISABLED = PREFIX + "disabled"
 DOWNGRADED = PREFIX + "downgraded"
 PROBATION = PREFIX + "probation"
+BASELINE = PREFIX + "baseline"
+"""On a prompt-optimization Job: the agent's signals before the episode (spec.verify), for
+the probation of the prompt the Job produces."""
 POLICY = PREFIX + "policy"
 RULE = PREFIX + "rule"
 REASON = PREFIX + "reason"
@@ -473,3 +477,17 @@ def state_key(policy_key: str) -> str:
     cleaned = re.sub(r"[^-a-zA-Z0-9_.]+", "-", policy_key).strip("-_.") or "policy"
     cleaned = cleaned[: 63 - len("state.") - 1 - len(digest)].rstrip("-_.")
     return f"{STATE_PREFIX}{cleaned}-{digest}"
+
+
+def parse_baseline(annotations: Mapping[str, str]) -> dict[str, float | None] | None:
+    """The baseline a Job carries (``agentmedic.io/baseline``); None when absent or
+    unreadable (a prompt without a trustworthy baseline is not put on probation)."""
+    value = load_object(annotations, BASELINE)
+    if value is None:
+        return None
+    out: dict[str, float | None] = {}
+    for key, number in value.items():
+        if number is not None and not isinstance(number, int | float):
+            return None
+        out[str(key)] = None if number is None else float(number)
+    return out

@@ -40,7 +40,7 @@ EXPECTED = (
     ("flaky", "one agent disabled for low success"),
     ("spendy", "one agent moved to a cheaper model for budget"),
     ("slow", "one prompt-optimization Job"),
-    ("prompt", "its shorter prompt rolled out, p95 back under the threshold"),
+    ("prompt", "its shorter prompt rolled out, p95 back under the threshold, verified"),
     ("systemic", "the provider outage paged once, nobody disabled"),
     ("resolved", "resolved notifications after recovery"),
     ("reverted", "a budget downgrade that hurt quality, reverted"),
@@ -188,9 +188,16 @@ class Tracker:
         )
         data = cm.get("data") or {}
         sizes = f"{len(data.get(rolled.previous, ''))} → {len(data.get(rolled.key, ''))} characters"
+        status = w.policy("latency-spike").get("status") or {}
+        verified = any(
+            a["outcome"] == "Verified" and a["agent"].endswith(f"/{agent}")
+            for a in status.get("recentActions", [])
+        )
+        if not verified:
+            return
         self.met["prompt"] = (
             f"{agent} runs {rolled.version} ({sizes}); p95 {format_latency_ms(p95)}, under "
-            f"{format_latency_ms(threshold)}"
+            f"{format_latency_ms(threshold)}; verified on probation"
         )
 
 
