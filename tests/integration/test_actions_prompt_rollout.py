@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from agentmedic.actions import ActionExecutor, ExecutionOutcome
+from agentmedic.actions import ActionExecutor, ActionKind, ActionRequest, ExecutionOutcome
 from agentmedic.actions.probation import parse_probation
 from agentmedic.actions.prompt_record import (
     PROMPT,
@@ -225,6 +225,45 @@ def test_with_verify_the_rolled_out_prompt_goes_on_probation_against_the_jobs_ba
     )
     assert on_probation.baseline["latency_p95_ms"] == 9200.0
     assert on_probation.baseline["executions"] == 240.0
+
+
+def test_a_prompt_that_regressed_is_reverted_and_its_rejection_kept(
+    api: KubeServer, ns: str, executor: ActionExecutor, model: ModelServer
+) -> None:
+    """The engine's revert of a regressed prompt (a restore of the prompt alone, marked as
+    a revert) puts the text the rollout replaced back and keeps the probation record,
+    marked reverted; the model and the replicas are left as they are."""
+    _setup(api, ns)
+    episode = "support-policy/bot/latency-spike/t7"
+    baseline: dict[str, float | None] = {"quality_score": 0.9, "executions": 200.0}
+    job = _run_job(api, executor, ns, model, episode, baseline)
+    assert _settle(executor, ns, job).outcome is ExecutionOutcome.APPLIED
+    assert _data(api, ns)["system"] != ORIGINAL
+    replicas = get(api, ns)["spec"]["replicas"]
+
+    revert = ActionRequest(
+        kind=ActionKind.RESTORE,
+        workload=ref(ns),
+        record=record(ns, rule="latency-spike", episode=episode),
+        agent=f"{ns}/bot",
+        restore_replicas=False,
+        restore_model=False,
+        restore_prompt=True,
+        restored_by="probation (the change regressed)",
+        reverts=True,
+    )
+    result = executor.execute(revert)
+
+    assert result.outcome is ExecutionOutcome.APPLIED, result.message
+    assert _data(api, ns)["system"] == ORIGINAL
+    obj = get(api, ns)
+    assert obj["spec"]["replicas"] == replicas
+    annotations = obj["metadata"]["annotations"]
+    assert PROMPT not in annotations
+    kept = parse_probation(annotations)
+    assert kept is not None
+    assert kept.reverted_at is not None
+    assert (kept.kind, kept.new) == ("prompt", "system.v1")
 
 
 def test_without_verify_a_rolled_out_prompt_is_not_on_probation(

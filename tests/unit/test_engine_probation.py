@@ -25,6 +25,7 @@ from agentmedic.engine import (
     replay,
     requirements,
 )
+from agentmedic.engine.inputs import ProbationRecord
 from agentmedic.engine.requirements import probation_only
 from agentmedic.engine.state import AgentState, ProbationMemo
 from agentmedic.engine.verify import VerdictKind, judge
@@ -32,8 +33,10 @@ from agentmedic.metrics import FetchStats
 from agentmedic.operator.cycle import undefined_agents
 from tests.unit.test_engine_builders import (
     HEALTHY,
+    NS,
     SICK,
     T0,
+    UID,
     Sim,
     agent,
     cond,
@@ -423,3 +426,56 @@ def test_a_nan_only_probation_reads_holds_nobody_but_one_a_rule_reads_does() -> 
     agents = {agent("a0"): object(), agent("a1"): object()}
     holding = requirements(spec, T0) - only
     assert undefined_agents(stats, holding, agents) == {agent("a1")}  # type: ignore[arg-type]
+
+
+def _prompt_on_probation(sim: Sim, name: str) -> None:
+    """The workload as the prompt rollout leaves it: a probation record of kind prompt,
+    made now, whose baseline is the good signals."""
+    baseline = {"quality_score": 0.9, "error_rate": 0.0, "success_rate": 1.0}
+    record = ProbationRecord(
+        kind="prompt",
+        episode=f"{UID}:{NS}/{name}:r:{int(T0.timestamp())}",
+        rule="r",
+        at=sim.now,
+        previous="system.before-v1",
+        new="system.v1",
+        baseline={**baseline, "executions": 100.0},
+    )
+    sim.set_workload(name, dataclasses.replace(sim.workload(name), probation=record))
+
+
+def test_a_prompt_that_regresses_is_put_back_once_with_its_numbers() -> None:
+    spec = _with_verify(policy(rule("r", cond(), actions=["promptOptimization"])))
+    sim = Sim(spec, fleet(1))
+    _prompt_on_probation(sim, "a0")
+    o = _run_until_verdict(sim, WORSE)
+    (verdict,) = o.probation
+    assert (verdict.verdict, verdict.previous, verdict.new) == (
+        "Regressed",
+        "system.before-v1",
+        "system.v1",
+    )
+    (revert,) = [d for d in o.decisions if d.applies]
+    assert revert.kind is DecisionKind.RESTORE
+    assert revert.restore is not None
+    assert revert.restore.prompt
+    assert revert.restore.model is None
+    assert not revert.restore.replicas
+    assert "reverted to the prompt of system.before-v1" in revert.reason
+    assert "quality_score 90% → 60%" in verdict.summary
+    later = sim.steps(20, WORSE)
+    assert not any(x.probation for x in later)  # judged once
+    assert not any(d.applies for x in later for d in x.decisions)
+
+
+def test_a_prompt_that_regresses_under_on_regression_notify_stays() -> None:
+    spec = _with_verify(
+        policy(rule("r", cond(), actions=["promptOptimization"])), onRegression="notify"
+    )
+    sim = Sim(spec, fleet(1))
+    _prompt_on_probation(sim, "a0")
+    o = _run_until_verdict(sim, WORSE)
+    (verdict,) = o.probation
+    assert verdict.verdict == "Regressed"
+    assert not [d for d in o.decisions if d.applies]
+    assert [n for n in o.notifications if n.reason_code == DecisionReason.PROBATION_REGRESSED]

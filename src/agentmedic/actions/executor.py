@@ -118,7 +118,9 @@ class ActionExecutor(ActionSettings):
             request.restored_by,
             replicas=request.restore_replicas,
             model=request.restore_model,
-            prompt=False,  # recovery leaves a rolled-out prompt: it is what helped
+            # Recovery leaves a rolled-out prompt (it is what helped); only a prompt that
+            # regressed on probation is put back.
+            prompt=request.restore_prompt,
             dry_run=record.dry_run,
         )
 

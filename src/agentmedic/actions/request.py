@@ -79,6 +79,8 @@ class ActionRequest:
     """restore: who asked, for the note and the Events."""
     reverts: bool = False
     """restore: it undoes a change that regressed on probation (status says Reverted)."""
+    restore_prompt: bool = False
+    """restore: put back the prompt text a rollout replaced (a prompt that regressed)."""
 
     def __post_init__(self) -> None:
         if self.kind is ActionKind.SWITCH_MODEL and (
@@ -150,6 +152,7 @@ class ActionRequest:
                 step_back_to=step,
                 restored_by=by,
                 reverts=reverts,
+                restore_prompt=restore.prompt,
             )
         return cls(**base)
 

@@ -60,6 +60,9 @@ class Restore:
     """Set the model to this tier; None leaves the model alone."""
     complete: bool = False
     """The model goes back to the recorded original: the downgrade record is removed."""
+    prompt: bool = False
+    """Put back the prompt text agentmedic rolled out over (a prompt that regressed on
+    probation)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ from agentmedic.engine.outcome import (
     Notification,
     ProbationOutcome,
     Restore,
+    restore_command,
 )
 from agentmedic.engine.reasons import DecisionReason
 from agentmedic.engine.stages.remediation import STAGE_SEVERITY, guard_for
@@ -120,15 +121,34 @@ def _conclude(c: Cycle, a: AgentWork, v: VerifySpec, rec: ProbationRecord, vd: V
     head = _head(a, rec, vd)
     if v.on_regression is OnRegression.REVERT and rec.kind == "switchModel":
         _revert(c, a, v, rec, vd, head)
+    elif v.on_regression is OnRegression.REVERT:
+        _revert_prompt(c, a, rec, vd, head)
     elif v.on_regression is OnRegression.SCALE_TO_ZERO:
         _stop(c, a, rec, vd, head)
     else:
+        how = "notified; the change stays (verify.onRegression notify)"
+        _record(c, a, rec, vd, f"{head}; {how}", how, notify=True)
+
+
+def _revert_prompt(c: Cycle, a: AgentWork, rec: ProbationRecord, vd: Verdict, head: str) -> None:
+    """Put the text the rollout replaced back (restore, prompt only); judged once. Inside
+    quiet hours nothing changes: the numbers are sent and a person restores."""
+    if c.quiet:
         how = (
-            "notified; the change stays (verify.onRegression notify)"
-            if v.on_regression is OnRegression.NOTIFY
-            else "notified; reverting a prompt is the prompt rollout's to do"
+            "not reverted: inside quiet hours; "
+            f"undo it with {restore_command(a.agent, _workload(a))}"
         )
         _record(c, a, rec, vd, f"{head}; {how}", how, notify=True)
+        return
+    text = f"{head}; reverted to the prompt of {rec.previous}"
+    if rec.rule.startswith("budget."):
+        text += "; the budget ceiling needs a person"
+    c.decisions.append(
+        _decision(c, a, rec, vd, DecisionKind.RESTORE, text, restore=Restore(prompt=True))
+    )
+    if not c.dry_run:
+        a.changed_at = c.now
+    _record(c, a, rec, vd, text, f"reverted to {rec.previous}", notify=True)
 
 
 def _head(a: AgentWork, rec: ProbationRecord, vd: Verdict) -> str:
