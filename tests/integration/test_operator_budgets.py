@@ -516,3 +516,61 @@ async def test_namespaces_chosen_by_label(team: KubeServer, prometheus: Promethe
     finally:
         await run.op.stop()
         api.patch("v1", "Namespace", None, NS_A, {"metadata": {"labels": {"cost-centre": None}}})
+
+
+async def test_a_budget_names_a_shared_channel_defined_once(
+    team: KubeServer, prometheus: PrometheusServer
+) -> None:
+    """A stage's channel may be a ClusterNotificationChannel (channelRef), as a policy's
+    may: its Secret is read in the operator's namespace and the stage is told through it."""
+    api = team
+    pa, pb = policy(NS_A), policy(NS_B)
+    api.create(pa)
+    api.create(pb)
+    with NotificationReceivers() as receivers:
+        url = receivers.url_for(ReceiverKind.SLACK)
+        api.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "finance-shared-hook", "namespace": NS_A},
+                "data": {"url": base64.b64encode(url.encode()).decode()},
+            }
+        )
+        api.create(
+            {
+                "apiVersion": API,
+                "kind": "ClusterNotificationChannel",
+                "metadata": {"name": "finance-slack"},
+                "spec": {
+                    "slack": {"webhookSecretRef": {"name": "finance-shared-hook", "key": "url"}}
+                },
+            }
+        )
+        budget = team_budget(
+            "team-shared", [{"name": "warn", "atPercent": 80, "channels": ["finance"]}]
+        )
+        budget["spec"]["notifications"] = {
+            "channels": [
+                {
+                    "name": "finance",
+                    "channelRef": {"kind": "ClusterNotificationChannel", "name": "finance-slack"},
+                }
+            ]
+        }
+        api.create(budget)
+        run = await start(api, prometheus, pa, pb)
+        try:
+            for _ in range(100):  # the first use starts the kind's watch; sent once listed
+                await run.evaluate_budgets()
+                if receivers.accepted(ReceiverKind.SLACK):
+                    break
+                await asyncio.sleep(0.05)
+            await run.evaluate_budgets()
+        finally:
+            await run.op.stop()
+            api.delete(API, "ClusterNotificationChannel", None, "finance-slack")
+        told = receivers.accepted(ReceiverKind.SLACK)
+        assert len(told) == 1, [r.body for r in told]
+        assert "ClusterAgentBudget team-shared (total)" in told[0].body.decode()
+        assert "stage warn reached" in told[0].body.decode()

@@ -18,6 +18,7 @@ Secrets come from the budget's namespace; a ClusterAgentBudget's from the operat
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -30,6 +31,7 @@ from agentmedic.api.budget import (
     BudgetAppliesTo,
     StageResponse,
 )
+from agentmedic.api.refs import ChannelReference
 from agentmedic.api.types import GROUP, VERSION, ConditionStatus, Severity, StatusCondition
 from agentmedic.api.units import format_timestamp
 from agentmedic.engine.finance import BudgetEvaluation
@@ -38,6 +40,7 @@ from agentmedic.notify import ChannelConfigError, Notifier, ResolvedChannel, res
 from agentmedic.notify.message import Message, MessageState
 from agentmedic.notify.report import Outcome
 from agentmedic.operator.budgets import BudgetEntry
+from agentmedic.operator.refs import RefResolver, SharedChannel
 from agentmedic.operator.status import set_condition
 
 __all__ = ["NOTIFIED", "BudgetNotices", "ledger_of"]
@@ -68,7 +71,10 @@ class BudgetNotices:
         objects: CustomObjects,
         operator_namespace: str,
         leading: Callable[[], bool],
+        refs: RefResolver | None = None,
     ) -> None:
+        self._refs = refs
+        """Shared channels (channelRef entries), as the policies' deliveries resolve them."""
         self._notifier = notifier
         self._executor = executor
         self._objects = objects
@@ -140,20 +146,40 @@ class BudgetNotices:
     async def _channels(self, entry: BudgetEntry, names: set[str]) -> list[ResolvedChannel]:
         spec = entry.spec
         assert spec is not None
-        namespace = entry.ref.namespace or self._operator_namespace
         out = []
         for channel in spec.notifications.channels:
             if channel.name not in names:
                 continue
+            namespace = entry.ref.namespace or self._operator_namespace
+            shared_key = None
+            if channel.channel_ref is not None:
+                shared = self._shared(channel.channel_ref, entry)
+                if not isinstance(shared, SharedChannel):
+                    log.warning("channel %s of %s: %s", channel.name, entry.ref, shared)
+                    continue
+                namespace, shared_key = shared.secret_namespace, shared.key
+                channel = shared.spec.as_channel(channel.name)
 
-            def lookup(secret: str, key: str) -> str:
+            def lookup(secret: str, key: str, namespace: str = namespace) -> str:
                 return self._executor.read_secret_value(namespace, secret, key)
 
             try:
-                out.append(await asyncio.to_thread(resolve_channel, channel, lookup))
+                resolved = await asyncio.to_thread(resolve_channel, channel, lookup)
+                out.append(dataclasses.replace(resolved, shared_key=shared_key))
             except ChannelConfigError as exc:
                 log.warning("channel %s of %s: %s", channel.name, entry.ref, exc)
         return out
+
+    def _shared(self, ref: ChannelReference, entry: BudgetEntry) -> SharedChannel | str:
+        """The shared channel a budget names (its kind is watched from the first use on),
+        or why it cannot be used yet."""
+        if self._refs is None:
+            return f"{ref}: shared channels are not available"
+        self._refs.cache.want(ref.kind)
+        found = self._refs.channel(ref, entry.ref.namespace or "")
+        if found is None:
+            return f"{ref}: not read yet"
+        return found if isinstance(found, SharedChannel) else str(found)
 
     async def _persist(self, entry: BudgetEntry, ledger: dict[str, str], now: datetime) -> bool:
         if not self._leading():

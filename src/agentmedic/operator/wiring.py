@@ -123,7 +123,12 @@ def wire(
         http,
         objects,
         BudgetNotices(
-            notifier, executor, objects, settings.lease_namespace_or_default(), peering.leading
+            notifier,
+            executor,
+            objects,
+            settings.lease_namespace_or_default(),
+            peering.leading,
+            refs=refs,
         ),
         backend,
         catalog,
