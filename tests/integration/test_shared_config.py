@@ -64,7 +64,7 @@ AGENTS = {"a": {"sick-a": 0.5, "ok-a": 0.0}, "b": {"sick-b": 0.5}}
 def server(request: pytest.FixtureRequest) -> Iterator[KubeServer]:
     if request.param == REAL:
         real: RealServer = request.getfixturevalue("real_server")
-        for kind in SHARED_MODELS:
+        for kind in (*SHARED_MODELS, "AgentBudget"):
             real.install_crd(crd_manifest(kind))
         yield real
         return
@@ -131,6 +131,8 @@ def history(ns: dict[str, str]) -> list[Series]:
             bad = [(t, (t - steps[0]) * ratio) for t in steps]
             series.append(counter("agent_executions_total", {**labels, "status": "success"}, ok))
             series.append(counter("agent_executions_total", {**labels, "status": "error"}, bad))
+            cost = [(t, (t - steps[0]) / 360) for t in steps]  # $10 an hour
+            series.append(counter("agent_cost_usd_total", {**labels, "model": "gpt-4o"}, cost))
     return series
 
 
@@ -464,3 +466,45 @@ async def test_a_backend_whose_secret_is_missing_holds_its_policies_and_says_why
     assert ready_of(api, "MetricsBackend", ns["b"], "team-b") == ("True", "Resolved")
     assert run.b.queries
     assert replicas(api, ns["b"], "sick-b") == 0
+
+
+async def test_a_budget_reads_spend_from_the_backend_it_names(
+    world: World, running: Running
+) -> None:
+    """An AgentBudget with spec.metricsBackendRef reads its agents' spend from that tenant,
+    one query per (metric, window), and nothing of it from the operator's backend."""
+    api, ns, run = world.api, world.ns, running
+    api.create(backend("MetricsBackend", ns["a"], "team-a", run.a.url, "team-a", "mimir"))
+    ref_a = {"kind": "MetricsBackend", "name": "team-a"}
+    await register(run, api, policy(ns["a"], "a1", ["sick-a", "ok-a"], ref_a))
+    await resolved(run, "MetricsBackend", ns["a"], "team-a")
+    budget = {
+        "apiVersion": API,
+        "kind": "AgentBudget",
+        "metadata": {"name": "team-a-daily", "namespace": ns["a"]},
+        "spec": {
+            "period": "24h",
+            "limitUSD": 5,
+            "forecastWindow": "10m",
+            "stages": [{"name": "warn", "atPercent": 80}],
+            "metricsBackendRef": ref_a,
+        },
+    }
+    api.create(budget)
+    budgets = run.op.parts.budgets
+    status: dict[str, Any] = {}
+    for _ in range(200):
+        await budgets.run(run.op._owned(), run.op.cache)
+        got = api.get(API, "AgentBudget", ns["a"], "team-a-daily") or {}
+        status = got.get("status") or {}
+        if status.get("stage"):
+            break
+        await asyncio.sleep(0.02)
+    assert status.get("stage") == "warn", status
+    assert status["agents"] == 2
+    assert status["spendUSD"] >= 4
+    cost_queries = [q for q in run.a.queries if "agent_cost_usd_total" in q]
+    assert cost_queries, run.a.queries
+    assert len(cost_queries) == len(set(cost_queries))
+    assert not [q for q in run.default.queries if "agent_cost_usd_total" in q]
+    assert run.a.refused == []

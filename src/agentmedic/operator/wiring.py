@@ -118,23 +118,8 @@ def wire(
         status=SharedStatusWriter(kube, clock, peering.leading),
     )
     deliveries.refs = refs
-    objects = CustomObjects(kube)
-    budgets = BudgetService(
-        http,
-        objects,
-        BudgetNotices(
-            notifier,
-            executor,
-            objects,
-            settings.lease_namespace_or_default(),
-            peering.leading,
-            refs=refs,
-        ),
-        backend,
-        catalog,
-        settings,
-        clock,
-        peering.leading,
+    budgets = _budgets(
+        settings, kube, http, executor, notifier, backend, catalog, refs, clock, peering
     )
     return Parts(
         catalog=catalog,
@@ -161,6 +146,33 @@ def wire(
         gate=RefGate(refs, writer),
         budgets=budgets,
         silences=SilenceWatch(http),
+    )
+
+
+def _budgets(
+    settings: OperatorSettings,
+    kube: Kube,
+    http: AsyncKube,
+    executor: ActionExecutor,
+    notifier: Notifier,
+    backend: MetricsBackend,
+    catalog: Catalog,
+    refs: RefResolver,
+    clock: Callable[[], datetime],
+    peering: Peering,
+) -> BudgetService:
+    """Finance's budgets: evaluated on their own schedule, told on their own channels."""
+    objects = CustomObjects(kube)
+    notices = BudgetNotices(
+        notifier,
+        executor,
+        objects,
+        settings.lease_namespace_or_default(),
+        peering.leading,
+        refs=refs,
+    )
+    return BudgetService(
+        http, objects, notices, backend, catalog, settings, clock, peering.leading, refs=refs
     )
 
 
