@@ -484,6 +484,9 @@ class Result:
     annotations, its agents' workloads)."""
     watches_open: int = 0
     watches_expected: int = 0
+    watches_min: int | None = None
+    """The fewest open at once, sampled every second over the window (emulated API only:
+    the real one's count reads its whole audit log)."""
     counts: Counter[str] = field(default_factory=Counter)
     warnings: Counter[str] = field(default_factory=Counter)
 
@@ -845,6 +848,29 @@ class Bench:
         sleep_until(not_before)
         wait_for(lambda: self.cycles_now(url) >= target, 20 * self.interval, "a cycle", 0.1)
 
+    @contextlib.contextmanager
+    def watch_sampler(self, api: Any) -> Iterator[list[int]]:
+        """Open watch streams, sampled every second in a thread while the block runs (a
+        count at one moment can fall on watches the server just ended and the operator
+        is reopening)."""
+        samples: list[int] = []
+        if not isinstance(api, ApiEmulator):
+            yield samples
+            return
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(1.0):
+                samples.append(api.open_watches)
+
+        thread = threading.Thread(target=sample, name="watch-sampler", daemon=True)
+        thread.start()
+        try:
+            yield samples
+        finally:
+            done.set()
+            thread.join()
+
     def steady_state(
         self,
         api: ApiEmulator,
@@ -872,7 +898,9 @@ class Bench:
             c1, t1 = proc_cpu(proc.pid), time.monotonic()
             sleep_until(idle_to)
             r.op_idle = (proc_cpu(proc.pid) - c1) / (time.monotonic() - t1)
-        self.wait_cycles(url, a.cycles + args.cycles, a.at + args.cycles * interval - 1.0)
+        with self.watch_sampler(api) as samples:
+            self.wait_cycles(url, a.cycles + args.cycles, a.at + args.cycles * interval - 1.0)
+        r.watches_min = min(samples) if samples else None
         b = self.snapshot(prom, proc, url)
         requests = api.requests
         memory = proc_memory(proc.pid)
@@ -1055,7 +1083,10 @@ ROWS: list[tuple[str, Callable[[Result], str]]] = [
         lambda r: f"{r.writes_by_group['spending']} / {r.writes_by_group['flat']}",
     ),
     ("PromQL queries per cycle: bound", lambda r: f"{r.queries_bound:.1f}"),
-    ("watch streams open (expected)", lambda r: f"{r.watches_open} ({r.watches_expected})"),
+    (
+        "watch streams open (expected; fewest)",
+        lambda r: f"{r.watches_open} ({r.watches_expected}; {r.watches_min})",
+    ),
     (
         "API CPU per cycle (emulator thread; real: apiserver+etcd)",
         lambda r: ms(r.emulator_cpu),
@@ -1262,6 +1293,7 @@ def summary(r: Result, args: argparse.Namespace) -> dict[str, Any]:
         "writes_per_policy_hour_spending": per_policy_hour(r, "spending"),
         "writes_per_policy_hour_flat": per_policy_hour(r, "flat"),
         "watch_streams": r.watches_open,
+        "watch_streams_min": r.watches_min,
         "queries_per_cycle_bound": round(r.queries_bound, 1),
         "rss_start_mib": round(r.rss_start / 2**20, 1),
         "rss_end_mib": round(r.rss_end / 2**20, 1),
