@@ -34,7 +34,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -339,10 +339,10 @@ class Operator:
         ]
 
     async def _refresh(self, interval: timedelta) -> None:
-        """Read the policies of this interval that this term has not read yet."""
-        for entry in self._due(interval):
-            if not entry.fresh:
-                await self.parts.memory.load(entry)
+        """Read the policies of this interval that this term has not read yet (a few at
+        once: at start-up that is every policy)."""
+        stale = [e for e in self._due(interval) if not e.fresh]
+        await _bounded(self.parts.memory.load(e) for e in stale)
 
     async def _cycle(self, interval: timedelta) -> None:
         """gather → fetch → decide → act → persist → report."""
@@ -358,7 +358,8 @@ class Operator:
         self.telemetry.metrics_available.set(0 if fetched.unavailable or stats.errors else 1)
         evaluated = await cycle.decide(gathered, fetched, p.outage, now)
         recent = await cycle.act(p.dispatcher, evaluated)
-        for e in evaluated:
+
+        async def persist_and_report(e: cycle.Evaluated) -> None:
             e.entry.due = list(e.outcome.notifications)
             await p.memory.persist(e.entry, e.outcome.state, e.gathered.agents)
             errors = [f"{k}: {x}" for k, x in stats.errors.items() if k in e.gathered.needs]
@@ -371,4 +372,27 @@ class Operator:
                 budget_changed=e.budget_changed,
                 now=now,
             )
+
+        # Policy by policy, a few policies at once (each one's writes in order).
+        await _bounded(persist_and_report(e) for e in evaluated)
         self.heap.cycle_done()
+
+
+POLICY_WRITES_AT_ONCE = 8
+"""Policies whose reads or writes a cycle sends at once: at start-up every policy is read
+and written (a thousand policies one after another took minutes)."""
+
+
+async def _bounded(steps: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run ``steps`` at most :data:`POLICY_WRITES_AT_ONCE` at a time; the first exception
+    is raised once all have ended."""
+    gate = asyncio.Semaphore(POLICY_WRITES_AT_ONCE)
+
+    async def one(step: Coroutine[Any, Any, None]) -> None:
+        async with gate:
+            await step
+
+    results = await asyncio.gather(*(one(s) for s in steps), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
