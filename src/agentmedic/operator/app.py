@@ -35,6 +35,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -136,6 +137,13 @@ class Operator:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        # The blocking client's requests (actions, status and annotation writes, several at
+        # once) run in the loop's default executor, which also resolves the address of every
+        # new connection: its default size (CPUs + 4) let a few slow writes hold up every
+        # watch's reconnection.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="agentmedic-io")
+        )
         self.parts.peering.start()
         self.scheduler.start()
         self._spawn(self.parts.restores.loop(lambda: self.entries.values()))
@@ -377,6 +385,9 @@ class Operator:
         await _bounded(persist_and_report(e) for e in evaluated)
         self.heap.cycle_done()
 
+
+IO_THREADS = 32
+"""Threads of the loop's default executor (``asyncio.to_thread``)."""
 
 POLICY_WRITES_AT_ONCE = 8
 """Policies whose reads or writes a cycle sends at once: at start-up every policy is read
