@@ -808,7 +808,8 @@ class Bench:
         r.startup_writes = classify_writes([q for q in startup if q.is_write], {})
         self.log(
             f"operator's /metrics up after {r.metrics_up_s:.1f}s; every policy evaluated after "
-            f"{r.first_cycle_s:.1f}s ({r.first_cycles} cycles run, {r.first_skipped} skipped) "
+            f"{r.first_cycle_s:.1f}s ({r.first_cycles} cycles run, {snap.duration_sum:.1f}s in "
+            f"them, {r.first_skipped} skipped) "
             f"using {r.first_cycle_cpu_s:.1f}s CPU; {r.startup_reads:,} reads and "
             f"{r.startup_writes.total():,} writes until then"
         )
