@@ -95,6 +95,7 @@ import httpx
 from benchlib import emit, reference
 from prometheus_client.parser import text_string_to_metric_families
 
+from agentmedic.api.crd import crd_manifest
 from agentmedic.api.validation import validate_policy
 from agentmedic.engine import requirements
 from agentmedic.instrument.series import EXECUTION_DURATION_BUCKETS
@@ -519,7 +520,7 @@ class RealApi:
         c = self.cluster
         c.start()
         print(f"  local control plane up in {c.startup_seconds:.1f}s at {c.url}", flush=True)
-        c.install_crd()
+        c.install_crd(crd_manifest())  # the operator reads AgentPolicies alone
         c.ensure_namespace(NS)
         c.apply(
             {
