@@ -34,6 +34,7 @@ def _deployment(name: str, rv: str, replicas: int = 1) -> dict[str, Any]:
 
 def test_the_cache_lists_watches_and_lists_again_when_the_version_expired() -> None:
     lists = {"Deployment": 0, "StatefulSet": 0}
+    list_versions: list[str | None] = []
     watches = {"Deployment": 0, "StatefulSet": 0}
     hold = asyncio.Event()
 
@@ -42,6 +43,8 @@ def test_the_cache_lists_watches_and_lists_again_when_the_version_expired() -> N
         assert request.url.params["labelSelector"] == "team=a"
         if request.url.params.get("watch") != "true":
             lists[kind] += 1
+            if kind == "Deployment":
+                list_versions.append(request.url.params.get("resourceVersion"))
             items = [_deployment("bot", "1")] if kind == "Deployment" else []
             if kind == "Deployment" and lists[kind] > 1:  # what the watch saw, and more
                 items = [_deployment("bot", "2", replicas=0), _deployment("late", "5")]
@@ -98,6 +101,8 @@ def test_the_cache_lists_watches_and_lists_again_when_the_version_expired() -> N
     # listed, then changed by the watch, then the list after 410 adds what was missed
     assert changes == [("bot", None, 1), ("bot", 1, 0), ("late", None, 1)]
     assert lists["Deployment"] == 2
+    # The first list may come from the server's watch cache; after 410 the current state.
+    assert list_versions == ["0", None]
 
 
 def test_the_cache_s_annotated_view_follows_the_watch_and_asks_for_no_timeout() -> None:
