@@ -40,14 +40,17 @@ SLOW_UNITS: dict[str, float] = {
     # first one's namespace is deleted (minutes on a loaded machine).
     f"{_E2E}:real:{_SIGKILL}": 1000 + 100,
     f"{_E2E}:real": 1000 + 75,
-    f"{_E2E}:real:{_STEADY}": 1000 + 75,
+    f"{_E2E}:real:{_STEADY}": 1000 + 50,
     "tests/e2e_cluster/test_rbac_e2e.py": 155,
     "tests/docs/test_readme.py": 140,  # `make demo`, exactly as the README says
     "tests/integration/test_failover_matrix.py": 105,
-    f"{_E2E}:emulated:{_SIGKILL}": 70,
+    # `agentmedic demo --keep` until Ctrl-C: 94 s on 2026-12-03 12:27 UTC, handed out last
+    # until then (it was not named here).
+    "tests/integration/test_demo_keep.py": 95,
+    f"{_E2E}:emulated:{_SIGKILL}": 87,
     f"{_E2E}:emulated": 65,
-    "tests/integration/test_fault_matrix.py": 60,
-    f"{_E2E}:emulated:{_STEADY}": 56,
+    "tests/integration/test_fault_matrix.py": 70,
+    f"{_E2E}:emulated:{_STEADY}": 42,
     "tests/e2e_cluster/test_controllers_e2e.py": 40,
     "tests/integration/test_backtest.py": 35,
     "tests/unit/test_cli_bad_input.py": 30,

@@ -4,6 +4,7 @@ the custom-object patcher and the async (httpx) client on ``httpx.MockTransport`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 from collections.abc import Callable, Mapping
@@ -450,12 +451,37 @@ def test_watch_yields_events_and_an_expired_version_raises_gone() -> None:
     assert asyncio.run(run()) == ["ADDED", "BOOKMARK"]
 
 
-def test_watches_have_a_connection_pool_apart_from_requests() -> None:
-    async def run() -> None:
-        kube = AsyncKube(_configuration())
+def test_each_watch_has_a_connection_of_its_own_closed_with_its_stream() -> None:
+    """Hundreds of watches in one httpx pool cost a scan of the pool per request sent or
+    response closed: each stream gets a client of its own, gone when the stream ends."""
+    release = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("watch") == "true":
+            await release.wait()
+            return httpx.Response(200, content=b"")
+        return httpx.Response(200, json={"items": []})
+
+    async def run() -> list[int]:
+        kube = AsyncKube(_configuration(), transport=httpx.MockTransport(handler))
+        seen: list[int] = []
+        streams: list[contextlib.AbstractAsyncContextManager[httpx.Response]] = []
         try:
-            assert kube.watch_client is not kube.client
+            for i in range(3):
+                stream = kube.stream(f"/apis/apps/v1/namespaces/n{i}/deployments", {})
+                streams.append(stream)
+            entered = [asyncio.create_task(s.__aenter__()) for s in streams]
+            await asyncio.sleep(0)
+            seen.append(kube.open_watches)
+            await kube.get_json("/apis/apps/v1/deployments", {"labelSelector": "a=b"})
+            seen.append(kube.open_watches)  # a request goes through the requests' pool
+            release.set()
+            await asyncio.gather(*entered)
+            for s in streams:
+                await s.__aexit__(None, None, None)
+            seen.append(kube.open_watches)
         finally:
             await kube.aclose()
+        return seen
 
-    asyncio.run(run())
+    assert asyncio.run(run()) == [3, 3, 0]

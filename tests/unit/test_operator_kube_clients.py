@@ -34,6 +34,7 @@ def _deployment(name: str, rv: str, replicas: int = 1) -> dict[str, Any]:
 
 def test_the_cache_lists_watches_and_lists_again_when_the_version_expired() -> None:
     lists = {"Deployment": 0, "StatefulSet": 0}
+    list_versions: list[str | None] = []
     watches = {"Deployment": 0, "StatefulSet": 0}
     hold = asyncio.Event()
 
@@ -42,6 +43,8 @@ def test_the_cache_lists_watches_and_lists_again_when_the_version_expired() -> N
         assert request.url.params["labelSelector"] == "team=a"
         if request.url.params.get("watch") != "true":
             lists[kind] += 1
+            if kind == "Deployment":
+                list_versions.append(request.url.params.get("resourceVersion"))
             items = [_deployment("bot", "1")] if kind == "Deployment" else []
             if kind == "Deployment" and lists[kind] > 1:  # what the watch saw, and more
                 items = [_deployment("bot", "2", replicas=0), _deployment("late", "5")]
@@ -98,6 +101,73 @@ def test_the_cache_lists_watches_and_lists_again_when_the_version_expired() -> N
     # listed, then changed by the watch, then the list after 410 adds what was missed
     assert changes == [("bot", None, 1), ("bot", 1, 0), ("late", None, 1)]
     assert lists["Deployment"] == 2
+    # The first list may come from the server's watch cache; after 410 the current state.
+    assert list_versions == ["0", None]
+
+
+def test_the_cache_s_annotated_view_follows_the_watch_and_asks_for_no_timeout() -> None:
+    """What the restore poll reads: only the workloads carrying one of the keys, sorted,
+    kept while nothing changes and rebuilt when the watch changes one. Watches ask for
+    between one and two timeouts (so watches opened together do not all end together)."""
+    step = asyncio.Event()
+    timeouts: list[int] = []
+
+    def marked(name: str, rv: str, mark: bool) -> dict[str, Any]:
+        obj = _deployment(name, rv)
+        obj["metadata"]["annotations"] = {"agentmedic.io/restore": "true"} if mark else {}
+        return obj
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("watch") != "true":
+            items = (
+                [marked("b", "1", True), marked("a", "1", False), marked("c", "1", True)]
+                if "deployments" in request.url.path
+                else []
+            )
+            return httpx.Response(200, json={"items": items, "metadata": {"resourceVersion": "1"}})
+        timeouts.append(int(request.url.params["timeoutSeconds"]))
+        if "deployments" in request.url.path and len(timeouts) <= 2:
+            await step.wait()
+            event = {"type": "MODIFIED", "object": marked("a", "2", True)}
+            return httpx.Response(200, content=json.dumps(event).encode())
+        await asyncio.Event().wait()  # quiet
+        raise AssertionError
+
+    async def run() -> list[list[str] | None]:
+        http = AsyncKube(
+            k8s.Configuration(host="http://127.0.0.1:1"), transport=httpx.MockTransport(handler)
+        )
+        changed = asyncio.Event()
+        cache = WorkloadCache(
+            http, watch_timeout_seconds=100, on_change=lambda before, after: changed.set()
+        )
+        keys = frozenset({"agentmedic.io/restore"})
+        seen: list[list[str] | None] = [cache.annotated("agents", "team=a", keys)]
+        try:
+            cache.subscribe("p", "agents", "team=a", ())
+            await asyncio.wait_for(cache.wait_synced(), 30)
+            first = cache.annotated("agents", "team=a", keys)
+            assert first is not None
+            first.clear()  # a copy: the caller's to keep or change
+            for _ in range(2):
+                found = cache.annotated("agents", "team=a", keys)
+                seen.append(None if found is None else [w.name for w in found])
+            changed.clear()  # the lists' changes are in
+            step.set()
+            await asyncio.wait_for(changed.wait(), 30)
+            found = cache.annotated("agents", "team=a", keys)
+            seen.append(None if found is None else [w.name for w in found])
+            everyone = cache.workloads("agents", "team=a")
+            seen.append(None if everyone is None else [w.name for w in everyone])
+        finally:
+            await cache.aclose()
+            await http.aclose()
+        return seen
+
+    seen = asyncio.run(run())
+    assert seen == [None, ["b", "c"], ["b", "c"], ["a", "b", "c"], ["a", "b", "c"]]
+    assert timeouts
+    assert all(100 <= t <= 200 for t in timeouts)
 
 
 def test_a_fenced_store_sends_nothing_and_a_leader_s_write_is_counted() -> None:

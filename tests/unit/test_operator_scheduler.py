@@ -59,7 +59,7 @@ async def test_triggers_during_a_cycle_are_coalesced_into_one_run_right_after_it
     assert cycles.runs == 2, "the three triggers must coalesce into one run"
 
 
-async def test_a_trigger_with_no_cycle_running_runs_at_once_and_only_once() -> None:
+async def test_a_trigger_with_no_cycle_running_runs_once_when_triggers_settle() -> None:
     cycles = BlockingCycles()
     scheduler = CycleScheduler(cycles, Telemetry())
     scheduler.sync({INTERVAL})
@@ -175,3 +175,74 @@ async def test_apscheduler_never_finds_a_cycle_still_running_when_it_ticks(
     messages = [r.getMessage() for r in caplog.records]
     assert not [m for m in messages if "maximum number of running instances" in m]
     assert cycles.runs == 1
+
+
+async def test_a_burst_of_triggers_makes_one_cycle_after_they_fall_quiet() -> None:
+    """Start-up: policies register and their first lists arrive one after another; one
+    cycle over them all, not one over the first and a second over the rest."""
+    cycles = BlockingCycles()
+    scheduler = CycleScheduler(cycles, Telemetry(), settle=0.2, settle_max=30)
+    scheduler.sync({INTERVAL})
+    loop = asyncio.get_running_loop()
+    first = loop.time()
+    for _ in range(5):
+        scheduler.trigger_now(INTERVAL)
+        await asyncio.sleep(0.1)  # each trigger within the quiet period of the last
+    last = loop.time() - 0.1
+    assert cycles.runs == 0
+    assert await cycles.started() == 1
+    assert loop.time() >= last + 0.2
+    assert loop.time() > first + 0.5
+    cycles.finish()
+    await scheduler.idle(INTERVAL)
+    assert cycles.runs == 1
+
+
+async def test_settling_ends_at_settle_max_however_many_triggers_come() -> None:
+    cycles = BlockingCycles()
+    scheduler = CycleScheduler(cycles, Telemetry(), settle=0.2, settle_max=0.3)
+    scheduler.sync({INTERVAL})
+    scheduler.trigger_now(INTERVAL)
+
+    async def keep_triggering() -> None:
+        while True:
+            scheduler.trigger_now(INTERVAL)
+            await asyncio.sleep(0.05)
+
+    poker = asyncio.create_task(keep_triggering())
+    try:
+        # Never 0.2 s without a trigger: only settle_max ends the wait.
+        assert await asyncio.wait_for(cycles.started(), 10) == 1
+    finally:
+        poker.cancel()
+    assert scheduler.running(INTERVAL)
+    cycles.finish()
+    cycles.finish()  # and a run a last trigger may have queued
+    await scheduler.idle(INTERVAL)
+
+
+async def test_a_tick_while_a_trigger_settles_is_no_overrun_and_no_second_run() -> None:
+    cycles = BlockingCycles()
+    telemetry = Telemetry()
+    scheduler = CycleScheduler(cycles, telemetry, settle=0.2)
+    scheduler.sync({INTERVAL})
+    scheduler.trigger_now(INTERVAL)
+    await scheduler.tick(INTERVAL)
+    assert cycles.runs == 0
+    assert overruns(telemetry) == 0
+    assert await cycles.started() == 1
+    cycles.finish()
+    await scheduler.idle(INTERVAL)
+    assert cycles.runs == 1
+
+
+async def test_shutdown_while_a_trigger_settles_runs_nothing() -> None:
+    cycles = BlockingCycles()
+    scheduler = CycleScheduler(cycles, Telemetry(), settle=0.2)
+    scheduler.sync({INTERVAL})
+    scheduler.trigger_now(INTERVAL)
+    scheduler.shutdown()
+    await scheduler.drain(5)
+    await asyncio.sleep(0.3)
+    assert cycles.runs == 0
+    assert not scheduler.running(INTERVAL)

@@ -1,11 +1,13 @@
 """The async client: ``httpx`` with the credentials of a ``kubernetes`` configuration.
 
-For the label-selected lists and long-lived watches of the workload cache. Two connection
-pools: one for requests, one for watches. A watch holds its connection for minutes, and
-a policy-rich operator holds hundreds of them; sharing one pool would make every request
-wait for httpx to scan those busy connections, and a bounded pool would starve the
-watches beyond its size. So watches get an unbounded pool of their own and requests the
-default one.
+For the label-selected lists and long-lived watches of the workload cache. Requests share
+one connection pool; every watch has a connection (and a pool) of its own. A watch holds
+its connection for minutes and a policy-rich operator holds hundreds of them: in one
+shared pool, httpx scans every connection of the pool each time a request is sent or a
+response closes, so when the server ends a few hundred watches at once (their
+``timeoutSeconds``) their reopening costs a quadratic number of scans (seconds of CPU at
+200 watches, during which most watches are not open), and a bounded pool would starve the
+watches beyond its size.
 
 Errors are :mod:`agentmedic.kube.errors`, retries follow
 :class:`~agentmedic.kube.retry.RetryPolicy`, as in the sync client.
@@ -85,25 +87,21 @@ class AsyncKube:
         rng: random.Random | None = None,
     ) -> None:
         self._conf = configuration
+        self._transport = transport
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rng = rng or random.Random()
-        verify = ssl_context(configuration)
+        self._verify = ssl_context(configuration)
         # No read timeout: a LIST of many workloads may stream for a while, and a watch
         # is quiet between events for up to its timeoutSeconds.
-        timeouts = httpx.Timeout(timeout, read=None)
+        self._timeouts = httpx.Timeout(timeout, read=None)
         self.client = httpx.AsyncClient(
-            base_url=configuration.host, verify=verify, timeout=timeouts, transport=transport
-        )
-        self.watch_client = httpx.AsyncClient(
             base_url=configuration.host,
-            verify=verify,
-            timeout=timeouts,
+            verify=self._verify,
+            timeout=self._timeouts,
             transport=transport,
-            # One long-lived watch per selector and kind: a bounded pool would starve the
-            # watches beyond its size (100 policies need 200 streams).
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
         )
+        self._watch_clients: set[httpx.AsyncClient] = set()
 
     observe: Callable[[str, str], None] | None = None
     """Called with (verb, path) for every request (the operator counts them)."""
@@ -149,14 +147,34 @@ class AsyncKube:
             raise Unavailable(f"{what}: the API server's answer is not an object")
         return data
 
+    def _watch_client(self) -> httpx.AsyncClient:
+        """A client whose pool holds one connection: a watch's (the TLS context is shared,
+        so making one costs no certificate loading)."""
+        client = httpx.AsyncClient(
+            base_url=self._conf.host,
+            verify=self._verify,
+            timeout=self._timeouts,
+            transport=self._transport,
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=0),
+        )
+        self._watch_clients.add(client)
+        return client
+
+    @property
+    def open_watches(self) -> int:
+        """Watch streams open (each on a connection of its own)."""
+        return len(self._watch_clients)
+
     @contextlib.asynccontextmanager
     async def stream(self, path: str, params: Mapping[str, str]) -> AsyncIterator[httpx.Response]:
-        """A streamed GET on the watch pool (no retries: the watcher lists again)."""
+        """A streamed GET on a connection of its own (no retries: the watcher lists
+        again); the connection closes with the stream."""
         if self.observe is not None:
             self.observe("watch", path)
         what = _what("watch", path)
+        client = self._watch_client()
         try:
-            async with self.watch_client.stream(
+            async with client.stream(
                 "GET", path, params=dict(params), headers=self._headers()
             ) as response:
                 if not response.is_success:
@@ -164,6 +182,10 @@ class AsyncKube:
                 yield response
         except httpx.TransportError as exc:
             raise unreachable(what, exc) from None
+        finally:
+            self._watch_clients.discard(client)
+            if self._transport is None:  # a transport passed in is the caller's to close
+                await client.aclose()
 
     async def watch(self, path: str, params: Mapping[str, str]) -> AsyncIterator[dict[str, Any]]:
         """The events of a watch, parsed, until the server ends it. An ``ERROR`` event
@@ -187,7 +209,9 @@ class AsyncKube:
 
     async def aclose(self) -> None:
         await self.client.aclose()
-        await self.watch_client.aclose()
+        for client in list(self._watch_clients):
+            await client.aclose()
+        self._watch_clients.clear()
 
 
 def _error(what: str, response: httpx.Response, body: bytes) -> Exception:

@@ -10,7 +10,9 @@ which
 - retries transient failures by :class:`~agentmedic.kube.retry.RetryPolicy`;
 - translates what is left into :mod:`agentmedic.kube.errors`.
 
-The client is synchronous on purpose (the actions run in worker threads); sleeping
+The client is synchronous on purpose (the actions run in worker threads, several at once
+through one client: ``tests/integration/test_actions_threads.py`` drives it from 40
+threads against both API servers); sleeping
 between retries therefore blocks only the worker thread. :meth:`Kube.arequest` runs each
 attempt in a thread and sleeps on the event loop instead.
 """
@@ -43,6 +45,10 @@ log = logging.getLogger(__name__)
 Configuration = k8s.Configuration
 """The ``kubernetes`` client's configuration (host, credentials, TLS), re-exported so that
 callers need not import the client library."""
+
+MIN_POOL = 32
+"""The fewest connections a client's pool keeps, so that concurrent actions and status
+writes reuse their connections."""
 
 Guard = Callable[[], None]
 """Called before every attempt of a request; raises to stop it (a lost Lease, say)."""
@@ -111,6 +117,12 @@ class Kube:
         """
         configuration = copy.deepcopy(configuration)
         configuration.retries = False
+        # The client is shared by the worker threads of concurrent actions and status
+        # writes: a pool smaller than them (5 per CPU by default) would open and drop a
+        # connection per request past it.
+        configuration.connection_pool_maxsize = max(
+            configuration.connection_pool_maxsize or 0, MIN_POOL
+        )
         return cls(k8s.ApiClient(configuration), **kwargs)
 
     @classmethod

@@ -34,7 +34,8 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -141,6 +142,13 @@ class Operator:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        # The blocking client's requests (actions, status and annotation writes, several at
+        # once) run in the loop's default executor, which also resolves the address of every
+        # new connection: its default size (CPUs + 4) let a few slow writes hold up every
+        # watch's reconnection.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="agentmedic-io")
+        )
         self.parts.peering.start()
         self.scheduler.start()
         self._spawn(self.parts.restores.loop(lambda: self.entries.values()))
@@ -361,10 +369,10 @@ class Operator:
         ]
 
     async def _refresh(self, interval: timedelta) -> None:
-        """Read the policies of this interval that this term has not read yet."""
-        for entry in self._due(interval):
-            if not entry.fresh:
-                await self.parts.memory.load(entry)
+        """Read the policies of this interval that this term has not read yet (a few at
+        once: at start-up that is every policy)."""
+        stale = [e for e in self._due(interval) if not e.fresh]
+        await _bounded(self.parts.memory.load(e) for e in stale)
 
     async def _cycle(self, interval: timedelta) -> None:
         """gather → fetch (per metrics backend) → decide → act → persist → report."""
@@ -404,7 +412,8 @@ class Operator:
         recent = await cycle.act(p.dispatcher, evaluated)
         for key, lines in (await self.prompt_jobs.settle(evaluated, now)).items():
             recent[key] = lines + recent[key]
-        for e in evaluated:
+
+        async def persist_and_report(e: cycle.Evaluated) -> None:
             e.entry.due = list(e.outcome.notifications)
             await p.memory.persist(e.entry, e.outcome.state, e.gathered.agents)
             await p.reporter.report(
@@ -416,4 +425,30 @@ class Operator:
                 budget_changed=e.budget_changed,
                 now=now,
             )
+
+        # Policy by policy, a few policies at once (each one's writes in order).
+        await _bounded(persist_and_report(e) for e in evaluated)
         self.heap.cycle_done()
+
+
+IO_THREADS = 32
+"""Threads of the loop's default executor (``asyncio.to_thread``)."""
+
+POLICY_WRITES_AT_ONCE = 8
+"""Policies whose reads or writes a cycle sends at once: at start-up every policy is read
+and written (a thousand policies one after another took minutes)."""
+
+
+async def _bounded(steps: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run ``steps`` at most :data:`POLICY_WRITES_AT_ONCE` at a time; the first exception
+    is raised once all have ended."""
+    gate = asyncio.Semaphore(POLICY_WRITES_AT_ONCE)
+
+    async def one(step: Coroutine[Any, Any, None]) -> None:
+        async with gate:
+            await step
+
+    results = await asyncio.gather(*(one(s) for s in steps), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

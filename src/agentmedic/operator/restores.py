@@ -23,6 +23,9 @@ __all__ = ["RestoreRequests", "scaled_up_by_hand"]
 
 log = logging.getLogger(__name__)
 
+_ASKING = frozenset({rec.RESTORE_REQUEST, rec.DISABLED})
+"""The annotations without which a workload asks for nothing."""
+
 Request = tuple[CachedWorkload, str, bool]
 """The workload, who asked (for the record), and whether its model is restored too."""
 
@@ -60,7 +63,7 @@ class RestoreRequests:
         for entry in list(entries):
             if entry.policy is None or not self._settings.owns(entry.uid):
                 continue
-            workloads = self._cache.workloads(entry.namespace, entry.selector)
+            workloads = self._cache.annotated(entry.namespace, entry.selector, _ASKING)
             if workloads:
                 pending.extend(self.requests(entry, workloads))
         if not pending or not self._leading():

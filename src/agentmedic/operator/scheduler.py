@@ -8,7 +8,10 @@ returns, so APScheduler never finds a job still running.
 - A tick that comes while the interval's cycle still runs is skipped and counted as an
   overrun (``agentmedic_cycle_overruns_total``), one log line naming the interval.
 - :meth:`CycleScheduler.trigger_now` (a policy registered or changed, its agents listed,
-  this replica became the leader) runs the cycle at once; one that arrives while the cycle
+  this replica became the leader) runs the cycle soon: once triggers have been quiet for
+  ``settle`` seconds (at most ``settle_max`` after the first), so that the burst of
+  registrations and first lists at start-up makes one cycle over every policy rather than
+  a cycle over the first few, then another over the rest. One that arrives while the cycle
   runs is queued, and any number of them coalesce into a single run right after it. So a
   policy registered during start-up is evaluated as soon as its agents are known, not a
   whole interval later.
@@ -38,8 +41,19 @@ RunCycle = Callable[[timedelta], Awaitable[None]]
 class CycleScheduler:
     """Keeps one APScheduler job per interval that at least one policy uses."""
 
-    def __init__(self, run_cycle: RunCycle, telemetry: Telemetry) -> None:
+    def __init__(
+        self,
+        run_cycle: RunCycle,
+        telemetry: Telemetry,
+        *,
+        settle: float = 0.5,
+        settle_max: float = 3.0,
+    ) -> None:
         self._run_cycle = run_cycle
+        self._quiet = max(0.0, settle)
+        self._settle_max = max(self._quiet, settle_max)
+        self._settling: dict[timedelta, float] = {}
+        """Intervals whose triggered cycle waits for quiet: the last trigger's time."""
         self._telemetry = telemetry
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.add_listener(self._on_missed, EVENT_JOB_MISSED)
@@ -60,6 +74,11 @@ class CycleScheduler:
         """No new cycle starts; one that runs finishes (its sends are waited for)."""
         self._stopped = True
         self._again.clear()
+        for interval in list(self._settling):  # these had not started their cycle
+            self._settling.pop(interval)
+            task = self._running.pop(interval, None)
+            if task is not None:
+                task.cancel()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
 
@@ -118,6 +137,8 @@ class CycleScheduler:
 
     async def tick(self, interval: timedelta) -> None:
         """APScheduler's job: start the cycle unless it still runs (an overrun)."""
+        if interval in self._settling:
+            return  # a triggered run is about to start
         if interval in self._running:
             label = format_duration(interval)
             self._telemetry.overruns.labels(label).inc()
@@ -130,19 +151,37 @@ class CycleScheduler:
         listed): now, or right after the running one (coalesced)."""
         if interval not in self._intervals or self._stopped:
             return
-        if interval in self._running:
+        if interval in self._settling:
+            self._settling[interval] = asyncio.get_running_loop().time()
+        elif interval in self._running:
             self._again.add(interval)
         else:
-            self._start(interval)
+            self._start(interval, settle=True)
 
-    def _start(self, interval: timedelta) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._drive(interval), name=f"cycle-{format_duration(interval)}"
-        )
+    def _start(self, interval: timedelta, *, settle: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        if settle and self._quiet > 0:
+            self._settling[interval] = loop.time()
+        task = loop.create_task(self._drive(interval), name=f"cycle-{format_duration(interval)}")
         self._running[interval] = task
+
+    async def _settle(self, interval: timedelta) -> None:
+        """Wait until triggers have been quiet for ``settle`` seconds, or ``settle_max``."""
+        loop = asyncio.get_running_loop()
+        latest = loop.time() + self._settle_max
+        try:
+            while True:
+                wait = min(self._settling[interval] + self._quiet, latest) - loop.time()
+                if wait <= 0:
+                    return
+                await asyncio.sleep(wait)
+        finally:
+            self._settling.pop(interval, None)
 
     async def _drive(self, interval: timedelta) -> None:
         try:
+            if interval in self._settling:
+                await self._settle(interval)
             while True:
                 self._again.discard(interval)
                 await self._run_cycle(interval)

@@ -146,10 +146,9 @@ class OperatorSettings(Model):
     cleanly hands over within this."""
     max_concurrent_queries: int = Field(default=8, ge=1)
     """Queries in flight at once per cycle."""
-    max_concurrent_actions: int = Field(default=1, ge=1, le=64)
+    max_concurrent_actions: int = Field(default=4, ge=1, le=64)
     """Workload changes carried out at once per cycle, on different agents (one agent's
-    changes always run one after another, in order). 1, the default, carries them out one
-    at a time."""
+    changes always run one after another, in order). 1 carries them out one at a time."""
     status_recent_actions: int = Field(default=10, ge=0, le=20)
     """How many recent actions status keeps."""
     spend_refresh_seconds: float = Field(default=300.0, ge=0)

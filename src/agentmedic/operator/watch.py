@@ -41,6 +41,11 @@ AGENT_NAME_LABEL = "agentmedic.io/agent"
 
 _KINDS = WORKLOAD_KINDS
 
+LISTS_AT_ONCE = 16
+"""LISTs in flight at once. At start-up every subscription lists (two per policy): a
+thousand policies sent 2,000 at once, which queued in the client's pool past its timeout
+on a busy API server and were retried, again and again."""
+
 _RECONNECT = RetryPolicy(base=0.5, cap=30.0)
 """Backoff between a failed list or watch and the next list (the loop never gives up)."""
 
@@ -115,10 +120,16 @@ class _Subscription:
     task: asyncio.Task[None] | None = None
     users: set[str] = field(default_factory=set)
     restart: bool = False
+    version: int = 0
+    """Changes when ``items`` changes (unique across subscriptions: the cache's counter)."""
 
 
 class WorkloadCache:
-    """One list+watch per distinct (namespace, selector, kind); reads are in-memory."""
+    """One list+watch per distinct (namespace, selector, kind); reads are in-memory.
+
+    Each watch asks the server to end it after between ``watch_timeout_seconds`` and twice
+    that, at random (as client-go's reflectors do): watches opened together at start-up
+    then do not all end, and reopen, at the same moment."""
 
     def __init__(
         self,
@@ -131,7 +142,11 @@ class WorkloadCache:
         self._subs: dict[tuple[str, str, str], _Subscription] = {}
         self._env_names: set[str] = set()
         self._timeout = watch_timeout_seconds
+        self._rng = random.Random()
         self._on_change = on_change
+        self._lists = asyncio.Semaphore(LISTS_AT_ONCE)
+        self._changes = 0
+        self._views: dict[tuple[str, str, frozenset[str]], _View] = {}
         self.requests = 0
         """LIST and WATCH requests sent since start (for the benchmark and tests)."""
 
@@ -147,6 +162,7 @@ class WorkloadCache:
             existing = self._subs.get(key)
             if existing is None:
                 sub = self._subs[key] = _Subscription(namespace, selector, kind)
+                self._changed(sub)
                 sub.task = asyncio.get_running_loop().create_task(
                     self._run(sub), name=f"watch {kind} {namespace} {selector}"
                 )
@@ -161,16 +177,49 @@ class WorkloadCache:
                 if sub.task is not None:
                     sub.task.cancel()
                 del self._subs[key]
+                self._views = {k: v for k, v in self._views.items() if k[:2] != key[:2]}
 
     def workloads(self, namespace: str, selector: str) -> list[CachedWorkload] | None:
-        """Selected workloads, or None while a watch has not completed its first list."""
-        out: list[CachedWorkload] = []
+        """Selected workloads (by kind, then name), or None while a watch has not completed
+        its first list. Sorted once per change of the selection, not per call."""
+        view = self._view(namespace, selector, frozenset())
+        return None if view is None else list(view)
+
+    def annotated(
+        self, namespace: str, selector: str, keys: frozenset[str]
+    ) -> list[CachedWorkload] | None:
+        """The selected workloads that carry one of the annotations ``keys`` (by kind, then
+        name), or None while a watch has not completed its first list: what a poll for
+        requests on annotations reads, without going through every workload each time."""
+        view = self._view(namespace, selector, keys)
+        return None if view is None else list(view)
+
+    def _view(
+        self, namespace: str, selector: str, keys: frozenset[str]
+    ) -> tuple[CachedWorkload, ...] | None:
+        subs = []
         for kind in _KINDS:
             sub = self._subs.get((namespace, selector, kind))
             if sub is None or not sub.synced.is_set():
                 return None
-            out.extend(sub.items.values())
-        return sorted(out, key=lambda w: (w.kind, w.name))
+            subs.append(sub)
+        versions = tuple(sub.version for sub in subs)
+        key = (namespace, selector, keys)
+        view = self._views.get(key)
+        if view is None or view.versions != versions:
+            chosen = [
+                w
+                for sub in subs
+                for w in sub.items.values()
+                if not keys or not keys.isdisjoint(w.annotations)
+            ]
+            chosen.sort(key=_by_kind_and_name)
+            view = self._views[key] = _View(versions, tuple(chosen))
+        return view.workloads
+
+    def _changed(self, sub: _Subscription) -> None:
+        self._changes += 1
+        sub.version = self._changes
 
     async def wait_synced(self) -> None:
         """Wait until every watch has listed once (wrap in asyncio.timeout)."""
@@ -196,10 +245,11 @@ class WorkloadCache:
         path = workload_path(sub.kind, sub.namespace)
         failures = 0
         rng = random.Random()
+        first = True
         while True:
             try:
-                version = await self._list(sub, path)
-                failures = 0
+                version = await self._list(sub, path, cached=first)
+                first, failures = False, 0
                 while True:
                     version = await self._watch(sub, path, version)
             except asyncio.CancelledError:
@@ -219,9 +269,18 @@ class WorkloadCache:
                 )
                 await asyncio.sleep(delay)
 
-    async def _list(self, sub: _Subscription, path: str) -> str:
-        self.requests += 1
-        data = await self._http.get_json(path, {"labelSelector": sub.selector})
+    async def _list(self, sub: _Subscription, path: str, *, cached: bool = False) -> str:
+        """List the selection. ``cached``: the first list of a subscription, which the API
+        server may answer from its watch cache (``resourceVersion=0``, as client-go's
+        reflectors do) instead of a read of every workload of the namespace from etcd: at
+        start-up that is two per policy, each scanning all the namespace's workloads.
+        Lists after an expired version or a failure read the current state."""
+        params = {"labelSelector": sub.selector}
+        if cached:
+            params["resourceVersion"] = "0"
+        async with self._lists:
+            self.requests += 1
+            data = await self._http.get_json(path, params)
         fresh = {}
         for obj in data.get("items", []):
             obj.setdefault("kind", sub.kind)
@@ -229,6 +288,7 @@ class WorkloadCache:
             fresh[w.name] = w
         old = sub.items
         sub.items = fresh
+        self._changed(sub)
         if self._on_change is not None:
             for name in old.keys() | fresh.keys():
                 if old.get(name) != fresh.get(name):
@@ -243,7 +303,7 @@ class WorkloadCache:
             "watch": "true",
             "resourceVersion": version,
             "allowWatchBookmarks": "true",
-            "timeoutSeconds": str(self._timeout),
+            "timeoutSeconds": str(int(self._timeout * (1.0 + self._rng.random()))),
         }
         async for event in self._http.watch(path, params):
             kind, obj = event.get("type"), event.get("object") or {}
@@ -259,9 +319,22 @@ class WorkloadCache:
             else:
                 sub.items[w.name] = w
                 after = w
+            self._changed(sub)
             if self._on_change is not None and before != after:
                 self._on_change(before, after)
         return version
+
+
+@dataclass(frozen=True)
+class _View:
+    """A selection's workloads as of its subscriptions' versions."""
+
+    versions: tuple[int, ...]
+    workloads: tuple[CachedWorkload, ...]
+
+
+def _by_kind_and_name(w: CachedWorkload) -> tuple[str, str]:
+    return (w.kind, w.name)
 
 
 def _describe(exc: Exception) -> str:
