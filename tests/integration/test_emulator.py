@@ -22,6 +22,7 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from agentmedic.api.crd import all_kinds
 from agentmedic_sandbox.emulator import ApiEmulator, ApiError
 
 GROUP, VERSION, PLURAL = "agentmedic.io", "v1alpha1", "agentpolicies"
@@ -965,8 +966,9 @@ def test_discovery_serves_the_groups_and_subresources_agentmedic_and_kopf_use(
     apps_resources = {r.name: r for r in client.AppsV1Api(api_client).get_api_resources().resources}
     assert apps_resources["deployments/scale"].kind == "Scale"
     assert "statefulsets/scale" in apps_resources
-    policies = client.CustomObjectsApi(api_client).get_api_resources(GROUP, VERSION).resources
-    assert {r.name for r in policies} == {"agentpolicies", "agentpolicies/status"}
+    ours = client.CustomObjectsApi(api_client).get_api_resources(GROUP, VERSION).resources
+    plurals = {k.plural for k in all_kinds()}
+    assert {r.name for r in ours} == plurals | {f"{p}/status" for p in plurals}
 
 
 def test_a_crd_created_through_the_api_is_served_and_deleting_it_stops_serving(
