@@ -104,6 +104,9 @@ from agentmedic_sandbox.emulator import ApiEmulator, RecordedRequest
 from agentmedic_sandbox.prometheus import PrometheusServer
 
 NS = "agents"
+NAMESPACE_WATCHES = 2
+"""Watches of the operator's namespace besides policies and workloads: its AgentBudgets and
+its AgentSilences (finance's cluster kinds are not read by a namespaced operator)."""
 API_VERSION = "agentmedic.io/v1alpha1"
 TEAM_LABEL = "bench.agentmedic.io/team"
 MODEL = "gpt-4o-mini"
@@ -910,7 +913,11 @@ class Bench:
         memory = proc_memory(proc.pid)
         r.peak_rss, r.rss_end = memory.get("VmHWM", 0), memory.get("VmRSS", 0)
         r.watches_open = api.open_watches
-        r.watches_expected = 2 * args.policies + 1
+        # One per policy and workload kind, and the policies' own; on the emulator,
+        # which serves every kind, also the namespace's AgentBudgets and AgentSilences (the
+        # real server is given the AgentPolicy CRD alone).
+        served = 0 if args.api == "real" else NAMESPACE_WATCHES
+        r.watches_expected = 2 * args.policies + 1 + served
         # What one of the bench's /metrics polls costs the operator.
         c0 = proc_cpu(proc.pid)
         for _ in range(20):

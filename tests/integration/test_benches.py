@@ -60,7 +60,9 @@ def test_a_tiny_operator_run_prints_its_figures() -> None:
         assert name in out, name
     assert out["agents"] == 6
     assert out["unselected"] == 3
-    assert out["watch_streams"] == 5  # one per policy and kind, and the policies' own
+    # One per policy and kind, the policies' own, and the namespace's AgentBudgets and
+    # AgentSilences.
+    assert out["watch_streams"] == 7
     assert out["queries_per_cycle_bound"] == 9
 
 
