@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
@@ -25,8 +24,9 @@ from pydantic import ValidationError
 from agentmedic.api.silence import MAX_SILENCE, SILENCE_PLURAL, AgentSilence
 from agentmedic.api.types import GROUP, VERSION, ConditionStatus
 from agentmedic.engine import Silence
-from agentmedic.kube import AsyncKube, Gone, KubeError, NotFound, RetryPolicy
+from agentmedic.kube import AsyncKube
 from agentmedic.kube.paths import custom_api, resource_path
+from agentmedic.operator.budget_watch import ResourceWatch
 
 __all__ = [
     "SILENCED_CONDITION",
@@ -38,9 +38,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SILENCED_CONDITION = "Silenced"
-_RECONNECT = RetryPolicy(base=0.5, cap=30.0)
-_UNSERVED_RECHECK = 60.0
-"""Seconds between two lists while the API server does not serve AgentSilence."""
 
 
 def silence_from_object(obj: dict[str, Any]) -> Silence | None:
@@ -81,17 +78,11 @@ def silence_from_object(obj: dict[str, Any]) -> Silence | None:
     )
 
 
-class _Namespace:
-    def __init__(self) -> None:
-        self.items: dict[str, Silence] = {}
-        self.synced = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-        self.waited = False
-        """A cycle already waited for the first list (later cycles do not wait again)."""
-
-
 class SilenceWatch:
-    """One list+watch of AgentSilences per namespace asked for; reads are in memory."""
+    """One list+watch of AgentSilences per namespace asked for (a
+    :class:`~agentmedic.operator.budget_watch.ResourceWatch`, the same loop as finance's
+    kinds); reads are in memory. A kind the API server does not serve counts as no
+    silences; one it refuses (403) holds the namespace's policies until it is listed."""
 
     def __init__(
         self,
@@ -103,123 +94,50 @@ class SilenceWatch:
         self._http = http
         self._timeout = watch_timeout_seconds
         self._first_list = first_list_seconds
-        self._namespaces: dict[str, _Namespace] = {}
-        self.requests = 0
-        """LIST and WATCH requests sent since start."""
+        self._watches: dict[str, ResourceWatch] = {}
+        self._waited: set[str] = set()
+        """Namespaces a cycle already waited for (later cycles do not wait again)."""
 
     def silences(self, namespace: str) -> tuple[Silence, ...] | None:
         """The namespace's silences (expired ones included: the engine ignores them), or
         None until they have been listed once; the first call starts the watch."""
-        ns = self._namespaces.get(namespace)
-        if ns is None:
-            ns = self._namespaces[namespace] = _Namespace()
-            ns.task = asyncio.get_running_loop().create_task(
-                self._run(namespace, ns), name=f"watch agentsilences {namespace}"
-            )
-        if not ns.synced.is_set():
+        watch = self._watch_of(namespace)
+        if not watch.synced.is_set():
             return None
-        return tuple(ns.items.values())
+        parsed = (silence_from_object(obj) for obj in watch.items.values())
+        return tuple(s for s in parsed if s is not None)
 
     async def read(self, namespace: str) -> tuple[Silence, ...] | None:
         """:meth:`silences`, waiting up to ``first_list_seconds`` for the first list (once:
         while the list keeps failing, later cycles skip the namespace's policies at once)."""
         found = self.silences(namespace)
-        ns = self._namespaces[namespace]
-        if found is not None or ns.waited:
+        if found is not None or namespace in self._waited:
             return found
-        ns.waited = True
+        self._waited.add(namespace)
         try:
             async with asyncio.timeout(self._first_list):
-                await self._namespaces[namespace].synced.wait()
+                await self._watches[namespace].synced.wait()
         except TimeoutError:
             return None
         return self.silences(namespace)
 
     async def listed(self, namespace: str) -> None:
         """Wait until the namespace's silences have been listed (wrap in asyncio.timeout)."""
-        self.silences(namespace)
-        await self._namespaces[namespace].synced.wait()
+        await self._watch_of(namespace).synced.wait()
 
     async def aclose(self) -> None:
-        tasks = [ns.task for ns in self._namespaces.values() if ns.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._namespaces.clear()
+        for watch in self._watches.values():
+            await watch.aclose()
+        self._watches.clear()
 
-    async def _run(self, namespace: str, ns: _Namespace) -> None:
-        path = resource_path(custom_api(GROUP, VERSION), namespace, SILENCE_PLURAL)
-        failures = 0
-        rng = random.Random()
-        while True:
-            try:
-                version = await self._list(ns, path)
-                failures = 0
-                while True:
-                    version = await self._watch(ns, path, version)
-            except asyncio.CancelledError:
-                raise
-            except Gone:
-                continue
-            except NotFound:
-                # The API server does not serve AgentSilence (its CRD is not installed,
-                # e.g. an upgrade that left CRDs alone): no silence can exist.
-                if not ns.synced.is_set():
-                    log.warning(
-                        "the API server does not serve agentsilences.%s (is its CRD "
-                        "installed?): no silence applies in %s; checking again every %ds",
-                        GROUP,
-                        namespace,
-                        int(_UNSERVED_RECHECK),
-                    )
-                ns.items = {}
-                ns.synced.set()
-                await asyncio.sleep(_UNSERVED_RECHECK)
-            except Exception as exc:  # any failure: back off and list again
-                delay = _RECONNECT.delay(min(failures, 16), rng)
-                failures += 1
-                what = f"HTTP {exc.status} ({exc.reason})" if isinstance(exc, KubeError) else exc
-                log.warning(
-                    "watch of agentsilences in %s failed: %s; its policies wait until "
-                    "they are listed; retrying in %.1fs",
-                    namespace,
-                    what,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-
-    async def _list(self, ns: _Namespace, path: str) -> str:
-        self.requests += 1
-        data = await self._http.get_json(path, {})
-        fresh: dict[str, Silence] = {}
-        for obj in data.get("items", []):
-            s = silence_from_object(obj)
-            if s is not None:
-                fresh[s.name] = s
-        ns.items = fresh
-        ns.synced.set()
-        return str(data.get("metadata", {}).get("resourceVersion", ""))
-
-    async def _watch(self, ns: _Namespace, path: str, version: str) -> str:
-        self.requests += 1
-        params = {
-            "watch": "true",
-            "resourceVersion": version,
-            "allowWatchBookmarks": "true",
-            "timeoutSeconds": str(self._timeout),
-        }
-        async for event in self._http.watch(path, params):
-            kind, obj = event.get("type"), event.get("object") or {}
-            version = obj.get("metadata", {}).get("resourceVersion", version)
-            if kind == "BOOKMARK":
-                continue
-            name = str(obj.get("metadata", {}).get("name", ""))
-            s = silence_from_object(obj) if kind != "DELETED" else None
-            if s is None:
-                ns.items.pop(name, None)
-            else:
-                ns.items[name] = s
-        return version
+    def _watch_of(self, namespace: str) -> ResourceWatch:
+        watch = self._watches.get(namespace)
+        if watch is None:
+            path = resource_path(custom_api(GROUP, VERSION), namespace, SILENCE_PLURAL)
+            watch = ResourceWatch(self._http, path, lambda: None, timeout_seconds=self._timeout)
+            self._watches[namespace] = watch
+            watch.start()
+        return watch
 
 
 def silenced_condition(silences: Sequence[Silence]) -> tuple[str, ConditionStatus, str, str]:
