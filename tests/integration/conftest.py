@@ -2,7 +2,7 @@
 Kubernetes API servers of the conformance suite.
 
 ``real_server`` (session scope) is the real control plane (``local_cluster``) behind
-:class:`~tests.integration.kube_servers.RealServer`, with the AgentPolicy CRD (and a
+:class:`~tests.integration.kube_servers.RealServer`, with every agentmedic CRD (and a
 minimal KEDA ScaledObject CRD) installed and Established. Modules run on both servers
 through a fixture parametrized with :data:`~tests.integration.kube_servers.SERVERS` (ids
 ``emulated`` and ``real``); a test marked ``emulator_only("why")`` runs on the emulator
@@ -49,7 +49,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agentmedic.api.crd import crd_kind, crd_manifest
+from agentmedic.api.crd import crd_manifest, crd_manifests
 from agentmedic.api.durations import TIME_COMPRESSION_ENV
 from agentmedic_sandbox.prometheus import (
     INSTALL_HINT,
@@ -129,11 +129,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def real_server(request: pytest.FixtureRequest) -> Iterator[RealServer]:
-    """The real control plane with agentmedic's CRD installed (skips without binaries)."""
+    """The real control plane with every agentmedic CRD installed, rendered with the sandbox's
+    time compression as the emulator serves them (skips without binaries). Every kind is
+    there from the start, as on the emulator, so no test depends on which ran before it."""
     cluster = request.getfixturevalue("local_cluster")
     server = RealServer(cluster)
-    server.install_crd(compressed_agent_policy_crd())
-    server.install_crd(crd_manifest(crd_kind("AgentSilence")))
+    for crd in compressed_crds():
+        server.install_crd(crd)
     server.install_crd(SCALED_OBJECT_CRD)
     yield server
     server.close()
@@ -156,6 +158,15 @@ def compressed_agent_policy_crd() -> dict[str, Any]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(TIME_COMPRESSION_ENV, REAL_SERVER_TIME_COMPRESSION)
         return crd_manifest()
+
+
+def compressed_crds() -> list[dict[str, Any]]:
+    """Every agentmedic CRD rendered with the sandbox's time compression (AgentPolicy first).
+    Compression only lowers the minimum durations, so these admit every object the CRDs as
+    generated admit."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(TIME_COMPRESSION_ENV, REAL_SERVER_TIME_COMPRESSION)
+        return crd_manifests()
 
 
 PrometheusFactory = Callable[..., PrometheusServer]

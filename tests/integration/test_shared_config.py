@@ -27,8 +27,6 @@ from typing import Any
 
 import pytest
 
-from agentmedic.api.crd import crd_manifest
-from agentmedic.api.shared import SHARED_MODELS
 from agentmedic.operator.app import Operator
 from agentmedic.operator.settings import load_settings
 from agentmedic_sandbox.emulator import ApiEmulator
@@ -64,8 +62,6 @@ AGENTS = {"a": {"sick-a": 0.5, "ok-a": 0.0}, "b": {"sick-b": 0.5}}
 def server(request: pytest.FixtureRequest) -> Iterator[KubeServer]:
     if request.param == REAL:
         real: RealServer = request.getfixturevalue("real_server")
-        for kind in (*SHARED_MODELS, "AgentBudget"):
-            real.install_crd(crd_manifest(kind))
         yield real
         return
     with ApiEmulator(history_limit=5_000) as emu:
