@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import random
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -60,8 +61,9 @@ FACTOR = 30.0 * SPEED
 """The policies' time compression: the demo's 30 at its pace of 1, times :data:`SPEED`."""
 
 
-def _missing(world: World) -> list[str]:
-    """What of the scenario's expected remediations has not happened (yet)."""
+def _missing(world: World, *, spendy_may_stop: bool = False) -> list[str]:
+    """What of the scenario's expected remediations has not happened (yet).
+    ``spendy_may_stop``: spendy-bot stopped at its ceiling counts as its budget's action."""
     pages = world.pages()
     systemic = [p for p in pages if ":*:" in p.get("dedup_key", "")]
     expected = {
@@ -69,6 +71,7 @@ def _missing(world: World) -> list[str]:
         f"spendy-bot on gpt-4o-mini (on {world.model('spendy-bot')}, "
         f"{world.deployment('spendy-bot')['metadata'].get('annotations', {})})": lambda: (
             world.model("spendy-bot") == "gpt-4o-mini"
+            or (spendy_may_stop and world.replicas("spendy-bot") == 0)
         ),
         "a Job": lambda: len(world.jobs()) >= 1,
         "the outage resolved": lambda: any(p["event_action"] == "resolve" for p in systemic),
@@ -375,9 +378,10 @@ def test_steady_state_costs_no_api_writes(server: RealServer | None) -> None:
 
 
 RANDOM_KILLS = 10
-"""Kills at random moments: the operator lives ``uniform(1.5, 5.0)`` seconds each time,
-counted from its start-up (not from its process' start: on a loaded machine importing the
-operator alone can take longer than that, and such a life would test nothing)."""
+"""Kills at random moments: the operator lives ``uniform(0.5, 4.0)`` seconds each time
+after its first evaluation cycle (not from its process' start: on a loaded machine
+importing the operator and its first lists alone can take longer than that, and a life
+that never evaluates tests nothing and only eats the scenario's time)."""
 
 
 def _phases(world: World) -> dict[str, Callable[[], bool]]:
@@ -389,24 +393,32 @@ def _phases(world: World) -> dict[str, Callable[[], bool]]:
 
     return {
         "flaky-bot scaled to zero": lambda: world.replicas("flaky-bot") == 0,
-        "spendy-bot moved a tier down": lambda: world.model("spendy-bot") == "gpt-4o-mini",
+        # Its soft stage moves it a tier down; when the operator was down while spend crossed
+        # the soft line it may first see spend past the ceiling, and the hard stage (scale to
+        # zero) rightly wins: either is the budget's action, and either must be recorded.
+        "spendy-bot's budget acted": lambda: (
+            world.model("spendy-bot") == "gpt-4o-mini" or world.replicas("spendy-bot") == 0
+        ),
         "slow-bot's Job created": lambda: len(world.jobs()) >= 1,
         "the outage paged": lambda: systemic("trigger"),
         "the outage resolved": lambda: systemic("resolve"),
     }
 
 
-def _starts(world: World) -> int:
-    """How many operator processes have started up (logged ``operator started``)."""
+def _evaluating(world: World) -> int:
+    """How many operator processes have finished their first evaluation cycle."""
     if not world.operator_log.exists():
         return 0
-    return world.operator_log.read_text(errors="replace").count("operator started")
+    return world.operator_log.read_text(errors="replace").count("first evaluation cycle done")
 
 
 def _log_tail(world: World, lines: int = 60) -> str:
-    """The end of the operator processes' log, for a failure message."""
+    """The end of the operator processes' log, for a failure message; the whole log is kept
+    in a temporary folder of its own (the world's goes with it)."""
     text = world.operator_log.read_text(errors="replace") if world.operator_log.exists() else ""
-    return "operator log (end):\n" + "\n".join(text.splitlines()[-lines:])
+    kept = Path(tempfile.mkdtemp(prefix="sigkill-")) / "operator.log"
+    kept.write_text(text)
+    return f"operator log (whole: {kept}; end):\n" + "\n".join(text.splitlines()[-lines:])
 
 
 @pytest.mark.schedule_alone
@@ -427,10 +439,20 @@ def test_sigkill_at_random_points_never_repeats_or_loses_an_action(
         # in the current operator's life, which is longer on a loaded machine: the deadline
         # is a bound for a failure, not a pace.
         deadline = time.monotonic() + 240
-        next_kill: float | None = None  # drawn once the current operator has started up
-        # "operator started" lines before the current process was launched: a process killed
-        # before it started up (two phases seen in a row) never writes its own.
-        started_before = 0
+        next_kill: float | None = None  # drawn once the current operator has evaluated
+        # First cycles logged before the current process was launched: a process killed before
+        # its first cycle (two phases seen in a row) never logs its own.
+        evaluated_before = 0
+        assert scenario.outage is not None
+        outage_start = scenario.outage[0]
+
+        def in_outage() -> bool:
+            """From shortly before the outage until its page resolved no kill is drawn at
+            random (the phases kill just after the page and the resolve): an outage shorter
+            than a few restarts on a loaded machine would rightly page nobody."""
+            started = world.elapsed() >= outage_start - 10.0
+            return started and "the outage resolved" not in killed_after
+
         while random_kills < RANDOM_KILLS or killed_after != set(phases):
             if time.monotonic() > deadline:
                 missing = sorted(set(phases) - killed_after)
@@ -441,8 +463,8 @@ def test_sigkill_at_random_points_never_repeats_or_loses_an_action(
             seen = {
                 name for name, happened in phases.items() if name not in killed_after and happened()
             }
-            if next_kill is None and _starts(world) > started_before:
-                next_kill = time.monotonic() + rng.uniform(1.5, 5.0)
+            if next_kill is None and _evaluating(world) > evaluated_before:
+                next_kill = time.monotonic() + rng.uniform(0.5, 4.0)
             if seen:
                 killed_after |= seen
                 phase_kills += 1
@@ -450,6 +472,7 @@ def test_sigkill_at_random_points_never_repeats_or_loses_an_action(
                 random_kills < RANDOM_KILLS
                 and next_kill is not None
                 and time.monotonic() >= next_kill
+                and not in_outage()
             ):
                 random_kills += 1
             else:
@@ -457,11 +480,11 @@ def test_sigkill_at_random_points_never_repeats_or_loses_an_action(
                 continue
             world.kill_operator()
             kills += 1
-            started_before = _starts(world)
+            evaluated_before = _evaluating(world)
             world.start_operator()
             next_kill = None
         deadline = time.monotonic() + 120
-        while missing := _missing(world):
+        while missing := _missing(world, spendy_may_stop=True):
             if time.monotonic() > deadline:
                 pytest.fail(
                     f"after {kills} crashes, still missing: {', '.join(missing)}\n"
@@ -473,10 +496,15 @@ def test_sigkill_at_random_points_never_repeats_or_loses_an_action(
         assert flaky is not None
         assert flaky.replicas == 2
         assert world.replicas("flaky-bot") == 0
-        spendy = parse_downgraded(world.deployment("spendy-bot")["metadata"]["annotations"])
-        assert spendy is not None
-        assert spendy.model == "gpt-4o"
-        assert world.model("spendy-bot") == "gpt-4o-mini"
+        spendy = world.deployment("spendy-bot")["metadata"]["annotations"]
+        downgraded, stopped = parse_downgraded(spendy), parse_disabled(spendy)
+        assert downgraded is not None or stopped is not None, spendy
+        if downgraded is not None:
+            assert downgraded.model == "gpt-4o"
+            assert world.model("spendy-bot") == "gpt-4o-mini"
+        if stopped is not None:
+            assert stopped.replicas == 2
+            assert world.replicas("spendy-bot") == 0
         assert len(world.jobs()) == 1
         triggers = Counter(p["dedup_key"] for p in world.pages("trigger"))
         episodes = {k.rsplit(":", 1)[0] for k in triggers}

@@ -98,6 +98,8 @@ class Operator:
         self.heap = HeapKeeper()
         self.cycles_completed = 0
         self.last_cycle_at: datetime | None = None
+        self._created = time.monotonic()
+        self._evaluated_once = False
         self._background: set[asyncio.Task[None]] = set()
         self.parts.refs.cache.on_change = self._shared_changed
         self.prompt_jobs = PromptJobs(self.parts.executor, dry_run=self.settings.dry_run)
@@ -347,6 +349,13 @@ class Operator:
             if self.leading():
                 await self._refresh(interval)
                 await self._cycle(interval)
+                if not self._evaluated_once:
+                    self._evaluated_once = True
+                    log.info(
+                        "first evaluation cycle done %.1f s after start-up (%d policies)",
+                        time.monotonic() - self._created,
+                        len(self._due(interval)),
+                    )
         except Exception:
             self.telemetry.errors.labels("cycle").inc()
             log.exception("evaluation cycle %s failed", label)
