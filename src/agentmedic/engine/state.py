@@ -211,9 +211,10 @@ class ProbationMemo:
     episode: str
     """The episode key of the judged change (its record on the workload)."""
     verdict: str
-    """Verified, Regressed or Inconclusive."""
+    """Verified, Regressed or Inconclusive; Extended while too little traffic after the
+    change has it watched for another window (not a verdict yet)."""
     at: datetime
-    """When it was judged."""
+    """When it was judged (for Extended: when the latest window was found short)."""
     new: str = ""
     """The value the change had set (the tier a revert rejects)."""
 
