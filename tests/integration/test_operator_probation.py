@@ -90,7 +90,7 @@ def script(ns: str) -> str:
     return openmetrics_text(Series(n, dict(lab), pts) for (n, lab), pts in series.items())
 
 
-def policy(ns: str) -> dict[str, Any]:
+def policy(ns: str, pagerduty_url: str) -> dict[str, Any]:
     return {
         "apiVersion": API,
         "kind": "AgentPolicy",
@@ -108,7 +108,10 @@ def policy(ns: str) -> dict[str, Any]:
                 "limitUSD": 4,
                 "soft": {
                     "atPercent": 50,
-                    "actions": [{"switchModel": {}}, {"notify": {"channels": ["finance"]}}],
+                    "actions": [
+                        {"switchModel": {}},
+                        {"notify": {"channels": ["finance", "pager", "hook"]}},
+                    ],
                 },
             },
             "verify": {"window": "5m", "baselineWindow": "10m", "minExecutions": 20},
@@ -117,7 +120,21 @@ def policy(ns: str) -> dict[str, Any]:
                     {
                         "name": "finance",
                         "slack": {"webhookSecretRef": {"name": "finance-hook", "key": "url"}},
-                    }
+                    },
+                    {
+                        "name": "pager",
+                        "pagerduty": {
+                            "routingKeySecretRef": {
+                                "name": "notify",
+                                "key": "pagerduty-routing-key",
+                            },
+                            "url": pagerduty_url,
+                        },
+                    },
+                    {
+                        "name": "hook",
+                        "webhook": {"urlSecretRef": {"name": "notify", "key": "webhook-url"}},
+                    },
                 ]
             },
         },
@@ -210,9 +227,18 @@ async def _run(
             "data": {"url": base64.b64encode(url.encode()).decode()},
         }
     )
+    data = {k: base64.b64encode(v.encode()).decode() for k, v in receivers.secret_data().items()}
+    api.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "notify", "namespace": ns},
+            "data": data,
+        }
+    )
     for name in QUALITY_AFTER:
         api.create(deployment(ns, name))
-    body = api.create(policy(ns))
+    body = api.create(policy(ns, receivers.url_for(ReceiverKind.PAGERDUTY)))
     settings = load_settings(
         flags={
             "prometheus_url": prom.url,
@@ -260,5 +286,52 @@ async def _run(
         messages = receivers.wait_for(3, kind=ReceiverKind.SLACK, within=20)
         texts = [json.dumps(m.json()) for m in messages]
         assert any("reverted to gpt-4o" in t and "needs a person" in t for t in texts), texts
+        await _regression_page_resolves(op, ns, clock, receivers)
     finally:
         await op.stop()
+
+
+def _probation_events(receivers: NotificationReceivers, kind: ReceiverKind) -> list[Any]:
+    out = []
+    for r in receivers.accepted(kind):
+        body = r.json()
+        key = body.get("dedup_key") if kind is ReceiverKind.PAGERDUTY else body.get("episode")
+        if str(key).endswith(":probation"):
+            out.append(body)
+    return out
+
+
+async def _regression_page_resolves(
+    op: Operator, ns: str, clock: Clock, receivers: NotificationReceivers
+) -> None:
+    """drop-bot's page (PagerDuty trigger) resolves once the revert shows on the workload,
+    with the same dedup_key; the webhook's resolved message says so, with the numbers."""
+
+    def reverted(ws: dict[str, Any]) -> bool:
+        record = parse_probation(ws["drop-bot"].annotations)
+        return record is not None and record.reverted_at is not None
+
+    await _settled(op, ns, reverted)
+    for _ in range(20):
+        pd = _probation_events(receivers, ReceiverKind.PAGERDUTY)
+        if any(e["event_action"] == "resolve" for e in pd):
+            break
+        clock.now += INTERVAL
+        await op.run_cycle(INTERVAL)
+        await op.parts.deliveries.drain(30)
+    pd = _probation_events(receivers, ReceiverKind.PAGERDUTY)
+    assert [e["event_action"] for e in pd] == ["trigger", "resolve"], pd
+    assert pd[0]["dedup_key"] == pd[1]["dedup_key"]
+    assert "drop-bot" in pd[0]["dedup_key"] or "drop-bot" in json.dumps(pd[0])
+    hooks = _probation_events(receivers, ReceiverKind.WEBHOOK)
+    assert [h["state"] for h in hooks] == ["firing", "resolved"], hooks
+    assert hooks[0]["episode"] == hooks[1]["episode"] == pd[0]["dedup_key"]
+    resolved = hooks[1]["summary"]
+    assert "the revert is applied: the agent runs gpt-4o again" in resolved, resolved
+    assert re.search(r"quality_score (89|9[01])(\.\d)?% → (5[89]|6[0-2])(\.\d)?%", resolved)
+    # Resolved once: a few more cycles send nothing more about it.
+    for _ in range(3):
+        clock.now += INTERVAL
+        await op.run_cycle(INTERVAL)
+        await op.parts.deliveries.drain(30)
+    assert len(_probation_events(receivers, ReceiverKind.PAGERDUTY)) == 2

@@ -352,6 +352,7 @@ def test_no_flapping_and_no_silent_revert_above_the_hard_stage(
     rejected_at: dict[str, Any] = {}
     judged: dict[str, int] = {}
     final: set[str] = set()
+    pages: dict[str, str] = {}
     for i, s in enumerate(steps):
         values = {
             **GOOD,
@@ -377,6 +378,11 @@ def test_no_flapping_and_no_silent_revert_above_the_hard_stage(
                 )
                 if hard:
                     assert "budget.hard is reached" in d.reason
+        for n in o.notifications:
+            if n.episode.endswith(":probation"):
+                # One firing page per change, one resolve after it, same key.
+                assert pages.get(n.episode) == ("firing" if n.state == "resolved" else None)
+                pages[n.episode] = n.state
         for verdict in o.probation:
             event(f"{verdict.verdict} ({verdict.action.split(' ')[0]})")
             # No verdict without minExecutions (20) in the window just judged.
@@ -551,3 +557,91 @@ def test_a_prompt_that_regresses_under_on_regression_notify_stays() -> None:
     assert verdict.verdict == "Regressed"
     assert not [d for d in o.decisions if d.applies]
     assert [n for n in o.notifications if n.reason_code == DecisionReason.PROBATION_REGRESSED]
+
+
+# ------------------------------------------------------------------ the regression's page
+
+
+def _page(o: Any, state: str) -> list[Any]:
+    return [n for n in o.notifications if n.episode.endswith(":probation") and n.state == state]
+
+
+def _regressed(sim: Sim, **per_agent: Any) -> Any:
+    sim.step(GOOD, a0=SICK, **per_agent)
+    o = _run_until_verdict(sim, WORSE, a0=SICK)
+    assert o.probation[0].verdict == "Regressed"
+    (firing,) = _page(o, "firing")
+    return firing
+
+
+def test_a_reverted_regression_resolves_its_page_once_the_revert_shows() -> None:
+    sim = Sim(_rule_spec(), fleet(2))
+    firing = _regressed(sim)
+    assert sim.workload("a0").model == "gpt-4o"  # reverted with the verdict (applied)
+    assert sim.workload("a0").probation is not None
+    o = sim.step(WORSE, a0=SICK)
+    (resolved,) = _page(o, "resolved")
+    assert resolved.episode == firing.episode  # PagerDuty pairs them by dedup_key
+    assert resolved.channels == firing.channels
+    assert "the revert is applied: the agent runs gpt-4o again" in resolved.summary
+    assert "quality_score 90% → 60% (at least 85%)" in resolved.summary
+    # Resolved once: never again, however long the agent runs.
+    assert not any(_page(x, "resolved") or _page(x, "firing") for x in sim.steps(20, WORSE))
+
+
+def test_a_revert_not_yet_on_the_workload_keeps_the_page_open() -> None:
+    sim = Sim(_rule_spec(), fleet(2))
+    sim.step(GOOD, a0=SICK)
+    sim.apply = False  # from here the actions fail: the revert never shows
+    o = _run_until_verdict(sim, WORSE, a0=SICK)
+    (firing,) = _page(o, "firing")
+    for x in sim.steps(6, WORSE, a0=SICK):
+        assert not _page(x, "resolved")
+        assert not _page(x, "firing")  # not said again: the numbers went out once
+    sim.apply = True
+    resolved = [n for x in sim.steps(6, WORSE, a0=SICK) for n in _page(x, "resolved")]
+    assert [n.episode for n in resolved] == [firing.episode]
+    assert "the revert is applied" in resolved[0].summary
+
+
+def test_a_notified_regression_stays_open_until_a_person_changes_the_model() -> None:
+    sim = Sim(_rule_spec(onRegression="notify"), fleet(2))
+    firing = _regressed(sim)
+    for x in sim.steps(10, WORSE, a0=SICK):
+        assert not _page(x, "resolved")
+    assert sim.state is not None
+    # A restart in between: the page owed a resolve is in the stored state.
+    sim.state = PolicyState.from_dict(json.loads(json.dumps(sim.state.to_dict())))
+    sim.set_workload("a0", dataclasses.replace(sim.workload("a0"), model="gpt-4o"))
+    (resolved,) = _page(sim.step(WORSE, a0=SICK), "resolved")
+    assert resolved.episode == firing.episode
+    assert "the agent runs gpt-4o now, not gpt-4o-mini" in resolved.summary
+    assert "quality_score 90% → 60%" in resolved.summary
+
+
+def test_a_notified_regression_resolves_when_a_person_restores_the_agent() -> None:
+    sim = Sim(_rule_spec(onRegression="notify"), fleet(2))
+    firing = _regressed(sim)
+    w = sim.workload("a0")
+    sim.set_workload("a0", dataclasses.replace(w, model="gpt-4o", downgraded=None, probation=None))
+    (resolved,) = _page(sim.step(GOOD), "resolved")
+    assert resolved.episode == firing.episode
+    assert "no longer on the agent" in resolved.summary
+
+
+def test_a_regression_that_stopped_the_agent_resolves_when_a_person_restores_it() -> None:
+    spec = _rule_spec(onRegression="scaleToZero")
+    spec = spec.model_copy(
+        update={"guardrails": spec.guardrails.model_copy(update={"max_disabled_percent": 100})}
+    )
+    sim = Sim(spec, fleet(2))
+    firing = _regressed(sim)
+    assert sim.workload("a0").replicas == 0
+    for x in sim.steps(10, WORSE, a0=SICK):
+        assert not _page(x, "resolved")
+    w = sim.workload("a0")
+    # The person's restore brings the replicas back; the model may stay as it was.
+    sim.set_workload("a0", dataclasses.replace(w, replicas=2, disabled=None))
+    (resolved,) = _page(sim.step(GOOD), "resolved")
+    assert resolved.episode == firing.episode
+    assert "restored by a person" in resolved.summary

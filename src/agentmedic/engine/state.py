@@ -217,11 +217,20 @@ class ProbationMemo:
     """When it was judged (for Extended: when the latest window was found short)."""
     new: str = ""
     """The value the change had set (the tier a revert rejects)."""
+    stopped: bool = False
+    """The regression scaled the agent to zero (verify.onRegression scaleToZero): its page
+    resolves when a person restores the agent."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-compatible dict."""
         return _drop_none(
-            {"episode": self.episode, "verdict": self.verdict, "at": _t(self.at), "new": self.new}
+            {
+                "episode": self.episode,
+                "verdict": self.verdict,
+                "at": _t(self.at),
+                "new": self.new,
+                "stopped": self.stopped or None,
+            }
         )
 
     @classmethod
@@ -229,7 +238,9 @@ class ProbationMemo:
         """Read what :meth:`to_dict` wrote."""
         at = _p(d["at"])
         assert at is not None
-        return cls(d["episode"], d["verdict"], at, str(d.get("new", "")))
+        return cls(
+            d["episode"], d["verdict"], at, str(d.get("new", "")), bool(d.get("stopped", False))
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,16 +376,21 @@ class NoticeRecord:
     channels: tuple[str, ...]
     severity: Severity
     sent_at: datetime
+    detail: str = ""
+    """What the resolved message repeats (a regression's before/after numbers)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-compatible dict."""
-        return {
+        out = {
             "rule": self.rule,
             "agent": None if self.agent is None else str(self.agent),
             "channels": list(self.channels),
             "severity": self.severity.value,
             "sentAt": _t(self.sent_at),
         }
+        if self.detail:
+            out["detail"] = self.detail
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> NoticeRecord:
@@ -388,6 +404,7 @@ class NoticeRecord:
             channels=tuple(d.get("channels", ())),
             severity=Severity(d.get("severity", Severity.MEDIUM.value)),
             sent_at=sent_at,
+            detail=str(d.get("detail", "")),
         )
 
 

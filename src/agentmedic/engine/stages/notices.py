@@ -4,10 +4,11 @@ Every firing episode with channels is *desired*: a rule's on an agent, a budget 
 (per agent, or for the policy), a systemic outage's, and missing data's (per agent, or one
 for the fleet). A desired episode not yet announced is announced, and said again once the
 soonest renotifyAfter (an Alertmanager channel's repostInterval) of its channels has
-passed; an announced one no longer desired is
-resolved, with the reason it ended. While an AgentSilence covers an episode it is neither
-announced nor said again (a page sent before the silence stays open and resolves as
-usual); when the silence ends, a still-firing episode is announced on the next cycle.
+passed; an announced one no longer desired is resolved, with the reason it ended (a
+regression's page on probation: see :mod:`~agentmedic.engine.stages.probation_pages`).
+While an AgentSilence covers an episode it is neither announced nor said again (a page
+sent before the silence stays open and resolves as usual); when the silence ends, a
+still-firing episode is announced on the next cycle.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from agentmedic.engine.context import AgentWork, Cycle
 from agentmedic.engine.inputs import episode_key
 from agentmedic.engine.outcome import DecisionKind, Notification, restore_command
 from agentmedic.engine.reasons import DecisionReason
+from agentmedic.engine.stages.probation_pages import is_page, page_open, page_resolved
 from agentmedic.engine.stages.remediation import STAGE_REASON, STAGE_SEVERITY
 from agentmedic.engine.state import NoticeRecord, SystemicEpisode
 
@@ -84,6 +86,9 @@ def _desired(c: Cycle, stage_channels: Mapping[str, tuple[str, ...]]) -> dict[st
         if c.rules[i].channels:
             desired[ep.episode] = ("systemic", None, i)
     _no_data_wanted(c, desired)
+    for key, rec in c.notices.items():
+        if is_page(key) and page_open(c, key, rec):
+            desired[key] = ("probation", None, 0)  # sent by the probation stage; kept open
     return desired
 
 
@@ -129,6 +134,8 @@ def _announce(
         for ch in c.spec.notifications.channels
     }
     for key, (what, who, ref) in desired.items():
+        if what == "probation":
+            continue  # its numbers were sent once, when judged: no reminder
         if c.silences and c.silenced(None if who is None else who.agent, _rule_of(c, what, ref)):
             continue  # no page, nor a reminder, while a silence covers it
         known = announced.get(key)
@@ -180,7 +187,9 @@ def _resolve(c: Cycle, desired: Mapping[str, _Want]) -> list[Notification]:
                 rule=rec.rule,
                 severity=rec.severity,
                 state="resolved",
-                summary=_resolved_summary(rec, reason) + _verified_note(c, rec, key),
+                summary=page_resolved(c, rec, key)
+                if is_page(key)
+                else _resolved_summary(rec, reason) + _verified_note(c, rec, key),
                 reason_code=reason,
                 dry_run=c.dry_run,
                 at=c.now,

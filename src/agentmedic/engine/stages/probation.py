@@ -47,8 +47,9 @@ from agentmedic.engine.outcome import (
     restore_command,
 )
 from agentmedic.engine.reasons import DecisionReason
+from agentmedic.engine.stages.probation_pages import page_key
 from agentmedic.engine.stages.remediation import STAGE_SEVERITY, guard_for
-from agentmedic.engine.state import ActionStamp, Mark, ProbationMemo, RuleState
+from agentmedic.engine.state import ActionStamp, Mark, NoticeRecord, ProbationMemo, RuleState
 from agentmedic.engine.verify import Verdict, VerdictKind, after_from, judge
 
 __all__ = [
@@ -68,6 +69,8 @@ EXTENDED = "Extended"
 window, up to ``verify.maxWindows`` windows."""
 
 _OPS = {True: Op.LT, False: Op.GT}
+_DETAIL = 600
+"""Characters of a regression's numbers kept for its resolved message."""
 
 
 def probation(c: Cycle) -> None:
@@ -301,6 +304,8 @@ def _stop(c: Cycle, a: AgentWork, rec: ProbationRecord, vd: Verdict, head: str) 
         a.changed_at = c.now
         c.stamps.append(ActionStamp(c.now, rec.episode, "scaleToZero"))
     _record(c, a, rec, vd, text, "scaled to zero", notify=True)
+    if not c.dry_run and a.probation is not None:
+        a.probation = replace(a.probation, stopped=True)
 
 
 def _evidence(c: Cycle, rec: ProbationRecord, vd: Verdict) -> Evidence:
@@ -379,13 +384,19 @@ def _record(
     channels = _channels(c, rec.rule)
     if notify and channels:
         budget = rec.rule.startswith("budget.")
+        key = page_key(rec.episode)
+        severity = STAGE_SEVERITY[rec.rule] if budget else Severity.HIGH
+        # Owed a resolve, like an episode's page (stages/probation_pages.py says when).
+        c.notices[key] = NoticeRecord(
+            rec.rule, a.agent, channels, severity, c.now, detail=vd.describe()[:_DETAIL]
+        )
         c.probation_notices.append(
             Notification(
                 channels=channels,
-                episode=f"{rec.episode}:probation",
+                episode=key,
                 agent=a.agent,
                 rule=rec.rule,
-                severity=STAGE_SEVERITY[rec.rule] if budget else Severity.HIGH,
+                severity=severity,
                 state="firing",
                 summary=text,
                 reason_code=DecisionReason.PROBATION_REGRESSED,
