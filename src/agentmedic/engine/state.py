@@ -430,6 +430,10 @@ class PolicyState:
     """Policy-scope budget stages (budget.soft, budget.hard) that fired in this period."""
     notices: Mapping[str, NoticeRecord] = field(default_factory=dict)
     """Firing notifications sent, by episode key, until their resolution is sent."""
+    told: Mapping[str, datetime] = field(default_factory=dict)
+    """Messages said once and never again (a failed prompt-optimization Job's), by key,
+    with when: kept while the record they tell of is on a workload. Stored with the outbox,
+    so that a restart neither loses nor repeats them."""
 
     def agent(self, agent: AgentId) -> AgentState:
         """The agent's state (empty when there is none)."""
@@ -451,6 +455,7 @@ class PolicyState:
             or self.budget_period_start != other.budget_period_start
             or self.budget != other.budget
             or self.notices != other.notices
+            or self.told != other.told
         )
 
     def __eq__(self, other: object) -> bool:
@@ -477,6 +482,8 @@ class PolicyState:
             out["budget"] = {k: v.to_dict() for k, v in sorted(self.budget.items())}
         if self.notices:
             out["notices"] = {k: v.to_dict() for k, v in sorted(self.notices.items())}
+        if self.told:
+            out["told"] = {k: _t(v) for k, v in sorted(self.told.items())}
         return out
 
     def agents_to_dict(self) -> dict[str, dict[str, Any]]:
@@ -512,6 +519,7 @@ class PolicyState:
             budget_period_start=_p(policy.get("budgetPeriodStart")),
             budget={k: RuleState.from_dict(v) for k, v in policy.get("budget", {}).items()},
             notices={k: NoticeRecord.from_dict(v) for k, v in policy.get("notices", {}).items()},
+            told={k: t for k, v in policy.get("told", {}).items() if (t := _p(v)) is not None},
         )
 
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from agentmedic.actions import ActionError, ActionExecutor, parse_disabled, parse_downgraded
 from agentmedic.actions.probation import parse_probation
+from agentmedic.actions.prompt_record import parse_prompt_job
 from agentmedic.api.types import AgentPolicySpec
 from agentmedic.engine import AgentInput, DisabledAgent, DowngradedAgent
 from agentmedic.operator.watch import CachedWorkload
@@ -74,6 +75,7 @@ class ModelReads:
                 previous_model=downgraded.model,
             ),
             probation=parse_probation(w.annotations),
+            prompt_job=parse_prompt_job(w.annotations),
         )
 
 

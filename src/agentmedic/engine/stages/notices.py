@@ -24,6 +24,12 @@ from agentmedic.engine.inputs import episode_key
 from agentmedic.engine.outcome import DecisionKind, Notification, restore_command
 from agentmedic.engine.reasons import DecisionReason
 from agentmedic.engine.stages.probation_pages import is_page, page_open, page_resolved
+from agentmedic.engine.stages.prompt_job_pages import (
+    is_job_page,
+    job_page,
+    job_page_resolved,
+    want_job_pages,
+)
 from agentmedic.engine.stages.remediation import STAGE_REASON, STAGE_SEVERITY
 from agentmedic.engine.state import NoticeRecord, SystemicEpisode
 
@@ -89,6 +95,7 @@ def _desired(c: Cycle, stage_channels: Mapping[str, tuple[str, ...]]) -> dict[st
     for key, rec in c.notices.items():
         if is_page(key) and page_open(c, key, rec):
             desired[key] = ("probation", None, 0)  # sent by the probation stage; kept open
+    want_job_pages(c, desired)
     return desired
 
 
@@ -159,7 +166,7 @@ def _rule_of(c: Cycle, what: str, ref: int | str) -> str:
     if what in ("rule", "systemic"):
         assert isinstance(ref, int)
         return c.rules[ref].name
-    if what == "stage":
+    if what in ("stage", "promptjob"):
         assert isinstance(ref, str)
         return ref
     return NO_DATA_RULE
@@ -189,6 +196,8 @@ def _resolve(c: Cycle, desired: Mapping[str, _Want]) -> list[Notification]:
                 state="resolved",
                 summary=page_resolved(c, rec, key)
                 if is_page(key)
+                else job_page_resolved(c, rec, key)
+                if is_job_page(key)
                 else _resolved_summary(rec, reason) + _verified_note(c, rec, key),
                 reason_code=reason,
                 dry_run=c.dry_run,
@@ -221,6 +230,9 @@ def _firing(
     if what == "stage":
         assert isinstance(ref, str)
         return _stage_notice(c, key, a, ref, stage_channels[ref])
+    if what == "promptjob":
+        assert a is not None
+        return job_page(c, key, a)  # once: never a reminder
     assert isinstance(ref, int)
     if what == "systemic":
         return _systemic_notice(c, key, ref)

@@ -58,6 +58,7 @@ __all__ = [
     "hard_stage_reached",
     "probation",
     "rejected_until",
+    "rule_channels",
     "windows_passed",
 ]
 
@@ -381,7 +382,7 @@ def _record(
             dry_run=c.dry_run,
         )
     )
-    channels = _channels(c, rec.rule)
+    channels = rule_channels(c, rec.rule)
     if notify and channels:
         budget = rec.rule.startswith("budget.")
         key = page_key(rec.episode)
@@ -409,7 +410,7 @@ def _record(
         )
 
 
-def _channels(c: Cycle, rule: str) -> tuple[str, ...]:
+def rule_channels(c: Cycle, rule: str) -> tuple[str, ...]:
     """The channels of the rule or budget stage behind the change."""
     actions: list[Action] = []
     budget = c.spec.budget
