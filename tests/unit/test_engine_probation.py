@@ -186,6 +186,20 @@ def test_a_short_window_is_watched_again_up_to_max_windows_then_final() -> None:
     # Final: never judged again, however long it runs.
     for _ in range(30):
         assert not sim.step({**WORSE, "executions": 5.0}, a0=SICK).probation
+    # The episode's resolved message says so.
+    resolved = sim.step({**WORSE, "executions": 5.0})
+    (n,) = [n for n in resolved.notifications if n.state == "resolved"]
+    assert "not judged on probation: too little traffic (final; it stays)" in n.summary
+
+
+def test_an_episode_that_ends_while_probation_waits_for_traffic_says_so() -> None:
+    sim = Sim(_rule_spec(), fleet(2))
+    sim.step(GOOD, a0=SICK)
+    first = _run_until_verdict(sim, {**WORSE, "executions": 5.0}, a0=SICK)
+    assert first.probation[0].action.startswith("not final")
+    resolved = sim.step({**WORSE, "executions": 5.0})  # the rule clears meanwhile
+    (n,) = [n for n in resolved.notifications if n.state == "resolved"]
+    assert "still on probation: too little traffic so far" in n.summary
 
 
 def test_traffic_that_comes_back_in_a_later_window_gets_a_verdict() -> None:

@@ -394,12 +394,20 @@ def _channels(actions: list[Action]) -> tuple[str, ...]:
 
 
 def _verified_note(c: Cycle, rec: NoticeRecord, key: str) -> str:
-    """Said when the episode ends: the change it made held on probation (spec.verify)."""
+    """Said when the episode ends: what probation (spec.verify) made of the change."""
     a = c.work.get(rec.agent) if rec.agent is not None else None
     memo = a.probation if a is not None else (None)
-    if memo is None or memo.episode != key or memo.verdict != "Verified":
+    if memo is None or memo.episode != key:
         return ""
-    return f"; the change to {memo.new} was verified on probation"
+    return _PROBATION_NOTE.get(memo.verdict, "").format(new=memo.new)
+
+
+_PROBATION_NOTE = {
+    "Verified": "; the change to {new} was verified on probation",
+    "Inconclusive": "; the change to {new} was not judged on probation: too little traffic "
+    "(final; it stays)",
+    "Extended": "; the change to {new} is still on probation: too little traffic so far",
+}
 
 
 def _resolved_summary(rec: NoticeRecord, reason: str) -> str:
