@@ -533,7 +533,8 @@ def _prompt_on_probation(sim: Sim, name: str) -> None:
         new="system.v1",
         baseline={**baseline, "executions": 100.0},
     )
-    sim.set_workload(name, dataclasses.replace(sim.workload(name), probation=record))
+    w = dataclasses.replace(sim.workload(name), probation=record, prompt_version="system.v1")
+    sim.set_workload(name, w)
 
 
 def test_a_prompt_that_regresses_is_put_back_once_with_its_numbers() -> None:
@@ -659,3 +660,52 @@ def test_a_regression_that_stopped_the_agent_resolves_when_a_person_restores_it(
     (resolved,) = _page(sim.step(GOOD), "resolved")
     assert resolved.episode == firing.episode
     assert "restored by a person" in resolved.summary
+
+
+def test_a_revert_marked_on_the_record_but_not_yet_applied_keeps_the_page_open() -> None:
+    # The revert writes revertedAt before it acts: the model still being the new one means
+    # the revert is not done, whatever the record says.
+    sim = Sim(_rule_spec(), fleet(2))
+    sim.step(GOOD, a0=SICK)
+    switched = sim.workload("a0")
+    o = _run_until_verdict(sim, WORSE, a0=SICK)
+    (firing,) = _page(o, "firing")
+    record = sim.workload("a0").probation
+    assert record is not None
+    assert record.reverted_at is not None
+    sim.set_workload("a0", dataclasses.replace(switched, probation=record))  # restore failed
+    sim.apply = False  # and every later attempt fails too
+    for x in sim.steps(6, WORSE, a0=SICK):
+        assert not _page(x, "resolved")
+    sim.set_workload("a0", dataclasses.replace(switched, model="gpt-4o", probation=record))
+    (resolved,) = _page(sim.step(WORSE, a0=SICK), "resolved")
+    assert resolved.episode == firing.episode
+
+
+def test_a_reverted_prompt_resolves_its_page_once_the_text_is_back() -> None:
+    spec = _with_verify(policy(rule("r", cond(), actions=["promptOptimization"])))
+    sim = Sim(spec, fleet(1))
+    _prompt_on_probation(sim, "a0")
+    o = _run_until_verdict(sim, WORSE)
+    (firing,) = _page(o, "firing")
+    assert sim.workload("a0").prompt_version is None  # the revert applied
+    (resolved,) = _page(sim.step(WORSE), "resolved")
+    assert resolved.episode == firing.episode
+    assert "the revert is applied: the agent runs the prompt of system.before-v1" in (
+        resolved.summary
+    )
+
+
+def test_a_notified_prompt_regression_stays_open_until_a_person_restores_it() -> None:
+    spec = _with_verify(
+        policy(rule("r", cond(), actions=["promptOptimization"])), onRegression="notify"
+    )
+    sim = Sim(spec, fleet(1))
+    _prompt_on_probation(sim, "a0")
+    (firing,) = _page(_run_until_verdict(sim, WORSE), "firing")
+    assert not any(_page(x, "resolved") for x in sim.steps(10, WORSE))
+    # agentmedic restore puts the kept text back and removes the rollout record.
+    sim.set_workload("a0", dataclasses.replace(sim.workload("a0"), prompt_version=None))
+    (resolved,) = _page(sim.step(WORSE), "resolved")
+    assert resolved.episode == firing.episode
+    assert "the prompt system.v1 is no longer live (restored)" in resolved.summary

@@ -122,6 +122,9 @@ class AgentInput:
     """Set while the operator's model-switch record is on the workload."""
     probation: ProbationRecord | None = None
     """Set while the operator's probation record of a change is on the workload."""
+    prompt_version: str | None = None
+    """The prompt version agentmedic's rollout record (``agentmedic.io/prompt``) says is
+    live; None without a record (never rolled out, or restored since)."""
     prompt_job: PromptJobOutcome | None = None
     """The last prompt-optimization Job handled on the workload, when it was not rolled
     out (told once on the rule's channels)."""

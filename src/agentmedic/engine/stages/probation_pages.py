@@ -7,8 +7,9 @@ once) while the agent still carries what regressed, and resolves it, with the sa
 (PagerDuty pairs trigger and resolve by dedup_key) and the before/after numbers, once it
 no longer does:
 
-- ``onRegression: revert``: once the revert shows on the workload (the probation record
-  is marked ``revertedAt``);
+- ``onRegression: revert``: once the revert shows on the workload (the model is the
+  previous one again, or the prompt's rollout record is gone; the probation record keeps
+  ``revertedAt``, which the revert writes before it acts and so proves nothing alone);
 - ``notify`` (and a revert that could not be done): once the agent no longer runs the
   regressed change: a person restored it (the record is gone), changed the model, or a
   later change replaced the record;
@@ -66,12 +67,20 @@ def _ended(a: AgentWork, episode: str) -> str | None:
     rec = a.workload.probation
     if rec is None or rec.episode != episode:
         return "the change is no longer on the agent (restored, or replaced by a later change)"
+    # A revert marks the record before it acts: only the workload shows it done.
+    if rec.kind == "switchModel":
+        live = a.workload.model
+        if live is None or live == rec.new:
+            return None  # still runs it (or its model could not be read: no evidence)
+    else:
+        live = a.workload.prompt_version
+        if live == rec.new:
+            return None
     if rec.reverted_at is not None:
         return f"the revert is applied: the agent runs {_what(rec)} again"
-    model = a.workload.model
-    if rec.kind == "switchModel" and model is not None and model != rec.new:
-        return f"the agent runs {model} now, not {rec.new}"
-    return None
+    if live is None:
+        return f"the prompt {rec.new} is no longer live (restored)"
+    return f"the agent runs {live} now, not {rec.new}"
 
 
 def _what(rec: ProbationRecord) -> str:
