@@ -9,14 +9,17 @@ state (a JSON round trip) between the Job failing and the send, and after the se
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from datetime import timedelta
 from typing import Any
 
-from agentmedic.actions.prompt_record import PROMPT_JOB, parse_prompt_job
+from agentmedic.actions.prompt_record import PROMPT, PROMPT_JOB, parse_prompt_job
 from agentmedic.engine import DecisionReason, PolicyState
 from agentmedic.engine.inputs import PromptJobOutcome, episode_key
+from agentmedic.operator.configmaps import ModelReads
+from agentmedic.operator.watch import CachedWorkload
 from tests.unit.test_engine_builders import (
     HEALTHY,
     NS,
@@ -151,3 +154,42 @@ def test_the_record_is_read_only_when_a_job_was_not_rolled_out() -> None:
     assert parse_prompt_job(ann(**{**full, "at": "yesterday"})) is None
     assert parse_prompt_job({PROMPT_JOB: "not json"}) is None
     assert parse_prompt_job({}) is None
+
+
+def test_the_operator_gives_the_engine_the_live_prompt_and_the_handled_job() -> None:
+    rollout = {
+        "configMapKey": {"name": "a0-prompt", "key": "system"},
+        "version": "system.v2",
+        "previous": "system.before-v1",
+        "sha256": "0" * 64,
+    }
+    handled = {
+        "job": JOB,
+        "status": "Failed",
+        "reason": REASON,
+        "at": "2026-12-01T10:00:00Z",
+        "rolledOut": False,
+        "episode": f"{UID}:{NS}/a0:r:1",
+        "rule": "r",
+    }
+    w = CachedWorkload(
+        kind="Deployment",
+        namespace=NS,
+        name="a0",
+        uid="u",
+        resource_version="1",
+        agent="a0",
+        replicas=1,
+        labels={},
+        annotations={PROMPT: json.dumps(rollout), PROMPT_JOB: json.dumps(handled)},
+        env={("agent", "MODEL"): "gpt-4o"},
+    )
+    reads = ModelReads(None)  # type: ignore[arg-type]  # env models need no API call
+    got = asyncio.run(reads.engine_workload(w, policy(rule("r", cond()))))
+    assert got.prompt_version == "system.v2"
+    assert got.model == "gpt-4o"
+    assert got.prompt_job is not None
+    assert (got.prompt_job.job, got.prompt_job.episode) == (JOB, f"{UID}:{NS}/a0:r:1")
+    bare = dataclasses.replace(w, annotations={})
+    none = asyncio.run(reads.engine_workload(bare, policy(rule("r", cond()))))
+    assert (none.prompt_version, none.prompt_job) == (None, None)
