@@ -15,6 +15,7 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from agentmedic.api.types import NotificationChannel
 from agentmedic.api.validation import check_spec
 from agentmedic.api.verify import Verify
 from agentmedic.engine import (
@@ -709,3 +710,29 @@ def test_a_notified_prompt_regression_stays_open_until_a_person_restores_it() ->
     (resolved,) = _page(sim.step(WORSE), "resolved")
     assert resolved.episode == firing.episode
     assert "the prompt system.v1 is no longer live (restored)" in resolved.summary
+
+
+def test_an_alertmanager_channel_gets_the_open_regression_page_reposted_the_others_not() -> None:
+    both = ("oncall", "finance")
+    r = rule("r", cond(), actions=["switchModel"], recoverFor="0s", notify=both)
+    spec = _with_verify(policy(r), onRegression="notify")
+    am = NotificationChannel.model_validate(
+        {"name": "oncall", "alertmanager": {"url": "http://am:9093", "repostInterval": "2m"}}
+    )
+    others = [c for c in spec.notifications.channels if c.name != "oncall"]
+    spec = spec.model_copy(
+        update={"notifications": spec.notifications.model_copy(update={"channels": [am, *others]})}
+    )
+    assert not check_spec(spec)
+    sim = Sim(spec, fleet(2))
+    firing = _regressed(sim)
+    assert firing.channels == ("oncall", "finance")
+    reposts = [n for x in sim.steps(8, WORSE, a0=SICK) for n in _page(x, "firing")]
+    assert len(reposts) == 2  # every 2 minutes, Alertmanager only: it forgets an alert
+    assert {n.channels for n in reposts} == {("oncall",)}
+    assert all(n.episode == firing.episode for n in reposts)
+    assert "still open" in reposts[0].summary
+    assert "quality_score 90% → 60%" in reposts[0].summary
+    sim.set_workload("a0", dataclasses.replace(sim.workload("a0"), model="gpt-4o"))
+    (resolved,) = _page(sim.step(WORSE, a0=SICK), "resolved")
+    assert resolved.channels == ("oncall", "finance")  # every channel that was paged

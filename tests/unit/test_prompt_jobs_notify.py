@@ -139,6 +139,23 @@ def test_told_forgets_a_job_once_a_later_outcome_replaces_its_record() -> None:
     assert o.job == JOB
 
 
+def test_an_agent_missing_from_one_listing_is_not_told_again_when_it_is_back() -> None:
+    sim = _sim()
+    sim.step(HEALTHY, a0=SICK)
+    _fail_job(sim)
+    assert len(_job_messages(sim.step(HEALTHY, a0=SICK))) == 1
+    a0 = sim.workload("a0")
+    agents = {k: v for k, v in sim.input.agents.items() if k != agent("a0")}
+    sim.input = dataclasses.replace(sim.input, agents=agents)
+    for _ in range(3):
+        sim.step(HEALTHY)
+    assert sim.state is not None
+    assert len(sim.state.told) == 1
+    sim.set_workload("a0", a0)
+    sent = [n for x in sim.steps(3, HEALTHY, a0=SICK) for n in _job_messages(x)]
+    assert [n.state for n in sent if n.state == "firing"] == []
+
+
 def test_the_record_is_read_only_when_a_job_was_not_rolled_out() -> None:
     def ann(**value: Any) -> dict[str, str]:
         return {PROMPT_JOB: json.dumps(value)}

@@ -14,6 +14,7 @@ still-firing episode is announced on the next cycle.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from agentmedic.api.durations import format_duration
 from agentmedic.api.types import Action, BudgetScope, NoDataMode, Severity
@@ -93,8 +94,10 @@ def _desired(c: Cycle, stage_channels: Mapping[str, tuple[str, ...]]) -> dict[st
             desired[ep.episode] = ("systemic", None, i)
     _no_data_wanted(c, desired)
     for key, rec in c.notices.items():
-        if is_page(key) and page_open(c, key, rec):
-            desired[key] = ("probation", None, 0)  # sent by the probation stage; kept open
+        page = c.work.get(rec.agent) if rec.agent is not None and is_page(key) else None
+        if page is not None and page_open(c, key, rec):
+            # Sent by the probation stage; kept open while the change is on the agent.
+            desired[key] = ("probation", page, rec.rule)
     want_job_pages(c, desired)
     return desired
 
@@ -141,11 +144,17 @@ def _announce(
         for ch in c.spec.notifications.channels
     }
     for key, (what, who, ref) in desired.items():
-        if what == "probation":
-            continue  # its numbers were sent once, when judged: no reminder
         if c.silences and c.silenced(None if who is None else who.agent, _rule_of(c, what, ref)):
             continue  # no page, nor a reminder, while a silence covers it
         known = announced.get(key)
+        if known is not None and what in ("probation", "promptjob"):
+            # Said once, no reminder; only an Alertmanager channel gets it re-posted, or
+            # it would forget the alert.
+            n = _repost(c, key, known)
+            if n is not None:
+                out.append(n)
+                announced[key] = replace(known, sent_at=c.now)
+            continue
         if known is not None:
             # A still-firing episode is said again once the soonest renotifyAfter of its
             # channels has passed; each channel's own renotifyAfter and rate limit are
@@ -157,8 +166,38 @@ def _announce(
         if n is None:
             continue
         out.append(n)
-        announced[key] = NoticeRecord(n.rule, n.agent, n.channels, n.severity, c.now)
+        detail = n.summary[:600] if what == "promptjob" else ""
+        announced[key] = NoticeRecord(n.rule, n.agent, n.channels, n.severity, c.now, detail)
     return out
+
+
+def _repost(c: Cycle, key: str, known: NoticeRecord) -> Notification | None:
+    """A page said once, posted again to its Alertmanager channels at their
+    repostInterval (the others are not told again)."""
+    every = {
+        ch.name: ch.alertmanager.repost_interval
+        for ch in c.spec.notifications.channels
+        if ch.alertmanager is not None and ch.name in known.channels
+    }
+    if not every or c.now - known.sent_at < min(every.values()):
+        return None
+    job = is_job_page(key)
+    return Notification(
+        channels=tuple(every),
+        episode=key,
+        agent=known.agent,
+        rule=known.rule,
+        severity=known.severity,
+        state="firing",
+        summary=known.detail
+        if job
+        else f"{known.agent}: regression on probation ({known.rule}) still open — {known.detail}",
+        reason_code=DecisionReason.PROMPT_JOB_NOT_ROLLED_OUT
+        if job
+        else DecisionReason.PROBATION_REGRESSED,
+        dry_run=c.dry_run,
+        at=c.now,
+    )
 
 
 def _rule_of(c: Cycle, what: str, ref: int | str) -> str:
@@ -166,7 +205,7 @@ def _rule_of(c: Cycle, what: str, ref: int | str) -> str:
     if what in ("rule", "systemic"):
         assert isinstance(ref, int)
         return c.rules[ref].name
-    if what in ("stage", "promptjob"):
+    if what in ("stage", "promptjob", "probation"):
         assert isinstance(ref, str)
         return ref
     return NO_DATA_RULE

@@ -12,11 +12,14 @@ episode is over (at once, the next cycle, when the Job failed after its episode 
 It is never said again: its key goes into the policy's ``told`` memory, stored in the
 same write as the outbox that sends it, so a restart or a new leader between the Job's
 failure and the send sends it once, and one after the send does not send it again.
-``told`` forgets a key once no selected workload's record names the Job any more (a later
-Job's outcome replaced it). Nothing here changes a workload.
+``told`` forgets a key once the agent's record names another Job (a later Job's outcome
+replaced it) or none, and a week after the policy stopped selecting the agent. Nothing
+here changes a workload.
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from agentmedic.api.types import Severity
 from agentmedic.engine.context import AgentWork, Cycle
@@ -31,6 +34,9 @@ __all__ = ["JOB", "is_job_page", "job_page", "job_page_key", "job_page_resolved"
 
 JOB = ":prompt-job:"
 """Between the episode key and the Job's name in a job page's key."""
+
+FORGET_ABSENT = timedelta(days=7)
+"""How long ``told`` remembers a Job of an agent the policy no longer selects."""
 
 
 def job_page_key(o: PromptJobOutcome) -> str:
@@ -56,8 +62,21 @@ def want_job_pages(c: Cycle, desired: dict[str, tuple[str, AgentWork | None, int
         firing = rs is not None and rs.episode == o.episode and rs.firing_since is not None
         if key not in c.told or (firing and key in c.notices):
             desired[key] = ("promptjob", a, o.rule)
-    if any(k not in named for k in c.told):
-        c.told = {k: at for k, at in c.told.items() if k in named}
+    selected = {str(a) for a in c.work}
+    # An agent missing from one listing keeps its memory (for FORGET_ABSENT), so that it
+    # is not told again when it is back.
+    keep = {
+        k: at
+        for k, at in c.told.items()
+        if k in named or (_agent_of(k) not in selected and c.now - at < FORGET_ABSENT)
+    }
+    if keep != c.told:
+        c.told = keep
+
+
+def _agent_of(key: str) -> str:
+    """``namespace/name`` from ``<uid>:<namespace>/<name>:<rule>:<start>:prompt-job:<job>``."""
+    return key.split(":", 2)[1] if key.count(":") >= 2 else ""
 
 
 def job_page(c: Cycle, key: str, a: AgentWork) -> Notification | None:
