@@ -9,7 +9,8 @@ The state splits in two so each part lives next to what it describes:
   missing or the agent healthy;
 - per policy (:class:`PolicyState` minus ``agents``), stored in the policy's status or
   an annotation on it: the actions of the last hour (rate limit), systemic episodes,
-  the budget period and which stages fired, and the notifications sent per episode.
+  the budget period and which stages fired, the notifications sent per episode (a
+  resolve owed), and the messages said once (``told``: a failed prompt Job's).
 
 Everything is immutable; an evaluation returns a new :class:`PolicyState` that reuses
 every unchanged :class:`AgentState` object, so ``changed_agents`` and ``==`` are cheap
