@@ -6,7 +6,10 @@ backfilled into Prometheus: both run gpt-4o with a quality score near 0.9 until 
 switch time S; from S on they run gpt-4o-mini, ``drop-bot`` scoring near 0.6 and
 ``keep-bot`` near 0.9. The operator runs in the test's loop with a clock the test moves
 (first cycle at S, where the agent-scope budget's soft stage switches both agents), a
-manual scheduler, and loopback receivers for the budget's Slack channel.
+manual scheduler, and loopback receivers for the budget's channels (Slack, PagerDuty,
+webhook): the regression's page resolves with its trigger's dedup_key once the revert
+shows on the workload, or, with ``onRegression: notify``, once a person puts the previous
+model back.
 """
 
 from __future__ import annotations
@@ -90,7 +93,7 @@ def script(ns: str) -> str:
     return openmetrics_text(Series(n, dict(lab), pts) for (n, lab), pts in series.items())
 
 
-def policy(ns: str) -> dict[str, Any]:
+def policy(ns: str, pagerduty_url: str) -> dict[str, Any]:
     return {
         "apiVersion": API,
         "kind": "AgentPolicy",
@@ -108,7 +111,10 @@ def policy(ns: str) -> dict[str, Any]:
                 "limitUSD": 4,
                 "soft": {
                     "atPercent": 50,
-                    "actions": [{"switchModel": {}}, {"notify": {"channels": ["finance"]}}],
+                    "actions": [
+                        {"switchModel": {}},
+                        {"notify": {"channels": ["finance", "pager", "hook"]}},
+                    ],
                 },
             },
             "verify": {"window": "5m", "baselineWindow": "10m", "minExecutions": 20},
@@ -117,7 +123,21 @@ def policy(ns: str) -> dict[str, Any]:
                     {
                         "name": "finance",
                         "slack": {"webhookSecretRef": {"name": "finance-hook", "key": "url"}},
-                    }
+                    },
+                    {
+                        "name": "pager",
+                        "pagerduty": {
+                            "routingKeySecretRef": {
+                                "name": "notify",
+                                "key": "pagerduty-routing-key",
+                            },
+                            "url": pagerduty_url,
+                        },
+                    },
+                    {
+                        "name": "hook",
+                        "webhook": {"urlSecretRef": {"name": "notify", "key": "webhook-url"}},
+                    },
                 ]
             },
         },
@@ -197,9 +217,14 @@ async def test_a_downgrade_that_hurts_quality_is_reverted_and_one_that_holds_is_
         drop_namespace(server, ns)
 
 
-async def _run(
-    api: KubeServer, ns: str, prometheus_factory: Any, receivers: NotificationReceivers
-) -> None:
+async def _operator(
+    api: KubeServer,
+    ns: str,
+    prometheus_factory: Any,
+    receivers: NotificationReceivers,
+    on_regression: str = "revert",
+) -> tuple[Operator, Clock, dict[str, Any]]:
+    """The world of the script, and an operator (started) whose clock is at S."""
     prom = prometheus_factory(backfill=script(ns))
     url = receivers.url_for(ReceiverKind.SLACK)
     api.create(
@@ -210,9 +235,20 @@ async def _run(
             "data": {"url": base64.b64encode(url.encode()).decode()},
         }
     )
+    data = {k: base64.b64encode(v.encode()).decode() for k, v in receivers.secret_data().items()}
+    api.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "notify", "namespace": ns},
+            "data": data,
+        }
+    )
     for name in QUALITY_AFTER:
         api.create(deployment(ns, name))
-    body = api.create(policy(ns))
+    doc = policy(ns, receivers.url_for(ReceiverKind.PAGERDUTY))
+    doc["spec"]["verify"]["onRegression"] = on_regression
+    body = api.create(doc)
     settings = load_settings(
         flags={
             "prometheus_url": prom.url,
@@ -227,6 +263,13 @@ async def _run(
     op = Operator.build(settings, api.client_configuration(), clock=clock)
     op.scheduler = ManualScheduler()  # type: ignore[assignment]
     await op.start()
+    return op, clock, body
+
+
+async def _run(
+    api: KubeServer, ns: str, prometheus_factory: Any, receivers: NotificationReceivers
+) -> None:
+    op, clock, body = await _operator(api, ns, prometheus_factory, receivers)
     try:
         await op.register(body)
         await _settled(op, ns, lambda ws: len(ws) == 2)
@@ -260,5 +303,114 @@ async def _run(
         messages = receivers.wait_for(3, kind=ReceiverKind.SLACK, within=20)
         texts = [json.dumps(m.json()) for m in messages]
         assert any("reverted to gpt-4o" in t and "needs a person" in t for t in texts), texts
+        await _regression_page_resolves(op, ns, clock, receivers)
+    finally:
+        await op.stop()
+
+
+def _probation_events(receivers: NotificationReceivers, kind: ReceiverKind) -> list[Any]:
+    out = []
+    for r in receivers.accepted(kind):
+        body = r.json()
+        key = body.get("dedup_key") if kind is ReceiverKind.PAGERDUTY else body.get("episode")
+        if str(key).endswith(":probation"):
+            out.append(body)
+    return out
+
+
+async def _regression_page_resolves(
+    op: Operator, ns: str, clock: Clock, receivers: NotificationReceivers
+) -> None:
+    """drop-bot's page (PagerDuty trigger) resolves once the revert shows on the workload,
+    with the same dedup_key; the webhook's resolved message says so, with the numbers."""
+
+    def reverted(ws: dict[str, Any]) -> bool:
+        record = parse_probation(ws["drop-bot"].annotations)
+        return record is not None and record.reverted_at is not None
+
+    await _settled(op, ns, reverted)
+    for _ in range(20):
+        pd = _probation_events(receivers, ReceiverKind.PAGERDUTY)
+        if any(e["event_action"] == "resolve" for e in pd):
+            break
+        clock.now += INTERVAL
+        await op.run_cycle(INTERVAL)
+        await op.parts.deliveries.drain(30)
+    pd = _probation_events(receivers, ReceiverKind.PAGERDUTY)
+    assert [e["event_action"] for e in pd] == ["trigger", "resolve"], pd
+    assert pd[0]["dedup_key"] == pd[1]["dedup_key"]
+    hooks = _probation_events(receivers, ReceiverKind.WEBHOOK)
+    assert [h["state"] for h in hooks] == ["firing", "resolved"], hooks
+    assert hooks[0]["episode"] == hooks[1]["episode"] == pd[0]["dedup_key"]
+    assert hooks[0]["agent"] == {"namespace": ns, "name": "drop-bot"}  # keep-bot held
+    resolved = hooks[1]["summary"]
+    assert "the revert is applied: the agent runs gpt-4o again" in resolved, resolved
+    assert re.search(r"quality_score (89|9[01])(\.\d)?% → (5[89]|6[0-2])(\.\d)?%", resolved)
+    # Resolved once: a few more cycles send nothing more about it.
+    for _ in range(3):
+        clock.now += INTERVAL
+        await op.run_cycle(INTERVAL)
+        await op.parts.deliveries.drain(30)
+    assert len(_probation_events(receivers, ReceiverKind.PAGERDUTY)) == 2
+
+
+async def test_a_notified_regression_stays_paged_until_a_person_puts_the_model_back(
+    server: KubeServer, prometheus_factory: Any
+) -> None:
+    ns = create_namespace(server, f"probation-{next(_namespaces)}-{_RUN}")
+    try:
+        with NotificationReceivers() as receivers:
+            await _run_notified(server, ns, prometheus_factory, receivers)
+    finally:
+        drop_namespace(server, ns)
+
+
+async def _run_notified(
+    api: KubeServer, ns: str, prometheus_factory: Any, receivers: NotificationReceivers
+) -> None:
+    op, clock, body = await _operator(api, ns, prometheus_factory, receivers, "notify")
+    try:
+        await op.register(body)
+        await _settled(op, ns, lambda ws: len(ws) == 2)
+        await op.run_cycle(INTERVAL)  # S: the soft stage switches both agents
+        await _settled(op, ns, lambda ws: all(PROBATION in w.annotations for w in ws.values()))
+        while clock.now < S + timedelta(minutes=8):
+            clock.now += INTERVAL
+            await op.run_cycle(INTERVAL)
+            await op.parts.deliveries.drain(30)
+        assert _model(api, ns, "drop-bot") == "gpt-4o-mini"  # notify: the change stays
+        pd = _probation_events(receivers, ReceiverKind.PAGERDUTY)
+        assert [e["event_action"] for e in pd] == ["trigger"], pd  # open, never repeated
+        # A person puts the previous model back by hand.
+        deployment = api.get("apps/v1", "Deployment", ns, "drop-bot") or {}
+        env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        index = next(i for i, e in enumerate(env) if e["name"] == "MODEL")
+        api.patch(
+            "apps/v1",
+            "Deployment",
+            ns,
+            "drop-bot",
+            [
+                {
+                    "op": "replace",
+                    "path": f"/spec/template/spec/containers/0/env/{index}/value",
+                    "value": "gpt-4o",
+                }
+            ],
+            patch_type="json",
+        )
+        await _settled(op, ns, lambda ws: ws["drop-bot"].env.get(("agent", "MODEL")) == "gpt-4o")
+        for _ in range(10):
+            if len(_probation_events(receivers, ReceiverKind.PAGERDUTY)) == 2:
+                break
+            clock.now += INTERVAL
+            await op.run_cycle(INTERVAL)
+            await op.parts.deliveries.drain(30)
+        pd = _probation_events(receivers, ReceiverKind.PAGERDUTY)
+        assert [e["event_action"] for e in pd] == ["trigger", "resolve"], pd
+        assert pd[0]["dedup_key"] == pd[1]["dedup_key"]
+        hooks = _probation_events(receivers, ReceiverKind.WEBHOOK)
+        assert [h["state"] for h in hooks] == ["firing", "resolved"], hooks
+        assert "the agent runs gpt-4o now, not gpt-4o-mini" in hooks[1]["summary"]
     finally:
         await op.stop()

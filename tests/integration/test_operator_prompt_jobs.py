@@ -1,11 +1,14 @@
 """The operator and prompt-optimization Jobs, in-process on the API emulator: a latency
 spike starts a Job, the Job runs ``optimize-prompt``'s logic against a loopback model,
 the next cycle rolls the candidate out (status, record, Event) and ``agentmedic restore``
-undoes it; a rejected candidate is reported once and no second Job is started."""
+undoes it; a rejected candidate is reported once and no second Job is started; a Job that
+ran out of time is told once on the rule's channels, an operator restart between its
+failure and the send included."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -23,6 +26,7 @@ from agentmedic.operator.settings import load_settings
 from agentmedic.optimize import ModelSettings, OptimizeSettings, optimize
 from agentmedic_sandbox.emulator import ApiEmulator
 from agentmedic_sandbox.model_server import ModelServer, Reply
+from agentmedic_sandbox.receivers import NotificationReceivers, ReceiverKind
 from tests.integration.operator_support import ManualScheduler
 
 NS = "agents"
@@ -249,3 +253,135 @@ async def test_a_succeeded_job_is_rolled_out_and_a_rejected_one_reported_once(
     await _cycle(op, clock)
     fast = emu.get("v1", "ConfigMap", NS, "fast-bot-prompt") or {}
     assert fast["data"]["system"] == PROMPT_TEXT, "a handled Job is not rolled out again"
+
+
+# ------------------------------------------------- a failed Job reaches the rule's channels
+
+
+def _paged_policy(pagerduty_url: str) -> dict[str, Any]:
+    doc = _policy()
+    spec = doc["spec"]
+    spec["rules"][0]["actions"].append({"notify": {"channels": ["pager", "hook"]}})
+    spec["notifications"] = {
+        "channels": [
+            {
+                "name": "pager",
+                "pagerduty": {
+                    "routingKeySecretRef": {"name": "notify", "key": "pagerduty-routing-key"},
+                    "url": pagerduty_url,
+                },
+            },
+            {"name": "hook", "webhook": {"urlSecretRef": {"name": "notify", "key": "webhook-url"}}},
+        ]
+    }
+    return doc
+
+
+async def _started(emu: ApiEmulator, clock: Clock) -> Operator:
+    """An operator process, as after a (re)start: nothing in memory but what it reads."""
+    settings = load_settings(
+        flags={
+            "prometheus_url": "http://127.0.0.1:9",
+            "namespaces": [NS],
+            "peering": "",
+            "metrics_port": 0,
+            "health_port": 0,
+        },
+        environ={},
+    )
+    op = Operator.build(settings, emu.client_configuration(), clock=clock, backend=SlowFleet())
+    op.scheduler = ManualScheduler()  # type: ignore[assignment]
+    await op.start()
+    await op.register(emu.get(API, "AgentPolicy", NS, "latency") or {})
+    for _ in range(2000):
+        if op.cache.workloads(NS, op.entries[(NS, "latency")].selector):
+            return op
+        await asyncio.sleep(0.01)
+    raise AssertionError("the operator never listed the workloads")
+
+
+def _job_pages(rx: NotificationReceivers) -> tuple[list[Any], list[Any]]:
+    """(PagerDuty events, webhook messages) about a prompt-optimization Job."""
+    pd = [r.json() for r in rx.accepted(ReceiverKind.PAGERDUTY)]
+    hooks = [r.json() for r in rx.accepted(ReceiverKind.WEBHOOK)]
+    return (
+        [e for e in pd if ":prompt-job:" in str(e.get("dedup_key"))],
+        [h for h in hooks if ":prompt-job:" in str(h.get("episode"))],
+    )
+
+
+async def _cycles(op: Operator, clock: Clock, n: int) -> None:
+    for _ in range(n):
+        await _cycle(op, clock)
+        await op.parts.deliveries.drain(30)
+
+
+async def test_a_timed_out_job_is_told_once_on_the_rules_channels_across_restarts() -> None:
+    with ApiEmulator(history_limit=5000) as emu, NotificationReceivers() as rx:
+        data = {k: base64.b64encode(v.encode()).decode() for k, v in rx.secret_data().items()}
+        emu.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "notify", "namespace": NS},
+                "data": data,
+            }
+        )
+        emu.create(_paged_policy(rx.url_for(ReceiverKind.PAGERDUTY)))
+        for name in AGENTS:
+            _agent(emu, name)
+        clock = Clock()
+        op = await _started(emu, clock)
+        try:
+            await op.run_cycle(INTERVAL)  # the spike: one Job per agent, the rule's page
+            [job] = [
+                j
+                for j in emu.list("batch/v1", "Job", NS)
+                if j["metadata"]["labels"]["agentmedic.io/agent"] == "fast-bot"
+            ]
+            name = job["metadata"]["name"]
+            failed = {
+                "type": "Failed",
+                "status": "True",
+                "reason": "DeadlineExceeded",
+                "message": "Job was active longer than specified deadline",
+            }
+            emu.patch(
+                "batch/v1",
+                "Job",
+                NS,
+                name,
+                {"status": {"conditions": [failed]}},
+                subresource="status",
+            )
+            # The cycle settles the Job (status, Event, the record on the workload) ...
+            await _cycle(op, clock)
+            recorded = emu.get("apps/v1", "Deployment", NS, "fast-bot") or {}
+            assert json.loads(recorded["metadata"]["annotations"][PROMPT_JOB])["job"] == name
+        finally:
+            await op.stop()  # ... and the operator dies before any message about it
+        assert _job_pages(rx) == ([], [])
+
+        op = await _started(emu, clock)  # a new process (or a new leader)
+        try:
+            await _cycles(op, clock, 3)
+        finally:
+            await op.stop()
+        pd, hooks = _job_pages(rx)
+        assert [e["event_action"] for e in pd] == ["trigger"]
+        assert [h["state"] for h in hooks] == ["firing"]
+        assert hooks[0]["episode"] == pd[0]["dedup_key"]
+        summary = hooks[0]["summary"]
+        assert name in summary, summary
+        assert "DeadlineExceeded" in summary
+        assert f"kubectl logs job/{name} -n {NS}" in summary
+        assert hooks[0]["agent"] == {"namespace": NS, "name": "fast-bot"}
+        assert hooks[0]["rule"] == "latency-spike"
+
+        op = await _started(emu, clock)  # restarted after the send: not said again
+        try:
+            await _cycles(op, clock, 3)
+        finally:
+            await op.stop()
+        assert tuple(len(x) for x in _job_pages(rx)) == (1, 1)
+        assert len(emu.list("batch/v1", "Job", NS)) == 2, "the failed Job is not retried"

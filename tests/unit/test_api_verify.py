@@ -40,6 +40,7 @@ def test_an_empty_verify_takes_the_documented_defaults() -> None:
         50,
     )
     assert (v.on_regression, v.reject_for) == (OnRegression.REVERT, timedelta(days=1))
+    assert v.max_windows == 3
 
 
 @pytest.mark.parametrize(
@@ -47,6 +48,8 @@ def test_an_empty_verify_takes_the_documented_defaults() -> None:
     [
         ({"qualityScoreDrop": 2}, "spec.verify.qualityScoreDrop", "less than or equal to 1"),
         ({"minExecutions": 0}, "spec.verify.minExecutions", "greater than or equal to 1"),
+        ({"maxWindows": 0}, "spec.verify.maxWindows", "greater than or equal to 1"),
+        ({"maxWindows": 101}, "spec.verify.maxWindows", "less than or equal to 100"),
         ({"onRegression": "rollback"}, "spec.verify.onRegression", "revert"),
         ({"window": "10s"}, "spec.verify.window", "between 30s and 30d"),
         ({"rejectFor": "40d"}, "spec.verify.rejectFor", "between 0s and 30d"),

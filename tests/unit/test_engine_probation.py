@@ -145,15 +145,82 @@ def test_a_switch_that_holds_is_verified_and_the_resolve_says_so() -> None:
 
 
 def test_too_little_traffic_is_inconclusive_and_nothing_is_undone() -> None:
-    sim = Sim(_rule_spec(), fleet(2))
+    sim = Sim(_rule_spec(maxWindows=1), fleet(2))
     sim.step({**GOOD, "executions": 5.0}, a0=SICK)
     o = _run_until_verdict(sim, {**WORSE, "executions": 5.0}, a0=SICK)
     (verdict,) = o.probation
     assert verdict.verdict == "Inconclusive"
     assert "too little traffic" in verdict.summary
     assert "minExecutions 20" in verdict.summary
+    assert verdict.action == "kept: not judged (final after 1 of verify.maxWindows)"
     assert not [d for d in o.decisions if d.applies]
     assert sim.workload("a0").model == "gpt-4o-mini"
+
+
+def _verdicts_until_final(sim: Sim, values: dict[str, Any], **per_agent: Any) -> list[Any]:
+    seen: list[Any] = []
+    for _ in range(60):
+        o = sim.step(values, **per_agent)
+        seen += o.probation
+        if o.probation and not o.probation[-1].action.startswith("not final"):
+            return seen
+    raise AssertionError(f"no final verdict within 30 minutes: {seen}")
+
+
+def test_a_short_window_is_watched_again_up_to_max_windows_then_final() -> None:
+    sim = Sim(_rule_spec(), fleet(2))  # maxWindows 3 by default; window 5m
+    sim.step(GOOD, a0=SICK)  # the baseline has traffic
+    seen = _verdicts_until_final(sim, {**WORSE, "executions": 5.0}, a0=SICK)
+    assert [v.verdict for v in seen] == ["Inconclusive"] * 3
+    assert [v.action for v in seen[:2]] == [
+        "not final: watched for another 5m (window 1 of verify.maxWindows 3)",
+        "not final: watched for another 5m (window 2 of verify.maxWindows 3)",
+    ]
+    assert seen[2].action == "kept: not judged (final after 3 of verify.maxWindows)"
+    record = sim.workload("a0").probation
+    assert record is not None
+    assert [v.at - record.at >= k * timedelta(minutes=5) for k, v in enumerate(seen, 1)] == [
+        True
+    ] * 3
+    assert sim.workload("a0").model == "gpt-4o-mini"  # nothing undone
+    # Final: never judged again, however long it runs.
+    for _ in range(30):
+        assert not sim.step({**WORSE, "executions": 5.0}, a0=SICK).probation
+    # The episode's resolved message says so.
+    resolved = sim.step({**WORSE, "executions": 5.0})
+    (n,) = [n for n in resolved.notifications if n.state == "resolved"]
+    assert "not judged on probation: too little traffic (final; it stays)" in n.summary
+
+
+def test_an_episode_that_ends_while_probation_waits_for_traffic_says_so() -> None:
+    sim = Sim(_rule_spec(), fleet(2))
+    sim.step(GOOD, a0=SICK)
+    first = _run_until_verdict(sim, {**WORSE, "executions": 5.0}, a0=SICK)
+    assert first.probation[0].action.startswith("not final")
+    resolved = sim.step({**WORSE, "executions": 5.0})  # the rule clears meanwhile
+    (n,) = [n for n in resolved.notifications if n.state == "resolved"]
+    assert "still on probation: too little traffic so far" in n.summary
+
+
+def test_traffic_that_comes_back_in_a_later_window_gets_a_verdict() -> None:
+    sim = Sim(_rule_spec(), fleet(2))
+    sim.step(GOOD, a0=SICK)
+    first = _run_until_verdict(sim, {**WORSE, "executions": 5.0}, a0=SICK)
+    assert first.probation[0].action.startswith("not final")
+    seen = _verdicts_until_final(sim, WORSE, a0=SICK)
+    assert seen[-1].verdict == "Regressed"
+    assert seen[-1].action.startswith("reverted to")
+
+
+def test_a_baseline_with_too_little_traffic_is_final_at_once() -> None:
+    # Another window cannot add executions to the baseline: nothing to wait for.
+    sim = Sim(_rule_spec(), fleet(2))
+    sim.step({**GOOD, "executions": 5.0}, a0=SICK)
+    o = _run_until_verdict(sim, WORSE, a0=SICK)
+    (verdict,) = o.probation
+    assert verdict.verdict == "Inconclusive"
+    assert "executions before 5" in verdict.summary
+    assert verdict.action.startswith("kept: not judged (final")
 
 
 def test_on_regression_notify_keeps_the_change_and_tells_the_rules_channels() -> None:
@@ -284,14 +351,22 @@ _STEP = st.fixed_dictionaries(
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(steps=st.lists(_STEP, min_size=5, max_size=60), budget=st.booleans())
+@given(
+    steps=st.lists(_STEP, min_size=5, max_size=60),
+    budget=st.booleans(),
+    max_windows=st.integers(1, 4),
+)
 def test_no_flapping_and_no_silent_revert_above_the_hard_stage(
-    steps: list[dict[str, Any]], budget: bool
+    steps: list[dict[str, Any]], budget: bool, max_windows: int
 ) -> None:
-    spec = _budget_spec(rejectFor="30m") if budget else _rule_spec(rejectFor="30m")
+    extra = {"rejectFor": "30m", "maxWindows": max_windows}
+    spec = _budget_spec(**extra) if budget else _rule_spec(**extra)
     hold = timedelta(minutes=30)
     sim = Sim(spec, fleet(1))
     rejected_at: dict[str, Any] = {}
+    judged: dict[str, int] = {}
+    final: set[str] = set()
+    pages: dict[str, str] = {}
     for i, s in enumerate(steps):
         values = {
             **GOOD,
@@ -317,8 +392,25 @@ def test_no_flapping_and_no_silent_revert_above_the_hard_stage(
                 )
                 if hard:
                     assert "budget.hard is reached" in d.reason
+        for n in o.notifications:
+            if n.episode.endswith(":probation"):
+                # One firing page per change, one resolve after it, same key.
+                assert pages.get(n.episode) == ("firing" if n.state == "resolved" else None)
+                pages[n.episode] = n.state
         for verdict in o.probation:
             event(f"{verdict.verdict} ({verdict.action.split(' ')[0]})")
+            # No verdict without minExecutions (20) in the window just judged.
+            if s["executions"] < 20:
+                assert verdict.verdict == "Inconclusive", verdict.summary
+            # At most maxWindows windows per change, and nothing after the final word.
+            assert verdict.episode not in final, "judged again after a final verdict"
+            judged[verdict.episode] = judged.get(verdict.episode, 0) + 1
+            assert judged[verdict.episode] <= max_windows
+            if verdict.action.startswith("not final"):
+                assert verdict.verdict == "Inconclusive"
+                assert judged[verdict.episode] < max_windows
+            else:
+                final.add(verdict.episode)
             if verdict.verdict == "Regressed" and verdict.action.startswith("reverted"):
                 rejected_at[verdict.new] = sim.now
             if verdict.verdict != "Inconclusive":
@@ -441,7 +533,8 @@ def _prompt_on_probation(sim: Sim, name: str) -> None:
         new="system.v1",
         baseline={**baseline, "executions": 100.0},
     )
-    sim.set_workload(name, dataclasses.replace(sim.workload(name), probation=record))
+    w = dataclasses.replace(sim.workload(name), probation=record, prompt_version="system.v1")
+    sim.set_workload(name, w)
 
 
 def test_a_prompt_that_regresses_is_put_back_once_with_its_numbers() -> None:

@@ -14,6 +14,9 @@ key (``agentmedic.io/`` + …)      value     meaning
 ``prompt-job``                    JSON      The last prompt-optimization Job whose outcome
                                             was handled (``job``, ``status``, ``reason``,
                                             ``at``): a Job is reported and acted on once.
+                                            One not rolled out also has ``rolledOut``
+                                            false, ``episode`` and ``rule``: the engine
+                                            tells the rule's channels once.
 ================================  ========  ==================================================
 
 The pod template carries ``agentmedic.io/prompt-version`` (the key whose text is live) so
@@ -25,10 +28,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from agentmedic.actions.errors import CorruptRecordError
 from agentmedic.actions.record import PREFIX, load_object
+from agentmedic.engine.inputs import PromptJobOutcome
 
 __all__ = [
     "PROMPT",
@@ -38,6 +43,7 @@ __all__ = [
     "backup_key",
     "handled_job",
     "parse_prompt",
+    "parse_prompt_job",
     "read_prompt_record",
     "sha256",
 ]
@@ -115,3 +121,27 @@ def handled_job(annotations: Mapping[str, str]) -> str:
     """The name of the last Job whose outcome was handled on this workload ('' if none)."""
     value = load_object(annotations, PROMPT_JOB) or {}
     return str(value.get("job", ""))
+
+
+def parse_prompt_job(annotations: Mapping[str, str]) -> PromptJobOutcome | None:
+    """The handled Job as the engine reads it when it was not rolled out and a person should
+    hear of it; None otherwise (rolled out, left to the Job, a record from before episodes
+    were kept, or unreadable)."""
+    value = load_object(annotations, PROMPT_JOB)
+    if value is None or value.get("rolledOut") is not False or value.get("status") == "Completed":
+        return None
+    fields = [value.get(k) for k in ("job", "status", "episode", "at")]
+    if not all(isinstance(f, str) and f for f in fields):
+        return None
+    try:
+        at = datetime.fromisoformat(str(value["at"]).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return PromptJobOutcome(
+        job=str(value["job"]),
+        status=str(value["status"]),
+        reason=str(value.get("reason", "")),
+        episode=str(value["episode"]),
+        rule=str(value.get("rule", "")),
+        at=at if at.tzinfo is not None else at.replace(tzinfo=UTC),
+    )

@@ -291,7 +291,7 @@ def settle_prompt_job(
         outcome = ExecutionOutcome.REFUSED  # a result, but no completed Job to trust it
     else:
         outcome = ExecutionOutcome.FAILED
-    obj = _stamp_handled(ctx, ref, obj, name, status, why)
+    obj = _stamp_handled(ctx, ref, obj, name, status, why, record)
     return ctx.result(
         KIND,
         ref,
@@ -323,8 +323,11 @@ def _why_not(
     if not _condition(job, "Complete"):
         conditions: list[Mapping[str, Any]] = (job.get("status") or {}).get("conditions") or []
         failed = next((c for c in conditions if c.get("type") == "Failed"), {})
+        detail = str(failed.get("reason") or "no reason")
+        if failed.get("message"):
+            detail += f": {str(failed['message'])[:120]}"
         return (
-            f"prompt-optimization Job {name} failed ({failed.get('reason') or 'no reason'}) "
+            f"prompt-optimization Job {name} failed ({detail}) "
             "without a result; the prompt is unchanged (kubectl logs job/" + name + ")"
         )
     return (
@@ -342,8 +345,24 @@ def _condition(job: Mapping[str, Any], kind: str) -> bool:
 
 
 def _stamp_handled(
-    ctx: ActionContext, ref: WorkloadRef, obj: dict[str, Any], job: str, status: str, why: str
+    ctx: ActionContext,
+    ref: WorkloadRef,
+    obj: dict[str, Any],
+    job: str,
+    status: str,
+    why: str,
+    record: ActionRecord,
 ) -> dict[str, Any]:
-    handled = {"job": job, "status": status, "reason": why[:300], "at": format_time(ctx.now())}
+    """Name the Job handled, not rolled out, with the episode and rule that started it: the
+    engine tells the rule's channels once from this record (a restart in between included)."""
+    handled = {
+        "job": job,
+        "status": status,
+        "reason": why[:300],
+        "at": format_time(ctx.now()),
+        "rolledOut": False,
+        "episode": record.episode,
+        "rule": record.rule,
+    }
     body = {"metadata": {"annotations": {PROMPT_JOB: canonical_json(handled)}}}
     return ctx.kube.patch_workload(ref.kind, ref.namespace, ref.name, body, STRATEGIC_MERGE_PATCH)

@@ -8,7 +8,9 @@ signals over the window since the change and compares them with the tolerances b
 - ``Verified``: every signal within its tolerance (enough executions on both sides);
 - ``Regressed``: some signal beyond its tolerance; ``onRegression`` says what follows;
 - ``Inconclusive``: fewer than ``minExecutions`` before or after: too little traffic to
-  judge, said as such, nothing undone.
+  judge. While the window after the change is what falls short, the change is watched for
+  another window, up to ``maxWindows`` windows in all; then Inconclusive is final, said as
+  such, and nothing is undone.
 
 Data only, like :mod:`agentmedic.api.types` (which holds the field ``spec.verify``); built on
 :mod:`agentmedic.api.base` like every kind, it imports nothing of that module.
@@ -50,6 +52,11 @@ class Verify(Model):
     min_executions: int = Field(default=50, ge=1, le=1_000_000_000)
     """Executions needed in the baseline and in the window alike; with fewer on either side
     the verdict is Inconclusive and nothing is undone. Defaults to 50."""
+    max_windows: int = Field(default=3, ge=1, le=100)
+    """How many windows probation may take. While the latest window has fewer than
+    minExecutions (and the baseline has enough), the change is watched for another window;
+    after this many windows in all, Inconclusive is final. 1 judges once. From 1 to 100.
+    Defaults to 3."""
     success_rate_drop: float = Field(default=0.05, ge=0, le=1)
     """How far the success rate may fall below the baseline, as a ratio of executions (0.05:
     five percentage points). Defaults to 0.05."""

@@ -117,9 +117,14 @@ Behaviour in short
   score, executions) into the record the actions layer writes; once verify.window has
   passed the same signals over the window are compared with the tolerances, once per
   change: Verified, Inconclusive (fewer than minExecutions on either side: nothing
-  undone), or Regressed → onRegression (revert through a restore decision whose evidence
-  re-derives the regression, the tier rejected for the agent for rejectFor; notify; or
-  scaleToZero within quiet hours and maxDisabledPercent).
+  undone; too few after the change is judged again after another window, up to
+  maxWindows), or Regressed → onRegression (revert through a restore decision whose
+  evidence re-derives the regression, the tier rejected for the agent for rejectFor;
+  notify; or scaleToZero within quiet hours and maxDisabledPercent). A regression's page
+  resolves once the agent no longer carries the regressed change
+  (:mod:`agentmedic.engine.stages.probation_pages`); a prompt-optimization Job not rolled
+  out is told once on the rule's channels
+  (:mod:`agentmedic.engine.stages.prompt_job_pages`).
 - Dry run: decisions are marked ``dry_run`` and change nothing; guardrails, cooldown
   and the blast-radius cap still apply as if they had, so the record is realistic.
 - Quiet hours: every workload change (restores included) waits; notifications go out.

@@ -219,6 +219,8 @@ class Cycle:
 
     # -- notices stage
     notices: dict[str, NoticeRecord] = field(init=False)
+    told: dict[str, datetime] = field(init=False)
+    """Messages said once (see PolicyState.told)."""
     no_data_channels: tuple[str, ...] = ()
 
     def silenced(self, agent: AgentId | None, rule: str) -> Silence | None:
@@ -237,3 +239,4 @@ class Cycle:
         self.breaching = [[] for _ in self.rules]
         self.budget_states = dict(self.prior.budget)
         self.notices = dict(self.prior.notices)
+        self.told = dict(self.prior.told)

@@ -25,6 +25,7 @@ __all__ = [
     "DowngradedAgent",
     "PolicyInput",
     "ProbationRecord",
+    "PromptJobOutcome",
     "episode_key",
     "episode_policy_uid",
 ]
@@ -56,6 +57,27 @@ class DowngradedAgent:
     """When the latest switch happened."""
     previous_model: str
     """The model before agentmedic first changed it: what a full restore puts back."""
+
+
+@dataclass(frozen=True, slots=True)
+class PromptJobOutcome:
+    """The last prompt-optimization Job whose outcome the operator handled on the workload
+    (``agentmedic.io/prompt-job``) when it was not rolled out: failed, timed out, rejected,
+    or finished without a result to trust."""
+
+    job: str
+    """The Job's name."""
+    status: str
+    """What its result says (Failed, Rejected, Succeeded), or Failed without one."""
+    reason: str
+    """One line: the result's reason, or the Job's condition (DeadlineExceeded,
+    BackoffLimitExceeded) and its message."""
+    episode: str
+    """The episode key of the episode that started the Job."""
+    rule: str
+    """The rule (or budget stage) behind it."""
+    at: datetime
+    """When the outcome was handled."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +122,12 @@ class AgentInput:
     """Set while the operator's model-switch record is on the workload."""
     probation: ProbationRecord | None = None
     """Set while the operator's probation record of a change is on the workload."""
+    prompt_version: str | None = None
+    """The prompt version agentmedic's rollout record (``agentmedic.io/prompt``) says is
+    live; None without a record (never rolled out, or restored since)."""
+    prompt_job: PromptJobOutcome | None = None
+    """The last prompt-optimization Job handled on the workload, when it was not rolled
+    out (told once on the rule's channels)."""
     managed_by: str | None = None
     """The GitOps tool that manages the workload, in words ("Argo CD Application x"), when
     its marks say so: named when agentmedic's change is reverted."""

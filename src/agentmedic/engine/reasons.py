@@ -77,6 +77,10 @@ class DecisionReason(StrEnum):
     """A change on probation (spec.verify) made the agent worse than its baseline beyond a
     tolerance; verify.onRegression is revert (or scaleToZero)."""
 
+    PROMPT_JOB_NOT_ROLLED_OUT = "PromptJobNotRolledOut"
+    """A prompt-optimization Job failed, timed out, was rejected or left no result to
+    trust: the prompt is unchanged; told once on the rule's channels."""
+
     # Why a notification episode ended.
     RESOLVED = "Resolved"
     """The rule's conditions stayed clear for recoverFor."""

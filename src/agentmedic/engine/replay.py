@@ -99,6 +99,9 @@ def _apply(w: AgentInput, d: Decision) -> AgentInput:
                 downgraded=None if d.restore.complete else w.downgraded,
                 probation=_after_restore(w.probation, d),
             )
+        if d.restore.prompt and w.prompt_version is not None:
+            # The kept text goes back and the rollout record with it.
+            w = replace(w, prompt_version=None, probation=_after_restore(w.probation, d))
     return w
 
 

@@ -9,7 +9,8 @@ The state splits in two so each part lives next to what it describes:
   missing or the agent healthy;
 - per policy (:class:`PolicyState` minus ``agents``), stored in the policy's status or
   an annotation on it: the actions of the last hour (rate limit), systemic episodes,
-  the budget period and which stages fired, and the notifications sent per episode.
+  the budget period and which stages fired, the notifications sent per episode (a
+  resolve owed), and the messages said once (``told``: a failed prompt Job's).
 
 Everything is immutable; an evaluation returns a new :class:`PolicyState` that reuses
 every unchanged :class:`AgentState` object, so ``changed_agents`` and ``==`` are cheap
@@ -211,16 +212,26 @@ class ProbationMemo:
     episode: str
     """The episode key of the judged change (its record on the workload)."""
     verdict: str
-    """Verified, Regressed or Inconclusive."""
+    """Verified, Regressed or Inconclusive; Extended while too little traffic after the
+    change has it watched for another window (not a verdict yet)."""
     at: datetime
-    """When it was judged."""
+    """When it was judged (for Extended: when the latest window was found short)."""
     new: str = ""
     """The value the change had set (the tier a revert rejects)."""
+    stopped: bool = False
+    """The regression scaled the agent to zero (verify.onRegression scaleToZero): its page
+    resolves when a person restores the agent."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-compatible dict."""
         return _drop_none(
-            {"episode": self.episode, "verdict": self.verdict, "at": _t(self.at), "new": self.new}
+            {
+                "episode": self.episode,
+                "verdict": self.verdict,
+                "at": _t(self.at),
+                "new": self.new,
+                "stopped": self.stopped or None,
+            }
         )
 
     @classmethod
@@ -228,7 +239,9 @@ class ProbationMemo:
         """Read what :meth:`to_dict` wrote."""
         at = _p(d["at"])
         assert at is not None
-        return cls(d["episode"], d["verdict"], at, str(d.get("new", "")))
+        return cls(
+            d["episode"], d["verdict"], at, str(d.get("new", "")), bool(d.get("stopped", False))
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,16 +377,21 @@ class NoticeRecord:
     channels: tuple[str, ...]
     severity: Severity
     sent_at: datetime
+    detail: str = ""
+    """What the resolved message repeats (a regression's before/after numbers)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-compatible dict."""
-        return {
+        out = {
             "rule": self.rule,
             "agent": None if self.agent is None else str(self.agent),
             "channels": list(self.channels),
             "severity": self.severity.value,
             "sentAt": _t(self.sent_at),
         }
+        if self.detail:
+            out["detail"] = self.detail
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> NoticeRecord:
@@ -387,6 +405,7 @@ class NoticeRecord:
             channels=tuple(d.get("channels", ())),
             severity=Severity(d.get("severity", Severity.MEDIUM.value)),
             sent_at=sent_at,
+            detail=str(d.get("detail", "")),
         )
 
 
@@ -412,6 +431,10 @@ class PolicyState:
     """Policy-scope budget stages (budget.soft, budget.hard) that fired in this period."""
     notices: Mapping[str, NoticeRecord] = field(default_factory=dict)
     """Firing notifications sent, by episode key, until their resolution is sent."""
+    told: Mapping[str, datetime] = field(default_factory=dict)
+    """Messages said once and never again (a failed prompt-optimization Job's), by key,
+    with when: kept while the record they tell of is on a workload. Stored with the outbox,
+    so that a restart neither loses nor repeats them."""
 
     def agent(self, agent: AgentId) -> AgentState:
         """The agent's state (empty when there is none)."""
@@ -433,6 +456,7 @@ class PolicyState:
             or self.budget_period_start != other.budget_period_start
             or self.budget != other.budget
             or self.notices != other.notices
+            or self.told != other.told
         )
 
     def __eq__(self, other: object) -> bool:
@@ -459,6 +483,8 @@ class PolicyState:
             out["budget"] = {k: v.to_dict() for k, v in sorted(self.budget.items())}
         if self.notices:
             out["notices"] = {k: v.to_dict() for k, v in sorted(self.notices.items())}
+        if self.told:
+            out["told"] = {k: _t(v) for k, v in sorted(self.told.items())}
         return out
 
     def agents_to_dict(self) -> dict[str, dict[str, Any]]:
@@ -494,6 +520,7 @@ class PolicyState:
             budget_period_start=_p(policy.get("budgetPeriodStart")),
             budget={k: RuleState.from_dict(v) for k, v in policy.get("budget", {}).items()},
             notices={k: NoticeRecord.from_dict(v) for k, v in policy.get("notices", {}).items()},
+            told={k: t for k, v in policy.get("told", {}).items() if (t := _p(v)) is not None},
         )
 
 

@@ -72,6 +72,9 @@ class Verdict:
     executions_after: float | None
     why: str
     """One line for people: the regressed signals, or why it is inconclusive."""
+    short_after: bool = False
+    """Inconclusive because the window after the change has too few executions while the
+    baseline has enough: another window may give a verdict."""
 
     @property
     def regressed(self) -> tuple[Comparison, ...]:
@@ -178,7 +181,10 @@ def judge(
             f"too little traffic to judge: executions {', '.join(few)} "
             f"(verify.minExecutions {v.min_executions})"
         )
-        return Verdict(VerdictKind.INCONCLUSIVE, tuple(comparisons), n_before, n_after, why)
+        short_after = len(few) == 1 and few[0].startswith("after")
+        return Verdict(
+            VerdictKind.INCONCLUSIVE, tuple(comparisons), n_before, n_after, why, short_after
+        )
     if not comparisons:
         why = "no signal had data on both sides of the change"
         return Verdict(VerdictKind.INCONCLUSIVE, (), n_before, n_after, why)

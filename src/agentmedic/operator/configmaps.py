@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from agentmedic.actions import ActionError, ActionExecutor, parse_disabled, parse_downgraded
 from agentmedic.actions.probation import parse_probation
+from agentmedic.actions.prompt_record import parse_prompt, parse_prompt_job
 from agentmedic.api.types import AgentPolicySpec
 from agentmedic.engine import AgentInput, DisabledAgent, DowngradedAgent
 from agentmedic.operator.watch import CachedWorkload
@@ -51,6 +52,7 @@ class ModelReads:
         """The engine's view of a workload: replicas, model, and agentmedic's records."""
         disabled = parse_disabled(w.annotations)
         downgraded = parse_downgraded(w.annotations)
+        prompt = parse_prompt(w.annotations)
         return AgentInput(
             kind=w.kind,
             name=w.name,
@@ -74,6 +76,8 @@ class ModelReads:
                 previous_model=downgraded.model,
             ),
             probation=parse_probation(w.annotations),
+            prompt_version=prompt.version if prompt is not None else None,
+            prompt_job=parse_prompt_job(w.annotations),
         )
 
 

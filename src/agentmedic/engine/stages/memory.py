@@ -37,4 +37,5 @@ def remember(c: Cycle) -> PolicyState:
         budget_period_start=period.start if period is not None and not period.rolling else None,
         budget=c.budget_states if c.budget_states != prior.budget else prior.budget,
         notices=c.notices if c.notices != prior.notices else prior.notices,
+        told=c.told if c.told != prior.told else prior.told,
     )

@@ -4,15 +4,17 @@ Every firing episode with channels is *desired*: a rule's on an agent, a budget 
 (per agent, or for the policy), a systemic outage's, and missing data's (per agent, or one
 for the fleet). A desired episode not yet announced is announced, and said again once the
 soonest renotifyAfter (an Alertmanager channel's repostInterval) of its channels has
-passed; an announced one no longer desired is
-resolved, with the reason it ended. While an AgentSilence covers an episode it is neither
-announced nor said again (a page sent before the silence stays open and resolves as
-usual); when the silence ends, a still-firing episode is announced on the next cycle.
+passed; an announced one no longer desired is resolved, with the reason it ended (a
+regression's page on probation: see :mod:`~agentmedic.engine.stages.probation_pages`).
+While an AgentSilence covers an episode it is neither announced nor said again (a page
+sent before the silence stays open and resolves as usual); when the silence ends, a
+still-firing episode is announced on the next cycle.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from agentmedic.api.durations import format_duration
 from agentmedic.api.types import Action, BudgetScope, NoDataMode, Severity
@@ -22,6 +24,13 @@ from agentmedic.engine.context import AgentWork, Cycle
 from agentmedic.engine.inputs import episode_key
 from agentmedic.engine.outcome import DecisionKind, Notification, restore_command
 from agentmedic.engine.reasons import DecisionReason
+from agentmedic.engine.stages.probation_pages import is_page, page_open, page_resolved
+from agentmedic.engine.stages.prompt_job_pages import (
+    is_job_page,
+    job_page,
+    job_page_resolved,
+    want_job_pages,
+)
 from agentmedic.engine.stages.remediation import STAGE_REASON, STAGE_SEVERITY
 from agentmedic.engine.state import NoticeRecord, SystemicEpisode
 
@@ -84,6 +93,12 @@ def _desired(c: Cycle, stage_channels: Mapping[str, tuple[str, ...]]) -> dict[st
         if c.rules[i].channels:
             desired[ep.episode] = ("systemic", None, i)
     _no_data_wanted(c, desired)
+    for key, rec in c.notices.items():
+        page = c.work.get(rec.agent) if rec.agent is not None and is_page(key) else None
+        if page is not None and page_open(c, key, rec):
+            # Sent by the probation stage; kept open while the change is on the agent.
+            desired[key] = ("probation", page, rec.rule)
+    want_job_pages(c, desired)
     return desired
 
 
@@ -132,6 +147,14 @@ def _announce(
         if c.silences and c.silenced(None if who is None else who.agent, _rule_of(c, what, ref)):
             continue  # no page, nor a reminder, while a silence covers it
         known = announced.get(key)
+        if known is not None and what in ("probation", "promptjob"):
+            # Said once, no reminder; only an Alertmanager channel gets it re-posted, or
+            # it would forget the alert.
+            n = _repost(c, key, known)
+            if n is not None:
+                out.append(n)
+                announced[key] = replace(known, sent_at=c.now)
+            continue
         if known is not None:
             # A still-firing episode is said again once the soonest renotifyAfter of its
             # channels has passed; each channel's own renotifyAfter and rate limit are
@@ -143,8 +166,38 @@ def _announce(
         if n is None:
             continue
         out.append(n)
-        announced[key] = NoticeRecord(n.rule, n.agent, n.channels, n.severity, c.now)
+        detail = n.summary[:600] if what == "promptjob" else ""
+        announced[key] = NoticeRecord(n.rule, n.agent, n.channels, n.severity, c.now, detail)
     return out
+
+
+def _repost(c: Cycle, key: str, known: NoticeRecord) -> Notification | None:
+    """A page said once, posted again to its Alertmanager channels at their
+    repostInterval (the others are not told again)."""
+    every = {
+        ch.name: ch.alertmanager.repost_interval
+        for ch in c.spec.notifications.channels
+        if ch.alertmanager is not None and ch.name in known.channels
+    }
+    if not every or c.now - known.sent_at < min(every.values()):
+        return None
+    job = is_job_page(key)
+    return Notification(
+        channels=tuple(every),
+        episode=key,
+        agent=known.agent,
+        rule=known.rule,
+        severity=known.severity,
+        state="firing",
+        summary=known.detail
+        if job
+        else f"{known.agent}: regression on probation ({known.rule}) still open — {known.detail}",
+        reason_code=DecisionReason.PROMPT_JOB_NOT_ROLLED_OUT
+        if job
+        else DecisionReason.PROBATION_REGRESSED,
+        dry_run=c.dry_run,
+        at=c.now,
+    )
 
 
 def _rule_of(c: Cycle, what: str, ref: int | str) -> str:
@@ -152,7 +205,7 @@ def _rule_of(c: Cycle, what: str, ref: int | str) -> str:
     if what in ("rule", "systemic"):
         assert isinstance(ref, int)
         return c.rules[ref].name
-    if what == "stage":
+    if what in ("stage", "promptjob", "probation"):
         assert isinstance(ref, str)
         return ref
     return NO_DATA_RULE
@@ -180,7 +233,11 @@ def _resolve(c: Cycle, desired: Mapping[str, _Want]) -> list[Notification]:
                 rule=rec.rule,
                 severity=rec.severity,
                 state="resolved",
-                summary=_resolved_summary(rec, reason) + _verified_note(c, rec, key),
+                summary=page_resolved(c, rec, key)
+                if is_page(key)
+                else job_page_resolved(c, rec, key)
+                if is_job_page(key)
+                else _resolved_summary(rec, reason) + _verified_note(c, rec, key),
                 reason_code=reason,
                 dry_run=c.dry_run,
                 at=c.now,
@@ -212,6 +269,9 @@ def _firing(
     if what == "stage":
         assert isinstance(ref, str)
         return _stage_notice(c, key, a, ref, stage_channels[ref])
+    if what == "promptjob":
+        assert a is not None
+        return job_page(c, key, a)  # once: never a reminder
     assert isinstance(ref, int)
     if what == "systemic":
         return _systemic_notice(c, key, ref)
@@ -373,12 +433,20 @@ def _channels(actions: list[Action]) -> tuple[str, ...]:
 
 
 def _verified_note(c: Cycle, rec: NoticeRecord, key: str) -> str:
-    """Said when the episode ends: the change it made held on probation (spec.verify)."""
+    """Said when the episode ends: what probation (spec.verify) made of the change."""
     a = c.work.get(rec.agent) if rec.agent is not None else None
     memo = a.probation if a is not None else (None)
-    if memo is None or memo.episode != key or memo.verdict != "Verified":
+    if memo is None or memo.episode != key:
         return ""
-    return f"; the change to {memo.new} was verified on probation"
+    return _PROBATION_NOTE.get(memo.verdict, "").format(new=memo.new)
+
+
+_PROBATION_NOTE = {
+    "Verified": "; the change to {new} was verified on probation",
+    "Inconclusive": "; the change to {new} was not judged on probation: too little traffic "
+    "(final; it stays)",
+    "Extended": "; the change to {new} is still on probation: too little traffic so far",
+}
 
 
 def _resolved_summary(rec: NoticeRecord, reason: str) -> str:

@@ -7,7 +7,10 @@ all of it after the change — are compared with the baseline
 (:func:`agentmedic.engine.verify.judge`), once per change:
 
 - Verified: remembered; the episode's resolved message says so; status and Events show it.
-- Inconclusive (too little traffic on either side): said as such; nothing is undone.
+- Inconclusive (too little traffic on either side): said as such; nothing is undone. While
+  it is the window after the change that falls short, the change is judged again after
+  another window (the memo ``Extended``, said once per window), up to ``verify.maxWindows``
+  windows; then Inconclusive is final.
 - Regressed: ``verify.onRegression``. ``revert`` puts the previous model back through
   the restore machinery (a restore decision, with the regressed signals as its evidence)
   and rejects the tier for this agent for ``rejectFor``: switchModel does not move the agent
@@ -44,16 +47,31 @@ from agentmedic.engine.outcome import (
     restore_command,
 )
 from agentmedic.engine.reasons import DecisionReason
+from agentmedic.engine.stages.probation_pages import page_key
 from agentmedic.engine.stages.remediation import STAGE_SEVERITY, guard_for
-from agentmedic.engine.state import ActionStamp, Mark, ProbationMemo, RuleState
+from agentmedic.engine.state import ActionStamp, Mark, NoticeRecord, ProbationMemo, RuleState
 from agentmedic.engine.verify import Verdict, VerdictKind, after_from, judge
 
-__all__ = ["SUPERSEDED", "hard_stage_reached", "probation", "rejected_until"]
+__all__ = [
+    "EXTENDED",
+    "SUPERSEDED",
+    "hard_stage_reached",
+    "probation",
+    "rejected_until",
+    "rule_channels",
+    "windows_passed",
+]
 
 SUPERSEDED = "Superseded"
 """The memo of a change that someone replaced before it was judged: never judged."""
 
+EXTENDED = "Extended"
+"""The memo of a change whose window had too little traffic: judged again after the next
+window, up to ``verify.maxWindows`` windows."""
+
 _OPS = {True: Op.LT, False: Op.GT}
+_DETAIL = 600
+"""Characters of a regression's numbers kept for its resolved message."""
 
 
 def probation(c: Cycle) -> None:
@@ -67,7 +85,8 @@ def probation(c: Cycle) -> None:
             a.rejected = {t: at for t, at in a.rejected.items() if rejected_until(c, a, t)}
         if v is None or rec is None or a.unknown or a.disabled is not None:
             continue
-        if a.probation is not None and a.probation.episode == rec.episode:
+        memo = a.probation if a.probation and a.probation.episode == rec.episode else None
+        if memo is not None and memo.verdict != EXTENDED:
             if _revert_owed(c, a, v, rec):
                 # The revert never showed on the workload: decided again, on present evidence.
                 vd = judge(v, rec.baseline, after_from(c.spec, a.values))
@@ -76,12 +95,38 @@ def probation(c: Cycle) -> None:
             continue  # judged already: once per change
         if episode_policy_uid(rec.episode) != c.uid or c.now - rec.at < v.window:
             continue  # another policy's change, or still on probation
+        windows = windows_passed(v, rec.at, c.now)
+        if memo is not None and windows <= windows_passed(v, rec.at, memo.at):
+            continue  # extended: the next window has not passed yet
         if rec.kind == "switchModel" and a.workload.model not in (None, rec.new):
             # Replaced since (a person, a restore): the agent no longer runs what was set.
             a.probation = ProbationMemo(rec.episode, SUPERSEDED, c.now, rec.new)
             continue
         verdict = judge(v, rec.baseline, after_from(c.spec, a.values))
-        _conclude(c, a, v, rec, verdict)
+        if verdict.short_after and windows < v.max_windows:
+            _extend(c, a, v, rec, verdict, windows)
+        else:
+            _conclude(c, a, v, rec, verdict, windows)
+
+
+def windows_passed(v: VerifySpec, since: datetime, now: datetime) -> int:
+    """Whole ``verify.window`` spans from the change to ``now``."""
+    return int((now - since) / v.window)
+
+
+def _extend(
+    c: Cycle, a: AgentWork, v: VerifySpec, rec: ProbationRecord, vd: Verdict, windows: int
+) -> None:
+    """Too little traffic after the change, and windows left: watch it for another one.
+    Said once per window (status, Event); no message, nothing undone."""
+    what = f"{_change_text(rec)} ({rec.rule})"
+    how = (
+        f"not final: watched for another {format_duration(v.window)} "
+        f"(window {windows} of verify.maxWindows {v.max_windows})"
+    )
+    text = f"{a.agent}: {what} inconclusive on probation — {vd.why}; {how}"
+    _record(c, a, rec, vd, text, how)
+    a.probation = ProbationMemo(rec.episode, EXTENDED, c.now, rec.new)
 
 
 def _adopt(c: Cycle, a: AgentWork, rec: ProbationRecord, at: datetime) -> None:
@@ -111,10 +156,14 @@ def hard_stage_reached(c: Cycle, a: AgentWork) -> bool:
     return False
 
 
-def _conclude(c: Cycle, a: AgentWork, v: VerifySpec, rec: ProbationRecord, vd: Verdict) -> None:
+def _conclude(
+    c: Cycle, a: AgentWork, v: VerifySpec, rec: ProbationRecord, vd: Verdict, windows: int
+) -> None:
     what = f"{_change_text(rec)} ({rec.rule})"
     if vd.kind is not VerdictKind.REGRESSED:
         action = "kept" if vd.kind is VerdictKind.VERIFIED else "kept: not judged"
+        if vd.kind is VerdictKind.INCONCLUSIVE:
+            action += f" (final after {min(windows, v.max_windows)} of verify.maxWindows)"
         text = f"{a.agent}: {what} {vd.kind.value.lower()} on probation — {vd.why}; {vd.describe()}"
         _record(c, a, rec, vd, text, action)
         return
@@ -256,6 +305,8 @@ def _stop(c: Cycle, a: AgentWork, rec: ProbationRecord, vd: Verdict, head: str) 
         a.changed_at = c.now
         c.stamps.append(ActionStamp(c.now, rec.episode, "scaleToZero"))
     _record(c, a, rec, vd, text, "scaled to zero", notify=True)
+    if not c.dry_run and a.probation is not None:
+        a.probation = replace(a.probation, stopped=True)
 
 
 def _evidence(c: Cycle, rec: ProbationRecord, vd: Verdict) -> Evidence:
@@ -331,16 +382,22 @@ def _record(
             dry_run=c.dry_run,
         )
     )
-    channels = _channels(c, rec.rule)
+    channels = rule_channels(c, rec.rule)
     if notify and channels:
         budget = rec.rule.startswith("budget.")
+        key = page_key(rec.episode)
+        severity = STAGE_SEVERITY[rec.rule] if budget else Severity.HIGH
+        # Owed a resolve, like an episode's page (stages/probation_pages.py says when).
+        c.notices[key] = NoticeRecord(
+            rec.rule, a.agent, channels, severity, c.now, detail=vd.describe()[:_DETAIL]
+        )
         c.probation_notices.append(
             Notification(
                 channels=channels,
-                episode=f"{rec.episode}:probation",
+                episode=key,
                 agent=a.agent,
                 rule=rec.rule,
-                severity=STAGE_SEVERITY[rec.rule] if budget else Severity.HIGH,
+                severity=severity,
                 state="firing",
                 summary=text,
                 reason_code=DecisionReason.PROBATION_REGRESSED,
@@ -353,7 +410,7 @@ def _record(
         )
 
 
-def _channels(c: Cycle, rule: str) -> tuple[str, ...]:
+def rule_channels(c: Cycle, rule: str) -> tuple[str, ...]:
     """The channels of the rule or budget stage behind the change."""
     actions: list[Action] = []
     budget = c.spec.budget
