@@ -254,7 +254,15 @@ def team(server: KubeServer) -> Iterator[KubeServer]:
     for kind, ns, name in [
         *(
             ("ClusterAgentBudget", None, n)
-            for n in ("team", "team-stop", "team-tokens", "team-told", "team-bad", "team-labels")
+            for n in (
+                "team",
+                "team-stop",
+                "team-tokens",
+                "team-told",
+                "team-bad",
+                "team-labels",
+                "team-held",
+            )
         ),
         *(("AgentPolicy", ns, "payments") for ns in (NS_A, NS_B)),
     ]:
@@ -485,6 +493,99 @@ async def test_a_reached_stage_is_told_once_across_evaluations_and_a_restart(
         notified = {c["type"]: c for c in run.status("team-told")["conditions"]}["StagesNotified"]
         assert notified["reason"] == "Sent"
         assert notified["message"] == "warn@2026-11-30T23:00:00Z: sent"
+
+
+def _slack_budget(
+    api: KubeServer, url: str, name: str, stages: list[dict[str, Any]], **spec: Any
+) -> None:
+    """A team budget whose stages tell the channel ``finance`` (Slack at ``url``)."""
+    api.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "finance-hook", "namespace": NS_A},
+            "data": {"url": base64.b64encode(url.encode()).decode()},
+        }
+    )
+    budget = team_budget(name, stages, **spec)
+    budget["spec"]["notifications"] = {
+        "channels": [
+            {
+                "name": "finance",
+                "slack": {"webhookSecretRef": {"name": "finance-hook", "key": "url"}},
+            }
+        ]
+    }
+    api.create(budget)
+
+
+def _models(api: KubeServer) -> dict[str, tuple[str, dict[str, str]]]:
+    out = {}
+    for ns, name in ((NS_A, "a-bot"), (NS_B, "b-bot")):
+        dep = api.get("apps/v1", "Deployment", ns, name) or {}
+        env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
+        out[name] = (env[0]["value"], dict(dep["metadata"].get("annotations") or {}))
+    return out
+
+
+async def test_a_restart_keeps_a_rolling_stage_held_at_95_percent(
+    team: KubeServer, prometheus: PrometheusServer
+) -> None:
+    """A rolling 24h budget of $430: at 12:00 the day holds $510 and the downgrade stage is
+    reached; at 22:40 the $100 of 22:30 the day before has left the window and $410 remain
+    (95 %, above the 90 % a reached stage is held to). An operator started afresh at 22:40
+    keeps the stage from the status its predecessor wrote: no restore, no second notice."""
+    api = team
+    pa, pb = policy(NS_A), policy(NS_B)
+    api.create(pa)
+    api.create(pb)
+    with NotificationReceivers() as receivers:
+        _slack_budget(
+            api,
+            receivers.url_for(ReceiverKind.SLACK),
+            "team-held",
+            [{"name": "cheaper", "response": "downgrade", "channels": ["finance"]}],
+            period="24h",
+            limitUSD=430,
+        )
+        clock = Clock()
+        run = await start(api, prometheus, pa, pb, clock=clock)
+        try:
+            await run.evaluate_budgets()
+            status = run.status("team-held")
+            assert status["stage"] == "cheaper", status
+            assert status["heldStages"] == [{"stages": ["cheaper"]}]
+            await run.op.run_cycle(INTERVAL)
+            clock.now += INTERVAL
+            await run.op.run_cycle(INTERVAL)  # the records are observed
+        finally:
+            await run.op.stop()
+        downgraded = _models(api)
+        assert {m for m, _ in downgraded.values()} == {"gpt-4o-mini"}, downgraded
+        later = Clock()
+        later.now = datetime(2026, 12, 1, 22, 40, tzinfo=UTC)
+        run = await start(api, prometheus, pa, pb, clock=later)
+        try:
+            await run.evaluate_budgets()
+            status = run.status("team-held")
+            assert 387 <= status["spendUSD"] < 430, status  # between 90 % and 100 %
+            assert status["stage"] == "cheaper", status
+            await run.op.run_cycle(INTERVAL)
+            later.now += INTERVAL
+            await run.evaluate_budgets()
+            await run.op.run_cycle(INTERVAL)
+            assert run.status("team-held")["stage"] == "cheaper"
+            assert _models(api) == downgraded, "no restore, the records unchanged"
+            # The next morning the $210 of 23:30 has left too ($200, 47 %): released.
+            later.now = datetime(2026, 12, 2, 0, 0, tzinfo=UTC)
+            await run.evaluate_budgets()
+            assert run.status("team-held")["stage"] == ""
+            assert "heldStages" not in run.status("team-held")
+        finally:
+            await run.op.stop()
+        told = receivers.accepted(ReceiverKind.SLACK)
+        assert len(told) == 1, [r.body for r in told]
+        assert "stage cheaper reached" in told[0].body.decode()
 
 
 async def test_namespaces_chosen_by_label(team: KubeServer, prometheus: PrometheusServer) -> None:

@@ -13,7 +13,12 @@ from agentmedic.engine.series import AgentId
 from agentmedic.metrics import QueryResult, Sample
 from agentmedic.metrics.budget_spend import fetch_tokens, tokens_query
 from agentmedic.operator.budget_notices import ledger_of
-from agentmedic.operator.budget_status import build_status, status_due, wire
+from agentmedic.operator.budget_status import (
+    build_status,
+    held_from_status,
+    status_due,
+    wire,
+)
 from agentmedic.operator.budgets import BudgetBook, matches, parse_budget
 
 API = "agentmedic.io/v1alpha1"
@@ -106,6 +111,59 @@ def test_status_is_written_when_it_changed_and_spend_alone_at_most_once_per_refr
     assert status_due(entry, reached, later, 300), "a stage reached is written at once"
     assert first["spendUSD"] == 50.0
     assert first["observedGeneration"] == 3
+
+
+def _written(entry: Any, ev: Any, agents: int, at: datetime) -> dict[str, Any]:
+    status = build_status(
+        entry, ev, agents=agents, no_tiers=[], not_managed=[], metrics_error=None, now=at
+    )
+    return wire(status)
+
+
+def test_a_rolling_hold_is_read_back_from_status_after_a_restart() -> None:
+    """Spend at 95% of a reached stage's threshold: the operator that reached it holds it;
+    a new one holds it too when it starts from the status the first one wrote, and only
+    from it (without status the same figures reach nothing)."""
+    stages = [
+        {"name": "warn", "atPercent": 50},
+        {"name": "cheaper", "atPercent": 100, "response": "downgrade"},
+    ]
+    for applies_to in ("total", "perAgent"):
+        entry = BudgetBook().upsert(
+            cluster_budget(period="24h", stages=stages, appliesTo=applies_to)
+        )
+        spec = entry.spec
+        assert spec is not None
+        a, b = AgentId("a", "bot"), AgentId("a", "calm")
+        over = {a: AgentSpendFigures(101.0, 0.0), b: AgentSpendFigures(0.0, 0.0)}
+        first = evaluate_budget(entry.ref, spec, over, NOW)
+        status = _written(entry, first, 2, NOW)
+        assert status["stage"] == "cheaper", applies_to
+        held = [{"stages": ["cheaper", "warn"]}]
+        if applies_to == "perAgent":
+            held[0]["agents"] = ["a/bot"]
+        assert status["heldStages"] == held, applies_to
+        later = NOW + timedelta(hours=1)
+        at_95 = {a: AgentSpendFigures(95.0, 0.0), b: AgentSpendFigures(0.0, 0.0)}
+        seeded = evaluate_budget(entry.ref, spec, at_95, later, held_from_status(status))
+        assert seeded.stage == "cheaper", applies_to
+        assert seeded.verdicts[a].stage == "cheaper"
+        assert seeded.verdicts[b].stage == ("cheaper" if applies_to == "total" else None)
+        assert evaluate_budget(entry.ref, spec, at_95, later).stage == "warn", "unseeded"
+        below = {a: AgentSpendFigures(89.0, 0.0), b: AgentSpendFigures(0.0, 0.0)}
+        released = evaluate_budget(entry.ref, spec, below, later, held_from_status(status))
+        assert released.stage == "warn", "below 90% of the threshold it is released"
+
+
+def test_a_calendar_period_holds_nothing_in_status_and_bad_status_seeds_nothing() -> None:
+    entry = BudgetBook().upsert(cluster_budget(period="month"))
+    assert entry.spec is not None
+    ev = evaluate_budget(entry.ref, entry.spec, {AgentId("a", "bot"): AgentSpendFigures(90.0)}, NOW)
+    status = _written(entry, ev, 1, NOW)
+    assert status["stage"] == "warn"
+    assert "heldStages" not in status
+    assert held_from_status({"heldStages": [{"agents": ["a/bot"]}]}) == {}, "no stages: invalid"
+    assert held_from_status(None) == {}
 
 
 def test_downgrade_without_model_tiers_and_unmanaged_workloads_are_said() -> None:

@@ -56,6 +56,7 @@ __all__ = [
     "ClusterAgentBudget",
     "ClusterAgentBudgetSpec",
     "CostSource",
+    "HeldStages",
     "ModelPriceList",
     "ModelPriceListSpec",
     "ModelPriceListStatus",
@@ -192,12 +193,20 @@ class AgentSpend(Model):
     """Spend so far in the period."""
 
 
+class HeldStages(Model):
+    stages: list[str]
+    """Stages reached and held."""
+    agents: list[str] | None = None
+    """namespace/name of the agents holding them (perAgent); unset for the total's."""
+
+
 class BudgetStatus(Model):
     observed_generation: int | None = None
     """The spec generation last evaluated."""
     conditions: list[StatusCondition] = Field(default_factory=list)
-    """Ready (the spec is valid and evaluated) and ActionsLimited (a response could not be
-    applied to some agents as asked, e.g. downgrade without model tiers)."""
+    """Ready (the spec is valid and evaluated), MetricsAvailable (spend could be read) and
+    ActionsLimited (a response could not be applied to some agents as asked, e.g. downgrade
+    without model tiers)."""
     period_start: Timestamp | None = None
     """Start of the current period."""
     period_end: Timestamp | None = None
@@ -214,6 +223,10 @@ class BudgetStatus(Model):
     """Agents the budget selects."""
     top_agents: list[AgentSpend] = Field(default_factory=list, max_length=MAX_TOP_AGENTS)
     """The biggest spenders of the period, most first."""
+    held_stages: list[HeldStages] | None = None
+    """Rolling periods: the stages reached, grouped by the agents that reached them
+    (perAgent) or for the total. A stage stays reached until spend falls below 90% of its
+    threshold; a restarted operator reads this back so that it keeps holding them."""
     last_evaluation_time: Timestamp | None = None
     """When the budget was last evaluated."""
 

@@ -21,6 +21,11 @@ changes. One evaluation:
 A budget whose queries failed is held: its previous verdicts stand (so nothing the
 budget started is undone or repeated on a backend's fault) and MetricsAvailable=False
 says why. Only the leader evaluates and writes.
+
+A rolling period's stages are held until spend falls below 90% of their threshold. The
+first evaluation of a budget after start-up, and after this replica became leader again,
+takes what is held from the budget's status (heldStages) as the API server shows it, so a
+restart neither releases a held stage nor reaches it again.
 """
 
 from __future__ import annotations
@@ -50,10 +55,12 @@ from agentmedic.operator.budget_notices import BudgetNotices
 from agentmedic.operator.budget_scope import BudgetScopes
 from agentmedic.operator.budget_status import (
     build_status,
+    held_from_status,
     invalid_status,
     not_ready_status,
     price_list_status,
     status_due,
+    status_patch,
     wire,
 )
 from agentmedic.operator.budget_watch import ResourceWatch, budget_paths, namespaces_path
@@ -108,6 +115,8 @@ class BudgetService:
         self._lock = asyncio.Lock()
         self._scopes: BudgetScopes | None = None
         self._price_lists_due: list[tuple[dict[str, Any], int | None, list[str]]] = []
+        self._lapsed = False
+        """Leadership was lost since the last evaluation: what is in memory may be stale."""
         self.evaluations = 0
 
     # ------------------------------------------------------------------ watches
@@ -198,6 +207,7 @@ class BudgetService:
             self.wake.clear()
             await asyncio.sleep(0.2)  # coalesce a burst of watch events into one run
             if not self._leading():
+                self._lapsed = True
                 continue
             try:
                 await self.run(policies(), cache)
@@ -209,6 +219,11 @@ class BudgetService:
         async with self._lock:
             if not self._sync_book():
                 return 0
+            if self._lapsed:
+                # Another replica may have evaluated meanwhile: start again from status.
+                for entry in self.book.entries.values():
+                    entry.evaluation = None
+                self._lapsed = False
             now = self._clock()
             await self._write_price_lists(now)
             members = _policy_members(policies, cache)
@@ -243,7 +258,11 @@ class BudgetService:
                 if error is None:
                     spec = entry.spec
                     got = {a: spend[key].get(a, AgentSpendFigures(None)) for a in sel.agents}
-                    held = entry.evaluation.reached if entry.evaluation is not None else None
+                    held = (
+                        entry.evaluation.reached
+                        if entry.evaluation is not None
+                        else held_from_status(entry.status)
+                    )
                     entry.evaluation = evaluate_budget(entry.ref, spec, got, now, held)
                     entry.evaluated_at = now
                 ev = entry.evaluation
@@ -444,7 +463,7 @@ class BudgetService:
                 _PLURAL[ref.kind],
                 ref.namespace or None,  # type: ignore[arg-type]
                 ref.name,
-                wanted,
+                status_patch(entry.status, wanted),
             )
         except KubeError as exc:
             log.warning("writing the status of %s failed: %s", ref, exc.reason)

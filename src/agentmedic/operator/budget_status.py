@@ -19,6 +19,7 @@ from agentmedic.api.budget import (
     AgentSpend,
     BudgetAppliesTo,
     BudgetStatus,
+    HeldStages,
     ModelPriceListStatus,
 )
 from agentmedic.api.types import ConditionStatus
@@ -31,10 +32,13 @@ __all__ = [
     "ACTIONS_LIMITED",
     "READY",
     "build_status",
+    "held_from_status",
+    "held_stages",
     "invalid_status",
     "not_ready_status",
     "price_list_status",
     "status_due",
+    "status_patch",
     "wire",
 ]
 
@@ -62,6 +66,42 @@ def _prior(entry: BudgetEntry) -> BudgetStatus | None:
 def _names(agents: Sequence[AgentId]) -> str:
     shown = ", ".join(str(a) for a in sorted(agents)[:5])
     return shown + (f" and {len(agents) - 5} more" if len(agents) > 5 else "")
+
+
+def held_stages(ev: BudgetEvaluation) -> list[HeldStages] | None:
+    """The stages a rolling period holds, for status: the total's, or the agents' grouped
+    by the stages they hold (a calendar period holds nothing: spend never falls)."""
+    if not ev.period.rolling:
+        return None
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for agent, names in ev.reached.items():
+        if names:
+            groups.setdefault(tuple(sorted(names)), []).append("" if agent is None else str(agent))
+    held = [
+        HeldStages(stages=list(stages), agents=sorted(a for a in agents if a) or None)
+        for stages, agents in sorted(groups.items())
+    ]
+    return held or None
+
+
+def held_from_status(status: Mapping[str, Any] | None) -> dict[AgentId | None, frozenset[str]]:
+    """What a status's heldStages says is held, as :func:`~agentmedic.engine.finance.
+    evaluate_budget` takes it (None: the total's); empty for a status it cannot read."""
+    try:
+        shown = BudgetStatus.model_validate(status or {})
+    except ValueError:
+        return {}
+    out: dict[AgentId | None, frozenset[str]] = {}
+    for group in shown.held_stages or []:
+        keys: list[AgentId | None] = [_agent(a) for a in group.agents] if group.agents else [None]
+        for key in keys:
+            out[key] = out.get(key, frozenset()) | frozenset(group.stages)
+    return out
+
+
+def _agent(text: str) -> AgentId:
+    namespace, _, name = text.partition("/")
+    return AgentId(namespace, name)
 
 
 def build_status(
@@ -136,6 +176,7 @@ def build_status(
             AgentSpend(agent=str(a), usd=_q(usd, ceiling / 200) or 0.0) for a, usd in ev.top[:5]
         ],
         last_evaluation_time=now.replace(microsecond=0),
+        held_stages=held_stages(ev),
     )
 
 
@@ -189,6 +230,20 @@ def wire(status: BudgetStatus) -> dict[str, Any]:
     """The status as the API server stores it."""
     out: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
     return out
+
+
+_CLEARED = ("heldStages", "periodEnd")
+"""Fields an evaluated status may leave out that a merge patch must remove explicitly
+(a rolling period holds nothing any more; a calendar period became a rolling one)."""
+
+
+def status_patch(shown: Mapping[str, Any] | None, wanted: dict[str, Any]) -> dict[str, Any]:
+    """The merge patch that makes the status ``wanted``: an evaluated status removes what
+    it no longer holds."""
+    if "periodStart" not in wanted:
+        return wanted
+    gone = {k: None for k in _CLEARED if k in (shown or {}) and k not in wanted}
+    return {**wanted, **gone}
 
 
 def status_due(
