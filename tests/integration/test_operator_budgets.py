@@ -444,6 +444,61 @@ async def test_a_price_list_budget_follows_the_price_list(
         await run.op.stop()
 
 
+async def test_a_model_the_price_list_cannot_price_is_said_on_the_budget(
+    team: KubeServer, prometheus: PrometheusServer
+) -> None:
+    """a-bot's gpt-4o tokens, priced by a list of gpt-4o-mini only: the spend ($0) is a
+    lower bound and the budget says which model to add where; no agent is touched. Once
+    the list prices gpt-4o, Priced is True again."""
+    api = team
+    pa = policy(NS_A)
+    api.create(pa)
+    mini = {"model": "gpt-4o-mini", "input": 0.15, "output": 0.6}
+    api.create(
+        {
+            "apiVersion": API,
+            "kind": "ModelPriceList",
+            "metadata": {"name": "team-prices"},
+            "spec": {"includeDefaults": False, "prices": [mini]},
+        }
+    )
+    api.create(
+        team_budget(
+            "team-tokens",
+            [{"name": "stop", "atPercent": 1, "response": "stop"}],
+            limitUSD=10,
+            costSource="priceList",
+            priceList="team-prices",
+        )
+    )
+    run = await start(api, prometheus, pa)
+
+    def priced() -> dict[str, Any]:
+        conditions = {c["type"]: c for c in run.status("team-tokens").get("conditions", [])}
+        return conditions.get("Priced") or {}
+
+    try:
+        await run.evaluate_budgets()
+        assert (priced()["status"], priced()["reason"]) == ("False", "UnpricedModels")
+        assert priced()["message"] == (
+            "tokens of models without a price count nothing, so spend is a lower bound: "
+            "gpt-4o; add them to spec.prices of the ModelPriceList team-prices"
+        )
+        assert run.status("team-tokens")["stage"] == ""
+        await run.op.run_cycle(INTERVAL)
+        assert api.get("apps/v1", "Deployment", NS_A, "a-bot")["spec"]["replicas"] == 2
+        gpt4o = {"model": "gpt-4o", "input": 0.25, "output": 1}
+        api.patch(API, "ModelPriceList", None, "team-prices", {"spec": {"prices": [mini, gpt4o]}})
+        for _ in range(500):
+            await run.evaluate_budgets()
+            if priced().get("status") == "True":
+                break
+            await asyncio.sleep(0.02)
+        assert (priced()["status"], priced()["reason"]) == ("True", "AllModelsPriced")
+    finally:
+        await run.op.stop()
+
+
 async def test_a_reached_stage_is_told_once_across_evaluations_and_a_restart(
     team: KubeServer, prometheus: PrometheusServer
 ) -> None:

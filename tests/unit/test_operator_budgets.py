@@ -166,6 +166,45 @@ def test_a_calendar_period_holds_nothing_in_status_and_bad_status_seeds_nothing(
     assert held_from_status(None) == {}
 
 
+def test_unpriced_models_are_named_sorted_and_bounded_and_cleared_once_priced() -> None:
+    entry = BudgetBook().upsert(cluster_budget(costSource="priceList", priceList="team"))
+    assert entry.spec is not None
+    ev = evaluate_budget(entry.ref, entry.spec, {AgentId("a", "bot"): AgentSpendFigures(5.0)}, NOW)
+
+    def priced(unpriced: frozenset[str] | None, exists: bool = True) -> Any:
+        s = build_status(
+            entry,
+            ev,
+            agents=1,
+            no_tiers=[],
+            not_managed=[],
+            metrics_error=None,
+            now=NOW,
+            unpriced=unpriced,
+            price_list=("team", exists),
+        )
+        entry.status = wire(s)
+        return next((c for c in s.conditions if c.type == "Priced"), None)
+
+    models = frozenset(f"model-{i:02}" for i in range(12, 0, -1))
+    c = priced(models)
+    assert (c.status, c.reason) == ("False", "UnpricedModels")
+    assert "model-01, model-02, model-03" in c.message
+    assert "model-10 and 2 more" in c.message
+    assert "model-11" not in c.message
+    assert "spend is a lower bound" in c.message
+    assert c.message.endswith("add them to spec.prices of the ModelPriceList team")
+    assert priced(None) == c, "spend not read: the condition stands"
+    c = priced(frozenset({"llama-3"}), exists=False)
+    assert "create ModelPriceList team with their prices" in c.message
+    c = priced(frozenset())
+    assert (c.status, c.reason) == ("True", "AllModelsPriced")
+    reported = build_status(
+        entry, ev, agents=1, no_tiers=[], not_managed=[], metrics_error=None, now=NOW
+    )
+    assert "Priced" not in {c.type for c in reported.conditions}, "costSource reported"
+
+
 def test_downgrade_without_model_tiers_and_unmanaged_workloads_are_said() -> None:
     entry = BudgetBook().upsert(
         cluster_budget(stages=[{"name": "down", "atPercent": 50, "response": "downgrade"}])

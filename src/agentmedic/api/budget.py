@@ -204,9 +204,10 @@ class BudgetStatus(Model):
     observed_generation: int | None = None
     """The spec generation last evaluated."""
     conditions: list[StatusCondition] = Field(default_factory=list)
-    """Ready (the spec is valid and evaluated), MetricsAvailable (spend could be read) and
+    """Ready (the spec is valid and evaluated), MetricsAvailable (spend could be read),
     ActionsLimited (a response could not be applied to some agents as asked, e.g. downgrade
-    without model tiers)."""
+    without model tiers) and, with costSource priceList, Priced (False, UnpricedModels:
+    tokens of the models named have no price, so spend is a lower bound)."""
     period_start: Timestamp | None = None
     """Start of the current period."""
     period_end: Timestamp | None = None

@@ -30,6 +30,8 @@ from agentmedic.operator.status import set_condition
 
 __all__ = [
     "ACTIONS_LIMITED",
+    "METRICS_AVAILABLE",
+    "PRICED",
     "READY",
     "build_status",
     "held_from_status",
@@ -45,6 +47,9 @@ __all__ = [
 READY = "Ready"
 ACTIONS_LIMITED = "ActionsLimited"
 METRICS_AVAILABLE = "MetricsAvailable"
+PRICED = "Priced"
+MAX_NAMED_MODELS = 10
+"""The unpriced models a Priced condition names (sorted; the rest counted)."""
 _FIGURES = ("spendUSD", "forecastUSD", "burnUSDPerHour", "topAgents", "lastEvaluationTime")
 """Status fields that move whenever agents run: they alone never force a write."""
 
@@ -113,8 +118,12 @@ def build_status(
     not_managed: Sequence[AgentId],
     metrics_error: str | None,
     now: datetime,
+    unpriced: frozenset[str] | None = None,
+    price_list: tuple[str, bool] | None = None,
 ) -> BudgetStatus:
-    """The status of a valid, evaluated budget."""
+    """The status of a valid, evaluated budget. ``price_list`` (costSource priceList: its
+    name and whether it exists) and ``unpriced`` (the models it could not price this run;
+    None when spend was not read) set the condition Priced."""
     spec = entry.spec
     assert spec is not None
     prior = _prior(entry)
@@ -143,25 +152,11 @@ def build_status(
         put(METRICS_AVAILABLE, True, "QueriesAnswered", "")
     else:
         put(METRICS_AVAILABLE, False, "MetricsUnavailable", metrics_error)
-    downgrades = any(s.response == "downgrade" for s in spec.stages)
-    if downgrades and no_tiers:
-        put(
-            ACTIONS_LIMITED,
-            True,
-            "NoModelTiers",
-            f"a downgrade stage applies to agents whose AgentPolicy has no spec.model: "
-            f"{_names(no_tiers)}; add model tiers to their policy",
-        )
-    elif not_managed:
-        put(
-            ACTIONS_LIMITED,
-            True,
-            "NotManaged",
-            f"selected workloads belong to no AgentPolicy and are not counted: "
-            f"{_names(not_managed)}; select them with an AgentPolicy",
-        )
-    else:
-        put(ACTIONS_LIMITED, False, "AllActionsPossible", "")
+    put(ACTIONS_LIMITED, *_limited(entry, no_tiers, not_managed))
+    if price_list is None:
+        conditions = [c for c in conditions if c.type != PRICED]
+    elif unpriced is not None:
+        put(PRICED, not unpriced, *_priced(unpriced, *price_list))
     return BudgetStatus(
         observed_generation=gen,
         conditions=conditions,
@@ -177,6 +172,50 @@ def build_status(
         ],
         last_evaluation_time=now.replace(microsecond=0),
         held_stages=held_stages(ev),
+    )
+
+
+def _limited(
+    entry: BudgetEntry, no_tiers: Sequence[AgentId], not_managed: Sequence[AgentId]
+) -> tuple[bool, str, str]:
+    """The ActionsLimited condition's status, reason and message."""
+    spec = entry.spec
+    assert spec is not None
+    if no_tiers and any(s.response == "downgrade" for s in spec.stages):
+        return (
+            True,
+            "NoModelTiers",
+            f"a downgrade stage applies to agents whose AgentPolicy has no spec.model: "
+            f"{_names(no_tiers)}; add model tiers to their policy",
+        )
+    if not_managed:
+        return (
+            True,
+            "NotManaged",
+            f"selected workloads belong to no AgentPolicy and are not counted: "
+            f"{_names(not_managed)}; select them with an AgentPolicy",
+        )
+    return False, "AllActionsPossible", ""
+
+
+def _priced(unpriced: frozenset[str], name: str, exists: bool) -> tuple[str, str]:
+    """The Priced condition's reason and message."""
+    if not unpriced:
+        return "AllModelsPriced", f"every model is priced by ModelPriceList {name}"
+    models = sorted(unpriced)
+    shown = ", ".join(models[:MAX_NAMED_MODELS])
+    if len(models) > MAX_NAMED_MODELS:
+        shown += f" and {len(models) - MAX_NAMED_MODELS} more"
+    where = (
+        f"add them to spec.prices of the ModelPriceList {name}"
+        if exists
+        else f"no ModelPriceList named {name} exists and the built-in table does not price "
+        f"them; create ModelPriceList {name} with their prices"
+    )
+    return (
+        "UnpricedModels",
+        f"tokens of models without a price count nothing, so spend is a lower bound: "
+        f"{shown}; {where}",
     )
 
 
