@@ -265,6 +265,7 @@ def team(server: KubeServer) -> Iterator[KubeServer]:
             )
         ),
         *(("AgentPolicy", ns, "payments") for ns in (NS_A, NS_B)),
+        ("AgentBudget", NS_A, "own"),
     ]:
         if server.get(API, kind, ns, name) is not None:
             server.delete(API, kind, ns, name)
@@ -444,6 +445,12 @@ async def test_a_price_list_budget_follows_the_price_list(
         await run.op.stop()
 
 
+UNPRICED = (
+    "tokens of models without a price count nothing, so spend is a lower bound: "
+    "gpt-4o; add them to spec.prices of the ModelPriceList team-prices"
+)
+
+
 async def test_a_model_the_price_list_cannot_price_is_said_on_the_budget(
     team: KubeServer, prometheus: PrometheusServer
 ) -> None:
@@ -465,7 +472,7 @@ async def test_a_model_the_price_list_cannot_price_is_said_on_the_budget(
     api.create(
         team_budget(
             "team-tokens",
-            [{"name": "stop", "atPercent": 1, "response": "stop"}],
+            [{"name": "stop", "atPercent": 50, "response": "stop"}],
             limitUSD=10,
             costSource="priceList",
             priceList="team-prices",
@@ -480,10 +487,8 @@ async def test_a_model_the_price_list_cannot_price_is_said_on_the_budget(
     try:
         await run.evaluate_budgets()
         assert (priced()["status"], priced()["reason"]) == ("False", "UnpricedModels")
-        assert priced()["message"] == (
-            "tokens of models without a price count nothing, so spend is a lower bound: "
-            "gpt-4o; add them to spec.prices of the ModelPriceList team-prices"
-        )
+        assert priced()["message"] == UNPRICED
+        await run.evaluate_budgets()
         assert run.status("team-tokens")["stage"] == ""
         await run.op.run_cycle(INTERVAL)
         assert api.get("apps/v1", "Deployment", NS_A, "a-bot")["spec"]["replicas"] == 2
@@ -495,6 +500,9 @@ async def test_a_model_the_price_list_cannot_price_is_said_on_the_budget(
                 break
             await asyncio.sleep(0.02)
         assert (priced()["status"], priced()["reason"]) == ("True", "AllModelsPriced")
+        budget = api.get(API, "ClusterAgentBudget", None, "team-tokens") or {}
+        ((reason, message),) = _events(api, "default", budget)
+        assert (reason, message) == ("UnpricedModels", UNPRICED), "once, and none when priced"
     finally:
         await run.op.stop()
 
@@ -575,11 +583,14 @@ def _slack_budget(
 
 
 def _models(api: KubeServer) -> dict[str, tuple[str, dict[str, str]]]:
+    """Each agent's model and agentmedic's annotations (its records)."""
     out = {}
     for ns, name in ((NS_A, "a-bot"), (NS_B, "b-bot")):
         dep = api.get("apps/v1", "Deployment", ns, name) or {}
         env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
-        out[name] = (env[0]["value"], dict(dep["metadata"].get("annotations") or {}))
+        notes = dep["metadata"].get("annotations") or {}
+        # agentmedic's records only (the real deployment controller adds its revision)
+        out[name] = (env[0]["value"], {k: v for k, v in notes.items() if "agentmedic" in k})
     return out
 
 
@@ -617,6 +628,7 @@ async def test_a_restart_keeps_a_rolling_stage_held_at_95_percent(
             await run.op.stop()
         downgraded = _models(api)
         assert {m for m, _ in downgraded.values()} == {"gpt-4o-mini"}, downgraded
+        assert all("agentmedic.io/downgraded" in notes for _, notes in downgraded.values())
         later = Clock()
         later.now = datetime(2026, 12, 1, 22, 40, tzinfo=UTC)
         run = await start(api, prometheus, pa, pb, clock=later)
@@ -638,9 +650,70 @@ async def test_a_restart_keeps_a_rolling_stage_held_at_95_percent(
             assert "heldStages" not in run.status("team-held")
         finally:
             await run.op.stop()
+        budget = api.get(API, "ClusterAgentBudget", None, "team-held") or {}
+        reasons = sorted(reason for reason, _ in _events(api, "default", budget))
+        assert reasons == ["StageReached", "StageReleased"], "reached once, released once"
         told = receivers.accepted(ReceiverKind.SLACK)
         assert len(told) == 1, [r.body for r in told]
         assert "stage cheaper reached" in told[0].body.decode()
+
+
+def _events(api: KubeServer, namespace: str, obj: dict[str, Any]) -> list[tuple[str, str]]:
+    """(reason, message) of agentmedic's Events about ``obj`` in ``namespace``."""
+    uid = obj["metadata"]["uid"]
+    return [
+        (e["reason"], e["message"])
+        for e in api.list("v1", "Event", namespace)
+        if (e.get("involvedObject") or {}).get("uid") == uid
+        and e.get("reportingComponent") == "agentmedic"
+    ]
+
+
+async def test_budget_events_are_posted_once_across_evaluations_and_a_restart(
+    team: KubeServer, prometheus: PrometheusServer
+) -> None:
+    """What kubectl describe shows: a stage reached on a ClusterAgentBudget (its Events in
+    default, where Kubernetes keeps those of cluster-scoped objects) and on an AgentBudget
+    (in its namespace), an invalid budget; each once, though two operators evaluate each
+    budget twice."""
+    api = team
+    pa, pb = policy(NS_A), policy(NS_B)
+    api.create(pa)
+    api.create(pb)
+    api.create(team_budget("team", [{"name": "warn", "atPercent": 80}]))
+    api.create(team_budget("team-bad", [{"name": "warn", "atPercent": 80}], timeZone="Mars/X"))
+    own = {
+        "apiVersion": API,
+        "kind": "AgentBudget",
+        "metadata": {"name": "own", "namespace": NS_A},
+        "spec": {
+            "limitUSD": 300,
+            "timeZone": "Europe/Berlin",
+            "stages": [{"name": "warn", "atPercent": 80}],
+        },
+    }
+    api.create(own)
+    for _ in range(2):  # an operator, then its successor after a restart
+        run = await start(api, prometheus, pa, pb)
+        try:
+            await run.evaluate_budgets()
+            await run.evaluate_budgets()
+        finally:
+            await run.op.stop()
+    team_obj = api.get(API, "ClusterAgentBudget", None, "team") or {}
+    ((reason, message),) = _events(api, "default", team_obj)
+    assert reason == "StageReached"
+    assert message.startswith("stage warn (notify) reached: spend $4"), message
+    assert message.endswith("of $500.00 (82 %) in December 2026 (Europe/Berlin)"), message
+    bad = api.get(API, "ClusterAgentBudget", None, "team-bad") or {}
+    ((reason, message),) = _events(api, "default", bad)
+    assert reason == "InvalidSpec"
+    assert message.startswith("the budget is not evaluated: spec.timeZone")
+    mine = api.get(API, "AgentBudget", NS_A, "own") or {}
+    ((reason, message),) = _events(api, NS_A, mine)
+    assert reason == "StageReached"
+    assert message.startswith("stage warn (notify) reached: spend $26"), message
+    assert message.endswith("of $300.00 (87 %) in December 2026 (Europe/Berlin)"), message
 
 
 async def test_namespaces_chosen_by_label(team: KubeServer, prometheus: PrometheusServer) -> None:

@@ -12,6 +12,7 @@ from agentmedic.engine.finance import AgentSpendFigures, evaluate_budget
 from agentmedic.engine.series import AgentId
 from agentmedic.metrics import QueryResult, Sample
 from agentmedic.metrics.budget_spend import fetch_tokens, tokens_query
+from agentmedic.operator.budget_events import involved_object, transitions
 from agentmedic.operator.budget_notices import ledger_of
 from agentmedic.operator.budget_status import (
     build_status,
@@ -203,6 +204,108 @@ def test_unpriced_models_are_named_sorted_and_bounded_and_cleared_once_priced() 
         entry, ev, agents=1, no_tiers=[], not_managed=[], metrics_error=None, now=NOW
     )
     assert "Priced" not in {c.type for c in reported.conditions}, "costSource reported"
+
+
+def test_events_are_the_transitions_of_status_and_nothing_when_it_is_unchanged() -> None:
+    stages = [
+        {"name": "warn", "atPercent": 80},
+        {"name": "stop", "atPercent": 100, "response": "stop"},
+    ]
+    entry = BudgetBook().upsert(cluster_budget(stages=stages, costSource="priceList"))
+    spec = entry.spec
+    assert spec is not None
+    bot = AgentId("a", "bot")
+
+    def step(spent: float, **kw: Any) -> list[tuple[str, str, bool]]:
+        ev = evaluate_budget(entry.ref, spec, {bot: AgentSpendFigures(spent, 0.0)}, NOW)
+        wanted = wire(
+            build_status(
+                entry,
+                ev,
+                agents=1,
+                no_tiers=[],
+                not_managed=[],
+                now=NOW,
+                price_list=("default", True),
+                **{"metrics_error": None, "unpriced": frozenset(), **kw},
+            )
+        )
+        events = transitions(entry, entry.status, wanted, ev)
+        entry.status = wanted
+        return [(e.reason, e.message, e.warning) for e in events]
+
+    assert step(10.0) == [], "a first status with nothing reached: no Event"
+    (reached,) = step(85.0)
+    assert reached[0] == "StageReached"
+    assert reached[1] == (
+        "stage warn (notify) reached: spend $85.00 of $100.00 (85 %) in December 2026 (UTC)"
+    )
+    assert not reached[2], "notify is Normal"
+    assert step(85.0) == [], "the same status again (an operator restarted): nothing"
+    (stop,) = step(101.0)
+    assert stop[0] == "StageReached"
+    assert stop[1].startswith("stage stop (stop) reached")
+    assert stop[2], "a stop is a Warning"
+    reasons = [e[0] for e in step(101.0, metrics_error="query timed out")]
+    assert reasons == ["MetricsUnavailable"]
+    assert step(101.0, metrics_error="another error") == [], "still unavailable"
+    assert [e[0] for e in step(101.0)] == ["MetricsAvailable"]
+    (unpriced,) = step(101.0, unpriced=frozenset({"llama-3"}))
+    assert unpriced[0] == "UnpricedModels"
+    assert "llama-3" in unpriced[1]
+    assert step(101.0, unpriced=frozenset({"llama-3"})) == []
+    assert [e[0] for e in step(101.0, unpriced=frozenset({"llama-3", "x"}))] == [
+        "UnpricedModels"
+    ], "a model more: told"
+    invalid = transitions(
+        entry,
+        entry.status,
+        {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": "InvalidSpec",
+                    "message": "spec.timeZone: fix it",
+                }
+            ]
+        },
+        None,
+    )
+    assert [(e.reason, e.warning) for e in invalid] == [("InvalidSpec", True)]
+    assert "spec.timeZone: fix it" in invalid[0].message
+    assert involved_object(entry) == {
+        "apiVersion": API,
+        "kind": "ClusterAgentBudget",
+        "name": "team",
+        "uid": "u-1",
+    }, "cluster-scoped: no namespace (the Event goes to default)"
+
+
+def test_a_stage_released_says_why() -> None:
+    rolling = BudgetBook().upsert(cluster_budget(period="24h"))
+    assert rolling.spec is not None
+    bot = AgentId("a", "bot")
+    first = evaluate_budget(rolling.ref, rolling.spec, {bot: AgentSpendFigures(85.0)}, NOW)
+    shown = _written(rolling, first, 1, NOW)
+    later = NOW + timedelta(hours=1)
+    low = evaluate_budget(
+        rolling.ref, rolling.spec, {bot: AgentSpendFigures(50.0)}, later, first.reached
+    )
+    (released,) = transitions(rolling, shown, _written(rolling, low, 1, later), low)
+    assert released.reason == "StageReleased"
+    assert released.message == (
+        "stage warn released (spend fell below 90 % of its threshold); no stage reached: "
+        "spend $50.00 of $100.00 (50 %) in the last 24h"
+    )
+    month = BudgetBook().upsert(cluster_budget())
+    assert month.spec is not None
+    ev = evaluate_budget(month.ref, month.spec, {bot: AgentSpendFigures(85.0)}, NOW)
+    shown = _written(month, ev, 1, NOW)
+    january = datetime(2027, 1, 1, 0, 10, tzinfo=UTC)
+    fresh = evaluate_budget(month.ref, month.spec, {bot: AgentSpendFigures(1.0)}, january)
+    (released,) = transitions(month, shown, _written(month, fresh, 1, january), fresh)
+    assert "released (a new period began)" in released.message
 
 
 def test_downgrade_without_model_tiers_and_unmanaged_workloads_are_said() -> None:

@@ -18,7 +18,8 @@ changes. One evaluation:
 4. status through the status subresource, only when it changed
    (:mod:`~agentmedic.operator.budget_status`);
 5. a reached stage told to its channels once per (budget, stage, period)
-   (:mod:`~agentmedic.operator.budget_notices`).
+   (:mod:`~agentmedic.operator.budget_notices`), and what changed in status posted as
+   Events on the budget (:mod:`~agentmedic.operator.budget_events`).
 
 A budget whose queries failed is held: its previous verdicts stand (so nothing the
 budget started is undone or repeated on a backend's fault) and MetricsAvailable=False
@@ -57,6 +58,7 @@ from agentmedic.engine.finance import (
 from agentmedic.engine.series import AgentId
 from agentmedic.kube import AsyncKube, CustomObjects, KubeError
 from agentmedic.metrics import Catalog, MetricsBackend
+from agentmedic.operator.budget_events import BudgetEvents, transitions
 from agentmedic.operator.budget_notices import BudgetNotices
 from agentmedic.operator.budget_scope import BudgetScopes
 from agentmedic.operator.budget_spend_reader import Spend, SpendReader
@@ -104,7 +106,10 @@ class BudgetService:
         clock: Callable[[], datetime],
         leading: Callable[[], bool],
         refs: RefResolver | None = None,
+        events: BudgetEvents | None = None,
     ) -> None:
+        self._events = events
+        """Posts the Events of each status change on the budget."""
         self.book = BudgetBook()
         self._reader = SpendReader(self.book, backend, catalog, settings, refs)
         """Reads spend from the backend each budget names (spec.metricsBackendRef)."""
@@ -316,7 +321,7 @@ class BudgetService:
             unpriced=read.unpriced.get(key),
             price_list=self._price_list_named(spec),
         )
-        await self._write(entry, wire(status), now)
+        await self._write(entry, wire(status), now, ev)
         await self._notices.announce(entry, ev, now)
         return ev
 
@@ -348,7 +353,15 @@ class BudgetService:
             except KubeError as exc:
                 log.warning("writing the status of ModelPriceList %s failed: %s", name, exc.reason)
 
-    async def _write(self, entry: BudgetEntry, wanted: dict[str, Any], now: datetime) -> None:
+    async def _write(
+        self,
+        entry: BudgetEntry,
+        wanted: dict[str, Any],
+        now: datetime,
+        ev: BudgetEvaluation | None = None,
+    ) -> None:
+        """Write the status when it is due; then post the Events of what changed in it
+        (``ev``: the evaluation it shows)."""
         if not status_due(entry, wanted, now, self._settings.spend_refresh_seconds):
             return
         if not self._leading():
@@ -366,9 +379,12 @@ class BudgetService:
         except KubeError as exc:
             log.warning("writing the status of %s failed: %s", ref, exc.reason)
             return
+        shown = entry.status
         entry.status = dict(obj.get("status") or wanted)
         entry.resource_version = str((obj.get("metadata") or {}).get("resourceVersion", ""))
         entry.spend_written_at = now
+        if self._events is not None:
+            await self._events.post(entry, transitions(entry, shown, wanted, ev))
 
 
 def _policy_members(
