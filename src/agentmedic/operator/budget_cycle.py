@@ -200,6 +200,13 @@ class BudgetService:
 
     # ------------------------------------------------------------------ the loop
 
+    def leadership_changed(self, leading: bool) -> None:
+        """A new term (or its end): the next evaluation starts from what the API server
+        shows, not from this replica's memory of an earlier term."""
+        self._lapsed = True
+        if leading:
+            self.wake.set()
+
     async def loop(
         self, policies: Callable[[], Iterable[PolicyEntry]], cache: WorkloadCache
     ) -> None:
