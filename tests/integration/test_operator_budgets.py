@@ -488,6 +488,8 @@ async def test_a_model_the_price_list_cannot_price_is_said_on_the_budget(
         await run.evaluate_budgets()
         assert (priced()["status"], priced()["reason"]) == ("False", "UnpricedModels")
         assert priced()["message"] == UNPRICED
+        listed = api.get(API, "ModelPriceList", None, "team-prices") or {}
+        assert listed["status"]["unpricedModels"] == ["gpt-4o"]
         await run.evaluate_budgets()
         assert run.status("team-tokens")["stage"] == ""
         await run.op.run_cycle(INTERVAL)
@@ -500,6 +502,13 @@ async def test_a_model_the_price_list_cannot_price_is_said_on_the_budget(
                 break
             await asyncio.sleep(0.02)
         assert (priced()["status"], priced()["reason"]) == ("True", "AllModelsPriced")
+        for _ in range(500):  # the list's status follows in the same or the next run
+            listed = api.get(API, "ModelPriceList", None, "team-prices") or {}
+            if "unpricedModels" not in listed["status"]:
+                break
+            await run.evaluate_budgets()
+            await asyncio.sleep(0.02)
+        assert "unpricedModels" not in listed["status"], listed["status"]
         budget = api.get(API, "ClusterAgentBudget", None, "team-tokens") or {}
         ((reason, message),) = _events(api, "default", budget)
         assert (reason, message) == ("UnpricedModels", UNPRICED), "once, and none when priced"

@@ -17,7 +17,9 @@ from agentmedic.operator.budget_notices import ledger_of
 from agentmedic.operator.budget_status import (
     build_status,
     held_from_status,
+    price_list_status,
     status_due,
+    status_patch,
     wire,
 )
 from agentmedic.operator.budgets import BudgetBook, matches, parse_budget
@@ -306,6 +308,18 @@ def test_a_stage_released_says_why() -> None:
     fresh = evaluate_budget(month.ref, month.spec, {bot: AgentSpendFigures(1.0)}, january)
     (released,) = transitions(month, shown, _written(month, fresh, 1, january), fresh)
     assert "released (a new period began)" in released.message
+
+
+def test_a_price_list_names_models_it_left_unpriced_until_they_are_priced() -> None:
+    obj: dict[str, Any] = {"metadata": {"name": "team", "generation": 2}}
+    models = [f"m-{i:02}" for i in range(12, 0, -1)]
+    status = price_list_status(obj, 3, [], NOW, models)
+    assert status["unpricedModels"] == [f"m-{i:02}" for i in range(1, 11)], "sorted, ten"
+    obj["status"] = status
+    cleared = price_list_status(obj, 4, [], NOW, [])
+    assert "unpricedModels" not in cleared
+    assert status_patch(obj["status"], cleared)["unpricedModels"] is None, "merge patch: removed"
+    assert "unpricedModels" not in status_patch(None, cleared)
 
 
 def test_downgrade_without_model_tiers_and_unmanaged_workloads_are_said() -> None:

@@ -76,6 +76,8 @@ MAX_STAGES = 10
 MAX_TOP_AGENTS = 5
 MAX_PRICES = 500
 MAX_NAMESPACES = 100
+MAX_NAMED_MODELS = 10
+"""Unpriced models named in a status (sorted; a budget's Priced condition counts the rest)."""
 
 NamespaceName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=63)]
 """A namespace's name: a DNS label (lowercase letters, digits, dashes; at most 63)."""
@@ -300,6 +302,10 @@ class ModelPriceListStatus(Model):
     """Ready: the list is valid and in use."""
     models: int = 0
     """Models priced, built-in ones included."""
+    unpriced_models: list[str] | None = Field(default=None, max_length=MAX_NAMED_MODELS)
+    """Models with tokens in budgets that use this list and that it does not price
+    (sorted, at most 10): add them to spec.prices. Their tokens count nothing, so those
+    budgets' spend is a lower bound (their condition Priced says so too)."""
 
 
 class ModelPriceList(Model):

@@ -61,7 +61,7 @@ from agentmedic.metrics import Catalog, MetricsBackend
 from agentmedic.operator.budget_events import BudgetEvents, transitions
 from agentmedic.operator.budget_notices import BudgetNotices
 from agentmedic.operator.budget_scope import BudgetScopes
-from agentmedic.operator.budget_spend_reader import Spend, SpendReader
+from agentmedic.operator.budget_spend_reader import Key, Spend, SpendReader
 from agentmedic.operator.budget_status import (
     build_status,
     held_from_status,
@@ -125,6 +125,8 @@ class BudgetService:
         self._lock = asyncio.Lock()
         self._scopes: BudgetScopes | None = None
         self._price_lists_due: list[tuple[dict[str, Any], int | None, list[str]]] = []
+        self._unpriced: dict[str, frozenset[str]] = {}
+        """Price list → the models its budgets met that it does not price."""
         self._lapsed = False
         """Leadership was lost since the last evaluation: what is in memory may be stale."""
         self.evaluations = 0
@@ -242,7 +244,6 @@ class BudgetService:
                     entry.evaluation = None
                 self._lapsed = False
             now = self._clock()
-            await self._write_price_lists(now)
             members = _policy_members(policies, cache)
             managed = {a for _, agents, _ in members for a, _ in agents}
             selected: dict[tuple[str, str, str], Selected] = {}
@@ -254,6 +255,8 @@ class BudgetService:
             ready = [self.book.entries[k] for k in selected]
             self._scopes.sync(ready, self.book.namespace_labels)
             read = await self._reader.read(selected, now)
+            self._note_unpriced(selected, read)
+            await self._write_price_lists(now)
             verdicts: dict[AgentId, tuple[str, list[BudgetVerdict]]] = {}
             for key, entry in self.book.entries.items():
                 sel = selected.get(key)
@@ -340,14 +343,33 @@ class BudgetService:
 
     # ------------------------------------------------------------------ status
 
+    def _note_unpriced(self, selected: Mapping[Key, Selected], read: Spend) -> None:
+        """Each price list's unpriced models: those of its budgets read this run; as they
+        were for a list none of whose budgets could be read; none for a list no budget
+        uses."""
+        named: dict[str, set[str] | None] = {}
+        for key in selected:
+            spec = self.book.entries[key].spec
+            if spec is None or spec.cost_source != CostSource.PRICE_LIST:
+                continue
+            models = read.unpriced.get(key)
+            seen = named.setdefault(spec.price_list, None)
+            if models is not None:
+                named[spec.price_list] = (seen or set()) | models
+        self._unpriced = {
+            name: frozenset(models) if models is not None else self._unpriced.get(name, frozenset())
+            for name, models in named.items()
+        }
+
     async def _write_price_lists(self, now: datetime) -> None:
         """Each ModelPriceList's status, written when it changed."""
         due, self._price_lists_due = self._price_lists_due, []
         for obj, models, problems in due:
-            wanted = price_list_status(obj, models, problems, now)
+            name = (obj.get("metadata") or {}).get("name", "")
+            unpriced = sorted(self._unpriced.get(name, ()))
+            wanted = price_list_status(obj, models, problems, now, unpriced)
             if wanted == (obj.get("status") or {}) or not self._leading():
                 continue
-            name = (obj.get("metadata") or {}).get("name", "")
             try:
                 await self._objects.patch_status(
                     GROUP,
@@ -355,7 +377,7 @@ class BudgetService:
                     PRICE_LIST_PLURAL,
                     _CLUSTER_SCOPED,
                     name,
-                    wanted,
+                    status_patch(obj.get("status"), wanted),
                 )
             except KubeError as exc:
                 log.warning("writing the status of ModelPriceList %s failed: %s", name, exc.reason)

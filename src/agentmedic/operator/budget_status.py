@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from agentmedic.api.budget import (
+    MAX_NAMED_MODELS,
     AgentSpend,
     BudgetAppliesTo,
     BudgetStatus,
@@ -48,8 +49,6 @@ READY = "Ready"
 ACTIONS_LIMITED = "ActionsLimited"
 METRICS_AVAILABLE = "MetricsAvailable"
 PRICED = "Priced"
-MAX_NAMED_MODELS = 10
-"""The unpriced models a Priced condition names (sorted; the rest counted)."""
 _FIGURES = ("spendUSD", "forecastUSD", "burnUSDPerHour", "topAgents", "lastEvaluationTime")
 """Status fields that move whenever agents run: they alone never force a write."""
 
@@ -243,10 +242,15 @@ def not_ready_status(entry: BudgetEntry, reason: str, message: str, now: datetim
 
 
 def price_list_status(
-    obj: Mapping[str, Any], models: int | None, problems: Sequence[str], now: datetime
+    obj: Mapping[str, Any],
+    models: int | None,
+    problems: Sequence[str],
+    now: datetime,
+    unpriced: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """A ModelPriceList's status: Ready (valid and in use, or why not) and the models it
-    prices, the built-in ones included."""
+    """A ModelPriceList's status: Ready (valid and in use, or why not), the models it
+    prices, the built-in ones included, and the models budgets met that it does not
+    price (``unpriced``)."""
     meta = obj.get("metadata") or {}
     prior = ModelPriceListStatus.model_validate(obj.get("status") or {})
     generation = int(meta.get("generation") or 0)
@@ -259,7 +263,10 @@ def price_list_status(
         list(prior.conditions), READY, *ready, now=now, generation=generation
     )
     status = ModelPriceListStatus(
-        observed_generation=generation, conditions=conditions, models=models or 0
+        observed_generation=generation,
+        conditions=conditions,
+        models=models or 0,
+        unpriced_models=sorted(unpriced)[:MAX_NAMED_MODELS] or None,
     )
     out: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
     return out
@@ -271,15 +278,15 @@ def wire(status: BudgetStatus) -> dict[str, Any]:
     return out
 
 
-_CLEARED = ("heldStages", "periodEnd")
+_CLEARED = ("heldStages", "periodEnd", "unpricedModels")
 """Fields an evaluated status may leave out that a merge patch must remove explicitly
 (a rolling period holds nothing any more; a calendar period became a rolling one)."""
 
 
 def status_patch(shown: Mapping[str, Any] | None, wanted: dict[str, Any]) -> dict[str, Any]:
-    """The merge patch that makes the status ``wanted``: an evaluated status removes what
-    it no longer holds."""
-    if "periodStart" not in wanted:
+    """The merge patch that makes the status ``wanted`` (a budget's or a price list's): an
+    evaluated status removes what it no longer holds."""
+    if "periodStart" not in wanted and "models" not in wanted:
         return wanted
     gone = {k: None for k in _CLEARED if k in (shown or {}) and k not in wanted}
     return {**wanted, **gone}
