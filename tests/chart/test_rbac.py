@@ -352,3 +352,31 @@ def test_a_namespaced_operator_reads_finances_cluster_kinds_only_when_asked() ->
     ]
     assert binding["subjects"][0]["kind"] == "ServiceAccount"
     assert asked.config()["readClusterKinds"] is True
+
+
+def test_a_namespaced_operator_may_post_a_cluster_budgets_events_in_default_only() -> None:
+    """A ClusterAgentBudget's Events go to default (as Kubernetes puts those of
+    cluster-scoped objects): a namespaced operator that reads them gets a Role there that
+    creates Events and nothing else; a cluster-wide one has it from its ClusterRole, and
+    one that watches default from that namespace's Role."""
+    asked = render_values(merged("namespaced", readClusterKinds=True))
+    (role,) = [r for r in asked.of_kind("Role") if r["metadata"].get("namespace") == "default"]
+    assert set(grants(role["rules"])) == {Grant("", "events", "create")}
+    (binding,) = [
+        b for b in asked.of_kind("RoleBinding") if b["metadata"].get("namespace") == "default"
+    ]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": binding["subjects"][0]["name"], "namespace": NAMESPACE}
+    ]
+    plain = render_values(merged("namespaced"))
+    assert not [r for r in plain.of_kind("Role") if r["metadata"].get("namespace") == "default"]
+    watching = render_values(
+        merged("namespaced", readClusterKinds=True, namespaces=["agents", "default"])
+    )
+    in_default = [r for r in watching.of_kind("Role") if r["metadata"]["namespace"] == "default"]
+    assert len(in_default) == 1, "the watched namespace's Role already grants it"
+    assert Grant("", "events", "create") in grants(in_default[0]["rules"])
+    cluster = render_values(merged("default"))
+    (operator,) = [r for r in cluster.of_kind("ClusterRole") if not is_people_role(r)]
+    assert Grant("", "events", "create") in grants(operator["rules"])

@@ -6,7 +6,10 @@ holding only a token of that ServiceAccount. The demo's scenario then plays out 
 scaled to zero, a model switched, a prompt-optimization Job, status, Events) and a restore
 by annotation undoes the scale to zero. The API server's audit log must show the operator's
 requests and not one 403. The negative twin removes the Jobs rule: the refusal must be in
-the audit log and surface as an ``ActionFailed`` Event of agentmedic.
+the audit log and surface as an ``ActionFailed`` Event of agentmedic. The namespaced
+install with ``readClusterKinds`` also has finance's team ceiling (a ClusterAgentBudget):
+its StageReached Event must reach the namespace default, through the Role the chart puts
+there and nothing wider.
 
 Each scenario gets its own control plane (the sandbox world uses fixed namespaces); the
 session's ``local_cluster`` only decides whether the binaries are there.
@@ -82,7 +85,9 @@ def _install(cluster: LocalCluster, values: dict[str, Any], drop_jobs_rule: bool
     return f"system:serviceaccount:{NAMESPACE}:{sa['metadata']['name']}"
 
 
-def _run(tmp_path: Path, values: dict[str, Any], *, drop_jobs_rule: bool) -> Iterator[Run]:
+def _run(
+    tmp_path: Path, values: dict[str, Any], *, drop_jobs_rule: bool, team_budget: bool = False
+) -> Iterator[Run]:
     cluster = LocalCluster(workdir=tmp_path / "cluster")
     cluster.start()
     try:
@@ -91,7 +96,7 @@ def _run(tmp_path: Path, values: dict[str, Any], *, drop_jobs_rule: bool) -> Ite
         token = cluster.service_account_token(NAMESPACE, sa)
         kubeconfig = cluster.kubeconfig_for_token(token, tmp_path / "operator.kubeconfig")
         world = World(
-            demo_scenario(agents=4, duration=90.0),
+            demo_scenario(agents=4, duration=90.0, team_budget=team_budget),
             operator="process",
             api=cluster,
             operator_kubeconfig=kubeconfig,
@@ -107,14 +112,20 @@ def _run(tmp_path: Path, values: dict[str, Any], *, drop_jobs_rule: bool) -> Ite
 
 CLUSTER_WIDE = {"prometheus": {"url": "http://127.0.0.1:9090"}}
 NAMESPACED = {"prometheus": {"url": "http://127.0.0.1:9090"}, "namespaces": [AGENTS]}
+VALUES = {
+    "cluster-wide": CLUSTER_WIDE,
+    "namespaced": NAMESPACED,
+    # finance's team ceiling (a ClusterAgentBudget) too: read, status, Events in default
+    "namespaced-cluster-kinds": {**NAMESPACED, "readClusterKinds": True},
+}
 
 
-@pytest.fixture(params=["cluster-wide", "namespaced"])
+@pytest.fixture(params=sorted(VALUES))
 def granted(
     request: pytest.FixtureRequest, local_cluster: LocalCluster, tmp_path: Path
 ) -> Iterator[Run]:
-    values = CLUSTER_WIDE if request.param == "cluster-wide" else NAMESPACED
-    yield from _run(tmp_path, values, drop_jobs_rule=False)
+    team = request.param == "namespaced-cluster-kinds"
+    yield from _run(tmp_path, VALUES[request.param], drop_jobs_rule=False, team_budget=team)
 
 
 @pytest.fixture(params=["cluster-wide", "namespaced"])
@@ -148,6 +159,19 @@ def test_the_charts_rbac_lets_the_operator_heal_and_restore_without_one_403(gran
     )
     eventually(lambda: world.replicas("flaky-bot") == 2, timeout=90, what="the restore")
     assert DISABLED not in world.deployment("flaky-bot")["metadata"].get("annotations", {})
+
+    if world.scenario.budgets:
+        eventually(
+            lambda: [
+                e
+                for e in world.events("default")
+                if e["involvedObject"].get("kind") == "ClusterAgentBudget"
+                and e["reason"] == "StageReached"
+                and e.get("reportingComponent") == COMPONENT
+            ],
+            timeout=150,
+            what="the team ceiling's StageReached Event in default",
+        )
 
     audited = granted.audit()
     verbs = {(e["verb"], e.get("objectRef", {}).get("resource")) for e in audited}

@@ -254,9 +254,18 @@ def team(server: KubeServer) -> Iterator[KubeServer]:
     for kind, ns, name in [
         *(
             ("ClusterAgentBudget", None, n)
-            for n in ("team", "team-stop", "team-tokens", "team-told", "team-bad", "team-labels")
+            for n in (
+                "team",
+                "team-stop",
+                "team-tokens",
+                "team-told",
+                "team-bad",
+                "team-labels",
+                "team-held",
+            )
         ),
         *(("AgentPolicy", ns, "payments") for ns in (NS_A, NS_B)),
+        ("AgentBudget", NS_A, "own"),
     ]:
         if server.get(API, kind, ns, name) is not None:
             server.delete(API, kind, ns, name)
@@ -436,6 +445,77 @@ async def test_a_price_list_budget_follows_the_price_list(
         await run.op.stop()
 
 
+UNPRICED = (
+    "tokens of models without a price count nothing, so spend is a lower bound: "
+    "gpt-4o; add them to spec.prices of the ModelPriceList team-prices"
+)
+
+
+async def test_a_model_the_price_list_cannot_price_is_said_on_the_budget(
+    team: KubeServer, prometheus: PrometheusServer
+) -> None:
+    """a-bot's gpt-4o tokens, priced by a list of gpt-4o-mini only: the spend ($0) is a
+    lower bound and the budget says which model to add where; no agent is touched. Once
+    the list prices gpt-4o, Priced is True again."""
+    api = team
+    pa = policy(NS_A)
+    api.create(pa)
+    mini = {"model": "gpt-4o-mini", "input": 0.15, "output": 0.6}
+    api.create(
+        {
+            "apiVersion": API,
+            "kind": "ModelPriceList",
+            "metadata": {"name": "team-prices"},
+            "spec": {"includeDefaults": False, "prices": [mini]},
+        }
+    )
+    api.create(
+        team_budget(
+            "team-tokens",
+            [{"name": "stop", "atPercent": 50, "response": "stop"}],
+            limitUSD=10,
+            costSource="priceList",
+            priceList="team-prices",
+        )
+    )
+    run = await start(api, prometheus, pa)
+
+    def priced() -> dict[str, Any]:
+        conditions = {c["type"]: c for c in run.status("team-tokens").get("conditions", [])}
+        return conditions.get("Priced") or {}
+
+    try:
+        await run.evaluate_budgets()
+        assert (priced()["status"], priced()["reason"]) == ("False", "UnpricedModels")
+        assert priced()["message"] == UNPRICED
+        listed = api.get(API, "ModelPriceList", None, "team-prices") or {}
+        assert listed["status"]["unpricedModels"] == ["gpt-4o"]
+        await run.evaluate_budgets()
+        assert run.status("team-tokens")["stage"] == ""
+        await run.op.run_cycle(INTERVAL)
+        assert api.get("apps/v1", "Deployment", NS_A, "a-bot")["spec"]["replicas"] == 2
+        gpt4o = {"model": "gpt-4o", "input": 0.25, "output": 1}
+        api.patch(API, "ModelPriceList", None, "team-prices", {"spec": {"prices": [mini, gpt4o]}})
+        for _ in range(500):
+            await run.evaluate_budgets()
+            if priced().get("status") == "True":
+                break
+            await asyncio.sleep(0.02)
+        assert (priced()["status"], priced()["reason"]) == ("True", "AllModelsPriced")
+        for _ in range(500):  # the list's status follows in the same or the next run
+            listed = api.get(API, "ModelPriceList", None, "team-prices") or {}
+            if "unpricedModels" not in listed["status"]:
+                break
+            await run.evaluate_budgets()
+            await asyncio.sleep(0.02)
+        assert "unpricedModels" not in listed["status"], listed["status"]
+        budget = api.get(API, "ClusterAgentBudget", None, "team-tokens") or {}
+        ((reason, message),) = _events(api, "default", budget)
+        assert (reason, message) == ("UnpricedModels", UNPRICED), "once, and none when priced"
+    finally:
+        await run.op.stop()
+
+
 async def test_a_reached_stage_is_told_once_across_evaluations_and_a_restart(
     team: KubeServer, prometheus: PrometheusServer
 ) -> None:
@@ -485,6 +565,164 @@ async def test_a_reached_stage_is_told_once_across_evaluations_and_a_restart(
         notified = {c["type"]: c for c in run.status("team-told")["conditions"]}["StagesNotified"]
         assert notified["reason"] == "Sent"
         assert notified["message"] == "warn@2026-11-30T23:00:00Z: sent"
+
+
+def _slack_budget(
+    api: KubeServer, url: str, name: str, stages: list[dict[str, Any]], **spec: Any
+) -> None:
+    """A team budget whose stages tell the channel ``finance`` (Slack at ``url``)."""
+    api.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "finance-hook", "namespace": NS_A},
+            "data": {"url": base64.b64encode(url.encode()).decode()},
+        }
+    )
+    budget = team_budget(name, stages, **spec)
+    budget["spec"]["notifications"] = {
+        "channels": [
+            {
+                "name": "finance",
+                "slack": {"webhookSecretRef": {"name": "finance-hook", "key": "url"}},
+            }
+        ]
+    }
+    api.create(budget)
+
+
+def _models(api: KubeServer) -> dict[str, tuple[str, dict[str, str]]]:
+    """Each agent's model and agentmedic's annotations (its records)."""
+    out = {}
+    for ns, name in ((NS_A, "a-bot"), (NS_B, "b-bot")):
+        dep = api.get("apps/v1", "Deployment", ns, name) or {}
+        env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
+        notes = dep["metadata"].get("annotations") or {}
+        # agentmedic's records only (the real deployment controller adds its revision)
+        out[name] = (env[0]["value"], {k: v for k, v in notes.items() if "agentmedic" in k})
+    return out
+
+
+async def test_a_restart_keeps_a_rolling_stage_held_at_95_percent(
+    team: KubeServer, prometheus: PrometheusServer
+) -> None:
+    """A rolling 24h budget of $430: at 12:00 the day holds $510 and the downgrade stage is
+    reached; at 22:40 the $100 of 22:30 the day before has left the window and $410 remain
+    (95 %, above the 90 % a reached stage is held to). An operator started afresh at 22:40
+    keeps the stage from the status its predecessor wrote: no restore, no second notice."""
+    api = team
+    pa, pb = policy(NS_A), policy(NS_B)
+    api.create(pa)
+    api.create(pb)
+    with NotificationReceivers() as receivers:
+        _slack_budget(
+            api,
+            receivers.url_for(ReceiverKind.SLACK),
+            "team-held",
+            [{"name": "cheaper", "response": "downgrade", "channels": ["finance"]}],
+            period="24h",
+            limitUSD=430,
+        )
+        clock = Clock()
+        run = await start(api, prometheus, pa, pb, clock=clock)
+        try:
+            await run.evaluate_budgets()
+            status = run.status("team-held")
+            assert status["stage"] == "cheaper", status
+            assert status["heldStages"] == [{"stages": ["cheaper"]}]
+            await run.op.run_cycle(INTERVAL)
+            clock.now += INTERVAL
+            await run.op.run_cycle(INTERVAL)  # the records are observed
+        finally:
+            await run.op.stop()
+        downgraded = _models(api)
+        assert {m for m, _ in downgraded.values()} == {"gpt-4o-mini"}, downgraded
+        assert all("agentmedic.io/downgraded" in notes for _, notes in downgraded.values())
+        later = Clock()
+        later.now = datetime(2026, 12, 1, 22, 40, tzinfo=UTC)
+        run = await start(api, prometheus, pa, pb, clock=later)
+        try:
+            await run.evaluate_budgets()
+            status = run.status("team-held")
+            assert 387 <= status["spendUSD"] < 430, status  # between 90 % and 100 %
+            assert status["stage"] == "cheaper", status
+            await run.op.run_cycle(INTERVAL)
+            later.now += INTERVAL
+            await run.evaluate_budgets()
+            await run.op.run_cycle(INTERVAL)
+            assert run.status("team-held")["stage"] == "cheaper"
+            assert _models(api) == downgraded, "no restore, the records unchanged"
+            # The next morning the $210 of 23:30 has left too ($200, 47 %): released.
+            later.now = datetime(2026, 12, 2, 0, 0, tzinfo=UTC)
+            await run.evaluate_budgets()
+            assert run.status("team-held")["stage"] == ""
+            assert "heldStages" not in run.status("team-held")
+        finally:
+            await run.op.stop()
+        budget = api.get(API, "ClusterAgentBudget", None, "team-held") or {}
+        reasons = sorted(reason for reason, _ in _events(api, "default", budget))
+        assert reasons == ["StageReached", "StageReleased"], "reached once, released once"
+        told = receivers.accepted(ReceiverKind.SLACK)
+        assert len(told) == 1, [r.body for r in told]
+        assert "stage cheaper reached" in told[0].body.decode()
+
+
+def _events(api: KubeServer, namespace: str, obj: dict[str, Any]) -> list[tuple[str, str]]:
+    """(reason, message) of agentmedic's Events about ``obj`` in ``namespace``."""
+    uid = obj["metadata"]["uid"]
+    return [
+        (e["reason"], e["message"])
+        for e in api.list("v1", "Event", namespace)
+        if (e.get("involvedObject") or {}).get("uid") == uid
+        and e.get("reportingComponent") == "agentmedic"
+    ]
+
+
+async def test_budget_events_are_posted_once_across_evaluations_and_a_restart(
+    team: KubeServer, prometheus: PrometheusServer
+) -> None:
+    """What kubectl describe shows: a stage reached on a ClusterAgentBudget (its Events in
+    default, where Kubernetes keeps those of cluster-scoped objects) and on an AgentBudget
+    (in its namespace), an invalid budget; each once, though two operators evaluate each
+    budget twice."""
+    api = team
+    pa, pb = policy(NS_A), policy(NS_B)
+    api.create(pa)
+    api.create(pb)
+    api.create(team_budget("team", [{"name": "warn", "atPercent": 80}]))
+    api.create(team_budget("team-bad", [{"name": "warn", "atPercent": 80}], timeZone="Mars/X"))
+    own = {
+        "apiVersion": API,
+        "kind": "AgentBudget",
+        "metadata": {"name": "own", "namespace": NS_A},
+        "spec": {
+            "limitUSD": 300,
+            "timeZone": "Europe/Berlin",
+            "stages": [{"name": "warn", "atPercent": 80}],
+        },
+    }
+    api.create(own)
+    for _ in range(2):  # an operator, then its successor after a restart
+        run = await start(api, prometheus, pa, pb)
+        try:
+            await run.evaluate_budgets()
+            await run.evaluate_budgets()
+        finally:
+            await run.op.stop()
+    team_obj = api.get(API, "ClusterAgentBudget", None, "team") or {}
+    ((reason, message),) = _events(api, "default", team_obj)
+    assert reason == "StageReached"
+    assert message.startswith("stage warn (notify) reached: spend $4"), message
+    assert message.endswith("of $500.00 (82 %) in December 2026 (Europe/Berlin)"), message
+    bad = api.get(API, "ClusterAgentBudget", None, "team-bad") or {}
+    ((reason, message),) = _events(api, "default", bad)
+    assert reason == "InvalidSpec"
+    assert message.startswith("the budget is not evaluated: spec.timeZone")
+    mine = api.get(API, "AgentBudget", NS_A, "own") or {}
+    ((reason, message),) = _events(api, NS_A, mine)
+    assert reason == "StageReached"
+    assert message.startswith("stage warn (notify) reached: spend $26"), message
+    assert message.endswith("of $300.00 (87 %) in December 2026 (Europe/Berlin)"), message
 
 
 async def test_namespaces_chosen_by_label(team: KubeServer, prometheus: PrometheusServer) -> None:

@@ -12,8 +12,16 @@ from agentmedic.engine.finance import AgentSpendFigures, evaluate_budget
 from agentmedic.engine.series import AgentId
 from agentmedic.metrics import QueryResult, Sample
 from agentmedic.metrics.budget_spend import fetch_tokens, tokens_query
+from agentmedic.operator.budget_events import involved_object, transitions
 from agentmedic.operator.budget_notices import ledger_of
-from agentmedic.operator.budget_status import build_status, status_due, wire
+from agentmedic.operator.budget_status import (
+    build_status,
+    held_from_status,
+    price_list_status,
+    status_due,
+    status_patch,
+    wire,
+)
 from agentmedic.operator.budgets import BudgetBook, matches, parse_budget
 
 API = "agentmedic.io/v1alpha1"
@@ -106,6 +114,212 @@ def test_status_is_written_when_it_changed_and_spend_alone_at_most_once_per_refr
     assert status_due(entry, reached, later, 300), "a stage reached is written at once"
     assert first["spendUSD"] == 50.0
     assert first["observedGeneration"] == 3
+
+
+def _written(entry: Any, ev: Any, agents: int, at: datetime) -> dict[str, Any]:
+    status = build_status(
+        entry, ev, agents=agents, no_tiers=[], not_managed=[], metrics_error=None, now=at
+    )
+    return wire(status)
+
+
+def test_a_rolling_hold_is_read_back_from_status_after_a_restart() -> None:
+    """Spend at 95% of a reached stage's threshold: the operator that reached it holds it;
+    a new one holds it too when it starts from the status the first one wrote, and only
+    from it (without status the same figures reach nothing)."""
+    stages = [
+        {"name": "warn", "atPercent": 50},
+        {"name": "cheaper", "atPercent": 100, "response": "downgrade"},
+    ]
+    for applies_to in ("total", "perAgent"):
+        entry = BudgetBook().upsert(
+            cluster_budget(period="24h", stages=stages, appliesTo=applies_to)
+        )
+        spec = entry.spec
+        assert spec is not None
+        a, b = AgentId("a", "bot"), AgentId("a", "calm")
+        over = {a: AgentSpendFigures(101.0, 0.0), b: AgentSpendFigures(0.0, 0.0)}
+        first = evaluate_budget(entry.ref, spec, over, NOW)
+        status = _written(entry, first, 2, NOW)
+        assert status["stage"] == "cheaper", applies_to
+        held = [{"stages": ["cheaper", "warn"]}]
+        if applies_to == "perAgent":
+            held[0]["agents"] = ["a/bot"]
+        assert status["heldStages"] == held, applies_to
+        later = NOW + timedelta(hours=1)
+        at_95 = {a: AgentSpendFigures(95.0, 0.0), b: AgentSpendFigures(0.0, 0.0)}
+        seeded = evaluate_budget(entry.ref, spec, at_95, later, held_from_status(status))
+        assert seeded.stage == "cheaper", applies_to
+        assert seeded.verdicts[a].stage == "cheaper"
+        assert seeded.verdicts[b].stage == ("cheaper" if applies_to == "total" else None)
+        assert evaluate_budget(entry.ref, spec, at_95, later).stage == "warn", "unseeded"
+        below = {a: AgentSpendFigures(89.0, 0.0), b: AgentSpendFigures(0.0, 0.0)}
+        released = evaluate_budget(entry.ref, spec, below, later, held_from_status(status))
+        assert released.stage == "warn", "below 90% of the threshold it is released"
+
+
+def test_a_calendar_period_holds_nothing_in_status_and_bad_status_seeds_nothing() -> None:
+    entry = BudgetBook().upsert(cluster_budget(period="month"))
+    assert entry.spec is not None
+    ev = evaluate_budget(entry.ref, entry.spec, {AgentId("a", "bot"): AgentSpendFigures(90.0)}, NOW)
+    status = _written(entry, ev, 1, NOW)
+    assert status["stage"] == "warn"
+    assert "heldStages" not in status
+    assert held_from_status({"heldStages": [{"agents": ["a/bot"]}]}) == {}, "no stages: invalid"
+    assert held_from_status(None) == {}
+
+
+def test_unpriced_models_are_named_sorted_and_bounded_and_cleared_once_priced() -> None:
+    entry = BudgetBook().upsert(cluster_budget(costSource="priceList", priceList="team"))
+    assert entry.spec is not None
+    ev = evaluate_budget(entry.ref, entry.spec, {AgentId("a", "bot"): AgentSpendFigures(5.0)}, NOW)
+
+    def priced(unpriced: frozenset[str] | None, exists: bool = True) -> Any:
+        s = build_status(
+            entry,
+            ev,
+            agents=1,
+            no_tiers=[],
+            not_managed=[],
+            metrics_error=None,
+            now=NOW,
+            unpriced=unpriced,
+            price_list=("team", exists),
+        )
+        entry.status = wire(s)
+        return next((c for c in s.conditions if c.type == "Priced"), None)
+
+    models = frozenset(f"model-{i:02}" for i in range(12, 0, -1))
+    c = priced(models)
+    assert (c.status, c.reason) == ("False", "UnpricedModels")
+    assert "model-01, model-02, model-03" in c.message
+    assert "model-10 and 2 more" in c.message
+    assert "model-11" not in c.message
+    assert "spend is a lower bound" in c.message
+    assert c.message.endswith("add them to spec.prices of the ModelPriceList team")
+    assert priced(None) == c, "spend not read: the condition stands"
+    c = priced(frozenset({"llama-3"}), exists=False)
+    assert "create ModelPriceList team with their prices" in c.message
+    c = priced(frozenset())
+    assert (c.status, c.reason) == ("True", "AllModelsPriced")
+    reported = build_status(
+        entry, ev, agents=1, no_tiers=[], not_managed=[], metrics_error=None, now=NOW
+    )
+    assert "Priced" not in {c.type for c in reported.conditions}, "costSource reported"
+
+
+def test_events_are_the_transitions_of_status_and_nothing_when_it_is_unchanged() -> None:
+    stages = [
+        {"name": "warn", "atPercent": 80},
+        {"name": "stop", "atPercent": 100, "response": "stop"},
+    ]
+    entry = BudgetBook().upsert(cluster_budget(stages=stages, costSource="priceList"))
+    spec = entry.spec
+    assert spec is not None
+    bot = AgentId("a", "bot")
+
+    def step(spent: float, **kw: Any) -> list[tuple[str, str, bool]]:
+        ev = evaluate_budget(entry.ref, spec, {bot: AgentSpendFigures(spent, 0.0)}, NOW)
+        wanted = wire(
+            build_status(
+                entry,
+                ev,
+                agents=1,
+                no_tiers=[],
+                not_managed=[],
+                now=NOW,
+                price_list=("default", True),
+                **{"metrics_error": None, "unpriced": frozenset(), **kw},
+            )
+        )
+        events = transitions(entry, entry.status, wanted, ev)
+        entry.status = wanted
+        return [(e.reason, e.message, e.warning) for e in events]
+
+    assert step(10.0) == [], "a first status with nothing reached: no Event"
+    (reached,) = step(85.0)
+    assert reached[0] == "StageReached"
+    assert reached[1] == (
+        "stage warn (notify) reached: spend $85.00 of $100.00 (85 %) in December 2026 (UTC)"
+    )
+    assert not reached[2], "notify is Normal"
+    assert step(85.0) == [], "the same status again (an operator restarted): nothing"
+    (stop,) = step(101.0)
+    assert stop[0] == "StageReached"
+    assert stop[1].startswith("stage stop (stop) reached")
+    assert stop[2], "a stop is a Warning"
+    reasons = [e[0] for e in step(101.0, metrics_error="query timed out")]
+    assert reasons == ["MetricsUnavailable"]
+    assert step(101.0, metrics_error="another error") == [], "still unavailable"
+    assert [e[0] for e in step(101.0)] == ["MetricsAvailable"]
+    (unpriced,) = step(101.0, unpriced=frozenset({"llama-3"}))
+    assert unpriced[0] == "UnpricedModels"
+    assert "llama-3" in unpriced[1]
+    assert step(101.0, unpriced=frozenset({"llama-3"})) == []
+    assert [e[0] for e in step(101.0, unpriced=frozenset({"llama-3", "x"}))] == [
+        "UnpricedModels"
+    ], "a model more: told"
+    invalid = transitions(
+        entry,
+        entry.status,
+        {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": "InvalidSpec",
+                    "message": "spec.timeZone: fix it",
+                }
+            ]
+        },
+        None,
+    )
+    assert [(e.reason, e.warning) for e in invalid] == [("InvalidSpec", True)]
+    assert "spec.timeZone: fix it" in invalid[0].message
+    assert involved_object(entry) == {
+        "apiVersion": API,
+        "kind": "ClusterAgentBudget",
+        "name": "team",
+        "uid": "u-1",
+    }, "cluster-scoped: no namespace (the Event goes to default)"
+
+
+def test_a_stage_released_says_why() -> None:
+    rolling = BudgetBook().upsert(cluster_budget(period="24h"))
+    assert rolling.spec is not None
+    bot = AgentId("a", "bot")
+    first = evaluate_budget(rolling.ref, rolling.spec, {bot: AgentSpendFigures(85.0)}, NOW)
+    shown = _written(rolling, first, 1, NOW)
+    later = NOW + timedelta(hours=1)
+    low = evaluate_budget(
+        rolling.ref, rolling.spec, {bot: AgentSpendFigures(50.0)}, later, first.reached
+    )
+    (released,) = transitions(rolling, shown, _written(rolling, low, 1, later), low)
+    assert released.reason == "StageReleased"
+    assert released.message == (
+        "stage warn released (spend fell below 90 % of its threshold); no stage reached: "
+        "spend $50.00 of $100.00 (50 %) in the last 24h"
+    )
+    month = BudgetBook().upsert(cluster_budget())
+    assert month.spec is not None
+    ev = evaluate_budget(month.ref, month.spec, {bot: AgentSpendFigures(85.0)}, NOW)
+    shown = _written(month, ev, 1, NOW)
+    january = datetime(2027, 1, 1, 0, 10, tzinfo=UTC)
+    fresh = evaluate_budget(month.ref, month.spec, {bot: AgentSpendFigures(1.0)}, january)
+    (released,) = transitions(month, shown, _written(month, fresh, 1, january), fresh)
+    assert "released (a new period began)" in released.message
+
+
+def test_a_price_list_names_models_it_left_unpriced_until_they_are_priced() -> None:
+    obj: dict[str, Any] = {"metadata": {"name": "team", "generation": 2}}
+    models = [f"m-{i:02}" for i in range(12, 0, -1)]
+    status = price_list_status(obj, 3, [], NOW, models)
+    assert status["unpricedModels"] == [f"m-{i:02}" for i in range(1, 11)], "sorted, ten"
+    obj["status"] = status
+    cleared = price_list_status(obj, 4, [], NOW, [])
+    assert "unpricedModels" not in cleared
+    assert status_patch(obj["status"], cleared)["unpricedModels"] is None, "merge patch: removed"
+    assert "unpricedModels" not in status_patch(None, cleared)
 
 
 def test_downgrade_without_model_tiers_and_unmanaged_workloads_are_said() -> None:

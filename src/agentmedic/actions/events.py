@@ -99,9 +99,11 @@ def emit_event(
 
     An Event is a courtesy: failing to write one must not fail the action it reports, so
     errors are logged (without the message, which may quote evidence) and swallowed.
-    Returns the created Event, or None when it could not be written.
+    Returns the created Event, or None when it could not be written. The Event of a
+    cluster-scoped object (no namespace) goes to ``default``, as Kubernetes' own recorders
+    put them and where ``kubectl describe`` looks for them.
     """
-    namespace = involved.get("namespace", "")
+    namespace = involved.get("namespace") or "default"
     stamp = format_time(now())
     body: dict[str, Any] = {
         "apiVersion": "v1",

@@ -56,6 +56,7 @@ __all__ = [
     "ClusterAgentBudget",
     "ClusterAgentBudgetSpec",
     "CostSource",
+    "HeldStages",
     "ModelPriceList",
     "ModelPriceListSpec",
     "ModelPriceListStatus",
@@ -75,6 +76,8 @@ MAX_STAGES = 10
 MAX_TOP_AGENTS = 5
 MAX_PRICES = 500
 MAX_NAMESPACES = 100
+MAX_NAMED_MODELS = 10
+"""Unpriced models named in a status (sorted; a budget's Priced condition counts the rest)."""
 
 NamespaceName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=63)]
 """A namespace's name: a DNS label (lowercase letters, digits, dashes; at most 63)."""
@@ -192,12 +195,21 @@ class AgentSpend(Model):
     """Spend so far in the period."""
 
 
+class HeldStages(Model):
+    stages: list[str]
+    """Stages reached and held."""
+    agents: list[str] | None = None
+    """namespace/name of the agents holding them (perAgent); unset for the total's."""
+
+
 class BudgetStatus(Model):
     observed_generation: int | None = None
     """The spec generation last evaluated."""
     conditions: list[StatusCondition] = Field(default_factory=list)
-    """Ready (the spec is valid and evaluated) and ActionsLimited (a response could not be
-    applied to some agents as asked, e.g. downgrade without model tiers)."""
+    """Ready (the spec is valid and evaluated), MetricsAvailable (spend could be read),
+    ActionsLimited (a response could not be applied to some agents as asked, e.g. downgrade
+    without model tiers) and, with costSource priceList, Priced (False, UnpricedModels:
+    tokens of the models named have no price, so spend is a lower bound)."""
     period_start: Timestamp | None = None
     """Start of the current period."""
     period_end: Timestamp | None = None
@@ -214,6 +226,10 @@ class BudgetStatus(Model):
     """Agents the budget selects."""
     top_agents: list[AgentSpend] = Field(default_factory=list, max_length=MAX_TOP_AGENTS)
     """The biggest spenders of the period, most first."""
+    held_stages: list[HeldStages] | None = None
+    """Rolling periods: the stages reached, grouped by the agents that reached them
+    (perAgent) or for the total. A stage stays reached until spend falls below 90% of its
+    threshold; a restarted operator reads this back so that it keeps holding them."""
     last_evaluation_time: Timestamp | None = None
     """When the budget was last evaluated."""
 
@@ -286,6 +302,10 @@ class ModelPriceListStatus(Model):
     """Ready: the list is valid and in use."""
     models: int = 0
     """Models priced, built-in ones included."""
+    unpriced_models: list[str] | None = Field(default=None, max_length=MAX_NAMED_MODELS)
+    """Models with tokens in budgets that use this list and that it does not price
+    (sorted, at most 10): add them to spec.prices. Their tokens count nothing, so those
+    budgets' spend is a lower bound (their condition Priced says so too)."""
 
 
 class ModelPriceList(Model):

@@ -331,6 +331,7 @@ class Operator:
         self.parts.deliveries.cancel_all()  # what they reserved is in the outbox
         for entry in self.entries.values():
             self.parts.memory.forget(entry)
+        self.parts.budgets.leadership_changed(leading)
         if leading:
             for interval in {e.spec.interval for e in self.entries.values() if e.policy}:
                 self.scheduler.trigger_now(interval)

@@ -10,17 +10,25 @@ changes. One evaluation:
    evaluates (:meth:`~agentmedic.operator.budgets.BudgetBook.select`);
 2. fetch spend, one query per (metric, window) for all budgets: ``cost_usd`` over each
    elapsed period and each forecastWindow (costSource reported), token counts by model
-   and type (costSource priceList) priced by the named ModelPriceList;
+   and type (costSource priceList) priced by the named ModelPriceList
+   (:mod:`~agentmedic.operator.budget_spend_reader`; models it cannot price make the
+   condition Priced False, and never a response);
 3. :func:`~agentmedic.engine.finance.evaluate_budget` per budget, and the verdicts per
    agent published for the policies' cycles, which act on them;
 4. status through the status subresource, only when it changed
    (:mod:`~agentmedic.operator.budget_status`);
 5. a reached stage told to its channels once per (budget, stage, period)
-   (:mod:`~agentmedic.operator.budget_notices`).
+   (:mod:`~agentmedic.operator.budget_notices`), and what changed in status posted as
+   Events on the budget (:mod:`~agentmedic.operator.budget_events`).
 
 A budget whose queries failed is held: its previous verdicts stand (so nothing the
 budget started is undone or repeated on a backend's fault) and MetricsAvailable=False
 says why. Only the leader evaluates and writes.
+
+A rolling period's stages are held until spend falls below 90% of their threshold. The
+first evaluation of a budget after start-up, and after this replica became leader again,
+takes what is held from the budget's status (heldStages) as the API server shows it, so a
+restart neither releases a held stage nor reaches it again.
 """
 
 from __future__ import annotations
@@ -37,29 +45,37 @@ from agentmedic.api.budget import (
     CLUSTER_BUDGET_KIND,
     CLUSTER_BUDGET_PLURAL,
     PRICE_LIST_PLURAL,
+    AgentBudgetSpec,
     CostSource,
 )
 from agentmedic.api.types import GROUP, VERSION
-from agentmedic.engine.finance import AgentSpendFigures, BudgetVerdict, evaluate_budget
-from agentmedic.engine.periods import elapsed_window, period_of
-from agentmedic.engine.series import AgentId, SeriesKey
+from agentmedic.engine.finance import (
+    AgentSpendFigures,
+    BudgetEvaluation,
+    BudgetVerdict,
+    evaluate_budget,
+)
+from agentmedic.engine.series import AgentId
 from agentmedic.kube import AsyncKube, CustomObjects, KubeError
-from agentmedic.metrics import Catalog, MetricsBackend, MetricsError, fetch_samples
-from agentmedic.metrics.budget_spend import TokenCounts, fetch_tokens
+from agentmedic.metrics import Catalog, MetricsBackend
+from agentmedic.operator.budget_events import BudgetEvents, transitions
 from agentmedic.operator.budget_notices import BudgetNotices
 from agentmedic.operator.budget_scope import BudgetScopes
+from agentmedic.operator.budget_spend_reader import Key, Spend, SpendReader
 from agentmedic.operator.budget_status import (
     build_status,
+    held_from_status,
     invalid_status,
     not_ready_status,
     price_list_status,
     status_due,
+    status_patch,
     wire,
 )
 from agentmedic.operator.budget_watch import ResourceWatch, budget_paths, namespaces_path
 from agentmedic.operator.budgets import BudgetBook, BudgetEntry, Selected, price_list_problems
 from agentmedic.operator.entry import PolicyEntry
-from agentmedic.operator.refs import RefProblem, RefResolver
+from agentmedic.operator.refs import RefResolver
 from agentmedic.operator.settings import OperatorSettings
 from agentmedic.operator.watch import WorkloadCache
 
@@ -90,15 +106,16 @@ class BudgetService:
         clock: Callable[[], datetime],
         leading: Callable[[], bool],
         refs: RefResolver | None = None,
+        events: BudgetEvents | None = None,
     ) -> None:
-        self._refs = refs
-        """Resolves a budget's spec.metricsBackendRef (a team's own tenant)."""
+        self._events = events
+        """Posts the Events of each status change on the budget."""
         self.book = BudgetBook()
+        self._reader = SpendReader(self.book, backend, catalog, settings, refs)
+        """Reads spend from the backend each budget names (spec.metricsBackendRef)."""
         self._http = http
         self._objects = objects
         self._notices = notices
-        self._backend = backend
-        self._catalog = catalog
         self._settings = settings
         self._clock = clock
         self._leading = leading
@@ -108,6 +125,10 @@ class BudgetService:
         self._lock = asyncio.Lock()
         self._scopes: BudgetScopes | None = None
         self._price_lists_due: list[tuple[dict[str, Any], int | None, list[str]]] = []
+        self._unpriced: dict[str, frozenset[str]] = {}
+        """Price list → the models its budgets met that it does not price."""
+        self._lapsed = False
+        """Leadership was lost since the last evaluation: what is in memory may be stale."""
         self.evaluations = 0
 
     # ------------------------------------------------------------------ watches
@@ -181,6 +202,13 @@ class BudgetService:
 
     # ------------------------------------------------------------------ the loop
 
+    def leadership_changed(self, leading: bool) -> None:
+        """A new term (or its end): the next evaluation starts from what the API server
+        shows, not from this replica's memory of an earlier term."""
+        self._lapsed = True
+        if leading:
+            self.wake.set()
+
     async def loop(
         self, policies: Callable[[], Iterable[PolicyEntry]], cache: WorkloadCache
     ) -> None:
@@ -198,6 +226,7 @@ class BudgetService:
             self.wake.clear()
             await asyncio.sleep(0.2)  # coalesce a burst of watch events into one run
             if not self._leading():
+                self._lapsed = True
                 continue
             try:
                 await self.run(policies(), cache)
@@ -209,8 +238,12 @@ class BudgetService:
         async with self._lock:
             if not self._sync_book():
                 return 0
+            if self._lapsed:
+                # Another replica may have evaluated meanwhile: start again from status.
+                for entry in self.book.entries.values():
+                    entry.evaluation = None
+                self._lapsed = False
             now = self._clock()
-            await self._write_price_lists(now)
             members = _policy_members(policies, cache)
             managed = {a for _, agents, _ in members for a, _ in agents}
             selected: dict[tuple[str, str, str], Selected] = {}
@@ -221,49 +254,23 @@ class BudgetService:
                 self._scopes = BudgetScopes(cache)
             ready = [self.book.entries[k] for k in selected]
             self._scopes.sync(ready, self.book.namespace_labels)
-            spend, errors = await self._fetch(selected, now)
+            read = await self._reader.read(selected, now)
+            self._note_unpriced(selected, read)
+            await self._write_price_lists(now)
             verdicts: dict[AgentId, tuple[str, list[BudgetVerdict]]] = {}
             for key, entry in self.book.entries.items():
+                sel = selected.get(key)
                 if entry.spec is None:
                     await self._write(entry, wire(invalid_status(entry, now)), now)
-                    continue
-                sel = selected.get(key)
-                if sel is None:
-                    failing = self._namespaces.failing if self._namespaces is not None else None
-                    if failing is not None:
-                        message = (
-                            f"Namespaces cannot be listed ({failing}), so namespaceSelector "
-                            "cannot be matched; name them in spec.namespaces, or grant the "
-                            "operator list and watch on namespaces"
-                        )
-                        status = not_ready_status(entry, "NamespacesUnreadable", message, now)
-                        await self._write(entry, wire(status), now)
-                    continue
-                error = errors.get(key)
-                if error is None:
-                    spec = entry.spec
-                    got = {a: spend[key].get(a, AgentSpendFigures(None)) for a in sel.agents}
-                    held = entry.evaluation.reached if entry.evaluation is not None else None
-                    entry.evaluation = evaluate_budget(entry.ref, spec, got, now, held)
-                    entry.evaluated_at = now
-                ev = entry.evaluation
-                if ev is None:
-                    continue
-                for agent, verdict in ev.verdicts.items():
-                    owner = sel.agents.get(agent)
-                    if owner is not None:
-                        verdicts.setdefault(agent, (owner, []))[1].append(verdict)
-                status = build_status(
-                    entry,
-                    ev,
-                    agents=len(sel.agents),
-                    no_tiers=sel.no_tiers,
-                    not_managed=self._scopes.unmanaged(entry, managed),
-                    metrics_error=error,
-                    now=now,
-                )
-                await self._write(entry, wire(status), now)
-                await self._notices.announce(entry, ev, now)
+                elif sel is None:
+                    await self._not_selected(entry, now)
+                else:
+                    unmanaged = self._scopes.unmanaged(entry, managed)
+                    ev = await self._evaluate(entry, sel, read, unmanaged, now)
+                    for agent, verdict in ev.verdicts.items() if ev is not None else ():
+                        owner = sel.agents.get(agent)
+                        if owner is not None:
+                            verdicts.setdefault(agent, (owner, []))[1].append(verdict)
             self.book.publish(
                 {
                     a: (owner, tuple(sorted(vs, key=lambda v: v.budget)))
@@ -273,152 +280,96 @@ class BudgetService:
             self.evaluations += 1
             return len(selected)
 
-    # ------------------------------------------------------------------ spend
+    async def _not_selected(self, entry: BudgetEntry, now: datetime) -> None:
+        """A ClusterAgentBudget whose namespaceSelector cannot be matched yet: said in
+        status when Namespaces cannot be listed."""
+        failing = self._namespaces.failing if self._namespaces is not None else None
+        if failing is None:
+            return
+        message = (
+            f"Namespaces cannot be listed ({failing}), so namespaceSelector cannot be "
+            "matched; name them in spec.namespaces, or grant the operator list and watch on "
+            "namespaces"
+        )
+        status = not_ready_status(entry, "NamespacesUnreadable", message, now)
+        await self._write(entry, wire(status), now)
 
-    async def _fetch(
-        self, selected: Mapping[tuple[str, str, str], Selected], now: datetime
-    ) -> tuple[dict[tuple[str, str, str], dict[AgentId, AgentSpendFigures]], dict[Any, str]]:
-        """Each budget's spend per agent, from the backend it names (the operator's by
-        default), one query per (metric, window) per backend; and why a budget has none
-        this run (its backend reference does not resolve: no evidence, verdicts held)."""
-        groups: dict[str, tuple[MetricsBackend, dict[tuple[str, str, str], Selected]]] = {}
-        errors: dict[Any, str] = {}
-        for key, sel in selected.items():
-            spec = self.book.entries[key].spec
-            assert spec is not None
-            ref = spec.metrics_backend_ref
-            if ref is None or self._refs is None:
-                groups.setdefault("", (self._backend, {}))[1][key] = sel
-                continue
-            route = await self._refs.backend(ref, self.book.entries[key].ref.namespace or "")
-            if route is None:
-                errors[key] = f"{ref}: not read yet"
-            elif isinstance(route, RefProblem):
-                errors[key] = str(route)
-            else:
-                groups.setdefault(route.backend_id, (route.backend, {}))[1][key] = sel
-        out: dict[tuple[str, str, str], dict[AgentId, AgentSpendFigures]] = {}
-        for backend, members in groups.values():
-            spend, failed = await self._fetch_from(backend, members, now)
-            out.update(spend)
-            errors.update(failed)
-        return out, errors
-
-    async def _fetch_from(
+    async def _evaluate(
         self,
-        backend: MetricsBackend,
-        selected: Mapping[tuple[str, str, str], Selected],
+        entry: BudgetEntry,
+        sel: Selected,
+        read: Spend,
+        unmanaged: list[AgentId],
         now: datetime,
-    ) -> tuple[dict[tuple[str, str, str], dict[AgentId, AgentSpendFigures]], dict[Any, str]]:
-        """The budgets of one backend: their spend per agent, and why a budget has none."""
-        reported: dict[SeriesKey, set[AgentId]] = {}
-        tokens: dict[timedelta, set[AgentId]] = {}
-        plan: dict[tuple[str, str, str], tuple[timedelta, timedelta]] = {}
-        for key, sel in selected.items():
-            spec = self.book.entries[key].spec
-            assert spec is not None
-            if not sel.agents:
-                continue
-            elapsed = elapsed_window(period_of(spec.period, spec.time_zone, now), now)
-            windows = (elapsed, spec.forecast_window)
-            plan[key] = windows
-            for w in windows:
-                if spec.cost_source == CostSource.REPORTED:
-                    reported.setdefault(SeriesKey("cost_usd", None, w), set()).update(sel.agents)
-                else:
-                    tokens.setdefault(w, set()).update(sel.agents)
-        samples, counted, failed = await self._query(backend, reported, tokens, now)
-        out: dict[tuple[str, str, str], dict[AgentId, AgentSpendFigures]] = {}
-        errors: dict[Any, str] = {}
-        for key, (elapsed, recent) in plan.items():
-            entry = self.book.entries[key]
-            spec = entry.spec
-            assert spec is not None
-            chosen = selected[key].agents
-            if spec.cost_source == CostSource.REPORTED:
-                ks, kb = SeriesKey("cost_usd", None, elapsed), SeriesKey("cost_usd", None, recent)
-                problem = failed.get(ks) or failed.get(kb)
-                if problem is not None:
-                    errors[key] = problem
-                    continue
-                out[key] = {
-                    a: AgentSpendFigures(
-                        (samples.get(a) or {}).get(ks), (samples.get(a) or {}).get(kb)
-                    )
-                    for a in chosen
-                }
-                continue
-            problem = failed.get(elapsed) or failed.get(recent)
-            book = self.book.price_book(spec.price_list)
-            if problem is None and book is None:
-                problem = f"the ModelPriceList {spec.price_list} is invalid; fix it to price tokens"
-            if problem is not None:
-                errors[key] = problem
-                continue
-            assert book is not None
-            out[key] = {
-                a: AgentSpendFigures(
-                    _priced(book, counted[elapsed].get(a)), _priced(book, counted[recent].get(a))
-                )
-                for a in chosen
-            }
-        for key in selected:
-            if key not in plan:
-                out[key] = {}
-        return out, errors
+    ) -> BudgetEvaluation | None:
+        """One budget evaluated (or held: its last evaluation stands when its spend could
+        not be read), its status written and its reached stages told."""
+        key = (entry.ref.kind, entry.ref.namespace, entry.ref.name)
+        spec = entry.spec
+        assert spec is not None
+        error = read.errors.get(key)
+        if error is None:
+            got = {a: read.spend[key].get(a, AgentSpendFigures(None)) for a in sel.agents}
+            held = (
+                entry.evaluation.reached
+                if entry.evaluation is not None
+                else held_from_status(entry.status)
+            )
+            entry.evaluation = evaluate_budget(entry.ref, spec, got, now, held)
+            entry.evaluated_at = now
+        ev = entry.evaluation
+        if ev is None:
+            return None
+        status = build_status(
+            entry,
+            ev,
+            agents=len(sel.agents),
+            no_tiers=sel.no_tiers,
+            not_managed=unmanaged,
+            metrics_error=error,
+            now=now,
+            unpriced=read.unpriced.get(key),
+            price_list=self._price_list_named(spec),
+        )
+        await self._write(entry, wire(status), now, ev)
+        await self._notices.announce(entry, ev, now)
+        return ev
 
-    async def _query(
-        self,
-        backend: MetricsBackend,
-        reported: Mapping[SeriesKey, set[AgentId]],
-        tokens: Mapping[timedelta, set[AgentId]],
-        now: datetime,
-    ) -> tuple[
-        Mapping[AgentId, Mapping[SeriesKey, float | None]],
-        dict[timedelta, TokenCounts],
-        dict[SeriesKey | timedelta, str],
-    ]:
-        """One query per (metric, window): the cost samples, the token counts, and what
-        failed (by key or window)."""
-        samples: Mapping[AgentId, Mapping[SeriesKey, float | None]] = {}
-        failed: dict[SeriesKey | timedelta, str] = {}
-        if reported:
-            try:
-                samples, stats = await fetch_samples(
-                    backend,
-                    reported,
-                    now,
-                    self._catalog,
-                    namespace_label=self._settings.namespace_label,
-                    max_concurrency=self._settings.max_concurrent_queries,
-                )
-                failed.update({k: str(e) for k, e in stats.errors.items()})
-            except MetricsError as exc:
-                failed.update({k: str(exc) for k in reported})
-        counted: dict[timedelta, TokenCounts] = {}
-        for window, agents in tokens.items():
-            try:
-                counted[window] = await fetch_tokens(
-                    backend,
-                    window,
-                    agents,
-                    now,
-                    namespace_label=self._settings.namespace_label,
-                )
-            except (MetricsError, ValueError) as exc:
-                failed[window] = str(exc)
-        return samples, counted, failed
+    def _price_list_named(self, spec: AgentBudgetSpec) -> tuple[str, bool] | None:
+        """A priceList budget's price list: its name and whether it exists."""
+        if spec.cost_source != CostSource.PRICE_LIST:
+            return None
+        return spec.price_list, spec.price_list in self.book.price_lists
 
     # ------------------------------------------------------------------ status
+
+    def _note_unpriced(self, selected: Mapping[Key, Selected], read: Spend) -> None:
+        """Each price list's unpriced models: those of its budgets read this run; as they
+        were for a list none of whose budgets could be read; none for a list no budget
+        uses."""
+        named: dict[str, set[str] | None] = {}
+        for key in selected:
+            spec = self.book.entries[key].spec
+            if spec is None or spec.cost_source != CostSource.PRICE_LIST:
+                continue
+            models = read.unpriced.get(key)
+            seen = named.setdefault(spec.price_list, None)
+            if models is not None:
+                named[spec.price_list] = (seen or set()) | models
+        self._unpriced = {
+            name: frozenset(models) if models is not None else self._unpriced.get(name, frozenset())
+            for name, models in named.items()
+        }
 
     async def _write_price_lists(self, now: datetime) -> None:
         """Each ModelPriceList's status, written when it changed."""
         due, self._price_lists_due = self._price_lists_due, []
         for obj, models, problems in due:
-            wanted = price_list_status(obj, models, problems, now)
+            name = (obj.get("metadata") or {}).get("name", "")
+            unpriced = sorted(self._unpriced.get(name, ()))
+            wanted = price_list_status(obj, models, problems, now, unpriced)
             if wanted == (obj.get("status") or {}) or not self._leading():
                 continue
-            name = (obj.get("metadata") or {}).get("name", "")
             try:
                 await self._objects.patch_status(
                     GROUP,
@@ -426,12 +377,20 @@ class BudgetService:
                     PRICE_LIST_PLURAL,
                     _CLUSTER_SCOPED,
                     name,
-                    wanted,
+                    status_patch(obj.get("status"), wanted),
                 )
             except KubeError as exc:
                 log.warning("writing the status of ModelPriceList %s failed: %s", name, exc.reason)
 
-    async def _write(self, entry: BudgetEntry, wanted: dict[str, Any], now: datetime) -> None:
+    async def _write(
+        self,
+        entry: BudgetEntry,
+        wanted: dict[str, Any],
+        now: datetime,
+        ev: BudgetEvaluation | None = None,
+    ) -> None:
+        """Write the status when it is due; then post the Events of what changed in it
+        (``ev``: the evaluation it shows)."""
         if not status_due(entry, wanted, now, self._settings.spend_refresh_seconds):
             return
         if not self._leading():
@@ -444,25 +403,17 @@ class BudgetService:
                 _PLURAL[ref.kind],
                 ref.namespace or None,  # type: ignore[arg-type]
                 ref.name,
-                wanted,
+                status_patch(entry.status, wanted),
             )
         except KubeError as exc:
             log.warning("writing the status of %s failed: %s", ref, exc.reason)
             return
+        shown = entry.status
         entry.status = dict(obj.get("status") or wanted)
         entry.resource_version = str((obj.get("metadata") or {}).get("resourceVersion", ""))
         entry.spend_written_at = now
-
-
-def _priced(book: Any, counts: Mapping[tuple[str, str], float] | None) -> float | None:
-    """USD for an agent's token counts; None without counts. Tokens of a model the book
-    cannot price add nothing (the figure is then a lower bound) and are logged."""
-    if counts is None:
-        return None
-    usd, unpriced = book.spend(counts)
-    if unpriced:
-        log.info("models without a price are left out of budget spend: %s", sorted(unpriced))
-    return float(usd)
+        if self._events is not None:
+            await self._events.post(entry, transitions(entry, shown, wanted, ev))
 
 
 def _policy_members(

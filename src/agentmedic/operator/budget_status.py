@@ -16,9 +16,11 @@ from datetime import datetime
 from typing import Any
 
 from agentmedic.api.budget import (
+    MAX_NAMED_MODELS,
     AgentSpend,
     BudgetAppliesTo,
     BudgetStatus,
+    HeldStages,
     ModelPriceListStatus,
 )
 from agentmedic.api.types import ConditionStatus
@@ -29,18 +31,24 @@ from agentmedic.operator.status import set_condition
 
 __all__ = [
     "ACTIONS_LIMITED",
+    "METRICS_AVAILABLE",
+    "PRICED",
     "READY",
     "build_status",
+    "held_from_status",
+    "held_stages",
     "invalid_status",
     "not_ready_status",
     "price_list_status",
     "status_due",
+    "status_patch",
     "wire",
 ]
 
 READY = "Ready"
 ACTIONS_LIMITED = "ActionsLimited"
 METRICS_AVAILABLE = "MetricsAvailable"
+PRICED = "Priced"
 _FIGURES = ("spendUSD", "forecastUSD", "burnUSDPerHour", "topAgents", "lastEvaluationTime")
 """Status fields that move whenever agents run: they alone never force a write."""
 
@@ -64,6 +72,42 @@ def _names(agents: Sequence[AgentId]) -> str:
     return shown + (f" and {len(agents) - 5} more" if len(agents) > 5 else "")
 
 
+def held_stages(ev: BudgetEvaluation) -> list[HeldStages] | None:
+    """The stages a rolling period holds, for status: the total's, or the agents' grouped
+    by the stages they hold (a calendar period holds nothing: spend never falls)."""
+    if not ev.period.rolling:
+        return None
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for agent, names in ev.reached.items():
+        if names:
+            groups.setdefault(tuple(sorted(names)), []).append("" if agent is None else str(agent))
+    held = [
+        HeldStages(stages=list(stages), agents=sorted(a for a in agents if a) or None)
+        for stages, agents in sorted(groups.items())
+    ]
+    return held or None
+
+
+def held_from_status(status: Mapping[str, Any] | None) -> dict[AgentId | None, frozenset[str]]:
+    """What a status's heldStages says is held, as :func:`~agentmedic.engine.finance.
+    evaluate_budget` takes it (None: the total's); empty for a status it cannot read."""
+    try:
+        shown = BudgetStatus.model_validate(status or {})
+    except ValueError:
+        return {}
+    out: dict[AgentId | None, frozenset[str]] = {}
+    for group in shown.held_stages or []:
+        keys: list[AgentId | None] = [_agent(a) for a in group.agents] if group.agents else [None]
+        for key in keys:
+            out[key] = out.get(key, frozenset()) | frozenset(group.stages)
+    return out
+
+
+def _agent(text: str) -> AgentId:
+    namespace, _, name = text.partition("/")
+    return AgentId(namespace, name)
+
+
 def build_status(
     entry: BudgetEntry,
     ev: BudgetEvaluation,
@@ -73,8 +117,12 @@ def build_status(
     not_managed: Sequence[AgentId],
     metrics_error: str | None,
     now: datetime,
+    unpriced: frozenset[str] | None = None,
+    price_list: tuple[str, bool] | None = None,
 ) -> BudgetStatus:
-    """The status of a valid, evaluated budget."""
+    """The status of a valid, evaluated budget. ``price_list`` (costSource priceList: its
+    name and whether it exists) and ``unpriced`` (the models it could not price this run;
+    None when spend was not read) set the condition Priced."""
     spec = entry.spec
     assert spec is not None
     prior = _prior(entry)
@@ -103,25 +151,11 @@ def build_status(
         put(METRICS_AVAILABLE, True, "QueriesAnswered", "")
     else:
         put(METRICS_AVAILABLE, False, "MetricsUnavailable", metrics_error)
-    downgrades = any(s.response == "downgrade" for s in spec.stages)
-    if downgrades and no_tiers:
-        put(
-            ACTIONS_LIMITED,
-            True,
-            "NoModelTiers",
-            f"a downgrade stage applies to agents whose AgentPolicy has no spec.model: "
-            f"{_names(no_tiers)}; add model tiers to their policy",
-        )
-    elif not_managed:
-        put(
-            ACTIONS_LIMITED,
-            True,
-            "NotManaged",
-            f"selected workloads belong to no AgentPolicy and are not counted: "
-            f"{_names(not_managed)}; select them with an AgentPolicy",
-        )
-    else:
-        put(ACTIONS_LIMITED, False, "AllActionsPossible", "")
+    put(ACTIONS_LIMITED, *_limited(entry, no_tiers, not_managed))
+    if price_list is None:
+        conditions = [c for c in conditions if c.type != PRICED]
+    elif unpriced is not None:
+        put(PRICED, not unpriced, *_priced(unpriced, *price_list))
     return BudgetStatus(
         observed_generation=gen,
         conditions=conditions,
@@ -136,6 +170,51 @@ def build_status(
             AgentSpend(agent=str(a), usd=_q(usd, ceiling / 200) or 0.0) for a, usd in ev.top[:5]
         ],
         last_evaluation_time=now.replace(microsecond=0),
+        held_stages=held_stages(ev),
+    )
+
+
+def _limited(
+    entry: BudgetEntry, no_tiers: Sequence[AgentId], not_managed: Sequence[AgentId]
+) -> tuple[bool, str, str]:
+    """The ActionsLimited condition's status, reason and message."""
+    spec = entry.spec
+    assert spec is not None
+    if no_tiers and any(s.response == "downgrade" for s in spec.stages):
+        return (
+            True,
+            "NoModelTiers",
+            f"a downgrade stage applies to agents whose AgentPolicy has no spec.model: "
+            f"{_names(no_tiers)}; add model tiers to their policy",
+        )
+    if not_managed:
+        return (
+            True,
+            "NotManaged",
+            f"selected workloads belong to no AgentPolicy and are not counted: "
+            f"{_names(not_managed)}; select them with an AgentPolicy",
+        )
+    return False, "AllActionsPossible", ""
+
+
+def _priced(unpriced: frozenset[str], name: str, exists: bool) -> tuple[str, str]:
+    """The Priced condition's reason and message."""
+    if not unpriced:
+        return "AllModelsPriced", f"every model is priced by ModelPriceList {name}"
+    models = sorted(unpriced)
+    shown = ", ".join(models[:MAX_NAMED_MODELS])
+    if len(models) > MAX_NAMED_MODELS:
+        shown += f" and {len(models) - MAX_NAMED_MODELS} more"
+    where = (
+        f"add them to spec.prices of the ModelPriceList {name}"
+        if exists
+        else f"no ModelPriceList named {name} exists and the built-in table does not price "
+        f"them; create ModelPriceList {name} with their prices"
+    )
+    return (
+        "UnpricedModels",
+        f"tokens of models without a price count nothing, so spend is a lower bound: "
+        f"{shown}; {where}",
     )
 
 
@@ -163,10 +242,15 @@ def not_ready_status(entry: BudgetEntry, reason: str, message: str, now: datetim
 
 
 def price_list_status(
-    obj: Mapping[str, Any], models: int | None, problems: Sequence[str], now: datetime
+    obj: Mapping[str, Any],
+    models: int | None,
+    problems: Sequence[str],
+    now: datetime,
+    unpriced: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """A ModelPriceList's status: Ready (valid and in use, or why not) and the models it
-    prices, the built-in ones included."""
+    """A ModelPriceList's status: Ready (valid and in use, or why not), the models it
+    prices, the built-in ones included, and the models budgets met that it does not
+    price (``unpriced``)."""
     meta = obj.get("metadata") or {}
     prior = ModelPriceListStatus.model_validate(obj.get("status") or {})
     generation = int(meta.get("generation") or 0)
@@ -179,7 +263,10 @@ def price_list_status(
         list(prior.conditions), READY, *ready, now=now, generation=generation
     )
     status = ModelPriceListStatus(
-        observed_generation=generation, conditions=conditions, models=models or 0
+        observed_generation=generation,
+        conditions=conditions,
+        models=models or 0,
+        unpriced_models=sorted(unpriced)[:MAX_NAMED_MODELS] or None,
     )
     out: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
     return out
@@ -189,6 +276,20 @@ def wire(status: BudgetStatus) -> dict[str, Any]:
     """The status as the API server stores it."""
     out: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
     return out
+
+
+_CLEARED = ("heldStages", "periodEnd", "unpricedModels")
+"""Fields an evaluated status may leave out that a merge patch must remove explicitly
+(a rolling period holds nothing any more; a calendar period became a rolling one)."""
+
+
+def status_patch(shown: Mapping[str, Any] | None, wanted: dict[str, Any]) -> dict[str, Any]:
+    """The merge patch that makes the status ``wanted`` (a budget's or a price list's): an
+    evaluated status removes what it no longer holds."""
+    if "periodStart" not in wanted and "models" not in wanted:
+        return wanted
+    gone = {k: None for k in _CLEARED if k in (shown or {}) and k not in wanted}
+    return {**wanted, **gone}
 
 
 def status_due(

@@ -24,6 +24,7 @@ from agentmedic.metrics import (
 )
 from agentmedic.notify import Notifier
 from agentmedic.operator.budget_cycle import BudgetService
+from agentmedic.operator.budget_events import BudgetEvents
 from agentmedic.operator.budget_notices import BudgetNotices
 from agentmedic.operator.dispatch import Dispatcher
 from agentmedic.operator.memory import Memory
@@ -172,7 +173,16 @@ def _budgets(
         refs=refs,
     )
     return BudgetService(
-        http, objects, notices, backend, catalog, settings, clock, peering.leading, refs=refs
+        http,
+        objects,
+        notices,
+        backend,
+        catalog,
+        settings,
+        clock,
+        peering.leading,
+        refs=refs,
+        events=BudgetEvents(executor, peering.leading),
     )
 
 
