@@ -536,11 +536,21 @@ class WorldServer:
         for name in self.namespaces:
             if self.server.get("v1", "Namespace", None, name) is not None:
                 self.server.delete("v1", "Namespace", None, name)
-                wait_for(
-                    lambda n=name: self.server.get("v1", "Namespace", None, n) is None,  # type: ignore[misc]
-                    f"namespace {name} of an earlier world to go",
-                    timeout=120,
-                )
+                try:
+                    wait_for(
+                        lambda n=name: self.server.get("v1", "Namespace", None, n) is None,  # type: ignore[misc]
+                        f"namespace {name} of an earlier world to go",
+                        timeout=120,
+                    )
+                except TimeoutError as exc:
+                    left = self.server.get("v1", "Namespace", None, name) or {}
+                    conditions = (left.get("status") or {}).get("conditions") or []
+                    why = "; ".join(
+                        f"{c.get('type')}={c.get('status')}: {c.get('message', '')}"
+                        for c in conditions
+                        if c.get("status") == "True"
+                    )
+                    raise TimeoutError(f"{exc} ({why or 'no condition'})") from exc
             create_namespace(self.server, name)
 
     def stop(self) -> None:
