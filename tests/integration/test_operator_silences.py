@@ -14,7 +14,7 @@ import contextlib
 import io
 import itertools
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -161,6 +161,38 @@ def operator(api: KubeServer, ns: str, clock: Clock) -> Operator:
     return op
 
 
+@contextlib.asynccontextmanager
+async def silenced_operator(
+    api: KubeServer,
+    ns: str,
+    clock: Clock,
+    hook: str,
+    silenced_for: timedelta,
+    actions: tuple[str, ...] = ("scaleToZero",),
+) -> AsyncIterator[Operator]:
+    """quiet-bot and loud-bot, both breaching; quiet-bot silenced from a minute ago until
+    ``silenced_for`` after the clock's start; the operator started, the policy registered."""
+    api.create(hook_secret(ns, hook))
+    for name in ("quiet-bot", "loud-bot"):
+        api.create(deployment(ns, name))
+    api.create(silence(ns, clock.now - timedelta(minutes=1), clock.now + silenced_for))
+    body = api.create(policy(ns, actions))
+    op = operator(api, ns, clock)
+    await op.start()
+    try:
+        await op.register(body)
+        async with asyncio.timeout(30):
+            await op.cache.wait_synced()
+        yield op
+    finally:
+        await op.stop()
+
+
+async def cycle(op: Operator) -> None:
+    await op.run_cycle(INTERVAL)
+    await op.parts.deliveries.drain(20)
+
+
 def hook_secret(ns: str, url: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -181,20 +213,8 @@ async def test_a_silenced_agent_is_left_alone_until_the_silence_ends(server: Kub
     clock = Clock(start)
     with NotificationReceivers() as receivers:
         url = receivers.url_for(ReceiverKind.SLACK)
-        api.create(hook_secret(ns, url))
-        for name in ("quiet-bot", "loud-bot"):
-            api.create(deployment(ns, name))
-        api.create(silence(ns, start - timedelta(minutes=1), start + timedelta(seconds=45)))
-        body = api.create(policy(ns))
-        op = operator(api, ns, clock)
-        await op.start()
-        try:
-            await op.register(body)
-            async with asyncio.timeout(30):
-                await op.cache.wait_synced()
-
-            await op.run_cycle(INTERVAL)
-            await op.parts.deliveries.drain(20)
+        async with silenced_operator(api, ns, clock, url, timedelta(seconds=45)) as op:
+            await cycle(op)
             assert replicas(api, ns, "loud-bot") == 0
             assert replicas(api, ns, "quiet-bot") == 2, "the silenced agent is not changed"
             pages = [m.json()["text"] for m in receivers.accepted(ReceiverKind.SLACK)]
@@ -211,14 +231,12 @@ async def test_a_silenced_agent_is_left_alone_until_the_silence_ends(server: Kub
             assert "agentsilence/quiet-bot-inc42" in cond["message"]
 
             clock.now += INTERVAL  # still silenced: nothing new
-            await op.run_cycle(INTERVAL)
-            await op.parts.deliveries.drain(20)
+            await cycle(op)
             assert replicas(api, ns, "quiet-bot") == 2
             assert len(receivers.accepted(ReceiverKind.SLACK)) == 1
 
             clock.now += INTERVAL  # start + 60s: the silence ended at start + 45s
-            await op.run_cycle(INTERVAL)
-            await op.parts.deliveries.drain(20)
+            await cycle(op)
             assert replicas(api, ns, "quiet-bot") == 0, "acted on once the silence ended"
             pages = [m.json()["text"] for m in receivers.accepted(ReceiverKind.SLACK)]
             assert len(pages) == 2
@@ -226,8 +244,6 @@ async def test_a_silenced_agent_is_left_alone_until_the_silence_ends(server: Kub
             status = (api.get(API, "AgentPolicy", ns, "heal") or {})["status"]
             cond = next(c for c in status["conditions"] if c["type"] == "Silenced")
             assert cond["status"] == "False"
-        finally:
-            await op.stop()
     drop_namespace(api, ns)
 
 
@@ -240,20 +256,9 @@ async def test_a_page_a_silence_holds_is_recorded_once_and_shown_by_status(
     start = datetime.now(UTC).replace(microsecond=0)
     clock = Clock(start)
     with NotificationReceivers() as receivers:
-        api.create(hook_secret(ns, receivers.url_for(ReceiverKind.SLACK)))
-        for name in ("quiet-bot", "loud-bot"):
-            api.create(deployment(ns, name))
-        api.create(silence(ns, start - timedelta(minutes=1), start + timedelta(seconds=75)))
-        body = api.create(policy(ns, actions=()))
-        op = operator(api, ns, clock)
-        await op.start()
-        try:
-            await op.register(body)
-            async with asyncio.timeout(30):
-                await op.cache.wait_synced()
-
-            await op.run_cycle(INTERVAL)
-            await op.parts.deliveries.drain(20)
+        url = receivers.url_for(ReceiverKind.SLACK)
+        async with silenced_operator(api, ns, clock, url, timedelta(seconds=75), ()) as op:
+            await cycle(op)
             pages = [m.json()["text"] for m in receivers.accepted(ReceiverKind.SLACK)]
             assert len(pages) == 1
             assert "loud-bot" in pages[0]
@@ -275,8 +280,7 @@ async def test_a_page_a_silence_holds_is_recorded_once_and_shown_by_status(
             for _ in range(2):  # still silenced: nothing new is recorded or written
                 clock.now += INTERVAL
                 before = (api.get(API, "AgentPolicy", ns, "heal") or {})["metadata"]
-                await op.run_cycle(INTERVAL)
-                await op.parts.deliveries.drain(20)
+                await cycle(op)
                 after = (api.get(API, "AgentPolicy", ns, "heal") or {})["metadata"]
                 assert len(held_pages(api, ns)) == 1
                 assert len(receivers.accepted(ReceiverKind.SLACK)) == 1
@@ -289,14 +293,11 @@ async def test_a_page_a_silence_holds_is_recorded_once_and_shown_by_status(
             assert "agentsilence/quiet-bot-inc42" in out
 
             clock.now += INTERVAL  # start + 90s: the silence ended at start + 75s
-            await op.run_cycle(INTERVAL)
-            await op.parts.deliveries.drain(20)
+            await cycle(op)
             pages = [m.json()["text"] for m in receivers.accepted(ReceiverKind.SLACK)]
             assert len(pages) == 2
             assert "quiet-bot" in pages[1], "paged once the silence ended"
             assert len(held_pages(api, ns)) == 1
-        finally:
-            await op.stop()
     drop_namespace(api, ns)
 
 
