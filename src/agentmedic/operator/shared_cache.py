@@ -1,15 +1,15 @@
 """The shared channels and metrics backends, kept by list+watch: :class:`SharedCache`.
 
-A kind is watched from the first time a policy refers to it (no policy with a
-``channelRef`` or ``metricsBackendRef``: no watch, no request), cluster-wide, or in each
-watched namespace when the operator watches namespaces (its Roles are per namespace; the
-cluster-scoped kinds are then not watched and a reference to one is refused with a
-reason saying so). Reads are in memory; a cycle sends no request for them. A kind whose
-CRD is not installed (404) counts as listed and empty, and is listed again now and then.
+The operator watches every kind from its start (:meth:`SharedCache.want_all`), so that
+each object gets its status on sight (:mod:`agentmedic.operator.shared_sweep`);
+cluster-wide, or in each watched namespace when the operator watches namespaces (its Roles
+are per namespace; the cluster-scoped kinds are then not watched and a reference to one is
+refused with a reason saying so). Reads are in memory; a cycle sends no request for them.
+A kind whose CRD is not installed (404) counts as listed and empty, and is listed again
+now and then.
 
 What is kept is the object's ``metadata.resourceVersion`` and ``spec``, so that the
-resolution (:mod:`agentmedic.operator.refs`) parses each version once.
-"""
+resolution (:mod:`agentmedic.operator.refs`) parses each version once."""
 
 from __future__ import annotations
 
@@ -109,6 +109,20 @@ class SharedCache:
                     "crds/); references to it are not found",
                 )
                 watch.start()
+
+    def want_all(self) -> None:
+        """Watch every kind this operator may watch: each object gets its status on sight,
+        whether or not anything refers to it."""
+        for kind in PLURALS:
+            self.want(kind)
+
+    def objects(self) -> list[SharedObject]:
+        """Every object of every watched kind."""
+        return [
+            _kept(kind, obj)
+            for (kind, _), watch in self._watches.items()
+            for obj in watch.items.values()
+        ]
 
     def synced(self, kind: str, namespace: str) -> bool:
         """Whether ``kind`` has been listed where a policy of ``namespace`` looks for it."""
