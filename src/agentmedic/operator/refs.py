@@ -153,6 +153,7 @@ class RefResolver:
         self._status = status
         self._observed: dict[ObjectKey, tuple[Cached, bool, str, str]] = {}
         """What was found of each object since the last flush (Ready, reason, message)."""
+        self._flushing = asyncio.Lock()
         self._users: dict[ObjectKey, tuple[str, ...]] = {}
         """Who refers to each object, as the last sweep found."""
         self._checked: dict[ObjectKey, tuple[str, float, tuple[bool, str, str]]] = {}
@@ -252,11 +253,14 @@ class RefResolver:
 
     async def flush(self) -> None:
         """Write what was found of the objects to their status (when it changed)."""
-        observed, self._observed = self._observed, {}
-        if self._status is None:
-            return
-        for key, (obj, ready, reason, message) in observed.items():
-            await self._status.ready(obj, ready, reason, message, self._users.get(key, ()))
+        # One flush at a time: one that returns has seen its observations written, also
+        # when another (a sweep's, a cycle's) took them while it waited.
+        async with self._flushing:
+            observed, self._observed = self._observed, {}
+            if self._status is None:
+                return
+            for key, (obj, ready, reason, message) in observed.items():
+                await self._status.ready(obj, ready, reason, message, self._users.get(key, ()))
 
     async def sweep(self, users: Mapping[ObjectKey, Iterable[str]]) -> None:
         """Check every object watched, referred to or not, and write what was found with
