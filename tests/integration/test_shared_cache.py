@@ -1,5 +1,6 @@
 """The watch of shared channels and backends (operator/shared_cache.py) against the API
-emulator: lazy, tolerant of a CRD that is not installed, and quiet about status writes."""
+emulator: lazy, tolerant of a CRD that is not installed, and quiet about status writes; and
+the two capabilities of ResourceWatch it rests on."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 from collections.abc import Callable
 
 from agentmedic.kube import AsyncKube
+from agentmedic.operator.budget_watch import ResourceWatch
 from agentmedic.operator.shared_cache import SharedCache
 from agentmedic_sandbox.emulator import ApiEmulator
 
@@ -30,6 +32,12 @@ def backend(name: str, tenant: str) -> dict[str, object]:
     }
 
 
+def write_status(emu: ApiEmulator, name: str) -> None:
+    """What the operator's status writer does."""
+    patch = {"status": {"conditions": []}}
+    emu.patch(API, "MetricsBackend", "team", name, patch, subresource="status")
+
+
 async def test_a_kind_is_watched_once_wanted_and_status_writes_are_not_changes() -> None:
     with ApiEmulator() as emu:
         http = AsyncKube(emu.client_configuration())
@@ -51,14 +59,7 @@ async def test_a_kind_is_watched_once_wanted_and_status_writes_are_not_changes()
 
             emu.patch(API, "MetricsBackend", "team", "mimir", {"spec": {"tenant": "b"}})
             await until(lambda: len(changes) == 2, "the spec change")
-            emu.patch(
-                API,
-                "MetricsBackend",
-                "team",
-                "mimir",
-                {"status": {"conditions": []}},
-                subresource="status",
-            )
+            write_status(emu, "mimir")
             emu.create(backend("thanos", "c"))
             await until(lambda: cache.get("MetricsBackend", "team", "thanos") is not None, "add")
             # The spec change and the new object are changes; the status write is not.
@@ -90,3 +91,41 @@ def test_an_operator_watching_namespaces_does_not_watch_cluster_kinds() -> None:
     assert not cache.watchable("ClusterMetricsBackend")
     cache.want("ClusterMetricsBackend")  # refused quietly: no watch, no request
     assert cache.requests == 0
+
+
+async def test_a_kind_installed_later_is_picked_up_by_its_resource_watch() -> None:
+    """ResourceWatch (the loop SharedCache, budgets and silences share): a path not served
+    counts as none, is listed again, and its installation is a change."""
+    with ApiEmulator(install_crd=False) as emu:
+        http = AsyncKube(emu.client_configuration())
+        changes: list[bool] = []
+        watch = ResourceWatch(
+            http,
+            "/apis/agentmedic.io/v1alpha1/namespaces/team/metricsbackends",
+            lambda: changes.append(watch.installed),
+            ignore_status=True,
+            absent_retry_seconds=0.05,
+            signal_first_list=True,
+        )
+        watch.start()
+        try:
+            await until(watch.synced.is_set, "the first list")
+            assert not watch.installed
+            assert watch.items == {}
+            assert changes == [False]
+            emu.apply_crd()
+            await until(lambda: watch.installed, "the CRD picked up")
+            assert changes == [False, True], "installed: the kind is listed again, a change"
+            emu.create(backend("mimir", "a"))
+            await until(lambda: ("team", "mimir") in watch.items, "the new object")
+            assert len(changes) == 3
+            write_status(emu, "mimir")
+            await until(lambda: "status" in watch.items[("team", "mimir")], "the status write")
+            emu.patch(API, "MetricsBackend", "team", "mimir", {"metadata": {"labels": {"x": "y"}}})
+            mimir = ("team", "mimir")
+            await until(lambda: "labels" in watch.items[mimir]["metadata"], "the label change")
+            assert len(changes) == 4, "the status write updated the object, not a change"
+            assert watch.items[mimir]["status"] == {"conditions": []}
+        finally:
+            await watch.aclose()
+            await http.aclose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from agentmedic.engine import AgentId, DecisionReason, Silence
+from agentmedic.engine import AgentId, DecisionReason, PolicyState, Silence
 from tests.unit.test_engine_builders import NS, SICK, T0, Sim, agent, fleet, kinds, policy, rule
 
 END = T0 + timedelta(minutes=5)
@@ -159,3 +159,50 @@ def test_a_silence_holds_an_auto_recovery_restore_until_it_ends() -> None:
     assert sim.workload("a1").replicas == 0
     restored = [d for o in sim.steps(4) for d in o.decisions if d.applies]
     assert [(d.kind.value, d.agent.name) for d in restored] == [("restore", "a1")]
+
+
+def test_a_silenced_notify_only_rule_records_the_held_page_once_per_episode() -> None:
+    sim = silenced_sim(silence("a1", ends_at=T0 + timedelta(minutes=2)), rules=(rule("r"),))
+    first = sim.step(a1=SICK)
+    assert not first.notifications
+    (held,) = first.decisions
+    assert (held.kind.value, held.agent, held.rule) == ("notify", agent("a1"), "r")
+    assert not held.applies
+    assert held.suppressed_by == DecisionReason.SILENCED
+    assert sim.state is not None
+    assert held.episode == sim.state.agents[agent("a1")].rules["r"].episode
+    assert "page to oncall not sent" in held.reason
+    assert "silenced by alice@example.com until 2025-03-03 12:02Z (agentsilence/s1)" in held.reason
+    assert "INC-42: provider incident" in held.reason
+    assert not sim.step(a1=SICK).decisions, "recorded once per episode, not per cycle"
+    sim.state = PolicyState.from_dict(sim.state.to_dict())  # a restart reads it back
+    assert not sim.step(a1=SICK).decisions, "nor again after a restart"
+    sim.step(a1=SICK)
+    ended = sim.step(a1=SICK)  # T0+2m: the silence ended
+    assert not ended.decisions
+    assert [(n.agent, n.state) for n in ended.notifications] == [(agent("a1"), "firing")]
+
+
+def test_a_new_episode_under_the_same_silence_records_its_held_page_again() -> None:
+    sim = silenced_sim(silence("a1"), rules=(rule("r"),))
+    assert len(sim.step(a1=SICK).decisions) == 1
+    assert not sim.step().decisions, "the episode ended: nothing to resolve, nothing held"
+    again = sim.step(a1=SICK)
+    assert [(d.kind.value, d.suppressed_by) for d in again.decisions] == [
+        ("notify", DecisionReason.SILENCED)
+    ]
+
+
+def test_a_held_workload_change_is_the_only_record_of_its_episode() -> None:
+    sim = silenced_sim(silence("a1"))
+    o = sim.step(a1=SICK)
+    assert [(d.kind.value, d.suppressed_by) for d in o.decisions] == [
+        ("scaleToZero", DecisionReason.SILENCED)
+    ], "the held change names the silence; no second line for its page"
+
+
+def test_a_page_sent_before_the_silence_is_not_recorded_as_held() -> None:
+    sim = Sim(policy(rule("r")), fleet(4))
+    sim.step(a1=SICK)
+    sim.input = replace(sim.input, silences=(silence("a1", ends_at=T0 + timedelta(hours=1)),))
+    assert not sim.step(a1=SICK).decisions

@@ -51,6 +51,7 @@ __all__ = [
     "CHANNEL_PLURAL",
     "CLUSTER_CHANNEL_PLURAL",
     "CLUSTER_METRICS_BACKEND_PLURAL",
+    "MAX_USED_BY",
     "METRICS_BACKEND_PLURAL",
     "MIN_BACKEND_TIMEOUT",
     "SHARED_MODELS",
@@ -78,12 +79,23 @@ HEADER_NAME_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
 BackendTimeout = Annotated[Duration, duration_bounds(MIN_BACKEND_TIMEOUT, MAX_BACKEND_TIMEOUT)]
 
 
+MAX_USED_BY = 50
+"""How many users a shared object's status names."""
+
+
 class SharedStatus(Model):
     observed_generation: int | None = None
     """The spec generation last read."""
     conditions: list[StatusCondition] = Field(default_factory=list, max_length=8)
-    """Ready: the object is valid (a backend: its Secrets and CA read and a client built),
-    as last found when a policy referred to it."""
+    """Ready: the object is valid and the Secrets it names can be read (a backend: its
+    Secrets and CA read and a client built), checked as soon as the operator sees it,
+    whether or not anything refers to it."""
+    used_by: list[Annotated[str, Field(max_length=600)]] = Field(
+        default_factory=list, max_length=MAX_USED_BY + 1
+    )
+    """The policies and budgets that refer to it (``AgentPolicy team/bots``, ``AgentBudget
+    team/daily``, ``ClusterAgentBudget payments``), sorted; past 50 the last entry says how
+    many more."""
 
 
 # --------------------------------------------------------------------------- channels
@@ -128,7 +140,7 @@ class NotificationChannel(Model):
     spec: NotificationChannelSpec
     """The channel."""
     status: SharedStatus | None = None
-    """Written by the operator once a policy refers to it."""
+    """Written by the operator for every object it watches."""
 
 
 class ClusterNotificationChannel(Model):
@@ -144,7 +156,7 @@ class ClusterNotificationChannel(Model):
     spec: NotificationChannelSpec
     """The channel."""
     status: SharedStatus | None = None
-    """Written by the operator once a policy refers to it."""
+    """Written by the operator for every object it watches."""
 
 
 # --------------------------------------------------------------------------- metrics backends
@@ -204,7 +216,7 @@ class MetricsBackend(Model):
     spec: MetricsBackendSpec
     """Where and how to query."""
     status: SharedStatus | None = None
-    """Written by the operator once a policy refers to it."""
+    """Written by the operator for every object it watches."""
 
 
 class ClusterMetricsBackend(Model):
@@ -221,7 +233,7 @@ class ClusterMetricsBackend(Model):
     spec: MetricsBackendSpec
     """Where and how to query."""
     status: SharedStatus | None = None
-    """Written by the operator once a policy refers to it."""
+    """Written by the operator for every object it watches."""
 
 
 SharedObject = (

@@ -135,8 +135,9 @@ Behaviour in short
   again (``Decision.reapply``) after 1, 2, 4 intervals, 3 times at most, then told.
 - Silences (:mod:`agentmedic.engine.silences`, ``PolicyInput.silences``): while an
   AgentSilence covers an agent and rule (or the whole policy), no workload change (restores
-  included) and no page for it; the held change is recorded as suppressed (Silenced) with
-  the silence's author, reason and end; rule state tracks, and a rule still firing when the
+  included) and no page for it; the held change (for a notify-only rule, the held page, a
+  ``notify`` decision) is recorded once per episode as suppressed (Silenced) with the
+  silence's author, reason and end; rule state tracks, and a rule still firing when the
   silence ends acts on the next cycle.
 - Across policies: :attr:`Decision.precedence` ranks changes; the operator applies the
   strongest per agent (:func:`strongest_per_agent`).

@@ -30,12 +30,14 @@ __all__ = [
 
 
 class DecisionKind(StrEnum):
-    """A change to an agent's workload, strongest first."""
+    """A change to an agent's workload, strongest first; and ``notify``, a page a silence
+    held back (always suppressed: recorded for status and Events, never carried out)."""
 
     SCALE_TO_ZERO = "scaleToZero"
     SWITCH_MODEL = "switchModel"
     PROMPT_OPTIMIZATION = "promptOptimization"
     RESTORE = "restore"
+    NOTIFY = "notify"
 
 
 class AgentStatus(StrEnum):
@@ -74,7 +76,7 @@ class Decision:
     """
 
     kind: DecisionKind
-    """scaleToZero, switchModel, promptOptimization or restore."""
+    """scaleToZero, switchModel, promptOptimization or restore; notify for a held page."""
     agent: AgentId
     """The agent."""
     workload: str

@@ -11,7 +11,9 @@ While one covers an agent and rule:
   restores of the agent wait too), and the decision it stops is recorded once per episode
   as suppressed, with the silence's author, reason and end;
 - no firing message (nor a reminder) is sent for its episode; a page sent before the
-  silence began stays open, and resolves as usual when the episode ends;
+  silence began stays open, and resolves as usual when the episode ends; an agent's page
+  it holds, when no held change already records the episode (a notify-only rule), is
+  recorded once per episode as a suppressed ``notify`` decision;
 - rule state tracks as usual. When the silence ends, the first cycle after it acts on a
   rule that still fires on present evidence, and pages for it: the silence held the
   change back, it did not cancel it.

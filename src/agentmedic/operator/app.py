@@ -64,6 +64,7 @@ from agentmedic.operator.refs import refs_of
 from agentmedic.operator.routing import fetch_per_backend
 from agentmedic.operator.scheduler import CycleScheduler
 from agentmedic.operator.settings import OperatorSettings
+from agentmedic.operator.shared_sweep import SharedSweep, shared_users
 from agentmedic.operator.status import Reason, invalid_conditions
 from agentmedic.operator.telemetry import Telemetry
 from agentmedic.operator.watch import CachedWorkload, WorkloadCache
@@ -102,6 +103,11 @@ class Operator:
         self._evaluated_once = False
         self._background: set[asyncio.Task[None]] = set()
         self.parts.refs.cache.on_change = self._shared_changed
+        self.shared = SharedSweep(
+            self.parts.refs,
+            lambda: shared_users(self.entries.values(), self.parts.budgets.book.entries.values()),
+            self.leading,
+        )
         self.prompt_jobs = PromptJobs(self.parts.executor, dry_run=self.settings.dry_run)
 
     @classmethod
@@ -156,6 +162,8 @@ class Operator:
         self._spawn(self.parts.restores.loop(lambda: self.entries.values()))
         self.parts.budgets.start()
         self._spawn(self.parts.budgets.loop(self._owned, self.cache))
+        self.parts.refs.cache.want_all()  # every shared object gets its status on sight
+        self._spawn(self.shared.loop())
         self.heap.started()
         log.info("operator started", extra={"identity": self.identity})
 
@@ -201,6 +209,7 @@ class Operator:
                 self.parts.refs.subscribe(entry.spec)
                 self.parts.silences.silences(entry.namespace)  # starts its watch
         self._sync_schedule()
+        self.shared.poke()
         if entry.policy is not None and owned:
             self.scheduler.trigger_now(entry.spec.interval)
             self.parts.deliveries.spawn(self._first_cycle(entry))
@@ -272,6 +281,7 @@ class Operator:
         )
         self.cache.unsubscribe(entry.user)
         self.parts.gate.forget(entry.key)
+        self.shared.poke()
         self._sync_schedule()
         self._policy_gauge()
         if workloads is None or entry.policy is None or not self.settings.owns(entry.uid):
@@ -300,7 +310,8 @@ class Operator:
     def _shared_changed(self, kind: str) -> None:
         """A shared channel or backend was listed or changed: evaluate at once the
         policies that refer to its kind (a policy waiting for the first list, or one
-        whose reference now resolves)."""
+        whose reference now resolves), and check the shared objects again."""
+        self.shared.poke()
         for e in self.entries.values():
             if e.policy is not None and any(r.kind == kind for r in refs_of(e.spec)):
                 self.scheduler.trigger_now(e.spec.interval)
@@ -333,6 +344,7 @@ class Operator:
             self.parts.memory.forget(entry)
         self.parts.budgets.leadership_changed(leading)
         if leading:
+            self.shared.poke()
             for interval in {e.spec.interval for e in self.entries.values() if e.policy}:
                 self.scheduler.trigger_now(interval)
 
@@ -357,6 +369,7 @@ class Operator:
                         time.monotonic() - self._created,
                         len(self._due(interval)),
                     )
+                self.shared.poke()  # the budgets' references may be new
         except Exception:
             self.telemetry.errors.labels("cycle").inc()
             log.exception("evaluation cycle %s failed", label)

@@ -171,8 +171,8 @@ class BudgetNotices:
         return out
 
     def _shared(self, ref: ChannelReference, entry: BudgetEntry) -> SharedChannel | str:
-        """The shared channel a budget names (its kind is watched from the first use on),
-        or why it cannot be used yet."""
+        """The shared channel a budget names (its kind is watched from the operator's
+        start; ``want`` is a no-op then), or why it cannot be used yet."""
         if self._refs is None:
             return f"{ref}: shared channels are not available"
         self._refs.cache.want(ref.kind)

@@ -6,6 +6,10 @@ namespace, or cluster-wide), through :class:`agentmedic.kube.AsyncKube` like the
 cache; Namespaces are watched only while some ClusterAgentBudget selects namespaces by
 label. Every change calls ``on_change`` so the budgets are evaluated again at once. A kind
 that is not served (its CRD not installed) counts as no objects and is tried again later.
+
+:class:`ResourceWatch` is the one list+watch loop of the operator's small kinds: finance's,
+the AgentSilences (:mod:`agentmedic.operator.silences`) and the shared channels and
+backends (:mod:`agentmedic.operator.shared_cache`, which has it ignore status-only changes).
 """
 
 from __future__ import annotations
@@ -58,7 +62,15 @@ def namespaces_path() -> str:
 
 
 class ResourceWatch:
-    """One list+watch of one path; ``items`` holds the objects as the API server sent them."""
+    """One list+watch of one path; ``items`` holds the objects as the API server sent them.
+
+    ``installed`` says whether the API server served the path when it was last listed (a
+    CRD not installed counts as no objects, listed again every ``absent_retry_seconds``,
+    and ``on_change`` is called when it is picked up). With ``ignore_status`` a change of an
+    object's status alone (the operator's own status writes) updates ``items`` without
+    calling ``on_change``. With ``signal_first_list`` the first list calls it even when it
+    found nothing.
+    """
 
     def __init__(
         self,
@@ -68,6 +80,10 @@ class ResourceWatch:
         *,
         optional: bool = False,
         timeout_seconds: int = 300,
+        ignore_status: bool = False,
+        absent_retry_seconds: float = _RECONNECT.cap,
+        absent_hint: str = "",
+        signal_first_list: bool = False,
     ) -> None:
         self._http = http
         self.path = path
@@ -76,10 +92,21 @@ class ResourceWatch:
         self._optional = optional
         """Forbidden counts as no objects too (tried again later), as not served (a CRD not
         installed) always does."""
+        self._ignore_status = ignore_status
+        self._absent_retry = absent_retry_seconds
+        self._absent_hint = absent_hint
+        """Said (as a warning) when the path is not served: what to install."""
+        self._signal_first_list = signal_first_list
+        """Call ``on_change`` after the first list even when it found nothing (something
+        waits for it)."""
         self.items: dict[Key, dict[str, Any]] = {}
         self.synced = asyncio.Event()
+        self.installed = True
+        """False while the API server does not serve the path (its CRD is not installed)."""
         self.failing: str | None = None
         """Why the last list or watch failed, while it keeps failing (RBAC, a missing CRD)."""
+        self.requests = 0
+        """LIST and WATCH requests sent since start."""
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -114,31 +141,42 @@ class ResourceWatch:
                 self.failing = _describe(exc)
                 tolerated = (404, 403) if self._optional else (404,)
                 if isinstance(exc, KubeError) and exc.status in tolerated:
-                    if not self.synced.is_set() or self.items:
-                        log.info(
-                            "%s is not readable (%s): counted as none", self.path, self.failing
-                        )
-                        self.items = {}
-                        self.synced.set()
-                        self._on_change()
-                    await asyncio.sleep(_RECONNECT.cap)
+                    self._absent(exc.status == 404)
+                    await asyncio.sleep(self._absent_retry)
                     continue
                 log.warning(
                     "watch of %s failed: %s; retrying in %.1fs", self.path, self.failing, delay
                 )
                 await asyncio.sleep(delay)
 
+    def _absent(self, not_served: bool) -> None:
+        """Not served (404), or forbidden where that is tolerated: counted as none."""
+        installed = self.installed
+        self.installed = not not_served
+        if not self.synced.is_set() or self.items or installed != self.installed:
+            if not_served and self._absent_hint:
+                log.warning("%s is not served by the API server: %s", self.path, self._absent_hint)
+            else:
+                log.info("%s is not readable (%s): counted as none", self.path, self.failing)
+            self.items = {}
+            self.synced.set()
+            self._on_change()
+
     async def _list(self) -> str:
+        self.requests += 1
         data = await self._http.get_json(self.path, {})
         fresh = {_key(obj): obj for obj in data.get("items", [])}
-        changed = fresh != self.items
+        changed = fresh != self.items or not self.installed
+        changed = changed or (self._signal_first_list and not self.synced.is_set())
         self.items = fresh
+        self.installed = True
         self.synced.set()
         if changed:
             self._on_change()
         return str(data.get("metadata", {}).get("resourceVersion", ""))
 
     async def _watch(self, version: str) -> str:
+        self.requests += 1
         params = {
             "watch": "true",
             "resourceVersion": version,
@@ -153,10 +191,29 @@ class ResourceWatch:
             key = _key(obj)
             if kind == "DELETED":
                 self.items.pop(key, None)
-            else:
+            elif kind in ("ADDED", "MODIFIED"):
+                before = self.items.get(key)
                 self.items[key] = obj
+                if self._ignore_status and before is not None and _same_but_status(before, obj):
+                    continue
+            else:
+                continue
             self._on_change()
         return version
+
+
+def _same_but_status(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """The two versions differ only in status (and the metadata every write moves)."""
+
+    def rest(obj: dict[str, Any]) -> dict[str, Any]:
+        meta = {
+            k: v
+            for k, v in (obj.get("metadata") or {}).items()
+            if k not in ("resourceVersion", "managedFields")
+        }
+        return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
+
+    return rest(before) == rest(after)
 
 
 def _key(obj: dict[str, Any]) -> Key:

@@ -23,16 +23,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from agentmedic.actions import ActionExecutor
 from agentmedic.api.refs import ChannelReference, MetricsBackendRef
 from agentmedic.api.shared import MetricsBackendSpec, NotificationChannelSpec, SharedObject
-from agentmedic.api.types import AgentPolicySpec
+from agentmedic.api.types import AgentPolicySpec, SecretKeyRef
 from agentmedic.api.validation import validate_shared
 from agentmedic.kube.readers import config_map_value
 from agentmedic.metrics import BackendConfig, MetricsBackend, PrometheusBackend
@@ -42,11 +42,13 @@ from agentmedic.operator.shared_status import SharedStatusWriter
 
 __all__ = [
     "SECRET_REFRESH_SECONDS",
+    "ObjectKey",
     "RefProblem",
     "RefResolver",
     "Route",
     "SharedChannel",
     "refs_of",
+    "secret_refs",
 ]
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,25 @@ def refs_of(spec: AgentPolicySpec) -> Iterator[ChannelReference | MetricsBackend
             yield channel.channel_ref
 
 
+ObjectKey = tuple[str, str, str]
+"""(kind, namespace or '' for a cluster-scoped kind, name)."""
+
+
+def _key(obj: Cached) -> ObjectKey:
+    return (obj.kind, obj.namespace, obj.name)
+
+
+def secret_refs(model: BaseModel) -> Iterator[SecretKeyRef]:
+    """Every Secret key a spec names, at any depth."""
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, SecretKeyRef):
+                yield item
+            elif isinstance(item, BaseModel):
+                yield from secret_refs(item)
+
+
 def _ident(obj: Cached) -> str:
     return f"{obj.kind} {obj.namespace}/{obj.name}" if obj.namespace else f"{obj.kind} {obj.name}"
 
@@ -130,8 +151,13 @@ class RefResolver:
     ) -> None:
         self.cache = cache
         self._status = status
-        self._observed: dict[tuple[str, str, str], tuple[Cached, bool, str, str]] = {}
+        self._observed: dict[ObjectKey, tuple[Cached, bool, str, str]] = {}
         """What was found of each object since the last flush (Ready, reason, message)."""
+        self._flushing = asyncio.Lock()
+        self._users: dict[ObjectKey, tuple[str, ...]] = {}
+        """Who refers to each object, as the last sweep found."""
+        self._checked: dict[ObjectKey, tuple[str, float, tuple[bool, str, str]]] = {}
+        """A channel's Secrets last checked: (resourceVersion, when, what was found)."""
         self._executor = executor
         self._default = default
         self._operator_namespace = operator_namespace
@@ -173,7 +199,16 @@ class RefResolver:
         if obj is None:
             where = "" if ref.kind in CLUSTER_KINDS else f" in namespace {namespace}"
             return RefProblem(not_found, f"{ref}: no such object{where}; create it or fix the name")
-        key = (obj.kind, obj.namespace, obj.name)
+        parsed = self._parse(obj)
+        if isinstance(parsed, str):
+            self._observed[_key(obj)] = (obj, False, "InvalidSpec", parsed)
+            invalid = CHANNEL_INVALID if channel else BACKEND_INVALID
+            return RefProblem(invalid, f"{_ident(obj)} is invalid: {parsed}")
+        return obj, parsed
+
+    def _parse(self, obj: Cached) -> SharedObject | str:
+        """The object parsed (once per resourceVersion), or why it is invalid."""
+        key = _key(obj)
         cached = self._parsed.get(key)
         if cached is None or cached[0] != obj.resource_version:
             parsed, problems = validate_shared(obj.body)
@@ -181,18 +216,7 @@ class RefResolver:
                 parsed if parsed is not None else "; ".join(str(p) for p in problems[:3])
             )
             cached = self._parsed[key] = (obj.resource_version, outcome)
-        if isinstance(cached[1], str):
-            self._observed[key] = (obj, False, "InvalidSpec", cached[1])
-            invalid = CHANNEL_INVALID if channel else BACKEND_INVALID
-            return RefProblem(invalid, f"{_ident(obj)} is invalid: {cached[1]}")
-        if channel:
-            self._observed[key] = (
-                obj,
-                True,
-                "Valid",
-                "valid; its Secrets are read when a message is sent",
-            )
-        return obj, cached[1]
+        return cached[1]
 
     def channel(self, ref: ChannelReference, namespace: str) -> SharedChannel | RefProblem | None:
         """The shared channel a policy of ``namespace`` names; a problem; None while the
@@ -229,11 +253,50 @@ class RefResolver:
 
     async def flush(self) -> None:
         """Write what was found of the objects to their status (when it changed)."""
-        observed, self._observed = self._observed, {}
-        if self._status is None:
-            return
-        for obj, ready, reason, message in observed.values():
-            await self._status.ready(obj, ready, reason, message)
+        # One flush at a time: one that returns has seen its observations written, also
+        # when another (a sweep's, a cycle's) took them while it waited.
+        async with self._flushing:
+            observed, self._observed = self._observed, {}
+            if self._status is None:
+                return
+            for key, (obj, ready, reason, message) in observed.items():
+                await self._status.ready(obj, ready, reason, message, self._users.get(key, ()))
+
+    async def sweep(self, users: Mapping[ObjectKey, Iterable[str]]) -> None:
+        """Check every object watched, referred to or not, and write what was found with
+        ``users`` (the policies and budgets naming each) to its status, when it changed: a
+        backend as a policy's cycle resolves it (a client built, so both agree), a channel
+        by its spec and whether the Secrets it names can be read."""
+        self._users = {key: tuple(sorted(set(names))) for key, names in users.items()}
+        for obj in self.cache.objects():
+            parsed = self._parse(obj)
+            if isinstance(parsed, str):
+                self._observed[_key(obj)] = (obj, False, "InvalidSpec", parsed)
+            elif isinstance(parsed.spec, MetricsBackendSpec):
+                await self._client(obj, parsed.spec)
+            else:
+                self._observed[_key(obj)] = (obj, *await self._channel_check(obj, parsed.spec))
+        await self.flush()
+
+    async def _channel_check(
+        self, obj: Cached, spec: NotificationChannelSpec
+    ) -> tuple[bool, str, str]:
+        """Whether the Secrets a channel names can be read (again every
+        :data:`SECRET_REFRESH_SECONDS`, or when the object changes); values are dropped."""
+        key, now = _key(obj), self._clock()
+        known = self._checked.get(key)
+        fresh = known is not None and now - known[1] < SECRET_REFRESH_SECONDS
+        if known is not None and fresh and known[0] == obj.resource_version:
+            return known[2]
+        namespace = obj.namespace or self._operator_namespace
+        try:
+            for ref in secret_refs(spec):
+                await asyncio.to_thread(self._secret, namespace, ref.name, ref.key, "a Secret")
+            found = (True, "Valid", "valid; the Secrets it names can be read")
+        except _UnreadableError as exc:
+            found = (False, "Unresolved", str(exc)[:300])
+        self._checked[key] = (obj.resource_version, now, found)
+        return found
 
     async def backend(
         self, ref: MetricsBackendRef | None, namespace: str
@@ -294,18 +357,7 @@ class RefResolver:
         """The client's configuration, its secrets read in ``namespace`` (a thread)."""
 
         def secret(name: str, key: str, what: str) -> SecretStr:
-            try:
-                value = self._executor.read_secret_value(namespace, name, key)
-            except Exception as exc:
-                raise _UnreadableError(
-                    f"cannot read {what} from key {key!r} of Secret {namespace}/{name} "
-                    f"({type(exc).__name__})"
-                ) from None
-            if not value.strip():
-                raise _UnreadableError(
-                    f"key {key!r} of Secret {namespace}/{name} ({what}) is empty"
-                )
-            return SecretStr(value.strip())
+            return self._secret(namespace, name, key, what)
 
         ca: str | None = None
         if spec.ca_secret_ref is not None:
@@ -341,6 +393,20 @@ class RefResolver:
             max_response_bytes=self._max_response_bytes,
             **options,
         )
+
+    def _secret(self, namespace: str, name: str, key: str, what: str) -> SecretStr:
+        """A Secret's value (a thread); unreadable or empty: the error names the Secret and
+        key, never a value."""
+        try:
+            value = self._executor.read_secret_value(namespace, name, key)
+        except Exception as exc:
+            raise _UnreadableError(
+                f"cannot read {what} from key {key!r} of Secret {namespace}/{name} "
+                f"({type(exc).__name__})"
+            ) from None
+        if not value.strip():
+            raise _UnreadableError(f"key {key!r} of Secret {namespace}/{name} ({what}) is empty")
+        return SecretStr(value.strip())
 
     async def aclose(self) -> None:
         """Close every client this resolver built."""

@@ -1,18 +1,18 @@
 """The Ready condition of shared channels and metrics backends: :class:`SharedStatusWriter`.
 
-What the resolution (:mod:`agentmedic.operator.refs`) found of an object a policy refers
-to is written to the object's status (``kubectl get metricsbackends`` shows it as READY),
-only when it differs from what the object holds, by the leader only. Messages name Secrets
-and keys, never their values.
+What the resolution (:mod:`agentmedic.operator.refs`) found of an object, referred to or
+not, is written to the object's status (``kubectl get metricsbackends`` shows it as READY)
+with the policies and budgets that use it, only when it differs from what the object
+holds, by the leader only. Messages name Secrets and keys, never their values.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from agentmedic.api.shared import SharedStatus
+from agentmedic.api.shared import MAX_USED_BY, SharedStatus
 from agentmedic.api.types import GROUP, VERSION, ConditionStatus
 from agentmedic.kube import Kube, KubeError, paths
 from agentmedic.operator.shared_cache import PLURALS, SharedObject
@@ -35,18 +35,28 @@ class SharedStatusWriter:
         self.writes = 0
         """Status PATCHes sent (for tests)."""
 
-    async def ready(self, obj: SharedObject, ready: bool, reason: str, message: str) -> None:
-        """Set Ready on ``obj``; nothing is sent when it already says so."""
+    async def ready(
+        self,
+        obj: SharedObject,
+        ready: bool,
+        reason: str,
+        message: str,
+        used_by: Sequence[str] = (),
+    ) -> None:
+        """Set Ready and usedBy on ``obj``; nothing is sent when it already says so."""
+        message = message[:1000]
         try:
             old = SharedStatus.model_validate(obj.status) if obj.status else SharedStatus()
         except ValueError:
             old = SharedStatus()  # written by another version: rewrite it
         status = ConditionStatus.TRUE if ready else ConditionStatus.FALSE
+        users = _bounded(used_by)
         current = next((c for c in old.conditions if c.type == ConditionType.READY), None)
         if (
             current is not None
             and (current.status, current.reason, current.message) == (status, reason, message)
             and old.observed_generation == obj.generation
+            and old.used_by == users
         ):
             return
         if not self._leading():
@@ -56,12 +66,15 @@ class SharedStatusWriter:
             ConditionType.READY,
             status,
             reason,
-            message[:1000],
+            message,
             now=self._clock(),
             generation=obj.generation,
         )
         new = SharedStatus(observed_generation=obj.generation, conditions=conditions)
-        body = {"status": new.model_dump(mode="json", by_alias=True, exclude_none=True)}
+        wire = new.model_dump(mode="json", by_alias=True, exclude_none=True)
+        # A merge patch: null removes a list no longer used.
+        wire["usedBy"] = users or None
+        body = {"status": wire}
         path = paths.resource_path(
             paths.custom_api(GROUP, VERSION),
             obj.namespace or None,
@@ -80,3 +93,10 @@ class SharedStatusWriter:
             self.writes += 1
         except KubeError as exc:
             log.warning("cannot write the status of %s %s: %s", obj.kind, obj.name, exc)
+
+
+def _bounded(used_by: Sequence[str]) -> list[str]:
+    users = sorted(set(used_by))
+    if len(users) > MAX_USED_BY:
+        return [*users[:MAX_USED_BY], f"and {len(users) - MAX_USED_BY} more"]
+    return users

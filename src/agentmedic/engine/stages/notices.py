@@ -7,8 +7,9 @@ soonest renotifyAfter (an Alertmanager channel's repostInterval) of its channels
 passed; an announced one no longer desired is resolved, with the reason it ended (a
 regression's page on probation: see :mod:`~agentmedic.engine.stages.probation_pages`).
 While an AgentSilence covers an episode it is neither announced nor said again (a page
-sent before the silence stays open and resolves as usual); when the silence ends, a
-still-firing episode is announced on the next cycle.
+sent before the silence stays open and resolves as usual), and an agent's page it holds
+is recorded once per episode (:mod:`.held_pages`); when the silence ends, a still-firing
+episode is announced on the next cycle.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from agentmedic.engine.context import AgentWork, Cycle
 from agentmedic.engine.inputs import episode_key
 from agentmedic.engine.outcome import DecisionKind, Notification, restore_command
 from agentmedic.engine.reasons import DecisionReason
+from agentmedic.engine.stages.held_pages import hold_page, page_hold_unrecorded
 from agentmedic.engine.stages.probation_pages import is_page, page_open, page_resolved
 from agentmedic.engine.stages.prompt_job_pages import (
     is_job_page,
@@ -144,9 +146,15 @@ def _announce(
         for ch in c.spec.notifications.channels
     }
     for key, (what, who, ref) in desired.items():
-        if c.silences and c.silenced(None if who is None else who.agent, _rule_of(c, what, ref)):
-            continue  # no page, nor a reminder, while a silence covers it
         known = announced.get(key)
+        silence = c.silenced(None if who is None else who.agent, _rule_of(c, what, ref))
+        if silence is not None:  # no page, nor a reminder, while a silence covers it
+            rule = _rule_of(c, what, ref)
+            if known is None and who is not None and page_hold_unrecorded(who, rule):
+                held = _firing(c, key, what, who, ref, stage_channels)
+                if held is not None:
+                    hold_page(c, who, held, silence)
+            continue
         if known is not None and what in ("probation", "promptjob"):
             # Said once, no reminder; only an Alertmanager channel gets it re-posted, or
             # it would forget the alert.
