@@ -104,9 +104,11 @@ from agentmedic_sandbox.emulator import ApiEmulator, RecordedRequest
 from agentmedic_sandbox.prometheus import PrometheusServer
 
 NS = "agents"
-NAMESPACE_WATCHES = 2
-"""Watches of the operator's namespace besides policies and workloads: its AgentBudgets and
-its AgentSilences (finance's cluster kinds are not read by a namespaced operator)."""
+NAMESPACE_WATCHES = 4
+"""Watches of the operator's namespace besides policies and workloads: its AgentBudgets, its
+AgentSilences, its NotificationChannels and its MetricsBackends (the shared kinds are
+watched from start-up so each gets its status on sight; cluster kinds are not read by a
+namespaced operator)."""
 API_VERSION = "agentmedic.io/v1alpha1"
 TEAM_LABEL = "bench.agentmedic.io/team"
 MODEL = "gpt-4o-mini"
@@ -914,8 +916,8 @@ class Bench:
         r.peak_rss, r.rss_end = memory.get("VmHWM", 0), memory.get("VmRSS", 0)
         r.watches_open = api.open_watches
         # One per policy and workload kind, and the policies' own; on the emulator,
-        # which serves every kind, also the namespace's AgentBudgets and AgentSilences (the
-        # real server is given the AgentPolicy CRD alone).
+        # which serves every kind, also the namespace's budgets, silences and shared
+        # channels and backends (the real server is given the AgentPolicy CRD alone).
         served = 0 if args.api == "real" else NAMESPACE_WATCHES
         r.watches_expected = 2 * args.policies + 1 + served
         # What one of the bench's /metrics polls costs the operator.

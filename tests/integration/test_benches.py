@@ -60,9 +60,9 @@ def test_a_tiny_operator_run_prints_its_figures() -> None:
         assert name in out, name
     assert out["agents"] == 6
     assert out["unselected"] == 3
-    # One per policy and kind, the policies' own, and the namespace's AgentBudgets and
-    # AgentSilences.
-    assert out["watch_streams"] == 7
+    # One per policy and kind, the policies' own, and the namespace's AgentBudgets,
+    # AgentSilences, NotificationChannels and MetricsBackends.
+    assert out["watch_streams"] == 9
     assert out["queries_per_cycle_bound"] == 9
 
 
