@@ -10,6 +10,7 @@ serves.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import shutil
@@ -89,6 +90,7 @@ def test_demo_keep_serves_status_until_ctrl_c_and_exits_cleanly(tmp_path: Path, 
         text=True,
         env=env,
         cwd=ROOT,
+        start_new_session=True,  # its control plane and Prometheus go with its group
     )
     seen: list[str] = []
     try:
@@ -153,8 +155,14 @@ def test_demo_keep_serves_status_until_ctrl_c_and_exits_cleanly(tmp_path: Path, 
             seen.append(line)
     finally:
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            # A failed check: stop the sandbox as Ctrl-C does, and whatever of it is left
+            # with its process group (a SIGKILL of the demo alone would orphan its servers).
+            proc.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=60)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     output = "\n".join(seen)
     assert rc == 0, output
     assert "Traceback" not in output
