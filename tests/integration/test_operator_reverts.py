@@ -67,9 +67,15 @@ class Run:
         self.api, self.ns, self.op, self.clock, self.slack = api, ns, op, clock, slack
 
     async def cycle(self) -> None:
+        """One cycle, then an interval: the clock moves on, and the operator's watch has
+        delivered what the cycle wrote (in a real interval it has seconds for that; here the
+        next cycle follows at once, and would otherwise read a cache behind its own writes)."""
         await self.op.run_cycle(INTERVAL)
         await self.op.parts.deliveries.drain(20)
         self.clock.now += INTERVAL
+        obj = self.api.get("apps/v1", "Deployment", self.ns, "argo-bot") or {}
+        latest = int(obj["metadata"]["resourceVersion"])
+        await self.seen(lambda w: int(w.resource_version) >= latest)
 
     async def revert(self, to: int) -> None:
         """Put replicas back as a GitOps sync would; wait until the operator's watch saw it."""

@@ -34,6 +34,11 @@ class SharedStatusWriter:
         self._leading = leading
         self.writes = 0
         """Status PATCHes sent (for tests)."""
+        self._wrote: dict[tuple[str, str, str], tuple[tuple[object, ...], frozenset[str]]] = {}
+        """Per object, what was last written and the resourceVersions that show it: the
+        one it was written over (the watch has not delivered the write yet) and the one
+        the write made. A cache that lags behind the operator's own write is no reason to
+        write the same again; any other version is compared by what it holds."""
 
     async def ready(
         self,
@@ -51,6 +56,11 @@ class SharedStatusWriter:
             old = SharedStatus()  # written by another version: rewrite it
         status = ConditionStatus.TRUE if ready else ConditionStatus.FALSE
         users = _bounded(used_by)
+        key = (obj.kind, obj.namespace, obj.name)
+        said = (status, reason, message, obj.generation, tuple(users))
+        last = self._wrote.get(key)
+        if last is not None and last[0] == said and obj.resource_version in last[1]:
+            return
         current = next((c for c in old.conditions if c.type == ConditionType.READY), None)
         if (
             current is not None
@@ -83,7 +93,7 @@ class SharedStatusWriter:
             "status",
         )
         try:
-            await self._kube.arequest(
+            written = await self._kube.arequest(
                 f"patch the status of {obj.kind} {obj.name}",
                 "PATCH",
                 path,
@@ -91,6 +101,8 @@ class SharedStatusWriter:
                 content_type="application/merge-patch+json",
             )
             self.writes += 1
+            after = str(((written or {}).get("metadata") or {}).get("resourceVersion", ""))
+            self._wrote[key] = (said, frozenset({obj.resource_version, after} - {""}))
         except KubeError as exc:
             log.warning("cannot write the status of %s %s: %s", obj.kind, obj.name, exc)
 
