@@ -41,6 +41,7 @@ from agentmedic.actions.record import (
 )
 from agentmedic.api.verify import SIGNALS
 from agentmedic.engine.inputs import ProbationRecord
+from agentmedic.engine.stages.peers import FLEET_KEYS
 
 __all__ = [
     "PROBATION",
@@ -53,7 +54,8 @@ __all__ = [
 ]
 
 ChangeKind = Literal["switchModel", "prompt"]
-_BASELINE_KEYS = (*(s.value for s in SIGNALS), "executions")
+_BASELINE_KEYS = (*(s.value for s in SIGNALS), "executions", *FLEET_KEYS)
+"""The agent's signals, and its peers' medians (engine/stages/peers.py)."""
 MAX_VALUE = 253
 """A recorded value is a model name or a prompt version: short."""
 
@@ -85,7 +87,11 @@ def probation_value(change: ProbationChange) -> dict[str, Any]:
         "kind": change.kind,
         "previous": change.previous,
         "new": change.new,
-        "baseline": {k: _number(baseline.get(k)) for k in _BASELINE_KEYS},
+        "baseline": {
+            k: n
+            for k in _BASELINE_KEYS
+            if (n := _number(baseline.get(k))) is not None or k not in FLEET_KEYS
+        },
         **change.record.who_why_when(),
     }
 

@@ -454,6 +454,8 @@ _PROBATION_NOTE = {
     "Inconclusive": "; the change to {new} was not judged on probation: too little traffic "
     "(final; it stays)",
     "Extended": "; the change to {new} is still on probation: too little traffic so far",
+    "Held": "; the change to {new} is still on probation: held while its peers are down too",
+    "Resumed": "; the change to {new} is still on probation: judged after its peers recovered",
 }
 
 

@@ -20,6 +20,11 @@ all of it after the change — are compared with the baseline
   budget's channels that the ceiling now needs a person; a revert while the hard stage is
   reached says that it goes back above the hard ceiling.
 
+A regression is evidence against the change only when the agent's peers did not fall as
+far over the same window (:mod:`agentmedic.engine.stages.peers`): when they did (a
+provider outage, say), the verdict is held (memo ``Held``, said once, no page) until they
+recover, then given on a whole window after that (memo ``Resumed`` meanwhile).
+
 Nothing is judged on an agent whose metrics are undefined this cycle, on another policy's
 change, or on a change someone has replaced since (the model is no longer the one set).
 """
@@ -47,13 +52,16 @@ from agentmedic.engine.outcome import (
     restore_command,
 )
 from agentmedic.engine.reasons import DecisionReason
+from agentmedic.engine.stages.peers import fleet_regressions
 from agentmedic.engine.stages.probation_pages import page_key
 from agentmedic.engine.stages.remediation import STAGE_SEVERITY, guard_for
 from agentmedic.engine.state import ActionStamp, Mark, NoticeRecord, ProbationMemo, RuleState
-from agentmedic.engine.verify import Verdict, VerdictKind, after_from, judge
+from agentmedic.engine.verify import Comparison, Verdict, VerdictKind, after_from, judge
 
 __all__ = [
     "EXTENDED",
+    "HELD",
+    "RESUMED",
     "SUPERSEDED",
     "hard_stage_reached",
     "probation",
@@ -68,6 +76,16 @@ SUPERSEDED = "Superseded"
 EXTENDED = "Extended"
 """The memo of a change whose window had too little traffic: judged again after the next
 window, up to ``verify.maxWindows`` windows."""
+
+HELD = "Held"
+"""The memo of a change that regressed where its peers did too (stages/peers.py): not
+judged while they are down."""
+
+RESUMED = "Resumed"
+"""The memo of a held change whose peers recovered: judged once a whole window has passed
+since."""
+
+_NOT_FINAL = (EXTENDED, HELD, RESUMED)
 
 _OPS = {True: Op.LT, False: Op.GT}
 _DETAIL = 600
@@ -86,7 +104,7 @@ def probation(c: Cycle) -> None:
         if v is None or rec is None or a.unknown or a.disabled is not None:
             continue
         memo = a.probation if a.probation and a.probation.episode == rec.episode else None
-        if memo is not None and memo.verdict != EXTENDED:
+        if memo is not None and memo.verdict not in _NOT_FINAL:
             if _revert_owed(c, a, v, rec):
                 # The revert never showed on the workload: decided again, on present evidence.
                 vd = judge(v, rec.baseline, after_from(c.spec, a.values))
@@ -95,18 +113,60 @@ def probation(c: Cycle) -> None:
             continue  # judged already: once per change
         if episode_policy_uid(rec.episode) != c.uid or c.now - rec.at < v.window:
             continue  # another policy's change, or still on probation
+        if memo is not None and memo.verdict == HELD:
+            if not fleet_regressions(c, a, rec):
+                # The peers are back: judge a whole window that holds none of their trouble.
+                a.probation = replace(memo, verdict=RESUMED, at=c.now)
+            continue
+        if memo is not None and memo.verdict == RESUMED and c.now - memo.at < v.window:
+            continue
         windows = windows_passed(v, rec.at, c.now)
-        if memo is not None and windows <= windows_passed(v, rec.at, memo.at):
+        if (
+            memo is not None
+            and memo.verdict == EXTENDED
+            and windows <= windows_passed(v, rec.at, memo.at)
+        ):
             continue  # extended: the next window has not passed yet
         if rec.kind == "switchModel" and a.workload.model not in (None, rec.new):
             # Replaced since (a person, a restore): the agent no longer runs what was set.
             a.probation = ProbationMemo(rec.episode, SUPERSEDED, c.now, rec.new)
             continue
         verdict = judge(v, rec.baseline, after_from(c.spec, a.values))
+        if verdict.kind is VerdictKind.REGRESSED:
+            shared = _shared(verdict, fleet_regressions(c, a, rec))
+            if shared:
+                _hold(c, a, v, rec, verdict, shared)
+                continue
         if verdict.short_after and windows < v.max_windows:
             _extend(c, a, v, rec, verdict, windows)
         else:
             _conclude(c, a, v, rec, verdict, windows)
+
+
+def _shared(vd: Verdict, fleet: tuple[Comparison, ...]) -> tuple[Comparison, ...]:
+    """The peers' comparisons on the signals ``vd`` found regressed."""
+    mine = {x.signal for x in vd.regressed}
+    return tuple(x for x in fleet if x.signal in mine)
+
+
+def _hold(
+    c: Cycle,
+    a: AgentWork,
+    v: VerifySpec,
+    rec: ProbationRecord,
+    vd: Verdict,
+    fleet: tuple[Comparison, ...],
+) -> None:
+    """The agent regressed where its peers did too: no evidence against the change. Said
+    once (status, Event; no page); judged on a whole window after the peers recover."""
+    peers = "; ".join(x.describe() for x in fleet)
+    how = (
+        f"held: its peers fell as far over the same window (median {peers}), a cause "
+        f"outside the change; judged on a whole {format_duration(v.window)} after they recover"
+    )
+    text = f"{a.agent}: {_change_text(rec)} ({rec.rule}) not judged yet — {vd.why}; {how}"
+    _record(c, a, rec, replace(vd, kind=VerdictKind.INCONCLUSIVE), text, how)
+    a.probation = ProbationMemo(rec.episode, HELD, c.now, rec.new)
 
 
 def windows_passed(v: VerifySpec, since: datetime, now: datetime) -> int:

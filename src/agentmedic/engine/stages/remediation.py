@@ -22,6 +22,7 @@ from agentmedic.engine.outcome import Decision, DecisionKind
 from agentmedic.engine.plan import WORKLOAD_KINDS
 from agentmedic.engine.reasons import DecisionReason
 from agentmedic.engine.stages.external import external_candidates, strictest_only
+from agentmedic.engine.stages.peers import fleet_baseline
 from agentmedic.engine.state import ActionStamp, Mark, RuleState
 from agentmedic.engine.verify import baseline_from
 
@@ -305,16 +306,19 @@ def _emit(
             cand.action.prompt_optimization if kind == DecisionKind.PROMPT_OPTIMIZATION else None
         ),
         badness=cand.badness,
-        baseline=(
-            baseline_from(c.spec, a.values)
-            if kind in _VERIFIED_KINDS and suppressed is None
-            else None
-        ),
+        baseline=(_baseline(c, a) if kind in _VERIFIED_KINDS and suppressed is None else None),
     )
     c.decisions.append(decision)
     if suppressed is not None:
         c.held.setdefault((cand.agent, cand.rule), decision)
     return decision
+
+
+def _baseline(c: Cycle, a: AgentWork) -> dict[str, float | None] | None:
+    """The agent's signals before a change put on probation, with its peers' medians (the
+    control group probation compares with: stages/peers.py)."""
+    own = baseline_from(c.spec, a.values)
+    return None if own is None else {**own, **fleet_baseline(c, a)}
 
 
 def _reason_text(
