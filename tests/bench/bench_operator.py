@@ -57,7 +57,10 @@ Modes:
 
 The reference line names the machine and the load; the last line is JSON. For one size it
 is that size's figures (``agents``, ``cpu_us_per_agent_cycle``: operator CPU over the window
-per agent and ``--interval``, everything included; ``peak_rss_mib``, ``first_cycle_s``,
+per agent and ``--interval``, everything the operator does included — its /metrics pages
+too, one per cycle as Prometheus would scrape them; the bench's own polls beyond that are
+left out and shown as ``bench_polls`` and ``scrape_ms``, and
+``operator_cpu_ms_per_cycle_polls_included`` keeps them in; ``peak_rss_mib``, ``first_cycle_s``,
 ``queries_per_cycle``, ``writes_per_policy_hour_spending``/``_flat``, ``watch_streams``, ...);
 for several sizes each size's line comes first and the last line is
 ``{"bench": "operator", "runs": [...]}``.
@@ -475,6 +478,9 @@ class Result:
     op_idle: float | None = None
     """Operator CPU seconds per second between cycles."""
     scrape_cpu: float = 0.0
+    bench_polls: int = 0
+    """The bench's own /metrics polls in the steady window (their cost is left out of
+    ``op_cpu``, but for one per cycle, as Prometheus scraping every interval)."""
     cycle_wall: float = 0.0
     emulator_cpu: float = 0.0
     prom_cpu: float = 0.0
@@ -624,6 +630,8 @@ class Bench:
         self.result = Result(agents=n, policies=args.policies, interval=interval)
         self.share = Counter(i % args.policies for i in range(n))
         self.http = httpx.Client()
+        self.polls = 0
+        """The operator's /metrics pages the bench asked for so far."""
         self.t0 = 0.0
         self.api: Any = None
 
@@ -825,6 +833,7 @@ class Bench:
 
     def snapshot(self, prom: PrometheusServer, proc: subprocess.Popen[bytes], url: str) -> Snapshot:
         m = scrape(self.http, url)
+        self.polls += 1
         assert prom.pid is not None
         pm = scrape(self.http, f"{prom.url}/metrics")
         query = "{code=200,handler=/api/v1/query}"
@@ -849,13 +858,15 @@ class Bench:
         )
 
     def cycles_now(self, url: str) -> float:
+        self.polls += 1
         return scrape(self.http, url).get("agentmedic_cycles_total", 0.0)
 
     def wait_cycles(self, url: str, target: float, not_before: float) -> None:
         """Sleep until shortly before cycle ``target`` should end, then poll for it (the
-        polls cost the operator a /metrics page each, so few of them)."""
+        polls cost the operator a /metrics page each, so few of them, and those of the
+        steady window are counted and left out of its CPU)."""
         sleep_until(not_before)
-        wait_for(lambda: self.cycles_now(url) >= target, 20 * self.interval, "a cycle", 0.1)
+        wait_for(lambda: self.cycles_now(url) >= target, 20 * self.interval, "a cycle", 0.25)
 
     @contextlib.contextmanager
     def watch_sampler(self, api: Any) -> Iterator[list[int]]:
@@ -892,6 +903,7 @@ class Bench:
         # Warm-up: the cycles right after the first settle what it left open.
         self.wait_cycles(url, start.cycles + args.warmup, start.at + (args.warmup - 1) * interval)
         a = self.snapshot(prom, proc, url)
+        polls = self.polls
         r.rss_start = proc_memory(proc.pid).get("VmRSS", 0)
         api.clear_requests()
         before = {
@@ -911,6 +923,7 @@ class Bench:
             self.wait_cycles(url, a.cycles + args.cycles, a.at + args.cycles * interval - 1.0)
         r.watches_min = min(samples) if samples else None
         b = self.snapshot(prom, proc, url)
+        r.bench_polls = self.polls - polls
         requests = api.requests
         memory = proc_memory(proc.pid)
         r.peak_rss, r.rss_end = memory.get("VmHWM", 0), memory.get("VmRSS", 0)
@@ -935,7 +948,10 @@ class Bench:
         r.prom_queries = (b.prom_queries - a.prom_queries) / cycles
         r.prom_query_seconds = (b.prom_query_seconds - a.prom_query_seconds) / cycles
         r.prom_compactions = b.prom_compactions - a.prom_compactions
-        r.op_cpu = (b.op_cpu - a.op_cpu) / cycles
+        # The bench's polls are the bench's: left out, but for one per cycle (what a
+        # Prometheus scraping the operator every interval costs it).
+        polled = max(0, r.bench_polls - cycles) * r.scrape_cpu
+        r.op_cpu = (b.op_cpu - a.op_cpu - polled) / cycles
         r.cycle_wall = (b.duration_sum - a.duration_sum) / max(
             1.0, b.duration_count - a.duration_count
         )
@@ -1141,8 +1157,9 @@ def table(results: list[Result], args: argparse.Namespace) -> None:
         if r.prom_compactions:
             print(f"  (Prometheus compacted {r.prom_compactions:.0f} times in the window)")
         print(
-            f"  (each /metrics poll of the bench cost the operator {ms(r.scrape_cpu)}; "
-            "a few per window)"
+            f"  (each /metrics poll of the bench cost the operator {ms(r.scrape_cpu)}; its "
+            f"{r.bench_polls} polls in the window are left out of the operator's CPU but "
+            "one per cycle, as a Prometheus scraping it every interval)"
         )
 
 
@@ -1319,6 +1336,11 @@ def summary(r: Result, args: argparse.Namespace) -> dict[str, Any]:
         if r.window_s
         else 0.0,
         "operator_cpu_ms_per_cycle": round(r.op_cpu * 1000),
+        "bench_polls": r.bench_polls,
+        "operator_cpu_ms_per_cycle_polls_included": round(
+            (r.op_cpu + max(0, r.bench_polls - r.cycles) * r.scrape_cpu / max(r.cycles, 1)) * 1000
+        ),
+        "scrape_ms": round(r.scrape_cpu * 1000, 1),
         "cycle_wall_ms": round(r.cycle_wall * 1000),
         "api_cpu_ms_per_cycle": round(r.emulator_cpu * 1000),
         "prometheus_cpu_ms_per_cycle": round(r.prom_cpu * 1000),

@@ -350,3 +350,18 @@ def test_an_unusable_ca_file_is_refused_naming_the_field(tmp_path: Path):
     bad.write_text("not a certificate")
     with pytest.raises(ValueError, match=r"ca_file .*ca\.pem"):
         PrometheusBackend(BackendConfig(url="https://prom.example", ca_file=bad))
+
+
+def test_a_query_whose_window_changes_reuses_its_encoded_agent_matcher() -> None:
+    """The POST body is the URL-encoded query, built from cached pieces: the same bytes as
+    encoding it whole, and a 10,000-name matcher is encoded once across windows."""
+    from urllib.parse import quote_plus
+
+    backend = PrometheusBackend(BackendConfig(url="http://127.0.0.1:9"))
+    names = "|".join(f"agent-{i}" for i in range(10_000))
+    for window in ("48m", "49m", "50m"):
+        promql = f'sum by (agent) (increase(cost{{agent=~"{names}", team="a b"}}[{window}])) ü'
+        assert backend._encode(promql) == b"query=" + quote_plus(promql).encode("ascii")
+    assert list(backend._fragments) == [f'"{names}"']
+    escaped = 'q{a="' + 'x\\"' * 600 + '"}'
+    assert backend._encode(escaped) == b"query=" + quote_plus(escaped).encode("ascii")

@@ -49,7 +49,7 @@ from agentmedic.api.validation import validate_policy
 from agentmedic.kube import Configuration
 from agentmedic.metrics import MetricsBackend
 from agentmedic.operator import cycle
-from agentmedic.operator.configmaps import ModelReads
+from agentmedic.operator.configmaps import ModelReads, RecordCache
 from agentmedic.operator.entry import (
     OWNED_ANNOTATIONS,
     POLICY_STATE_ANNOTATION,
@@ -100,6 +100,8 @@ class Operator:
         self.cycles_completed = 0
         self.last_cycle_at: datetime | None = None
         self._created = time.monotonic()
+        self._records = RecordCache()
+        """agentmedic's records on the workloads, parsed once per version of each."""
         self._evaluated_once = False
         self._background: set[asyncio.Task[None]] = set()
         self.parts.refs.cache.on_change = self._shared_changed
@@ -400,7 +402,8 @@ class Operator:
     async def _cycle(self, interval: timedelta) -> None:
         """gather → fetch (per metrics backend) → decide → act → persist → report."""
         p, now = self.parts, self.clock()
-        reads = ModelReads(p.executor)
+        self._records.next_cycle()
+        reads = ModelReads(p.executor, self._records)
         due = self._due(interval)
         routes = await p.gate.route(due)
         ready = [e for e in due if e.key in routes]
