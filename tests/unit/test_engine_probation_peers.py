@@ -15,7 +15,7 @@ from agentmedic.actions.record import PROBATION, ActionRecord, PolicyRef, canoni
 from agentmedic.engine import DecisionKind
 from agentmedic.engine.stages.peers import FLEET_AGENTS
 from tests.unit.test_engine_builders import SICK, Sim, fleet
-from tests.unit.test_engine_probation import GOOD, _rule_spec
+from tests.unit.test_engine_probation import GOOD, _rule_spec, _run_until_verdict
 
 OUTAGE = {**GOOD, "success_rate": 0.4}
 """Every agent fails more than half its executions: the provider is down."""
@@ -68,29 +68,19 @@ def test_a_regression_its_peers_share_is_held_then_judged_on_a_window_after_they
 def test_a_held_change_that_really_regressed_is_reverted_once_its_peers_recover() -> None:
     sim, _ = _switched(5)
     sim.steps(12, OUTAGE, a0=SICK)
-    outcomes = []
-    for _ in range(20):
-        o = sim.step(GOOD, a0={**SICK, "quality_score": 0.6})
-        outcomes.append(o)
-        if o.probation:
-            break
-    (verdict,) = outcomes[-1].probation
+    o = _run_until_verdict(sim, GOOD, a0={**SICK, "quality_score": 0.6})
+    (verdict,) = o.probation
     assert verdict.verdict == "Regressed"
     assert "quality_score 90% → 60%" in verdict.summary
-    (revert,) = [d for d in outcomes[-1].decisions if d.applies]
+    (revert,) = [d for d in o.decisions if d.applies]
     assert revert.kind is DecisionKind.RESTORE
     assert sim.workload("a0").model == "gpt-4o"
 
 
 def test_a_regression_on_a_signal_its_peers_kept_is_judged_during_the_outage() -> None:
     sim, _ = _switched(5)
-    outcomes = []
-    for _ in range(20):
-        o = sim.step(OUTAGE, a0={**SICK, "success_rate": 0.99, "quality_score": 0.6})
-        outcomes.append(o)
-        if o.probation:
-            break
-    (verdict,) = outcomes[-1].probation
+    o = _run_until_verdict(sim, OUTAGE, a0={**SICK, "success_rate": 0.99, "quality_score": 0.6})
+    (verdict,) = o.probation
     assert verdict.verdict == "Regressed"
     assert "quality_score 90% → 60%" in verdict.summary
     assert sim.workload("a0").model == "gpt-4o"
@@ -100,13 +90,7 @@ def test_too_few_peers_make_no_control_group_and_the_change_is_judged_alone() ->
     # systemicMinAgents 3 (the default): two peers are not a fleet.
     sim, switch = _switched(3)
     assert FLEET_AGENTS not in switch.baseline
-    outcomes = []
-    for _ in range(20):
-        o = sim.step(OUTAGE, a0=SICK)
-        outcomes.append(o)
-        if o.probation:
-            break
-    (verdict,) = outcomes[-1].probation
+    (verdict,) = _run_until_verdict(sim, OUTAGE, a0=SICK).probation
     assert verdict.verdict == "Regressed"
     assert sim.workload("a0").model == "gpt-4o"
 
