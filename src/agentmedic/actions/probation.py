@@ -87,11 +87,7 @@ def probation_value(change: ProbationChange) -> dict[str, Any]:
         "kind": change.kind,
         "previous": change.previous,
         "new": change.new,
-        "baseline": {
-            k: n
-            for k in _BASELINE_KEYS
-            if (n := _number(baseline.get(k))) is not None or k not in FLEET_KEYS
-        },
+        "baseline": _baseline(baseline),
         **change.record.who_why_when(),
     }
 
@@ -152,9 +148,18 @@ def parse_probation(annotations: Mapping[str, str]) -> ProbationRecord | None:
         at=at,
         previous=str(previous),
         new=str(new),
-        baseline={k: _number(baseline.get(k)) for k in _BASELINE_KEYS},
+        baseline=_baseline(baseline),
         reverted_at=_time(value.get("revertedAt")),
     )
+
+
+def _baseline(given: Mapping[str, Any]) -> dict[str, float | None]:
+    """Every signal of the agent (None: no data), and the peers' figures it has."""
+    return {
+        k: n
+        for k in _BASELINE_KEYS
+        if (n := _number(given.get(k))) is not None or k not in FLEET_KEYS
+    }
 
 
 def _number(value: Any) -> float | None:
