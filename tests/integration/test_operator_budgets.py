@@ -28,7 +28,6 @@ import pytest
 
 from agentmedic.api.crd import crd_manifests
 from agentmedic.operator.app import Operator
-from agentmedic.operator.settings import load_settings
 from agentmedic_sandbox.emulator import ApiEmulator
 from agentmedic_sandbox.prometheus import PrometheusServer, counter, openmetrics_text
 from agentmedic_sandbox.receivers import NotificationReceivers, ReceiverKind
@@ -41,7 +40,7 @@ from tests.integration.kube_servers import (
     operator_configuration,
     wait_for,
 )
-from tests.integration.operator_support import ManualScheduler
+from tests.integration.operator_support import in_loop_operator
 
 pytestmark = pytest.mark.prometheus
 
@@ -225,19 +224,13 @@ async def start(
     *policies: dict[str, Any],
     clock: Clock | None = None,
 ) -> Running:
-    settings = load_settings(
-        flags={
-            "prometheus_url": prometheus.url,
-            "peering": "",
-            "metrics_port": 0,
-            "health_port": 0,
-            "spend_refresh_seconds": 0,
-            "lease_namespace": NS_A,
-        },
-        environ={},
+    op = in_loop_operator(
+        operator_configuration(api),
+        prometheus_url=prometheus.url,
+        clock=clock or Clock(),
+        spend_refresh_seconds=0,
+        lease_namespace=NS_A,
     )
-    op = Operator.build(settings, operator_configuration(api), clock=clock or Clock())
-    op.scheduler = ManualScheduler()  # type: ignore[assignment]
     await op.start()
     for p in policies:
         meta = p["metadata"]

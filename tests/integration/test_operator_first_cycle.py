@@ -14,9 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from agentmedic.metrics import QueryResult, RangeResult, Sample
-from agentmedic.operator.app import Operator
-from agentmedic.operator.settings import load_settings
 from agentmedic_sandbox.emulator import ApiEmulator
+from tests.integration.operator_support import in_loop_operator
 
 NS = "agents"
 API = "agentmedic.io/v1alpha1"
@@ -92,18 +91,13 @@ async def test_a_policy_registered_during_a_cycle_is_evaluated_right_after_it() 
         second = emu.create(policy("second", "b"))
         emu.create(deployment("a-bot", "a"))
         emu.create(deployment("b-bot", "b"))
-        settings = load_settings(
-            flags={
-                "prometheus_url": "http://127.0.0.1:9",
-                "namespaces": [NS],
-                "peering": "",
-                "metrics_port": 0,
-                "health_port": 0,
-            },
-            environ={},
-        )
         backend = GatedBackend()
-        op = Operator.build(settings, emu.client_configuration(), backend=backend)
+        op = in_loop_operator(
+            emu.client_configuration(),
+            namespaces=[NS],
+            backend=backend,
+            manual=False,
+        )
         await op.start()
         try:
             await op.register(first)

@@ -32,7 +32,6 @@ from agentmedic.actions.probation import parse_probation
 from agentmedic.actions.record import PROBATION, state_key
 from agentmedic.instrument import AgentMonitor, LLMCall, ModelPrice, PriceTable
 from agentmedic.operator.app import Operator
-from agentmedic.operator.settings import load_settings
 from agentmedic_sandbox.emulator import ApiEmulator
 from agentmedic_sandbox.fleet_sim import registry_series
 from agentmedic_sandbox.prometheus import Series, openmetrics_text
@@ -44,7 +43,7 @@ from tests.integration.kube_servers import (
     create_namespace,
     drop_namespace,
 )
-from tests.integration.operator_support import ManualScheduler
+from tests.integration.operator_support import in_loop_operator
 
 pytestmark = pytest.mark.prometheus
 
@@ -249,19 +248,13 @@ async def _operator(
     doc = policy(ns, receivers.url_for(ReceiverKind.PAGERDUTY))
     doc["spec"]["verify"]["onRegression"] = on_regression
     body = api.create(doc)
-    settings = load_settings(
-        flags={
-            "prometheus_url": prom.url,
-            "namespaces": [ns],
-            "peering": "",
-            "metrics_port": 0,
-            "health_port": 0,
-        },
-        environ={},
-    )
     clock = Clock()
-    op = Operator.build(settings, api.client_configuration(), clock=clock)
-    op.scheduler = ManualScheduler()  # type: ignore[assignment]
+    op = in_loop_operator(
+        api.client_configuration(),
+        namespaces=[ns],
+        prometheus_url=prom.url,
+        clock=clock,
+    )
     await op.start()
     return op, clock, body
 

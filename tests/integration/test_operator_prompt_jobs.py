@@ -20,14 +20,13 @@ import pytest
 from agentmedic.actions.prompt_record import PROMPT, PROMPT_JOB
 from agentmedic.cli.main import main
 from agentmedic.kube import Kube
-from agentmedic.metrics import QueryResult, RangeResult, Sample
+from agentmedic.metrics import QueryResult, Sample
 from agentmedic.operator.app import Operator
-from agentmedic.operator.settings import load_settings
 from agentmedic.optimize import ModelSettings, OptimizeSettings, optimize
 from agentmedic_sandbox.emulator import ApiEmulator
 from agentmedic_sandbox.model_server import ModelServer, Reply
 from agentmedic_sandbox.receivers import NotificationReceivers, ReceiverKind
-from tests.integration.operator_support import ManualScheduler
+from tests.integration.operator_support import InstantBackend, in_loop_operator
 
 NS = "agents"
 API = "agentmedic.io/v1alpha1"
@@ -48,19 +47,13 @@ class Clock:
         return self.now
 
 
-class SlowFleet:
+class SlowFleet(InstantBackend):
     """Every agent's p95 latency is 12 s (over the rule's 8 s); everything else healthy."""
 
     async def query(self, promql: str, at: datetime) -> QueryResult:
         value = 12_000.0 if "duration" in promql else 0.99
         samples = tuple(Sample({"agent": a, "namespace": NS}, value) for a in AGENTS)
         return QueryResult("vector", samples=samples)
-
-    async def query_range(self, *args: Any) -> RangeResult:
-        raise AssertionError("not used")
-
-    async def aclose(self) -> None:
-        pass
 
 
 def _policy() -> dict[str, Any]:
@@ -139,19 +132,13 @@ async def world() -> AsyncIterator[tuple[ApiEmulator, Operator, Clock]]:
         body = emu.create(_policy())
         for name in AGENTS:
             _agent(emu, name)
-        settings = load_settings(
-            flags={
-                "prometheus_url": "http://127.0.0.1:9",
-                "namespaces": [NS],
-                "peering": "",
-                "metrics_port": 0,
-                "health_port": 0,
-            },
-            environ={},
-        )
         clock = Clock()
-        op = Operator.build(settings, emu.client_configuration(), clock=clock, backend=SlowFleet())
-        op.scheduler = ManualScheduler()  # type: ignore[assignment]
+        op = in_loop_operator(
+            emu.client_configuration(),
+            namespaces=[NS],
+            clock=clock,
+            backend=SlowFleet(),
+        )
         await op.start()
         try:
             await op.register(body)
@@ -279,18 +266,12 @@ def _paged_policy(pagerduty_url: str) -> dict[str, Any]:
 
 async def _started(emu: ApiEmulator, clock: Clock) -> Operator:
     """An operator process, as after a (re)start: nothing in memory but what it reads."""
-    settings = load_settings(
-        flags={
-            "prometheus_url": "http://127.0.0.1:9",
-            "namespaces": [NS],
-            "peering": "",
-            "metrics_port": 0,
-            "health_port": 0,
-        },
-        environ={},
+    op = in_loop_operator(
+        emu.client_configuration(),
+        namespaces=[NS],
+        clock=clock,
+        backend=SlowFleet(),
     )
-    op = Operator.build(settings, emu.client_configuration(), clock=clock, backend=SlowFleet())
-    op.scheduler = ManualScheduler()  # type: ignore[assignment]
     await op.start()
     await op.register(emu.get(API, "AgentPolicy", NS, "latency") or {})
     for _ in range(2000):

@@ -23,7 +23,6 @@ import pytest
 
 from agentmedic.actions.record import DISABLED, DOWNGRADED
 from agentmedic.operator.app import Operator
-from agentmedic.operator.settings import load_settings
 from agentmedic.operator.watch import CachedWorkload
 from agentmedic_sandbox.emulator import ApiEmulator
 from agentmedic_sandbox.receivers import NotificationReceivers, ReceiverKind
@@ -35,7 +34,7 @@ from tests.integration.kube_servers import (
     drop_namespace,
     operator_configuration,
 )
-from tests.integration.operator_support import ManualScheduler
+from tests.integration.operator_support import in_loop_operator
 from tests.integration.test_operator_silences import (
     API,
     INTERVAL,
@@ -136,23 +135,12 @@ async def running(api: KubeServer, on_revert: str, *, model: bool = False) -> As
             body["spec"]["rules"][0]["actions"][0] = {"switchModel": {}}
         api.create(bot)
         body = api.create(body)
-        settings = load_settings(
-            flags={
-                "prometheus_url": "http://127.0.0.1:9",
-                "namespaces": [ns],
-                "peering": "",
-                "metrics_port": 0,
-                "health_port": 0,
-            },
-            environ={},
-        )
-        op = Operator.build(
-            settings,
+        op = in_loop_operator(
             operator_configuration(api),
+            namespaces=[ns],
             clock=clock,
             backend=SickBackend(ns, ("argo-bot",)),
         )
-        op.scheduler = ManualScheduler()  # type: ignore[assignment]
         await op.start()
         try:
             await op.register(body)

@@ -22,9 +22,8 @@ from typing import Any
 import pytest
 
 from agentmedic.cli.main import main
-from agentmedic.metrics import QueryResult, RangeResult, Sample
+from agentmedic.metrics import QueryResult, Sample
 from agentmedic.operator.app import Operator
-from agentmedic.operator.settings import load_settings
 from agentmedic_sandbox.emulator import ApiEmulator
 from agentmedic_sandbox.receivers import NotificationReceivers, ReceiverKind
 from tests.integration.kube_servers import (
@@ -35,7 +34,7 @@ from tests.integration.kube_servers import (
     drop_namespace,
     operator_configuration,
 )
-from tests.integration.operator_support import ManualScheduler
+from tests.integration.operator_support import InstantBackend, in_loop_operator
 
 API = "agentmedic.io/v1alpha1"
 INTERVAL = timedelta(seconds=30)
@@ -60,7 +59,7 @@ class Clock:
         return self.now
 
 
-class SickBackend:
+class SickBackend(InstantBackend):
     """Every agent's success rate is 0.4: below the rule's 0.8."""
 
     def __init__(self, ns: str, agents: tuple[str, ...]) -> None:
@@ -70,12 +69,6 @@ class SickBackend:
         value = 0.4 if "success" in promql else 100.0
         samples = tuple(Sample({"agent": a, "namespace": self.ns}, value) for a in self.agents)
         return QueryResult("vector", samples=samples)
-
-    async def query_range(self, *args: Any) -> RangeResult:
-        raise AssertionError("not used")
-
-    async def aclose(self) -> None:
-        pass
 
 
 def deployment(ns: str, name: str) -> dict[str, Any]:
@@ -141,23 +134,12 @@ def silence(ns: str, start: datetime, end: datetime) -> dict[str, Any]:
 
 
 def operator(api: KubeServer, ns: str, clock: Clock) -> Operator:
-    settings = load_settings(
-        flags={
-            "prometheus_url": "http://127.0.0.1:9",
-            "namespaces": [ns],
-            "peering": "",
-            "metrics_port": 0,
-            "health_port": 0,
-        },
-        environ={},
-    )
-    op = Operator.build(
-        settings,
+    op = in_loop_operator(
         operator_configuration(api),
+        namespaces=[ns],
         clock=clock,
         backend=SickBackend(ns, ("quiet-bot", "loud-bot")),
     )
-    op.scheduler = ManualScheduler()  # type: ignore[assignment]
     return op
 
 

@@ -10,9 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agentmedic.operator.app import Operator
-from agentmedic.operator.settings import load_settings
 from agentmedic_sandbox.emulator import ApiEmulator
-from tests.integration.operator_support import ManualScheduler
+from tests.integration.operator_support import in_loop_operator
 from tests.integration.test_operator_silences import (
     INTERVAL,
     Clock,
@@ -37,21 +36,13 @@ async def _operator(emu: ApiEmulator) -> tuple[Operator, dict[str, Any]]:
     )
     emu.create(deployment(NS, "sick-bot"))
     body = emu.create(policy(NS))
-    settings = load_settings(
-        flags={
-            "prometheus_url": "http://127.0.0.1:9",
-            "namespaces": [NS],
-            "peering": "",
-            "metrics_port": 0,
-            "health_port": 0,
-        },
-        environ={},
-    )
     clock = Clock(datetime.now(UTC).replace(microsecond=0))
-    op = Operator.build(
-        settings, emu.client_configuration(), clock=clock, backend=SickBackend(NS, ("sick-bot",))
+    op = in_loop_operator(
+        emu.client_configuration(),
+        namespaces=[NS],
+        clock=clock,
+        backend=SickBackend(NS, ("sick-bot",)),
     )
-    op.scheduler = ManualScheduler()  # type: ignore[assignment]
     await op.start()
     return op, body
 

@@ -18,9 +18,8 @@ import pytest
 from agentmedic.actions.record import DISABLED, POLICY, RESTORE_REQUEST
 from agentmedic.metrics import QueryResult, RangeResult
 from agentmedic.operator.app import Operator
-from agentmedic.operator.settings import load_settings
 from agentmedic_sandbox.emulator import ApiEmulator
-from tests.integration.operator_support import ManualScheduler
+from tests.integration.operator_support import in_loop_operator
 
 NS = "agents"
 API = "agentmedic.io/v1alpha1"
@@ -109,26 +108,15 @@ async def setup() -> AsyncIterator[tuple[ApiEmulator, Operator, HungBackend]]:
     with ApiEmulator(history_limit=5000) as emu:
         body = emu.create(policy())
         emu.create(deployment("busy-bot", 2, {}))
-        settings = load_settings(
-            flags={
-                "prometheus_url": "http://127.0.0.1:9",
-                "namespaces": [NS],
-                "peering": "",
-                "metrics_port": 0,
-                "health_port": 0,
-                "cycle_deadline_seconds": 0.5,
-                "restore_poll_seconds": 0.05,
-            },
-            environ={},
-        )
         backend = HungBackend()
-        op = Operator.build(
-            settings,
+        op = in_loop_operator(
             emu.client_configuration(),
+            namespaces=[NS],
             clock=lambda: datetime(2026, 12, 1, tzinfo=UTC),
             backend=backend,
+            cycle_deadline_seconds=0.5,
+            restore_poll_seconds=0.05,
         )
-        op.scheduler = ManualScheduler()  # type: ignore[assignment]
         await op.start()
         try:
             await op.register(body)

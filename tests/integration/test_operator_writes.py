@@ -12,11 +12,9 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agentmedic.metrics import QueryResult, RangeResult, Sample
-from agentmedic.operator.app import Operator
-from agentmedic.operator.settings import load_settings
+from agentmedic.metrics import QueryResult, Sample
 from agentmedic_sandbox.emulator import ApiEmulator
-from tests.integration.operator_support import ManualScheduler
+from tests.integration.operator_support import InstantBackend, in_loop_operator
 
 NS = "agents"
 API = "agentmedic.io/v1alpha1"
@@ -34,7 +32,7 @@ class Clock:
         return self.now
 
 
-class FleetBackend:
+class FleetBackend(InstantBackend):
     """Healthy agents whose cost grows by ``usd_per_cycle`` (0: a flat fleet)."""
 
     def __init__(self, clock: Clock, usd_per_cycle: float) -> None:
@@ -51,12 +49,6 @@ class FleetBackend:
             "vector",
             samples=tuple(Sample({"agent": a, "namespace": NS}, value) for a in AGENTS),
         )
-
-    async def query_range(self, *args: Any) -> RangeResult:
-        raise AssertionError("not used")
-
-    async def aclose(self) -> None:
-        pass
 
 
 def policy() -> dict[str, Any]:
@@ -106,25 +98,14 @@ async def fleet(usd_per_cycle: float, refresh_seconds: float) -> list[str]:
         body = emu.create(policy())
         for name in AGENTS:
             emu.create(deployment(name))
-        settings = load_settings(
-            flags={
-                "prometheus_url": "http://127.0.0.1:9",
-                "namespaces": [NS],
-                "peering": "",
-                "metrics_port": 0,
-                "health_port": 0,
-                "spend_refresh_seconds": refresh_seconds,
-            },
-            environ={},
-        )
         clock = Clock()
-        op = Operator.build(
-            settings,
+        op = in_loop_operator(
             emu.client_configuration(),
+            namespaces=[NS],
             clock=clock,
             backend=FleetBackend(clock, usd_per_cycle),
+            spend_refresh_seconds=refresh_seconds,
         )
-        op.scheduler = ManualScheduler()  # type: ignore[assignment]
         await op.start()
         try:
             await op.register(body)
