@@ -10,6 +10,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from agentmedic.actions.probation import ProbationChange, parse_probation, probation_value
 from agentmedic.actions.record import PROBATION, ActionRecord, PolicyRef, canonical_json
 from agentmedic.engine import DecisionKind
@@ -133,3 +136,24 @@ def test_the_peers_figures_go_through_the_workloads_record_and_are_left_out_when
     )
     assert not [k for k in alone["baseline"] if k.startswith("fleet.")]
     assert alone["baseline"]["success_rate"] == 0.99
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    peers=st.integers(3, 7),
+    success=st.floats(0.0, 0.9),
+    latency=st.floats(1.0, 3.0),
+    minutes=st.integers(5, 40),
+)
+def test_nothing_is_undone_while_the_whole_fleet_falls_as_one(
+    peers: int, success: float, latency: float, minutes: int
+) -> None:
+    """Whatever the outage does to every agent alike (success down, p95 up), and however
+    long it lasts, the change on probation is neither reverted nor paged as regressed."""
+    sim, _ = _switched(peers + 1)
+    outage = {**GOOD, "success_rate": success, "latency_p95_ms": 1000.0 * latency}
+    for _ in range(minutes * 2):
+        o = sim.step(outage, a0=SICK)
+        assert not [d for d in o.decisions if d.applies and d.kind is DecisionKind.RESTORE]
+        assert all(p.verdict != "Regressed" for p in o.probation)
+    assert sim.workload("a0").model == "gpt-4o-mini"
