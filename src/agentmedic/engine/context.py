@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from agentmedic.api.types import AgentPolicySpec
 from agentmedic.engine.budget import StageInput
@@ -205,6 +205,9 @@ class Cycle:
     """Verdicts reached this cycle on changes on probation."""
     probation_notices: list[Notification] = field(default_factory=list)
     """Their messages (regressions), sent with the notices stage's."""
+    peer_figures: dict[timedelta, dict[str, float | None]] = field(default_factory=dict)
+    """Per window, the medians of the agents not on probation (stages/peers.py): taken
+    once per cycle, however many changes are judged or made in it."""
 
     # -- remediation and recovery stages
     decisions: list[Decision] = field(default_factory=list)

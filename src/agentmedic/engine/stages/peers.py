@@ -12,8 +12,10 @@ within tolerance, then for one whole ``verify.window`` after that, so that the w
 judges holds nothing of the fleet's trouble.
 
 Peers are the policy's agents judged this cycle (not disabled, not at zero, their metrics
-defined) with at least ``verify.minExecutions`` in the window, other than the agent
-itself, leaving out those whose own change is recent enough to move their numbers. Fewer
+defined) with at least ``verify.minExecutions`` in the window, leaving out every agent on
+probation (a change not judged for good yet, or recent enough to move its numbers): the
+agent itself is never its own peer. The medians a verdict compares with are taken once
+per cycle, however many changes are judged in it. Fewer
 than ``guardrails.systemicMinAgents`` (at least 2) of them make no control group: the
 change is then judged on its own numbers, as is a record written without peers' figures.
 """
@@ -28,9 +30,12 @@ from agentmedic.api.verify import SIGNALS
 from agentmedic.engine.context import AgentWork, Cycle
 from agentmedic.engine.inputs import ProbationRecord
 from agentmedic.engine.series import SeriesKey
-from agentmedic.engine.verify import EXECUTIONS, Comparison, judge
+from agentmedic.engine.verify import EXECUTIONS, Comparison, VerdictKind, judge
 
 __all__ = ["FLEET", "FLEET_AGENTS", "FLEET_KEYS", "fleet_baseline", "fleet_regressions"]
+
+_FINAL = frozenset({*(k.value for k in VerdictKind), "Superseded"})
+"""Memos of a change judged for good (not Extended, Held or Resumed)."""
 
 FLEET = "fleet."
 """The prefix of the peers' medians in a probation record's baseline."""
@@ -47,7 +52,9 @@ def fleet_baseline(c: Cycle, a: AgentWork) -> dict[str, float | None]:
     v = c.spec.verify
     if v is None:
         return {}
-    return _medians(c, _peers(c, a), v.baseline_window)
+    # Not cached: the agent being changed is no peer of its own (a few changes per cycle,
+    # spec.guardrails.maxActionsPerHour).
+    return _medians(c, [p for p in _peers(c) if p is not a], v.baseline_window)
 
 
 def fleet_regressions(c: Cycle, a: AgentWork, rec: ProbationRecord) -> tuple[Comparison, ...]:
@@ -59,23 +66,35 @@ def fleet_regressions(c: Cycle, a: AgentWork, rec: ProbationRecord) -> tuple[Com
     before = _unprefixed(rec.baseline)
     if not before:
         return ()
-    after = _unprefixed(_medians(c, _peers(c, a), v.window))
+    after = _unprefixed(_figures(c, v.window))
     if not after:
         return ()
     return judge(v, before, after).regressed
 
 
-def _peers(c: Cycle, a: AgentWork) -> list[AgentWork]:
+def _figures(c: Cycle, window: timedelta) -> dict[str, float | None]:
+    """The medians over ``window``, once per cycle: the peers are the same for every agent
+    judged in it (an agent on probation is nobody's peer, its own neither)."""
+    got = c.peer_figures.get(window)
+    if got is None:
+        got = c.peer_figures[window] = _medians(c, _peers(c), window)
+    return got
+
+
+def _peers(c: Cycle) -> list[AgentWork]:
     v = c.spec.verify
     assert v is not None
     recent = v.window + v.baseline_window
     out = []
     for p in c.work.values():
-        if p is a or p.frozen or p.unknown:
+        if p.frozen or p.unknown:
             continue
         rec = p.workload.probation
-        if rec is not None and rec.reverted_at is None and c.now - rec.at < recent:
-            continue  # its own change moves its numbers
+        if rec is not None and rec.reverted_at is None:
+            memo = p.probation
+            judged = memo is not None and memo.episode == rec.episode and memo.verdict in _FINAL
+            if c.now - rec.at < recent or not judged:
+                continue  # its own change moves its numbers
         out.append(p)
     return out
 
