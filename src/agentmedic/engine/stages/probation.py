@@ -38,7 +38,7 @@ from agentmedic.api.durations import format_duration
 from agentmedic.api.types import Action, Op, Severity
 from agentmedic.api.verify import OnRegression
 from agentmedic.api.verify import Verify as VerifySpec
-from agentmedic.engine.budget import HARD, SOFT
+from agentmedic.engine.budget import HARD
 from agentmedic.engine.conditions import ConditionEvidence, Evidence
 from agentmedic.engine.context import AgentWork, Cycle
 from agentmedic.engine.guardrails import Candidate, evaluate_chain, max_disabled, quiet_hours
@@ -52,6 +52,7 @@ from agentmedic.engine.outcome import (
     restore_command,
 )
 from agentmedic.engine.reasons import DecisionReason
+from agentmedic.engine.stages.channels import rule_channels
 from agentmedic.engine.stages.peers import fleet_regressions
 from agentmedic.engine.stages.probation_pages import page_key
 from agentmedic.engine.stages.remediation import STAGE_SEVERITY, guard_for
@@ -66,7 +67,6 @@ __all__ = [
     "hard_stage_reached",
     "probation",
     "rejected_until",
-    "rule_channels",
     "windows_passed",
 ]
 
@@ -468,24 +468,6 @@ def _record(
                 at=c.now,
             )
         )
-
-
-def rule_channels(c: Cycle, rule: str) -> tuple[str, ...]:
-    """The channels of the rule or budget stage behind the change."""
-    actions: list[Action] = []
-    budget = c.spec.budget
-    if rule in (SOFT, HARD) and budget is not None:
-        limit = budget.soft if rule == SOFT else budget.hard
-        actions = list(limit.actions) if limit is not None else []
-    else:
-        for r in c.spec.rules:
-            if r.name == rule:
-                actions = list(r.actions)
-    out: list[str] = []
-    for x in actions:
-        if x.notify is not None:
-            out.extend(ch for ch in x.notify.channels if ch not in out)
-    return tuple(out)
 
 
 def _change_text(rec: ProbationRecord) -> str:

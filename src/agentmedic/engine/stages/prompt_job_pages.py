@@ -21,13 +21,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from agentmedic.api.types import Severity
 from agentmedic.engine.context import AgentWork, Cycle
 from agentmedic.engine.inputs import PromptJobOutcome, episode_policy_uid
 from agentmedic.engine.outcome import Notification
 from agentmedic.engine.reasons import DecisionReason
-from agentmedic.engine.stages.probation import rule_channels
-from agentmedic.engine.stages.remediation import STAGE_SEVERITY
+from agentmedic.engine.stages.channels import rule_channels, rule_severity
 from agentmedic.engine.state import NoticeRecord
 
 __all__ = ["JOB", "is_job_page", "job_page", "job_page_key", "job_page_resolved", "want_job_pages"]
@@ -98,7 +96,7 @@ def job_page(c: Cycle, key: str, a: AgentWork) -> Notification | None:
         episode=key,
         agent=a.agent,
         rule=o.rule,
-        severity=_severity(c, o.rule),
+        severity=rule_severity(c, o.rule),
         state="firing",
         summary=f"{a.agent}: {o.rule}: {why}; {todo}",
         reason_code=DecisionReason.PROMPT_JOB_NOT_ROLLED_OUT,
@@ -117,9 +115,3 @@ def job_page_resolved(c: Cycle, rec: NoticeRecord, key: str) -> str:
         else f"the {rec.rule} episode that started it is over; the prompt is unchanged"
     )
     return f"{rec.agent}: prompt-optimization Job {job} resolved — {how}"
-
-
-def _severity(c: Cycle, rule: str) -> Severity:
-    if rule in STAGE_SEVERITY:
-        return STAGE_SEVERITY[rule]
-    return next((r.severity for r in c.rules if r.name == rule), Severity.MEDIUM)

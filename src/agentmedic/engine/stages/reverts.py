@@ -27,12 +27,12 @@ from dataclasses import replace
 from datetime import timedelta
 
 from agentmedic.api.gitops import MAX_REAPPLIES, OnRevert
-from agentmedic.api.types import Severity
 from agentmedic.engine.conditions import Evidence
 from agentmedic.engine.context import AgentWork, Cycle
 from agentmedic.engine.outcome import Decision, DecisionKind, Notification, restore_command
 from agentmedic.engine.reasons import DecisionReason
 from agentmedic.engine.reverts import Revert
+from agentmedic.engine.stages.channels import rule_channels, rule_severity
 from agentmedic.engine.state import Mark
 
 __all__ = ["backoff_due", "detect_reverts", "reapply", "revert_notices"]
@@ -108,7 +108,7 @@ def reapply(c: Cycle) -> None:
         m = r.mark
         manager = a.workload.managed_by
         who = f"likely by {manager}" if manager else "by someone else"
-        _, severity = _channels(c, m.rule)
+        severity = rule_severity(c, m.rule)
         switch = r.kind == "switchModel"
         c.decisions.append(
             Decision(
@@ -138,7 +138,7 @@ def revert_notices(c: Cycle) -> list[Notification]:
     for agent, r in c.reverts.items():
         if not r.new or c.silenced(agent, r.mark.rule) is not None:
             continue
-        channels, severity = _channels(c, r.mark.rule)
+        channels, severity = rule_channels(c, r.mark.rule), rule_severity(c, r.mark.rule)
         if not channels:
             continue
         a = c.work[agent]
@@ -170,19 +170,3 @@ def revert_notices(c: Cycle) -> list[Notification]:
             )
         )
     return out
-
-
-def _channels(c: Cycle, rule: str) -> tuple[tuple[str, ...], Severity]:
-    for r in c.rules:
-        if r.name == rule:
-            return r.channels, r.severity
-    budget = c.spec.budget
-    limit = (
-        None
-        if budget is None
-        else {"budget.soft": budget.soft, "budget.hard": budget.hard}.get(rule)
-    )
-    if limit is None:
-        return (), Severity.MEDIUM
-    names = tuple(ch for act in limit.actions if act.notify for ch in act.notify.channels)
-    return tuple(dict.fromkeys(names)), Severity.HIGH
