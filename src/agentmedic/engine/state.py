@@ -212,10 +212,13 @@ class ProbationMemo:
     episode: str
     """The episode key of the judged change (its record on the workload)."""
     verdict: str
-    """Verified, Regressed or Inconclusive; Extended while too little traffic after the
-    change has it watched for another window (not a verdict yet)."""
+    """Verified, Regressed or Inconclusive; not a verdict yet: Extended while too little
+    traffic after the change has it watched for another window, Held while its peers fell
+    as far (stages/peers.py), Resumed once they recovered; Superseded when someone replaced
+    the change before it was judged."""
     at: datetime
-    """When it was judged (for Extended: when the latest window was found short)."""
+    """When it was judged (Extended: when the latest window was found short; Held: when
+    the hold began; Resumed: when the peers were found recovered)."""
     new: str = ""
     """The value the change had set (the tier a revert rejects)."""
     stopped: bool = False
