@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,6 +12,7 @@ from kubernetes.client import Configuration
 from agentmedic.metrics import MetricsBackend, RangeResult
 from agentmedic.operator.app import Operator
 from agentmedic.operator.settings import load_settings
+from agentmedic_sandbox.receivers import NotificationReceivers
 
 NO_PROMETHEUS = "http://127.0.0.1:9"
 """A URL nothing answers on: for operators whose metrics come from a ``backend`` double."""
@@ -68,3 +70,17 @@ class InstantBackend:
 
     async def aclose(self) -> None:
         pass
+
+
+def receivers_secret(
+    namespace: str, receivers: NotificationReceivers, name: str = "notify"
+) -> dict[str, Any]:
+    """The Secret the channels of a test policy name: the loopback receivers' URLs and
+    keys (``receivers.secret_data()``), base64-encoded as the API server keeps them."""
+    data = {k: base64.b64encode(v.encode()).decode() for k, v in receivers.secret_data().items()}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": data,
+    }

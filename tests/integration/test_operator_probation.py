@@ -43,7 +43,7 @@ from tests.integration.kube_servers import (
     create_namespace,
     drop_namespace,
 )
-from tests.integration.operator_support import in_loop_operator
+from tests.integration.operator_support import in_loop_operator, receivers_secret
 
 pytestmark = pytest.mark.prometheus
 
@@ -234,15 +234,7 @@ async def _operator(
             "data": {"url": base64.b64encode(url.encode()).decode()},
         }
     )
-    data = {k: base64.b64encode(v.encode()).decode() for k, v in receivers.secret_data().items()}
-    api.create(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "notify", "namespace": ns},
-            "data": data,
-        }
-    )
+    api.create(receivers_secret(ns, receivers))
     for name in QUALITY_AFTER:
         api.create(deployment(ns, name))
     doc = policy(ns, receivers.url_for(ReceiverKind.PAGERDUTY))

@@ -8,7 +8,6 @@ failure and the send included."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -26,7 +25,7 @@ from agentmedic.optimize import ModelSettings, OptimizeSettings, optimize
 from agentmedic_sandbox.emulator import ApiEmulator
 from agentmedic_sandbox.model_server import ModelServer, Reply
 from agentmedic_sandbox.receivers import NotificationReceivers, ReceiverKind
-from tests.integration.operator_support import InstantBackend, in_loop_operator
+from tests.integration.operator_support import InstantBackend, in_loop_operator, receivers_secret
 
 NS = "agents"
 API = "agentmedic.io/v1alpha1"
@@ -129,23 +128,12 @@ def _agent(emu: ApiEmulator, name: str) -> None:
 @pytest.fixture
 async def world() -> AsyncIterator[tuple[ApiEmulator, Operator, Clock]]:
     with ApiEmulator(history_limit=5000) as emu:
-        body = emu.create(_policy())
+        emu.create(_policy())
         for name in AGENTS:
             _agent(emu, name)
         clock = Clock()
-        op = in_loop_operator(
-            emu.client_configuration(),
-            namespaces=[NS],
-            clock=clock,
-            backend=SlowFleet(),
-        )
-        await op.start()
+        op = await _started(emu, clock)
         try:
-            await op.register(body)
-            for _ in range(1000):
-                if op.cache.workloads(NS, op.entries[(NS, "latency")].selector) is not None:
-                    break
-                await asyncio.sleep(0.01)
             yield emu, op, clock
         finally:
             await op.stop()
@@ -299,15 +287,7 @@ async def _cycles(op: Operator, clock: Clock, n: int) -> None:
 
 async def test_a_timed_out_job_is_told_once_on_the_rules_channels_across_restarts() -> None:
     with ApiEmulator(history_limit=5000) as emu, NotificationReceivers() as rx:
-        data = {k: base64.b64encode(v.encode()).decode() for k, v in rx.secret_data().items()}
-        emu.create(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "notify", "namespace": NS},
-                "data": data,
-            }
-        )
+        emu.create(receivers_secret(NS, rx))
         emu.create(_paged_policy(rx.url_for(ReceiverKind.PAGERDUTY)))
         for name in AGENTS:
             _agent(emu, name)
