@@ -12,6 +12,11 @@ from agentmedic.operator.settings import LogFormat
 __all__ = ["JsonFormatter", "configure_logging"]
 
 _STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+# kopf's per-object loggers attach these to every record: the operator's whole settings object
+# (some 2.5 KB of repr, once per line) and whether to post the line as an Event. Its own JSON
+# formatter leaves them out as well; the object's reference is kept, as an object.
+_KOPF_INTERNAL = {"settings", "k8s_skip"}
+_KOPF_REF = "k8s_ref"
 
 
 class JsonFormatter(logging.Formatter):
@@ -25,7 +30,11 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key in _STANDARD or key in _KOPF_INTERNAL or key.startswith("_"):
+                continue
+            if key == _KOPF_REF and isinstance(value, dict):
+                out["object"] = {k: str(v) for k, v in value.items()}
+            else:
                 out[key] = value if isinstance(value, str | int | float | bool) else str(value)
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
