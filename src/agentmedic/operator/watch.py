@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,11 +51,16 @@ _RECONNECT = RetryPolicy(base=0.5, cap=30.0)
 """Backoff between a failed list or watch and the next list (the loop never gives up)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CachedWorkload:
     """What the operator's cache keeps of an agent's Deployment or StatefulSet (not the
     engine's :class:`agentmedic.engine.Workload`, nor the actions'
-    :class:`agentmedic.actions.WorkloadInfo`)."""
+    :class:`agentmedic.actions.WorkloadInfo`).
+
+    The cache holds one per agent (10,000 at 10,000 agents), so it has slots instead of a
+    ``__dict__``, and the strings every workload repeats (kind, namespace, label and
+    annotation keys, label values, the environment's names and values) are interned: the
+    JSON decoder makes a new string for each occurrence."""
 
     kind: str
     namespace: str
@@ -83,12 +89,15 @@ def workload_from_object(obj: dict[str, Any], env_names: Iterable[str] = ()) -> 
         for container in containers:
             for var in container.get("env") or []:
                 if var.get("name") in wanted and "value" in var:
-                    env[(container.get("name", ""), var["name"])] = str(var["value"])
-    labels = dict(meta.get("labels") or {})
+                    where = (_intern(container.get("name", "")), _intern(var["name"]))
+                    env[where] = _intern(str(var["value"]))
+    raw_labels = meta.get("labels") or {}
+    labels = {_intern(k): _intern(v) for k, v in raw_labels.items()}
+    raw_annotations = meta.get("annotations") or {}
     replicas = spec.get("replicas")
     return CachedWorkload(
-        kind=obj.get("kind", ""),
-        namespace=meta.get("namespace", ""),
+        kind=_intern(obj.get("kind", "")),
+        namespace=_intern(meta.get("namespace", "")),
         name=meta.get("name", ""),
         uid=meta.get("uid", ""),
         resource_version=meta.get("resourceVersion", ""),
@@ -96,13 +105,15 @@ def workload_from_object(obj: dict[str, Any], env_names: Iterable[str] = ()) -> 
         replicas=1 if replicas is None else int(replicas),
         labels=labels,
         annotations={
-            k: v
-            for k, v in (meta.get("annotations") or {}).items()
-            if k.startswith(ANNOTATION_PREFIX)
+            _intern(k): v for k, v in raw_annotations.items() if k.startswith(ANNOTATION_PREFIX)
         },
         env=env,
-        managed_by=_manager(labels, meta.get("annotations") or {}),
+        managed_by=_manager(labels, raw_annotations),
     )
+
+
+def _intern(text: str) -> str:
+    return sys.intern(text) if type(text) is str else text
 
 
 def _manager(labels: dict[str, str], annotations: dict[str, str]) -> str | None:
