@@ -11,8 +11,9 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 # make test runs the suite on this many pytest-xdist workers (each with its own local control
-# plane); the tests mostly wait on servers, so more workers than cores pay. 0: one process.
-TEST_WORKERS ?= 4
+# plane); the tests mostly wait on servers, so more workers than cores pay (six kept both
+# cores busy on 2026-12-03; see tests/README.md). 0: one process.
+TEST_WORKERS ?= 6
 
 .PHONY: test k8s demo deps system-deps venv lint typecheck imports crd-check unit integration chart bench crd docs clean
 

@@ -34,30 +34,50 @@ both is two scheduling units, one per server, so the two halves can run side by 
 _E2E = "tests/integration/test_operator_e2e.py"
 _SIGKILL = "test_sigkill_at_random_points_never_repeats_or_loses_an_action"
 _STEADY = "test_steady_state_costs_no_api_writes"
+_RBAC = "tests/e2e_cluster/test_rbac_e2e.py"
+_FAILOVER = "tests/integration/test_failover_matrix.py"
+_BENCHES = "tests/integration/test_benches.py"
 SLOW_UNITS: dict[str, float] = {
     # First, so that each starts on a worker of its own: the three real-server worlds use the
     # fixed namespace "agents", and a second world on the same control plane waits until the
     # first one's namespace is deleted (minutes on a loaded machine).
-    f"{_E2E}:real:{_SIGKILL}": 1000 + 100,
-    f"{_E2E}:real": 1000 + 75,
-    f"{_E2E}:real:{_STEADY}": 1000 + 50,
-    "tests/e2e_cluster/test_rbac_e2e.py": 155,
-    "tests/docs/test_readme.py": 140,  # `make demo`, exactly as the README says
-    "tests/integration/test_failover_matrix.py": 105,
-    # `agentmedic demo --keep` until Ctrl-C: 94 s on 2026-12-03 12:27 UTC, handed out last
-    # until then (it was not named here).
-    "tests/integration/test_demo_keep.py": 95,
-    f"{_E2E}:emulated:{_SIGKILL}": 87,
-    f"{_E2E}:emulated": 65,
-    "tests/integration/test_fault_matrix.py": 70,
-    f"{_E2E}:emulated:{_STEADY}": 42,
-    "tests/e2e_cluster/test_controllers_e2e.py": 40,
-    "tests/integration/test_backtest.py": 35,
-    "tests/unit/test_cli_bad_input.py": 30,
+    f"{_E2E}:real:{_SIGKILL}": 1000 + 145,
+    f"{_E2E}:real": 1000 + 86,
+    f"{_E2E}:real:{_STEADY}": 1000 + 67,
+    "tests/docs/test_readme.py": 148,  # `make demo`, exactly as the README says
+    "tests/integration/test_demo_keep.py:real": 138,  # `agentmedic demo --keep` until Ctrl-C
+    f"{_E2E}:emulated:{_SIGKILL}": 131,
+    f"{_FAILOVER}:test_every_cell_of_the_failover_matrix_pages_once_and_resolves_once": 109,
+    "tests/integration/test_fault_matrix.py": 80,
+    f"{_E2E}:emulated": 67,
+    f"{_RBAC}:test_the_charts_rbac_lets_the_operator_heal_and_restore_without_one_403": 55,
+    f"{_RBAC}:test_without_the_jobs_rule_the_refusal_is_an_action_failed_event": 50,
+    f"{_FAILOVER}": 46,
+    f"{_E2E}:emulated:{_STEADY}": 40,
+    "tests/integration/test_notify_alertmanager.py": 53,
+    "tests/e2e_cluster/test_controllers_e2e.py": 43,
+    "tests/integration/test_actions_threads.py:real": 35,
+    f"{_BENCHES}:test_a_tiny_operator_run_prints_its_figures": 34,
+    "tests/unit/test_benches.py": 31,
+    "tests/integration/test_operator_budgets.py:real": 30,
+    f"{_BENCHES}:test_a_tiny_latency_run_acts_on_every_breaching_agent": 28,
+    "tests/integration/test_cost_report.py": 29,
+    "tests/integration/test_operator_lifecycle.py:emulated": 29,
+    "tests/integration/test_actions_prompt_rollout.py:real": 26,
+    "tests/integration/test_operator_lifecycle.py:real": 24,
+    "tests/integration/test_backtest.py": 23,
+    f"{_BENCHES}:test_a_tiny_backtest_run_prints_seconds": 21,
 }
-"""Seconds a scheduling unit took (``--durations``, 2026-12-03, a shared 2-core machine under
-load): these are handed out first, highest first, so the longest units start at once
-instead of last. Units not named here follow in collection order."""
+"""Seconds a scheduling unit took (``--durations`` with six workers, 2026-12-03 19:14 UTC,
+the 2-core machine loaded by the run itself): these are handed out first, highest first, so
+that the longest units start at once instead of last. Units not named here follow in
+collection order. A unit's tests are known by name here only for a test that is a unit of
+its own (``schedule_alone``): the key is then the module, the API server if any, and the
+test's name."""
+
+SLOW_AT = 30.0
+"""A unit named in :data:`SLOW_UNITS` with at least this many seconds is one that a worker
+should not queue a second long unit behind (see ``UnitScheduling``)."""
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -130,6 +150,21 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
                 self.units = json.loads(path.read_text())
             return self.units.get(nodeid) or nodeid.split("::", 1)[0]
 
+        def _assign_work_unit(self, node: Any) -> None:
+            """A worker holds back the last test it was given until it has the next (it must
+            know what follows to tear down), so xdist hands a worker that starts a unit a
+            second one at once. Behind a long unit that second one would be the next long
+            unit, waiting there while other workers go idle: it gets the last (quickest)
+            unit of the queue instead, and the next long one goes to whoever asks first."""
+            busy = any(
+                SLOW_UNITS.get(scope, 0.0) >= SLOW_AT and not all(tests.values())
+                for scope, tests in self.assigned_work.get(node, {}).items()
+            )
+            if busy and len(self.workqueue) > 1:
+                # xdist takes the head of the queue; the tail (short units) goes first.
+                self.workqueue.move_to_end(next(reversed(self.workqueue)), last=False)
+            super()._assign_work_unit(node)
+
     config.add_cleanup(lambda: path.unlink(missing_ok=True))
     return UnitScheduling(config, log)
 
@@ -154,11 +189,10 @@ def local_cluster(
     yield from run_local_cluster(request, tmp_path_factory, "local-cluster")
 
 
-def run_local_cluster(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str
-) -> Iterator[LocalCluster]:
-    """Start a local control plane in a temporary folder called ``name``, yield it, stop it."""
-    from agentmedic_sandbox.cluster import LocalCluster, k8s_bin_dir, missing_binaries
+def require_control_plane_binaries() -> None:
+    """Skip when the local control plane's binaries are not built; fail instead under
+    ``AGENTMEDIC_REQUIRE_K8S=1`` (``make test``), saying how to build them."""
+    from agentmedic_sandbox.cluster import k8s_bin_dir, missing_binaries
 
     missing = missing_binaries()
     if missing:
@@ -169,7 +203,14 @@ def run_local_cluster(
         if os.environ.get("AGENTMEDIC_REQUIRE_K8S") == "1":
             pytest.fail(f"AGENTMEDIC_REQUIRE_K8S=1 and {reason}", pytrace=False)
         pytest.skip(reason)
-    from agentmedic_sandbox.cluster import ClusterStartError
+
+
+def run_local_cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str
+) -> Iterator[LocalCluster]:
+    """Start a local control plane in a temporary folder called ``name``, yield it, stop it."""
+    require_control_plane_binaries()
+    from agentmedic_sandbox.cluster import ClusterStartError, LocalCluster
 
     # Its ports are probed free and then bound by the child processes; on a busy machine
     # (parallel workers, other runs) another process can take one in between. That, and

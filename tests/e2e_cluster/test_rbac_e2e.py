@@ -11,8 +11,8 @@ install with ``readClusterKinds`` also has finance's team ceiling (a ClusterAgen
 its StageReached Event must reach the namespace default, through the Role the chart puts
 there and nothing wider.
 
-Each scenario gets its own control plane (the sandbox world uses fixed namespaces); the
-session's ``local_cluster`` only decides whether the binaries are there.
+Each scenario gets its own control plane (the sandbox world uses fixed namespaces), so these
+tests do not start the suite's shared ``local_cluster``; they only need its binaries.
 """
 
 from __future__ import annotations
@@ -32,9 +32,12 @@ from agentmedic.actions.record import DISABLED, RESTORE_REQUEST
 from agentmedic_sandbox.cluster import LocalCluster
 from agentmedic_sandbox.world import World, demo_scenario
 from tests.chart.support import NAMESPACE, render_values
+from tests.conftest import require_control_plane_binaries
 from tests.e2e_cluster.conftest import eventually
 
-pytestmark = [pytest.mark.e2e_cluster, pytest.mark.prometheus]
+# Each test starts its own control plane and world (no module fixture): in a parallel run
+# each is a scheduling unit of its own.
+pytestmark = [pytest.mark.e2e_cluster, pytest.mark.prometheus, pytest.mark.schedule_alone]
 
 AGENTS = "agents"
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
@@ -121,17 +124,15 @@ VALUES = {
 
 
 @pytest.fixture(params=sorted(VALUES))
-def granted(
-    request: pytest.FixtureRequest, local_cluster: LocalCluster, tmp_path: Path
-) -> Iterator[Run]:
+def granted(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Run]:
+    require_control_plane_binaries()
     team = request.param == "namespaced-cluster-kinds"
     yield from _run(tmp_path, VALUES[request.param], drop_jobs_rule=False, team_budget=team)
 
 
 @pytest.fixture(params=["cluster-wide", "namespaced"])
-def without_jobs_rule(
-    request: pytest.FixtureRequest, local_cluster: LocalCluster, tmp_path: Path
-) -> Iterator[Run]:
+def without_jobs_rule(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Run]:
+    require_control_plane_binaries()
     values = CLUSTER_WIDE if request.param == "cluster-wide" else NAMESPACED
     yield from _run(tmp_path, values, drop_jobs_rule=True)
 

@@ -12,8 +12,10 @@ import pytest
 
 from tests.unit.test_benches import figures, run_bench
 
+# Each bench runs on its own servers: in a parallel run each test is a unit of its own.
 pytestmark = [
     pytest.mark.prometheus,
+    pytest.mark.schedule_alone,
     pytest.mark.skipif(
         shutil.which("promtool") is None and not Path("/usr/bin/promtool").exists(),
         reason="needs prometheus and promtool (make deps)",

@@ -505,6 +505,7 @@ CELLS = [Cell(sig, point) for point in POINTS for sig in (signal.SIGTERM, signal
 ]
 
 
+@pytest.mark.schedule_alone  # its own servers per cell; the longest test of the module
 def test_every_cell_of_the_failover_matrix_pages_once_and_resolves_once(
     tmp_path: Path,
 ) -> None:
