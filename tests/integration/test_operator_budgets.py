@@ -40,7 +40,7 @@ from tests.integration.kube_servers import (
     operator_configuration,
     wait_for,
 )
-from tests.integration.operator_support import in_loop_operator
+from tests.integration.operator_support import NO_PROMETHEUS, in_loop_operator
 
 pytestmark = pytest.mark.prometheus
 
@@ -223,10 +223,11 @@ async def start(
     prometheus: PrometheusServer,
     *policies: dict[str, Any],
     clock: Clock | None = None,
+    prometheus_url: str | None = None,
 ) -> Running:
     op = in_loop_operator(
         operator_configuration(api),
-        prometheus_url=prometheus.url,
+        prometheus_url=prometheus_url or prometheus.url,
         clock=clock or Clock(),
         spend_refresh_seconds=0,
         lease_namespace=NS_A,
@@ -658,6 +659,75 @@ async def test_a_restart_keeps_a_rolling_stage_held_at_95_percent(
         told = receivers.accepted(ReceiverKind.SLACK)
         assert len(told) == 1, [r.body for r in told]
         assert "stage cheaper reached" in told[0].body.decode()
+
+
+async def test_a_budget_whose_spend_cannot_be_read_says_so_and_keeps_what_it_holds(
+    team: KubeServer, prometheus: PrometheusServer
+) -> None:
+    """An operator that starts while Prometheus is down evaluates no budget: a budget it
+    never evaluated says why it has no figure (Ready False, MetricsAvailable False), and
+    one an earlier replica evaluated keeps its figures and held stages in status, so that
+    the next evaluation with spend neither releases the stage nor reaches it again."""
+    api = team
+    pa, pb = policy(NS_A), policy(NS_B)
+    api.create(pa)
+    api.create(pb)
+    api.create(
+        team_budget(
+            "team-held", [{"name": "cheaper", "response": "downgrade"}], period="24h", limitUSD=430
+        )
+    )
+    clock = Clock()
+    run = await start(api, prometheus, pa, pb, clock=clock)
+    try:
+        await run.evaluate_budgets()
+        await run.op.run_cycle(INTERVAL)
+        clock.now += INTERVAL
+        await run.op.run_cycle(INTERVAL)  # the records are observed
+    finally:
+        await run.op.stop()
+    before = run.status("team-held")
+    assert before["stage"] == "cheaper", before
+    assert before["heldStages"] == [{"stages": ["cheaper"]}]
+    downgraded = _models(api)
+    assert {m for m, _ in downgraded.values()} == {"gpt-4o-mini"}, downgraded
+
+    api.create(team_budget("team", [{"name": "warn", "atPercent": 80}]))
+    clock.now += INTERVAL
+    run = await start(api, prometheus, pa, pb, clock=clock, prometheus_url=NO_PROMETHEUS)
+    try:
+        await run.evaluate_budgets()
+        await run.op.run_cycle(INTERVAL)
+        fresh = run.status("team")
+        conditions = {c["type"]: c for c in fresh["conditions"]}
+        assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == (
+            "False",
+            "NotEvaluated",
+        )
+        available = conditions["MetricsAvailable"]
+        assert (available["status"], available["reason"]) == ("False", "MetricsUnavailable")
+        assert available["message"], "the backend's error is named"
+        assert "spendUSD" not in fresh, fresh
+        assert "stage" not in fresh, fresh
+        held = run.status("team-held")
+        assert {k: held[k] for k in ("stage", "heldStages", "spendUSD")} == {
+            k: before[k] for k in ("stage", "heldStages", "spendUSD")
+        }
+        assert {c["type"]: c["status"] for c in held["conditions"]}["MetricsAvailable"] == "False"
+        assert _models(api) == downgraded, "nothing undone on a backend's fault"
+    finally:
+        await run.op.stop()
+
+    run = await start(api, prometheus, pa, pb, clock=clock)
+    try:
+        await run.evaluate_budgets()
+        after = run.status("team-held")
+        assert after["stage"] == "cheaper", after
+        assert {c["type"]: c["status"] for c in after["conditions"]}["Ready"] == "True"
+        assert {c["type"]: c["status"] for c in run.status("team")["conditions"]}["Ready"] == "True"
+    finally:
+        await run.op.stop()
+    assert _models(api) == downgraded
 
 
 def _events(api: KubeServer, namespace: str, obj: dict[str, Any]) -> list[tuple[str, str]]:

@@ -70,6 +70,7 @@ from agentmedic.operator.budget_status import (
     price_list_status,
     status_due,
     status_patch,
+    unread_status,
     wire,
 )
 from agentmedic.operator.budget_watch import ResourceWatch, budget_paths, namespaces_path
@@ -319,6 +320,8 @@ class BudgetService:
             entry.evaluated_at = now
         ev = entry.evaluation
         if ev is None:
+            if error is not None:  # nothing was ever evaluated: say why there is no figure
+                await self._write(entry, unread_status(entry, error, now), now)
             return None
         status = build_status(
             entry,

@@ -42,6 +42,7 @@ __all__ = [
     "price_list_status",
     "status_due",
     "status_patch",
+    "unread_status",
     "wire",
 ]
 
@@ -239,6 +240,41 @@ def not_ready_status(entry: BudgetEntry, reason: str, message: str, now: datetim
         generation=entry.generation,
     )
     return BudgetStatus(observed_generation=entry.generation, conditions=conditions)
+
+
+def unread_status(entry: BudgetEntry, metrics_error: str, now: datetime) -> dict[str, Any]:
+    """The status of a budget not evaluated because its spend could not be read (its first
+    evaluation, or the first since this replica became leader, met a backend's fault):
+    Ready False and MetricsAvailable False with the backend's error, so that finance sees
+    why there is no new figure. Everything else in status is kept as the API server shows
+    it: the figures of an earlier evaluation, and the held stages a restart must not
+    release."""
+    prior = _prior(entry)
+    conditions = list(prior.conditions) if prior is not None else []
+    for type_, reason, message in (
+        (
+            READY,
+            "NotEvaluated",
+            "spend could not be read; nothing this budget started is undone and nothing new "
+            "is acted on until it is (figures shown, if any, are from an earlier evaluation)",
+        ),
+        (METRICS_AVAILABLE, "MetricsUnavailable", metrics_error),
+    ):
+        conditions = set_condition(
+            conditions,
+            type_,
+            ConditionStatus.FALSE,
+            reason,
+            message,
+            now=now,
+            generation=entry.generation,
+        )
+    said = wire(BudgetStatus(observed_generation=entry.generation, conditions=conditions))
+    return {
+        **(entry.status or {}),
+        "observedGeneration": said["observedGeneration"],
+        "conditions": said["conditions"],
+    }
 
 
 def price_list_status(
