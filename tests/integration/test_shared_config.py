@@ -212,9 +212,16 @@ class Running:
     default: TenantProxy
 
     async def cycle(self) -> None:
+        """One cycle, then what a real interval gives time for: its deliveries, and the
+        sweep of the shared objects each cycle starts (it writes their usedBy)."""
+        sweeps = self.op.shared.sweeps
         await self.op.run_cycle(INTERVAL)
         while self.op.parts.deliveries.tasks:
             await asyncio.wait(set(self.op.parts.deliveries.tasks))
+        for _ in range(500):
+            if self.op.shared.sweeps > sweeps:
+                break
+            await asyncio.sleep(0.01)
         self.clock.now += INTERVAL
 
 

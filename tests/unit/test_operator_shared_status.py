@@ -67,3 +67,22 @@ async def test_a_change_or_someone_elses_write_is_written() -> None:
     # what it holds is compared, and the Ready condition is put back.
     await w.ready(shared("42", {"conditions": []}), True, "Resolved", "ok", ["a1", "a2"])
     assert len(kube.patches) == 3
+
+
+async def test_two_quick_writes_delivered_late_get_no_third() -> None:
+    """Users change twice before the watch delivers either write: when it then delivers the
+    first, that version is older than the operator's last write, which says what is
+    wanted; the same is not written back."""
+    w, kube = writer()
+    await w.ready(shared("10"), True, "Resolved", "ok", ["a1"])  # 10 -> 11
+    await w.ready(shared("10"), True, "Resolved", "ok", ["a1", "a2"])  # 10 -> 12
+    assert len(kube.patches) == 2
+    first = shared("11", kube.patches[0]["status"])  # the watch delivers the first write
+    await w.ready(first, True, "Resolved", "ok", ["a1", "a2"])
+    assert len(kube.patches) == 2
+    second = shared("12", kube.patches[1]["status"])
+    await w.ready(second, True, "Resolved", "ok", ["a1", "a2"])
+    assert len(kube.patches) == 2
+    # A version after the operator's writes that says something else is written over.
+    await w.ready(shared("13", {"conditions": []}), True, "Resolved", "ok", ["a1", "a2"])
+    assert len(kube.patches) == 3

@@ -22,6 +22,9 @@ __all__ = ["SharedStatusWriter"]
 
 log = logging.getLogger(__name__)
 
+_VERSIONS_KEPT = 16
+"""resourceVersions remembered per object (see ``SharedStatusWriter._wrote``)."""
+
 
 class SharedStatusWriter:
     """Writes ``status.conditions[Ready]`` of shared objects when it changes."""
@@ -34,11 +37,13 @@ class SharedStatusWriter:
         self._leading = leading
         self.writes = 0
         """Status PATCHes sent (for tests)."""
-        self._wrote: dict[tuple[str, str, str], tuple[tuple[object, ...], frozenset[str]]] = {}
-        """Per object, what was last written and the resourceVersions that show it: the
-        one it was written over (the watch has not delivered the write yet) and the one
-        the write made. A cache that lags behind the operator's own write is no reason to
-        write the same again; any other version is compared by what it holds."""
+        self._wrote: dict[tuple[str, str, str], tuple[tuple[object, ...], tuple[str, ...]]] = {}
+        """Per object, what was last written, and the resourceVersions no newer than that
+        write: the one it made, and every one this writer wrote over or made before it (the
+        last :data:`_VERSIONS_KEPT`). A cache that shows one of them lags behind the
+        operator's own last write, which says what is wanted: no reason to write it again
+        (nor to write back and forth while the watch delivers two quick writes one after
+        the other). Any other version is compared by what it holds."""
 
     async def ready(
         self,
@@ -102,7 +107,10 @@ class SharedStatusWriter:
             )
             self.writes += 1
             after = str(((written or {}).get("metadata") or {}).get("resourceVersion", ""))
-            self._wrote[key] = (said, frozenset({obj.resource_version, after} - {""}))
+            older = last[1] if last is not None else ()
+            versions = (*older, obj.resource_version, after)
+            kept = tuple(dict.fromkeys(v for v in versions if v))[-_VERSIONS_KEPT:]
+            self._wrote[key] = (said, kept)
         except KubeError as exc:
             log.warning("cannot write the status of %s %s: %s", obj.kind, obj.name, exc)
 
