@@ -32,6 +32,7 @@ SERVER_IDS = ("emulated", "real")
 both is two scheduling units, one per server, so the two halves can run side by side."""
 
 _E2E = "tests/integration/test_operator_e2e.py"
+_E2E_CLUSTER = "tests/e2e_cluster"
 _SIGKILL = "test_sigkill_at_random_points_never_repeats_or_loses_an_action"
 _STEADY = "test_steady_state_costs_no_api_writes"
 _RBAC = "tests/e2e_cluster/test_rbac_e2e.py"
@@ -55,7 +56,8 @@ SLOW_UNITS: dict[str, float] = {
     f"{_FAILOVER}": 46,
     f"{_E2E}:emulated:{_STEADY}": 40,
     "tests/integration/test_notify_alertmanager.py": 53,
-    "tests/e2e_cluster/test_controllers_e2e.py": 43,
+    f"{_E2E_CLUSTER}:1": 70,
+    f"{_E2E_CLUSTER}:2": 75,
     "tests/integration/test_actions_threads.py:real": 35,
     f"{_BENCHES}:test_a_tiny_operator_run_prints_its_figures": 34,
     "tests/unit/test_benches.py": 31,
@@ -88,9 +90,27 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+E2E_CLUSTER_UNITS = {
+    f"{_E2E_CLUSTER}/test_controllers_e2e.py": f"{_E2E_CLUSTER}:1",
+    f"{_E2E_CLUSTER}/test_crd_on_the_api_server.py": f"{_E2E_CLUSTER}:1",
+    f"{_E2E_CLUSTER}/test_rbac_split.py": f"{_E2E_CLUSTER}:1",
+    f"{_E2E_CLUSTER}/test_local_cluster.py": f"{_E2E_CLUSTER}:2",
+    f"{_E2E_CLUSTER}/test_actions_e2e.py": f"{_E2E_CLUSTER}:2",
+    f"{_E2E_CLUSTER}/test_shared_kinds_on_the_api_server.py": f"{_E2E_CLUSTER}:2",
+}
+"""The modules of tests/e2e_cluster that share its session control plane, in two units of
+about 70 s each: a worker that runs any of them starts that control plane (some 4 s of CPU,
+then 2 % of a core while it idles), so spread over six workers they cost six of them. The
+RBAC scenarios start their own and are units of their own."""
+
+
 def scheduling_unit(item: pytest.Item) -> str:
-    """The scheduling unit of ``item``: its module, per API server, or the test alone."""
-    unit = item.nodeid.split("::", 1)[0]
+    """The scheduling unit of ``item``: its module (or its group in
+    :data:`E2E_CLUSTER_UNITS`), per API server, or the test alone."""
+    module = item.nodeid.split("::", 1)[0]
+    unit = module
+    if item.get_closest_marker("schedule_alone") is None:
+        unit = E2E_CLUSTER_UNITS.get(module, module)
     callspec = getattr(item, "callspec", None)
     if callspec is not None:
         servers = [v for v in callspec.params.values() if isinstance(v, str) and v in SERVER_IDS]
