@@ -315,3 +315,52 @@ async def test_a_kind_the_api_server_does_not_serve_says_so() -> None:
     assert isinstance(problem, RefProblem)
     assert problem.reason == "MetricsBackendRefNotFound"
     assert "does not serve MetricsBackend (its CRD is not installed)" in problem.message
+
+
+class RecordingStatus:
+    def __init__(self) -> None:
+        self.written: list[tuple[str, bool, tuple[str, ...]]] = []
+        self.writes = 0
+
+    async def ready(
+        self, obj: SharedObject, ready: bool, reason: str, message: str, used_by: Any = ()
+    ) -> None:
+        self.written.append((obj.name, ready, tuple(used_by)))
+
+
+async def test_a_cycles_flush_writes_who_names_the_object_now_not_what_a_sweep_found() -> None:
+    from agentmedic.operator.shared_sweep import SharedSweep
+
+    cache = FakeCache()
+    cache.add("MetricsBackend", "team", "mimir", BACKEND)
+    status = RecordingStatus()
+    refs = RefResolver(
+        cache,  # type: ignore[arg-type]
+        FakeExecutor({("team", "mimir", "token"): TOKEN}),  # type: ignore[arg-type]
+        DefaultBackend(),
+        operator_namespace=OPERATOR_NS,
+        max_response_bytes=1 << 20,
+        status=status,  # type: ignore[arg-type]
+    )
+    users: dict[tuple[str, str, str], list[str]] = {}
+    finds: list[int] = []
+
+    def current() -> dict[tuple[str, str, str], list[str]]:
+        finds.append(1)
+        return users
+
+    sweep = SharedSweep(refs, current, lambda: True)
+    assert sweep.users() == {}  # an earlier sweep found nobody naming it
+    # A policy naming it is registered (which pokes the sweep); its first cycle resolves
+    # the backend before the sweep runs again.
+    users[("MetricsBackend", "team", "mimir")] = ["AgentPolicy team/p2", "AgentPolicy team/p1"]
+    sweep.poke()
+    wanted = spec(metricsBackendRef={"name": "mimir"})
+    assert isinstance(await refs.route(wanted, "team"), Route)
+    assert status.written == [("mimir", True, ("AgentPolicy team/p1", "AgentPolicy team/p2"))]
+    # A second policy's cycle in the same round finds them without asking again.
+    asked = len(finds)
+    cache.add("MetricsBackend", "team", "mimir", BACKEND, rv="2")
+    assert isinstance(await refs.route(wanted, "team"), Route)
+    assert len(finds) == asked
+    assert status.written[-1][2] == ("AgentPolicy team/p1", "AgentPolicy team/p2")

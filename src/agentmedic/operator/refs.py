@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,8 +154,10 @@ class RefResolver:
         self._observed: dict[ObjectKey, tuple[Cached, bool, str, str]] = {}
         """What was found of each object since the last flush (Ready, reason, message)."""
         self._flushing = asyncio.Lock()
-        self._users: dict[ObjectKey, tuple[str, ...]] = {}
-        """Who refers to each object, as the last sweep found."""
+        self.users: Callable[[], Mapping[ObjectKey, Sequence[str]]] = dict
+        """Who refers to each object now (the policies and budgets naming it), asked at
+        each flush: a cycle's flush writes the same usedBy as the sweep that follows it,
+        not what an earlier sweep found before a policy was registered."""
         self._checked: dict[ObjectKey, tuple[str, float, tuple[bool, str, str]]] = {}
         """A channel's Secrets last checked: (resourceVersion, when, what was found)."""
         self._executor = executor
@@ -257,17 +259,17 @@ class RefResolver:
         # when another (a sweep's, a cycle's) took them while it waited.
         async with self._flushing:
             observed, self._observed = self._observed, {}
-            if self._status is None:
+            if self._status is None or not observed:
                 return
+            users = self.users()
             for key, (obj, ready, reason, message) in observed.items():
-                await self._status.ready(obj, ready, reason, message, self._users.get(key, ()))
+                await self._status.ready(obj, ready, reason, message, users.get(key, ()))
 
-    async def sweep(self, users: Mapping[ObjectKey, Iterable[str]]) -> None:
+    async def sweep(self) -> None:
         """Check every object watched, referred to or not, and write what was found with
-        ``users`` (the policies and budgets naming each) to its status, when it changed: a
-        backend as a policy's cycle resolves it (a client built, so both agree), a channel
-        by its spec and whether the Secrets it names can be read."""
-        self._users = {key: tuple(sorted(set(names))) for key, names in users.items()}
+        its users (:attr:`users`) to its status, when it changed: a backend as a policy's
+        cycle resolves it (a client built, so both agree), a channel by its spec and
+        whether the Secrets it names can be read."""
         for obj in self.cache.objects():
             parsed = self._parse(obj)
             if isinstance(parsed, str):

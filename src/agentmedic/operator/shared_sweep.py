@@ -73,13 +73,25 @@ class SharedSweep:
         self._users = users
         self._leading = leading
         self._every = every_seconds
+        self._known: dict[ObjectKey, tuple[str, ...]] | None = None
+        """Who names each object, until the next :meth:`poke` (every change of who names
+        what pokes)."""
+        refs.users = self.users
         self.wake = asyncio.Event()
         self.sweeps = 0
         """Sweeps run (for tests)."""
 
     def poke(self) -> None:
-        """Sweep soon."""
+        """Sweep soon (and find the users again)."""
+        self._known = None
         self.wake.set()
+
+    def users(self) -> Mapping[ObjectKey, tuple[str, ...]]:
+        """Who names each shared object, found once per poke: once per cycle, not once
+        per policy."""
+        if self._known is None:
+            self._known = {k: tuple(sorted(set(v))) for k, v in self._users().items()}
+        return self._known
 
     async def loop(self) -> None:
         while True:
@@ -99,5 +111,6 @@ class SharedSweep:
 
     async def run(self) -> None:
         """One sweep."""
-        await self._refs.sweep(self._users())
+        self._known = None  # the periodic sweep finds them again too
+        await self._refs.sweep()
         self.sweeps += 1
