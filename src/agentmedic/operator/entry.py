@@ -17,7 +17,7 @@ from typing import Any
 
 from agentmedic.actions import PolicyRef
 from agentmedic.api.types import GROUP, AgentPolicy, AgentPolicySpec, AgentPolicyStatus
-from agentmedic.engine import Notification, PolicyState
+from agentmedic.engine import AgentId, Notification, PolicyState
 from agentmedic.operator.persistence import NOTIFICATIONS_ANNOTATION, Snapshot
 
 __all__ = [
@@ -71,6 +71,13 @@ class PolicyEntry:
     """This cycle's notifications, sent once the state that announces them is stored."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Serialises this policy's writes of its annotations (the cycle and its sends)."""
+    agent_writes: dict[AgentId, tuple[str | None, dict[str, Any] | None]] = field(
+        default_factory=dict
+    )
+    """This replica's writes of agents' state in a cycle whose policy state was not stored:
+    per agent, the annotation it replaced and what it wrote. The cycle after rebuilds the
+    engine's memory from the workload cache, which may not show them yet (see
+    :func:`~agentmedic.operator.memory.rebuild_state`)."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -111,6 +118,7 @@ class PolicyEntry:
         self.snapshot, self.fresh, self.outbox = old.snapshot, old.fresh, old.outbox
         self.spend_written_at = old.spend_written_at
         self.lock = old.lock
+        self.agent_writes = old.agent_writes
 
 
 def parse_status(raw: Any) -> AgentPolicyStatus | None:

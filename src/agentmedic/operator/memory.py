@@ -112,6 +112,7 @@ class Memory:
             return
         prior = entry.state or PolicyState()
         entry.state = state
+        entry.agent_writes = {}
         await self._agent_states(entry, state, prior, agents)
         due, entry.due = entry.due, []
         async with entry.lock:
@@ -123,6 +124,7 @@ class Memory:
             if ids:
                 wanted[NOTIFICATIONS_ANNOTATION] = self._deliveries.notes(entry)
             if not wanted:
+                entry.agent_writes = {}  # the memory in hand is the one to go on with
                 return
             if not await self._writer.annotations(entry, wanted):
                 # Not stored, so not sent: the next cycle decides again from what the API
@@ -132,6 +134,7 @@ class Memory:
                 entry.fresh = False
                 return
             entry.stored_policy_state = policy_part
+            entry.agent_writes = {}
         if ids:
             self._deliveries.spawn(self._deliveries.send(entry, ids, channels))
 
@@ -150,7 +153,7 @@ class Memory:
             agent_state = state.agents.get(agent)
             payload = None if agent_state is None or agent_state.empty else agent_state.to_dict()
             try:
-                await asyncio.to_thread(
+                wrote = await asyncio.to_thread(
                     self._executor.write_agent_state,
                     ref,
                     entry.name,
@@ -159,10 +162,27 @@ class Memory:
                 )
             except ActionError as exc:
                 log.warning("cannot store state on %s: %s", ref, exc)
+                continue
+            if wrote:
+                entry.agent_writes[agent] = (w.annotations.get(rec.state_key(entry.name)), payload)
 
 
 def rebuild_state(entry: PolicyEntry, agents: Mapping[AgentId, CachedWorkload]) -> PolicyState:
-    """The engine's memory after a restart: the policy's annotation plus each workload's."""
+    """The engine's memory after a restart, or after a cycle whose policy state was not
+    stored: the policy's annotation plus each workload's.
+
+    A workload whose cache still shows the state this replica replaced in that cycle
+    (the watch has not delivered the write yet) is read as what was written: otherwise,
+    for one interval, the engine would go on from the state before, with a re-apply's
+    backoff one behind. Any other value (a newer write, a person's) is read as it is.
+    """
     key = rec.state_key(entry.name)
-    parts = {a: v for a, w in agents.items() if (v := loads(w.annotations.get(key))) is not None}
+    own, entry.agent_writes = entry.agent_writes, {}
+    parts = {}
+    for agent, w in agents.items():
+        raw = w.annotations.get(key)
+        mine = own.get(agent)
+        value = mine[1] if mine is not None and raw == mine[0] else loads(raw)
+        if value is not None:
+            parts[agent] = value
     return PolicyState.from_parts(entry.stored_policy_state, parts)
