@@ -213,23 +213,49 @@ async def test_the_same_query_text_is_encoded_once_and_sent_the_same_every_cycle
     async with PrometheusBackend(config, transport=httpx.MockTransport(answer)) as backend:
         for _ in range(3):
             await fetch_samples(backend, {KEY: many}, AT)
-        assert len(backend._encoded) == 1
+        assert len(backend._fragments) == 1  # the agent matcher, encoded once
     assert len(bodies) == 3
     assert bodies[0] == bodies[1] == bodies[2]
     assert b"agent-499" in bodies[0]
 
 
-async def test_encoded_queries_are_kept_within_their_byte_bound(
+async def test_encoded_matchers_are_kept_within_their_byte_bound(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from agentmedic.metrics import prometheus
 
-    monkeypatch.setattr(prometheus, "_ENCODED_BYTES", 3000)
+    monkeypatch.setattr(prometheus, "_FRAGMENT_BYTES", 3000)
     transport = httpx.MockTransport(lambda _request: httpx.Response(200, json=vector()))
     config = BackendConfig(url="http://prom.example:9090")
     async with PrometheusBackend(config, transport=transport) as backend:
         for i in range(5):
-            await backend.query("x" * 1000 + str(i), AT)
-        kept = list(backend._encoded)
-        assert kept == ["x" * 1000 + "3", "x" * 1000 + "4"]
-        assert backend._encoded_bytes == sum(len(v) for v in backend._encoded.values())
+            await backend.query(f'x{{agent=~"{"a" * 1100}{i}"}}', AT)
+        kept = list(backend._fragments)
+        assert kept == [f'"{"a" * 1100}3"', f'"{"a" * 1100}4"']
+        assert backend._fragment_bytes == sum(len(v) for v in backend._fragments.values())
+
+
+async def test_a_window_that_moves_every_cycle_leaves_nothing_behind() -> None:
+    """A calendar budget's spend so far: a new window, so a new query text, every cycle.
+    What is kept for the next cycle (the agents' matcher, rendered and encoded) stays one
+    per agent set; the texts themselves are not kept."""
+    from agentmedic.metrics import batch
+
+    sent: list[bytes] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.content)
+        return httpx.Response(200, json=vector())
+
+    many = frozenset(AgentId("prod", f"agent-{i}") for i in range(500))
+    config = BackendConfig(url="http://prom.example:9090")
+    async with PrometheusBackend(config, transport=httpx.MockTransport(answer)) as backend:
+        for minutes in range(1, 41):
+            key = SeriesKey("cost_usd", None, timedelta(minutes=minutes))
+            await fetch_samples(backend, {key: many}, AT)
+        assert len(backend._fragments) == 1
+    scope = batch._SCOPES.get(many)
+    assert len(scope.matchers) == 1
+    assert len(sent) == 40
+    assert len(set(sent)) == 40  # each cycle's window was sent
+    assert all(b"agent-499" in body for body in sent)

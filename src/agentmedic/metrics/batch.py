@@ -144,20 +144,37 @@ def build_query(
 
 
 def _render_query(
-    key: SeriesKey, agents: list[AgentId], catalog: Catalog, namespace_label: str | None
+    key: SeriesKey,
+    agents: list[AgentId],
+    catalog: Catalog,
+    namespace_label: str | None,
+    matchers: dict[tuple[str, str | None, bool], str] | None = None,
 ) -> str:
+    """The query of ``key`` for ``agents``; ``matchers`` keeps their label matchers (the
+    costly part: some 350 KiB of text at 10,000 agents) for the next query of the same
+    agents."""
     label = key.agent_label
     ns_label = _ns_label(label, namespace_label)
+    memo = {} if matchers is None else matchers
     try:
-        matcher = promql.agent_matcher(label, (a.name for a in agents))
+        slot: tuple[str, str | None, bool]
         if key.metric is not None:
+            slot = (label, None, False)
+            matcher = memo.get(slot)
+            if matcher is None:
+                matcher = memo[slot] = promql.agent_matcher(label, (a.name for a in agents))
             by = label if ns_label is None else f"{label}, {ns_label}"
             return catalog.render(
                 key.metric, window=key.window, agents=matcher, agent_label=label, by=by
             )
         if key.query is None:
             raise ValueError("the series key has neither metric nor query")
-        scope = promql.scope_matcher(label, ((a.namespace, a.name) for a in agents), ns_label)
+        slot = (label, ns_label, True)
+        scope = memo.get(slot)
+        if scope is None:
+            scope = memo[slot] = promql.scope_matcher(
+                label, ((a.namespace, a.name) for a in agents), ns_label
+            )
         return promql.substitute(
             key.query,
             {"window": promql.duration(key.window), "agents": scope, "agent_label": label},
@@ -338,7 +355,7 @@ class _Scope:
     """What only changes with an agent set: its queries and its names found in several
     namespaces. One per distinct set, shared by every key that needs that set."""
 
-    __slots__ = ("_shared_names", "agents", "names", "namespace", "order", "queries")
+    __slots__ = ("_shared_names", "agents", "matchers", "names", "namespace", "order")
 
     def __init__(self, agents: frozenset[AgentId]) -> None:
         self.agents = agents
@@ -348,7 +365,11 @@ class _Scope:
         namespaces = {a.namespace for a in self.order}
         self.namespace = namespaces.pop() if len(namespaces) == 1 else None
         """The namespace of every agent of the set, if they share one."""
-        self.queries: dict[tuple[SeriesKey, str | None, int], tuple[Catalog, str]] = {}
+        self.matchers: dict[tuple[str, str | None, bool], str] = {}
+        """The set's label matchers, per (agent label, namespace label, raw query): a few
+        per set, whatever the queries. The queries themselves are not kept: a key whose
+        window moves every cycle (a calendar budget's spend so far) would leave one more
+        text of the size of the matcher behind each cycle."""
         self._shared_names: frozenset[str] | None = None
 
     @property
@@ -362,21 +383,15 @@ class _Scope:
         return self._shared_names
 
     def query(self, key: SeriesKey, catalog: Catalog, namespace_label: str | None) -> str:
-        """``build_query`` for this set, rendered once per (key, catalog, namespace label)."""
-        slot = (key, namespace_label, id(catalog))
-        cached = self.queries.get(slot)
-        if cached is not None and cached[0] is catalog:
-            return cached[1]
-        text = _render_query(key, list(self.agents), catalog, namespace_label)
-        self.queries[slot] = (catalog, text)
-        return text
+        """``build_query`` for this set, its matchers built once."""
+        return _render_query(key, self.order, catalog, namespace_label, self.matchers)
 
 
 class _Scopes:
     """The recently used agent sets, least recently used dropped first; bounded by the
     number of sets and by the agents they hold together."""
 
-    def __init__(self, max_sets: int = 128, max_agents: int = 200_000) -> None:
+    def __init__(self, max_sets: int = 128, max_agents: int = 100_000) -> None:
         self._sets: OrderedDict[frozenset[AgentId], _Scope] = OrderedDict()
         self._agents = 0
         self.max_sets = max_sets

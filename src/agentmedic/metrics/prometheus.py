@@ -65,10 +65,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _REDACTED = "<redacted>"
-_ENCODED_QUERIES = 64
-"""Encoded query texts kept (one per distinct query of recent cycles)..."""
-_ENCODED_BYTES = 16 * 1024 * 1024
-"""... and at most this many bytes of them (a 10,000-agent query is some 400 KB encoded)."""
+_FRAGMENTS = 64
+"""Encoded agent matchers kept (a few per distinct agent set of recent cycles)..."""
+_FRAGMENT_BYTES = 8 * 1024 * 1024
+"""... and at most this many bytes of them (10,000 agents' matcher is some 400 KB encoded)."""
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 _LONG_STRING = re.compile(r'("[^"\\]{1024,}")')
 """A quoted string of 1 KiB or more, with no escapes in it: an agent matcher."""
@@ -88,10 +88,9 @@ class PrometheusBackend:
     ) -> None:
         self.config = config
         self._token_cache: tuple[float, str] | None = None
-        self._encoded: OrderedDict[str, bytes] = OrderedDict()
-        self._encoded_bytes = 0
         self._fragments: OrderedDict[str, bytes] = OrderedDict()
         """Long quoted strings of queries, URL-encoded (see :meth:`_quote`)."""
+        self._fragment_bytes = 0
         url = httpx.URL(config.url)
         # Messages name the host only: the path may carry a tenant (VictoriaMetrics'
         # /select/<tenant>/prometheus) and nothing in a message should identify one.
@@ -271,21 +270,11 @@ class PrometheusBackend:
         return self._unavailable(UnavailableReason.INVALID_RESPONSE, f"{where}: {exc}")
 
     def _encode(self, promql: str) -> bytes:
-        """``query=...`` URL-encoded, kept while the same text returns: encoding the 350 KiB
-        query of 10,000 agents costs more than decoding its answer."""
-        encoded = self._encoded.get(promql)
-        if encoded is not None:
-            self._encoded.move_to_end(promql)
-            return encoded
-        encoded = b"query=" + self._quote(promql)
-        self._encoded[promql] = encoded
-        self._encoded_bytes += len(encoded)
-        while len(self._encoded) > 1 and (
-            len(self._encoded) > _ENCODED_QUERIES or self._encoded_bytes > _ENCODED_BYTES
-        ):
-            _, dropped = self._encoded.popitem(last=False)
-            self._encoded_bytes -= len(dropped)
-        return encoded
+        """``query=...`` URL-encoded; the agent matchers from :meth:`_quote`'s memo, since
+        encoding the 350 KiB matcher of 10,000 agents costs more than decoding an answer.
+        Whole texts are not kept: one whose window moves every cycle (a calendar budget's
+        spend so far) would leave a new one behind each cycle."""
+        return b"query=" + self._quote(promql)
 
     def _quote(self, promql: str) -> bytes:
         """URL-encoded, its long quoted strings (the agent matcher of 10,000 names) from
@@ -301,8 +290,12 @@ class PrometheusBackend:
             if done is None:
                 done = quote_plus(part).encode("ascii")
                 self._fragments[part] = done
-                while len(self._fragments) > _ENCODED_QUERIES:
-                    self._fragments.popitem(last=False)
+                self._fragment_bytes += len(done)
+                while len(self._fragments) > 1 and (
+                    len(self._fragments) > _FRAGMENTS or self._fragment_bytes > _FRAGMENT_BYTES
+                ):
+                    _, dropped = self._fragments.popitem(last=False)
+                    self._fragment_bytes -= len(dropped)
             else:
                 self._fragments.move_to_end(part)
             out.append(done)
