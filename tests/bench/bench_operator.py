@@ -1274,7 +1274,8 @@ def main() -> int:
             "agents": args.agents,
             "unselected": args.unselected,
             "policies": args.policies,
-            "interval": f"{args.interval}s" + (" x1-3 (varied)" if args.vary else ""),
+            "interval": ",".join(f"{i}s" for i in dict.fromkeys(intervals))
+            + (" x1-3 (varied)" if args.vary else ""),
             "cycles": args.cycles,
             "api": args.api,
         }

@@ -12,9 +12,9 @@ within ``deadline``, however slowly a server sends. Bodies are streamed and neve
 with its own reason (:mod:`agentmedic.metrics.failures`) and is not retried. Messages name
 the backend's host, never its URL or a header; credentials are scrubbed from them as well.
 
-The form body of a long query (10,000 agents make a query of some 350 KiB, sent by POST) is
-URL-encoded once and kept while the same query text comes back, cycle after cycle
-(:meth:`PrometheusBackend.query_agents`).
+The agent matcher of a long query (10,000 agents make a query of some 350 KiB, sent by
+POST) is URL-encoded once and kept while the same matcher comes back, cycle after cycle
+(:meth:`PrometheusBackend._quote`).
 """
 
 from __future__ import annotations
