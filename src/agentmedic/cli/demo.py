@@ -58,7 +58,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "demo",
         help="watch agentmedic heal a simulated fleet (no cluster needed)",
-        description="Start an embedded sandbox on loopback (an emulated Kubernetes API, a "
+        description="Start an embedded sandbox on loopback (a Kubernetes API: the local "
+        "control plane where `make k8s` has built it, else an in-process emulator; a "
         "simulated fleet instrumented with agentmedic.instrument, a real Prometheus, "
         "Slack/PagerDuty-shaped receivers) and the real operator with the example policies, "
         "time-compressed. Exits 0 when every expected remediation happened, 1 when one "
